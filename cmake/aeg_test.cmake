@@ -11,7 +11,9 @@ function(aeg_add_test name)
   if(ARG_GPU)
     list(APPEND labels gpu)
   endif()
-  gtest_discover_tests(${name}
-    PROPERTIES LABELS "${labels}" TIMEOUT 600
-    DISCOVERY_TIMEOUT 120)
+  set(props TIMEOUT 600)
+  if(labels)
+    list(APPEND props LABELS "${labels}")
+  endif()
+  gtest_discover_tests(${name} PROPERTIES ${props} DISCOVERY_TIMEOUT 120)
 endfunction()

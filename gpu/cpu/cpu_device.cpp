@@ -1,0 +1,134 @@
+#include "gpu/cpu/cpu_device.hpp"
+
+#include "coro/work.hpp"
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+namespace aeg::gpu {
+
+namespace {
+
+constexpr std::size_t alignment = 256;
+
+std::size_t round_up(std::size_t bytes) { return (bytes + alignment - 1) / alignment * alignment; }
+
+// A stream: one worker thread runs the queued items in order. A stream waiting on an event stalls
+// its worker, as a GPU stream stalls on cudaStreamWaitEvent; the serving path never waits here.
+class cpu_stream final : public stream {
+public:
+  cpu_stream() : worker_([this] { run(); }) {}
+
+  ~cpu_stream() override {
+    // Work already enqueued still runs, as on a GPU; then the worker exits.
+    queue_.enqueue(coro::work{});
+    worker_.join();
+  }
+
+  result<void> copy(void* dst, const void* src, std::size_t bytes, copy_kind) override {
+    if (bytes != 0 && (dst == nullptr || src == nullptr))
+      return fail(errc::invalid_argument, "copy of " + std::to_string(bytes) +
+                                              " bytes with a null pointer");
+    enqueue([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+    return {};
+  }
+
+  result<void> record(event& ev) override {
+    enqueue(ev.completer(ev.begin_record()));
+    return {};
+  }
+
+  result<void> wait(event& ev) override {
+    const auto gen = ev.recorded();
+    if (gen == 0)
+      return {};
+    enqueue(ev.staller(gen));
+    return {};
+  }
+
+  result<void> host_callback(std::function<void()> fn) override {
+    if (!fn)
+      return fail(errc::invalid_argument, "host_callback needs a function");
+    enqueue(std::move(fn));
+    return {};
+  }
+
+  backend_kind kind() const noexcept override { return backend_kind::cpu; }
+  void* native_handle() const noexcept override { return nullptr; }
+
+private:
+  template <class F>
+  void enqueue(F&& f) {
+    queue_.enqueue(coro::work{std::forward<F>(f)});
+  }
+
+  void run() {
+    for (;;) {
+      coro::work w;
+      queue_.wait_dequeue(w);
+      if (!w)
+        return;
+      w();
+    }
+  }
+
+  moodycamel::BlockingConcurrentQueue<coro::work> queue_;
+  std::thread worker_;
+};
+
+} // namespace
+
+cpu_device::cpu_device(int ordinal, std::size_t capacity_bytes)
+    : ordinal_(ordinal), capacity_(capacity_bytes) {}
+
+cpu_device::~cpu_device() = default;
+
+std::string cpu_device::name() const { return "cpu:" + std::to_string(ordinal_); }
+
+result<buffer> cpu_device::allocate(std::size_t bytes) {
+  if (bytes == 0)
+    return fail(errc::invalid_argument, "cannot allocate 0 bytes on " + name());
+  const std::size_t rounded = round_up(bytes);
+  std::size_t used = used_.load();
+  do {
+    if (rounded > capacity_ - used)
+      return fail(errc::out_of_memory,
+                  name() + ": cannot allocate " + std::to_string(bytes) + " bytes, " +
+                      std::to_string(used) + " of " + std::to_string(capacity_) +
+                      " in use; free memory or give the device a larger capacity");
+  } while (!used_.compare_exchange_weak(used, used + rounded));
+  void* p = std::aligned_alloc(alignment, rounded);
+  if (p == nullptr) {
+    used_.fetch_sub(rounded);
+    return fail(errc::out_of_memory, name() + ": the host is out of memory for " +
+                                         std::to_string(bytes) + " bytes");
+  }
+  return buffer{shared_from_this(), p, bytes, buffer::space::device};
+}
+
+result<buffer> cpu_device::allocate_pinned(std::size_t bytes) {
+  if (bytes == 0)
+    return fail(errc::invalid_argument, "cannot allocate 0 pinned bytes on " + name());
+  void* p = std::aligned_alloc(alignment, round_up(bytes));
+  if (p == nullptr)
+    return fail(errc::out_of_memory,
+                "the host is out of memory for " + std::to_string(bytes) + " pinned bytes");
+  return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
+}
+
+void cpu_device::release(void* ptr, std::size_t bytes, buffer::space where) noexcept {
+  std::free(ptr);
+  if (where == buffer::space::device)
+    used_.fetch_sub(round_up(bytes));
+}
+
+result<std::unique_ptr<stream>> cpu_device::create_stream() {
+  return std::unique_ptr<stream>(std::make_unique<cpu_stream>());
+}
+
+result<std::unique_ptr<event>> cpu_device::create_event() { return std::make_unique<event>(); }
+
+} // namespace aeg::gpu

@@ -1,0 +1,209 @@
+#include "gpu/cuda/cuda_device.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <string>
+
+namespace aeg::gpu::cuda {
+
+namespace {
+
+tl::unexpected<error> cuda_fail(errc code, const std::string& what, cudaError_t err) {
+  return fail(code, what + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+}
+
+bool means_no_gpu(cudaError_t err) {
+  return err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
+         err == cudaErrorInitializationError || err == cudaErrorSystemDriverMismatch ||
+         err == cudaErrorCompatNotSupportedOnDevice || err == cudaErrorDevicesUnavailable ||
+         err == cudaErrorStubLibrary || err == cudaErrorNotSupported ||
+         err == cudaErrorUnknown || err == cudaErrorOperatingSystem;
+}
+
+// Host functions run on a CUDA driver thread; they carry their function on the heap.
+void CUDART_CB run_host_function(void* arg) noexcept {
+  auto* fn = static_cast<std::function<void()>*>(arg);
+  (*fn)();
+  delete fn;
+}
+
+result<void> launch_host_function(cudaStream_t s, std::function<void()> fn) {
+  auto* heap = new std::function<void()>(std::move(fn));
+  if (auto err = cudaLaunchHostFunc(s, run_host_function, heap); err != cudaSuccess) {
+    delete heap;
+    return cuda_fail(errc::device_error, "cudaLaunchHostFunc", err);
+  }
+  return {};
+}
+
+class cuda_stream final : public stream {
+public:
+  cuda_stream(int ordinal, cudaStream_t s) : ordinal_(ordinal), stream_(s) {}
+  ~cuda_stream() override {
+    // Work already enqueued still completes; the driver releases the stream afterwards.
+    cudaSetDevice(ordinal_);
+    cudaStreamDestroy(stream_);
+  }
+
+  result<void> copy(void* dst, const void* src, std::size_t bytes, copy_kind kind) override {
+    if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaSetDevice", err);
+    cudaMemcpyKind k = kind == copy_kind::host_to_device   ? cudaMemcpyHostToDevice
+                       : kind == copy_kind::device_to_host ? cudaMemcpyDeviceToHost
+                                                           : cudaMemcpyDeviceToDevice;
+    if (auto err = cudaMemcpyAsync(dst, src, bytes, k, stream_); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaMemcpyAsync of " + std::to_string(bytes) + " bytes",
+                       err);
+    return {};
+  }
+
+  result<void> record(event& ev) override {
+    if (auto err = cudaEventRecord(static_cast<cudaEvent_t>(ev.native()), stream_);
+        err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaEventRecord", err);
+    return launch_host_function(stream_, ev.completer(ev.begin_record()));
+  }
+
+  result<void> wait(event& ev) override {
+    if (auto err = cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(ev.native()), 0);
+        err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaStreamWaitEvent", err);
+    return {};
+  }
+
+  result<void> host_callback(std::function<void()> fn) override {
+    if (!fn)
+      return fail(errc::invalid_argument, "host_callback needs a function");
+    return launch_host_function(stream_, std::move(fn));
+  }
+
+  backend_kind kind() const noexcept override { return backend_kind::cuda; }
+  void* native_handle() const noexcept override { return stream_; }
+
+private:
+  int ordinal_;
+  cudaStream_t stream_;
+};
+
+class cuda_device final : public device {
+public:
+  cuda_device(int ordinal, std::size_t capacity, std::string product)
+      : ordinal_(ordinal), capacity_(capacity), product_(std::move(product)) {}
+
+  std::string name() const override {
+    return "cuda:" + std::to_string(ordinal_) + " (" + product_ + ")";
+  }
+  backend_kind kind() const noexcept override { return backend_kind::cuda; }
+  std::size_t capacity_bytes() const noexcept override { return capacity_; }
+  std::size_t used_bytes() const noexcept override { return used_.load(); }
+
+  result<buffer> allocate(std::size_t bytes) override {
+    if (bytes == 0)
+      return fail(errc::invalid_argument, "cannot allocate 0 bytes on " + name());
+    std::size_t used = used_.load();
+    do {
+      if (bytes > capacity_ - used)
+        return fail(errc::out_of_memory, name() + ": cannot allocate " + std::to_string(bytes) +
+                                             " bytes, " + std::to_string(used) + " of " +
+                                             std::to_string(capacity_) + " in use");
+    } while (!used_.compare_exchange_weak(used, used + bytes));
+    void* p = nullptr;
+    if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess) {
+      used_.fetch_sub(bytes);
+      return cuda_fail(errc::device_error, "cudaSetDevice", err);
+    }
+    if (auto err = cudaMalloc(&p, bytes); err != cudaSuccess) {
+      used_.fetch_sub(bytes);
+      return cuda_fail(errc::out_of_memory, name() + ": cudaMalloc of " + std::to_string(bytes),
+                       err);
+    }
+    return buffer{shared_from_this(), p, bytes, buffer::space::device};
+  }
+
+  result<buffer> allocate_pinned(std::size_t bytes) override {
+    if (bytes == 0)
+      return fail(errc::invalid_argument, "cannot allocate 0 pinned bytes");
+    void* p = nullptr;
+    if (auto err = cudaMallocHost(&p, bytes); err != cudaSuccess)
+      return cuda_fail(errc::out_of_memory, "cudaMallocHost of " + std::to_string(bytes), err);
+    return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
+  }
+
+  result<std::unique_ptr<stream>> create_stream() override {
+    if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaSetDevice", err);
+    cudaStream_t s = nullptr;
+    if (auto err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaStreamCreate", err);
+    return std::unique_ptr<stream>(std::make_unique<cuda_stream>(ordinal_, s));
+  }
+
+  result<std::unique_ptr<event>> create_event() override {
+    if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaSetDevice", err);
+    cudaEvent_t e = nullptr;
+    if (auto err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaEventCreate", err);
+    return std::make_unique<event>(e, [](void* p) { cudaEventDestroy(static_cast<cudaEvent_t>(p)); });
+  }
+
+protected:
+  void release(void* ptr, std::size_t bytes, buffer::space where) noexcept override {
+    cudaSetDevice(ordinal_);
+    if (where == buffer::space::device) {
+      cudaFree(ptr);
+      used_.fetch_sub(bytes);
+    } else {
+      cudaFreeHost(ptr);
+    }
+  }
+
+private:
+  int ordinal_;
+  std::size_t capacity_;
+  std::string product_;
+  std::atomic<std::size_t> used_{0};
+};
+
+} // namespace
+
+result<int> device_count() {
+  int n = 0;
+  auto err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    if (means_no_gpu(err))
+      return cuda_fail(errc::unavailable, "no GPU: CUDA cannot use a device here", err);
+    return cuda_fail(errc::device_error, "cudaGetDeviceCount", err);
+  }
+  if (n == 0)
+    return fail(errc::unavailable, "no GPU: CUDA sees no device");
+  return n;
+}
+
+result<std::shared_ptr<device>> make_device(int ordinal, std::size_t capacity_bytes) {
+  auto n = device_count();
+  if (!n)
+    return tl::unexpected(n.error());
+  if (ordinal < 0 || ordinal >= *n)
+    return fail(errc::not_found, "no CUDA device " + std::to_string(ordinal) + ": " +
+                                     std::to_string(*n) + " visible");
+  if (auto err = cudaSetDevice(ordinal); err != cudaSuccess)
+    return cuda_fail(errc::device_error, "cudaSetDevice", err);
+  cudaDeviceProp prop{};
+  if (auto err = cudaGetDeviceProperties(&prop, ordinal); err != cudaSuccess)
+    return cuda_fail(errc::device_error, "cudaGetDeviceProperties", err);
+  std::size_t free = 0, total = 0;
+  if (auto err = cudaMemGetInfo(&free, &total); err != cudaSuccess)
+    return cuda_fail(errc::device_error, "cudaMemGetInfo", err);
+  if (capacity_bytes == 0)
+    capacity_bytes = free;
+  if (capacity_bytes > free)
+    return fail(errc::out_of_memory, "cuda:" + std::to_string(ordinal) + " has " +
+                                         std::to_string(free) + " bytes free, " +
+                                         std::to_string(capacity_bytes) + " asked for");
+  return std::shared_ptr<device>(
+      std::make_shared<cuda_device>(ordinal, capacity_bytes, std::string(prop.name)));
+}
+
+} // namespace aeg::gpu::cuda

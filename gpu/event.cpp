@@ -1,0 +1,85 @@
+#include "gpu/event.hpp"
+
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace aeg::gpu {
+
+struct event::state {
+  mutable std::mutex mutex;
+  mutable std::condition_variable changed;
+  std::uint64_t recorded = 0;
+  std::uint64_t completed = 0;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> callbacks;
+
+  void complete(std::uint64_t gen) {
+    std::vector<std::function<void()>> ready;
+    {
+      std::lock_guard lock(mutex);
+      if (gen > completed)
+        completed = gen;
+      // Callbacks wait for the generation recorded when they were registered.
+      auto keep = callbacks.begin();
+      for (auto it = callbacks.begin(); it != callbacks.end(); ++it) {
+        if (it->first <= completed)
+          ready.push_back(std::move(it->second));
+        else
+          *keep++ = std::move(*it);
+      }
+      callbacks.erase(keep, callbacks.end());
+    }
+    changed.notify_all();
+    for (auto& fn : ready)
+      fn();
+  }
+};
+
+event::event(void* native, void (*release_native)(void*))
+    : state_(std::make_shared<state>()), native_(native), release_native_(release_native) {}
+
+event::~event() {
+  if (native_ && release_native_)
+    release_native_(native_);
+}
+
+bool event::query() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->completed >= state_->recorded;
+}
+
+void event::on_complete(std::function<void()> fn) {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->completed < state_->recorded) {
+      state_->callbacks.emplace_back(state_->recorded, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+std::uint64_t event::begin_record() {
+  std::lock_guard lock(state_->mutex);
+  return ++state_->recorded;
+}
+
+std::function<void()> event::completer(std::uint64_t gen) const {
+  // Holds the state, not the event: the event may be destroyed before its work finishes.
+  return [s = state_, gen] { s->complete(gen); };
+}
+
+std::function<void()> event::staller(std::uint64_t gen) const {
+  return [s = state_, gen] {
+    std::unique_lock lock(s->mutex);
+    s->changed.wait(lock, [&] { return s->completed >= gen; });
+  };
+}
+
+std::uint64_t event::recorded() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->recorded;
+}
+
+} // namespace aeg::gpu

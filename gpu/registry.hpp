@@ -1,0 +1,33 @@
+#pragma once
+
+#include "coro/error.hpp"
+#include "gpu/device.hpp"
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace aeg::gpu {
+
+/// What `make_device` builds.
+struct device_options {
+  std::string backend = "cpu";     ///< "cpu" or "cuda"
+  int ordinal = 0;                 ///< which device of that backend
+  std::size_t capacity_bytes = 0;  ///< memory budget; 0: cpu 1 GiB, cuda the free memory
+};
+
+/// Creates a device. Errors say what to do: `errc::not_found` for an unknown backend name,
+/// `errc::unavailable` when CUDA was not built into this binary or no GPU is visible.
+result<std::shared_ptr<device>> make_device(const device_options& options);
+
+/// The backends built into this binary ("cpu", and "cuda" when built with CUDA).
+std::vector<std::string> built_backends();
+
+/// Whether a usable GPU is visible (false without CUDA support or without a device).
+bool gpu_available();
+
+/// Default memory budget of a cpu device when none is given.
+inline constexpr std::size_t default_cpu_capacity_bytes = std::size_t{1} << 30;
+
+} // namespace aeg::gpu
