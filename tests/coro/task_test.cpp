@@ -135,3 +135,48 @@ TEST(Task, DestroyingAnUnstartedTaskRunsNothing) {
 
 } // namespace
 } // namespace aeg::coro
+
+namespace aeg::coro {
+namespace {
+
+// Regression guard for a GCC 12 miscompilation: a temporary with a non-trivial destructor inside
+// a co_await expression was destroyed twice. Every construction must meet exactly one destruction.
+struct counted {
+  static inline int live = 0;
+  static inline int destroyed = 0;
+  counted() { ++live; }
+  counted(const counted&) { ++live; }
+  counted(counted&&) noexcept { ++live; }
+  ~counted() {
+    --live;
+    ++destroyed;
+  }
+};
+
+struct op_with_temporary {
+  counted c;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) const { h.resume(); }
+  int await_resume() const noexcept { return 1; }
+};
+
+task<int> takes_counted(counted) { co_return 2; }
+
+TEST(Task, TemporariesInsideCoAwaitExpressionsAreDestroyedExactlyOnce) {
+  counted::live = 0;
+  counted::destroyed = 0;
+  auto run = []() -> task<int> {
+    int sum = 0;
+    for (int i = 0; i < 100; ++i) {
+      sum += co_await op_with_temporary{counted{}};
+      sum += co_await takes_counted(counted{});
+    }
+    co_return sum;
+  };
+  EXPECT_EQ(sync_wait(run()), 300);
+  EXPECT_EQ(counted::live, 0) << "a temporary was destroyed twice or leaked";
+  EXPECT_GE(counted::destroyed, 200);
+}
+
+} // namespace
+} // namespace aeg::coro
