@@ -30,11 +30,11 @@ bool async_event::awaiter::suspend(std::shared_ptr<waiter> w) {
     if (ev_.set_)
       return false;
     waiter_ = w;
-    ev_.waiters_.push_back(std::move(w));
+    ev_.waiters_.push_back(w);
   }
   if (token_.stop_possible())
-    stop_.emplace(token_, on_stop{waiter_}); // may fire at once when stop was already requested
-  return true;
+    stop_.emplace(token_, on_stop{w}); // claims at once when stop was already requested
+  return w->arm();                     // last touch of this awaiter: it may resume elsewhere now
 }
 
 void async_event::awaiter::await_resume() const {

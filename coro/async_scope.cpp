@@ -41,7 +41,9 @@ struct own_promise {
 
 async_scope::async_scope(error_handler on_error) : on_error_(std::move(on_error)) {}
 
-async_scope::~async_scope() { destroy_suspended(); }
+async_scope::~async_scope() {
+  destroy_suspended();
+}
 
 async_scope::root async_scope::run(task<void> t) {
   std::exception_ptr failure;
@@ -122,12 +124,14 @@ void async_scope::destroy_suspended() {
 }
 
 bool async_scope::join_awaiter::suspend(std::shared_ptr<waiter> w) {
-  std::lock_guard lock(scope_.mutex_);
-  if (scope_.roots_.empty())
-    return false;
-  waiter_ = w;
-  scope_.joiners_.push_back(std::move(w));
-  return true;
+  {
+    std::lock_guard lock(scope_.mutex_);
+    if (scope_.roots_.empty())
+      return false;
+    waiter_ = w;
+    scope_.joiners_.push_back(w);
+  }
+  return w->arm();
 }
 
 void async_scope::join_awaiter::await_resume() const {

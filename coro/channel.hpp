@@ -117,6 +117,8 @@ public:
     bool await_suspend(std::coroutine_handle<P> h) {
       std::shared_ptr<recv_waiter> r;
       {
+        // Publishing and arming happen under the channel lock, so a receiver that takes our
+        // value does so entirely before or after; the stop callback only touches the waiter.
         std::lock_guard lock(ch_.mutex_);
         if (ch_.closed_) {
           failed_closed_ = true;
@@ -129,18 +131,17 @@ public:
           ch_.buffer_.push_back(std::move(value_));
           return false;
         } else {
-          waiter_ = std::make_shared<send_waiter>(h, executor_of(h));
-          waiter_->value.emplace(std::move(value_));
-          ch_.senders_.push_back(waiter_);
+          auto w = std::make_shared<send_waiter>(h, executor_of(h));
+          w->value.emplace(std::move(value_));
+          waiter_ = w;
+          ch_.senders_.push_back(w);
+          if (token_.stop_possible())
+            stop_.emplace(token_, on_stop{w}); // claims at once when stop was requested
+          return w->arm(); // last touch of this awaiter: it may resume elsewhere now
         }
       }
-      if (r) {
-        r->post();
-        return false;
-      }
-      if (token_.stop_possible())
-        stop_.emplace(token_, on_stop{waiter_});
-      return true;
+      r->post();
+      return false;
     }
     /// Throws `error_exception` (closed) or `cancelled_exception`.
     void await_resume() {
@@ -180,6 +181,7 @@ public:
     bool await_suspend(std::coroutine_handle<P> h) {
       std::shared_ptr<send_waiter> s;
       {
+        // As in send: publish and arm under the channel lock (see there).
         std::lock_guard lock(ch_.mutex_);
         if (!ch_.buffer_.empty()) {
           ready_.emplace(std::move(ch_.buffer_.front()));
@@ -188,17 +190,17 @@ public:
         } else if (ch_.closed_) {
           return false;
         } else {
-          waiter_ = std::make_shared<recv_waiter>(h, executor_of(h));
-          ch_.receivers_.push_back(waiter_);
+          auto w = std::make_shared<recv_waiter>(h, executor_of(h));
+          waiter_ = w;
+          ch_.receivers_.push_back(w);
+          if (token_.stop_possible())
+            stop_.emplace(token_, on_stop{w});
+          return w->arm(); // last touch of this awaiter: it may resume elsewhere now
         }
       }
       if (s)
         s->post();
-      if (!waiter_)
-        return false;
-      if (token_.stop_possible())
-        stop_.emplace(token_, on_stop{waiter_});
-      return true;
+      return false;
     }
     /// The value, or `std::nullopt` when the channel is closed and drained. Throws
     /// `cancelled_exception` when the stop token fired first.

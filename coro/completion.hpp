@@ -95,12 +95,15 @@ public:
 
   template <class P>
   bool await_suspend(std::coroutine_handle<P> h) {
-    std::lock_guard lock(state_->mutex);
-    if (state_->outcome)
-      return false;
-    waiter_ = std::make_shared<waiter>(h, executor_of(h));
-    state_->awaiting = waiter_;
-    return true;
+    auto w = std::make_shared<waiter>(h, executor_of(h));
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->outcome)
+        return false;
+      waiter_ = w;
+      state_->awaiting = w;
+    }
+    return w->arm();
   }
 
   T await_resume() {

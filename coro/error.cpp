@@ -35,7 +35,8 @@ std::string error::to_string() const {
   return out;
 }
 
-error_exception::error_exception(aeg::error e) : std::runtime_error(e.to_string()), error_(std::move(e)) {}
+error_exception::error_exception(aeg::error e)
+    : std::runtime_error(e.to_string()), error_(std::move(e)) {}
 
 cancelled_exception::cancelled_exception(std::string message)
     : error_exception(aeg::error{errc::cancelled, std::move(message)}) {}

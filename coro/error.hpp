@@ -10,16 +10,16 @@ namespace aeg {
 
 /// Error codes shared by every layer. The message of an `error` says what to do about it.
 enum class errc {
-  cancelled = 1,       ///< the operation was cancelled (stop token, scope, actor exit)
-  timeout,             ///< a deadline passed before a reply came
-  invalid_argument,    ///< the caller passed a value the operation cannot accept
-  out_of_memory,       ///< a capacity budget (device memory, pool, arena) is exhausted
-  unavailable,         ///< a backend, device or peer is not there (not built, no GPU, actor down)
-  device_error,        ///< a device reported a failure while running work
-  not_found,           ///< a named thing (model, file, backend) does not exist
-  corrupt_data,        ///< input data (a file, a message) is malformed
-  closed,              ///< the channel, stream or session was closed
-  internal,            ///< a failure that points at a bug in Aegaeon
+  cancelled = 1,    ///< the operation was cancelled (stop token, scope, actor exit)
+  timeout,          ///< a deadline passed before a reply came
+  invalid_argument, ///< the caller passed a value the operation cannot accept
+  out_of_memory,    ///< a capacity budget (device memory, pool, arena) is exhausted
+  unavailable,      ///< a backend, device or peer is not there (not built, no GPU, actor down)
+  device_error,     ///< a device reported a failure while running work
+  not_found,        ///< a named thing (model, file, backend) does not exist
+  corrupt_data,     ///< input data (a file, a message) is malformed
+  closed,           ///< the channel, stream or session was closed
+  internal,         ///< a failure that points at a bug in Aegaeon
 };
 
 /// Short lowercase name of `code`, e.g. "out_of_memory".

@@ -16,12 +16,24 @@ namespace detail {
 struct sync_root {
   struct promise_type {
     executor exec_;
+    std::shared_ptr<manual_executor> loop;
+    std::atomic<bool>* done = nullptr;
     const executor& exec() const noexcept { return exec_; }
     sync_root get_return_object() noexcept {
       return sync_root{std::coroutine_handle<promise_type>::from_promise(*this)};
     }
     std::suspend_always initial_suspend() noexcept { return {}; }
-    std::suspend_always final_suspend() noexcept { return {}; }
+    // Signals only once the frame is suspended: the waiting thread may destroy it right after.
+    struct final_awaiter {
+      bool await_ready() const noexcept { return false; }
+      void await_suspend(std::coroutine_handle<promise_type> h) const noexcept {
+        auto loop = h.promise().loop; // a strong reference that outlives the frame
+        h.promise().done->store(true, std::memory_order_release);
+        loop->post(work{[] {}}); // wakes the loop when this ran on another thread
+      }
+      void await_resume() const noexcept {}
+    };
+    final_awaiter final_suspend() noexcept { return {}; }
     void return_void() noexcept {}
     void unhandled_exception() noexcept { std::terminate(); }
   };
@@ -36,8 +48,7 @@ template <>
 struct sync_box<void> {};
 
 template <class T>
-sync_root sync_run(task<T> t, sync_box<T>* box, std::exception_ptr* failure,
-                   std::atomic<bool>* done, manual_executor* loop) {
+sync_root sync_run(task<T> t, sync_box<T>* box, std::exception_ptr* failure) {
   try {
     if constexpr (std::is_void_v<T>)
       co_await std::move(t);
@@ -46,8 +57,6 @@ sync_root sync_run(task<T> t, sync_box<T>* box, std::exception_ptr* failure,
   } catch (...) {
     *failure = std::current_exception();
   }
-  done->store(true, std::memory_order_release);
-  loop->post(work{[] {}}); // wakes the loop if this ran on another thread
 }
 
 } // namespace detail
@@ -60,8 +69,10 @@ T sync_wait(task<T> t) {
   detail::sync_box<T> box;
   std::exception_ptr failure;
   std::atomic<bool> done{false};
-  auto root = detail::sync_run(std::move(t), &box, &failure, &done, loop.get());
+  auto root = detail::sync_run(std::move(t), &box, &failure);
   root.handle.promise().exec_ = loop;
+  root.handle.promise().loop = loop;
+  root.handle.promise().done = &done;
   loop->post(root.handle);
   loop->run_until([&] { return done.load(std::memory_order_acquire); });
   root.handle.destroy();

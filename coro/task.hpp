@@ -77,10 +77,8 @@ public:
   task<T> get_return_object() noexcept;
 
   template <class U>
-    requires std::convertible_to<U&&, T>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
+  requires std::convertible_to<U&&, T>
+  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
 
   T take() {
     rethrow_if_failed();

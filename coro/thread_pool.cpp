@@ -17,7 +17,9 @@ thread_pool::thread_pool(std::size_t num_threads) : queue_(std::make_unique<queu
     threads_.emplace_back([this] { run_worker(); });
 }
 
-thread_pool::~thread_pool() { stop(); }
+thread_pool::~thread_pool() {
+  stop();
+}
 
 void thread_pool::post(work w) {
   if (stopping_.load(std::memory_order_acquire))

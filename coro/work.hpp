@@ -19,8 +19,9 @@ public:
 
   /// Work that calls `f` once.
   template <class F>
-    requires(!std::same_as<std::remove_cvref_t<F>, work> && std::invocable<std::decay_t<F>&>)
-  explicit work(F&& f) : fn_(std::make_unique<holder<std::decay_t<F>>>(std::forward<F>(f))) {}
+  requires(!std::same_as<std::remove_cvref_t<F>, work> &&
+           std::invocable<std::decay_t<F>&>) explicit work(F&& f)
+      : fn_(std::make_unique<holder<std::decay_t<F>>>(std::forward<F>(f))) {}
 
   work(work&&) noexcept = default;
   work& operator=(work&&) noexcept = default;

@@ -20,9 +20,11 @@ public:
   }
   bool await_ready() const { return ev_.query(); }
   template <class P>
-  void await_suspend(std::coroutine_handle<P> h) {
-    waiter_ = std::make_shared<coro::waiter>(h, coro::executor_of(h));
-    ev_.on_complete([w = waiter_] { w->fire(); });
+  bool await_suspend(std::coroutine_handle<P> h) {
+    auto w = std::make_shared<coro::waiter>(h, coro::executor_of(h));
+    waiter_ = w;
+    ev_.on_complete([w] { w->fire(); }); // fires here when the work finished meanwhile
+    return w->arm();
   }
   void await_resume() const noexcept {}
 
@@ -31,6 +33,8 @@ private:
   std::shared_ptr<coro::waiter> waiter_;
 };
 
-inline event_awaiter operator co_await(event& ev) { return event_awaiter{ev}; }
+inline event_awaiter operator co_await(event& ev) {
+  return event_awaiter{ev};
+}
 
 } // namespace aeg::gpu

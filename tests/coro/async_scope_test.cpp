@@ -1,6 +1,5 @@
-#include "coro/async_scope.hpp"
-
 #include "coro/async_event.hpp"
+#include "coro/async_scope.hpp"
 #include "coro/completion.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"

@@ -1,6 +1,5 @@
-#include "coro/channel.hpp"
-
 #include "coro/async_scope.hpp"
+#include "coro/channel.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"
 #include "coro/thread_pool.hpp"

@@ -1,6 +1,5 @@
-#include "coro/completion.hpp"
-
 #include "coro/async_scope.hpp"
+#include "coro/completion.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"
 #include "coro/thread_pool.hpp"
@@ -75,8 +74,8 @@ TEST(Completion, RacingCompletionsFromOtherThreadsResumeOnTheAwaitingExecutor) {
     int v = co_await std::move(c);
     co_return std::pair{v, std::this_thread::get_id()};
   };
-  auto run = [](decltype(awaiter) a, std::vector<completion<int>> cs, std::atomic<int>* go)
-      -> task<std::vector<std::pair<int, std::thread::id>>> {
+  auto run = [](decltype(awaiter) a, std::vector<completion<int>> cs,
+                std::atomic<int>* go) -> task<std::vector<std::pair<int, std::thread::id>>> {
     std::vector<task<std::pair<int, std::thread::id>>> ts;
     for (auto& c : cs)
       ts.push_back(a(std::move(c)));

@@ -1,7 +1,6 @@
-#include "coro/task.hpp"
-
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"
+#include "coro/task.hpp"
 
 #include <gtest/gtest.h>
 
@@ -12,11 +11,17 @@
 namespace aeg::coro {
 namespace {
 
-task<int> answer() { co_return 42; }
+task<int> answer() {
+  co_return 42;
+}
 
-task<int> add_one(int x) { co_return x + 1; }
+task<int> add_one(int x) {
+  co_return x + 1;
+}
 
-task<std::string> concat(std::string a, std::string b) { co_return a + b; }
+task<std::string> concat(std::string a, std::string b) {
+  co_return a + b;
+}
 
 task<void> thrower() {
   throw std::runtime_error("boom");
@@ -42,7 +47,9 @@ TEST(Task, IsLazyUntilAwaited) {
 TEST(Task, ReturnsValuesThroughAwaitChains) {
   EXPECT_EQ(sync_wait(answer()), 42);
   EXPECT_EQ(sync_wait(concat("to", "ken")), "token");
-  auto chain = []() -> task<int> { co_return co_await add_one(co_await add_one(co_await answer())); };
+  auto chain = []() -> task<int> {
+    co_return co_await add_one(co_await add_one(co_await answer()));
+  };
   EXPECT_EQ(sync_wait(chain()), 44);
 }
 
@@ -160,7 +167,9 @@ struct op_with_temporary {
   int await_resume() const noexcept { return 1; }
 };
 
-task<int> takes_counted(counted) { co_return 2; }
+task<int> takes_counted(counted) {
+  co_return 2;
+}
 
 TEST(Task, TemporariesInsideCoAwaitExpressionsAreDestroyedExactlyOnce) {
   counted::live = 0;

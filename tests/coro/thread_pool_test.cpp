@@ -1,7 +1,6 @@
-#include "coro/thread_pool.hpp"
-
 #include "coro/async_scope.hpp"
 #include "coro/sync_wait.hpp"
+#include "coro/thread_pool.hpp"
 
 #include <gtest/gtest.h>
 

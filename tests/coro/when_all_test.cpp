@@ -1,9 +1,8 @@
-#include "coro/when_all.hpp"
-
 #include "coro/async_event.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"
 #include "coro/thread_pool.hpp"
+#include "coro/when_all.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +12,9 @@
 namespace aeg::coro {
 namespace {
 
-task<int> square(int x) { co_return x * x; }
+task<int> square(int x) {
+  co_return x* x;
+}
 
 task<int> after(async_event* ev, int v) {
   co_await ev->wait();
@@ -71,7 +72,9 @@ TEST(WhenAll, WaitsForEveryChildThenRethrowsTheFirstFailure) {
 }
 
 TEST(WhenAll, EmptyInputCompletesAtOnce) {
-  auto run = []() -> task<size_t> { co_return (co_await when_all(std::vector<task<int>>{})).size(); };
+  auto run = []() -> task<size_t> {
+    co_return (co_await when_all(std::vector<task<int>>{})).size();
+  };
   EXPECT_EQ(sync_wait(run()), 0u);
 }
 
