@@ -4,8 +4,8 @@
 
 #include <caf/actor_addr.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
-#include <caf/weak_intrusive_ptr.hpp>
 #include <caf/fwd.hpp>
+#include <caf/weak_intrusive_ptr.hpp>
 
 #include <memory>
 

@@ -30,8 +30,8 @@ coro::task<result<T>> ask(coro_actor* self, caf::actor dest, std::chrono::millis
     done.set_error(to_error(*sys, e));
   };
   if constexpr (std::is_void_v<T>) {
-    self->request(dest, timeout, std::move(xs)...).then([done] { done.set_value(); },
-                                                         std::move(on_error));
+    self->request(dest, timeout, std::move(xs)...)
+        .then([done] { done.set_value(); }, std::move(on_error));
   } else {
     self->request(dest, timeout, std::move(xs)...)
         .then([done](T& v) { done.set_value(std::move(v)); }, std::move(on_error));

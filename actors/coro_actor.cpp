@@ -25,14 +25,16 @@ coro_actor::coro_actor(caf::actor_config& cfg)
     : caf::event_based_actor(cfg),
       exec_(std::make_shared<actor_executor>(caf::actor_control_block::from(this))) {
   scope_ = std::make_unique<coro::async_scope>([this](std::exception_ptr e) {
-    quit(caf::make_error(caf::sec::runtime_error,
-                         "a coroutine of actor " + std::to_string(id()) + " failed: " + describe(e)));
+    quit(caf::make_error(caf::sec::runtime_error, "a coroutine of actor " + std::to_string(id()) +
+                                                      " failed: " + describe(e)));
   });
 }
 
 coro_actor::~coro_actor() = default;
 
-void coro_actor::spawn(coro::task<void> t) { scope_->spawn_now(exec_, std::move(t)); }
+void coro_actor::spawn(coro::task<void> t) {
+  scope_->spawn_now(exec_, std::move(t));
+}
 
 void coro_actor::on_exit() {
   // Runs inside the actor after its last handler: no coroutine of ours is running, so every

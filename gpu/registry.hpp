@@ -12,9 +12,9 @@ namespace aeg::gpu {
 
 /// What `make_device` builds.
 struct device_options {
-  std::string backend = "cpu";     ///< "cpu" or "cuda"
-  int ordinal = 0;                 ///< which device of that backend
-  std::size_t capacity_bytes = 0;  ///< memory budget; 0: cpu 1 GiB, cuda the free memory
+  std::string backend = "cpu";    ///< "cpu" or "cuda"
+  int ordinal = 0;                ///< which device of that backend
+  std::size_t capacity_bytes = 0; ///< memory budget; 0: cpu 1 GiB, cuda the free memory
 };
 
 /// Creates a device. Errors say what to do: `errc::not_found` for an unknown backend name,

@@ -14,7 +14,9 @@ namespace {
 
 constexpr std::size_t alignment = 256;
 
-std::size_t round_up(std::size_t bytes) { return (bytes + alignment - 1) / alignment * alignment; }
+std::size_t round_up(std::size_t bytes) {
+  return (bytes + alignment - 1) / alignment * alignment;
+}
 
 // A stream: one worker thread runs the queued items in order. A stream waiting on an event stalls
 // its worker, as a GPU stream stalls on cudaStreamWaitEvent; the serving path never waits here.
@@ -30,8 +32,8 @@ public:
 
   result<void> copy(void* dst, const void* src, std::size_t bytes, copy_kind) override {
     if (bytes != 0 && (dst == nullptr || src == nullptr))
-      return fail(errc::invalid_argument, "copy of " + std::to_string(bytes) +
-                                              " bytes with a null pointer");
+      return fail(errc::invalid_argument,
+                  "copy of " + std::to_string(bytes) + " bytes with a null pointer");
     enqueue([dst, src, bytes] { std::memcpy(dst, src, bytes); });
     return {};
   }
@@ -86,7 +88,9 @@ cpu_device::cpu_device(int ordinal, std::size_t capacity_bytes)
 
 cpu_device::~cpu_device() = default;
 
-std::string cpu_device::name() const { return "cpu:" + std::to_string(ordinal_); }
+std::string cpu_device::name() const {
+  return "cpu:" + std::to_string(ordinal_);
+}
 
 result<buffer> cpu_device::allocate(std::size_t bytes) {
   if (bytes == 0)
@@ -103,8 +107,8 @@ result<buffer> cpu_device::allocate(std::size_t bytes) {
   void* p = std::aligned_alloc(alignment, rounded);
   if (p == nullptr) {
     used_.fetch_sub(rounded);
-    return fail(errc::out_of_memory, name() + ": the host is out of memory for " +
-                                         std::to_string(bytes) + " bytes");
+    return fail(errc::out_of_memory,
+                name() + ": the host is out of memory for " + std::to_string(bytes) + " bytes");
   }
   return buffer{shared_from_this(), p, bytes, buffer::space::device};
 }
@@ -129,6 +133,8 @@ result<std::unique_ptr<stream>> cpu_device::create_stream() {
   return std::unique_ptr<stream>(std::make_unique<cpu_stream>());
 }
 
-result<std::unique_ptr<event>> cpu_device::create_event() { return std::make_unique<event>(); }
+result<std::unique_ptr<event>> cpu_device::create_event() {
+  return std::make_unique<event>();
+}
 
 } // namespace aeg::gpu

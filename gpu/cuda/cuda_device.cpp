@@ -17,8 +17,8 @@ bool means_no_gpu(cudaError_t err) {
   return err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ||
          err == cudaErrorInitializationError || err == cudaErrorSystemDriverMismatch ||
          err == cudaErrorCompatNotSupportedOnDevice || err == cudaErrorDevicesUnavailable ||
-         err == cudaErrorStubLibrary || err == cudaErrorNotSupported ||
-         err == cudaErrorUnknown || err == cudaErrorOperatingSystem;
+         err == cudaErrorStubLibrary || err == cudaErrorNotSupported || err == cudaErrorUnknown ||
+         err == cudaErrorOperatingSystem;
 }
 
 // Host functions run on a CUDA driver thread; they carry their function on the heap.
@@ -145,7 +145,8 @@ public:
     cudaEvent_t e = nullptr;
     if (auto err = cudaEventCreateWithFlags(&e, cudaEventDisableTiming); err != cudaSuccess)
       return cuda_fail(errc::device_error, "cudaEventCreate", err);
-    return std::make_unique<event>(e, [](void* p) { cudaEventDestroy(static_cast<cudaEvent_t>(p)); });
+    return std::make_unique<event>(e,
+                                   [](void* p) { cudaEventDestroy(static_cast<cudaEvent_t>(p)); });
   }
 
 protected:

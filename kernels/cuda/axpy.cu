@@ -21,7 +21,8 @@ result<void> axpy(void* stream, float a, const float* x, float* y, std::size_t n
   if (n == 0)
     return {};
   constexpr unsigned threads = 256;
-  const auto blocks = static_cast<unsigned>(std::min<std::size_t>((n + threads - 1) / threads, 65535));
+  const auto blocks =
+      static_cast<unsigned>(std::min<std::size_t>((n + threads - 1) / threads, 65535));
   axpy_kernel<<<blocks, threads, 0, static_cast<cudaStream_t>(stream)>>>(a, x, y, n);
   if (auto err = cudaGetLastError(); err != cudaSuccess)
     return fail(errc::device_error, std::string("axpy launch: ") + cudaGetErrorString(err));

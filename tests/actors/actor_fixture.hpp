@@ -10,7 +10,6 @@
 #include <caf/atom.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 #include <caf/send.hpp>
-
 #include <gtest/gtest.h>
 
 #include <memory>

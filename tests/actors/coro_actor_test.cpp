@@ -1,11 +1,9 @@
-#include "actors/coro_actor.hpp"
-
 #include "actors/ask.hpp"
+#include "actors/coro_actor.hpp"
 #include "coro/completion.hpp"
 #include "tests/actors/actor_fixture.hpp"
 
 #include <caf/all.hpp>
-
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -57,28 +55,27 @@ public:
       : coro_actor(cfg), obs_(obs), pending_(pending), peer_(std::move(peer)) {}
 
   caf::behavior make_behavior() override {
-    return with_coroutines(
-        [this](start_atom, int mode) {
-          switch (mode) {
-          case 0:
-            for (auto& c : *pending_)
-              spawn(wait_completion(std::move(c)));
-            pending_->clear();
-            break;
-          case 1:
-            spawn(ask_peer(double_atom::value, 21));
-            break;
-          case 2:
-            spawn(ask_peer(silent_atom::value, 0));
-            break;
-          case 3:
-            spawn(ask_peer(refuse_atom::value, 0));
-            break;
-          case 4:
-            spawn(throw_from_coroutine());
-            break;
-          }
-        });
+    return with_coroutines([this](start_atom, int mode) {
+      switch (mode) {
+      case 0:
+        for (auto& c : *pending_)
+          spawn(wait_completion(std::move(c)));
+        pending_->clear();
+        break;
+      case 1:
+        spawn(ask_peer(double_atom::value, 21));
+        break;
+      case 2:
+        spawn(ask_peer(silent_atom::value, 0));
+        break;
+      case 3:
+        spawn(ask_peer(refuse_atom::value, 0));
+        break;
+      case 4:
+        spawn(throw_from_coroutine());
+        break;
+      }
+    });
   }
 
 private:

@@ -7,7 +7,6 @@
 #include "kernels/axpy.hpp"
 
 #include <caf/all.hpp>
-
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -66,8 +65,8 @@ private:
     auto ev = value_or_throw(dev->create_event());
     float* h = host.as<float>();
     for (std::size_t k = 0; k < n; ++k) {
-      h[k] = 1.0f;             // x
-      h[n + k] = float(i);     // y
+      h[k] = 1.0f;         // x
+      h[n + k] = float(i); // y
     }
     float* d = dmem.as<float>();
     value_or_throw(s->copy(d, h, 2 * n * sizeof(float), gpu::copy_kind::host_to_device));

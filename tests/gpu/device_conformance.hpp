@@ -158,11 +158,12 @@ TEST_P(DeviceConformance, AwaitedEventResumesOnTheCoroutinesExecutor) {
   std::atomic<bool> resumed{false};
   std::thread::id resumed_on;
   coro::async_scope scope;
-  scope.spawn_now(exec, [](event* e, std::atomic<bool>* r, std::thread::id* on) -> coro::task<void> {
-    co_await *e;
-    *on = std::this_thread::get_id();
-    r->store(true);
-  }(ev.get(), &resumed, &resumed_on));
+  scope.spawn_now(exec,
+                  [](event* e, std::atomic<bool>* r, std::thread::id* on) -> coro::task<void> {
+                    co_await *e;
+                    *on = std::this_thread::get_id();
+                    r->store(true);
+                  }(ev.get(), &resumed, &resumed_on));
   EXPECT_FALSE(resumed.load());
   gate.count_down();
   exec->run_until([&] { return resumed.load(); });

@@ -1,7 +1,6 @@
-#include "tests/gpu/device_conformance.hpp"
-
 #include "kernels/axpy.hpp"
 #include "kernels/cpu/axpy.hpp"
+#include "tests/gpu/device_conformance.hpp"
 
 #include <cmath>
 

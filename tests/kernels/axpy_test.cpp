@@ -1,8 +1,7 @@
-#include "kernels/axpy.hpp"
-
 #include "coro/sync_wait.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "gpu/registry.hpp"
+#include "kernels/axpy.hpp"
 #include "kernels/cpu/axpy.hpp"
 
 #include <gtest/gtest.h>
