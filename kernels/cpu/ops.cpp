@@ -1,0 +1,248 @@
+#include "kernels/cpu/ops.hpp"
+
+#include "kernels/cpu/parallel.hpp"
+#include "kernels/half.hpp"
+#include "kernels/quant.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+namespace aeg::kernels::cpu {
+
+void embed(const matrix& table, const std::int32_t* tokens, std::size_t n, float* out) {
+  const auto* base = static_cast<const std::byte*>(table.data);
+  for (std::size_t i = 0; i < n; ++i)
+    dequantize_row(table.type, base + static_cast<std::size_t>(tokens[i]) * table.row_bytes(),
+                   out + i * table.cols, table.cols);
+}
+
+void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t dim, float eps,
+             float* out) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = out + r * dim;
+    double ss = 0;
+    for (std::size_t i = 0; i < dim; ++i)
+      ss += static_cast<double>(xr[i]) * xr[i];
+    const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+    for (std::size_t i = 0; i < dim; ++i)
+      yr[i] = xr[i] * scale * weight[i];
+  }
+}
+
+void rope(float* x, std::size_t rows, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
+          const std::int32_t* positions, float base) {
+  std::vector<double> inv_freq(n_rot / 2);
+  for (std::size_t i = 0; i < n_rot / 2; ++i)
+    inv_freq[i] = std::pow(static_cast<double>(base),
+                           -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
+  for (std::size_t r = 0; r < rows; ++r) {
+    const double pos = positions[r];
+    for (std::size_t i = 0; i < n_rot / 2; ++i) {
+      const double theta = pos * inv_freq[i];
+      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+      for (std::size_t h = 0; h < heads; ++h) {
+        // GGUF stores llama's q/k rows permuted so that rotated pairs are adjacent.
+        float* v = x + (r * heads + h) * head_dim + 2 * i;
+        const float x0 = v[0], x1 = v[1];
+        v[0] = x0 * c - x1 * s;
+        v[1] = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+namespace {
+
+template <class T>
+void store_row(const float* src, void* dst, std::size_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(dst, src, n * sizeof(float));
+  } else {
+    auto* h = static_cast<std::uint16_t*>(dst);
+    for (std::size_t i = 0; i < n; ++i)
+      h[i] = float_to_half(src[i]);
+  }
+}
+
+template <class T>
+float load(const void* p, std::size_t i) {
+  if constexpr (std::is_same_v<T, float>)
+    return static_cast<const float*>(p)[i];
+  else
+    return half_to_float(static_cast<const std::uint16_t*>(p)[i]);
+}
+
+template <class T>
+void attention_impl(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+                    std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+                    const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+                    float scale, float* out) {
+  const std::size_t hd = g.head_dim, group = heads / g.kv_heads;
+  const auto* kv = static_cast<const std::byte*>(kv_base);
+  const std::size_t block_bytes = g.block_bytes(), elem = g.element_bytes();
+  parallel_for(rows * heads, 1, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> scores;
+    std::vector<float> acc(hd);
+    for (std::size_t item = begin; item < end; ++item) {
+      const std::size_t r = item / heads, h = item % heads, kvh = h / group;
+      const std::size_t n = static_cast<std::size_t>(positions[r]) + 1; // causal: keys 0..pos
+      const std::int32_t* table = block_tables + static_cast<std::size_t>(row_seq[r]) * max_blocks;
+      const float* qr = q + (r * heads + h) * hd;
+      scores.resize(n);
+      float max_score = -INFINITY;
+      for (std::size_t t = 0; t < n; ++t) {
+        const std::byte* blk = kv + static_cast<std::size_t>(table[t / 16]) * block_bytes;
+        const std::byte* k = blk + g.offset(layer, false, t % 16) + kvh * hd * elem;
+        float s = 0;
+        for (std::size_t d = 0; d < hd; ++d)
+          s += qr[d] * load<T>(k, d);
+        s *= scale;
+        scores[t] = s;
+        max_score = std::max(max_score, s);
+      }
+      float total = 0;
+      for (std::size_t t = 0; t < n; ++t) {
+        scores[t] = std::exp(scores[t] - max_score);
+        total += scores[t];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (std::size_t t = 0; t < n; ++t) {
+        const std::byte* blk = kv + static_cast<std::size_t>(table[t / 16]) * block_bytes;
+        const std::byte* v = blk + g.offset(layer, true, t % 16) + kvh * hd * elem;
+        const float p = scores[t];
+        for (std::size_t d = 0; d < hd; ++d)
+          acc[d] += p * load<T>(v, d);
+      }
+      float* o = out + (r * heads + h) * hd;
+      const float inv = 1.0f / total;
+      for (std::size_t d = 0; d < hd; ++d)
+        o[d] = acc[d] * inv;
+    }
+  });
+}
+
+} // namespace
+
+void kv_store(const kv_geometry& g, std::size_t layer, const float* k, const float* v,
+              std::size_t rows, const std::int32_t* slots, void* kv_base) {
+  auto* kv = static_cast<std::byte*>(kv_base);
+  const std::size_t width = g.kv_heads * g.head_dim;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto slot = static_cast<std::size_t>(slots[r]);
+    std::byte* blk = kv + slot / 16 * g.block_bytes();
+    if (g.type == dtype::f32) {
+      store_row<float>(k + r * width, blk + g.offset(layer, false, slot % 16), width);
+      store_row<float>(v + r * width, blk + g.offset(layer, true, slot % 16), width);
+    } else {
+      store_row<std::uint16_t>(k + r * width, blk + g.offset(layer, false, slot % 16), width);
+      store_row<std::uint16_t>(v + r * width, blk + g.offset(layer, true, slot % 16), width);
+    }
+  }
+}
+
+void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+               std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+               const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+               float scale, float* out) {
+  if (g.type == dtype::f32)
+    attention_impl<float>(g, layer, q, rows, heads, positions, row_seq, block_tables, max_blocks,
+                          kv_base, scale, out);
+  else
+    attention_impl<std::uint16_t>(g, layer, q, rows, heads, positions, row_seq, block_tables,
+                                  max_blocks, kv_base, scale, out);
+}
+
+void swiglu(const float* gate, const float* up, std::size_t n, float* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void add(float* x, const float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    x[i] += y[i];
+}
+
+void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::size_t dim,
+                 float* out) {
+  for (std::size_t i = 0; i < n; ++i)
+    std::memcpy(out + i * dim, x + static_cast<std::size_t>(rows[i]) * dim, dim * sizeof(float));
+}
+
+std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_row& p) {
+  if (p.temperature <= 0 || vocab == 1) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < vocab; ++i)
+      if (logits[i] > logits[best])
+        best = i;
+    return static_cast<std::int32_t>(best);
+  }
+  // Highest first, lower index first among equals: the order both backends cut in.
+  auto higher = [&](std::int32_t a, std::int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  std::vector<std::int32_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  const float max_logit = *std::max_element(logits, logits + vocab);
+  const float inv_t = 1.0f / p.temperature;
+  auto mass = [&](std::int32_t i) { return std::exp((logits[i] - max_logit) * inv_t); };
+  auto sort_prefix = [&](std::size_t n) {
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                      higher);
+  };
+  std::size_t keep = vocab;
+  if (p.top_k > 0 && static_cast<std::size_t>(p.top_k) < vocab) {
+    keep = static_cast<std::size_t>(p.top_k);
+    sort_prefix(keep);
+  }
+  if (p.top_p < 1) {
+    double all = 0;
+    for (std::size_t i = 0; i < keep; ++i)
+      all += mass(order[i]);
+    const double goal = static_cast<double>(p.top_p) * all;
+    // Without top-k, sort a growing prefix until it holds the nucleus (usually a few dozen).
+    std::size_t sorted = keep < vocab ? keep : std::min<std::size_t>(vocab, 64);
+    for (;;) {
+      if (keep == vocab)
+        sort_prefix(sorted);
+      double kept = 0;
+      std::size_t cut = 0;
+      for (; cut < sorted && kept < goal; ++cut)
+        kept += mass(order[cut]);
+      if (kept >= goal || sorted == keep) {
+        keep = std::max<std::size_t>(cut, 1);
+        break;
+      }
+      sorted = std::min(keep, sorted * 4);
+    }
+  }
+  double total = 0;
+  // Lay the candidates out in vocabulary order.
+  if (keep < vocab)
+    std::sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep));
+  else
+    std::iota(order.begin(), order.end(), 0);
+  for (std::size_t i = 0; i < keep; ++i)
+    total += mass(order[i]);
+  const double target = static_cast<double>(p.u) * total;
+  double acc = 0;
+  for (std::size_t i = 0; i < keep; ++i) {
+    acc += mass(order[i]);
+    if (acc > target)
+      return order[i];
+  }
+  return order[keep - 1];
+}
+
+void sample(const float* logits, std::size_t rows, std::size_t vocab, const sampling_row* params,
+            std::int32_t* out) {
+  for (std::size_t r = 0; r < rows; ++r)
+    out[r] = sample_row(logits + r * vocab, vocab, params[r]);
+}
+
+} // namespace aeg::kernels::cpu

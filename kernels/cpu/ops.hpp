@@ -1,0 +1,35 @@
+#pragma once
+
+#include "kernels/kv_geometry.hpp"
+#include "kernels/matrix.hpp"
+#include "kernels/sampling_row.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+// CPU implementations of the ops in kernels/ops.hpp; they run on the calling thread (a CPU
+// stream's worker) and its compute helpers. Shapes and meanings are documented there.
+namespace aeg::kernels::cpu {
+
+void embed(const matrix& table, const std::int32_t* tokens, std::size_t n, float* out);
+void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t dim, float eps,
+             float* out);
+void rope(float* x, std::size_t rows, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
+          const std::int32_t* positions, float base);
+void kv_store(const kv_geometry& g, std::size_t layer, const float* k, const float* v,
+              std::size_t rows, const std::int32_t* slots, void* kv_base);
+void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+               std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+               const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+               float scale, float* out);
+void swiglu(const float* gate, const float* up, std::size_t n, float* out);
+void add(float* x, const float* y, std::size_t n);
+void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::size_t dim,
+                 float* out);
+void sample(const float* logits, std::size_t rows, std::size_t vocab, const sampling_row* params,
+            std::int32_t* out);
+
+/// The token one row picks (see sampling_row); exposed for tests.
+std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_row& p);
+
+} // namespace aeg::kernels::cpu

@@ -1,0 +1,37 @@
+#pragma once
+
+#include "coro/error.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace aeg::kernels {
+
+/// Element types of weights, activations and KV caches. Quantized types store `block_elems`
+/// values in `block_bytes` bytes with ggml's block layouts (see kernels/quant.hpp).
+enum class dtype : std::uint8_t { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q6_k };
+
+/// Block geometry of a dtype.
+struct dtype_traits {
+  std::string_view name; ///< "Q4_1"
+  std::size_t block_elems;
+  std::size_t block_bytes;
+  bool quantized;
+};
+
+/// Traits of `t`.
+const dtype_traits& traits(dtype t) noexcept;
+
+/// Bytes of one row of `n` values of type `t`; `n` must be a multiple of the block size.
+inline std::size_t row_bytes(dtype t, std::size_t n) noexcept {
+  const auto& tr = traits(t);
+  return n / tr.block_elems * tr.block_bytes;
+}
+
+/// Bytes of one element of an unquantized type (f32 4, f16/bf16 2).
+inline std::size_t element_bytes(dtype t) noexcept {
+  return traits(t).block_bytes;
+}
+
+} // namespace aeg::kernels

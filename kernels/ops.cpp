@@ -1,0 +1,142 @@
+#include "kernels/ops.hpp"
+
+#include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/matmul.hpp"
+#include "kernels/cpu/ops.hpp"
+
+#if AEG_HAS_CUDA
+#include "kernels/cuda/ops.hpp"
+#endif
+
+#include <string>
+
+namespace aeg::kernels {
+
+namespace {
+
+// Runs `cpu_op` on the stream's worker (CPU) or calls `cuda_op` with the cudaStream_t (CUDA).
+template <class CpuOp, class CudaOp>
+result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& cuda_op) {
+  switch (ctx.kind()) {
+  case gpu::backend_kind::cpu:
+    return ctx.stream().host_callback(std::forward<CpuOp>(cpu_op));
+  case gpu::backend_kind::cuda:
+#if AEG_HAS_CUDA
+    return cuda_op(ctx.stream().native_handle());
+#else
+    break;
+#endif
+  }
+  (void)cuda_op;
+  return fail(errc::unavailable, std::string(name) + ": this build has no kernel for the backend");
+}
+
+} // namespace
+
+// The CUDA side of an op; compiled only where the launchers exist.
+#if AEG_HAS_CUDA
+#define AEG_CUDA_OP(call) [&](void* s) -> result<void> { return cuda::call; }
+#else
+#define AEG_CUDA_OP(call) [](void*) -> result<void> { return {}; }
+#endif
+
+result<void> embed(context& ctx, const matrix& table, const std::int32_t* tokens, std::size_t n,
+                   float* out) {
+  return dispatch(
+      ctx, "embed", [=] { cpu::embed(table, tokens, n, out); },
+      AEG_CUDA_OP(embed(s, table, tokens, n, out)));
+}
+
+result<void> rmsnorm(context& ctx, const float* x, const float* weight, std::size_t rows,
+                     std::size_t dim, float eps, float* out) {
+  return dispatch(
+      ctx, "rmsnorm", [=] { cpu::rmsnorm(x, weight, rows, dim, eps, out); },
+      AEG_CUDA_OP(rmsnorm(s, x, weight, rows, dim, eps, out)));
+}
+
+std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::size_t rows) {
+  if (kind == gpu::backend_kind::cpu)
+    return cpu::matmul_scratch_bytes(w, rows);
+  return rows * w.cols * 2; // half-precision activations for cuBLAS
+}
+
+result<void> matmul(context& ctx, const matrix& w, const float* x, std::size_t rows, float* y,
+                    void* scratch) {
+  const bool cpu = ctx.kind() == gpu::backend_kind::cpu;
+  if (cpu ? !cpu::computes_in(w.type) : (w.type != dtype::f16 && w.type != dtype::bf16))
+    return fail(errc::invalid_argument,
+                std::string("matmul: the ") + (cpu ? "CPU" : "CUDA") + " kernels do not take " +
+                    std::string(traits(w.type).name) + " weights; convert them at load");
+  if (w.cols % 32 != 0)
+    return fail(errc::invalid_argument,
+                "matmul: rows of " + std::to_string(w.cols) + " values are not a multiple of 32");
+  if (rows == 0)
+    return {};
+  void* blas = ctx.blas();
+  (void)blas;
+  return dispatch(
+      ctx, "matmul", [=] { cpu::matmul(w, x, rows, y, scratch); },
+      AEG_CUDA_OP(matmul(s, blas, w, x, rows, y, scratch)));
+}
+
+result<void> rope(context& ctx, float* x, std::size_t rows, std::size_t heads, std::size_t head_dim,
+                  std::size_t n_rot, const std::int32_t* positions, float base) {
+  if (n_rot > head_dim || n_rot % 2 != 0)
+    return fail(errc::invalid_argument,
+                "rope: n_rot " + std::to_string(n_rot) + " must be even and at most head_dim");
+  return dispatch(
+      ctx, "rope", [=] { cpu::rope(x, rows, heads, head_dim, n_rot, positions, base); },
+      AEG_CUDA_OP(rope(s, x, rows, heads, head_dim, n_rot, positions, base)));
+}
+
+result<void> kv_store(context& ctx, const kv_geometry& g, std::size_t layer, const float* k,
+                      const float* v, std::size_t rows, const std::int32_t* slots, void* kv_base) {
+  return dispatch(
+      ctx, "kv_store", [=] { cpu::kv_store(g, layer, k, v, rows, slots, kv_base); },
+      AEG_CUDA_OP(kv_store(s, g, layer, k, v, rows, slots, kv_base)));
+}
+
+result<void> attention(context& ctx, const kv_geometry& g, std::size_t layer, const float* q,
+                       std::size_t rows, std::size_t heads, const std::int32_t* positions,
+                       const std::int32_t* row_seq, const std::int32_t* block_tables,
+                       std::size_t max_blocks, const void* kv_base, float scale, float* out) {
+  if (g.kv_heads == 0 || heads % g.kv_heads != 0)
+    return fail(errc::invalid_argument, "attention: " + std::to_string(heads) +
+                                            " heads do not group over " +
+                                            std::to_string(g.kv_heads) + " KV heads");
+  return dispatch(
+      ctx, "attention",
+      [=] {
+        cpu::attention(g, layer, q, rows, heads, positions, row_seq, block_tables, max_blocks,
+                       kv_base, scale, out);
+      },
+      AEG_CUDA_OP(attention(s, g, layer, q, rows, heads, positions, row_seq, block_tables,
+                            max_blocks, kv_base, scale, out)));
+}
+
+result<void> swiglu(context& ctx, const float* gate, const float* up, std::size_t n, float* out) {
+  return dispatch(
+      ctx, "swiglu", [=] { cpu::swiglu(gate, up, n, out); },
+      AEG_CUDA_OP(swiglu(s, gate, up, n, out)));
+}
+
+result<void> add(context& ctx, float* x, const float* y, std::size_t n) {
+  return dispatch(
+      ctx, "add", [=] { cpu::add(x, y, n); }, AEG_CUDA_OP(add(s, x, y, n)));
+}
+
+result<void> gather_rows(context& ctx, const float* x, const std::int32_t* rows, std::size_t n,
+                         std::size_t dim, float* out) {
+  return dispatch(
+      ctx, "gather_rows", [=] { cpu::gather_rows(x, rows, n, dim, out); },
+      AEG_CUDA_OP(gather_rows(s, x, rows, n, dim, out)));
+}
+
+result<void> sample(context& ctx, const float* logits, std::size_t rows, std::size_t vocab,
+                    const sampling_row* params, std::int32_t* out) {
+  return dispatch(
+      ctx, "sample", [=] { cpu::sample(logits, rows, vocab, params, out); },
+      AEG_CUDA_OP(sample(s, logits, rows, vocab, params, out)));
+}
+
+} // namespace aeg::kernels

@@ -1,0 +1,75 @@
+#pragma once
+
+#include "kernels/dtype.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace aeg::kernels {
+
+// Block layouts, byte for byte as ggml stores them in GGUF files (ggml-common.h). Scales are IEEE
+// binary16 bits. Element order inside a block is the order `dequantize_row` writes.
+
+/// 32 weights: y = (q - 8) * d, q in low nibbles (elements 0..15) then high nibbles (16..31).
+struct block_q4_0 {
+  std::uint16_t d;
+  std::uint8_t qs[16];
+};
+/// 32 weights: y = q * d + m, nibbles as in Q4_0.
+struct block_q4_1 {
+  std::uint16_t d;
+  std::uint16_t m;
+  std::uint8_t qs[16];
+};
+/// 32 weights: y = (q - 16) * d, 4 low bits in nibbles, the fifth bit in `qh`.
+struct block_q5_0 {
+  std::uint16_t d;
+  std::uint8_t qh[4];
+  std::uint8_t qs[16];
+};
+/// 32 weights: y = q * d.
+struct block_q8_0 {
+  std::uint16_t d;
+  std::int8_t qs[32];
+};
+/// 256 weights in 8 sub-blocks of 32 with 6-bit scales and mins.
+struct block_q4_k {
+  std::uint16_t d;
+  std::uint16_t dmin;
+  std::uint8_t scales[12];
+  std::uint8_t qs[128];
+};
+/// 256 weights in 16 sub-blocks of 16 with 8-bit scales; `d` comes last.
+struct block_q6_k {
+  std::uint8_t ql[128];
+  std::uint8_t qh[64];
+  std::int8_t scales[16];
+  std::uint16_t d;
+};
+
+static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 &&
+              sizeof(block_q8_0) == 34 && sizeof(block_q4_k) == 144 && sizeof(block_q6_k) == 210);
+
+/// An activation block for the CPU's integer dot products: 32 values as `q * d`, with
+/// `s = d * sum(q)` so that Q4_1's offset term costs one multiply per block. Not a file format.
+struct block_q8a {
+  float d;
+  float s;
+  std::int8_t qs[32];
+};
+
+/// Writes the `n` values of a row of type `t` (any dtype) to `dst` as floats. The reference
+/// every kernel is checked against.
+void dequantize_row(dtype t, const void* src, float* dst, std::size_t n) noexcept;
+
+/// Encodes `n` floats as a row of type `t`: F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (the types the
+/// CPU computes in and tests write). Returns false for a type it cannot encode.
+bool quantize_row(dtype t, const float* src, void* dst, std::size_t n) noexcept;
+
+/// Whether `quantize_row` can encode `t`.
+bool can_quantize(dtype t) noexcept;
+
+/// Quantizes `n` activations (a multiple of 32) to Q8 activation blocks.
+void quantize_activations(const float* src, block_q8a* dst, std::size_t n) noexcept;
+
+} // namespace aeg::kernels

@@ -1,0 +1,151 @@
+#include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/parallel.hpp"
+#include "kernels/half.hpp"
+#include "kernels/quant.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace aeg::kernels::cpu {
+namespace {
+
+std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0, 1);
+  std::vector<float> v(n);
+  for (auto& x : v)
+    x = d(rng);
+  return v;
+}
+
+TEST(Half, ConversionsRoundTripEveryHalfValue) {
+  for (std::uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = half_to_float(static_cast<std::uint16_t>(h));
+    if (std::isnan(f))
+      continue;
+    ASSERT_EQ(float_to_half(f), h) << std::hex << h;
+  }
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);              // rounds past the largest half: infinity
+  EXPECT_EQ(half_to_float(0x0001), std::ldexp(1.0f, -24)); // smallest subnormal
+  EXPECT_EQ(bf16_to_float(float_to_bf16(1.0f + 1.0f / 256)), 1.0f); // ties to even
+}
+
+TEST(Dot, VectorizedEqualsPortableUpToSummationOrder) {
+  const std::size_t n = 576;
+  const auto w = random_floats(n, 1), x = random_floats(n, 2);
+  std::vector<block_q8a> xq(n / 32);
+  quantize_activations(x.data(), xq.data(), n);
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::f32}) {
+    std::vector<std::byte> row(row_bytes(t, n));
+    ASSERT_TRUE(quantize_row(t, w.data(), row.data(), n));
+    const float fast = dot(t, row.data(), xq.data(), x.data(), n);
+    const float ref = dot_reference(t, row.data(), xq.data(), x.data(), n);
+    EXPECT_NEAR(fast, ref, 1e-4f * (1 + std::fabs(ref))) << traits(t).name;
+  }
+}
+
+TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
+  const std::size_t n = 1536;
+  const auto w = random_floats(n, 3), x = random_floats(n, 4);
+  std::vector<block_q8a> xq(n / 32);
+  quantize_activations(x.data(), xq.data(), n);
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1}) {
+    std::vector<std::byte> row(row_bytes(t, n));
+    ASSERT_TRUE(quantize_row(t, w.data(), row.data(), n));
+    std::vector<float> wd(n);
+    dequantize_row(t, row.data(), wd.data(), n);
+    double exact = 0, norm = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      exact += static_cast<double>(wd[i]) * x[i];
+      norm += std::fabs(wd[i] * x[i]);
+    }
+    // Only the activations' 8-bit rounding separates the two.
+    EXPECT_NEAR(dot(t, row.data(), xq.data(), x.data(), n), exact, 0.01 * norm) << traits(t).name;
+  }
+}
+
+TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
+  const std::size_t n = 256;
+  const auto x = random_floats(n, 5);
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::bf16}) {
+    std::vector<std::byte> row(row_bytes(t, n));
+    ASSERT_TRUE(quantize_row(t, x.data(), row.data(), n));
+    std::vector<float> y(n);
+    dequantize_row(t, row.data(), y.data(), n);
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      float amax = 0;
+      for (std::size_t i = 0; i < 32; ++i)
+        amax = std::max(amax, std::fabs(x[b * 32 + i]));
+      const float step = t == dtype::q8_0                      ? amax / 127
+                         : t == dtype::f16 || t == dtype::bf16 ? amax / 64
+                                                               : amax / 7;
+      for (std::size_t i = 0; i < 32; ++i)
+        ASSERT_NEAR(y[b * 32 + i], x[b * 32 + i], step) << traits(t).name;
+    }
+  }
+}
+
+TEST(ParallelFor, RunsEveryItemExactlyOnceEvenFromSeveralThreadsAtOnce) {
+  constexpr std::size_t n = 100000;
+  std::vector<std::atomic<int>> hits(n);
+  auto body = [&](std::size_t b, std::size_t e) {
+    for (std::size_t i = b; i < e; ++i)
+      hits[i].fetch_add(1);
+  };
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&] {
+      for (int k = 0; k < 50; ++k)
+        parallel_for(n, 64, body);
+    });
+  for (auto& c : callers)
+    c.join();
+  for (std::size_t i = 0; i < n; ++i)
+    ASSERT_EQ(hits[i].load(), 200);
+  EXPECT_GE(num_compute_threads(), 1u);
+}
+
+TEST(SampleRow, DrawsTokensInProportionToTheirProbabilities) {
+  // Softmax of these logits at temperature 1: masses 1, 2, 4, 8 (/15).
+  const std::vector<float> logits = {0, std::log(2.0f), std::log(4.0f), std::log(8.0f)};
+  std::vector<int> counts(4);
+  const int draws = 15000;
+  for (int i = 0; i < draws; ++i) {
+    const float u = (static_cast<float>(i) + 0.5f) / draws;
+    ++counts[sample_row(logits.data(), 4, {1.0f, 0, 1.0f, u})];
+  }
+  for (int k = 0; k < 4; ++k)
+    EXPECT_NEAR(counts[k], draws * (1 << k) / 15.0, 2) << "token " << k;
+}
+
+TEST(SampleRow, TopKAndTopPKeepOnlyTheHighestTokens) {
+  const std::vector<float> logits = {0, std::log(2.0f), std::log(4.0f), std::log(8.0f)};
+  std::vector<int> seen(4);
+  for (int i = 0; i < 1000; ++i) {
+    const float u = (static_cast<float>(i) + 0.5f) / 1000;
+    ++seen[sample_row(logits.data(), 4, {1.0f, 2, 1.0f, u})];  // top-2: tokens 2, 3
+    ++seen[sample_row(logits.data(), 4, {1.0f, 0, 0.75f, u})]; // nucleus: 8/15 < 0.75 <= 12/15
+  }
+  EXPECT_EQ(seen[0], 0);
+  EXPECT_EQ(seen[1], 0);
+  EXPECT_NEAR(seen[2], 2 * 1000 / 3.0, 2);
+  EXPECT_NEAR(seen[3], 2 * 2000 / 3.0, 2);
+  EXPECT_EQ(sample_row(logits.data(), 4, {0.0f, 0, 1.0f, 0.5f}), 3);   // greedy
+  EXPECT_EQ(sample_row(logits.data(), 4, {5.0f, 0, 0.01f, 0.99f}), 3); // tiny nucleus
+}
+
+TEST(SampleRow, LowTemperatureConcentratesOnTheBestToken) {
+  const auto logits = random_floats(1000, 6);
+  const auto best = sample_row(logits.data(), 1000, {0.0f, 0, 1.0f, 0});
+  for (float u : {0.0f, 0.5f, 0.999f})
+    EXPECT_EQ(sample_row(logits.data(), 1000, {1e-4f, 0, 1.0f, u}), best);
+}
+
+} // namespace
+} // namespace aeg::kernels::cpu
