@@ -1,0 +1,72 @@
+// Reads raw rows from stdin and writes what the kernels make of them to stdout, for
+// dequant_reference.py to compare with PyPI gguf's numpy (de)quantizers:
+//   dequant_tool dequantize TYPE N   reads the bytes of N values of TYPE, writes N float32
+//   dequant_tool quantize TYPE N     reads N float32, writes the bytes of N values of TYPE
+// TYPE is a ggml type name (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K); N is a multiple
+// of its block size. Exits 2 on bad arguments or short input.
+
+#include "kernels/dtype.hpp"
+#include "kernels/quant.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace {
+
+using aeg::kernels::dtype;
+
+bool dtype_named(const std::string& name, dtype& out) {
+  for (auto t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1,
+                 dtype::q5_0, dtype::q4_k, dtype::q6_k})
+    if (aeg::kernels::traits(t).name == name) {
+      out = t;
+      return true;
+    }
+  return false;
+}
+
+bool read_all(void* dst, std::size_t bytes) {
+  return std::fread(dst, 1, bytes, stdin) == bytes;
+}
+
+bool write_all(const void* src, std::size_t bytes) {
+  return std::fwrite(src, 1, bytes, stdout) == bytes && std::fflush(stdout) == 0;
+}
+
+int usage(const char* why) {
+  std::fprintf(stderr, "dequant_tool: %s\nusage: dequant_tool dequantize|quantize TYPE N\n", why);
+  return 2;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4)
+    return usage("expected 3 arguments");
+  const std::string op = argv[1];
+  dtype t{};
+  if (!dtype_named(argv[2], t))
+    return usage("unknown TYPE");
+  const std::size_t n = std::strtoull(argv[3], nullptr, 10);
+  if (n == 0 || n % aeg::kernels::traits(t).block_elems != 0)
+    return usage("N must be a positive multiple of the block size");
+  std::vector<unsigned char> row(aeg::kernels::row_bytes(t, n));
+  std::vector<float> values(n);
+  if (op == "dequantize") {
+    if (!read_all(row.data(), row.size()))
+      return usage("short input");
+    aeg::kernels::dequantize_row(t, row.data(), values.data(), n);
+    return write_all(values.data(), n * sizeof(float)) ? 0 : 2;
+  }
+  if (op == "quantize") {
+    if (!aeg::kernels::can_quantize(t))
+      return usage("kernels cannot quantize TYPE");
+    if (!read_all(values.data(), n * sizeof(float)))
+      return usage("short input");
+    aeg::kernels::quantize_row(t, values.data(), row.data(), n);
+    return write_all(row.data(), row.size()) ? 0 : 2;
+  }
+  return usage("unknown operation");
+}
