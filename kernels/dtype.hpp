@@ -9,8 +9,22 @@
 namespace aeg::kernels {
 
 /// Element types of weights, activations and KV caches. Quantized types store `block_elems`
-/// values in `block_bytes` bytes with ggml's block layouts (see kernels/quant.hpp).
-enum class dtype : std::uint8_t { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q4_k, q6_k };
+/// values in `block_bytes` bytes with ggml's block layouts (see kernels/quant.hpp). The `x8`
+/// types are the CPU's compute layouts: 8 rows interleaved block by block (`block_bytes` is per
+/// row, so sizes work out as for their plain twins, but a row is not contiguous).
+enum class dtype : std::uint8_t {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  q4_0,
+  q4_1,
+  q5_0,
+  q4_k,
+  q6_k,
+  q4_1x8,
+  q8_0x8,
+};
 
 /// Block geometry of a dtype.
 struct dtype_traits {
@@ -27,6 +41,11 @@ const dtype_traits& traits(dtype t) noexcept;
 inline std::size_t row_bytes(dtype t, std::size_t n) noexcept {
   const auto& tr = traits(t);
   return n / tr.block_elems * tr.block_bytes;
+}
+
+/// Whether `t` interleaves 8 rows (its matrices have a multiple of 8 rows).
+inline bool is_interleaved(dtype t) noexcept {
+  return t == dtype::q4_1x8 || t == dtype::q8_0x8;
 }
 
 /// Bytes of one element of an unquantized type (f32 4, f16/bf16 2).

@@ -8,17 +8,47 @@
 #include "kernels/cuda/ops.hpp"
 #endif
 
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
 #include <string>
 
 namespace aeg::kernels {
 
 namespace {
 
+// Wall time per op name on CPU streams, when profiling is on (benchmarks only).
+struct op_profile {
+  std::atomic<bool> on{false};
+  std::mutex mutex;
+  std::map<std::string, std::pair<double, std::size_t>> totals;
+
+  void add(const char* name, double seconds) {
+    std::lock_guard lock(mutex);
+    auto& t = totals[name];
+    t.first += seconds;
+    ++t.second;
+  }
+};
+
+op_profile& profile() {
+  static op_profile p;
+  return p;
+}
+
 // Runs `cpu_op` on the stream's worker (CPU) or calls `cuda_op` with the cudaStream_t (CUDA).
 template <class CpuOp, class CudaOp>
 result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& cuda_op) {
   switch (ctx.kind()) {
   case gpu::backend_kind::cpu:
+    if (profile().on.load(std::memory_order_relaxed))
+      return ctx.stream().host_callback([name, op = std::forward<CpuOp>(cpu_op)] {
+        const auto start = std::chrono::steady_clock::now();
+        op();
+        profile().add(
+            name, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      });
     return ctx.stream().host_callback(std::forward<CpuOp>(cpu_op));
   case gpu::backend_kind::cuda:
 #if AEG_HAS_CUDA
@@ -32,6 +62,22 @@ result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& c
 }
 
 } // namespace
+
+void profile_cpu_ops(bool on) {
+  if (on) {
+    std::lock_guard lock(profile().mutex);
+    profile().totals.clear();
+  }
+  profile().on.store(on);
+}
+
+std::vector<op_time> cpu_op_times() {
+  std::lock_guard lock(profile().mutex);
+  std::vector<op_time> out;
+  for (const auto& [name, t] : profile().totals)
+    out.push_back({name, t.first, t.second});
+  return out;
+}
 
 // The CUDA side of an op; compiled only where the launchers exist.
 #if AEG_HAS_CUDA

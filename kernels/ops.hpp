@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 // The ops of a llama forward pass. Each enqueues its work on the context's stream and returns at
 // once; pointers are device memory of that stream's device and must stay valid until the work
@@ -64,6 +66,17 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
 /// out[i] = x[rows[i]], rows of `dim` floats.
 [[nodiscard]] result<void> gather_rows(context& ctx, const float* x, const std::int32_t* rows,
                                        std::size_t n, std::size_t dim, float* out);
+
+/// Time spent in one op on CPU streams while profiling.
+struct op_time {
+  std::string name;
+  double seconds = 0;
+  std::size_t calls = 0;
+};
+/// Starts (or stops) timing every op that runs on a CPU stream, from zero. For benchmarks.
+void profile_cpu_ops(bool on);
+/// What was timed since `profile_cpu_ops(true)`.
+std::vector<op_time> cpu_op_times();
 
 /// out[r] = the token row r of `logits` ([rows, vocab]) picks under params[r] (sampling_row).
 [[nodiscard]] result<void> sample(context& ctx, const float* logits, std::size_t rows,

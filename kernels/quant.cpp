@@ -1,5 +1,6 @@
 #include "kernels/quant.hpp"
 
+#include "coro/assert.hpp"
 #include "kernels/half.hpp"
 
 #include <algorithm>
@@ -11,9 +12,10 @@ namespace aeg::kernels {
 namespace {
 
 const dtype_traits table[] = {
-    {"F32", 1, 4, false},   {"F16", 1, 2, false},     {"BF16", 1, 2, false},
-    {"Q8_0", 32, 34, true}, {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
-    {"Q5_0", 32, 22, true}, {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
+    {"F32", 1, 4, false},     {"F16", 1, 2, false},     {"BF16", 1, 2, false},
+    {"Q8_0", 32, 34, true},   {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
+    {"Q5_0", 32, 22, true},   {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
+    {"Q4_1x8", 32, 20, true}, {"Q8_0x8", 32, 34, true},
 };
 
 float h2f(std::uint16_t h) {
@@ -200,6 +202,81 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
       dequant_q6_k(b[i], y);
     return;
   }
+  case dtype::q4_1x8:
+  case dtype::q8_0x8:
+    AEG_ASSERT(false, "dequantize_row: interleaved rows are read with dequantize_interleaved_row");
+  }
+}
+
+std::optional<dtype> interleaved_type(dtype t) noexcept {
+  switch (t) {
+  case dtype::q4_0:
+  case dtype::q4_1:
+    return dtype::q4_1x8;
+  case dtype::q8_0:
+    return dtype::q8_0x8;
+  default:
+    return std::nullopt;
+  }
+}
+
+void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t cols,
+                     void* dst) noexcept {
+  AEG_ASSERT(rows % 8 == 0 && interleaved_type(from), "interleave_rows: bad type or row count");
+  const std::size_t nb = cols / 32, stride = row_bytes(from, cols);
+  const auto* in = static_cast<const std::byte*>(src);
+  for (std::size_t g = 0; g < rows / 8; ++g) {
+    const std::byte* group = in + g * 8 * stride;
+    if (from == dtype::q8_0) {
+      auto* out = static_cast<block_q8_0x8*>(dst) + g * nb;
+      for (std::size_t b = 0; b < nb; ++b)
+        for (std::size_t i = 0; i < 8; ++i) {
+          const auto& blk = reinterpret_cast<const block_q8_0*>(group + i * stride)[b];
+          out[b].d[i] = blk.d;
+          std::memcpy(out[b].qs[i], blk.qs, 32);
+        }
+      continue;
+    }
+    auto* out = static_cast<block_q4_1x8*>(dst) + g * nb;
+    for (std::size_t b = 0; b < nb; ++b)
+      for (std::size_t i = 0; i < 8; ++i) {
+        const std::size_t slot = q4_1x8_slot(i);
+        if (from == dtype::q4_1) {
+          const auto& blk = reinterpret_cast<const block_q4_1*>(group + i * stride)[b];
+          out[b].d[i] = blk.d;
+          out[b].m[i] = blk.m;
+          std::memcpy(out[b].qs[slot], blk.qs, 16);
+        } else { // Q4_0 is Q4_1 with the offset -8·d, exact in f16
+          const auto& blk = reinterpret_cast<const block_q4_0*>(group + i * stride)[b];
+          out[b].d[i] = blk.d;
+          out[b].m[i] = float_to_half(-8.0f * half_to_float(blk.d));
+          std::memcpy(out[b].qs[slot], blk.qs, 16);
+        }
+      }
+  }
+}
+
+void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std::size_t cols,
+                                float* y) noexcept {
+  const std::size_t nb = cols / 32, g = row / 8, i = row % 8;
+  if (t == dtype::q8_0x8) {
+    const auto* blk = static_cast<const block_q8_0x8*>(base) + g * nb;
+    for (std::size_t b = 0; b < nb; ++b, y += 32) {
+      const float d = half_to_float(blk[b].d[i]);
+      for (int j = 0; j < 32; ++j)
+        y[j] = blk[b].qs[i][j] * d;
+    }
+    return;
+  }
+  AEG_ASSERT(t == dtype::q4_1x8, "dequantize_interleaved_row: not an interleaved type");
+  const auto* blk = static_cast<const block_q4_1x8*>(base) + g * nb;
+  const std::size_t slot = q4_1x8_slot(i);
+  for (std::size_t b = 0; b < nb; ++b, y += 32) {
+    const float d = half_to_float(blk[b].d[i]), m = half_to_float(blk[b].m[i]);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = static_cast<float>(blk[b].qs[slot][j] & 0xF) * d + m;
+      y[j + 16] = static_cast<float>(blk[b].qs[slot][j] >> 4) * d + m;
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace aeg::kernels {
 
@@ -50,6 +51,27 @@ struct block_q6_k {
 static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 &&
               sizeof(block_q8_0) == 34 && sizeof(block_q4_k) == 144 && sizeof(block_q6_k) == 210);
 
+/// 8 rows of Q4_1 (or Q4_0, as Q4_1 with offset -8·d) for one block of 32 columns, as the CPU
+/// computes with them: `d` and `m` in row order, the nibbles of row r at `qs[q4_1x8_slot(r)]`
+/// (rows 0,4,1,5,2,6,3,7), so that one 256-bit load holds rows r and r+4 and a two-level
+/// horizontal add of the products yields the 8 rows' sums in order.
+struct block_q4_1x8 {
+  std::uint16_t d[8];
+  std::uint16_t m[8];
+  std::uint8_t qs[8][16];
+};
+/// 8 rows of Q8_0 for one block of 32 columns, in row order.
+struct block_q8_0x8 {
+  std::uint16_t d[8];
+  std::int8_t qs[8][32];
+};
+static_assert(sizeof(block_q4_1x8) == 8 * 20 && sizeof(block_q8_0x8) == 8 * 34);
+
+/// Where row `r` (0..7) of a Q4_1x8 block keeps its nibbles.
+constexpr std::size_t q4_1x8_slot(std::size_t r) noexcept {
+  return r < 4 ? 2 * r : 2 * (r - 4) + 1;
+}
+
 /// An activation block for the CPU's integer dot products: 32 values as `q * d`, with
 /// `s = d * sum(q)` so that Q4_1's offset term costs one multiply per block. Not a file format.
 struct block_q8a {
@@ -68,6 +90,19 @@ bool quantize_row(dtype t, const float* src, void* dst, std::size_t n) noexcept;
 
 /// Whether `quantize_row` can encode `t`.
 bool can_quantize(dtype t) noexcept;
+
+/// The CPU's interleaved compute type for matrices stored as `t` (Q4_0, Q4_1 → Q4_1x8; Q8_0 →
+/// Q8_0x8), or nullopt.
+std::optional<dtype> interleaved_type(dtype t) noexcept;
+
+/// Rewrites a row-major matrix of `rows` (a multiple of 8) rows of type `from` into the layout of
+/// `interleaved_type(from)` at `dst` (the same number of bytes).
+void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t cols,
+                     void* dst) noexcept;
+
+/// Row `row` of an interleaved matrix at `base` as `cols` floats.
+void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std::size_t cols,
+                                float* dst) noexcept;
 
 /// Quantizes `n` activations (a multiple of 32) to Q8 activation blocks.
 void quantize_activations(const float* src, block_q8a* dst, std::size_t n) noexcept;

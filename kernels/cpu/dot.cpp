@@ -186,7 +186,7 @@ bool takes_quantized_activations(dtype t) noexcept {
 }
 
 bool computes_in(dtype t) noexcept {
-  return t == dtype::f32 || t == dtype::f16 || takes_quantized_activations(t);
+  return t == dtype::f32 || t == dtype::f16 || takes_quantized_activations(t) || is_interleaved(t);
 }
 
 float dot_reference(dtype t, const void* w, const block_q8a* xq, const float* xf,

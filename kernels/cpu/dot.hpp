@@ -20,7 +20,7 @@ float dot_reference(dtype t, const void* w, const block_q8a* xq, const float* xf
 bool takes_quantized_activations(dtype t) noexcept;
 
 /// Whether the CPU kernels compute with weights of type `t` directly (F32, F16, Q8_0, Q4_0,
-/// Q4_1); other types are converted at load time.
+/// Q4_1 and the interleaved Q4_1x8, Q8_0x8); other types are converted at load time.
 bool computes_in(dtype t) noexcept;
 
 /// Whether `dot` runs the AVX2 code on this processor.

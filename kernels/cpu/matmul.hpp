@@ -15,4 +15,8 @@ std::size_t matmul_scratch_bytes(const matrix& w, std::size_t rows) noexcept;
 /// row's result does not depend on what else is in the batch. Uses every compute thread.
 void matmul(const matrix& w, const float* x, std::size_t rows, float* y, void* scratch);
 
+/// `matmul` with the vector code (AVX2) on or off; off is the portable reference. For tests.
+void matmul(const matrix& w, const float* x, std::size_t rows, float* y, void* scratch,
+            bool vectorized);
+
 } // namespace aeg::kernels::cpu

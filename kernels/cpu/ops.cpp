@@ -1,5 +1,6 @@
 #include "kernels/cpu/ops.hpp"
 
+#include "kernels/cpu/dot.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
@@ -10,13 +11,21 @@
 #include <numeric>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace aeg::kernels::cpu {
 
 void embed(const matrix& table, const std::int32_t* tokens, std::size_t n, float* out) {
   const auto* base = static_cast<const std::byte*>(table.data);
-  for (std::size_t i = 0; i < n; ++i)
-    dequantize_row(table.type, base + static_cast<std::size_t>(tokens[i]) * table.row_bytes(),
-                   out + i * table.cols, table.cols);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(tokens[i]);
+    if (is_interleaved(table.type))
+      dequantize_interleaved_row(table.type, base, row, table.cols, out + i * table.cols);
+    else
+      dequantize_row(table.type, base + row * table.row_bytes(), out + i * table.cols, table.cols);
+  }
 }
 
 void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t dim, float eps,
@@ -76,51 +85,164 @@ float load(const void* p, std::size_t i) {
     return half_to_float(static_cast<const std::uint16_t*>(p)[i]);
 }
 
+// One query row and head against keys 0..n-1 of its sequence: softmax(q·K / √d)·V. The vector
+// and portable versions differ only in summation order.
+struct head_view {
+  const std::byte* kv;
+  const std::int32_t* table; // the sequence's blocks
+  std::size_t block_bytes, k_offset, v_offset, token_bytes, head_offset;
+  const std::byte* k(std::size_t t) const {
+    return kv + static_cast<std::size_t>(table[t / 16]) * block_bytes + k_offset +
+           t % 16 * token_bytes + head_offset;
+  }
+  const std::byte* v(std::size_t t) const {
+    return kv + static_cast<std::size_t>(table[t / 16]) * block_bytes + v_offset +
+           t % 16 * token_bytes + head_offset;
+  }
+};
+
+template <class T>
+void attend_portable(const head_view& h, const float* q, std::size_t hd, std::size_t n, float scale,
+                     float* scores, float* out) {
+  float max_score = -INFINITY;
+  for (std::size_t t = 0; t < n; ++t) {
+    const std::byte* k = h.k(t);
+    float s = 0;
+    for (std::size_t d = 0; d < hd; ++d)
+      s += q[d] * load<T>(k, d);
+    scores[t] = s * scale;
+    max_score = std::max(max_score, scores[t]);
+  }
+  float total = 0;
+  for (std::size_t t = 0; t < n; ++t)
+    total += (scores[t] = std::exp(scores[t] - max_score));
+  std::fill(out, out + hd, 0.0f);
+  for (std::size_t t = 0; t < n; ++t) {
+    const std::byte* v = h.v(t);
+    for (std::size_t d = 0; d < hd; ++d)
+      out[d] += scores[t] * load<T>(v, d);
+  }
+  const float inv = 1.0f / total;
+  for (std::size_t d = 0; d < hd; ++d)
+    out[d] *= inv;
+}
+
+#if defined(__x86_64__)
+
+#define AEG_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+template <class T>
+AEG_AVX2 inline __m256 load8(const std::byte* p, std::size_t d) {
+  if constexpr (std::is_same_v<T, float>)
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + d);
+  else
+    return _mm256_cvtph_ps(_mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(reinterpret_cast<const std::uint16_t*>(p) + d)));
+}
+
+AEG_AVX2 inline float hsum8(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  return _mm_cvtss_f32(_mm_add_ss(lo, _mm_movehdup_ps(lo)));
+}
+
+// out[d .. d + 8C) = inv · Σ_t scores[t] · V[t][d .. d + 8C), with the C accumulators in registers.
+template <class T, int C>
+AEG_AVX2 void accumulate_values(const head_view& h, const float* scores, std::size_t n,
+                                std::size_t d, __m256 inv, float* out) {
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c)
+    acc[c] = _mm256_setzero_ps();
+  for (std::size_t t = 0; t < n; ++t) {
+    const __m256 p = _mm256_set1_ps(scores[t]);
+    const std::byte* v = h.v(t);
+    for (int c = 0; c < C; ++c)
+      acc[c] = _mm256_fmadd_ps(p, load8<T>(v, d + 8 * c), acc[c]);
+  }
+  for (int c = 0; c < C; ++c)
+    _mm256_storeu_ps(out + d + 8 * c, _mm256_mul_ps(acc[c], inv));
+}
+
+// head_dim a multiple of 8 and at most 256 (checked by the caller). Four keys at a time, and all
+// of a head's dims at once for V, so that independent FMA chains hide each other's latency.
+template <class T>
+AEG_AVX2 void attend_avx2(const head_view& h, const float* q, std::size_t hd, std::size_t n,
+                          float scale, float* scores, float* out) {
+  float max_score = -INFINITY;
+  std::size_t t = 0;
+  for (; t + 4 <= n; t += 4) {
+    const std::byte* k0 = h.k(t);
+    const std::byte* k1 = h.k(t + 1);
+    const std::byte* k2 = h.k(t + 2);
+    const std::byte* k3 = h.k(t + 3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (std::size_t d = 0; d < hd; d += 8) {
+      const __m256 qd = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qd, load8<T>(k0, d), a0);
+      a1 = _mm256_fmadd_ps(qd, load8<T>(k1, d), a1);
+      a2 = _mm256_fmadd_ps(qd, load8<T>(k2, d), a2);
+      a3 = _mm256_fmadd_ps(qd, load8<T>(k3, d), a3);
+    }
+    scores[t] = hsum8(a0) * scale;
+    scores[t + 1] = hsum8(a1) * scale;
+    scores[t + 2] = hsum8(a2) * scale;
+    scores[t + 3] = hsum8(a3) * scale;
+    max_score = std::max({max_score, scores[t], scores[t + 1], scores[t + 2], scores[t + 3]});
+  }
+  for (; t < n; ++t) {
+    const std::byte* k = h.k(t);
+    __m256 acc = _mm256_setzero_ps();
+    for (std::size_t d = 0; d < hd; d += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8<T>(k, d), acc);
+    scores[t] = hsum8(acc) * scale;
+    max_score = std::max(max_score, scores[t]);
+  }
+  float total = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    total += (scores[i] = std::exp(scores[i] - max_score));
+  const __m256 inv = _mm256_set1_ps(1.0f / total);
+  for (std::size_t d = 0; d < hd; d += 64) {
+    if (hd - d >= 64)
+      accumulate_values<T, 8>(h, scores, n, d, inv, out);
+    else
+      for (std::size_t c = d; c < hd; c += 8) // head dims that are not multiples of 64
+        accumulate_values<T, 1>(h, scores, n, c, inv, out);
+  }
+}
+
+#endif
+
 template <class T>
 void attention_impl(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
                     std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
                     const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
                     float scale, float* out) {
   const std::size_t hd = g.head_dim, group = heads / g.kv_heads;
-  const auto* kv = static_cast<const std::byte*>(kv_base);
-  const std::size_t block_bytes = g.block_bytes(), elem = g.element_bytes();
+#if defined(__x86_64__)
+  const bool vectorized = uses_avx2() && hd % 8 == 0 && hd <= 256;
+#endif
   parallel_for(rows * heads, 1, [&](std::size_t begin, std::size_t end) {
     std::vector<float> scores;
-    std::vector<float> acc(hd);
     for (std::size_t item = begin; item < end; ++item) {
-      const std::size_t r = item / heads, h = item % heads, kvh = h / group;
+      const std::size_t r = item / heads, h = item % heads;
       const std::size_t n = static_cast<std::size_t>(positions[r]) + 1; // causal: keys 0..pos
-      const std::int32_t* table = block_tables + static_cast<std::size_t>(row_seq[r]) * max_blocks;
-      const float* qr = q + (r * heads + h) * hd;
+      const head_view view{static_cast<const std::byte*>(kv_base),
+                           block_tables + static_cast<std::size_t>(row_seq[r]) * max_blocks,
+                           g.block_bytes(),
+                           g.offset(layer, false, 0),
+                           g.offset(layer, true, 0),
+                           g.token_bytes(),
+                           h / group * hd * g.element_bytes()};
       scores.resize(n);
-      float max_score = -INFINITY;
-      for (std::size_t t = 0; t < n; ++t) {
-        const std::byte* blk = kv + static_cast<std::size_t>(table[t / 16]) * block_bytes;
-        const std::byte* k = blk + g.offset(layer, false, t % 16) + kvh * hd * elem;
-        float s = 0;
-        for (std::size_t d = 0; d < hd; ++d)
-          s += qr[d] * load<T>(k, d);
-        s *= scale;
-        scores[t] = s;
-        max_score = std::max(max_score, s);
-      }
-      float total = 0;
-      for (std::size_t t = 0; t < n; ++t) {
-        scores[t] = std::exp(scores[t] - max_score);
-        total += scores[t];
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (std::size_t t = 0; t < n; ++t) {
-        const std::byte* blk = kv + static_cast<std::size_t>(table[t / 16]) * block_bytes;
-        const std::byte* v = blk + g.offset(layer, true, t % 16) + kvh * hd * elem;
-        const float p = scores[t];
-        for (std::size_t d = 0; d < hd; ++d)
-          acc[d] += p * load<T>(v, d);
-      }
+      const float* qr = q + (r * heads + h) * hd;
       float* o = out + (r * heads + h) * hd;
-      const float inv = 1.0f / total;
-      for (std::size_t d = 0; d < hd; ++d)
-        o[d] = acc[d] * inv;
+#if defined(__x86_64__)
+      if (vectorized) {
+        attend_avx2<T>(view, qr, hd, n, scale, scores.data(), o);
+        continue;
+      }
+#endif
+      attend_portable<T>(view, qr, hd, n, scale, scores.data(), o);
     }
   });
 }

@@ -103,8 +103,11 @@ tensor_type to_tensor_type(kernels::dtype type) noexcept {
     return tensor_type::q4_k;
   case kernels::dtype::q6_k:
     return tensor_type::q6_k;
+  case kernels::dtype::q4_1x8:
+  case kernels::dtype::q8_0x8:
+    break; // compute layouts of the CPU; never stored in a file
   }
-  AEG_ASSERT(false, "to_tensor_type: dtype out of range");
+  AEG_ASSERT(false, "to_tensor_type: this dtype has no GGUF tensor type");
   return tensor_type::f32;
 }
 

@@ -247,6 +247,9 @@ std::uint32_t file_type_of(dtype t) {
     return 18;
   case dtype::bf16:
     return 32;
+  case dtype::q4_1x8:
+  case dtype::q8_0x8:
+    break; // compute layouts, never in a file
   }
   return 0;
 }

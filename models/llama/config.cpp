@@ -1,0 +1,175 @@
+#include "models/llama/config.hpp"
+
+#include "models/gguf/file.hpp"
+
+#include <array>
+
+namespace aeg::models {
+
+namespace {
+
+struct named_shape {
+  std::string_view name;
+  llama_config config;
+};
+
+llama_config shape(std::string_view name, std::size_t layers, std::size_t dim, std::size_t ffn,
+                   std::size_t heads, std::size_t kv_heads, std::size_t vocab, std::size_t ctx,
+                   float rope_base, bool tied) {
+  llama_config c;
+  c.name = std::string(name);
+  c.num_layers = layers;
+  c.dim = dim;
+  c.ffn_dim = ffn;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = dim / heads;
+  c.n_rot = c.head_dim;
+  c.vocab_size = vocab;
+  c.context_length = ctx;
+  c.rope_base = rope_base;
+  c.rms_eps = 1e-5f;
+  c.tied_output = tied;
+  return c;
+}
+
+const std::array<named_shape, 4>& shapes() {
+  static const std::array<named_shape, 4> s = {{
+      {"smollm2-135m", shape("smollm2-135m", 30, 576, 1536, 9, 3, 49152, 8192, 100000, true)},
+      {"llama-3.2-1b", shape("llama-3.2-1b", 16, 2048, 8192, 32, 8, 128256, 8192, 500000, true)},
+      {"llama-2-7b", shape("llama-2-7b", 32, 4096, 11008, 32, 32, 32000, 4096, 10000, false)},
+      {"llama-2-13b", shape("llama-2-13b", 40, 5120, 13824, 40, 40, 32000, 4096, 10000, false)},
+  }};
+  return s;
+}
+
+tl::unexpected<error> bad(const std::string& field, const std::string& why) {
+  return fail(errc::corrupt_data, "llama model: " + field + " " + why);
+}
+
+} // namespace
+
+std::vector<std::string> llama_config::synthetic_shapes() {
+  std::vector<std::string> names;
+  for (const auto& s : shapes())
+    names.emplace_back(s.name);
+  return names;
+}
+
+result<llama_config> llama_config::synthetic(std::string_view name) {
+  for (const auto& s : shapes())
+    if (s.name == name)
+      return s.config;
+  std::string known;
+  for (const auto& s : shapes())
+    known += (known.empty() ? "" : ", ") + std::string(s.name);
+  return fail(errc::not_found,
+              "unknown synthetic model shape '" + std::string(name) + "'; known: " + known);
+}
+
+result<llama_config> llama_config::from_gguf(const gguf::file& f) {
+  auto arch = f.get_string("general.architecture");
+  if (!arch)
+    return tl::unexpected(arch.error());
+  if (*arch != "llama")
+    return fail(errc::invalid_argument, "model architecture '" + *arch +
+                                            "' is not supported; only 'llama' models run here");
+  llama_config c;
+  c.name = f.get_string("general.name").value_or("llama");
+  auto u = [&](const char* key) { return f.get_uint(std::string("llama.") + key); };
+  auto layers = u("block_count");
+  auto dim = u("embedding_length");
+  auto ffn = u("feed_forward_length");
+  auto heads = u("attention.head_count");
+  if (!layers || !dim || !ffn || !heads) {
+    for (auto* r : {&layers, &dim, &ffn, &heads})
+      if (!*r)
+        return tl::unexpected(r->error());
+  }
+  c.num_layers = *layers;
+  c.dim = *dim;
+  c.ffn_dim = *ffn;
+  c.num_heads = *heads;
+  auto kv_heads = f.get_uint("llama.attention.head_count_kv", *heads);
+  if (!kv_heads)
+    return tl::unexpected(kv_heads.error());
+  c.num_kv_heads = *kv_heads;
+  if (c.num_heads == 0)
+    return bad("llama.attention.head_count", "is 0");
+  auto head_dim = f.get_uint("llama.attention.key_length", c.dim / c.num_heads);
+  if (!head_dim)
+    return tl::unexpected(head_dim.error());
+  c.head_dim = *head_dim;
+  auto n_rot = f.get_uint("llama.rope.dimension_count", c.head_dim);
+  if (!n_rot)
+    return tl::unexpected(n_rot.error());
+  c.n_rot = *n_rot;
+  auto ctx = f.get_uint("llama.context_length", 2048);
+  if (!ctx)
+    return tl::unexpected(ctx.error());
+  c.context_length = *ctx;
+  auto base = f.get_float("llama.rope.freq_base", 10000.0);
+  auto eps = f.get_float("llama.attention.layer_norm_rms_epsilon", 1e-5);
+  if (!base)
+    return tl::unexpected(base.error());
+  if (!eps)
+    return tl::unexpected(eps.error());
+  c.rope_base = static_cast<float>(*base);
+  c.rms_eps = static_cast<float>(*eps);
+  if (f.find("llama.rope.scaling.type") != nullptr) {
+    auto type = f.get_string("llama.rope.scaling.type");
+    if (type && *type != "none")
+      return fail(errc::invalid_argument,
+                  "RoPE scaling '" + *type + "' is not supported yet; use a model without it");
+  }
+  const auto* embd = f.tensor("token_embd.weight");
+  if (embd == nullptr)
+    return bad("tensor token_embd.weight", "is missing");
+  if (embd->dims.size() != 2 || embd->dims[0] != c.dim)
+    return bad("tensor token_embd.weight", "does not have shape [embedding_length, vocab]");
+  c.vocab_size = embd->dims[1];
+  if (auto v = f.get_uint("llama.vocab_size", c.vocab_size); !v || *v != c.vocab_size)
+    return bad("llama.vocab_size", "disagrees with token_embd.weight");
+  c.tied_output = f.tensor("output.weight") == nullptr;
+  if (auto r = c.validate(); !r)
+    return tl::unexpected(r.error());
+  return c;
+}
+
+result<void> llama_config::validate() const {
+  if (num_layers == 0 || num_layers > 1024)
+    return bad("block_count", std::to_string(num_layers) + " is out of range (1..1024)");
+  if (dim == 0 || dim % 32 != 0)
+    return bad("embedding_length", std::to_string(dim) + " must be a positive multiple of 32");
+  if (ffn_dim == 0 || ffn_dim % 32 != 0)
+    return bad("feed_forward_length",
+               std::to_string(ffn_dim) + " must be a positive multiple of 32");
+  if (num_kv_heads == 0 || num_heads % num_kv_heads != 0)
+    return bad("attention.head_count_kv", std::to_string(num_kv_heads) +
+                                              " must divide head_count " +
+                                              std::to_string(num_heads));
+  if (head_dim == 0 || head_dim % 2 != 0 || head_dim > 256)
+    return bad("attention.key_length", std::to_string(head_dim) + " must be even and <= 256");
+  if ((num_heads * head_dim) % 32 != 0 || (num_kv_heads * head_dim) % 32 != 0)
+    return bad("attention.key_length", "head widths must be multiples of 32");
+  if (n_rot == 0 || n_rot > head_dim || n_rot % 2 != 0)
+    return bad("rope.dimension_count", std::to_string(n_rot) + " must be even and <= head_dim");
+  if (vocab_size == 0 || vocab_size > (std::size_t{1} << 31))
+    return bad("vocab_size", "is out of range");
+  if (context_length == 0)
+    return bad("context_length", "is 0");
+  if (!(rope_base > 0))
+    return bad("rope.freq_base", "must be positive");
+  if (!(rms_eps > 0))
+    return bad("attention.layer_norm_rms_epsilon", "must be positive");
+  return {};
+}
+
+std::size_t llama_config::num_parameters() const noexcept {
+  const std::size_t attn = dim * num_heads * head_dim * 2 + dim * num_kv_heads * head_dim * 2;
+  const std::size_t mlp = 3 * dim * ffn_dim;
+  const std::size_t per_layer = attn + mlp + 2 * dim;
+  return num_layers * per_layer + vocab_size * dim * (tied_output ? 1 : 2) + dim;
+}
+
+} // namespace aeg::models

@@ -1,0 +1,236 @@
+#include "models/llama/runner.hpp"
+
+#include "kernels/ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace aeg::models {
+
+namespace {
+
+std::size_t align_up(std::size_t x, std::size_t a) {
+  return (x + a - 1) / a * a;
+}
+
+// Propagates the first failing enqueue out of `enqueue`.
+#define AEG_TRY(expr)                                                                              \
+  do {                                                                                             \
+    if (auto aeg_r_ = (expr); !aeg_r_)                                                             \
+      return tl::unexpected(aeg_r_.error());                                                       \
+  } while (false)
+
+} // namespace
+
+// Device buffers (activations, metadata, outputs) and their pinned host mirrors.
+struct llama_runner::buffers {
+  gpu::buffer x, h, q, k, v, att, gate, up, gathered, logits, scratch, meta, sampled;
+  gpu::buffer meta_host, sampled_host, logits_host;
+  // Offsets inside `meta`, in int32 units except params (bytes).
+  std::size_t tokens = 0, positions = 0, slots = 0, row_seq = 0, tables = 0, gather = 0;
+  std::size_t params_bytes = 0, meta_bytes = 0;
+};
+
+result<std::unique_ptr<llama_runner>> llama_runner::create(gpu::device& dev, kernels::context& ctx,
+                                                           const llama_config& config,
+                                                           const step_limits& requested) {
+  if (auto r = config.validate(); !r)
+    return tl::unexpected(r.error());
+  step_limits limits = requested;
+  if (limits.max_tokens == 0 || limits.max_seqs == 0)
+    return fail(errc::invalid_argument, "a runner needs room for at least one token and sequence");
+  limits.max_seqs = std::min(limits.max_seqs, limits.max_tokens);
+  if (limits.max_blocks_per_seq == 0)
+    limits.max_blocks_per_seq = kernels::kv_geometry::blocks_for(config.context_length);
+
+  auto r = std::unique_ptr<llama_runner>(new llama_runner);
+  r->ctx_ = &ctx;
+  r->shape_ = config;
+  r->limits_ = limits;
+  auto b = std::make_shared<buffers>();
+  const std::size_t T = limits.max_tokens, S = limits.max_seqs;
+  const std::size_t qw = config.num_heads * config.head_dim;
+  const std::size_t kvw = config.num_kv_heads * config.head_dim;
+  const std::size_t widest = std::max({config.dim, config.ffn_dim, qw});
+
+  std::string failed;
+  auto take = [&](gpu::buffer& out, std::size_t bytes, bool pinned = false) {
+    if (!failed.empty())
+      return;
+    auto m = pinned ? dev.allocate_pinned(std::max<std::size_t>(bytes, 1))
+                    : dev.allocate(std::max<std::size_t>(bytes, 1));
+    if (!m)
+      failed = m.error().message;
+    else
+      out = std::move(*m);
+  };
+  take(b->x, T * config.dim * 4);
+  take(b->h, T * config.dim * 4);
+  take(b->q, T * qw * 4);
+  take(b->k, T * kvw * 4);
+  take(b->v, T * kvw * 4);
+  take(b->att, T * qw * 4);
+  take(b->gate, T * config.ffn_dim * 4);
+  take(b->up, T * config.ffn_dim * 4);
+  take(b->gathered, S * config.dim * 4);
+  take(b->logits, S * config.vocab_size * 4);
+  // Enough for either backend: CPU Q8 activation blocks (1.25 B/value) or CUDA halves (2 B).
+  take(b->scratch, std::max(T, S) * widest * 2);
+  b->tokens = 0;
+  b->positions = T;
+  b->slots = 2 * T;
+  b->row_seq = 3 * T;
+  b->tables = 4 * T;
+  b->gather = b->tables + S * limits.max_blocks_per_seq;
+  b->params_bytes = align_up((b->gather + S) * 4, 16);
+  b->meta_bytes = b->params_bytes + S * sizeof(kernels::sampling_row);
+  take(b->meta, b->meta_bytes);
+  take(b->meta_host, b->meta_bytes, true);
+  take(b->sampled, S * 4);
+  take(b->sampled_host, S * 4, true);
+  take(b->logits_host, S * config.vocab_size * 4, true);
+  if (!failed.empty())
+    return fail(errc::out_of_memory, "no room for the step buffers of " + config.name + " (" +
+                                         std::to_string(T) + " tokens): " + failed);
+  r->buf_ = std::move(b);
+  return r;
+}
+
+bool llama_runner::fits(const llama_config& c) const noexcept {
+  return c.dim <= shape_.dim && c.ffn_dim <= shape_.ffn_dim &&
+         c.num_heads * c.head_dim <= shape_.num_heads * shape_.head_dim &&
+         c.num_kv_heads * c.head_dim <= shape_.num_kv_heads * shape_.head_dim &&
+         c.vocab_size <= shape_.vocab_size &&
+         kernels::kv_geometry::blocks_for(c.context_length) <= limits_.max_blocks_per_seq;
+}
+
+std::span<const std::int32_t> llama_runner::sampled() const noexcept {
+  return {buf_->sampled_host.as<const std::int32_t>(), num_sampled_};
+}
+
+std::span<const float> llama_runner::logits() const noexcept {
+  if (!have_logits_)
+    return {};
+  return {buf_->logits_host.as<const float>(), num_sampled_ * shape_.vocab_size};
+}
+
+result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_type,
+                                   std::span<const sequence_step> steps, void* kv_base,
+                                   bool want_logits) {
+  const llama_config& c = *w.config;
+  if (!fits(c))
+    return fail(errc::invalid_argument,
+                "model " + c.name + " is larger than this runner's buffers");
+  buffers& b = *buf_;
+  const std::size_t MB = limits_.max_blocks_per_seq;
+  if (steps.size() > limits_.max_seqs)
+    return fail(errc::invalid_argument, "a step of " + std::to_string(steps.size()) +
+                                            " sequences exceeds the limit of " +
+                                            std::to_string(limits_.max_seqs));
+
+  // Lay out the step's metadata in pinned memory, then copy it to the device in one piece.
+  auto* meta = b.meta_host.as<std::int32_t>();
+  auto* params =
+      reinterpret_cast<kernels::sampling_row*>(b.meta_host.as<std::byte>() + b.params_bytes);
+  std::size_t rows = 0, num_sampled = 0;
+  for (std::size_t s = 0; s < steps.size(); ++s) {
+    const auto& st = steps[s];
+    const std::size_t end = st.start_pos + st.tokens.size();
+    if (st.tokens.empty())
+      return fail(errc::invalid_argument, "sequence " + std::to_string(s) + " brings no tokens");
+    if (end > c.context_length)
+      return fail(errc::invalid_argument,
+                  "sequence " + std::to_string(s) + " reaches " + std::to_string(end) +
+                      " tokens, past the context length " + std::to_string(c.context_length));
+    if (st.blocks.size() < kernels::kv_geometry::blocks_for(end) || st.blocks.size() > MB)
+      return fail(errc::invalid_argument, "sequence " + std::to_string(s) + " has " +
+                                              std::to_string(st.blocks.size()) + " KV blocks for " +
+                                              std::to_string(end) + " tokens");
+    if (rows + st.tokens.size() > limits_.max_tokens)
+      return fail(errc::invalid_argument,
+                  "a step of more than " + std::to_string(limits_.max_tokens) + " tokens");
+    for (std::size_t i = 0; i < st.tokens.size(); ++i, ++rows) {
+      const std::size_t pos = st.start_pos + i;
+      if (st.tokens[i] < 0 || static_cast<std::size_t>(st.tokens[i]) >= c.vocab_size)
+        return fail(errc::invalid_argument, "token id " + std::to_string(st.tokens[i]) +
+                                                " is outside the vocabulary of " + c.name);
+      meta[b.tokens + rows] = st.tokens[i];
+      meta[b.positions + rows] = static_cast<std::int32_t>(pos);
+      meta[b.slots + rows] = st.blocks[pos / 16] * 16 + static_cast<std::int32_t>(pos % 16);
+      meta[b.row_seq + rows] = static_cast<std::int32_t>(s);
+    }
+    std::copy(st.blocks.begin(), st.blocks.end(), meta + b.tables + s * MB);
+    if (st.sample) {
+      meta[b.gather + num_sampled] = static_cast<std::int32_t>(rows - 1);
+      params[num_sampled] = st.sampling;
+      ++num_sampled;
+    }
+  }
+  num_sampled_ = num_sampled;
+  have_logits_ = want_logits;
+  if (rows == 0)
+    return {};
+
+  auto& ctx = *ctx_;
+  auto& s = ctx.stream();
+  AEG_TRY(s.copy(b.meta.data(), b.meta_host.data(), b.meta_bytes, gpu::copy_kind::host_to_device));
+  const auto* dm = b.meta.as<std::int32_t>();
+  const auto* dparams =
+      reinterpret_cast<const kernels::sampling_row*>(b.meta.as<std::byte>() + b.params_bytes);
+  const auto& L = *w.layout;
+  const auto kv = c.kv(kv_type);
+  float* x = b.x.as<float>();
+  float* h = b.h.as<float>();
+  float* q = b.q.as<float>();
+  float* k = b.k.as<float>();
+  float* v = b.v.as<float>();
+  float* att = b.att.as<float>();
+  float* gate = b.gate.as<float>();
+  float* up = b.up.as<float>();
+  void* scratch = b.scratch.data();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+
+  AEG_TRY(kernels::embed(ctx, L.token_embd.at(w.base), dm + b.tokens, rows, x));
+  for (std::size_t l = 0; l < c.num_layers; ++l) {
+    const auto& ly = L.layers[l];
+    AEG_TRY(kernels::rmsnorm(ctx, x, ly.attn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));
+    AEG_TRY(kernels::matmul(ctx, ly.wq.at(w.base), h, rows, q, scratch));
+    AEG_TRY(kernels::matmul(ctx, ly.wk.at(w.base), h, rows, k, scratch));
+    AEG_TRY(kernels::matmul(ctx, ly.wv.at(w.base), h, rows, v, scratch));
+    AEG_TRY(kernels::rope(ctx, q, rows, c.num_heads, c.head_dim, c.n_rot, dm + b.positions,
+                          c.rope_base));
+    AEG_TRY(kernels::rope(ctx, k, rows, c.num_kv_heads, c.head_dim, c.n_rot, dm + b.positions,
+                          c.rope_base));
+    AEG_TRY(kernels::kv_store(ctx, kv, l, k, v, rows, dm + b.slots, kv_base));
+    AEG_TRY(kernels::attention(ctx, kv, l, q, rows, c.num_heads, dm + b.positions, dm + b.row_seq,
+                               dm + b.tables, MB, kv_base, scale, att));
+    AEG_TRY(kernels::matmul(ctx, ly.wo.at(w.base), att, rows, h, scratch));
+    AEG_TRY(kernels::add(ctx, x, h, rows * c.dim));
+    AEG_TRY(kernels::rmsnorm(ctx, x, ly.ffn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));
+    AEG_TRY(kernels::matmul(ctx, ly.gate.at(w.base), h, rows, gate, scratch));
+    AEG_TRY(kernels::matmul(ctx, ly.up.at(w.base), h, rows, up, scratch));
+    AEG_TRY(kernels::swiglu(ctx, gate, up, rows * c.ffn_dim, gate));
+    AEG_TRY(kernels::matmul(ctx, ly.down.at(w.base), gate, rows, h, scratch));
+    AEG_TRY(kernels::add(ctx, x, h, rows * c.dim));
+  }
+  if (num_sampled == 0)
+    return {};
+  // Only the rows that pick a token need the final norm and the (large) output projection.
+  float* g = b.gathered.as<float>();
+  float* logits = b.logits.as<float>();
+  AEG_TRY(kernels::gather_rows(ctx, x, dm + b.gather, num_sampled, c.dim, g));
+  AEG_TRY(
+      kernels::rmsnorm(ctx, g, L.output_norm.vector_at(w.base), num_sampled, c.dim, c.rms_eps, g));
+  AEG_TRY(kernels::matmul(ctx, L.output.at(w.base), g, num_sampled, logits, scratch));
+  AEG_TRY(kernels::sample(ctx, logits, num_sampled, c.vocab_size, dparams,
+                          b.sampled.as<std::int32_t>()));
+  AEG_TRY(s.copy(b.sampled_host.data(), b.sampled.data(), num_sampled * 4,
+                 gpu::copy_kind::device_to_host));
+  if (want_logits)
+    AEG_TRY(s.copy(b.logits_host.data(), logits, num_sampled * c.vocab_size * 4,
+                   gpu::copy_kind::device_to_host));
+  return {};
+}
+
+} // namespace aeg::models

@@ -1,0 +1,253 @@
+#include "models/llama/weights.hpp"
+
+#include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/parallel.hpp"
+#include "kernels/quant.hpp"
+#include "models/gguf/file.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <random>
+
+namespace aeg::models {
+
+namespace {
+
+constexpr std::size_t image_alignment = 256;
+
+std::size_t align_up(std::size_t x) {
+  return (x + image_alignment - 1) / image_alignment * image_alignment;
+}
+
+std::string layer_name(std::size_t l, const char* what) {
+  return "blk." + std::to_string(l) + "." + what + ".weight";
+}
+
+// The row-major type the CPU kernels take for a matrix stored as `t`: as stored when they compute
+// in it, BF16 widened to F32, other quantized types re-quantized to Q8_0.
+kernels::dtype cpu_plain_type(kernels::dtype t) {
+  if (kernels::cpu::computes_in(t))
+    return t;
+  return t == kernels::dtype::bf16 ? kernels::dtype::f32 : kernels::dtype::q8_0;
+}
+
+// The CPU's compute type: the 8-row interleaved layout where there is one and the rows allow it.
+kernels::dtype cpu_type(kernels::dtype t, std::size_t rows) {
+  const auto plain = cpu_plain_type(t);
+  const auto x8 = kernels::interleaved_type(plain);
+  return x8 && rows % 8 == 0 ? *x8 : plain;
+}
+
+// Converts `rows` rows from `src` (type `from`) into `dst` (type `to`), on every core.
+void convert_rows(kernels::dtype from, const std::byte* src, kernels::dtype to, std::byte* dst,
+                  std::size_t rows, std::size_t cols) {
+  if (kernels::is_interleaved(to)) {
+    // Interleave from the plain twin: the stored type itself (Q4_0, Q4_1, Q8_0) or a converted
+    // copy (other types become Q8_0 first).
+    const auto plain = cpu_plain_type(from);
+    if (plain == from) {
+      kernels::interleave_rows(from, src, rows, cols, dst);
+      return;
+    }
+    std::vector<std::byte> tmp(rows * kernels::row_bytes(plain, cols));
+    convert_rows(from, src, plain, tmp.data(), rows, cols);
+    kernels::interleave_rows(plain, tmp.data(), rows, cols, dst);
+    return;
+  }
+  const std::size_t in = kernels::row_bytes(from, cols), out = kernels::row_bytes(to, cols);
+  if (from == to) {
+    std::memcpy(dst, src, rows * in);
+    return;
+  }
+  kernels::cpu::parallel_for(rows, 64, [&](std::size_t b, std::size_t e) {
+    std::vector<float> tmp(cols);
+    for (std::size_t r = b; r < e; ++r) {
+      kernels::dequantize_row(from, src + r * in, tmp.data(), cols);
+      kernels::quantize_row(to, tmp.data(), dst + r * out, cols);
+    }
+  });
+}
+
+} // namespace
+
+llama_layout llama_layout::plan(const llama_config& c,
+                                const std::function<kernels::dtype(const std::string&)>& type_of) {
+  llama_layout lay;
+  std::size_t at = 0;
+  auto place = [&](kernels::dtype t, std::size_t rows, std::size_t cols) {
+    weight_slot s{t, rows, cols, at};
+    at = align_up(at + s.bytes());
+    return s;
+  };
+  const auto f32 = kernels::dtype::f32;
+  lay.token_embd = place(type_of("token_embd.weight"), c.vocab_size, c.dim);
+  const std::size_t q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
+  for (std::size_t l = 0; l < c.num_layers; ++l) {
+    layer ly;
+    ly.attn_norm = place(f32, 1, c.dim);
+    ly.wq = place(type_of(layer_name(l, "attn_q")), q_width, c.dim);
+    ly.wk = place(type_of(layer_name(l, "attn_k")), kv_width, c.dim);
+    ly.wv = place(type_of(layer_name(l, "attn_v")), kv_width, c.dim);
+    ly.wo = place(type_of(layer_name(l, "attn_output")), c.dim, q_width);
+    ly.ffn_norm = place(f32, 1, c.dim);
+    ly.gate = place(type_of(layer_name(l, "ffn_gate")), c.ffn_dim, c.dim);
+    ly.up = place(type_of(layer_name(l, "ffn_up")), c.ffn_dim, c.dim);
+    ly.down = place(type_of(layer_name(l, "ffn_down")), c.dim, c.ffn_dim);
+    lay.layers.push_back(ly);
+  }
+  lay.output_norm = place(f32, 1, c.dim);
+  lay.output =
+      c.tied_output ? lay.token_embd : place(type_of("output.weight"), c.vocab_size, c.dim);
+  lay.total_bytes = at;
+  return lay;
+}
+
+void llama_layout::for_each(
+    const std::function<void(const std::string&, const weight_slot&)>& fn) const {
+  fn("token_embd.weight", token_embd);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const auto& ly = layers[l];
+    fn(layer_name(l, "attn_norm"), ly.attn_norm);
+    fn(layer_name(l, "attn_q"), ly.wq);
+    fn(layer_name(l, "attn_k"), ly.wk);
+    fn(layer_name(l, "attn_v"), ly.wv);
+    fn(layer_name(l, "attn_output"), ly.wo);
+    fn(layer_name(l, "ffn_norm"), ly.ffn_norm);
+    fn(layer_name(l, "ffn_gate"), ly.gate);
+    fn(layer_name(l, "ffn_up"), ly.up);
+    fn(layer_name(l, "ffn_down"), ly.down);
+  }
+  fn("output_norm.weight", output_norm);
+  if (output.offset != token_embd.offset)
+    fn("output.weight", output);
+}
+
+model_image::model_image(llama_config config, llama_layout layout, compute_format format,
+                         gpu::buffer host)
+    : config_(std::move(config)), layout_(std::move(layout)), format_(format),
+      host_(std::move(host)) {}
+
+result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
+                                                      const compute_format& format,
+                                                      gpu::device& dev,
+                                                      const progress_fn& progress) {
+  auto config = llama_config::from_gguf(f);
+  if (!config)
+    return tl::unexpected(config.error());
+  if (format.backend != gpu::backend_kind::cpu && format.half_type != kernels::dtype::f16 &&
+      format.half_type != kernels::dtype::bf16)
+    return fail(errc::invalid_argument, "CUDA weights must be f16 or bf16");
+
+  // Every tensor must be there with the shape the config implies, before anything is allocated.
+  std::string missing;
+  auto stored = [&](const std::string& name) -> const gguf::tensor_info* {
+    const auto* t = f.tensor(name);
+    if (t == nullptr && missing.empty())
+      missing = name;
+    return t;
+  };
+  auto type_of = [&](const std::string& name) {
+    const auto* t = stored(name);
+    if (t == nullptr)
+      return kernels::dtype::f32;
+    const auto st = gguf::to_dtype(t->type);
+    if (format.backend != gpu::backend_kind::cpu)
+      return format.half_type;
+    const std::size_t rows = t->dims.size() > 1 ? t->dims[1] : 1;
+    return format.cpu_weight_type.value_or(cpu_type(st, rows));
+  };
+  auto layout = llama_layout::plan(*config, type_of);
+  if (!missing.empty())
+    return fail(errc::corrupt_data, "llama model: tensor '" + missing + "' is missing");
+  std::string bad;
+  layout.for_each([&](const std::string& name, const weight_slot& slot) {
+    const auto* t = stored(name);
+    if (!bad.empty() || t == nullptr)
+      return;
+    const std::uint64_t rows = t->dims.size() > 1 ? t->dims[1] : 1;
+    if (t->dims[0] != slot.cols || rows != slot.rows || t->num_elements != slot.rows * slot.cols)
+      bad = "tensor '" + name + "' has shape [" + std::to_string(t->dims[0]) + ", " +
+            std::to_string(rows) + "], expected [" + std::to_string(slot.cols) + ", " +
+            std::to_string(slot.rows) + "]";
+  });
+  if (!missing.empty())
+    return fail(errc::corrupt_data, "llama model: tensor '" + missing + "' is missing");
+  if (!bad.empty())
+    return fail(errc::corrupt_data, "llama model: " + bad);
+
+  auto host = dev.allocate_pinned(layout.total_bytes);
+  if (!host)
+    return fail(host.error().code, "cannot hold the weights of '" + config->name + "' (" +
+                                       std::to_string(layout.total_bytes >> 20) +
+                                       " MiB) in host memory: " + host.error().message);
+  auto* base = host->as<std::byte>();
+  std::size_t done = 0;
+  layout.for_each([&](const std::string& name, const weight_slot& slot) {
+    const auto* t = f.tensor(name);
+    convert_rows(gguf::to_dtype(t->type), t->data, slot.type, base + slot.offset, slot.rows,
+                 slot.cols);
+    done += slot.bytes();
+    if (progress)
+      progress(done, layout.total_bytes);
+  });
+  return std::make_shared<const model_image>(std::move(*config), std::move(layout), format,
+                                             std::move(*host));
+}
+
+result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& config,
+                                                           const compute_format& format,
+                                                           gpu::device& dev, std::uint64_t seed,
+                                                           const progress_fn& progress) {
+  if (auto r = config.validate(); !r)
+    return tl::unexpected(r.error());
+  const bool cpu = format.backend == gpu::backend_kind::cpu;
+  // The types a quantized GGUF would have (SmolLM2's: Q8_0 embedding, Q4_1 matrices), in their
+  // CPU compute layout; half on CUDA.
+  auto stored_type = [](const std::string& name) {
+    return name == "token_embd.weight" || name == "output.weight" ? kernels::dtype::q8_0
+                                                                  : kernels::dtype::q4_1;
+  };
+  auto layout = llama_layout::plan(config, [&](const std::string& name) {
+    if (!cpu)
+      return format.half_type;
+    const std::size_t rows = name == "token_embd.weight" || name == "output.weight"
+                                 ? config.vocab_size
+                                 : 8; // every llama matrix has a multiple of 8 rows
+    return cpu_type(stored_type(name), rows);
+  });
+  auto host = dev.allocate_pinned(layout.total_bytes);
+  if (!host)
+    return fail(host.error().code, "cannot hold synthetic weights of " + config.name + " (" +
+                                       std::to_string(layout.total_bytes >> 20) +
+                                       " MiB) in host memory: " + host.error().message);
+  auto* base = host->as<std::byte>();
+  std::size_t done = 0, index = 0;
+  layout.for_each([&](const std::string& name, const weight_slot& slot) {
+    const std::uint64_t tensor_seed = seed * 1000003u + index++;
+    const bool is_norm = slot.rows == 1;
+    // Random values written in the plain type, then laid out as the CPU computes with them.
+    const bool x8 = kernels::is_interleaved(slot.type);
+    const auto plain = x8 ? stored_type(name) : slot.type;
+    std::vector<std::byte> staging(x8 ? slot.bytes() : 0);
+    std::byte* out = x8 ? staging.data() : base + slot.offset;
+    kernels::cpu::parallel_for(slot.rows, 64, [&](std::size_t b, std::size_t e) {
+      std::vector<float> row(slot.cols);
+      for (std::size_t r = b; r < e; ++r) {
+        std::mt19937_64 rng(tensor_seed * 0x9E3779B97F4A7C15ull + r);
+        std::normal_distribution<float> d(is_norm ? 1.0f : 0.0f, 0.02f);
+        for (auto& v : row)
+          v = d(rng);
+        kernels::quantize_row(plain, row.data(), out + r * kernels::row_bytes(plain, slot.cols),
+                              slot.cols);
+      }
+    });
+    if (x8)
+      kernels::interleave_rows(plain, staging.data(), slot.rows, slot.cols, base + slot.offset);
+    done += slot.bytes();
+    if (progress)
+      progress(done, layout.total_bytes);
+  });
+  return std::make_shared<const model_image>(config, std::move(layout), format, std::move(*host));
+}
+
+} // namespace aeg::models

@@ -1,0 +1,116 @@
+#pragma once
+
+#include "coro/error.hpp"
+#include "gpu/device.hpp"
+#include "kernels/matrix.hpp"
+#include "models/llama/config.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace aeg::models {
+
+namespace gguf {
+class file;
+}
+
+/// The number types one backend computes in.
+struct compute_format {
+  gpu::backend_kind backend = gpu::backend_kind::cpu;
+  /// CUDA: the type of weights and KV (f16 or bf16). The CPU keeps quantized weights and f32 KV.
+  kernels::dtype half_type = kernels::dtype::f16;
+  /// CPU: convert every matrix to this type instead (e.g. f32 for an unquantized reference).
+  std::optional<kernels::dtype> cpu_weight_type;
+
+  kernels::dtype kv_type() const noexcept {
+    return backend == gpu::backend_kind::cpu ? kernels::dtype::f32 : half_type;
+  }
+  static compute_format for_backend(gpu::backend_kind b) { return {b, kernels::dtype::f16, {}}; }
+};
+
+/// Where one weight lies in a model image, in the type its backend computes in.
+struct weight_slot {
+  kernels::dtype type = kernels::dtype::f32;
+  std::size_t rows = 0; ///< 1 for vectors
+  std::size_t cols = 0;
+  std::size_t offset = 0; ///< from the image's start, 256-byte aligned
+
+  std::size_t bytes() const noexcept { return rows * kernels::row_bytes(type, cols); }
+  /// The matrix at `base + offset`.
+  kernels::matrix at(const void* base) const noexcept {
+    return {type, static_cast<const std::byte*>(base) + offset, rows, cols};
+  }
+  const float* vector_at(const void* base) const noexcept {
+    return reinterpret_cast<const float*>(static_cast<const std::byte*>(base) + offset);
+  }
+};
+
+/// Every tensor of a llama model inside one contiguous image: the embedding, then the layers in
+/// order, then the final norm and the output (the same slot as the embedding when tied), so a
+/// copy that proceeds front to back makes layers usable one after another.
+struct llama_layout {
+  struct layer {
+    weight_slot attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+  };
+  weight_slot token_embd, output_norm, output;
+  std::vector<layer> layers;
+  std::size_t total_bytes = 0;
+
+  /// The layout of `config` with each matrix in the type `type_of(gguf_tensor_name)` gives
+  /// (e.g. "blk.3.attn_q.weight"); norm vectors are f32.
+  static llama_layout plan(const llama_config& config,
+                           const std::function<kernels::dtype(const std::string&)>& type_of);
+
+  /// Calls `fn(gguf_tensor_name, slot)` for every tensor in image order (the output once, and
+  /// not at all when tied).
+  void for_each(const std::function<void(const std::string&, const weight_slot&)>& fn) const;
+};
+
+/// A model's weights converted for one backend, in host memory the device copies from without
+/// staging (pinned), ready to be moved to a device in one piece. Immutable once built; share it.
+class model_image {
+public:
+  model_image(llama_config config, llama_layout layout, compute_format format, gpu::buffer host);
+
+  const llama_config& config() const noexcept { return config_; }
+  const llama_layout& layout() const noexcept { return layout_; }
+  const compute_format& format() const noexcept { return format_; }
+  /// The image's bytes: copy them to the device as one block.
+  std::span<const std::byte> bytes() const noexcept {
+    return {host_.as<const std::byte>(), layout_.total_bytes};
+  }
+
+private:
+  llama_config config_;
+  llama_layout layout_;
+  compute_format format_;
+  gpu::buffer host_;
+};
+
+/// Called as loading proceeds with bytes done and bytes in all.
+using progress_fn = std::function<void(std::size_t done, std::size_t total)>;
+
+/// Converts a llama GGUF into an image for `format`, in pinned memory of `dev`. CPU: Q4_0 and Q4_1
+/// matrices become Q4_1x8 and Q8_0 ones Q8_0x8 (the same bits, 8 rows interleaved; Q4_0 as
+/// Q4_1 with offset -8·d), F16 and F32 stay, BF16 becomes F32, and other types (Q5_0, Q4_K,
+/// Q6_K) are re-quantized to Q8_0 first. CUDA: matrices become f16 or bf16.
+/// Errors name the missing or misshapen tensor.
+result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
+                                                      const compute_format& format,
+                                                      gpu::device& dev,
+                                                      const progress_fn& progress = {});
+
+/// Random weights of `config`'s shape for `format` (CPU: Q4_1 matrices, Q8_0 embedding; CUDA:
+/// half), deterministic in `seed`. For benchmarks and tests of real model sizes.
+result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& config,
+                                                           const compute_format& format,
+                                                           gpu::device& dev, std::uint64_t seed,
+                                                           const progress_fn& progress = {});
+
+} // namespace aeg::models

@@ -1,0 +1,23 @@
+#pragma once
+
+#include "kernels/sampling_row.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace aeg::models {
+
+/// How a request wants its tokens picked. temperature 0 is greedy.
+struct sampling_params {
+  float temperature = 0;
+  std::int32_t top_k = 0; ///< 0: no limit
+  float top_p = 1;
+  std::uint64_t seed = 0;
+};
+
+/// The sampling rule for the token at index `step` of a request's output: the request's
+/// parameters with a uniform number drawn from (seed, step) alone, so that a request picks the
+/// same tokens however it is batched, preempted or moved.
+kernels::sampling_row sampling_row_for(const sampling_params& p, std::size_t step) noexcept;
+
+} // namespace aeg::models

@@ -1,0 +1,246 @@
+#include "coro/sync_wait.hpp"
+#include "gpu/block_allocator.hpp"
+#include "gpu/event_awaiter.hpp"
+#include "gpu/registry.hpp"
+#include "models/gguf/file.hpp"
+#include "models/llama/runner.hpp"
+#include "tests/models/smollm2.hpp"
+#include "tests/support/tiny_llama.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+namespace aeg::models {
+namespace {
+
+using aeg::testing::tiny_llama_spec;
+using kernels::dtype;
+
+// A model resident on a CPU device with a runner and a KV pool, driven step by step.
+class loaded {
+public:
+  loaded(const gguf::file& f, compute_format format, step_limits limits = {128, 8, 0},
+         std::size_t kv_blocks = 64) {
+    dev_ = *gpu::make_device({.backend = "cpu", .ordinal = 0, .capacity_bytes = 512 << 20});
+    stream_ = std::move(*dev_->create_stream());
+    ctx_ = std::move(*kernels::context::create(*stream_));
+    event_ = std::move(*dev_->create_event());
+    auto img = load_llama(f, format, *dev_);
+    EXPECT_TRUE(img.has_value()) << (img ? "" : img.error().to_string());
+    image_ = *img;
+    weights_ = std::move(*dev_->allocate(image_->bytes().size()));
+    EXPECT_TRUE(stream_->copy(weights_.data(), image_->bytes().data(), image_->bytes().size(),
+                              gpu::copy_kind::host_to_device));
+    kv_ = config().kv(format.kv_type());
+    kv_memory_ = std::move(*dev_->allocate(kv_blocks * kv_.block_bytes()));
+    blocks_ = std::make_unique<gpu::block_allocator>(kv_blocks);
+    auto r = llama_runner::create(*dev_, *ctx_, config(), limits);
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().to_string());
+    runner_ = std::move(*r);
+  }
+
+  ~loaded() {
+    ctx_.reset();
+    stream_.reset(); // finishes queued work (the weight copy) before the memory below goes
+  }
+
+  const llama_config& config() const { return image_->config(); }
+  llama_runner& runner() { return *runner_; }
+
+  std::vector<std::int32_t> blocks(std::size_t tokens) {
+    std::vector<std::int32_t> ids;
+    EXPECT_TRUE(blocks_->allocate(kernels::kv_geometry::blocks_for(tokens), ids));
+    return ids;
+  }
+
+  /// Runs one step; returns (sampled tokens, their logits).
+  result<std::pair<std::vector<std::int32_t>, std::vector<float>>>
+  step(std::span<const sequence_step> steps) {
+    const device_weights w{&config(), &image_->layout(), weights_.as<std::byte>()};
+    if (auto r = runner_->enqueue(w, kv_.type, steps, kv_memory_.data(), true); !r)
+      return tl::unexpected(r.error());
+    EXPECT_TRUE(stream_->record(*event_));
+    coro::sync_wait([](gpu::event* e) -> coro::task<void> { co_await *e; }(event_.get()));
+    const auto s = runner_->sampled();
+    const auto l = runner_->logits();
+    return std::pair{std::vector<std::int32_t>(s.begin(), s.end()),
+                     std::vector<float>(l.begin(), l.end())};
+  }
+
+  /// Greedy tokens after `prompt`, decoding one token per step.
+  std::vector<std::int32_t> greedy(const std::vector<std::int32_t>& prompt, std::size_t n) {
+    auto table = blocks(prompt.size() + n);
+    std::vector<std::int32_t> seq = prompt, out;
+    sequence_step st{seq, 0, table, true, {}};
+    for (std::size_t i = 0; i < n; ++i) {
+      auto r = step(std::span(&st, 1));
+      EXPECT_TRUE(r.has_value());
+      out.push_back(r->first[0]);
+      seq.push_back(r->first[0]);
+      st = {std::span(seq).subspan(seq.size() - 1, 1), seq.size() - 1, table, true, {}};
+    }
+    return out;
+  }
+
+private:
+  std::shared_ptr<gpu::device> dev_;
+  std::unique_ptr<gpu::stream> stream_;
+  std::unique_ptr<kernels::context> ctx_;
+  std::unique_ptr<gpu::event> event_;
+  std::shared_ptr<const model_image> image_;
+  gpu::buffer weights_, kv_memory_;
+  kernels::kv_geometry kv_;
+  std::unique_ptr<gpu::block_allocator> blocks_;
+  std::unique_ptr<llama_runner> runner_;
+};
+
+// A tiny llama's bytes and the file parsed from them (which points into the bytes).
+struct tiny_file {
+  explicit tiny_file(const tiny_llama_spec& spec) : bytes(aeg::testing::make_tiny_llama(spec)) {}
+  std::vector<std::byte> bytes;
+  result<gguf::file> file = gguf::file::parse(bytes);
+  const gguf::file& operator*() const { return *file; }
+};
+
+std::vector<std::int32_t> some_tokens(std::size_t n, std::size_t vocab, std::uint32_t seed) {
+  std::vector<std::int32_t> t(n);
+  for (std::size_t i = 0; i < n; ++i)
+    t[i] = static_cast<std::int32_t>((i * 2654435761u + seed * 40503u) % vocab);
+  return t;
+}
+
+float max_relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  float err = 0, scale = 1e-20f;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    err = std::max(err, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return err / scale;
+}
+
+TEST(LlamaRunner, EveryStoredWeightTypeRunsAndStaysCloseToTheFloatReference) {
+  for (dtype t : {dtype::q4_1, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q4_k, dtype::q6_k,
+                  dtype::f16, dtype::bf16, dtype::f32}) {
+    tiny_llama_spec spec;
+    spec.dim = 256;
+    spec.ffn = 512;
+    spec.heads = 4;
+    spec.kv_heads = 2;
+    spec.matrix_type = t;
+    spec.embed_type = t;
+    const tiny_file f(spec);
+    compute_format exact{gpu::backend_kind::cpu, dtype::f16, dtype::f32};
+    loaded quant(*f, compute_format::for_backend(gpu::backend_kind::cpu));
+    loaded ref(*f, exact);
+    const auto prompt = some_tokens(20, quant.config().vocab_size, 1);
+    auto tq = quant.blocks(20), tr = ref.blocks(20);
+    sequence_step sq{prompt, 0, tq, true, {}}, sr{prompt, 0, tr, true, {}};
+    auto a = quant.step(std::span(&sq, 1));
+    auto b = ref.step(std::span(&sr, 1));
+    ASSERT_TRUE(a && b) << kernels::traits(t).name;
+    for (float v : a->second)
+      ASSERT_TRUE(std::isfinite(v)) << kernels::traits(t).name;
+    // Only the 8-bit rounding of activations (and Q8_0 re-quantization of K-quants) separates
+    // the CPU kernels from float math on the same weights.
+    EXPECT_LT(max_relative_error(a->second, b->second), 0.05f) << kernels::traits(t).name;
+  }
+}
+
+TEST(LlamaRunner, ASequenceGetsTheSameLogitsAloneAndInABatch) {
+  const tiny_file f({});
+  loaded m(*f, compute_format::for_backend(gpu::backend_kind::cpu));
+  const std::size_t vocab = m.config().vocab_size;
+  std::vector<std::vector<std::int32_t>> prompts = {
+      some_tokens(5, vocab, 1), some_tokens(33, vocab, 2), some_tokens(1, vocab, 3),
+      some_tokens(17, vocab, 4)};
+  std::vector<std::vector<float>> alone;
+  for (const auto& p : prompts) {
+    auto t = m.blocks(p.size());
+    sequence_step st{p, 0, t, true, {}};
+    alone.push_back(m.step(std::span(&st, 1))->second);
+  }
+  std::vector<std::vector<std::int32_t>> tables;
+  std::vector<sequence_step> batch;
+  for (const auto& p : prompts)
+    tables.push_back(m.blocks(p.size()));
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    batch.push_back({prompts[i], 0, tables[i], true, {}});
+  const auto together = m.step(batch)->second;
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    for (std::size_t v = 0; v < vocab; ++v)
+      ASSERT_EQ(together[i * vocab + v], alone[i][v]) << "sequence " << i << " token " << v;
+}
+
+TEST(LlamaRunner, ChunkedPrefillEqualsOnePrefillAndDecodingEqualsPrefilling) {
+  const tiny_file f({});
+  loaded m(*f, compute_format::for_backend(gpu::backend_kind::cpu));
+  const auto prompt = some_tokens(40, m.config().vocab_size, 7);
+  auto t1 = m.blocks(40);
+  sequence_step whole{prompt, 0, t1, true, {}};
+  const auto once = m.step(std::span(&whole, 1))->second;
+
+  auto t2 = m.blocks(40);
+  const std::span<const std::int32_t> p(prompt);
+  for (std::size_t start : {0, 16, 32}) {
+    const std::size_t n = std::min<std::size_t>(16, 40 - start);
+    sequence_step chunk{p.subspan(start, n), start, t2, start + n == 40, {}};
+    auto r = m.step(std::span(&chunk, 1));
+    ASSERT_TRUE(r.has_value());
+    if (start + n == 40)
+      EXPECT_EQ(r->second, once); // bit for bit: the same arithmetic per row
+  }
+  // Token by token: each step attends to the cached keys of all earlier ones.
+  auto t3 = m.blocks(40);
+  std::vector<float> last;
+  for (std::size_t i = 0; i < 40; ++i) {
+    sequence_step one{p.subspan(i, 1), i, t3, i == 39, {}};
+    auto r = m.step(std::span(&one, 1));
+    ASSERT_TRUE(r.has_value());
+    if (i == 39)
+      last = r->second;
+  }
+  EXPECT_EQ(last, once);
+}
+
+TEST(LlamaRunner, RefusesStepsItCannotRunWithClearErrors) {
+  const tiny_file f({});
+  loaded m(*f, compute_format::for_backend(gpu::backend_kind::cpu), {32, 2, 0});
+  const auto vocab = m.config().vocab_size;
+  auto table = m.blocks(64);
+  const auto long_prompt = some_tokens(33, vocab, 1);
+  sequence_step too_long{long_prompt, 0, table, true, {}};
+  auto r = m.step(std::span(&too_long, 1));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+
+  const std::vector<std::int32_t> bad = {0, static_cast<std::int32_t>(vocab)};
+  sequence_step out_of_vocab{bad, 0, table, true, {}};
+  r = m.step(std::span(&out_of_vocab, 1));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("vocabulary"), std::string::npos);
+
+  const auto twenty = some_tokens(20, vocab, 2);
+  sequence_step short_table{twenty, 0, std::span(table).first(1), true, {}};
+  r = m.step(std::span(&short_table, 1));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("KV blocks"), std::string::npos);
+
+  const std::vector<std::int32_t> one = {1};
+  sequence_step past_context{one, m.config().context_length, table, true, {}};
+  r = m.step(std::span(&past_context, 1));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("context length"), std::string::npos);
+}
+
+TEST(LlamaRunner, SmolLM2KnowsTheCapitalOfFrance) {
+  AEG_REQUIRE_SMOLLM2(tok);
+  loaded m(*testing::smollm2_file(), compute_format::for_backend(gpu::backend_kind::cpu),
+           {64, 1, 0}, 8);
+  const auto out = m.greedy(tok.encode("The capital of France is", false), 3);
+  EXPECT_EQ(tok.decode(std::span(out).first(1)), " Paris");
+}
+
+} // namespace
+} // namespace aeg::models
