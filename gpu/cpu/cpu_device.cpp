@@ -22,12 +22,22 @@ std::size_t round_up(std::size_t bytes) {
 // its worker, as a GPU stream stalls on cudaStreamWaitEvent; the serving path never waits here.
 class cpu_stream final : public stream {
 public:
-  cpu_stream() : worker_([this] { run(); }) {}
+  cpu_stream() : queue_(std::make_shared<queue>()) {
+    worker_ = std::thread([q = queue_] { run(*q); });
+  }
 
   ~cpu_stream() override {
     // Work already enqueued still runs, as on a GPU; then the worker exits.
-    queue_.enqueue(coro::work{});
-    worker_.join();
+    queue_->enqueue(coro::work{});
+    if (worker_.get_id() != std::this_thread::get_id()) {
+      worker_.join();
+      return;
+    }
+    // Destroyed by one of its own items (the last owner let go inside a callback): the worker
+    // cannot join itself. Run what is queued here, then let it find the end marker and exit.
+    run(*queue_);
+    queue_->enqueue(coro::work{});
+    worker_.detach();
   }
 
   result<void> copy(void* dst, const void* src, std::size_t bytes, copy_kind) override {
@@ -62,22 +72,26 @@ public:
   void* native_handle() const noexcept override { return nullptr; }
 
 private:
+  // Shared with the worker, which may outlive the stream object by one item (see above).
+  using queue = moodycamel::BlockingConcurrentQueue<coro::work>;
+
   template <class F>
   void enqueue(F&& f) {
-    queue_.enqueue(coro::work{std::forward<F>(f)});
+    queue_->enqueue(coro::work{std::forward<F>(f)});
   }
 
-  void run() {
+  // Runs items until the end marker (an empty work).
+  static void run(queue& q) {
     for (;;) {
       coro::work w;
-      queue_.wait_dequeue(w);
+      q.wait_dequeue(w);
       if (!w)
         return;
       w();
     }
   }
 
-  moodycamel::BlockingConcurrentQueue<coro::work> queue_;
+  std::shared_ptr<queue> queue_;
   std::thread worker_;
 };
 
