@@ -50,6 +50,12 @@ public:
     });
   }
 
+  void on_exit() override {
+    // Let queued device work finish before the coroutine frames that own its memory go.
+    streams_.clear();
+    coro_actor::on_exit();
+  }
+
 private:
   coro::task<void> work(int id) {
     ++in_flight_;

@@ -1,13 +1,71 @@
 #include "apps/aegaeon/demo.hpp"
+#include "apps/aegaeon/generate.hpp"
 #include "gpu/registry.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+namespace {
+
+constexpr const char* default_model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+// The flags `generate` and `chat` share.
+void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o) {
+  cmd->add_option("--model", o.model_path, "GGUF file of a llama-architecture model")
+      ->check(CLI::ExistingFile)
+      ->capture_default_str();
+  cmd->add_option("--max-tokens", o.max_tokens, "Most tokens to generate per answer")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--temperature", o.temperature, "Sampling temperature; 0 picks greedily")
+      ->check(CLI::Range(0.0f, 100.0f))
+      ->capture_default_str();
+  cmd->add_option("--top-p", o.top_p,
+                  "Nucleus sampling: keep the smallest set of tokens "
+                  "whose probability reaches this")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->capture_default_str();
+  cmd->add_option("--top-k", o.top_k, "Keep only the k most likely tokens; 0 keeps all")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Seed of the sampler (same seed, same output)")
+      ->capture_default_str();
+  cmd->add_option("--system", o.system_prompt,
+                  "System prompt for chat templates (default: the model's own)");
+  cmd->add_option("--backend", o.backend, "Device backend: cpu or cuda")
+      ->check(CLI::IsMember(aeg::gpu::built_backends()))
+      ->capture_default_str();
+  cmd->add_option("--memory-mib", o.capacity_mib,
+                  "Device memory to use in MiB; 0: 1 GiB on cpu, all free memory on cuda")
+      ->capture_default_str();
+  cmd->add_flag("-v,--verbose", o.verbose, "Print token counts and speed to stderr");
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"Aegaeon-C++: many LLMs on a shared GPU pool, scheduled at token granularity"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "aegaeon 0.1.0");
+
+  aeg::apps::generate_options gen;
+  gen.model_path = default_model;
+  gen.prompt = "The capital of France is";
+  auto* gen_cmd = app.add_subcommand("generate", "Continue a prompt with a model and print the "
+                                                 "tokens as they are generated");
+  gen_cmd->add_option("--prompt", gen.prompt, "Text to continue")->capture_default_str();
+  gen_cmd->add_flag("--chat", gen.chat_template,
+                    "Treat the prompt as a user message in the model's chat template");
+  add_generation_flags(gen_cmd, gen);
+
+  aeg::apps::generate_options chat;
+  chat.model_path = default_model;
+  chat.max_tokens = 512;
+  chat.temperature = 0.7f;
+  chat.top_p = 0.9f;
+  auto* chat_cmd = app.add_subcommand(
+      "chat", "Talk with a model in the terminal; each answer streams as it is generated");
+  add_generation_flags(chat_cmd, chat);
 
   aeg::apps::demo_options demo;
   auto* demo_cmd = app.add_subcommand(
@@ -30,6 +88,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
+  if (gen_cmd->parsed())
+    return aeg::apps::run_generate(gen);
+  if (chat_cmd->parsed())
+    return aeg::apps::run_chat(chat);
   if (demo_cmd->parsed())
     return aeg::apps::run_demo(demo);
   return 0;

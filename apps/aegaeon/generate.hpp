@@ -1,0 +1,31 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace aeg::apps {
+
+/// Settings shared by `aegaeon generate` and `aegaeon chat`.
+struct generate_options {
+  std::string model_path;
+  std::string prompt;
+  std::string system_prompt; ///< chat: replaces the model's default system prompt
+  std::size_t max_tokens = 256;
+  float temperature = 0; ///< 0: greedy
+  float top_p = 1;
+  int top_k = 0;
+  std::uint64_t seed = 0;
+  bool chat_template = false; ///< generate: wrap the prompt in the model's chat template
+  std::string backend = "cpu";
+  std::size_t capacity_mib = 0; ///< device memory budget; 0: the backend's default
+  bool verbose = false;         ///< timings and token counts on stderr
+};
+
+/// `aegaeon generate`: prints the continuation of one prompt as it is generated.
+int run_generate(const generate_options& options);
+
+/// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.
+int run_chat(const generate_options& options);
+
+} // namespace aeg::apps
