@@ -2,7 +2,7 @@
 // measured in the same run.
 //
 //   llama_bench [--model FILE | --synthetic SHAPE] [--backend cpu|cuda] [--batches 1,4,16]
-//               [--prompt 128] [--steps 32] [--repeat 3] [--json FILE]
+//               [--prompt 128] [--steps 32] [--rounds 5] [--json FILE] [--profile]
 //
 // Prefill: one step of `prompt` tokens per sequence, for each batch size. Decode: `steps` steps of
 // one token per sequence after a prefill. The bound of a decode step is the bytes it must read
@@ -57,13 +57,17 @@ __attribute__((target("avx2"))) float sum_avx2(const float* p, std::size_t n) {
 }
 #endif
 
-// Bytes per second the compute threads read from memory together (best of several passes).
-double cpu_read_bandwidth() {
-  const std::size_t n = std::size_t{512} << 20 >> 2; // 512 MiB of floats
-  auto* data = static_cast<float*>(std::aligned_alloc(64, n * 4));
-  std::fill(data, data + n, 1.0f);
+// Bytes per second the compute threads read from memory together (best of `passes` reads of a
+// buffer far larger than the caches).
+double cpu_read_bandwidth(int passes) {
+  const std::size_t n = std::size_t{256} << 20 >> 2; // 256 MiB of floats
+  static float* data = [&] {
+    auto* p = static_cast<float*>(std::aligned_alloc(64, n * 4));
+    std::fill(p, p + n, 1.0f);
+    return p;
+  }();
   double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
+  for (int pass = 0; pass < passes; ++pass) {
     std::vector<float> partial(1024);
     const auto t = clock_type::now();
     const std::size_t chunk = 1 << 20;
@@ -79,7 +83,6 @@ double cpu_read_bandwidth() {
     if (std::accumulate(partial.begin(), partial.end(), 0.0f) < 0)
       fmt::print("");
   }
-  std::free(data);
   return best;
 }
 
@@ -99,13 +102,13 @@ struct fixture {
 };
 
 // Bytes per second of a device-to-device copy, counting the bytes read.
-double device_copy_bandwidth(fixture& f) {
+double device_copy_bandwidth(fixture& f, int passes) {
   const std::size_t bytes = std::size_t{1} << 30;
   auto a = f.dev->allocate(bytes), b = f.dev->allocate(bytes);
   if (!a || !b)
     return 0;
   double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
+  for (int pass = 0; pass < passes; ++pass) {
     const auto t = clock_type::now();
     (void)f.stream->copy(b->data(), a->data(), bytes, gpu::copy_kind::device_to_device);
     f.wait();
@@ -120,16 +123,16 @@ int main(int argc, char** argv) {
   CLI::App app{"llama forward-pass throughput against the memory-bandwidth bound"};
   std::string model = "models/SmolLM2-135M-Instruct.Q4_1.gguf", synthetic, backend = "cpu",
               json_path, batches_arg = "1,4,16";
-  std::size_t prompt = 128, steps = 32, repeat = 3;
+  std::size_t prompt = 128, steps = 32, rounds = 5;
   app.add_option("--model", model, "GGUF model")->capture_default_str();
   app.add_option("--synthetic", synthetic, "Random weights of a known shape instead of a file");
   app.add_option("--backend", backend, "cpu or cuda")->capture_default_str();
   app.add_option("--batches", batches_arg, "Batch sizes, comma-separated")->capture_default_str();
   app.add_option("--prompt", prompt, "Prompt tokens per sequence")->capture_default_str();
   app.add_option("--steps", steps, "Decode steps timed per batch size")->capture_default_str();
-  app.add_option("--repeat", repeat,
-                 "Times the decode steps are rerun from the end of the prompt (the context "
-                 "stays between prompt and prompt + steps tokens)")
+  app.add_option("--rounds", rounds,
+                 "Timed rounds of the prefill and of the decode steps (each from the end of the "
+                 "prompt); the table shows the median and the best")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
       ->capture_default_str();
   app.add_option("--json", json_path, "Also write the results here");
@@ -198,15 +201,21 @@ int main(int argc, char** argv) {
       *f.dev, *f.ctx, cfg, {std::max(prompt * max_batch, max_batch), max_batch, 0}));
   f.wait();
 
-  const double bandwidth =
-      f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth() : device_copy_bandwidth(f);
+  auto measure_bandwidth = [&](int passes) {
+    return f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth(passes)
+                                                   : device_copy_bandwidth(f, passes);
+  };
+  const double bandwidth = measure_bandwidth(5);
   const double bound = static_cast<double>(weight_bytes) / bandwidth;
   fmt::print("{} on {}: {:.1f} M parameters, {:.1f} MiB of weights; measured bandwidth {:.1f} GB/s "
              "-> decode bound {:.3f} ms/step\n",
              cfg.name, f.dev->name(), cfg.num_parameters() / 1e6, weight_bytes / 1048576.0,
              bandwidth / 1e9, bound * 1e3);
-  fmt::print("{:>6} {:>14} {:>14} {:>14} {:>10}\n", "batch", "prefill tok/s", "decode tok/s",
-             "decode ms/step", "vs bound");
+  fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
+             "bound from the bandwidth measured just before it\n",
+             prompt, prompt + steps, rounds);
+  fmt::print("{:>6} {:>14} {:>14} {:>9} {:>9} {:>9} {:>9}\n", "batch", "prefill tok/s",
+             "decode tok/s", "ms/step", "best", "vs bound", "best vs");
 
   const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
   nlohmann::json results = nlohmann::json::array();
@@ -221,42 +230,60 @@ int main(int argc, char** argv) {
     std::vector<models::sequence_step> st(batch);
     for (std::size_t s = 0; s < batch; ++s)
       st[s] = {tokens, 0, tables[s], true, {}};
-    // Warm up once, then time the prefill.
+    // Warm up once, then time the prefill and the decode steps in rounds: this machine shares
+    // its cores and memory, so single timings wander; medians and bests do less.
     (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
     f.wait();
-    auto t = clock_type::now();
-    (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
-    f.wait();
-    const double prefill = seconds_since(t);
+    std::vector<double> prefill_s, step_s, ratio;
     std::vector<std::int32_t> next(batch, 1);
     kernels::profile_cpu_ops(profile);
-    t = clock_type::now();
-    for (std::size_t k = 0; k < steps * repeat; ++k) {
+    for (std::size_t round = 0; round < rounds; ++round) {
       for (std::size_t s = 0; s < batch; ++s)
-        st[s] = {std::span(next).subspan(s, 1), prompt + k % steps, tables[s], true, {}};
+        st[s] = {tokens, 0, tables[s], true, {}};
+      auto t = clock_type::now();
       (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
       f.wait();
-      const auto picked = f.runner->sampled();
-      std::copy(picked.begin(), picked.end(), next.begin());
+      prefill_s.push_back(seconds_since(t));
+      // The bound of this round, from the bandwidth measured just before it.
+      const double round_bound = static_cast<double>(weight_bytes) / measure_bandwidth(2);
+      t = clock_type::now();
+      for (std::size_t k = 0; k < steps; ++k) {
+        for (std::size_t s = 0; s < batch; ++s)
+          st[s] = {std::span(next).subspan(s, 1), prompt + k, tables[s], true, {}};
+        (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
+        f.wait();
+        const auto picked = f.runner->sampled();
+        std::copy(picked.begin(), picked.end(), next.begin());
+      }
+      step_s.push_back(seconds_since(t) / static_cast<double>(steps));
+      ratio.push_back(step_s.back() / round_bound);
     }
-    const double step = seconds_since(t) / static_cast<double>(steps * repeat);
+    std::sort(ratio.begin(), ratio.end());
+    std::sort(prefill_s.begin(), prefill_s.end());
+    std::sort(step_s.begin(), step_s.end());
+    const double prefill = prefill_s[prefill_s.size() / 2];
+    const double step = step_s[step_s.size() / 2], best = step_s.front();
     if (profile) {
       kernels::profile_cpu_ops(false);
+      const double timed =
+          std::accumulate(step_s.begin(), step_s.end(), 0.0) * static_cast<double>(steps) +
+          std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
       for (const auto& op : kernels::cpu_op_times())
-        fmt::print("    {:>12}: {:8.3f} ms/step ({:5.1f}%), {} calls/step\n", op.name,
-                   op.seconds * 1e3 / static_cast<double>(steps * repeat),
-                   100 * op.seconds / (step * static_cast<double>(steps * repeat)),
-                   op.calls / (steps * repeat));
+        fmt::print("    {:>12}: {:5.1f}% of the timed work, {} calls per round\n", op.name,
+                   100 * op.seconds / timed, op.calls / rounds);
     }
     const double prefill_tps = static_cast<double>(batch * prompt) / prefill;
     const double decode_tps = static_cast<double>(batch) / step;
-    fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>14.3f} {:>9.2f}x\n", batch, prefill_tps, decode_tps,
-               step * 1e3, step / bound);
+    fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>9.3f} {:>9.3f} {:>8.2f}x {:>8.2f}x\n", batch,
+               prefill_tps, decode_tps, step * 1e3, best * 1e3, ratio[ratio.size() / 2],
+               ratio.front());
     results.push_back({{"batch", batch},
                        {"prefill_tokens_per_s", prefill_tps},
                        {"decode_tokens_per_s", decode_tps},
-                       {"decode_step_ms", step * 1e3},
-                       {"decode_step_vs_bound", step / bound}});
+                       {"decode_step_ms_median", step * 1e3},
+                       {"decode_step_ms_best", best * 1e3},
+                       {"decode_step_vs_bound_median", ratio[ratio.size() / 2]},
+                       {"decode_step_vs_bound_best", ratio.front()}});
   }
   if (!json_path.empty()) {
     nlohmann::json doc{{"model", cfg.name},
@@ -265,6 +292,8 @@ int main(int argc, char** argv) {
                        {"bandwidth_bytes_per_s", bandwidth},
                        {"decode_bound_ms", bound * 1e3},
                        {"prompt_tokens", prompt},
+                       {"decode_steps", steps},
+                       {"rounds", rounds},
                        {"results", results}};
     std::ofstream(json_path) << doc.dump(2) << "\n";
   }

@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace aeg::kernels {
 
@@ -106,9 +107,10 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
   return rows * w.cols * 2; // half-precision activations for cuBLAS
 }
 
-result<void> matmul(context& ctx, const matrix& w, const float* x, std::size_t rows, float* y,
-                    void* scratch) {
-  const bool cpu = ctx.kind() == gpu::backend_kind::cpu;
+namespace {
+
+result<void> check_matmul_type(gpu::backend_kind kind, const matrix& w) {
+  const bool cpu = kind == gpu::backend_kind::cpu;
   if (cpu ? !cpu::computes_in(w.type) : (w.type != dtype::f16 && w.type != dtype::bf16))
     return fail(errc::invalid_argument,
                 std::string("matmul: the ") + (cpu ? "CPU" : "CUDA") + " kernels do not take " +
@@ -116,13 +118,44 @@ result<void> matmul(context& ctx, const matrix& w, const float* x, std::size_t r
   if (w.cols % 32 != 0)
     return fail(errc::invalid_argument,
                 "matmul: rows of " + std::to_string(w.cols) + " values are not a multiple of 32");
-  if (rows == 0)
+  return {};
+}
+
+} // namespace
+
+result<void> matmul(context& ctx, const matrix& w, const float* x, std::size_t rows, float* y,
+                    void* scratch) {
+  return matmul(ctx, std::span(&w, 1), x, rows, std::span(&y, 1), scratch);
+}
+
+result<void> matmul(context& ctx, std::span<const matrix> ws, const float* x, std::size_t rows,
+                    std::span<float* const> ys, void* scratch) {
+  if (ws.size() != ys.size())
+    return fail(errc::invalid_argument, "matmul: one output per matrix");
+  for (const auto& w : ws)
+    if (auto r = check_matmul_type(ctx.kind(), w); !r)
+      return r;
+  if (rows == 0 || ws.empty())
     return {};
   void* blas = ctx.blas();
   (void)blas;
+  // The work runs later: it keeps its own copies of the matrix and output lists.
   return dispatch(
-      ctx, "matmul", [=] { cpu::matmul(w, x, rows, y, scratch); },
-      AEG_CUDA_OP(matmul(s, blas, w, x, rows, y, scratch)));
+      ctx, "matmul",
+      [=, ws = std::vector<matrix>(ws.begin(), ws.end()),
+       ys = std::vector<float*>(ys.begin(), ys.end())] {
+        cpu::matmul_many(ws, x, rows, ys, scratch);
+      },
+      [&](void* s) -> result<void> {
+#if AEG_HAS_CUDA
+        for (std::size_t i = 0; i < ws.size(); ++i)
+          if (auto r = cuda::matmul(s, blas, ws[i], x, rows, ys[i], scratch); !r)
+            return r;
+#else
+        (void)s;
+#endif
+        return {};
+      });
 }
 
 result<void> rope(context& ctx, float* x, std::size_t rows, std::size_t heads, std::size_t head_dim,

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,12 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
 /// y = x · wᵀ: x [rows, w.cols], y [rows, w.rows]. `scratch` holds matmul_scratch_bytes.
 [[nodiscard]] result<void> matmul(context& ctx, const matrix& w, const float* x, std::size_t rows,
                                   float* y, void* scratch);
+
+/// y_i = x · w_iᵀ for matrices that share their input (a layer's q, k, v; gate and up): on the
+/// CPU the input is quantized once and one job covers them all. `scratch` holds
+/// matmul_scratch_bytes of the widest.
+[[nodiscard]] result<void> matmul(context& ctx, std::span<const matrix> ws, const float* x,
+                                  std::size_t rows, std::span<float* const> ys, void* scratch);
 
 /// Rotary embedding in place, adjacent pairs (llama as GGUF stores it) over the first `n_rot`
 /// dims of each head: x [rows, heads, head_dim], positions [rows].

@@ -195,9 +195,9 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     const auto& ly = L.layers[l];
     AEG_TRY(kernels::rmsnorm(ctx, x, ly.attn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));
-    AEG_TRY(kernels::matmul(ctx, ly.wq.at(w.base), h, rows, q, scratch));
-    AEG_TRY(kernels::matmul(ctx, ly.wk.at(w.base), h, rows, k, scratch));
-    AEG_TRY(kernels::matmul(ctx, ly.wv.at(w.base), h, rows, v, scratch));
+    const kernels::matrix qkv[] = {ly.wq.at(w.base), ly.wk.at(w.base), ly.wv.at(w.base)};
+    float* const qkv_out[] = {q, k, v};
+    AEG_TRY(kernels::matmul(ctx, qkv, h, rows, qkv_out, scratch));
     AEG_TRY(kernels::rope(ctx, q, rows, c.num_heads, c.head_dim, c.n_rot, dm + b.positions,
                           c.rope_base));
     AEG_TRY(kernels::rope(ctx, k, rows, c.num_kv_heads, c.head_dim, c.n_rot, dm + b.positions,
@@ -208,8 +208,9 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
     AEG_TRY(kernels::matmul(ctx, ly.wo.at(w.base), att, rows, h, scratch));
     AEG_TRY(kernels::add(ctx, x, h, rows * c.dim));
     AEG_TRY(kernels::rmsnorm(ctx, x, ly.ffn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));
-    AEG_TRY(kernels::matmul(ctx, ly.gate.at(w.base), h, rows, gate, scratch));
-    AEG_TRY(kernels::matmul(ctx, ly.up.at(w.base), h, rows, up, scratch));
+    const kernels::matrix gate_up[] = {ly.gate.at(w.base), ly.up.at(w.base)};
+    float* const gate_up_out[] = {gate, up};
+    AEG_TRY(kernels::matmul(ctx, gate_up, h, rows, gate_up_out, scratch));
     AEG_TRY(kernels::swiglu(ctx, gate, up, rows * c.ffn_dim, gate));
     AEG_TRY(kernels::matmul(ctx, ly.down.at(w.base), gate, rows, h, scratch));
     AEG_TRY(kernels::add(ctx, x, h, rows * c.dim));

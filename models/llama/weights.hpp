@@ -27,11 +27,18 @@ struct compute_format {
   kernels::dtype half_type = kernels::dtype::f16;
   /// CPU: convert every matrix to this type instead (e.g. f32 for an unquantized reference).
   std::optional<kernels::dtype> cpu_weight_type;
+  /// CPU: the KV cache's element type. f16 (as llama.cpp keeps it) halves the memory and the
+  /// bytes attention reads; f32 keeps keys and values exact.
+  kernels::dtype cpu_kv_type = kernels::dtype::f16;
 
   kernels::dtype kv_type() const noexcept {
-    return backend == gpu::backend_kind::cpu ? kernels::dtype::f32 : half_type;
+    return backend == gpu::backend_kind::cpu ? cpu_kv_type : half_type;
   }
   static compute_format for_backend(gpu::backend_kind b) { return {b, kernels::dtype::f16, {}}; }
+  /// The CPU's exact reference: f32 weights and KV, no 8-bit activations.
+  static compute_format cpu_exact() {
+    return {gpu::backend_kind::cpu, kernels::dtype::f16, kernels::dtype::f32, kernels::dtype::f32};
+  }
 };
 
 /// Where one weight lies in a model image, in the type its backend computes in.

@@ -1,4 +1,5 @@
 #include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/matmul.hpp"
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/half.hpp"
@@ -87,6 +88,50 @@ TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
                                                                : amax / 7;
       for (std::size_t i = 0; i < 32; ++i)
         ASSERT_NEAR(y[b * 32 + i], x[b * 32 + i], step) << traits(t).name;
+    }
+  }
+}
+
+// The interleaved layouts give the same bits on every instruction set (portable, AVX2, VNNI):
+// the integer sums are exact and every lane sees the same float operations.
+TEST(InterleavedMatmul, IsBitIdenticalOnEveryInstructionSetAndMatchesThePlainRows) {
+  const std::size_t rows_out = 64, cols = 576;
+  const auto w = random_floats(rows_out * cols, 11);
+  std::vector<cpu_isa> isas = {cpu_isa::portable};
+  if (uses_avx2())
+    isas.push_back(cpu_isa::avx2);
+  if (best_isa() == cpu_isa::avx512_vnni)
+    isas.push_back(cpu_isa::avx512_vnni);
+  for (dtype plain : {dtype::q4_1, dtype::q4_0, dtype::q8_0}) {
+    std::vector<std::byte> rowmajor(rows_out * row_bytes(plain, cols));
+    for (std::size_t r = 0; r < rows_out; ++r)
+      ASSERT_TRUE(quantize_row(plain, w.data() + r * cols,
+                               rowmajor.data() + r * row_bytes(plain, cols), cols));
+    const dtype x8 = *interleaved_type(plain);
+    std::vector<std::byte> inter(rows_out * row_bytes(x8, cols)); // Q4_0 grows into Q4_1x8
+    interleave_rows(plain, rowmajor.data(), rows_out, cols, inter.data());
+    // Every row reads back as the plain row did.
+    std::vector<float> a(cols), b(cols);
+    for (std::size_t r = 0; r < rows_out; ++r) {
+      dequantize_row(plain, rowmajor.data() + r * row_bytes(plain, cols), a.data(), cols);
+      dequantize_interleaved_row(x8, inter.data(), r, cols, b.data());
+      ASSERT_EQ(a, b) << traits(plain).name << " row " << r;
+    }
+    const matrix m{x8, inter.data(), rows_out, cols};
+    const matrix ref{plain, rowmajor.data(), rows_out, cols};
+    for (std::size_t rows : {1, 3, 16}) {
+      const auto x = random_floats(rows * cols, 12 + static_cast<std::uint32_t>(rows));
+      std::vector<std::byte> scratch(matmul_scratch_bytes(m, rows));
+      std::vector<float> expected(rows * rows_out), got(rows * rows_out), plain_y(rows * rows_out);
+      matmul(m, x.data(), rows, expected.data(), scratch.data(), cpu_isa::portable);
+      for (cpu_isa isa : isas) {
+        matmul(m, x.data(), rows, got.data(), scratch.data(), isa);
+        ASSERT_EQ(got, expected) << traits(plain).name << " isa " << static_cast<int>(isa);
+      }
+      // The plain layout computes the same dot products (in another float order).
+      matmul(ref, x.data(), rows, plain_y.data(), scratch.data(), cpu_isa::portable);
+      for (std::size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], plain_y[i], 1e-4f * (1 + std::fabs(plain_y[i])));
     }
   }
 }

@@ -79,6 +79,7 @@ protected:
     run = std::move(*r);
     kind = run->ctx().kind();
   }
+  void check_paged_attention(dtype kv_type);
   std::unique_ptr<op_runner> run;
   gpu::backend_kind kind = gpu::backend_kind::cpu;
 };
@@ -227,9 +228,16 @@ TEST_P(KernelConformance, SwigluAddAndGatherAreElementwise) {
 // one-token decode, grouped heads: the result must equal plain causal attention over each
 // sequence's keys laid out contiguously.
 TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
+  const auto types = kind == gpu::backend_kind::cpu ? std::vector{dtype::f32, dtype::f16}
+                                                    : std::vector{dtype::f16, dtype::bf16};
+  for (dtype kv_type : types)
+    check_paged_attention(kv_type);
+}
+
+// The test above for one KV element type.
+inline void KernelConformance::check_paged_attention(dtype kv_type) {
   const std::size_t layers = 2, layer = 1, kv_heads = 2, heads = 6, hd = 64;
-  const kv_geometry g{layers, kv_heads, hd,
-                      kind == gpu::backend_kind::cpu ? dtype::f32 : dtype::f16};
+  const kv_geometry g{layers, kv_heads, hd, kv_type};
   const std::size_t num_blocks = 12, max_blocks = 4;
   const std::vector<std::size_t> ctx_len = {37, 20};   // tokens in each sequence after this step
   const std::vector<std::size_t> new_tokens = {37, 1}; // a prefill and a decode
@@ -272,7 +280,11 @@ TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
                         scale, out.as<float>()));
   const auto y = run->download<float>(out, rows * heads * hd);
 
-  auto round = [&](float v) { return g.type == dtype::f16 ? half_to_float(float_to_half(v)) : v; };
+  auto round = [&](float v) {
+    if (g.type == dtype::f16)
+      return half_to_float(float_to_half(v));
+    return g.type == dtype::bf16 ? bf16_to_float(float_to_bf16(v)) : v;
+  };
   std::vector<float> ref(rows * heads * hd);
   for (std::size_t r = 0; r < rows; ++r) {
     const std::size_t s = row_seq[r], pos = positions[r];
@@ -298,7 +310,7 @@ TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
       }
     }
   }
-  EXPECT_LT(max_relative_error(y, ref), 1e-4f);
+  EXPECT_LT(max_relative_error(y, ref), 1e-4f) << traits(kv_type).name;
 }
 
 TEST_P(KernelConformance, SamplingFollowsTheSharedRule) {

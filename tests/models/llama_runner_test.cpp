@@ -131,7 +131,7 @@ TEST(LlamaRunner, EveryStoredWeightTypeRunsAndStaysCloseToTheFloatReference) {
     spec.matrix_type = t;
     spec.embed_type = t;
     const tiny_file f(spec);
-    compute_format exact{gpu::backend_kind::cpu, dtype::f16, dtype::f32};
+    const auto exact = compute_format::cpu_exact();
     loaded quant(*f, compute_format::for_backend(gpu::backend_kind::cpu));
     loaded ref(*f, exact);
     const auto prompt = some_tokens(20, quant.config().vocab_size, 1);

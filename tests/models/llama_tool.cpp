@@ -2,7 +2,7 @@
 //
 //   llama_tool --model FILE --tokens 1,2,3 [--steps N] [--backend cpu|cuda]
 //   llama_tool --model FILE --text "..." [--special] ...
-//   --f32: CPU weights converted to f32 (no 8-bit activations): a float reference
+//   --f32: CPU weights and KV in f32 (no 8-bit activations): a float reference
 //
 // Prints JSON: {"prompt": [ids], "logits": [last prompt position's logits], "greedy": [N ids
 // picked greedily after the prompt, one step at a time]}.
@@ -78,9 +78,8 @@ int main(int argc, char** argv) {
   auto dev = gpu::make_device({.backend = backend, .ordinal = 0, .capacity_bytes = 0});
   if (!dev)
     return fail_with(dev.error().to_string());
-  auto format = models::compute_format::for_backend((*dev)->kind());
-  if (f32)
-    format.cpu_weight_type = kernels::dtype::f32;
+  auto format = f32 ? models::compute_format::cpu_exact()
+                    : models::compute_format::for_backend((*dev)->kind());
   auto image = models::load_llama(*file, format, **dev);
   if (!image)
     return fail_with(image.error().to_string());
