@@ -1,7 +1,8 @@
 // Forward-pass throughput of the llama runner on one device, against the memory-bandwidth bound
 // measured in the same run.
 //
-//   llama_bench [--model FILE | --synthetic SHAPE] [--backend cpu|cuda] [--batches 1,4,16]
+//   llama_bench [--model FILE | --synthetic SHAPE] [--backend cpu|cuda] [--half bf16|f16]
+//               [--batches 1,4,16]
 //               [--prompt 128] [--steps 32] [--rounds 5] [--json FILE] [--profile]
 //
 // Prefill: one step of `prompt` tokens per sequence, for each batch size. Decode: `steps` steps of
@@ -127,6 +128,10 @@ int main(int argc, char** argv) {
   app.add_option("--model", model, "GGUF model")->capture_default_str();
   app.add_option("--synthetic", synthetic, "Random weights of a known shape instead of a file");
   app.add_option("--backend", backend, "cpu or cuda")->capture_default_str();
+  std::string half = "bf16";
+  app.add_option("--half", half, "CUDA weight and KV type: bf16 or f16")
+      ->check(CLI::IsMember({"bf16", "f16"}))
+      ->capture_default_str();
   app.add_option("--batches", batches_arg, "Batch sizes, comma-separated")->capture_default_str();
   app.add_option("--prompt", prompt, "Prompt tokens per sequence")->capture_default_str();
   app.add_option("--steps", steps, "Decode steps timed per batch size")->capture_default_str();
@@ -162,7 +167,8 @@ int main(int argc, char** argv) {
   f.stream = std::move(*f.dev->create_stream());
   f.ctx = std::move(*kernels::context::create(*f.stream));
   f.event = std::move(*f.dev->create_event());
-  const auto format = models::compute_format::for_backend(f.dev->kind());
+  auto format = models::compute_format::for_backend(f.dev->kind());
+  format.half_type = half == "f16" ? kernels::dtype::f16 : kernels::dtype::bf16;
   if (!synthetic.empty()) {
     auto cfg = models::llama_config::synthetic(synthetic);
     if (!cfg) {
