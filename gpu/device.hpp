@@ -75,6 +75,11 @@ public:
   /// Page-locked host memory that the device copies to and from asynchronously.
   [[nodiscard]] virtual result<buffer> allocate_pinned(std::size_t bytes) = 0;
 
+  /// Makes host memory this device did not allocate (a shared-memory file) copyable without
+  /// staging, like `allocate_pinned`'s; the handle undoes it when the last copy goes. The memory
+  /// must outlive the handle. Nothing to do on the CPU.
+  [[nodiscard]] virtual result<std::shared_ptr<void>> pin(void* ptr, std::size_t bytes) = 0;
+
   [[nodiscard]] virtual result<std::unique_ptr<stream>> create_stream() = 0;
   [[nodiscard]] virtual result<std::unique_ptr<event>> create_event() = 0;
 

@@ -137,6 +137,10 @@ result<buffer> cpu_device::allocate_pinned(std::size_t bytes) {
   return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
 }
 
+result<std::shared_ptr<void>> cpu_device::pin(void* ptr, std::size_t) {
+  return std::shared_ptr<void>(ptr, [](void*) {}); // host memory is all the CPU needs
+}
+
 void cpu_device::release(void* ptr, std::size_t bytes, buffer::space where) noexcept {
   std::free(ptr);
   if (where == buffer::space::device)

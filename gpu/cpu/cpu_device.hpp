@@ -24,6 +24,7 @@ public:
 
   result<buffer> allocate(std::size_t bytes) override;
   result<buffer> allocate_pinned(std::size_t bytes) override;
+  result<std::shared_ptr<void>> pin(void* ptr, std::size_t bytes) override;
   result<std::unique_ptr<stream>> create_stream() override;
   result<std::unique_ptr<event>> create_event() override;
 

@@ -130,6 +130,13 @@ public:
     return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
   }
 
+  result<std::shared_ptr<void>> pin(void* ptr, std::size_t bytes) override {
+    if (auto err = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault); err != cudaSuccess)
+      return cuda_fail(errc::device_error,
+                       "cudaHostRegister of " + std::to_string(bytes) + " bytes", err);
+    return std::shared_ptr<void>(ptr, [](void* p) { cudaHostUnregister(p); });
+  }
+
   result<std::unique_ptr<stream>> create_stream() override {
     if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess)
       return cuda_fail(errc::device_error, "cudaSetDevice", err);

@@ -35,8 +35,10 @@ struct llama_runner::buffers {
 result<std::unique_ptr<llama_runner>> llama_runner::create(gpu::device& dev, kernels::context& ctx,
                                                            const llama_config& config,
                                                            const step_limits& requested) {
-  if (auto r = config.validate(); !r)
-    return tl::unexpected(r.error());
+  // The config sizes buffers only (it may be largest_shape's envelope of several models).
+  if (config.dim == 0 || config.ffn_dim == 0 || config.num_heads * config.head_dim == 0 ||
+      config.num_kv_heads * config.head_dim == 0 || config.vocab_size == 0)
+    return fail(errc::invalid_argument, "a runner needs a model shape with no zero width");
   step_limits limits = requested;
   if (limits.max_tokens == 0 || limits.max_seqs == 0)
     return fail(errc::invalid_argument, "a runner needs room for at least one token and sequence");
@@ -117,8 +119,10 @@ std::span<const float> llama_runner::logits() const noexcept {
 
 result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_type,
                                    std::span<const sequence_step> steps, void* kv_base,
-                                   bool want_logits) {
+                                   bool want_logits, std::span<gpu::event* const> layer_ready) {
   const llama_config& c = *w.config;
+  if (!layer_ready.empty() && layer_ready.size() != c.num_layers + 2)
+    return fail(errc::invalid_argument, "layer_ready needs one event per layer and two more");
   if (!fits(c))
     return fail(errc::invalid_argument,
                 "model " + c.name + " is larger than this runner's buffers");
@@ -191,8 +195,14 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
   void* scratch = b.scratch.data();
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
 
+  // Waits for a piece of a model still being copied in (nothing when it is resident).
+  auto ready = [&](std::size_t piece) -> result<void> {
+    return layer_ready.empty() ? result<void>{} : s.wait(*layer_ready[piece]);
+  };
+  AEG_TRY(ready(0));
   AEG_TRY(kernels::embed(ctx, L.token_embd.at(w.base), dm + b.tokens, rows, x));
   for (std::size_t l = 0; l < c.num_layers; ++l) {
+    AEG_TRY(ready(l + 1));
     const auto& ly = L.layers[l];
     AEG_TRY(kernels::rmsnorm(ctx, x, ly.attn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));
     const kernels::matrix qkv[] = {ly.wq.at(w.base), ly.wk.at(w.base), ly.wv.at(w.base)};
@@ -217,6 +227,7 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
   }
   if (num_sampled == 0)
     return {};
+  AEG_TRY(ready(c.num_layers + 1));
   // Only the rows that pick a token need the final norm and the (large) output projection.
   float* g = b.gathered.as<float>();
   float* logits = b.logits.as<float>();

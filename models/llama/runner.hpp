@@ -56,11 +56,14 @@ public:
 
   /// Enqueues one step of `steps` with `weights` and the KV cache at `kv_base` (geometry
   /// `weights.config->kv(...)` in the image's KV type). `want_logits` also copies the sampled
-  /// rows' logits back (tests). `errc::invalid_argument` when the step exceeds the limits or a
-  /// block table is short.
+  /// rows' logits back (tests). `layer_ready`, when given, holds num_layers + 2 events the step
+  /// waits for piece by piece (the embedding, each layer, the final norm and output): a model
+  /// still being copied in computes its first layers while later ones arrive.
+  /// `errc::invalid_argument` when the step exceeds the limits or a block table is short.
   [[nodiscard]] result<void> enqueue(const device_weights& weights, kernels::dtype kv_type,
                                      std::span<const sequence_step> steps, void* kv_base,
-                                     bool want_logits = false);
+                                     bool want_logits = false,
+                                     std::span<gpu::event* const> layer_ready = {});
 
   /// Tokens picked by the last step, one per sequence with `sample`, in order. Valid once the
   /// work enqueued by `enqueue` has completed.

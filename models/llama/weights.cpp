@@ -123,14 +123,22 @@ void llama_layout::for_each(
 }
 
 model_image::model_image(llama_config config, llama_layout layout, compute_format format,
-                         gpu::buffer host)
+                         std::shared_ptr<const std::byte> bytes)
     : config_(std::move(config)), layout_(std::move(layout)), format_(format),
-      host_(std::move(host)) {}
+      bytes_(std::move(bytes)) {}
 
-result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
-                                                      const compute_format& format,
-                                                      gpu::device& dev,
-                                                      const progress_fn& progress) {
+host_allocator pinned_allocator(gpu::device& dev) {
+  return [&dev](std::size_t bytes) -> result<std::shared_ptr<std::byte>> {
+    auto host = dev.allocate_pinned(bytes);
+    if (!host)
+      return tl::unexpected(host.error());
+    auto owner = std::make_shared<gpu::buffer>(std::move(*host));
+    return std::shared_ptr<std::byte>(owner, owner->as<std::byte>());
+  };
+}
+
+result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
+                                                         const compute_format& format) {
   auto config = llama_config::from_gguf(f);
   if (!config)
     return tl::unexpected(config.error());
@@ -138,7 +146,7 @@ result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
       format.half_type != kernels::dtype::bf16)
     return fail(errc::invalid_argument, "CUDA weights must be f16 or bf16");
 
-  // Every tensor must be there with the shape the config implies, before anything is allocated.
+  // Every tensor must be there with the shape the config implies.
   std::string missing;
   auto stored = [&](const std::string& name) -> const gguf::tensor_info* {
     const auto* t = f.tensor(name);
@@ -174,60 +182,81 @@ result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
     return fail(errc::corrupt_data, "llama model: tensor '" + missing + "' is missing");
   if (!bad.empty())
     return fail(errc::corrupt_data, "llama model: " + bad);
+  return std::pair{std::move(*config), std::move(layout)};
+}
 
-  auto host = dev.allocate_pinned(layout.total_bytes);
-  if (!host)
-    return fail(host.error().code, "cannot hold the weights of '" + config->name + "' (" +
-                                       std::to_string(layout.total_bytes >> 20) +
-                                       " MiB) in host memory: " + host.error().message);
-  auto* base = host->as<std::byte>();
+void fill_llama(const gguf::file& f, const llama_layout& layout, std::byte* dst,
+                const progress_fn& progress) {
   std::size_t done = 0;
   layout.for_each([&](const std::string& name, const weight_slot& slot) {
     const auto* t = f.tensor(name);
-    convert_rows(gguf::to_dtype(t->type), t->data, slot.type, base + slot.offset, slot.rows,
+    convert_rows(gguf::to_dtype(t->type), t->data, slot.type, dst + slot.offset, slot.rows,
                  slot.cols);
-    done += slot.bytes();
+    done = slot.offset + slot.bytes();
     if (progress)
       progress(done, layout.total_bytes);
   });
-  return std::make_shared<const model_image>(std::move(*config), std::move(layout), format,
+  if (progress && done != layout.total_bytes)
+    progress(layout.total_bytes, layout.total_bytes); // the alignment padding at the end
+}
+
+result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
+                                                      const compute_format& format,
+                                                      const host_allocator& alloc,
+                                                      const progress_fn& progress) {
+  auto plan = plan_llama(f, format);
+  if (!plan)
+    return tl::unexpected(plan.error());
+  auto& [config, layout] = *plan;
+  auto host = alloc(layout.total_bytes);
+  if (!host)
+    return fail(host.error().code, "cannot hold the weights of '" + config.name + "' (" +
+                                       std::to_string(layout.total_bytes >> 20) +
+                                       " MiB) in host memory: " + host.error().message);
+  fill_llama(f, layout, host->get(), progress);
+  return std::make_shared<const model_image>(std::move(config), std::move(layout), format,
                                              std::move(*host));
 }
 
-result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& config,
-                                                           const compute_format& format,
-                                                           gpu::device& dev, std::uint64_t seed,
-                                                           const progress_fn& progress) {
-  if (auto r = config.validate(); !r)
-    return tl::unexpected(r.error());
+result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
+                                                      const compute_format& format,
+                                                      gpu::device& dev,
+                                                      const progress_fn& progress) {
+  return load_llama(f, format, pinned_allocator(dev), progress);
+}
+
+namespace {
+
+// The types a quantized GGUF would have (SmolLM2's: Q8_0 embedding, Q4_1 matrices).
+kernels::dtype synthetic_stored_type(const std::string& name) {
+  return name == "token_embd.weight" || name == "output.weight" ? kernels::dtype::q8_0
+                                                                : kernels::dtype::q4_1;
+}
+
+} // namespace
+
+llama_layout plan_synthetic(const llama_config& config, const compute_format& format) {
   const bool cpu = format.backend == gpu::backend_kind::cpu;
-  // The types a quantized GGUF would have (SmolLM2's: Q8_0 embedding, Q4_1 matrices), in their
-  // CPU compute layout; half on CUDA.
-  auto stored_type = [](const std::string& name) {
-    return name == "token_embd.weight" || name == "output.weight" ? kernels::dtype::q8_0
-                                                                  : kernels::dtype::q4_1;
-  };
-  auto layout = llama_layout::plan(config, [&](const std::string& name) {
+  return llama_layout::plan(config, [&](const std::string& name) {
     if (!cpu)
       return format.half_type;
     const std::size_t rows = name == "token_embd.weight" || name == "output.weight"
                                  ? config.vocab_size
                                  : 8; // every llama matrix has a multiple of 8 rows
-    return cpu_type(stored_type(name), rows);
+    return cpu_type(synthetic_stored_type(name), rows);
   });
-  auto host = dev.allocate_pinned(layout.total_bytes);
-  if (!host)
-    return fail(host.error().code, "cannot hold synthetic weights of " + config.name + " (" +
-                                       std::to_string(layout.total_bytes >> 20) +
-                                       " MiB) in host memory: " + host.error().message);
-  auto* base = host->as<std::byte>();
+}
+
+void fill_synthetic(const llama_config& config, const llama_layout& layout, std::uint64_t seed,
+                    std::byte* base, const progress_fn& progress) {
+  (void)config;
   std::size_t done = 0, index = 0;
   layout.for_each([&](const std::string& name, const weight_slot& slot) {
     const std::uint64_t tensor_seed = seed * 1000003u + index++;
     const bool is_norm = slot.rows == 1;
     // Random values written in the plain type, then laid out as the CPU computes with them.
     const bool x8 = kernels::is_interleaved(slot.type);
-    const auto plain = x8 ? stored_type(name) : slot.type;
+    const auto plain = x8 ? synthetic_stored_type(name) : slot.type;
     std::vector<std::byte> staging(x8 ? slot.bytes() : 0);
     std::byte* out = x8 ? staging.data() : base + slot.offset;
     kernels::cpu::parallel_for(slot.rows, 64, [&](std::size_t b, std::size_t e) {
@@ -243,11 +272,34 @@ result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& c
     });
     if (x8)
       kernels::interleave_rows(plain, staging.data(), slot.rows, slot.cols, base + slot.offset);
-    done += slot.bytes();
+    done = slot.offset + slot.bytes();
     if (progress)
       progress(done, layout.total_bytes);
   });
+  if (progress && done != layout.total_bytes)
+    progress(layout.total_bytes, layout.total_bytes); // the alignment padding at the end
+}
+
+result<std::shared_ptr<const model_image>>
+synthetic_llama(const llama_config& config, const compute_format& format,
+                const host_allocator& alloc, std::uint64_t seed, const progress_fn& progress) {
+  if (auto r = config.validate(); !r)
+    return tl::unexpected(r.error());
+  auto layout = plan_synthetic(config, format);
+  auto host = alloc(layout.total_bytes);
+  if (!host)
+    return fail(host.error().code, "cannot hold synthetic weights of " + config.name + " (" +
+                                       std::to_string(layout.total_bytes >> 20) +
+                                       " MiB) in host memory: " + host.error().message);
+  fill_synthetic(config, layout, seed, host->get(), progress);
   return std::make_shared<const model_image>(config, std::move(layout), format, std::move(*host));
+}
+
+result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& config,
+                                                           const compute_format& format,
+                                                           gpu::device& dev, std::uint64_t seed,
+                                                           const progress_fn& progress) {
+  return synthetic_llama(config, format, pinned_allocator(dev), seed, progress);
 }
 
 } // namespace aeg::models

@@ -81,40 +81,72 @@ struct llama_layout {
 
 /// A model's weights converted for one backend, in host memory the device copies from without
 /// staging (pinned), ready to be moved to a device in one piece. Immutable once built; share it.
+/// The memory belongs to whoever made it (pinned device memory, a shared-memory file) and lives as
+/// long as the image.
 class model_image {
 public:
-  model_image(llama_config config, llama_layout layout, compute_format format, gpu::buffer host);
+  model_image(llama_config config, llama_layout layout, compute_format format,
+              std::shared_ptr<const std::byte> bytes);
 
   const llama_config& config() const noexcept { return config_; }
   const llama_layout& layout() const noexcept { return layout_; }
   const compute_format& format() const noexcept { return format_; }
   /// The image's bytes: copy them to the device as one block.
-  std::span<const std::byte> bytes() const noexcept {
-    return {host_.as<const std::byte>(), layout_.total_bytes};
-  }
+  std::span<const std::byte> bytes() const noexcept { return {bytes_.get(), layout_.total_bytes}; }
 
 private:
   llama_config config_;
   llama_layout layout_;
   compute_format format_;
-  gpu::buffer host_;
+  std::shared_ptr<const std::byte> bytes_;
 };
 
 /// Called as loading proceeds with bytes done and bytes in all.
 using progress_fn = std::function<void(std::size_t done, std::size_t total)>;
 
-/// Converts a llama GGUF into an image for `format`, in pinned memory of `dev`. CPU: Q4_0 and Q4_1
-/// matrices become Q4_1x8 and Q8_0 ones Q8_0x8 (the same bits, 8 rows interleaved; Q4_0 as
-/// Q4_1 with offset -8·d), F16 and F32 stay, BF16 becomes F32, and other types (Q5_0, Q4_K,
-/// Q6_K) are re-quantized to Q8_0 first. CUDA: matrices become f16 or bf16.
+/// Where an image's bytes go: `bytes` of host memory the device can copy from asynchronously.
+using host_allocator = std::function<result<std::shared_ptr<std::byte>>(std::size_t bytes)>;
+
+/// Pinned host memory of `dev` (it must outlive the images made with it).
+host_allocator pinned_allocator(gpu::device& dev);
+
+/// A llama GGUF planned for `format`: its hyperparameters and where each weight will lie.
+/// CPU: Q4_0 and Q4_1 matrices become Q4_1x8 and Q8_0 ones Q8_0x8 (the same bits, 8 rows
+/// interleaved; Q4_0 as Q4_1 with offset -8·d), F16 and F32 stay, BF16 becomes F32, and other
+/// types (Q5_0, Q4_K, Q6_K) are re-quantized to Q8_0 first. CUDA: matrices become f16 or bf16.
 /// Errors name the missing or misshapen tensor.
+result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
+                                                         const compute_format& format);
+
+/// Converts `f` into `dst` (layout.total_bytes) as `plan_llama` planned it.
+void fill_llama(const gguf::file& f, const llama_layout& layout, std::byte* dst,
+                const progress_fn& progress = {});
+
+/// `plan_llama`, then `fill_llama` into memory from `alloc`.
+result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
+                                                      const compute_format& format,
+                                                      const host_allocator& alloc,
+                                                      const progress_fn& progress = {});
+
+/// `load_llama` into pinned memory of `dev`.
 result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
                                                       const compute_format& format,
                                                       gpu::device& dev,
                                                       const progress_fn& progress = {});
 
-/// Random weights of `config`'s shape for `format` (CPU: Q4_1 matrices, Q8_0 embedding; CUDA:
-/// half), deterministic in `seed`. For benchmarks and tests of real model sizes.
+/// The layout of random weights of `config`'s shape for `format` (CPU: SmolLM2's types, Q4_1
+/// matrices and a Q8_0 embedding, interleaved; CUDA: half).
+llama_layout plan_synthetic(const llama_config& config, const compute_format& format);
+
+/// Random weights for `plan_synthetic`'s layout, deterministic in `seed`.
+void fill_synthetic(const llama_config& config, const llama_layout& layout, std::uint64_t seed,
+                    std::byte* dst, const progress_fn& progress = {});
+
+/// Random weights of `config`'s shape for `format`, deterministic in `seed`. For benchmarks
+/// and tests of real model sizes.
+result<std::shared_ptr<const model_image>>
+synthetic_llama(const llama_config& config, const compute_format& format,
+                const host_allocator& alloc, std::uint64_t seed, const progress_fn& progress = {});
 result<std::shared_ptr<const model_image>> synthetic_llama(const llama_config& config,
                                                            const compute_format& format,
                                                            gpu::device& dev, std::uint64_t seed,

@@ -1,0 +1,71 @@
+#pragma once
+
+#include "coro/error.hpp"
+#include "gpu/device.hpp"
+#include "gpu/slab_pool.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+namespace aeg::gpu {
+
+/// The KV cache memory of one place: a device's unified pool or the pinned host pool that several
+/// instances share. It owns its memory, hands out blocks of any KV geometry's size through slabs
+/// (slab_pool), and keeps a move list: blocks that a transfer still reads or writes are freed
+/// with the event of that transfer and reused only once it has completed, so no copy ever
+/// overwrites memory another copy is using. Thread-safe.
+class kv_pool {
+public:
+  /// A pool over `memory` in slabs of `slab_bytes`.
+  kv_pool(buffer memory, std::size_t slab_bytes);
+
+  /// Appends `n` blocks of `block_bytes` to `out`, first reclaiming moved blocks whose transfer
+  /// has finished; or takes none and returns `errc::out_of_memory`.
+  [[nodiscard]] result<void> allocate(std::size_t block_bytes, std::size_t n,
+                                      std::vector<std::int32_t>& out);
+  /// Returns blocks nothing uses any more.
+  void free(std::size_t block_bytes, std::span<const std::int32_t> ids);
+  /// Returns blocks once every event in `done` has completed (the work still touching them).
+  void free_after(std::size_t block_bytes, std::vector<std::int32_t> ids,
+                  std::vector<std::shared_ptr<event>> done);
+
+  /// Moves finished transfers' blocks from the move list to the free blocks; returns how many.
+  std::size_t reclaim();
+
+  /// Address of block `id` of `block_bytes`.
+  std::byte* block(std::size_t block_bytes, std::int32_t id) const noexcept {
+    return base_ + static_cast<std::size_t>(id) * block_bytes;
+  }
+  void* base() const noexcept { return base_; }
+  std::size_t bytes() const noexcept { return slabs_.bytes(); }
+  buffer::space where() const noexcept { return memory_.where(); }
+
+  std::size_t num_free(std::size_t block_bytes) const { return slabs_.num_free(block_bytes); }
+  std::size_t num_used(std::size_t block_bytes) const { return slabs_.num_used(block_bytes); }
+  /// Blocks waiting on the move list.
+  std::size_t num_moving() const;
+  std::size_t allocated_bytes() const { return slabs_.allocated_bytes(); }
+  /// Unused share of the slabs in use (see slab_pool::fragmentation).
+  double fragmentation() const { return slabs_.fragmentation(); }
+  std::size_t num_free_slabs() const { return slabs_.num_free_slabs(); }
+  std::size_t num_slabs() const { return slabs_.num_slabs(); }
+
+private:
+  struct moving {
+    std::size_t block_bytes;
+    std::vector<std::int32_t> ids;
+    std::vector<std::shared_ptr<event>> done;
+    bool complete() const;
+  };
+  buffer memory_;
+  std::byte* base_;
+  slab_pool slabs_;
+  mutable std::mutex mutex_;
+  std::vector<moving> moving_;
+};
+
+} // namespace aeg::gpu

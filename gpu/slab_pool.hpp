@@ -1,0 +1,74 @@
+#pragma once
+
+#include "coro/error.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+#include <vector>
+
+namespace aeg::gpu {
+
+/// KV blocks of several sizes in one memory region (device or pinned host). The region is cut
+/// into equal slabs; a slab in use serves blocks of one size only (one KV geometry), and goes back
+/// to the free slabs when its last block is freed, so models of different shapes share the
+/// memory without fragmenting it into unusable holes.
+///
+/// A block is named by its index in units of its own size from the region's base: block `id` of
+/// size `b` occupies bytes [id·b, (id+1)·b), which is how the kernels address it. Thread-safe.
+class slab_pool {
+public:
+  /// Manages `bytes` bytes at `base` (not owned) in slabs of `slab_bytes`.
+  slab_pool(void* base, std::size_t bytes, std::size_t slab_bytes);
+
+  /// Appends `n` free blocks of `block_bytes` to `out`, or takes none and returns
+  /// `errc::out_of_memory`. Blocks larger than a quarter slab are `errc::invalid_argument`.
+  [[nodiscard]] result<void> allocate(std::size_t block_bytes, std::size_t n,
+                                      std::vector<std::int32_t>& out);
+  /// Returns blocks of `block_bytes`; a block freed twice or never allocated aborts.
+  void free(std::size_t block_bytes, std::span<const std::int32_t> ids);
+
+  /// Blocks of `block_bytes` that could be allocated now (in its slabs and the free ones).
+  std::size_t num_free(std::size_t block_bytes) const;
+  /// Blocks of `block_bytes` currently allocated.
+  std::size_t num_used(std::size_t block_bytes) const;
+
+  void* base() const noexcept { return base_; }
+  std::size_t bytes() const noexcept { return bytes_; }
+  std::size_t slab_bytes() const noexcept { return slab_bytes_; }
+  std::size_t num_slabs() const noexcept { return slabs_.size(); }
+  std::size_t num_free_slabs() const;
+
+  /// How much of the memory held by slabs in use is not in an allocated block: 1 - allocated
+  /// bytes / bytes of slabs in use (0 when none is in use). The paper's measure of waste.
+  double fragmentation() const;
+  /// Bytes in allocated blocks.
+  std::size_t allocated_bytes() const;
+
+private:
+  struct slab {
+    std::size_t block_bytes = 0;        // 0: free
+    std::vector<std::int32_t> free_ids; // blocks of this slab not allocated
+    std::size_t num_blocks = 0;
+  };
+  struct size_class {
+    std::vector<std::size_t> slabs; // slabs serving this size, with or without free blocks
+    std::size_t used = 0;
+  };
+
+  std::size_t slab_of(std::size_t block_bytes, std::int32_t id) const;
+  bool claim_slab(std::size_t block_bytes);
+
+  void* base_;
+  std::size_t bytes_;
+  std::size_t slab_bytes_;
+  mutable std::mutex mutex_;
+  std::vector<slab> slabs_;
+  std::vector<std::size_t> free_slabs_;
+  std::map<std::size_t, size_class> classes_;
+  std::vector<std::vector<bool>> used_; // per slab, per block in it (double-free detection)
+};
+
+} // namespace aeg::gpu

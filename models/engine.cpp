@@ -1,0 +1,278 @@
+#include "models/engine.hpp"
+
+#include "coro/assert.hpp"
+
+#include <algorithm>
+
+namespace aeg::models {
+
+namespace {
+
+#define AEG_TRY(expr)                                                                              \
+  do {                                                                                             \
+    if (auto aeg_r_ = (expr); !aeg_r_)                                                             \
+      return tl::unexpected(aeg_r_.error());                                                       \
+  } while (false)
+
+// The byte ranges of an image copied as pieces: the embedding, each layer, the rest.
+std::vector<std::pair<std::size_t, std::size_t>> pieces_of(const llama_layout& l) {
+  std::vector<std::pair<std::size_t, std::size_t>> p;
+  std::size_t start = 0;
+  for (const auto& layer : l.layers) {
+    p.emplace_back(start, layer.attn_norm.offset);
+    start = layer.attn_norm.offset;
+  }
+  p.emplace_back(start, l.output_norm.offset);
+  p.emplace_back(l.output_norm.offset, l.total_bytes);
+  return p;
+}
+
+} // namespace
+
+result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
+                                               std::shared_ptr<gpu::kv_pool> host_kv,
+                                               const llama_config& largest,
+                                               const engine_options& o) {
+  auto e = std::unique_ptr<engine>(new engine);
+  e->dev_ = std::move(dev);
+  e->host_kv_ = std::move(host_kv);
+  auto& d = *e->dev_;
+  for (auto* s : {&e->compute_, &e->copy_, &e->swap_in_, &e->swap_out_}) {
+    auto stream = d.create_stream();
+    if (!stream)
+      return tl::unexpected(stream.error());
+    *s = std::move(*stream);
+  }
+  auto ctx = kernels::context::create(*e->compute_);
+  if (!ctx)
+    return tl::unexpected(ctx.error());
+  e->ctx_ = std::move(*ctx);
+  auto runner = llama_runner::create(d, *e->ctx_, largest, o.limits);
+  if (!runner)
+    return tl::unexpected(runner.error());
+  e->runner_ = std::move(*runner);
+  auto weights = d.allocate(o.weight_bytes);
+  if (!weights)
+    return fail(weights.error().code, "no room for " + std::to_string(o.weight_bytes >> 20) +
+                                          " MiB of weight memory on " + d.name() + ": " +
+                                          weights.error().message);
+  e->arena_ = std::make_unique<gpu::weight_arena>(std::move(*weights));
+  auto kv = d.allocate(o.kv_bytes);
+  if (!kv)
+    return fail(kv.error().code, "no room for " + std::to_string(o.kv_bytes >> 20) +
+                                     " MiB of KV cache on " + d.name() + ": " + kv.error().message);
+  e->device_kv_ = std::make_unique<gpu::kv_pool>(std::move(*kv), o.slab_bytes);
+  auto ev = d.create_event();
+  if (!ev)
+    return tl::unexpected(ev.error());
+  e->step_done_ = std::shared_ptr<gpu::event>(std::move(*ev));
+  return e;
+}
+
+engine::~engine() {
+  // Queued work reads and writes the memory below: let every stream finish first.
+  ctx_.reset();
+  compute_.reset();
+  copy_.reset();
+  swap_in_.reset();
+  swap_out_.reset();
+}
+
+result<void> engine::stage(std::shared_ptr<const model_image> image) {
+  const auto& cfg = image->config();
+  if (!fits(cfg))
+    return fail(errc::invalid_argument,
+                "model " + cfg.name + " is larger than the shapes this engine was made for");
+  if (staged_.image) // replaced: its copies were enqueued before ours on the same stream
+    unstage();
+  const auto bytes = image->bytes();
+  auto base = arena_->stage(bytes.size());
+  if (!base)
+    return tl::unexpected(base.error());
+  const auto pieces = pieces_of(image->layout());
+  resident r;
+  r.image = std::move(image);
+  r.base = *base;
+  while (r.pieces.size() < pieces.size()) {
+    if (!spare_pieces_.empty()) {
+      r.pieces.push_back(std::move(spare_pieces_.back()));
+      spare_pieces_.pop_back();
+      continue;
+    }
+    auto ev = dev_->create_event();
+    if (!ev)
+      return tl::unexpected(ev.error());
+    r.pieces.push_back(std::move(*ev));
+  }
+  // The space may have held a model the steps already enqueued still read.
+  AEG_TRY(copy_->wait(*step_done_));
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const auto [from, to] = pieces[i];
+    if (to > from)
+      AEG_TRY(copy_->copy(r.base + from, bytes.data() + from, to - from,
+                          gpu::copy_kind::host_to_device));
+    AEG_TRY(copy_->record(*r.pieces[i]));
+  }
+  ++stats_.scale_ups;
+  stats_.weight_bytes_copied += bytes.size();
+  staged_ = std::move(r);
+  return {};
+}
+
+void engine::activate() {
+  AEG_ASSERT(staged_.image != nullptr, "engine: no staged model to activate");
+  for (auto& ev : active_.pieces)
+    spare_pieces_.push_back(std::move(ev));
+  arena_->activate();
+  active_ = std::move(staged_);
+  staged_ = {};
+}
+
+void engine::unstage() noexcept {
+  for (auto& ev : staged_.pieces)
+    spare_pieces_.push_back(std::move(ev));
+  staged_ = {};
+  arena_->drop_staged();
+}
+
+void engine::deactivate() noexcept {
+  for (auto& ev : active_.pieces)
+    spare_pieces_.push_back(std::move(ev));
+  active_ = {};
+  arena_->drop_active();
+}
+
+result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry,
+                             std::size_t tokens) {
+  if (kv.where == kv_handle::place::host)
+    return fail(errc::invalid_argument, "the KV cache is on the host: swap it in first");
+  if (kv.where == kv_handle::place::none) {
+    kv.geometry = geometry;
+    kv.where = kv_handle::place::device;
+  } else if (!(kv.geometry == geometry)) {
+    return fail(errc::invalid_argument, "a KV cache cannot change its geometry");
+  }
+  const std::size_t need = kernels::kv_geometry::blocks_for(tokens);
+  if (need > kv.blocks.size())
+    AEG_TRY(device_kv_->allocate(kv.block_bytes(), need - kv.blocks.size(), kv.blocks));
+  kv.tokens = std::max(kv.tokens, tokens);
+  return {};
+}
+
+bool engine::can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const {
+  const_cast<gpu::kv_pool&>(*device_kv_).reclaim();
+  return device_kv_->num_free(geometry.block_bytes()) >= blocks;
+}
+
+result<void> engine::swap_out(kv_handle& kv) {
+  if (kv.where != kv_handle::place::device)
+    return fail(errc::invalid_argument, "swap_out: the KV cache is not on the device");
+  const std::size_t bb = kv.block_bytes();
+  std::vector<std::int32_t> host;
+  AEG_TRY(host_kv_->allocate(bb, kv.blocks.size(), host));
+  auto done = dev_->create_event();
+  if (!done) {
+    host_kv_->free(bb, host);
+    return tl::unexpected(done.error());
+  }
+  std::shared_ptr<gpu::event> ev(std::move(*done));
+  // After the steps that wrote it, and after any swap-in still filling it.
+  AEG_TRY(swap_out_->wait(*step_done_));
+  if (kv.ready)
+    AEG_TRY(swap_out_->wait(*kv.ready));
+  for (std::size_t i = 0; i < kv.blocks.size(); ++i)
+    AEG_TRY(swap_out_->copy(host_kv_->block(bb, host[i]), device_kv_->block(bb, kv.blocks[i]), bb,
+                            gpu::copy_kind::device_to_host));
+  AEG_TRY(swap_out_->record(*ev));
+  device_kv_->free_after(bb, std::move(kv.blocks), {ev});
+  kv.blocks = std::move(host);
+  kv.where = kv_handle::place::host;
+  kv.ready = ev;
+  ++stats_.swaps_out;
+  stats_.kv_bytes_out += bb * kv.blocks.size();
+  return {};
+}
+
+result<void> engine::swap_in(kv_handle& kv) {
+  if (kv.where != kv_handle::place::host)
+    return fail(errc::invalid_argument, "swap_in: the KV cache is not on the host");
+  const std::size_t bb = kv.block_bytes();
+  std::vector<std::int32_t> device;
+  AEG_TRY(device_kv_->allocate(bb, kv.blocks.size(), device));
+  auto done = dev_->create_event();
+  if (!done) {
+    device_kv_->free(bb, device);
+    return tl::unexpected(done.error());
+  }
+  std::shared_ptr<gpu::event> ev(std::move(*done));
+  if (kv.ready) // the swap-out that wrote the host blocks
+    AEG_TRY(swap_in_->wait(*kv.ready));
+  for (std::size_t i = 0; i < kv.blocks.size(); ++i)
+    AEG_TRY(swap_in_->copy(device_kv_->block(bb, device[i]), host_kv_->block(bb, kv.blocks[i]), bb,
+                           gpu::copy_kind::host_to_device));
+  AEG_TRY(swap_in_->record(*ev));
+  host_kv_->free_after(bb, std::move(kv.blocks), {ev});
+  kv.blocks = std::move(device);
+  kv.where = kv_handle::place::device;
+  kv.ready = ev;
+  ++stats_.swaps_in;
+  stats_.kv_bytes_in += bb * kv.blocks.size();
+  return {};
+}
+
+void engine::release(kv_handle& kv) {
+  const std::size_t bb = kv.block_bytes();
+  if (kv.where == kv_handle::place::device)
+    device_kv_->free_after(bb, std::move(kv.blocks), {kv.ready, step_done_});
+  else if (kv.where == kv_handle::place::host)
+    host_kv_->free_after(bb, std::move(kv.blocks), {kv.ready});
+  kv = {};
+}
+
+result<void> engine::enqueue_step(std::span<const sequence_step> steps,
+                                  std::span<kv_handle* const> kv, bool want_logits) {
+  if (!active_.image)
+    return fail(errc::invalid_argument, "no active model: scale one up first");
+  if (steps.size() != kv.size())
+    return fail(errc::invalid_argument, "one KV cache per sequence");
+  for (auto* k : kv) {
+    if (k->where != kv_handle::place::device)
+      return fail(errc::invalid_argument, "a sequence's KV cache is not on the device");
+    if (k->ready && !k->ready->query())
+      AEG_TRY(compute_->wait(*k->ready)); // rule 1: a sequence computes once its KV is in
+  }
+  std::vector<gpu::event*> pieces;
+  if (!active_.copied) {
+    active_.copied = active_.pieces.back()->query();
+    if (!active_.copied)
+      for (auto& ev : active_.pieces)
+        pieces.push_back(ev.get());
+  }
+  const auto& image = *active_.image;
+  const device_weights w{&image.config(), &image.layout(), active_.base};
+  AEG_TRY(runner_->enqueue(w, image.format().kv_type(), steps, device_kv_->base(), want_logits,
+                           pieces));
+  return compute_->record(*step_done_);
+}
+
+llama_config largest_shape(std::span<const llama_config> configs) {
+  llama_config out;
+  out.name = "largest";
+  out.head_dim = 32; // widths below are in units of 32; only the products matter to buffers
+  std::size_t q_width = 0, kv_width = 0;
+  for (const auto& c : configs) {
+    out.num_layers = std::max(out.num_layers, c.num_layers);
+    out.dim = std::max(out.dim, c.dim);
+    out.ffn_dim = std::max(out.ffn_dim, c.ffn_dim);
+    out.vocab_size = std::max(out.vocab_size, c.vocab_size);
+    out.context_length = std::max(out.context_length, c.context_length);
+    q_width = std::max(q_width, c.num_heads * c.head_dim);
+    kv_width = std::max(kv_width, c.num_kv_heads * c.head_dim);
+  }
+  out.num_heads = (q_width + 31) / 32;
+  out.num_kv_heads = (kv_width + 31) / 32;
+  out.n_rot = out.head_dim;
+  return out;
+}
+
+} // namespace aeg::models

@@ -1,0 +1,145 @@
+#include "coro/sync_wait.hpp"
+#include "gpu/event_awaiter.hpp"
+#include "gpu/kv_pool.hpp"
+#include "gpu/registry.hpp"
+#include "gpu/slab_pool.hpp"
+#include "gpu/weight_arena.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+namespace aeg::gpu {
+namespace {
+
+TEST(SlabPool, BlocksOfEachSizeLieInsideTheirSlabsAndNeverOverlap) {
+  std::vector<std::byte> memory(1 << 20);
+  slab_pool pool(memory.data(), memory.size(), 64 << 10); // 16 slabs
+  std::map<std::size_t, std::vector<std::int32_t>> held;
+  for (std::size_t b : {4096u, 6000u, 12288u}) // sizes that do and do not divide a slab
+    ASSERT_TRUE(pool.allocate(b, 10, held[b]));
+  std::vector<std::pair<std::size_t, std::size_t>> ranges;
+  for (const auto& [b, ids] : held)
+    for (auto id : ids) {
+      const std::size_t start = static_cast<std::size_t>(id) * b;
+      ranges.emplace_back(start, start + b);
+      EXPECT_EQ(start / (64 << 10), (start + b - 1) / (64 << 10)) << "block crosses its slab";
+      EXPECT_LE(start + b, memory.size());
+    }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i)
+    EXPECT_LE(ranges[i - 1].second, ranges[i].first);
+  EXPECT_EQ(pool.allocated_bytes(), 10u * (4096 + 6000 + 12288));
+}
+
+TEST(SlabPool, EmptySlabsReturnAndServeAnotherSize) {
+  std::vector<std::byte> memory(256 << 10);
+  slab_pool pool(memory.data(), memory.size(), 64 << 10); // 4 slabs
+  std::vector<std::int32_t> a;
+  ASSERT_TRUE(pool.allocate(16 << 10, 16, a)); // every slab, 4 blocks each
+  std::vector<std::int32_t> b;
+  auto full = pool.allocate(8 << 10, 1, b);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, errc::out_of_memory);
+  EXPECT_TRUE(b.empty());
+  pool.free(16 << 10, std::span(a).first(4)); // empties one slab (the fullest-first rule filled
+  EXPECT_GE(pool.num_free_slabs(), 1u);       // slabs one by one)
+  ASSERT_TRUE(pool.allocate(8 << 10, 8, b));
+  EXPECT_EQ(pool.num_used(8 << 10), 8u);
+  pool.free(16 << 10, std::span(a).subspan(4));
+  pool.free(8 << 10, b);
+  EXPECT_EQ(pool.num_free_slabs(), 4u);
+  EXPECT_EQ(pool.fragmentation(), 0.0);
+}
+
+TEST(SlabPool, RandomAllocationAndFreeingOfMixedSizesLosesNothing) {
+  std::vector<std::byte> memory(4 << 20);
+  slab_pool pool(memory.data(), memory.size(), 256 << 10);
+  std::mt19937 rng(7);
+  const std::size_t sizes[] = {3072, 16384, 36864, 61440};
+  std::map<std::size_t, std::vector<std::int32_t>> held;
+  std::set<std::pair<std::size_t, std::int32_t>> live;
+  for (int op = 0; op < 5000; ++op) {
+    const std::size_t b = sizes[rng() % 4];
+    auto& ids = held[b];
+    if (rng() % 2 == 0) {
+      std::vector<std::int32_t> got;
+      const std::size_t n = 1 + rng() % 6;
+      if (pool.allocate(b, n, got)) {
+        ASSERT_EQ(got.size(), n);
+        for (auto id : got)
+          ASSERT_TRUE(live.insert({b, id}).second) << "block handed out twice";
+        ids.insert(ids.end(), got.begin(), got.end());
+      }
+    } else if (!ids.empty()) {
+      const std::size_t k = rng() % ids.size();
+      pool.free(b, std::span(&ids[k], 1));
+      live.erase({b, ids[k]});
+      ids.erase(ids.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+    ASSERT_GE(pool.fragmentation(), 0.0);
+    ASSERT_LE(pool.fragmentation(), 1.0);
+  }
+  for (auto& [b, ids] : held)
+    pool.free(b, ids);
+  EXPECT_EQ(pool.num_free_slabs(), pool.num_slabs());
+  EXPECT_EQ(pool.allocated_bytes(), 0u);
+}
+
+TEST(SlabPool, BlocksTooLargeForSlabsAreRefused) {
+  std::vector<std::byte> memory(1 << 20);
+  slab_pool pool(memory.data(), memory.size(), 64 << 10);
+  std::vector<std::int32_t> ids;
+  auto r = pool.allocate(32 << 10, 1, ids);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+}
+
+TEST(KvPool, BlocksFreedAfterATransferWaitOnTheMoveListUntilItCompletes) {
+  auto dev = *make_device({.backend = "cpu"});
+  kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10);
+  auto stream = std::move(*dev->create_stream());
+  std::shared_ptr<event> done(std::move(*dev->create_event()));
+  std::vector<std::int32_t> ids;
+  ASSERT_TRUE(pool.allocate(16 << 10, 16, ids)); // all of it
+  // A transfer that cannot finish until the test lets it: a host callback waits on a latch.
+  std::atomic<bool> release{false};
+  ASSERT_TRUE(stream->host_callback([&] {
+    while (!release.load())
+      std::this_thread::yield();
+  }));
+  ASSERT_TRUE(stream->record(*done));
+  pool.free_after(16 << 10, ids, {done});
+  EXPECT_EQ(pool.num_moving(), 16u);
+  std::vector<std::int32_t> more;
+  EXPECT_FALSE(pool.allocate(16 << 10, 1, more)); // still in flight: not reusable
+  release.store(true);
+  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  EXPECT_TRUE(pool.allocate(16 << 10, 16, more)); // reclaimed on demand
+  EXPECT_EQ(pool.num_moving(), 0u);
+}
+
+TEST(WeightArena, TwoModelsSitAtOppositeEndsAndScalingDownIsForgetting) {
+  auto dev = *make_device({.backend = "cpu"});
+  weight_arena arena(std::move(*dev->allocate(1 << 20)));
+  auto* a = *arena.stage(400 << 10);
+  arena.activate();
+  auto* b = *arena.stage(500 << 10);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(a + (400 << 10) <= b || b + (500 << 10) <= a) << "the two models overlap";
+  EXPECT_FALSE(arena.stage(700 << 10)) << "does not fit beside the active model";
+  arena.activate(); // b becomes active; a's space is free
+  EXPECT_EQ(arena.active(), b);
+  auto* c = *arena.stage(450 << 10); // where a was
+  EXPECT_TRUE(c + (450 << 10) <= b || b + (500 << 10) <= c);
+  arena.drop_active();
+  arena.drop_staged();
+  EXPECT_EQ(arena.free_bytes(), arena.capacity());
+}
+
+} // namespace
+} // namespace aeg::gpu
