@@ -39,6 +39,7 @@ std::string_view to_string(finish_reason r) noexcept;
 /// One request for tokens. Its tokens and its end go to `sink` as they happen.
 struct generation_request {
   std::uint64_t id = 0;
+  std::string model; ///< which of the instance's models; empty when it serves one
   std::vector<std::int32_t> prompt;
   models::sampling_params sampling;
   std::size_t max_tokens = 256;

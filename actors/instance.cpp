@@ -2,16 +2,15 @@
 
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
-#include "gpu/block_allocator.hpp"
 #include "gpu/event_awaiter.hpp"
-#include "kernels/context.hpp"
-#include "models/llama/runner.hpp"
+#include "models/engine.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -34,26 +33,45 @@ std::string_view to_string(finish_reason r) noexcept {
 
 namespace {
 
-// Device memory an instance leaves unused when it sizes its KV pool itself.
-constexpr double kv_headroom = 0.05;
+using clock_type = std::chrono::steady_clock;
 
 struct sequence {
   generation_request request;
+  std::size_t model = 0;
   std::vector<std::int32_t> tokens; // prompt, then what was generated
-  std::size_t in_kv = 0;            // leading tokens whose K and V are in the cache
   std::size_t generated = 0;
-  std::vector<std::int32_t> blocks;
+  models::kv_handle kv; // kv.tokens: leading tokens whose K and V are stored
   bool cancelled = false;
   bool in_step = false;
+  std::uint64_t last_step = 0; // for picking the least recently used to swap out
+  clock_type::time_point arrived = clock_type::now();
 
-  std::size_t pending() const { return tokens.size() - in_kv; }
+  std::size_t pending() const { return tokens.size() - kv.tokens; }
+};
+
+// Per served model: its image and its requests.
+struct model_state {
+  served_model served;
+  kernels::kv_geometry kv;
+  std::deque<sequence*> running; // holding KV (device or host), admission order
+  std::deque<sequence*> waiting; // not yet holding KV
+  std::uint64_t work_since = 0;  // order in which models got work (for the policy's view)
 };
 
 class instance final : public coro_actor {
 public:
   instance(caf::actor_config& cfg, std::shared_ptr<gpu::device> dev,
-           std::shared_ptr<const models::model_image> image, instance_options options)
-      : coro_actor(cfg), dev_(std::move(dev)), image_(std::move(image)), options_(options) {
+           std::vector<served_model> models, instance_options options,
+           std::shared_ptr<gpu::kv_pool> host_kv)
+      : coro_actor(cfg), dev_(std::move(dev)), options_(std::move(options)),
+        host_kv_(std::move(host_kv)) {
+    for (auto& m : models) {
+      model_state st;
+      st.kv = m.image->config().kv(m.image->format().kv_type());
+      st.served = std::move(m);
+      models_.push_back(std::move(st));
+    }
+    policy_ = options_.policy ? options_.policy() : sched::make_round_robin(16);
     set_down_handler([this](caf::down_msg& m) { sink_down(m.source); });
   }
 
@@ -65,65 +83,76 @@ public:
   }
 
   void on_exit() override {
-    // Work still queued on the stream uses the buffers below: destroying the stream lets it
-    // finish first (the only wait, and only at shutdown). Then the suspended step loop goes,
+    // Queued device work uses the engine's memory: the engine finishes its streams before it
+    // frees anything (the only wait, and only at shutdown). Then the suspended step loop goes,
     // and the actor holds nothing that must be released on a particular thread.
-    ctx_.reset();
-    stream_.reset();
+    engine_.reset();
     coro_actor::on_exit();
     for (auto& [id, seq] : seqs_)
       notify_done(*seq, finish_reason::error, "the instance serving this request stopped");
-    running_.clear();
-    waiting_.clear();
+    for (auto& m : models_) {
+      m.running.clear();
+      m.waiting.clear();
+    }
     seqs_.clear();
-    event_.reset();
-    runner_.reset();
-    blocks_.reset();
-    kv_memory_ = {};
-    weights_ = {};
+    host_kv_.reset();
   }
 
 private:
-  const models::llama_config& config() const { return image_->config(); }
-
-  // Makes the model resident, then serves.
+  // --- start-up -------------------------------------------------------------------------
   coro::task<void> start() {
     try {
-      stream_ = value_or_throw(dev_->create_stream());
-      ctx_ = value_or_throw(kernels::context::create(*stream_));
-      event_ = value_or_throw(dev_->create_event());
-      models::step_limits limits{options_.max_batch_tokens, options_.max_seqs, 0};
-      runner_ = value_or_throw(models::llama_runner::create(*dev_, *ctx_, config(), limits));
-      const auto bytes = image_->bytes();
-      weights_ = value_or_throw(dev_->allocate(bytes.size()));
-      value_or_throw(stream_->copy(weights_.data(), bytes.data(), bytes.size(),
-                                   gpu::copy_kind::host_to_device));
-      value_or_throw(stream_->record(*event_));
-      co_await *event_;
-      kv_ = config().kv(image_->format().kv_type());
-      std::size_t kv_bytes = options_.kv_bytes;
-      if (kv_bytes == 0)
-        kv_bytes =
-            static_cast<std::size_t>(static_cast<double>(dev_->free_bytes()) * (1.0 - kv_headroom));
-      const std::size_t num_blocks = kv_bytes / kv_.block_bytes();
-      if (num_blocks == 0)
-        throw error_exception(
-            error{errc::out_of_memory, "no device memory left for a single KV block of " +
-                                           config().name + " on " + dev_->name()});
-      kv_memory_ = value_or_throw(dev_->allocate(num_blocks * kv_.block_bytes()));
-      blocks_ = std::make_unique<gpu::block_allocator>(num_blocks);
+      if (models_.empty())
+        throw error_exception(error{errc::invalid_argument, "an instance needs a model"});
+      std::vector<models::llama_config> configs;
+      std::size_t largest = 0, second = 0, kv_block = 0;
+      for (const auto& m : models_) {
+        configs.push_back(m.served.image->config());
+        const std::size_t b = m.served.image->bytes().size();
+        if (b > largest) {
+          second = largest;
+          largest = b;
+        } else {
+          second = std::max(second, b);
+        }
+        kv_block = std::max(kv_block, m.kv.block_bytes());
+      }
+      models::engine_options eo;
+      eo.limits = {options_.max_batch_tokens, options_.max_seqs, 0};
+      eo.slab_bytes = std::max(options_.slab_bytes, 4 * kv_block);
+      eo.kv_bytes = options_.kv_bytes;
+      // Room to prefetch when the device has it: two models side by side.
+      eo.weight_bytes = options_.weight_bytes;
+      if (eo.weight_bytes == 0)
+        eo.weight_bytes = models_.size() > 1 && largest + second + 4096 < dev_->free_bytes() / 2
+                              ? largest + second + 4096
+                              : largest + 4096;
+      if (!host_kv_) {
+        std::size_t host_bytes = options_.host_kv_bytes;
+        if (host_bytes == 0)
+          host_bytes = options_.kv_bytes != 0 ? options_.kv_bytes : std::size_t{256} << 20;
+        host_kv_ = std::make_shared<gpu::kv_pool>(value_or_throw(dev_->allocate_pinned(host_bytes)),
+                                                  eo.slab_bytes);
+      }
+      engine_ = value_or_throw(
+          models::engine::create(dev_, host_kv_, models::largest_shape(configs), eo));
       ready_ = true;
     } catch (const std::exception& e) {
       start_error_ = e.what();
       for (auto& [id, seq] : seqs_)
         notify_done(*seq, finish_reason::error, start_error_);
       seqs_.clear();
-      waiting_.clear();
+      for (auto& m : models_) {
+        m.running.clear();
+        m.waiting.clear();
+      }
       throw;
     }
     wake();
+    co_return;
   }
 
+  // --- requests -------------------------------------------------------------------------
   void admit(generation_request r) {
     const auto id = r.id;
     auto reject = [&](std::string why) {
@@ -134,24 +163,41 @@ private:
     };
     if (!start_error_.empty())
       return reject("the instance failed to start: " + start_error_);
+    std::size_t model = models_.size();
+    if (r.model.empty() && models_.size() == 1)
+      model = 0;
+    for (std::size_t i = 0; i < models_.size() && model == models_.size(); ++i)
+      if (models_[i].served.name == r.model)
+        model = i;
+    if (model == models_.size()) {
+      std::string names;
+      for (const auto& m : models_)
+        names += (names.empty() ? "" : ", ") + m.served.name;
+      return reject("this instance does not serve model '" + r.model + "'; it serves " + names);
+    }
+    const auto& cfg = models_[model].served.image->config();
     if (seqs_.count(id) != 0)
       return reject("request id " + std::to_string(id) + " is already in use on this instance");
     if (r.prompt.empty())
       return reject("the prompt is empty");
-    if (r.prompt.size() >= config().context_length)
+    if (r.prompt.size() >= cfg.context_length)
       return reject("the prompt has " + std::to_string(r.prompt.size()) +
-                    " tokens; the context holds " + std::to_string(config().context_length));
+                    " tokens; the context holds " + std::to_string(cfg.context_length));
     for (auto t : r.prompt)
-      if (t < 0 || static_cast<std::size_t>(t) >= config().vocab_size)
+      if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size)
         return reject("token id " + std::to_string(t) + " is outside the vocabulary");
     if (r.max_tokens == 0)
       return reject("max_tokens must be at least 1");
     if (r.sink && monitored_.insert(r.sink.address()).second)
       monitor(r.sink);
     auto seq = std::make_unique<sequence>();
+    seq->model = model;
     seq->tokens = r.prompt;
     seq->request = std::move(r);
-    waiting_.push_back(seq.get());
+    auto& m = models_[model];
+    if (m.running.empty() && m.waiting.empty())
+      m.work_since = ++work_counter_;
+    m.waiting.push_back(seq.get());
     seqs_.emplace(id, std::move(seq));
     wake();
   }
@@ -179,41 +225,199 @@ private:
 
   instance_stats stats() const {
     instance_stats s;
-    if (blocks_) {
-      s.kv_blocks = blocks_->num_blocks();
-      s.kv_blocks_free = blocks_->num_free();
+    if (engine_) {
+      engine_->reclaim(); // blocks whose last transfer has finished are free
+      s.kv_bytes_used = engine_->device_kv().allocated_bytes();
+      s.host_kv_bytes_used = engine_->host_kv().allocated_bytes();
+      s.kv_fragmentation = engine_->device_kv().fragmentation();
+      s.swaps_out = engine_->stats().swaps_out;
+      s.swaps_in = engine_->stats().swaps_in;
+      s.weight_bytes_copied = engine_->stats().weight_bytes_copied;
+      s.kv_bytes_swapped = engine_->stats().kv_bytes_out + engine_->stats().kv_bytes_in;
     }
-    s.running = running_.size();
-    s.waiting = waiting_.size();
+    for (const auto& m : models_) {
+      s.running += m.running.size();
+      s.waiting += m.waiting.size();
+    }
     s.steps = steps_;
     s.tokens_generated = tokens_generated_;
     s.preemptions = preemptions_;
+    s.switches = switches_;
+    s.prefetches = prefetch_hits_;
+    s.scale_up_seconds = scale_up_seconds_;
+    s.active = active_ < models_.size() ? models_[active_].served.name : "";
     s.ready = ready_;
     return s;
   }
 
+  // --- the step loop --------------------------------------------------------------------
+  bool has_work() const {
+    return std::any_of(models_.begin(), models_.end(), [](const model_state& m) {
+      return !m.running.empty() || !m.waiting.empty();
+    });
+  }
+
   void wake() {
-    if (ready_ && !looping_ && (!running_.empty() || !waiting_.empty())) {
+    if (ready_ && !looping_ && has_work()) {
       looping_ = true;
       spawn(step_loop());
     }
   }
 
-  // Tries to give `seq` enough blocks for `tokens` tokens in all.
-  bool reserve(sequence& seq, std::size_t tokens) {
-    const std::size_t need = kernels::kv_geometry::blocks_for(tokens);
-    if (need <= seq.blocks.size())
-      return true;
-    return blocks_->allocate(need - seq.blocks.size(), seq.blocks).has_value();
+  std::size_t index_of(const std::string& name) const {
+    for (std::size_t i = 0; i < models_.size(); ++i)
+      if (models_[i].served.name == name)
+        return i;
+    return models_.size();
   }
 
-  // Sends `seq` back to the front of the queue without its KV: it is recomputed when readmitted.
+  sched::turn_decision decide() {
+    sched::instance_view v;
+    const auto now = clock_type::now();
+    if (active_ < models_.size())
+      v.active = models_[active_].served.name;
+    if (const auto* staged = engine_->staged())
+      for (const auto& m : models_)
+        if (m.served.image.get() == staged)
+          v.staged = m.served.name;
+    std::vector<const model_state*> busy;
+    for (const auto& m : models_)
+      if (!m.running.empty() || !m.waiting.empty())
+        busy.push_back(&m);
+    std::sort(busy.begin(), busy.end(), [](const model_state* a, const model_state* b) {
+      return a->work_since < b->work_since;
+    });
+    for (const auto* m : busy) {
+      sched::model_load load{m->served.name, m->waiting.size(), m->running.size(), {}};
+      if (!m->waiting.empty())
+        load.oldest_wait = now - m->waiting.front()->arrived;
+      v.models.push_back(std::move(load));
+    }
+    v.turn_steps = turn_steps_;
+    v.turn_elapsed = now - turn_started_;
+    return policy_->decide(v);
+  }
+
+  // Makes model `next` active: scale-down, scale-up (prefetched or copied now, layer by layer),
+  // KV out for the leaving model when asked, KV in for the entering one. Nothing here waits:
+  // the copies are ordered on the device streams and the steps wait for what they need.
+  void switch_to(std::size_t next) {
+    const auto& image = models_[next].served.image;
+    if (active_ < models_.size() && options_.swap_out_on_switch)
+      for (sequence* seq : models_[active_].running)
+        if (seq->kv.where == models::kv_handle::place::device)
+          (void)engine_->swap_out(seq->kv); // on failure the KV just stays on the device
+    const bool prefetched = engine_->staged() == image.get();
+    if (!prefetched) {
+      auto staged = engine_->stage(image);
+      if (!staged) { // no room beside the active model: scale it down first
+        engine_->deactivate();
+        value_or_throw(engine_->stage(image));
+      }
+    } else {
+      ++prefetch_hits_;
+    }
+    engine_->activate();
+    track_scale_up();
+    active_ = next;
+    ++switches_;
+    turn_steps_ = 0;
+    turn_started_ = clock_type::now();
+    for (sequence* seq : models_[next].running)
+      if (seq->kv.where == models::kv_handle::place::host)
+        (void)bring_in(*seq);
+  }
+
+  // Times the scale-up that just started, without holding up the step loop.
+  void track_scale_up() {
+    spawn([](instance* self, gpu::event* ready, clock_type::time_point t0) -> coro::task<void> {
+      co_await *ready;
+      self->scale_up_seconds_ += std::chrono::duration<double>(clock_type::now() - t0).count();
+    }(this, &engine_->active_ready(), clock_type::now()));
+  }
+
+  void prefetch(const std::string& name) {
+    const std::size_t i = index_of(name);
+    if (i >= models_.size() || i == active_)
+      return;
+    const auto& image = models_[i].served.image;
+    if (engine_->staged() == image.get())
+      return;
+    (void)engine_->stage(image); // no room beside the active model: no prefetch
+  }
+
+  // Swaps `seq`'s KV in, making room by swapping out other models' idle KV when needed.
+  bool bring_in(sequence& seq) {
+    if (engine_->swap_in(seq.kv))
+      return true;
+    return make_room(seq.kv.geometry, seq.kv.blocks.size(), seq.model) && engine_->swap_in(seq.kv);
+  }
+
+  // Frees device KV for `blocks` blocks of `g` by swapping out sequences of other models than
+  // `keep`, least recently used first. Returns whether there is room now.
+  bool make_room(const kernels::kv_geometry& g, std::size_t blocks, std::size_t keep) {
+    std::vector<sequence*> idle;
+    for (std::size_t i = 0; i < models_.size(); ++i)
+      if (i != keep)
+        for (sequence* s : models_[i].running)
+          if (s->kv.where == models::kv_handle::place::device && !s->in_step)
+            idle.push_back(s);
+    std::sort(idle.begin(), idle.end(),
+              [](const sequence* a, const sequence* b) { return a->last_step < b->last_step; });
+    for (sequence* s : idle) {
+      if (engine_->can_reserve(g, blocks))
+        return true;
+      if (!engine_->swap_out(s->kv))
+        break; // the host pool is full too
+    }
+    return engine_->can_reserve(g, blocks);
+  }
+
+  // Reserves device KV for `seq` to hold `tokens` tokens, making room from other models.
+  bool reserve(sequence& seq, std::size_t tokens) {
+    const auto& g = models_[seq.model].kv;
+    if (engine_->reserve(seq.kv, g, tokens))
+      return true;
+    const std::size_t need = kernels::kv_geometry::blocks_for(tokens) - seq.kv.blocks.size();
+    return make_room(g, need, seq.model) && engine_->reserve(seq.kv, g, tokens).has_value();
+  }
+
+  // Recomputes a swapped-out sequence of the active model later instead of bringing its KV back
+  // (frees host room when nothing can move). Returns whether there was one.
+  bool give_up_host_kv() {
+    for (auto& m : models_)
+      for (auto it = m.running.rbegin(); it != m.running.rend(); ++it)
+        if ((*it)->kv.where == models::kv_handle::place::host && !(*it)->in_step) {
+          preempt(*it);
+          return true;
+        }
+    return false;
+  }
+
+  // Ends the oldest waiting request with an error (the last resort when nothing can run).
+  void fail_oldest(const std::string& why) {
+    sequence* oldest = nullptr;
+    for (auto& m : models_)
+      if (!m.waiting.empty() && (!oldest || m.waiting.front()->arrived < oldest->arrived))
+        oldest = m.waiting.front();
+    if (oldest)
+      finish(*oldest, finish_reason::error, why);
+  }
+
+  // Resumes the coroutine through the mailbox: messages that arrived meanwhile run first.
+  struct yield {
+    coro::executor exec;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) const { exec->post(h); }
+    void await_resume() const noexcept {}
+  };
+
+  // Sends `seq` back to the front of its model's queue without its KV: recomputed later.
   void preempt(sequence* seq) {
-    blocks_->free(seq->blocks);
-    seq->blocks.clear();
-    seq->in_kv = 0;
-    std::erase(running_, seq);
-    waiting_.push_front(seq);
+    engine_->release(seq->kv);
+    auto& m = models_[seq->model];
+    std::erase(m.running, seq);
+    m.waiting.push_front(seq);
     ++preemptions_;
   }
 
@@ -222,48 +426,64 @@ private:
     std::size_t feed;
   };
 
-  // Chooses this step's work: every running sequence's next chunk, then waiting ones in
-  // arrival order while tokens, sequences and KV blocks last. When KV runs out, the most
-  // recently admitted sequences not yet in this step give theirs back (recomputed later).
+  // The active model's step: every running sequence's next chunk (those whose KV is arriving
+  // wait for a later step unless none is in), then waiting ones in arrival order while tokens,
+  // sequences and KV blocks last. When KV runs out, the most recently admitted sequences not yet
+  // in this step give theirs back and are recomputed later.
   std::vector<planned> plan_step() {
+    auto& m = models_[active_];
     std::vector<planned> chosen;
     std::size_t budget = options_.max_batch_tokens;
+    const bool any_resident =
+        std::any_of(m.running.begin(), m.running.end(), [](const sequence* s) {
+          return s->kv.where == models::kv_handle::place::device &&
+                 (!s->kv.ready || s->kv.ready->query());
+        });
     for (std::size_t i = 0;
-         i < running_.size() && budget > 0 && chosen.size() < options_.max_seqs;) {
-      sequence* seq = running_[i];
+         i < m.running.size() && budget > 0 && chosen.size() < options_.max_seqs;) {
+      sequence* seq = m.running[i];
+      if (seq->kv.where == models::kv_handle::place::host && !bring_in(*seq)) {
+        ++i; // no room to bring it in yet
+        continue;
+      }
+      if (any_resident && seq->kv.ready && !seq->kv.ready->query()) {
+        ++i; // a batch starts with the sequences that are in; this one joins next step
+        continue;
+      }
       const std::size_t feed = std::min(seq->pending(), budget);
-      if (!reserve(*seq, seq->in_kv + feed)) {
-        if (running_.size() > i + 1) {
-          preempt(running_.back());
-          continue; // retry with the blocks it gave back
+      if (!reserve(*seq, seq->kv.tokens + feed)) {
+        if (m.running.size() > i + 1) {
+          preempt(m.running.back());
+          continue;
         }
-        if (!chosen.empty() || !waiting_.empty()) {
-          preempt(seq); // others hold the KV now; this one waits its turn
+        if (!chosen.empty() || !m.waiting.empty()) {
+          preempt(seq);
           break;
         }
         finish(*seq, finish_reason::error,
-               "the KV cache (" + std::to_string(blocks_->num_blocks()) +
-                   " blocks) cannot hold this request's context");
+               "the KV cache cannot hold this request's context (" +
+                   std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
         continue;
       }
       budget -= feed;
       chosen.push_back({seq, feed});
       ++i;
     }
-    while (!waiting_.empty() && budget > 0 && chosen.size() < options_.max_seqs) {
-      sequence* seq = waiting_.front();
+    while (!m.waiting.empty() && budget > 0 && chosen.size() < options_.max_seqs) {
+      sequence* seq = m.waiting.front();
       const std::size_t feed = std::min(seq->pending(), budget);
-      if (!reserve(*seq, seq->in_kv + feed)) {
-        if (running_.empty() && chosen.empty()) {
+      if (!reserve(*seq, seq->kv.tokens + feed)) {
+        engine_->release(seq->kv);
+        if (m.running.empty() && chosen.empty()) {
           finish(*seq, finish_reason::error,
-                 "the prompt needs more KV blocks than this instance has (" +
-                     std::to_string(blocks_->num_blocks()) + ")");
+                 "the prompt needs more KV cache than this instance has (" +
+                     std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
           continue;
         }
         break; // first come, first served: wait for blocks to free up
       }
-      waiting_.pop_front();
-      running_.push_back(seq);
+      m.waiting.pop_front();
+      m.running.push_back(seq);
       budget -= feed;
       chosen.push_back({seq, feed});
     }
@@ -271,22 +491,42 @@ private:
   }
 
   coro::task<void> step_loop() {
-    while (!running_.empty() || !waiting_.empty()) {
+    while (has_work()) {
+      const auto decision = decide();
+      const std::size_t next = index_of(decision.run);
+      if (next >= models_.size())
+        throw error_exception(
+            error{errc::internal, "the policy chose an unknown model '" + decision.run + "'"});
+      if (next != active_)
+        switch_to(next);
+      if (!decision.prefetch.empty())
+        prefetch(decision.prefetch);
       const auto chosen = plan_step();
-      if (chosen.empty())
-        continue; // everything left ended with an error while planning
+      if (chosen.empty()) {
+        // Nothing of this model can run now (its KV has no room): let the policy move on, and
+        // let messages in. If a whole rotation finds nothing to run, free the room by sending a
+        // swapped-out sequence back to be recomputed later; it is not lost.
+        ++turn_steps_;
+        if (++idle_rounds_ > 2 * models_.size() + 2) {
+          idle_rounds_ = 0;
+          if (!give_up_host_kv())
+            fail_oldest("no KV cache room on the device or the host for any request");
+        }
+        co_await yield{executor()};
+        continue;
+      }
+      idle_rounds_ = 0;
       std::vector<models::sequence_step> steps;
+      std::vector<models::kv_handle*> kvs;
       for (const auto& [seq, feed] : chosen) {
-        const bool samples = seq->in_kv + feed == seq->tokens.size();
-        steps.push_back({std::span(seq->tokens).subspan(seq->in_kv, feed), seq->in_kv, seq->blocks,
-                         samples, models::sampling_row_for(seq->request.sampling, seq->generated)});
+        const bool samples = seq->kv.tokens + feed == seq->tokens.size();
+        steps.push_back({std::span(seq->tokens).subspan(seq->kv.tokens, feed), seq->kv.tokens,
+                         seq->kv.blocks, samples,
+                         models::sampling_row_for(seq->request.sampling, seq->generated)});
+        kvs.push_back(&seq->kv);
         seq->in_step = true;
       }
-      const models::device_weights w{&config(), &image_->layout(), weights_.as<std::byte>()};
-      auto enqueued = runner_->enqueue(w, kv_.type, steps, kv_memory_.data());
-      if (enqueued)
-        enqueued = stream_->record(*event_);
-      if (!enqueued) {
+      if (auto enqueued = engine_->enqueue_step(steps, kvs); !enqueued) {
         for (const auto& p : chosen) {
           p.seq->in_step = false;
           finish(*p.seq, finish_reason::error,
@@ -294,15 +534,17 @@ private:
         }
         continue;
       }
-      co_await *event_; // resumes inside this actor; other messages are handled meanwhile
+      co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
       ++steps_;
-      const auto sampled = runner_->sampled();
-      std::size_t next = 0;
+      ++turn_steps_;
+      const auto sampled = engine_->sampled();
+      std::size_t next_token = 0;
       for (std::size_t i = 0; i < chosen.size(); ++i) {
         sequence& seq = *chosen[i].seq;
         seq.in_step = false;
-        seq.in_kv += chosen[i].feed;
-        const std::int32_t token = steps[i].sample ? sampled[next++] : -1;
+        seq.last_step = steps_;
+        seq.kv.tokens += chosen[i].feed;
+        const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
         if (seq.cancelled)
           finish(seq, finish_reason::cancelled);
         else if (steps[i].sample)
@@ -321,7 +563,8 @@ private:
     ++seq.generated;
     if (r.sink)
       caf::anon_send(r.sink, token_atom::value, r.id, token);
-    if (seq.generated >= r.max_tokens || seq.tokens.size() >= config().context_length)
+    const auto& cfg = models_[seq.model].served.image->config();
+    if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)
       finish(seq, finish_reason::length);
   }
 
@@ -332,44 +575,54 @@ private:
                                        seq.generated, message});
   }
 
-  // Ends `seq`: its blocks go back to the pool and its sink hears why.
+  // Ends `seq`: its KV goes back (once transfers and steps are done with it) and its sink hears
+  // why.
   void finish(sequence& seq, finish_reason reason, const std::string& message = {}) {
-    if (blocks_)
-      blocks_->free(seq.blocks);
-    seq.blocks.clear();
-    std::erase(running_, &seq);
-    std::erase(waiting_, &seq);
+    if (engine_)
+      engine_->release(seq.kv);
+    auto& m = models_[seq.model];
+    std::erase(m.running, &seq);
+    std::erase(m.waiting, &seq);
     notify_done(seq, reason, message);
     seqs_.erase(seq.request.id); // destroys seq
   }
 
   std::shared_ptr<gpu::device> dev_;
-  std::shared_ptr<const models::model_image> image_;
   instance_options options_;
-  std::unique_ptr<gpu::stream> stream_;
-  std::unique_ptr<kernels::context> ctx_;
-  std::unique_ptr<gpu::event> event_;
-  std::unique_ptr<models::llama_runner> runner_;
-  gpu::buffer weights_;
-  gpu::buffer kv_memory_;
-  kernels::kv_geometry kv_;
-  std::unique_ptr<gpu::block_allocator> blocks_;
+  std::shared_ptr<gpu::kv_pool> host_kv_;
+  std::vector<model_state> models_;
+  std::unique_ptr<sched::switch_policy> policy_;
+  std::unique_ptr<models::engine> engine_;
   std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;
-  std::deque<sequence*> running_; // admission order
-  std::deque<sequence*> waiting_;
   std::set<caf::actor_addr> monitored_;
+  std::size_t active_ = static_cast<std::size_t>(-1);
+  std::size_t turn_steps_ = 0;
+  std::size_t idle_rounds_ = 0;
+  clock_type::time_point turn_started_ = clock_type::now();
+  std::uint64_t work_counter_ = 0;
   bool ready_ = false;
   bool looping_ = false;
   std::string start_error_;
-  std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0;
+  std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
+              prefetch_hits_ = 0;
+  double scale_up_seconds_ = 0;
 };
 
 } // namespace
 
 caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                          std::vector<served_model> models, instance_options options,
+                          std::shared_ptr<gpu::kv_pool> host_kv) {
+  return sys.spawn<instance>(std::move(dev), std::move(models), std::move(options),
+                             std::move(host_kv));
+}
+
+caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
                           std::shared_ptr<const models::model_image> image,
                           instance_options options) {
-  return sys.spawn<instance>(std::move(dev), std::move(image), options);
+  std::vector<served_model> models;
+  models.push_back({image->config().name, std::move(image)});
+  return spawn_instance(sys, std::move(dev), std::move(models), std::move(options), nullptr);
 }
 
 } // namespace aeg::actors

@@ -1,43 +1,80 @@
 #pragma once
 
+#include "actors/sched/switch_policy.hpp"
 #include "gpu/device.hpp"
+#include "gpu/kv_pool.hpp"
 #include "models/llama/weights.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace aeg::actors {
 
-/// How an instance sizes its work.
+/// How an instance sizes and schedules its work.
 struct instance_options {
   std::size_t max_batch_tokens = 512; ///< tokens in one step (prompt chunks and decodes)
   std::size_t max_seqs = 64;          ///< sequences in one step
-  std::size_t kv_bytes = 0;           ///< KV cache size; 0: the device memory left over
+  std::size_t kv_bytes = 0;           ///< device KV pool; 0: the device memory left over
+  std::size_t host_kv_bytes = 0;      ///< its own host KV pool when none is shared; 0: as kv_bytes
+  std::size_t slab_bytes = std::size_t{16} << 20; ///< KV slab size
+  /// Weight memory: 0 for room to prefetch (the two largest models side by side) when the device
+  /// has it, else for the largest alone.
+  std::size_t weight_bytes = 0;
+  /// Swap the KV of a model that leaves the device out to the host at every switch (else only
+  /// when the device pool needs the room).
+  bool swap_out_on_switch = false;
+  /// Makes the policy that picks the model of each step; round-robin turns of 16 steps if unset.
+  std::function<std::unique_ptr<sched::switch_policy>()> policy;
+};
+
+/// One model an instance serves.
+struct served_model {
+  std::string name;
+  std::shared_ptr<const models::model_image> image;
 };
 
 /// What an instance reports on `(stats_atom)`.
 struct instance_stats {
-  std::size_t kv_blocks = 0;      ///< blocks in the KV pool
-  std::size_t kv_blocks_free = 0; ///< of which free
-  std::size_t running = 0;        ///< sequences holding KV
-  std::size_t waiting = 0;        ///< admitted, not yet holding KV
-  std::size_t steps = 0;          ///< forward steps run
+  std::size_t kv_bytes_used = 0; ///< device KV bytes in allocated blocks
+  std::size_t host_kv_bytes_used = 0;
+  double kv_fragmentation = 0; ///< unused share of the device KV slabs in use
+  std::size_t running = 0;     ///< sequences holding KV
+  std::size_t waiting = 0;     ///< admitted, not yet holding KV
+  std::size_t steps = 0;       ///< forward steps run
   std::size_t tokens_generated = 0;
-  std::size_t preemptions = 0; ///< sequences evicted for KV and recomputed later
-  bool ready = false;          ///< weights resident, serving
+  std::size_t preemptions = 0; ///< sequences evicted and recomputed later
+  std::size_t switches = 0;    ///< times the active model changed
+  std::size_t prefetches = 0;  ///< switches to a model already copied in
+  std::size_t swaps_out = 0, swaps_in = 0;
+  std::size_t weight_bytes_copied = 0, kv_bytes_swapped = 0;
+  double scale_up_seconds = 0; ///< summed time from a switch to its model being all in
+  std::string active;          ///< the active model
+  bool ready = false;          ///< serving
 };
 
-/// Spawns an instance: an actor that owns `dev` and serves the model in `image` with continuous
-/// batching. It copies the weights to the device, then takes `(generate_atom,
-/// generation_request)` messages; requests join the running batch at step boundaries, stream
-/// their tokens to their sinks, and leave when done; `(cancel_atom, id)` ends one and frees its
-/// KV at the next step boundary (at once when no step is running). It never blocks a thread:
-/// its step loop is a coroutine that awaits device events through its mailbox. If it cannot
-/// start (no memory for the weights), every request it holds ends with finish_reason::error and
-/// it exits with that error.
+/// Spawns an instance: an actor that owns `dev` and serves `models` (one active at a time) with
+/// continuous batching and token-level switching. Requests `(generate_atom,
+/// generation_request)` name a model (or none when there is one); they join the active model's
+/// batch at step boundaries, stream their tokens to their sinks and leave when done. At each
+/// boundary the policy picks the next step's model: a switch scales the leaving model down and
+/// the next one up (already there when it was prefetched; else its first layers compute while
+/// the rest is copied in), swapping KV out to the host and back in as room requires. `(cancel_atom,
+/// id)` ends a request and frees its KV at the next boundary. The step loop is a coroutine that
+/// awaits device events through the mailbox: no thread ever blocks. `host_kv` is the node's
+/// shared host KV pool (null: the instance makes its own). If it cannot start (no memory), every
+/// request it holds ends with finish_reason::error and it exits with that error.
+caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                          std::vector<served_model> models, instance_options options = {},
+                          std::shared_ptr<gpu::kv_pool> host_kv = nullptr);
+
+/// One model, named after its config.
 caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
                           std::shared_ptr<const models::model_image> image,
                           instance_options options = {});

@@ -57,9 +57,13 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                                           " MiB of weight memory on " + d.name() + ": " +
                                           weights.error().message);
   e->arena_ = std::make_unique<gpu::weight_arena>(std::move(*weights));
-  auto kv = d.allocate(o.kv_bytes);
+  // The KV pool takes what is left when no size is given (less a margin for the backend).
+  const std::size_t kv_bytes =
+      o.kv_bytes != 0 ? o.kv_bytes
+                      : static_cast<std::size_t>(static_cast<double>(d.free_bytes()) * 0.95);
+  auto kv = d.allocate(kv_bytes);
   if (!kv)
-    return fail(kv.error().code, "no room for " + std::to_string(o.kv_bytes >> 20) +
+    return fail(kv.error().code, "no room for " + std::to_string(kv_bytes >> 20) +
                                      " MiB of KV cache on " + d.name() + ": " + kv.error().message);
   e->device_kv_ = std::make_unique<gpu::kv_pool>(std::move(*kv), o.slab_bytes);
   auto ev = d.create_event();
@@ -155,12 +159,16 @@ result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry
   const std::size_t need = kernels::kv_geometry::blocks_for(tokens);
   if (need > kv.blocks.size())
     AEG_TRY(device_kv_->allocate(kv.block_bytes(), need - kv.blocks.size(), kv.blocks));
-  kv.tokens = std::max(kv.tokens, tokens);
   return {};
 }
 
+void engine::reclaim() {
+  device_kv_->reclaim();
+  host_kv_->reclaim();
+}
+
 bool engine::can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const {
-  const_cast<gpu::kv_pool&>(*device_kv_).reclaim();
+  device_kv_->reclaim();
   return device_kv_->num_free(geometry.block_bytes()) >= blocks;
 }
 

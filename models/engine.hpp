@@ -24,7 +24,7 @@ struct kv_handle {
   kernels::kv_geometry geometry;
   std::vector<std::int32_t> blocks;  ///< ids in the pool of `where`
   std::shared_ptr<gpu::event> ready; ///< the last copy into `blocks`; null: nothing pending
-  std::size_t tokens = 0;            ///< tokens whose K and V the blocks hold
+  std::size_t tokens = 0;            ///< tokens whose K and V the blocks hold (the owner's count)
 
   std::size_t block_bytes() const noexcept { return geometry.block_bytes(); }
 };
@@ -83,6 +83,8 @@ public:
   void unstage() noexcept;
   /// The active model (null when none).
   const model_image* active() const noexcept { return active_.image.get(); }
+  /// Completes when the active model is entirely on the device (its scale-up has finished).
+  gpu::event& active_ready() noexcept { return *active_.pieces.back(); }
   const std::shared_ptr<const model_image>& active_image() const noexcept { return active_.image; }
 
   // --- KV -----------------------------------------------------------------------------------
@@ -98,6 +100,8 @@ public:
   [[nodiscard]] result<void> swap_in(kv_handle& kv);
   /// Frees `kv`'s blocks wherever they are, once pending transfers are done with them.
   void release(kv_handle& kv);
+  /// Returns blocks whose transfers have finished from both pools' move lists.
+  void reclaim();
   /// Whether the device pool can give `blocks` more blocks of `geometry` now.
   bool can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const;
 

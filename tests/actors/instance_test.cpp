@@ -49,6 +49,32 @@ protected:
     return *img;
   }
 
+  // Three tiny llamas of different shapes (their KV blocks differ in size).
+  std::vector<served_model> three_models() {
+    std::vector<served_model> out;
+    for (int i = 0; i < 3; ++i) {
+      aeg::testing::tiny_llama_spec spec;
+      spec.seed = 10 + static_cast<std::uint32_t>(i);
+      spec.layers = 2 + static_cast<std::size_t>(i);
+      spec.dim = 64 + 32 * static_cast<std::size_t>(i);
+      spec.heads = 2 + static_cast<std::size_t>(i);
+      spec.kv_heads = 1;
+      spec.ffn = 2 * spec.dim;
+      many_bytes_.push_back(aeg::testing::make_tiny_llama(spec));
+      auto f = models::gguf::file::parse(many_bytes_.back());
+      auto img = models::load_llama(*f, models::compute_format::for_backend(gpu::backend_kind::cpu),
+                                    *dev_);
+      out.push_back({"m" + std::to_string(i), *img});
+    }
+    return out;
+  }
+
+  caf::actor spawn_many(std::vector<served_model> models, instance_options o = {}) {
+    auto a = spawn_instance(*sys_, dev_, std::move(models), std::move(o));
+    spawned_.push_back(a);
+    return a;
+  }
+
   caf::actor spawn(std::shared_ptr<const models::model_image> image, instance_options o = {}) {
     auto a = spawn_instance(*sys_, dev_, std::move(image), o);
     spawned_.push_back(a);
@@ -101,6 +127,7 @@ protected:
   std::unique_ptr<caf::scoped_actor> self_;
   std::shared_ptr<gpu::device> dev_;
   std::vector<std::byte> bytes_;
+  std::vector<std::vector<std::byte>> many_bytes_;
   std::vector<caf::actor> spawned_;
 };
 
@@ -110,7 +137,7 @@ protected:
 TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
-  auto inst = spawn(image, {40, 16, 0});
+  auto inst = spawn(image, {.max_batch_tokens = 40, .max_seqs = 16});
   std::vector<generation_request> reqs;
   for (std::uint64_t i = 0; i < 16; ++i) {
     models::sampling_params s;
@@ -138,7 +165,7 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   }
   const auto s = stats(inst);
   EXPECT_TRUE(s.ready);
-  EXPECT_EQ(s.kv_blocks_free, s.kv_blocks);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_EQ(s.running + s.waiting, 0u);
 }
 
@@ -148,8 +175,11 @@ TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreRecomputedWithoutChange) {
   auto image = tiny_model(2);
   const auto vocab = image->config().vocab_size;
   const auto kv = image->config().kv(image->format().kv_type());
-  auto roomy = spawn(image, {64, 8, 0});
-  auto tight = spawn(image, {64, 8, 12 * kv.block_bytes()});
+  auto roomy = spawn(image, {.max_batch_tokens = 64, .max_seqs = 8});
+  auto tight = spawn(image, {.max_batch_tokens = 64,
+                             .max_seqs = 8,
+                             .kv_bytes = 12 * kv.block_bytes(),
+                             .slab_bytes = 4 * kv.block_bytes()});
   std::vector<generation_request> reqs;
   for (std::uint64_t i = 0; i < 8; ++i)
     reqs.push_back(request(i, prompt(20 + i, vocab, static_cast<std::uint32_t>(i)), 20));
@@ -164,15 +194,14 @@ TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreRecomputedWithoutChange) {
     EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id).tokens) << "request " << r.id;
   }
   const auto s = stats(tight);
-  EXPECT_EQ(s.kv_blocks, 12u);
-  EXPECT_EQ(s.kv_blocks_free, 12u);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_GT(s.preemptions, 0u);
 }
 
 TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
-  auto inst = spawn(image, {32, 1, 0}); // one sequence per step: the second request waits
+  auto inst = spawn(image, {.max_batch_tokens = 32, .max_seqs = 1}); // the second one waits
   (*self_)->send(inst, generate_atom::value, request(1, prompt(30, vocab, 1), 400));
   (*self_)->send(inst, generate_atom::value, request(2, prompt(10, vocab, 2), 400));
   (*self_)->send(inst, cancel_atom::value, std::uint64_t{2}); // still waiting
@@ -192,11 +221,11 @@ TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {
   EXPECT_GE(seen, 3u);
   EXPECT_LT(seen, 400u);
   const auto s = stats(inst);
-  EXPECT_EQ(s.kv_blocks_free, s.kv_blocks);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_EQ(s.running + s.waiting, 0u);
   // Cancelling what has already ended is harmless.
   (*self_)->send(inst, cancel_atom::value, std::uint64_t{1});
-  EXPECT_EQ(stats(inst).kv_blocks_free, s.kv_blocks);
+  EXPECT_EQ(stats(inst).kv_bytes_used, 0u);
 }
 
 TEST_F(Instance, BadRequestsEndWithAnErrorThatSaysWhy) {
@@ -226,7 +255,7 @@ TEST_F(Instance, BadRequestsEndWithAnErrorThatSaysWhy) {
 
 TEST_F(Instance, ARequestWhoseSinkDiesIsCancelled) {
   auto image = tiny_model();
-  auto inst = spawn(image, {32, 4, 0});
+  auto inst = spawn(image, {.max_batch_tokens = 32, .max_seqs = 4});
   // A sink that quits on its first token: the instance sees it go and frees the request's KV.
   auto sink = sys_->spawn([](caf::event_based_actor* self) -> caf::behavior {
     return {[=](token_atom, std::uint64_t, std::int32_t) { self->quit(); },
@@ -242,8 +271,64 @@ TEST_F(Instance, ARequestWhoseSinkDiesIsCancelled) {
       break;
   }
   EXPECT_EQ(s.running + s.waiting, 0u);
-  EXPECT_EQ(s.kv_blocks_free, s.kv_blocks);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_LT(s.tokens_generated, 10000u);
+}
+
+// Three models on one instance, switched every step (turns of one step), the leaving model's KV
+// swapped out to the host at every switch and back in on its return, the next model prefetched:
+// every request still gets exactly the tokens it gets alone on an instance of its own model.
+TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
+  const auto models = three_models();
+  std::vector<generation_request> reqs;
+  std::uint64_t id = 0;
+  for (std::size_t m = 0; m < models.size(); ++m)
+    for (std::uint32_t i = 0; i < 4; ++i) {
+      auto r =
+          request(id++, prompt(3 + 9 * i, models[m].image->config().vocab_size, i + 7 * m), 30);
+      r.model = models[m].name;
+      reqs.push_back(std::move(r));
+    }
+  std::map<std::uint64_t, outcome> alone;
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    auto solo = spawn_many({models[m]}, {.kv_bytes = 8 << 20, .slab_bytes = 1 << 20, .policy = {}});
+    for (const auto& r : reqs)
+      if (r.model == models[m].name) {
+        (*self_)->send(solo, generate_atom::value, r);
+        alone.merge(collect(1));
+      }
+  }
+  auto shared = spawn_many(models, {.kv_bytes = 8 << 20,
+                                    .slab_bytes = 1 << 20,
+                                    .swap_out_on_switch = true,
+                                    .policy = [] { return sched::make_round_robin(1); }});
+  for (const auto& r : reqs)
+    (*self_)->send(shared, generate_atom::value, r);
+  const auto together = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
+        << together.at(r.id).result.message;
+    EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
+  }
+  const auto s = stats(shared);
+  EXPECT_GE(s.switches, 60u);
+  EXPECT_GT(s.prefetches, 0u);
+  EXPECT_GT(s.swaps_out, 0u);
+  EXPECT_GT(s.swaps_in, 0u);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
+  EXPECT_EQ(s.host_kv_bytes_used, 0u);
+  EXPECT_EQ(s.running + s.waiting, 0u);
+}
+
+TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
+  auto inst = spawn_many(three_models());
+  auto r = request(1, {1, 2, 3}, 4);
+  r.model = "m7";
+  (*self_)->send(inst, generate_atom::value, r);
+  const auto out = collect(1);
+  EXPECT_EQ(out.at(1).result.reason, finish_reason::error);
+  EXPECT_NE(out.at(1).result.message.find("m0, m1, m2"), std::string::npos)
+      << out.at(1).result.message;
 }
 
 // The real model: 16 concurrent greedy requests give each one's solo tokens.
@@ -258,7 +343,7 @@ TEST_F(Instance, SmolLM2AnswersSixteenConcurrentRequestsAsItAnswersEachAlone) {
   auto image =
       models::load_llama(*f, models::compute_format::for_backend(gpu::backend_kind::cpu), *dev_);
   ASSERT_TRUE(image.has_value());
-  auto inst = spawn(*image, {256, 16, 0});
+  auto inst = spawn(*image, {.max_batch_tokens = 256, .max_seqs = 16});
   const char* topics[] = {"The capital of France is",
                           "Water boils at",
                           "The largest planet is",
@@ -291,7 +376,7 @@ TEST_F(Instance, SmolLM2AnswersSixteenConcurrentRequestsAsItAnswersEachAlone) {
         << topics[r.id] << " -> " << tok->decode(alone.at(r.id).tokens);
   EXPECT_EQ(tok->decode(alone.at(0).tokens).rfind(" Paris", 0), 0u);
   const auto s = stats(inst);
-  EXPECT_EQ(s.kv_blocks_free, s.kv_blocks);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
 }
 
 } // namespace

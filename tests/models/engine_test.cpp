@@ -104,8 +104,10 @@ protected:
     }
     ASSERT_TRUE(e.enqueue_step(steps, kvs));
     wait(e.step_done());
-    for (std::size_t i = 0; i < seqs.size(); ++i)
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      seqs[i]->kv.tokens = seqs[i]->tokens.size();
       seqs[i]->tokens.push_back(e.sampled()[i]);
+    }
   }
 
   // Greedy tokens of each prompt on a fresh engine that never switches: the reference.
