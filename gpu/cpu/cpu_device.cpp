@@ -124,6 +124,7 @@ result<buffer> cpu_device::allocate(std::size_t bytes) {
     return fail(errc::out_of_memory,
                 name() + ": the host is out of memory for " + std::to_string(bytes) + " bytes");
   }
+  std::memset(p, 0, rounded); // backed now, as device memory is: no page faults mid-serving
   return buffer{shared_from_this(), p, bytes, buffer::space::device};
 }
 
@@ -134,6 +135,7 @@ result<buffer> cpu_device::allocate_pinned(std::size_t bytes) {
   if (p == nullptr)
     return fail(errc::out_of_memory,
                 "the host is out of memory for " + std::to_string(bytes) + " pinned bytes");
+  std::memset(p, 0, round_up(bytes)); // pinned memory is resident too
   return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
 }
 
