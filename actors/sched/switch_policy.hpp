@@ -10,12 +10,15 @@ namespace aeg::sched {
 
 using seconds = std::chrono::duration<double>;
 
-/// One model's work on an instance.
+/// One model's work on an instance, with the instance's estimates for it.
 struct model_load {
   std::string name;
   std::size_t waiting = 0; ///< requests not yet holding KV
   std::size_t running = 0; ///< requests with KV (on the device or swapped out)
   seconds oldest_wait{0};  ///< how long its oldest waiting request has waited
+  seconds step_time{0.02}; ///< estimated time of one decode step of its batch
+  seconds switch_time{0};  ///< estimated time to scale it up when it is not on the device
+  seconds tbt{0.1};        ///< the time between tokens its requests are promised
 };
 
 /// What an instance knows at a step boundary.
@@ -45,5 +48,20 @@ public:
 /// Turns of `turn_steps` steps in the order models got work; a model with no work left ends its
 /// turn early; the next model in line is prefetched while one runs.
 std::unique_ptr<switch_policy> make_round_robin(std::size_t turn_steps);
+
+/// Aegaeon's batched weighted round-robin (decode): a round gives each model with work a turn of
+/// the quota `assign_quotas` computes from the estimates in the view (same-model work is one
+/// batch); models whose work arrives mid-round wait for the next round; the model of the next
+/// turn is prefetched during the current one.
+std::unique_ptr<switch_policy> make_weighted_round_robin(seconds max_quota = seconds{4.0});
+
+/// Request-level scaling (the ServerlessLLM-like baseline): the active model keeps the device
+/// until its requests have drained; then the model whose work is oldest takes it.
+std::unique_ptr<switch_policy> make_drain_first();
+
+/// Makes a policy by name: "round_robin" (turns of `turn_steps`), "weighted_round_robin",
+/// "drain_first". Null for an unknown name.
+std::unique_ptr<switch_policy> make_switch_policy(const std::string& name, seconds max_quota,
+                                                  std::size_t turn_steps);
 
 } // namespace aeg::sched

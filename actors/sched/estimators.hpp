@@ -1,0 +1,77 @@
+#pragma once
+
+#include "actors/sched/switch_policy.hpp"
+
+#include <array>
+#include <cstddef>
+#include <deque>
+#include <vector>
+
+namespace aeg::sched {
+
+/// Least squares of y on a few features plus a constant, over a sliding window of samples:
+/// y ≈ w0 + Σ w_k x_k. Deterministic; small (3 to 4 unknowns).
+template <std::size_t Features>
+class linear_fit {
+public:
+  using features = std::array<double, Features>;
+
+  /// Starts from `weights` (w0, w1, ...) until enough samples arrive to fit; keeps the last
+  /// `window` samples.
+  explicit linear_fit(std::array<double, Features + 1> weights, std::size_t window = 256)
+      : weights_(weights), window_(window) {}
+
+  void add(const features& x, double y);
+  double predict(const features& x) const;
+  const std::array<double, Features + 1>& weights() const noexcept { return weights_; }
+  std::size_t num_samples() const noexcept { return samples_.size(); }
+
+private:
+  void refit();
+  std::array<double, Features + 1> weights_;
+  std::size_t window_;
+  std::deque<std::pair<features, double>> samples_;
+};
+
+/// Decode step time: a + b·(tokens in the batch's contexts) + c·(sequences in the batch).
+class decode_estimator {
+public:
+  decode_estimator(double a = 0.02, double b = 1e-6, double c = 1e-4) : fit_({a, b, c}) {}
+  void add(std::size_t context_tokens, std::size_t batch, seconds measured) {
+    fit_.add({static_cast<double>(context_tokens), static_cast<double>(batch)}, measured.count());
+  }
+  seconds predict(std::size_t context_tokens, std::size_t batch) const;
+
+private:
+  linear_fit<2> fit_;
+};
+
+/// Prefill time: a + b·(prompt tokens) + c·(Σ prompt length²) (attention is quadratic).
+class prefill_estimator {
+public:
+  prefill_estimator(double a = 0.02, double b = 1e-4, double c = 1e-8) : fit_({a, b, c}) {}
+  void add(std::size_t tokens, double sum_squares, seconds measured) {
+    fit_.add({static_cast<double>(tokens), sum_squares}, measured.count());
+  }
+  seconds predict(std::size_t tokens, double sum_squares) const;
+
+private:
+  linear_fit<2> fit_;
+};
+
+/// Switch time: bytes to move over a bandwidth, times a correction learned from the switches
+/// measured (the paper's profiled factor).
+class switch_estimator {
+public:
+  explicit switch_estimator(double bytes_per_second = 16e9) : bandwidth_(bytes_per_second) {}
+  void add(std::size_t bytes, seconds measured);
+  seconds predict(std::size_t bytes) const;
+  double correction() const noexcept { return correction_; }
+
+private:
+  double bandwidth_;
+  double correction_ = 1.0;
+  std::size_t samples_ = 0;
+};
+
+} // namespace aeg::sched

@@ -1,0 +1,126 @@
+#include "actors/sched/prefill_queue.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace aeg::sched {
+
+prefill_queue::prefill_queue(std::size_t num_instances, std::size_t max_group,
+                             switch_time_fn switch_time)
+    : lanes_(num_instances), max_group_(std::max<std::size_t>(max_group, 1)),
+      switch_time_(std::move(switch_time)) {}
+
+seconds prefill_queue::work(std::size_t i) const {
+  seconds total{0};
+  const std::string* previous = &lanes_[i].active;
+  for (const auto& g : lanes_[i].groups) {
+    if (g.pending.empty())
+      continue;
+    if (g.model != *previous)
+      total += switch_time_(g.model);
+    for (const auto& e : g.pending)
+      total += e.e.prefill;
+    previous = &g.model;
+  }
+  return total;
+}
+
+std::size_t prefill_queue::add(std::uint64_t id, const std::string& model, estimate e) {
+  // Existing groups come first: join any queued group of this model with room.
+  for (std::size_t i = 0; i < lanes_.size(); ++i)
+    for (auto& g : lanes_[i].groups)
+      if (g.model == model && g.cumulative < max_group_) {
+        g.pending.push_back({id, e});
+        ++g.cumulative;
+        return i;
+      }
+  // Otherwise a new group on the instance with the least estimated work (the lowest index
+  // among equals, so that the choice is deterministic).
+  std::size_t best = 0;
+  seconds best_work = seconds{std::numeric_limits<double>::max()};
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    const seconds w = work(i);
+    if (w < best_work) {
+      best_work = w;
+      best = i;
+    }
+  }
+  group g;
+  g.model = model;
+  g.cumulative = 1;
+  g.pending.push_back({id, e});
+  lanes_[best].groups.push_back(std::move(g));
+  return best;
+}
+
+std::optional<std::uint64_t> prefill_queue::next(std::size_t i) {
+  auto& groups = lanes_[i].groups;
+  while (!groups.empty() && groups.front().pending.empty())
+    groups.pop_front(); // a finished group leaves the queue
+  if (groups.empty())
+    return std::nullopt;
+  auto& g = groups.front();
+  const auto id = g.pending.front().id;
+  g.pending.pop_front();
+  lanes_[i].active = g.model;
+  if (g.pending.empty())
+    groups.pop_front(); // done: a later request of its model starts a group at the back
+  return id;
+}
+
+bool prefill_queue::remove(std::uint64_t id) {
+  for (auto& lane : lanes_)
+    for (auto& g : lane.groups)
+      for (auto it = g.pending.begin(); it != g.pending.end(); ++it)
+        if (it->id == id) {
+          g.pending.erase(it);
+          return true;
+        }
+  return false;
+}
+
+void prefill_queue::set_active(std::size_t i, const std::string& model) {
+  lanes_[i].active = model;
+}
+
+std::vector<std::uint64_t> prefill_queue::drain(std::size_t i) {
+  std::vector<std::uint64_t> ids;
+  for (auto& g : lanes_[i].groups)
+    for (const auto& e : g.pending)
+      ids.push_back(e.id);
+  lanes_[i].groups.clear();
+  return ids;
+}
+
+std::size_t prefill_queue::size(std::size_t i) const {
+  std::size_t n = 0;
+  for (const auto& g : lanes_[i].groups)
+    n += g.pending.size();
+  return n;
+}
+
+std::vector<std::string> prefill_queue::groups(std::size_t i) const {
+  std::vector<std::string> out;
+  for (const auto& g : lanes_[i].groups)
+    if (!g.pending.empty())
+      out.push_back(g.model);
+  return out;
+}
+
+std::size_t place_decode(const std::string& model,
+                         const std::vector<std::vector<std::string>>& batches,
+                         const std::vector<bool>& kv_room, const std::vector<double>& free_kv) {
+  for (std::size_t i = 0; i < batches.size(); ++i)
+    if (kv_room[i] && std::find(batches[i].begin(), batches[i].end(), model) != batches[i].end())
+      return i;
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < batches.size(); ++i) {
+    const bool fewer = batches[i].size() < batches[best].size();
+    const bool same = batches[i].size() == batches[best].size();
+    if (fewer || (same && free_kv[i] > free_kv[best]))
+      best = i;
+  }
+  return best;
+}
+
+} // namespace aeg::sched

@@ -1,0 +1,227 @@
+// The scheduling policies, driven without actors: a fake step loop advances time and the test
+// checks the decisions step by step against tables.
+
+#include "actors/sched/estimators.hpp"
+#include "actors/sched/prefill_queue.hpp"
+#include "actors/sched/quota.hpp"
+#include "actors/sched/switch_policy.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace aeg::sched {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(DecodeQuota, ThePapersWorkedExample) {
+  // Three batches, 25 ms steps, TBT 100 ms (n = 4 each), switches of 3 s per round.
+  const std::vector<batch_load> b(3, batch_load{seconds{0.025}, seconds{0.1}});
+  // With α fixed at 1 as the paper's illustration does: 3 s each, a 12 s round, 120 tokens per
+  // turn, which take exactly 12 s to play back at 10 tokens/s: every deadline met.
+  const auto fixed = assign_quotas(b, seconds{3}, seconds{4}, 1.0);
+  for (auto q : fixed.quotas)
+    EXPECT_NEAR(q.count(), 3.0, 1e-12);
+  // Eq. 3 itself: α = max(3 / (4 · 4) + 0.75, 0.5) = 0.9375 and q = 3 / (4 · 0.1875) = 4 s,
+  // Q_MAX exactly; 160 tokens per turn cover 16 s of playback in a 15 s round.
+  const auto eq3 = assign_quotas(b, seconds{3}, seconds{4});
+  EXPECT_NEAR(eq3.alpha, 0.9375, 1e-12);
+  for (auto q : eq3.quotas) {
+    EXPECT_NEAR(q.count(), 4.0, 1e-12);
+    const double round = 3 * q.count() + 3;
+    EXPECT_GE(q.count() / 0.025 * 0.1, round); // tokens × TBT ≥ round length
+  }
+}
+
+TEST(DecodeQuota, FasterBatchesGetShorterTurnsAndNoneExceedsTheCap) {
+  const std::vector<batch_load> b = {{seconds{0.01}, seconds{0.1}},  // n = 10
+                                     {seconds{0.05}, seconds{0.1}}}; // n = 2
+  const auto r = assign_quotas(b, seconds{1}, seconds{4});
+  // Every batch buffers the same playback time: n_i · q_i equal.
+  EXPECT_NEAR(10 * r.quotas[0].count(), 2 * r.quotas[1].count(), 1e-9);
+  for (auto q : r.quotas)
+    EXPECT_LE(q.count(), 4.0 + 1e-12);
+  EXPECT_GE(r.alpha, 0.5);
+}
+
+TEST(DecodeQuota, AnOverloadedRoundIsCappedAndFreeSwitchesGiveShortTurns) {
+  // Σ 1/n = 1.2 > 1: the round cannot keep up; α absorbs it and quotas stay ≤ Q_MAX.
+  const std::vector<batch_load> heavy(3, batch_load{seconds{0.04}, seconds{0.1}});
+  for (auto q : assign_quotas(heavy, seconds{2}, seconds{4}).quotas)
+    EXPECT_LE(q.count(), 4.0 + 1e-12);
+  // Nothing to switch: turns become short (a millisecond of switching spread thin).
+  const std::vector<batch_load> light(2, batch_load{seconds{0.01}, seconds{0.1}});
+  for (auto q : assign_quotas(light, seconds{0}, seconds{4}).quotas)
+    EXPECT_LT(q.count(), 0.01);
+}
+
+// A fake decode loop: the policy decides at each boundary; each step takes its model's step
+// time; a switch to a model other than the prefetched one costs its switch time.
+struct fake_model {
+  std::string name;
+  seconds step;
+  seconds switch_time;
+  int steps_left;
+};
+
+std::vector<std::string> run(switch_policy& p, std::vector<fake_model> models, int max_steps) {
+  std::vector<std::string> trace;
+  std::string active, staged;
+  seconds turn_elapsed{0};
+  std::size_t turn_steps = 0;
+  for (int i = 0; i < max_steps; ++i) {
+    instance_view v;
+    v.active = active;
+    v.staged = staged;
+    for (const auto& m : models)
+      if (m.steps_left > 0)
+        v.models.push_back({m.name, 0, 1, {}, m.step, m.switch_time, seconds{0.1}});
+    if (v.models.empty())
+      break;
+    v.turn_steps = turn_steps;
+    v.turn_elapsed = turn_elapsed;
+    const auto d = p.decide(v);
+    if (d.run != active) {
+      active = d.run;
+      turn_elapsed = seconds{0};
+      turn_steps = 0;
+    }
+    staged = d.prefetch;
+    for (auto& m : models)
+      if (m.name == active) {
+        --m.steps_left;
+        turn_elapsed += m.step;
+      }
+    ++turn_steps;
+    trace.push_back(active);
+  }
+  return trace;
+}
+
+TEST(WeightedRoundRobin, TurnsLastTheirQuotasInArrivalOrderAndPrefetchTheNext) {
+  // Two models, 25 ms steps, 100 ms TBT (n = 4), 0.3 s to switch each: Σ c = 0.6 s,
+  // α = max(0.6 / 16 + 0.5, 0.5) = 0.5375, q = 0.6 / (4 · 0.0375) = 4 s = 160 steps.
+  auto p = make_weighted_round_robin(seconds{4});
+  const auto trace =
+      run(*p, {{"a", seconds{0.025}, seconds{0.3}, 400}, {"b", seconds{0.025}, seconds{0.3}, 400}},
+          700);
+  std::vector<std::pair<std::string, int>> turns; // run-length encoding of the trace
+  for (const auto& m : trace)
+    if (turns.empty() || turns.back().first != m)
+      turns.emplace_back(m, 1);
+    else
+      ++turns.back().second;
+  // Turns of 4 s of 25 ms steps: 160 steps (one more when the float sum of the steps lands a
+  // hair under 4 s), alternating, until 700 steps.
+  ASSERT_EQ(turns.size(), 5u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(turns[i].first, i % 2 == 0 ? "a" : "b");
+    EXPECT_NEAR(turns[i].second, 160, 1) << "turn " << i;
+  }
+  EXPECT_EQ(turns[4].first, "a");
+  // While "a" runs, "b" is what is prefetched.
+  instance_view v;
+  v.active = "a";
+  v.models = {{"a", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}},
+              {"b", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}}};
+  auto fresh = make_weighted_round_robin(seconds{4});
+  EXPECT_EQ(fresh->decide(v).prefetch, "b");
+}
+
+TEST(WeightedRoundRobin, AModelWithoutWorkEndsItsTurnAndNewWorkWaitsForTheNextRound) {
+  auto p = make_weighted_round_robin(seconds{4});
+  // "a" has 3 steps of work, "b" many: a's turn ends when its work does.
+  const auto trace = run(
+      *p, {{"a", seconds{0.025}, seconds{0.3}, 3}, {"b", seconds{0.025}, seconds{0.3}, 10}}, 20);
+  const std::vector<std::string> expected = {"a", "a", "a", "b", "b", "b", "b",
+                                             "b", "b", "b", "b", "b", "b"};
+  EXPECT_EQ(trace, expected);
+}
+
+TEST(DrainFirst, AModelKeepsTheDeviceUntilItsWorkIsDone) {
+  auto p = make_drain_first();
+  const auto trace =
+      run(*p, {{"a", seconds{0.025}, seconds{0.3}, 4}, {"b", seconds{0.025}, seconds{0.3}, 2}}, 10);
+  const std::vector<std::string> expected = {"a", "a", "a", "a", "b", "b"};
+  EXPECT_EQ(trace, expected);
+}
+
+TEST(RoundRobin, TurnsOfAFixedNumberOfSteps) {
+  auto p = make_round_robin(2);
+  const auto trace =
+      run(*p, {{"a", seconds{0.01}, seconds{0}, 5}, {"b", seconds{0.01}, seconds{0}, 3}}, 10);
+  const std::vector<std::string> expected = {"a", "a", "b", "b", "a", "a", "b", "a"};
+  EXPECT_EQ(trace, expected);
+}
+
+TEST(PrefillQueue, GroupsFillUpToEightThenANewGroupGoesToTheLeastLoadedInstance) {
+  prefill_queue q(2, 8, [](const std::string&) { return seconds{1.0}; });
+  const prefill_queue::estimate e{seconds{0.1}};
+  // Per request: (id, model) -> expected instance.
+  const std::vector<std::tuple<std::uint64_t, std::string, std::size_t>> table = {
+      {1, "a", 0}, // new group a on instance 0 (both idle: the first)
+      {2, "b", 1}, // new group b on instance 1 (instance 0 has 1.1 s of work)
+      {3, "a", 0}, // joins a's group
+      {4, "a", 0},  {5, "a", 0}, {6, "a", 0},
+      {7, "a", 0},  {8, "a", 0}, {9, "a", 0}, // the 8th of group a
+      {10, "a", 1}, // a's group is full: a new group where the work is least (instance 1)
+      {11, "c", 0}, // instance 0: 1 s + 8 × 0.1 = 1.8 s; instance 1: b and a, 2 × 1.1 = 2.2 s
+  };
+  for (const auto& [id, model, expected] : table)
+    EXPECT_EQ(q.add(id, model, e), expected) << "request " << id;
+  EXPECT_EQ(q.groups(0), (std::vector<std::string>{"a", "c"}));
+  EXPECT_EQ(q.groups(1), (std::vector<std::string>{"b", "a"}));
+  // One request per prefill batch, front group first.
+  std::vector<std::uint64_t> order;
+  while (auto id = q.next(1))
+    order.push_back(*id);
+  EXPECT_EQ(order, (std::vector<std::uint64_t>{2, 10}));
+  EXPECT_TRUE(q.remove(5)); // a cancel while queued
+  EXPECT_FALSE(q.remove(5));
+  EXPECT_EQ(q.size(0), 8u);
+  EXPECT_EQ(q.drain(0).size(), 8u);
+}
+
+TEST(PrefillQueue, WithoutGroupingItIsFirstComeFirstServed) {
+  prefill_queue q(1, 1, [](const std::string&) { return seconds{1.0}; });
+  for (std::uint64_t id = 1; id <= 5; ++id)
+    q.add(id, id % 2 ? "a" : "b", {seconds{0.1}});
+  EXPECT_EQ(q.groups(0), (std::vector<std::string>{"a", "b", "a", "b", "a"}));
+  // Its estimated work counts a switch between each pair of neighbours.
+  EXPECT_NEAR(q.work(0).count(), 5 * 1.0 + 5 * 0.1, 1e-12);
+}
+
+TEST(PlaceDecode, JoinsABatchOfItsModelElseTheInstanceWithFewestBatches) {
+  const std::vector<std::vector<std::string>> batches = {{"a", "b"}, {"c"}, {"d", "e", "f"}};
+  EXPECT_EQ(place_decode("b", batches, {true, true, true}, {1, 1, 1}), 0u);
+  EXPECT_EQ(place_decode("b", batches, {false, true, true}, {1, 1, 1}), 1u); // a's has no room
+  EXPECT_EQ(place_decode("z", batches, {true, true, true}, {1, 1, 1}), 1u);
+}
+
+TEST(Estimators, LinearFitsRecoverTheCoefficientsOfMeasuredSteps) {
+  decode_estimator d(0, 0, 0);
+  for (std::size_t batch = 1; batch <= 8; ++batch)
+    for (std::size_t ctx = 100; ctx <= 2000; ctx += 300)
+      d.add(ctx * batch, batch,
+            seconds{0.01 + 2e-6 * static_cast<double>(ctx * batch) +
+                    5e-4 * static_cast<double>(batch)});
+  EXPECT_NEAR(d.predict(5000, 4).count(), 0.01 + 2e-6 * 5000 + 5e-4 * 4, 1e-9);
+  prefill_estimator p(0, 0, 0);
+  for (std::size_t t = 16; t <= 2048; t *= 2)
+    p.add(t, static_cast<double>(t * t), seconds{0.005 + 1e-5 * t + 3e-9 * t * t});
+  EXPECT_NEAR(p.predict(1000, 1e6).count(), 0.005 + 1e-2 + 3e-3, 1e-9);
+  switch_estimator s(10e9);
+  s.add(1'000'000'000, seconds{0.2}); // measured twice the bytes/bandwidth
+  EXPECT_NEAR(s.predict(2'000'000'000).count(), 0.4, 1e-12);
+  EXPECT_NEAR(s.correction(), 2.0, 1e-12);
+}
+
+TEST(Estimators, BeforeEnoughSamplesTheStartingValuesHold) {
+  decode_estimator d(0.02, 0, 0);
+  d.add(100, 1, seconds{0.5}); // one sample cannot fix three unknowns
+  EXPECT_NEAR(d.predict(100, 1).count(), 0.02, 1e-12);
+}
+
+} // namespace
+} // namespace aeg::sched
