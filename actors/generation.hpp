@@ -1,5 +1,6 @@
 #pragma once
 
+#include "models/engine.hpp"
 #include "models/sampling.hpp"
 
 #include <caf/actor.hpp>
@@ -24,16 +25,22 @@ using done_atom = caf::atom_constant<caf::atom("done")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 /// Asks an instance for its `instance_stats`.
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+/// A prefill instance passes a request on after its first token: `(handoff_atom, decode_job)`,
+/// to the request's sink.
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
+/// Gives a decode instance a request whose prompt is prefilled: `(decode_atom, decode_job)`.
+using decode_atom = caf::atom_constant<caf::atom("decode")>;
 
 /// Why a request ended.
 enum class finish_reason {
-  stop,      ///< it produced a stop token
-  length,    ///< it reached max_tokens or the context length
-  cancelled, ///< it was cancelled
-  error,     ///< it could not run (see the message)
+  stop,        ///< it produced a stop token
+  length,      ///< it reached max_tokens or the context length
+  cancelled,   ///< it was cancelled
+  error,       ///< it could not run (see the message)
+  unavailable, ///< the instance serving it stopped (a pool places it again)
 };
 
-/// "stop", "length", "cancelled", "error".
+/// "stop", "length", "cancelled", "error", "unavailable".
 std::string_view to_string(finish_reason r) noexcept;
 
 /// One request for tokens. Its tokens and its end go to `sink` as they happen.
@@ -45,6 +52,19 @@ struct generation_request {
   std::size_t max_tokens = 256;
   std::vector<std::int32_t> stop_tokens; ///< generation ends after any of these
   caf::actor sink;
+  /// Tokens generated before this request was (re)placed: `prompt` ends with them, max_tokens
+  /// counts them, and sampling continues its random stream after them.
+  std::size_t generated_before = 0;
+};
+
+/// A request whose prompt has been prefilled, on its way to a decode instance: everything it
+/// needs to go on, its KV cache included (in the shared host pool, or in the device pool when the
+/// decode instance shares the device).
+struct decode_job {
+  generation_request request;
+  std::vector<std::int32_t> tokens; ///< prompt and the tokens generated so far
+  std::size_t generated = 0;
+  models::kv_handle kv; ///< holds the K and V of all tokens but the last
 };
 
 /// How a request ended.
@@ -61,3 +81,4 @@ struct generation_result {
 // Local messages between actors of one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::generation_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::generation_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::decode_job)

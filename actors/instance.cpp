@@ -2,6 +2,7 @@
 
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
+#include "actors/sched/estimators.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "models/engine.hpp"
 
@@ -27,6 +28,8 @@ std::string_view to_string(finish_reason r) noexcept {
     return "cancelled";
   case finish_reason::error:
     return "error";
+  case finish_reason::unavailable:
+    return "unavailable";
   }
   return "error";
 }
@@ -53,9 +56,10 @@ struct sequence {
 struct model_state {
   served_model served;
   kernels::kv_geometry kv;
-  std::deque<sequence*> running; // holding KV (device or host), admission order
-  std::deque<sequence*> waiting; // not yet holding KV
-  std::uint64_t work_since = 0;  // order in which models got work (for the policy's view)
+  sched::decode_estimator decode_time; // fitted from this model's measured decode steps
+  std::deque<sequence*> running;       // holding KV (device or host), admission order
+  std::deque<sequence*> waiting;       // not yet holding KV
+  std::uint64_t work_since = 0;        // order in which models got work (for the policy's view)
 };
 
 class instance final : public coro_actor {
@@ -71,13 +75,17 @@ public:
       st.served = std::move(m);
       models_.push_back(std::move(st));
     }
-    policy_ = options_.policy ? options_.policy() : sched::make_round_robin(16);
+    // Prefill instances take their requests in the order the dispatcher gave them.
+    policy_ = options_.policy                           ? options_.policy()
+              : options_.role == instance_role::prefill ? sched::make_drain_first()
+                                                        : sched::make_round_robin(16);
     set_down_handler([this](caf::down_msg& m) { sink_down(m.source); });
   }
 
   caf::behavior make_behavior() override {
     spawn(start());
     return with_coroutines([this](generate_atom, generation_request& r) { admit(std::move(r)); },
+                           [this](decode_atom, decode_job& job) { admit_decode(std::move(job)); },
                            [this](cancel_atom, std::uint64_t id) { cancel(id); },
                            [this](stats_atom) { return stats(); });
   }
@@ -89,7 +97,7 @@ public:
     engine_.reset();
     coro_actor::on_exit();
     for (auto& [id, seq] : seqs_)
-      notify_done(*seq, finish_reason::error, "the instance serving this request stopped");
+      notify_done(*seq, finish_reason::unavailable, "the instance serving this request stopped");
     for (auto& m : models_) {
       m.running.clear();
       m.waiting.clear();
@@ -186,18 +194,59 @@ private:
     for (auto t : r.prompt)
       if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size)
         return reject("token id " + std::to_string(t) + " is outside the vocabulary");
-    if (r.max_tokens == 0)
-      return reject("max_tokens must be at least 1");
+    if (r.max_tokens <= r.generated_before)
+      return reject("max_tokens must be at least 1 more than the tokens already generated");
     if (r.sink && monitored_.insert(r.sink.address()).second)
       monitor(r.sink);
     auto seq = std::make_unique<sequence>();
     seq->model = model;
     seq->tokens = r.prompt;
+    seq->generated = r.generated_before;
     seq->request = std::move(r);
     auto& m = models_[model];
     if (m.running.empty() && m.waiting.empty())
       m.work_since = ++work_counter_;
     m.waiting.push_back(seq.get());
+    seqs_.emplace(id, std::move(seq));
+    wake();
+  }
+
+  // A request prefilled elsewhere joins its model's running batch with its KV.
+  void admit_decode(decode_job job) {
+    auto& r = job.request;
+    auto fail_job = [&](std::string why) {
+      if (engine_)
+        engine_->release(job.kv);
+      if (r.sink)
+        caf::anon_send(r.sink, done_atom::value,
+                       generation_result{r.id, finish_reason::error, r.prompt.size(), job.generated,
+                                         std::move(why)});
+    };
+    if (!start_error_.empty() || !engine_)
+      return fail_job("the instance is not serving: " + start_error_);
+    const std::size_t model =
+        index_of(r.model.empty() && models_.size() == 1 ? models_[0].served.name : r.model);
+    if (model >= models_.size())
+      return fail_job("this instance does not serve model '" + r.model + "'");
+    if (seqs_.count(r.id) != 0)
+      return fail_job("request id " + std::to_string(r.id) + " is already in use on this instance");
+    if (!(job.kv.geometry == models_[model].kv) || job.kv.where != models::kv_handle::place::host ||
+        job.tokens.empty() || job.kv.tokens + 1 != job.tokens.size())
+      return fail_job("the prefilled request's KV cache does not fit model '" + r.model +
+                      "' on this instance");
+    if (r.sink && monitored_.insert(r.sink.address()).second)
+      monitor(r.sink);
+    auto seq = std::make_unique<sequence>();
+    seq->model = model;
+    seq->tokens = std::move(job.tokens);
+    seq->generated = job.generated;
+    seq->kv = std::move(job.kv);
+    seq->request = std::move(r);
+    auto& m = models_[model];
+    if (m.running.empty() && m.waiting.empty())
+      m.work_since = ++work_counter_;
+    m.running.push_back(seq.get());
+    const auto id = seq->request.id;
     seqs_.emplace(id, std::move(seq));
     wake();
   }
@@ -291,6 +340,12 @@ private:
       sched::model_load load{m->served.name, m->waiting.size(), m->running.size(), {}};
       if (!m->waiting.empty())
         load.oldest_wait = now - m->waiting.front()->arrived;
+      std::size_t context = 0;
+      for (const sequence* seq : m->running)
+        context += seq->tokens.size();
+      load.step_time = m->decode_time.predict(context, std::max<std::size_t>(m->running.size(), 1));
+      load.switch_time = switch_time_.predict(m->served.image->bytes().size());
+      load.tbt = sched::seconds{m->served.tbt_seconds};
       v.models.push_back(std::move(load));
     }
     v.turn_steps = turn_steps_;
@@ -318,7 +373,7 @@ private:
       ++prefetch_hits_;
     }
     engine_->activate();
-    track_scale_up();
+    track_scale_up(prefetched);
     active_ = next;
     ++switches_;
     turn_steps_ = 0;
@@ -328,12 +383,18 @@ private:
         (void)bring_in(*seq);
   }
 
-  // Times the scale-up that just started, without holding up the step loop.
-  void track_scale_up() {
-    spawn([](instance* self, gpu::event* ready, clock_type::time_point t0) -> coro::task<void> {
+  // Times the scale-up that just started, without holding up the step loop; a cold one (not
+  // prefetched) teaches the switch-time estimate.
+  void track_scale_up(bool prefetched) {
+    spawn([](instance* self, gpu::event* ready, clock_type::time_point t0, std::size_t bytes,
+             bool prefetched) -> coro::task<void> {
       co_await *ready;
-      self->scale_up_seconds_ += std::chrono::duration<double>(clock_type::now() - t0).count();
-    }(this, &engine_->active_ready(), clock_type::now()));
+      const auto took = std::chrono::duration<double>(clock_type::now() - t0);
+      self->scale_up_seconds_ += took.count();
+      if (!prefetched)
+        self->switch_time_.add(bytes, took);
+    }(this, &engine_->active_ready(), clock_type::now(), engine_->active()->bytes().size(),
+                              prefetched));
   }
 
   void prefetch(const std::string& name) {
@@ -534,8 +595,10 @@ private:
         }
         continue;
       }
+      const auto step_start = clock_type::now();
       co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
       ++steps_;
+      learn_step_time(chosen, clock_type::now() - step_start);
       ++turn_steps_;
       const auto sampled = engine_->sampled();
       std::size_t next_token = 0;
@@ -554,6 +617,42 @@ private:
     looping_ = false;
   }
 
+  // Decode-only steps teach the active model's step-time estimate.
+  void learn_step_time(const std::vector<planned>& chosen, clock_type::duration took) {
+    std::size_t context = 0;
+    for (const auto& p : chosen) {
+      if (p.feed != 1)
+        return; // a prompt chunk in the step: not a decode step
+      context += p.seq->tokens.size();
+    }
+    models_[active_].decode_time.add(context, chosen.size(),
+                                     std::chrono::duration_cast<sched::seconds>(took));
+  }
+
+  // A prefill instance passes a request on once its first token is out: its KV goes to the
+  // shared host pool and the request's sink finds it a decode instance.
+  void hand_off(sequence& seq) {
+    if (auto out = engine_->swap_out(seq.kv); !out)
+      return finish(seq, finish_reason::error,
+                    "cannot hand the request to a decode instance: " + out.error().message);
+    decode_job job;
+    job.tokens = std::move(seq.tokens);
+    job.generated = seq.generated;
+    job.kv = std::move(seq.kv);
+    seq.kv = {};
+    auto& m = models_[seq.model];
+    std::erase(m.running, &seq);
+    std::erase(m.waiting, &seq);
+    job.request = std::move(seq.request);
+    const auto sink = job.request.sink;
+    const auto id = job.request.id;
+    seqs_.erase(id); // destroys seq
+    if (sink)
+      caf::anon_send(sink, handoff_atom::value, std::move(job));
+    else
+      engine_->release(job.kv);
+  }
+
   void take_token(sequence& seq, std::int32_t token) {
     ++tokens_generated_;
     const auto& r = seq.request;
@@ -565,7 +664,9 @@ private:
       caf::anon_send(r.sink, token_atom::value, r.id, token);
     const auto& cfg = models_[seq.model].served.image->config();
     if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)
-      finish(seq, finish_reason::length);
+      return finish(seq, finish_reason::length);
+    if (options_.role == instance_role::prefill)
+      hand_off(seq);
   }
 
   void notify_done(const sequence& seq, finish_reason reason, const std::string& message) {
@@ -592,6 +693,7 @@ private:
   std::shared_ptr<gpu::kv_pool> host_kv_;
   std::vector<model_state> models_;
   std::unique_ptr<sched::switch_policy> policy_;
+  sched::switch_estimator switch_time_; // bytes over bandwidth, corrected by measured switches
   std::unique_ptr<models::engine> engine_;
   std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;
   std::set<caf::actor_addr> monitored_;

@@ -17,8 +17,16 @@
 
 namespace aeg::actors {
 
+/// What an instance does with a request.
+enum class instance_role {
+  colocated, ///< prefill and decode on this device
+  prefill,   ///< prefill, then hand the request (its first token made) to a decode instance
+  decode,    ///< decode requests prefilled elsewhere (and any full request it is given)
+};
+
 /// How an instance sizes and schedules its work.
 struct instance_options {
+  instance_role role = instance_role::colocated;
   std::size_t max_batch_tokens = 512; ///< tokens in one step (prompt chunks and decodes)
   std::size_t max_seqs = 64;          ///< sequences in one step
   std::size_t kv_bytes = 0;           ///< device KV pool; 0: the device memory left over
@@ -34,10 +42,11 @@ struct instance_options {
   std::function<std::unique_ptr<sched::switch_policy>()> policy;
 };
 
-/// One model an instance serves.
+/// One model an instance serves, and what its requests are promised.
 struct served_model {
   std::string name;
   std::shared_ptr<const models::model_image> image;
+  double tbt_seconds = 0.1; ///< time between tokens (the decode policy's target)
 };
 
 /// What an instance reports on `(stats_atom)`.

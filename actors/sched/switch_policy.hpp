@@ -55,8 +55,10 @@ std::unique_ptr<switch_policy> make_round_robin(std::size_t turn_steps);
 /// turn is prefetched during the current one.
 std::unique_ptr<switch_policy> make_weighted_round_robin(seconds max_quota = seconds{4.0});
 
-/// Request-level scaling (the ServerlessLLM-like baseline): the active model keeps the device
-/// until its requests have drained; then the model whose work is oldest takes it.
+/// Request-level scaling (the ServerlessLLM-like baseline; also the order of a prefill instance,
+/// whose queue the grouped FCFS dispatcher already ordered): the active model keeps the device
+/// until its requests have drained; then the model whose work is oldest takes it. The next model
+/// in line is prefetched.
 std::unique_ptr<switch_policy> make_drain_first();
 
 /// Makes a policy by name: "round_robin" (turns of `turn_steps`), "weighted_round_robin",

@@ -72,10 +72,15 @@ private:
 class drain_first final : public switch_policy {
 public:
   turn_decision decide(const instance_view& v) override {
-    if (!v.active.empty() && find(v, v.active) != nullptr)
-      return {v.active, {}};
-    // The model whose work is oldest: the first in arrival order.
-    return {v.models.front().name, {}};
+    turn_decision d;
+    // The active model while it has work; then the one whose work is oldest.
+    d.run = !v.active.empty() && find(v, v.active) != nullptr ? v.active : v.models.front().name;
+    for (const auto& m : v.models) // the next in line is prefetched
+      if (m.name != d.run) {
+        d.prefetch = m.name;
+        break;
+      }
+    return d;
   }
 };
 

@@ -133,8 +133,13 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
   return a;
 }
 
+bool failed(const answer& a) {
+  return a.result.reason == actors::finish_reason::error ||
+         a.result.reason == actors::finish_reason::unavailable;
+}
+
 void report(const answer& a, const generate_options& o) {
-  if (a.result.reason == actors::finish_reason::error) {
+  if (failed(a)) {
     fmt::print(stderr, "\naegaeon: {}\n", a.result.message);
     return;
   }
@@ -188,7 +193,7 @@ int run_generate(const generate_options& o) {
   fmt::print("\n");
   report(a, o);
   self->send_exit(inst, caf::exit_reason::user_shutdown);
-  return a.result.reason == actors::finish_reason::error ? 1 : 0;
+  return failed(a) ? 1 : 0;
 }
 
 int run_chat(const generate_options& o) {
@@ -225,7 +230,7 @@ int run_chat(const generate_options& o) {
     auto a = stream_one(self, inst, *m, o, std::move(prompt), ++id);
     fmt::print("\n");
     report(a, o);
-    if (a.result.reason == actors::finish_reason::error) {
+    if (failed(a)) {
       rc = 1;
       history.pop_back();
       if (a.result.message.rfind("the instance stopped", 0) == 0)

@@ -1,0 +1,353 @@
+#include "actors/pool.hpp"
+
+#include "gpu/registry.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace aeg::actors {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Reads fields of one JSON object, remembering where it is so errors can point at it.
+class reader {
+public:
+  reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  std::string at(const std::string& key) const {
+    return where_ + (where_.empty() ? "" : ".") + key;
+  }
+
+  result<void> known(std::initializer_list<const char*> keys) const {
+    if (!j_.is_object())
+      return fail(errc::invalid_argument, where_ + ": expected an object");
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; }))
+        return fail(errc::invalid_argument, at(it.key()) + ": unknown field");
+    return {};
+  }
+
+  template <class T>
+  result<T> get(const std::string& key, T fallback) const {
+    if (!j_.contains(key))
+      return fallback;
+    try {
+      return j_.at(key).get<T>();
+    } catch (const std::exception&) {
+      return fail(errc::invalid_argument, at(key) + ": wrong type");
+    }
+  }
+
+  template <class T>
+  result<T> required(const std::string& key) const {
+    if (!j_.contains(key))
+      return fail(errc::invalid_argument, at(key) + ": missing");
+    return get<T>(key, T{});
+  }
+
+private:
+  const json& j_;
+  std::string where_;
+};
+
+// Stores a read value, or passes its error up.
+template <class T>
+result<void> assign(T& out, result<T> r) {
+  if (!r)
+    return tl::unexpected(r.error());
+  out = std::move(*r);
+  return {};
+}
+
+#define AEG_TRY_ASSIGN(var, expr)                                                                  \
+  if (auto aeg_r_ = assign(var, expr); !aeg_r_)                                                    \
+  return tl::unexpected(aeg_r_.error())
+
+std::size_t mib(double v) {
+  return static_cast<std::size_t>(v * 1048576.0);
+}
+
+result<instance_role> role_of(const std::string& s, const std::string& where) {
+  if (s == "colocated")
+    return instance_role::colocated;
+  if (s == "prefill")
+    return instance_role::prefill;
+  if (s == "decode")
+    return instance_role::decode;
+  return fail(errc::invalid_argument,
+              where + ": '" + s + "' is not a role; choose prefill, decode or colocated");
+}
+
+} // namespace
+
+result<pool_spec> parse_topology(std::string_view text) {
+  json doc;
+  try {
+    doc = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return fail(errc::invalid_argument, std::string("topology: not valid JSON: ") + e.what());
+  }
+  pool_spec spec;
+  reader top(doc, "");
+  if (auto r = top.known({"devices", "instances", "models", "policy", "host_cache_mib",
+                          "shared_dir", "host_kv_mib", "slab_mib", "max_queued"});
+      !r)
+    return tl::unexpected(r.error());
+  double cache_mib = 0, host_kv_mib = 256, slab_mib = 16;
+  AEG_TRY_ASSIGN(cache_mib, top.get<double>("host_cache_mib", 0));
+  AEG_TRY_ASSIGN(host_kv_mib, top.get<double>("host_kv_mib", 256));
+  AEG_TRY_ASSIGN(slab_mib, top.get<double>("slab_mib", 16));
+  AEG_TRY_ASSIGN(spec.shared_dir, top.get<std::string>("shared_dir", ""));
+  AEG_TRY_ASSIGN(spec.max_queued, top.get<std::size_t>("max_queued", 100000));
+  spec.host_cache_bytes = mib(cache_mib);
+  spec.host_kv_bytes = mib(host_kv_mib);
+  spec.slab_bytes = mib(slab_mib);
+
+  if (!doc.contains("devices") || !doc["devices"].is_array() || doc["devices"].empty())
+    return fail(errc::invalid_argument, "devices: a non-empty array is required");
+  std::set<std::string> device_names;
+  for (std::size_t i = 0; i < doc["devices"].size(); ++i) {
+    const std::string where = "devices[" + std::to_string(i) + "]";
+    reader d(doc["devices"][i], where);
+    if (auto r = d.known({"name", "backend", "ordinal", "memory_mib"}); !r)
+      return tl::unexpected(r.error());
+    device_spec dev;
+    double memory = 0;
+    AEG_TRY_ASSIGN(dev.name, d.required<std::string>("name"));
+    AEG_TRY_ASSIGN(dev.backend, d.get<std::string>("backend", "cpu"));
+    AEG_TRY_ASSIGN(dev.ordinal, d.get<int>("ordinal", 0));
+    AEG_TRY_ASSIGN(memory, d.get<double>("memory_mib", 0));
+    if (dev.backend != "cpu" && dev.backend != "cuda")
+      return fail(errc::invalid_argument,
+                  d.at("backend") + ": '" + dev.backend + "' is not a backend; choose cpu or cuda");
+    if (memory < 0)
+      return fail(errc::invalid_argument, d.at("memory_mib") + ": must not be negative");
+    if (!device_names.insert(dev.name).second)
+      return fail(errc::invalid_argument, d.at("name") + ": '" + dev.name + "' is used twice");
+    dev.memory_bytes = mib(memory);
+    spec.devices.push_back(std::move(dev));
+  }
+
+  if (!doc.contains("models") || !doc["models"].is_array() || doc["models"].empty())
+    return fail(errc::invalid_argument, "models: a non-empty array is required");
+  std::set<std::string> model_names;
+  for (std::size_t i = 0; i < doc["models"].size(); ++i) {
+    const std::string where = "models[" + std::to_string(i) + "]";
+    reader m(doc["models"][i], where);
+    if (auto r = m.known({"name", "gguf", "synthetic", "seed", "ttft_s", "tbt_s"}); !r)
+      return tl::unexpected(r.error());
+    model_spec ms;
+    std::string synthetic;
+    AEG_TRY_ASSIGN(ms.name, m.required<std::string>("name"));
+    AEG_TRY_ASSIGN(ms.source.gguf_path, m.get<std::string>("gguf", ""));
+    AEG_TRY_ASSIGN(synthetic, m.get<std::string>("synthetic", ""));
+    AEG_TRY_ASSIGN(ms.source.seed, m.get<std::uint64_t>("seed", 1));
+    AEG_TRY_ASSIGN(ms.ttft_seconds, m.get<double>("ttft_s", 10));
+    AEG_TRY_ASSIGN(ms.tbt_seconds, m.get<double>("tbt_s", 0.1));
+    if (ms.source.gguf_path.empty() == synthetic.empty())
+      return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
+    if (!synthetic.empty()) {
+      if (auto c = models::llama_config::synthetic(synthetic); !c)
+        return fail(errc::invalid_argument, m.at("synthetic") + ": " + c.error().message);
+      ms.source.synthetic = synthetic;
+    }
+    if (!(ms.ttft_seconds > 0))
+      return fail(errc::invalid_argument, m.at("ttft_s") + ": must be positive");
+    if (!(ms.tbt_seconds > 0))
+      return fail(errc::invalid_argument, m.at("tbt_s") + ": must be positive");
+    if (!model_names.insert(ms.name).second)
+      return fail(errc::invalid_argument, m.at("name") + ": '" + ms.name + "' is used twice");
+    spec.models.push_back(std::move(ms));
+  }
+
+  if (!doc.contains("instances") || !doc["instances"].is_array() || doc["instances"].empty())
+    return fail(errc::invalid_argument, "instances: a non-empty array is required");
+  for (std::size_t i = 0; i < doc["instances"].size(); ++i) {
+    const std::string where = "instances[" + std::to_string(i) + "]";
+    reader n(doc["instances"][i], where);
+    if (auto r = n.known(
+            {"device", "role", "models", "kv_mib", "weight_mib", "max_batch_tokens", "max_seqs"});
+        !r)
+      return tl::unexpected(r.error());
+    instance_spec is;
+    std::string role;
+    double kv = 0, weights = 0;
+    AEG_TRY_ASSIGN(is.device, n.required<std::string>("device"));
+    AEG_TRY_ASSIGN(role, n.get<std::string>("role", "colocated"));
+    AEG_TRY_ASSIGN(is.models, n.get<std::vector<std::string>>("models", {}));
+    AEG_TRY_ASSIGN(kv, n.get<double>("kv_mib", 0));
+    AEG_TRY_ASSIGN(weights, n.get<double>("weight_mib", 0));
+    AEG_TRY_ASSIGN(is.max_batch_tokens, n.get<std::size_t>("max_batch_tokens", 512));
+    AEG_TRY_ASSIGN(is.max_seqs, n.get<std::size_t>("max_seqs", 64));
+    auto r = role_of(role, n.at("role"));
+    if (!r)
+      return tl::unexpected(r.error());
+    is.role = *r;
+    if (!device_names.count(is.device))
+      return fail(errc::invalid_argument,
+                  n.at("device") + ": no device is named '" + is.device + "'");
+    for (std::size_t k = 0; k < is.models.size(); ++k)
+      if (!model_names.count(is.models[k]))
+        return fail(errc::invalid_argument, n.at("models") + "[" + std::to_string(k) +
+                                                "]: no model is named '" + is.models[k] + "'");
+    if (is.max_batch_tokens == 0 || is.max_seqs == 0)
+      return fail(errc::invalid_argument, where + ": max_batch_tokens and max_seqs must be > 0");
+    is.kv_bytes = mib(kv);
+    is.weight_bytes = mib(weights);
+    spec.instances.push_back(std::move(is));
+  }
+
+  if (doc.contains("policy")) {
+    reader p(doc["policy"], "policy");
+    if (auto r = p.known({"routing", "decode", "max_group", "max_quota_s", "turn_steps"}); !r)
+      return tl::unexpected(r.error());
+    std::string route;
+    AEG_TRY_ASSIGN(route, p.get<std::string>("routing", "aegaeon"));
+    AEG_TRY_ASSIGN(spec.policy.decode, p.get<std::string>("decode", "weighted_round_robin"));
+    AEG_TRY_ASSIGN(spec.policy.max_group, p.get<std::size_t>("max_group", 8));
+    AEG_TRY_ASSIGN(spec.policy.max_quota_seconds, p.get<double>("max_quota_s", 4));
+    AEG_TRY_ASSIGN(spec.policy.turn_steps, p.get<std::size_t>("turn_steps", 16));
+    if (route == "aegaeon")
+      spec.policy.route = routing::aegaeon;
+    else if (route == "request_level")
+      spec.policy.route = routing::request_level;
+    else if (route == "dedicated")
+      spec.policy.route = routing::dedicated;
+    else
+      return fail(errc::invalid_argument, p.at("routing") + ": '" + route +
+                                              "' is not a routing; choose aegaeon, "
+                                              "request_level or dedicated");
+    if (!sched::make_switch_policy(spec.policy.decode, sched::seconds{1}, 1))
+      return fail(errc::invalid_argument,
+                  p.at("decode") + ": '" + spec.policy.decode +
+                      "' is not a policy; choose weighted_round_robin, round_robin or drain_first");
+    if (spec.policy.max_group == 0)
+      return fail(errc::invalid_argument, p.at("max_group") + ": must be at least 1");
+  }
+  // Roles must make a whole pipeline.
+  bool prefill = false, decode = false;
+  for (const auto& is : spec.instances) {
+    prefill |= is.role == instance_role::prefill;
+    decode |= is.role == instance_role::decode;
+  }
+  if (prefill != decode)
+    return fail(errc::invalid_argument, std::string("instances: ") +
+                                            (prefill ? "prefill instances need a decode instance"
+                                                     : "decode instances need a prefill instance"));
+  return spec;
+}
+
+result<pool_spec> load_topology(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, "cannot read topology '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto spec = parse_topology(ss.str());
+  if (!spec)
+    return fail(spec.error().code, path + ": " + spec.error().message);
+  return spec;
+}
+
+result<std::unique_ptr<pool>>
+pool::start(caf::actor_system& sys, const pool_spec& spec,
+            const std::function<void(const std::string&, std::size_t, std::size_t)>& progress) {
+  auto p = std::unique_ptr<pool>(new pool);
+  p->spec_ = spec;
+  std::map<std::string, std::shared_ptr<gpu::device>> by_name;
+  std::string backend;
+  for (const auto& d : spec.devices) {
+    auto dev = gpu::make_device(
+        {.backend = d.backend, .ordinal = d.ordinal, .capacity_bytes = d.memory_bytes});
+    if (!dev)
+      return fail(dev.error().code, "device '" + d.name + "': " + dev.error().message);
+    if (!backend.empty() && backend != d.backend)
+      return fail(errc::invalid_argument,
+                  "device '" + d.name + "': a pool runs one backend; the others are " + backend);
+    backend = d.backend;
+    by_name[d.name] = *dev;
+    p->devices_.push_back(*dev);
+  }
+  auto& first = p->devices_.front();
+  p->cache_ = std::make_unique<models::model_cache>(
+      first, models::model_cache::options{spec.host_cache_bytes, spec.shared_dir});
+  const auto format = models::compute_format::for_backend(first->kind());
+  std::vector<catalog_entry> catalog;
+  std::map<std::string, served_model> served;
+  for (const auto& m : spec.models) {
+    auto image = p->cache_->add(m.name, m.source, format, [&](std::size_t done, std::size_t all) {
+      if (progress)
+        progress(m.name, done, all);
+    });
+    if (!image)
+      return fail(image.error().code, "model '" + m.name + "': " + image.error().message);
+    const auto& cfg = (*image)->config();
+    catalog.push_back({m.name, m.ttft_seconds, m.tbt_seconds, cfg.context_length, cfg.vocab_size,
+                       (*image)->bytes().size()});
+    served[m.name] = {m.name, *image, m.tbt_seconds};
+  }
+  auto host = first->allocate_pinned(spec.host_kv_bytes);
+  if (!host)
+    return fail(host.error().code, "no pinned memory for the host KV pool (" +
+                                       std::to_string(spec.host_kv_bytes >> 20) +
+                                       " MiB): " + host.error().message);
+  p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), spec.slab_bytes);
+
+  std::vector<pool_member> members;
+  for (std::size_t i = 0; i < spec.instances.size(); ++i) {
+    const auto& is = spec.instances[i];
+    std::vector<served_model> models;
+    std::vector<std::string> names = is.models;
+    if (names.empty())
+      for (const auto& m : spec.models)
+        names.push_back(m.name);
+    for (const auto& n : names)
+      models.push_back(served.at(n));
+    instance_options o;
+    o.role = is.role;
+    o.kv_bytes = is.kv_bytes;
+    o.weight_bytes = is.weight_bytes;
+    o.max_batch_tokens = is.max_batch_tokens;
+    o.max_seqs = is.max_seqs;
+    o.slab_bytes = spec.slab_bytes;
+    const auto policy = spec.policy;
+    if (is.role != instance_role::prefill) {
+      const std::string decode =
+          policy.route == routing::aegaeon ? policy.decode : std::string("drain_first");
+      o.policy = [decode, policy] {
+        return sched::make_switch_policy(decode, sched::seconds{policy.max_quota_seconds},
+                                         policy.turn_steps);
+      };
+    }
+    auto actor =
+        spawn_instance(sys, by_name.at(is.device), std::move(models), std::move(o), p->host_kv_);
+    const char* role = is.role == instance_role::prefill  ? "prefill"
+                       : is.role == instance_role::decode ? "decode"
+                                                          : "colocated";
+    const std::string name = is.device + "/" + role + "#" + std::to_string(i);
+    p->instances_.push_back(actor);
+    p->names_.push_back(name);
+    members.push_back({actor, is.role, names, name});
+  }
+  proxy_options po;
+  po.route = spec.policy.route;
+  po.max_group = spec.policy.max_group;
+  po.max_queued = spec.max_queued;
+  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), po, p->host_kv_);
+  return p;
+}
+
+pool::~pool() {
+  caf::anon_send_exit(proxy_, caf::exit_reason::user_shutdown);
+  for (auto& a : instances_)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+} // namespace aeg::actors

@@ -1,0 +1,375 @@
+#include "actors/proxy.hpp"
+
+#include "actors/pool_atoms.hpp"
+#include "actors/request.hpp"
+#include "actors/sched/prefill_queue.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+
+namespace aeg::actors {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+
+caf::error refuse(const std::string& why) {
+  return caf::make_error(caf::sec::runtime_error, why);
+}
+
+class proxy final : public caf::event_based_actor {
+public:
+  proxy(caf::actor_config& cfg, std::vector<pool_member> members,
+        std::vector<catalog_entry> catalog, proxy_options options,
+        std::shared_ptr<gpu::kv_pool> host_kv)
+      : caf::event_based_actor(cfg), options_(options), host_kv_(std::move(host_kv)),
+        queue_(0, 1, {}) {
+    for (auto& c : catalog)
+      catalog_.emplace(c.name, std::move(c));
+    std::size_t lanes = 0;
+    for (auto& m : members) {
+      member st;
+      st.m = std::move(m);
+      if (options_.route == routing::aegaeon && st.m.role == instance_role::prefill)
+        st.lane = lanes++;
+      members_.push_back(std::move(st));
+    }
+    lane_member_.resize(lanes);
+    for (std::size_t i = 0; i < members_.size(); ++i)
+      if (members_[i].lane != none)
+        lane_member_[members_[i].lane] = i;
+    queue_ = sched::prefill_queue(lanes, options_.max_group, [this](const std::string& model) {
+      auto it = catalog_.find(model);
+      return sched::seconds{it == catalog_.end() ? 0.0
+                                                 : static_cast<double>(it->second.image_bytes) /
+                                                       options_.switch_bytes_per_second};
+    });
+    set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
+  }
+
+  caf::behavior make_behavior() override {
+    for (auto& m : members_)
+      monitor(m.m.actor);
+    return {
+        [this](submit_atom, generation_request& r) -> caf::result<std::uint64_t> {
+          return submit(std::move(r));
+        },
+        [this](cancel_atom, std::uint64_t id) { cancel(id); },
+        [this](prefilled_atom, std::uint64_t id) { prefilled(id); },
+        [this](place_decode_atom, std::uint64_t id, const std::string& model)
+            -> caf::result<caf::actor> { return place_decode(id, model); },
+        [this](replace_atom, std::uint64_t id, generation_request& r) -> caf::result<void> {
+          return replace(id, std::move(r));
+        },
+        [this](finished_atom, std::uint64_t id, request_metrics& m) { finished(id, std::move(m)); },
+        [this](metrics_atom) { return metrics(); },
+    };
+  }
+
+private:
+  struct member {
+    pool_member m;
+    bool alive = true;
+    std::size_t lane = none;                   // prefill lane of this instance (aegaeon routing)
+    std::size_t prefills = 0;                  // requests it holds from its lane
+    std::map<std::string, std::size_t> active; // requests placed on it, by model
+    std::size_t total() const {
+      std::size_t n = 0;
+      for (const auto& [model, k] : active)
+        n += k;
+      return n;
+    }
+    bool serves(const std::string& model) const {
+      return std::find(m.models.begin(), m.models.end(), model) != m.models.end();
+    }
+  };
+  struct tracked {
+    caf::actor actor;
+    std::string model;
+    std::size_t member = none;                // where it runs (or ran last)
+    std::optional<generation_request> queued; // waiting in a prefill lane
+    std::size_t lane = none;
+    bool holds_lane = false; // occupies a prefill slot of its lane
+  };
+
+  caf::result<std::uint64_t> submit(generation_request r) {
+    auto it = catalog_.find(r.model);
+    if (it == catalog_.end()) {
+      ++rejected_;
+      std::string names;
+      for (const auto& [name, c] : catalog_)
+        names += (names.empty() ? "" : ", ") + name;
+      return refuse("unknown model '" + r.model + "'; this pool serves " + names);
+    }
+    if (requests_.size() >= options_.max_queued) {
+      ++rejected_;
+      return refuse("overloaded: " + std::to_string(requests_.size()) +
+                    " requests in flight; retry later");
+    }
+    if (!any_alive_for(r.model)) {
+      ++rejected_;
+      return refuse("no running instance serves model '" + r.model + "'");
+    }
+    const auto id = ++next_id_;
+    auto actor = spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second,
+                               clock_type::now(), host_kv_);
+    tracked t;
+    t.actor = actor;
+    t.model = r.model;
+    requests_.emplace(id, std::move(t));
+    ++in_flight_by_model_[r.model];
+    r.id = id;
+    r.sink = actor;
+    place(id, std::move(r));
+    return id;
+  }
+
+  bool any_alive_for(const std::string& model) const {
+    return std::any_of(members_.begin(), members_.end(), [&](const member& m) {
+      return m.alive && m.serves(model) &&
+             (options_.route != routing::aegaeon || m.m.role != instance_role::decode ||
+              !has_prefill_lanes());
+    });
+  }
+
+  bool has_prefill_lanes() const {
+    return std::any_of(members_.begin(), members_.end(),
+                       [](const member& m) { return m.alive && m.lane != none; });
+  }
+
+  // Starts (or restarts) a request: into a prefill lane, or onto a colocated instance.
+  void place(std::uint64_t id, generation_request r) {
+    auto& t = requests_.at(id);
+    if (options_.route == routing::aegaeon && has_prefill_lanes()) {
+      const auto& c = catalog_.at(r.model);
+      (void)c;
+      const sched::prefill_queue::estimate e{sched::seconds{static_cast<double>(r.prompt.size()) /
+                                                            options_.prefill_tokens_per_second}};
+      const std::size_t lane = queue_.add(id, r.model, e);
+      t.lane = lane;
+      t.queued = std::move(r);
+      ++queued_by_model_[t.model];
+      pump(lane);
+      return;
+    }
+    const std::size_t target = pick_colocated(t.model);
+    if (target == none) {
+      send(t.actor, cancel_atom::value); // nothing to run it on (all gone): end it
+      return;
+    }
+    start_on(id, target, std::move(r), false);
+  }
+
+  // Request-level and Aegaeon colocated routing: an instance already running this model's
+  // requests (affinity), else the least loaded that serves it. Dedicated: its own instance.
+  std::size_t pick_colocated(const std::string& model) const {
+    std::size_t best = none;
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      const auto& m = members_[i];
+      if (!m.alive || !m.serves(model) || m.m.role == instance_role::prefill)
+        continue;
+      if (auto it = m.active.find(model); it != m.active.end() && it->second > 0)
+        return i;
+      if (best == none || m.total() < members_[best].total())
+        best = i;
+    }
+    return best;
+  }
+
+  void start_on(std::uint64_t id, std::size_t i, generation_request r, bool lane) {
+    auto& t = requests_.at(id);
+    auto& m = members_[i];
+    t.member = i;
+    t.holds_lane = lane;
+    ++m.active[t.model];
+    send(t.actor, placed_atom::value, m.m.actor, lane);
+    send(m.m.actor, generate_atom::value, std::move(r));
+  }
+
+  // Gives a prefill instance the next requests of its lane while it has room.
+  void pump(std::size_t lane) {
+    const std::size_t i = lane_member_[lane];
+    auto& m = members_[i];
+    while (m.alive && m.prefills < options_.prefill_in_flight) {
+      const auto id = queue_.next(lane);
+      if (!id)
+        return;
+      auto it = requests_.find(*id);
+      if (it == requests_.end() || !it->second.queued)
+        continue;
+      auto r = std::move(*it->second.queued);
+      it->second.queued.reset();
+      --queued_by_model_[it->second.model];
+      ++m.prefills;
+      start_on(*id, i, std::move(r), true);
+    }
+  }
+
+  void prefilled(std::uint64_t id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end() || !it->second.holds_lane)
+      return;
+    auto& t = it->second;
+    t.holds_lane = false;
+    auto& m = members_[t.member];
+    if (m.prefills > 0)
+      --m.prefills;
+    if (auto a = m.active.find(t.model); a != m.active.end() && a->second > 0)
+      --a->second;
+    if (m.lane != none)
+      pump(m.lane);
+  }
+
+  caf::result<caf::actor> place_decode(std::uint64_t id, const std::string& model) {
+    std::vector<std::size_t> candidates;
+    std::vector<std::vector<std::string>> batches;
+    std::vector<bool> room;
+    std::vector<double> free;
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      const auto& m = members_[i];
+      if (!m.alive || !m.serves(model) || m.m.role != instance_role::decode)
+        continue;
+      candidates.push_back(i);
+      std::vector<std::string> models;
+      for (const auto& [name, k] : m.active)
+        if (k > 0)
+          models.push_back(name);
+      batches.push_back(std::move(models));
+      room.push_back(true);
+      free.push_back(-static_cast<double>(m.total()));
+    }
+    if (candidates.empty())
+      return refuse("no running decode instance serves model '" + model + "'");
+    const std::size_t i = candidates[sched::place_decode(model, batches, room, free)];
+    if (auto it = requests_.find(id); it != requests_.end()) {
+      it->second.member = i;
+      ++members_[i].active[model];
+    }
+    return members_[i].m.actor;
+  }
+
+  caf::result<void> replace(std::uint64_t id, generation_request r) {
+    auto it = requests_.find(id);
+    if (it == requests_.end())
+      return refuse("unknown request");
+    if (!any_alive_for(r.model))
+      return refuse("no running instance serves model '" + r.model + "'");
+    auto& t = it->second;
+    if (t.member != none)
+      if (auto a = members_[t.member].active.find(t.model);
+          a != members_[t.member].active.end() && a->second > 0)
+        --a->second;
+    t.member = none;
+    place(id, std::move(r));
+    return caf::unit;
+  }
+
+  void finished(std::uint64_t id, request_metrics m) {
+    auto it = requests_.find(id);
+    if (it != requests_.end()) {
+      auto& t = it->second;
+      if (t.queued) {
+        queue_.remove(id);
+        --queued_by_model_[t.model];
+      }
+      if (t.member != none) {
+        auto& mem = members_[t.member];
+        if (auto a = mem.active.find(t.model); a != mem.active.end() && a->second > 0)
+          --a->second;
+        if (t.holds_lane && mem.prefills > 0) {
+          --mem.prefills;
+          if (mem.lane != none)
+            pump(mem.lane);
+        }
+      }
+      if (auto f = in_flight_by_model_.find(t.model); f != in_flight_by_model_.end() && f->second)
+        --f->second;
+      requests_.erase(it);
+    }
+    finished_.push_back(std::move(m));
+  }
+
+  void cancel(std::uint64_t id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end())
+      return;
+    auto& t = it->second;
+    if (t.queued) { // still waiting for a prefill instance: off the queue at once
+      queue_.remove(id);
+      --queued_by_model_[t.model];
+      t.queued.reset();
+    }
+    send(t.actor, cancel_atom::value);
+  }
+
+  // An instance died: its queued prefills go to the other lanes; the requests it ran see it go
+  // themselves (they monitor it) and ask to be placed again.
+  void member_down(const caf::actor_addr& who) {
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      auto& m = members_[i];
+      if (m.m.actor.address() != who || !m.alive)
+        continue;
+      m.alive = false;
+      m.active.clear();
+      if (m.lane == none)
+        continue;
+      for (const auto id : queue_.drain(m.lane)) {
+        auto it = requests_.find(id);
+        if (it == requests_.end() || !it->second.queued)
+          continue;
+        auto r = std::move(*it->second.queued);
+        it->second.queued.reset();
+        --queued_by_model_[it->second.model];
+        if (!any_alive_for(r.model)) {
+          send(it->second.actor, cancel_atom::value);
+          continue;
+        }
+        place(id, std::move(r));
+      }
+    }
+  }
+
+  pool_metrics metrics() const {
+    pool_metrics p;
+    p.finished = finished_;
+    for (const auto& [model, n] : queued_by_model_)
+      if (n > 0)
+        p.queued_by_model[model] = n;
+    for (const auto& [model, n] : in_flight_by_model_)
+      if (n > 0)
+        p.in_flight_by_model[model] = n;
+    p.rejected = rejected_;
+    for (const auto& m : members_)
+      p.instances_alive += m.alive;
+    return p;
+  }
+
+  proxy_options options_;
+  std::shared_ptr<gpu::kv_pool> host_kv_;
+  std::map<std::string, catalog_entry> catalog_;
+  std::vector<member> members_;
+  std::vector<std::size_t> lane_member_;
+  sched::prefill_queue queue_;
+  std::unordered_map<std::uint64_t, tracked> requests_;
+  std::map<std::string, std::size_t> queued_by_model_, in_flight_by_model_;
+  std::vector<request_metrics> finished_;
+  std::uint64_t next_id_ = 0;
+  std::size_t rejected_ = 0;
+};
+
+} // namespace
+
+caf::actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
+                       std::vector<catalog_entry> catalog, proxy_options options,
+                       std::shared_ptr<gpu::kv_pool> host_kv) {
+  return sys.spawn<proxy>(std::move(members), std::move(catalog), options, std::move(host_kv));
+}
+
+} // namespace aeg::actors

@@ -1,0 +1,108 @@
+#pragma once
+
+#include "actors/generation.hpp"
+#include "actors/instance.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace aeg::actors {
+
+/// Submits a request to the proxy: `(submit_atom, generation_request)`; the reply is the id the
+/// proxy gave it (for `cancel_atom`), or an error. Its tokens and end go to the request's sink.
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+/// Asks the proxy for `pool_metrics`.
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+
+/// How requests are placed on instances.
+enum class routing {
+  aegaeon,       ///< prefill instances by grouped FCFS (or FCFS), decode instances by model batch
+  request_level, ///< colocated instances; a model keeps an instance until its requests drain
+  dedicated,     ///< colocated instances, each serving its own models only
+};
+
+/// An instance as the proxy sees it.
+struct pool_member {
+  caf::actor actor;
+  instance_role role = instance_role::colocated;
+  std::vector<std::string> models; ///< what it serves
+  std::string name;                ///< for reports: "gpu0/decode"
+};
+
+/// A model of the catalog and its service-level objectives.
+struct catalog_entry {
+  std::string name;
+  double ttft_seconds = 10;
+  double tbt_seconds = 0.1;
+  std::size_t context_length = 0;
+  std::size_t vocab_size = 0;
+  std::size_t image_bytes = 0;
+};
+
+/// How the proxy schedules.
+struct proxy_options {
+  routing route = routing::aegaeon;
+  std::size_t max_group = 8;               ///< grouped FCFS group size; 1: plain FCFS
+  std::size_t prefill_in_flight = 2;       ///< requests a prefill instance holds at once
+  std::size_t max_queued = 100000;         ///< admission: requests the pool holds before refusing
+  double prefill_tokens_per_second = 2000; ///< start of the prefill estimate
+  double switch_bytes_per_second = 8e9;    ///< start of the switch estimate
+};
+
+/// One finished request's times (seconds from its arrival) and SLO attainment: the share of its
+/// tokens that met their deadlines. The first token's deadline is arrival + TTFT; each later
+/// token's is the previous deadline + TBT, or the previous token's time + TBT when that token was
+/// late (a late token re-anchors the schedule instead of condemning every later one).
+struct request_metrics {
+  std::uint64_t id = 0;
+  std::string model;
+  finish_reason reason = finish_reason::stop;
+  std::size_t prompt_tokens = 0;
+  std::vector<double> token_times; ///< from arrival
+  std::size_t tokens_on_time = 0;
+  double ttft_slo = 10, tbt_slo = 0.1;
+  bool rerouted = false;
+  std::string message;
+
+  double ttft() const { return token_times.empty() ? -1 : token_times.front(); }
+  double attainment() const {
+    return token_times.empty()
+               ? 0.0
+               : static_cast<double>(tokens_on_time) / static_cast<double>(token_times.size());
+  }
+};
+
+/// Counts how many of `times` (seconds from arrival) meet the deadlines described above.
+std::size_t tokens_on_time(const std::vector<double>& times, double ttft, double tbt);
+
+/// What the proxy knows of the pool.
+struct pool_metrics {
+  std::vector<request_metrics> finished; ///< every finished request, in finishing order
+  std::map<std::string, std::size_t> queued_by_model;    ///< waiting for a prefill instance
+  std::map<std::string, std::size_t> in_flight_by_model; ///< admitted and not yet finished
+  std::size_t rejected = 0;
+  std::size_t instances_alive = 0;
+};
+
+/// Spawns the proxy of a pool: the model catalog, the instances (monitored), routing and
+/// admission, cancellation. Each request gets a request actor that streams its tokens to its
+/// sink, keeps its deadlines, moves it from a prefill instance to a decode instance, frees its KV
+/// when cancelled and re-places it on another instance (prefilling its prompt and the tokens so
+/// far again) when its instance dies.
+caf::actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
+                       std::vector<catalog_entry> catalog, proxy_options options,
+                       std::shared_ptr<gpu::kv_pool> host_kv);
+
+} // namespace aeg::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::pool_metrics)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::request_metrics)

@@ -1,0 +1,224 @@
+#include "actors/request.hpp"
+
+#include "actors/pool_atoms.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+namespace aeg::actors {
+
+std::size_t tokens_on_time(const std::vector<double>& times, double ttft, double tbt) {
+  std::size_t met = 0;
+  double deadline = ttft;
+  for (std::size_t k = 0; k < times.size(); ++k) {
+    if (k > 0) // the next deadline runs from the previous one, or from a late previous token
+      deadline = std::max(deadline, times[k - 1]) + tbt;
+    if (times[k] <= deadline)
+      ++met;
+  }
+  return met;
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+class request_actor final : public caf::event_based_actor {
+public:
+  request_actor(caf::actor_config& cfg, caf::actor proxy, std::uint64_t id,
+                generation_request client, catalog_entry model, clock_type::time_point arrival,
+                std::shared_ptr<gpu::kv_pool> host_kv)
+      : caf::event_based_actor(cfg), proxy_(std::move(proxy)), id_(id), client_(std::move(client)),
+        model_(std::move(model)), arrival_(arrival), host_kv_(std::move(host_kv)) {
+    tokens_ = client_.prompt;
+    generated_ = client_.generated_before;
+    set_down_handler([this](caf::down_msg& m) {
+      if (m.source == instance_.address())
+        instance_lost();
+    });
+  }
+
+  caf::behavior make_behavior() override {
+    return {
+        [this](placed_atom, caf::actor inst, bool prefill_lane) {
+          prefill_lane_held_ = prefill_lane;
+          placed_once_ = true;
+          place(std::move(inst));
+        },
+        [this](token_atom, std::uint64_t, std::int32_t token) { on_token(token); },
+        [this](done_atom, generation_result& r) { on_done(std::move(r)); },
+        [this](handoff_atom, decode_job& job) { on_handoff(std::move(job)); },
+        [this](cancel_atom) { on_cancel(); },
+    };
+  }
+
+  void on_exit() override {
+    // Never leave KV behind: a job in transit is released here at the latest.
+    release_in_transit();
+    caf::event_based_actor::on_exit();
+  }
+
+private:
+  void place(caf::actor inst) {
+    if (instance_)
+      demonitor(instance_);
+    instance_ = std::move(inst);
+    monitor(instance_);
+    if (cancelled_) // cancelled while being placed: the instance must drop it
+      send(instance_, cancel_atom::value, id_);
+  }
+
+  void on_token(std::int32_t token) {
+    if (finished_)
+      return;
+    times_.push_back(std::chrono::duration<double>(clock_type::now() - arrival_).count());
+    tokens_.push_back(token);
+    ++generated_;
+    if (client_.sink)
+      send(client_.sink, token_atom::value, client_.id, token);
+  }
+
+  void on_done(generation_result r) {
+    if (finished_)
+      return;
+    if (r.reason == finish_reason::unavailable)
+      return instance_lost(); // its instance is stopping: place it again
+    if (prefill_lane_held_) {
+      prefill_lane_held_ = false;
+      send(proxy_, prefilled_atom::value, id_);
+    }
+    finish(r.reason, std::move(r.message));
+  }
+
+  // The prefill instance is done with us: find a decode instance for the KV we now carry.
+  void on_handoff(decode_job job) {
+    if (prefill_lane_held_) {
+      prefill_lane_held_ = false;
+      send(proxy_, prefilled_atom::value, id_);
+    }
+    if (instance_) {
+      demonitor(instance_);
+      instance_ = {};
+    }
+    in_transit_ = std::move(job);
+    if (cancelled_)
+      return finish(finish_reason::cancelled, {});
+    request(proxy_, std::chrono::seconds(30), place_decode_atom::value, id_, model_.name)
+        .then(
+            [this](caf::actor decoder) {
+              if (finished_ || !in_transit_)
+                return;
+              in_transit_->request.sink = caf::actor_cast<caf::actor>(this);
+              send(decoder, decode_atom::value, std::move(*in_transit_));
+              in_transit_.reset();
+              place(std::move(decoder));
+            },
+            [this](caf::error& e) {
+              finish(finish_reason::error,
+                     "no decode instance took the request: " + system().render(e));
+            });
+  }
+
+  void on_cancel() {
+    if (finished_)
+      return;
+    cancelled_ = true;
+    if (in_transit_)
+      return finish(finish_reason::cancelled, {});
+    if (instance_)
+      send(instance_, cancel_atom::value, id_); // it answers with done(cancelled)
+    else if (!placed_once_)
+      finish(finish_reason::cancelled, {}); // the proxy took it off its queue
+  }
+
+  // Our instance died mid-request: prefill our prompt and the tokens so far again elsewhere.
+  void instance_lost() {
+    if (finished_)
+      return;
+    instance_ = {};
+    if (cancelled_)
+      return finish(finish_reason::cancelled, {});
+    if (prefill_lane_held_) {
+      prefill_lane_held_ = false;
+      send(proxy_, prefilled_atom::value, id_);
+    }
+    rerouted_ = true;
+    generation_request again = client_;
+    again.id = id_;
+    again.prompt = tokens_;
+    again.generated_before = generated_;
+    again.sink = caf::actor_cast<caf::actor>(this);
+    if (again.generated_before >= again.max_tokens)
+      return finish(finish_reason::length, {});
+    request(proxy_, std::chrono::seconds(30), replace_atom::value, id_, std::move(again))
+        .then([] {},
+              [this](caf::error& e) {
+                finish(finish_reason::error, "its instance stopped and it could not be placed "
+                                             "again: " +
+                                                 system().render(e));
+              });
+  }
+
+  void release_in_transit() {
+    if (!in_transit_)
+      return;
+    auto& kv = in_transit_->kv;
+    if (kv.where == models::kv_handle::place::host && host_kv_)
+      host_kv_->free_after(kv.block_bytes(), std::move(kv.blocks), {kv.ready});
+    in_transit_.reset();
+  }
+
+  void finish(finish_reason reason, std::string message) {
+    if (finished_)
+      return;
+    finished_ = true;
+    release_in_transit();
+    if (instance_ && reason == finish_reason::cancelled)
+      send(instance_, cancel_atom::value, id_);
+    request_metrics m;
+    m.id = client_.id;
+    m.model = model_.name;
+    m.reason = reason;
+    m.prompt_tokens = client_.prompt.size();
+    m.token_times = times_;
+    m.ttft_slo = model_.ttft_seconds;
+    m.tbt_slo = model_.tbt_seconds;
+    m.tokens_on_time = tokens_on_time(times_, m.ttft_slo, m.tbt_slo);
+    m.rerouted = rerouted_;
+    m.message = message;
+    // The proxy first: a client that asks it for metrics once it heard the end finds this one.
+    send(proxy_, finished_atom::value, id_, std::move(m));
+    if (client_.sink)
+      send(client_.sink, done_atom::value,
+           generation_result{client_.id, reason, client_.prompt.size(),
+                             generated_ - client_.generated_before, std::move(message)});
+    quit();
+  }
+
+  caf::actor proxy_;
+  std::uint64_t id_;
+  generation_request client_;
+  catalog_entry model_;
+  clock_type::time_point arrival_;
+  std::shared_ptr<gpu::kv_pool> host_kv_;
+  caf::actor instance_;
+  std::optional<decode_job> in_transit_;
+  std::vector<std::int32_t> tokens_;
+  std::size_t generated_ = 0;
+  std::vector<double> times_;
+  bool finished_ = false, cancelled_ = false, rerouted_ = false, placed_once_ = false;
+  bool prefill_lane_held_ = false;
+};
+
+} // namespace
+
+caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
+                         generation_request client, const catalog_entry& model,
+                         std::chrono::steady_clock::time_point arrival,
+                         std::shared_ptr<gpu::kv_pool> host_kv) {
+  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model, arrival,
+                                  std::move(host_kv));
+}
+
+} // namespace aeg::actors

@@ -1,0 +1,25 @@
+#pragma once
+
+#include "actors/generation.hpp"
+#include "actors/proxy.hpp"
+#include "gpu/kv_pool.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+namespace aeg::actors {
+
+/// Spawns the actor of one request of a pool: it streams the request's tokens to the client's
+/// sink (under the client's id), measures them against the model's deadlines, passes the request
+/// from its prefill instance to a decode instance, frees the KV it carries in between when
+/// cancelled, and asks `proxy` to place it again when its instance dies. `id` is the pool's id of
+/// the request; `client` the request as submitted (its id and sink are the client's).
+caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
+                         generation_request client, const catalog_entry& model,
+                         std::chrono::steady_clock::time_point arrival,
+                         std::shared_ptr<gpu::kv_pool> host_kv);
+
+} // namespace aeg::actors

@@ -1,0 +1,360 @@
+// Pools of CPU devices with tiny models, on CAF's real scheduler: hundreds of concurrent requests
+// across models must all complete with the tokens each gets alone, whatever the topology, and
+// leave no KV block held; cancellations and a dying instance must not lose or hang anything.
+
+#include "actors/generation.hpp"
+#include "actors/pool.hpp"
+#include "tests/support/tiny_llama.hpp"
+
+#include <caf/all.hpp>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <random>
+
+namespace aeg::actors {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct outcome {
+  std::vector<std::int32_t> tokens;
+  generation_result result;
+  bool done = false;
+};
+
+class Pool : public ::testing::Test {
+protected:
+  Pool() {
+    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    self_ = std::make_unique<caf::scoped_actor>(*sys_);
+    dir_ = fs::temp_directory_path() / ("aeg-pool-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+  }
+  ~Pool() override {
+    pools_.clear();
+    self_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // `n` tiny models of a few shapes, written as GGUF files.
+  std::vector<model_spec> tiny_models(std::size_t n) {
+    std::vector<model_spec> out;
+    for (std::size_t i = 0; i < n; ++i) {
+      aeg::testing::tiny_llama_spec t;
+      t.seed = 100 + static_cast<std::uint32_t>(i);
+      t.layers = 2 + i % 2;
+      t.dim = i % 3 == 2 ? 96 : 64;
+      t.heads = t.dim / 32; // head width 32: KV widths stay multiples of 32
+      t.kv_heads = 1;
+      t.ffn = 2 * t.dim;
+      const auto path = (dir_ / ("m" + std::to_string(i) + ".gguf")).string();
+      EXPECT_TRUE(aeg::testing::write_tiny_llama(t, path));
+      model_spec m;
+      m.name = "m" + std::to_string(i);
+      m.source.gguf_path = path;
+      out.push_back(m);
+    }
+    return out;
+  }
+
+  pool_spec spec(std::vector<model_spec> models, std::vector<instance_role> roles) {
+    pool_spec s;
+    s.models = std::move(models);
+    for (std::size_t i = 0; i < roles.size(); ++i) {
+      s.devices.push_back({"cpu" + std::to_string(i), "cpu", static_cast<int>(i), 96 << 20});
+      instance_spec is;
+      is.device = "cpu" + std::to_string(i);
+      is.role = roles[i];
+      is.kv_bytes = 16 << 20;
+      is.max_batch_tokens = 96;
+      is.max_seqs = 16;
+      s.instances.push_back(is);
+    }
+    s.host_kv_bytes = 64 << 20;
+    s.slab_bytes = 1 << 20;
+    return s;
+  }
+
+  pool& start(const pool_spec& s) {
+    auto p = pool::start(*sys_, s);
+    EXPECT_TRUE(p.has_value()) << (p ? "" : p.error().to_string());
+    pools_.push_back(std::move(*p));
+    return *pools_.back();
+  }
+
+  generation_request request(std::uint64_t id, const std::string& model, std::size_t prompt_len,
+                             std::size_t max_tokens) {
+    generation_request r;
+    r.id = id;
+    r.model = model;
+    for (std::size_t k = 0; k < prompt_len; ++k)
+      r.prompt.push_back(static_cast<std::int32_t>((k * 131 + id * 7) % 300));
+    r.max_tokens = max_tokens;
+    r.sink = caf::actor_cast<caf::actor>(*self_);
+    return r;
+  }
+
+  // Submits `reqs` to `proxy`; returns the pool's ids by client id.
+  std::map<std::uint64_t, std::uint64_t> submit(const caf::actor& proxy,
+                                                const std::vector<generation_request>& reqs) {
+    std::map<std::uint64_t, std::uint64_t> ids;
+    for (const auto& r : reqs)
+      (*self_)
+          ->request(proxy, caf::infinite, submit_atom::value, r)
+          .receive([&](std::uint64_t id) { ids[r.id] = id; },
+                   [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    return ids;
+  }
+
+  std::map<std::uint64_t, outcome>
+  collect(std::size_t n, const std::function<void(std::uint64_t, std::size_t)>& on_token = {}) {
+    std::map<std::uint64_t, outcome> out;
+    std::size_t ended = 0;
+    while (ended < n)
+      (*self_)->receive(
+          [&](token_atom, std::uint64_t id, std::int32_t token) {
+            out[id].tokens.push_back(token);
+            if (on_token)
+              on_token(id, out[id].tokens.size());
+          },
+          [&](done_atom, const generation_result& r) {
+            EXPECT_FALSE(out[r.id].done) << "request " << r.id << " ended twice";
+            out[r.id].result = r;
+            out[r.id].done = true;
+            ++ended;
+          });
+    return out;
+  }
+
+  // The tokens of each request alone on a one-model instance.
+  std::map<std::uint64_t, std::vector<std::int32_t>>
+  solo(const std::vector<model_spec>& models, const std::vector<generation_request>& reqs) {
+    std::map<std::uint64_t, std::vector<std::int32_t>> out;
+    for (const auto& m : models) {
+      auto s = spec({m}, {instance_role::colocated});
+      auto& p = start(s);
+      for (const auto& r : reqs)
+        if (r.model == m.name) {
+          submit(p.proxy(), {r});
+          out[r.id] = collect(1).at(r.id).tokens;
+        }
+    }
+    return out;
+  }
+
+  void expect_nothing_held(pool& p) {
+    for (const auto& inst : p.instances()) {
+      instance_stats s;
+      (*self_)
+          ->request(inst, caf::infinite, stats_atom::value)
+          .receive([&](const instance_stats& st) { s = st; },
+                   [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+      EXPECT_EQ(s.kv_bytes_used, 0u);
+      EXPECT_EQ(s.host_kv_bytes_used, 0u);
+      EXPECT_EQ(s.running + s.waiting, 0u);
+    }
+    pool_metrics m;
+    (*self_)
+        ->request(p.proxy(), caf::infinite, metrics_atom::value)
+        .receive([&](const pool_metrics& pm) { m = pm; },
+                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    EXPECT_TRUE(m.in_flight_by_model.empty());
+    EXPECT_TRUE(m.queued_by_model.empty());
+  }
+
+  std::vector<generation_request> workload(const std::vector<model_spec>& models, std::size_t n,
+                                           std::size_t max_tokens) {
+    std::vector<generation_request> reqs;
+    for (std::uint64_t i = 0; i < n; ++i)
+      reqs.push_back(request(i, models[i % models.size()].name, 3 + (i * 5) % 40, max_tokens));
+    return reqs;
+  }
+
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::unique_ptr<caf::scoped_actor> self_;
+  fs::path dir_;
+  std::vector<std::unique_ptr<pool>> pools_;
+};
+
+TEST_F(Pool, ThreeModelsOnOneColocatedDevice) {
+  const auto models = tiny_models(3);
+  const auto reqs = workload(models, 240, 8);
+  const auto expected = solo(models, reqs);
+  auto& p = start(spec(models, {instance_role::colocated}));
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  expect_nothing_held(p);
+}
+
+TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
+  const auto models = tiny_models(6);
+  const auto reqs = workload(models, 300, 8);
+  const auto expected = solo(models, reqs);
+  auto& p = start(spec(models, {instance_role::prefill, instance_role::prefill,
+                                instance_role::decode, instance_role::decode}));
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  pool_metrics m;
+  (*self_)
+      ->request(p.proxy(), caf::infinite, metrics_atom::value)
+      .receive([&](const pool_metrics& pm) { m = pm; }, [](caf::error&) {});
+  EXPECT_EQ(m.finished.size(), reqs.size());
+  for (const auto& f : m.finished) {
+    EXPECT_EQ(f.token_times.size(), 8u);
+    EXPECT_GT(f.ttft(), 0);
+  }
+  expect_nothing_held(p);
+}
+
+// Cancels at random moments: before placement, during prefill, between prefill and decode,
+// during decode. The others must get their solo tokens; nothing may stay held.
+TEST_F(Pool, CancellingAtRandomMomentsLeaksNothingAndDisturbsNoOne) {
+  const auto models = tiny_models(4);
+  const auto reqs = workload(models, 160, 24);
+  const auto expected = solo(models, reqs);
+  auto& p =
+      start(spec(models, {instance_role::prefill, instance_role::decode, instance_role::decode}));
+  std::mt19937 rng(5);
+  std::map<std::uint64_t, std::size_t> cancel_after; // client id -> tokens seen (0: at once)
+  for (const auto& r : reqs)
+    if (rng() % 3 == 0)
+      cancel_after[r.id] = rng() % 12;
+  const auto ids = submit(p.proxy(), reqs);
+  for (const auto& [client, after] : cancel_after)
+    if (after == 0)
+      (*self_)->send(p.proxy(), cancel_atom::value, ids.at(client));
+  const auto got = collect(reqs.size(), [&](std::uint64_t client, std::size_t seen) {
+    if (auto it = cancel_after.find(client); it != cancel_after.end() && it->second == seen)
+      (*self_)->send(p.proxy(), cancel_atom::value, ids.at(client));
+  });
+  std::size_t cancelled = 0;
+  for (const auto& r : reqs) {
+    const auto& o = got.at(r.id);
+    if (cancel_after.count(r.id) && o.result.reason == finish_reason::cancelled) {
+      ++cancelled;
+      // What it produced before the cancel is a prefix of its solo tokens.
+      ASSERT_LE(o.tokens.size(), expected.at(r.id).size());
+      EXPECT_TRUE(std::equal(o.tokens.begin(), o.tokens.end(), expected.at(r.id).begin()));
+      continue;
+    }
+    EXPECT_EQ(o.result.reason, finish_reason::length) << o.result.message;
+    EXPECT_EQ(o.tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  EXPECT_GT(cancelled, 20u);
+  expect_nothing_held(p);
+}
+
+// A decode instance killed mid-run: its requests are prefilled again (prompt and tokens so far)
+// and decoded on the other, with the same tokens; with no instance left, they end with an error.
+TEST_F(Pool, ADyingInstanceReroutesItsRequestsOrFailsThemClearly) {
+  const auto models = tiny_models(2);
+  const auto reqs = workload(models, 40, 40);
+  const auto expected = solo(models, reqs);
+  auto& p =
+      start(spec(models, {instance_role::prefill, instance_role::decode, instance_role::decode}));
+  submit(p.proxy(), reqs);
+  bool killed = false;
+  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t seen) {
+    if (!killed && seen == 5) {
+      killed = true;
+      caf::anon_send_exit(p.instances()[1], caf::exit_reason::kill);
+    }
+  });
+  std::size_t rerouted = 0;
+  for (const auto& r : reqs) {
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  pool_metrics m;
+  (*self_)
+      ->request(p.proxy(), caf::infinite, metrics_atom::value)
+      .receive([&](const pool_metrics& pm) { m = pm; }, [](caf::error&) {});
+  for (const auto& f : m.finished)
+    rerouted += f.rerouted;
+  EXPECT_GT(rerouted, 0u);
+  EXPECT_EQ(m.instances_alive, 2u);
+
+  // Now the last decode instance goes too: new requests fail clearly, none hangs.
+  caf::anon_send_exit(p.instances()[2], caf::exit_reason::kill);
+  const auto more = workload(models, 6, 4);
+  for (const auto& r : more)
+    (*self_)
+        ->request(p.proxy(), caf::infinite, submit_atom::value, r)
+        .receive([](std::uint64_t) {}, [](caf::error&) {});
+  const auto ended = collect(more.size());
+  for (const auto& [id, o] : ended) {
+    EXPECT_EQ(o.result.reason, finish_reason::error);
+    EXPECT_FALSE(o.result.message.empty());
+  }
+}
+
+TEST_F(Pool, UnknownModelsAreRefusedWithTheCatalog) {
+  const auto models = tiny_models(2);
+  auto& p = start(spec(models, {instance_role::colocated}));
+  std::string message;
+  (*self_)
+      ->request(p.proxy(), caf::infinite, submit_atom::value, request(1, "nope", 3, 2))
+      .receive([](std::uint64_t) { ADD_FAILURE() << "accepted"; },
+               [&](caf::error& e) { message = sys_->render(e); });
+  EXPECT_NE(message.find("unknown model 'nope'"), std::string::npos) << message;
+  EXPECT_NE(message.find("m0, m1"), std::string::npos) << message;
+}
+
+TEST(Topology, ErrorsPointAtTheBadField) {
+  const std::string good = R"({
+    "devices": [{"name": "g0", "backend": "cpu", "memory_mib": 512}],
+    "models": [{"name": "a", "synthetic": "smollm2-135m", "tbt_s": 0.2}],
+    "instances": [{"device": "g0", "role": "colocated"}],
+    "policy": {"routing": "aegaeon", "decode": "weighted_round_robin"}})";
+  auto ok = parse_topology(good);
+  ASSERT_TRUE(ok.has_value()) << ok.error().to_string();
+  EXPECT_EQ(ok->models[0].tbt_seconds, 0.2);
+  EXPECT_EQ(ok->devices[0].memory_bytes, std::size_t{512} << 20);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"devices": []})", "devices: a non-empty array"},
+      {R"({"devices": [{"name": "g0", "backend": "gpu"}], "models": [], "instances": []})",
+       "devices[0].backend: 'gpu' is not a backend"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a"}], "instances": []})",
+       "models[0]: give exactly one of gguf or synthetic"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "gpt-9"}],
+           "instances": [{"device": "g0"}]})",
+       "models[0].synthetic: unknown synthetic model shape 'gpt-9'"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g1"}]})",
+       "instances[0].device: no device is named 'g1'"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g0", "role": "prefil"}]})",
+       "instances[0].role: 'prefil' is not a role"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g0", "role": "prefill"}]})",
+       "prefill instances need a decode instance"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g0"}], "policy": {"decode": "lottery"}})",
+       "policy.decode: 'lottery' is not a policy"},
+      {R"({"devices": [{"name": "g0", "colour": 1}]})", "devices[0].colour: unknown field"},
+      {R"({"devices": [{"name": "g0", "memory_mib": "lots"}]})",
+       "devices[0].memory_mib: wrong type"},
+      {"{not json", "not valid JSON"},
+  };
+  for (const auto& [text, expected] : bad) {
+    auto r = parse_topology(text);
+    ASSERT_FALSE(r.has_value()) << text;
+    EXPECT_NE(r.error().message.find(expected), std::string::npos)
+        << r.error().message << "\n  expected: " << expected;
+  }
+}
+
+} // namespace
+} // namespace aeg::actors
