@@ -9,6 +9,7 @@
 #include <caf/fwd.hpp>
 
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -63,6 +64,8 @@ struct pool_spec {
   std::size_t host_kv_bytes = std::size_t{256} << 20;
   std::size_t slab_bytes = std::size_t{16} << 20;
   std::size_t max_queued = 100000;
+  /// Finished requests the proxy keeps in full for `metrics_atom` (totals count all).
+  std::size_t keep_finished = std::numeric_limits<std::size_t>::max();
 };
 
 /// Reads a topology (JSON; see docs/operations.md). Errors point at the field:

@@ -9,6 +9,7 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <optional>
 #include <unordered_map>
@@ -293,7 +294,16 @@ private:
         --f->second;
       requests_.erase(it);
     }
-    finished_.push_back(std::move(m));
+    auto& t = totals_[m.model];
+    ++t.requests;
+    t.tokens += m.token_times.size();
+    t.tokens_on_time += m.tokens_on_time;
+    t.attainment_sum += m.time_attainment();
+    if (options_.keep_finished > 0) {
+      if (finished_.size() >= options_.keep_finished)
+        finished_.pop_front();
+      finished_.push_back(std::move(m));
+    }
   }
 
   void cancel(std::uint64_t id) {
@@ -338,7 +348,8 @@ private:
 
   pool_metrics metrics() const {
     pool_metrics p;
-    p.finished = finished_;
+    p.finished.assign(finished_.begin(), finished_.end());
+    p.totals = totals_;
     for (const auto& [model, n] : queued_by_model_)
       if (n > 0)
         p.queued_by_model[model] = n;
@@ -359,7 +370,8 @@ private:
   sched::prefill_queue queue_;
   std::unordered_map<std::uint64_t, tracked> requests_;
   std::map<std::string, std::size_t> queued_by_model_, in_flight_by_model_;
-  std::vector<request_metrics> finished_;
+  std::deque<request_metrics> finished_;
+  std::map<std::string, model_totals> totals_;
   std::uint64_t next_id_ = 0;
   std::size_t rejected_ = 0;
 };

@@ -6,6 +6,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include <algorithm>
+
 namespace aeg::actors {
 
 std::size_t tokens_on_time(const std::vector<double>& times, double ttft, double tbt) {
@@ -18,6 +20,18 @@ std::size_t tokens_on_time(const std::vector<double>& times, double ttft, double
       ++met;
   }
   return met;
+}
+
+double seconds_on_schedule(const std::vector<double>& times, double ttft, double tbt) {
+  double on = 0, deadline = ttft, previous = 0;
+  for (std::size_t k = 0; k < times.size(); ++k) {
+    if (k > 0)
+      deadline = std::max(deadline, times[k - 1]) + tbt;
+    if (times[k] <= deadline)
+      on += times[k] - previous;
+    previous = times[k];
+  }
+  return on;
 }
 
 namespace {
@@ -185,6 +199,7 @@ private:
     m.ttft_slo = model_.ttft_seconds;
     m.tbt_slo = model_.tbt_seconds;
     m.tokens_on_time = tokens_on_time(times_, m.ttft_slo, m.tbt_slo);
+    m.seconds_on_schedule = seconds_on_schedule(times_, m.ttft_slo, m.tbt_slo);
     m.rerouted = rerouted_;
     m.message = message;
     // The proxy first: a client that asks it for metrics once it heard the end finds this one.

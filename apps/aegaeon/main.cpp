@@ -1,3 +1,4 @@
+#include "apps/aegaeon/bench.hpp"
 #include "apps/aegaeon/demo.hpp"
 #include "apps/aegaeon/generate.hpp"
 #include "gpu/registry.hpp"
@@ -87,7 +88,66 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(aeg::gpu::built_backends()))
       ->capture_default_str();
 
+  aeg::apps::bench_options bench;
+  bool in_process = false;
+  auto* bench_cmd = app.add_subcommand(
+      "bench", "Replay per-model Poisson arrivals on pools under each policy with equal devices "
+               "and report SLO attainment and goodput");
+  bench_cmd
+      ->add_flag("--in-process", in_process,
+                 "Run the pools inside this process (the HTTP mode is --url)")
+      ->required();
+  bench_cmd->add_option("--models", bench.model_counts, "Model counts to try")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench_cmd
+      ->add_option("--policies", bench.policies,
+                   "Policies: aegaeon, request_level, dedicated, fcfs")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"aegaeon", "request_level", "dedicated", "fcfs"}))
+      ->capture_default_str();
+  bench_cmd->add_option("--devices", bench.devices, "Devices in every pool")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
+      ->capture_default_str();
+  bench_cmd
+      ->add_option("--prefill-devices", bench.prefill_devices,
+                   "Prefill-only devices for aegaeon and fcfs (the rest decode); 0: every "
+                   "device colocated; -1: 3 in 8 from 3 devices up, else colocated")
+      ->check(CLI::Range(-1, 63))
+      ->capture_default_str();
+  bench_cmd->add_option("--backend", bench.backend, "Device backend")
+      ->check(CLI::IsMember(aeg::gpu::built_backends()))
+      ->capture_default_str();
+  bench_cmd->add_option("--device-mib", bench.device_mib, "Memory per device in MiB")
+      ->capture_default_str();
+  bench_cmd->add_option("--shape", bench.shape, "Synthetic model shape of every model")
+      ->capture_default_str();
+  bench_cmd->add_option("--rate", bench.rate, "Requests per second per model")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_cmd->add_option("--duration", bench.duration, "Seconds of arrivals")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_cmd->add_option("--prompt-mean", bench.prompt_mean, "Mean prompt tokens")
+      ->capture_default_str();
+  bench_cmd->add_option("--output-mean", bench.output_mean, "Mean output tokens")
+      ->capture_default_str();
+  bench_cmd->add_option("--ttft", bench.ttft, "TTFT SLO in seconds")->capture_default_str();
+  bench_cmd->add_option("--tbt", bench.tbt, "TBT SLO in seconds")->capture_default_str();
+  bench_cmd->add_option("--seed", bench.seed, "Seed of the arrivals")->capture_default_str();
+  bench_cmd->add_option("--trace", bench.trace_path,
+                        "JSONL trace (arrival, model, prompt_tokens, output_tokens) instead of "
+                        "synthetic arrivals");
+  bench_cmd->add_option("--json", bench.json_path, "Write the results as JSON");
+  bench_cmd->add_option("--csv", bench.csv_path, "Write the results as CSV");
+  bench_cmd
+      ->add_option("--shared-dir", bench.shared_dir,
+                   "Where model images are kept between runs (empty: private memory)")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
+  if (bench_cmd->parsed())
+    return aeg::apps::run_bench(bench);
   if (gen_cmd->parsed())
     return aeg::apps::run_generate(gen);
   if (chat_cmd->parsed())

@@ -356,5 +356,39 @@ TEST(Topology, ErrorsPointAtTheBadField) {
   }
 }
 
+TEST(Attainment, FollowsThePapersDefinition) {
+  // The paper's artifact example: tokens at 3, 6, 7, 8 s with TTFT 3 s and TBT 2 s. The second
+  // token is late (due at 5), so [3, 6] is off schedule and the deadlines re-anchor at 6.
+  const std::vector<double> times = {3, 6, 7, 8};
+  EXPECT_EQ(tokens_on_time(times, 3, 2), 3u);
+  EXPECT_DOUBLE_EQ(seconds_on_schedule(times, 3, 2), 5);
+  request_metrics m;
+  m.token_times = times;
+  m.tokens_on_time = 3;
+  m.seconds_on_schedule = 5;
+  EXPECT_DOUBLE_EQ(m.time_attainment(), 5.0 / 8);
+  EXPECT_DOUBLE_EQ(m.attainment(), 3.0 / 4);
+  // A long wait for the first token costs its length; the tokens after it are on time again.
+  EXPECT_EQ(tokens_on_time({9, 10, 11}, 3, 2), 2u);
+  EXPECT_DOUBLE_EQ(seconds_on_schedule({9, 10, 11}, 3, 2), 2);
+  // Early tokens keep the original schedule: the deadline runs from the deadline, not the token.
+  EXPECT_EQ(tokens_on_time({1, 4.9, 7}, 3, 2), 3u);
+  EXPECT_EQ(tokens_on_time({1, 2, 7.5}, 3, 2), 2u);
+  EXPECT_EQ(tokens_on_time({}, 3, 2), 0u);
+  EXPECT_DOUBLE_EQ(request_metrics{}.time_attainment(), 0);
+}
+
+TEST(Topology, TheShippedExamplesAreValid) {
+  std::size_t seen = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(AEG_SOURCE_DIR) / "apps/examples")) {
+    if (entry.path().extension() != ".json")
+      continue;
+    ++seen;
+    auto spec = load_topology(entry.path().string());
+    EXPECT_TRUE(spec.has_value()) << entry.path() << ": " << spec.error().to_string();
+  }
+  EXPECT_GE(seen, 2u);
+}
+
 } // namespace
 } // namespace aeg::actors

@@ -1,0 +1,95 @@
+#include "apps/aegaeon/trace.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <tuple>
+
+namespace aeg::apps {
+
+namespace {
+
+// Ties broken by model so the order is total and repeatable (std::stable_sort's buffer API is
+// deprecated in libc++).
+void sort_by_arrival(std::vector<trace_request>& v) {
+  std::sort(v.begin(), v.end(), [](const trace_request& a, const trace_request& b) {
+    return std::tie(a.arrival, a.model) < std::tie(b.arrival, b.model);
+  });
+}
+
+} // namespace
+
+std::vector<trace_request> make_trace(const trace_options& o) {
+  std::mt19937_64 rng(o.seed);
+  std::vector<trace_request> out;
+  // Log-normal with mean m: μ = ln m - σ²/2.
+  auto lognormal = [&](double mean, double sigma) {
+    std::lognormal_distribution<double> d(std::log(mean) - sigma * sigma / 2, sigma);
+    return d(rng);
+  };
+  for (const auto& model : o.models) {
+    std::exponential_distribution<double> gap(o.rate_per_model);
+    for (double t = gap(rng); t < o.duration; t += gap(rng)) {
+      trace_request r;
+      r.arrival = t;
+      r.model = model;
+      r.prompt_tokens = std::clamp<std::size_t>(
+          static_cast<std::size_t>(lognormal(o.prompt_mean, 1.0)), 4, o.max_prompt);
+      r.output_tokens = std::clamp<std::size_t>(
+          static_cast<std::size_t>(lognormal(o.output_mean, 0.8)), 16, o.max_output);
+      out.push_back(std::move(r));
+    }
+  }
+  sort_by_arrival(out);
+  return out;
+}
+
+result<std::vector<trace_request>> load_trace(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, "cannot read trace '" + path + "'");
+  std::vector<trace_request> out;
+  std::string line;
+  for (std::size_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos)
+      continue;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      trace_request r;
+      r.arrival = j.at("arrival").get<double>();
+      r.model = j.at("model").get<std::string>();
+      r.prompt_tokens = j.at("prompt_tokens").get<std::size_t>();
+      r.output_tokens = j.at("output_tokens").get<std::size_t>();
+      if (r.arrival < 0 || r.prompt_tokens == 0 || r.output_tokens == 0)
+        return fail(errc::invalid_argument,
+                    path + ":" + std::to_string(n) + ": arrival must be >= 0 and lengths > 0");
+      out.push_back(std::move(r));
+    } catch (const std::exception& e) {
+      return fail(errc::invalid_argument, path + ":" + std::to_string(n) +
+                                              ": expected {\"arrival\", \"model\", "
+                                              "\"prompt_tokens\", \"output_tokens\"}: " +
+                                              e.what());
+    }
+  }
+  sort_by_arrival(out);
+  return out;
+}
+
+result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path) {
+  std::ofstream out(path);
+  if (!out)
+    return fail(errc::unavailable, "cannot write trace '" + path + "'");
+  for (const auto& r : trace)
+    out << nlohmann::json{{"arrival", r.arrival},
+                          {"model", r.model},
+                          {"prompt_tokens", r.prompt_tokens},
+                          {"output_tokens", r.output_tokens}}
+               .dump()
+        << "\n";
+  return {};
+}
+
+} // namespace aeg::apps

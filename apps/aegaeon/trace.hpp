@@ -1,0 +1,45 @@
+#pragma once
+
+#include "coro/error.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace aeg::apps {
+
+/// One request of a workload: when it arrives (seconds from the start), for which model, how
+/// long its prompt is and how many tokens it asks for.
+struct trace_request {
+  double arrival = 0;
+  std::string model;
+  std::size_t prompt_tokens = 0;
+  std::size_t output_tokens = 0;
+};
+
+/// How to make a synthetic workload.
+struct trace_options {
+  std::vector<std::string> models;
+  double rate_per_model = 0.1; ///< requests per second, Poisson, each model independently
+  double duration = 60;        ///< seconds of arrivals
+  double prompt_mean = 160;    ///< ShareGPT-like log-normal lengths, scaled to these means
+  double output_mean = 250;
+  std::size_t max_prompt = 1024, max_output = 1024;
+  std::uint64_t seed = 1;
+};
+
+/// Per-model Poisson arrivals with prompt and output lengths drawn from log-normal
+/// distributions shaped like ShareGPT's (long tails, σ ≈ 1.0 for prompts and 0.8 for outputs),
+/// sorted by arrival. Deterministic in the seed. Outputs are at least 16 tokens, as in the
+/// paper's artifact.
+std::vector<trace_request> make_trace(const trace_options& o);
+
+/// Reads a JSONL trace: one object per line with "arrival" (s), "model", "prompt_tokens",
+/// "output_tokens". Errors name the line.
+result<std::vector<trace_request>> load_trace(const std::string& path);
+
+/// Writes a trace as JSONL.
+result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path);
+
+} // namespace aeg::apps
