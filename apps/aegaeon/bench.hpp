@@ -28,6 +28,13 @@ struct bench_options {
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals
   std::string json_path, csv_path;
   std::string shared_dir = "/dev/shm/aegaeon-bench"; ///< where model images are kept across runs
+
+  // Against a running server (`--url`):
+  std::string url;
+  std::string api_key;
+  std::vector<std::string> model_names; ///< empty: every model the server lists
+  std::vector<double> rates;            ///< requests per second per model, one run each
+  std::size_t max_connections = 256;    ///< requests in flight at once; later ones wait
 };
 
 /// Runs the experiment; prints a table per model count and the goodput of each policy.

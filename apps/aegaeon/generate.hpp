@@ -20,6 +20,8 @@ struct generate_options {
   std::string backend = "cpu";
   std::size_t capacity_mib = 0; ///< device memory budget; 0: the backend's default
   bool verbose = false;         ///< timings and token counts on stderr
+  std::string url;              ///< chat with a running server instead (model_path is its name)
+  std::string api_key;          ///< for a server that asks for one
 };
 
 /// `aegaeon generate`: prints the continuation of one prompt as it is generated.

@@ -1,6 +1,8 @@
 #include "apps/aegaeon/bench.hpp"
 #include "apps/aegaeon/demo.hpp"
 #include "apps/aegaeon/generate.hpp"
+#include "apps/aegaeon/remote.hpp"
+#include "apps/aegaeon/serve.hpp"
 #include "gpu/registry.hpp"
 
 #include <CLI/CLI.hpp>
@@ -12,8 +14,9 @@ constexpr const char* default_model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 // The flags `generate` and `chat` share.
 void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o) {
-  cmd->add_option("--model", o.model_path, "GGUF file of a llama-architecture model")
-      ->check(CLI::ExistingFile)
+  cmd->add_option("--model", o.model_path,
+                  "GGUF file of a llama-architecture model (chat --url: the server's model name; "
+                  "default its first)")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o.max_tokens, "Most tokens to generate per answer")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
@@ -67,6 +70,61 @@ int main(int argc, char** argv) {
   auto* chat_cmd = app.add_subcommand(
       "chat", "Talk with a model in the terminal; each answer streams as it is generated");
   add_generation_flags(chat_cmd, chat);
+  chat_cmd->add_option("--url", chat.url,
+                       "Chat with a running `aegaeon serve` instead, e.g. http://127.0.0.1:8000");
+  chat_cmd->add_option("--api-key", chat.api_key, "API key of that server (or AEGAEON_API_KEY)")
+      ->envname("AEGAEON_API_KEY");
+
+  aeg::server::serve_options serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "Serve models over OpenAI-compatible HTTP (/v1/models, /v1/completions, "
+               "/v1/chat/completions, /health, /metrics) until SIGINT or SIGTERM");
+  serve_cmd
+      ->add_option("--config", serve.config,
+                   "Topology file (docs/operations.md); default: every .gguf in "
+                   "--models-dir on one colocated instance")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--models-dir", serve.models_dir, "Where to find models without --config")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--backend", serve.backend,
+                   "Without --config: cpu or cuda (default: cuda when a GPU is visible)")
+      ->check(CLI::IsMember(aeg::gpu::built_backends()));
+  serve_cmd
+      ->add_option("--memory-mib", serve.memory_mib,
+                   "Without --config: device memory to use; 0: the backend's default")
+      ->capture_default_str();
+  serve_cmd->add_option("--host", serve.host, "Address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "Port to listen on; 0 picks a free one")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--api-key", serve.api_key,
+                   "Require 'Authorization: Bearer KEY' on /v1/* (or AEGAEON_API_KEY)")
+      ->envname("AEGAEON_API_KEY");
+  serve_cmd
+      ->add_option("--grace", serve.grace_seconds,
+                   "Seconds in-flight requests may finish after SIGINT/SIGTERM")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-connections", serve.max_connections,
+                   "Open connections before new ones get 503")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-in-flight", serve.max_in_flight,
+                   "Generations at once before new ones get 429")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-body-bytes", serve.limits.max_body_bytes,
+                   "Largest request body in bytes (413 beyond)")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--header-timeout", serve.header_timeout_seconds,
+                   "Seconds a request may take to arrive (408 beyond)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   aeg::apps::demo_options demo;
   auto* demo_cmd = app.add_subcommand(
@@ -93,11 +151,24 @@ int main(int argc, char** argv) {
   auto* bench_cmd = app.add_subcommand(
       "bench", "Replay per-model Poisson arrivals on pools under each policy with equal devices "
                "and report SLO attainment and goodput");
+  auto* in_process_flag = bench_cmd->add_flag(
+      "--in-process", in_process,
+      "Build pools inside this process, one per policy and model count, and compare them");
+  auto* url_opt = bench_cmd->add_option(
+      "--url", bench.url, "Load a running `aegaeon serve` instead, e.g. http://127.0.0.1:8000");
+  in_process_flag->excludes(url_opt);
+  bench_cmd->add_option("--api-key", bench.api_key, "--url: the server's API key")
+      ->envname("AEGAEON_API_KEY");
   bench_cmd
-      ->add_flag("--in-process", in_process,
-                 "Run the pools inside this process (the HTTP mode is --url)")
-      ->required();
-  bench_cmd->add_option("--models", bench.model_counts, "Model counts to try")
+      ->add_option("--model-names", bench.model_names,
+                   "--url: models to load (default: every model the server lists)")
+      ->delimiter(',');
+  bench_cmd
+      ->add_option("--max-connections", bench.max_connections,
+                   "--url: requests in flight at once; later arrivals wait")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->capture_default_str();
+  bench_cmd->add_option("--models", bench.model_counts, "--in-process: model counts to try")
       ->delimiter(',')
       ->capture_default_str();
   bench_cmd
@@ -122,9 +193,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--shape", bench.shape, "Synthetic model shape of every model")
       ->capture_default_str();
-  bench_cmd->add_option("--rate", bench.rate, "Requests per second per model")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  bench_cmd
+      ->add_option("--rate", bench.rates,
+                   "Requests per second per model (default 0.1); --url takes several, one run "
+                   "each, and reports the highest meeting 90% attainment")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--duration", bench.duration, "Seconds of arrivals")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -146,12 +220,33 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
-  if (bench_cmd->parsed())
+  if (bench_cmd->parsed()) {
+    if (!in_process && bench.url.empty()) {
+      fmt::print(stderr, "aegaeon bench: give --in-process or --url (see --help)\n");
+      return 2;
+    }
+    if (!bench.url.empty())
+      return aeg::apps::run_remote_bench(bench);
+    if (bench.rates.size() > 1) {
+      fmt::print(stderr, "aegaeon bench --in-process: give one --rate\n");
+      return 2;
+    }
+    if (!bench.rates.empty())
+      bench.rate = bench.rates.front();
     return aeg::apps::run_bench(bench);
+  }
+  if (serve_cmd->parsed())
+    return aeg::apps::run_serve(serve);
   if (gen_cmd->parsed())
     return aeg::apps::run_generate(gen);
-  if (chat_cmd->parsed())
+  if (chat_cmd->parsed()) {
+    if (!chat.url.empty()) {
+      if (chat.model_path == default_model)
+        chat.model_path.clear(); // the server's first model
+      return aeg::apps::run_remote_chat(chat);
+    }
     return aeg::apps::run_chat(chat);
+  }
   if (demo_cmd->parsed())
     return aeg::apps::run_demo(demo);
   return 0;

@@ -1,0 +1,63 @@
+#include "apps/aegaeon/serve.hpp"
+
+#include "apps/server/server.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <fmt/chrono.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <ctime>
+#include <unistd.h>
+
+namespace aeg::apps {
+
+namespace {
+
+void log_line(const std::string& line) {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  fmt::print(stderr, "[{:%H:%M:%S}] {}\n", tm, line);
+}
+
+} // namespace
+
+int run_serve(server::serve_options o) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  std::string current;
+  int last_percent = -1;
+  o.progress = [&](const std::string& model, std::size_t done, std::size_t total) {
+    const int percent = static_cast<int>(100.0 * static_cast<double>(done) /
+                                         static_cast<double>(std::max<std::size_t>(total, 1)));
+    if (model != current) {
+      current = model;
+      last_percent = -1;
+    }
+    if (percent == last_percent)
+      return;
+    last_percent = percent;
+    if (tty)
+      fmt::print(stderr, "\rloading {}: {:3d}% of {} MiB{}", model, percent, total >> 20,
+                 percent == 100 ? "\n" : "");
+    else if (percent == 100)
+      log_line(fmt::format("loaded {} ({} MiB)", model, total >> 20));
+  };
+  o.log = log_line;
+
+  caf::actor_system_config cfg;
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  auto s = server::server::create(sys, o);
+  if (!s) {
+    fmt::print(stderr, "aegaeon serve: {}\n", s.error().to_string());
+    return 1;
+  }
+  const int rc = (*s)->run();
+  s->reset(); // the pool's actors stop before the actor system does
+  return rc;
+}
+
+} // namespace aeg::apps

@@ -1,0 +1,167 @@
+#include "apps/server/client.hpp"
+
+#include <asio.hpp>
+
+#include <array>
+#include <http_parser.h>
+#include <optional>
+
+namespace aeg::server {
+
+using asio::ip::tcp;
+
+result<url_parts> parse_url(std::string_view url) {
+  http_parser_url u;
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(url.data(), url.size(), 0, &u) != 0)
+    return fail(errc::invalid_argument, "'" + std::string(url) + "' is not a URL");
+  auto field = [&](int f) -> std::string {
+    if ((u.field_set & (1u << f)) == 0)
+      return {};
+    return std::string(url.substr(u.field_data[f].off, u.field_data[f].len));
+  };
+  const auto scheme = field(UF_SCHEMA);
+  if (scheme != "http")
+    return fail(errc::invalid_argument,
+                "'" + std::string(url) + "': only http:// URLs are supported" +
+                    (scheme == "https" ? " (put a TLS proxy in front for https)" : ""));
+  url_parts p;
+  p.host = field(UF_HOST);
+  if (p.host.empty())
+    return fail(errc::invalid_argument, "'" + std::string(url) + "' names no host");
+  if (auto port = field(UF_PORT); !port.empty())
+    p.port = port;
+  p.base = field(UF_PATH);
+  while (!p.base.empty() && p.base.back() == '/')
+    p.base.pop_back();
+  return p;
+}
+
+void sse_reader::feed(std::string_view bytes,
+                      const std::function<void(const std::string&)>& on_data) {
+  buffer_ += bytes;
+  std::size_t start = 0;
+  for (;;) {
+    const auto nl = buffer_.find('\n', start);
+    if (nl == std::string::npos)
+      break;
+    std::string_view line(buffer_.data() + start, nl - start);
+    start = nl + 1;
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    if (line.empty()) { // the end of an event
+      if (has_data_)
+        on_data(data_);
+      data_.clear();
+      has_data_ = false;
+      continue;
+    }
+    if (line.rfind("data:", 0) == 0) {
+      line.remove_prefix(5);
+      if (!line.empty() && line.front() == ' ')
+        line.remove_prefix(1);
+      if (has_data_)
+        data_ += '\n';
+      data_ += line;
+      has_data_ = true;
+    }
+  }
+  buffer_.erase(0, start);
+}
+
+struct http_client::impl {
+  url_parts url;
+  std::string api_key;
+  asio::io_context io;
+  tcp::socket sock{io};
+  bool connected = false;
+
+  result<void> connect() {
+    asio::error_code ec;
+    tcp::resolver resolver(io);
+    auto endpoints = resolver.resolve(url.host, url.port, ec);
+    if (ec)
+      return fail(errc::unavailable, "cannot resolve " + url.host + ": " + ec.message());
+    sock = tcp::socket(io);
+    asio::connect(sock, endpoints, ec);
+    if (ec)
+      return fail(errc::unavailable, "cannot connect to " + url.host + ":" + url.port + ": " +
+                                         ec.message() + " (is `aegaeon serve` running there?)");
+    sock.set_option(tcp::no_delay(true), ec);
+    connected = true;
+    return {};
+  }
+};
+
+http_client::http_client(url_parts url, std::string api_key) : impl_(std::make_unique<impl>()) {
+  impl_->url = std::move(url);
+  impl_->api_key = std::move(api_key);
+}
+
+http_client::~http_client() = default;
+
+result<http_client::response>
+http_client::request(const std::string& method, const std::string& path, const std::string& body,
+                     const std::function<void(std::string_view)>& on_body) {
+  auto& s = *impl_;
+  std::string req = method + " " + s.url.base + path + " HTTP/1.1\r\nHost: " + s.url.host + ":" +
+                    s.url.port + "\r\nAccept: */*\r\n";
+  if (!s.api_key.empty())
+    req += "Authorization: Bearer " + s.api_key + "\r\n";
+  if (!body.empty() || method == "POST")
+    req +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+
+  // A kept-alive connection the server has closed fails on first use: then connect again, once.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!s.connected)
+      if (auto c = s.connect(); !c)
+        return tl::unexpected(c.error());
+    asio::error_code ec;
+    asio::write(s.sock, asio::buffer(req), ec);
+    response res;
+    bool complete = false, got_any = false;
+    response_parser parser({
+        .on_headers =
+            [&](int status, const header_list& h) {
+              res.status = status;
+              res.headers = h;
+            },
+        .on_body =
+            [&](std::string_view d) {
+              if (on_body)
+                on_body(d);
+              else
+                res.body += d;
+            },
+        .on_complete = [&] { complete = true; },
+    });
+    std::array<char, 16384> buf{};
+    while (!ec && !complete) {
+      const std::size_t n = s.sock.read_some(asio::buffer(buf), ec);
+      if (n > 0) {
+        got_any = true;
+        if (auto err = parser.feed({buf.data(), n}); !err.empty())
+          return fail(errc::corrupt_data, err);
+      }
+    }
+    if (!complete && ec == asio::error::eof && got_any)
+      parser.finish();
+    if (complete || (ec == asio::error::eof && got_any)) {
+      if (!complete || !parser.keep_alive()) {
+        s.sock.close(ec);
+        s.connected = false;
+      }
+      return res;
+    }
+    s.sock.close(ec);
+    s.connected = false;
+    if (got_any || attempt == 1)
+      return fail(errc::unavailable,
+                  "the connection to " + s.url.host + ":" + s.url.port + " broke: " + ec.message());
+  }
+  return fail(errc::unavailable, "unreachable");
+}
+
+} // namespace aeg::server

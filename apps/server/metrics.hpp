@@ -1,0 +1,56 @@
+#pragma once
+
+#include "actors/instance.hpp"
+#include "actors/proxy.hpp"
+
+#include <array>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace aeg::server {
+
+/// One instance's stats for the metrics page (none when it did not answer).
+struct instance_report {
+  std::string name;
+  std::optional<actors::instance_stats> stats;
+};
+
+/// A Prometheus histogram with fixed buckets.
+struct histogram {
+  std::vector<double> bounds;
+  std::vector<std::size_t> counts; ///< per bucket, not cumulative; one more for +Inf
+  double sum = 0;
+  std::size_t count = 0;
+
+  explicit histogram(std::vector<double> b = {});
+  void observe(double v);
+};
+
+/// What the server counts itself (per model, on its network thread), rendered with the pool's
+/// and the instances' figures as Prometheus text (version 0.0.4).
+class metrics_registry {
+public:
+  void started(const std::string& model);
+  void first_token(const std::string& model, double seconds);
+  void between_tokens(const std::string& model, double seconds);
+  void finished(const std::string& model, const std::string& reason, std::size_t prompt_tokens,
+                std::size_t completion_tokens);
+
+  std::string render(const actors::pool_metrics& pool,
+                     const std::vector<instance_report>& instances) const;
+
+private:
+  struct per_model {
+    std::size_t started = 0;
+    std::map<std::string, std::size_t> finished; ///< by finish reason
+    std::size_t prompt_tokens = 0, completion_tokens = 0;
+    histogram ttft{{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40}};
+    histogram tbt{{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5}};
+  };
+  std::map<std::string, per_model> models_;
+};
+
+} // namespace aeg::server

@@ -1,0 +1,351 @@
+#include "apps/server/openai.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <limits>
+
+namespace aeg::server {
+
+using json = nlohmann::json;
+
+std::string api_error::json() const {
+  nlohmann::json e = {{"message", message},
+                      {"type", type},
+                      {"param", param.empty() ? nlohmann::json(nullptr) : nlohmann::json(param)},
+                      {"code", code.empty() ? nlohmann::json(nullptr) : nlohmann::json(code)}};
+  return nlohmann::json{{"error", e}}.dump();
+}
+
+namespace {
+
+tl::unexpected<api_error> bad(std::string param, std::string message) {
+  return tl::unexpected(api_error{.status = 400,
+                                  .message = std::move(message),
+                                  .type = "invalid_request_error",
+                                  .param = std::move(param)});
+}
+
+// A number field: absent or null leaves `out` alone.
+template <class T>
+tl::expected<bool, api_error> number(const json& j, const char* name, T& out, double lo,
+                                     double hi) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null())
+    return false;
+  if (!it->is_number())
+    return bad(name, std::string("'") + name + "' must be a number");
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi)
+    return bad(name, std::string("'") + name + "' must be between " + json(lo).dump() + " and " +
+                         json(hi).dump() + "; it is " + it->dump());
+  if constexpr (std::is_integral_v<T>) {
+    if (v != std::floor(v))
+      return bad(name, std::string("'") + name + "' must be an integer");
+  }
+  out = static_cast<T>(v);
+  return true;
+}
+
+tl::expected<std::string, api_error> message_content(const json& c, std::size_t i) {
+  const std::string where = "messages[" + std::to_string(i) + "].content";
+  if (c.is_string())
+    return c.get<std::string>();
+  if (c.is_null())
+    return std::string();
+  if (!c.is_array())
+    return bad(where, where + " must be a string or an array of text parts");
+  std::string text;
+  for (const auto& part : c) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+        !part["text"].is_string())
+      return bad(where, where + ": only parts of type 'text' are supported");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+} // namespace
+
+tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    return bad("", std::string("the body is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object())
+    return bad("", "the body must be a JSON object");
+  completion_params p;
+  p.chat = chat;
+  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
+    return bad("model", "'model' is required and must be a string (GET /v1/models lists them)");
+  p.model = j["model"].get<std::string>();
+
+  if (chat) {
+    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+      return bad("messages", "'messages' must be a non-empty array");
+    for (std::size_t i = 0; i < j["messages"].size(); ++i) {
+      const auto& m = j["messages"][i];
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+        return bad("messages", "messages[" + std::to_string(i) + "] needs a string 'role'");
+      const auto role = m["role"].get<std::string>();
+      if (role != "system" && role != "user" && role != "assistant" && role != "developer")
+        return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
+                                   "' is not supported; use system, user or assistant");
+      auto content = message_content(m.value("content", json(nullptr)), i);
+      if (!content)
+        return tl::unexpected(content.error());
+      p.messages.push_back({role == "developer" ? "system" : role, std::move(*content)});
+    }
+  } else {
+    if (!j.contains("prompt"))
+      return bad("prompt", "'prompt' is required");
+    const auto& pr = j["prompt"];
+    auto ids = [&](const json& arr) -> tl::expected<std::vector<std::int32_t>, api_error> {
+      std::vector<std::int32_t> out;
+      for (const auto& t : arr) {
+        if (!t.is_number_integer() || t.get<std::int64_t>() < 0 ||
+            t.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+          return bad("prompt", "a token-id prompt must hold non-negative integers");
+        out.push_back(t.get<std::int32_t>());
+      }
+      return out;
+    };
+    if (pr.is_string()) {
+      p.prompt = pr.get<std::string>();
+    } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
+      p.prompt = pr[0].get<std::string>();
+    } else if (pr.is_array() && !pr.empty() && pr[0].is_number()) {
+      auto t = ids(pr);
+      if (!t)
+        return tl::unexpected(t.error());
+      p.prompt_tokens = std::move(*t);
+    } else if (pr.is_array() && pr.size() == 1 && pr[0].is_array() && !pr[0].empty()) {
+      auto t = ids(pr[0]);
+      if (!t)
+        return tl::unexpected(t.error());
+      p.prompt_tokens = std::move(*t);
+    } else {
+      return bad("prompt", "'prompt' must be a string or an array of token ids (one prompt per "
+                           "request: this server answers n = 1)");
+    }
+    if (p.prompt.empty() && p.prompt_tokens.empty())
+      return bad("prompt", "'prompt' must not be empty");
+  }
+
+  // Sampling and length.
+  double max_tokens = -1;
+  for (const char* name : {"max_tokens", "max_completion_tokens"}) {
+    auto r = number(j, name, max_tokens, 1, 1e9);
+    if (!r)
+      return tl::unexpected(r.error());
+    if (*r) {
+      if (max_tokens != std::floor(max_tokens))
+        return bad(name, std::string("'") + name + "' must be an integer");
+      p.max_tokens = static_cast<std::size_t>(max_tokens);
+      p.max_tokens_given = true;
+    }
+  }
+  if (auto r = number(j, "temperature", p.sampling.temperature, 0, 2); !r)
+    return tl::unexpected(r.error());
+  if (auto r = number(j, "top_p", p.sampling.top_p, 0, 1); !r)
+    return tl::unexpected(r.error());
+  if (p.sampling.top_p <= 0)
+    return bad("top_p", "'top_p' must be greater than 0");
+  if (auto r = number(j, "top_k", p.sampling.top_k, -1, 1e6); !r)
+    return tl::unexpected(r.error());
+  if (p.sampling.top_k < 0)
+    p.sampling.top_k = 0; // -1 means no limit, as in vLLM
+  double seed = 0;
+  auto seeded = number(j, "seed", seed, -9.2e18, 9.2e18);
+  if (!seeded)
+    return tl::unexpected(seeded.error());
+  if (*seeded) {
+    p.seed_given = true;
+    p.sampling.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(seed));
+  }
+  if (auto n = j.find("n"); n != j.end() && !n->is_null() && *n != 1)
+    return bad("n", "only n = 1 is supported");
+  if (auto b = j.find("best_of"); b != j.end() && !b->is_null() && *b != 1)
+    return bad("best_of", "only best_of = 1 is supported");
+  for (const char* unsupported : {"logprobs", "top_logprobs", "tools", "functions", "suffix"}) {
+    auto it = j.find(unsupported);
+    if (it != j.end() && !it->is_null() && *it != false && !(it->is_array() && it->empty()))
+      return bad(unsupported, std::string("'") + unsupported + "' is not supported by this server");
+  }
+  if (auto e = j.find("echo"); e != j.end() && e->is_boolean() && e->get<bool>())
+    return bad("echo", "'echo' is not supported by this server");
+  if (auto r = j.find("ignore_eos"); r != j.end() && !r->is_null()) {
+    if (!r->is_boolean())
+      return bad("ignore_eos", "'ignore_eos' must be true or false");
+    p.ignore_eos = r->get<bool>();
+  }
+
+  // Stop: a string, or up to 4 strings and token ids.
+  if (auto s = j.find("stop"); s != j.end() && !s->is_null()) {
+    auto add = [&](const json& v) -> tl::expected<void, api_error> {
+      if (v.is_string()) {
+        if (v.get<std::string>().empty())
+          return bad("stop", "stop strings must not be empty");
+        p.stop_strings.push_back(v.get<std::string>());
+      } else if (v.is_number_integer() && v.get<std::int64_t>() >= 0 &&
+                 v.get<std::int64_t>() <= std::numeric_limits<std::int32_t>::max()) {
+        p.stop_tokens.push_back(v.get<std::int32_t>());
+      } else {
+        return bad("stop", "'stop' holds strings or token ids");
+      }
+      return {};
+    };
+    if (s->is_array()) {
+      if (s->size() > 4)
+        return bad("stop", "'stop' holds at most 4 sequences");
+      for (const auto& v : *s)
+        if (auto r = add(v); !r)
+          return tl::unexpected(r.error());
+    } else if (auto r = add(*s); !r) {
+      return tl::unexpected(r.error());
+    }
+  }
+  if (auto ids = j.find("stop_token_ids"); ids != j.end() && !ids->is_null()) {
+    if (!ids->is_array())
+      return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");
+    for (const auto& v : *ids) {
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0)
+        return bad("stop_token_ids", "'stop_token_ids' must hold non-negative integers");
+      p.stop_tokens.push_back(v.get<std::int32_t>());
+    }
+  }
+
+  if (auto s = j.find("stream"); s != j.end() && !s->is_null()) {
+    if (!s->is_boolean())
+      return bad("stream", "'stream' must be true or false");
+    p.stream = s->get<bool>();
+  }
+  if (auto o = j.find("stream_options"); o != j.end() && !o->is_null()) {
+    if (!o->is_object())
+      return bad("stream_options", "'stream_options' must be an object");
+    if (!p.stream)
+      return bad("stream_options", "'stream_options' is only allowed with stream: true");
+    if (auto u = o->find("include_usage"); u != o->end() && !u->is_null()) {
+      if (!u->is_boolean())
+        return bad("stream_options", "'stream_options.include_usage' must be true or false");
+      p.include_usage = u->get<bool>();
+    }
+  }
+  return p;
+}
+
+// --- stop strings -----------------------------------------------------------------------------
+
+stop_matcher::stop_matcher(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+
+std::string stop_matcher::push(std::string_view text) {
+  if (stopped_)
+    return {};
+  pending_ += text;
+  // The earliest complete stop string ends the output before it.
+  std::size_t cut = std::string::npos;
+  for (const auto& s : stops_)
+    cut = std::min(cut, pending_.find(s));
+  if (cut != std::string::npos) {
+    stopped_ = true;
+    std::string out = pending_.substr(0, cut);
+    pending_.clear();
+    return out;
+  }
+  // Hold back the longest tail that is a proper prefix of some stop string.
+  std::size_t keep = 0;
+  for (const auto& s : stops_)
+    for (std::size_t n = std::min(s.size() - 1, pending_.size()); n > keep; --n)
+      if (pending_.compare(pending_.size() - n, n, s, 0, n) == 0) {
+        keep = n;
+        break;
+      }
+  std::string out = pending_.substr(0, pending_.size() - keep);
+  pending_.erase(0, pending_.size() - keep);
+  return out;
+}
+
+std::string stop_matcher::flush() {
+  if (stopped_)
+    return {};
+  return std::exchange(pending_, {});
+}
+
+// --- responses --------------------------------------------------------------------------------
+
+namespace {
+
+json usage_json(const usage_counts& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+}
+
+json finish_json(std::optional<std::string_view> r) {
+  return r ? json(std::string(*r)) : json(nullptr);
+}
+
+} // namespace
+
+std::string response_shape::full(std::string_view text, std::string_view finish_reason,
+                                 const usage_counts& usage) const {
+  json choice = {
+      {"index", 0}, {"finish_reason", std::string(finish_reason)}, {"logprobs", nullptr}};
+  if (chat)
+    choice["message"] = {{"role", "assistant"}, {"content", std::string(text)}};
+  else
+    choice["text"] = std::string(text);
+  return json{{"id", id},
+              {"object", chat ? "chat.completion" : "text_completion"},
+              {"created", created},
+              {"model", model},
+              {"choices", json::array({choice})},
+              {"usage", usage_json(usage)}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string response_shape::chunk(std::string_view text,
+                                  std::optional<std::string_view> finish_reason, bool first,
+                                  bool include_usage) const {
+  json choice = {
+      {"index", 0}, {"finish_reason", finish_json(finish_reason)}, {"logprobs", nullptr}};
+  if (chat) {
+    json delta = json::object();
+    if (first)
+      delta["role"] = "assistant";
+    if (!text.empty() || !finish_reason)
+      delta["content"] = std::string(text);
+    choice["delta"] = delta;
+  } else {
+    choice["text"] = std::string(text);
+  }
+  json out = {{"id", id},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created},
+              {"model", model},
+              {"choices", json::array({choice})}};
+  if (include_usage)
+    out["usage"] = nullptr;
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string response_shape::usage_chunk(const usage_counts& usage) const {
+  return json{{"id", id},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created},
+              {"model", model},
+              {"choices", json::array()},
+              {"usage", usage_json(usage)}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string models_list(const std::vector<std::string>& names, std::int64_t created) {
+  json data = json::array();
+  for (const auto& n : names)
+    data.push_back({{"id", n}, {"object", "model"}, {"created", created}, {"owned_by", "aegaeon"}});
+  return json{{"object", "list"}, {"data", data}}.dump();
+}
+
+} // namespace aeg::server

@@ -1,0 +1,104 @@
+#pragma once
+
+#include "models/sampling.hpp"
+
+#include <tl/expected.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// OpenAI's request and response shapes, as plain code: what a completion or chat request asks
+// for (validated, with errors that name the parameter), and the JSON of the answers.
+
+namespace aeg::server {
+
+/// An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}} with its status.
+struct api_error {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;   ///< empty: null
+  std::string code;    ///< empty: null
+  int retry_after = 0; ///< seconds, for 429 and 503
+
+  std::string json() const;
+};
+
+/// One chat message as it arrived.
+struct chat_turn {
+  std::string role;
+  std::string content;
+};
+
+/// What a completion or chat request asks for, checked.
+struct completion_params {
+  bool chat = false;
+  std::string model;
+  std::string prompt;                      ///< completions: text (empty when prompt_tokens)
+  std::vector<std::int32_t> prompt_tokens; ///< completions: token ids given directly
+  std::vector<chat_turn> messages;         ///< chat
+  std::size_t max_tokens = 16;             ///< completions default 16; chat: to the context
+  bool max_tokens_given = false;
+  models::sampling_params sampling{.temperature = 1, .top_k = 0, .top_p = 1, .seed = 0};
+  bool seed_given = false;
+  std::vector<std::string> stop_strings;
+  std::vector<std::int32_t> stop_tokens;
+  bool ignore_eos = false; ///< keep generating past end-of-generation tokens (for benchmarks)
+  bool stream = false;
+  bool include_usage = false;
+};
+
+/// Parses a POST body for /v1/completions (`chat` false) or /v1/chat/completions. Unknown fields
+/// are ignored, as OpenAI's clients send many; known fields with bad values, and features this
+/// server does not have (n > 1, logprobs, tools), are errors that name the parameter.
+tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat);
+
+/// Finds stop strings in generated text as it streams. `push` returns the text that can be sent
+/// now: text that might be the start of a stop string is held back until it is known not to be.
+class stop_matcher {
+public:
+  explicit stop_matcher(std::vector<std::string> stops);
+  /// Adds text; returns what is safe to emit. Once a stop string is seen, `stopped()` is true
+  /// and nothing after the text before it is ever emitted.
+  std::string push(std::string_view text);
+  /// The held-back text, at the end of generation (nothing once stopped).
+  std::string flush();
+  bool stopped() const noexcept { return stopped_; }
+
+private:
+  std::vector<std::string> stops_;
+  std::string pending_;
+  bool stopped_ = false;
+};
+
+/// Token counts of a finished request.
+struct usage_counts {
+  std::size_t prompt_tokens = 0, completion_tokens = 0;
+};
+
+/// Builders for the response JSON. `id` is "cmpl-..." or "chatcmpl-...", `created` Unix seconds.
+struct response_shape {
+  bool chat = false;
+  std::string id;
+  std::string model;
+  std::int64_t created = 0;
+
+  /// The whole non-streaming answer.
+  std::string full(std::string_view text, std::string_view finish_reason,
+                   const usage_counts& usage) const;
+  /// One streamed chunk: text (and the assistant role on a chat's first chunk), or the finish
+  /// reason with empty text. With `include_usage` every chunk has "usage": null.
+  std::string chunk(std::string_view text, std::optional<std::string_view> finish_reason,
+                    bool first, bool include_usage) const;
+  /// The last chunk when include_usage: no choices, the usage.
+  std::string usage_chunk(const usage_counts& usage) const;
+};
+
+/// {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}...]}.
+std::string models_list(const std::vector<std::string>& names, std::int64_t created);
+
+} // namespace aeg::server

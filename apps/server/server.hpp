@@ -1,0 +1,64 @@
+#pragma once
+
+#include "apps/server/http.hpp"
+#include "coro/error.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace aeg::server {
+
+/// How `aegaeon serve` runs.
+struct serve_options {
+  std::string config;                ///< a topology file; empty: every GGUF in `models_dir`
+  std::string models_dir = "models"; ///< searched when there is no config
+  std::string backend;               ///< no config: "cpu" or "cuda"; empty: cuda when a GPU is seen
+  std::size_t memory_mib = 0;        ///< no config: device memory to use; 0: the backend's default
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;          ///< 0: any free port (see `server::port`)
+  std::string api_key;                ///< when set, /v1/* needs "Authorization: Bearer KEY"
+  double grace_seconds = 10;          ///< on shutdown, how long in-flight requests may finish
+  double header_timeout_seconds = 10; ///< a request's line, headers and body must arrive by then
+  double idle_timeout_seconds = 60;   ///< a keep-alive connection with no request is closed
+  std::size_t max_connections = 512;  ///< beyond: 503 and close
+  std::size_t max_in_flight = 256;    ///< generations at once; beyond: 429 with Retry-After
+  request_limits limits;              ///< header and body sizes
+  bool handle_signals = true;         ///< SIGINT and SIGTERM start a graceful shutdown
+  /// Model loading progress (a model, bytes done, bytes in all); none: quiet.
+  std::function<void(const std::string&, std::size_t, std::size_t)> progress;
+  std::function<void(const std::string&)> log; ///< one line per event worth telling; none: quiet
+};
+
+/// The OpenAI-compatible HTTP server in front of a pool: see docs/server.md. Its network side is
+/// one Asio thread; the pool's actors run on CAF's scheduler; they meet through messages and
+/// posted handlers, and nothing blocks either side.
+class server {
+public:
+  /// Loads the models (the topology's, or every GGUF of `models_dir`), starts the pool in `sys`
+  /// and binds the listening socket. Errors say what to fix.
+  static result<std::unique_ptr<server>> create(caf::actor_system& sys, serve_options options);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The port it listens on (the one chosen when options.port was 0).
+  std::uint16_t port() const noexcept;
+  /// Serves on the calling thread until a shutdown completes; returns 0 after a clean one.
+  int run();
+  /// Starts a graceful shutdown (any thread): stop accepting, let in-flight requests finish
+  /// within the grace period, cancel the rest, close every connection; then `run` returns.
+  void stop();
+
+  struct impl; ///< opaque: the server's state, shared with its connections
+
+private:
+  server();
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace aeg::server

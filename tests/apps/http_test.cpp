@@ -1,0 +1,155 @@
+// HTTP parsing and formatting, SSE reading and URL parsing: what the server and its clients rely
+// on before any socket is involved.
+
+#include "apps/server/client.hpp"
+#include "apps/server/http.hpp"
+
+#include <gtest/gtest.h>
+
+namespace aeg::server {
+namespace {
+
+TEST(RequestParser, ParsesARequestFedByteByByte) {
+  const std::string text = "POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: "
+                           "application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+  request_parser p;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto o = p.feed(std::string_view(text).substr(i, 1));
+    ASSERT_NE(o.state, request_parser::status::error) << o.error;
+    EXPECT_EQ(o.consumed, 1u);
+    if (i + 1 < text.size())
+      EXPECT_EQ(o.state, request_parser::status::need_more);
+    else
+      EXPECT_EQ(o.state, request_parser::status::complete);
+  }
+  auto r = p.take();
+  EXPECT_EQ(r.method, "POST");
+  EXPECT_EQ(r.target, "/v1/completions?x=1");
+  EXPECT_EQ(r.path, "/v1/completions");
+  EXPECT_EQ(r.body, "{\"a\":1}");
+  ASSERT_NE(r.header("content-type"), nullptr);
+  EXPECT_EQ(*r.header("content-type"), "application/json");
+  EXPECT_TRUE(r.keep_alive);
+}
+
+TEST(RequestParser, PipelinedRequestsComeOneAtATime) {
+  const std::string two = "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n"
+                          "Connection: close\r\n\r\n";
+  request_parser p;
+  auto o = p.feed(two);
+  ASSERT_EQ(o.state, request_parser::status::complete);
+  EXPECT_LT(o.consumed, two.size());
+  EXPECT_EQ(p.take().path, "/a");
+  auto o2 = p.feed(std::string_view(two).substr(o.consumed));
+  ASSERT_EQ(o2.state, request_parser::status::complete);
+  auto b = p.take();
+  EXPECT_EQ(b.path, "/b");
+  EXPECT_FALSE(b.keep_alive);
+}
+
+TEST(RequestParser, ChunkedBodiesAreJoined) {
+  request_parser p;
+  auto o = p.feed("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                  "2\r\nde\r\n0\r\n\r\n");
+  ASSERT_EQ(o.state, request_parser::status::complete) << o.error;
+  EXPECT_EQ(p.take().body, "abcde");
+}
+
+TEST(RequestParser, RefusesWhatIsTooLargeOrMalformed) {
+  {
+    request_parser p({.max_header_bytes = 64, .max_body_bytes = 1024});
+    auto o = p.feed("GET / HTTP/1.1\r\nX-Long: " + std::string(200, 'a') + "\r\n\r\n");
+    EXPECT_EQ(o.state, request_parser::status::error);
+    EXPECT_EQ(o.http_status, 431);
+  }
+  {
+    request_parser p({.max_header_bytes = 1024, .max_body_bytes = 10});
+    auto o = p.feed("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n");
+    EXPECT_EQ(o.state, request_parser::status::error);
+    EXPECT_EQ(o.http_status, 413);
+  }
+  {
+    request_parser p({.max_header_bytes = 1024, .max_body_bytes = 4});
+    auto o = p.feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n");
+    EXPECT_EQ(o.state, request_parser::status::error);
+    EXPECT_EQ(o.http_status, 413);
+  }
+  {
+    request_parser p;
+    auto o = p.feed("NONSENSE\r\n\r\n");
+    EXPECT_EQ(o.state, request_parser::status::error);
+    EXPECT_EQ(o.http_status, 400);
+    EXPECT_NE(o.error.find("malformed"), std::string::npos);
+  }
+}
+
+TEST(RequestParser, KnowsWhenARequestIsHalfWay) {
+  request_parser p;
+  EXPECT_FALSE(p.in_progress());
+  p.feed("GET / HT");
+  EXPECT_TRUE(p.in_progress());
+  EXPECT_FALSE(p.headers_complete());
+  p.feed("TP/1.1\r\nContent-Length: 3\r\n\r\na");
+  EXPECT_TRUE(p.headers_complete());
+  auto o = p.feed("bc");
+  EXPECT_EQ(o.state, request_parser::status::complete);
+  p.take();
+  EXPECT_FALSE(p.in_progress());
+}
+
+TEST(Formatting, ResponsesAndChunksParseBack) {
+  const std::string body = "{\"ok\":true}";
+  std::string wire = format_response(404, {{"Content-Type", "application/json"}}, body, true);
+  wire += format_chunked_head(200, {{"Content-Type", "text/event-stream"}}, false);
+  wire += format_chunk("data: 1\n\n") + format_chunk("") + format_chunk("data: 2\n\n");
+  wire += last_chunk();
+  std::vector<int> statuses;
+  std::vector<std::string> bodies(1);
+  int completed = 0;
+  response_parser p({.on_headers = [&](int s, const header_list&) { statuses.push_back(s); },
+                     .on_body = [&](std::string_view d) { bodies.back() += d; },
+                     .on_complete =
+                         [&] {
+                           ++completed;
+                           bodies.emplace_back();
+                         }});
+  EXPECT_EQ(p.feed(wire), "");
+  EXPECT_EQ(statuses, (std::vector<int>{404, 200}));
+  EXPECT_EQ(completed, 2);
+  EXPECT_EQ(bodies[0], body);
+  EXPECT_EQ(bodies[1], "data: 1\n\ndata: 2\n\n");
+  EXPECT_FALSE(p.keep_alive());
+  EXPECT_EQ(reason_phrase(429), "Too Many Requests");
+}
+
+TEST(SseReader, SplitsEventsAcrossArbitraryPieces) {
+  const std::string stream =
+      "data: {\"a\":1}\n\n: comment\n\ndata: x\r\ndata: y\r\n\r\ndata: [DONE]\n\n";
+  for (std::size_t piece : {1u, 2u, 5u, 100u}) {
+    sse_reader r;
+    std::vector<std::string> got;
+    for (std::size_t i = 0; i < stream.size(); i += piece)
+      r.feed(std::string_view(stream).substr(i, piece),
+             [&](const std::string& d) { got.push_back(d); });
+    EXPECT_EQ(got, (std::vector<std::string>{"{\"a\":1}", "x\ny", "[DONE]"})) << piece;
+  }
+}
+
+TEST(Url, PartsAndErrors) {
+  auto u = parse_url("http://127.0.0.1:8000/api/");
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, "8000");
+  EXPECT_EQ(u->base, "/api");
+  auto d = parse_url("http://localhost");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->port, "80");
+  EXPECT_EQ(d->base, "");
+  auto s = parse_url("https://example.com");
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message.find("only http://"), std::string::npos);
+  EXPECT_FALSE(parse_url("not a url").has_value());
+}
+
+} // namespace
+} // namespace aeg::server

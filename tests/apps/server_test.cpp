@@ -1,0 +1,529 @@
+// The server over real loopback TCP with the real SmolLM2 (skipped when it has not been fetched):
+// every endpoint, streaming and not, several models at once, every kind of bad input, a client
+// leaving mid-stream, overload, and a shutdown with work in flight.
+
+#include "apps/server/client.hpp"
+#include "apps/server/server.hpp"
+#include "models/gguf/file.hpp"
+#include "models/tokenizer/tokenizer.hpp"
+
+#include <asio.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <regex>
+#include <thread>
+
+namespace aeg::server {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using asio::ip::tcp;
+
+const std::string model_path =
+    std::string(AEG_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::string api_key = "test-key";
+
+// A server running on its own thread, in this process.
+class running_server {
+public:
+  explicit running_server(serve_options o) {
+    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    sys_ = std::make_unique<caf::actor_system>(cfg_); // it keeps a reference to its config
+    o.port = 0;
+    o.handle_signals = false;
+    auto s = server::create(*sys_, std::move(o));
+    if (!s) {
+      error_ = s.error().to_string();
+      return;
+    }
+    server_ = std::move(*s);
+    port_ = server_->port();
+    thread_ = std::thread([this] { rc_ = server_->run(); });
+  }
+  ~running_server() {
+    stop();
+    server_.reset();
+  }
+  int stop() {
+    if (thread_.joinable()) {
+      server_->stop();
+      thread_.join();
+    }
+    return rc_;
+  }
+  const std::string& error() const { return error_; }
+  std::uint16_t port() const { return port_; }
+  url_parts url() const { return {"127.0.0.1", std::to_string(port_), ""}; }
+
+private:
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::unique_ptr<server> server_;
+  std::thread thread_;
+  std::uint16_t port_ = 0;
+  int rc_ = -1;
+  std::string error_;
+};
+
+// Raw bytes in, raw bytes out: for what a well-behaved client would never send.
+std::string raw_exchange(std::uint16_t port, const std::string& bytes, bool half_close = true) {
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  asio::write(s, asio::buffer(bytes));
+  asio::error_code ec;
+  if (half_close)
+    s.shutdown(tcp::socket::shutdown_send, ec);
+  std::string out;
+  std::array<char, 4096> buf{};
+  for (;;) {
+    const auto n = s.read_some(asio::buffer(buf), ec);
+    out.append(buf.data(), n);
+    if (ec)
+      break;
+  }
+  return out;
+}
+
+int status_of(const std::string& raw) {
+  if (raw.size() < 12)
+    return 0;
+  return std::stoi(raw.substr(9, 3));
+}
+
+class Server : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(model_path))
+      return;
+    dir_ = fs::temp_directory_path() / ("aeg-server-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    const std::string topo = (dir_ / "topology.json").string();
+    std::ofstream(topo) << json{
+        {"devices", {{{"name", "cpu0"}, {"backend", "cpu"}, {"memory_mib", 1024}}}},
+        {"models",
+         {{{"name", "alpha"}, {"gguf", model_path}, {"ttft_s", 30}, {"tbt_s", 1}},
+          {{"name", "beta"}, {"gguf", model_path}, {"ttft_s", 30}, {"tbt_s", 1}},
+          {{"name", "noise"}, {"synthetic", "smollm2-135m"}, {"seed", 3}}}},
+        {"instances", {{{"device", "cpu0"}, {"role", "colocated"}}}},
+        {"host_kv_mib", 128}}.dump();
+    serve_options o;
+    o.config = topo;
+    o.api_key = api_key;
+    o.header_timeout_seconds = 1;
+    o.limits.max_body_bytes = 256 * 1024;
+    o.limits.max_header_bytes = 8 * 1024;
+    server_ = new running_server(o);
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    if (!dir_.empty())
+      fs::remove_all(dir_);
+  }
+  void SetUp() override {
+    if (server_ == nullptr)
+      GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+    ASSERT_EQ(server_->error(), "");
+  }
+
+  static http_client client() { return http_client(server_->url(), api_key); }
+
+  // POSTs a JSON body; the parsed answer and its status.
+  static std::pair<int, json> post(const std::string& path, const json& body) {
+    auto c = client();
+    auto r = c.request("POST", path, body.dump());
+    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
+    if (!r)
+      return {0, {}};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+
+  // A streamed request: the events' JSON, in order, and whether [DONE] ended them.
+  struct streamed {
+    int status = 0;
+    std::vector<json> events;
+    bool done = false;
+  };
+  static streamed stream(const std::string& path, json body) {
+    body["stream"] = true;
+    streamed s;
+    sse_reader sse;
+    auto c = client();
+    auto r = c.request("POST", path, body.dump(), [&](std::string_view d) {
+      sse.feed(d, [&](const std::string& data) {
+        if (data == "[DONE]")
+          s.done = true;
+        else
+          s.events.push_back(json::parse(data));
+      });
+    });
+    EXPECT_TRUE(r.has_value());
+    s.status = r ? r->status : 0;
+    return s;
+  }
+
+  static std::string metrics() {
+    auto c = client();
+    auto r = c.request("GET", "/metrics");
+    EXPECT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+    return r ? r->body : "";
+  }
+
+  // The sum of a metric's samples (0 when absent).
+  static double metric(const std::string& text, const std::string& name) {
+    double sum = 0;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
+        sum += std::stod(line.substr(line.rfind(' ') + 1));
+    return sum;
+  }
+
+  // Waits (bounded) until no request runs and no KV block is held anywhere.
+  static bool drained() {
+    for (int i = 0; i < 400; ++i) {
+      const auto m = metrics();
+      if (metric(m, "aegaeon_requests_running") == 0 &&
+          metric(m, "aegaeon_instance_kv_bytes_used") == 0 &&
+          metric(m, "aegaeon_instance_running_sequences") == 0 &&
+          metric(m, "aegaeon_pool_requests_in_flight") == 0)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  static inline running_server* server_ = nullptr;
+  static inline fs::path dir_;
+};
+
+TEST_F(Server, HealthModelsAndMetrics) {
+  auto c = client();
+  auto h = c.request("GET", "/health");
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(json::parse(h->body)["status"], "ok");
+  auto m = c.request("GET", "/v1/models");
+  ASSERT_TRUE(m.has_value());
+  const auto list = json::parse(m->body);
+  std::vector<std::string> ids;
+  for (const auto& d : list["data"])
+    ids.push_back(d["id"]);
+  EXPECT_EQ(ids, (std::vector<std::string>{"alpha", "beta", "noise"}));
+  auto one = c.request("GET", "/v1/models/beta");
+  EXPECT_EQ(one->status, 200);
+  EXPECT_EQ(json::parse(one->body)["id"], "beta");
+  const auto text = metrics();
+  for (const char* family :
+       {"aegaeon_requests_total", "aegaeon_time_to_first_token_seconds",
+        "aegaeon_time_between_tokens_seconds", "aegaeon_slo_attainment_ratio",
+        "aegaeon_instance_switches_total", "aegaeon_instance_switch_seconds_total",
+        "aegaeon_model_resident", "aegaeon_queue_length"})
+    EXPECT_NE(text.find(std::string("# TYPE ") + family), std::string::npos) << family;
+}
+
+TEST_F(Server, CompletionsGreedyAndStreamedAgree) {
+  const json body = {{"model", "alpha"},
+                     {"prompt", "The capital of France is"},
+                     {"max_tokens", 12},
+                     {"temperature", 0}};
+  auto [status, full] = post("/v1/completions", body);
+  ASSERT_EQ(status, 200) << full.dump();
+  EXPECT_EQ(full["object"], "text_completion");
+  const std::string text = full["choices"][0]["text"];
+  EXPECT_EQ(text.rfind(" Paris", 0), 0u) << text;
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(full["usage"]["completion_tokens"], 12);
+  EXPECT_EQ(full["usage"]["prompt_tokens"], 5);
+
+  json sbody = body;
+  sbody["stream_options"] = {{"include_usage", true}};
+  auto s = stream("/v1/completions", sbody);
+  ASSERT_EQ(s.status, 200);
+  EXPECT_TRUE(s.done);
+  std::string joined;
+  std::size_t token_events = 0;
+  for (const auto& e : s.events)
+    if (!e["choices"].empty()) {
+      joined += e["choices"][0]["text"].get<std::string>();
+      token_events += e["choices"][0]["finish_reason"].is_null();
+    }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(token_events, 12u); // one event per token
+  ASSERT_FALSE(s.events.empty());
+  EXPECT_TRUE(s.events.back()["choices"].empty());
+  EXPECT_EQ(s.events.back()["usage"]["completion_tokens"], 12);
+  EXPECT_TRUE(drained());
+}
+
+TEST_F(Server, ChatStreamsWithRoleThenContentThenFinish) {
+  auto s =
+      stream("/v1/chat/completions",
+             {{"model", "beta"},
+              {"messages", {{{"role", "user"}, {"content", "What is the capital of France?"}}}},
+              {"max_tokens", 24},
+              {"temperature", 0}});
+  ASSERT_EQ(s.status, 200);
+  ASSERT_GE(s.events.size(), 2u);
+  EXPECT_EQ(s.events.front()["object"], "chat.completion.chunk");
+  EXPECT_EQ(s.events.front()["choices"][0]["delta"]["role"], "assistant");
+  std::string answer;
+  for (const auto& e : s.events)
+    if (e["choices"][0]["delta"].contains("content"))
+      answer += e["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_FALSE(answer.empty());
+  const auto reason = s.events.back()["choices"][0]["finish_reason"];
+  EXPECT_TRUE(reason == "stop" || reason == "length") << reason;
+  EXPECT_TRUE(s.done);
+
+  auto [status, full] =
+      post("/v1/chat/completions",
+           {{"model", "beta"},
+            {"messages", {{{"role", "user"}, {"content", "What is the capital of France?"}}}},
+            {"max_tokens", 24},
+            {"temperature", 0}});
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(full["choices"][0]["message"]["content"], answer);
+}
+
+TEST_F(Server, StopStringsEndTheWork) {
+  auto [status, full] = post("/v1/completions", {{"model", "alpha"},
+                                                 {"prompt", "Count: 1, 2, 3,"},
+                                                 {"max_tokens", 200},
+                                                 {"temperature", 0},
+                                                 {"stop", {"7"}}});
+  ASSERT_EQ(status, 200) << full.dump();
+  const std::string text = full["choices"][0]["text"];
+  EXPECT_EQ(text.find('7'), std::string::npos) << text;
+  EXPECT_EQ(full["choices"][0]["finish_reason"], "stop");
+  EXPECT_LT(full["usage"]["completion_tokens"].get<int>(), 200);
+  // A stop token id ends it too, and its text is not part of the answer (greedy: " Paris.").
+  auto file = models::gguf::file::open(model_path);
+  ASSERT_TRUE(file.has_value());
+  auto tok = models::tokenizer::from_gguf(*file);
+  ASSERT_TRUE(tok.has_value());
+  const auto dot = tok->encode(".", false);
+  ASSERT_EQ(dot.size(), 1u);
+  auto [s2, byid] = post("/v1/completions", {{"model", "alpha"},
+                                             {"prompt", "The capital of France is"},
+                                             {"max_tokens", 50},
+                                             {"temperature", 0},
+                                             {"ignore_eos", true},
+                                             {"stop", {dot[0]}}});
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(byid["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(byid["choices"][0]["text"], " Paris");
+  EXPECT_LE(byid["usage"]["completion_tokens"].get<int>(), 2);
+  EXPECT_TRUE(drained());
+}
+
+TEST_F(Server, ConcurrentClientsOnSeveralModelsGetTheirOwnAnswers) {
+  const std::vector<std::string> prompts = {"The capital of France is", "Water boils at",
+                                            "The largest planet is"};
+  // Alone first: greedy answers per prompt (alpha and beta share weights, so they agree).
+  std::vector<std::string> alone;
+  for (const auto& p : prompts)
+    alone.push_back(
+        post("/v1/completions",
+             {{"model", "alpha"}, {"prompt", p}, {"max_tokens", 16}, {"temperature", 0}})
+            .second["choices"][0]["text"]);
+  std::vector<std::future<std::string>> futures;
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t i = 0; i < prompts.size(); ++i)
+      for (const char* model : {"alpha", "beta", "noise"})
+        futures.push_back(std::async(std::launch::async, [=] {
+          auto [status, r] = post(
+              "/v1/completions",
+              {{"model", model}, {"prompt", prompts[i]}, {"max_tokens", 16}, {"temperature", 0}});
+          if (status != 200)
+            return std::string("HTTP ") + std::to_string(status) + r.dump();
+          return std::string(model) + "|" + std::to_string(i) + "|" +
+                 r["choices"][0]["text"].get<std::string>();
+        }));
+  std::size_t noise = 0;
+  for (auto& f : futures) {
+    const auto got = f.get();
+    ASSERT_EQ(got.rfind("HTTP", 0), std::string::npos) << got;
+    const auto a = got.find('|'), b = got.find('|', a + 1);
+    const std::string model = got.substr(0, a);
+    const std::size_t i = std::stoul(got.substr(a + 1, b - a - 1));
+    if (model == "noise")
+      ++noise; // random weights: any text, but it must come back
+    else
+      EXPECT_EQ(got.substr(b + 1), alone[i]) << model << " " << prompts[i];
+  }
+  EXPECT_EQ(noise, 2 * prompts.size());
+  EXPECT_TRUE(drained());
+  EXPECT_GT(metric(metrics(), "aegaeon_instance_switches_total"), 1);
+}
+
+TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
+  auto c = client();
+  auto expect_error = [&](const std::string& path, const std::string& body, int status,
+                          const std::string& fragment) {
+    auto r = c.request("POST", path, body);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, status) << body << " -> " << r->body;
+    const auto j = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(j.contains("error")) << r->body;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(fragment), std::string::npos)
+        << r->body;
+  };
+  expect_error("/v1/completions", "{\"model\": ", 400, "not valid JSON");
+  expect_error("/v1/completions", R"({"model": "gpt-9", "prompt": "x"})", 404, "does not exist");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "top_p": 7})", 400, "top_p");
+  expect_error("/v1/chat/completions", R"({"model": "alpha", "messages": "hi"})", 400, "messages");
+  json huge = {{"model", "alpha"}, {"prompt", std::vector<int>(9000, 42)}};
+  expect_error("/v1/completions", huge.dump(), 400, "context");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "max_tokens": 100000})", 400,
+               "max_tokens");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": [99999999]})", 400, "vocabulary");
+  auto nf = c.request("GET", "/v2/nothing");
+  EXPECT_EQ(nf->status, 404);
+  auto wrong = c.request("GET", "/v1/completions");
+  EXPECT_EQ(wrong->status, 405);
+
+  // Authentication.
+  http_client anonymous(server_->url());
+  auto r401 = anonymous.request("GET", "/v1/models");
+  EXPECT_EQ(r401->status, 401);
+  EXPECT_NE(r401->body.find("invalid_api_key"), std::string::npos);
+  http_client wrong_key(server_->url(), "nope");
+  EXPECT_EQ(wrong_key.request("GET", "/v1/models")->status, 401);
+  EXPECT_EQ(anonymous.request("GET", "/health")->status, 200); // health needs no key
+
+  // A body over the limit, headers over the limit, malformed HTTP, headers too slow.
+  const auto port = server_->port();
+  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Length: 1000000\r\n\r\n")),
+            413);
+  EXPECT_EQ(status_of(raw_exchange(
+                port, "GET /health HTTP/1.1\r\nX-Big: " + std::string(10000, 'a') + "\r\n\r\n")),
+            431);
+  EXPECT_EQ(status_of(raw_exchange(port, "BLAH\r\n\r\n")), 400);
+  const auto slow = raw_exchange(port, "GET /health HTTP/1.1\r\nHost: x\r\n", false);
+  EXPECT_EQ(status_of(slow), 408) << slow;
+
+  // Still serving.
+  auto [status, ok] =
+      post("/v1/completions", {{"model", "alpha"}, {"prompt", "Hi"}, {"max_tokens", 2}});
+  EXPECT_EQ(status, 200) << ok.dump();
+  EXPECT_TRUE(drained());
+}
+
+TEST_F(Server, KeepAliveServesManyRequestsOnOneConnection) {
+  auto c = client();
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.request("POST", "/v1/completions",
+                       json{{"model", "alpha"}, {"prompt", "Hello"}, {"max_tokens", 2}}.dump());
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 200);
+  }
+  // Pipelined: two requests in one write, two answers in order.
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const auto both = raw_exchange(server_->port(), req + "GET /nope HTTP/1.1\r\nHost: x\r\n"
+                                                        "Connection: close\r\n\r\n");
+  const auto first = both.find("HTTP/1.1 200"), second = both.find("HTTP/1.1 404");
+  EXPECT_NE(first, std::string::npos) << both;
+  EXPECT_NE(second, std::string::npos) << both;
+  EXPECT_LT(first, second);
+}
+
+TEST_F(Server, AClientLeavingMidStreamCancelsItsRequestAndFreesItsKV) {
+  const auto before = metric(metrics(), "aegaeon_requests_total");
+  {
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    const std::string body = json{
+        {"model", "alpha"},
+        {"prompt", "Once upon a time"},
+        {"max_tokens", 4000},
+        {"ignore_eos", true},
+        {"stream", true}}.dump();
+    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                            api_key + "\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\n\r\n" + body;
+    asio::write(s, asio::buffer(req));
+    // Read until a few tokens have streamed, then vanish.
+    std::string got;
+    std::array<char, 4096> buf{};
+    while (std::count(got.begin(), got.end(), '\n') < 12)
+      got.append(buf.data(), s.read_some(asio::buffer(buf)));
+    EXPECT_NE(got.find("text/event-stream"), std::string::npos);
+  } // the socket closes here
+  EXPECT_TRUE(drained());
+  const auto m = metrics();
+  EXPECT_EQ(metric(m, "aegaeon_requests_total") - before, 1);
+  EXPECT_NE(m.find("finish_reason=\"cancelled\""), std::string::npos);
+}
+
+TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  const auto dir = fs::temp_directory_path() / ("aeg-server-limits-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(model_path, dir / "tiny.gguf", fs::copy_options::overwrite_existing);
+  serve_options o;
+  o.models_dir = dir.string();
+  o.backend = "cpu";
+  o.max_in_flight = 2;
+  o.grace_seconds = 0.5;
+  running_server srv(o);
+  ASSERT_EQ(srv.error(), "");
+  const json long_request = {{"model", "tiny"},
+                             {"prompt", "Once upon a time"},
+                             {"max_tokens", 3000},
+                             {"ignore_eos", true}};
+  // Two long requests fill the server; the third is refused at once with Retry-After.
+  std::vector<std::future<std::pair<int, std::string>>> running;
+  for (int i = 0; i < 2; ++i)
+    running.push_back(std::async(std::launch::async, [&] {
+      http_client c(srv.url());
+      auto r = c.request("POST", "/v1/completions", long_request.dump());
+      return r ? std::pair{r->status, r->body} : std::pair{0, r.error().message};
+    }));
+  http_client probe(srv.url());
+  // Once both run (the metrics say so), the next is refused at once with Retry-After.
+  bool both_running = false;
+  for (int i = 0; i < 400 && !both_running; ++i) {
+    auto m = probe.request("GET", "/metrics");
+    ASSERT_TRUE(m.has_value());
+    both_running = m->body.find("aegaeon_requests_running{model=\"tiny\"} 2") != std::string::npos;
+    if (!both_running)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(both_running);
+  auto r = probe.request("POST", "/v1/completions",
+                         json{{"model", "tiny"}, {"prompt", "x"}, {"max_tokens", 1}}.dump());
+  ASSERT_TRUE(r.has_value());
+  const int status = r->status;
+  bool retry_after = false;
+  for (const auto& [k, v] : r->headers)
+    retry_after |= k == "retry-after";
+  EXPECT_TRUE(retry_after);
+  EXPECT_NE(r->body.find("rate_limit_exceeded"), std::string::npos);
+  EXPECT_EQ(status, 429);
+  // Shutdown with both still running: each gets an answer (an error saying why), nothing hangs.
+  EXPECT_EQ(srv.stop(), 0);
+  for (auto& f : running) {
+    auto [st, body] = f.get();
+    EXPECT_EQ(st, 503) << body;
+    EXPECT_NE(body.find("shut down"), std::string::npos) << body;
+  }
+  fs::remove_all(dir);
+}
+
+} // namespace
+} // namespace aeg::server
