@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <set>
 
 namespace aeg::sched {
 
@@ -20,6 +21,23 @@ public:
   explicit weighted_round_robin(seconds max_quota) : max_quota_(max_quota) {}
 
   turn_decision decide(const instance_view& v) override {
+    // Requests that have not started (on a colocated instance: waiting for their prefill, and
+    // so for their first token) cut in: their model runs until they have all started, then the
+    // round resumes where it was, and the model joins the round if it was not in it (a
+    // mid-round join). Without this a request of a model outside the round could wait a whole
+    // round, up to Q_MAX a turn, for its first token. One cut-in per model per round, at most
+    // Q_MAX long, so a model whose requests cannot start (no KV room) never holds the device.
+    const std::string current = round_.empty() ? std::string() : round_.front().model;
+    const model_load* urgent = nullptr;
+    for (const auto& m : v.models)
+      if (m.waiting > 0 && m.name != current && (m.name == v.active || !cut_in_.contains(m.name)) &&
+          (urgent == nullptr || m.oldest_wait > urgent->oldest_wait))
+        urgent = &m;
+    if (urgent != nullptr && !(urgent->name == v.active && v.turn_elapsed >= max_quota_)) {
+      cut_in_.insert(urgent->name);
+      join(v, urgent->name);
+      return {urgent->name, current.empty() ? prefetch_after(v) : current};
+    }
     // The current turn goes on while its model has work and quota left.
     if (!round_.empty() && round_.front().model == v.active) {
       if (find(v, v.active) != nullptr && v.turn_elapsed < round_.front().quota)
@@ -39,16 +57,33 @@ private:
     seconds quota;
   };
 
-  // Every model with work gets a turn, in the order its work arrived (same-model work is one
-  // batch, so a model's turns are adjacent by construction).
-  void start_round(const instance_view& v) {
+  // Adds a turn for `name` to this round unless it has one, with the quota it would get in a
+  // round of everything that has work now.
+  void join(const instance_view& v, const std::string& name) {
+    for (const auto& t : round_)
+      if (t.model == name)
+        return;
+    const auto q = quotas(v);
+    for (std::size_t i = 0; i < v.models.size(); ++i)
+      if (v.models[i].name == name)
+        round_.push_back({name, q.quotas[i]});
+  }
+
+  quota_round quotas(const instance_view& v) const {
     std::vector<batch_load> loads;
     seconds switches{0};
     for (const auto& m : v.models) {
       loads.push_back({m.step_time, m.tbt});
       switches += m.switch_time;
     }
-    const auto q = assign_quotas(loads, switches, max_quota_);
+    return assign_quotas(loads, switches, max_quota_);
+  }
+
+  // Every model with work gets a turn, in the order its work arrived (same-model work is one
+  // batch, so a model's turns are adjacent by construction).
+  void start_round(const instance_view& v) {
+    cut_in_.clear();
+    const auto q = quotas(v);
     for (std::size_t i = 0; i < v.models.size(); ++i)
       round_.push_back({v.models[i].name, q.quotas[i]});
   }
@@ -67,6 +102,7 @@ private:
 
   seconds max_quota_;
   std::deque<turn> round_;
+  std::set<std::string> cut_in_; // models that cut in during this round
 };
 
 class drain_first final : public switch_policy {

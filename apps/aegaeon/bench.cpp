@@ -34,13 +34,6 @@ struct run_result {
   double seconds = 0;
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty())
-    return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
-
 // Replays the trace into the proxy at the trace's times (CAF's clock: no thread sleeps) and
 // counts ends; answers `run` once every request has ended.
 class client final : public caf::event_based_actor {
@@ -220,22 +213,31 @@ int run_bench(const bench_options& o) {
       "{:.3f} s\nattainment: mean share of each request's time on schedule (the paper's metric); "
       "tokens: share of tokens on time\n",
       o.devices, o.backend, o.shape, o.rate, o.duration, o.ttft, o.tbt);
-  for (const std::size_t n : o.model_counts) {
-    std::vector<std::string> models;
-    for (std::size_t i = 0; i < n; ++i)
-      models.push_back("model-" + std::to_string(i));
-    std::vector<trace_request> trace;
-    if (!o.trace_path.empty()) {
-      auto t = load_trace(o.trace_path);
-      if (!t) {
-        fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
-        return 1;
-      }
-      trace = std::move(*t);
-    } else {
-      trace = make_trace(
-          {models, o.rate, o.duration, o.prompt_mean, o.output_mean, 1024, 1024, o.seed});
+  // A trace names its own models: one pool size, the trace's.
+  std::vector<std::size_t> counts = o.model_counts;
+  std::vector<std::string> traced;
+  if (!o.trace_path.empty()) {
+    auto t = load_trace(o.trace_path);
+    if (!t) {
+      fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
+      return 1;
     }
+    for (const auto& r : *t)
+      if (std::find(traced.begin(), traced.end(), r.model) == traced.end())
+        traced.push_back(r.model);
+    counts = {traced.size()};
+  }
+  for (const std::size_t n : counts) {
+    std::vector<std::string> models = traced;
+    for (std::size_t i = 0; models.size() < n; ++i)
+      models.push_back("model-" + std::to_string(i));
+    auto loaded = workload(o.trace_path, {models, o.rate, o.duration, o.prompt_mean, o.output_mean,
+                                          1024, 1024, o.seed});
+    if (!loaded) {
+      fmt::print(stderr, "aegaeon bench: {}\n", loaded.error().to_string());
+      return 1;
+    }
+    const std::vector<trace_request> trace = std::move(*loaded);
     fmt::print("\n{} models, {} requests\n{:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", n,
                trace.size(), "policy", "attainment", "tokens", "TTFT p50", "TTFT p99", "TBT p99",
                "switches", "rejected");

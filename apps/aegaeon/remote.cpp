@@ -267,13 +267,6 @@ private:
   bool complete_ = false;
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty())
-    return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
-
 struct summary {
   std::string model; // "all" for the whole run
   std::size_t requests = 0, completed = 0, failed = 0, rejected = 0;
@@ -383,18 +376,13 @@ int run_remote_bench(const bench_options& o) {
              fmt::join(models, ", "), o.url, o.ttft, o.tbt);
   double best_rate = 0;
   for (const double rate : rates) {
-    std::vector<trace_request> trace;
-    if (!o.trace_path.empty()) {
-      auto t = load_trace(o.trace_path);
-      if (!t) {
-        fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
-        return 1;
-      }
-      trace = std::move(*t);
-    } else {
-      trace =
-          make_trace({models, rate, o.duration, o.prompt_mean, o.output_mean, 1024, 1024, o.seed});
+    auto loaded = workload(
+        o.trace_path, {models, rate, o.duration, o.prompt_mean, o.output_mean, 1024, 1024, o.seed});
+    if (!loaded) {
+      fmt::print(stderr, "aegaeon bench: {}\n", loaded.error().to_string());
+      return 1;
     }
+    const std::vector<trace_request> trace = std::move(*loaded);
     asio::io_context io;
     tcp::resolver resolver(io);
     asio::error_code ec;

@@ -78,6 +78,19 @@ result<std::vector<trace_request>> load_trace(const std::string& path) {
   return out;
 }
 
+result<std::vector<trace_request>> workload(const std::string& path, const trace_options& o) {
+  if (!path.empty())
+    return load_trace(path);
+  return make_trace(o);
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path) {
   std::ofstream out(path);
   if (!out)

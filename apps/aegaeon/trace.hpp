@@ -39,6 +39,12 @@ std::vector<trace_request> make_trace(const trace_options& o);
 /// "output_tokens". Errors name the line.
 result<std::vector<trace_request>> load_trace(const std::string& path);
 
+/// The trace at `path` when one is given, else `make_trace(o)`.
+result<std::vector<trace_request>> workload(const std::string& path, const trace_options& o);
+
+/// The p-quantile (0..1) of `v` by nearest rank; 0 for none.
+double percentile(std::vector<double> v, double p);
+
 /// Writes a trace as JSONL.
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path);
 

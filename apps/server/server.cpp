@@ -169,7 +169,7 @@ public:
     srv_.maybe_finish_shutdown();
   }
 
-  bool idle() const { return !gen_ && !parser_.in_progress() && out_.empty(); }
+  bool idle() const { return !gen_ && !awaiting_ && !parser_.in_progress() && out_.empty(); }
   bool busy() const { return gen_ != nullptr; }
   void cancel_generation() {
     if (gen_ && !gen_->finished && gen_->bridge)
@@ -178,13 +178,19 @@ public:
 
   // From the bridge, on the io thread.
   void on_submitted(const std::shared_ptr<generation>& g) {
-    if (g != gen_ || closed_ || !g->params.stream || g->head_sent)
+    if (g == gen_)
+      send_head(*g);
+  }
+  // The head of a streamed answer, once, before its first event (whichever comes first: the
+  // pool's acceptance or a token).
+  void send_head(generation& g) {
+    if (closed_ || !g.params.stream || g.head_sent)
       return;
-    g->head_sent = true;
+    g.head_sent = true;
     write(format_chunked_head(200,
                               {{"Content-Type", "text/event-stream"},
                                {"Cache-Control", "no-cache"},
-                               {"X-Request-Id", g->shape.id}},
+                               {"X-Request-Id", g.shape.id}},
                               keep_alive_));
   }
   void on_refused(const std::shared_ptr<generation>& g, api_error e) {
@@ -268,7 +274,8 @@ private:
   }
 
   void process() {
-    while (!closed_ && !gen_ && out_.empty() && keep_alive_ && !input_.empty()) {
+    // One request at a time: the next is parsed once this one's answer is written.
+    while (!closed_ && !gen_ && !awaiting_ && out_.empty() && keep_alive_ && !input_.empty()) {
       if (!parser_.in_progress())
         arm_request_timeout();
       auto o = parser_.feed(input_);
@@ -492,6 +499,7 @@ private:
   void emit(generation& g, const std::string& piece, bool every_token = false) {
     if (piece.empty() && !(every_token && g.params.stream))
       return;
+    send_head(g);
     if (!g.params.stream) {
       g.text += piece;
       return;
@@ -507,6 +515,7 @@ private:
     srv_.metrics.finished(g->model->name, std::string(reason), g->prompt_tokens,
                           g->completion_tokens);
     if (g->params.stream) {
+      send_head(*g);
       std::string tail =
           "data: " + g->shape.chunk("", reason, g->first_chunk, g->params.include_usage) + "\n\n";
       if (g->params.include_usage)
@@ -570,7 +579,7 @@ private:
   void flush() {
     if (out_.empty()) {
       writing_ = false;
-      if (!gen_) {
+      if (!gen_ && !awaiting_) {
         if (!keep_alive_ || srv_.shutting_down) {
           close();
           return;
@@ -603,6 +612,7 @@ private:
   std::string input_;
   std::deque<std::string> out_;
   bool writing_ = false, closed_ = false, keep_alive_ = true;
+  bool awaiting_ = false; // an answer is being gathered from the actors (metrics)
   std::shared_ptr<generation> gen_;
 };
 
@@ -676,6 +686,7 @@ caf::actor connection::spawn_bridge(const std::shared_ptr<generation>& g,
 
 void connection::metrics() {
   // Ask the proxy and every instance, without blocking anyone; answer when all replied.
+  awaiting_ = true;
   std::weak_ptr<connection> weak = shared_from_this();
   auto link = srv_.link;
   auto proxy = srv_.pool->proxy();
@@ -700,6 +711,7 @@ void connection::metrics() {
         std::vector<instance_report> inst;
         for (std::size_t i = 0; i < names.size(); ++i)
           inst.push_back({names[i], st->stats[i]});
+        c->awaiting_ = false;
         c->respond(200, "text/plain; version=0.0.4; charset=utf-8",
                    c->srv_.metrics.render(st->pool, inst));
       });

@@ -139,6 +139,40 @@ TEST(WeightedRoundRobin, AModelWithoutWorkEndsItsTurnAndNewWorkWaitsForTheNextRo
   EXPECT_EQ(trace, expected);
 }
 
+TEST(WeightedRoundRobin, RequestsWaitingToStartCutInThenTheRoundResumesWithThemInIt) {
+  auto p = make_weighted_round_robin(seconds{4});
+  auto load = [](const std::string& name, std::size_t waiting, std::size_t running) {
+    return model_load{name,           waiting,      running,     seconds{waiting > 0 ? 0.5 : 0.0},
+                      seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  };
+  instance_view v;
+  v.models = {load("a", 0, 1), load("b", 0, 1)};
+  EXPECT_EQ(p->decide(v).run, "a"); // a round of a and b begins
+  v.active = "a";
+  v.turn_elapsed = seconds{1};
+  // "c" gets a request that has not started: it cuts in, and a is prefetched for the return.
+  v.models.push_back(load("c", 1, 0));
+  auto d = p->decide(v);
+  EXPECT_EQ(d.run, "c");
+  EXPECT_EQ(d.prefetch, "a");
+  // Once c's request has started, a's turn resumes.
+  v.active = "c";
+  v.turn_elapsed = seconds{0.05};
+  v.models.back() = load("c", 0, 1);
+  EXPECT_EQ(p->decide(v).run, "a");
+  // After a's and b's turns, c's comes in this same round.
+  v.active = "a";
+  v.turn_elapsed = seconds{5};
+  EXPECT_EQ(p->decide(v).run, "b");
+  v.active = "b";
+  EXPECT_EQ(p->decide(v).run, "c");
+  // A request that cannot start (no KV room) cuts in once a round and at most Q_MAX long.
+  v.active = "c";
+  v.turn_elapsed = seconds{5};
+  v.models = {load("a", 0, 1), load("c", 1, 1)};
+  EXPECT_EQ(p->decide(v).run, "a");
+}
+
 TEST(DrainFirst, AModelKeepsTheDeviceUntilItsWorkIsDone) {
   auto p = make_drain_first();
   const auto trace =
