@@ -227,10 +227,12 @@ public:
     switch (r.reason) {
     case actors::finish_reason::stop:
     case actors::finish_reason::length: {
-      emit(*g, g->stops.push(g->decoder.finish()));
-      emit(*g, g->stops.flush());
-      complete(g,
-               r.reason == actors::finish_reason::stop || g->stops.stopped() ? "stop" : "length");
+      // Text held back until now rides on the final chunk, so the stream keeps one event per
+      // token plus the one that ends it.
+      std::string rest = g->stops.push(g->decoder.finish());
+      rest += g->stops.flush();
+      complete(g, r.reason == actors::finish_reason::stop || g->stops.stopped() ? "stop" : "length",
+               rest);
       break;
     }
     case actors::finish_reason::cancelled:
@@ -510,14 +512,16 @@ private:
     g.first_chunk = false;
   }
 
-  void complete(const std::shared_ptr<generation>& g, std::string_view reason) {
+  void complete(const std::shared_ptr<generation>& g, std::string_view reason,
+                std::string_view rest = {}) {
     const usage_counts usage{g->prompt_tokens, g->completion_tokens};
+    g->text += rest;
     srv_.metrics.finished(g->model->name, std::string(reason), g->prompt_tokens,
                           g->completion_tokens);
     if (g->params.stream) {
       send_head(*g);
       std::string tail =
-          "data: " + g->shape.chunk("", reason, g->first_chunk, g->params.include_usage) + "\n\n";
+          "data: " + g->shape.chunk(rest, reason, g->first_chunk, g->params.include_usage) + "\n\n";
       if (g->params.include_usage)
         tail += "data: " + g->shape.usage_chunk(usage) + "\n\n";
       tail += "data: [DONE]\n\n";

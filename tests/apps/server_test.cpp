@@ -267,6 +267,40 @@ TEST_F(Server, CompletionsGreedyAndStreamedAgree) {
   EXPECT_TRUE(drained());
 }
 
+// Text held back to the very end (here: the answer's last character might begin a stop string
+// that never completes) arrives on the final chunk, so the stream still has one event per token.
+TEST_F(Server, TextHeldBackToTheEndRidesOnTheFinalChunk) {
+  json body = {{"model", "alpha"},
+               {"prompt", "The capital of France is"},
+               {"max_tokens", 12},
+               {"temperature", 0}};
+  auto [status, full] = post("/v1/completions", body);
+  ASSERT_EQ(status, 200) << full.dump();
+  const std::string text = full["choices"][0]["text"];
+  ASSERT_FALSE(text.empty());
+  body["stop"] = json::array({text.substr(text.size() - 1) + "\x01"});
+  auto [again_status, again] = post("/v1/completions", body);
+  ASSERT_EQ(again_status, 200) << again.dump();
+  EXPECT_EQ(again["choices"][0]["text"], text);
+  EXPECT_EQ(again["choices"][0]["finish_reason"], "length");
+
+  auto s = stream("/v1/completions", body);
+  ASSERT_EQ(s.status, 200);
+  ASSERT_TRUE(s.done);
+  std::string joined;
+  std::size_t token_events = 0;
+  for (const auto& e : s.events) {
+    joined += e["choices"][0]["text"].get<std::string>();
+    token_events += e["choices"][0]["finish_reason"].is_null();
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(token_events, 12u);
+  EXPECT_EQ(s.events.back()["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(s.events.back()["choices"][0]["text"].get<std::string>().empty())
+      << "the held-back character belongs on the final chunk";
+  EXPECT_TRUE(drained());
+}
+
 TEST_F(Server, ChatStreamsWithRoleThenContentThenFinish) {
   auto s =
       stream("/v1/chat/completions",
