@@ -64,7 +64,8 @@ struct decode_job {
   generation_request request;
   std::vector<std::int32_t> tokens; ///< prompt and the tokens generated so far
   std::size_t generated = 0;
-  models::kv_handle kv; ///< holds the K and V of all tokens but the last
+  models::kv_handle kv;       ///< holds the K and V of all tokens but the last
+  double prefill_seconds = 0; ///< the prefill instance's steps on this prompt
 };
 
 /// How a request ended.

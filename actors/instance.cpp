@@ -48,6 +48,7 @@ struct sequence {
   bool in_step = false;
   std::uint64_t last_step = 0; // for picking the least recently used to swap out
   clock_type::time_point arrived = clock_type::now();
+  double prefill_seconds = 0; // steps spent on its prompt (measured on a prefill instance)
 
   std::size_t pending() const { return tokens.size() - kv.tokens; }
 };
@@ -373,28 +374,32 @@ private:
       ++prefetch_hits_;
     }
     engine_->activate();
-    track_scale_up(prefetched);
     active_ = next;
     ++switches_;
     turn_steps_ = 0;
     turn_started_ = clock_type::now();
+    track_scale_up(prefetched);
     for (sequence* seq : models_[next].running)
       if (seq->kv.where == models::kv_handle::place::host)
         (void)bring_in(*seq);
   }
 
   // Times the scale-up that just started, without holding up the step loop; a cold one (not
-  // prefetched) teaches the switch-time estimate.
+  // prefetched) teaches the switch-time estimate. The turn's quota counts from when the weights
+  // are in: the switch is the round's `c`, not part of the turn.
   void track_scale_up(bool prefetched) {
     spawn([](instance* self, gpu::event* ready, clock_type::time_point t0, std::size_t bytes,
-             bool prefetched) -> coro::task<void> {
+             bool prefetched, std::size_t turn) -> coro::task<void> {
       co_await *ready;
-      const auto took = std::chrono::duration<double>(clock_type::now() - t0);
+      const auto now = clock_type::now();
+      const auto took = std::chrono::duration<double>(now - t0);
       self->scale_up_seconds_ += took.count();
       if (!prefetched)
         self->switch_time_.add(bytes, took);
+      if (self->switches_ == turn)
+        self->turn_started_ = now;
     }(this, &engine_->active_ready(), clock_type::now(), engine_->active()->bytes().size(),
-                              prefetched));
+                                                prefetched, switches_));
   }
 
   void prefetch(const std::string& name) {
@@ -495,13 +500,17 @@ private:
     auto& m = models_[active_];
     std::vector<planned> chosen;
     std::size_t budget = options_.max_batch_tokens;
+    // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
+    // compute-bound, so batching prompts only delays the first of them. A long prompt still
+    // goes in chunks of the token budget.
+    const std::size_t max_seqs =
+        options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
     const bool any_resident =
         std::any_of(m.running.begin(), m.running.end(), [](const sequence* s) {
           return s->kv.where == models::kv_handle::place::device &&
                  (!s->kv.ready || s->kv.ready->query());
         });
-    for (std::size_t i = 0;
-         i < m.running.size() && budget > 0 && chosen.size() < options_.max_seqs;) {
+    for (std::size_t i = 0; i < m.running.size() && budget > 0 && chosen.size() < max_seqs;) {
       sequence* seq = m.running[i];
       if (seq->kv.where == models::kv_handle::place::host && !bring_in(*seq)) {
         ++i; // no room to bring it in yet
@@ -530,7 +539,7 @@ private:
       chosen.push_back({seq, feed});
       ++i;
     }
-    while (!m.waiting.empty() && budget > 0 && chosen.size() < options_.max_seqs) {
+    while (!m.waiting.empty() && budget > 0 && chosen.size() < max_seqs) {
       sequence* seq = m.waiting.front();
       const std::size_t feed = std::min(seq->pending(), budget);
       if (!reserve(*seq, seq->kv.tokens + feed)) {
@@ -558,8 +567,12 @@ private:
       if (next >= models_.size())
         throw error_exception(
             error{errc::internal, "the policy chose an unknown model '" + decision.run + "'"});
-      if (next != active_)
+      if (next != active_) {
         switch_to(next);
+      } else if (decision.new_turn) {
+        turn_steps_ = 0;
+        turn_started_ = clock_type::now();
+      }
       if (!decision.prefetch.empty())
         prefetch(decision.prefetch);
       const auto chosen = plan_step();
@@ -602,10 +615,13 @@ private:
       ++turn_steps_;
       const auto sampled = engine_->sampled();
       std::size_t next_token = 0;
+      const double took = std::chrono::duration<double>(clock_type::now() - step_start).count();
       for (std::size_t i = 0; i < chosen.size(); ++i) {
         sequence& seq = *chosen[i].seq;
         seq.in_step = false;
         seq.last_step = steps_;
+        if (seq.generated == seq.request.generated_before)
+          seq.prefill_seconds += took; // a step of its prompt
         seq.kv.tokens += chosen[i].feed;
         const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
         if (seq.cancelled)
@@ -638,6 +654,7 @@ private:
     decode_job job;
     job.tokens = std::move(seq.tokens);
     job.generated = seq.generated;
+    job.prefill_seconds = seq.prefill_seconds;
     job.kv = std::move(seq.kv);
     seq.kv = {};
     auto& m = models_[seq.model];

@@ -2,6 +2,7 @@
 
 #include "actors/pool_atoms.hpp"
 #include "actors/request.hpp"
+#include "actors/sched/estimators.hpp"
 #include "actors/sched/prefill_queue.hpp"
 
 #include <caf/actor_system.hpp>
@@ -63,7 +64,9 @@ public:
           return submit(std::move(r));
         },
         [this](cancel_atom, std::uint64_t id) { cancel(id); },
-        [this](prefilled_atom, std::uint64_t id) { prefilled(id); },
+        [this](prefilled_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds) {
+          prefilled(id, prompt_tokens, seconds);
+        },
         [this](place_decode_atom, std::uint64_t id, const std::string& model)
             -> caf::result<caf::actor> { return place_decode(id, model); },
         [this](replace_atom, std::uint64_t id, generation_request& r) -> caf::result<void> {
@@ -111,7 +114,7 @@ private:
     }
     if (requests_.size() >= options_.max_queued) {
       ++rejected_;
-      return refuse("overloaded: " + std::to_string(requests_.size()) +
+      return refuse(overloaded_prefix + std::to_string(requests_.size()) +
                     " requests in flight; retry later");
     }
     if (!any_alive_for(r.model)) {
@@ -149,10 +152,8 @@ private:
   void place(std::uint64_t id, generation_request r) {
     auto& t = requests_.at(id);
     if (options_.route == routing::aegaeon && has_prefill_lanes()) {
-      const auto& c = catalog_.at(r.model);
-      (void)c;
-      const sched::prefill_queue::estimate e{sched::seconds{static_cast<double>(r.prompt.size()) /
-                                                            options_.prefill_tokens_per_second}};
+      const auto n = static_cast<double>(r.prompt.size());
+      const sched::prefill_queue::estimate e{prefill_time(t.model).predict(r.prompt.size(), n * n)};
       const std::size_t lane = queue_.add(id, r.model, e);
       t.lane = lane;
       t.queued = std::move(r);
@@ -213,11 +214,22 @@ private:
     }
   }
 
-  void prefilled(std::uint64_t id) {
+  // The prefill-time estimate of a model, fitted from its measured prompts; until enough
+  // arrive, the prior rate.
+  sched::prefill_estimator& prefill_time(const std::string& model) {
+    return prefill_time_.try_emplace(model, 0.0, 1.0 / options_.prefill_tokens_per_second, 0.0)
+        .first->second;
+  }
+
+  void prefilled(std::uint64_t id, std::size_t prompt_tokens, double seconds) {
     auto it = requests_.find(id);
     if (it == requests_.end() || !it->second.holds_lane)
       return;
     auto& t = it->second;
+    if (seconds > 0 && prompt_tokens > 0) {
+      const auto n = static_cast<double>(prompt_tokens);
+      prefill_time(t.model).add(prompt_tokens, n * n, sched::seconds{seconds});
+    }
     t.holds_lane = false;
     auto& m = members_[t.member];
     if (m.prefills > 0)
@@ -370,6 +382,7 @@ private:
   sched::prefill_queue queue_;
   std::unordered_map<std::uint64_t, tracked> requests_;
   std::map<std::string, std::size_t> queued_by_model_, in_flight_by_model_;
+  std::unordered_map<std::string, sched::prefill_estimator> prefill_time_;
   std::deque<request_metrics> finished_;
   std::map<std::string, model_totals> totals_;
   std::uint64_t next_id_ = 0;

@@ -49,6 +49,10 @@ struct catalog_entry {
   std::size_t image_bytes = 0;
 };
 
+/// How a refusal for too much load begins (`submit_atom`'s error text), so that a front end
+/// can tell "retry later" from "cannot serve this".
+inline constexpr const char* overloaded_prefix = "overloaded: ";
+
 /// How the proxy schedules.
 struct proxy_options {
   routing route = routing::aegaeon;

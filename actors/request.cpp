@@ -98,19 +98,13 @@ private:
       return;
     if (r.reason == finish_reason::unavailable)
       return instance_lost(); // its instance is stopping: place it again
-    if (prefill_lane_held_) {
-      prefill_lane_held_ = false;
-      send(proxy_, prefilled_atom::value, id_);
-    }
+    release_prefill_lane();
     finish(r.reason, std::move(r.message));
   }
 
   // The prefill instance is done with us: find a decode instance for the KV we now carry.
   void on_handoff(decode_job job) {
-    if (prefill_lane_held_) {
-      prefill_lane_held_ = false;
-      send(proxy_, prefilled_atom::value, id_);
-    }
+    release_prefill_lane(job.request.prompt.size(), job.prefill_seconds);
     if (instance_) {
       demonitor(instance_);
       instance_ = {};
@@ -134,6 +128,14 @@ private:
             });
   }
 
+  // Frees our slot in a prefill lane, teaching the proxy how long the prompt took when known.
+  void release_prefill_lane(std::size_t prompt_tokens = 0, double seconds = 0) {
+    if (!prefill_lane_held_)
+      return;
+    prefill_lane_held_ = false;
+    send(proxy_, prefilled_atom::value, id_, prompt_tokens, seconds);
+  }
+
   void on_cancel() {
     if (finished_)
       return;
@@ -153,10 +155,7 @@ private:
     instance_ = {};
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
-    if (prefill_lane_held_) {
-      prefill_lane_held_ = false;
-      send(proxy_, prefilled_atom::value, id_);
-    }
+    release_prefill_lane();
     rerouted_ = true;
     generation_request again = client_;
     again.id = id_;

@@ -34,6 +34,9 @@ struct instance_view {
 struct turn_decision {
   std::string run;      ///< the model the next step runs; a switch when it is not `active`
   std::string prefetch; ///< the model to copy in beside it (empty: none)
+  /// A new turn of the model already active (a round ended and the next begins with it): the
+  /// instance restarts the turn's clock as it does on a switch.
+  bool new_turn = false;
 };
 
 /// Chooses which model an instance runs at each step boundary: the preemption points of

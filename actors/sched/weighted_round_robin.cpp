@@ -34,9 +34,10 @@ public:
           (urgent == nullptr || m.oldest_wait > urgent->oldest_wait))
         urgent = &m;
     if (urgent != nullptr && !(urgent->name == v.active && v.turn_elapsed >= max_quota_)) {
-      cut_in_.insert(urgent->name);
+      const bool fresh = cut_in_.insert(urgent->name).second;
       join(v, urgent->name);
-      return {urgent->name, current.empty() ? prefetch_after(v) : current};
+      return {urgent->name, current.empty() ? prefetch_after(v) : current,
+              fresh && urgent->name == v.active};
     }
     // The current turn goes on while its model has work and quota left.
     if (!round_.empty() && round_.front().model == v.active) {
@@ -48,7 +49,9 @@ public:
     std::erase_if(round_, [&](const turn& t) { return find(v, t.model) == nullptr; });
     if (round_.empty())
       start_round(v);
-    return {round_.front().model, prefetch_after(v)};
+    // Reaching here, the front turn has not run yet; when its model is the active one (it ended
+    // the last round or its cut-in), no switch will restart the turn's clock, so ask for it.
+    return {round_.front().model, prefetch_after(v), round_.front().model == v.active};
   }
 
 private:

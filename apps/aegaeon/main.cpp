@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--max-body-bytes", serve.limits.max_body_bytes,
                    "Largest request body in bytes (413 beyond)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 34))
       ->capture_default_str();
   serve_cmd
       ->add_option("--header-timeout", serve.header_timeout_seconds,

@@ -146,10 +146,19 @@ http_client::request(const std::string& method, const std::string& path, const s
           return fail(errc::corrupt_data, err);
       }
     }
-    if (!complete && ec == asio::error::eof && got_any)
-      parser.finish();
-    if (complete || (ec == asio::error::eof && got_any)) {
-      if (!complete || !parser.keep_alive()) {
+    if (!complete && ec == asio::error::eof && got_any) {
+      // The end of the connection ends an answer only when its length was "until close";
+      // otherwise the answer was cut short, which is an error, not a shorter answer.
+      const auto err = parser.finish();
+      if (!complete) {
+        s.sock.close(ec);
+        s.connected = false;
+        return fail(errc::unavailable, "the server closed the connection mid-answer" +
+                                           (err.empty() ? std::string() : ": " + err));
+      }
+    }
+    if (complete) {
+      if (!parser.keep_alive()) {
         s.sock.close(ec);
         s.connected = false;
       }

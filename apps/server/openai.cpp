@@ -14,7 +14,8 @@ std::string api_error::json() const {
                       {"type", type},
                       {"param", param.empty() ? nlohmann::json(nullptr) : nlohmann::json(param)},
                       {"code", code.empty() ? nlohmann::json(nullptr) : nlohmann::json(code)}};
-  return nlohmann::json{{"error", e}}.dump();
+  // Messages may quote what the client sent, which need not be valid UTF-8.
+  return nlohmann::json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 namespace {
@@ -57,8 +58,8 @@ tl::expected<std::string, api_error> message_content(const json& c, std::size_t 
     return bad(where, where + " must be a string or an array of text parts");
   std::string text;
   for (const auto& part : c) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-        !part["text"].is_string())
+    if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
+        !part.contains("text") || !part["text"].is_string())
       return bad(where, where + ": only parts of type 'text' are supported");
     text += part["text"].get<std::string>();
   }
@@ -67,6 +68,8 @@ tl::expected<std::string, api_error> message_content(const json& c, std::size_t 
 
 } // namespace
 
+tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat);
+
 tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat) {
   json j;
   try {
@@ -74,6 +77,15 @@ tl::expected<completion_params, api_error> parse_completion(std::string_view bod
   } catch (const json::parse_error& e) {
     return bad("", std::string("the body is not valid JSON: ") + e.what());
   }
+  try {
+    return parse_fields(j, chat);
+  } catch (const json::exception& e) {
+    // A field of a type the checks above did not foresee: a client error, not a server fault.
+    return bad("", std::string("a field has the wrong type: ") + e.what());
+  }
+}
+
+tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat) {
   if (!j.is_object())
     return bad("", "the body must be a JSON object");
   completion_params p;
@@ -210,9 +222,12 @@ tl::expected<completion_params, api_error> parse_completion(std::string_view bod
   if (auto ids = j.find("stop_token_ids"); ids != j.end() && !ids->is_null()) {
     if (!ids->is_array())
       return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");
+    if (ids->size() > 256)
+      return bad("stop_token_ids", "'stop_token_ids' holds at most 256 ids");
     for (const auto& v : *ids) {
-      if (!v.is_number_integer() || v.get<std::int64_t>() < 0)
-        return bad("stop_token_ids", "'stop_token_ids' must hold non-negative integers");
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 0 ||
+          v.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+        return bad("stop_token_ids", "'stop_token_ids' must hold token ids (0 to 2^31-1)");
       p.stop_tokens.push_back(v.get<std::int32_t>());
     }
   }

@@ -100,6 +100,7 @@ struct server::impl {
   tcp::acceptor acceptor{io};
   asio::signal_set signals{io};
   asio::steady_timer grace{io};
+  asio::steady_timer accept_retry{io};
   std::set<std::shared_ptr<connection>> connections;
   std::size_t in_flight = 0;
   std::vector<caf::weak_actor_ptr> bridges; // pruned as they end
@@ -167,6 +168,27 @@ public:
     sock_.close(ec);
     srv_.connections.erase(self);
     srv_.maybe_finish_shutdown();
+  }
+
+  // Ends a connection whose last answer is written: stops sending, then reads and drops what
+  // the client still sends until it closes (at most 2 s), so that unread request bytes do not
+  // make the kernel reset the connection and destroy the answer before the client reads it.
+  void linger_close() {
+    if (closed_ || lingering_)
+      return;
+    lingering_ = true;
+    discard_input_ = true;
+    input_.clear();
+    asio::error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec)
+      return close();
+    timer_.expires_after(std::chrono::seconds(2));
+    auto self = shared_from_this();
+    timer_.async_wait([this, self](asio::error_code e) {
+      if (!e)
+        close();
+    });
   }
 
   bool idle() const { return !gen_ && !awaiting_ && !parser_.in_progress() && out_.empty(); }
@@ -263,10 +285,18 @@ private:
         close();
         return;
       }
+      if (discard_input_) {
+        read(); // after a refusal: what the client still sends is read and dropped
+        return;
+      }
       input_.append(buf_.data(), n);
-      if (input_.size() > srv_.opts.limits.max_body_bytes + srv_.opts.limits.max_header_bytes &&
-          gen_) {
-        // A client pipelining megabytes while it is being answered: refuse to buffer more.
+      const auto& lim = srv_.opts.limits;
+      const std::size_t cap = lim.max_body_bytes > SIZE_MAX - lim.max_header_bytes - buf_.size()
+                                  ? SIZE_MAX
+                                  : lim.max_body_bytes + lim.max_header_bytes + buf_.size();
+      if (input_.size() > cap) {
+        // More unread input than one largest request: a client pipelining without reading its
+        // answers. Refuse to buffer more.
         close();
         return;
       }
@@ -278,29 +308,45 @@ private:
   void process() {
     // One request at a time: the next is parsed once this one's answer is written.
     while (!closed_ && !gen_ && !awaiting_ && out_.empty() && keep_alive_ && !input_.empty()) {
-      if (!parser_.in_progress())
-        arm_request_timeout();
+      if (!request_timer_armed_)
+        arm_request_timeout(); // once per request: bytes that trickle in do not extend it
       auto o = parser_.feed(input_);
       input_.erase(0, o.consumed);
       if (o.state == request_parser::status::error) {
         keep_alive_ = false;
+        // Keep reading (and dropping) what the client sends, so that closing does not reset
+        // the connection before it has read this answer.
+        discard_input_ = true;
+        input_.clear();
         respond_error(api_error{.status = o.http_status, .message = o.error});
         return;
       }
       if (o.state == request_parser::status::need_more)
         return;
       timer_.cancel();
+      request_timer_armed_ = false;
+      ++request_epoch_; // a wait already queued to fire belongs to the request just read
       auto req = parser_.take();
       keep_alive_ = req.keep_alive && !srv_.shutting_down;
-      handle(req);
+      try {
+        handle(req);
+      } catch (const std::exception& e) {
+        // A fault in answering one request must not take the server down: drop this
+        // connection (its request, if any, is cancelled) and keep serving the others.
+        srv_.log(fmt::format("internal error answering {} {}: {}; closing the connection",
+                             req.method, req.path, e.what()));
+        close();
+        return;
+      }
     }
   }
 
   void arm_request_timeout() {
+    request_timer_armed_ = true;
     timer_.expires_after(seconds(srv_.opts.header_timeout_seconds));
     auto self = shared_from_this();
-    timer_.async_wait([this, self](asio::error_code ec) {
-      if (ec || closed_ || gen_)
+    timer_.async_wait([this, self, epoch = request_epoch_](asio::error_code ec) {
+      if (ec || closed_ || gen_ || epoch != request_epoch_)
         return;
       keep_alive_ = false;
       respond_error(api_error{.status = 408,
@@ -310,6 +356,7 @@ private:
   }
 
   void arm_idle() {
+    request_timer_armed_ = false;
     timer_.expires_after(seconds(srv_.opts.idle_timeout_seconds));
     auto self = shared_from_this();
     timer_.async_wait([this, self](asio::error_code ec) {
@@ -584,8 +631,12 @@ private:
     if (out_.empty()) {
       writing_ = false;
       if (!gen_ && !awaiting_) {
-        if (!keep_alive_ || srv_.shutting_down) {
+        if (srv_.shutting_down) {
           close();
+          return;
+        }
+        if (!keep_alive_) {
+          linger_close();
           return;
         }
         arm_idle();
@@ -614,6 +665,9 @@ private:
   asio::steady_timer timer_;
   std::array<char, 16384> buf_{};
   std::string input_;
+  bool request_timer_armed_ = false;
+  bool discard_input_ = false, lingering_ = false;
+  std::uint64_t request_epoch_ = 0;
   std::deque<std::string> out_;
   bool writing_ = false, closed_ = false, keep_alive_ = true;
   bool awaiting_ = false; // an answer is being gathered from the actors (metrics)
@@ -621,7 +675,7 @@ private:
 };
 
 std::string connection::nlohmann_quote(const std::string& s) {
-  return nlohmann::json(s).dump();
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // The bridge: a CAF actor per generation that submits it to the proxy, receives its tokens and
@@ -653,7 +707,7 @@ caf::actor connection::spawn_bridge(const std::shared_ptr<generation>& g,
             },
             [=](caf::error& e) {
               const std::string why = self->system().render(e);
-              const bool full = why.find("full") != std::string::npos;
+              const bool full = why.find(actors::overloaded_prefix) != std::string::npos;
               api_error err{.status = full ? 429 : 503,
                             .message = "the pool refused the request: " + why,
                             .type = full ? "rate_limit_exceeded" : "server_error",
@@ -862,8 +916,15 @@ void server::impl::accept() {
   // and a shared_ptr would make a cycle that keeps the pool alive past the server.
   acceptor.async_accept([this](asio::error_code ec, tcp::socket sock) {
     if (ec) {
-      if (ec != asio::error::operation_aborted && acceptor.is_open())
-        accept();
+      if (ec == asio::error::operation_aborted || !acceptor.is_open())
+        return;
+      // Out of descriptors or memory: try again shortly instead of spinning on the error.
+      log(fmt::format("accept failed: {}; retrying in 100 ms", ec.message()));
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](asio::error_code e) {
+        if (!e && acceptor.is_open())
+          accept();
+      });
       return;
     }
     asio::error_code ignored;

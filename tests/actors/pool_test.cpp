@@ -216,6 +216,15 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
     EXPECT_GT(f.ttft(), 0);
   }
   expect_nothing_held(p);
+  // A prefill instance runs one request per step (every prompt here fits one step's budget),
+  // even though the proxy keeps two on it at a time.
+  std::size_t prefill_steps = 0;
+  for (std::size_t i = 0; i < 2; ++i)
+    (*self_)
+        ->request(p.instances()[i], caf::infinite, stats_atom::value)
+        .receive([&](const instance_stats& st) { prefill_steps += st.steps; },
+                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+  EXPECT_EQ(prefill_steps, reqs.size());
 }
 
 // Cancels at random moments: before placement, during prefill, between prefill and decode,

@@ -423,6 +423,15 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "max_tokens": 100000})", 400,
                "max_tokens");
   expect_error("/v1/completions", R"({"model": "alpha", "prompt": [99999999]})", 400, "vocabulary");
+  // Bytes that are not UTF-8, quoted back in the parser's message, and fields of unforeseen
+  // types: client errors, answered as such.
+  expect_error("/v1/completions", "{\"model\": \"\xff\xfe\"}", 400, "not valid JSON");
+  expect_error("/v1/chat/completions",
+               R"({"model": "alpha", "messages": [{"role": "user", "content": [{"type": 1}]}]})",
+               400, "text");
+  expect_error("/v1/completions",
+               R"({"model": "alpha", "prompt": "x", "stop_token_ids": [4294967298]})", 400,
+               "stop_token_ids");
   auto nf = c.request("GET", "/v2/nothing");
   EXPECT_EQ(nf->status, 404);
   auto wrong = c.request("GET", "/v1/completions");
@@ -441,6 +450,12 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   const auto port = server_->port();
   EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
                                          "Content-Length: 1000000\r\n\r\n")),
+            413);
+  // ... also when the client sends all of its body before reading: the server reads and drops
+  // it instead of resetting the connection under the answer.
+  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Length: 3000000\r\n\r\n" +
+                                             std::string(3000000, 'x'))),
             413);
   EXPECT_EQ(status_of(raw_exchange(
                 port, "GET /health HTTP/1.1\r\nX-Big: " + std::string(10000, 'a') + "\r\n\r\n")),

@@ -82,7 +82,7 @@ std::vector<std::string> run(switch_policy& p, std::vector<fake_model> models, i
     v.turn_steps = turn_steps;
     v.turn_elapsed = turn_elapsed;
     const auto d = p.decide(v);
-    if (d.run != active) {
+    if (d.run != active || d.new_turn) {
       active = d.run;
       turn_elapsed = seconds{0};
       turn_steps = 0;
@@ -171,6 +171,28 @@ TEST(WeightedRoundRobin, RequestsWaitingToStartCutInThenTheRoundResumesWithThemI
   v.turn_elapsed = seconds{5};
   v.models = {load("a", 0, 1), load("c", 1, 1)};
   EXPECT_EQ(p->decide(v).run, "a");
+}
+
+TEST(WeightedRoundRobin, AModelThatEndsOneRoundAndBeginsTheNextGetsAFullTurn) {
+  auto p = make_weighted_round_robin(seconds{4});
+  const model_load b{"b", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  const model_load c{"c", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  instance_view v;
+  v.models = {b};
+  EXPECT_EQ(p->decide(v).run, "b"); // a round of b alone
+  v.active = "b";
+  // c gets work while b's turn runs; b's quota ends, and the next round begins with b again.
+  v.models = {b, c};
+  v.turn_elapsed = seconds{5};
+  const auto d = p->decide(v);
+  EXPECT_EQ(d.run, "b");
+  EXPECT_TRUE(d.new_turn) << "without a switch, only this restarts the turn's clock";
+  EXPECT_EQ(d.prefetch, "c");
+  // With the clock restarted, b keeps the device for its new turn.
+  v.turn_elapsed = seconds{0.025};
+  const auto next = p->decide(v);
+  EXPECT_EQ(next.run, "b");
+  EXPECT_FALSE(next.new_turn);
 }
 
 TEST(DrainFirst, AModelKeepsTheDeviceUntilItsWorkIsDone) {
