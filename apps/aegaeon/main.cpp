@@ -126,6 +126,12 @@ int main(int argc, char** argv) {
                    "Seconds a request may take to arrive (408 beyond)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--write-timeout", serve.write_timeout_seconds,
+                   "Seconds a client may read nothing of its answer before it is dropped and its "
+                   "request cancelled")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
 
   aeg::apps::demo_options demo;
   auto* demo_cmd = app.add_subcommand(

@@ -144,7 +144,9 @@ request_parser::outcome request_parser::feed(std::string_view data) {
   if (err != HPE_OK)
     return {status::error, n, 400,
             std::string("malformed HTTP request: ") + http_errno_description(err)};
-  if (s.parser.upgrade != 0)
+  // The parser's upgrade flag is only this message's once its headers are in (until then it may
+  // still be the previous message's).
+  if (s.headers_done && s.parser.upgrade != 0)
     return {status::error, n, 400, "protocol upgrades are not supported"};
   return {status::need_more, n, 0, {}};
 }

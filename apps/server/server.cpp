@@ -142,7 +142,8 @@ struct generation : std::enable_shared_from_this<generation> {
 class connection : public std::enable_shared_from_this<connection> {
 public:
   connection(server::impl& srv, tcp::socket sock)
-      : srv_(srv), sock_(std::move(sock)), parser_(srv.opts.limits), timer_(srv.io) {}
+      : srv_(srv), sock_(std::move(sock)), parser_(srv.opts.limits), timer_(srv.io),
+        write_timer_(srv.io) {}
 
   void start() {
     arm_idle();
@@ -156,6 +157,7 @@ public:
     auto self = shared_from_this(); // the set below may hold the last reference
     closed_ = true;
     timer_.cancel();
+    write_timer_.cancel();
     if (gen_) {
       // Its client is gone: the request is cancelled and its KV freed.
       cancel_generation();
@@ -646,8 +648,19 @@ private:
     }
     writing_ = true;
     auto self = shared_from_this();
+    // A client that stops reading would pin this connection (and its request) for ever.
+    write_timer_.expires_after(seconds(srv_.opts.write_timeout_seconds));
+    write_timer_.async_wait([this, self, epoch = ++write_epoch_](asio::error_code ec) {
+      if (!ec && !closed_ && epoch == write_epoch_) {
+        srv_.log(fmt::format("a client read nothing for {} s; dropping its connection",
+                             srv_.opts.write_timeout_seconds));
+        close();
+      }
+    });
     asio::async_write(sock_, asio::buffer(out_.front()),
                       [this, self](asio::error_code ec, std::size_t) {
+                        ++write_epoch_;
+                        write_timer_.cancel();
                         if (closed_)
                           return;
                         if (ec) {
@@ -663,6 +676,8 @@ private:
   tcp::socket sock_;
   request_parser parser_;
   asio::steady_timer timer_;
+  asio::steady_timer write_timer_;
+  std::uint64_t write_epoch_ = 0;
   std::array<char, 16384> buf_{};
   std::string input_;
   bool request_timer_armed_ = false;

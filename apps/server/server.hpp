@@ -25,6 +25,7 @@ struct serve_options {
   double grace_seconds = 10;          ///< on shutdown, how long in-flight requests may finish
   double header_timeout_seconds = 10; ///< a request's line, headers and body must arrive by then
   double idle_timeout_seconds = 60;   ///< a keep-alive connection with no request is closed
+  double write_timeout_seconds = 60;  ///< a client that reads nothing for this long is dropped
   std::size_t max_connections = 512;  ///< beyond: 503 and close
   std::size_t max_in_flight = 256;    ///< generations at once; beyond: 429 with Retry-After
   request_limits limits;              ///< header and body sizes

@@ -47,6 +47,22 @@ TEST(RequestParser, PipelinedRequestsComeOneAtATime) {
   EXPECT_FALSE(b.keep_alive);
 }
 
+// `curl --http2 http://...` offers an upgrade to h2c; the server answers in HTTP/1.1, and the
+// next request on the connection, arriving in pieces, is not mistaken for an upgrade.
+TEST(RequestParser, AnOfferedUpgradeDoesNotSpillIntoTheNextRequest) {
+  request_parser p;
+  auto o = p.feed("GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n");
+  ASSERT_EQ(o.state, request_parser::status::complete) << o.error;
+  EXPECT_EQ(p.take().path, "/health");
+  const std::string next = "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n";
+  auto first = p.feed(std::string_view(next).substr(0, 10));
+  ASSERT_EQ(first.state, request_parser::status::need_more) << first.error;
+  auto rest = p.feed(std::string_view(next).substr(first.consumed));
+  ASSERT_EQ(rest.state, request_parser::status::complete) << rest.error;
+  EXPECT_EQ(p.take().path, "/v1/models");
+}
+
 TEST(RequestParser, ChunkedBodiesAreJoined) {
   request_parser p;
   auto o = p.feed("POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
