@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <map>
+#include <random>
 
 namespace aeg::actors {
 namespace {
@@ -315,6 +316,76 @@ TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
   EXPECT_GT(s.prefetches, 0u);
   EXPECT_GT(s.swaps_out, 0u);
   EXPECT_GT(s.swaps_in, 0u);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
+  EXPECT_EQ(s.host_kv_bytes_used, 0u);
+  EXPECT_EQ(s.running + s.waiting, 0u);
+}
+
+// The same switching with cancels landing at random tokens: with a switch at every step, a
+// sequence's KV is mostly on its way out to the host or back in, so the cancels land mid-swap.
+// The cancelled requests stop (what they made is a prefix of their solo tokens), the others
+// are untouched, and no KV block stays held on the device or the host.
+TEST_F(Instance, CancelsDuringSwapsFreeEveryBlockAndDisturbNoOne) {
+  const auto models = three_models();
+  std::vector<generation_request> reqs;
+  std::uint64_t id = 0;
+  for (std::size_t m = 0; m < models.size(); ++m)
+    for (std::uint32_t i = 0; i < 6; ++i) {
+      auto r =
+          request(id++, prompt(5 + 7 * i, models[m].image->config().vocab_size, i + 3 * m), 24);
+      r.model = models[m].name;
+      reqs.push_back(std::move(r));
+    }
+  std::map<std::uint64_t, outcome> alone;
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    auto solo = spawn_many({models[m]}, {.kv_bytes = 8 << 20, .slab_bytes = 1 << 20, .policy = {}});
+    for (const auto& r : reqs)
+      if (r.model == models[m].name) {
+        (*self_)->send(solo, generate_atom::value, r);
+        alone.merge(collect(1));
+      }
+  }
+  auto shared = spawn_many(models, {.kv_bytes = 8 << 20,
+                                    .slab_bytes = 1 << 20,
+                                    .swap_out_on_switch = true,
+                                    .policy = [] { return sched::make_round_robin(1); }});
+  std::mt19937 rng(11);
+  std::map<std::uint64_t, std::size_t> cancel_at; // request -> tokens seen when cancelled
+  for (const auto& r : reqs)
+    if (rng() % 2 == 0)
+      cancel_at[r.id] = 1 + rng() % 20;
+  for (const auto& r : reqs)
+    (*self_)->send(shared, generate_atom::value, r);
+  std::map<std::uint64_t, outcome> got;
+  std::size_t ended = 0;
+  while (ended < reqs.size())
+    (*self_)->receive(
+        [&](token_atom, std::uint64_t rid, std::int32_t token) {
+          auto& o = got[rid];
+          o.tokens.push_back(token);
+          if (auto it = cancel_at.find(rid); it != cancel_at.end() && it->second == o.tokens.size())
+            (*self_)->send(shared, cancel_atom::value, rid);
+        },
+        [&](done_atom, const generation_result& r) {
+          got[r.id].result = r;
+          ++ended;
+        });
+  std::size_t cancelled = 0;
+  for (const auto& r : reqs) {
+    const auto& o = got.at(r.id);
+    const auto& solo = alone.at(r.id).tokens;
+    if (cancel_at.count(r.id) != 0 && o.result.reason == finish_reason::cancelled) {
+      ++cancelled;
+      ASSERT_LE(o.tokens.size(), solo.size());
+      EXPECT_TRUE(std::equal(o.tokens.begin(), o.tokens.end(), solo.begin())) << "request " << r.id;
+      continue;
+    }
+    EXPECT_EQ(o.result.reason, finish_reason::length) << o.result.message;
+    EXPECT_EQ(o.tokens, solo) << "request " << r.id;
+  }
+  EXPECT_GT(cancelled, 4u);
+  const auto s = stats(shared);
+  EXPECT_GT(s.swaps_out, 0u);
   EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_EQ(s.host_kv_bytes_used, 0u);
   EXPECT_EQ(s.running + s.waiting, 0u);
