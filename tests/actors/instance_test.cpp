@@ -116,6 +116,50 @@ protected:
     return s;
   }
 
+  // `per_model` requests for each model: prompts of first + step·i tokens, seeds i + spread·m.
+  std::vector<generation_request> per_model_requests(const std::vector<served_model>& models,
+                                                     std::uint32_t per_model, std::size_t first,
+                                                     std::size_t step, std::uint32_t spread,
+                                                     std::size_t max_tokens) {
+    std::vector<generation_request> reqs;
+    std::uint64_t id = 0;
+    for (std::size_t m = 0; m < models.size(); ++m)
+      for (std::uint32_t i = 0; i < per_model; ++i) {
+        auto r = request(id++,
+                         prompt(first + step * i, models[m].image->config().vocab_size,
+                                i + spread * static_cast<std::uint32_t>(m)),
+                         max_tokens);
+        r.model = models[m].name;
+        reqs.push_back(std::move(r));
+      }
+    return reqs;
+  }
+
+  // Each request's outcome alone on an instance of its own model.
+  std::map<std::uint64_t, outcome>
+  alone_on_own_instances(const std::vector<served_model>& models,
+                         const std::vector<generation_request>& reqs) {
+    std::map<std::uint64_t, outcome> alone;
+    for (const auto& model : models) {
+      auto solo = spawn_many({model}, {.kv_bytes = 8 << 20, .slab_bytes = 1 << 20, .policy = {}});
+      for (const auto& r : reqs)
+        if (r.model == model.name) {
+          (*self_)->send(solo, generate_atom::value, r);
+          alone.merge(collect(1));
+        }
+    }
+    return alone;
+  }
+
+  // One instance for all `models` that switches at every step (turns of one step), swapping the
+  // leaving model's KV out to the host and prefetching the next model.
+  caf::actor switching_every_step(const std::vector<served_model>& models) {
+    return spawn_many(models, {.kv_bytes = 8 << 20,
+                               .slab_bytes = 1 << 20,
+                               .swap_out_on_switch = true,
+                               .policy = [] { return sched::make_round_robin(1); }});
+  }
+
   static std::vector<std::int32_t> prompt(std::size_t n, std::size_t vocab, std::uint32_t seed) {
     std::vector<std::int32_t> p(n);
     for (std::size_t i = 0; i < n; ++i)
@@ -281,28 +325,9 @@ TEST_F(Instance, ARequestWhoseSinkDiesIsCancelled) {
 // every request still gets exactly the tokens it gets alone on an instance of its own model.
 TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
   const auto models = three_models();
-  std::vector<generation_request> reqs;
-  std::uint64_t id = 0;
-  for (std::size_t m = 0; m < models.size(); ++m)
-    for (std::uint32_t i = 0; i < 4; ++i) {
-      auto r =
-          request(id++, prompt(3 + 9 * i, models[m].image->config().vocab_size, i + 7 * m), 30);
-      r.model = models[m].name;
-      reqs.push_back(std::move(r));
-    }
-  std::map<std::uint64_t, outcome> alone;
-  for (std::size_t m = 0; m < models.size(); ++m) {
-    auto solo = spawn_many({models[m]}, {.kv_bytes = 8 << 20, .slab_bytes = 1 << 20, .policy = {}});
-    for (const auto& r : reqs)
-      if (r.model == models[m].name) {
-        (*self_)->send(solo, generate_atom::value, r);
-        alone.merge(collect(1));
-      }
-  }
-  auto shared = spawn_many(models, {.kv_bytes = 8 << 20,
-                                    .slab_bytes = 1 << 20,
-                                    .swap_out_on_switch = true,
-                                    .policy = [] { return sched::make_round_robin(1); }});
+  const auto reqs = per_model_requests(models, 4, 3, 9, 7, 30);
+  const auto alone = alone_on_own_instances(models, reqs);
+  auto shared = switching_every_step(models);
   for (const auto& r : reqs)
     (*self_)->send(shared, generate_atom::value, r);
   const auto together = collect(reqs.size());
@@ -327,28 +352,9 @@ TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
 // are untouched, and no KV block stays held on the device or the host.
 TEST_F(Instance, CancelsDuringSwapsFreeEveryBlockAndDisturbNoOne) {
   const auto models = three_models();
-  std::vector<generation_request> reqs;
-  std::uint64_t id = 0;
-  for (std::size_t m = 0; m < models.size(); ++m)
-    for (std::uint32_t i = 0; i < 6; ++i) {
-      auto r =
-          request(id++, prompt(5 + 7 * i, models[m].image->config().vocab_size, i + 3 * m), 24);
-      r.model = models[m].name;
-      reqs.push_back(std::move(r));
-    }
-  std::map<std::uint64_t, outcome> alone;
-  for (std::size_t m = 0; m < models.size(); ++m) {
-    auto solo = spawn_many({models[m]}, {.kv_bytes = 8 << 20, .slab_bytes = 1 << 20, .policy = {}});
-    for (const auto& r : reqs)
-      if (r.model == models[m].name) {
-        (*self_)->send(solo, generate_atom::value, r);
-        alone.merge(collect(1));
-      }
-  }
-  auto shared = spawn_many(models, {.kv_bytes = 8 << 20,
-                                    .slab_bytes = 1 << 20,
-                                    .swap_out_on_switch = true,
-                                    .policy = [] { return sched::make_round_robin(1); }});
+  const auto reqs = per_model_requests(models, 6, 5, 7, 3, 24);
+  const auto alone = alone_on_own_instances(models, reqs);
+  auto shared = switching_every_step(models);
   std::mt19937 rng(11);
   std::map<std::uint64_t, std::size_t> cancel_at; // request -> tokens seen when cancelled
   for (const auto& r : reqs)
