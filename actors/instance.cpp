@@ -611,17 +611,17 @@ private:
       const auto step_start = clock_type::now();
       co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
       ++steps_;
-      learn_step_time(chosen, clock_type::now() - step_start);
+      const auto took = clock_type::now() - step_start;
+      learn_step_time(chosen, took);
       ++turn_steps_;
       const auto sampled = engine_->sampled();
       std::size_t next_token = 0;
-      const double took = std::chrono::duration<double>(clock_type::now() - step_start).count();
       for (std::size_t i = 0; i < chosen.size(); ++i) {
         sequence& seq = *chosen[i].seq;
         seq.in_step = false;
         seq.last_step = steps_;
         if (seq.generated == seq.request.generated_before)
-          seq.prefill_seconds += took; // a step of its prompt
+          seq.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
         seq.kv.tokens += chosen[i].feed;
         const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
         if (seq.cancelled)

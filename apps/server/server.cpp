@@ -143,7 +143,7 @@ class connection : public std::enable_shared_from_this<connection> {
 public:
   connection(server::impl& srv, tcp::socket sock)
       : srv_(srv), sock_(std::move(sock)), parser_(srv.opts.limits), timer_(srv.io),
-        write_timer_(srv.io) {}
+        write_timer_(srv.io), max_input_(input_cap(srv.opts.limits)) {}
 
   void start() {
     arm_idle();
@@ -179,8 +179,7 @@ public:
     if (closed_ || lingering_)
       return;
     lingering_ = true;
-    discard_input_ = true;
-    input_.clear();
+    drop_further_input();
     asio::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec)
@@ -292,11 +291,7 @@ private:
         return;
       }
       input_.append(buf_.data(), n);
-      const auto& lim = srv_.opts.limits;
-      const std::size_t cap = lim.max_body_bytes > SIZE_MAX - lim.max_header_bytes - buf_.size()
-                                  ? SIZE_MAX
-                                  : lim.max_body_bytes + lim.max_header_bytes + buf_.size();
-      if (input_.size() > cap) {
+      if (input_.size() > max_input_) {
         // More unread input than one largest request: a client pipelining without reading its
         // answers. Refuse to buffer more.
         close();
@@ -318,8 +313,7 @@ private:
         keep_alive_ = false;
         // Keep reading (and dropping) what the client sends, so that closing does not reset
         // the connection before it has read this answer.
-        discard_input_ = true;
-        input_.clear();
+        drop_further_input();
         respond_error(api_error{.status = o.http_status, .message = o.error});
         return;
       }
@@ -341,6 +335,19 @@ private:
         return;
       }
     }
+  }
+
+  void drop_further_input() {
+    discard_input_ = true;
+    input_.clear();
+  }
+
+  // The most unread input a connection may hold: one largest request and a read's worth.
+  static std::size_t input_cap(const request_limits& lim) {
+    const std::size_t read = std::tuple_size_v<decltype(buf_)>;
+    return lim.max_body_bytes > SIZE_MAX - lim.max_header_bytes - read
+               ? SIZE_MAX
+               : lim.max_body_bytes + lim.max_header_bytes + read;
   }
 
   void arm_request_timeout() {
@@ -564,7 +571,6 @@ private:
   void complete(const std::shared_ptr<generation>& g, std::string_view reason,
                 std::string_view rest = {}) {
     const usage_counts usage{g->prompt_tokens, g->completion_tokens};
-    g->text += rest;
     srv_.metrics.finished(g->model->name, std::string(reason), g->prompt_tokens,
                           g->completion_tokens);
     if (g->params.stream) {
@@ -576,6 +582,7 @@ private:
       tail += "data: [DONE]\n\n";
       write(format_chunk(tail) + std::string(last_chunk()));
     } else {
+      g->text += rest;
       respond_json(200, g->shape.full(g->text, reason, usage));
     }
     end_generation();
@@ -680,6 +687,7 @@ private:
   std::uint64_t write_epoch_ = 0;
   std::array<char, 16384> buf_{};
   std::string input_;
+  std::size_t max_input_;
   bool request_timer_armed_ = false;
   bool discard_input_ = false, lingering_ = false;
   std::uint64_t request_epoch_ = 0;
