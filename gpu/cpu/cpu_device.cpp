@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 namespace aeg::gpu {
@@ -18,17 +19,24 @@ std::size_t round_up(std::size_t bytes) {
   return (bytes + alignment - 1) / alignment * alignment;
 }
 
-// A stream: one worker thread runs the queued items in order. A stream waiting on an event stalls
-// its worker, as a GPU stream stalls on cudaStreamWaitEvent; the serving path never waits here.
+// A stream: one worker thread runs the queued items in the order they were enqueued. A stream
+// waiting on an event stalls its worker, as a GPU stream stalls on cudaStreamWaitEvent; the
+// serving path never waits here.
+//
+// The lock-free queue keeps order only per producer, and an actor enqueues from whichever thread
+// runs it at the moment: items from a thread with more queued could overtake earlier ones (a
+// weight copy landing after the next model's, a swap after the step it was ordered behind). So
+// every item goes in through one producer token, which a short lock hands from caller to caller;
+// the worker still drains without locking.
 class cpu_stream final : public stream {
 public:
-  cpu_stream() : queue_(std::make_shared<queue>()) {
+  cpu_stream() : queue_(std::make_shared<queue>()), token_(*queue_) {
     worker_ = std::thread([q = queue_] { run(*q); });
   }
 
   ~cpu_stream() override {
     // Work already enqueued still runs, as on a GPU; then the worker exits.
-    queue_->enqueue(coro::work{});
+    enqueue(coro::work{});
     if (worker_.get_id() != std::this_thread::get_id()) {
       worker_.join();
       return;
@@ -36,7 +44,7 @@ public:
     // Destroyed by one of its own items (the last owner let go inside a callback): the worker
     // cannot join itself. Run what is queued here, then let it find the end marker and exit.
     run(*queue_);
-    queue_->enqueue(coro::work{});
+    enqueue(coro::work{});
     worker_.detach();
   }
 
@@ -77,7 +85,9 @@ private:
 
   template <class F>
   void enqueue(F&& f) {
-    queue_->enqueue(coro::work{std::forward<F>(f)});
+    coro::work w{std::forward<F>(f)};
+    std::lock_guard lock(producer_);
+    queue_->enqueue(token_, std::move(w));
   }
 
   // Runs items until the end marker (an empty work).
@@ -92,6 +102,8 @@ private:
   }
 
   std::shared_ptr<queue> queue_;
+  std::mutex producer_;             // held while enqueuing through token_
+  moodycamel::ProducerToken token_; // every item's producer: one order for all callers
   std::thread worker_;
 };
 

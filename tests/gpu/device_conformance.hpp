@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <latch>
 #include <mutex>
 #include <random>
@@ -77,6 +78,49 @@ TEST_P(DeviceConformance, StreamRunsItsWorkInOrder) {
   ASSERT_EQ(order.size(), 100u);
   for (int i = 0; i < 100; ++i)
     EXPECT_EQ(order[i], i);
+}
+
+// An actor's work reaches a stream from whichever thread runs the actor at the moment: order is
+// the order of the calls, not per thread. The stream is held at a gate so that work from every
+// thread is queued at once.
+TEST_P(DeviceConformance, WorkFromSeveralThreadsRunsInTheOrderItWasEnqueued) {
+  auto s = new_stream();
+  auto ev = new_event();
+  std::latch gate(1);
+  ASSERT_TRUE(s->host_callback([&] { gate.wait(); }));
+  std::mutex m;
+  std::vector<int> order;
+  // Live threads taking turns (a finished thread's id, and what a queue keeps per thread, may
+  // be reused by the next), each enqueuing more than the one before.
+  constexpr int threads = 6;
+  std::vector<int> first(threads + 1, 0);
+  for (int t = 0; t < threads; ++t)
+    first[t + 1] = first[t] + 10 * (t + 1);
+  std::latch all_done(threads);
+  std::deque<std::latch> turns;
+  for (int t = 0; t <= threads; ++t)
+    turns.emplace_back(1);
+  std::vector<std::jthread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&, t] {
+      turns[t].wait();
+      for (int n = first[t]; n < first[t + 1]; ++n)
+        EXPECT_TRUE(s->host_callback([&, n] {
+          std::lock_guard lock(m);
+          order.push_back(n);
+        }));
+      turns[t + 1].count_down();
+      all_done.arrive_and_wait();
+    });
+  turns[0].count_down();
+  turns[threads].wait();
+  ASSERT_TRUE(s->record(*ev));
+  gate.count_down();
+  await(*ev);
+  std::lock_guard lock(m);
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(first[threads]));
+  for (int i = 0; i < first[threads]; ++i)
+    ASSERT_EQ(order[i], i) << "work enqueued later ran first";
 }
 
 TEST_P(DeviceConformance, CopiesRoundTripThroughDeviceMemory) {
