@@ -64,8 +64,9 @@ struct decode_job {
   generation_request request;
   std::vector<std::int32_t> tokens; ///< prompt and the tokens generated so far
   std::size_t generated = 0;
-  models::kv_handle kv;       ///< holds the K and V of all tokens but the last
-  double prefill_seconds = 0; ///< the prefill instance's steps on this prompt
+  models::kv_handle kv;               ///< holds the K and V of all tokens but the last
+  double prefill_seconds = 0;         ///< the prefill instance's steps on this prompt
+  double switch_bytes_per_second = 0; ///< the prefill instance's measured scale-up rate (0: none)
 };
 
 /// How a request ended.

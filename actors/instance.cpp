@@ -655,6 +655,7 @@ private:
     job.tokens = std::move(seq.tokens);
     job.generated = seq.generated;
     job.prefill_seconds = seq.prefill_seconds;
+    job.switch_bytes_per_second = switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0;
     job.kv = std::move(seq.kv);
     seq.kv = {};
     auto& m = models_[seq.model];

@@ -8,8 +8,9 @@ namespace aeg::actors {
 
 /// proxy → request: `(placed_atom, instance, bool prefill_lane)`: where it now runs.
 using placed_atom = caf::atom_constant<caf::atom("placed")>;
-/// request → proxy: `(prefilled_atom, id, prompt_tokens, seconds)`: its prefill instance is
-/// done with it, after `seconds` of steps on a prompt of `prompt_tokens` (0 s: not measured).
+/// request → proxy: `(prefilled_atom, id, prompt_tokens, seconds, switch_bytes_per_second)`: its
+/// prefill instance is done with it, after `seconds` of steps on a prompt of `prompt_tokens`
+/// (0 s: not measured), and scales models up at the rate given (0: not measured yet).
 using prefilled_atom = caf::atom_constant<caf::atom("prefilled")>;
 /// request → proxy: `(place_dec_atom, id, model)` → a decode instance (or an error).
 using place_decode_atom = caf::atom_constant<caf::atom("place_dec")>;

@@ -51,7 +51,7 @@ public:
       auto it = catalog_.find(model);
       return sched::seconds{it == catalog_.end() ? 0.0
                                                  : static_cast<double>(it->second.image_bytes) /
-                                                       options_.switch_bytes_per_second};
+                                                       switch_bytes_per_second()};
     });
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
   }
@@ -64,9 +64,8 @@ public:
           return submit(std::move(r));
         },
         [this](cancel_atom, std::uint64_t id) { cancel(id); },
-        [this](prefilled_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds) {
-          prefilled(id, prompt_tokens, seconds);
-        },
+        [this](prefilled_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
+               double switch_rate) { prefilled(id, prompt_tokens, seconds, switch_rate); },
         [this](place_decode_atom, std::uint64_t id, const std::string& model)
             -> caf::result<caf::actor> { return place_decode(id, model); },
         [this](replace_atom, std::uint64_t id, generation_request& r) -> caf::result<void> {
@@ -83,6 +82,7 @@ private:
     bool alive = true;
     std::size_t lane = none;                   // prefill lane of this instance (aegaeon routing)
     std::size_t prefills = 0;                  // requests it holds from its lane
+    double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
     std::map<std::string, std::size_t> active; // requests placed on it, by model
     std::size_t total() const {
       std::size_t n = 0;
@@ -221,11 +221,13 @@ private:
         .first->second;
   }
 
-  void prefilled(std::uint64_t id, std::size_t prompt_tokens, double seconds) {
+  void prefilled(std::uint64_t id, std::size_t prompt_tokens, double seconds, double switch_rate) {
     auto it = requests_.find(id);
     if (it == requests_.end() || !it->second.holds_lane)
       return;
     auto& t = it->second;
+    if (switch_rate > 0)
+      members_[t.member].switch_rate = switch_rate;
     if (seconds > 0 && prompt_tokens > 0) {
       const auto n = static_cast<double>(prompt_tokens);
       prefill_time(t.model).add(prompt_tokens, n * n, sched::seconds{seconds});
@@ -358,8 +360,22 @@ private:
     }
   }
 
+  // The rate models scale up at on prefill instances: the mean of what they measured, else the
+  // configured prior.
+  double switch_bytes_per_second() const {
+    double sum = 0;
+    std::size_t n = 0;
+    for (const auto& m : members_)
+      if (m.switch_rate > 0) {
+        sum += m.switch_rate;
+        ++n;
+      }
+    return n == 0 ? options_.switch_bytes_per_second : sum / static_cast<double>(n);
+  }
+
   pool_metrics metrics() const {
     pool_metrics p;
+    p.switch_bytes_per_second = switch_bytes_per_second();
     p.finished.assign(finished_.begin(), finished_.end());
     p.totals = totals_;
     for (const auto& [model, n] : queued_by_model_)

@@ -124,6 +124,7 @@ struct pool_metrics {
   std::map<std::string, std::size_t> in_flight_by_model; ///< admitted and not yet finished
   std::size_t rejected = 0;
   std::size_t instances_alive = 0;
+  double switch_bytes_per_second = 0; ///< the scale-up rate prefill placement assumes
 };
 
 /// Spawns the proxy of a pool: the model catalog, the instances (monitored), routing and

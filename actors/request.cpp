@@ -104,7 +104,8 @@ private:
 
   // The prefill instance is done with us: find a decode instance for the KV we now carry.
   void on_handoff(decode_job job) {
-    release_prefill_lane(job.request.prompt.size(), job.prefill_seconds);
+    release_prefill_lane(job.request.prompt.size(), job.prefill_seconds,
+                         job.switch_bytes_per_second);
     if (instance_) {
       demonitor(instance_);
       instance_ = {};
@@ -128,12 +129,14 @@ private:
             });
   }
 
-  // Frees our slot in a prefill lane, teaching the proxy how long the prompt took when known.
-  void release_prefill_lane(std::size_t prompt_tokens = 0, double seconds = 0) {
+  // Frees our slot in a prefill lane, teaching the proxy how long the prompt took and how fast
+  // the instance switches models, when known.
+  void release_prefill_lane(std::size_t prompt_tokens = 0, double seconds = 0,
+                            double switch_bytes_per_second = 0) {
     if (!prefill_lane_held_)
       return;
     prefill_lane_held_ = false;
-    send(proxy_, prefilled_atom::value, id_, prompt_tokens, seconds);
+    send(proxy_, prefilled_atom::value, id_, prompt_tokens, seconds, switch_bytes_per_second);
   }
 
   void on_cancel() {

@@ -22,31 +22,63 @@ double linear_fit<F>::predict(const features& x) const {
   return y;
 }
 
-// Normal equations (XᵀX) w = Xᵀy, solved by Gaussian elimination with partial pivoting. A
-// singular system (features that never varied) keeps the previous weights for what it cannot
-// determine: it is only refitted when every pivot is usable.
+// Least squares on standardized features: each feature is centred and scaled by its spread
+// before the normal equations are formed, so features of very different magnitudes (a constant,
+// a token count, a sum of squared lengths near 1e8) give a well-conditioned system. A feature
+// that has not varied in the window cannot be told apart from the constant: it keeps its
+// current weight and the others are fitted around it (decode steps that were all of batch 1 still
+// learn the per-token cost). Collinear features (one varying only with another) keep the
+// previous weights until the samples separate them.
 template <std::size_t F>
 void linear_fit<F>::refit() {
-  constexpr std::size_t n = F + 1;
-  double a[n][n + 1] = {};
-  for (const auto& [x, y] : samples_) {
-    double row[n];
-    row[0] = 1;
+  const double count = static_cast<double>(samples_.size());
+  std::array<double, F> mean{}, spread{};
+  for (const auto& [x, y] : samples_)
     for (std::size_t k = 0; k < F; ++k)
-      row[k + 1] = x[k];
+      mean[k] += x[k] / count;
+  for (const auto& [x, y] : samples_)
+    for (std::size_t k = 0; k < F; ++k)
+      spread[k] += (x[k] - mean[k]) * (x[k] - mean[k]) / count;
+  std::array<std::size_t, F> fitted{}; // the features that varied
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < F; ++k) {
+    spread[k] = std::sqrt(spread[k]);
+    if (spread[k] > 1e-9 * (1 + std::fabs(mean[k])))
+      fitted[n++] = k;
+  }
+  // What the fitted features and the constant must explain: y less the fixed features' share.
+  auto target = [&](const features& x, double y) {
+    for (std::size_t k = 0; k < F; ++k)
+      if (std::find(fitted.begin(), fitted.begin() + static_cast<std::ptrdiff_t>(n), k) ==
+          fitted.begin() + static_cast<std::ptrdiff_t>(n))
+        y -= weights_[k + 1] * x[k];
+    return y;
+  };
+  double mean_y = 0;
+  for (const auto& [x, y] : samples_)
+    mean_y += target(x, y) / count;
+  // (ZᵀZ) b = Zᵀ(y - ȳ) over the standardized fitted features z.
+  double a[F][F + 1] = {};
+  for (const auto& [x, y] : samples_) {
+    double z[F];
+    for (std::size_t i = 0; i < n; ++i)
+      z[i] = (x[fitted[i]] - mean[fitted[i]]) / spread[fitted[i]];
+    const double r = target(x, y) - mean_y;
     for (std::size_t i = 0; i < n; ++i) {
       for (std::size_t j = 0; j < n; ++j)
-        a[i][j] += row[i] * row[j];
-      a[i][n] += row[i] * y;
+        a[i][j] += z[i] * z[j];
+      a[i][n] += z[i] * r;
     }
   }
+  // Gaussian elimination with partial pivoting. The diagonal is `count` before elimination;
+  // a pivot far below it means the features are collinear.
   for (std::size_t col = 0; col < n; ++col) {
     std::size_t pivot = col;
     for (std::size_t r = col + 1; r < n; ++r)
       if (std::fabs(a[r][col]) > std::fabs(a[pivot][col]))
         pivot = r;
-    if (std::fabs(a[pivot][col]) < 1e-12 * (1 + std::fabs(a[col][col])))
-      return; // not determined by the samples yet
+    if (std::fabs(a[pivot][col]) < 1e-9 * count)
+      return;
     for (std::size_t j = 0; j <= n; ++j)
       std::swap(a[col][j], a[pivot][j]);
     for (std::size_t r = 0; r < n; ++r) {
@@ -57,8 +89,13 @@ void linear_fit<F>::refit() {
         a[r][j] -= f * a[col][j];
     }
   }
-  for (std::size_t i = 0; i < n; ++i)
-    weights_[i] = a[i][n] / a[i][i];
+  double intercept = mean_y;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = fitted[i];
+    weights_[k + 1] = a[i][n] / a[i][i] / spread[k];
+    intercept -= weights_[k + 1] * mean[k];
+  }
+  weights_[0] = intercept;
 }
 
 template class linear_fit<2>;

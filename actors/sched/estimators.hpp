@@ -67,6 +67,9 @@ public:
   void add(std::size_t bytes, seconds measured);
   seconds predict(std::size_t bytes) const;
   double correction() const noexcept { return correction_; }
+  /// The rate the prediction assumes: the prior bandwidth over the learned correction.
+  double bytes_per_second() const noexcept { return bandwidth_ / correction_; }
+  std::size_t samples() const noexcept { return samples_; }
 
 private:
   double bandwidth_;

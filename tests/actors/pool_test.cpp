@@ -215,6 +215,9 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
     EXPECT_EQ(f.token_times.size(), 8u);
     EXPECT_GT(f.ttft(), 0);
   }
+  // The prefill instances' measured scale-ups replaced the proxy's prior switch rate.
+  EXPECT_GT(m.switch_bytes_per_second, 0);
+  EXPECT_NE(m.switch_bytes_per_second, proxy_options{}.switch_bytes_per_second);
   expect_nothing_held(p);
   // A prefill instance runs one request per step (every prompt here fits one step's budget),
   // even though the proxy keeps two on it at a time.

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 namespace aeg::sched {
 namespace {
@@ -271,6 +272,41 @@ TEST(Estimators, LinearFitsRecoverTheCoefficientsOfMeasuredSteps) {
   s.add(1'000'000'000, seconds{0.2}); // measured twice the bytes/bandwidth
   EXPECT_NEAR(s.predict(2'000'000'000).count(), 0.4, 1e-12);
   EXPECT_NEAR(s.correction(), 2.0, 1e-12);
+}
+
+// Prompts of real lengths put Σlen² near 1e8 beside a constant of 1, and measured times jitter:
+// the fit must still find the constant that short prompts are mostly made of.
+TEST(Estimators, PrefillFitHoldsWithSumsOfSquaresOfLongPrompts) {
+  prefill_estimator p(0, 0, 0);
+  std::mt19937 rng(5);
+  std::normal_distribution<double> jitter(1.0, 0.01);
+  const double a = 0.004, b = 2e-5, c = 7e-10;
+  for (int i = 0; i < 256; ++i) {
+    std::size_t tokens = 0;
+    double squares = 0;
+    for (int k = 0; k < 1 + static_cast<int>(rng() % 4); ++k) {
+      const std::size_t len = 1 + rng() % 8000;
+      tokens += len;
+      squares += static_cast<double>(len * len);
+    }
+    p.add(tokens, squares,
+          seconds{(a + b * static_cast<double>(tokens) + c * squares) * jitter(rng)});
+  }
+  for (const std::size_t len : {1u, 100u, 4000u, 16000u}) {
+    const double expect = a + b * static_cast<double>(len) + c * static_cast<double>(len * len);
+    EXPECT_NEAR(p.predict(len, static_cast<double>(len * len)).count(), expect, 0.1 * expect)
+        << "a prompt of " << len;
+  }
+}
+
+// Decode steps that were all of one batch size say nothing about the per-sequence cost: it keeps
+// its starting value while the constant and the per-token cost are learned.
+TEST(Estimators, AFeatureThatNeverVariedKeepsItsStartingWeight) {
+  decode_estimator d(0.5, 0.5, 3e-4);
+  for (std::size_t ctx = 10; ctx <= 300; ctx += 10)
+    d.add(ctx, 1, seconds{0.01 + 1e-5 * static_cast<double>(ctx) + 3e-4});
+  EXPECT_NEAR(d.predict(1000, 1).count(), 0.01 + 1e-2 + 3e-4, 1e-9);
+  EXPECT_NEAR(d.predict(1000, 3).count(), 0.01 + 1e-2 + 9e-4, 1e-9);
 }
 
 TEST(Estimators, BeforeEnoughSamplesTheStartingValuesHold) {
