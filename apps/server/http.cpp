@@ -104,6 +104,7 @@ struct request_parser::impl {
       s.complete = true;
       s.current.method = http_method_str(static_cast<http_method>(p->method));
       s.current.keep_alive = http_should_keep_alive(p) != 0;
+      s.current.chunked_ok = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
       s.current.headers = std::move(s.headers.headers);
       const auto q = s.current.target.find('?');
       s.current.path = s.current.target.substr(0, q);
@@ -261,6 +262,10 @@ std::string format_response(int status, const header_list& headers, std::string_
 
 std::string format_chunked_head(int status, const header_list& headers, bool keep_alive) {
   return head(status, headers, keep_alive) + "Transfer-Encoding: chunked\r\n\r\n";
+}
+
+std::string format_close_delimited_head(int status, const header_list& headers) {
+  return head(status, headers, false) + "\r\n";
 }
 
 std::string format_chunk(std::string_view data) {

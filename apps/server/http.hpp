@@ -23,6 +23,7 @@ struct http_request {
   header_list headers;
   std::string body;
   bool keep_alive = true; ///< HTTP/1.1 default, or what Connection says
+  bool chunked_ok = true; ///< false for HTTP/1.0: a body of unknown length must end with the close
 
   /// The value of header `name` (lower case), or null.
   const std::string* header(std::string_view name) const;
@@ -99,6 +100,9 @@ std::string format_response(int status, const header_list& headers, std::string_
                             bool keep_alive);
 /// The head of a chunked response (for server-sent events).
 std::string format_chunked_head(int status, const header_list& headers, bool keep_alive);
+/// The head of a response whose body ends when the connection closes (server-sent events to an
+/// HTTP/1.0 client, which knows no chunks).
+std::string format_close_delimited_head(int status, const header_list& headers);
 /// One chunk of a chunked body; empty data gives nothing (the end is `last_chunk`).
 std::string format_chunk(std::string_view data);
 /// The end of a chunked body.

@@ -210,12 +210,21 @@ public:
     if (closed_ || !g.params.stream || g.head_sent)
       return;
     g.head_sent = true;
-    write(format_chunked_head(200,
-                              {{"Content-Type", "text/event-stream"},
-                               {"Cache-Control", "no-cache"},
-                               {"X-Request-Id", g.shape.id}},
-                              keep_alive_));
+    const header_list h = {{"Content-Type", "text/event-stream"},
+                           {"Cache-Control", "no-cache"},
+                           {"X-Request-Id", g.shape.id}};
+    if (chunked_) {
+      write(format_chunked_head(200, h, keep_alive_));
+      return;
+    }
+    keep_alive_ = false; // an HTTP/1.0 client learns the stream's end from the close
+    write(format_close_delimited_head(200, h));
   }
+  // A piece of a streamed body, and its end: chunks, or plain bytes before the close.
+  std::string body_piece(std::string_view data) const {
+    return chunked_ ? format_chunk(data) : std::string(data);
+  }
+  std::string body_end() const { return chunked_ ? std::string(last_chunk()) : std::string(); }
   void on_refused(const std::shared_ptr<generation>& g, api_error e) {
     if (g != gen_)
       return;
@@ -324,6 +333,7 @@ private:
       ++request_epoch_; // a wait already queued to fire belongs to the request just read
       auto req = parser_.take();
       keep_alive_ = req.keep_alive && !srv_.shutting_down;
+      chunked_ = req.chunked_ok;
       try {
         handle(req);
       } catch (const std::exception& e) {
@@ -562,7 +572,7 @@ private:
       g.text += piece;
       return;
     }
-    write(format_chunk(
+    write(body_piece(
         "data: " + g.shape.chunk(piece, std::nullopt, g.first_chunk, g.params.include_usage) +
         "\n\n"));
     g.first_chunk = false;
@@ -580,7 +590,7 @@ private:
       if (g->params.include_usage)
         tail += "data: " + g->shape.usage_chunk(usage) + "\n\n";
       tail += "data: [DONE]\n\n";
-      write(format_chunk(tail) + std::string(last_chunk()));
+      write(body_piece(tail) + body_end());
     } else {
       g->text += rest;
       respond_json(200, g->shape.full(g->text, reason, usage));
@@ -591,7 +601,7 @@ private:
   void fail(const std::shared_ptr<generation>& g, const api_error& e) {
     srv_.metrics.finished(g->model->name, "error", g->prompt_tokens, g->completion_tokens);
     if (g->head_sent) {
-      write(format_chunk("data: " + e.json() + "\n\ndata: [DONE]\n\n") + std::string(last_chunk()));
+      write(body_piece("data: " + e.json() + "\n\ndata: [DONE]\n\n") + body_end());
       end_generation();
     } else {
       respond_error(e);
@@ -693,6 +703,7 @@ private:
   std::uint64_t request_epoch_ = 0;
   std::deque<std::string> out_;
   bool writing_ = false, closed_ = false, keep_alive_ = true;
+  bool chunked_ = true;   // the client reads chunked bodies (HTTP/1.1)
   bool awaiting_ = false; // an answer is being gathered from the actors (metrics)
   std::shared_ptr<generation> gen_;
 };

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 namespace aeg::server {
 namespace {
 
@@ -61,6 +63,18 @@ TEST(RequestParser, AnOfferedUpgradeDoesNotSpillIntoTheNextRequest) {
   auto rest = p.feed(std::string_view(next).substr(first.consumed));
   ASSERT_EQ(rest.state, request_parser::status::complete) << rest.error;
   EXPECT_EQ(p.take().path, "/v1/models");
+}
+
+TEST(RequestParser, KnowsWhoReadsChunkedBodies) {
+  for (const auto& [version, chunked, keep_alive] :
+       {std::tuple{"HTTP/1.1", true, true}, std::tuple{"HTTP/1.0", false, false}}) {
+    request_parser p;
+    const auto o = p.feed(std::string("GET /health ") + version + "\r\nHost: a\r\n\r\n");
+    ASSERT_EQ(o.state, request_parser::status::complete) << o.error;
+    const auto r = p.take();
+    EXPECT_EQ(r.chunked_ok, chunked) << version;
+    EXPECT_EQ(r.keep_alive, keep_alive) << version;
+  }
 }
 
 TEST(RequestParser, ChunkedBodiesAreJoined) {

@@ -489,6 +489,47 @@ TEST_F(Server, KeepAliveServesManyRequestsOnOneConnection) {
   EXPECT_LT(first, second);
 }
 
+// HTTP/1.0 knows no chunks: a stream to such a client is plain bytes that end with the close,
+// and carries the same text as the answer an HTTP/1.1 client gets.
+TEST_F(Server, AnHttp10ClientGetsItsStreamCloseDelimited) {
+  const json body = {{"model", "alpha"},
+                     {"prompt", "The capital of France is"},
+                     {"max_tokens", 6},
+                     {"temperature", 0}};
+  auto [status, full] = post("/v1/completions", body);
+  ASSERT_EQ(status, 200) << full.dump();
+  json sbody = body;
+  sbody["stream"] = true;
+  const std::string payload = sbody.dump();
+  const auto raw = raw_exchange(server_->port(),
+                                "POST /v1/completions HTTP/1.0\r\nAuthorization: Bearer " +
+                                    std::string(api_key) +
+                                    "\r\nContent-Type: application/json\r\nContent-Length: " +
+                                    std::to_string(payload.size()) + "\r\n\r\n" + payload,
+                                false); // reads until the server closes
+  ASSERT_EQ(status_of(raw), 200) << raw;
+  const auto split = raw.find("\r\n\r\n");
+  ASSERT_NE(split, std::string::npos) << raw;
+  const std::string head = raw.substr(0, split);
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  std::string joined;
+  bool done = false;
+  sse_reader sse;
+  sse.feed(std::string_view(raw).substr(split + 4), [&](const std::string& data) {
+    if (data == "[DONE]") {
+      done = true;
+      return;
+    }
+    const auto e = json::parse(data);
+    if (!e["choices"].empty())
+      joined += e["choices"][0]["text"].get<std::string>();
+  });
+  EXPECT_TRUE(done);
+  EXPECT_EQ(joined, full["choices"][0]["text"].get<std::string>());
+  EXPECT_TRUE(drained());
+}
+
 TEST_F(Server, AClientLeavingMidStreamCancelsItsRequestAndFreesItsKV) {
   const auto before = metric(metrics(), "aegaeon_requests_total");
   {
