@@ -32,7 +32,53 @@ std::size_t kv_pool::reclaim() {
 result<void> kv_pool::allocate(std::size_t block_bytes, std::size_t n,
                                std::vector<std::int32_t>& out) {
   reclaim();
+  std::lock_guard lock(mutex_); // see allocate_after
   return slabs_.allocate(block_bytes, n, out);
+}
+
+result<void> kv_pool::allocate_after(std::size_t block_bytes, std::size_t n,
+                                     std::vector<std::int32_t>& out,
+                                     std::vector<std::shared_ptr<event>>& wait_for) {
+  reclaim();
+  // Held throughout: blocks taken off the move list must not go to a plain `allocate` (another
+  // instance's, on the shared host pool) that would not wait for their transfers.
+  std::lock_guard lock(mutex_);
+  std::size_t have = slabs_.num_free(block_bytes);
+  if (have < n) {
+    std::size_t on_the_way = 0;
+    for (const auto& m : moving_)
+      if (m.block_bytes == block_bytes)
+        on_the_way += m.ids.size();
+    if (have + on_the_way < n)
+      return fail(errc::out_of_memory, std::to_string(n) + " KV blocks of " +
+                                           std::to_string(block_bytes) + " bytes wanted, " +
+                                           std::to_string(have + on_the_way) + " available");
+    // The oldest transfers first: they finish soonest.
+    for (auto it = moving_.begin(); it != moving_.end() && have < n;) {
+      if (it->block_bytes != block_bytes) {
+        ++it;
+        continue;
+      }
+      // Only the blocks wanted: the rest stay on the list, behind the same transfers.
+      const std::size_t take = std::min(n - have, it->ids.size());
+      const auto first = it->ids.end() - static_cast<std::ptrdiff_t>(take);
+      slabs_.free(block_bytes, std::span(first, it->ids.end()));
+      it->ids.erase(first, it->ids.end());
+      have += take;
+      wait_for.insert(wait_for.end(), it->done.begin(), it->done.end());
+      it = it->ids.empty() ? moving_.erase(it) : std::next(it);
+    }
+  }
+  return slabs_.allocate(block_bytes, n, out);
+}
+
+std::size_t kv_pool::num_available(std::size_t block_bytes) const {
+  std::size_t n = slabs_.num_free(block_bytes);
+  std::lock_guard lock(mutex_);
+  for (const auto& m : moving_)
+    if (m.block_bytes == block_bytes)
+      n += m.ids.size();
+  return n;
 }
 
 void kv_pool::free(std::size_t block_bytes, std::span<const std::int32_t> ids) {

@@ -16,8 +16,10 @@ namespace aeg::gpu {
 /// The KV cache memory of one place: a device's unified pool or the pinned host pool that several
 /// instances share. It owns its memory, hands out blocks of any KV geometry's size through slabs
 /// (slab_pool), and keeps a move list: blocks that a transfer still reads or writes are freed
-/// with the event of that transfer and reused only once it has completed, so no copy ever
-/// overwrites memory another copy is using. Thread-safe.
+/// with the event of that transfer. `allocate` reuses them only once it has completed;
+/// `allocate_after` may take them sooner, handing back the events its caller's stream must wait
+/// for before writing, so that no copy ever overwrites memory another copy is using and no
+/// thread waits either. Thread-safe.
 class kv_pool {
 public:
   /// A pool over `memory` in slabs of `slab_bytes`.
@@ -27,6 +29,15 @@ public:
   /// has finished; or takes none and returns `errc::out_of_memory`.
   [[nodiscard]] result<void> allocate(std::size_t block_bytes, std::size_t n,
                                       std::vector<std::int32_t>& out);
+  /// Like `allocate`, but when free blocks run short it also takes blocks of `block_bytes` from
+  /// the move list whose transfers are still running (oldest first), appending their events to
+  /// `wait_for`: the stream that writes the blocks must wait for those events first. All or
+  /// nothing, as `allocate`.
+  [[nodiscard]] result<void> allocate_after(std::size_t block_bytes, std::size_t n,
+                                            std::vector<std::int32_t>& out,
+                                            std::vector<std::shared_ptr<event>>& wait_for);
+  /// Blocks of `block_bytes` that `allocate_after` could give now (free or on the move list).
+  std::size_t num_available(std::size_t block_bytes) const;
   /// Returns blocks nothing uses any more.
   void free(std::size_t block_bytes, std::span<const std::int32_t> ids);
   /// Returns blocks once every event in `done` has completed (the work still touching them).

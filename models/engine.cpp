@@ -27,6 +27,14 @@ std::vector<std::pair<std::size_t, std::size_t>> pieces_of(const llama_layout& l
   return p;
 }
 
+// Makes `s` wait for every event not yet complete (no thread waits).
+result<void> wait_all(gpu::stream& s, const std::vector<std::shared_ptr<gpu::event>>& events) {
+  for (const auto& e : events)
+    if (e && !e->query())
+      AEG_TRY(s.wait(*e));
+  return {};
+}
+
 } // namespace
 
 result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
@@ -157,9 +165,23 @@ result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry
     return fail(errc::invalid_argument, "a KV cache cannot change its geometry");
   }
   const std::size_t need = kernels::kv_geometry::blocks_for(tokens);
-  if (need > kv.blocks.size())
-    AEG_TRY(device_kv_->allocate(kv.block_bytes(), need - kv.blocks.size(), kv.blocks));
-  return {};
+  if (need <= kv.blocks.size())
+    return {};
+  if (device_kv_->allocate(kv.block_bytes(), need - kv.blocks.size(), kv.blocks))
+    return {};
+  // Some blocks will come from the move list, still being copied out for their last owner: the
+  // steps that write them wait for those copies, and so does whatever waits for this cache (a
+  // swap-out, a release), through a new `ready`.
+  auto ev = dev_->create_event();
+  if (!ev)
+    return tl::unexpected(ev.error());
+  std::vector<std::shared_ptr<gpu::event>> after;
+  AEG_TRY(device_kv_->allocate_after(kv.block_bytes(), need - kv.blocks.size(), kv.blocks, after));
+  if (kv.ready)
+    after.push_back(kv.ready);
+  AEG_TRY(wait_all(*compute_, after));
+  kv.ready = std::shared_ptr<gpu::event>(std::move(*ev));
+  return compute_->record(*kv.ready);
 }
 
 void engine::reclaim() {
@@ -169,7 +191,7 @@ void engine::reclaim() {
 
 bool engine::can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const {
   device_kv_->reclaim();
-  return device_kv_->num_free(geometry.block_bytes()) >= blocks;
+  return device_kv_->num_available(geometry.block_bytes()) >= blocks;
 }
 
 result<void> engine::swap_out(kv_handle& kv) {
@@ -177,17 +199,20 @@ result<void> engine::swap_out(kv_handle& kv) {
     return fail(errc::invalid_argument, "swap_out: the KV cache is not on the device");
   const std::size_t bb = kv.block_bytes();
   std::vector<std::int32_t> host;
-  AEG_TRY(host_kv_->allocate(bb, kv.blocks.size(), host));
+  std::vector<std::shared_ptr<gpu::event>> after; // host blocks still being read by a swap-in
+  AEG_TRY(host_kv_->allocate_after(bb, kv.blocks.size(), host, after));
   auto done = dev_->create_event();
   if (!done) {
-    host_kv_->free(bb, host);
+    host_kv_->free_after(bb, std::move(host), std::move(after));
     return tl::unexpected(done.error());
   }
   std::shared_ptr<gpu::event> ev(std::move(*done));
-  // After the steps that wrote it, and after any swap-in still filling it.
-  AEG_TRY(swap_out_->wait(*step_done_));
+  // After the steps that wrote it, any swap-in still filling it, and the transfers still using
+  // the host blocks it goes to.
+  after.push_back(step_done_);
   if (kv.ready)
-    AEG_TRY(swap_out_->wait(*kv.ready));
+    after.push_back(kv.ready);
+  AEG_TRY(wait_all(*swap_out_, after));
   for (std::size_t i = 0; i < kv.blocks.size(); ++i)
     AEG_TRY(swap_out_->copy(host_kv_->block(bb, host[i]), device_kv_->block(bb, kv.blocks[i]), bb,
                             gpu::copy_kind::device_to_host));
@@ -206,15 +231,17 @@ result<void> engine::swap_in(kv_handle& kv) {
     return fail(errc::invalid_argument, "swap_in: the KV cache is not on the host");
   const std::size_t bb = kv.block_bytes();
   std::vector<std::int32_t> device;
-  AEG_TRY(device_kv_->allocate(bb, kv.blocks.size(), device));
+  std::vector<std::shared_ptr<gpu::event>> after; // device blocks still being copied out
+  AEG_TRY(device_kv_->allocate_after(bb, kv.blocks.size(), device, after));
   auto done = dev_->create_event();
   if (!done) {
-    device_kv_->free(bb, device);
+    device_kv_->free_after(bb, std::move(device), std::move(after));
     return tl::unexpected(done.error());
   }
   std::shared_ptr<gpu::event> ev(std::move(*done));
   if (kv.ready) // the swap-out that wrote the host blocks
-    AEG_TRY(swap_in_->wait(*kv.ready));
+    after.push_back(kv.ready);
+  AEG_TRY(wait_all(*swap_in_, after));
   for (std::size_t i = 0; i < kv.blocks.size(); ++i)
     AEG_TRY(swap_in_->copy(device_kv_->block(bb, device[i]), host_kv_->block(bb, kv.blocks[i]), bb,
                            gpu::copy_kind::host_to_device));

@@ -123,6 +123,52 @@ TEST(KvPool, BlocksFreedAfterATransferWaitOnTheMoveListUntilItCompletes) {
   EXPECT_EQ(pool.num_moving(), 0u);
 }
 
+// Blocks still being copied out can be handed on at once, with the copy's event for the new
+// owner's stream to wait on; blocks not taken stay on the move list behind the same event, so a
+// plain allocation never gets memory a transfer still uses.
+TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
+  auto dev = *make_device({.backend = "cpu"});
+  kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10);
+  auto stream = std::move(*dev->create_stream());
+  std::shared_ptr<event> done(std::move(*dev->create_event()));
+  std::vector<std::int32_t> ids;
+  ASSERT_TRUE(pool.allocate(16 << 10, 16, ids)); // all of it
+  std::atomic<bool> release{false};
+  ASSERT_TRUE(stream->host_callback([&] {
+    while (!release.load())
+      std::this_thread::yield();
+  }));
+  ASSERT_TRUE(stream->record(*done));
+  pool.free_after(16 << 10, ids, {done});
+  EXPECT_EQ(pool.num_available(16 << 10), 16u);
+  EXPECT_EQ(pool.num_available(32 << 10), 0u); // another size waits for whole slabs
+
+  std::vector<std::int32_t> taken;
+  std::vector<std::shared_ptr<event>> wait_for;
+  ASSERT_TRUE(pool.allocate_after(16 << 10, 5, taken, wait_for));
+  EXPECT_EQ(taken.size(), 5u);
+  ASSERT_EQ(wait_for.size(), 1u);
+  EXPECT_EQ(wait_for.front(), done);
+  EXPECT_EQ(pool.num_moving(), 11u); // the rest still wait for the transfer
+  std::vector<std::int32_t> plain;
+  EXPECT_FALSE(pool.allocate(16 << 10, 1, plain));
+  std::vector<std::int32_t> too_many;
+  std::vector<std::shared_ptr<event>> none;
+  EXPECT_FALSE(pool.allocate_after(16 << 10, 12, too_many, none)); // all or nothing
+  EXPECT_TRUE(too_many.empty());
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(pool.num_moving(), 11u);
+
+  release.store(true);
+  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  ASSERT_TRUE(pool.allocate(16 << 10, 11, plain));
+  for (auto id : taken) // no block was handed out twice
+    EXPECT_EQ(std::count(plain.begin(), plain.end(), id), 0) << "block " << id;
+  pool.free(16 << 10, taken);
+  pool.free(16 << 10, plain);
+  EXPECT_EQ(pool.num_available(16 << 10), 16u);
+}
+
 TEST(WeightArena, TwoModelsSitAtOppositeEndsAndScalingDownIsForgetting) {
   auto dev = *make_device({.backend = "cpu"});
   weight_arena arena(std::move(*dev->allocate(1 << 20)));
