@@ -43,7 +43,8 @@ struct sequence {
   std::size_t model = 0;
   std::vector<std::int32_t> tokens; // prompt, then what was generated
   std::size_t generated = 0;
-  models::kv_handle kv; // kv.tokens: leading tokens whose K and V are stored
+  models::kv_handle kv;    // kv.tokens: leading tokens whose K and V are stored
+  std::uint64_t batch = 0; // which of its model's batches it decodes in
   bool cancelled = false;
   bool in_step = false;
   std::uint64_t last_step = 0; // for picking the least recently used to swap out
@@ -61,7 +62,23 @@ struct model_state {
   std::deque<sequence*> running;       // holding KV (device or host), admission order
   std::deque<sequence*> waiting;       // not yet holding KV
   std::uint64_t work_since = 0;        // order in which models got work (for the policy's view)
+  // Batches: one, until the running requests' KV outgrows the device; then the overflow becomes
+  // a batch of its own, with its own turns.
+  std::uint64_t batch = 0;           // the batch this model's turns serve now
+  std::uint64_t batch_ids = 0;       // the last batch id given out
+  std::uint64_t overflow = no_batch; // where this turn's overflow goes (none yet)
+  static constexpr std::uint64_t no_batch = static_cast<std::uint64_t>(-1);
 };
+
+// The batches `m`'s requests with KV form, in id order.
+std::vector<std::uint64_t> batches_of(const model_state& m) {
+  std::vector<std::uint64_t> ids;
+  for (const sequence* s : m.running)
+    ids.push_back(s->batch);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
 
 class instance final : public coro_actor {
 public:
@@ -246,6 +263,7 @@ private:
     auto& m = models_[model];
     if (m.running.empty() && m.waiting.empty())
       m.work_since = ++work_counter_;
+    seq->batch = m.batch; // joins the batch running now; an overflow splits it later
     m.running.push_back(seq.get());
     const auto id = seq->request.id;
     seqs_.emplace(id, std::move(seq));
@@ -292,6 +310,7 @@ private:
     s.steps = steps_;
     s.tokens_generated = tokens_generated_;
     s.preemptions = preemptions_;
+    s.batch_splits = batch_splits_;
     s.switches = switches_;
     s.prefetches = prefetch_hits_;
     s.scale_up_seconds = scale_up_seconds_;
@@ -344,7 +363,10 @@ private:
       std::size_t context = 0;
       for (const sequence* seq : m->running)
         context += seq->tokens.size();
-      load.step_time = m->decode_time.predict(context, std::max<std::size_t>(m->running.size(), 1));
+      // A model split into batches runs one per turn: each turn's steps are an average batch's.
+      load.batches = std::max<std::size_t>(batches_of(*m).size(), 1);
+      load.step_time = m->decode_time.predict(
+          context / load.batches, std::max<std::size_t>(m->running.size() / load.batches, 1));
       load.switch_time = switch_time_.predict(m->served.image->bytes().size());
       load.tbt = sched::seconds{m->served.tbt_seconds};
       v.models.push_back(std::move(load));
@@ -379,9 +401,38 @@ private:
     turn_steps_ = 0;
     turn_started_ = clock_type::now();
     track_scale_up(prefetched);
-    for (sequence* seq : models_[next].running)
-      if (seq->kv.where == models::kv_handle::place::host)
+    begin_turn(next);
+  }
+
+  // A turn of model `i` begins: it serves the model's next batch (the same one while there is
+  // one), whose KV comes in; other batches' KV goes out to the host as room is needed.
+  void begin_turn(std::size_t i) {
+    auto& m = models_[i];
+    m.overflow = model_state::no_batch;
+    const auto ids = batches_of(m);
+    if (ids.empty())
+      return;
+    if (ids.size() > 1 || ids.front() != m.batch) {
+      const auto next = std::upper_bound(ids.begin(), ids.end(), m.batch);
+      m.batch = next == ids.end() ? ids.front() : *next;
+    }
+    for (sequence* seq : m.running)
+      if (seq->batch == m.batch && seq->kv.where == models::kv_handle::place::host)
         (void)bring_in(*seq);
+  }
+
+  // Truncates the batch this turn serves: `seq` moves to the model's overflow batch with its KV
+  // swapped out to the host, to decode in a turn of its own (the paper's batch split). When the
+  // host pool has no room either, it gives its KV back and is recomputed later instead.
+  void split_off(model_state& m, sequence* seq) {
+    if (seq->kv.where == models::kv_handle::place::device && !engine_->swap_out(seq->kv)) {
+      preempt(seq);
+      return;
+    }
+    if (m.overflow == model_state::no_batch)
+      m.overflow = ++m.batch_ids;
+    seq->batch = m.overflow;
+    ++batch_splits_;
   }
 
   // Times the scale-up that just started, without holding up the step loop; a cold one (not
@@ -419,15 +470,17 @@ private:
     return make_room(seq.kv.geometry, seq.kv.blocks.size(), seq.model) && engine_->swap_in(seq.kv);
   }
 
-  // Frees device KV for `blocks` blocks of `g` by swapping out sequences of other models than
-  // `keep`, least recently used first. Returns whether there is room now.
+  // Frees device KV for `blocks` blocks of `g` by swapping out sequences outside the batch that
+  // model `keep` serves now (other models', and its own other batches'), least recently used
+  // first. Returns whether there is room now (blocks still being copied out count: their
+  // copies are waited for on the device).
   bool make_room(const kernels::kv_geometry& g, std::size_t blocks, std::size_t keep) {
     std::vector<sequence*> idle;
     for (std::size_t i = 0; i < models_.size(); ++i)
-      if (i != keep)
-        for (sequence* s : models_[i].running)
-          if (s->kv.where == models::kv_handle::place::device && !s->in_step)
-            idle.push_back(s);
+      for (sequence* s : models_[i].running)
+        if (s->kv.where == models::kv_handle::place::device && !s->in_step &&
+            (i != keep || s->batch != models_[keep].batch))
+          idle.push_back(s);
     std::sort(idle.begin(), idle.end(),
               [](const sequence* a, const sequence* b) { return a->last_step < b->last_step; });
     for (sequence* s : idle) {
@@ -498,6 +551,9 @@ private:
   // in this step give theirs back and are recomputed later.
   std::vector<planned> plan_step() {
     auto& m = models_[active_];
+    if (!m.running.empty() && std::none_of(m.running.begin(), m.running.end(),
+                                           [&](const auto* s) { return s->batch == m.batch; }))
+      begin_turn(active_); // the batch this turn served has finished: the next one goes on
     std::vector<planned> chosen;
     std::size_t budget = options_.max_batch_tokens;
     // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
@@ -506,12 +562,23 @@ private:
     const std::size_t max_seqs =
         options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
     const bool any_resident =
-        std::any_of(m.running.begin(), m.running.end(), [](const sequence* s) {
-          return s->kv.where == models::kv_handle::place::device &&
+        std::any_of(m.running.begin(), m.running.end(), [&](const sequence* s) {
+          return s->batch == m.batch && s->kv.where == models::kv_handle::place::device &&
                  (!s->kv.ready || s->kv.ready->query());
         });
+    // The newest sequence of this turn's batch after position `i` (null: none).
+    auto newest_after = [&](std::size_t i) -> sequence* {
+      for (std::size_t j = m.running.size(); j-- > i + 1;)
+        if (m.running[j]->batch == m.batch)
+          return m.running[j];
+      return nullptr;
+    };
     for (std::size_t i = 0; i < m.running.size() && budget > 0 && chosen.size() < max_seqs;) {
       sequence* seq = m.running[i];
+      if (seq->batch != m.batch) {
+        ++i; // another batch's turn
+        continue;
+      }
       if (seq->kv.where == models::kv_handle::place::host && !bring_in(*seq)) {
         ++i; // no room to bring it in yet
         continue;
@@ -522,12 +589,12 @@ private:
       }
       const std::size_t feed = std::min(seq->pending(), budget);
       if (!reserve(*seq, seq->kv.tokens + feed)) {
-        if (m.running.size() > i + 1) {
-          preempt(m.running.back());
+        if (sequence* last = newest_after(i)) {
+          split_off(m, last);
           continue;
         }
         if (!chosen.empty() || !m.waiting.empty()) {
-          preempt(seq);
+          split_off(m, seq);
           break;
         }
         finish(*seq, finish_reason::error,
@@ -553,6 +620,7 @@ private:
         break; // first come, first served: wait for blocks to free up
       }
       m.waiting.pop_front();
+      seq->batch = m.batch; // a mid-round join: the batch running now
       m.running.push_back(seq);
       budget -= feed;
       chosen.push_back({seq, feed});
@@ -572,6 +640,7 @@ private:
       } else if (decision.new_turn) {
         turn_steps_ = 0;
         turn_started_ = clock_type::now();
+        begin_turn(active_);
       }
       if (!decision.prefetch.empty())
         prefetch(decision.prefetch);
@@ -724,7 +793,7 @@ private:
   bool looping_ = false;
   std::string start_error_;
   std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
-              prefetch_hits_ = 0;
+              prefetch_hits_ = 0, batch_splits_ = 0;
   double scale_up_seconds_ = 0;
 };
 

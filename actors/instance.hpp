@@ -58,9 +58,10 @@ struct instance_stats {
   std::size_t waiting = 0;     ///< admitted, not yet holding KV
   std::size_t steps = 0;       ///< forward steps run
   std::size_t tokens_generated = 0;
-  std::size_t preemptions = 0; ///< sequences evicted and recomputed later
-  std::size_t switches = 0;    ///< times the active model changed
-  std::size_t prefetches = 0;  ///< switches to a model already copied in
+  std::size_t preemptions = 0;  ///< sequences evicted and recomputed later
+  std::size_t batch_splits = 0; ///< sequences moved to an overflow batch (KV kept on the host)
+  std::size_t switches = 0;     ///< times the active model changed
+  std::size_t prefetches = 0;   ///< switches to a model already copied in
   std::size_t swaps_out = 0, swaps_in = 0;
   std::size_t weight_bytes_copied = 0, kv_bytes_swapped = 0;
   double scale_up_seconds = 0; ///< summed time from a switch to its model being all in

@@ -25,10 +25,12 @@ public:
       return it->name;
     };
     turn_decision d;
-    if (!v.active.empty() && has_work(v.active) && v.turn_steps < turn_steps_)
+    if (!v.active.empty() && has_work(v.active) && v.turn_steps < turn_steps_) {
       d.run = v.active;
-    else
+    } else {
       d.run = v.active.empty() ? v.models.front().name : after(v.active);
+      d.new_turn = d.run == v.active; // alone with work: its turn ends and the next begins
+    }
     const std::string& next = after(d.run);
     if (next != d.run)
       d.prefetch = next;

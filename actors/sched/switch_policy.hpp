@@ -19,6 +19,9 @@ struct model_load {
   seconds step_time{0.02}; ///< estimated time of one decode step of its batch
   seconds switch_time{0};  ///< estimated time to scale it up when it is not on the device
   seconds tbt{0.1};        ///< the time between tokens its requests are promised
+  /// Batches its running requests form: more than one once their KV outgrew the device. Each
+  /// batch gets a turn of its own; the instance serves the next one at each new turn.
+  std::size_t batches = 1;
 };
 
 /// What an instance knows at a step boundary.
@@ -49,13 +52,15 @@ public:
 };
 
 /// Turns of `turn_steps` steps in the order models got work; a model with no work left ends its
-/// turn early; the next model in line is prefetched while one runs.
+/// turn early; the next model in line is prefetched while one runs. A model alone with work
+/// still takes turns (each a new turn, so a split model's batches alternate).
 std::unique_ptr<switch_policy> make_round_robin(std::size_t turn_steps);
 
-/// Aegaeon's batched weighted round-robin (decode): a round gives each model with work a turn of
-/// the quota `assign_quotas` computes from the estimates in the view (same-model work is one
-/// batch); models whose work arrives mid-round wait for the next round; the model of the next
-/// turn is prefetched during the current one.
+/// Aegaeon's batched weighted round-robin (decode): a round gives each batch a turn of the quota
+/// `assign_quotas` computes from the estimates in the view (a model's requests are one batch
+/// until their KV overflows the device; a split model's turns are adjacent, each a new turn);
+/// models whose work arrives mid-round wait for the next round; the model of the next turn is
+/// prefetched during the current one.
 std::unique_ptr<switch_policy> make_weighted_round_robin(seconds max_quota = seconds{4.0});
 
 /// Request-level scaling (the ServerlessLLM-like baseline; also the order of a prefill instance,

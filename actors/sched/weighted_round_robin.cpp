@@ -60,35 +60,39 @@ private:
     seconds quota;
   };
 
-  // Adds a turn for `name` to this round unless it has one, with the quota it would get in a
+  // Adds turns for `name` to this round unless it has one, with the quotas they would get in a
   // round of everything that has work now.
   void join(const instance_view& v, const std::string& name) {
     for (const auto& t : round_)
       if (t.model == name)
         return;
-    const auto q = quotas(v);
-    for (std::size_t i = 0; i < v.models.size(); ++i)
-      if (v.models[i].name == name)
-        round_.push_back({name, q.quotas[i]});
+    for (auto& t : turns(v))
+      if (t.model == name)
+        round_.push_back(std::move(t));
   }
 
-  quota_round quotas(const instance_view& v) const {
+  // A turn per batch, in the order the models' work arrived: a model's batches are adjacent.
+  std::vector<turn> turns(const instance_view& v) const {
     std::vector<batch_load> loads;
     seconds switches{0};
     for (const auto& m : v.models) {
-      loads.push_back({m.step_time, m.tbt});
+      for (std::size_t b = 0; b < std::max<std::size_t>(m.batches, 1); ++b)
+        loads.push_back({m.step_time, m.tbt});
       switches += m.switch_time;
     }
-    return assign_quotas(loads, switches, max_quota_);
+    const auto q = assign_quotas(loads, switches, max_quota_);
+    std::vector<turn> out;
+    std::size_t k = 0;
+    for (const auto& m : v.models)
+      for (std::size_t b = 0; b < std::max<std::size_t>(m.batches, 1); ++b)
+        out.push_back({m.name, q.quotas[k++]});
+    return out;
   }
 
-  // Every model with work gets a turn, in the order its work arrived (same-model work is one
-  // batch, so a model's turns are adjacent by construction).
   void start_round(const instance_view& v) {
     cut_in_.clear();
-    const auto q = quotas(v);
-    for (std::size_t i = 0; i < v.models.size(); ++i)
-      round_.push_back({v.models[i].name, q.quotas[i]});
+    for (auto& t : turns(v))
+      round_.push_back(std::move(t));
   }
 
   // The model of the turn after the current one: this round's next, else the next round's first.

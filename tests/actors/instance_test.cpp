@@ -214,33 +214,48 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   EXPECT_EQ(s.running + s.waiting, 0u);
 }
 
-// A KV cache of 12 blocks cannot hold 8 requests of ~40 tokens at once: the instance evicts and
-// recomputes, and still nothing changes in the tokens and nothing leaks.
-TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreRecomputedWithoutChange) {
+// A KV cache of 12 blocks cannot hold 8 requests of ~40 tokens at once. With room in the host
+// pool the batch is split: the overflow's KV goes to the host and it decodes in turns of its own,
+// nothing recomputed. Without that room the newest requests give their KV back and are
+// recomputed. Either way the tokens are those of a roomy instance and nothing leaks.
+TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreSplitOffOrRecomputedWithoutChange) {
   auto image = tiny_model(2);
   const auto vocab = image->config().vocab_size;
   const auto kv = image->config().kv(image->format().kv_type());
   auto roomy = spawn(image, {.max_batch_tokens = 64, .max_seqs = 8});
-  auto tight = spawn(image, {.max_batch_tokens = 64,
-                             .max_seqs = 8,
-                             .kv_bytes = 12 * kv.block_bytes(),
-                             .slab_bytes = 4 * kv.block_bytes()});
+  const instance_options tight{.max_batch_tokens = 64,
+                               .max_seqs = 8,
+                               .kv_bytes = 12 * kv.block_bytes(),
+                               .host_kv_bytes = 32 * kv.block_bytes(),
+                               .slab_bytes = 4 * kv.block_bytes()};
+  auto split = spawn(image, tight);
+  auto no_host_room = tight;
+  no_host_room.host_kv_bytes = 4 * kv.block_bytes(); // one slab: the overflow does not fit
+  auto recompute = spawn(image, no_host_room);
   std::vector<generation_request> reqs;
   for (std::uint64_t i = 0; i < 8; ++i)
     reqs.push_back(request(i, prompt(20 + i, vocab, static_cast<std::uint32_t>(i)), 20));
   for (const auto& r : reqs)
     (*self_)->send(roomy, generate_atom::value, r);
   const auto expected = collect(reqs.size());
-  for (const auto& r : reqs)
-    (*self_)->send(tight, generate_atom::value, r);
-  const auto got = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id).tokens) << "request " << r.id;
+  for (const auto& inst : {split, recompute}) {
+    for (const auto& r : reqs)
+      (*self_)->send(inst, generate_atom::value, r);
+    const auto got = collect(reqs.size());
+    for (const auto& r : reqs) {
+      EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+      EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id).tokens) << "request " << r.id;
+    }
+    const auto s = stats(inst);
+    EXPECT_EQ(s.kv_bytes_used, 0u);
+    EXPECT_EQ(s.host_kv_bytes_used, 0u);
+    EXPECT_EQ(s.running + s.waiting, 0u);
   }
-  const auto s = stats(tight);
-  EXPECT_EQ(s.kv_bytes_used, 0u);
-  EXPECT_GT(s.preemptions, 0u);
+  const auto s = stats(split);
+  EXPECT_GT(s.batch_splits, 0u);
+  EXPECT_GT(s.swaps_out, 0u);
+  EXPECT_EQ(s.preemptions, 0u) << "a split keeps the KV: nothing is recomputed";
+  EXPECT_GT(stats(recompute).preemptions, 0u);
 }
 
 TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {

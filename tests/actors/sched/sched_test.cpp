@@ -196,6 +196,49 @@ TEST(WeightedRoundRobin, AModelThatEndsOneRoundAndBeginsTheNextGetsAFullTurn) {
   EXPECT_FALSE(next.new_turn);
 }
 
+// A model whose KV overflowed the device runs as two batches: two adjacent turns in the round,
+// each with its own quota; the second begins without a switch, as a new turn (the instance then
+// serves the other batch), and the model after it is what is prefetched meanwhile.
+TEST(WeightedRoundRobin, ASplitModelGetsATurnPerBatch) {
+  auto p = make_weighted_round_robin(seconds{4});
+  model_load a{"a", 0, 8, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  a.batches = 2;
+  const model_load b{"b", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  instance_view v;
+  v.models = {a, b};
+  auto d = p->decide(v);
+  EXPECT_EQ(d.run, "a");
+  EXPECT_EQ(d.prefetch, "b");
+  // Three batches of equal steps share the round: each turn's quota is a third of it.
+  const auto q = assign_quotas(std::vector<batch_load>(3, {seconds{0.025}, seconds{0.1}}),
+                               seconds{0.6}, seconds{4});
+  v.active = "a";
+  v.turn_elapsed = q.quotas[0] * 0.99;
+  d = p->decide(v);
+  EXPECT_EQ(d.run, "a");
+  EXPECT_FALSE(d.new_turn);
+  v.turn_elapsed = q.quotas[0] * 1.01; // a's first batch is done: its second batch's turn
+  d = p->decide(v);
+  EXPECT_EQ(d.run, "a");
+  EXPECT_TRUE(d.new_turn);
+  EXPECT_EQ(d.prefetch, "b");
+  v.turn_elapsed = q.quotas[1] * 1.01; // then b
+  EXPECT_EQ(p->decide(v).run, "b");
+}
+
+TEST(RoundRobin, AModelAloneWithWorkStillTakesTurns) {
+  auto p = make_round_robin(2);
+  instance_view v;
+  v.models = {{"a", 0, 4, {}, seconds{0.01}, seconds{0}, seconds{0.1}}};
+  v.active = "a";
+  v.turn_steps = 1;
+  EXPECT_FALSE(p->decide(v).new_turn);
+  v.turn_steps = 2;
+  const auto d = p->decide(v);
+  EXPECT_EQ(d.run, "a");
+  EXPECT_TRUE(d.new_turn);
+}
+
 TEST(DrainFirst, AModelKeepsTheDeviceUntilItsWorkIsDone) {
   auto p = make_drain_first();
   const auto trace =
