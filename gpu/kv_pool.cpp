@@ -1,6 +1,7 @@
 #include "gpu/kv_pool.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace aeg::gpu {
 
@@ -74,11 +75,15 @@ result<void> kv_pool::allocate_after(std::size_t block_bytes, std::size_t n,
 
 std::size_t kv_pool::num_available(std::size_t block_bytes) const {
   std::size_t n = slabs_.num_free(block_bytes);
+  std::map<std::size_t, std::vector<std::int32_t>> other; // moving blocks of other sizes
   std::lock_guard lock(mutex_);
-  for (const auto& m : moving_)
+  for (const auto& m : moving_) {
     if (m.block_bytes == block_bytes)
       n += m.ids.size();
-  return n;
+    else
+      other[m.block_bytes].insert(other[m.block_bytes].end(), m.ids.begin(), m.ids.end());
+  }
+  return n + slabs_.num_freed_by(block_bytes, other);
 }
 
 void kv_pool::free(std::size_t block_bytes, std::span<const std::int32_t> ids) {

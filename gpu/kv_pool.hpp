@@ -36,7 +36,9 @@ public:
   [[nodiscard]] result<void> allocate_after(std::size_t block_bytes, std::size_t n,
                                             std::vector<std::int32_t>& out,
                                             std::vector<std::shared_ptr<event>>& wait_for);
-  /// Blocks of `block_bytes` that `allocate_after` could give now (free or on the move list).
+  /// Blocks of `block_bytes` free now or on their way: free, on the move list, or in slabs of
+  /// other sizes whose every block is on the move list (those return as whole slabs once their
+  /// transfers complete). `allocate_after` can give the first two at once.
   std::size_t num_available(std::size_t block_bytes) const;
   /// Returns blocks nothing uses any more.
   void free(std::size_t block_bytes, std::span<const std::int32_t> ids);

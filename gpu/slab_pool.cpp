@@ -141,6 +141,26 @@ std::size_t slab_pool::num_used(std::size_t b) const {
   return it == classes_.end() ? 0 : it->second.used;
 }
 
+std::size_t
+slab_pool::num_freed_by(std::size_t b,
+                        const std::map<std::size_t, std::vector<std::int32_t>>& allocated) const {
+  std::lock_guard lock(mutex_);
+  std::map<std::size_t, std::size_t> count; // slab -> blocks of `allocated` in it
+  for (const auto& [size, ids] : allocated)
+    for (const auto id : ids) {
+      const std::size_t s = slab_of(size, id);
+      if (s < slabs_.size() && slabs_[s].block_bytes == size)
+        ++count[s];
+    }
+  std::size_t n = 0;
+  for (const auto& [s, k] : count) {
+    const slab& sl = slabs_[s];
+    if (k == sl.num_blocks - sl.free_ids.size())
+      n += ids_in(s, slab_bytes_, b).count();
+  }
+  return n;
+}
+
 std::size_t slab_pool::num_free_slabs() const {
   std::lock_guard lock(mutex_);
   return free_slabs_.size();

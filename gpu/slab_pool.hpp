@@ -34,6 +34,11 @@ public:
   std::size_t num_free(std::size_t block_bytes) const;
   /// Blocks of `block_bytes` currently allocated.
   std::size_t num_used(std::size_t block_bytes) const;
+  /// Blocks of `block_bytes` that each slab would give once every block in it (of whatever size)
+  /// were freed, for the slabs in which `allocated` holds exactly the blocks in use: the room that
+  /// freeing those blocks makes for this size. `allocated` maps a block size to block ids.
+  std::size_t num_freed_by(std::size_t block_bytes,
+                           const std::map<std::size_t, std::vector<std::int32_t>>& allocated) const;
 
   void* base() const noexcept { return base_; }
   std::size_t bytes() const noexcept { return bytes_; }

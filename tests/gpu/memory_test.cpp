@@ -141,7 +141,11 @@ TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
   ASSERT_TRUE(stream->record(*done));
   pool.free_after(16 << 10, ids, {done});
   EXPECT_EQ(pool.num_available(16 << 10), 16u);
-  EXPECT_EQ(pool.num_available(32 << 10), 0u); // another size waits for whole slabs
+  // Another size counts the slabs coming back, but gets them only once their copies are done.
+  EXPECT_EQ(pool.num_available(8 << 10), 32u);
+  std::vector<std::int32_t> other;
+  std::vector<std::shared_ptr<event>> other_wait;
+  EXPECT_FALSE(pool.allocate_after(8 << 10, 1, other, other_wait));
 
   std::vector<std::int32_t> taken;
   std::vector<std::shared_ptr<event>> wait_for;
@@ -167,6 +171,34 @@ TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
   pool.free(16 << 10, taken);
   pool.free(16 << 10, plain);
   EXPECT_EQ(pool.num_available(16 << 10), 16u);
+}
+
+// Room on its way for another size: a slab whose every block is being copied out comes back
+// whole once the copies complete; a slab with a block still in use does not.
+TEST(KvPool, SlabsWhoseEveryBlockIsMovingCountAsRoomForOtherSizes) {
+  auto dev = *make_device({.backend = "cpu"});
+  kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10); // 4 slabs
+  std::shared_ptr<event> done(std::move(*dev->create_event()));
+  auto stream = std::move(*dev->create_stream());
+  std::atomic<bool> release{false};
+  ASSERT_TRUE(stream->host_callback([&] {
+    while (!release.load())
+      std::this_thread::yield();
+  }));
+  ASSERT_TRUE(stream->record(*done));
+  std::vector<std::int32_t> a, b;
+  ASSERT_TRUE(pool.allocate(16 << 10, 4, a));            // one whole slab
+  ASSERT_TRUE(pool.allocate(16 << 10, 4, b));            // another
+  EXPECT_EQ(pool.num_available(8 << 10), 16u);           // two free slabs of eight blocks each
+  pool.free_after(16 << 10, a, {done});                  // all of a's slab moving
+  pool.free_after(16 << 10, {b[0], b[1], b[2]}, {done}); // b's slab keeps one block in use
+  EXPECT_EQ(pool.num_available(8 << 10), 24u);
+  release.store(true);
+  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  std::vector<std::int32_t> small;
+  EXPECT_TRUE(pool.allocate(8 << 10, 24, small));
+  pool.free(8 << 10, small);
+  pool.free(16 << 10, std::vector<std::int32_t>{b[3]});
 }
 
 TEST(WeightArena, TwoModelsSitAtOppositeEndsAndScalingDownIsForgetting) {
