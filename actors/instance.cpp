@@ -589,6 +589,17 @@ private:
       }
       const std::size_t feed = std::min(seq->pending(), budget);
       if (!reserve(*seq, seq->kv.tokens + feed)) {
+        const std::size_t total = kernels::kv_geometry::blocks_for(seq->kv.tokens + feed);
+        if (total > engine_->kv_capacity(m.kv)) {
+          finish(*seq, finish_reason::error,
+                 "the KV cache cannot hold this request's context (" +
+                     std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
+          continue;
+        }
+        if (engine_->can_reserve(m.kv, total - seq->kv.blocks.size())) {
+          ++i; // the room is on its way back from a transfer: this one joins a later step
+          continue;
+        }
         if (sequence* last = newest_after(i)) {
           split_off(m, last);
           continue;
@@ -611,7 +622,9 @@ private:
       const std::size_t feed = std::min(seq->pending(), budget);
       if (!reserve(*seq, seq->kv.tokens + feed)) {
         engine_->release(seq->kv);
-        if (m.running.empty() && chosen.empty()) {
+        const std::size_t total = kernels::kv_geometry::blocks_for(feed);
+        if (total > engine_->kv_capacity(m.kv) ||
+            (m.running.empty() && chosen.empty() && !engine_->can_reserve(m.kv, total))) {
           finish(*seq, finish_reason::error,
                  "the prompt needs more KV cache than this instance has (" +
                      std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
@@ -650,6 +663,11 @@ private:
         // let messages in. If a whole rotation finds nothing to run, free the room by sending a
         // swapped-out sequence back to be recomputed later; it is not lost.
         ++turn_steps_;
+        if (auto on_its_way = engine_->kv_on_its_way()) {
+          // Room is coming back from a transfer: wait for it on the device, not by spinning.
+          co_await *on_its_way;
+          continue;
+        }
         if (++idle_rounds_ > 2 * models_.size() + 2) {
           idle_rounds_ = 0;
           if (!give_up_host_kv())

@@ -17,10 +17,11 @@ std::size_t kv_pool::reclaim() {
   std::vector<moving> done;
   {
     std::lock_guard lock(mutex_);
-    auto it = std::partition(moving_.begin(), moving_.end(),
-                             [](const moving& m) { return !m.complete(); });
-    done.assign(std::make_move_iterator(it), std::make_move_iterator(moving_.end()));
-    moving_.erase(it, moving_.end());
+    // The list keeps the order the transfers were enqueued in (oldest first).
+    std::vector<moving> pending;
+    for (auto& m : moving_)
+      (m.complete() ? done : pending).push_back(std::move(m));
+    moving_ = std::move(pending);
   }
   std::size_t n = 0;
   for (auto& m : done) {
@@ -41,36 +42,37 @@ result<void> kv_pool::allocate_after(std::size_t block_bytes, std::size_t n,
                                      std::vector<std::int32_t>& out,
                                      std::vector<std::shared_ptr<event>>& wait_for) {
   reclaim();
-  // Held throughout: blocks taken off the move list must not go to a plain `allocate` (another
-  // instance's, on the shared host pool) that would not wait for their transfers.
-  std::lock_guard lock(mutex_);
-  std::size_t have = slabs_.num_free(block_bytes);
-  if (have < n) {
-    std::size_t on_the_way = 0;
-    for (const auto& m : moving_)
-      if (m.block_bytes == block_bytes)
-        on_the_way += m.ids.size();
-    if (have + on_the_way < n)
-      return fail(errc::out_of_memory, std::to_string(n) + " KV blocks of " +
-                                           std::to_string(block_bytes) + " bytes wanted, " +
-                                           std::to_string(have + on_the_way) + " available");
-    // The oldest transfers first: they finish soonest.
-    for (auto it = moving_.begin(); it != moving_.end() && have < n;) {
-      if (it->block_bytes != block_bytes) {
-        ++it;
-        continue;
-      }
-      // Only the blocks wanted: the rest stay on the list, behind the same transfers.
-      const std::size_t take = std::min(n - have, it->ids.size());
-      const auto first = it->ids.end() - static_cast<std::ptrdiff_t>(take);
-      slabs_.free(block_bytes, std::span(first, it->ids.end()));
-      it->ids.erase(first, it->ids.end());
-      have += take;
-      wait_for.insert(wait_for.end(), it->done.begin(), it->done.end());
-      it = it->ids.empty() ? moving_.erase(it) : std::next(it);
+  std::lock_guard lock(mutex_); // no plain `allocate` runs meanwhile; frees only add blocks
+  const std::size_t have = std::min(slabs_.num_free(block_bytes), n);
+  std::size_t on_the_way = 0;
+  for (const auto& m : moving_)
+    if (m.block_bytes == block_bytes)
+      on_the_way += m.ids.size();
+  if (have + on_the_way < n)
+    return fail(errc::out_of_memory, std::to_string(n) + " KV blocks of " +
+                                         std::to_string(block_bytes) + " bytes wanted, " +
+                                         std::to_string(have + on_the_way) + " available");
+  // Free blocks first; the rest straight from the move list. Those stay allocated in the slabs
+  // throughout (they change owner, never become free), so no other allocation can get them.
+  const std::size_t first = out.size();
+  if (have > 0)
+    if (auto r = slabs_.allocate(block_bytes, have, out); !r)
+      return r;
+  // The oldest transfers first: they finish soonest.
+  for (auto it = moving_.begin(); it != moving_.end() && out.size() - first < n;) {
+    if (it->block_bytes != block_bytes) {
+      ++it;
+      continue;
     }
+    // Only the blocks wanted: the rest stay on the list, behind the same transfers.
+    const std::size_t take = std::min(n - (out.size() - first), it->ids.size());
+    const auto from = it->ids.end() - static_cast<std::ptrdiff_t>(take);
+    out.insert(out.end(), from, it->ids.end());
+    it->ids.erase(from, it->ids.end());
+    wait_for.insert(wait_for.end(), it->done.begin(), it->done.end());
+    it = it->ids.empty() ? moving_.erase(it) : std::next(it);
   }
-  return slabs_.allocate(block_bytes, n, out);
+  return {};
 }
 
 std::size_t kv_pool::num_available(std::size_t block_bytes) const {
@@ -100,6 +102,15 @@ void kv_pool::free_after(std::size_t block_bytes, std::vector<std::int32_t> ids,
     return free(block_bytes, ids);
   std::lock_guard lock(mutex_);
   moving_.push_back({block_bytes, std::move(ids), std::move(done)});
+}
+
+std::shared_ptr<event> kv_pool::oldest_transfer() const {
+  std::lock_guard lock(mutex_);
+  for (const auto& m : moving_)
+    for (const auto& e : m.done)
+      if (e && !e->query())
+        return e;
+  return nullptr;
 }
 
 std::size_t kv_pool::num_moving() const {

@@ -48,6 +48,9 @@ public:
 
   /// Moves finished transfers' blocks from the move list to the free blocks; returns how many.
   std::size_t reclaim();
+  /// An event of the oldest transfer still holding blocks on the move list (null: none), for
+  /// an owner with nothing to do until room comes back.
+  std::shared_ptr<event> oldest_transfer() const;
 
   /// Address of block `id` of `block_bytes`.
   std::byte* block(std::size_t block_bytes, std::int32_t id) const noexcept {

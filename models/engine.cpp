@@ -172,16 +172,27 @@ result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry
   // Some blocks will come from the move list, still being copied out for their last owner: the
   // steps that write them wait for those copies, and so does whatever waits for this cache (a
   // swap-out, a release), through a new `ready`.
-  auto ev = dev_->create_event();
-  if (!ev)
-    return tl::unexpected(ev.error());
+  auto made = dev_->create_event();
+  if (!made)
+    return tl::unexpected(made.error());
+  std::shared_ptr<gpu::event> ev(std::move(*made));
+  const std::size_t had = kv.blocks.size();
   std::vector<std::shared_ptr<gpu::event>> after;
-  AEG_TRY(device_kv_->allocate_after(kv.block_bytes(), need - kv.blocks.size(), kv.blocks, after));
+  AEG_TRY(device_kv_->allocate_after(kv.block_bytes(), need - had, kv.blocks, after));
   if (kv.ready)
     after.push_back(kv.ready);
-  AEG_TRY(wait_all(*compute_, after));
-  kv.ready = std::shared_ptr<gpu::event>(std::move(*ev));
-  return compute_->record(*kv.ready);
+  auto ordered = wait_all(*compute_, after);
+  if (ordered)
+    ordered = compute_->record(*ev);
+  if (!ordered) { // the new blocks go back behind the transfers they were taken from
+    std::vector<std::int32_t> taken(kv.blocks.begin() + static_cast<std::ptrdiff_t>(had),
+                                    kv.blocks.end());
+    kv.blocks.resize(had);
+    device_kv_->free_after(kv.block_bytes(), std::move(taken), std::move(after));
+    return ordered;
+  }
+  kv.ready = std::move(ev);
+  return {};
 }
 
 void engine::reclaim() {
@@ -212,11 +223,18 @@ result<void> engine::swap_out(kv_handle& kv) {
   after.push_back(step_done_);
   if (kv.ready)
     after.push_back(kv.ready);
-  AEG_TRY(wait_all(*swap_out_, after));
-  for (std::size_t i = 0; i < kv.blocks.size(); ++i)
-    AEG_TRY(swap_out_->copy(host_kv_->block(bb, host[i]), device_kv_->block(bb, kv.blocks[i]), bb,
-                            gpu::copy_kind::device_to_host));
-  AEG_TRY(swap_out_->record(*ev));
+  auto copied = wait_all(*swap_out_, after);
+  for (std::size_t i = 0; copied && i < kv.blocks.size(); ++i)
+    copied = swap_out_->copy(host_kv_->block(bb, host[i]), device_kv_->block(bb, kv.blocks[i]), bb,
+                             gpu::copy_kind::device_to_host);
+  if (copied)
+    copied = swap_out_->record(*ev);
+  if (!copied) { // the cache stays on the device; the host blocks go back behind what used them
+    if (swap_out_->record(*ev))
+      after.push_back(ev);
+    host_kv_->free_after(bb, std::move(host), std::move(after));
+    return copied;
+  }
   device_kv_->free_after(bb, std::move(kv.blocks), {ev});
   kv.blocks = std::move(host);
   kv.where = kv_handle::place::host;
@@ -241,11 +259,18 @@ result<void> engine::swap_in(kv_handle& kv) {
   std::shared_ptr<gpu::event> ev(std::move(*done));
   if (kv.ready) // the swap-out that wrote the host blocks
     after.push_back(kv.ready);
-  AEG_TRY(wait_all(*swap_in_, after));
-  for (std::size_t i = 0; i < kv.blocks.size(); ++i)
-    AEG_TRY(swap_in_->copy(device_kv_->block(bb, device[i]), host_kv_->block(bb, kv.blocks[i]), bb,
-                           gpu::copy_kind::host_to_device));
-  AEG_TRY(swap_in_->record(*ev));
+  auto copied = wait_all(*swap_in_, after);
+  for (std::size_t i = 0; copied && i < kv.blocks.size(); ++i)
+    copied = swap_in_->copy(device_kv_->block(bb, device[i]), host_kv_->block(bb, kv.blocks[i]), bb,
+                            gpu::copy_kind::host_to_device);
+  if (copied)
+    copied = swap_in_->record(*ev);
+  if (!copied) { // the cache stays on the host; the device blocks go back behind what used them
+    if (swap_in_->record(*ev))
+      after.push_back(ev);
+    device_kv_->free_after(bb, std::move(device), std::move(after));
+    return copied;
+  }
   host_kv_->free_after(bb, std::move(kv.blocks), {ev});
   kv.blocks = std::move(device);
   kv.where = kv_handle::place::device;

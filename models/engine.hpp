@@ -102,8 +102,17 @@ public:
   void release(kv_handle& kv);
   /// Returns blocks whose transfers have finished from both pools' move lists.
   void reclaim();
-  /// Whether the device pool can give `blocks` more blocks of `geometry` now.
+  /// Whether the device pool has `blocks` more blocks of `geometry` free or on their way back
+  /// (a reserve may still have to wait for the transfers to finish).
   bool can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const;
+  /// Blocks of `geometry` the whole device pool holds (at most): a context needing more can
+  /// never run here.
+  std::size_t kv_capacity(const kernels::kv_geometry& geometry) const noexcept {
+    return device_kv_->bytes() / geometry.block_bytes();
+  }
+  /// The oldest transfer still holding device KV blocks (null: none): what to await when
+  /// nothing can run until room comes back.
+  std::shared_ptr<gpu::event> kv_on_its_way() const { return device_kv_->oldest_transfer(); }
 
   // --- steps --------------------------------------------------------------------------------
   /// Enqueues one forward step of the active model: `steps[i]` uses `kv[i]` (on the device; a

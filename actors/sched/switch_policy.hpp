@@ -66,7 +66,7 @@ std::unique_ptr<switch_policy> make_weighted_round_robin(seconds max_quota = sec
 /// Request-level scaling (the ServerlessLLM-like baseline; also the order of a prefill instance,
 /// whose queue the grouped FCFS dispatcher already ordered): the active model keeps the device
 /// until its requests have drained; then the model whose work is oldest takes it. The next model
-/// in line is prefetched.
+/// in line is prefetched. A model split into batches serves them in turns of 16 steps.
 std::unique_ptr<switch_policy> make_drain_first();
 
 /// Makes a policy by name: "round_robin" (turns of `turn_steps`), "weighted_round_robin",

@@ -113,11 +113,17 @@ private:
 };
 
 class drain_first final : public switch_policy {
+  static constexpr std::size_t split_turn_steps = 16;
+
 public:
   turn_decision decide(const instance_view& v) override {
     turn_decision d;
     // The active model while it has work; then the one whose work is oldest.
-    d.run = !v.active.empty() && find(v, v.active) != nullptr ? v.active : v.models.front().name;
+    const model_load* active = v.active.empty() ? nullptr : find(v, v.active);
+    d.run = active != nullptr ? v.active : v.models.front().name;
+    // A model split into batches (its KV outgrew the device) serves them in turns of 16 steps,
+    // so none waits for the others to drain.
+    d.new_turn = active != nullptr && active->batches > 1 && v.turn_steps >= split_turn_steps;
     for (const auto& m : v.models) // the next in line is prefetched
       if (m.name != d.run) {
         d.prefetch = m.name;

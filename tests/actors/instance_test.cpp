@@ -412,6 +412,33 @@ TEST_F(Instance, CancelsDuringSwapsFreeEveryBlockAndDisturbNoOne) {
   EXPECT_EQ(s.running + s.waiting, 0u);
 }
 
+// Three models of three KV shapes on a device pool of three small slabs that holds about half
+// of their KV: making room for one model means emptying slabs of another shape, whose blocks
+// come back only once their copies to the host finish. Every request still gets its solo tokens
+// and no block stays held.
+TEST_F(Instance, ModelsOfDifferentKvShapesShareATightPool) {
+  const auto models = three_models();
+  const auto reqs = per_model_requests(models, 4, 3, 9, 7, 30);
+  const auto alone = alone_on_own_instances(models, reqs);
+  auto shared = spawn_many(models, {.kv_bytes = 3 * (64 << 10),
+                                    .host_kv_bytes = 8 << 20,
+                                    .slab_bytes = 64 << 10,
+                                    .policy = [] { return sched::make_round_robin(4); }});
+  for (const auto& r : reqs)
+    (*self_)->send(shared, generate_atom::value, r);
+  const auto together = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
+        << together.at(r.id).result.message;
+    EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
+  }
+  const auto s = stats(shared);
+  EXPECT_GT(s.swaps_out, 0u);
+  EXPECT_EQ(s.kv_bytes_used, 0u);
+  EXPECT_EQ(s.host_kv_bytes_used, 0u);
+  EXPECT_EQ(s.running + s.waiting, 0u);
+}
+
 TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
   auto inst = spawn_many(three_models());
   auto r = request(1, {1, 2, 3}, 4);

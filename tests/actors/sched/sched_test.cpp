@@ -247,6 +247,23 @@ TEST(DrainFirst, AModelKeepsTheDeviceUntilItsWorkIsDone) {
   EXPECT_EQ(trace, expected);
 }
 
+TEST(DrainFirst, ASplitModelServesItsBatchesInTurns) {
+  auto p = make_drain_first();
+  model_load a{"a", 0, 8, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  instance_view v;
+  v.active = "a";
+  v.turn_steps = 40;
+  v.models = {a};
+  EXPECT_FALSE(p->decide(v).new_turn); // one batch: it drains
+  v.models[0].batches = 2;
+  v.turn_steps = 15;
+  EXPECT_FALSE(p->decide(v).new_turn);
+  v.turn_steps = 16;
+  const auto d = p->decide(v);
+  EXPECT_EQ(d.run, "a");
+  EXPECT_TRUE(d.new_turn);
+}
+
 TEST(RoundRobin, TurnsOfAFixedNumberOfSteps) {
   auto p = make_round_robin(2);
   const auto trace =
