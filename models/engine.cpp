@@ -35,6 +35,26 @@ result<void> wait_all(gpu::stream& s, const std::vector<std::shared_ptr<gpu::eve
   return {};
 }
 
+// Copies blocks `from` of `src` into blocks `to` of `dst` on `s`, after `after`, then records
+// `done`. On failure `to` goes back to `dst` behind whatever may still use it.
+result<void> copy_blocks(gpu::stream& s, const gpu::kv_pool& src,
+                         std::span<const std::int32_t> from, gpu::kv_pool& dst,
+                         std::vector<std::int32_t>& to, std::size_t bb, gpu::copy_kind kind,
+                         std::vector<std::shared_ptr<gpu::event>>& after,
+                         const std::shared_ptr<gpu::event>& done) {
+  auto copied = wait_all(s, after);
+  for (std::size_t i = 0; copied && i < from.size(); ++i)
+    copied = s.copy(dst.block(bb, to[i]), src.block(bb, from[i]), bb, kind);
+  if (copied)
+    copied = s.record(*done);
+  if (!copied) {
+    if (s.record(*done))
+      after.push_back(done);
+    dst.free_after(bb, std::move(to), std::move(after));
+  }
+  return copied;
+}
+
 } // namespace
 
 result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
@@ -223,18 +243,9 @@ result<void> engine::swap_out(kv_handle& kv) {
   after.push_back(step_done_);
   if (kv.ready)
     after.push_back(kv.ready);
-  auto copied = wait_all(*swap_out_, after);
-  for (std::size_t i = 0; copied && i < kv.blocks.size(); ++i)
-    copied = swap_out_->copy(host_kv_->block(bb, host[i]), device_kv_->block(bb, kv.blocks[i]), bb,
-                             gpu::copy_kind::device_to_host);
-  if (copied)
-    copied = swap_out_->record(*ev);
-  if (!copied) { // the cache stays on the device; the host blocks go back behind what used them
-    if (swap_out_->record(*ev))
-      after.push_back(ev);
-    host_kv_->free_after(bb, std::move(host), std::move(after));
-    return copied;
-  }
+  // On failure the cache stays on the device.
+  AEG_TRY(copy_blocks(*swap_out_, *device_kv_, kv.blocks, *host_kv_, host, bb,
+                      gpu::copy_kind::device_to_host, after, ev));
   device_kv_->free_after(bb, std::move(kv.blocks), {ev});
   kv.blocks = std::move(host);
   kv.where = kv_handle::place::host;
@@ -259,18 +270,9 @@ result<void> engine::swap_in(kv_handle& kv) {
   std::shared_ptr<gpu::event> ev(std::move(*done));
   if (kv.ready) // the swap-out that wrote the host blocks
     after.push_back(kv.ready);
-  auto copied = wait_all(*swap_in_, after);
-  for (std::size_t i = 0; copied && i < kv.blocks.size(); ++i)
-    copied = swap_in_->copy(device_kv_->block(bb, device[i]), host_kv_->block(bb, kv.blocks[i]), bb,
-                            gpu::copy_kind::host_to_device);
-  if (copied)
-    copied = swap_in_->record(*ev);
-  if (!copied) { // the cache stays on the host; the device blocks go back behind what used them
-    if (swap_in_->record(*ev))
-      after.push_back(ev);
-    device_kv_->free_after(bb, std::move(device), std::move(after));
-    return copied;
-  }
+  // On failure the cache stays on the host.
+  AEG_TRY(copy_blocks(*swap_in_, *host_kv_, kv.blocks, *device_kv_, device, bb,
+                      gpu::copy_kind::host_to_device, after, ev));
   host_kv_->free_after(bb, std::move(kv.blocks), {ev});
   kv.blocks = std::move(device);
   kv.where = kv_handle::place::device;

@@ -116,6 +116,26 @@ protected:
     return s;
   }
 
+  // Sends `reqs` to `inst` at once; each must end by length with the tokens it made `alone`, and
+  // afterwards the instance holds no KV and no request. Returns its stats.
+  instance_stats expect_solo_tokens(const caf::actor& inst,
+                                    const std::vector<generation_request>& reqs,
+                                    const std::map<std::uint64_t, outcome>& alone) {
+    for (const auto& r : reqs)
+      (*self_)->send(inst, generate_atom::value, r);
+    const auto together = collect(reqs.size());
+    for (const auto& r : reqs) {
+      EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
+          << together.at(r.id).result.message;
+      EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
+    }
+    const auto s = stats(inst);
+    EXPECT_EQ(s.kv_bytes_used, 0u);
+    EXPECT_EQ(s.host_kv_bytes_used, 0u);
+    EXPECT_EQ(s.running + s.waiting, 0u);
+    return s;
+  }
+
   // `per_model` requests for each model: prompts of first + step·i tokens, seeds i + spread·m.
   std::vector<generation_request> per_model_requests(const std::vector<served_model>& models,
                                                      std::uint32_t per_model, std::size_t first,
@@ -238,24 +258,11 @@ TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreSplitOffOrRecomputedWithoutChan
   for (const auto& r : reqs)
     (*self_)->send(roomy, generate_atom::value, r);
   const auto expected = collect(reqs.size());
-  for (const auto& inst : {split, recompute}) {
-    for (const auto& r : reqs)
-      (*self_)->send(inst, generate_atom::value, r);
-    const auto got = collect(reqs.size());
-    for (const auto& r : reqs) {
-      EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-      EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id).tokens) << "request " << r.id;
-    }
-    const auto s = stats(inst);
-    EXPECT_EQ(s.kv_bytes_used, 0u);
-    EXPECT_EQ(s.host_kv_bytes_used, 0u);
-    EXPECT_EQ(s.running + s.waiting, 0u);
-  }
-  const auto s = stats(split);
+  const auto s = expect_solo_tokens(split, reqs, expected);
   EXPECT_GT(s.batch_splits, 0u);
   EXPECT_GT(s.swaps_out, 0u);
   EXPECT_EQ(s.preemptions, 0u) << "a split keeps the KV: nothing is recomputed";
-  EXPECT_GT(stats(recompute).preemptions, 0u);
+  EXPECT_GT(expect_solo_tokens(recompute, reqs, expected).preemptions, 0u);
 }
 
 TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {
@@ -342,23 +349,11 @@ TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
   const auto models = three_models();
   const auto reqs = per_model_requests(models, 4, 3, 9, 7, 30);
   const auto alone = alone_on_own_instances(models, reqs);
-  auto shared = switching_every_step(models);
-  for (const auto& r : reqs)
-    (*self_)->send(shared, generate_atom::value, r);
-  const auto together = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
-        << together.at(r.id).result.message;
-    EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
-  }
-  const auto s = stats(shared);
+  const auto s = expect_solo_tokens(switching_every_step(models), reqs, alone);
   EXPECT_GE(s.switches, 60u);
   EXPECT_GT(s.prefetches, 0u);
   EXPECT_GT(s.swaps_out, 0u);
   EXPECT_GT(s.swaps_in, 0u);
-  EXPECT_EQ(s.kv_bytes_used, 0u);
-  EXPECT_EQ(s.host_kv_bytes_used, 0u);
-  EXPECT_EQ(s.running + s.waiting, 0u);
 }
 
 // The same switching with cancels landing at random tokens: with a switch at every step, a
@@ -424,19 +419,7 @@ TEST_F(Instance, ModelsOfDifferentKvShapesShareATightPool) {
                                     .host_kv_bytes = 8 << 20,
                                     .slab_bytes = 64 << 10,
                                     .policy = [] { return sched::make_round_robin(4); }});
-  for (const auto& r : reqs)
-    (*self_)->send(shared, generate_atom::value, r);
-  const auto together = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
-        << together.at(r.id).result.message;
-    EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
-  }
-  const auto s = stats(shared);
-  EXPECT_GT(s.swaps_out, 0u);
-  EXPECT_EQ(s.kv_bytes_used, 0u);
-  EXPECT_EQ(s.host_kv_bytes_used, 0u);
-  EXPECT_EQ(s.running + s.waiting, 0u);
+  EXPECT_GT(expect_solo_tokens(shared, reqs, alone).swaps_out, 0u);
 }
 
 TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {

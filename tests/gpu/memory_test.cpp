@@ -99,26 +99,38 @@ TEST(SlabPool, BlocksTooLargeForSlabsAreRefused) {
   EXPECT_EQ(r.error().code, errc::invalid_argument);
 }
 
+// A transfer on a CPU stream that cannot finish until the test lets it: a host callback spins
+// until `finish()`, then `done` completes.
+struct held_transfer {
+  explicit held_transfer(device& dev)
+      : copier(std::move(*dev.create_stream())), done(std::move(*dev.create_event())) {
+    EXPECT_TRUE(copier->host_callback([this] {
+      while (!released.load())
+        std::this_thread::yield();
+    }));
+    EXPECT_TRUE(copier->record(*done));
+  }
+  ~held_transfer() { finish(); }
+  void finish() {
+    released.store(true);
+    coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  }
+  std::unique_ptr<gpu::stream> copier;
+  std::shared_ptr<event> done;
+  std::atomic<bool> released{false};
+};
+
 TEST(KvPool, BlocksFreedAfterATransferWaitOnTheMoveListUntilItCompletes) {
   auto dev = *make_device({.backend = "cpu"});
   kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10);
-  auto stream = std::move(*dev->create_stream());
-  std::shared_ptr<event> done(std::move(*dev->create_event()));
+  held_transfer copy(*dev);
   std::vector<std::int32_t> ids;
   ASSERT_TRUE(pool.allocate(16 << 10, 16, ids)); // all of it
-  // A transfer that cannot finish until the test lets it: a host callback waits on a latch.
-  std::atomic<bool> release{false};
-  ASSERT_TRUE(stream->host_callback([&] {
-    while (!release.load())
-      std::this_thread::yield();
-  }));
-  ASSERT_TRUE(stream->record(*done));
-  pool.free_after(16 << 10, ids, {done});
+  pool.free_after(16 << 10, ids, {copy.done});
   EXPECT_EQ(pool.num_moving(), 16u);
   std::vector<std::int32_t> more;
   EXPECT_FALSE(pool.allocate(16 << 10, 1, more)); // still in flight: not reusable
-  release.store(true);
-  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  copy.finish();
   EXPECT_TRUE(pool.allocate(16 << 10, 16, more)); // reclaimed on demand
   EXPECT_EQ(pool.num_moving(), 0u);
 }
@@ -129,17 +141,10 @@ TEST(KvPool, BlocksFreedAfterATransferWaitOnTheMoveListUntilItCompletes) {
 TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
   auto dev = *make_device({.backend = "cpu"});
   kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10);
-  auto stream = std::move(*dev->create_stream());
-  std::shared_ptr<event> done(std::move(*dev->create_event()));
+  held_transfer copy(*dev);
   std::vector<std::int32_t> ids;
   ASSERT_TRUE(pool.allocate(16 << 10, 16, ids)); // all of it
-  std::atomic<bool> release{false};
-  ASSERT_TRUE(stream->host_callback([&] {
-    while (!release.load())
-      std::this_thread::yield();
-  }));
-  ASSERT_TRUE(stream->record(*done));
-  pool.free_after(16 << 10, ids, {done});
+  pool.free_after(16 << 10, ids, {copy.done});
   EXPECT_EQ(pool.num_available(16 << 10), 16u);
   // Another size counts the slabs coming back, but gets them only once their copies are done.
   EXPECT_EQ(pool.num_available(8 << 10), 32u);
@@ -152,7 +157,7 @@ TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
   ASSERT_TRUE(pool.allocate_after(16 << 10, 5, taken, wait_for));
   EXPECT_EQ(taken.size(), 5u);
   ASSERT_EQ(wait_for.size(), 1u);
-  EXPECT_EQ(wait_for.front(), done);
+  EXPECT_EQ(wait_for.front(), copy.done);
   EXPECT_EQ(pool.num_moving(), 11u); // the rest still wait for the transfer
   std::vector<std::int32_t> plain;
   EXPECT_FALSE(pool.allocate(16 << 10, 1, plain));
@@ -163,8 +168,7 @@ TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
   EXPECT_TRUE(none.empty());
   EXPECT_EQ(pool.num_moving(), 11u);
 
-  release.store(true);
-  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  copy.finish();
   ASSERT_TRUE(pool.allocate(16 << 10, 11, plain));
   for (auto id : taken) // no block was handed out twice
     EXPECT_EQ(std::count(plain.begin(), plain.end(), id), 0) << "block " << id;
@@ -178,23 +182,15 @@ TEST(KvPool, BlocksInFlightAreHandedOnWithTheEventToWaitFor) {
 TEST(KvPool, SlabsWhoseEveryBlockIsMovingCountAsRoomForOtherSizes) {
   auto dev = *make_device({.backend = "cpu"});
   kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10); // 4 slabs
-  std::shared_ptr<event> done(std::move(*dev->create_event()));
-  auto stream = std::move(*dev->create_stream());
-  std::atomic<bool> release{false};
-  ASSERT_TRUE(stream->host_callback([&] {
-    while (!release.load())
-      std::this_thread::yield();
-  }));
-  ASSERT_TRUE(stream->record(*done));
+  held_transfer copy(*dev);
   std::vector<std::int32_t> a, b;
-  ASSERT_TRUE(pool.allocate(16 << 10, 4, a));            // one whole slab
-  ASSERT_TRUE(pool.allocate(16 << 10, 4, b));            // another
-  EXPECT_EQ(pool.num_available(8 << 10), 16u);           // two free slabs of eight blocks each
-  pool.free_after(16 << 10, a, {done});                  // all of a's slab moving
-  pool.free_after(16 << 10, {b[0], b[1], b[2]}, {done}); // b's slab keeps one block in use
+  ASSERT_TRUE(pool.allocate(16 << 10, 4, a));                 // one whole slab
+  ASSERT_TRUE(pool.allocate(16 << 10, 4, b));                 // another
+  EXPECT_EQ(pool.num_available(8 << 10), 16u);                // two free slabs of eight blocks each
+  pool.free_after(16 << 10, a, {copy.done});                  // all of a's slab moving
+  pool.free_after(16 << 10, {b[0], b[1], b[2]}, {copy.done}); // b's slab keeps one block in use
   EXPECT_EQ(pool.num_available(8 << 10), 24u);
-  release.store(true);
-  coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(done.get()));
+  copy.finish();
   std::vector<std::int32_t> small;
   EXPECT_TRUE(pool.allocate(8 << 10, 24, small));
   pool.free(8 << 10, small);
