@@ -368,6 +368,14 @@ private:
       load.step_time = m->decode_time.predict(
           context / load.batches, std::max<std::size_t>(m->running.size() / load.batches, 1));
       load.switch_time = switch_time_.predict(m->served.image->bytes().size());
+      if (load.batches > 1) {
+        // Between a split model's turns its batches' KV moves out and in: the round pays that
+        // too, once per batch (all of the model's KV, both ways).
+        std::size_t kv_bytes = 0;
+        for (const sequence* seq : m->running)
+          kv_bytes += seq->kv.blocks.size() * m->kv.block_bytes();
+        load.switch_time += switch_time_.predict(2 * kv_bytes);
+      }
       load.tbt = sched::seconds{m->served.tbt_seconds};
       v.models.push_back(std::move(load));
     }
@@ -653,7 +661,8 @@ private:
       } else if (decision.new_turn) {
         turn_steps_ = 0;
         turn_started_ = clock_type::now();
-        begin_turn(active_);
+        if (decision.next_batch)
+          begin_turn(active_);
       }
       if (!decision.prefetch.empty())
         prefetch(decision.prefetch);

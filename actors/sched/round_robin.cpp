@@ -30,6 +30,7 @@ public:
     } else {
       d.run = v.active.empty() ? v.models.front().name : after(v.active);
       d.new_turn = d.run == v.active; // alone with work: its turn ends and the next begins
+      d.next_batch = d.new_turn;
     }
     const std::string& next = after(d.run);
     if (next != d.run)

@@ -40,6 +40,10 @@ struct turn_decision {
   /// A new turn of the model already active (a round ended and the next begins with it): the
   /// instance restarts the turn's clock as it does on a switch.
   bool new_turn = false;
+  /// With `new_turn`: the turn belongs to the model's next batch (a split model's batches take
+  /// turns). False for a turn that only lets waiting requests start (a cut-in), which keeps the
+  /// batch. A switch into a model always serves its next batch.
+  bool next_batch = false;
 };
 
 /// Chooses which model an instance runs at each step boundary: the preemption points of

@@ -50,8 +50,10 @@ public:
     if (round_.empty())
       start_round(v);
     // Reaching here, the front turn has not run yet; when its model is the active one (it ended
-    // the last round or its cut-in), no switch will restart the turn's clock, so ask for it.
-    return {round_.front().model, prefetch_after(v), round_.front().model == v.active};
+    // the last round or its cut-in, or its previous batch's turn), no switch will restart the
+    // turn's clock, so ask for it.
+    const bool again = round_.front().model == v.active;
+    return {round_.front().model, prefetch_after(v), again, again};
   }
 
 private:
@@ -124,6 +126,7 @@ public:
     // A model split into batches (its KV outgrew the device) serves them in turns of 16 steps,
     // so none waits for the others to drain.
     d.new_turn = active != nullptr && active->batches > 1 && v.turn_steps >= split_turn_steps;
+    d.next_batch = d.new_turn;
     for (const auto& m : v.models) // the next in line is prefetched
       if (m.name != d.run) {
         d.prefetch = m.name;

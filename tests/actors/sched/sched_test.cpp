@@ -174,6 +174,20 @@ TEST(WeightedRoundRobin, RequestsWaitingToStartCutInThenTheRoundResumesWithThemI
   EXPECT_EQ(p->decide(v).run, "a");
 }
 
+// Requests of the active model that cut in get a fresh turn's clock but not its next batch: a
+// split model does not swap its batches for a request that only needs to start.
+TEST(WeightedRoundRobin, ACutInOfTheActiveModelKeepsItsBatch) {
+  auto p = make_weighted_round_robin(seconds{4});
+  instance_view v;
+  v.active = "c";
+  v.models = {{"a", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}},
+              {"c", 1, 4, seconds{0.5}, seconds{0.025}, seconds{0.3}, seconds{0.1}, 2}};
+  const auto d = p->decide(v);
+  EXPECT_EQ(d.run, "c");
+  EXPECT_TRUE(d.new_turn);
+  EXPECT_FALSE(d.next_batch);
+}
+
 TEST(WeightedRoundRobin, AModelThatEndsOneRoundAndBeginsTheNextGetsAFullTurn) {
   auto p = make_weighted_round_robin(seconds{4});
   const model_load b{"b", 0, 1, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
@@ -221,6 +235,7 @@ TEST(WeightedRoundRobin, ASplitModelGetsATurnPerBatch) {
   d = p->decide(v);
   EXPECT_EQ(d.run, "a");
   EXPECT_TRUE(d.new_turn);
+  EXPECT_TRUE(d.next_batch);
   EXPECT_EQ(d.prefetch, "b");
   v.turn_elapsed = q.quotas[1] * 1.01; // then b
   EXPECT_EQ(p->decide(v).run, "b");
@@ -262,6 +277,7 @@ TEST(DrainFirst, ASplitModelServesItsBatchesInTurns) {
   const auto d = p->decide(v);
   EXPECT_EQ(d.run, "a");
   EXPECT_TRUE(d.new_turn);
+  EXPECT_TRUE(d.next_batch);
 }
 
 TEST(RoundRobin, TurnsOfAFixedNumberOfSteps) {
