@@ -430,15 +430,22 @@ private:
   }
 
   // Truncates the batch this turn serves: `seq` moves to the model's overflow batch with its KV
-  // swapped out to the host, to decode in a turn of its own (the paper's batch split). When the
-  // host pool has no room either, it gives its KV back and is recomputed later instead.
+  // swapped out to the host, to decode in a turn of its own (the paper's batch split). The
+  // overflow joins the batch whose turn comes next when the model already has another, so that
+  // overflows in later turns do not each open a batch of a few sequences (every batch's turn
+  // costs whole steps). When the host pool has no room either, `seq` gives its KV back and is
+  // recomputed later instead.
   void split_off(model_state& m, sequence* seq) {
     if (seq->kv.where == models::kv_handle::place::device && !engine_->swap_out(seq->kv)) {
       preempt(seq);
       return;
     }
-    if (m.overflow == model_state::no_batch)
-      m.overflow = ++m.batch_ids;
+    if (m.overflow == model_state::no_batch) {
+      auto ids = batches_of(m);
+      std::erase(ids, m.batch);
+      const auto next = std::upper_bound(ids.begin(), ids.end(), m.batch);
+      m.overflow = ids.empty() ? ++m.batch_ids : next == ids.end() ? ids.front() : *next;
+    }
     seq->batch = m.overflow;
     ++batch_splits_;
   }
