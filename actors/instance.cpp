@@ -605,23 +605,19 @@ private:
       const std::size_t feed = std::min(seq->pending(), budget);
       if (!reserve(*seq, seq->kv.tokens + feed)) {
         const std::size_t total = kernels::kv_geometry::blocks_for(seq->kv.tokens + feed);
-        if (total > engine_->kv_capacity(m.kv)) {
-          finish(*seq, finish_reason::error,
-                 "the KV cache cannot hold this request's context (" +
-                     std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
-          continue;
-        }
-        if (engine_->can_reserve(m.kv, total - seq->kv.blocks.size())) {
-          ++i; // the room is on its way back from a transfer: this one joins a later step
-          continue;
-        }
-        if (sequence* last = newest_after(i)) {
-          split_off(m, last);
-          continue;
-        }
-        if (!chosen.empty() || !m.waiting.empty()) {
-          split_off(m, seq);
-          break;
+        if (total <= engine_->kv_capacity(m.kv)) { // else no room could ever hold it
+          if (engine_->can_reserve(m.kv, total - seq->kv.blocks.size())) {
+            ++i; // the room is on its way back from a transfer: this one joins a later step
+            continue;
+          }
+          if (sequence* last = newest_after(i)) {
+            split_off(m, last);
+            continue;
+          }
+          if (!chosen.empty() || !m.waiting.empty()) {
+            split_off(m, seq);
+            break;
+          }
         }
         finish(*seq, finish_reason::error,
                "the KV cache cannot hold this request's context (" +

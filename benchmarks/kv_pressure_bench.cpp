@@ -49,16 +49,14 @@ outcome run(caf::scoped_actor& self, const caf::actor& inst,
   }
   std::size_t ended = 0;
   while (ended < reqs.size())
-    self->receive(
-        [&](actors::token_atom, std::uint64_t id, std::int32_t token) {
-          o.tokens[id].push_back(token);
-        },
-        [&](actors::done_atom, const actors::generation_result& r) {
-          ++ended;
-          if (r.reason != actors::finish_reason::length && o.error.empty())
-            o.error = fmt::format("request {} ended with {}: {}", r.id,
-                                  actors::to_string(r.reason), r.message);
-        });
+    self->receive([&](actors::token_atom, std::uint64_t id,
+                      std::int32_t token) { o.tokens[id].push_back(token); },
+                  [&](actors::done_atom, const actors::generation_result& r) {
+                    ++ended;
+                    if (r.reason != actors::finish_reason::length && o.error.empty())
+                      o.error = fmt::format("request {} ended with {}: {}", r.id,
+                                            actors::to_string(r.reason), r.message);
+                  });
   o.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   self->request(inst, caf::infinite, actors::stats_atom::value)
       .receive([&](const actors::instance_stats& s) { o.stats = s; },
@@ -221,12 +219,8 @@ int main(int argc, char** argv) {
   fmt::print("same greedy tokens in every configuration: {}\n", same_tokens ? "yes" : "NO");
   if (!json_path.empty()) {
     std::ofstream out(json_path);
-    out << nlohmann::json{{"device", (*dev)->name()},
-                          {"requests", requests},
-                          {"prompt", prompt},
-                          {"output", output},
-                          {"share", share},
-                          {"policy", policy},
+    out << nlohmann::json{{"device", (*dev)->name()}, {"requests", requests}, {"prompt", prompt},
+                          {"output", output},         {"share", share},       {"policy", policy},
                           {"results", results}}
                .dump(2)
         << "\n";

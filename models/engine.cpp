@@ -187,23 +187,20 @@ result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry
   const std::size_t need = kernels::kv_geometry::blocks_for(tokens);
   if (need <= kv.blocks.size())
     return {};
-  if (device_kv_->allocate(kv.block_bytes(), need - kv.blocks.size(), kv.blocks))
-    return {};
-  // Some blocks will come from the move list, still being copied out for their last owner: the
-  // steps that write them wait for those copies, and so does whatever waits for this cache (a
-  // swap-out, a release), through a new `ready`.
-  auto made = dev_->create_event();
-  if (!made)
-    return tl::unexpected(made.error());
-  std::shared_ptr<gpu::event> ev(std::move(*made));
   const std::size_t had = kv.blocks.size();
   std::vector<std::shared_ptr<gpu::event>> after;
   AEG_TRY(device_kv_->allocate_after(kv.block_bytes(), need - had, kv.blocks, after));
+  if (after.empty())
+    return {};
+  // Some blocks came from the move list, still being copied out for their last owner: the steps
+  // that write them wait for those copies, and so does whatever waits for this cache (a
+  // swap-out, a release), through a new `ready`.
   if (kv.ready)
     after.push_back(kv.ready);
-  auto ordered = wait_all(*compute_, after);
+  auto ev = dev_->create_event();
+  result<void> ordered = ev ? wait_all(*compute_, after) : tl::unexpected(ev.error());
   if (ordered)
-    ordered = compute_->record(*ev);
+    ordered = compute_->record(**ev);
   if (!ordered) { // the new blocks go back behind the transfers they were taken from
     std::vector<std::int32_t> taken(kv.blocks.begin() + static_cast<std::ptrdiff_t>(had),
                                     kv.blocks.end());
@@ -211,7 +208,7 @@ result<void> engine::reserve(kv_handle& kv, const kernels::kv_geometry& geometry
     device_kv_->free_after(kv.block_bytes(), std::move(taken), std::move(after));
     return ordered;
   }
-  kv.ready = std::move(ev);
+  kv.ready = std::shared_ptr<gpu::event>(std::move(*ev));
   return {};
 }
 

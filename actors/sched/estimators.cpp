@@ -40,17 +40,18 @@ void linear_fit<F>::refit() {
     for (std::size_t k = 0; k < F; ++k)
       spread[k] += (x[k] - mean[k]) * (x[k] - mean[k]) / count;
   std::array<std::size_t, F> fitted{}; // the features that varied
+  std::array<bool, F> varied{};
   std::size_t n = 0;
   for (std::size_t k = 0; k < F; ++k) {
     spread[k] = std::sqrt(spread[k]);
-    if (spread[k] > 1e-9 * (1 + std::fabs(mean[k])))
+    varied[k] = spread[k] > 1e-9 * (1 + std::fabs(mean[k]));
+    if (varied[k])
       fitted[n++] = k;
   }
   // What the fitted features and the constant must explain: y less the fixed features' share.
   auto target = [&](const features& x, double y) {
     for (std::size_t k = 0; k < F; ++k)
-      if (std::find(fitted.begin(), fitted.begin() + static_cast<std::ptrdiff_t>(n), k) ==
-          fitted.begin() + static_cast<std::ptrdiff_t>(n))
+      if (!varied[k])
         y -= weights_[k + 1] * x[k];
     return y;
   };
