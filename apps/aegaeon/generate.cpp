@@ -174,7 +174,7 @@ int run_generate(const generate_options& o) {
     msgs.push_back({"user", o.prompt});
     prompt = m->tok.encode(m->tmpl.render(msgs, true), true);
   } else {
-    prompt = m->tok.encode(o.prompt, false);
+    prompt = m->tok.encode(o.prompt, true); // special tokens written out are the tokens
     if (m->tok.add_bos() && m->tok.bos())
       prompt.insert(prompt.begin(), *m->tok.bos());
   }

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace aeg::server {
@@ -27,6 +28,13 @@ tl::unexpected<api_error> bad(std::string param, std::string message) {
                                   .param = std::move(param)});
 }
 
+// A bound as people write it: 1 and 1000000000, not 1.0 and 1000000000.0.
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
 // A number field: absent or null leaves `out` alone.
 template <class T>
 tl::expected<bool, api_error> number(const json& j, const char* name, T& out, double lo,
@@ -38,8 +46,8 @@ tl::expected<bool, api_error> number(const json& j, const char* name, T& out, do
     return bad(name, std::string("'") + name + "' must be a number");
   const double v = it->get<double>();
   if (!std::isfinite(v) || v < lo || v > hi)
-    return bad(name, std::string("'") + name + "' must be between " + json(lo).dump() + " and " +
-                         json(hi).dump() + "; it is " + it->dump());
+    return bad(name, std::string("'") + name + "' must be between " + show(lo) + " and " +
+                         show(hi) + "; it is " + it->dump());
   if constexpr (std::is_integral_v<T>) {
     if (v != std::floor(v))
       return bad(name, std::string("'") + name + "' must be an integer");
@@ -53,14 +61,20 @@ tl::expected<std::string, api_error> message_content(const json& c, std::size_t 
   if (c.is_string())
     return c.get<std::string>();
   if (c.is_null())
-    return std::string();
+    return bad(where, where + " is required (a string or an array of text parts)");
   if (!c.is_array())
     return bad(where, where + " must be a string or an array of text parts");
   std::string text;
-  for (const auto& part : c) {
-    if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
-        !part.contains("text") || !part["text"].is_string())
-      return bad(where, where + ": only parts of type 'text' are supported");
+  for (std::size_t k = 0; k < c.size(); ++k) {
+    const auto& part = c[k];
+    const std::string at = where + "[" + std::to_string(k) + "]";
+    if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+      return bad(where, at + " must be a text part: an object with a string 'type'");
+    if (part["type"] != "text")
+      return bad(where, at + " is of type '" + part["type"].get<std::string>() +
+                            "'; only parts of type 'text' are supported");
+    if (!part.contains("text") || !part["text"].is_string())
+      return bad(where, at + " is of type 'text' and needs a string 'text'");
     text += part["text"].get<std::string>();
   }
   return text;
@@ -74,7 +88,8 @@ tl::expected<completion_params, api_error> parse_completion(std::string_view bod
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // Syntax errors, and numbers no double holds (1e400).
     return bad("", std::string("the body is not valid JSON: ") + e.what());
   }
   try {
@@ -188,6 +203,38 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
   }
   if (auto e = j.find("echo"); e != j.end() && e->is_boolean() && e->get<bool>())
     return bad("echo", "'echo' is not supported by this server");
+  // Parameters that would change the answer if honoured: refused unless they ask for the
+  // neutral setting, never ignored.
+  if (auto b = j.find("logit_bias");
+      b != j.end() && !b->is_null() && !(b->is_object() && b->empty()))
+    return bad("logit_bias", "'logit_bias' is not supported by this server");
+  struct neutral {
+    const char* name;
+    double lo, hi, value;
+  };
+  for (const auto& [name, lo, hi, value] :
+       {neutral{"presence_penalty", -2, 2, 0}, neutral{"frequency_penalty", -2, 2, 0},
+        neutral{"repetition_penalty", 0, 1e9, 1}, neutral{"min_p", 0, 1, 0}}) {
+    double v = value;
+    if (auto r = number(j, name, v, lo, hi); !r)
+      return tl::unexpected(r.error());
+    if (v != value)
+      return bad(name, std::string("'") + name +
+                           "' is not supported by this server; leave it out or " + "set it to " +
+                           show(value));
+  }
+  if (auto f = j.find("response_format"); f != j.end() && !f->is_null()) {
+    if (!f->is_object() || !f->contains("type") || !(*f)["type"].is_string())
+      return bad("response_format", "'response_format' must be an object with a string 'type'");
+    if ((*f)["type"] != "text")
+      return bad("response_format", "'response_format' of type '" +
+                                        (*f)["type"].get<std::string>() +
+                                        "' is not supported by this server; only 'text' is");
+  }
+  if (auto t = j.find("tool_choice"); t != j.end() && !t->is_null() && *t != "none" && *t != "auto")
+    return bad("tool_choice", "'tool_choice' is not supported by this server (it has no tools)");
+  if (auto m = j.find("modalities"); m != j.end() && !m->is_null() && *m != json::array({"text"}))
+    return bad("modalities", "only the 'text' modality is supported by this server");
   if (auto r = j.find("ignore_eos"); r != j.end() && !r->is_null()) {
     if (!r->is_boolean())
       return bad("ignore_eos", "'ignore_eos' must be true or false");

@@ -495,7 +495,9 @@ private:
           return;
         }
     } else {
-      prompt = m.tok->encode(p->prompt, false);
+      // Special tokens written out in a prompt are the tokens, as in other servers: a prompt
+      // templated by hand (ChatML's <|im_start|> ...) reads as the model was trained.
+      prompt = m.tok->encode(p->prompt, true);
       if (m.tok->add_bos() && m.tok->bos())
         prompt.insert(prompt.begin(), *m.tok->bos());
     }
@@ -503,6 +505,14 @@ private:
       respond_error(api_error{.message = "the prompt has no tokens", .param = "prompt"});
       return;
     }
+    for (auto t : p->stop_tokens)
+      if (static_cast<std::size_t>(t) >= m.tok->num_tokens()) {
+        respond_error(api_error{.message = fmt::format("stop token id {} is outside the "
+                                                       "vocabulary of {} tokens",
+                                                       t, m.tok->num_tokens()),
+                                .param = "stop"});
+        return;
+      }
     if (prompt.size() >= m.context_length) {
       respond_error(api_error{
           .message = fmt::format("this model's context is {} tokens; the prompt has {}, leaving "

@@ -30,8 +30,8 @@ std::string stream_decoder::drain(bool at_end) {
     } else if (d.state == utf8::status::incomplete && !at_end) {
       break; // the next token may complete it
     } else {
-      out.append(utf8::replacement);
-      i += 1;
+      out.append(utf8::replacement); // one per maximal subpart, as Python and browsers do
+      i += d.length;
     }
   }
   pending_.erase(0, i);

@@ -37,8 +37,8 @@ decoded decode(std::string_view s) noexcept {
     const auto b = static_cast<unsigned char>(s[i]);
     const unsigned char min = i == 1 ? lo : 0x80;
     const unsigned char max = i == 1 ? hi : 0xBF;
-    if (b < min || b > max)
-      return {0xFFFD, 1, status::invalid};
+    if (b < min || b > max) // the well-formed prefix so far is one maximal subpart
+      return {0xFFFD, static_cast<std::uint8_t>(i), status::invalid};
     cp = (cp << 6) | (b & 0x3Fu);
   }
   return {cp, length, status::ok};

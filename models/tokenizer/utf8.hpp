@@ -11,7 +11,8 @@ namespace aeg::models::utf8 {
 enum class status : std::uint8_t {
   ok,         ///< a well-formed sequence of `length` bytes
   incomplete, ///< a well-formed prefix that the input ends inside (`length` bytes so far)
-  invalid,    ///< the first byte starts no well-formed sequence (`length` is 1)
+  invalid,    ///< no well-formed sequence; `length` is its maximal subpart (Unicode 3.9): the
+              ///< bytes one U+FFFD stands for
 };
 
 /// One decoded code point.

@@ -359,6 +359,15 @@ TEST_F(Server, StopStringsEndTheWork) {
   EXPECT_EQ(byid["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(byid["choices"][0]["text"], " Paris");
   EXPECT_LE(byid["usage"]["completion_tokens"].get<int>(), 2);
+  // Special tokens written out in a prompt are those tokens: a prompt templated by hand.
+  const std::string chatml = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+  auto [s3, templated] =
+      post("/v1/completions",
+           {{"model", "alpha"}, {"prompt", chatml}, {"max_tokens", 1}, {"temperature", 0}});
+  ASSERT_EQ(s3, 200) << templated.dump();
+  EXPECT_EQ(templated["usage"]["prompt_tokens"].get<std::size_t>(),
+            tok->encode(chatml, true).size());
+  EXPECT_LT(tok->encode(chatml, true).size(), tok->encode(chatml, false).size());
   EXPECT_TRUE(drained());
 }
 
@@ -432,6 +441,25 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   expect_error("/v1/completions",
                R"({"model": "alpha", "prompt": "x", "stop_token_ids": [4294967298]})", 400,
                "stop_token_ids");
+  // A number no double holds, parameters this server would have to ignore, a message without
+  // content, a stop id outside the vocabulary.
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "seed": 1e400})", 400,
+               "not valid JSON");
+  expect_error("/v1/completions",
+               R"({"model": "alpha", "prompt": "x", "logit_bias": {"30": -100}})", 400,
+               "logit_bias");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "presence_penalty": 0.5})",
+               400, "presence_penalty");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "frequency_penalty": 9})",
+               400, "between -2 and 2");
+  expect_error("/v1/chat/completions",
+               R"({"model": "alpha", "messages": [{"role": "user", "content": "x"}],
+                   "response_format": {"type": "json_object"}})",
+               400, "response_format");
+  expect_error("/v1/chat/completions", R"({"model": "alpha", "messages": [{"role": "user"}]})", 400,
+               "content is required");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "stop": [99999999]})", 400,
+               "vocabulary");
   auto nf = c.request("GET", "/v2/nothing");
   EXPECT_EQ(nf->status, 404);
   auto wrong = c.request("GET", "/v1/completions");

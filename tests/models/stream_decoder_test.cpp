@@ -83,7 +83,9 @@ TEST(StreamDecoder, BrokenBytesBecomeReplacementCharacters) {
   EXPECT_EQ(all, "a\xEF\xBF\xBD"
                  "b"); // 0xFF can never start a character: replaced at once
   EXPECT_EQ(dec.num_pending_bytes(), 2u);
-  EXPECT_EQ(dec.finish(), "\xEF\xBF\xBD\xEF\xBF\xBD"); // an unfinished character, per byte
+  // An unfinished character at the end is one replacement, as Python's decoder gives, not one
+  // per byte.
+  EXPECT_EQ(dec.finish(), "\xEF\xBF\xBD");
   EXPECT_EQ(dec.num_pending_bytes(), 0u);
   // A lead byte followed by one that cannot continue it: the lead is replaced, the rest kept.
   for (auto id : byte_ids(tok, "\xE2"))
@@ -91,6 +93,12 @@ TEST(StreamDecoder, BrokenBytesBecomeReplacementCharacters) {
   for (auto id : byte_ids(tok, "A"))
     EXPECT_EQ(dec.feed(id), "\xEF\xBF\xBD"
                             "A");
+  // The same for a well-formed prefix cut short mid-stream: its bytes are one replacement.
+  for (auto id : byte_ids(tok, "\xF0\x9F\x98"))
+    EXPECT_EQ(dec.feed(id), "");
+  for (auto id : byte_ids(tok, "B"))
+    EXPECT_EQ(dec.feed(id), "\xEF\xBF\xBD"
+                            "B");
 }
 
 TEST(StreamDecoder, ControlTokensRenderOnlyWhenAsked) {
