@@ -172,7 +172,10 @@ private:
         m.running.clear();
         m.waiting.clear();
       }
-      throw;
+      // The reason is the instance's exit reason, which its monitors (the proxy, start-up
+      // code) show as it is.
+      quit(caf::make_error(caf::sec::runtime_error, start_error_));
+      co_return;
     }
     wake();
     co_return;
@@ -560,6 +563,30 @@ private:
     std::size_t feed;
   };
 
+  // Whether this turn's batch steps with the sequences whose KV is in rather than wait for the
+  // KV still arriving. A sequence that misses a step stays a token behind its batch for the
+  // rest of the turn, and those tokens cost whole steps of their own later. So the batch waits
+  // (on the device: the step waits for the copies) when the KV on its way arrives sooner than
+  // a step takes, and starts without it when the copies are long, as with long contexts.
+  bool starts_without_arrivals(const model_state& m) const {
+    bool any_in = false;
+    std::size_t arriving = 0, seqs = 0, context = 0;
+    for (const sequence* s : m.running) {
+      if (s->batch != m.batch)
+        continue;
+      ++seqs;
+      context += s->tokens.size();
+      if (s->kv.where != models::kv_handle::place::device)
+        continue;
+      if (!s->kv.ready || s->kv.ready->query())
+        any_in = true;
+      else
+        arriving += s->kv.blocks.size() * m.kv.block_bytes();
+    }
+    return any_in && arriving > 0 &&
+           switch_time_.predict(arriving) > m.decode_time.predict(context, seqs);
+  }
+
   // The active model's step: every running sequence's next chunk (those whose KV is arriving
   // wait for a later step unless none is in), then waiting ones in arrival order while tokens,
   // sequences and KV blocks last. When KV runs out, the most recently admitted sequences not yet
@@ -576,11 +603,7 @@ private:
     // goes in chunks of the token budget.
     const std::size_t max_seqs =
         options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
-    const bool any_resident =
-        std::any_of(m.running.begin(), m.running.end(), [&](const sequence* s) {
-          return s->batch == m.batch && s->kv.where == models::kv_handle::place::device &&
-                 (!s->kv.ready || s->kv.ready->query());
-        });
+    const bool start_partial = starts_without_arrivals(m);
     // The newest sequence of this turn's batch after position `i` (null: none).
     auto newest_after = [&](std::size_t i) -> sequence* {
       for (std::size_t j = m.running.size(); j-- > i + 1;)
@@ -598,8 +621,8 @@ private:
         ++i; // no room to bring it in yet
         continue;
       }
-      if (any_resident && seq->kv.ready && !seq->kv.ready->query()) {
-        ++i; // a batch starts with the sequences that are in; this one joins next step
+      if (start_partial && seq->kv.ready && !seq->kv.ready->query()) {
+        ++i; // the batch starts with the sequences that are in; this one joins a later step
         continue;
       }
       const std::size_t feed = std::min(seq->pending(), budget);

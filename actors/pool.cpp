@@ -3,9 +3,11 @@
 #include "gpu/registry.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,6 +17,12 @@ namespace aeg::actors {
 namespace {
 
 using json = nlohmann::json;
+
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
 
 // Reads fields of one JSON object, remembering where it is so errors can point at it.
 class reader {
@@ -43,6 +51,38 @@ public:
     } catch (const std::exception&) {
       return fail(errc::invalid_argument, at(key) + ": wrong type");
     }
+  }
+
+  // A number from `lo` to `hi` (finite; NaN and 1e400 are not numbers here).
+  result<double> number(const std::string& key, double fallback, double lo, double hi) const {
+    if (!j_.contains(key))
+      return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number() || !(v.get<double>() >= lo && v.get<double>() <= hi))
+      return fail(errc::invalid_argument, at(key) + ": must be a number from " + show(lo) + " to " +
+                                              show(hi) + "; it is " + v.dump());
+    return v.get<double>();
+  }
+
+  // A whole number from `lo` to `hi`: negatives and fractions are refused, never wrapped.
+  result<std::uint64_t> count(const std::string& key, std::uint64_t fallback, std::uint64_t lo,
+                              std::uint64_t hi) const {
+    if (!j_.contains(key))
+      return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() < lo || v.get<std::uint64_t>() > hi)
+      return fail(errc::invalid_argument, at(key) + ": must be a whole number from " +
+                                              std::to_string(lo) + " to " + std::to_string(hi) +
+                                              "; it is " + v.dump());
+    return v.get<std::uint64_t>();
+  }
+
+  // A string that is not empty.
+  result<std::string> name(const std::string& key) const {
+    auto s = required<std::string>(key);
+    if (s && s->empty())
+      return fail(errc::invalid_argument, at(key) + ": must not be empty");
+    return s;
   }
 
   template <class T>
@@ -89,11 +129,27 @@ result<instance_role> role_of(const std::string& s, const std::string& where) {
 
 result<pool_spec> parse_topology(std::string_view text) {
   json doc;
+  // A key given twice in one object: JSON parsers keep one silently, which hides typos.
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
   try {
-    doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+    doc = json::parse(text, [&](int, json::parse_event_t event, json& parsed) {
+      if (event == json::parse_event_t::object_start)
+        keys.emplace_back();
+      else if (event == json::parse_event_t::object_end)
+        keys.pop_back();
+      else if (event == json::parse_event_t::key && !keys.back().insert(parsed).second &&
+               duplicate.empty())
+        duplicate = parsed;
+      return true;
+    });
+  } catch (const json::exception& e) {
+    // Syntax errors, and numbers no double holds (1e400).
     return fail(errc::invalid_argument, std::string("topology: not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty())
+    return fail(errc::invalid_argument,
+                "topology: the key '" + duplicate + "' appears twice in one object; keep one");
   pool_spec spec;
   reader top(doc, "");
   if (auto r = top.known({"devices", "instances", "models", "policy", "host_cache_mib",
@@ -101,11 +157,12 @@ result<pool_spec> parse_topology(std::string_view text) {
       !r)
     return tl::unexpected(r.error());
   double cache_mib = 0, host_kv_mib = 256, slab_mib = 16;
-  AEG_TRY_ASSIGN(cache_mib, top.get<double>("host_cache_mib", 0));
-  AEG_TRY_ASSIGN(host_kv_mib, top.get<double>("host_kv_mib", 256));
-  AEG_TRY_ASSIGN(slab_mib, top.get<double>("slab_mib", 16));
+  constexpr double most_mib = 1 << 30; // a pebibyte: beyond any machine, short of overflow
+  AEG_TRY_ASSIGN(cache_mib, top.number("host_cache_mib", 0, 0, most_mib));
+  AEG_TRY_ASSIGN(slab_mib, top.number("slab_mib", 16, 1, 4096));
+  AEG_TRY_ASSIGN(host_kv_mib, top.number("host_kv_mib", 256, slab_mib, most_mib));
   AEG_TRY_ASSIGN(spec.shared_dir, top.get<std::string>("shared_dir", ""));
-  AEG_TRY_ASSIGN(spec.max_queued, top.get<std::size_t>("max_queued", 100000));
+  AEG_TRY_ASSIGN(spec.max_queued, top.count("max_queued", 100000, 1, 1'000'000'000));
   spec.host_cache_bytes = mib(cache_mib);
   spec.host_kv_bytes = mib(host_kv_mib);
   spec.slab_bytes = mib(slab_mib);
@@ -120,15 +177,15 @@ result<pool_spec> parse_topology(std::string_view text) {
       return tl::unexpected(r.error());
     device_spec dev;
     double memory = 0;
-    AEG_TRY_ASSIGN(dev.name, d.required<std::string>("name"));
+    std::uint64_t ordinal = 0;
+    AEG_TRY_ASSIGN(dev.name, d.name("name"));
     AEG_TRY_ASSIGN(dev.backend, d.get<std::string>("backend", "cpu"));
-    AEG_TRY_ASSIGN(dev.ordinal, d.get<int>("ordinal", 0));
-    AEG_TRY_ASSIGN(memory, d.get<double>("memory_mib", 0));
+    AEG_TRY_ASSIGN(ordinal, d.count("ordinal", 0, 0, 1024));
+    AEG_TRY_ASSIGN(memory, d.number("memory_mib", 0, 0, most_mib));
+    dev.ordinal = static_cast<int>(ordinal);
     if (dev.backend != "cpu" && dev.backend != "cuda")
       return fail(errc::invalid_argument,
                   d.at("backend") + ": '" + dev.backend + "' is not a backend; choose cpu or cuda");
-    if (memory < 0)
-      return fail(errc::invalid_argument, d.at("memory_mib") + ": must not be negative");
     if (!device_names.insert(dev.name).second)
       return fail(errc::invalid_argument, d.at("name") + ": '" + dev.name + "' is used twice");
     dev.memory_bytes = mib(memory);
@@ -145,12 +202,12 @@ result<pool_spec> parse_topology(std::string_view text) {
       return tl::unexpected(r.error());
     model_spec ms;
     std::string synthetic;
-    AEG_TRY_ASSIGN(ms.name, m.required<std::string>("name"));
+    AEG_TRY_ASSIGN(ms.name, m.name("name"));
     AEG_TRY_ASSIGN(ms.source.gguf_path, m.get<std::string>("gguf", ""));
     AEG_TRY_ASSIGN(synthetic, m.get<std::string>("synthetic", ""));
-    AEG_TRY_ASSIGN(ms.source.seed, m.get<std::uint64_t>("seed", 1));
-    AEG_TRY_ASSIGN(ms.ttft_seconds, m.get<double>("ttft_s", 10));
-    AEG_TRY_ASSIGN(ms.tbt_seconds, m.get<double>("tbt_s", 0.1));
+    AEG_TRY_ASSIGN(ms.source.seed, m.count("seed", 1, 0, UINT64_MAX));
+    AEG_TRY_ASSIGN(ms.ttft_seconds, m.number("ttft_s", 10, 1e-3, 1e6));
+    AEG_TRY_ASSIGN(ms.tbt_seconds, m.number("tbt_s", 0.1, 1e-3, 1e6));
     if (ms.source.gguf_path.empty() == synthetic.empty())
       return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
     if (!synthetic.empty()) {
@@ -158,10 +215,6 @@ result<pool_spec> parse_topology(std::string_view text) {
         return fail(errc::invalid_argument, m.at("synthetic") + ": " + c.error().message);
       ms.source.synthetic = synthetic;
     }
-    if (!(ms.ttft_seconds > 0))
-      return fail(errc::invalid_argument, m.at("ttft_s") + ": must be positive");
-    if (!(ms.tbt_seconds > 0))
-      return fail(errc::invalid_argument, m.at("tbt_s") + ": must be positive");
     if (!model_names.insert(ms.name).second)
       return fail(errc::invalid_argument, m.at("name") + ": '" + ms.name + "' is used twice");
     spec.models.push_back(std::move(ms));
@@ -179,13 +232,13 @@ result<pool_spec> parse_topology(std::string_view text) {
     instance_spec is;
     std::string role;
     double kv = 0, weights = 0;
-    AEG_TRY_ASSIGN(is.device, n.required<std::string>("device"));
+    AEG_TRY_ASSIGN(is.device, n.name("device"));
     AEG_TRY_ASSIGN(role, n.get<std::string>("role", "colocated"));
     AEG_TRY_ASSIGN(is.models, n.get<std::vector<std::string>>("models", {}));
-    AEG_TRY_ASSIGN(kv, n.get<double>("kv_mib", 0));
-    AEG_TRY_ASSIGN(weights, n.get<double>("weight_mib", 0));
-    AEG_TRY_ASSIGN(is.max_batch_tokens, n.get<std::size_t>("max_batch_tokens", 512));
-    AEG_TRY_ASSIGN(is.max_seqs, n.get<std::size_t>("max_seqs", 64));
+    AEG_TRY_ASSIGN(kv, n.number("kv_mib", 0, 0, most_mib));
+    AEG_TRY_ASSIGN(weights, n.number("weight_mib", 0, 0, most_mib));
+    AEG_TRY_ASSIGN(is.max_batch_tokens, n.count("max_batch_tokens", 512, 1, 1 << 20));
+    AEG_TRY_ASSIGN(is.max_seqs, n.count("max_seqs", 64, 1, 4096));
     auto r = role_of(role, n.at("role"));
     if (!r)
       return tl::unexpected(r.error());
@@ -197,8 +250,6 @@ result<pool_spec> parse_topology(std::string_view text) {
       if (!model_names.count(is.models[k]))
         return fail(errc::invalid_argument, n.at("models") + "[" + std::to_string(k) +
                                                 "]: no model is named '" + is.models[k] + "'");
-    if (is.max_batch_tokens == 0 || is.max_seqs == 0)
-      return fail(errc::invalid_argument, where + ": max_batch_tokens and max_seqs must be > 0");
     is.kv_bytes = mib(kv);
     is.weight_bytes = mib(weights);
     spec.instances.push_back(std::move(is));
@@ -211,9 +262,9 @@ result<pool_spec> parse_topology(std::string_view text) {
     std::string route;
     AEG_TRY_ASSIGN(route, p.get<std::string>("routing", "aegaeon"));
     AEG_TRY_ASSIGN(spec.policy.decode, p.get<std::string>("decode", "weighted_round_robin"));
-    AEG_TRY_ASSIGN(spec.policy.max_group, p.get<std::size_t>("max_group", 8));
-    AEG_TRY_ASSIGN(spec.policy.max_quota_seconds, p.get<double>("max_quota_s", 4));
-    AEG_TRY_ASSIGN(spec.policy.turn_steps, p.get<std::size_t>("turn_steps", 16));
+    AEG_TRY_ASSIGN(spec.policy.max_group, p.count("max_group", 8, 1, 1'000'000));
+    AEG_TRY_ASSIGN(spec.policy.max_quota_seconds, p.number("max_quota_s", 4, 1e-3, 3600));
+    AEG_TRY_ASSIGN(spec.policy.turn_steps, p.count("turn_steps", 16, 1, 1'000'000));
     if (route == "aegaeon")
       spec.policy.route = routing::aegaeon;
     else if (route == "request_level")
@@ -228,8 +279,16 @@ result<pool_spec> parse_topology(std::string_view text) {
       return fail(errc::invalid_argument,
                   p.at("decode") + ": '" + spec.policy.decode +
                       "' is not a policy; choose weighted_round_robin, round_robin or drain_first");
-    if (spec.policy.max_group == 0)
-      return fail(errc::invalid_argument, p.at("max_group") + ": must be at least 1");
+  }
+  // Every model needs an instance (an instance with no list serves them all).
+  for (std::size_t i = 0; i < spec.models.size(); ++i) {
+    const auto& name = spec.models[i].name;
+    if (std::none_of(spec.instances.begin(), spec.instances.end(), [&](const instance_spec& is) {
+          return is.models.empty() || std::count(is.models.begin(), is.models.end(), name) > 0;
+        }))
+      return fail(errc::invalid_argument, "models[" + std::to_string(i) +
+                                              "]: no instance serves '" + name +
+                                              "'; add it to an instance's models");
   }
   // Roles must make a whole pipeline.
   bool prefill = false, decode = false;
@@ -343,6 +402,42 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   po.keep_finished = spec.keep_finished;
   p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), po, p->host_kv_);
   return p;
+}
+
+namespace {
+
+// The words of an actor's exit reason: the message a failed coroutine left, else CAF's.
+std::string reason_text(caf::actor_system& sys, const caf::error& e) {
+  if (e.context().match_elements<std::string>())
+    return e.context().get_as<std::string>(0);
+  return sys.render(e);
+}
+
+} // namespace
+
+result<void> pool::wait_started(caf::actor_system& sys, std::chrono::seconds timeout) const {
+  caf::scoped_actor self{sys};
+  for (std::size_t i = 0; i < instances_.size(); ++i) {
+    // An instance makes its engine before it reads its first message: once it answers, it
+    // is up; one that could not make it stops with the reason.
+    self->monitor(instances_[i]);
+    std::string failure;
+    self->request(instances_[i], timeout, stats_atom::value)
+        .receive([](const instance_stats&) {},
+                 [&](const caf::error& e) { failure = reason_text(sys, e); });
+    if (failure.empty()) {
+      self->demonitor(instances_[i]);
+      continue;
+    }
+    self->receive(
+        [&](const caf::down_msg& d) {
+          if (d.reason)
+            failure = reason_text(sys, d.reason);
+        },
+        caf::after(std::chrono::seconds(1)) >> [] {});
+    return fail(errc::unavailable, "instance '" + names_[i] + "' did not start: " + failure);
+  }
+  return {};
 }
 
 pool::~pool() {

@@ -8,6 +8,7 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <limits>
 #include <memory>
@@ -86,6 +87,11 @@ public:
             progress = {});
   ~pool();
   pool(const pool&) = delete;
+  /// Waits until every instance has made its engine (device memory, KV pools, buffers), or says
+  /// which one could not and why ("the model and its KV do not fit ..."). For start-up code
+  /// (`main`, tests): it blocks the calling thread, never an actor.
+  result<void> wait_started(caf::actor_system& sys,
+                            std::chrono::seconds timeout = std::chrono::seconds(60)) const;
   pool& operator=(const pool&) = delete;
 
   const caf::actor& proxy() const noexcept { return proxy_; }

@@ -1,9 +1,11 @@
 #include "apps/server/http.hpp"
 
+#include <climits>
 #include <fmt/core.h>
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <http_parser.h>
 
 namespace aeg::server {
@@ -37,13 +39,56 @@ struct header_collector {
   }
 };
 
-} // namespace
+// Header values without the optional whitespace after them (the parser drops it before).
+void trim_values(header_list& headers) {
+  for (auto& [k, v] : headers)
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+      v.pop_back();
+}
 
-const std::string* http_request::header(std::string_view name) const {
+const std::string* find(const header_list& headers, std::string_view name) {
   for (const auto& [k, v] : headers)
     if (k == name)
       return &v;
   return nullptr;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+// The path of a request target: origin-form ("/v1/models?x") or absolute-form
+// ("http://host/v1/models"), percent-decoded. Empty when it is malformed.
+std::optional<std::string> target_path(std::string_view target) {
+  for (std::string_view scheme : {"http://", "https://"})
+    if (target.size() > scheme.size() && lower(target.substr(0, scheme.size())) == scheme) {
+      const auto slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    }
+  target = target.substr(0, target.find('?'));
+  std::string path;
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    if (target[i] != '%') {
+      path += target[i];
+      continue;
+    }
+    const int hi = i + 2 < target.size() ? hex_digit(target[i + 1]) : -1;
+    const int lo = hi >= 0 ? hex_digit(target[i + 2]) : -1;
+    if (lo < 0 || (hi == 0 && lo == 0))
+      return std::nullopt; // a bad escape, or a NUL
+    path += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return path;
+}
+
+} // namespace
+
+const std::string* http_request::header(std::string_view name) const {
+  return find(headers, name);
 }
 
 // --- requests ---------------------------------------------------------------------------------
@@ -56,6 +101,7 @@ struct request_parser::impl {
   header_collector headers;
   std::size_t header_bytes = 0;
   bool started = false, headers_done = false, complete = false;
+  bool expect_continue = false, continue_told = false;
   int refuse_status = 0; // set by a callback that stops the parser
   std::string refuse_why;
 
@@ -86,10 +132,8 @@ struct request_parser::impl {
     settings.on_headers_complete = [](http_parser* p) {
       auto& s = self(p);
       s.headers_done = true;
-      if (p->content_length != ULLONG_MAX && p->content_length > s.limits.max_body_bytes)
-        return s.refuse(413, fmt::format("the body is {} bytes; the limit is {}", p->content_length,
-                                         s.limits.max_body_bytes));
-      return 0;
+      trim_values(s.headers.headers);
+      return s.check_head(p);
     };
     settings.on_body = [](http_parser* p, const char* at, std::size_t n) {
       auto& s = self(p);
@@ -101,16 +145,49 @@ struct request_parser::impl {
     };
     settings.on_message_complete = [](http_parser* p) {
       auto& s = self(p);
+      auto path = target_path(s.current.target);
+      if (!path)
+        return s.refuse(400, "the request target has a malformed percent-escape");
+      s.current.path = std::move(*path);
       s.complete = true;
       s.current.method = http_method_str(static_cast<http_method>(p->method));
       s.current.keep_alive = http_should_keep_alive(p) != 0;
       s.current.chunked_ok = p->http_major > 1 || (p->http_major == 1 && p->http_minor >= 1);
       s.current.headers = std::move(s.headers.headers);
-      const auto q = s.current.target.find('?');
-      s.current.path = s.current.target.substr(0, q);
       http_parser_pause(p, 1); // one request at a time: pipelined bytes wait
       return 0;
     };
+  }
+
+  // What the head of a request asks that this server will not do, refused before its body.
+  int check_head(http_parser* p) {
+    if (p->http_major != 1)
+      return refuse(505, fmt::format("HTTP/{}.{} is not supported; use HTTP/1.1", p->http_major,
+                                     p->http_minor));
+    const auto& h = headers.headers;
+    if (const auto* te = find(h, "transfer-encoding"); te && lower(*te) != "chunked")
+      return refuse(501, fmt::format("Transfer-Encoding '{}' is not supported; send the body "
+                                     "as is or chunked",
+                                     *te));
+    if (const auto* ce = find(h, "content-encoding"); ce && lower(*ce) != "identity")
+      return refuse(415, fmt::format("Content-Encoding '{}' is not supported; send the body "
+                                     "uncompressed",
+                                     *ce));
+    const bool chunked = (p->flags & F_CHUNKED) != 0;
+    const auto method = static_cast<http_method>(p->method);
+    if ((method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH) && !chunked &&
+        p->content_length == ULLONG_MAX)
+      return refuse(411, "a request with a body needs a Content-Length (or a chunked body)");
+    if (p->content_length != ULLONG_MAX && p->content_length > limits.max_body_bytes)
+      return refuse(413, fmt::format("the body is {} bytes; the limit is {}", p->content_length,
+                                     limits.max_body_bytes));
+    if (const auto* ex = find(h, "expect")) {
+      if (lower(*ex) != "100-continue")
+        return refuse(417, fmt::format("Expect '{}' is not supported", *ex));
+      // An HTTP/1.0 client gets no interim answer (RFC 9110, 10.1.1).
+      expect_continue = p->http_minor >= 1;
+    }
+    return 0;
   }
 
   static impl& self(http_parser* p) { return *static_cast<impl*>(p->data); }
@@ -149,7 +226,10 @@ request_parser::outcome request_parser::feed(std::string_view data) {
   // still be the previous message's).
   if (s.headers_done && s.parser.upgrade != 0)
     return {status::error, n, 400, "protocol upgrades are not supported"};
-  return {status::need_more, n, 0, {}};
+  outcome o{status::need_more, n, 0, {}};
+  if (s.headers_done && s.expect_continue && !s.continue_told)
+    o.send_continue = s.continue_told = true;
+  return o;
 }
 
 http_request request_parser::take() {
@@ -159,6 +239,7 @@ http_request request_parser::take() {
   s.headers = {};
   s.header_bytes = 0;
   s.started = s.headers_done = s.complete = false;
+  s.expect_continue = s.continue_told = false;
   http_parser_pause(&s.parser, 0);
   return r;
 }
@@ -242,8 +323,21 @@ std::string_view reason_phrase(int status) noexcept {
 
 namespace {
 
+// The Date header's value (RFC 9110, 5.6.7): "Tue, 24 Nov 2026 03:00:00 GMT".
+std::string http_date() {
+  static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const std::time_t now = std::time(nullptr);
+  std::tm t{};
+  gmtime_r(&now, &t);
+  return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} GMT", days[t.tm_wday], t.tm_mday,
+                     months[t.tm_mon], t.tm_year + 1900, t.tm_hour, t.tm_min, t.tm_sec);
+}
+
 std::string head(int status, const header_list& headers, bool keep_alive) {
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
+  std::string out =
+      fmt::format("HTTP/1.1 {} {}\r\nDate: {}\r\n", status, reason_phrase(status), http_date());
   for (const auto& [k, v] : headers)
     out += fmt::format("{}: {}\r\n", k, v);
   out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";

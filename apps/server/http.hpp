@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,7 +20,7 @@ using header_list = std::vector<std::pair<std::string, std::string>>; ///< names
 struct http_request {
   std::string method; ///< "GET", "POST", ...
   std::string target; ///< as sent: "/v1/models?x=1"
-  std::string path;   ///< the target without its query
+  std::string path;   ///< the target's path, percent-decoded, without its query or authority
   header_list headers;
   std::string body;
   bool keep_alive = true; ///< HTTP/1.1 default, or what Connection says
@@ -47,8 +48,11 @@ public:
   struct outcome {
     status state = status::need_more;
     std::size_t consumed = 0; ///< bytes of the input used; the rest belongs to a later call
-    int http_status = 0;      ///< on error: 400, 413 or 431
+    int http_status = 0;      ///< on error: 400, 411, 413, 415, 417, 431, 501 or 505
     std::string error;        ///< on error: what was wrong
+    /// The head asked to be told to go on (`Expect: 100-continue`) and its body has not all
+    /// arrived: answer "100 Continue" now. Set once per request.
+    bool send_continue = false;
   };
 
   /// Feeds bytes. On `complete` the request is ready for `take`, and bytes after it were not
@@ -98,6 +102,8 @@ std::string_view reason_phrase(int status) noexcept;
 /// A whole response with Content-Length.
 std::string format_response(int status, const header_list& headers, std::string_view body,
                             bool keep_alive);
+/// The interim answer to `Expect: 100-continue`.
+inline constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 /// The head of a chunked response (for server-sent events).
 std::string format_chunked_head(int status, const header_list& headers, bool keep_alive);
 /// The head of a response whose body ends when the connection closes (server-sent events to an

@@ -17,6 +17,10 @@ void histogram::observe(double v) {
   ++count;
 }
 
+void metrics_registry::declare(const std::string& model) {
+  models_.try_emplace(model);
+}
+
 void metrics_registry::started(const std::string& model) {
   ++models_[model].started;
 }
@@ -129,12 +133,18 @@ std::string metrics_registry::render(const actors::pool_metrics& pool,
     w.sample("aegaeon_slo_tokens_on_time_total", model_label(model),
              static_cast<double>(t.tokens_on_time));
   w.family("aegaeon_queue_length", "gauge", "Requests waiting for a prefill instance.");
-  for (const auto& [model, n] : pool.queued_by_model)
-    w.sample("aegaeon_queue_length", model_label(model), static_cast<double>(n));
+  // Gauges of every served model, 0 when the pool has none of its requests.
+  auto of = [](const std::map<std::string, std::size_t>& by_model, const std::string& model) {
+    const auto it = by_model.find(model);
+    return static_cast<double>(it == by_model.end() ? 0 : it->second);
+  };
+  for (const auto& [model, m] : models_)
+    w.sample("aegaeon_queue_length", model_label(model), of(pool.queued_by_model, model));
   w.family("aegaeon_pool_requests_in_flight", "gauge",
            "Requests the pool holds, queued or running.");
-  for (const auto& [model, n] : pool.in_flight_by_model)
-    w.sample("aegaeon_pool_requests_in_flight", model_label(model), static_cast<double>(n));
+  for (const auto& [model, m] : models_)
+    w.sample("aegaeon_pool_requests_in_flight", model_label(model),
+             of(pool.in_flight_by_model, model));
   w.family("aegaeon_pool_rejected_total", "counter", "Requests the pool refused (full).");
   w.sample("aegaeon_pool_rejected_total", "", static_cast<double>(pool.rejected));
   w.family("aegaeon_instances_alive", "gauge", "Instances serving.");

@@ -33,6 +33,8 @@ struct histogram {
 /// and the instances' figures as Prometheus text (version 0.0.4).
 class metrics_registry {
 public:
+  /// A served model: its series are rendered (as zeros) before its first request.
+  void declare(const std::string& model);
   void started(const std::string& model);
   void first_token(const std::string& model, double seconds);
   void between_tokens(const std::string& model, double seconds);

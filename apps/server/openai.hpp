@@ -24,6 +24,7 @@ struct api_error {
   std::string param;   ///< empty: null
   std::string code;    ///< empty: null
   int retry_after = 0; ///< seconds, for 429 and 503
+  std::string allow;   ///< for 405: the methods the path answers
 
   std::string json() const;
 };

@@ -116,6 +116,7 @@ struct server::impl {
   result<void> listen();
   void accept();
   void begin_shutdown();
+  void end_grace(const char* why);
   void maybe_finish_shutdown();
   void finish();
 };
@@ -326,14 +327,18 @@ private:
         respond_error(api_error{.status = o.http_status, .message = o.error});
         return;
       }
-      if (o.state == request_parser::status::need_more)
+      if (o.state == request_parser::status::need_more) {
+        if (o.send_continue)
+          write(std::string(continue_response));
         return;
+      }
       timer_.cancel();
       request_timer_armed_ = false;
       ++request_epoch_; // a wait already queued to fire belongs to the request just read
       auto req = parser_.take();
       keep_alive_ = req.keep_alive && !srv_.shutting_down;
       chunked_ = req.chunked_ok;
+      head_only_ = req.method == "HEAD";
       try {
         handle(req);
       } catch (const std::exception& e) {
@@ -385,11 +390,34 @@ private:
   }
 
   // --- routing ---
+  // Whether `auth` is "Bearer KEY" with this server's key (the scheme in any case).
+  bool authorized(const std::string* auth) const {
+    if (auth == nullptr)
+      return false;
+    std::string_view v(*auth);
+    const auto space = v.find(' ');
+    if (space != 6 || !std::equal(v.begin(), v.begin() + 6, "bearer", [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) == b;
+        }))
+      return false;
+    v.remove_prefix(std::min(v.find_first_not_of(' ', space), v.size()));
+    return v == srv_.opts.api_key;
+  }
+
   void handle(const http_request& req) {
     const bool v1 = req.path.rfind("/v1/", 0) == 0;
+    // The methods each path answers; the rest get 405 with this list.
+    const bool known = req.path == "/health" || req.path == "/v1/models" ||
+                       req.path.rfind("/v1/models/", 0) == 0 || req.path == "/metrics";
+    const bool completion = req.path == "/v1/completions" || req.path == "/v1/chat/completions";
+    const char* allow = completion ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+    if ((known || completion) && req.method == "OPTIONS") {
+      write(format_response(204, {{"Allow", allow}}, "", keep_alive_));
+      return;
+    }
     if (v1 && !srv_.opts.api_key.empty()) {
       const auto* auth = req.header("authorization");
-      if (auth == nullptr || *auth != "Bearer " + srv_.opts.api_key) {
+      if (!authorized(auth)) {
         respond_error(api_error{.status = 401,
                                 .message = auth == nullptr
                                                ? "missing API key: send 'Authorization: Bearer KEY'"
@@ -400,11 +428,12 @@ private:
       }
     }
     auto method_is = [&](const char* m) {
-      if (req.method == m)
+      if (req.method == m || (req.method == "HEAD" && std::string_view(m) == "GET"))
         return true;
-      respond_error(api_error{
-          .status = 405,
-          .message = fmt::format("{} {} is not allowed; use {}", req.method, req.path, m)});
+      respond_error(
+          api_error{.status = 405,
+                    .message = fmt::format("{} {} is not allowed; use {}", req.method, req.path, m),
+                    .allow = allow});
       return false;
     };
     if (req.path == "/health") {
@@ -415,8 +444,10 @@ private:
     } else if (req.path == "/v1/models") {
       if (method_is("GET"))
         respond_json(200, models_list(srv_.model_names, srv_.created));
-    } else if (req.path.rfind("/v1/models/", 0) == 0 && req.method == "GET") {
+    } else if (req.path.rfind("/v1/models/", 0) == 0) {
       const auto name = req.path.substr(11);
+      if (!method_is("GET"))
+        return;
       if (srv_.models.count(name) == 0)
         respond_error(unknown_model(name));
       else
@@ -631,7 +662,12 @@ private:
   void respond(int status, const char* content_type, const std::string& body,
                header_list extra = {}) {
     extra.emplace_back("Content-Type", content_type);
-    write(format_response(status, extra, body, keep_alive_));
+    if (srv_.shutting_down)
+      keep_alive_ = false; // the client learns not to send more on this connection
+    std::string out = format_response(status, extra, body, keep_alive_);
+    if (head_only_)
+      out.resize(out.size() - body.size()); // the head a GET would get, no body
+    write(std::move(out));
   }
   void respond_json(int status, const std::string& body, header_list extra = {}) {
     respond(status, "application/json", body, std::move(extra));
@@ -642,6 +678,8 @@ private:
       h.emplace_back("Retry-After", std::to_string(e.retry_after));
     if (e.status == 401)
       h.emplace_back("WWW-Authenticate", "Bearer");
+    if (!e.allow.empty())
+      h.emplace_back("Allow", e.allow);
     if (e.status >= 500 || e.status == 408 || e.status == 413 || e.status == 431)
       keep_alive_ = false;
     respond_json(e.status, e.json(), std::move(h));
@@ -670,6 +708,8 @@ private:
         }
         arm_idle();
         process(); // the next pipelined request
+        if (parser_.in_progress() && !request_timer_armed_)
+          arm_request_timeout(); // a body still to come after "100 Continue"
       }
       return;
     }
@@ -713,8 +753,9 @@ private:
   std::uint64_t request_epoch_ = 0;
   std::deque<std::string> out_;
   bool writing_ = false, closed_ = false, keep_alive_ = true;
-  bool chunked_ = true;   // the client reads chunked bodies (HTTP/1.1)
-  bool awaiting_ = false; // an answer is being gathered from the actors (metrics)
+  bool chunked_ = true;    // the client reads chunked bodies (HTTP/1.1)
+  bool head_only_ = false; // a HEAD request: the head of the answer without its body
+  bool awaiting_ = false;  // an answer is being gathered from the actors (metrics)
   std::shared_ptr<generation> gen_;
 };
 
@@ -909,6 +950,9 @@ result<void> server::impl::load() {
   if (!p)
     return tl::unexpected(p.error());
   pool = std::move(*p);
+  // Not healthy with an instance that could not start: say why and do not listen.
+  if (auto started = pool->wait_started(*sys); !started)
+    return tl::unexpected(started.error());
 
   for (const auto& m : spec.models) {
     auto image = pool->cache().find(m.name);
@@ -931,16 +975,27 @@ result<void> server::impl::load() {
     }
     models[m.name].context_length = cfg.context_length;
     model_names.push_back(m.name);
+    metrics.declare(m.name); // every model's series from the start, zeros included
   }
   return {};
 }
 
 result<void> server::impl::listen() {
   asio::error_code ec;
-  auto addr = asio::ip::make_address(opts.host, ec);
-  if (ec)
-    return fail(errc::invalid_argument, "--host '" + opts.host + "' is not an IP address");
-  tcp::endpoint ep(addr, opts.port);
+  tcp::endpoint ep;
+  if (auto addr = asio::ip::make_address(opts.host, ec); !ec) {
+    ep = tcp::endpoint(addr, opts.port);
+  } else {
+    // A name ("localhost"): its first address. Start-up only, so resolving may block.
+    tcp::resolver resolver(io);
+    auto found = resolver.resolve(opts.host, std::to_string(opts.port), ec);
+    if (ec || found.empty())
+      return fail(errc::invalid_argument,
+                  "--host '" + opts.host + "' is neither an IP address nor a name this machine " +
+                      "resolves" + (ec ? " (" + ec.message() + ")" : std::string()));
+    ep = found.begin()->endpoint();
+  }
+  ec = {};
   acceptor.open(ep.protocol(), ec);
   if (!ec)
     acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -973,6 +1028,9 @@ void server::impl::accept() {
     }
     asio::error_code ignored;
     sock.set_option(tcp::no_delay(true), ignored);
+    // A bounded send buffer: the kernel's would grow to megabytes, enough to swallow a whole
+    // stream for a client that reads nothing, which the write timeout then never sees.
+    sock.set_option(asio::socket_base::send_buffer_size(64 * 1024), ignored);
     if (connections.size() >= opts.max_connections) {
       // Say why, then close; the client may retry.
       auto msg = std::make_shared<std::string>(format_response(
@@ -1005,27 +1063,31 @@ void server::impl::begin_shutdown() {
                   opts.grace_seconds));
   asio::error_code ec;
   acceptor.close(ec);
-  signals.cancel(ec);
   // Idle connections go now; busy ones when their answer is written.
   for (auto c : std::vector<std::shared_ptr<connection>>(connections.begin(), connections.end()))
     if (c->idle())
       c->close();
   grace.expires_after(seconds(opts.grace_seconds));
   grace.async_wait([this](asio::error_code e) {
-    if (e)
-      return;
-    // Time is up: cancel what is left; their ends arrive as cancellations.
-    cancelled_all = true;
-    log(fmt::format("grace period over: cancelling {} request(s)", in_flight));
-    for (auto& c : connections)
-      c->cancel_generation();
-    grace.expires_after(std::chrono::seconds(5));
-    grace.async_wait([this](asio::error_code e2) {
-      if (!e2)
-        finish(); // ends that never came: close regardless
-    });
+    if (!e)
+      end_grace("the grace period is over");
   });
   maybe_finish_shutdown();
+}
+
+void server::impl::end_grace(const char* why) {
+  if (cancelled_all || stopped)
+    return;
+  // Cancel what is left; their ends arrive as cancellations.
+  cancelled_all = true;
+  log(fmt::format("{}: cancelling {} request(s)", why, in_flight));
+  for (auto& c : connections)
+    c->cancel_generation();
+  grace.expires_after(std::chrono::seconds(5));
+  grace.async_wait([this](asio::error_code e) {
+    if (!e)
+      finish(); // ends that never came: close regardless
+  });
 }
 
 void server::impl::maybe_finish_shutdown() {
@@ -1046,6 +1108,7 @@ void server::impl::finish() {
     return;
   stopped = true;
   asio::error_code ec;
+  signals.cancel(ec);
   grace.cancel();
   for (auto c : std::vector<std::shared_ptr<connection>>(connections.begin(), connections.end()))
     c->close();
@@ -1073,9 +1136,11 @@ result<std::unique_ptr<server>> server::create(caf::actor_system& sys, serve_opt
   auto& i = *s->impl_;
   i.opts = std::move(options);
   i.sys = &sys;
-  if (auto r = i.load(); !r)
-    return tl::unexpected(r.error());
+  // The address first: a port in use or a bad host is said at once, not after loading models.
+  // Connections wait in the backlog until `run` accepts them.
   if (auto r = i.listen(); !r)
+    return tl::unexpected(r.error());
+  if (auto r = i.load(); !r)
     return tl::unexpected(r.error());
   return s;
 }
@@ -1091,8 +1156,14 @@ int server::run() {
     i.signals.add(SIGINT);
     i.signals.add(SIGTERM);
     i.signals.async_wait([&i](asio::error_code ec, int) {
-      if (!ec)
-        i.begin_shutdown();
+      if (ec)
+        return;
+      i.begin_shutdown();
+      // A second signal does not wait for the grace period.
+      i.signals.async_wait([&i](asio::error_code e, int) {
+        if (!e)
+          i.end_grace("a second signal");
+      });
     });
   }
   i.accept();

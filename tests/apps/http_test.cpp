@@ -113,6 +113,56 @@ TEST(RequestParser, RefusesWhatIsTooLargeOrMalformed) {
   }
 }
 
+TEST(RequestParser, RefusesWhatItWouldMisreadBeforeTheBody) {
+  const std::vector<std::pair<std::string, int>> cases = {
+      {"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\n", 415},
+      {"POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411},
+      {"POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\n", 417},
+      {"GET /v1/%zzmodels HTTP/1.1\r\n\r\n", 400},
+      {"GET /v1/%00 HTTP/1.1\r\n\r\n", 400},
+  };
+  for (const auto& [text, status] : cases) {
+    request_parser p;
+    auto o = p.feed(text);
+    EXPECT_EQ(o.state, request_parser::status::error) << text;
+    EXPECT_EQ(o.http_status, status) << text << ": " << o.error;
+    EXPECT_FALSE(o.error.empty());
+  }
+}
+
+TEST(RequestParser, AsksToBeToldToGoOnOnceWhenTheBodyIsNotInYet) {
+  request_parser p;
+  auto o = p.feed("POST /v1/completions HTTP/1.1\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 3\r\n\r\n");
+  ASSERT_EQ(o.state, request_parser::status::need_more) << o.error;
+  EXPECT_TRUE(o.send_continue);
+  EXPECT_FALSE(p.feed("a").send_continue); // once
+  EXPECT_EQ(p.feed("bc").state, request_parser::status::complete);
+  EXPECT_EQ(p.take().body, "abc");
+  // The body right behind the head: nothing to wait for, no interim answer.
+  auto whole = p.feed("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx");
+  EXPECT_EQ(whole.state, request_parser::status::complete);
+  EXPECT_FALSE(whole.send_continue);
+  p.take();
+  // HTTP/1.0 clients get none (RFC 9110, 10.1.1).
+  auto old = p.feed("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+  EXPECT_FALSE(old.send_continue);
+}
+
+TEST(RequestParser, PathsAreDecodedAndValuesTrimmed) {
+  request_parser p;
+  ASSERT_EQ(p.feed("GET http://example.com/v1/%6dodels/a%2Eb?x=%41 HTTP/1.1\r\n"
+                   "Authorization: Bearer k \t\r\n\r\n")
+                .state,
+            request_parser::status::complete);
+  auto r = p.take();
+  EXPECT_EQ(r.path, "/v1/models/a.b");
+  ASSERT_NE(r.header("authorization"), nullptr);
+  EXPECT_EQ(*r.header("authorization"), "Bearer k");
+}
+
 TEST(RequestParser, KnowsWhenARequestIsHalfWay) {
   request_parser p;
   EXPECT_FALSE(p.in_progress());
@@ -150,6 +200,8 @@ TEST(Formatting, ResponsesAndChunksParseBack) {
   EXPECT_EQ(bodies[1], "data: 1\n\ndata: 2\n\n");
   EXPECT_FALSE(p.keep_alive());
   EXPECT_EQ(reason_phrase(429), "Too Many Requests");
+  EXPECT_NE(wire.find("\r\nDate: "), std::string::npos); // RFC 9110 asks origin servers for it
+  EXPECT_NE(wire.find(" GMT\r\n"), std::string::npos);
 }
 
 TEST(SseReader, SplitsEventsAcrossArbitraryPieces) {

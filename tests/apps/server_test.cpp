@@ -119,6 +119,7 @@ protected:
     o.config = topo;
     o.api_key = api_key;
     o.header_timeout_seconds = 1;
+    o.write_timeout_seconds = 2;
     o.limits.max_body_bytes = 256 * 1024;
     o.limits.max_header_bytes = 8 * 1024;
     server_ = new running_server(o);
@@ -464,6 +465,46 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   EXPECT_EQ(nf->status, 404);
   auto wrong = c.request("GET", "/v1/completions");
   EXPECT_EQ(wrong->status, 405);
+  auto allow = std::find_if(wrong->headers.begin(), wrong->headers.end(),
+                            [](const auto& h) { return h.first == "allow"; });
+  ASSERT_NE(allow, wrong->headers.end());
+  EXPECT_EQ(allow->second, "POST, OPTIONS");
+  {
+    // HEAD gets GET's head without the body; OPTIONS lists the methods; the scheme of the key
+    // is read in any case.
+    const auto head = raw_exchange(server_->port(), "HEAD /v1/models HTTP/1.1\r\nHost: x\r\n"
+                                                    "Authorization: bearer " +
+                                                        api_key + "\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(head), 200) << head;
+    EXPECT_NE(head.find("Content-Length: "), std::string::npos);
+    EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "") << head;
+    const auto options = raw_exchange(server_->port(), "OPTIONS /v1/completions HTTP/1.1\r\n"
+                                                       "Host: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(status_of(options), 204) << options;
+    EXPECT_NE(options.find("Allow: POST, OPTIONS"), std::string::npos) << options;
+  }
+  {
+    // A client that waits for "100 Continue" before its body gets it, then its answer.
+    asio::io_context io;
+    tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 1})";
+    asio::write(s, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                "Bearer " +
+                                api_key + "\r\nExpect: 100-continue\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n"));
+    std::string got;
+    std::array<char, 4096> buf{};
+    asio::error_code ec;
+    while (got.find("\r\n\r\n") == std::string::npos && !ec)
+      got.append(buf.data(), s.read_some(asio::buffer(buf), ec));
+    EXPECT_EQ(got.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0u) << got;
+    asio::write(s, asio::buffer(body));
+    got.clear();
+    for (ec = {}; !ec;)
+      got.append(buf.data(), s.read_some(asio::buffer(buf), ec));
+    EXPECT_EQ(status_of(got), 200) << got;
+  }
 
   // Authentication.
   http_client anonymous(server_->url());
@@ -584,7 +625,37 @@ TEST_F(Server, AClientLeavingMidStreamCancelsItsRequestAndFreesItsKV) {
   EXPECT_TRUE(drained());
   const auto m = metrics();
   EXPECT_EQ(metric(m, "aegaeon_requests_total") - before, 1);
+  // Every served model's gauges are there, zeros included.
+  EXPECT_NE(m.find("aegaeon_queue_length{model=\"noise\"} 0"), std::string::npos);
   EXPECT_NE(m.find("finish_reason=\"cancelled\""), std::string::npos);
+}
+
+TEST_F(Server, AClientThatStopsReadingIsDroppedAndItsRequestCancelled) {
+  auto cancelled = [] {
+    const auto m = metrics();
+    return metric(m, "aegaeon_requests_total{model=\"beta\",finish_reason=\"cancelled\"}");
+  };
+  const auto before = cancelled();
+  asio::io_context io;
+  tcp::socket s(io);
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096)); // this client holds little
+  s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  const std::string body = json{
+      {"model", "beta"},
+      {"prompt", "Once upon a time"},
+      {"max_tokens", 6000},
+      {"ignore_eos", true},
+      {"stream", true}}.dump();
+  asio::write(s, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                              api_key + "\r\nContent-Length: " + std::to_string(body.size()) +
+                              "\r\n\r\n" + body));
+  // It reads nothing: once the server's bounded send buffer is full, its write timeout drops
+  // the connection, long before 6000 tokens. Wait for that (bounded), without reading.
+  for (int i = 0; i < 1200 && cancelled() == before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(cancelled() - before, 1);
+  EXPECT_TRUE(drained());
 }
 
 TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
