@@ -145,6 +145,7 @@ private:
       }
       models::engine_options eo;
       eo.limits = {options_.max_batch_tokens, options_.max_seqs, 0};
+      prompt_tokens_beside_decodes_ = options_.max_batch_tokens;
       eo.slab_bytes = std::max(options_.slab_bytes, 4 * kv_block);
       eo.kv_bytes = options_.kv_bytes;
       // Room to prefetch when the device has it: two models side by side.
@@ -598,6 +599,19 @@ private:
       begin_turn(active_); // the batch this turn served has finished: the next one goes on
     std::vector<planned> chosen;
     std::size_t budget = options_.max_batch_tokens;
+    // Prompt tokens beside decoding sequences are held to what keeps the step within the
+    // model's TBT (learned from such steps), so one long prompt does not stall every stream
+    // of its model for seconds; alone, a prompt takes the whole budget.
+    const bool decoding = std::any_of(m.running.begin(), m.running.end(), [&](const sequence* s) {
+      return s->batch == m.batch && s->pending() == 1;
+    });
+    std::size_t prompt_budget = decoding ? prompt_tokens_beside_decodes_ : budget;
+    auto feed_of = [&](const sequence* seq) {
+      const std::size_t pending = seq->pending();
+      if (pending == 1)
+        return std::min<std::size_t>(1, budget);
+      return std::min({pending, budget, prompt_budget});
+    };
     // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
     // compute-bound, so batching prompts only delays the first of them. A long prompt still
     // goes in chunks of the token budget.
@@ -625,7 +639,11 @@ private:
         ++i; // the batch starts with the sequences that are in; this one joins a later step
         continue;
       }
-      const std::size_t feed = std::min(seq->pending(), budget);
+      const std::size_t feed = feed_of(seq);
+      if (feed == 0) {
+        ++i; // its prompt waits for a step with room for it
+        continue;
+      }
       if (!reserve(*seq, seq->kv.tokens + feed)) {
         const std::size_t total = kernels::kv_geometry::blocks_for(seq->kv.tokens + feed);
         if (total <= engine_->kv_capacity(m.kv)) { // else no room could ever hold it
@@ -648,12 +666,16 @@ private:
         continue;
       }
       budget -= feed;
+      if (seq->pending() > 1)
+        prompt_budget -= std::min(prompt_budget, feed);
       chosen.push_back({seq, feed});
       ++i;
     }
     while (!m.waiting.empty() && budget > 0 && chosen.size() < max_seqs) {
       sequence* seq = m.waiting.front();
-      const std::size_t feed = std::min(seq->pending(), budget);
+      const std::size_t feed = feed_of(seq);
+      if (feed == 0)
+        break; // no prompt room left in this step
       if (!reserve(*seq, seq->kv.tokens + feed)) {
         engine_->release(seq->kv);
         const std::size_t total = kernels::kv_geometry::blocks_for(feed);
@@ -670,6 +692,8 @@ private:
       seq->batch = m.batch; // a mid-round join: the batch running now
       m.running.push_back(seq);
       budget -= feed;
+      if (seq->pending() > 1)
+        prompt_budget -= std::min(prompt_budget, feed);
       chosen.push_back({seq, feed});
     }
     return chosen;
@@ -735,6 +759,7 @@ private:
       ++steps_;
       const auto took = clock_type::now() - step_start;
       learn_step_time(chosen, took);
+      fit_prompt_tokens(chosen, took);
       ++turn_steps_;
       const auto sampled = engine_->sampled();
       std::size_t next_token = 0;
@@ -753,6 +778,30 @@ private:
       }
     }
     looping_ = false;
+  }
+
+  // After a step that ran prompt tokens beside decoding sequences: steer how many it may run
+  // so that such steps take about 80% of the model's TBT (multiplicative, at most 2x a step,
+  // never below 16 tokens).
+  void fit_prompt_tokens(const std::vector<planned>& chosen, clock_type::duration took) {
+    std::size_t prompt = 0;
+    bool decodes = false;
+    for (const auto& p : chosen) {
+      if (p.feed == 1 && p.seq->generated > 0)
+        decodes = true;
+      else
+        prompt += p.feed;
+    }
+    if (!decodes || prompt == 0)
+      return; // no mix: nothing to learn
+    const double target = 0.8 * models_[active_].served.tbt_seconds;
+    const double seconds = std::chrono::duration<double>(took).count();
+    const double scale = std::clamp(target / std::max(seconds, 1e-6), 0.5, 2.0);
+    if (scale >= 1 && prompt < prompt_tokens_beside_decodes_)
+      return; // fast enough, and the cap did not hold anything back
+    prompt_tokens_beside_decodes_ =
+        std::clamp<std::size_t>(static_cast<std::size_t>(static_cast<double>(prompt) * scale), 16,
+                                options_.max_batch_tokens);
   }
 
   // Decode-only steps teach the active model's step-time estimate.
@@ -845,6 +894,7 @@ private:
   bool ready_ = false;
   bool looping_ = false;
   std::string start_error_;
+  std::size_t prompt_tokens_beside_decodes_ = 0; // set at start: the whole token budget
   std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
               prefetch_hits_ = 0, batch_splits_ = 0;
   double scale_up_seconds_ = 0;

@@ -69,6 +69,11 @@ public:
   double fragmentation() const { return slabs_.fragmentation(); }
   std::size_t num_free_slabs() const { return slabs_.num_free_slabs(); }
   std::size_t num_slabs() const { return slabs_.num_slabs(); }
+  std::size_t slab_bytes() const noexcept { return slabs_.slab_bytes(); }
+  /// The most blocks of `block_bytes` the pool can ever hold (whole slabs of them).
+  std::size_t capacity(std::size_t block_bytes) const noexcept {
+    return num_slabs() * (slab_bytes() / block_bytes);
+  }
 
 private:
   struct moving {

@@ -108,7 +108,7 @@ public:
   /// Blocks of `geometry` the whole device pool holds (at most): a context needing more can
   /// never run here.
   std::size_t kv_capacity(const kernels::kv_geometry& geometry) const noexcept {
-    return device_kv_->bytes() / geometry.block_bytes();
+    return device_kv_->capacity(geometry.block_bytes());
   }
   /// The oldest transfer still holding device KV blocks (null: none): what to await when
   /// nothing can run until room comes back.

@@ -434,6 +434,44 @@ TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
 }
 
 // The real model: 16 concurrent greedy requests give each one's solo tokens.
+// A long prompt arriving while a request decodes goes in chunks sized so that the steps they
+// share keep the model's TBT: with a TBT no step can meet, each shared step halves the chunk
+// (down to 16 tokens), so the decoding request gets many tokens while the prompt is read; with
+// a TBT every step meets, the prompt takes the whole token budget.
+TEST_F(Instance, PromptChunksBesideDecodingRequestsShrinkToKeepTheirTbt) {
+  auto image = tiny_model();
+  const auto vocab = image->config().vocab_size;
+  auto decode_tokens_while_prefilling = [&](double tbt) {
+    auto inst = spawn_many(
+        {{"m", image, tbt}},
+        {.max_batch_tokens = 128, .max_seqs = 4, .kv_bytes = 4 << 20, .slab_bytes = 1 << 20});
+    (*self_)->send(inst, generate_atom::value, request(1, prompt(8, vocab, 1), 300));
+    std::size_t during = 0;
+    bool started = false, long_done = false;
+    while (!long_done)
+      (*self_)->receive(
+          [&](token_atom, std::uint64_t id, std::int32_t) {
+            if (id == 1 && !started) {
+              started = true; // decoding: now the long prompt arrives
+              (*self_)->send(inst, generate_atom::value, request(2, prompt(400, vocab, 2), 1));
+            } else if (id == 1) {
+              ++during;
+            }
+          },
+          [&](done_atom, const generation_result& r) {
+            EXPECT_EQ(r.id, 2u) << r.message;
+            EXPECT_EQ(r.reason, finish_reason::length) << r.message;
+            long_done = true;
+          });
+    (*self_)->send(inst, cancel_atom::value, std::uint64_t{1});
+    collect(1);
+    EXPECT_EQ(stats(inst).kv_bytes_used, 0u);
+    return during;
+  };
+  EXPECT_GE(decode_tokens_while_prefilling(1e-9), 10u); // 127, 63, 31, then 16 at a time
+  EXPECT_LE(decode_tokens_while_prefilling(1e6), 7u);   // 4 steps of the whole budget
+}
+
 TEST_F(Instance, SmolLM2AnswersSixteenConcurrentRequestsAsItAnswersEachAlone) {
   const std::string path = std::string(AEG_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(path))
