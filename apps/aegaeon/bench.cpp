@@ -3,16 +3,24 @@
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
 #include "apps/aegaeon/trace.hpp"
+#include "gpu/registry.hpp"
+#include "models/llama/config.hpp"
+#include "models/llama/weights.hpp"
 
 #include <caf/all.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -32,7 +40,17 @@ struct run_result {
   double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
   std::size_t switches = 0;
   double seconds = 0;
+  std::string first_rejection; ///< why the first rejected request was refused
+  std::string first_failure;   ///< why the first failed request failed
 };
+
+// The proxy refuses with a message in the error's context; show that rather than CAF's dump.
+std::string reason_of(caf::actor_system& sys, const caf::error& e) {
+  const auto& ctx = e.context();
+  if (ctx.match_elements<std::string>())
+    return ctx.get_as<std::string>(0);
+  return sys.render(e);
+}
 
 // Replays the trace into the proxy at the trace's times (CAF's clock: no thread sleeps) and
 // counts ends; answers `run` once every request has ended.
@@ -43,15 +61,15 @@ public:
 
   caf::behavior make_behavior() override {
     return {
-        [this](run_atom) -> caf::result<std::size_t> {
-          done_ = make_response_promise<std::size_t>();
+        [this](run_atom) -> caf::result<std::size_t, std::string> {
+          done_ = make_response_promise<std::size_t, std::string>();
           for (std::size_t i = 0; i < trace_.size(); ++i)
             delayed_send(this,
                          std::chrono::duration_cast<std::chrono::microseconds>(
                              std::chrono::duration<double>(trace_[i].arrival)),
                          arrive_atom::value, i);
           if (trace_.empty())
-            done_.deliver(std::size_t{0});
+            done_.deliver(std::size_t{0}, std::string{});
           return done_;
         },
         [this](arrive_atom, std::size_t i) {
@@ -65,8 +83,9 @@ public:
           r.sink = caf::actor_cast<caf::actor>(this);
           request(proxy_, caf::infinite, actors::submit_atom::value, std::move(r))
               .then([](std::uint64_t) {},
-                    [this](caf::error&) {
-                      ++rejected_;
+                    [this](caf::error& e) {
+                      if (rejected_++ == 0)
+                        first_rejection_ = reason_of(system(), e);
                       ended();
                     });
         },
@@ -74,8 +93,6 @@ public:
         [this](actors::done_atom, const actors::generation_result&) { ended(); },
     };
   }
-
-  std::size_t rejected() const { return rejected_; }
 
 private:
   void ended() {
@@ -87,12 +104,13 @@ private:
         fmt::print(stderr, "\r\033[K");
     }
     if (ended_ == trace_.size())
-      done_.deliver(rejected_);
+      done_.deliver(rejected_, first_rejection_);
   }
   caf::actor proxy_;
   std::vector<trace_request> trace_;
-  caf::response_promise done_;
+  caf::typed_response_promise<std::size_t, std::string> done_;
   std::size_t ended_ = 0, rejected_ = 0;
+  std::string first_rejection_;
 };
 
 actors::pool_spec make_spec(const bench_options& o, const std::string& policy,
@@ -138,24 +156,31 @@ actors::pool_spec make_spec(const bench_options& o, const std::string& policy,
   return s;
 }
 
-run_result run_one(caf::actor_system& sys, const bench_options& o, const std::string& policy,
-                   const std::vector<std::string>& models,
-                   const std::vector<trace_request>& trace) {
+result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
+                           const std::string& policy, const std::vector<std::string>& models,
+                           const std::vector<trace_request>& trace) {
   run_result res;
   res.policy = policy;
   res.models = models.size();
   res.requests = trace.size();
   auto p = actors::pool::start(sys, make_spec(o, policy, models));
-  if (!p) {
-    fmt::print(stderr, "aegaeon bench: {}: {}\n", policy, p.error().to_string());
-    return res;
-  }
+  if (!p)
+    return fail(p.error().code, policy + ": the pool did not start: " + p.error().message);
   caf::scoped_actor self{sys}; // the driver waits here; the pool's actors never block
   auto c = sys.spawn<client>((*p)->proxy(), trace);
   const auto start = std::chrono::steady_clock::now();
+  std::optional<error> broken;
   self->request(c, caf::infinite, run_atom::value)
-      .receive([&](std::size_t rejected) { res.rejected = rejected; },
-               [&](caf::error& e) { fmt::print(stderr, "aegaeon bench: {}\n", sys.render(e)); });
+      .receive(
+          [&](std::size_t rejected, std::string& why) {
+            res.rejected = rejected;
+            res.first_rejection = std::move(why);
+          },
+          [&](caf::error& e) {
+            broken = error{errc::internal, sys.render(e)};
+          });
+  if (broken)
+    return tl::unexpected(*broken);
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   actors::pool_metrics m;
   self->request((*p)->proxy(), caf::infinite, actors::metrics_atom::value)
@@ -170,8 +195,10 @@ run_result run_one(caf::actor_system& sys, const bench_options& o, const std::st
     res.tokens_expected += t.output_tokens;
   for (const auto& f : m.finished) {
     ++res.finished;
-    if (f.reason == actors::finish_reason::error || f.reason == actors::finish_reason::unavailable)
-      ++res.failed;
+    if ((f.reason == actors::finish_reason::error ||
+         f.reason == actors::finish_reason::unavailable) &&
+        res.failed++ == 0)
+      res.first_failure = f.message;
     res.tokens_on_time += f.tokens_on_time;
     per_request.push_back(f.time_attainment());
     if (!f.token_times.empty())
@@ -196,6 +223,60 @@ run_result run_one(caf::actor_system& sys, const bench_options& o, const std::st
 
 } // namespace
 
+namespace {
+
+// What a pool of `o` needs before it is worth building: a known shape, a backend that is there,
+// and devices that hold one model and the KV of one longest request. Checked up front so that a
+// setup mistake reads as an error, not as a table of 0% runs.
+result<models::llama_config> check_setup(const bench_options& o, std::size_t longest_tokens) {
+  auto config = models::llama_config::synthetic(o.shape);
+  if (!config)
+    return fail(errc::invalid_argument, "--shape: " + config.error().message);
+  if (o.backend == "cuda" && !gpu::gpu_available())
+    return fail(errc::unavailable, "--backend cuda: no usable GPU is visible here; use --backend "
+                                   "cpu, or run where `nvidia-smi` lists a GPU");
+  const auto format = models::compute_format::for_backend(
+      o.backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu);
+  const std::size_t weights = models::plan_synthetic(*config, format).total_bytes;
+  const auto kv = config->kv(format.kv_type());
+  const std::size_t kv_bytes = kernels::kv_geometry::blocks_for(longest_tokens) * kv.block_bytes();
+  // The runner's working buffers come on top; measured at a few MiB for smollm2-135m.
+  const std::size_t need = weights + kv_bytes + weights / 20 + (std::size_t{8} << 20);
+  if ((o.device_mib << 20) < need)
+    return fail(errc::out_of_memory,
+                fmt::format("--device-mib {}: a {} model ({} MiB), the KV of one {}-token "
+                            "request ({} MiB) and working buffers do not fit; give --device-mib {} "
+                            "or more",
+                            o.device_mib, o.shape, weights >> 20, longest_tokens, kv_bytes >> 20,
+                            (need >> 20) + 1));
+  return config;
+}
+
+// Removes the half-built images ("NAME.img.tmp.PID.N") that runs interrupted while building
+// left in `dir` (a tmpfs holds them in memory until then). Files of live processes stay.
+void remove_stale_images(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto at = name.find(".img.tmp.");
+    if (at == std::string::npos)
+      continue;
+    const std::string rest = name.substr(at + 9);
+    pid_t pid = 0;
+    const auto [end, err] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (err != std::errc{} || pid <= 0 || end == rest.data() + rest.size() || *end != '.')
+      continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+      std::filesystem::remove(entry.path(), ec);
+      if (!ec)
+        fmt::print(stderr, "aegaeon bench: removed {}, left by an interrupted run\n",
+                   entry.path().string());
+    }
+  }
+}
+
+} // namespace
+
 int run_bench(const bench_options& o) {
   if (o.prefill_devices >= 0 && static_cast<std::size_t>(o.prefill_devices) >= o.devices) {
     fmt::print(stderr,
@@ -204,50 +285,102 @@ int run_bench(const bench_options& o) {
                o.prefill_devices, o.devices);
     return 2;
   }
-  caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  caf::actor_system sys{cfg};
-  std::vector<run_result> all;
-  fmt::print(
-      "{} {} devices; {} per model at {:.3f} req/s for {:.0f} s; SLO TTFT {:.2f} s, TBT "
-      "{:.3f} s\nattainment: mean share of each request's time on schedule (the paper's metric); "
-      "tokens: share of tokens on time\n",
-      o.devices, o.backend, o.shape, o.rate, o.duration, o.ttft, o.tbt);
+  constexpr std::size_t max_prompt = 1024, max_output = 1024; // synthetic lengths are capped
+  auto config = check_setup(o, max_prompt + max_output);
+  if (!config) {
+    fmt::print(stderr, "aegaeon bench: {}\n", config.error().message);
+    return 2;
+  }
+  // Outputs are opened now so that a bad path fails before the run, not after it.
+  std::optional<std::ofstream> json_out, csv_out;
+  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}}) {
+    if (path->empty())
+      continue;
+    auto f = open_output(*path);
+    if (!f) {
+      fmt::print(stderr, "aegaeon bench: {}\n", f.error().message);
+      return 1;
+    }
+    *out = std::move(*f);
+  }
   // A trace names its own models: one pool size, the trace's.
   std::vector<std::size_t> counts = o.model_counts;
   std::vector<std::string> traced;
+  std::vector<trace_request> trace_file;
   if (!o.trace_path.empty()) {
     auto t = load_trace(o.trace_path);
     if (!t) {
       fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
       return 1;
     }
+    // A request longer than the model's context could never finish: leave it out, and say so.
+    const std::size_t before = t->size();
+    std::erase_if(*t, [&](const trace_request& r) {
+      return r.prompt_tokens + r.output_tokens > config->context_length;
+    });
+    if (t->empty()) {
+      if (before == 0)
+        fmt::print(stderr, "aegaeon bench: the trace {} has no requests\n", o.trace_path);
+      else
+        fmt::print(stderr,
+                   "aegaeon bench: every request of the trace {} is longer than the {}-token "
+                   "context of {}; shorten them or pick a larger --shape\n",
+                   o.trace_path, config->context_length, o.shape);
+      return 1;
+    }
+    if (t->size() < before)
+      fmt::print(stderr,
+                 "aegaeon bench: warning: left out {} of {} requests of {}: longer than the "
+                 "{}-token context of {}\n",
+                 before - t->size(), before, o.trace_path, config->context_length, o.shape);
     for (const auto& r : *t)
       if (std::find(traced.begin(), traced.end(), r.model) == traced.end())
         traced.push_back(r.model);
     counts = {traced.size()};
+    trace_file = std::move(*t);
   }
+  if (!o.shared_dir.empty())
+    remove_stale_images(o.shared_dir);
+  caf::actor_system_config cfg;
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  std::vector<run_result> all;
+  if (o.trace_path.empty())
+    fmt::print("{} {} devices; {} per model at {:.3f} req/s for {:.0f} s; ", o.devices, o.backend,
+               o.shape, o.rate, o.duration);
+  else
+    fmt::print("{} {} devices; {} per model, arrivals from {}; ", o.devices, o.backend, o.shape,
+               o.trace_path);
+  fmt::print("SLO TTFT {:.2f} s, TBT {:.3f} s\nattainment: mean share of each request's time on "
+             "schedule (the paper's metric); tokens: share of tokens on time\n",
+             o.ttft, o.tbt);
   for (const std::size_t n : counts) {
     std::vector<std::string> models = traced;
     for (std::size_t i = 0; models.size() < n; ++i)
       models.push_back("model-" + std::to_string(i));
-    auto loaded = workload(o.trace_path, {models, o.rate, o.duration, o.prompt_mean, o.output_mean,
-                                          1024, 1024, o.seed});
-    if (!loaded) {
-      fmt::print(stderr, "aegaeon bench: {}\n", loaded.error().to_string());
-      return 1;
-    }
-    const std::vector<trace_request> trace = std::move(*loaded);
+    const std::vector<trace_request> trace =
+        o.trace_path.empty() ? make_trace({models, o.rate, o.duration, o.prompt_mean, o.output_mean,
+                                           max_prompt, max_output, o.seed})
+                             : trace_file;
     fmt::print("\n{} models, {} requests\n{:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", n,
                trace.size(), "policy", "attainment", "tokens", "TTFT p50", "TTFT p99", "TBT p99",
                "switches", "rejected");
     for (const auto& policy : o.policies) {
       auto r = run_one(sys, o, policy, models, trace);
+      if (!r) {
+        fmt::print(stderr, "aegaeon bench: {}\n", r.error().message);
+        return 1;
+      }
       fmt::print("{:>14} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n", policy,
-                 100 * r.attainment, 100 * r.token_attainment, r.ttft_p50, r.ttft_p99, r.tbt_p99,
-                 r.switches, r.rejected);
+                 100 * r->attainment, 100 * r->token_attainment, r->ttft_p50, r->ttft_p99,
+                 r->tbt_p99, r->switches, r->rejected);
+      if (r->rejected > 0)
+        fmt::print("{:>14} {} rejected; the first because: {}\n", "", r->rejected,
+                   r->first_rejection);
+      if (r->failed > 0)
+        fmt::print("{:>14} {} failed; the first because: {}\n", "", r->failed, r->first_failure);
       std::fflush(stdout);
-      all.push_back(std::move(r));
+      all.push_back(std::move(*r));
     }
   }
   // Goodput: the most models a policy served at 90% attainment or better.
@@ -260,46 +393,54 @@ int run_bench(const bench_options& o) {
     fmt::print("{:>14}: {} models ({:.2f} per device)\n", policy, best,
                static_cast<double>(best) / static_cast<double>(o.devices));
   }
-  if (!o.json_path.empty() || !o.csv_path.empty()) {
-    nlohmann::json runs = nlohmann::json::array();
-    std::ofstream csv;
-    if (!o.csv_path.empty()) {
-      csv.open(o.csv_path);
-      csv << "policy,models,requests,finished,rejected,failed,tokens_expected,tokens_on_time,"
-             "attainment,token_attainment,ttft_p50,ttft_p99,tbt_p99,switches,seconds\n";
-    }
-    for (const auto& r : all) {
-      runs.push_back({{"policy", r.policy},
-                      {"models", r.models},
-                      {"requests", r.requests},
-                      {"finished", r.finished},
-                      {"rejected", r.rejected},
-                      {"failed", r.failed},
-                      {"tokens_expected", r.tokens_expected},
-                      {"tokens_on_time", r.tokens_on_time},
-                      {"attainment", r.attainment},
-                      {"token_attainment", r.token_attainment},
-                      {"ttft_p50", r.ttft_p50},
-                      {"ttft_p99", r.ttft_p99},
-                      {"tbt_p99", r.tbt_p99},
-                      {"switches", r.switches},
-                      {"seconds", r.seconds}});
-      if (csv)
-        csv << fmt::format("{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.4f},{},{:.1f}\n",
-                           r.policy, r.models, r.requests, r.finished, r.rejected, r.failed,
-                           r.tokens_expected, r.tokens_on_time, r.attainment, r.token_attainment,
-                           r.ttft_p50, r.ttft_p99, r.tbt_p99, r.switches, r.seconds);
-    }
-    if (!o.json_path.empty())
-      std::ofstream(o.json_path)
-          << nlohmann::json{{"devices", o.devices},   {"backend", o.backend},
-                            {"shape", o.shape},       {"rate_per_model", o.rate},
-                            {"duration", o.duration}, {"ttft_slo", o.ttft},
-                            {"tbt_slo", o.tbt},       {"runs", runs}}
-                 .dump(2)
-          << "\n";
+  nlohmann::json runs = nlohmann::json::array();
+  if (csv_out)
+    *csv_out << "policy,models,requests,finished,rejected,failed,tokens_expected,tokens_on_time,"
+                "attainment,token_attainment,ttft_p50,ttft_p99,tbt_p99,switches,seconds\n";
+  for (const auto& r : all) {
+    runs.push_back({{"policy", r.policy},
+                    {"models", r.models},
+                    {"requests", r.requests},
+                    {"finished", r.finished},
+                    {"rejected", r.rejected},
+                    {"failed", r.failed},
+                    {"tokens_expected", r.tokens_expected},
+                    {"tokens_on_time", r.tokens_on_time},
+                    {"attainment", r.attainment},
+                    {"token_attainment", r.token_attainment},
+                    {"ttft_p50", r.ttft_p50},
+                    {"ttft_p99", r.ttft_p99},
+                    {"tbt_p99", r.tbt_p99},
+                    {"switches", r.switches},
+                    {"seconds", r.seconds},
+                    {"first_rejection", r.first_rejection},
+                    {"first_failure", r.first_failure}});
+    if (csv_out)
+      *csv_out << fmt::format(
+          "{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.4f},{},{:.1f}\n", r.policy,
+          r.models, r.requests, r.finished, r.rejected, r.failed, r.tokens_expected,
+          r.tokens_on_time, r.attainment, r.token_attainment, r.ttft_p50, r.ttft_p99, r.tbt_p99,
+          r.switches, r.seconds);
   }
-  return 0;
+  if (json_out) {
+    nlohmann::json doc = {{"devices", o.devices}, {"backend", o.backend}, {"shape", o.shape},
+                          {"ttft_slo", o.ttft},   {"tbt_slo", o.tbt},     {"runs", runs}};
+    if (o.trace_path.empty()) {
+      doc["rate_per_model"] = o.rate;
+      doc["duration"] = o.duration;
+    } else {
+      doc["trace"] = o.trace_path;
+    }
+    *json_out << doc.dump(2) << "\n";
+  }
+  int rc = 0;
+  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}})
+    if (*out)
+      if (auto closed = close_output(**out, *path); !closed) {
+        fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
+        rc = 1;
+      }
+  return rc;
 }
 
 } // namespace aeg::apps

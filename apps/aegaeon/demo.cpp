@@ -113,6 +113,22 @@ int run_demo(const demo_options& options) {
     devices.push_back(*d);
     fmt::print("device {}: {} bytes\n", (*d)->name(), (*d)->capacity_bytes());
   }
+  // Every coroutine holds its x and y at once; say so now rather than fail half-way.
+  const std::size_t per_coroutine = 2 * options.elements * sizeof(float);
+  for (int i = 0; i < options.num_devices; ++i) {
+    const auto on_device = static_cast<std::size_t>(
+        (options.num_coroutines - i + options.num_devices - 1) / options.num_devices);
+    const auto& dev = *devices[static_cast<std::size_t>(i)];
+    if (on_device * per_coroutine > dev.free_bytes()) {
+      fmt::print(stderr,
+                 "aegaeon demo: out of memory: {} coroutines of {} MiB each need {} MiB on {}, "
+                 "which has {} MiB free; use fewer --coroutines or --elements, or more "
+                 "--devices\n",
+                 on_device, per_coroutine >> 20, (on_device * per_coroutine) >> 20, dev.name(),
+                 dev.free_bytes() >> 20);
+      return 1;
+    }
+  }
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
@@ -123,25 +139,32 @@ int run_demo(const demo_options& options) {
   int rc = 0;
   const auto start = std::chrono::steady_clock::now();
   caf::scoped_actor self{sys}; // main waits here; the actor itself never blocks
-  self->request(actor, caf::infinite, start_atom::value)
-      .receive(
-          [&](long events, long ops, int max_in_flight, long wrong) {
-            const double secs =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            fmt::print("awaited {} device events ({} ops enqueued) in {:.3f} s: {:.0f} events/s\n",
-                       events, ops, secs, events / secs);
-            fmt::print("coroutines in flight at once: up to {}\n", max_in_flight);
-            if (wrong != 0) {
-              fmt::print(stderr, "aegaeon demo: {} values were wrong\n", wrong);
-              rc = 1;
-            } else {
-              fmt::print("every value checked: correct\n");
-            }
-          },
-          [&](caf::error& e) {
-            fmt::print(stderr, "aegaeon demo: {}\n", sys.render(e));
-            rc = 1;
-          });
+  // The reply, or the actor's exit: a coroutine that fails ends the actor without an answer,
+  // and waiting on the request alone would then never return.
+  self->monitor(actor);
+  self->send(actor, start_atom::value);
+  self->receive(
+      [&](long events, long ops, int max_in_flight, long wrong) {
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        fmt::print("awaited {} device events ({} ops enqueued) in {:.3f} s: {:.0f} events/s\n",
+                   events, ops, secs, events / secs);
+        fmt::print("coroutines in flight at once: up to {}\n", max_in_flight);
+        if (wrong != 0) {
+          fmt::print(stderr, "aegaeon demo: {} values were wrong\n", wrong);
+          rc = 1;
+        } else {
+          fmt::print("every value checked: correct\n");
+        }
+      },
+      [&](caf::error& e) {
+        fmt::print(stderr, "aegaeon demo: {}\n", sys.render(e));
+        rc = 1;
+      },
+      [&](caf::down_msg& d) {
+        fmt::print(stderr, "aegaeon demo: the actor stopped: {}\n", sys.render(d.reason));
+        rc = 1;
+      });
   self->send_exit(actor, caf::exit_reason::user_shutdown);
   return rc;
 }

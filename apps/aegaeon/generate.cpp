@@ -3,6 +3,7 @@
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
 #include "gpu/registry.hpp"
+#include "kernels/kv_geometry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/llama/weights.hpp"
 #include "models/tokenizer/chat_template.hpp"
@@ -12,7 +13,10 @@
 #include <caf/all.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <iostream>
 #include <optional>
 #include <unistd.h>
@@ -22,6 +26,14 @@ namespace aeg::apps {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Set by SIGINT while `chat` runs. Mid-answer it stops that answer; at the prompt the signal
+// interrupts the read (no SA_RESTART), which ends the session.
+std::atomic<bool> interrupted{false};
+
+extern "C" void on_interrupt(int) {
+  interrupted = true;
+}
 
 // Everything one local model needs: the file, its tokenizer and template, and an instance.
 struct local_model {
@@ -75,6 +87,42 @@ std::optional<local_model> load(const generate_options& o) {
   return local_model{std::move(*tok), std::move(*tmpl), std::move(*dev), std::move(*image)};
 }
 
+// Device memory for answers of up to `tokens` tokens of context: the weights, the runner's
+// working buffers (about 25 MiB for SmolLM2-135M, measured; 30 leaves room) and the KV, which the
+// engine hands out in whole 16 MiB slabs.
+std::size_t bytes_needed(const local_model& m, std::size_t tokens) {
+  constexpr std::size_t mib = std::size_t{1} << 20, slab = 16 * mib;
+  const auto kv = m.image->config().kv(m.image->format().kv_type());
+  const std::size_t kv_bytes = kernels::kv_geometry::blocks_for(tokens) * kv.block_bytes();
+  return m.image->bytes().size() + 30 * mib + (kv_bytes + slab - 1) / slab * slab;
+}
+
+// Says plainly, before anything is printed, when the device budget cannot hold the model and
+// the KV of `tokens` tokens (the instance would otherwise fail with an allocator's message).
+bool check_fits(const local_model& m, const generate_options& o, std::size_t tokens,
+                const char* cmd) {
+  tokens = std::min(tokens, m.image->config().context_length);
+  const std::size_t need = bytes_needed(m, tokens), have = m.dev->capacity_bytes();
+  if (need <= have)
+    return true;
+  fmt::print(stderr,
+             "aegaeon {}: the model ({} MiB) and the KV cache of {} tokens do not fit in {} MiB "
+             "of device memory; raise --memory-mib to {} or more (0: the backend's default)\n",
+             cmd, m.image->bytes().size() >> 20, tokens, have >> 20, (need >> 20) + 1);
+  return false;
+}
+
+// The reason an instance stopped, without CAF's wrapping ("system_error(runtime_error, ...)")
+// or the actor's id.
+std::string stop_reason(caf::actor_system& sys, const caf::error& e) {
+  const auto& ctx = e.context();
+  std::string text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0) : sys.render(e);
+  if (const auto at = text.find(" failed: ");
+      text.rfind("a coroutine of actor", 0) == 0 && at != std::string::npos)
+    text.erase(0, at + 9);
+  return text;
+}
+
 std::vector<std::int32_t> stop_tokens(const models::tokenizer& tok) {
   std::vector<std::int32_t> ids;
   for (std::size_t i = 0; i < tok.num_tokens(); ++i)
@@ -90,9 +138,11 @@ struct answer {
   double first_token_seconds = 0;
 };
 
-// Sends one request to `inst` and prints its text as it streams; returns what it said.
+// Sends one request to `inst` and prints `prefix`, then its text as it streams; returns what it
+// said. The prefix waits for the first piece so that a failure does not follow a lone prompt.
 answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_model& m,
-                  const generate_options& o, std::vector<std::int32_t> prompt, std::uint64_t id) {
+                  const generate_options& o, std::vector<std::int32_t> prompt, std::uint64_t id,
+                  std::string prefix = {}) {
   actors::generation_request req;
   req.id = id;
   req.prompt = std::move(prompt);
@@ -104,7 +154,14 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
   answer a;
   const auto start = clock_type::now();
   self->send(inst, actors::generate_atom::value, std::move(req));
-  bool done = false;
+  bool done = false, cancelled = false;
+  // Checked per token and when none comes for a while: tokens can arrive faster than a timeout.
+  const auto stop_if_interrupted = [&] {
+    if (interrupted.exchange(false) && !cancelled) {
+      self->send(inst, actors::cancel_atom::value, id);
+      cancelled = true;
+    }
+  };
   while (!done) {
     self->receive(
         [&](actors::token_atom, std::uint64_t, std::int32_t token) {
@@ -113,21 +170,26 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
                 std::chrono::duration<double>(clock_type::now() - start).count();
           const auto piece = decoder.feed(token);
           a.text += piece;
-          fmt::print("{}", piece);
+          fmt::print("{}{}", prefix, piece);
+          prefix.clear();
+          stop_if_interrupted();
           std::fflush(stdout);
         },
         [&](actors::done_atom, const actors::generation_result& r) {
           const auto rest = decoder.finish();
           a.text += rest;
-          fmt::print("{}", rest);
+          if (r.reason != actors::finish_reason::error &&
+              r.reason != actors::finish_reason::unavailable)
+            fmt::print("{}{}", prefix, rest);
           a.result = r;
           done = true;
         },
         [&](caf::down_msg& d) {
           a.result.reason = actors::finish_reason::error;
-          a.result.message = "the instance stopped: " + self->system().render(d.reason);
+          a.result.message = "the instance stopped: " + stop_reason(self->system(), d.reason);
           done = true;
-        });
+        },
+        caf::after(std::chrono::milliseconds(100)) >> stop_if_interrupted);
   }
   a.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   return a;
@@ -138,20 +200,48 @@ bool failed(const answer& a) {
          a.result.reason == actors::finish_reason::unavailable;
 }
 
+} // namespace
+
+chat_line parse_chat_line(std::string_view line) {
+  const auto first = line.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos)
+    return chat_line::blank;
+  if (line[first] != '/')
+    return chat_line::message;
+  line.remove_prefix(first);
+  line = line.substr(0, line.find_last_not_of(" \t\r") + 1);
+  if (line == "/help")
+    return chat_line::help;
+  if (line == "/quit" || line == "/exit")
+    return chat_line::quit;
+  if (line == "/reset")
+    return chat_line::reset;
+  return chat_line::unknown_command;
+}
+
+void print_answer_stats(std::size_t prompt_tokens, std::size_t completion_tokens,
+                        std::string_view finish, double first_token_seconds, double seconds) {
+  const double decode = seconds - first_token_seconds;
+  fmt::print(stderr,
+             "[{} prompt tokens, {} generated, finish: {}; first token {:.3f} s, "
+             "{:.1f} tokens/s after it]\n",
+             prompt_tokens, completion_tokens, finish, first_token_seconds,
+             completion_tokens > 1 && decode > 0 ? (completion_tokens - 1) / decode : 0.0);
+}
+
+namespace {
+
 void report(const answer& a, const generate_options& o) {
   if (failed(a)) {
-    fmt::print(stderr, "\naegaeon: {}\n", a.result.message);
+    fmt::print(stderr, "aegaeon: {}\n", a.result.message);
+    const auto& why = a.result.message;
+    if (why.find("out_of_memory") != std::string::npos || why.find("KV cache") != std::string::npos)
+      fmt::print(stderr, "  (the device memory is too small: raise --memory-mib)\n");
     return;
   }
-  if (o.verbose) {
-    const double decode = a.seconds - a.first_token_seconds;
-    fmt::print(stderr,
-               "\n[{} prompt tokens, {} generated, finish: {}; first token {:.3f} s, "
-               "{:.1f} tokens/s after it]\n",
-               a.result.prompt_tokens, a.result.completion_tokens,
-               actors::to_string(a.result.reason), a.first_token_seconds,
-               a.result.completion_tokens > 1 ? (a.result.completion_tokens - 1) / decode : 0.0);
-  }
+  if (o.verbose)
+    print_answer_stats(a.result.prompt_tokens, a.result.completion_tokens,
+                       actors::to_string(a.result.reason), a.first_token_seconds, a.seconds);
 }
 
 caf::actor_system_config quiet_config() {
@@ -182,15 +272,16 @@ int run_generate(const generate_options& o) {
     fmt::print(stderr, "aegaeon generate: the prompt is empty\n");
     return 2;
   }
+  if (!check_fits(*m, o, prompt.size() + o.max_tokens, "generate"))
+    return 1;
   auto cfg = quiet_config();
   caf::actor_system sys{cfg};
   auto inst = actors::spawn_instance(sys, m->dev, m->image);
   caf::scoped_actor self{sys}; // main waits here; the instance never blocks
   self->monitor(inst);
-  if (!o.chat_template)
-    fmt::print("{}", o.prompt);
-  auto a = stream_one(self, inst, *m, o, std::move(prompt), 1);
-  fmt::print("\n");
+  auto a = stream_one(self, inst, *m, o, std::move(prompt), 1, o.chat_template ? "" : o.prompt);
+  if (!failed(a) || a.result.completion_tokens > 0)
+    fmt::print("\n");
   report(a, o);
   self->send_exit(inst, caf::exit_reason::user_shutdown);
   return failed(a) ? 1 : 0;
@@ -199,6 +290,9 @@ int run_generate(const generate_options& o) {
 int run_chat(const generate_options& o) {
   auto m = load(o);
   if (!m)
+    return 1;
+  // A conversation grows; room for one answer and a few hundred tokens of it is the least.
+  if (!check_fits(*m, o, o.max_tokens + 512, "chat"))
     return 1;
   auto cfg = quiet_config();
   caf::actor_system sys{cfg};
@@ -209,9 +303,12 @@ int run_chat(const generate_options& o) {
   if (!o.system_prompt.empty())
     history.push_back({"system", o.system_prompt});
   const bool tty = isatty(STDIN_FILENO) != 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C at the prompt ends the read
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
   if (tty)
-    fmt::print(stderr, "chatting with {} (empty line or Ctrl-D to quit, /reset to forget)\n",
-               o.model_path);
+    fmt::print(stderr, "chatting with {}\n{}; Ctrl-C stops an answer\n", o.model_path, chat_help);
   std::uint64_t id = 0;
   int rc = 0;
   for (;;) {
@@ -219,9 +316,20 @@ int run_chat(const generate_options& o) {
       fmt::print("> ");
     std::fflush(stdout);
     std::string line;
-    if (!std::getline(std::cin, line) || line.empty())
+    interrupted = false;
+    if (!std::getline(std::cin, line))
       break;
-    if (line == "/reset") {
+    const auto kind = parse_chat_line(line);
+    if (kind == chat_line::quit)
+      break;
+    if (kind == chat_line::blank)
+      continue;
+    if (kind == chat_line::help || kind == chat_line::unknown_command) {
+      fmt::print(stderr, "{}\n",
+                 kind == chat_line::help ? chat_help : "unknown command, /help lists them");
+      continue;
+    }
+    if (kind == chat_line::reset) {
       history.resize(o.system_prompt.empty() ? 0 : 1);
       continue;
     }
@@ -237,6 +345,8 @@ int run_chat(const generate_options& o) {
         break;
       continue;
     }
+    if (a.result.reason == actors::finish_reason::cancelled)
+      fmt::print(stderr, "[stopped]\n");
     history.push_back({"assistant", a.text});
   }
   self->send_exit(inst, caf::exit_reason::user_shutdown);

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace aeg::apps {
 
@@ -29,5 +30,19 @@ int run_generate(const generate_options& options);
 
 /// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.
 int run_chat(const generate_options& options);
+
+/// What one line typed into `chat` asks for: a message, or a slash command.
+enum class chat_line { message, blank, help, quit, reset, unknown_command };
+
+/// Classifies `line`; only a line starting with '/' is a command.
+chat_line parse_chat_line(std::string_view line);
+
+/// What `chat` answers to /help (and prints on a terminal when it starts).
+inline constexpr const char* chat_help =
+    "/help lists these; /reset forgets the conversation; /quit or /exit (or Ctrl-D) leaves";
+
+/// The `-v` line after an answer, on stderr, the same in process and over HTTP.
+void print_answer_stats(std::size_t prompt_tokens, std::size_t completion_tokens,
+                        std::string_view finish, double first_token_seconds, double seconds);
 
 } // namespace aeg::apps

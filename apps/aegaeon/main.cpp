@@ -8,39 +8,109 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+
 namespace {
 
 constexpr const char* default_model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+constexpr double no_limit = std::numeric_limits<double>::infinity();
 
-// The flags `generate` and `chat` share.
-void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o) {
+// What a numeric option accepts. CLI11's Range prints DBL_MAX in full, calls a word that is not
+// a number "not in range" and lets NaN through; these say what the option wants instead.
+struct bounds {
+  double lo = 0;
+  double hi = no_limit;
+  bool above = false;   // lo itself is not allowed
+  bool integer = false; // a whole number (also keeps "-1" from wrapping in an unsigned option)
+  const char* why = ""; // appended to the message: the reason for the bound
+};
+
+// "--rate: must be greater than 0, got 0" and the like.
+CLI::Validator number(bounds b) {
+  std::string desc = b.above ? fmt::format("> {}", b.lo) : fmt::format(">= {}", b.lo);
+  if (b.hi != no_limit)
+    desc += fmt::format(", <= {}", b.hi);
+  return CLI::Validator(
+      [b](std::string& in) -> std::string {
+        double v = 0;
+        if (b.integer) {
+          const char* first = in.data();
+          const char* last = in.data() + in.size();
+          std::from_chars_result r{};
+          if (!in.empty() && in.front() == '-') {
+            long long x = 0;
+            r = std::from_chars(first, last, x);
+            v = static_cast<double>(x);
+          } else {
+            unsigned long long x = 0;
+            r = std::from_chars(first, last, x);
+            v = static_cast<double>(x);
+          }
+          if (r.ec == std::errc::result_out_of_range)
+            return fmt::format("'{}' is too large", in);
+          if (r.ec != std::errc{} || r.ptr != last)
+            return fmt::format("expects a whole number, got '{}'", in);
+        } else {
+          char* end = nullptr;
+          v = std::strtod(in.c_str(), &end);
+          if (in.empty() || end != in.c_str() + in.size())
+            return fmt::format("expects a number, got '{}'", in);
+          if (!std::isfinite(v))
+            return fmt::format("expects a finite number, got '{}'", in);
+        }
+        const bool low = b.above ? v <= b.lo : v < b.lo;
+        if (!low && v <= b.hi)
+          return {};
+        const bool capped = b.hi != no_limit;
+        const std::string want = b.above && capped
+                                     ? fmt::format("greater than {} and at most {}", b.lo, b.hi)
+                                 : b.above ? fmt::format("greater than {}", b.lo)
+                                 : capped  ? fmt::format("between {} and {}", b.lo, b.hi)
+                                           : fmt::format("at least {}", b.lo);
+        return fmt::format("must be {}, got {}{}", want, in, b.why);
+      },
+      desc);
+}
+
+// The flags `generate` and `chat` share; `chat` says what --model means with --url.
+void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool chat) {
   cmd->add_option("--model", o.model_path,
-                  "GGUF file of a llama-architecture model (chat --url: the server's model name; "
-                  "default its first)")
+                  chat ? "GGUF file of a llama-architecture model (with --url: the server's model "
+                         "name; default its first)"
+                       : "GGUF file of a llama-architecture model")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o.max_tokens, "Most tokens to generate per answer")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
+  // The server's bounds, so that chat --url accepts exactly what the server does.
   cmd->add_option("--temperature", o.temperature, "Sampling temperature; 0 picks greedily")
-      ->check(CLI::Range(0.0f, 100.0f))
+      ->check(number({.lo = 0, .hi = 2}))
       ->capture_default_str();
   cmd->add_option("--top-p", o.top_p,
                   "Nucleus sampling: keep the smallest set of tokens "
                   "whose probability reaches this")
-      ->check(CLI::Range(0.0f, 1.0f))
+      ->check(number({.lo = 0, .hi = 1, .above = true}))
       ->capture_default_str();
   cmd->add_option("--top-k", o.top_k, "Keep only the k most likely tokens; 0 keeps all")
-      ->check(CLI::Range(0, 1 << 30))
+      ->check(number({.lo = 0, .hi = 1e6, .integer = true}))
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Seed of the sampler (same seed, same output)")
+      ->check(number({.lo = 0, .integer = true}))
       ->capture_default_str();
   cmd->add_option("--system", o.system_prompt,
-                  "System prompt for chat templates (default: the model's own)");
+                  chat ? "System prompt (default: the model's own)"
+                       : "System prompt, with --chat (default: the model's own)");
   cmd->add_option("--backend", o.backend, "Device backend: cpu or cuda")
       ->check(CLI::IsMember(aeg::gpu::built_backends()))
       ->capture_default_str();
   cmd->add_option("--memory-mib", o.capacity_mib,
-                  "Device memory to use in MiB; 0: 1 GiB on cpu, all free memory on cuda")
+                  "Device memory to use in MiB: the model's weights plus the KV of one answer "
+                  "(the default model needs about 160); 0: 1 GiB on cpu, all free memory on cuda")
+      ->check(number({.lo = 0, .hi = 1 << 24, .integer = true}))
       ->capture_default_str();
   cmd->add_flag("-v,--verbose", o.verbose, "Print token counts and speed to stderr");
 }
@@ -60,7 +130,7 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--prompt", gen.prompt, "Text to continue")->capture_default_str();
   gen_cmd->add_flag("--chat", gen.chat_template,
                     "Treat the prompt as a user message in the model's chat template");
-  add_generation_flags(gen_cmd, gen);
+  add_generation_flags(gen_cmd, gen, false);
 
   aeg::apps::generate_options chat;
   chat.model_path = default_model;
@@ -68,10 +138,16 @@ int main(int argc, char** argv) {
   chat.temperature = 0.7f;
   chat.top_p = 0.9f;
   auto* chat_cmd = app.add_subcommand(
-      "chat", "Talk with a model in the terminal; each answer streams as it is generated");
-  add_generation_flags(chat_cmd, chat);
+      "chat", "Talk with a model in the terminal; each answer streams as it is generated. Each "
+              "line is a message, blank lines are skipped, and lines starting with / are "
+              "commands: /help, /reset (forget the conversation), /quit or /exit. The session "
+              "ends there or at end of input (Ctrl-D), from a terminal or a pipe alike. Ctrl-C "
+              "stops the answer being generated (with --url: ends the session); at the prompt "
+              "it ends the session.");
+  add_generation_flags(chat_cmd, chat, true);
   chat_cmd->add_option("--url", chat.url,
-                       "Chat with a running `aegaeon serve` instead, e.g. http://127.0.0.1:8000");
+                       "Chat with a running `aegaeon serve` instead, e.g. http://127.0.0.1:8000 "
+                       "(an OpenAI base URL ending in /v1 works too)");
   chat_cmd->add_option("--api-key", chat.api_key, "API key of that server (or AEGAEON_API_KEY)")
       ->envname("AEGAEON_API_KEY");
 
@@ -92,10 +168,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(aeg::gpu::built_backends()));
   serve_cmd
       ->add_option("--memory-mib", serve.memory_mib,
-                   "Without --config: device memory to use; 0: the backend's default")
+                   "Without --config: device memory to use in MiB, enough for the models' "
+                   "weights plus KV; 0: the backend's default")
+      ->check(number({.lo = 0, .hi = 1 << 24, .integer = true}))
       ->capture_default_str();
   serve_cmd->add_option("--host", serve.host, "Address to listen on")->capture_default_str();
   serve_cmd->add_option("--port", serve.port, "Port to listen on; 0 picks a free one")
+      ->check(number({.lo = 0, .hi = 65535, .integer = true}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--api-key", serve.api_key,
@@ -104,33 +183,33 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--grace", serve.grace_seconds,
                    "Seconds in-flight requests may finish after SIGINT/SIGTERM")
-      ->check(CLI::NonNegativeNumber)
+      ->check(number({.lo = 0}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-connections", serve.max_connections,
                    "Open connections before new ones get 503")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-in-flight", serve.max_in_flight,
                    "Generations at once before new ones get 429")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--max-body-bytes", serve.limits.max_body_bytes,
                    "Largest request body in bytes (413 beyond)")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 34))
+      ->check(number({.lo = 1, .hi = 17179869184.0, .integer = true}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--header-timeout", serve.header_timeout_seconds,
                    "Seconds a request may take to arrive (408 beyond)")
-      ->check(CLI::PositiveNumber)
+      ->check(number({.lo = 0, .above = true}))
       ->capture_default_str();
   serve_cmd
       ->add_option("--write-timeout", serve.write_timeout_seconds,
                    "Seconds a client may read nothing of its answer before it is dropped and its "
                    "request cancelled")
-      ->check(CLI::PositiveNumber)
+      ->check(number({.lo = 0, .above = true}))
       ->capture_default_str();
 
   aeg::apps::demo_options demo;
@@ -138,16 +217,16 @@ int main(int argc, char** argv) {
       "demo",
       "One actor interleaves many coroutines that enqueue device work and await its events");
   demo_cmd->add_option("--devices", demo.num_devices, "Devices to spread the work over")
-      ->check(CLI::Range(1, 64))
+      ->check(number({.lo = 1, .hi = 64, .integer = true}))
       ->capture_default_str();
   demo_cmd->add_option("--coroutines", demo.num_coroutines, "Coroutines the actor interleaves")
-      ->check(CLI::Range(1, 1 << 20))
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   demo_cmd->add_option("--steps", demo.steps, "Device round trips per coroutine")
-      ->check(CLI::Range(1, 1 << 20))
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   demo_cmd->add_option("--elements", demo.elements, "Floats each coroutine moves per step")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 24))
+      ->check(number({.lo = 1, .hi = 1 << 24, .integer = true}))
       ->capture_default_str();
   demo_cmd->add_option("--backend", demo.backend, "Device backend: cpu or cuda")
       ->check(CLI::IsMember(aeg::gpu::built_backends()))
@@ -173,10 +252,14 @@ int main(int argc, char** argv) {
   bench_cmd
       ->add_option("--max-connections", bench.max_connections,
                    "--url: requests in flight at once; later arrivals wait")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->check(number({.lo = 1, .hi = 100000, .integer = true}))
       ->capture_default_str();
   bench_cmd->add_option("--models", bench.model_counts, "--in-process: model counts to try")
       ->delimiter(',')
+      ->check(number({.lo = 1,
+                      .hi = 64,
+                      .integer = true,
+                      .why = " (each model is a separate image in host memory)"}))
       ->capture_default_str();
   bench_cmd
       ->add_option("--policies", bench.policies,
@@ -185,18 +268,22 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"aegaeon", "request_level", "dedicated", "fcfs"}))
       ->capture_default_str();
   bench_cmd->add_option("--devices", bench.devices, "Devices in every pool")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{64}))
+      ->check(number({.lo = 1, .hi = 64, .integer = true}))
       ->capture_default_str();
   bench_cmd
       ->add_option("--prefill-devices", bench.prefill_devices,
                    "Prefill-only devices for aegaeon and fcfs (the rest decode); 0: every "
                    "device colocated; -1: 3 in 8 from 3 devices up, else colocated")
-      ->check(CLI::Range(-1, 63))
+      ->check(number({.lo = -1, .hi = 63, .integer = true}))
       ->capture_default_str();
   bench_cmd->add_option("--backend", bench.backend, "Device backend")
       ->check(CLI::IsMember(aeg::gpu::built_backends()))
       ->capture_default_str();
-  bench_cmd->add_option("--device-mib", bench.device_mib, "Memory per device in MiB")
+  bench_cmd
+      ->add_option("--device-mib", bench.device_mib,
+                   "Memory per device in MiB: at least one --shape model plus the KV of one "
+                   "2048-token request (smollm2-135m: 150)")
+      ->check(number({.lo = 1, .hi = 1 << 24, .integer = true}))
       ->capture_default_str();
   bench_cmd->add_option("--shape", bench.shape, "Synthetic model shape of every model")
       ->capture_default_str();
@@ -205,17 +292,27 @@ int main(int argc, char** argv) {
                    "Requests per second per model (default 0.1); --url takes several, one run "
                    "each, and reports the highest meeting 90% attainment")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(number({.lo = 0, .above = true}));
   bench_cmd->add_option("--duration", bench.duration, "Seconds of arrivals")
-      ->check(CLI::PositiveNumber)
+      ->check(number({.lo = 0, .above = true}))
       ->capture_default_str();
+  // Synthetic lengths are drawn up to 1024 tokens each; a mean beyond that is not a mean.
+  constexpr const char* capped = " (synthetic lengths are capped at 1024 tokens)";
   bench_cmd->add_option("--prompt-mean", bench.prompt_mean, "Mean prompt tokens")
+      ->check(number({.lo = 1, .hi = 1024, .why = capped}))
       ->capture_default_str();
   bench_cmd->add_option("--output-mean", bench.output_mean, "Mean output tokens")
+      ->check(number({.lo = 1, .hi = 1024, .why = capped}))
       ->capture_default_str();
-  bench_cmd->add_option("--ttft", bench.ttft, "TTFT SLO in seconds")->capture_default_str();
-  bench_cmd->add_option("--tbt", bench.tbt, "TBT SLO in seconds")->capture_default_str();
-  bench_cmd->add_option("--seed", bench.seed, "Seed of the arrivals")->capture_default_str();
+  bench_cmd->add_option("--ttft", bench.ttft, "TTFT SLO in seconds")
+      ->check(number({.lo = 0, .above = true}))
+      ->capture_default_str();
+  bench_cmd->add_option("--tbt", bench.tbt, "TBT SLO in seconds")
+      ->check(number({.lo = 0, .above = true}))
+      ->capture_default_str();
+  bench_cmd->add_option("--seed", bench.seed, "Seed of the arrivals")
+      ->check(number({.lo = 0, .integer = true}))
+      ->capture_default_str();
   bench_cmd->add_option("--trace", bench.trace_path,
                         "JSONL trace (arrival, model, prompt_tokens, output_tokens) instead of "
                         "synthetic arrivals");
@@ -226,7 +323,20 @@ int main(int argc, char** argv) {
                    "Where model images are kept between runs (empty: private memory)")
       ->capture_default_str();
 
+  // CLI11 says only "A subcommand is required" for a misspelt one.
+  const auto known = [&](const std::string& name) {
+    return !app.get_subcommands([&](CLI::App* c) { return c->check_name(name); }).empty();
+  };
+  if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
+    fmt::print(stderr, "aegaeon: unknown command '{}'; aegaeon --help lists them\n", argv[1]);
+    return 2;
+  }
   CLI11_PARSE(app, argc, argv);
+  if (gen_cmd->parsed() && gen_cmd->count("--system") > 0 && !gen.chat_template) {
+    fmt::print(stderr, "aegaeon generate: --system needs --chat (a system prompt is part of the "
+                       "chat template)\n");
+    return 2;
+  }
   if (bench_cmd->parsed()) {
     if (!in_process && bench.url.empty()) {
       fmt::print(stderr, "aegaeon bench: give --in-process or --url (see --help)\n");
@@ -242,8 +352,16 @@ int main(int argc, char** argv) {
       bench.rate = bench.rates.front();
     return aeg::apps::run_bench(bench);
   }
-  if (serve_cmd->parsed())
+  if (serve_cmd->parsed()) {
+    // An empty key would mean no authentication at all: say so rather than serve openly.
+    const char* env = std::getenv("AEGAEON_API_KEY");
+    if (serve.api_key.empty() && (serve_cmd->count("--api-key") > 0 || (env && *env == '\0'))) {
+      fmt::print(stderr, "aegaeon serve: the API key is empty; give a key, or leave out --api-key "
+                         "and AEGAEON_API_KEY to serve without one\n");
+      return 2;
+    }
     return aeg::apps::run_serve(serve);
+  }
   if (gen_cmd->parsed())
     return aeg::apps::run_generate(gen);
   if (chat_cmd->parsed()) {

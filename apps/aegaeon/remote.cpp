@@ -16,6 +16,7 @@
 #include <iostream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -45,6 +46,16 @@ result<std::vector<std::string>> list_models(server::http_client& c) {
   return names;
 }
 
+// Accepts an OpenAI-style base URL too: "http://host:port/v1" names the same server, and the
+// client adds "/v1/..." itself.
+result<server::url_parts> parse_server_url(std::string text) {
+  while (!text.empty() && text.back() == '/')
+    text.pop_back();
+  if (text.size() >= 3 && text.compare(text.size() - 3, 3, "/v1") == 0)
+    text.erase(text.size() - 3);
+  return server::parse_url(text);
+}
+
 std::string error_text(const std::string& body) {
   try {
     return json::parse(body).at("error").at("message").get<std::string>();
@@ -58,7 +69,7 @@ std::string error_text(const std::string& body) {
 // --- chat -------------------------------------------------------------------------------------
 
 int run_remote_chat(const generate_options& o) {
-  auto url = server::parse_url(o.url);
+  auto url = parse_server_url(o.url);
   if (!url) {
     fmt::print(stderr, "aegaeon chat: {}\n", url.error().message);
     return 2;
@@ -80,7 +91,7 @@ int run_remote_chat(const generate_options& o) {
   }
   const bool tty = isatty(STDIN_FILENO) != 0;
   if (tty)
-    fmt::print(stderr, "chatting with {} at {} (Ctrl-D to leave)\n", model, o.url);
+    fmt::print(stderr, "chatting with {} at {}\n{}\n", model, o.url, chat_help);
   json messages = json::array();
   if (!o.system_prompt.empty())
     messages.push_back({{"role", "system"}, {"content", o.system_prompt}});
@@ -91,12 +102,25 @@ int run_remote_chat(const generate_options& o) {
     std::fflush(stdout);
     if (!std::getline(std::cin, line))
       break;
-    if (line.empty())
+    const auto kind = parse_chat_line(line);
+    if (kind == chat_line::quit)
+      break;
+    if (kind == chat_line::blank)
       continue;
+    if (kind == chat_line::help || kind == chat_line::unknown_command) {
+      fmt::print(stderr, "{}\n",
+                 kind == chat_line::help ? chat_help : "unknown command, /help lists them");
+      continue;
+    }
+    if (kind == chat_line::reset) {
+      messages.erase(messages.begin() + (o.system_prompt.empty() ? 0 : 1), messages.end());
+      continue;
+    }
     messages.push_back({{"role", "user"}, {"content", line}});
     json body = {{"model", model},
                  {"messages", messages},
                  {"stream", true},
+                 {"stream_options", {{"include_usage", true}}},
                  {"max_tokens", o.max_tokens},
                  {"temperature", o.temperature},
                  {"top_p", o.top_p}};
@@ -105,6 +129,9 @@ int run_remote_chat(const generate_options& o) {
     if (o.seed != 0)
       body["seed"] = o.seed;
     std::string answer, finish, failure;
+    std::size_t prompt_tokens = 0, completion_tokens = 0;
+    double first_token_seconds = 0;
+    const auto start = clock_type::now();
     server::sse_reader sse;
     std::string raw; // the body when it is not an event stream (an error)
     auto r = client.request("POST", "/v1/chat/completions", body.dump(), [&](std::string_view d) {
@@ -118,9 +145,16 @@ int run_remote_chat(const generate_options& o) {
             failure = j["error"].value("message", data);
             return;
           }
+          if (j.contains("usage") && j["usage"].is_object()) {
+            prompt_tokens = j["usage"].value("prompt_tokens", std::size_t{0});
+            completion_tokens = j["usage"].value("completion_tokens", std::size_t{0});
+          }
           for (const auto& c : j.at("choices")) {
             if (c.contains("delta") && c["delta"].contains("content") &&
                 c["delta"]["content"].is_string()) {
+              if (first_token_seconds == 0)
+                first_token_seconds =
+                    std::chrono::duration<double>(clock_type::now() - start).count();
               const auto piece = c["delta"]["content"].get<std::string>();
               answer += piece;
               fmt::print("{}", piece);
@@ -149,6 +183,9 @@ int run_remote_chat(const generate_options& o) {
       messages.erase(messages.end() - 1);
       continue;
     }
+    if (o.verbose)
+      print_answer_stats(prompt_tokens, completion_tokens, finish, first_token_seconds,
+                         std::chrono::duration<double>(clock_type::now() - start).count());
     if (finish == "length" && tty)
       fmt::print(stderr, "[the answer reached --max-tokens {}]\n", o.max_tokens);
     messages.push_back({{"role", "assistant"}, {"content", answer}});
@@ -330,10 +367,35 @@ summary summarize(const std::string& name, const std::vector<const outcome*>& ru
 } // namespace
 
 int run_remote_bench(const bench_options& o) {
-  auto url = server::parse_url(o.url);
+  auto url = parse_server_url(o.url);
   if (!url) {
     fmt::print(stderr, "aegaeon bench: {}\n", url.error().message);
     return 2;
+  }
+  // Outputs are opened now so that a bad path fails before the run, not after it.
+  std::optional<std::ofstream> json_out, csv_out;
+  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}}) {
+    if (path->empty())
+      continue;
+    auto f = open_output(*path);
+    if (!f) {
+      fmt::print(stderr, "aegaeon bench: {}\n", f.error().message);
+      return 1;
+    }
+    *out = std::move(*f);
+  }
+  std::vector<trace_request> trace_file;
+  if (!o.trace_path.empty()) {
+    auto t = load_trace(o.trace_path);
+    if (!t) {
+      fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
+      return 1;
+    }
+    if (t->empty()) {
+      fmt::print(stderr, "aegaeon bench: the trace {} has no requests\n", o.trace_path);
+      return 1;
+    }
+    trace_file = std::move(*t);
   }
   server::http_client probe(*url, o.api_key);
   auto listed = list_models(probe);
@@ -357,32 +419,26 @@ int run_remote_bench(const bench_options& o) {
                  {"models", models},
                  {"ttft_slo", o.ttft},
                  {"tbt_slo", o.tbt},
-                 {"duration", o.duration},
-                 {"prompt_mean", o.prompt_mean},
-                 {"output_mean", o.output_mean},
                  {"runs", json::array()}};
-  std::ofstream csv;
-  if (!o.csv_path.empty()) {
-    csv.open(o.csv_path);
-    if (!csv) {
-      fmt::print(stderr, "aegaeon bench: cannot write '{}'\n", o.csv_path);
-      return 1;
-    }
-    csv << "rate,model,requests,completed,failed,rejected,tokens,attainment,token_attainment,"
-           "ttft_p50,ttft_p90,ttft_p99,tbt_p50,tbt_p99,good_requests_per_s\n";
+  if (o.trace_path.empty()) {
+    report["duration"] = o.duration;
+    report["prompt_mean"] = o.prompt_mean;
+    report["output_mean"] = o.output_mean;
+  } else {
+    report["trace"] = o.trace_path;
   }
+  if (csv_out)
+    *csv_out << "rate,model,requests,completed,failed,rejected,tokens,attainment,token_attainment,"
+                "ttft_p50,ttft_p90,ttft_p99,tbt_p50,tbt_p99,good_requests_per_s\n";
   fmt::print("{} at {}; SLO TTFT {:.2f} s, TBT {:.3f} s\nattainment: mean share of each "
              "request's time on schedule; goodput: requests/s whose own attainment >= 90%\n",
              fmt::join(models, ", "), o.url, o.ttft, o.tbt);
   double best_rate = 0;
   for (const double rate : rates) {
-    auto loaded = workload(
-        o.trace_path, {models, rate, o.duration, o.prompt_mean, o.output_mean, 1024, 1024, o.seed});
-    if (!loaded) {
-      fmt::print(stderr, "aegaeon bench: {}\n", loaded.error().to_string());
-      return 1;
-    }
-    const std::vector<trace_request> trace = std::move(*loaded);
+    const std::vector<trace_request> trace =
+        o.trace_path.empty() ? make_trace({models, rate, o.duration, o.prompt_mean, o.output_mean,
+                                           1024, 1024, o.seed})
+                             : trace_file;
     asio::io_context io;
     tcp::resolver resolver(io);
     asio::error_code ec;
@@ -488,12 +544,13 @@ int run_remote_bench(const bench_options& o) {
                 {"summaries", json::array()}};
     for (const auto& r : rows) {
       run["summaries"].push_back(r.to_json());
-      if (csv)
-        csv << fmt::format("{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.3f},{:.4f},{:.4f},"
-                           "{:.4f}\n",
-                           rate, r.model, r.requests, r.completed, r.failed, r.rejected, r.tokens,
-                           r.attainment, r.token_attainment, r.ttft_p50, r.ttft_p90, r.ttft_p99,
-                           r.tbt_p50, r.tbt_p99, r.good_requests_per_s);
+      if (csv_out)
+        *csv_out << fmt::format(
+            "{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.3f},{:.4f},{:.4f},"
+            "{:.4f}\n",
+            rate, r.model, r.requests, r.completed, r.failed, r.rejected, r.tokens, r.attainment,
+            r.token_attainment, r.ttft_p50, r.ttft_p90, r.ttft_p99, r.tbt_p50, r.tbt_p99,
+            r.good_requests_per_s);
     }
     report["runs"].push_back(run);
   }
@@ -501,15 +558,16 @@ int run_remote_bench(const bench_options& o) {
     fmt::print("\ngoodput: the highest rate with >= 90% attainment was {:.3f} req/s per model "
                "({:.3f} req/s in all)\n",
                best_rate, best_rate * static_cast<double>(models.size()));
-  if (!o.json_path.empty()) {
-    std::ofstream out(o.json_path);
-    if (!out) {
-      fmt::print(stderr, "aegaeon bench: cannot write '{}'\n", o.json_path);
-      return 1;
-    }
-    out << report.dump(2) << "\n";
-  }
-  return 0;
+  if (json_out)
+    *json_out << report.dump(2) << "\n";
+  int rc = 0;
+  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}})
+    if (*out)
+      if (auto closed = close_output(**out, *path); !closed) {
+        fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
+        rc = 1;
+      }
+  return rc;
 }
 
 } // namespace aeg::apps

@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <tuple>
@@ -78,12 +80,6 @@ result<std::vector<trace_request>> load_trace(const std::string& path) {
   return out;
 }
 
-result<std::vector<trace_request>> workload(const std::string& path, const trace_options& o) {
-  if (!path.empty())
-    return load_trace(path);
-  return make_trace(o);
-}
-
 double percentile(std::vector<double> v, double p) {
   if (v.empty())
     return 0;
@@ -92,16 +88,40 @@ double percentile(std::vector<double> v, double p) {
 }
 
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path) {
+  auto out = open_output(path);
+  if (!out)
+    return tl::unexpected(out.error());
+  for (const auto& r : trace)
+    *out << nlohmann::json{{"arrival", r.arrival},
+                           {"model", r.model},
+                           {"prompt_tokens", r.prompt_tokens},
+                           {"output_tokens", r.output_tokens}}
+                .dump()
+         << "\n";
+  return close_output(*out, path);
+}
+
+result<std::ofstream> open_output(const std::string& path) {
+  errno = 0;
   std::ofstream out(path);
   if (!out)
-    return fail(errc::unavailable, "cannot write trace '" + path + "'");
-  for (const auto& r : trace)
-    out << nlohmann::json{{"arrival", r.arrival},
-                          {"model", r.model},
-                          {"prompt_tokens", r.prompt_tokens},
-                          {"output_tokens", r.output_tokens}}
-               .dump()
-        << "\n";
+    return fail(errc::unavailable,
+                "cannot write '" + path + "'" +
+                    (errno != 0 ? std::string(": ") + std::strerror(errno) : "") +
+                    "; give a file in a writable directory");
+  return out;
+}
+
+result<void> close_output(std::ofstream& out, const std::string& path) {
+  errno = 0;
+  out.flush();
+  const bool flushed = out.good();
+  out.close();
+  if (!flushed || out.fail())
+    return fail(errc::unavailable,
+                "writing '" + path + "' failed" +
+                    (errno != 0 ? std::string(": ") + std::strerror(errno) : "") +
+                    "; the results there are incomplete");
   return {};
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -39,13 +40,18 @@ std::vector<trace_request> make_trace(const trace_options& o);
 /// "output_tokens". Errors name the line.
 result<std::vector<trace_request>> load_trace(const std::string& path);
 
-/// The trace at `path` when one is given, else `make_trace(o)`.
-result<std::vector<trace_request>> workload(const std::string& path, const trace_options& o);
-
 /// The p-quantile (0..1) of `v` by nearest rank; 0 for none.
 double percentile(std::vector<double> v, double p);
 
 /// Writes a trace as JSONL.
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path);
+
+/// Opens `path` for writing (truncating it), so that a bad output path fails before a long run
+/// rather than after it. `errc::unavailable` names the path and the system's reason.
+result<std::ofstream> open_output(const std::string& path);
+
+/// Flushes and closes `out`, opened on `path`; `errc::unavailable` when any write to it failed
+/// (a full disk, /dev/full).
+result<void> close_output(std::ofstream& out, const std::string& path);
 
 } // namespace aeg::apps

@@ -1,0 +1,108 @@
+// The `aegaeon` binary on bad input: each mistake ends with a non-zero exit and a message that
+// names the option and what it wants, before any work is done (no model file is needed).
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct outcome {
+  int rc = -1;
+  std::string output; // stdout and stderr together
+};
+
+outcome run(const std::string& args) {
+  const std::string cmd = std::string(AEG_BINARY) + " " + args + " 2>&1";
+  outcome out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr)
+    return out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p))
+    out.output.append(buf.data(), n);
+  const int status = ::pclose(p);
+  out.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+void expect_refused(const std::string& args, const std::string& fragment) {
+  const auto r = run(args);
+  EXPECT_NE(r.rc, 0) << args << "\n" << r.output;
+  EXPECT_NE(r.output.find(fragment), std::string::npos)
+      << args << ": expected '" << fragment << "' in:\n"
+      << r.output;
+}
+
+TEST(Cli, MisspeltCommandIsNamed) {
+  expect_refused("generat", "unknown command 'generat'; aegaeon --help lists them");
+}
+
+TEST(Cli, NumberRangesReadPlainly) {
+  expect_refused("bench --url http://127.0.0.1:1 --rate 0", "--rate: must be greater than 0");
+  expect_refused("bench --in-process --duration -3", "--duration: must be greater than 0");
+  expect_refused("serve --grace -1", "--grace: must be at least 0");
+  expect_refused("serve --port 99999", "--port: must be between 0 and 65535");
+  expect_refused("generate --max-tokens abc", "--max-tokens: expects a whole number");
+  expect_refused("generate --seed -1", "--seed: must be at least 0");
+  expect_refused("generate --memory-mib -1", "--memory-mib: must be between 0");
+}
+
+TEST(Cli, AnEmptyApiKeyIsRefusedNotTakenForNone) {
+  expect_refused("serve --api-key '' --port 1", "the API key is empty");
+  expect_refused("serve --port 1 --api-key=", "--api-key");
+}
+
+TEST(Cli, NanAndInfinityAreRefused) {
+  expect_refused("generate --temperature nan", "--temperature: expects a finite number");
+  expect_refused("chat --top-p nan", "--top-p: expects a finite number");
+  expect_refused("generate --temperature inf", "--temperature: expects a finite number");
+  expect_refused("chat --temperature 3", "--temperature: must be between 0 and 2");
+}
+
+TEST(Cli, BenchRefusesMeaninglessWorkloads) {
+  expect_refused("bench --in-process --ttft -1", "--ttft: must be greater than 0");
+  expect_refused("bench --in-process --tbt 0", "--tbt: must be greater than 0");
+  expect_refused("bench --in-process --prompt-mean -5", "--prompt-mean: must be between 1");
+  expect_refused("bench --in-process --prompt-mean 1e9", "--prompt-mean: must be between 1");
+  expect_refused("bench --in-process --output-mean 0", "--output-mean: must be between 1");
+  expect_refused("bench --in-process --models 0", "--models: must be between 1 and 64");
+  expect_refused("bench --in-process --models 2,100000", "--models: must be between 1 and 64");
+}
+
+TEST(Cli, BenchSetupMistakesAreErrorsNotResults) {
+  expect_refused("bench --in-process --shape gpt5", "unknown synthetic model shape 'gpt5'");
+  expect_refused("bench --in-process --device-mib 10", "--device-mib 10:");
+}
+
+TEST(Cli, BenchOutputsAreCheckedBeforeTheRun) {
+  expect_refused("bench --in-process --json /nonexistent/d/x.json",
+                 "cannot write '/nonexistent/d/x.json'");
+  expect_refused("bench --in-process --csv /", "cannot write '/'");
+  expect_refused("bench --url http://127.0.0.1:1 --json /nonexistent/d/x.json",
+                 "cannot write '/nonexistent/d/x.json'");
+}
+
+TEST(Cli, EmptyTraceIsAnError) {
+  const std::string path = ::testing::TempDir() + "aegaeon_cli_empty_trace.jsonl";
+  std::ofstream(path) << "\n";
+  expect_refused("bench --in-process --models 1 --trace " + path, "has no requests");
+  std::ofstream(path) << R"({"arrival": 0, "model": "m", "prompt_tokens": 9000000, )"
+                      << R"("output_tokens": 16})"
+                      << "\n";
+  expect_refused("bench --in-process --trace " + path, "longer than the");
+}
+
+TEST(Cli, GenerateSystemNeedsChat) {
+  expect_refused("generate --system hi", "--system needs --chat");
+}
+
+TEST(Cli, DemoThatCannotFitFailsInsteadOfHanging) {
+  expect_refused("demo --coroutines 17 --elements 16777216 --steps 1", "out of memory");
+}
+
+} // namespace
