@@ -12,7 +12,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <deque>
+#include <limits>
 #include <set>
 #include <unordered_map>
 
@@ -599,9 +601,9 @@ private:
       begin_turn(active_); // the batch this turn served has finished: the next one goes on
     std::vector<planned> chosen;
     std::size_t budget = options_.max_batch_tokens;
-    // Prompt tokens beside decoding sequences are held to what keeps the step within the
-    // model's TBT (learned from such steps), so one long prompt does not stall every stream
-    // of its model for seconds; alone, a prompt takes the whole budget.
+    // Prompt tokens beside decoding sequences are held to what those can spare before their
+    // next tokens are due (learned from such steps, see fit_prompt_tokens), so one long prompt
+    // does not make every stream of its model late; alone, a prompt takes the whole budget.
     const bool decoding = std::any_of(m.running.begin(), m.running.end(), [&](const sequence* s) {
       return s->batch == m.batch && s->pending() == 1;
     });
@@ -780,25 +782,32 @@ private:
     looping_ = false;
   }
 
-  // After a step that ran prompt tokens beside decoding sequences: steer how many it may run
-  // so that such steps take about 80% of the model's TBT (multiplicative, at most 2x a step,
-  // never below 16 tokens).
+  // After a step that ran prompt tokens beside decoding sequences: steer how many it may run.
+  // Such a step may take what the decoding sequences can spare: the time until the token it
+  // makes is due (token k at arrival + TTFT + (k-1)·TBT, the paper's deadlines), and never less
+  // than 80% of a TBT. Requests ahead of schedule absorb a long prompt; ones on the edge get
+  // short chunks. Multiplicative steering: at most halving or doubling a step, never below 16.
   void fit_prompt_tokens(const std::vector<planned>& chosen, clock_type::duration took) {
+    const auto& served = models_[active_].served;
+    const auto step_start = clock_type::now() - took;
+    double target = std::numeric_limits<double>::infinity();
     std::size_t prompt = 0;
-    bool decodes = false;
     for (const auto& p : chosen) {
-      if (p.feed == 1 && p.seq->generated > 0)
-        decodes = true;
-      else
+      if (p.feed == 1 && p.seq->generated > 0) {
+        const double due = served.ttft_seconds +
+                           static_cast<double>(p.seq->generated) * served.tbt_seconds -
+                           std::chrono::duration<double>(step_start - p.seq->arrived).count();
+        target = std::min(target, std::max(due, 0.8 * served.tbt_seconds));
+      } else {
         prompt += p.feed;
+      }
     }
-    if (!decodes || prompt == 0)
+    if (!std::isfinite(target) || prompt == 0)
       return; // no mix: nothing to learn
-    const double target = 0.8 * models_[active_].served.tbt_seconds;
     const double seconds = std::chrono::duration<double>(took).count();
     const double scale = std::clamp(target / std::max(seconds, 1e-6), 0.5, 2.0);
     if (scale >= 1 && prompt < prompt_tokens_beside_decodes_)
-      return; // fast enough, and the cap did not hold anything back
+      return; // fast enough, and the allowance did not hold anything back
     prompt_tokens_beside_decodes_ =
         std::clamp<std::size_t>(static_cast<std::size_t>(static_cast<double>(prompt) * scale), 16,
                                 options_.max_batch_tokens);

@@ -47,6 +47,7 @@ struct served_model {
   std::string name;
   std::shared_ptr<const models::model_image> image;
   double tbt_seconds = 0.1; ///< time between tokens (the decode policy's target)
+  double ttft_seconds = 10; ///< time to first token: with the TBT, when each token is due
 };
 
 /// What an instance reports on `(stats_atom)`.

@@ -350,7 +350,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     const auto& cfg = (*image)->config();
     catalog.push_back({m.name, m.ttft_seconds, m.tbt_seconds, cfg.context_length, cfg.vocab_size,
                        (*image)->bytes().size()});
-    served[m.name] = {m.name, *image, m.tbt_seconds};
+    served[m.name] = {m.name, *image, m.tbt_seconds, m.ttft_seconds};
   }
   auto host = first->allocate_pinned(spec.host_kv_bytes);
   if (!host)

@@ -47,8 +47,10 @@ outcome run(caf::scoped_actor& self, const caf::actor& inst,
     r.sink = caf::actor_cast<caf::actor>(self);
     self->send(inst, actors::generate_atom::value, r);
   }
+  // An instance that stops (one that could not start, say) ends no request: watch it.
+  self->monitor(inst);
   std::size_t ended = 0;
-  while (ended < reqs.size())
+  while (ended < reqs.size() && o.error.empty())
     self->receive([&](actors::token_atom, std::uint64_t id,
                       std::int32_t token) { o.tokens[id].push_back(token); },
                   [&](actors::done_atom, const actors::generation_result& r) {
@@ -56,7 +58,13 @@ outcome run(caf::scoped_actor& self, const caf::actor& inst,
                     if (r.reason != actors::finish_reason::length && o.error.empty())
                       o.error = fmt::format("request {} ended with {}: {}", r.id,
                                             actors::to_string(r.reason), r.message);
+                  },
+                  [&](const caf::down_msg& d) {
+                    o.error = "the instance stopped: " + self->system().render(d.reason);
                   });
+  self->demonitor(inst);
+  if (!o.error.empty())
+    return o;
   o.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   self->request(inst, caf::infinite, actors::stats_atom::value)
       .receive([&](const actors::instance_stats& s) { o.stats = s; },

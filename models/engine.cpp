@@ -99,11 +99,6 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                 "the KV cache on " + d.name() + " (" + std::to_string(kv_bytes >> 20) +
                     " MiB) holds no slab of " + std::to_string(o.slab_bytes >> 20) +
                     " MiB; give the instance more memory or use smaller slabs");
-  if (e->host_kv_ && e->host_kv_->num_slabs() == 0)
-    return fail(errc::out_of_memory,
-                "the host KV pool (" + std::to_string(e->host_kv_->bytes() >> 20) +
-                    " MiB) holds no slab of " + std::to_string(e->host_kv_->slab_bytes() >> 20) +
-                    " MiB; give it more memory or use smaller slabs");
   auto ev = d.create_event();
   if (!ev)
     return tl::unexpected(ev.error());

@@ -70,10 +70,13 @@ struct mapping {
   void* addr = MAP_FAILED;
   std::size_t bytes = 0;
   std::shared_ptr<void> pin;
+  int unnamed_fd = -1; // an O_TMPFILE file not yet given its name
   ~mapping() {
     pin.reset(); // unpin before unmapping
     if (addr != MAP_FAILED)
       ::munmap(addr, bytes);
+    if (unnamed_fd >= 0)
+      ::close(unnamed_fd);
   }
 };
 
@@ -119,27 +122,40 @@ result<std::shared_ptr<std::byte>> model_cache::shared_memory(const std::string&
     }
   }
   // Build a new file under a private name, then rename it into place: readers never see it
-  // half written.
+  // half written. Where the file system allows, the file has no name at all until it is
+  // complete (O_TMPFILE), so a process killed while building leaves nothing behind in what is
+  // usually RAM (tmpfs); elsewhere it is a named temporary file.
   std::mt19937_64 rng(std::random_device{}());
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rng());
-  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = ::open(opts_.shared_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  const bool unnamed = fd >= 0;
+  if (!unnamed)
+    fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
     return io_error("cannot create", tmp);
-  if (::ftruncate(fd, static_cast<off_t>(total)) != 0) {
+  auto drop = [&] {
     ::close(fd);
-    ::unlink(tmp.c_str());
+    if (!unnamed)
+      ::unlink(tmp.c_str());
+  };
+  if (::ftruncate(fd, static_cast<off_t>(total)) != 0) {
+    drop();
     return io_error("cannot size", tmp);
   }
   map->addr = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   map->bytes = total;
-  ::close(fd);
   if (map->addr == MAP_FAILED) {
-    ::unlink(tmp.c_str());
+    drop();
     return io_error("cannot map", tmp);
   }
+  if (unnamed)
+    map->unnamed_fd = fd; // named when published
+  else
+    ::close(fd);
   auto pinned = dev_->pin(map->addr, total);
   if (!pinned) {
-    ::unlink(tmp.c_str());
+    if (!unnamed)
+      ::unlink(tmp.c_str());
     return tl::unexpected(pinned.error());
   }
   map->pin = std::move(*pinned);
@@ -150,9 +166,21 @@ result<std::shared_ptr<std::byte>> model_cache::shared_memory(const std::string&
   h->ready = 0;
   filled = false;
   // The caller fills the payload, then publishes: ready set, file renamed into place.
+  // Publishing is best effort: if the name cannot be given, this process still has its image
+  // and later ones build their own.
   publish = [map, tmp, path] {
     static_cast<file_header*>(map->addr)->ready = 1;
-    ::rename(tmp.c_str(), path.c_str());
+    if (map->unnamed_fd >= 0) {
+      const std::string self = "/proc/self/fd/" + std::to_string(map->unnamed_fd);
+      const bool linked =
+          ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, tmp.c_str(), AT_SYMLINK_FOLLOW) == 0;
+      ::close(map->unnamed_fd);
+      map->unnamed_fd = -1;
+      if (!linked)
+        return;
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      ::unlink(tmp.c_str());
   };
   return std::shared_ptr<std::byte>(map, static_cast<std::byte*>(map->addr) + header_bytes);
 }

@@ -434,16 +434,16 @@ TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
 }
 
 // The real model: 16 concurrent greedy requests give each one's solo tokens.
-// A long prompt arriving while a request decodes goes in chunks sized so that the steps they
-// share keep the model's TBT: with a TBT no step can meet, each shared step halves the chunk
-// (down to 16 tokens), so the decoding request gets many tokens while the prompt is read; with
-// a TBT every step meets, the prompt takes the whole token budget.
+// A long prompt arriving while a request decodes goes in chunks sized to what the decoding
+// request can spare before its next token is due: with SLOs no step can meet, each shared step
+// halves the chunk (down to 16 tokens), so the decoding request gets many tokens while the
+// prompt is read; with SLOs every step meets, the prompt takes the whole token budget.
 TEST_F(Instance, PromptChunksBesideDecodingRequestsShrinkToKeepTheirTbt) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
   auto decode_tokens_while_prefilling = [&](double tbt) {
     auto inst = spawn_many(
-        {{"m", image, tbt}},
+        {{"m", image, tbt, tbt}},
         {.max_batch_tokens = 128, .max_seqs = 4, .kv_bytes = 4 << 20, .slab_bytes = 1 << 20});
     (*self_)->send(inst, generate_atom::value, request(1, prompt(8, vocab, 1), 300));
     std::size_t during = 0;
