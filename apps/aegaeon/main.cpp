@@ -331,7 +331,12 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "aegaeon: unknown command '{}'; aegaeon --help lists them\n", argv[1]);
     return 2;
   }
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end well; every other parse error is bad usage: exit code 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (gen_cmd->parsed() && gen_cmd->count("--system") > 0 && !gen.chat_template) {
     fmt::print(stderr, "aegaeon generate: --system needs --chat (a system prompt is part of the "
                        "chat template)\n");
@@ -355,9 +360,10 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) {
     // An empty key would mean no authentication at all: say so rather than serve openly.
     const char* env = std::getenv("AEGAEON_API_KEY");
-    if (serve.api_key.empty() && (serve_cmd->count("--api-key") > 0 || (env && *env == '\0'))) {
-      fmt::print(stderr, "aegaeon serve: the API key is empty; give a key, or leave out --api-key "
-                         "and AEGAEON_API_KEY to serve without one\n");
+    const bool blank = serve.api_key.find_first_not_of(" \t") == std::string::npos;
+    if (blank && (serve_cmd->count("--api-key") > 0 || (env && *env == '\0'))) {
+      fmt::print(stderr, "aegaeon serve: the API key is empty or blank; give a key, or leave out "
+                         "--api-key and AEGAEON_API_KEY to serve without one\n");
       return 2;
     }
     return aeg::apps::run_serve(serve);

@@ -184,13 +184,13 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
     return tl::unexpected(r.error());
   if (p.sampling.top_k < 0)
     p.sampling.top_k = 0; // -1 means no limit, as in vLLM
-  double seed = 0;
+  std::int64_t seed = 0;
   auto seeded = number(j, "seed", seed, -9.2e18, 9.2e18);
   if (!seeded)
     return tl::unexpected(seeded.error());
   if (*seeded) {
     p.seed_given = true;
-    p.sampling.seed = static_cast<std::uint64_t>(static_cast<std::int64_t>(seed));
+    p.sampling.seed = static_cast<std::uint64_t>(seed);
   }
   if (auto n = j.find("n"); n != j.end() && !n->is_null() && *n != 1)
     return bad("n", "only n = 1 is supported");

@@ -905,7 +905,8 @@ result<void> server::impl::load() {
     std::string backend = opts.backend;
     if (backend.empty())
       backend = gpu::make_device({.backend = "cuda"}) ? "cuda" : "cpu";
-    spec.devices.push_back({"gpu0", backend, 0, opts.memory_mib << 20});
+    const std::string device = backend == "cuda" ? "gpu0" : "cpu0";
+    spec.devices.push_back({device, backend, 0, opts.memory_mib << 20});
     for (const auto& f : files) {
       actors::model_spec m;
       m.name = f.stem().string();
@@ -913,7 +914,7 @@ result<void> server::impl::load() {
       spec.models.push_back(m);
     }
     actors::instance_spec is;
-    is.device = "gpu0";
+    is.device = device;
     spec.instances.push_back(is);
   }
   spec.keep_finished = 0; // a server keeps totals, not every request

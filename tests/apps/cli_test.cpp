@@ -57,6 +57,14 @@ TEST(Cli, AnEmptyApiKeyIsRefusedNotTakenForNone) {
   expect_refused("serve --port 1 --api-key=", "--api-key");
 }
 
+TEST(Cli, BadUsageExitsWithTwo) {
+  EXPECT_EQ(run("generate --temperature nan").rc, 2);
+  EXPECT_EQ(run("serve --port 99999").rc, 2);
+  EXPECT_EQ(run("generate --bogus").rc, 2);
+  EXPECT_EQ(run("serve --api-key ' '").rc, 2);
+  EXPECT_EQ(run("--help").rc, 0);
+}
+
 TEST(Cli, NanAndInfinityAreRefused) {
   expect_refused("generate --temperature nan", "--temperature: expects a finite number");
   expect_refused("chat --top-p nan", "--top-p: expects a finite number");

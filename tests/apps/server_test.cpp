@@ -446,6 +446,8 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   // content, a stop id outside the vocabulary.
   expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "seed": 1e400})", 400,
                "not valid JSON");
+  expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "seed": 1.5})", 400,
+               "'seed' must be an integer");
   expect_error("/v1/completions",
                R"({"model": "alpha", "prompt": "x", "logit_bias": {"30": -100}})", 400,
                "logit_bias");
