@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
     if (!image)
       die(name + ": " + image.error().to_string());
     const double tbt = 0.25;
-    served.push_back({name, *image, tbt});
+    served.push_back({name, *image, tbt, 5});
     catalog.push_back({.name = name,
                        .ttft_seconds = 5,
                        .tbt_seconds = tbt,
