@@ -292,17 +292,13 @@ int run_bench(const bench_options& o) {
     return 2;
   }
   // Outputs are opened now so that a bad path fails before the run, not after it.
-  std::optional<std::ofstream> json_out, csv_out;
-  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}}) {
-    if (path->empty())
-      continue;
-    auto f = open_output(*path);
-    if (!f) {
-      fmt::print(stderr, "aegaeon bench: {}\n", f.error().message);
-      return 1;
-    }
-    *out = std::move(*f);
+  auto reports = report_files::open(o.json_path, o.csv_path);
+  if (!reports) {
+    fmt::print(stderr, "aegaeon bench: {}\n", reports.error().message);
+    return 1;
   }
+  auto& json_out = reports->json;
+  auto& csv_out = reports->csv;
   // A trace names its own models: one pool size, the trace's.
   std::vector<std::size_t> counts = o.model_counts;
   std::vector<std::string> traced;
@@ -319,13 +315,10 @@ int run_bench(const bench_options& o) {
       return r.prompt_tokens + r.output_tokens > config->context_length;
     });
     if (t->empty()) {
-      if (before == 0)
-        fmt::print(stderr, "aegaeon bench: the trace {} has no requests\n", o.trace_path);
-      else
-        fmt::print(stderr,
-                   "aegaeon bench: every request of the trace {} is longer than the {}-token "
-                   "context of {}; shorten them or pick a larger --shape\n",
-                   o.trace_path, config->context_length, o.shape);
+      fmt::print(stderr,
+                 "aegaeon bench: every request of the trace {} is longer than the {}-token "
+                 "context of {}; shorten them or pick a larger --shape\n",
+                 o.trace_path, config->context_length, o.shape);
       return 1;
     }
     if (t->size() < before)
@@ -433,14 +426,11 @@ int run_bench(const bench_options& o) {
     }
     *json_out << doc.dump(2) << "\n";
   }
-  int rc = 0;
-  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}})
-    if (*out)
-      if (auto closed = close_output(**out, *path); !closed) {
-        fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
-        rc = 1;
-      }
-  return rc;
+  if (auto closed = reports->close(); !closed) {
+    fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
+    return 1;
+  }
+  return 0;
 }
 
 } // namespace aeg::apps

@@ -202,21 +202,26 @@ bool failed(const answer& a) {
 
 } // namespace
 
-chat_line parse_chat_line(std::string_view line) {
-  const auto first = line.find_first_not_of(" \t\r");
-  if (first == std::string_view::npos)
-    return chat_line::blank;
-  if (line[first] != '/')
-    return chat_line::message;
-  line.remove_prefix(first);
-  line = line.substr(0, line.find_last_not_of(" \t\r") + 1);
-  if (line == "/help")
-    return chat_line::help;
-  if (line == "/quit" || line == "/exit")
-    return chat_line::quit;
-  if (line == "/reset")
-    return chat_line::reset;
-  return chat_line::unknown_command;
+chat_turn read_chat_turn(bool tty, std::string& line) {
+  for (;;) {
+    if (tty)
+      fmt::print("> ");
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line))
+      return chat_turn::quit;
+    std::string_view l(line);
+    const auto first = l.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos)
+      continue; // blank
+    if (l[first] != '/')
+      return chat_turn::message;
+    l = l.substr(first, l.find_last_not_of(" \t\r") + 1 - first);
+    if (l == "/quit" || l == "/exit")
+      return chat_turn::quit;
+    if (l == "/reset")
+      return chat_turn::reset;
+    fmt::print(stderr, "{}\n", l == "/help" ? chat_help : "unknown command, /help lists them");
+  }
 }
 
 void print_answer_stats(std::size_t prompt_tokens, std::size_t completion_tokens,
@@ -312,24 +317,12 @@ int run_chat(const generate_options& o) {
   std::uint64_t id = 0;
   int rc = 0;
   for (;;) {
-    if (tty)
-      fmt::print("> ");
-    std::fflush(stdout);
     std::string line;
     interrupted = false;
-    if (!std::getline(std::cin, line))
+    const auto turn = read_chat_turn(tty, line);
+    if (turn == chat_turn::quit)
       break;
-    const auto kind = parse_chat_line(line);
-    if (kind == chat_line::quit)
-      break;
-    if (kind == chat_line::blank)
-      continue;
-    if (kind == chat_line::help || kind == chat_line::unknown_command) {
-      fmt::print(stderr, "{}\n",
-                 kind == chat_line::help ? chat_help : "unknown command, /help lists them");
-      continue;
-    }
-    if (kind == chat_line::reset) {
+    if (turn == chat_turn::reset) {
       history.resize(o.system_prompt.empty() ? 0 : 1);
       continue;
     }

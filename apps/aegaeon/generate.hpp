@@ -31,11 +31,13 @@ int run_generate(const generate_options& options);
 /// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.
 int run_chat(const generate_options& options);
 
-/// What one line typed into `chat` asks for: a message, or a slash command.
-enum class chat_line { message, blank, help, quit, reset, unknown_command };
+/// What the next turn of `chat` asks for.
+enum class chat_turn { message, reset, quit };
 
-/// Classifies `line`; only a line starting with '/' is a command.
-chat_line parse_chat_line(std::string_view line);
+/// Reads the next line of a chat session into `line` (after a "> " prompt on a terminal). Blank
+/// lines are skipped and /help or an unknown command answered here, so the caller sees a
+/// message, /reset, or /quit (also end of input). Only a line starting with '/' is a command.
+chat_turn read_chat_turn(bool tty, std::string& line);
 
 /// What `chat` answers to /help (and prints on a terminal when it starts).
 inline constexpr const char* chat_help =

@@ -97,22 +97,10 @@ int run_remote_chat(const generate_options& o) {
     messages.push_back({{"role", "system"}, {"content", o.system_prompt}});
   std::string line;
   while (true) {
-    if (tty)
-      fmt::print("> ");
-    std::fflush(stdout);
-    if (!std::getline(std::cin, line))
+    const auto turn = read_chat_turn(tty, line);
+    if (turn == chat_turn::quit)
       break;
-    const auto kind = parse_chat_line(line);
-    if (kind == chat_line::quit)
-      break;
-    if (kind == chat_line::blank)
-      continue;
-    if (kind == chat_line::help || kind == chat_line::unknown_command) {
-      fmt::print(stderr, "{}\n",
-                 kind == chat_line::help ? chat_help : "unknown command, /help lists them");
-      continue;
-    }
-    if (kind == chat_line::reset) {
+    if (turn == chat_turn::reset) {
       messages.erase(messages.begin() + (o.system_prompt.empty() ? 0 : 1), messages.end());
       continue;
     }
@@ -373,26 +361,18 @@ int run_remote_bench(const bench_options& o) {
     return 2;
   }
   // Outputs are opened now so that a bad path fails before the run, not after it.
-  std::optional<std::ofstream> json_out, csv_out;
-  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}}) {
-    if (path->empty())
-      continue;
-    auto f = open_output(*path);
-    if (!f) {
-      fmt::print(stderr, "aegaeon bench: {}\n", f.error().message);
-      return 1;
-    }
-    *out = std::move(*f);
+  auto reports = report_files::open(o.json_path, o.csv_path);
+  if (!reports) {
+    fmt::print(stderr, "aegaeon bench: {}\n", reports.error().message);
+    return 1;
   }
+  auto& json_out = reports->json;
+  auto& csv_out = reports->csv;
   std::vector<trace_request> trace_file;
   if (!o.trace_path.empty()) {
     auto t = load_trace(o.trace_path);
     if (!t) {
       fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
-      return 1;
-    }
-    if (t->empty()) {
-      fmt::print(stderr, "aegaeon bench: the trace {} has no requests\n", o.trace_path);
       return 1;
     }
     trace_file = std::move(*t);
@@ -560,14 +540,11 @@ int run_remote_bench(const bench_options& o) {
                best_rate, best_rate * static_cast<double>(models.size()));
   if (json_out)
     *json_out << report.dump(2) << "\n";
-  int rc = 0;
-  for (auto [path, out] : {std::pair{&o.json_path, &json_out}, std::pair{&o.csv_path, &csv_out}})
-    if (*out)
-      if (auto closed = close_output(**out, *path); !closed) {
-        fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
-        rc = 1;
-      }
-  return rc;
+  if (auto closed = reports->close(); !closed) {
+    fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
+    return 1;
+  }
+  return 0;
 }
 
 } // namespace aeg::apps

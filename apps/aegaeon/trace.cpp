@@ -76,6 +76,8 @@ result<std::vector<trace_request>> load_trace(const std::string& path) {
                                               e.what());
     }
   }
+  if (out.empty())
+    return fail(errc::invalid_argument, "the trace " + path + " has no requests");
   sort_by_arrival(out);
   return out;
 }
@@ -123,6 +125,28 @@ result<void> close_output(std::ofstream& out, const std::string& path) {
                     (errno != 0 ? std::string(": ") + std::strerror(errno) : "") +
                     "; the results there are incomplete");
   return {};
+}
+
+result<report_files> report_files::open(std::string json_path, std::string csv_path) {
+  report_files r{std::move(json_path), std::move(csv_path), {}, {}};
+  for (auto [path, out] : {std::pair{&r.json_path, &r.json}, std::pair{&r.csv_path, &r.csv}}) {
+    if (path->empty())
+      continue;
+    auto f = open_output(*path);
+    if (!f)
+      return tl::unexpected(f.error());
+    *out = std::move(*f);
+  }
+  return r;
+}
+
+result<void> report_files::close() {
+  result<void> first;
+  for (auto [path, out] : {std::pair{&json_path, &json}, std::pair{&csv_path, &csv}})
+    if (*out)
+      if (auto closed = close_output(**out, *path); !closed && first)
+        first = closed;
+  return first;
 }
 
 } // namespace aeg::apps

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,7 @@ struct trace_options {
 std::vector<trace_request> make_trace(const trace_options& o);
 
 /// Reads a JSONL trace: one object per line with "arrival" (s), "model", "prompt_tokens",
-/// "output_tokens". Errors name the line.
+/// "output_tokens". Errors name the line; a trace with no request is an error.
 result<std::vector<trace_request>> load_trace(const std::string& path);
 
 /// The p-quantile (0..1) of `v` by nearest rank; 0 for none.
@@ -53,5 +54,16 @@ result<std::ofstream> open_output(const std::string& path);
 /// Flushes and closes `out`, opened on `path`; `errc::unavailable` when any write to it failed
 /// (a full disk, /dev/full).
 result<void> close_output(std::ofstream& out, const std::string& path);
+
+/// A benchmark's JSON and CSV reports: each open when its path was given.
+struct report_files {
+  std::string json_path, csv_path;
+  std::optional<std::ofstream> json, csv;
+
+  /// Opens the reports whose paths are not empty, before the run.
+  static result<report_files> open(std::string json_path, std::string csv_path);
+  /// Closes both; the first write error, if any.
+  result<void> close();
+};
 
 } // namespace aeg::apps

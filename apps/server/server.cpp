@@ -508,6 +508,19 @@ private:
                               .retry_after = 1});
       return;
     }
+    // Token ids the client gave must be the model's.
+    auto outside_vocabulary = [&](const std::vector<std::int32_t>& ids, const char* what,
+                                  const char* param) {
+      for (auto t : ids)
+        if (static_cast<std::size_t>(t) >= m.tok->num_tokens()) {
+          respond_error(api_error{.message = fmt::format("{} id {} is outside the vocabulary "
+                                                         "of {} tokens",
+                                                         what, t, m.tok->num_tokens()),
+                                  .param = param});
+          return true;
+        }
+      return false;
+    };
     // Tokens of the prompt.
     std::vector<std::int32_t> prompt;
     if (chat) {
@@ -517,14 +530,8 @@ private:
       prompt = m.tok->encode(m.tmpl->render(msgs, true), true);
     } else if (!p->prompt_tokens.empty()) {
       prompt = p->prompt_tokens;
-      for (auto t : prompt)
-        if (static_cast<std::size_t>(t) >= m.tok->num_tokens()) {
-          respond_error(api_error{.message = fmt::format("token id {} is outside the vocabulary "
-                                                         "of {} tokens",
-                                                         t, m.tok->num_tokens()),
-                                  .param = "prompt"});
-          return;
-        }
+      if (outside_vocabulary(prompt, "token", "prompt"))
+        return;
     } else {
       // Special tokens written out in a prompt are the tokens, as in other servers: a prompt
       // templated by hand (ChatML's <|im_start|> ...) reads as the model was trained.
@@ -536,14 +543,8 @@ private:
       respond_error(api_error{.message = "the prompt has no tokens", .param = "prompt"});
       return;
     }
-    for (auto t : p->stop_tokens)
-      if (static_cast<std::size_t>(t) >= m.tok->num_tokens()) {
-        respond_error(api_error{.message = fmt::format("stop token id {} is outside the "
-                                                       "vocabulary of {} tokens",
-                                                       t, m.tok->num_tokens()),
-                                .param = "stop"});
-        return;
-      }
+    if (outside_vocabulary(p->stop_tokens, "stop token", "stop"))
+      return;
     if (prompt.size() >= m.context_length) {
       respond_error(api_error{
           .message = fmt::format("this model's context is {} tokens; the prompt has {}, leaving "

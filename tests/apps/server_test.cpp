@@ -172,6 +172,23 @@ protected:
     return s;
   }
 
+  // The head of an authorized POST /v1/completions whose body has `body_bytes`; `extra` holds
+  // more header lines, each ending in CRLF. For clients written on raw sockets.
+  static std::string completion_head(std::size_t body_bytes, const std::string& extra = {}) {
+    return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + api_key + "\r\n" +
+           extra + "Content-Length: " + std::to_string(body_bytes) + "\r\n\r\n";
+  }
+
+  // A streamed completion that runs for `max_tokens` tokens whatever the model says.
+  static std::string endless_stream(const std::string& model, int max_tokens) {
+    return json{{"model", model},
+                {"prompt", "Once upon a time"},
+                {"max_tokens", max_tokens},
+                {"ignore_eos", true},
+                {"stream", true}}
+        .dump();
+  }
+
   static std::string metrics() {
     auto c = client();
     auto r = c.request("GET", "/metrics");
@@ -491,10 +508,8 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
     tcp::socket s(io);
     s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
     const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 1})";
-    asio::write(s, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: "
-                                "Bearer " +
-                                api_key + "\r\nExpect: 100-continue\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n"));
+    asio::write(s, asio::buffer(completion_head(body.size(),
+                                                "Expect: 100-continue\r\nConnection: close\r\n")));
     std::string got;
     std::array<char, 4096> buf{};
     asio::error_code ec;
@@ -607,16 +622,8 @@ TEST_F(Server, AClientLeavingMidStreamCancelsItsRequestAndFreesItsKV) {
     asio::io_context io;
     tcp::socket s(io);
     s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-    const std::string body = json{
-        {"model", "alpha"},
-        {"prompt", "Once upon a time"},
-        {"max_tokens", 4000},
-        {"ignore_eos", true},
-        {"stream", true}}.dump();
-    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                            api_key + "\r\nContent-Length: " + std::to_string(body.size()) +
-                            "\r\n\r\n" + body;
-    asio::write(s, asio::buffer(req));
+    const std::string body = endless_stream("alpha", 4000);
+    asio::write(s, asio::buffer(completion_head(body.size()) + body));
     // Read until a few tokens have streamed, then vanish.
     std::string got;
     std::array<char, 4096> buf{};
@@ -643,15 +650,8 @@ TEST_F(Server, AClientThatStopsReadingIsDroppedAndItsRequestCancelled) {
   s.open(tcp::v4());
   s.set_option(asio::socket_base::receive_buffer_size(4096)); // this client holds little
   s.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-  const std::string body = json{
-      {"model", "beta"},
-      {"prompt", "Once upon a time"},
-      {"max_tokens", 6000},
-      {"ignore_eos", true},
-      {"stream", true}}.dump();
-  asio::write(s, asio::buffer("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                              api_key + "\r\nContent-Length: " + std::to_string(body.size()) +
-                              "\r\n\r\n" + body));
+  const std::string body = endless_stream("beta", 6000);
+  asio::write(s, asio::buffer(completion_head(body.size()) + body));
   // It reads nothing: once the server's bounded send buffer is full, its write timeout drops
   // the connection, long before 6000 tokens. Wait for that (bounded), without reading.
   for (int i = 0; i < 1200 && cancelled() == before; ++i)
