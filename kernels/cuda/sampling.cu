@@ -1,5 +1,8 @@
+#include "kernels/cuda/bisect.hpp"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/ops.hpp"
+
+#include <cfloat>
 
 namespace aeg::kernels::cuda {
 
@@ -110,31 +113,18 @@ __global__ void sample_kernel(const float* logits, std::size_t vocab, const samp
   // Finds the highest cut whose `measure` still reaches `goal` (first the key, then the index
   // among equal keys).
   auto highest_cut = [&](auto measure, auto goal) {
-    unsigned lo = 0, hi = 0xffffffffu; // the answer key lies in [lo, hi]
-    while (lo < hi) {
-      const unsigned mid = lo + (hi - lo + 1) / 2;
-      if (measure(mid, 0xffffffffu) >= goal)
-        lo = mid;
-      else
-        hi = mid - 1;
-    }
-    const unsigned K = lo;
-    unsigned ilo = 0, ihi = 0xffffffffu; // the smallest index that reaches the goal
-    while (ilo < ihi) {
-      const unsigned mid = ilo + (ihi - ilo) / 2;
-      if (measure(K, mid) >= goal)
-        ihi = mid;
-      else
-        ilo = mid + 1;
-    }
+    const unsigned K =
+        highest_reaching([&](unsigned k) { return measure(k, 0xffffffffu) >= goal; });
+    cut_index = lowest_reaching([&](unsigned i) { return measure(K, i) >= goal; });
     cut_key = K;
-    cut_index = ilo;
   };
   if (p.top_k > 0 && static_cast<unsigned>(p.top_k) < n)
     highest_cut(count_at_or_above, static_cast<unsigned long long>(p.top_k));
   if (p.top_p < 1) {
     const unsigned K0 = cut_key, I0 = cut_index;
-    const float goal = p.top_p * mass_at_or_above(K0, I0);
+    // At least the top candidate (mass 1), as the CPU keeps one: a goal of 0 would be reached
+    // by the empty cut and leave the row without a token.
+    const float goal = fmaxf(p.top_p * mass_at_or_above(K0, I0), FLT_MIN);
     // Within the top-k candidates only: a cut never rises above the top-k one.
     auto nucleus_mass = [&](unsigned K, unsigned I) {
       float m = 0;
