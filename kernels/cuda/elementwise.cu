@@ -36,9 +36,9 @@ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
 template <class T>
 __global__ void embed_kernel(const T* table, std::size_t cols, const std::int32_t* tokens,
                              std::size_t n, float* out) {
-  const std::size_t i = blockIdx.y;
+  const std::size_t i = blockIdx.x;
   const T* row = table + static_cast<std::size_t>(tokens[i]) * cols;
-  for (std::size_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x)
+  for (std::size_t c = blockIdx.y * blockDim.x + threadIdx.x; c < cols; c += gridDim.y * blockDim.x)
     out[i * cols + c] = to_float(row[c]);
 }
 
@@ -126,7 +126,8 @@ result<void> embed(void* stream, const matrix& table, const std::int32_t* tokens
                    float* out) noexcept {
   if (n == 0)
     return {};
-  const dim3 grid(blocks_for(table.cols, 256), static_cast<unsigned>(n));
+  // Tokens on x, which takes 2^31 - 1 blocks: a step may hold more than y's 65535.
+  const dim3 grid(static_cast<unsigned>(n), blocks_for(table.cols, 256));
   switch (table.type) {
   case dtype::f16:
     embed_kernel<<<grid, 256, 0, as_stream(stream)>>>(static_cast<const __half*>(table.data),
