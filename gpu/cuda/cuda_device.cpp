@@ -10,6 +10,9 @@ namespace aeg::gpu::cuda {
 namespace {
 
 tl::unexpected<error> cuda_fail(errc code, const std::string& what, cudaError_t err) {
+  // Returned as a value, so cleared from the thread's last error: the check after a later kernel
+  // launch on this thread (cudaGetLastError) would otherwise fail that launch with it.
+  cudaGetLastError();
   return fail(code, what + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
 
@@ -131,9 +134,15 @@ public:
   }
 
   result<std::shared_ptr<void>> pin(void* ptr, std::size_t bytes) override {
-    if (auto err = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault); err != cudaSuccess)
-      return cuda_fail(errc::device_error,
-                       "cudaHostRegister of " + std::to_string(bytes) + " bytes", err);
+    if (auto err = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault); err != cudaSuccess) {
+      // A shared image mapped read-only (another process built it) registers only as read-only
+      // where the GPU does not use the host's page tables; the device only copies from it.
+      cudaGetLastError();
+      if (cudaHostRegister(ptr, bytes, cudaHostRegisterPortable | cudaHostRegisterReadOnly) !=
+          cudaSuccess)
+        return cuda_fail(errc::device_error,
+                         "cudaHostRegister of " + std::to_string(bytes) + " bytes", err);
+    }
     return std::shared_ptr<void>(ptr, [](void* p) { cudaHostUnregister(p); });
   }
 

@@ -12,6 +12,9 @@ namespace aeg::kernels::cuda {
 inline result<void> check(const char* what, cudaError_t err = cudaGetLastError()) noexcept {
   if (err == cudaSuccess)
     return {};
+  // The error is returned here: clear it from the thread's last error, where the check after
+  // some later launch on this thread would report it again as that launch's failure.
+  cudaGetLastError();
   try {
     return fail(errc::device_error, std::string(what) + ": " + cudaGetErrorName(err) + " (" +
                                         cudaGetErrorString(err) + ")");
