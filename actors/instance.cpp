@@ -132,30 +132,11 @@ private:
     try {
       if (models_.empty())
         throw error_exception(error{errc::invalid_argument, "an instance needs a model"});
-      std::vector<models::llama_config> configs;
-      std::size_t largest = 0, second = 0, kv_block = 0;
-      for (const auto& m : models_) {
-        configs.push_back(m.served.image->config());
-        const std::size_t b = m.served.image->bytes().size();
-        if (b > largest) {
-          second = largest;
-          largest = b;
-        } else {
-          second = std::max(second, b);
-        }
-        kv_block = std::max(kv_block, m.kv.block_bytes());
-      }
-      models::engine_options eo;
-      eo.limits = {options_.max_batch_tokens, options_.max_seqs, 0};
+      std::vector<models::model_footprint> footprints;
+      for (const auto& m : models_)
+        footprints.push_back(models::footprint_of(*m.served.image));
+      const auto eo = engine_options_for(footprints, options_, dev_->free_bytes());
       prompt_tokens_beside_decodes_ = options_.max_batch_tokens;
-      eo.slab_bytes = std::max(options_.slab_bytes, 4 * kv_block);
-      eo.kv_bytes = options_.kv_bytes;
-      // Room to prefetch when the device has it: two models side by side.
-      eo.weight_bytes = options_.weight_bytes;
-      if (eo.weight_bytes == 0)
-        eo.weight_bytes = models_.size() > 1 && largest + second + 4096 < dev_->free_bytes() / 2
-                              ? largest + second + 4096
-                              : largest + 4096;
       if (!host_kv_) {
         std::size_t host_bytes = options_.host_kv_bytes;
         if (host_bytes == 0)
@@ -163,6 +144,9 @@ private:
         host_kv_ = std::make_shared<gpu::kv_pool>(value_or_throw(dev_->allocate_pinned(host_bytes)),
                                                   eo.slab_bytes);
       }
+      std::vector<models::llama_config> configs;
+      for (const auto& f : footprints)
+        configs.push_back(f.config);
       engine_ = value_or_throw(
           models::engine::create(dev_, host_kv_, models::largest_shape(configs), eo));
       ready_ = true;
@@ -910,6 +894,52 @@ private:
 };
 
 } // namespace
+
+models::engine_options engine_options_for(std::span<const models::model_footprint> models,
+                                          const instance_options& options, std::size_t free_bytes) {
+  std::size_t largest = 0, second = 0, kv_block = 0;
+  for (const auto& m : models) {
+    second = std::max(second, std::min(largest, m.image_bytes));
+    largest = std::max(largest, m.image_bytes);
+    kv_block = std::max(kv_block, m.kv_block_bytes);
+  }
+  models::engine_options eo;
+  eo.limits = {options.max_batch_tokens, options.max_seqs, 0};
+  eo.slab_bytes = std::max(options.slab_bytes, 4 * kv_block);
+  eo.kv_bytes = options.kv_bytes;
+  // Room to prefetch when the device has it: two models side by side, if a sized KV pool still
+  // fits beside them (else if they take less than half the device).
+  eo.weight_bytes = options.weight_bytes;
+  if (eo.weight_bytes == 0) {
+    const std::size_t both = largest + second + 4096;
+    bool room = models.size() > 1 && both < free_bytes / 2;
+    if (room && options.kv_bytes != 0) {
+      std::vector<models::llama_config> configs;
+      for (const auto& m : models)
+        configs.push_back(m.config);
+      room = gpu::allocation_bytes(both) + gpu::allocation_bytes(options.kv_bytes) +
+                 models::llama_runner::device_bytes(models::largest_shape(configs), eo.limits) <=
+             free_bytes;
+    }
+    eo.weight_bytes = room ? both : largest + 4096;
+  }
+  return eo;
+}
+
+models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
+                                        const instance_options& options, std::size_t tokens) {
+  const auto eo = engine_options_for(models, options, 0);
+  std::vector<models::llama_config> configs;
+  std::size_t kv_block = 1;
+  for (const auto& m : models) {
+    configs.push_back(m.config);
+    kv_block = std::max(kv_block, m.kv_block_bytes);
+  }
+  const std::size_t per_slab = std::max<std::size_t>(eo.slab_bytes / kv_block, 1);
+  const std::size_t blocks = kernels::kv_geometry::blocks_for(tokens);
+  return models::engine::device_bytes(models::largest_shape(configs), eo,
+                                      (blocks + per_slab - 1) / per_slab);
+}
 
 caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
                           std::vector<served_model> models, instance_options options,

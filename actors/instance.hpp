@@ -3,7 +3,9 @@
 #include "actors/sched/switch_policy.hpp"
 #include "gpu/device.hpp"
 #include "gpu/kv_pool.hpp"
+#include "models/engine.hpp"
 #include "models/llama/weights.hpp"
+#include "models/model_cache.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
@@ -11,6 +13,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +72,17 @@ struct instance_stats {
   std::string active;          ///< the active model
   bool ready = false;          ///< serving
 };
+
+/// How an instance with `options` serving `models` divides a device with `free_bytes` free:
+/// the engine it makes.
+models::engine_options engine_options_for(std::span<const models::model_footprint> models,
+                                          const instance_options& options, std::size_t free_bytes);
+
+/// The device memory an instance with `options` serving `models` takes when it starts on a
+/// device of just that size, with room for the KV of one context of `tokens` tokens of its
+/// largest KV shape (at least one slab): what to check a device budget against before loading.
+models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
+                                        const instance_options& options, std::size_t tokens);
 
 /// Spawns an instance: an actor that owns `dev` and serves `models` (one active at a time) with
 /// continuous batching and token-level switching. Requests `(generate_atom,

@@ -54,6 +54,12 @@ private:
   space space_ = space::device;
 };
 
+/// The capacity an allocation of `bytes` takes: allocations are 256-byte aligned, and a backend
+/// counts at most the rounded size against its capacity. What sizing plans add up.
+constexpr std::size_t allocation_bytes(std::size_t bytes) noexcept {
+  return (bytes + 255) / 256 * 256;
+}
+
 /// One accelerator (or a CPU standing in for one): memory under a capacity budget, streams,
 /// events, pinned host memory. Create through `gpu::make_device` (registry.hpp). Thread-safe.
 class device : public std::enable_shared_from_this<device> {

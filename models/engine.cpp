@@ -3,6 +3,7 @@
 #include "coro/assert.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace aeg::models {
 
@@ -55,7 +56,28 @@ result<void> copy_blocks(gpu::stream& s, const gpu::kv_pool& src,
   return copied;
 }
 
+// An unsized KV pool takes this share of the memory left after the weights and buffers (the
+// rest is a margin for the backend's own allocations).
+constexpr double kv_share_of_free = 0.95;
+
 } // namespace
+
+device_plan engine::device_bytes(const llama_config& largest, const engine_options& o,
+                                 std::size_t kv_slabs) {
+  device_plan plan;
+  plan.weights = gpu::allocation_bytes(o.weight_bytes);
+  plan.buffers = llama_runner::device_bytes(largest, o.limits);
+  if (o.kv_bytes != 0) {
+    plan.kv = gpu::allocation_bytes(o.kv_bytes);
+    return plan;
+  }
+  const std::size_t want = std::max<std::size_t>(kv_slabs, 1) * o.slab_bytes;
+  auto left = static_cast<std::size_t>(std::ceil(static_cast<double>(want) / kv_share_of_free));
+  while (static_cast<std::size_t>(static_cast<double>(left) * kv_share_of_free) < want)
+    ++left; // the rounding `create` does must still give whole slabs
+  plan.kv = std::max(left, gpu::allocation_bytes(want));
+  return plan;
+}
 
 result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                                                std::shared_ptr<gpu::kv_pool> host_kv,
@@ -87,8 +109,9 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
   e->arena_ = std::make_unique<gpu::weight_arena>(std::move(*weights));
   // The KV pool takes what is left when no size is given (less a margin for the backend).
   const std::size_t kv_bytes =
-      o.kv_bytes != 0 ? o.kv_bytes
-                      : static_cast<std::size_t>(static_cast<double>(d.free_bytes()) * 0.95);
+      o.kv_bytes != 0
+          ? o.kv_bytes
+          : static_cast<std::size_t>(static_cast<double>(d.free_bytes()) * kv_share_of_free);
   auto kv = d.allocate(kv_bytes);
   if (!kv)
     return fail(kv.error().code, "no room for " + std::to_string(kv_bytes >> 20) +

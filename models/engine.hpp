@@ -37,6 +37,14 @@ struct engine_options {
   step_limits limits;                             ///< what one step may hold
 };
 
+/// The device memory an engine takes, in its parts.
+struct device_plan {
+  std::size_t weights = 0; ///< the weight arena
+  std::size_t buffers = 0; ///< the step runner's buffers
+  std::size_t kv = 0;      ///< the KV pool, or what leaves it room
+  std::size_t total() const noexcept { return weights + buffers + kv; }
+};
+
 /// Time an engine spent moving bytes, for reports (all on the stream threads' clocks: they are
 /// the copies themselves, not their waiting).
 struct engine_stats {
@@ -60,6 +68,11 @@ public:
                                                 std::shared_ptr<gpu::kv_pool> host_kv,
                                                 const llama_config& largest,
                                                 const engine_options& options);
+  /// The device capacity `create` takes for `largest` with `options`: the step buffers, the
+  /// weight arena and the KV pool, which is `options.kv_bytes` when set and otherwise a share
+  /// of what is left, here enough of one to hold `kv_slabs` slabs.
+  static device_plan device_bytes(const llama_config& largest, const engine_options& options,
+                                  std::size_t kv_slabs = 1);
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;

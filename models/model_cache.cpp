@@ -185,6 +185,52 @@ result<std::shared_ptr<std::byte>> model_cache::shared_memory(const std::string&
   return std::shared_ptr<std::byte>(map, static_cast<std::byte*>(map->addr) + header_bytes);
 }
 
+namespace {
+
+// A source's shape and image layout in `format`, and its open file when it is a GGUF.
+struct planned_source {
+  std::optional<gguf::file> file;
+  llama_config config;
+  llama_layout layout;
+};
+
+result<planned_source> plan_source(const model_source& src, const compute_format& format) {
+  planned_source p;
+  if (src.synthetic) {
+    auto c = llama_config::synthetic(*src.synthetic);
+    if (!c)
+      return tl::unexpected(c.error());
+    p.config = std::move(*c);
+    p.layout = plan_synthetic(p.config, format);
+    return p;
+  }
+  auto f = gguf::file::open(src.gguf_path);
+  if (!f)
+    return tl::unexpected(f.error());
+  auto plan = plan_llama(*f, format);
+  if (!plan)
+    return fail(plan.error().code, src.gguf_path + ": " + plan.error().message);
+  p.file.emplace(std::move(*f));
+  p.config = std::move(plan->first);
+  p.layout = std::move(plan->second);
+  return p;
+}
+
+} // namespace
+
+result<model_footprint> plan_footprint(const model_source& src, const compute_format& format) {
+  auto p = plan_source(src, format);
+  if (!p)
+    return tl::unexpected(p.error());
+  return model_footprint{p->config, p->layout.total_bytes,
+                         p->config.kv(format.kv_type()).block_bytes()};
+}
+
+model_footprint footprint_of(const model_image& image) {
+  return {image.config(), image.bytes().size(),
+          image.config().kv(image.format().kv_type()).block_bytes()};
+}
+
 result<std::shared_ptr<const model_image>> model_cache::add(const std::string& name,
                                                             const model_source& src,
                                                             const compute_format& format,
@@ -195,26 +241,12 @@ result<std::shared_ptr<const model_image>> model_cache::add(const std::string& n
       return it->second.image;
   }
   // Plan first: the size decides whether the budget can take the model.
-  std::optional<gguf::file> file;
-  llama_config config;
-  llama_layout layout;
-  if (src.synthetic) {
-    auto c = llama_config::synthetic(*src.synthetic);
-    if (!c)
-      return tl::unexpected(c.error());
-    config = std::move(*c);
-    layout = plan_synthetic(config, format);
-  } else {
-    auto f = gguf::file::open(src.gguf_path);
-    if (!f)
-      return tl::unexpected(f.error());
-    auto plan = plan_llama(*f, format);
-    if (!plan)
-      return fail(plan.error().code, src.gguf_path + ": " + plan.error().message);
-    file.emplace(std::move(*f));
-    config = std::move(plan->first);
-    layout = std::move(plan->second);
-  }
+  auto planned = plan_source(src, format);
+  if (!planned)
+    return tl::unexpected(planned.error());
+  std::optional<gguf::file> file = std::move(planned->file);
+  llama_config config = std::move(planned->config);
+  llama_layout layout = std::move(planned->layout);
   const std::size_t bytes = layout.total_bytes;
   {
     std::lock_guard lock(mutex_);

@@ -24,6 +24,20 @@ struct model_source {
   std::uint64_t seed = 1;               ///< synthetic weights' seed
 };
 
+/// What a model takes on a device besides its KV, known before its weights load: its shape, its
+/// image in the compute layout, and one 16-token KV block in the layout's KV type.
+struct model_footprint {
+  llama_config config;
+  std::size_t image_bytes = 0;
+  std::size_t kv_block_bytes = 0;
+};
+
+/// `src`'s footprint in `format`, from the GGUF's header or the synthetic shape (nothing is
+/// converted).
+result<model_footprint> plan_footprint(const model_source& src, const compute_format& format);
+/// A loaded image's footprint.
+model_footprint footprint_of(const model_image& image);
+
 /// The host model cache: every registered model's weights loaded once, already in its backend's
 /// compute layout, in memory the devices copy from without staging. Scaling a model up is then a
 /// copy at bus speed, never a file read or a conversion.

@@ -16,7 +16,7 @@ namespace {
 constexpr std::size_t alignment = 256;
 
 std::size_t round_up(std::size_t bytes) {
-  return (bytes + alignment - 1) / alignment * alignment;
+  return allocation_bytes(bytes);
 }
 
 // A stream: one worker thread runs the queued items in the order they were enqueued. A stream

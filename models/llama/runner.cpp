@@ -30,34 +30,86 @@ struct llama_runner::buffers {
   // Offsets inside `meta`, in int32 units except params (bytes).
   std::size_t tokens = 0, positions = 0, slots = 0, row_seq = 0, tables = 0, gather = 0;
   std::size_t params_bytes = 0, meta_bytes = 0;
+
+  // Lays out `meta` and calls `take(buffer, bytes, pinned)` for every buffer a runner of this
+  // shape holds: the one description both allocation and `device_bytes` follow.
+  template <class Take>
+  void plan(const llama_config& config, const step_limits& limits, Take&& take) {
+    const std::size_t T = limits.max_tokens, S = limits.max_seqs;
+    const std::size_t qw = config.num_heads * config.head_dim;
+    const std::size_t kvw = config.num_kv_heads * config.head_dim;
+    const std::size_t widest = std::max({config.dim, config.ffn_dim, qw});
+    take(x, T * config.dim * 4, false);
+    take(h, T * config.dim * 4, false);
+    take(q, T * qw * 4, false);
+    take(k, T * kvw * 4, false);
+    take(v, T * kvw * 4, false);
+    take(att, T * qw * 4, false);
+    take(gate, T * config.ffn_dim * 4, false);
+    take(up, T * config.ffn_dim * 4, false);
+    take(gathered, S * config.dim * 4, false);
+    take(logits, S * config.vocab_size * 4, false);
+    // Enough for either backend: CPU Q8 activation blocks (1.25 B/value) or CUDA halves (2 B).
+    take(scratch, std::max(T, S) * widest * 2, false);
+    tokens = 0;
+    positions = T;
+    slots = 2 * T;
+    row_seq = 3 * T;
+    tables = 4 * T;
+    gather = tables + S * limits.max_blocks_per_seq;
+    params_bytes = align_up((gather + S) * 4, 16);
+    meta_bytes = params_bytes + S * sizeof(kernels::sampling_row);
+    take(meta, meta_bytes, false);
+    take(meta_host, meta_bytes, true);
+    take(sampled, S * 4, false);
+    take(sampled_host, S * 4, true);
+    take(logits_host, S * config.vocab_size * 4, true);
+  }
 };
 
-result<std::unique_ptr<llama_runner>> llama_runner::create(gpu::device& dev, kernels::context& ctx,
-                                                           const llama_config& config,
-                                                           const step_limits& requested) {
+namespace {
+
+result<void> check_shape(const llama_config& config, const step_limits& limits) {
   // The config sizes buffers only (it may be largest_shape's envelope of several models).
   if (config.dim == 0 || config.ffn_dim == 0 || config.num_heads * config.head_dim == 0 ||
       config.num_kv_heads * config.head_dim == 0 || config.vocab_size == 0)
     return fail(errc::invalid_argument, "a runner needs a model shape with no zero width");
-  step_limits limits = requested;
   if (limits.max_tokens == 0 || limits.max_seqs == 0)
     return fail(errc::invalid_argument, "a runner needs room for at least one token and sequence");
+  return {};
+}
+
+step_limits normalized(const llama_config& config, step_limits limits) {
   limits.max_seqs = std::min(limits.max_seqs, limits.max_tokens);
   if (limits.max_blocks_per_seq == 0)
     limits.max_blocks_per_seq = kernels::kv_geometry::blocks_for(config.context_length);
+  return limits;
+}
 
+} // namespace
+
+std::size_t llama_runner::device_bytes(const llama_config& config, const step_limits& limits) {
+  std::size_t total = 0;
+  buffers b;
+  b.plan(config, normalized(config, limits), [&](gpu::buffer&, std::size_t bytes, bool pinned) {
+    if (!pinned)
+      total += gpu::allocation_bytes(std::max<std::size_t>(bytes, 1));
+  });
+  return total;
+}
+
+result<std::unique_ptr<llama_runner>> llama_runner::create(gpu::device& dev, kernels::context& ctx,
+                                                           const llama_config& config,
+                                                           const step_limits& requested) {
+  AEG_TRY(check_shape(config, requested));
+  const step_limits limits = normalized(config, requested);
   auto r = std::unique_ptr<llama_runner>(new llama_runner);
   r->ctx_ = &ctx;
   r->shape_ = config;
   r->limits_ = limits;
   auto b = std::make_shared<buffers>();
-  const std::size_t T = limits.max_tokens, S = limits.max_seqs;
-  const std::size_t qw = config.num_heads * config.head_dim;
-  const std::size_t kvw = config.num_kv_heads * config.head_dim;
-  const std::size_t widest = std::max({config.dim, config.ffn_dim, qw});
-
   std::string failed;
-  auto take = [&](gpu::buffer& out, std::size_t bytes, bool pinned = false) {
+  b->plan(config, limits, [&](gpu::buffer& out, std::size_t bytes, bool pinned) {
     if (!failed.empty())
       return;
     auto m = pinned ? dev.allocate_pinned(std::max<std::size_t>(bytes, 1))
@@ -66,35 +118,10 @@ result<std::unique_ptr<llama_runner>> llama_runner::create(gpu::device& dev, ker
       failed = m.error().message;
     else
       out = std::move(*m);
-  };
-  take(b->x, T * config.dim * 4);
-  take(b->h, T * config.dim * 4);
-  take(b->q, T * qw * 4);
-  take(b->k, T * kvw * 4);
-  take(b->v, T * kvw * 4);
-  take(b->att, T * qw * 4);
-  take(b->gate, T * config.ffn_dim * 4);
-  take(b->up, T * config.ffn_dim * 4);
-  take(b->gathered, S * config.dim * 4);
-  take(b->logits, S * config.vocab_size * 4);
-  // Enough for either backend: CPU Q8 activation blocks (1.25 B/value) or CUDA halves (2 B).
-  take(b->scratch, std::max(T, S) * widest * 2);
-  b->tokens = 0;
-  b->positions = T;
-  b->slots = 2 * T;
-  b->row_seq = 3 * T;
-  b->tables = 4 * T;
-  b->gather = b->tables + S * limits.max_blocks_per_seq;
-  b->params_bytes = align_up((b->gather + S) * 4, 16);
-  b->meta_bytes = b->params_bytes + S * sizeof(kernels::sampling_row);
-  take(b->meta, b->meta_bytes);
-  take(b->meta_host, b->meta_bytes, true);
-  take(b->sampled, S * 4);
-  take(b->sampled_host, S * 4, true);
-  take(b->logits_host, S * config.vocab_size * 4, true);
+  });
   if (!failed.empty())
     return fail(errc::out_of_memory, "no room for the step buffers of " + config.name + " (" +
-                                         std::to_string(T) + " tokens): " + failed);
+                                         std::to_string(limits.max_tokens) + " tokens): " + failed);
   r->buf_ = std::move(b);
   return r;
 }

@@ -50,6 +50,9 @@ public:
                                                       const llama_config& config,
                                                       const step_limits& limits);
 
+  /// The device memory `create` takes for these arguments (pinned staging not counted).
+  static std::size_t device_bytes(const llama_config& config, const step_limits& limits);
+
   /// Whether this runner's buffers can serve `config`.
   bool fits(const llama_config& config) const noexcept;
   const step_limits& limits() const noexcept { return limits_; }

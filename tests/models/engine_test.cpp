@@ -309,5 +309,43 @@ TEST_F(Engine, AModelThatDoesNotFitBesideTheActiveOneIsRefusedUntilScaledDown) {
   EXPECT_TRUE(e->stage(images_[2]));
 }
 
+// The plan is what `create` takes, so a budget check made from it before loading anything is
+// neither too strict nor too lax: on a device of exactly the planned size the engine starts
+// with the KV slabs asked for, and 1 KiB less leaves it a slab short.
+TEST_F(Engine, TheDevicePlanIsExactlyWhatCreateTakes) {
+  engine_options o;
+  o.weight_bytes = images_[2]->bytes().size() + 4096;
+  o.slab_bytes = 1 << 20;
+  o.limits = {96, 6, 0};
+  const auto shape = largest_shape(configs_);
+  const auto block = configs_[2].kv(images_[2]->format().kv_type()).block_bytes();
+  for (std::size_t slabs : {1, 3}) {
+    const auto plan = engine::device_bytes(shape, o, slabs);
+    ASSERT_EQ(plan.total(), plan.weights + plan.buffers + plan.kv);
+    auto exact =
+        *gpu::make_device({.backend = "cpu", .ordinal = 0, .capacity_bytes = plan.total()});
+    auto e = engine::create(exact, host_kv_, shape, o);
+    ASSERT_TRUE(e) << e.error().to_string();
+    EXPECT_EQ((*e)->device_kv().num_slabs(), slabs);
+    EXPECT_GE((*e)->kv_capacity(configs_[2].kv(images_[2]->format().kv_type())),
+              slabs * ((1 << 20) / block));
+    EXPECT_LE(exact->used_bytes(), plan.total());
+
+    auto tight =
+        *gpu::make_device({.backend = "cpu", .ordinal = 0, .capacity_bytes = plan.total() - 1024});
+    auto t = engine::create(tight, host_kv_, shape, o);
+    if (slabs == 1) {
+      ASSERT_FALSE(t);
+      EXPECT_EQ(t.error().code, errc::out_of_memory);
+    } else {
+      ASSERT_TRUE(t) << t.error().to_string();
+      EXPECT_EQ((*t)->device_kv().num_slabs(), slabs - 1);
+    }
+  }
+  // A sized KV pool is planned as given.
+  o.kv_bytes = 5 << 20;
+  EXPECT_EQ(engine::device_bytes(shape, o, 1).kv, std::size_t{5} << 20);
+}
+
 } // namespace
 } // namespace aeg::models
