@@ -362,7 +362,7 @@ TEST(Topology, ErrorsPointAtTheBadField) {
       // Numbers out of range are refused, never wrapped or crashed on.
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m",
            "ttft_s": 1e400}]})",
-       "not valid JSON"},
+       "topology: models[0].ttft_s: 1e400 is not a number a double holds"},
       {R"({"slab_mib": 0})", "slab_mib: must be a number from 1 to 4096"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0", "max_seqs": -1}]})",
@@ -380,7 +380,8 @@ TEST(Topology, ErrorsPointAtTheBadField) {
                       {"name": "b", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0", "models": ["a"]}]})",
        "models[1]: no instance serves 'b'"},
-      {R"({"devices": [{"name": "g0", "name": "g1"}]})", "the key 'name' appears twice"},
+      {R"({"devices": [{"name": "g0", "name": "g1"}]})",
+       "topology: devices[0]: the key 'name' appears twice; keep one"},
   };
   for (const auto& [text, expected] : bad) {
     auto r = parse_topology(text);
@@ -388,6 +389,38 @@ TEST(Topology, ErrorsPointAtTheBadField) {
     EXPECT_NE(r.error().message.find(expected), std::string::npos)
         << r.error().message << "\n  expected: " << expected;
   }
+}
+
+TEST(Topology, JsonErrorsNameThePathOfTheBadField) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"devices": [{"name": "g0"}], "devices": []})",
+       "topology: the key 'devices' appears twice; keep one"},
+      // Indices count every element before, nested containers and plain values alike.
+      {R"({"devices": [{"name": "g0", "memory_mib": [1, {"a": 2}]},
+                       {"name": "g1", "memory_mib": 1, "memory_mib": 2}]})",
+       "topology: devices[1]: the key 'memory_mib' appears twice; keep one"},
+      {R"({"policy": {"routing": "aegaeon", "turn_steps": 4, "routing": "dedicated"}})",
+       "topology: policy: the key 'routing' appears twice; keep one"},
+      {R"({"devices": [{"name": "g0", "memory_mib": 1e400}]})",
+       "topology: devices[0].memory_mib: 1e400 is not a number a double holds"},
+      {R"({"devices": [{"name": "g0"}, {"name": "g1", "memory_mib": -2.5e999}]})",
+       "topology: devices[1].memory_mib: -2.5e999 is not a number a double holds"},
+      {R"({"instances": [{"device": "g0", "models": ["a", [], 1)" + std::string(400, '0') +
+           R"(]}]})",
+       "topology: instances[0].models[2]: 1" + std::string(400, '0') +
+           " is not a number a double holds"},
+      {"1e400", "topology: 1e400 is not a number a double holds"},
+  };
+  for (const auto& [text, expected] : bad) {
+    auto r = parse_topology(text);
+    ASSERT_FALSE(r.has_value()) << text;
+    EXPECT_EQ(r.error().message, expected) << text;
+  }
+  // The same key in different objects is no duplicate.
+  auto ok = parse_topology(R"({"devices": [{"name": "g0"}, {"name": "g1"}],
+      "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+      "instances": [{"device": "g0"}, {"device": "g1"}]})");
+  EXPECT_TRUE(ok.has_value()) << ok.error().to_string();
 }
 
 TEST(Attainment, FollowsThePapersDefinition) {
