@@ -2,6 +2,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
+#include "apps/aegaeon/interrupt.hpp"
 #include "gpu/registry.hpp"
 #include "kernels/kv_geometry.hpp"
 #include "models/gguf/file.hpp"
@@ -14,9 +15,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <csignal>
 #include <iostream>
 #include <optional>
 #include <unistd.h>
@@ -26,14 +25,6 @@ namespace aeg::apps {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// Set by SIGINT while `chat` runs. Mid-answer it stops that answer; at the prompt the signal
-// interrupts the read (no SA_RESTART), which ends the session.
-std::atomic<bool> interrupted{false};
-
-extern "C" void on_interrupt(int) {
-  interrupted = true;
-}
 
 // Everything one local model needs: the file, its tokenizer and template, and an instance.
 struct local_model {
@@ -157,7 +148,7 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
   bool done = false, cancelled = false;
   // Checked per token and when none comes for a while: tokens can arrive faster than a timeout.
   const auto stop_if_interrupted = [&] {
-    if (interrupted.exchange(false) && !cancelled) {
+    if (take_interrupt() && !cancelled) {
       self->send(inst, actors::cancel_atom::value, id);
       cancelled = true;
     }
@@ -308,17 +299,14 @@ int run_chat(const generate_options& o) {
   if (!o.system_prompt.empty())
     history.push_back({"system", o.system_prompt});
   const bool tty = isatty(STDIN_FILENO) != 0;
-  struct sigaction sa {};
-  sa.sa_handler = on_interrupt; // no SA_RESTART: Ctrl-C at the prompt ends the read
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
+  catch_interrupts();
   if (tty)
     fmt::print(stderr, "chatting with {}\n{}; Ctrl-C stops an answer\n", o.model_path, chat_help);
   std::uint64_t id = 0;
   int rc = 0;
   for (;;) {
     std::string line;
-    interrupted = false;
+    clear_interrupt();
     const auto turn = read_chat_turn(tty, line);
     if (turn == chat_turn::quit)
       break;

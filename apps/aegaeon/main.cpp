@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
               "line is a message, blank lines are skipped, and lines starting with / are "
               "commands: /help, /reset (forget the conversation), /quit or /exit. The session "
               "ends there or at end of input (Ctrl-D), from a terminal or a pipe alike. Ctrl-C "
-              "stops the answer being generated (with --url: ends the session); at the prompt "
-              "it ends the session.");
+              "stops the answer being generated (the conversation goes on with what it said); "
+              "at the prompt it ends the session.");
   add_generation_flags(chat_cmd, chat, true);
   chat_cmd->add_option("--url", chat.url,
                        "Chat with a running `aegaeon serve` instead, e.g. http://127.0.0.1:8000 "

@@ -1,6 +1,7 @@
 #include "apps/aegaeon/remote.hpp"
 
 #include "actors/proxy.hpp"
+#include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "apps/server/client.hpp"
 
@@ -90,13 +91,16 @@ int run_remote_chat(const generate_options& o) {
     model = names->empty() ? "" : names->front();
   }
   const bool tty = isatty(STDIN_FILENO) != 0;
+  catch_interrupts();
   if (tty)
-    fmt::print(stderr, "chatting with {} at {}\n{}\n", model, o.url, chat_help);
+    fmt::print(stderr, "chatting with {} at {}\n{}; Ctrl-C stops an answer\n", model, o.url,
+               chat_help);
   json messages = json::array();
   if (!o.system_prompt.empty())
     messages.push_back({{"role", "system"}, {"content", o.system_prompt}});
   std::string line;
   while (true) {
+    clear_interrupt();
     const auto turn = read_chat_turn(tty, line);
     if (turn == chat_turn::quit)
       break;
@@ -122,7 +126,7 @@ int run_remote_chat(const generate_options& o) {
     const auto start = clock_type::now();
     server::sse_reader sse;
     std::string raw; // the body when it is not an event stream (an error)
-    auto r = client.request("POST", "/v1/chat/completions", body.dump(), [&](std::string_view d) {
+    const auto on_body = [&](std::string_view d) {
       raw += d;
       sse.feed(d, [&](const std::string& data) {
         if (data == "[DONE]")
@@ -155,8 +159,17 @@ int run_remote_chat(const generate_options& o) {
           failure = std::string("unexpected event: ") + e.what();
         }
       });
-    });
+    };
+    // Ctrl-C closes the connection, which is what makes the server cancel the request.
+    auto r = client.request("POST", "/v1/chat/completions", body.dump(), on_body,
+                            [] { return take_interrupt(); });
     fmt::print("\n");
+    if (!r && r.error().code == errc::cancelled) {
+      // As in process: what was said so far stays in the conversation.
+      fmt::print(stderr, "[stopped]\n");
+      messages.push_back({{"role", "assistant"}, {"content", answer}});
+      continue;
+    }
     if (!r) {
       fmt::print(stderr, "aegaeon chat: {}\n", r.error().message);
       return 1;

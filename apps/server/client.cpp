@@ -3,8 +3,10 @@
 #include <asio.hpp>
 
 #include <array>
+#include <cerrno>
 #include <http_parser.h>
 #include <optional>
+#include <poll.h>
 
 namespace aeg::server {
 
@@ -91,6 +93,22 @@ struct http_client::impl {
     connected = true;
     return {};
   }
+
+  void disconnect() {
+    asio::error_code ec;
+    sock.close(ec);
+    connected = false;
+  }
+
+  // Waits at most `ms` for the socket to have something to read (data, its end, or an error).
+  // A signal ends the wait early; false then, as for a timeout.
+  bool readable(int ms, asio::error_code& ec) {
+    pollfd p{.fd = sock.native_handle(), .events = POLLIN, .revents = 0};
+    const int n = ::poll(&p, 1, ms);
+    if (n < 0 && errno != EINTR)
+      ec = asio::error_code(errno, asio::system_category());
+    return n > 0;
+  }
 };
 
 http_client::http_client(url_parts url, std::string api_key) : impl_(std::make_unique<impl>()) {
@@ -102,7 +120,8 @@ http_client::~http_client() = default;
 
 result<http_client::response>
 http_client::request(const std::string& method, const std::string& path, const std::string& body,
-                     const std::function<void(std::string_view)>& on_body) {
+                     const std::function<void(std::string_view)>& on_body,
+                     const std::function<bool()>& stop) {
   auto& s = *impl_;
   std::string req = method + " " + s.url.base + path + " HTTP/1.1\r\nHost: " + s.url.host + ":" +
                     s.url.port + "\r\nAccept: */*\r\n";
@@ -137,13 +156,27 @@ http_client::request(const std::string& method, const std::string& path, const s
             },
         .on_complete = [&] { complete = true; },
     });
+    // Closing the connection is how a client cancels (the server has no other signal).
+    const auto stopped = [&] {
+      s.disconnect();
+      return fail(errc::cancelled, "stopped before the response ended");
+    };
     std::array<char, 16384> buf{};
     while (!ec && !complete) {
+      if (stop) {
+        if (stop())
+          return stopped();
+        // Short waits, so that a stop is seen while the server is quiet.
+        if (!s.readable(100, ec))
+          continue;
+      }
       const std::size_t n = s.sock.read_some(asio::buffer(buf), ec);
       if (n > 0) {
         got_any = true;
-        if (auto err = parser.feed({buf.data(), n}); !err.empty())
+        if (auto err = parser.feed({buf.data(), n}); !err.empty()) {
+          s.disconnect(); // what follows on it cannot be read either
           return fail(errc::corrupt_data, err);
+        }
       }
     }
     if (!complete && ec == asio::error::eof && got_any) {
@@ -151,21 +184,19 @@ http_client::request(const std::string& method, const std::string& path, const s
       // otherwise the answer was cut short, which is an error, not a shorter answer.
       const auto err = parser.finish();
       if (!complete) {
-        s.sock.close(ec);
-        s.connected = false;
+        s.disconnect();
         return fail(errc::unavailable, "the server closed the connection mid-answer" +
                                            (err.empty() ? std::string() : ": " + err));
       }
     }
     if (complete) {
-      if (!parser.keep_alive()) {
-        s.sock.close(ec);
-        s.connected = false;
-      }
+      if (!parser.keep_alive())
+        s.disconnect();
       return res;
     }
-    s.sock.close(ec);
-    s.connected = false;
+    if (stop && stop()) // e.g. a signal that broke off the write
+      return stopped();
+    s.disconnect();
     if (got_any || attempt == 1)
       return fail(errc::unavailable,
                   "the connection to " + s.url.host + ":" + s.url.port + " broke: " + ec.message());

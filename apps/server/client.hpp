@@ -54,9 +54,15 @@ public:
   /// Sends a request (JSON body when not empty) and reads the response; with `on_body` the body
   /// is handed over as it arrives instead of collected. Reconnects when the server closed the
   /// connection in between.
+  ///
+  /// `stop`, when given, is asked after each piece of the response and while waiting for one
+  /// (at least every 100 ms, and when a signal interrupts the wait). Once it answers true the
+  /// connection is closed, which makes our server cancel the request and free what it held,
+  /// and the result is errc::cancelled.
   result<response> request(const std::string& method, const std::string& path,
                            const std::string& body = {},
-                           const std::function<void(std::string_view)>& on_body = {});
+                           const std::function<void(std::string_view)>& on_body = {},
+                           const std::function<bool()>& stop = {});
 
 private:
   struct impl;

@@ -6,6 +6,7 @@
 #include "apps/server/server.hpp"
 #include "models/gguf/file.hpp"
 #include "models/tokenizer/tokenizer.hpp"
+#include "tests/apps/running_server.hpp"
 
 #include <asio.hpp>
 #include <caf/actor_system.hpp>
@@ -30,48 +31,6 @@ using asio::ip::tcp;
 const std::string model_path =
     std::string(AEG_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const std::string api_key = "test-key";
-
-// A server running on its own thread, in this process.
-class running_server {
-public:
-  explicit running_server(serve_options o) {
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
-    sys_ = std::make_unique<caf::actor_system>(cfg_); // it keeps a reference to its config
-    o.port = 0;
-    o.handle_signals = false;
-    auto s = server::create(*sys_, std::move(o));
-    if (!s) {
-      error_ = s.error().to_string();
-      return;
-    }
-    server_ = std::move(*s);
-    port_ = server_->port();
-    thread_ = std::thread([this] { rc_ = server_->run(); });
-  }
-  ~running_server() {
-    stop();
-    server_.reset();
-  }
-  int stop() {
-    if (thread_.joinable()) {
-      server_->stop();
-      thread_.join();
-    }
-    return rc_;
-  }
-  const std::string& error() const { return error_; }
-  std::uint16_t port() const { return port_; }
-  url_parts url() const { return {"127.0.0.1", std::to_string(port_), ""}; }
-
-private:
-  caf::actor_system_config cfg_;
-  std::unique_ptr<caf::actor_system> sys_;
-  std::unique_ptr<server> server_;
-  std::thread thread_;
-  std::uint16_t port_ = 0;
-  int rc_ = -1;
-  std::string error_;
-};
 
 // Raw bytes in, raw bytes out: for what a well-behaved client would never send.
 std::string raw_exchange(std::uint16_t port, const std::string& bytes, bool half_close = true) {
@@ -195,17 +154,6 @@ protected:
     EXPECT_TRUE(r.has_value());
     EXPECT_EQ(r->status, 200);
     return r ? r->body : "";
-  }
-
-  // The sum of a metric's samples (0 when absent).
-  static double metric(const std::string& text, const std::string& name) {
-    double sum = 0;
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind(name, 0) == 0 && (line[name.size()] == ' ' || line[name.size()] == '{'))
-        sum += std::stod(line.substr(line.rfind(' ') + 1));
-    return sum;
   }
 
   // Waits (bounded) until no request runs and no KV block is held anywhere.
