@@ -7,8 +7,10 @@
 #include <caf/send.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -380,6 +382,75 @@ result<pool_spec> load_topology(const std::string& path) {
   return spec;
 }
 
+instance_options instance_options_for(const pool_spec& spec, const instance_spec& is) {
+  instance_options o;
+  o.role = is.role;
+  o.kv_bytes = is.kv_bytes;
+  o.weight_bytes = is.weight_bytes;
+  o.max_batch_tokens = is.max_batch_tokens;
+  o.max_seqs = is.max_seqs;
+  o.slab_bytes = spec.slab_bytes;
+  const auto policy = spec.policy;
+  if (is.role != instance_role::prefill) {
+    const std::string decode =
+        policy.route == routing::aegaeon ? policy.decode : std::string("drain_first");
+    o.policy = [decode, policy] {
+      return sched::make_switch_policy(decode, sched::seconds{policy.max_quota_seconds},
+                                       policy.turn_steps);
+    };
+  }
+  return o;
+}
+
+result<std::vector<models::device_plan>> device_memory_needed(const pool_spec& spec,
+                                                              const models::compute_format& format,
+                                                              std::size_t tokens) {
+  std::map<std::string, models::model_footprint> footprints;
+  for (const auto& m : spec.models) {
+    auto f = models::plan_footprint(m.source, format);
+    if (!f)
+      return fail(f.error().code, "model '" + m.name + "': " + f.error().message);
+    footprints[m.name] = std::move(*f);
+  }
+  std::vector<models::device_plan> plans(spec.devices.size());
+  for (std::size_t d = 0; d < spec.devices.size(); ++d)
+    for (const auto& is : spec.instances) {
+      if (is.device != spec.devices[d].name)
+        continue;
+      std::vector<models::model_footprint> served;
+      for (const auto& m : spec.models)
+        if (is.models.empty() ||
+            std::find(is.models.begin(), is.models.end(), m.name) != is.models.end())
+          served.push_back(footprints.at(m.name));
+      const auto plan = device_bytes_needed(served, instance_options_for(spec, is), tokens);
+      plans[d].weights += plan.weights;
+      plans[d].buffers += plan.buffers;
+      plans[d].kv += plan.kv;
+    }
+  return plans;
+}
+
+result<void> check_device_memory(const pool_spec& spec, const models::compute_format& format,
+                                 std::span<const std::size_t> capacities) {
+  auto plans = device_memory_needed(spec, format, 0);
+  if (!plans)
+    return tl::unexpected(plans.error());
+  auto mib = [](std::size_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
+  for (std::size_t d = 0; d < spec.devices.size(); ++d) {
+    const auto& dev = spec.devices[d];
+    const std::size_t have = d < capacities.size() ? capacities[d] : dev.memory_bytes;
+    const auto& need = (*plans)[d];
+    if (have != 0 && need.total() > have)
+      return fail(errc::out_of_memory,
+                  "device '" + dev.name + "' has " + std::to_string(have >> 20) +
+                      " MiB; its instances take " + mib(need.total()) + " MiB (weights " +
+                      mib(need.weights) + ", step buffers " + mib(need.buffers) + ", KV " +
+                      mib(need.kv) +
+                      "); give it more memory_mib, or lower max_batch_tokens, kv_mib or slab_mib");
+  }
+  return {};
+}
+
 result<std::unique_ptr<pool>>
 pool::start(caf::actor_system& sys, const pool_spec& spec,
             const std::function<void(const std::string&, std::size_t, std::size_t)>& progress) {
@@ -400,6 +471,16 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     p->devices_.push_back(*dev);
   }
   auto& first = p->devices_.front();
+  // Said before any model loads, not by an instance after minutes of loading.
+  {
+    std::vector<std::size_t> capacities;
+    for (const auto& d : p->devices_)
+      capacities.push_back(d->capacity_bytes());
+    if (auto fits = check_device_memory(spec, models::compute_format::for_backend(first->kind()),
+                                        capacities);
+        !fits)
+      return tl::unexpected(fits.error());
+  }
   p->cache_ = std::make_unique<models::model_cache>(
       first, models::model_cache::options{spec.host_cache_bytes, spec.shared_dir});
   const auto format = models::compute_format::for_backend(first->kind());
@@ -434,24 +515,8 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
         names.push_back(m.name);
     for (const auto& n : names)
       models.push_back(served.at(n));
-    instance_options o;
-    o.role = is.role;
-    o.kv_bytes = is.kv_bytes;
-    o.weight_bytes = is.weight_bytes;
-    o.max_batch_tokens = is.max_batch_tokens;
-    o.max_seqs = is.max_seqs;
-    o.slab_bytes = spec.slab_bytes;
-    const auto policy = spec.policy;
-    if (is.role != instance_role::prefill) {
-      const std::string decode =
-          policy.route == routing::aegaeon ? policy.decode : std::string("drain_first");
-      o.policy = [decode, policy] {
-        return sched::make_switch_policy(decode, sched::seconds{policy.max_quota_seconds},
-                                         policy.turn_steps);
-      };
-    }
-    auto actor =
-        spawn_instance(sys, by_name.at(is.device), std::move(models), std::move(o), p->host_kv_);
+    auto actor = spawn_instance(sys, by_name.at(is.device), std::move(models),
+                                instance_options_for(spec, is), p->host_kv_);
     const char* role = is.role == instance_role::prefill  ? "prefill"
                        : is.role == instance_role::decode ? "decode"
                                                           : "colocated";

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,23 @@ struct pool_spec {
 result<pool_spec> parse_topology(std::string_view json);
 /// `parse_topology` of a file.
 result<pool_spec> load_topology(const std::string& path);
+
+/// The options an instance of `spec` runs with: its sizes and, when it decodes, the switch
+/// policy the pool's policy names.
+instance_options instance_options_for(const pool_spec& spec, const instance_spec& is);
+
+/// What each device of `spec` gives its instances when they start: the weights, the step
+/// buffers, and the KV pools (`kv_mib` where given, else room for one `tokens`-token context of
+/// the largest KV shape, at least one slab). Models are planned from their sources, not loaded.
+result<std::vector<models::device_plan>> device_memory_needed(const pool_spec& spec,
+                                                              const models::compute_format& format,
+                                                              std::size_t tokens = 0);
+
+/// Checks that every device holds what `device_memory_needed` says its instances take;
+/// `capacities[i]` stands for device i's `memory_bytes` (a device with neither is not checked).
+/// The error names the device, the memory it needs in its parts, and what to change.
+result<void> check_device_memory(const pool_spec& spec, const models::compute_format& format,
+                                 std::span<const std::size_t> capacities = {});
 
 /// A running pool: its devices, the host model cache, the instances and the proxy, spawned in
 /// `sys`. Requests go to `proxy()` as `(submit_atom, generation_request)`.

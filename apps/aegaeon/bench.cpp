@@ -237,18 +237,24 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
                                    "cpu, or run where `nvidia-smi` lists a GPU");
   const auto format = models::compute_format::for_backend(
       o.backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu);
-  const std::size_t weights = models::plan_synthetic(*config, format).total_bytes;
-  const auto kv = config->kv(format.kv_type());
-  const std::size_t kv_bytes = kernels::kv_geometry::blocks_for(longest_tokens) * kv.block_bytes();
-  // The runner's working buffers come on top; measured at a few MiB for smollm2-135m.
-  const std::size_t need = weights + kv_bytes + weights / 20 + (std::size_t{8} << 20);
-  if ((o.device_mib << 20) < need)
+  // Exactly what the pool will lay out on each device: one model's weights, the step buffers
+  // and the KV of one longest request in whole slabs.
+  auto plans = actors::device_memory_needed(make_spec(o, "aegaeon", {o.shape}), format,
+                                            std::min(longest_tokens, config->context_length));
+  if (!plans)
+    return tl::unexpected(plans.error());
+  models::device_plan need;
+  for (const auto& p : *plans)
+    if (p.total() > need.total())
+      need = p;
+  auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
+  if ((o.device_mib << 20) < need.total())
     return fail(errc::out_of_memory,
-                fmt::format("--device-mib {}: a {} model ({} MiB), the KV of one {}-token "
-                            "request ({} MiB) and working buffers do not fit; give --device-mib {} "
-                            "or more",
-                            o.device_mib, o.shape, weights >> 20, longest_tokens, kv_bytes >> 20,
-                            (need >> 20) + 1));
+                fmt::format("--device-mib {}: a {} model ({} MiB), the step buffers ({} MiB) and "
+                            "the KV of one {}-token request ({} MiB in whole slabs) do not fit; "
+                            "give --device-mib {} or more",
+                            o.device_mib, o.shape, mib(need.weights), mib(need.buffers),
+                            longest_tokens, mib(need.kv), mib(need.total())));
   return config;
 }
 

@@ -4,7 +4,6 @@
 #include "actors/instance.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "gpu/registry.hpp"
-#include "kernels/kv_geometry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/llama/weights.hpp"
 #include "models/tokenizer/chat_template.hpp"
@@ -78,28 +77,24 @@ std::optional<local_model> load(const generate_options& o) {
   return local_model{std::move(*tok), std::move(*tmpl), std::move(*dev), std::move(*image)};
 }
 
-// Device memory for answers of up to `tokens` tokens of context: the weights, the runner's
-// working buffers (about 25 MiB for SmolLM2-135M, measured; 30 leaves room) and the KV, which the
-// engine hands out in whole 16 MiB slabs.
-std::size_t bytes_needed(const local_model& m, std::size_t tokens) {
-  constexpr std::size_t mib = std::size_t{1} << 20, slab = 16 * mib;
-  const auto kv = m.image->config().kv(m.image->format().kv_type());
-  const std::size_t kv_bytes = kernels::kv_geometry::blocks_for(tokens) * kv.block_bytes();
-  return m.image->bytes().size() + 30 * mib + (kv_bytes + slab - 1) / slab * slab;
-}
-
 // Says plainly, before anything is printed, when the device budget cannot hold the model and
 // the KV of `tokens` tokens (the instance would otherwise fail with an allocator's message).
 bool check_fits(const local_model& m, const generate_options& o, std::size_t tokens,
                 const char* cmd) {
   tokens = std::min(tokens, m.image->config().context_length);
-  const std::size_t need = bytes_needed(m, tokens), have = m.dev->capacity_bytes();
-  if (need <= have)
+  // Exactly what the instance will take: weights, step buffers and the KV in whole slabs.
+  const models::model_footprint model[] = {models::footprint_of(*m.image)};
+  const auto need = actors::device_bytes_needed(model, {}, tokens);
+  const std::size_t have = m.dev->capacity_bytes();
+  if (need.total() <= have)
     return true;
+  auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
   fmt::print(stderr,
-             "aegaeon {}: the model ({} MiB) and the KV cache of {} tokens do not fit in {} MiB "
-             "of device memory; raise --memory-mib to {} or more (0: the backend's default)\n",
-             cmd, m.image->bytes().size() >> 20, tokens, have >> 20, (need >> 20) + 1);
+             "aegaeon {}: {} MiB of device memory do not hold the model ({} MiB), its step "
+             "buffers ({} MiB) and the KV cache of {} tokens ({} MiB in whole slabs); raise "
+             "--memory-mib to {} or more (0: the backend's default)\n",
+             cmd, have >> 20, mib(need.weights), mib(need.buffers), tokens, mib(need.kv),
+             mib(need.total()));
   return false;
 }
 

@@ -324,6 +324,38 @@ TEST_F(Pool, UnknownModelsAreRefusedWithTheCatalog) {
   EXPECT_NE(message.find("m0, m1"), std::string::npos) << message;
 }
 
+// A device too small for its instances is named before any model loads (not by an instance
+// after the loading), and a device of exactly the size the plan gives starts and serves.
+TEST_F(Pool, ADeviceTooSmallForItsInstancesIsNamedBeforeAnyModelLoads) {
+  auto s = spec(tiny_models(2), {instance_role::colocated});
+  const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
+  auto plans = device_memory_needed(s, format);
+  ASSERT_TRUE(plans) << plans.error().to_string();
+  ASSERT_EQ(plans->size(), 1u);
+  const std::size_t exact = (*plans)[0].total();
+
+  s.devices[0].memory_bytes = exact - 1024;
+  std::vector<std::string> loaded;
+  auto refused = pool::start(
+      *sys_, s, [&](const std::string& m, std::size_t, std::size_t) { loaded.push_back(m); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::out_of_memory);
+  EXPECT_NE(refused.error().message.find("device 'cpu0'"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("step buffers"), std::string::npos);
+  EXPECT_TRUE(loaded.empty());
+
+  s.devices[0].memory_bytes = exact;
+  auto& p = start(s);
+  ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
+  const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs)
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+  expect_nothing_held(p);
+}
+
 TEST(Topology, ErrorsPointAtTheBadField) {
   const std::string good = R"({
     "devices": [{"name": "g0", "backend": "cpu", "memory_mib": 512}],
