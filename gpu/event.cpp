@@ -13,11 +13,14 @@ struct event::state {
   std::uint64_t recorded = 0;
   std::uint64_t completed = 0;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> callbacks;
+  std::string failure; // the first failure reported; sticky
 
-  void complete(std::uint64_t gen) {
+  void complete(std::uint64_t gen, const std::string* failed = nullptr) {
     std::vector<std::function<void()>> ready;
     {
       std::lock_guard lock(mutex);
+      if (failed && failure.empty())
+        failure = failed->empty() ? "the device reported a failure" : *failed;
       if (gen > completed)
         completed = gen;
       // Callbacks wait for the generation recorded when they were registered.
@@ -68,6 +71,15 @@ std::uint64_t event::begin_record() {
 std::function<void()> event::completer(std::uint64_t gen) const {
   // Holds the state, not the event: the event may be destroyed before its work finishes.
   return [s = state_, gen] { s->complete(gen); };
+}
+
+std::function<void(const std::string&)> event::failer(std::uint64_t gen) const {
+  return [s = state_, gen](const std::string& why) { s->complete(gen, &why); };
+}
+
+std::string event::failure() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->failure;
 }
 
 std::function<void()> event::staller(std::uint64_t gen) const {

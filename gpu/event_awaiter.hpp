@@ -1,5 +1,6 @@
 #pragma once
 
+#include "coro/error.hpp"
 #include "coro/task.hpp"
 #include "coro/waiter.hpp"
 #include "gpu/event.hpp"
@@ -11,6 +12,7 @@ namespace aeg::gpu {
 /// `co_await ev`: suspends until the work captured by `ev`'s latest record has finished, then
 /// resumes the coroutine on its own executor (for an actor: inside the actor, through its
 /// mailbox). No thread blocks. If the frame is destroyed first, the completion does nothing.
+/// Work the device failed resumes the coroutine with an exception saying why.
 class [[nodiscard]] event_awaiter {
 public:
   explicit event_awaiter(event& ev) : ev_(ev) {}
@@ -26,7 +28,11 @@ public:
     ev_.on_complete([w] { w->fire(); }); // fires here when the work finished meanwhile
     return w->arm();
   }
-  void await_resume() const noexcept {}
+  /// Throws `error_exception` (errc::device_error) when the device failed the work.
+  void await_resume() const {
+    if (auto why = ev_.failure(); !why.empty())
+      throw error_exception(error{errc::device_error, why});
+  }
 
 private:
   event& ev_;

@@ -28,10 +28,14 @@ std::size_t round_up(std::size_t bytes) {
 // weight copy landing after the next model's, a swap after the step it was ordered behind). So
 // every item goes in through one producer token, which a short lock hands from caller to caller;
 // the worker still drains without locking.
+//
+// An item that throws faults the stream, as a kernel fault poisons a CUDA context: later work is
+// skipped and every event recorded after it fails with the exception's message, so whoever
+// awaits it hears why instead of waiting forever or reading results that were never made.
 class cpu_stream final : public stream {
 public:
   cpu_stream() : queue_(std::make_shared<queue>()), token_(*queue_) {
-    worker_ = std::thread([q = queue_] { run(*q); });
+    worker_ = std::thread([q = queue_, f = fault_] { run(*q, *f); });
   }
 
   ~cpu_stream() override {
@@ -43,7 +47,7 @@ public:
     }
     // Destroyed by one of its own items (the last owner let go inside a callback): the worker
     // cannot join itself. Run what is queued here, then let it find the end marker and exit.
-    run(*queue_);
+    run(*queue_, *fault_);
     enqueue(coro::work{});
     worker_.detach();
   }
@@ -57,7 +61,15 @@ public:
   }
 
   result<void> record(event& ev) override {
-    enqueue(ev.completer(ev.begin_record()));
+    const auto gen = ev.begin_record();
+    enqueue(
+        [f = fault_, done = ev.completer(gen), failed = ev.failer(gen)] {
+          if (f->empty())
+            done();
+          else
+            failed(*f);
+        },
+        true);
     return {};
   }
 
@@ -81,27 +93,43 @@ public:
 
 private:
   // Shared with the worker, which may outlive the stream object by one item (see above).
-  using queue = moodycamel::BlockingConcurrentQueue<coro::work>;
+  struct item {
+    coro::work fn;       // empty: the end marker
+    bool always = false; // runs after a fault too (records, which then fail)
+  };
+  using queue = moodycamel::BlockingConcurrentQueue<item>;
 
   template <class F>
-  void enqueue(F&& f) {
-    coro::work w{std::forward<F>(f)};
+  void enqueue(F&& f, bool always = false) {
+    item w{coro::work{std::forward<F>(f)}, always};
     std::lock_guard lock(producer_);
     queue_->enqueue(token_, std::move(w));
   }
 
-  // Runs items until the end marker (an empty work).
-  static void run(queue& q) {
+  // Runs items until the end marker. After a fault only records run.
+  static void run(queue& q, std::string& fault) {
     for (;;) {
-      coro::work w;
+      item w;
       q.wait_dequeue(w);
-      if (!w)
+      if (!w.fn)
         return;
-      w();
+      if (!fault.empty() && !w.always)
+        continue;
+      try {
+        w.fn();
+      } catch (const std::exception& e) {
+        if (fault.empty())
+          fault = std::string("a kernel on a CPU stream failed: ") + e.what();
+      } catch (...) {
+        if (fault.empty())
+          fault = "a kernel on a CPU stream failed";
+      }
     }
   }
 
   std::shared_ptr<queue> queue_;
+  // Written and read by the worker only (items run there, in order): the first failure.
+  std::shared_ptr<std::string> fault_ = std::make_shared<std::string>();
   std::mutex producer_;             // held while enqueuing through token_
   moodycamel::ProducerToken token_; // every item's producer: one order for all callers
   std::thread worker_;

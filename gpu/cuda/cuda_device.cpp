@@ -3,7 +3,12 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace aeg::gpu::cuda {
 
@@ -40,9 +45,103 @@ result<void> launch_host_function(cudaStream_t s, std::function<void()> fn) {
   return {};
 }
 
+// Completion comes from host functions, and a fault (a kernel's illegal address, an uncorrectable
+// ECC error) makes the context's error sticky: the host functions behind it never run, and their
+// events would never complete. While records are outstanding, a driver-side thread asks the
+// context every 100 ms; on a fault every outstanding event fails with the driver's reason, and
+// later records fail at once. The serving path never waits here.
+class watchdog {
+public:
+  explicit watchdog(int ordinal) : ordinal_(ordinal) {
+    thread_ = std::thread([this] { watch(); });
+  }
+  ~watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+
+  // Enqueues the completion of `ev`'s next record on `s`; on a fault the event fails instead.
+  result<void> record(cudaStream_t s, event& ev) {
+    const auto gen = ev.begin_record();
+    auto failed = ev.failer(gen);
+    auto finished = std::make_shared<std::atomic<bool>>(false);
+    std::string fault;
+    {
+      std::lock_guard lock(mutex_);
+      fault = fault_;
+      if (fault.empty())
+        outstanding_.push_back({finished, failed});
+    }
+    if (!fault.empty()) { // outside the lock: the failure resumes whoever awaits the event
+      failed(fault);
+      return fail(errc::device_error, fault);
+    }
+    wake_.notify_one();
+    auto launched = launch_host_function(s, [done = ev.completer(gen), finished] {
+      finished->store(true);
+      done();
+    });
+    if (!launched) // nothing will complete this record: say so to whoever awaits it
+      failed(launched.error().message);
+    return launched;
+  }
+
+private:
+  struct pending {
+    std::shared_ptr<std::atomic<bool>> finished;
+    std::function<void(const std::string&)> failed;
+  };
+
+  void watch() {
+    cudaSetDevice(ordinal_);
+    cudaStream_t probe = nullptr; // an idle stream: querying it reports the context's state
+    cudaStreamCreateWithFlags(&probe, cudaStreamNonBlocking);
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || !outstanding_.empty(); });
+      if (stop_)
+        break;
+      wake_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
+      if (stop_)
+        break;
+      std::erase_if(outstanding_, [](const pending& p) { return p.finished->load(); });
+      if (outstanding_.empty() || !fault_.empty())
+        continue;
+      const auto err = cudaStreamQuery(probe);
+      if (err == cudaSuccess || err == cudaErrorNotReady)
+        continue;
+      fault_ = std::string("the GPU failed: ") + cudaGetErrorName(err) + " (" +
+               cudaGetErrorString(err) + "); restart the process";
+      auto failing = std::move(outstanding_);
+      outstanding_.clear();
+      lock.unlock();
+      for (auto& p : failing)
+        p.failed(fault_);
+      lock.lock();
+    }
+    if (probe)
+      cudaStreamDestroy(probe);
+  }
+
+  int ordinal_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<pending> outstanding_;
+  std::string fault_; // set once, under mutex_
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 class cuda_stream final : public stream {
 public:
-  cuda_stream(int ordinal, cudaStream_t s) : ordinal_(ordinal), stream_(s) {}
+  cuda_stream(int ordinal, cudaStream_t s, std::shared_ptr<watchdog> dog)
+      : ordinal_(ordinal), stream_(s), watchdog_(std::move(dog)) {}
   ~cuda_stream() override {
     // Work already enqueued still completes; the driver releases the stream afterwards.
     cudaSetDevice(ordinal_);
@@ -65,7 +164,7 @@ public:
     if (auto err = cudaEventRecord(static_cast<cudaEvent_t>(ev.native()), stream_);
         err != cudaSuccess)
       return cuda_fail(errc::device_error, "cudaEventRecord", err);
-    return launch_host_function(stream_, ev.completer(ev.begin_record()));
+    return watchdog_->record(stream_, ev);
   }
 
   result<void> wait(event& ev) override {
@@ -87,6 +186,7 @@ public:
 private:
   int ordinal_;
   cudaStream_t stream_;
+  std::shared_ptr<watchdog> watchdog_;
 };
 
 class cuda_device final : public device {
@@ -152,7 +252,7 @@ public:
     cudaStream_t s = nullptr;
     if (auto err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking); err != cudaSuccess)
       return cuda_fail(errc::device_error, "cudaStreamCreate", err);
-    return std::unique_ptr<stream>(std::make_unique<cuda_stream>(ordinal_, s));
+    return std::unique_ptr<stream>(std::make_unique<cuda_stream>(ordinal_, s, watchdog_));
   }
 
   result<std::unique_ptr<event>> create_event() override {
@@ -181,6 +281,8 @@ private:
   std::size_t capacity_;
   std::string product_;
   std::atomic<std::size_t> used_{0};
+  // Shared with the streams, which may outlive the device object.
+  std::shared_ptr<watchdog> watchdog_ = std::make_shared<watchdog>(ordinal_);
 };
 
 } // namespace

@@ -29,4 +29,49 @@ TEST(CpuDevice, StreamDestructionFinishesEnqueuedWork) {
   EXPECT_EQ(ran.load(), 1000);
 }
 
+// A kernel that throws poisons its stream as a fault poisons a CUDA context: the work after it
+// is skipped and the events recorded after it fail with the reason, so an awaiting coroutine
+// hears why instead of waiting forever or reading results never made. Other streams go on.
+TEST(CpuDevice, AKernelThatThrowsFailsTheEventsRecordedAfterIt) {
+  auto d = make_device({.backend = "cpu"});
+  ASSERT_TRUE(d);
+  auto s = *(*d)->create_stream();
+  auto other = *(*d)->create_stream();
+  auto before = *(*d)->create_event();
+  auto after = *(*d)->create_event();
+  auto later = *(*d)->create_event();
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(s->host_callback([&] { ran.fetch_add(1); }));
+  ASSERT_TRUE(s->record(*before));
+  ASSERT_TRUE(s->host_callback([] { throw std::runtime_error("illegal address"); }));
+  ASSERT_TRUE(s->host_callback([&] { ran.fetch_add(10); }));
+  ASSERT_TRUE(s->record(*after));
+  // A healthy stream waiting on the failed event is not stalled forever.
+  ASSERT_TRUE(other->wait(*after));
+  ASSERT_TRUE(other->host_callback([&] { ran.fetch_add(100); }));
+  ASSERT_TRUE(other->record(*later));
+
+  auto await = [](event& ev) {
+    coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(&ev));
+  };
+  await(*before);
+  EXPECT_TRUE(before->failure().empty());
+  try {
+    await(*after);
+    ADD_FAILURE() << "awaiting work the device failed must throw";
+  } catch (const error_exception& e) {
+    EXPECT_EQ(e.error().code, errc::device_error);
+    EXPECT_NE(std::string(e.what()).find("illegal address"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(after->query());
+  EXPECT_NE(after->failure().find("illegal address"), std::string::npos);
+  await(*later);
+  EXPECT_EQ(ran.load(), 101) << "the work after the fault on its stream must not run";
+
+  // The stream stays faulted: later records fail too.
+  auto again = *(*d)->create_event();
+  ASSERT_TRUE(s->record(*again));
+  EXPECT_THROW(await(*again), error_exception);
+}
+
 } // namespace aeg::gpu::testing

@@ -39,4 +39,32 @@ TEST(CudaKernels, AxpyMatchesTheCpuReference) {
     ASSERT_NEAR(hy.as<float>()[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << "at " << i;
 }
 
+// A kernel that faults makes the context's error sticky, and the host functions that would
+// complete later events never run: the device's watchdog must fail those events with the
+// driver's reason, so the awaiting coroutine throws instead of waiting forever. The fault
+// poisons the process's context: scripts/device-check runs this test in a process of its own.
+TEST(CudaFault, AFaultFailsTheEventsAfterItInsteadOfHanging) {
+  auto d = make_device({.backend = "cuda"});
+  if (!d)
+    GTEST_SKIP() << d.error().to_string();
+  auto dev = *d;
+  auto s = std::move(*dev->create_stream());
+  auto ev = std::move(*dev->create_event());
+  // Writes through a pointer no allocation owns: an illegal address on the device.
+  auto* nowhere = reinterpret_cast<float*>(std::uintptr_t{0x100});
+  ASSERT_TRUE(kernels::axpy(*s, 1.0f, nowhere, nowhere, 1 << 20));
+  (void)s->record(*ev); // may already report the fault; the event must end either way
+  try {
+    coro::sync_wait([](event* e) -> coro::task<void> { co_await *e; }(ev.get()));
+    ADD_FAILURE() << "awaiting work behind a fault must throw";
+  } catch (const error_exception& e) {
+    EXPECT_EQ(e.error().code, errc::device_error);
+    EXPECT_FALSE(ev->failure().empty());
+  }
+  // Later records fail at once.
+  auto later = std::move(*dev->create_event());
+  EXPECT_FALSE(s->record(*later));
+  EXPECT_TRUE(later->query());
+}
+
 } // namespace aeg::gpu::testing
