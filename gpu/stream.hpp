@@ -40,6 +40,11 @@ public:
 
   /// The backend's handle: a `cudaStream_t` for cuda, null for cpu.
   virtual void* native_handle() const noexcept = 0;
+
+  /// Makes this stream's device the calling thread's current one (CUDA: `cudaSetDevice`), which
+  /// kernel launches and cuBLAS calls through `native_handle` need: an actor's coroutine runs on
+  /// whichever worker thread its actor is on, and workers serve actors of several devices.
+  [[nodiscard]] virtual result<void> make_current() { return {}; }
 };
 
 } // namespace aeg::gpu

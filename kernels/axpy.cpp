@@ -14,6 +14,8 @@ result<void> axpy(gpu::stream& s, float a, const float* x, float* y, std::size_t
     return s.host_callback([=] { cpu::axpy(a, x, y, n); });
   case gpu::backend_kind::cuda:
 #if AEG_HAS_CUDA
+    if (auto r = s.make_current(); !r)
+      return r;
     return cuda::axpy(s.native_handle(), a, x, y, n);
 #else
     break;

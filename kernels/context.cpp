@@ -10,6 +10,8 @@ result<std::unique_ptr<context>> context::create(gpu::stream& s) {
   std::unique_ptr<context> ctx(new context(s));
   if (s.kind() == gpu::backend_kind::cuda) {
 #if AEG_HAS_CUDA
+    if (auto r = s.make_current(); !r)
+      return tl::unexpected(r.error());
     auto blas = cuda::create_blas(s.native_handle());
     if (!blas)
       return tl::unexpected(blas.error());

@@ -53,6 +53,8 @@ result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& c
     return ctx.stream().host_callback(std::forward<CpuOp>(cpu_op));
   case gpu::backend_kind::cuda:
 #if AEG_HAS_CUDA
+    if (auto r = ctx.stream().make_current(); !r)
+      return r;
     return cuda_op(ctx.stream().native_handle());
 #else
     break;

@@ -183,6 +183,12 @@ public:
   backend_kind kind() const noexcept override { return backend_kind::cuda; }
   void* native_handle() const noexcept override { return stream_; }
 
+  result<void> make_current() override {
+    if (auto err = cudaSetDevice(ordinal_); err != cudaSuccess)
+      return cuda_fail(errc::device_error, "cudaSetDevice", err);
+    return {};
+  }
+
 private:
   int ordinal_;
   cudaStream_t stream_;
