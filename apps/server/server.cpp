@@ -917,6 +917,23 @@ result<void> server::impl::load() {
     actors::instance_spec is;
     is.device = device;
     spec.instances.push_back(is);
+    // Said in this command's terms (the pool's own check speaks of topology fields).
+    if (opts.memory_mib != 0) {
+      const auto format = models::compute_format::for_backend(
+          backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu);
+      auto plans = actors::device_memory_needed(spec, format);
+      if (!plans)
+        return tl::unexpected(plans.error());
+      const auto& need = plans->front();
+      auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
+      if (need.total() > (opts.memory_mib << 20))
+        return fail(errc::out_of_memory,
+                    fmt::format("--memory-mib {}: the models' weights ({} MiB), the step buffers "
+                                "({} MiB) and the KV cache ({} MiB, one slab) need {} MiB; give "
+                                "--memory-mib {} or more (0: the backend's default)",
+                                opts.memory_mib, mib(need.weights), mib(need.buffers), mib(need.kv),
+                                mib(need.total()), mib(need.total())));
+    }
   }
   spec.keep_finished = 0; // a server keeps totals, not every request
   spec.max_queued = std::max(spec.max_queued, opts.max_in_flight);

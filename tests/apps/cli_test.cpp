@@ -1,10 +1,13 @@
 // The `aegaeon` binary on bad input: each mistake ends with a non-zero exit and a message that
 // names the option and what it wants, before any work is done (no model file is needed).
 
+#include "tests/support/tiny_llama.hpp"
+
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <sys/wait.h>
@@ -85,6 +88,20 @@ TEST(Cli, BenchRefusesMeaninglessWorkloads) {
 TEST(Cli, BenchSetupMistakesAreErrorsNotResults) {
   expect_refused("bench --in-process --shape gpt5", "unknown synthetic model shape 'gpt5'");
   expect_refused("bench --in-process --device-mib 10", "--device-mib 10:");
+}
+
+// Device memory too small for the models is refused before anything listens or loads, in the
+// command's own terms, with the size that would do.
+TEST(Cli, ServeSaysTheMemoryItNeeds) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_models";
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(aeg::testing::write_tiny_llama({}, (dir / "tiny.gguf").string()));
+  const auto r = run("serve --port 0 --memory-mib 1 --models-dir " + dir.string());
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("--memory-mib 1: the models' weights"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("give --memory-mib"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("listening"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, BenchOutputsAreCheckedBeforeTheRun) {
