@@ -7,7 +7,8 @@ namespace aeg::apps {
 
 /// From now on SIGINT sets a flag instead of ending the process. No SA_RESTART: a read blocked
 /// at the chat prompt fails with EINTR, which ends the session, and a blocking call of the
-/// thread it lands on returns early. Call from the main thread before the first prompt.
+/// thread it lands on returns early. Call from the thread that reads the prompt, before the first
+/// prompt: a SIGINT that lands on another thread is handed on to it.
 void catch_interrupts();
 
 /// Whether Ctrl-C was pressed since the last call; clears it. Safe from any thread.
