@@ -233,6 +233,7 @@ private:
       prefill_time(t.model).add(prompt_tokens, n * n, sched::seconds{seconds});
     }
     t.holds_lane = false;
+    queue_.finish(id);
     auto& m = members_[t.member];
     if (m.prefills > 0)
       --m.prefills;
@@ -298,6 +299,8 @@ private:
         auto& mem = members_[t.member];
         if (auto a = mem.active.find(t.model); a != mem.active.end() && a->second > 0)
           --a->second;
+        if (t.holds_lane)
+          queue_.finish(id);
         if (t.holds_lane && mem.prefills > 0) {
           --mem.prefills;
           if (mem.lane != none)

@@ -13,6 +13,14 @@ prefill_queue::prefill_queue(std::size_t num_instances, std::size_t max_group,
 seconds prefill_queue::work(std::size_t i) const {
   seconds total{0};
   const std::string* previous = &lanes_[i].active;
+  // What the instance holds already counts: without it an instance busy with the requests it was
+  // handed and an idle one would tie.
+  for (const auto& s : lanes_[i].handed) {
+    if (s.model != *previous)
+      total += switch_time_(s.model);
+    total += s.e.prefill;
+    previous = &s.model;
+  }
   for (const auto& g : lanes_[i].groups) {
     if (g.pending.empty())
       continue;
@@ -60,12 +68,22 @@ std::optional<std::uint64_t> prefill_queue::next(std::size_t i) {
   if (groups.empty())
     return std::nullopt;
   auto& g = groups.front();
-  const auto id = g.pending.front().id;
+  const auto [id, e] = g.pending.front();
   g.pending.pop_front();
-  lanes_[i].active = g.model;
+  lanes_[i].handed.push_back({id, g.model, e});
   if (g.pending.empty())
     groups.pop_front(); // done: a later request of its model starts a group at the back
   return id;
+}
+
+void prefill_queue::finish(std::uint64_t id) {
+  for (auto& lane : lanes_)
+    for (auto it = lane.handed.begin(); it != lane.handed.end(); ++it)
+      if (it->id == id) {
+        lane.active = it->model;
+        lane.handed.erase(it);
+        return;
+      }
 }
 
 bool prefill_queue::remove(std::uint64_t id) {
@@ -89,6 +107,7 @@ std::vector<std::uint64_t> prefill_queue::drain(std::size_t i) {
     for (const auto& e : g.pending)
       ids.push_back(e.id);
   lanes_[i].groups.clear();
+  lanes_[i].handed.clear();
   return ids;
 }
 

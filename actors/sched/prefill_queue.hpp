@@ -16,10 +16,10 @@ namespace aeg::sched {
 /// groups; a group holds requests of one model. An arriving request joins a queued group of its
 /// model on any instance whose cumulative size (requests ever added, not the ones left) is below
 /// `max_group`; otherwise it starts a new group at the back of the instance with the least
-/// estimated work: the prefill time of everything queued there plus a switch wherever two
-/// neighbouring groups (or the model now active there) differ. An instance takes one request at a
-/// time from its front group. With `max_group` 1 this is plain FCFS with no grouping.
-/// Plain, deterministic code.
+/// estimated work: the prefill time of everything queued there or handed to it and not finished,
+/// plus a switch wherever two neighbouring requests (or the model now active there) differ. An
+/// instance takes one request at a time from its front group. With `max_group` 1 this is plain
+/// FCFS with no grouping. Plain, deterministic code.
 class prefill_queue {
 public:
   /// Estimated prefill time of a request.
@@ -33,16 +33,22 @@ public:
 
   /// Queues request `id` of `model`; returns the instance it will run on.
   std::size_t add(std::uint64_t id, const std::string& model, estimate e);
-  /// The next request instance `i` should prefill, taken off its queue (null when none).
+  /// The next request instance `i` should prefill, taken off its queue (null when none). It
+  /// counts in the instance's work until `finish`.
   std::optional<std::uint64_t> next(std::size_t instance);
+  /// Request `id`, handed out by `next`, no longer occupies its instance (prefilled, cancelled):
+  /// its work leaves the instance's, and its model becomes the one active there.
+  void finish(std::uint64_t id);
   /// Takes `id` off whatever queue holds it (a cancel). True when it was queued.
   bool remove(std::uint64_t id);
   /// Tells the queue which model instance `i` has active (its next switch is counted from it).
   void set_active(std::size_t instance, const std::string& model);
-  /// Every queued request of instance `i`, in order (when an instance goes away).
+  /// Every queued request of instance `i`, in order (when an instance goes away); the ones it
+  /// was handed are forgotten.
   std::vector<std::uint64_t> drain(std::size_t instance);
 
-  /// Estimated time to run everything queued on instance `i`, switches included.
+  /// Estimated time to run everything queued on instance `i` or handed to it and not finished,
+  /// switches included.
   seconds work(std::size_t instance) const;
   /// Requests queued on instance `i`.
   std::size_t size(std::size_t instance) const;
@@ -59,8 +65,14 @@ private:
     std::size_t cumulative = 0; // requests ever added: the size rule of Algorithm 1
     std::deque<entry> pending;
   };
+  struct started {
+    std::uint64_t id;
+    std::string model;
+    estimate e;
+  };
   struct lane {
     std::deque<group> groups;
+    std::vector<started> handed; // handed out by `next`, not finished, in order
     std::string active;
   };
   std::vector<lane> lanes_;

@@ -35,8 +35,19 @@ public:
         urgent = &m;
     if (urgent != nullptr && !(urgent->name == v.active && v.turn_elapsed >= max_quota_)) {
       const bool fresh = cut_in_.insert(urgent->name).second;
+      // The interrupted turn resumes with what is left of its quota (the switch back restarts
+      // the instance's clock), so the cut-in does not lengthen the round; one that had run out
+      // is over.
+      if (!current.empty() && current == v.active) {
+        if (v.turn_elapsed >= round_.front().quota)
+          round_.pop_front();
+        else
+          round_.front().quota -= v.turn_elapsed;
+      }
       join(v, urgent->name);
-      return {urgent->name, current.empty() ? prefetch_after(v) : current,
+      // Prefetched meanwhile: the turn the round returns to.
+      const std::string& back = round_.front().model;
+      return {urgent->name, back != urgent->name ? back : prefetch_after(v),
               fresh && urgent->name == v.active};
     }
     // The current turn goes on while its model has work and quota left.

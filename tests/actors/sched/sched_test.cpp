@@ -174,6 +174,51 @@ TEST(WeightedRoundRobin, RequestsWaitingToStartCutInThenTheRoundResumesWithThemI
   EXPECT_EQ(p->decide(v).run, "a");
 }
 
+// A cut-in does not lengthen the turn it interrupts: the switch back restarts the instance's
+// clock, so the turn resumes with what was left of its quota, and one that had used it all is
+// over (the round goes on to the next turn).
+TEST(WeightedRoundRobin, AnInterruptedTurnResumesWithWhatIsLeftOfItsQuota) {
+  auto load = [](const std::string& name, std::size_t waiting, std::size_t running) {
+    return model_load{name,           waiting,      running,     seconds{waiting > 0 ? 0.5 : 0.0},
+                      seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  };
+  // a and b: n = 4, c = 0.6 s, α = 0.5375, q = 4 s each.
+  struct step {
+    std::string active;
+    double elapsed;
+    std::size_t c_waiting, c_running; // c: not in the round until its request arrives
+    std::string run, prefetch;
+  };
+  const std::vector<step> resumed = {
+      {"", 0, 0, 0, "a", "b"},     // a round of a and b
+      {"a", 3.0, 1, 0, "c", "a"},  // c's prompt cuts in after 3 s of a's 4 s turn
+      {"c", 0.05, 0, 1, "a", "b"}, // c's request started: back to a
+      {"a", 0.9, 0, 1, "a", "b"},  // a has 1 s left of its turn
+      {"a", 1.0, 0, 1, "b", "c"},  // not a fresh 4 s: b's turn, then c's (it joined the round)
+  };
+  const std::vector<step> used_up = {
+      {"", 0, 0, 0, "a", "b"},
+      {"a", 4.5, 1, 0, "c", "b"},  // a's turn was over when c cut in
+      {"c", 0.05, 0, 1, "b", "c"}, // so the round goes on with b, not a second turn of a
+  };
+  for (const auto* table : {&resumed, &used_up}) {
+    auto p = make_weighted_round_robin(seconds{4});
+    for (std::size_t i = 0; i < table->size(); ++i) {
+      const auto& s = (*table)[i];
+      instance_view v;
+      v.active = s.active;
+      v.turn_elapsed = seconds{s.elapsed};
+      v.models = {load("a", 0, 1), load("b", 0, 1)};
+      if (s.c_waiting + s.c_running > 0)
+        v.models.push_back(load("c", s.c_waiting, s.c_running));
+      const auto d = p->decide(v);
+      EXPECT_EQ(d.run, s.run) << "step " << i << (table == &resumed ? " (resumed)" : " (used up)");
+      EXPECT_EQ(d.prefetch, s.prefetch)
+          << "step " << i << (table == &resumed ? " (resumed)" : " (used up)");
+    }
+  }
+}
+
 // Requests of the active model that cut in get a fresh turn's clock but not its next batch: a
 // split model does not swap its batches for a request that only needs to start.
 TEST(WeightedRoundRobin, ACutInOfTheActiveModelKeepsItsBatch) {
@@ -314,6 +359,32 @@ TEST(PrefillQueue, GroupsFillUpToEightThenANewGroupGoesToTheLeastLoadedInstance)
   EXPECT_FALSE(q.remove(5));
   EXPECT_EQ(q.size(0), 8u);
   EXPECT_EQ(q.drain(0).size(), 8u);
+}
+
+// Requests an instance was handed (the running one and the next, kept there so no round trip
+// separates them) are work it has: an idle instance is less loaded than a busy one.
+TEST(PrefillQueue, RequestsHandedToAnInstanceCountInItsWork) {
+  prefill_queue q(2, 8, [](const std::string&) { return seconds{1.0}; });
+  const prefill_queue::estimate e{seconds{0.1}};
+  EXPECT_EQ(q.add(1, "a", e), 0u);
+  EXPECT_EQ(q.next(0), 1u);
+  EXPECT_NEAR(q.work(0).count(), 1.1, 1e-12); // a's switch and prefill, though none is queued
+  EXPECT_EQ(q.add(2, "b", e), 1u);            // the idle instance, not the busy first one
+  EXPECT_EQ(q.next(1), 2u);
+  q.finish(1); // a's prefill is done, and a is active on instance 0
+  EXPECT_NEAR(q.work(0).count(), 0.0, 1e-12);
+  // Per request: (id, model) -> expected instance, and instance 0's work after it.
+  const std::vector<std::tuple<std::uint64_t, std::string, std::size_t, double>> table = {
+      {3, "a", 0, 0.1}, // a new group of the active model: no switch
+      {4, "c", 0, 1.2}, // instance 0: 0.1 s; instance 1: b's 1.1 s
+      {5, "d", 1, 1.2}, // instance 0: 1.2 s; instance 1: 1.1 s
+  };
+  for (const auto& [id, model, expected, work] : table) {
+    EXPECT_EQ(q.add(id, model, e), expected) << "request " << id;
+    EXPECT_NEAR(q.work(0).count(), work, 1e-12) << "request " << id;
+  }
+  EXPECT_EQ(q.drain(1), (std::vector<std::uint64_t>{5})); // instance 1 goes: b is forgotten
+  EXPECT_NEAR(q.work(1).count(), 0.0, 1e-12);
 }
 
 TEST(PrefillQueue, WithoutGroupingItIsFirstComeFirstServed) {
