@@ -898,37 +898,48 @@ private:
 models::engine_options engine_options_for(std::span<const models::model_footprint> models,
                                           const instance_options& options, std::size_t free_bytes) {
   std::size_t largest = 0, second = 0, kv_block = 0;
+  std::vector<models::llama_config> configs;
   for (const auto& m : models) {
     second = std::max(second, std::min(largest, m.image_bytes));
     largest = std::max(largest, m.image_bytes);
     kv_block = std::max(kv_block, m.kv_block_bytes);
+    configs.push_back(m.config);
   }
+  const auto shape = models::largest_shape(configs);
+  if (options.device_share_bytes != 0)
+    free_bytes = options.device_share_bytes;
   models::engine_options eo;
   eo.limits = {options.max_batch_tokens, options.max_seqs, 0};
   eo.slab_bytes = std::max(options.slab_bytes, 4 * kv_block);
   eo.kv_bytes = options.kv_bytes;
-  // Room to prefetch when the device has it: two models side by side, if a sized KV pool still
-  // fits beside them (else if they take less than half the device).
+  // Room to prefetch when the device has it: two models side by side if they take less than
+  // half of it and the KV pool still fits beside them (a sized one, or an unsized one's slab).
+  // Then more memory never takes the choice back nor leaves the KV less than a plan gave it.
   eo.weight_bytes = options.weight_bytes;
   if (eo.weight_bytes == 0) {
     const std::size_t both = largest + second + 4096;
-    bool room = models.size() > 1 && both < free_bytes / 2;
-    if (room && options.kv_bytes != 0) {
-      std::vector<models::llama_config> configs;
-      for (const auto& m : models)
-        configs.push_back(m.config);
-      room = gpu::allocation_bytes(both) + gpu::allocation_bytes(options.kv_bytes) +
-                 models::llama_runner::device_bytes(models::largest_shape(configs), eo.limits) <=
-             free_bytes;
-    }
+    auto with_room = eo;
+    with_room.weight_bytes = both;
+    const bool room = models.size() > 1 && both < free_bytes / 2 &&
+                      models::engine::device_bytes(shape, with_room).total() <= free_bytes;
     eo.weight_bytes = room ? both : largest + 4096;
+  }
+  // On a shared device an unsized KV pool takes what the share leaves, as `engine::create` would
+  // take what the device leaves: the other instances' memory is not free to take.
+  if (options.device_share_bytes != 0 && eo.kv_bytes == 0) {
+    const auto taken = models::engine::device_bytes(shape, eo);
+    const std::size_t used = taken.weights + taken.buffers;
+    eo.kv_bytes = std::max<std::size_t>(
+        free_bytes > used ? models::engine::kv_bytes_of_free(free_bytes - used) : 0, 1);
   }
   return eo;
 }
 
 models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
                                         const instance_options& options, std::size_t tokens) {
-  const auto eo = engine_options_for(models, options, 0);
+  auto alone = options;
+  alone.device_share_bytes = 0; // what it needs, not what it is given
+  const auto eo = engine_options_for(models, alone, 0);
   std::vector<models::llama_config> configs;
   std::size_t kv_block = 1;
   for (const auto& m : models) {
@@ -937,8 +948,15 @@ models::device_plan device_bytes_needed(std::span<const models::model_footprint>
   }
   const std::size_t per_slab = std::max<std::size_t>(eo.slab_bytes / kv_block, 1);
   const std::size_t blocks = kernels::kv_geometry::blocks_for(tokens);
-  return models::engine::device_bytes(models::largest_shape(configs), eo,
-                                      (blocks + per_slab - 1) / per_slab);
+  const std::size_t slabs = (blocks + per_slab - 1) / per_slab;
+  const auto shape = models::largest_shape(configs);
+  auto plan = models::engine::device_bytes(shape, eo, slabs);
+  // Given that much, the instance may keep room to prefetch a second model: then it needs that
+  // room too. The choice only grows with the memory, so it makes it on the larger plan as well.
+  if (const auto there = engine_options_for(models, alone, plan.total());
+      there.weight_bytes != eo.weight_bytes)
+    plan = models::engine::device_bytes(shape, there, slabs);
+  return plan;
 }
 
 caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,

@@ -38,6 +38,10 @@ struct instance_options {
   /// Weight memory: 0 for room to prefetch (the two largest models side by side) when the device
   /// has it, else for the largest alone.
   std::size_t weight_bytes = 0;
+  /// The device memory planned for this instance when it shares its device with others (its
+  /// sizes are then chosen from this, not from what happens to be free when it starts, and an
+  /// unsized KV pool takes what this leaves); 0: the device is its own.
+  std::size_t device_share_bytes = 0;
   /// Swap the KV of a model that leaves the device out to the host at every switch (else only
   /// when the device pool needs the room).
   bool swap_out_on_switch = false;
@@ -73,8 +77,8 @@ struct instance_stats {
   bool ready = false;          ///< serving
 };
 
-/// How an instance with `options` serving `models` divides a device with `free_bytes` free:
-/// the engine it makes.
+/// How an instance with `options` serving `models` divides a device with `free_bytes` free (or
+/// `options.device_share_bytes` of it, when given): the engine it makes.
 models::engine_options engine_options_for(std::span<const models::model_footprint> models,
                                           const instance_options& options, std::size_t free_bytes);
 

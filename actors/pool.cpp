@@ -505,18 +505,54 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
                                        " MiB): " + host.error().message);
   p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), spec.slab_bytes);
 
+  // Instances that share a device start at once: each is given its planned share (and an even
+  // part of what the plans leave, to the unsized KV pools first), not whatever is free when it
+  // starts, so none takes what the others were planned to get.
+  std::vector<instance_options> options;
+  std::vector<std::vector<std::string>> served_names;
+  for (const auto& is : spec.instances) {
+    options.push_back(instance_options_for(spec, is));
+    served_names.push_back(is.models);
+    if (served_names.back().empty())
+      for (const auto& m : spec.models)
+        served_names.back().push_back(m.name);
+  }
+  for (const auto& [device, dev] : by_name) {
+    std::vector<std::size_t> on, unsized;
+    std::size_t planned = 0;
+    std::vector<std::size_t> plan(spec.instances.size(), 0);
+    for (std::size_t i = 0; i < spec.instances.size(); ++i) {
+      if (spec.instances[i].device != device)
+        continue;
+      std::vector<models::model_footprint> footprints;
+      for (const auto& n : served_names[i])
+        footprints.push_back(models::footprint_of(*served.at(n).image));
+      plan[i] = device_bytes_needed(footprints, options[i], 0).total();
+      planned += plan[i];
+      on.push_back(i);
+      if (options[i].kv_bytes == 0)
+        unsized.push_back(i);
+    }
+    if (on.size() < 2)
+      continue;
+    const auto& takers = unsized.empty() ? on : unsized;
+    const std::size_t free = dev->free_bytes();
+    const std::size_t extra = free > planned ? (free - planned) / takers.size() : 0;
+    for (const auto i : on)
+      options[i].device_share_bytes = plan[i];
+    for (const auto i : takers)
+      options[i].device_share_bytes += extra;
+  }
+
   std::vector<pool_member> members;
   for (std::size_t i = 0; i < spec.instances.size(); ++i) {
     const auto& is = spec.instances[i];
     std::vector<served_model> models;
-    std::vector<std::string> names = is.models;
-    if (names.empty())
-      for (const auto& m : spec.models)
-        names.push_back(m.name);
+    const auto& names = served_names[i];
     for (const auto& n : names)
       models.push_back(served.at(n));
     auto actor = spawn_instance(sys, by_name.at(is.device), std::move(models),
-                                instance_options_for(spec, is), p->host_kv_);
+                                std::move(options[i]), p->host_kv_);
     const char* role = is.role == instance_role::prefill  ? "prefill"
                        : is.role == instance_role::decode ? "decode"
                                                           : "colocated";

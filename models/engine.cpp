@@ -79,6 +79,10 @@ device_plan engine::device_bytes(const llama_config& largest, const engine_optio
   return plan;
 }
 
+std::size_t engine::kv_bytes_of_free(std::size_t free_bytes) noexcept {
+  return static_cast<std::size_t>(static_cast<double>(free_bytes) * kv_share_of_free);
+}
+
 result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                                                std::shared_ptr<gpu::kv_pool> host_kv,
                                                const llama_config& largest,
@@ -108,10 +112,7 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                                           weights.error().message);
   e->arena_ = std::make_unique<gpu::weight_arena>(std::move(*weights));
   // The KV pool takes what is left when no size is given (less a margin for the backend).
-  const std::size_t kv_bytes =
-      o.kv_bytes != 0
-          ? o.kv_bytes
-          : static_cast<std::size_t>(static_cast<double>(d.free_bytes()) * kv_share_of_free);
+  const std::size_t kv_bytes = o.kv_bytes != 0 ? o.kv_bytes : kv_bytes_of_free(d.free_bytes());
   auto kv = d.allocate(kv_bytes);
   if (!kv)
     return fail(kv.error().code, "no room for " + std::to_string(kv_bytes >> 20) +

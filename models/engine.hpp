@@ -73,6 +73,9 @@ public:
   /// of what is left, here enough of one to hold `kv_slabs` slabs.
   static device_plan device_bytes(const llama_config& largest, const engine_options& options,
                                   std::size_t kv_slabs = 1);
+  /// The KV pool `create` makes when no size is given and `free_bytes` are left after the
+  /// weights and buffers: all but a margin for the backend's own allocations.
+  static std::size_t kv_bytes_of_free(std::size_t free_bytes) noexcept;
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;

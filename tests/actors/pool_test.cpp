@@ -356,6 +356,54 @@ TEST_F(Pool, ADeviceTooSmallForItsInstancesIsNamedBeforeAnyModelLoads) {
   expect_nothing_held(p);
 }
 
+// With no kv_mib the KV pool takes what is left, and an instance of several models keeps room to
+// prefetch one beside the other when the device has it: the plan counts that room when the
+// instance would take it, so a device of the planned size still gets its KV slab.
+TEST_F(Pool, ADeviceOfThePlannedSizeStartsWithAnUnsizedKvPoolAndSeveralModels) {
+  auto s = spec(tiny_models(2), {instance_role::colocated});
+  s.instances[0].kv_bytes = 0;
+  s.slab_bytes = 8 << 20; // a slab larger than the models: the room to prefetch would take it
+  const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
+  auto plans = device_memory_needed(s, format);
+  ASSERT_TRUE(plans) << plans.error().to_string();
+  s.devices[0].memory_bytes = (*plans)[0].total();
+  auto& p = start(s);
+  ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
+  const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs)
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+  expect_nothing_held(p);
+}
+
+// Instances that share a device each get what the plan gives them, whichever starts first: none
+// takes room to prefetch or KV out of the memory planned for the other, with kv_mib or without.
+TEST_F(Pool, InstancesSharingADeviceOfThePlannedSizeAllStart) {
+  const auto models = tiny_models(2);
+  for (const std::size_t kv : {std::size_t{16} << 20, std::size_t{0}}) {
+    SCOPED_TRACE(kv == 0 ? "unsized KV pools" : "sized KV pools");
+    auto s = spec(models, {instance_role::prefill, instance_role::decode});
+    s.devices.pop_back();
+    for (auto& is : s.instances) {
+      is.device = s.devices[0].name;
+      is.kv_bytes = kv;
+    }
+    const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
+    auto plans = device_memory_needed(s, format);
+    ASSERT_TRUE(plans) << plans.error().to_string();
+    s.devices[0].memory_bytes = (*plans)[0].total();
+    auto& p = start(s);
+    ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
+    const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
+    submit(p.proxy(), reqs);
+    const auto got = collect(reqs.size());
+    for (const auto& r : reqs)
+      EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    expect_nothing_held(p);
+  }
+}
+
 TEST(Topology, ErrorsPointAtTheBadField) {
   const std::string good = R"({
     "devices": [{"name": "g0", "backend": "cpu", "memory_mib": 512}],
