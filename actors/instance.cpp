@@ -617,6 +617,10 @@ private:
         ++i; // another batch's turn
         continue;
       }
+      if (seq->kv.ready && !seq->kv.ready->failure().empty()) {
+        preempt(seq); // the copy of its KV failed (a faulted device): recomputed instead
+        continue;
+      }
       if (seq->kv.where == models::kv_handle::place::host && !bring_in(*seq)) {
         ++i; // no room to bring it in yet
         continue;

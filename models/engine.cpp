@@ -56,6 +56,15 @@ result<void> copy_blocks(gpu::stream& s, const gpu::kv_pool& src,
   return copied;
 }
 
+// A KV cache whose last copy the device failed holds nothing to read: those copies are waited
+// for by querying (a failed event reads as finished), so they are checked here.
+result<void> intact(const kv_handle& kv) {
+  if (kv.ready)
+    if (auto why = kv.ready->failure(); !why.empty())
+      return fail(errc::device_error, "the copy that moved this KV cache failed: " + why);
+  return {};
+}
+
 // An unsized KV pool takes this share of the memory left after the weights and buffers (the
 // rest is a margin for the backend's own allocations).
 constexpr double kv_share_of_free = 0.95;
@@ -254,6 +263,7 @@ bool engine::can_reserve(const kernels::kv_geometry& geometry, std::size_t block
 result<void> engine::swap_out(kv_handle& kv) {
   if (kv.where != kv_handle::place::device)
     return fail(errc::invalid_argument, "swap_out: the KV cache is not on the device");
+  AEG_TRY(intact(kv));
   const std::size_t bb = kv.block_bytes();
   std::vector<std::int32_t> host;
   std::vector<std::shared_ptr<gpu::event>> after; // host blocks still being read by a swap-in
@@ -284,6 +294,7 @@ result<void> engine::swap_out(kv_handle& kv) {
 result<void> engine::swap_in(kv_handle& kv) {
   if (kv.where != kv_handle::place::host)
     return fail(errc::invalid_argument, "swap_in: the KV cache is not on the host");
+  AEG_TRY(intact(kv));
   const std::size_t bb = kv.block_bytes();
   std::vector<std::int32_t> device;
   std::vector<std::shared_ptr<gpu::event>> after; // device blocks still being copied out
@@ -326,6 +337,7 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
   for (auto* k : kv) {
     if (k->where != kv_handle::place::device)
       return fail(errc::invalid_argument, "a sequence's KV cache is not on the device");
+    AEG_TRY(intact(*k));
     if (k->ready && !k->ready->query())
       AEG_TRY(compute_->wait(*k->ready)); // rule 1: a sequence computes once its KV is in
   }

@@ -226,6 +226,43 @@ TEST_F(Engine, KvSurvivesSwapOutAndInBitForBit) {
   expect_all_free(*e, *host_kv_);
 }
 
+// A KV cache whose last copy the device failed (a hand-off from a faulted device) is refused
+// with device_error wherever it would be read, not copied or computed on as if it had arrived.
+TEST_F(Engine, KvWhoseCopyFailedIsRefusedNotRead) {
+  auto e = make_engine();
+  switch_to(*e, images_[1]);
+  seq s{1, prompt(1, 3), prompt(1, 3).size(), {}};
+  step(*e, {&s});
+  ASSERT_TRUE(e->swap_out(s.kv));
+  wait(*s.kv.ready);
+  auto failed = [&] {
+    std::shared_ptr<gpu::event> ev(std::move(*dev_->create_event()));
+    ev->failer(ev->begin_record())("the GPU failed");
+    return ev;
+  };
+  s.kv.ready = failed();
+  auto in = e->swap_in(s.kv);
+  ASSERT_FALSE(in);
+  EXPECT_EQ(in.error().code, errc::device_error);
+  EXPECT_NE(in.error().message.find("the GPU failed"), std::string::npos) << in.error().message;
+
+  s.kv.ready = nullptr;
+  ASSERT_TRUE(e->swap_in(s.kv));
+  wait(*s.kv.ready);
+  s.kv.ready = failed();
+  const sequence_step st{
+      std::span(s.tokens).subspan(s.kv.tokens), s.kv.tokens, s.kv.blocks, true, {}};
+  kv_handle* kvs[] = {&s.kv};
+  auto stepped = e->enqueue_step(std::span(&st, 1), kvs);
+  ASSERT_FALSE(stepped);
+  EXPECT_EQ(stepped.error().code, errc::device_error);
+  auto out = e->swap_out(s.kv);
+  ASSERT_FALSE(out);
+  EXPECT_EQ(out.error().code, errc::device_error);
+  e->release(s.kv); // a failed copy writes nothing more: its blocks come back
+  expect_all_free(*e, *host_kv_);
+}
+
 // Random interleavings of steps, swaps, switches, prefetches and releases, from a seed: whatever
 // the order, the tokens equal the unswitched run's and nothing leaks.
 TEST_F(Engine, RandomInterleavingsOfSwapsAndStepsKeepTheInvariants) {
