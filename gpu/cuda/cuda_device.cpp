@@ -87,8 +87,12 @@ public:
       finished->store(true);
       done();
     });
-    if (!launched) // nothing will complete this record: say so to whoever awaits it
+    // Nothing will complete this record: say so to whoever awaits it, and stop watching it (the
+    // watchdog would otherwise poll for it until the process ends).
+    if (!launched) {
+      finished->store(true);
       failed(launched.error().message);
+    }
     return launched;
   }
 
