@@ -82,10 +82,11 @@ std::string event::failure() const {
   return state_->failure;
 }
 
-std::function<void()> event::staller(std::uint64_t gen) const {
+std::function<std::string()> event::staller(std::uint64_t gen) const {
   return [s = state_, gen] {
     std::unique_lock lock(s->mutex);
     s->changed.wait(lock, [&] { return s->completed >= gen; });
+    return s->failure;
   };
 }
 

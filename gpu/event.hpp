@@ -39,9 +39,10 @@ public:
   /// Backend side: the work of generation `gen` failed for the reason given (driver thread). Also
   /// completes it, so nothing waits forever.
   std::function<void(const std::string&)> failer(std::uint64_t gen) const;
-  /// Backend side: a function that blocks until generation `gen` has finished. Only device worker
-  /// threads, which emulate a stream stalled on an event, may run it.
-  std::function<void()> staller(std::uint64_t gen) const;
+  /// Backend side: a function that blocks until generation `gen` has finished and returns why it
+  /// failed (empty: it did not). Only device worker threads, which emulate a stream stalled on an
+  /// event, may run it.
+  std::function<std::string()> staller(std::uint64_t gen) const;
   /// The latest generation recorded (0: never).
   std::uint64_t recorded() const;
 

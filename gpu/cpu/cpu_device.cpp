@@ -77,7 +77,12 @@ public:
     const auto gen = ev.recorded();
     if (gen == 0)
       return {};
-    enqueue(ev.staller(gen));
+    // Work behind a failed event never happened: what waits on it fails too, as on a GPU, where
+    // a fault stops the whole device.
+    enqueue([f = fault_, stall = ev.staller(gen)] {
+      if (auto why = stall(); !why.empty() && f->empty())
+        *f = why;
+    });
     return {};
   }
 
