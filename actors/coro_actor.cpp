@@ -25,8 +25,11 @@ coro_actor::coro_actor(caf::actor_config& cfg)
     : caf::event_based_actor(cfg),
       exec_(std::make_shared<actor_executor>(caf::actor_control_block::from(this))) {
   scope_ = std::make_unique<coro::async_scope>([this](std::exception_ptr e) {
-    quit(caf::make_error(caf::sec::runtime_error, "a coroutine of actor " + std::to_string(id()) +
-                                                      " failed: " + describe(e)));
+    const std::string why = describe(e);
+    if (failure_.empty())
+      failure_ = why;
+    quit(caf::make_error(caf::sec::runtime_error,
+                         "a coroutine of actor " + std::to_string(id()) + " failed: " + why));
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 
 namespace aeg::actors {
 
@@ -40,6 +41,10 @@ public:
 
   void on_exit() override;
 
+  /// Why the first of this actor's coroutines that failed did (empty: none did). The actor
+  /// quits with it.
+  const std::string& failure() const noexcept { return failure_; }
+
 protected:
   /// The subclass's handlers plus the one that resumes coroutines.
   template <class... Handlers>
@@ -51,6 +56,7 @@ protected:
 private:
   coro::executor exec_;
   std::unique_ptr<coro::async_scope> scope_;
+  std::string failure_;
 };
 
 } // namespace aeg::actors

@@ -116,8 +116,12 @@ public:
     // and the actor holds nothing that must be released on a particular thread.
     engine_.reset();
     coro_actor::on_exit();
+    // The reason reaches each request: "... stopped: the GPU failed: cudaErrorIllegalAddress".
+    const std::string why = failure().empty()
+                                ? "the instance serving this request stopped"
+                                : "the instance serving this request stopped: " + failure();
     for (auto& [id, seq] : seqs_)
-      notify_done(*seq, finish_reason::unavailable, "the instance serving this request stopped");
+      notify_done(*seq, finish_reason::unavailable, why);
     for (auto& m : models_) {
       m.running.clear();
       m.waiting.clear();

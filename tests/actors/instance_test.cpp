@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -199,6 +200,114 @@ protected:
 // 16 requests of different lengths, greedy and sampled, sent at once to an instance whose steps
 // hold 40 tokens: they join and leave the batch at step boundaries, long prompts are prefilled in
 // chunks, and each must produce exactly the tokens it produces alone.
+// A CPU device whose streams run the real work until the `fail_at`-th kernel, which throws
+// as a faulting GPU kernel would: the real device underneath, with a fault injected.
+class faulting_device final : public gpu::device {
+public:
+  faulting_device(std::shared_ptr<gpu::device> inner, int fail_at)
+      : inner_(std::move(inner)), left_(std::make_shared<std::atomic<int>>(fail_at)),
+        fail_at_(fail_at) {}
+  // Kernels run so far.
+  int kernels() const { return fail_at_ - left_->load(); }
+  std::string name() const override { return inner_->name(); }
+  gpu::backend_kind kind() const noexcept override { return inner_->kind(); }
+  std::size_t capacity_bytes() const noexcept override { return inner_->capacity_bytes(); }
+  std::size_t used_bytes() const noexcept override { return inner_->used_bytes(); }
+  result<gpu::buffer> allocate(std::size_t bytes) override { return inner_->allocate(bytes); }
+  result<gpu::buffer> allocate_pinned(std::size_t bytes) override {
+    return inner_->allocate_pinned(bytes);
+  }
+  result<std::shared_ptr<void>> pin(void* p, std::size_t bytes) override {
+    return inner_->pin(p, bytes);
+  }
+  result<std::unique_ptr<gpu::event>> create_event() override { return inner_->create_event(); }
+  result<std::unique_ptr<gpu::stream>> create_stream() override {
+    auto s = inner_->create_stream();
+    if (!s)
+      return s;
+    return std::unique_ptr<gpu::stream>(std::make_unique<stream>(std::move(*s), left_));
+  }
+
+protected:
+  void release(void*, std::size_t, gpu::buffer::space) noexcept override {} // inner's buffers
+
+private:
+  class stream final : public gpu::stream {
+  public:
+    stream(std::unique_ptr<gpu::stream> s, std::shared_ptr<std::atomic<int>> left)
+        : s_(std::move(s)), left_(std::move(left)) {}
+    result<void> copy(void* d, const void* src, std::size_t n, gpu::copy_kind k) override {
+      return s_->copy(d, src, n, k);
+    }
+    result<void> record(gpu::event& ev) override { return s_->record(ev); }
+    result<void> wait(gpu::event& ev) override { return s_->wait(ev); }
+    result<void> host_callback(std::function<void()> fn) override {
+      return s_->host_callback([fn = std::move(fn), left = left_] {
+        if (left->fetch_sub(1) == 1)
+          throw std::runtime_error("injected fault: illegal address");
+        fn();
+      });
+    }
+    gpu::backend_kind kind() const noexcept override { return s_->kind(); }
+    void* native_handle() const noexcept override { return s_->native_handle(); }
+
+  private:
+    std::unique_ptr<gpu::stream> s_;
+    std::shared_ptr<std::atomic<int>> left_;
+  };
+
+  std::shared_ptr<gpu::device> inner_;
+  std::shared_ptr<std::atomic<int>> left_;
+  int fail_at_;
+};
+
+// A device that faults mid-run ends every request it holds with the reason, and the instance
+// exits with it: nothing hangs, no token of a failed step reaches a client.
+TEST_F(Instance, ADeviceFaultEndsEveryRequestWithItsReason) {
+  auto image = tiny_model();
+  std::map<std::uint64_t, std::vector<std::int32_t>> alone;
+  // The same requests on a device that never faults: their tokens, and how many kernels they
+  // take, so the fault lands halfway through the same run.
+  // (A device of its own: an instance's KV pool takes what its device has left.)
+  auto counting = std::make_shared<faulting_device>(
+      *gpu::make_device({.backend = "cpu", .ordinal = 1, .capacity_bytes = 256 << 20}),
+      std::numeric_limits<int>::max());
+  {
+    auto solo = spawn_instance(*sys_, counting, image);
+    spawned_.push_back(solo);
+    for (std::uint64_t id = 1; id <= 4; ++id)
+      (*self_)->send(solo, generate_atom::value,
+                     request(id, {1, 2, 3, static_cast<std::int32_t>(id)}, 40));
+    for (auto& [id, o] : collect(4))
+      alone[id] = o.tokens;
+  }
+  ASSERT_GT(counting->kernels(), 100);
+  auto faulty = std::make_shared<faulting_device>(dev_, counting->kernels() / 2);
+  auto inst = spawn_instance(*sys_, faulty, image);
+  spawned_.push_back(inst);
+  (*self_)->monitor(inst);
+  for (std::uint64_t id = 1; id <= 4; ++id)
+    (*self_)->send(inst, generate_atom::value,
+                   request(id, {1, 2, 3, static_cast<std::int32_t>(id)}, 40));
+  const auto got = collect(4);
+  for (const auto& [id, o] : got) {
+    EXPECT_EQ(o.result.reason, finish_reason::unavailable) << "request " << id;
+    EXPECT_NE(o.result.message.find("injected fault: illegal address"), std::string::npos)
+        << o.result.message;
+    ASSERT_LT(o.tokens.size(), alone.at(id).size()) << "the fault came after request " << id;
+    // What reached the client came from steps that completed: a prefix of the real answer.
+    EXPECT_TRUE(std::equal(o.tokens.begin(), o.tokens.end(), alone.at(id).begin()))
+        << "request " << id;
+  }
+  (*self_)->receive(
+      [&](caf::down_msg& m) {
+        EXPECT_NE(sys_->render(m.reason).find("injected fault"), std::string::npos)
+            << sys_->render(m.reason);
+      },
+      caf::after(std::chrono::seconds(60)) >>
+          [&] { ADD_FAILURE() << "the instance must exit after its device faulted"; });
+}
+
 TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
