@@ -52,16 +52,22 @@ result<void> launch_host_function(cudaStream_t s, std::function<void()> fn) {
 // later records fail at once. The serving path never waits here.
 class watchdog {
 public:
-  explicit watchdog(int ordinal) : ordinal_(ordinal) {
-    thread_ = std::thread([this] { watch(); });
+  explicit watchdog(int ordinal) : st_(std::make_shared<state>()) {
+    st_->ordinal = ordinal;
+    // The thread shares the state rather than pointing at this object: a failure callback it
+    // runs may drop the last reference to the device, destroying this object on that thread.
+    thread_ = std::thread([st = st_] { watch(*st); });
   }
   ~watchdog() {
     {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
+      std::lock_guard lock(st_->mutex);
+      st_->stop = true;
     }
-    wake_.notify_all();
-    thread_.join();
+    st_->wake.notify_all();
+    if (thread_.get_id() == std::this_thread::get_id())
+      thread_.detach(); // destroyed by its own callback: it ends on its own, holding the state
+    else
+      thread_.join();
   }
   watchdog(const watchdog&) = delete;
   watchdog& operator=(const watchdog&) = delete;
@@ -73,16 +79,16 @@ public:
     auto finished = std::make_shared<std::atomic<bool>>(false);
     std::string fault;
     {
-      std::lock_guard lock(mutex_);
-      fault = fault_;
+      std::lock_guard lock(st_->mutex);
+      fault = st_->fault;
       if (fault.empty())
-        outstanding_.push_back({finished, failed});
+        st_->outstanding.push_back({finished, failed});
     }
     if (!fault.empty()) { // outside the lock: the failure resumes whoever awaits the event
       failed(fault);
       return fail(errc::device_error, fault);
     }
-    wake_.notify_one();
+    st_->wake.notify_one();
     auto launched = launch_host_function(s, [done = ev.completer(gen), finished] {
       finished->store(true);
       done();
@@ -101,44 +107,49 @@ private:
     std::shared_ptr<std::atomic<bool>> finished;
     std::function<void(const std::string&)> failed;
   };
+  struct state {
+    int ordinal = 0;
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::vector<pending> outstanding;
+    std::string fault; // set once, under mutex
+    bool stop = false;
+  };
 
-  void watch() {
-    cudaSetDevice(ordinal_);
+  static void watch(state& st) {
+    cudaSetDevice(st.ordinal);
     cudaStream_t probe = nullptr; // an idle stream: querying it reports the context's state
     cudaStreamCreateWithFlags(&probe, cudaStreamNonBlocking);
-    std::unique_lock lock(mutex_);
+    std::unique_lock lock(st.mutex);
     for (;;) {
-      wake_.wait(lock, [&] { return stop_ || !outstanding_.empty(); });
-      if (stop_)
+      st.wake.wait(lock, [&] { return st.stop || !st.outstanding.empty(); });
+      if (st.stop)
         break;
-      wake_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; });
-      if (stop_)
+      st.wake.wait_for(lock, std::chrono::milliseconds(100), [&] { return st.stop; });
+      if (st.stop)
         break;
-      std::erase_if(outstanding_, [](const pending& p) { return p.finished->load(); });
-      if (outstanding_.empty() || !fault_.empty())
+      std::erase_if(st.outstanding, [](const pending& p) { return p.finished->load(); });
+      if (st.outstanding.empty() || !st.fault.empty())
         continue;
       const auto err = cudaStreamQuery(probe);
       if (err == cudaSuccess || err == cudaErrorNotReady)
         continue;
-      fault_ = std::string("the GPU failed: ") + cudaGetErrorName(err) + " (" +
-               cudaGetErrorString(err) + "); restart the process";
-      auto failing = std::move(outstanding_);
-      outstanding_.clear();
+      st.fault = std::string("the GPU failed: ") + cudaGetErrorName(err) + " (" +
+                 cudaGetErrorString(err) + "); restart the process";
+      const std::string why = st.fault;
+      auto failing = std::move(st.outstanding);
+      st.outstanding.clear();
       lock.unlock();
       for (auto& p : failing)
-        p.failed(fault_);
+        p.failed(why);
       lock.lock();
     }
+    lock.unlock();
     if (probe)
       cudaStreamDestroy(probe);
   }
 
-  int ordinal_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<pending> outstanding_;
-  std::string fault_; // set once, under mutex_
-  bool stop_ = false;
+  std::shared_ptr<state> st_;
   std::thread thread_;
 };
 
