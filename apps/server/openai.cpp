@@ -266,6 +266,7 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       return tl::unexpected(r.error());
     }
   }
+  p.stop_tokens_from_stop = p.stop_tokens.size();
   if (auto ids = j.find("stop_token_ids"); ids != j.end() && !ids->is_null()) {
     if (!ids->is_array())
       return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");

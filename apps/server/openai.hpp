@@ -47,7 +47,8 @@ struct completion_params {
   models::sampling_params sampling{.temperature = 1, .top_k = 0, .top_p = 1, .seed = 0};
   bool seed_given = false;
   std::vector<std::string> stop_strings;
-  std::vector<std::int32_t> stop_tokens;
+  std::vector<std::int32_t> stop_tokens; ///< from 'stop', then from 'stop_token_ids'
+  std::size_t stop_tokens_from_stop = 0; ///< how many of stop_tokens 'stop' gave
   bool ignore_eos = false; ///< keep generating past end-of-generation tokens (for benchmarks)
   bool stream = false;
   bool include_usage = false;

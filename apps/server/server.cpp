@@ -509,7 +509,7 @@ private:
       return;
     }
     // Token ids the client gave must be the model's.
-    auto outside_vocabulary = [&](const std::vector<std::int32_t>& ids, const char* what,
+    auto outside_vocabulary = [&](std::span<const std::int32_t> ids, const char* what,
                                   const char* param) {
       for (auto t : ids)
         if (static_cast<std::size_t>(t) >= m.tok->num_tokens()) {
@@ -543,7 +543,10 @@ private:
       respond_error(api_error{.message = "the prompt has no tokens", .param = "prompt"});
       return;
     }
-    if (outside_vocabulary(p->stop_tokens, "stop token", "stop"))
+    // Named by the field that gave the id.
+    const std::span<const std::int32_t> stops(p->stop_tokens);
+    if (outside_vocabulary(stops.first(p->stop_tokens_from_stop), "stop token", "stop") ||
+        outside_vocabulary(stops.subspan(p->stop_tokens_from_stop), "stop token", "stop_token_ids"))
       return;
     if (prompt.size() >= m.context_length) {
       respond_error(api_error{

@@ -428,6 +428,17 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
                "content is required");
   expect_error("/v1/completions", R"({"model": "alpha", "prompt": "x", "stop": [99999999]})", 400,
                "vocabulary");
+  // An id outside the vocabulary is named by the field that gave it.
+  for (const auto& [body, param] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"model": "alpha", "prompt": "x", "stop": [1, 99999999]})", "stop"},
+           {R"({"model": "alpha", "prompt": "x", "stop": [1], "stop_token_ids": [99999999]})",
+            "stop_token_ids"}}) {
+    auto r = c.request("POST", "/v1/completions", body);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, 400) << r->body;
+    const auto j = json::parse(r->body, nullptr, false);
+    EXPECT_EQ(j["error"]["param"], param) << r->body;
+  }
   auto nf = c.request("GET", "/v2/nothing");
   EXPECT_EQ(nf->status, 404);
   auto wrong = c.request("GET", "/v1/completions");
