@@ -883,7 +883,11 @@ void connection::metrics() {
 
 // --- start-up ---------------------------------------------------------------------------------
 
-result<void> server::impl::load() {
+namespace {
+
+// The pool a server runs: the topology file's, or every model in the models directory on one
+// colocated instance. Checked as far as it can be before anything starts.
+result<actors::pool_spec> spec_of(const serve_options& opts) {
   actors::pool_spec spec;
   if (!opts.config.empty()) {
     auto s = actors::load_topology(opts.config);
@@ -938,6 +942,27 @@ result<void> server::impl::load() {
                                 mib(need.total()), mib(need.total())));
     }
   }
+  return spec;
+}
+
+} // namespace
+
+result<void> server::check(const serve_options& options) {
+  auto spec = spec_of(options);
+  if (!spec)
+    return tl::unexpected(spec.error());
+  if (spec->devices.empty())
+    return {}; // the pool says what is missing
+  const auto kind =
+      spec->devices.front().backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu;
+  return actors::check_device_memory(*spec, models::compute_format::for_backend(kind));
+}
+
+result<void> server::impl::load() {
+  auto made = spec_of(opts);
+  if (!made)
+    return tl::unexpected(made.error());
+  actors::pool_spec spec = std::move(*made);
   spec.keep_finished = 0; // a server keeps totals, not every request
   spec.max_queued = std::max(spec.max_queued, opts.max_in_flight);
 

@@ -43,6 +43,9 @@ public:
   /// Loads the models (the topology's, or every GGUF of `models_dir`), starts the pool in `sys`
   /// and binds the listening socket. Errors say what to fix.
   static result<std::unique_ptr<server>> create(caf::actor_system& sys, serve_options options);
+  /// What `create` would refuse before it loads anything (a topology that does not read, no
+  /// models, device memory that cannot hold them), checked without starting anything.
+  static result<void> check(const serve_options& options);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
