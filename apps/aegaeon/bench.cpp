@@ -237,9 +237,15 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
                                    "cpu, or run where `nvidia-smi` lists a GPU");
   const auto format = models::compute_format::for_backend(
       o.backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu);
-  // Exactly what the pool will lay out on each device: one model's weights, the step buffers
-  // and the KV of one longest request in whole slabs.
-  auto plans = actors::device_memory_needed(make_spec(o, "aegaeon", {o.shape}), format,
+  // Exactly what the pool will lay out on each device for the most models a run serves: the
+  // weights (room to prefetch a second model only where the KV still fits), the step buffers and
+  // the KV of one longest request in whole slabs.
+  std::vector<std::string> names;
+  const std::size_t most =
+      o.model_counts.empty() ? 1 : *std::max_element(o.model_counts.begin(), o.model_counts.end());
+  for (std::size_t i = 0; i < std::max<std::size_t>(most, 1); ++i)
+    names.push_back("model-" + std::to_string(i));
+  auto plans = actors::device_memory_needed(make_spec(o, "aegaeon", names), format,
                                             std::min(longest_tokens, config->context_length));
   if (!plans)
     return tl::unexpected(plans.error());
@@ -249,12 +255,13 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
       need = p;
   auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
   if ((o.device_mib << 20) < need.total())
-    return fail(errc::out_of_memory,
-                fmt::format("--device-mib {}: a {} model ({} MiB), the step buffers ({} MiB) and "
-                            "the KV of one {}-token request ({} MiB in whole slabs) do not fit; "
-                            "give --device-mib {} or more",
-                            o.device_mib, o.shape, mib(need.weights), mib(need.buffers),
-                            longest_tokens, mib(need.kv), mib(need.total())));
+    return fail(
+        errc::out_of_memory,
+        fmt::format("--device-mib {}: the {} weights ({} MiB), the step buffers ({} MiB) and "
+                    "the KV of one {}-token request ({} MiB in whole slabs) do not fit; "
+                    "give --device-mib {} or more",
+                    o.device_mib, o.shape, mib(need.weights), mib(need.buffers), longest_tokens,
+                    mib(need.kv), mib(need.total())));
   return config;
 }
 
