@@ -495,7 +495,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
       return fail(image.error().code, "model '" + m.name + "': " + image.error().message);
     const auto& cfg = (*image)->config();
     catalog.push_back({m.name, m.ttft_seconds, m.tbt_seconds, cfg.context_length, cfg.vocab_size,
-                       (*image)->bytes().size()});
+                       (*image)->bytes().size(), models::footprint_of(**image).kv_block_bytes});
     served[m.name] = {m.name, *image, m.tbt_seconds, m.ttft_seconds};
   }
   auto host = first->allocate_pinned(spec.host_kv_bytes);
@@ -549,8 +549,22 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     const auto& is = spec.instances[i];
     std::vector<served_model> models;
     const auto& names = served_names[i];
-    for (const auto& n : names)
+    std::vector<models::model_footprint> footprints;
+    for (const auto& n : names) {
       models.push_back(served.at(n));
+      footprints.push_back(models::footprint_of(*served.at(n).image));
+    }
+    // The KV pool it will make: sized, or (as the engine does) 95% of what its share or the
+    // device has left after the weights and buffers. For decode placement only.
+    std::size_t kv_bytes = options[i].kv_bytes;
+    if (kv_bytes == 0) {
+      const auto plan = device_bytes_needed(footprints, options[i], 0);
+      const std::size_t room = options[i].device_share_bytes != 0
+                                   ? options[i].device_share_bytes
+                                   : by_name.at(is.device)->free_bytes();
+      const std::size_t fixed = plan.weights + plan.buffers;
+      kv_bytes = room > fixed ? (room - fixed) / 20 * 19 : 0;
+    }
     auto actor = spawn_instance(sys, by_name.at(is.device), std::move(models),
                                 std::move(options[i]), p->host_kv_);
     const char* role = is.role == instance_role::prefill  ? "prefill"
@@ -559,7 +573,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     const std::string name = is.device + "/" + role + "#" + std::to_string(i);
     p->instances_.push_back(actor);
     p->names_.push_back(name);
-    members.push_back({actor, is.role, names, name});
+    members.push_back({actor, is.role, names, name, kv_bytes});
   }
   proxy_options po;
   po.route = spec.policy.route;

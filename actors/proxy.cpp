@@ -4,6 +4,7 @@
 #include "actors/request.hpp"
 #include "actors/sched/estimators.hpp"
 #include "actors/sched/prefill_queue.hpp"
+#include "kernels/kv_geometry.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -84,6 +85,7 @@ private:
     std::size_t prefills = 0;                  // requests it holds from its lane
     double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
     std::map<std::string, std::size_t> active; // requests placed on it, by model
+    std::size_t kv_promised = 0; // KV its decode requests may grow to (decode placement)
     std::size_t total() const {
       std::size_t n = 0;
       for (const auto& [model, k] : active)
@@ -100,8 +102,19 @@ private:
     std::size_t member = none;                // where it runs (or ran last)
     std::optional<generation_request> queued; // waiting in a prefill lane
     std::size_t lane = none;
-    bool holds_lane = false; // occupies a prefill slot of its lane
+    bool holds_lane = false;     // occupies a prefill slot of its lane
+    std::size_t kv_promised = 0; // its share of its decode instance's kv_promised
+    std::size_t kv_need = 0;     // KV bytes of its whole context (prompt and every token)
   };
+
+  // Gives back what `t` was promised on its member's KV.
+  void release_kv(tracked& t) {
+    if (t.member != none && t.kv_promised != 0) {
+      auto& m = members_[t.member];
+      m.kv_promised -= std::min(m.kv_promised, t.kv_promised);
+    }
+    t.kv_promised = 0;
+  }
 
   caf::result<std::uint64_t> submit(generation_request r) {
     auto it = catalog_.find(r.model);
@@ -127,6 +140,10 @@ private:
     tracked t;
     t.actor = actor;
     t.model = r.model;
+    t.kv_need = kernels::kv_geometry::blocks_for(std::min(
+                    r.prompt.size() + r.max_tokens,
+                    std::max<std::size_t>(it->second.context_length, r.prompt.size() + 1))) *
+                it->second.kv_block_bytes;
     requests_.emplace(id, std::move(t));
     ++in_flight_by_model_[r.model];
     r.id = id;
@@ -244,6 +261,8 @@ private:
   }
 
   caf::result<caf::actor> place_decode(std::uint64_t id, const std::string& model) {
+    const auto found = requests_.find(id);
+    const std::size_t need = found != requests_.end() ? found->second.kv_need : 0;
     std::vector<std::size_t> candidates;
     std::vector<std::vector<std::string>> batches;
     std::vector<bool> room;
@@ -258,14 +277,21 @@ private:
         if (k > 0)
           models.push_back(name);
       batches.push_back(std::move(models));
-      room.push_back(true);
-      free.push_back(-static_cast<double>(m.total()));
+      // Room while the contexts placed there could all grow to their end and still fit (a pool
+      // of unknown size always has room; the instance splits its batch when it must).
+      room.push_back(m.m.kv_bytes == 0 || m.kv_promised + need <= m.m.kv_bytes);
+      free.push_back(m.m.kv_bytes != 0
+                         ? static_cast<double>(m.m.kv_bytes) - static_cast<double>(m.kv_promised)
+                         : -static_cast<double>(m.total()));
     }
     if (candidates.empty())
       return refuse("no running decode instance serves model '" + model + "'");
     const std::size_t i = candidates[sched::place_decode(model, batches, room, free)];
     if (auto it = requests_.find(id); it != requests_.end()) {
+      release_kv(it->second);
       it->second.member = i;
+      it->second.kv_promised = need;
+      members_[i].kv_promised += need;
       ++members_[i].active[model];
     }
     return members_[i].m.actor;
@@ -278,6 +304,7 @@ private:
     if (!any_alive_for(r.model))
       return refuse("no running instance serves model '" + r.model + "'");
     auto& t = it->second;
+    release_kv(t);
     if (t.member != none)
       if (auto a = members_[t.member].active.find(t.model);
           a != members_[t.member].active.end() && a->second > 0)
@@ -295,6 +322,7 @@ private:
         queue_.remove(id);
         --queued_by_model_[t.model];
       }
+      release_kv(t);
       if (t.member != none) {
         auto& mem = members_[t.member];
         if (auto a = mem.active.find(t.model); a != mem.active.end() && a->second > 0)
@@ -345,6 +373,7 @@ private:
         continue;
       m.alive = false;
       m.active.clear();
+      m.kv_promised = 0;
       if (m.lane == none)
         continue;
       for (const auto id : queue_.drain(m.lane)) {

@@ -37,6 +37,9 @@ struct pool_member {
   instance_role role = instance_role::colocated;
   std::vector<std::string> models; ///< what it serves
   std::string name;                ///< for reports: "gpu0/decode"
+  /// Its device KV pool, as planned (0: unknown). Decode placement keeps a model's requests on
+  /// one instance while their KV fits there, and sends the rest to another.
+  std::size_t kv_bytes = 0;
 };
 
 /// A model of the catalog and its service-level objectives.
@@ -47,6 +50,7 @@ struct catalog_entry {
   std::size_t context_length = 0;
   std::size_t vocab_size = 0;
   std::size_t image_bytes = 0;
+  std::size_t kv_block_bytes = 0; ///< one 16-token KV block
 };
 
 /// How a refusal for too much load begins (`submit_atom`'s error text), so that a front end

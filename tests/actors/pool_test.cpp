@@ -232,6 +232,35 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
 
 // Cancels at random moments: before placement, during prefill, between prefill and decode,
 // during decode. The others must get their solo tokens; nothing may stay held.
+// One model's requests stay on one decode instance while their contexts fit its KV, and the
+// rest go to another decode instance (the paper's placement) rather than splitting a batch on
+// the first while the second sits idle.
+TEST_F(Pool, DecodeRequestsBeyondOneInstancesKvGoToAnother) {
+  const auto models = tiny_models(1);
+  const auto reqs = workload(models, 120, 24);
+  const auto expected = solo(models, reqs);
+  auto s = spec(models, {instance_role::prefill, instance_role::decode, instance_role::decode});
+  s.slab_bytes = 64 << 10;
+  for (std::size_t i = 1; i < 3; ++i)
+    s.instances[i].kv_bytes = 128 << 10; // 32 blocks: room for a few of the requests, not all
+  auto& p = start(s);
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  for (std::size_t i = 1; i < 3; ++i) {
+    instance_stats st;
+    (*self_)
+        ->request(p.instances()[i], caf::infinite, stats_atom::value)
+        .receive([&](const instance_stats& x) { st = x; },
+                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    EXPECT_GT(st.tokens_generated, 0u) << p.instance_names()[i] << " decoded nothing";
+  }
+  expect_nothing_held(p);
+}
+
 TEST_F(Pool, CancellingAtRandomMomentsLeaksNothingAndDisturbsNoOne) {
   const auto models = tiny_models(4);
   const auto reqs = workload(models, 160, 24);
