@@ -1,15 +1,9 @@
 #pragma once
 
 #include "kernels/dtype.hpp"
+#include "kernels/host_device.hpp"
 
 #include <cstddef>
-
-// Usable from CUDA kernels too.
-#if defined(__CUDACC__)
-#define AEG_HOST_DEVICE __host__ __device__
-#else
-#define AEG_HOST_DEVICE
-#endif
 
 namespace aeg::kernels {
 

@@ -15,10 +15,6 @@ namespace {
 
 constexpr std::size_t alignment = 256;
 
-std::size_t round_up(std::size_t bytes) {
-  return allocation_bytes(bytes);
-}
-
 // A stream: one worker thread runs the queued items in the order they were enqueued. A stream
 // waiting on an event stalls its worker, as a GPU stream stalls on cudaStreamWaitEvent; the
 // serving path never waits here.
@@ -154,7 +150,7 @@ std::string cpu_device::name() const {
 result<buffer> cpu_device::allocate(std::size_t bytes) {
   if (bytes == 0)
     return fail(errc::invalid_argument, "cannot allocate 0 bytes on " + name());
-  const std::size_t rounded = round_up(bytes);
+  const std::size_t rounded = allocation_bytes(bytes);
   std::size_t used = used_.load();
   do {
     if (rounded > capacity_ - used)
@@ -176,11 +172,11 @@ result<buffer> cpu_device::allocate(std::size_t bytes) {
 result<buffer> cpu_device::allocate_pinned(std::size_t bytes) {
   if (bytes == 0)
     return fail(errc::invalid_argument, "cannot allocate 0 pinned bytes on " + name());
-  void* p = std::aligned_alloc(alignment, round_up(bytes));
+  void* p = std::aligned_alloc(alignment, allocation_bytes(bytes));
   if (p == nullptr)
     return fail(errc::out_of_memory,
                 "the host is out of memory for " + std::to_string(bytes) + " pinned bytes");
-  std::memset(p, 0, round_up(bytes)); // pinned memory is resident too
+  std::memset(p, 0, allocation_bytes(bytes)); // pinned memory is resident too
   return buffer{shared_from_this(), p, bytes, buffer::space::pinned_host};
 }
 
@@ -191,7 +187,7 @@ result<std::shared_ptr<void>> cpu_device::pin(void* ptr, std::size_t) {
 void cpu_device::release(void* ptr, std::size_t bytes, buffer::space where) noexcept {
   std::free(ptr);
   if (where == buffer::space::device)
-    used_.fetch_sub(round_up(bytes));
+    used_.fetch_sub(allocation_bytes(bytes));
 }
 
 result<std::unique_ptr<stream>> cpu_device::create_stream() {

@@ -2,11 +2,8 @@
 
 // Searches over all 32-bit unsigned values, usable from CUDA kernels (the sampling cut) and from
 // host tests. No CUDA headers.
-#if defined(__CUDACC__)
-#define AEG_HOST_DEVICE __host__ __device__
-#else
-#define AEG_HOST_DEVICE
-#endif
+
+#include "kernels/host_device.hpp"
 
 namespace aeg::kernels::cuda {
 
