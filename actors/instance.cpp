@@ -943,6 +943,19 @@ models::engine_options engine_options_for(std::span<const models::model_footprin
   return eo;
 }
 
+std::size_t kv_pool_bytes(std::span<const models::model_footprint> models,
+                          const instance_options& options, std::size_t free_bytes) {
+  const auto eo = engine_options_for(models, options, free_bytes);
+  if (eo.kv_bytes != 0)
+    return eo.kv_bytes;
+  std::vector<models::llama_config> configs;
+  for (const auto& m : models)
+    configs.push_back(m.config);
+  const auto taken = models::engine::device_bytes(models::largest_shape(configs), eo);
+  const std::size_t used = taken.weights + taken.buffers;
+  return free_bytes > used ? models::engine::kv_bytes_of_free(free_bytes - used) : 0;
+}
+
 models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
                                         const instance_options& options, std::size_t tokens) {
   auto alone = options;

@@ -82,6 +82,11 @@ struct instance_stats {
 models::engine_options engine_options_for(std::span<const models::model_footprint> models,
                                           const instance_options& options, std::size_t free_bytes);
 
+/// The device KV pool an instance with `options` serving `models` makes on a device with
+/// `free_bytes` free (or its share of one).
+std::size_t kv_pool_bytes(std::span<const models::model_footprint> models,
+                          const instance_options& options, std::size_t free_bytes);
+
 /// The device memory an instance with `options` serving `models` takes when it starts on a
 /// device of just that size, with room for the KV of one context of `tokens` tokens of its
 /// largest KV shape (at least one slab): what to check a device budget against before loading.

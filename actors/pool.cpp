@@ -554,17 +554,9 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
       models.push_back(served.at(n));
       footprints.push_back(models::footprint_of(*served.at(n).image));
     }
-    // The KV pool it will make: sized, or (as the engine does) 95% of what its share or the
-    // device has left after the weights and buffers. For decode placement only.
-    std::size_t kv_bytes = options[i].kv_bytes;
-    if (kv_bytes == 0) {
-      const auto plan = device_bytes_needed(footprints, options[i], 0);
-      const std::size_t room = options[i].device_share_bytes != 0
-                                   ? options[i].device_share_bytes
-                                   : by_name.at(is.device)->free_bytes();
-      const std::size_t fixed = plan.weights + plan.buffers;
-      kv_bytes = room > fixed ? (room - fixed) / 20 * 19 : 0;
-    }
+    // The KV pool it will make, for decode placement.
+    const std::size_t kv_bytes =
+        kv_pool_bytes(footprints, options[i], by_name.at(is.device)->free_bytes());
     auto actor = spawn_instance(sys, by_name.at(is.device), std::move(models),
                                 std::move(options[i]), p->host_kv_);
     const char* role = is.role == instance_role::prefill  ? "prefill"

@@ -140,9 +140,9 @@ private:
     tracked t;
     t.actor = actor;
     t.model = r.model;
-    t.kv_need = kernels::kv_geometry::blocks_for(std::min(
-                    r.prompt.size() + r.max_tokens,
-                    std::max<std::size_t>(it->second.context_length, r.prompt.size() + 1))) *
+    // A context cannot outgrow the model's (0 where the catalog does not say: nothing counted).
+    t.kv_need = kernels::kv_geometry::blocks_for(
+                    std::min(r.prompt.size() + r.max_tokens, it->second.context_length)) *
                 it->second.kv_block_bytes;
     requests_.emplace(id, std::move(t));
     ++in_flight_by_model_[r.model];
