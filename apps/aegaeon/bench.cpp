@@ -304,46 +304,40 @@ int run_bench(const bench_options& o) {
     fmt::print(stderr, "aegaeon bench: {}\n", config.error().message);
     return 2;
   }
-  // Outputs are opened now so that a bad path fails before the run, not after it.
-  auto reports = report_files::open(o.json_path, o.csv_path);
-  if (!reports) {
-    fmt::print(stderr, "aegaeon bench: {}\n", reports.error().message);
+  auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
+  if (!files) {
+    fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
     return 1;
   }
-  auto& json_out = reports->json;
-  auto& csv_out = reports->csv;
+  auto& reports = files->reports;
+  auto& json_out = reports.json;
+  auto& csv_out = reports.csv;
   // A trace names its own models: one pool size, the trace's.
   std::vector<std::size_t> counts = o.model_counts;
   std::vector<std::string> traced;
-  std::vector<trace_request> trace_file;
+  auto& trace_file = files->trace;
   if (!o.trace_path.empty()) {
-    auto t = load_trace(o.trace_path);
-    if (!t) {
-      fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
-      return 1;
-    }
     // A request longer than the model's context could never finish: leave it out, and say so.
-    const std::size_t before = t->size();
-    std::erase_if(*t, [&](const trace_request& r) {
+    const std::size_t before = trace_file.size();
+    std::erase_if(trace_file, [&](const trace_request& r) {
       return r.prompt_tokens + r.output_tokens > config->context_length;
     });
-    if (t->empty()) {
+    if (trace_file.empty()) {
       fmt::print(stderr,
                  "aegaeon bench: every request of the trace {} is longer than the {}-token "
                  "context of {}; shorten them or pick a larger --shape\n",
                  o.trace_path, config->context_length, o.shape);
       return 1;
     }
-    if (t->size() < before)
+    if (trace_file.size() < before)
       fmt::print(stderr,
                  "aegaeon bench: warning: left out {} of {} requests of {}: longer than the "
                  "{}-token context of {}\n",
-                 before - t->size(), before, o.trace_path, config->context_length, o.shape);
-    for (const auto& r : *t)
+                 before - trace_file.size(), before, o.trace_path, config->context_length, o.shape);
+    for (const auto& r : trace_file)
       if (std::find(traced.begin(), traced.end(), r.model) == traced.end())
         traced.push_back(r.model);
     counts = {traced.size()};
-    trace_file = std::move(*t);
   }
   if (!o.shared_dir.empty())
     remove_stale_images(o.shared_dir);
@@ -439,7 +433,7 @@ int run_bench(const bench_options& o) {
     }
     *json_out << doc.dump(2) << "\n";
   }
-  if (auto closed = reports->close(); !closed) {
+  if (auto closed = reports.close(); !closed) {
     fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
     return 1;
   }

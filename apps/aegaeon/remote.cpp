@@ -373,23 +373,15 @@ int run_remote_bench(const bench_options& o) {
     fmt::print(stderr, "aegaeon bench: {}\n", url.error().message);
     return 2;
   }
-  // Outputs are opened now so that a bad path fails before the run, not after it.
-  auto reports = report_files::open(o.json_path, o.csv_path);
-  if (!reports) {
-    fmt::print(stderr, "aegaeon bench: {}\n", reports.error().message);
+  auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
+  if (!files) {
+    fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
     return 1;
   }
-  auto& json_out = reports->json;
-  auto& csv_out = reports->csv;
-  std::vector<trace_request> trace_file;
-  if (!o.trace_path.empty()) {
-    auto t = load_trace(o.trace_path);
-    if (!t) {
-      fmt::print(stderr, "aegaeon bench: {}\n", t.error().to_string());
-      return 1;
-    }
-    trace_file = std::move(*t);
-  }
+  auto& reports = files->reports;
+  auto& json_out = reports.json;
+  auto& csv_out = reports.csv;
+  const auto& trace_file = files->trace;
   server::http_client probe(*url, o.api_key);
   auto listed = list_models(probe);
   if (!listed) {
@@ -553,7 +545,7 @@ int run_remote_bench(const bench_options& o) {
                best_rate, best_rate * static_cast<double>(models.size()));
   if (json_out)
     *json_out << report.dump(2) << "\n";
-  if (auto closed = reports->close(); !closed) {
+  if (auto closed = reports.close(); !closed) {
     fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
     return 1;
   }

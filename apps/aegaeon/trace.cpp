@@ -140,6 +140,21 @@ result<report_files> report_files::open(std::string json_path, std::string csv_p
   return r;
 }
 
+result<bench_files> bench_files::open(std::string json_path, std::string csv_path,
+                                      const std::string& trace_path) {
+  auto reports = report_files::open(std::move(json_path), std::move(csv_path));
+  if (!reports)
+    return tl::unexpected(reports.error());
+  bench_files f{std::move(*reports), {}};
+  if (!trace_path.empty()) {
+    auto t = load_trace(trace_path);
+    if (!t)
+      return tl::unexpected(t.error());
+    f.trace = std::move(*t);
+  }
+  return f;
+}
+
 result<void> report_files::close() {
   result<void> first;
   for (auto [path, out] : {std::pair{&json_path, &json}, std::pair{&csv_path, &csv}})

@@ -66,4 +66,14 @@ struct report_files {
   result<void> close();
 };
 
+/// What a benchmark reads and writes, opened before it runs so that a bad path fails at once:
+/// the reports, and the trace when a path is given (else none).
+struct bench_files {
+  report_files reports;
+  std::vector<trace_request> trace;
+
+  static result<bench_files> open(std::string json_path, std::string csv_path,
+                                  const std::string& trace_path);
+};
+
 } // namespace aeg::apps
