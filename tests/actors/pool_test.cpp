@@ -165,6 +165,27 @@ protected:
     EXPECT_TRUE(m.queued_by_model.empty());
   }
 
+  // The memory the plan gives the first device of `s` (on the CPU backend).
+  std::size_t planned(const pool_spec& s) {
+    auto plans =
+        device_memory_needed(s, models::compute_format::for_backend(gpu::backend_kind::cpu));
+    EXPECT_TRUE(plans) << plans.error().to_string();
+    return plans ? plans->front().total() : 0;
+  }
+
+  // A pool of `s` starts, runs a request of m0 and one of m1 to their length, and holds nothing
+  // afterwards.
+  void starts_and_serves(const pool_spec& s) {
+    auto& p = start(s);
+    ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
+    const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
+    submit(p.proxy(), reqs);
+    const auto got = collect(reqs.size());
+    for (const auto& r : reqs)
+      EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    expect_nothing_held(p);
+  }
+
   std::vector<generation_request> workload(const std::vector<model_spec>& models, std::size_t n,
                                            std::size_t max_tokens) {
     std::vector<generation_request> reqs;
@@ -357,11 +378,7 @@ TEST_F(Pool, UnknownModelsAreRefusedWithTheCatalog) {
 // after the loading), and a device of exactly the size the plan gives starts and serves.
 TEST_F(Pool, ADeviceTooSmallForItsInstancesIsNamedBeforeAnyModelLoads) {
   auto s = spec(tiny_models(2), {instance_role::colocated});
-  const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
-  auto plans = device_memory_needed(s, format);
-  ASSERT_TRUE(plans) << plans.error().to_string();
-  ASSERT_EQ(plans->size(), 1u);
-  const std::size_t exact = (*plans)[0].total();
+  const std::size_t exact = planned(s);
 
   s.devices[0].memory_bytes = exact - 1024;
   std::vector<std::string> loaded;
@@ -375,14 +392,7 @@ TEST_F(Pool, ADeviceTooSmallForItsInstancesIsNamedBeforeAnyModelLoads) {
   EXPECT_TRUE(loaded.empty());
 
   s.devices[0].memory_bytes = exact;
-  auto& p = start(s);
-  ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
-  const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
-  submit(p.proxy(), reqs);
-  const auto got = collect(reqs.size());
-  for (const auto& r : reqs)
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-  expect_nothing_held(p);
+  starts_and_serves(s);
 }
 
 // With no kv_mib the KV pool takes what is left, and an instance of several models keeps room to
@@ -392,18 +402,8 @@ TEST_F(Pool, ADeviceOfThePlannedSizeStartsWithAnUnsizedKvPoolAndSeveralModels) {
   auto s = spec(tiny_models(2), {instance_role::colocated});
   s.instances[0].kv_bytes = 0;
   s.slab_bytes = 8 << 20; // a slab larger than the models: the room to prefetch would take it
-  const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
-  auto plans = device_memory_needed(s, format);
-  ASSERT_TRUE(plans) << plans.error().to_string();
-  s.devices[0].memory_bytes = (*plans)[0].total();
-  auto& p = start(s);
-  ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
-  const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
-  submit(p.proxy(), reqs);
-  const auto got = collect(reqs.size());
-  for (const auto& r : reqs)
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-  expect_nothing_held(p);
+  s.devices[0].memory_bytes = planned(s);
+  starts_and_serves(s);
 }
 
 // Instances that share a device each get what the plan gives them, whichever starts first: none
@@ -418,18 +418,8 @@ TEST_F(Pool, InstancesSharingADeviceOfThePlannedSizeAllStart) {
       is.device = s.devices[0].name;
       is.kv_bytes = kv;
     }
-    const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
-    auto plans = device_memory_needed(s, format);
-    ASSERT_TRUE(plans) << plans.error().to_string();
-    s.devices[0].memory_bytes = (*plans)[0].total();
-    auto& p = start(s);
-    ASSERT_TRUE(p.wait_started(*sys_)) << "a device of the planned size must start";
-    const std::vector<generation_request> reqs = {request(1, "m0", 20, 8), request(2, "m1", 20, 8)};
-    submit(p.proxy(), reqs);
-    const auto got = collect(reqs.size());
-    for (const auto& r : reqs)
-      EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    expect_nothing_held(p);
+    s.devices[0].memory_bytes = planned(s);
+    starts_and_serves(s);
   }
 }
 
