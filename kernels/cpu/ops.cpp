@@ -28,40 +28,176 @@ void embed(const matrix& table, const std::int32_t* tokens, std::size_t n, float
   }
 }
 
+namespace {
+
+#if defined(__x86_64__)
+#define AEG_AVX2_OPS __attribute__((target("avx2,fma")))
+
+// Σ x², in double as the portable loop sums it, four lanes at a time.
+AEG_AVX2_OPS double sum_squares_avx2(const float* x, std::size_t n) {
+  __m256d lo_acc = _mm256_setzero_pd(), hi_acc = _mm256_setzero_pd();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    lo_acc = _mm256_fmadd_pd(lo, lo, lo_acc);
+    hi_acc = _mm256_fmadd_pd(hi, hi, hi_acc);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo_acc, hi_acc));
+  double ss = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; ++i)
+    ss += static_cast<double>(x[i]) * x[i];
+  return ss;
+}
+
+// e^x, 8 at a time: x = n·ln2 + r with |r| ≤ ln2/2, e^r from Cephes' degree-6 polynomial for
+// expf, 2^n built in the exponent bits; within a few ulp of std::exp. Beyond the range of
+// normal results it gives what std::exp rounds to there, or nearly: 0 below -87.3, ∞ above 88.7.
+AEG_AVX2_OPS __m256 exp8(__m256 x_in) {
+  // The operands in this order let a NaN through (min/max return the second one then).
+  const __m256 x =
+      _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x_in));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); // ln2 in two parts
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  __m256 e = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
+  e = _mm256_blendv_ps(e, _mm256_setzero_ps(),
+                       _mm256_cmp_ps(x_in, _mm256_set1_ps(-87.33f), _CMP_LT_OQ));
+  return _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY),
+                          _mm256_cmp_ps(x_in, _mm256_set1_ps(88.72f), _CMP_GT_OQ));
+}
+
+AEG_AVX2_OPS __m256 swiglu8(__m256 g, __m256 u) {
+  const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+  return _mm256_div_ps(_mm256_mul_ps(g, u), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+// x[i] = e^(x[i] − shift) for i < n; returns their sum. Padded like swiglu's tail.
+AEG_AVX2_OPS float exp_shifted_avx2(float* x, std::size_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 sum = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+  if (i < n) {
+    alignas(32) float tail[8];
+    std::fill(tail, tail + 8, shift); // e^0 in the padding, never summed
+    std::memcpy(tail, x + i, (n - i) * sizeof(float));
+    _mm256_store_ps(tail, exp8(_mm256_sub_ps(_mm256_load_ps(tail), s)));
+    for (std::size_t j = 0; j < n - i; ++j)
+      total += (x[i + j] = tail[j]);
+  }
+  return total;
+}
+
+// The tail goes through the same vector code (padded), so an element's value never depends on
+// where it falls in the array: a row gives the same bits alone or inside any batch.
+AEG_AVX2_OPS void swiglu_avx2(const float* gate, const float* up, std::size_t n, float* out) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, swiglu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+  if (i == n)
+    return;
+  alignas(32) float g[8] = {}, u[8] = {}, y[8];
+  std::memcpy(g, gate + i, (n - i) * sizeof(float));
+  std::memcpy(u, up + i, (n - i) * sizeof(float));
+  _mm256_store_ps(y, swiglu8(_mm256_load_ps(g), _mm256_load_ps(u)));
+  std::memcpy(out + i, y, (n - i) * sizeof(float));
+}
+#endif
+
+double sum_squares(const float* x, std::size_t n) {
+#if defined(__x86_64__)
+  if (uses_avx2())
+    return sum_squares_avx2(x, n);
+#endif
+  double ss = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    ss += static_cast<double>(x[i]) * x[i];
+  return ss;
+}
+
+// The angles of one rope call: every layer rotates q and k at the same positions, so a forward
+// pass computes them once instead of twice per layer (double sin/cos dominate rope's cost).
+// One per thread: each stream's worker keeps the last batch's.
+struct rope_angles {
+  std::vector<std::int32_t> positions;
+  std::size_t n_rot = 0;
+  float base = 0;
+  std::vector<float> cos_sin; // per row, per pair: cos, sin
+
+  const float* for_call(const std::int32_t* pos, std::size_t rows, std::size_t rot, float b) {
+    if (rot != n_rot || b != base || positions.size() != rows ||
+        !std::equal(positions.begin(), positions.end(), pos)) {
+      positions.assign(pos, pos + rows);
+      n_rot = rot;
+      base = b;
+      std::vector<double> inv_freq(rot / 2);
+      for (std::size_t i = 0; i < rot / 2; ++i)
+        inv_freq[i] = std::pow(static_cast<double>(b),
+                               -2.0 * static_cast<double>(i) / static_cast<double>(rot));
+      cos_sin.resize(rows * rot);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < rot / 2; ++i) {
+          const double theta = static_cast<double>(pos[r]) * inv_freq[i];
+          cos_sin[r * rot + 2 * i] = static_cast<float>(std::cos(theta));
+          cos_sin[r * rot + 2 * i + 1] = static_cast<float>(std::sin(theta));
+        }
+    }
+    return cos_sin.data();
+  }
+};
+
+} // namespace
+
 void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t dim, float eps,
              float* out) {
-  for (std::size_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * dim;
-    float* yr = out + r * dim;
-    double ss = 0;
-    for (std::size_t i = 0; i < dim; ++i)
-      ss += static_cast<double>(xr[i]) * xr[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
-    for (std::size_t i = 0; i < dim; ++i)
-      yr[i] = xr[i] * scale * weight[i];
-  }
+  parallel_for(rows, 4, [&](std::size_t begin, std::size_t end) {
+    for (std::size_t r = begin; r < end; ++r) {
+      const float* xr = x + r * dim;
+      float* yr = out + r * dim;
+      const double ss = sum_squares(xr, dim);
+      const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+      for (std::size_t i = 0; i < dim; ++i)
+        yr[i] = xr[i] * scale * weight[i];
+    }
+  });
 }
 
 void rope(float* x, std::size_t rows, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
           const std::int32_t* positions, float base) {
-  std::vector<double> inv_freq(n_rot / 2);
-  for (std::size_t i = 0; i < n_rot / 2; ++i)
-    inv_freq[i] = std::pow(static_cast<double>(base),
-                           -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
-  for (std::size_t r = 0; r < rows; ++r) {
-    const double pos = positions[r];
-    for (std::size_t i = 0; i < n_rot / 2; ++i) {
-      const double theta = pos * inv_freq[i];
-      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
-      for (std::size_t h = 0; h < heads; ++h) {
-        // GGUF stores llama's q/k rows permuted so that rotated pairs are adjacent.
-        float* v = x + (r * heads + h) * head_dim + 2 * i;
-        const float x0 = v[0], x1 = v[1];
-        v[0] = x0 * c - x1 * s;
-        v[1] = x0 * s + x1 * c;
+  thread_local rope_angles angles;
+  const float* cs = angles.for_call(positions, rows, n_rot, base);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t h = 0; h < heads; ++h) {
+      // GGUF stores llama's q/k rows permuted so that rotated pairs are adjacent.
+      float* v = x + (r * heads + h) * head_dim;
+      const float* a = cs + r * n_rot;
+      for (std::size_t i = 0; i < n_rot; i += 2) {
+        const float c = a[i], s = a[i + 1];
+        const float x0 = v[i], x1 = v[i + 1];
+        v[i] = x0 * c - x1 * s;
+        v[i + 1] = x0 * s + x1 * c;
       }
     }
-  }
 }
 
 namespace {
@@ -214,9 +350,7 @@ AEG_AVX2 void attend_avx2(const head_view& h, const float* q, std::size_t hd, st
     scores[t] = hsum8(acc) * scale;
     max_score = std::max(max_score, scores[t]);
   }
-  float total = 0;
-  for (std::size_t i = 0; i < n; ++i)
-    total += (scores[i] = std::exp(scores[i] - max_score));
+  const float total = exp_shifted_avx2(scores, n, max_score);
   const __m256 inv = _mm256_set1_ps(1.0f / total);
   for (std::size_t d = 0; d < hd; d += 64) {
     if (hd - d >= 64)
@@ -296,6 +430,14 @@ void attention(const kv_geometry& g, std::size_t layer, const float* q, std::siz
 }
 
 void swiglu(const float* gate, const float* up, std::size_t n, float* out) {
+#if defined(__x86_64__)
+  if (uses_avx2()) {
+    parallel_for(n, 4096, [&](std::size_t begin, std::size_t end) {
+      swiglu_avx2(gate + begin, up + begin, end - begin, out + begin);
+    });
+    return;
+  }
+#endif
   for (std::size_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];

@@ -156,6 +156,60 @@ TEST(ParallelFor, RunsEveryItemExactlyOnceEvenFromSeveralThreadsAtOnce) {
   EXPECT_GE(num_compute_threads(), 1u);
 }
 
+TEST(Swiglu, FollowsTheFormulaOverTheWholeFloatRangeAndEachElementAloneGivesTheSameBits) {
+  std::vector<float> g = {0.0f,  -0.0f,  1e-30f, -1e-30f, 1.0f,   -1.0f,   20.0f, -20.0f,
+                          87.0f, -87.0f, 89.0f,  -89.0f,  100.0f, -100.0f, 1e30f, -1e30f};
+  for (float x : random_floats(1000, 11))
+    g.push_back(8 * x);
+  const std::size_t nan_at = 13;
+  g[nan_at] = std::nanf("");
+  const auto u = random_floats(g.size(), 12);
+  std::vector<float> out(g.size());
+  swiglu(g.data(), u.data(), g.size(), out.data());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    if (i == nan_at) {
+      ASSERT_TRUE(std::isnan(out[i])) << "a NaN must not turn into a number";
+      continue;
+    }
+    const double ref = g[i] / (1 + std::exp(-static_cast<double>(g[i]))) * u[i];
+    ASSERT_TRUE(std::isfinite(out[i])) << g[i];
+    // Below g = -87 the answer (under 1e-35) is only kept near zero, not to the ulp.
+    ASSERT_NEAR(out[i], ref, 4e-7 * std::fabs(ref) + 1e-35) << "g = " << g[i];
+    // Alone (the padded tail) or inside a long vector, at any offset: identical bits.
+    float alone = 0;
+    swiglu(&g[i], &u[i], 1, &alone);
+    ASSERT_EQ(alone, out[i]) << "g = " << g[i];
+  }
+}
+
+TEST(Rope, EachCallUsesItsOwnPositionsAndBase) {
+  // Consecutive calls on one thread (as a forward pass makes them, layer after layer) with the
+  // positions or the base changing in between.
+  const std::size_t heads = 2, hd = 8;
+  struct call {
+    std::vector<std::int32_t> pos;
+    float base;
+  };
+  const std::vector<call> calls = {{{3, 9}, 10000}, {{3, 9}, 10000}, {{3, 10}, 10000},
+                                   {{3, 10}, 500},  {{7}, 500},      {{3, 10}, 500}};
+  for (std::size_t k = 0; k < calls.size(); ++k) {
+    const auto& c = calls[k];
+    const std::size_t rows = c.pos.size();
+    auto x = random_floats(rows * heads * hd, static_cast<std::uint32_t>(20 + k));
+    const auto before = x;
+    rope(x.data(), rows, heads, hd, hd, c.pos.data(), c.base);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t h = 0; h < heads; ++h)
+        for (std::size_t i = 0; i < hd / 2; ++i) {
+          const double theta = c.pos[r] * std::pow(double(c.base), -2.0 * i / hd);
+          const std::size_t at = (r * heads + h) * hd + 2 * i;
+          const double x0 = before[at], x1 = before[at + 1];
+          ASSERT_NEAR(x[at], x0 * std::cos(theta) - x1 * std::sin(theta), 1e-5) << "call " << k;
+          ASSERT_NEAR(x[at + 1], x0 * std::sin(theta) + x1 * std::cos(theta), 1e-5) << "call " << k;
+        }
+  }
+}
+
 TEST(SampleRow, DrawsTokensInProportionToTheirProbabilities) {
   // Softmax of these logits at temperature 1: masses 1, 2, 4, 8 (/15).
   const std::vector<float> logits = {0, std::log(2.0f), std::log(4.0f), std::log(8.0f)};
