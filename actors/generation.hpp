@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,14 +58,36 @@ struct generation_request {
   std::size_t generated_before = 0;
 };
 
+/// The KV cache of a prefilled request while it travels (prefill instance → request → decode
+/// instance) in the shared host pool. A message is dropped unread when its receiver has stopped;
+/// then the blocks go back to the pool as the last copy of the job goes, instead of staying
+/// taken forever. Whoever keeps or frees the KV claims it first.
+class kv_in_flight {
+public:
+  kv_in_flight(std::shared_ptr<gpu::kv_pool> host_pool, models::kv_handle kv);
+  ~kv_in_flight();
+  kv_in_flight(const kv_in_flight&) = delete;
+  kv_in_flight& operator=(const kv_in_flight&) = delete;
+
+  /// The KV, now the caller's to keep or release; empty (place::none) after the first claim.
+  models::kv_handle claim() noexcept;
+  /// The KV as it is, unclaimed (for checks before a claim).
+  const models::kv_handle& peek() const noexcept { return kv_; }
+
+private:
+  std::shared_ptr<gpu::kv_pool> pool_;
+  models::kv_handle kv_;
+};
+
 /// A request whose prompt has been prefilled, on its way to a decode instance: everything it
-/// needs to go on, its KV cache included (in the shared host pool, or in the device pool when the
-/// decode instance shares the device).
+/// needs to go on, its KV cache included (in the shared host pool).
 struct decode_job {
   generation_request request;
   std::vector<std::int32_t> tokens; ///< prompt and the tokens generated so far
   std::size_t generated = 0;
-  models::kv_handle kv;               ///< holds the K and V of all tokens but the last
+  /// Holds the K and V of all tokens but the last; shared by copies of the job (CAF may copy a
+  /// message), claimed once.
+  std::shared_ptr<kv_in_flight> kv;
   double prefill_seconds = 0;         ///< the prefill instance's steps on this prompt
   double switch_bytes_per_second = 0; ///< the prefill instance's measured scale-up rate (0: none)
 };

@@ -20,22 +20,6 @@
 
 namespace aeg::actors {
 
-std::string_view to_string(finish_reason r) noexcept {
-  switch (r) {
-  case finish_reason::stop:
-    return "stop";
-  case finish_reason::length:
-    return "length";
-  case finish_reason::cancelled:
-    return "cancelled";
-  case finish_reason::error:
-    return "error";
-  case finish_reason::unavailable:
-    return "unavailable";
-  }
-  return "error";
-}
-
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -113,7 +97,13 @@ public:
   void on_exit() override {
     // Queued device work uses the engine's memory: the engine finishes its streams before it
     // frees anything (the only wait, and only at shutdown). Then the suspended step loop goes,
-    // and the actor holds nothing that must be released on a particular thread.
+    // and the actor holds nothing that must be released on a particular thread. KV in the
+    // shared host pool outlives this instance: it goes back first (the device pool goes with
+    // the engine).
+    if (engine_)
+      for (auto& [id, seq] : seqs_)
+        if (seq->kv.where == models::kv_handle::place::host)
+          engine_->release(seq->kv);
     engine_.reset();
     coro_actor::on_exit();
     // The reason reaches each request: "... stopped: the GPU failed: cudaErrorIllegalAddress".
@@ -226,9 +216,8 @@ private:
   // A request prefilled elsewhere joins its model's running batch with its KV.
   void admit_decode(decode_job job) {
     auto& r = job.request;
+    // A refused job's KV goes back to the host pool with the job's last copy (kv_in_flight).
     auto fail_job = [&](std::string why) {
-      if (engine_)
-        engine_->release(job.kv);
       if (r.sink)
         caf::anon_send(r.sink, done_atom::value,
                        generation_result{r.id, finish_reason::error, r.prompt.size(), job.generated,
@@ -242,8 +231,9 @@ private:
       return fail_job("this instance does not serve model '" + r.model + "'");
     if (seqs_.count(r.id) != 0)
       return fail_job("request id " + std::to_string(r.id) + " is already in use on this instance");
-    if (!(job.kv.geometry == models_[model].kv) || job.kv.where != models::kv_handle::place::host ||
-        job.tokens.empty() || job.kv.tokens + 1 != job.tokens.size())
+    if (!job.kv || !(job.kv->peek().geometry == models_[model].kv) ||
+        job.kv->peek().where != models::kv_handle::place::host || job.tokens.empty() ||
+        job.kv->peek().tokens + 1 != job.tokens.size())
       return fail_job("the prefilled request's KV cache does not fit model '" + r.model +
                       "' on this instance");
     if (r.sink && monitored_.insert(r.sink.address()).second)
@@ -252,7 +242,7 @@ private:
     seq->model = model;
     seq->tokens = std::move(job.tokens);
     seq->generated = job.generated;
-    seq->kv = std::move(job.kv);
+    seq->kv = job.kv->claim();
     seq->request = std::move(r);
     auto& m = models_[model];
     if (m.running.empty() && m.waiting.empty())
@@ -828,7 +818,7 @@ private:
     job.generated = seq.generated;
     job.prefill_seconds = seq.prefill_seconds;
     job.switch_bytes_per_second = switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0;
-    job.kv = std::move(seq.kv);
+    job.kv = std::make_shared<kv_in_flight>(host_kv_, std::move(seq.kv));
     seq.kv = {};
     auto& m = models_[seq.model];
     std::erase(m.running, &seq);
@@ -837,10 +827,8 @@ private:
     const auto sink = job.request.sink;
     const auto id = job.request.id;
     seqs_.erase(id); // destroys seq
-    if (sink)
+    if (sink)        // with no sink, the job's KV goes back to the pool right here
       caf::anon_send(sink, handoff_atom::value, std::move(job));
-    else
-      engine_->release(job.kv);
   }
 
   void take_token(sequence& seq, std::int32_t token) {

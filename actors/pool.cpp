@@ -572,7 +572,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   po.max_group = spec.policy.max_group;
   po.max_queued = spec.max_queued;
   po.keep_finished = spec.keep_finished;
-  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), po, p->host_kv_);
+  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), po);
   return p;
 }
 

@@ -30,10 +30,8 @@ caf::error refuse(const std::string& why) {
 class proxy final : public caf::event_based_actor {
 public:
   proxy(caf::actor_config& cfg, std::vector<pool_member> members,
-        std::vector<catalog_entry> catalog, proxy_options options,
-        std::shared_ptr<gpu::kv_pool> host_kv)
-      : caf::event_based_actor(cfg), options_(options), host_kv_(std::move(host_kv)),
-        queue_(0, 1, {}) {
+        std::vector<catalog_entry> catalog, proxy_options options)
+      : caf::event_based_actor(cfg), options_(options), queue_(0, 1, {}) {
     for (auto& c : catalog)
       catalog_.emplace(c.name, std::move(c));
     std::size_t lanes = 0;
@@ -136,7 +134,7 @@ private:
     }
     const auto id = ++next_id_;
     auto actor = spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second,
-                               clock_type::now(), host_kv_);
+                               clock_type::now());
     tracked t;
     t.actor = actor;
     t.model = r.model;
@@ -423,7 +421,6 @@ private:
   }
 
   proxy_options options_;
-  std::shared_ptr<gpu::kv_pool> host_kv_;
   std::map<std::string, catalog_entry> catalog_;
   std::vector<member> members_;
   std::vector<std::size_t> lane_member_;
@@ -440,9 +437,8 @@ private:
 } // namespace
 
 caf::actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
-                       std::vector<catalog_entry> catalog, proxy_options options,
-                       std::shared_ptr<gpu::kv_pool> host_kv) {
-  return sys.spawn<proxy>(std::move(members), std::move(catalog), options, std::move(host_kv));
+                       std::vector<catalog_entry> catalog, proxy_options options) {
+  return sys.spawn<proxy>(std::move(members), std::move(catalog), options);
 }
 
 } // namespace aeg::actors

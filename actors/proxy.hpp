@@ -137,8 +137,7 @@ struct pool_metrics {
 /// when cancelled and re-places it on another instance (prefilling its prompt and the tokens so
 /// far again) when its instance dies.
 caf::actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
-                       std::vector<catalog_entry> catalog, proxy_options options,
-                       std::shared_ptr<gpu::kv_pool> host_kv);
+                       std::vector<catalog_entry> catalog, proxy_options options);
 
 } // namespace aeg::actors
 

@@ -41,10 +41,9 @@ using clock_type = std::chrono::steady_clock;
 class request_actor final : public caf::event_based_actor {
 public:
   request_actor(caf::actor_config& cfg, caf::actor proxy, std::uint64_t id,
-                generation_request client, catalog_entry model, clock_type::time_point arrival,
-                std::shared_ptr<gpu::kv_pool> host_kv)
+                generation_request client, catalog_entry model, clock_type::time_point arrival)
       : caf::event_based_actor(cfg), proxy_(std::move(proxy)), id_(id), client_(std::move(client)),
-        model_(std::move(model)), arrival_(arrival), host_kv_(std::move(host_kv)) {
+        model_(std::move(model)), arrival_(arrival) {
     tokens_ = client_.prompt;
     generated_ = client_.generated_before;
     set_down_handler([this](caf::down_msg& m) {
@@ -57,7 +56,6 @@ public:
     return {
         [this](placed_atom, caf::actor inst, bool prefill_lane) {
           prefill_lane_held_ = prefill_lane;
-          placed_once_ = true;
           place(std::move(inst));
         },
         [this](token_atom, std::uint64_t, std::int32_t token) { on_token(token); },
@@ -119,6 +117,7 @@ private:
               if (finished_ || !in_transit_)
                 return;
               in_transit_->request.sink = caf::actor_cast<caf::actor>(this);
+              // Should the decoder stop before reading it, the dropped job frees its KV.
               send(decoder, decode_atom::value, std::move(*in_transit_));
               in_transit_.reset();
               place(std::move(decoder));
@@ -147,8 +146,10 @@ private:
       return finish(finish_reason::cancelled, {});
     if (instance_)
       send(instance_, cancel_atom::value, id_); // it answers with done(cancelled)
-    else if (!placed_once_)
-      finish(finish_reason::cancelled, {}); // the proxy took it off its queue
+    else
+      // Nowhere to run: queued (the proxy took it off its queue before telling us), or between
+      // a lost instance and the next. An instance that gets it later sees its sink is gone.
+      finish(finish_reason::cancelled, {});
   }
 
   // Our instance died mid-request: prefill our prompt and the tokens so far again elsewhere.
@@ -176,14 +177,8 @@ private:
               });
   }
 
-  void release_in_transit() {
-    if (!in_transit_)
-      return;
-    auto& kv = in_transit_->kv;
-    if (kv.where == models::kv_handle::place::host && host_kv_)
-      host_kv_->free_after(kv.block_bytes(), std::move(kv.blocks), {kv.ready});
-    in_transit_.reset();
-  }
+  // The job's KV goes back to the host pool with its last copy (kv_in_flight).
+  void release_in_transit() { in_transit_.reset(); }
 
   void finish(finish_reason reason, std::string message) {
     if (finished_)
@@ -218,13 +213,12 @@ private:
   generation_request client_;
   catalog_entry model_;
   clock_type::time_point arrival_;
-  std::shared_ptr<gpu::kv_pool> host_kv_;
   caf::actor instance_;
   std::optional<decode_job> in_transit_;
   std::vector<std::int32_t> tokens_;
   std::size_t generated_ = 0;
   std::vector<double> times_;
-  bool finished_ = false, cancelled_ = false, rerouted_ = false, placed_once_ = false;
+  bool finished_ = false, cancelled_ = false, rerouted_ = false;
   bool prefill_lane_held_ = false;
 };
 
@@ -232,10 +226,8 @@ private:
 
 caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
                          generation_request client, const catalog_entry& model,
-                         std::chrono::steady_clock::time_point arrival,
-                         std::shared_ptr<gpu::kv_pool> host_kv) {
-  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model, arrival,
-                                  std::move(host_kv));
+                         std::chrono::steady_clock::time_point arrival) {
+  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model, arrival);
 }
 
 } // namespace aeg::actors

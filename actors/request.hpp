@@ -2,7 +2,6 @@
 
 #include "actors/generation.hpp"
 #include "actors/proxy.hpp"
-#include "gpu/kv_pool.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -19,7 +18,6 @@ namespace aeg::actors {
 /// the request; `client` the request as submitted (its id and sink are the client's).
 caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
                          generation_request client, const catalog_entry& model,
-                         std::chrono::steady_clock::time_point arrival,
-                         std::shared_ptr<gpu::kv_pool> host_kv);
+                         std::chrono::steady_clock::time_point arrival);
 
 } // namespace aeg::actors

@@ -1,5 +1,7 @@
 #include "actors/sched/prefill_queue.hpp"
 
+#include "coro/assert.hpp"
+
 #include <algorithm>
 #include <limits>
 
@@ -36,23 +38,27 @@ seconds prefill_queue::work(std::size_t i) const {
 std::size_t prefill_queue::add(std::uint64_t id, const std::string& model, estimate e) {
   // Existing groups come first: join any queued group of this model with room.
   for (std::size_t i = 0; i < lanes_.size(); ++i)
-    for (auto& g : lanes_[i].groups)
+    for (auto& g : lanes_[i].groups) // a drained lane has none
       if (g.model == model && g.cumulative < max_group_) {
         g.pending.push_back({id, e});
         ++g.cumulative;
         return i;
       }
   // Otherwise a new group on the instance with the least estimated work (the lowest index
-  // among equals, so that the choice is deterministic).
-  std::size_t best = 0;
+  // among equals, so that the choice is deterministic). A drained lane has no work left and
+  // would win every time, though nothing will ever run there.
+  std::size_t best = lanes_.size();
   seconds best_work = seconds{std::numeric_limits<double>::max()};
   for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    if (!lanes_[i].open)
+      continue;
     const seconds w = work(i);
-    if (w < best_work) {
+    if (best == lanes_.size() || w < best_work) {
       best_work = w;
       best = i;
     }
   }
+  AEG_ASSERT(best < lanes_.size(), "prefill_queue::add: every instance is drained");
   group g;
   g.model = model;
   g.cumulative = 1;
@@ -108,6 +114,7 @@ std::vector<std::uint64_t> prefill_queue::drain(std::size_t i) {
       ids.push_back(e.id);
   lanes_[i].groups.clear();
   lanes_[i].handed.clear();
+  lanes_[i].open = false;
   return ids;
 }
 

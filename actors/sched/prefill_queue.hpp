@@ -31,7 +31,8 @@ public:
 
   prefill_queue(std::size_t num_instances, std::size_t max_group, switch_time_fn switch_time);
 
-  /// Queues request `id` of `model`; returns the instance it will run on.
+  /// Queues request `id` of `model`; returns the instance it will run on. At least one
+  /// instance must be open (not drained).
   std::size_t add(std::uint64_t id, const std::string& model, estimate e);
   /// The next request instance `i` should prefill, taken off its queue (null when none). It
   /// counts in the instance's work until `finish`.
@@ -44,7 +45,7 @@ public:
   /// Tells the queue which model instance `i` has active (its next switch is counted from it).
   void set_active(std::size_t instance, const std::string& model);
   /// Every queued request of instance `i`, in order (when an instance goes away); the ones it
-  /// was handed are forgotten.
+  /// was handed are forgotten, and `add` never chooses it again.
   std::vector<std::uint64_t> drain(std::size_t instance);
 
   /// Estimated time to run everything queued on instance `i` or handed to it and not finished,
@@ -74,6 +75,7 @@ private:
     std::deque<group> groups;
     std::vector<started> handed; // handed out by `next`, not finished, in order
     std::string active;
+    bool open = true; // false once drained: its instance is gone
   };
   std::vector<lane> lanes_;
   std::size_t max_group_;

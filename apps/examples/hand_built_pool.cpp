@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
       actors::spawn_proxy(sys,
                           {{prefill, actors::instance_role::prefill, names, "cpu0/prefill"},
                            {decode, actors::instance_role::decode, names, "cpu1/decode"}},
-                          catalog, {}, host_kv);
+                          catalog, {});
 
   // 5. Requests: one per model, in flight together. The collectors receive the tokens.
   const std::vector<std::string> questions = {"What is the capital of France?",

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <set>
 
 namespace aeg::actors {
 namespace {
@@ -145,8 +146,12 @@ protected:
     return out;
   }
 
-  void expect_nothing_held(pool& p) {
-    for (const auto& inst : p.instances()) {
+  // `dead`: instances killed by the test (they cannot answer).
+  void expect_nothing_held(pool& p, const std::set<std::size_t>& dead = {}) {
+    for (std::size_t i = 0; i < p.instances().size(); ++i) {
+      if (dead.count(i) != 0)
+        continue;
+      const auto& inst = p.instances()[i];
       instance_stats s;
       (*self_)
           ->request(inst, caf::infinite, stats_atom::value)
@@ -347,6 +352,7 @@ TEST_F(Pool, ADyingInstanceReroutesItsRequestsOrFailsThemClearly) {
     rerouted += f.rerouted;
   EXPECT_GT(rerouted, 0u);
   EXPECT_EQ(m.instances_alive, 2u);
+  expect_nothing_held(p, {1}); // the dead instance's host KV went back to the shared pool
 
   // Now the last decode instance goes too: new requests fail clearly, none hangs.
   caf::anon_send_exit(p.instances()[2], caf::exit_reason::kill);
@@ -360,6 +366,50 @@ TEST_F(Pool, ADyingInstanceReroutesItsRequestsOrFailsThemClearly) {
     EXPECT_EQ(o.result.reason, finish_reason::error);
     EXPECT_FALSE(o.result.message.empty());
   }
+}
+
+// A prefill instance killed while requests wait for it and run on it. Its lane, now without
+// work, must not attract the requests that go on (they would wait there forever): they and
+// later ones go to the other prefill instance. Requests cancelled right after the death (queued
+// again, or between instances) end at once. Nothing is left held, host KV included.
+TEST_F(Pool, ADyingPrefillInstanceLeavesItsLaneAndItsRequestsCanStillBeCancelled) {
+  const auto models = tiny_models(2);
+  const auto reqs = workload(models, 40, 16);
+  const auto expected = solo(models, reqs);
+  auto& p =
+      start(spec(models, {instance_role::prefill, instance_role::prefill, instance_role::decode}));
+  const auto ids = submit(p.proxy(), reqs);
+  bool killed = false;
+  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t) {
+    if (killed)
+      return;
+    killed = true;
+    caf::anon_send_exit(p.instances()[0], caf::exit_reason::kill);
+    for (const auto& [client, id] : ids)
+      if (client % 3 == 0)
+        (*self_)->send(p.proxy(), cancel_atom::value, id);
+  });
+  for (const auto& r : reqs) {
+    const auto& o = got.at(r.id);
+    if (r.id % 3 == 0 && o.result.reason == finish_reason::cancelled) {
+      ASSERT_LE(o.tokens.size(), expected.at(r.id).size());
+      EXPECT_TRUE(std::equal(o.tokens.begin(), o.tokens.end(), expected.at(r.id).begin()));
+      continue;
+    }
+    EXPECT_EQ(o.result.reason, finish_reason::length) << o.result.message;
+    EXPECT_EQ(o.tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  // Later requests: all served by the prefill instance that is left.
+  const auto more = workload(models, 12, 6);
+  submit(p.proxy(), more);
+  const auto later = collect(more.size());
+  for (const auto& r : more) {
+    const auto& o = later.at(r.id);
+    EXPECT_EQ(o.result.reason, finish_reason::length) << o.result.message;
+    EXPECT_TRUE(std::equal(o.tokens.begin(), o.tokens.end(), expected.at(r.id).begin()))
+        << "request " << r.id;
+  }
+  expect_nothing_held(p, {0});
 }
 
 TEST_F(Pool, UnknownModelsAreRefusedWithTheCatalog) {

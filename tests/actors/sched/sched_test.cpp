@@ -387,6 +387,25 @@ TEST(PrefillQueue, RequestsHandedToAnInstanceCountInItsWork) {
   EXPECT_NEAR(q.work(1).count(), 0.0, 1e-12);
 }
 
+// An instance that went away has no work left, yet nothing will ever run there: requests go to
+// the instances that remain, even busy ones.
+TEST(PrefillQueue, ADrainedInstanceIsNeverChosenAgain) {
+  prefill_queue q(3, 8, [](const std::string&) { return seconds{1.0}; });
+  const prefill_queue::estimate e{seconds{0.1}};
+  EXPECT_EQ(q.add(1, "a", e), 0u);
+  EXPECT_EQ(q.add(2, "b", e), 1u);
+  EXPECT_EQ(q.add(3, "c", e), 2u);
+  EXPECT_EQ(q.drain(0), (std::vector<std::uint64_t>{1}));
+  // Instance 0 is now the least loaded (no work at all) but gone.
+  EXPECT_EQ(q.add(1, "a", e), 1u); // re-placed: instances 1 and 2 tie, the first wins
+  EXPECT_EQ(q.add(4, "d", e), 2u);
+  EXPECT_EQ(q.add(5, "a", e), 1u); // joins a's group
+  EXPECT_EQ(q.size(0), 0u);
+  EXPECT_EQ(q.drain(1), (std::vector<std::uint64_t>{2, 1, 5}));
+  for (std::uint64_t id = 6; id < 10; ++id)
+    EXPECT_EQ(q.add(id, "e", e), 2u) << "only instance 2 is left";
+}
+
 TEST(PrefillQueue, WithoutGroupingItIsFirstComeFirstServed) {
   prefill_queue q(1, 1, [](const std::string&) { return seconds{1.0}; });
   for (std::uint64_t id = 1; id <= 5; ++id)
