@@ -53,8 +53,17 @@ struct model_state {
   std::uint64_t batch = 0;           // the batch this model's turns serve now
   std::uint64_t batch_ids = 0;       // the last batch id given out
   std::uint64_t overflow = no_batch; // where this turn's overflow goes (none yet)
+  // Its last step found nothing it could run (no KV room for any of its requests): the policy
+  // passes it over until a step of some model runs, which may free room.
+  bool blocked = false;
   static constexpr std::uint64_t no_batch = static_cast<std::uint64_t>(-1);
 };
+
+// "12 MiB", or "192 KiB" for pools under a MiB (tests and tiny topologies have them).
+std::string size_text(std::size_t bytes) {
+  return bytes >= (std::size_t{1} << 20) ? std::to_string(bytes >> 20) + " MiB"
+                                         : std::to_string(bytes >> 10) + " KiB";
+}
 
 // The batches `m`'s requests with KV form, in id order.
 std::vector<std::uint64_t> batches_of(const model_state& m) {
@@ -335,8 +344,12 @@ private:
           v.staged = m.served.name;
     std::vector<const model_state*> busy;
     for (const auto& m : models_)
-      if (!m.running.empty() || !m.waiting.empty())
+      if ((!m.running.empty() || !m.waiting.empty()) && !m.blocked)
         busy.push_back(&m);
+    if (busy.empty()) // every model with work is blocked: the step loop's last resort decides
+      for (const auto& m : models_)
+        if (!m.running.empty() || !m.waiting.empty())
+          busy.push_back(&m);
     std::sort(busy.begin(), busy.end(), [](const model_state* a, const model_state* b) {
       return a->work_since < b->work_since;
     });
@@ -512,14 +525,32 @@ private:
     return false;
   }
 
-  // Ends the oldest waiting request with an error (the last resort when nothing can run).
-  void fail_oldest(const std::string& why) {
+  // When no model with work can run a step (a whole rotation blocked for KV room on the device
+  // and the host): a swapped-out sequence gives its host KV back to be recomputed later (not
+  // lost); with none, the oldest waiting request ends with an error; with none waiting either,
+  // the newest running sequence does. Something always gives, so the loop cannot spin.
+  void last_resort() {
+    for (auto& m : models_)
+      m.blocked = false;
+    if (give_up_host_kv())
+      return;
     sequence* oldest = nullptr;
     for (auto& m : models_)
       if (!m.waiting.empty() && (!oldest || m.waiting.front()->arrived < oldest->arrived))
         oldest = m.waiting.front();
     if (oldest)
-      finish(*oldest, finish_reason::error, why);
+      return finish(*oldest, finish_reason::error,
+                    "no KV cache room on the device or the host for any request");
+    sequence* newest = nullptr;
+    for (auto& m : models_)
+      for (sequence* s : m.running)
+        if (!s->in_step && (!newest || s->arrived > newest->arrived))
+          newest = s;
+    if (newest)
+      finish(*newest, finish_reason::error,
+             "the KV cache cannot hold this request's context (" +
+                 size_text(engine_->device_kv().bytes()) + " on the device, " +
+                 size_text(host_kv_ ? host_kv_->bytes() : 0) + " on the host)");
   }
 
   // Resumes the coroutine through the mailbox: messages that arrived meanwhile run first.
@@ -643,10 +674,12 @@ private:
             split_off(m, seq);
             break;
           }
+          ++i; // the room is held by other models' KV that cannot move now: it waits
+          continue;
         }
         finish(*seq, finish_reason::error,
                "the KV cache cannot hold this request's context (" +
-                   std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
+                   size_text(engine_->device_kv().bytes()) + ")");
         continue;
       }
       budget -= feed;
@@ -663,14 +696,15 @@ private:
       if (!reserve(*seq, seq->kv.tokens + feed)) {
         engine_->release(seq->kv);
         const std::size_t total = kernels::kv_geometry::blocks_for(feed);
-        if (total > engine_->kv_capacity(m.kv) ||
-            (m.running.empty() && chosen.empty() && !engine_->can_reserve(m.kv, total))) {
+        if (total > engine_->kv_capacity(m.kv)) {
           finish(*seq, finish_reason::error,
                  "the prompt needs more KV cache than this instance has (" +
-                     std::to_string(engine_->device_kv().bytes() >> 20) + " MiB)");
+                     size_text(engine_->device_kv().bytes()) + ")");
           continue;
         }
-        break; // first come, first served: wait for blocks to free up
+        // First come, first served: wait for blocks to free up (other models' KV that cannot
+        // move to the host now counts as in use).
+        break;
       }
       m.waiting.pop_front();
       seq->batch = m.batch; // a mid-round join: the batch running now
@@ -702,24 +736,24 @@ private:
         prefetch(decision.prefetch);
       const auto chosen = plan_step();
       if (chosen.empty()) {
-        // Nothing of this model can run now (its KV has no room): let the policy move on, and
-        // let messages in. If a whole rotation finds nothing to run, free the room by sending a
-        // swapped-out sequence back to be recomputed later; it is not lost.
+        // Nothing of this model can run now (its KV has no room): the policy passes it over
+        // and messages come in. When every model with work is blocked, something must give.
         ++turn_steps_;
         if (auto on_its_way = engine_->kv_on_its_way()) {
           // Room is coming back from a transfer: wait for it on the device, not by spinning.
           co_await *on_its_way;
           continue;
         }
-        if (++idle_rounds_ > 2 * models_.size() + 2) {
-          idle_rounds_ = 0;
-          if (!give_up_host_kv())
-            fail_oldest("no KV cache room on the device or the host for any request");
-        }
+        models_[active_].blocked = true;
+        if (std::all_of(models_.begin(), models_.end(), [](const model_state& m) {
+              return m.blocked || (m.running.empty() && m.waiting.empty());
+            }))
+          last_resort();
         co_await yield{executor()};
         continue;
       }
-      idle_rounds_ = 0;
+      for (auto& m : models_) // this step may free room for any of them
+        m.blocked = false;
       std::vector<models::sequence_step> steps;
       std::vector<models::kv_handle*> kvs;
       for (const auto& [seq, feed] : chosen) {
@@ -877,7 +911,6 @@ private:
   std::set<caf::actor_addr> monitored_;
   std::size_t active_ = static_cast<std::size_t>(-1);
   std::size_t turn_steps_ = 0;
-  std::size_t idle_rounds_ = 0;
   clock_type::time_point turn_started_ = clock_type::now();
   std::uint64_t work_counter_ = 0;
   bool ready_ = false;

@@ -531,6 +531,20 @@ TEST_F(Instance, ModelsOfDifferentKvShapesShareATightPool) {
   EXPECT_GT(expect_solo_tokens(shared, reqs, alone).swaps_out, 0u);
 }
 
+// The same with almost no host room: another model's KV often cannot move out, so a model
+// finds no room for its step. It must wait for the others to drain (the policy passes it over
+// meanwhile), not fail its requests: every request still gets its solo tokens.
+TEST_F(Instance, AModelBlockedByOthersKvWaitsForItInsteadOfFailing) {
+  const auto models = three_models();
+  const auto reqs = per_model_requests(models, 6, 20, 9, 7, 40);
+  const auto alone = alone_on_own_instances(models, reqs);
+  auto shared = spawn_many(models, {.kv_bytes = 2 * (64 << 10),
+                                    .host_kv_bytes = 64 << 10,
+                                    .slab_bytes = 64 << 10,
+                                    .policy = [] { return sched::make_round_robin(4); }});
+  expect_solo_tokens(shared, reqs, alone);
+}
+
 TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
   auto inst = spawn_many(three_models());
   auto r = request(1, {1, 2, 3}, 4);
