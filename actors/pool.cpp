@@ -265,7 +265,8 @@ result<pool_spec> parse_topology(std::string_view text) {
   for (std::size_t i = 0; i < doc["models"].size(); ++i) {
     const std::string where = "models[" + std::to_string(i) + "]";
     reader m(doc["models"][i], where);
-    if (auto r = m.known({"name", "gguf", "synthetic", "seed", "ttft_s", "tbt_s"}); !r)
+    if (auto r = m.known({"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s"});
+        !r)
       return tl::unexpected(r.error());
     model_spec ms;
     std::string synthetic;
@@ -273,6 +274,7 @@ result<pool_spec> parse_topology(std::string_view text) {
     AEG_TRY_ASSIGN(ms.source.gguf_path, m.get<std::string>("gguf", ""));
     AEG_TRY_ASSIGN(synthetic, m.get<std::string>("synthetic", ""));
     AEG_TRY_ASSIGN(ms.source.seed, m.count("seed", 1, 0, UINT64_MAX));
+    AEG_TRY_ASSIGN(ms.source.vocab_size, m.count("vocab_size", 0, 0, 1 << 24));
     AEG_TRY_ASSIGN(ms.ttft_seconds, m.number("ttft_s", 10, 1e-3, 1e6));
     AEG_TRY_ASSIGN(ms.tbt_seconds, m.number("tbt_s", 0.1, 1e-3, 1e6));
     if (ms.source.gguf_path.empty() == synthetic.empty())
@@ -281,6 +283,10 @@ result<pool_spec> parse_topology(std::string_view text) {
       if (auto c = models::llama_config::synthetic(synthetic); !c)
         return fail(errc::invalid_argument, m.at("synthetic") + ": " + c.error().message);
       ms.source.synthetic = synthetic;
+    } else if (ms.source.vocab_size != 0) {
+      return fail(errc::invalid_argument, m.at("vocab_size") +
+                                              ": only a synthetic model takes a vocabulary size (a "
+                                              "GGUF model has its own)");
     }
     if (!model_names.insert(ms.name).second)
       return fail(errc::invalid_argument, m.at("name") + ": '" + ms.name + "' is used twice");

@@ -40,7 +40,8 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ull
 result<std::uint64_t> key_of(const model_source& src, const compute_format& f) {
   std::string k = "v" + std::to_string(layout_version);
   if (src.synthetic) {
-    k += "|synthetic|" + *src.synthetic + "|" + std::to_string(src.seed);
+    k += "|synthetic|" + *src.synthetic + "|" + std::to_string(src.seed) + "|" +
+         std::to_string(src.vocab_size);
   } else {
     struct stat st {};
     if (::stat(src.gguf_path.c_str(), &st) != 0)
@@ -201,6 +202,8 @@ result<planned_source> plan_source(const model_source& src, const compute_format
     if (!c)
       return tl::unexpected(c.error());
     p.config = std::move(*c);
+    if (src.vocab_size != 0)
+      p.config.vocab_size = src.vocab_size;
     p.layout = plan_synthetic(p.config, format);
     return p;
   }

@@ -22,6 +22,9 @@ struct model_source {
   std::string gguf_path;                ///< a llama GGUF, or
   std::optional<std::string> synthetic; ///< a shape llama_config::synthetic knows
   std::uint64_t seed = 1;               ///< synthetic weights' seed
+  /// Synthetic: the vocabulary size in place of the shape's own (0: the shape's), so that the
+  /// model can use the tokenizer of a GGUF model with that vocabulary.
+  std::size_t vocab_size = 0;
 };
 
 /// What a model takes on a device besides its KV, known before its weights load: its shape, its

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -132,7 +133,7 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
   actors::generation_request req;
   req.id = id;
   req.prompt = std::move(prompt);
-  req.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+  req.sampling = {o.temperature, o.top_k, o.top_p, o.seed ? *o.seed : std::random_device{}()};
   req.max_tokens = o.max_tokens;
   req.stop_tokens = stop_tokens(m.tok);
   req.sink = caf::actor_cast<caf::actor>(self);

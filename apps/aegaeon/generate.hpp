@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,8 +17,8 @@ struct generate_options {
   float temperature = 0; ///< 0: greedy
   float top_p = 1;
   int top_k = 0;
-  std::uint64_t seed = 0;
-  bool chat_template = false; ///< generate: wrap the prompt in the model's chat template
+  std::optional<std::uint64_t> seed; ///< unset: a new seed each run (sampling only)
+  bool chat_template = false;        ///< generate: wrap the prompt in the model's chat template
   std::string backend = "cpu";
   std::size_t capacity_mib = 0; ///< device memory budget; 0: the backend's default
   bool verbose = false;         ///< timings and token counts on stderr

@@ -98,9 +98,10 @@ void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool ch
   cmd->add_option("--top-k", o.top_k, "Keep only the k most likely tokens; 0 keeps all")
       ->check(number({.lo = 0, .hi = 1e6, .integer = true}))
       ->capture_default_str();
-  cmd->add_option("--seed", o.seed, "Seed of the sampler (same seed, same output)")
-      ->check(number({.lo = 0, .integer = true}))
-      ->capture_default_str();
+  cmd->add_option("--seed", o.seed,
+                  "Seed of the sampler: the same seed gives the same output (default: a new one "
+                  "each run)")
+      ->check(number({.lo = 0, .integer = true}));
   cmd->add_option("--system", o.system_prompt,
                   chat ? "System prompt (default: the model's own)"
                        : "System prompt, with --chat (default: the model's own)");

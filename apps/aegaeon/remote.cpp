@@ -118,8 +118,8 @@ int run_remote_chat(const generate_options& o) {
                  {"top_p", o.top_p}};
     if (o.top_k > 0)
       body["top_k"] = o.top_k;
-    if (o.seed != 0)
-      body["seed"] = o.seed;
+    if (o.seed)
+      body["seed"] = *o.seed;
     std::string answer, finish, failure;
     std::size_t prompt_tokens = 0, completion_tokens = 0;
     double first_token_seconds = 0;
@@ -395,6 +395,20 @@ int run_remote_bench(const bench_options& o) {
                  fmt::join(*listed, ", "));
       return 2;
     }
+  for (const auto& t : trace_file) // a trace's models are checked before anything is sent
+    if (std::find(listed->begin(), listed->end(), t.model) == listed->end()) {
+      fmt::print(stderr,
+                 "aegaeon bench: {} names model '{}', which the server does not have; it "
+                 "has: {}\n",
+                 o.trace_path, t.model, fmt::join(*listed, ", "));
+      return 2;
+    }
+  if (!o.trace_path.empty()) { // the trace's models, in order of first appearance
+    models.clear();
+    for (const auto& t : trace_file)
+      if (std::find(models.begin(), models.end(), t.model) == models.end())
+        models.push_back(t.model);
+  }
   std::vector<double> rates = o.rates.empty() ? std::vector<double>{o.rate} : o.rates;
   if (!o.trace_path.empty())
     rates = {0}; // the trace sets the arrivals
@@ -488,7 +502,11 @@ int run_remote_bench(const bench_options& o) {
     if (tty)
       fmt::print(stderr, "\r\033[K");
     const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-    const double span = trace.empty() ? 0 : std::max(o.duration, trace.back().arrival);
+    // Goodput is per second of offered load: the generated trace's duration, or a trace file's
+    // whole run (its arrivals may span nothing at all).
+    const double span = !o.trace_path.empty() ? seconds
+                        : trace.empty()       ? 0
+                                              : std::max(o.duration, trace.back().arrival);
 
     std::vector<summary> rows;
     std::vector<const outcome*> all;

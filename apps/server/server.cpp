@@ -955,7 +955,32 @@ result<void> server::check(const serve_options& options) {
     return {}; // the pool says what is missing
   const auto kind =
       spec->devices.front().backend == "cuda" ? gpu::backend_kind::cuda : gpu::backend_kind::cpu;
-  return actors::check_device_memory(*spec, models::compute_format::for_backend(kind));
+  const auto format = models::compute_format::for_backend(kind);
+  // A synthetic model speaks through the tokenizer of a GGUF model with its vocabulary: said
+  // now, from the headers, rather than after minutes of loading.
+  std::map<std::size_t, std::string> tokenizers; // vocabulary size -> a GGUF model with it
+  for (const auto& m : spec->models)
+    if (!m.source.synthetic)
+      if (auto f = models::plan_footprint(m.source, format))
+        tokenizers.emplace(f->config.vocab_size, m.name);
+  for (const auto& m : spec->models) {
+    if (!m.source.synthetic)
+      continue;
+    auto f = models::plan_footprint(m.source, format);
+    if (!f)
+      return fail(f.error().code, "model '" + m.name + "': " + f.error().message);
+    if (tokenizers.count(f->config.vocab_size) != 0)
+      continue;
+    std::string hint = "add a GGUF model with that vocabulary to the topology";
+    if (!tokenizers.empty())
+      hint = "give it \"vocab_size\": " + std::to_string(tokenizers.begin()->first) +
+             " to use the tokenizer of '" + tokenizers.begin()->second + "', or " + hint;
+    return fail(errc::invalid_argument, "model '" + m.name +
+                                            "' has synthetic weights and no tokenizer of its " +
+                                            std::to_string(f->config.vocab_size) +
+                                            "-token vocabulary to serve text with; " + hint);
+  }
+  return actors::check_device_memory(*spec, format);
 }
 
 result<void> server::impl::load() {

@@ -619,6 +619,38 @@ TEST_F(Server, AClientThatStopsReadingIsDroppedAndItsRequestCancelled) {
   EXPECT_TRUE(drained());
 }
 
+// A synthetic model needs a tokenizer of its vocabulary to serve text: said before anything
+// loads, with the vocab_size that would borrow one; with it, the check passes.
+TEST(ServerCheck, ASyntheticModelWithoutATokenizerIsNamedBeforeLoading) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  const auto dir = fs::temp_directory_path() / ("aeg-server-check-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto topology = [&](const json& big) {
+    const auto path = (dir / "topology.json").string();
+    std::ofstream(path) << json{{"devices", {{{"name", "cpu0"}, {"backend", "cpu"}}}},
+                                {"models", {{{"name", "chat"}, {"gguf", model_path}}, big}},
+                                {"instances", {{{"device", "cpu0"}}}}}
+                               .dump();
+    serve_options o;
+    o.config = path;
+    return server::check(o);
+  };
+  const auto without = topology({{"name", "big"}, {"synthetic", "llama-2-7b"}});
+  ASSERT_FALSE(without);
+  EXPECT_NE(without.error().message.find("model 'big' has synthetic weights and no tokenizer of "
+                                         "its 32000-token vocabulary"),
+            std::string::npos)
+      << without.error().message;
+  EXPECT_NE(without.error().message.find("\"vocab_size\": 49152 to use the tokenizer of 'chat'"),
+            std::string::npos)
+      << without.error().message;
+  const auto with =
+      topology({{"name", "big"}, {"synthetic", "smollm2-135m"}, {"vocab_size", 49152}});
+  EXPECT_TRUE(with) << with.error().message;
+  fs::remove_all(dir);
+}
+
 TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
   if (!fs::exists(model_path))
     GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
