@@ -422,7 +422,7 @@ private:
                                 .message = auth == nullptr
                                                ? "missing API key: send 'Authorization: Bearer KEY'"
                                                : "incorrect API key",
-                                .type = "authentication_error",
+                                .type = "invalid_request_error", // as OpenAI's API says it
                                 .code = "invalid_api_key"});
         return;
       }
@@ -504,7 +504,8 @@ private:
                               .message = fmt::format("the server is at its limit of {} requests in "
                                                      "flight; retry shortly",
                                                      srv_.opts.max_in_flight),
-                              .type = "rate_limit_exceeded",
+                              .type = "requests",
+                              .code = "rate_limit_exceeded",
                               .retry_after = 1});
       return;
     }
@@ -799,7 +800,8 @@ caf::actor connection::spawn_bridge(const std::shared_ptr<generation>& g,
               const bool full = why.find(actors::overloaded_prefix) != std::string::npos;
               api_error err{.status = full ? 429 : 503,
                             .message = "the pool refused the request: " + why,
-                            .type = full ? "rate_limit_exceeded" : "server_error",
+                            .type = full ? "requests" : "server_error",
+                            .code = full ? "rate_limit_exceeded" : "",
                             .retry_after = 1};
               link->post([weak, g, err] {
                 if (auto c = weak.lock())
