@@ -617,17 +617,22 @@ private:
       return s->batch == m.batch && s->pending() == 1;
     });
     std::size_t prompt_budget = decoding ? prompt_tokens_beside_decodes_ : budget;
+    // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
+    // compute-bound, so batching prompts only delays the first of them. A long prompt still
+    // goes in chunks of the token budget.
+    const std::size_t max_seqs =
+        options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
+    // Elsewhere a prompt already being read leaves half of each step to requests waiting behind
+    // it: a short request then starts at the next step instead of after the whole long prompt
+    // (seconds on a CPU), and the long one takes at most twice as many steps meanwhile.
+    const std::size_t running_prompt_share =
+        m.waiting.empty() || max_seqs == 1 ? budget : std::max<std::size_t>(budget / 2, 1);
     auto feed_of = [&](const sequence* seq) {
       const std::size_t pending = seq->pending();
       if (pending == 1)
         return std::min<std::size_t>(1, budget);
       return std::min({pending, budget, prompt_budget});
     };
-    // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
-    // compute-bound, so batching prompts only delays the first of them. A long prompt still
-    // goes in chunks of the token budget.
-    const std::size_t max_seqs =
-        options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
     const bool start_partial = starts_without_arrivals(m);
     // The newest sequence of this turn's batch after position `i` (null: none).
     auto newest_after = [&](std::size_t i) -> sequence* {
@@ -654,7 +659,8 @@ private:
         ++i; // the batch starts with the sequences that are in; this one joins a later step
         continue;
       }
-      const std::size_t feed = feed_of(seq);
+      const std::size_t feed =
+          seq->pending() > 1 ? std::min(feed_of(seq), running_prompt_share) : feed_of(seq);
       if (feed == 0) {
         ++i; // its prompt waits for a step with room for it
         continue;

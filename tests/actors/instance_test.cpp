@@ -595,6 +595,49 @@ TEST_F(Instance, PromptChunksBesideDecodingRequestsShrinkToKeepTheirTbt) {
   EXPECT_LE(decode_tokens_while_prefilling(1e6), 7u);   // 4 steps of the whole budget
 }
 
+// A short request arriving while a long prompt is being read does not wait for all of it: the
+// long prompt leaves room in each step, so the short one's first token comes first; both get
+// their solo tokens.
+TEST_F(Instance, AShortRequestBehindALongPromptStartsBeforeItEnds) {
+  auto image = tiny_model();
+  const auto vocab = image->config().vocab_size;
+  const auto long_one = request(1, prompt(440, vocab, 1), 4);
+  const auto short_one = request(2, prompt(6, vocab, 2), 4);
+  // Both instances share the test's device: each takes a KV pool of its own size.
+  const instance_options o{
+      .max_batch_tokens = 64, .max_seqs = 4, .kv_bytes = 4 << 20, .slab_bytes = 1 << 20};
+  auto solo = spawn(image, o);
+  std::map<std::uint64_t, outcome> alone;
+  for (const auto& r : {long_one, short_one}) {
+    (*self_)->send(solo, generate_atom::value, r);
+    alone.merge(collect(1));
+  }
+  auto inst = spawn(image, o);
+  (*self_)->send(inst, generate_atom::value, long_one);
+  (*self_)->send(inst, generate_atom::value, short_one);
+  std::vector<std::uint64_t> first_tokens; // request ids in the order their first token came
+  std::map<std::uint64_t, outcome> together;
+  std::size_t ended = 0;
+  while (ended < 2)
+    (*self_)->receive(
+        [&](token_atom, std::uint64_t id, std::int32_t token) {
+          if (together[id].tokens.empty())
+            first_tokens.push_back(id);
+          together[id].tokens.push_back(token);
+        },
+        [&](done_atom, const generation_result& r) {
+          together[r.id].result = r;
+          ++ended;
+        });
+  EXPECT_EQ(first_tokens, (std::vector<std::uint64_t>{2, 1}))
+      << "440 prompt tokens take 7 steps of 64: the 6-token request must not wait for them";
+  for (std::uint64_t id : {1, 2}) {
+    EXPECT_EQ(together.at(id).result.reason, finish_reason::length);
+    EXPECT_EQ(together.at(id).tokens, alone.at(id).tokens) << "request " << id;
+  }
+  EXPECT_EQ(stats(inst).kv_bytes_used, 0u);
+}
+
 TEST_F(Instance, SmolLM2AnswersSixteenConcurrentRequestsAsItAnswersEachAlone) {
   const std::string path = std::string(AEG_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!std::filesystem::exists(path))
