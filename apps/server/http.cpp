@@ -53,6 +53,12 @@ const std::string* find(const header_list& headers, std::string_view name) {
   return nullptr;
 }
 
+// RFC 9110, 5.6.2: the characters of a token.
+bool is_tchar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
 int hex_digit(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -165,6 +171,20 @@ struct request_parser::impl {
       return refuse(505, fmt::format("HTTP/{}.{} is not supported; use HTTP/1.1", p->http_major,
                                      p->http_minor));
     const auto& h = headers.headers;
+    // Lenient parsing is how requests get smuggled past a proxy that reads them otherwise
+    // (RFC 9112, 5.1 and 3.2): a field name is a token, nothing between it and the colon; a
+    // field that says one thing comes once; HTTP/1.1 names its Host.
+    for (const auto& [name, value] : h) {
+      if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar))
+        return refuse(400, fmt::format("header field name '{}' is malformed (a token, with no "
+                                       "whitespace before the colon)",
+                                       name));
+      if (value.find_first_of("\r\n") != std::string::npos)
+        return refuse(400, fmt::format("header '{}' is folded over lines; send it on one", name));
+    }
+    for (const char* once : {"host", "authorization", "content-type", "transfer-encoding"})
+      if (std::count_if(h.begin(), h.end(), [&](const auto& kv) { return kv.first == once; }) > 1)
+        return refuse(400, fmt::format("header '{}' is given more than once", once));
     if (const auto* te = find(h, "transfer-encoding"); te && lower(*te) != "chunked")
       return refuse(501, fmt::format("Transfer-Encoding '{}' is not supported; send the body "
                                      "as is or chunked",
@@ -187,6 +207,8 @@ struct request_parser::impl {
       // An HTTP/1.0 client gets no interim answer (RFC 9110, 10.1.1).
       expect_continue = p->http_minor >= 1;
     }
+    if (p->http_minor >= 1 && find(h, "host") == nullptr)
+      return refuse(400, "an HTTP/1.1 request needs a Host header");
     return 0;
   }
 
@@ -240,7 +262,9 @@ http_request request_parser::take() {
   s.header_bytes = 0;
   s.started = s.headers_done = s.complete = false;
   s.expect_continue = s.continue_told = false;
-  http_parser_pause(&s.parser, 0);
+  // Only a paused parser goes on (one in an error state stays there, and http_parser asserts).
+  if (HTTP_PARSER_ERRNO(&s.parser) == HPE_PAUSED)
+    http_parser_pause(&s.parser, 0);
   return r;
 }
 
@@ -349,6 +373,9 @@ std::string head(int status, const header_list& headers, bool keep_alive) {
 std::string format_response(int status, const header_list& headers, std::string_view body,
                             bool keep_alive) {
   std::string out = head(status, headers, keep_alive);
+  // A 204 or 304 has no body and carries no Content-Length (RFC 9110, 8.6).
+  if (status == 204 || status == 304)
+    return out + "\r\n";
   out += fmt::format("Content-Length: {}\r\n\r\n", body.size());
   out += body;
   return out;

@@ -88,19 +88,20 @@ TEST(RequestParser, ChunkedBodiesAreJoined) {
 TEST(RequestParser, RefusesWhatIsTooLargeOrMalformed) {
   {
     request_parser p({.max_header_bytes = 64, .max_body_bytes = 1024});
-    auto o = p.feed("GET / HTTP/1.1\r\nX-Long: " + std::string(200, 'a') + "\r\n\r\n");
+    auto o = p.feed("GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + std::string(200, 'a') + "\r\n\r\n");
     EXPECT_EQ(o.state, request_parser::status::error);
     EXPECT_EQ(o.http_status, 431);
   }
   {
     request_parser p({.max_header_bytes = 1024, .max_body_bytes = 10});
-    auto o = p.feed("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n");
+    auto o = p.feed("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n");
     EXPECT_EQ(o.state, request_parser::status::error);
     EXPECT_EQ(o.http_status, 413);
   }
   {
     request_parser p({.max_header_bytes = 1024, .max_body_bytes = 4});
-    auto o = p.feed("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n");
+    auto o = p.feed(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n");
     EXPECT_EQ(o.state, request_parser::status::error);
     EXPECT_EQ(o.http_status, 413);
   }
@@ -116,12 +117,19 @@ TEST(RequestParser, RefusesWhatIsTooLargeOrMalformed) {
 TEST(RequestParser, RefusesWhatItWouldMisreadBeforeTheBody) {
   const std::vector<std::pair<std::string, int>> cases = {
       {"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\n", 415},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\n", 415},
       {"POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411},
-      {"POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\n", 417},
-      {"GET /v1/%zzmodels HTTP/1.1\r\n\r\n", 400},
-      {"GET /v1/%00 HTTP/1.1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 3\r\n\r\n", 417},
+      {"GET /v1/%zzmodels HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"GET /v1/%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      // What a proxy in front might read otherwise (request smuggling): refused.
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n"
+       "\r\n",
+       400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+      {"GET /health HTTP/1.1\r\n\r\n", 400}, // HTTP/1.1 without Host
   };
   for (const auto& [text, status] : cases) {
     request_parser p;
@@ -134,7 +142,7 @@ TEST(RequestParser, RefusesWhatItWouldMisreadBeforeTheBody) {
 
 TEST(RequestParser, AsksToBeToldToGoOnOnceWhenTheBodyIsNotInYet) {
   request_parser p;
-  auto o = p.feed("POST /v1/completions HTTP/1.1\r\nExpect: 100-continue\r\n"
+  auto o = p.feed("POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                   "Content-Length: 3\r\n\r\n");
   ASSERT_EQ(o.state, request_parser::status::need_more) << o.error;
   EXPECT_TRUE(o.send_continue);
@@ -142,7 +150,8 @@ TEST(RequestParser, AsksToBeToldToGoOnOnceWhenTheBodyIsNotInYet) {
   EXPECT_EQ(p.feed("bc").state, request_parser::status::complete);
   EXPECT_EQ(p.take().body, "abc");
   // The body right behind the head: nothing to wait for, no interim answer.
-  auto whole = p.feed("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx");
+  auto whole =
+      p.feed("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx");
   EXPECT_EQ(whole.state, request_parser::status::complete);
   EXPECT_FALSE(whole.send_continue);
   p.take();
@@ -153,7 +162,7 @@ TEST(RequestParser, AsksToBeToldToGoOnOnceWhenTheBodyIsNotInYet) {
 
 TEST(RequestParser, PathsAreDecodedAndValuesTrimmed) {
   request_parser p;
-  ASSERT_EQ(p.feed("GET http://example.com/v1/%6dodels/a%2Eb?x=%41 HTTP/1.1\r\n"
+  ASSERT_EQ(p.feed("GET http://example.com/v1/%6dodels/a%2Eb?x=%41 HTTP/1.1\r\nHost: x\r\n"
                    "Authorization: Bearer k \t\r\n\r\n")
                 .state,
             request_parser::status::complete);
@@ -169,7 +178,7 @@ TEST(RequestParser, KnowsWhenARequestIsHalfWay) {
   p.feed("GET / HT");
   EXPECT_TRUE(p.in_progress());
   EXPECT_FALSE(p.headers_complete());
-  p.feed("TP/1.1\r\nContent-Length: 3\r\n\r\na");
+  p.feed("TP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na");
   EXPECT_TRUE(p.headers_complete());
   auto o = p.feed("bc");
   EXPECT_EQ(o.state, request_parser::status::complete);
