@@ -240,18 +240,20 @@ void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t 
     auto* out = static_cast<block_q4_1x8*>(dst) + g * nb;
     for (std::size_t b = 0; b < nb; ++b)
       for (std::size_t i = 0; i < 8; ++i) {
-        const std::size_t slot = q4_1x8_slot(i);
+        const std::uint8_t* qs = nullptr;
         if (from == dtype::q4_1) {
           const auto& blk = reinterpret_cast<const block_q4_1*>(group + i * stride)[b];
           out[b].d[i] = blk.d;
           out[b].m[i] = blk.m;
-          std::memcpy(out[b].qs[slot], blk.qs, 16);
+          qs = blk.qs;
         } else { // Q4_0 is Q4_1 with the offset -8·d, exact in f16
           const auto& blk = reinterpret_cast<const block_q4_0*>(group + i * stride)[b];
           out[b].d[i] = blk.d;
           out[b].m[i] = float_to_half(-8.0f * half_to_float(blk.d));
-          std::memcpy(out[b].qs[slot], blk.qs, 16);
+          qs = blk.qs;
         }
+        for (std::size_t j = 0; j < 16; ++j)
+          out[b].qs[q4_1x8_byte(i, j)] = qs[j];
       }
   }
 }
@@ -270,12 +272,12 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
   }
   AEG_ASSERT(t == dtype::q4_1x8, "dequantize_interleaved_row: not an interleaved type");
   const auto* blk = static_cast<const block_q4_1x8*>(base) + g * nb;
-  const std::size_t slot = q4_1x8_slot(i);
   for (std::size_t b = 0; b < nb; ++b, y += 32) {
     const float d = half_to_float(blk[b].d[i]), m = half_to_float(blk[b].m[i]);
-    for (int j = 0; j < 16; ++j) {
-      y[j] = static_cast<float>(blk[b].qs[slot][j] & 0xF) * d + m;
-      y[j + 16] = static_cast<float>(blk[b].qs[slot][j] >> 4) * d + m;
+    for (std::size_t j = 0; j < 16; ++j) {
+      const std::uint8_t q = blk[b].qs[q4_1x8_byte(i, j)];
+      y[j] = static_cast<float>(q & 0xF) * d + m;
+      y[j + 16] = static_cast<float>(q >> 4) * d + m;
     }
   }
 }

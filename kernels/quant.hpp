@@ -52,13 +52,15 @@ static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(blo
               sizeof(block_q8_0) == 34 && sizeof(block_q4_k) == 144 && sizeof(block_q6_k) == 210);
 
 /// 8 rows of Q4_1 (or Q4_0, as Q4_1 with offset -8·d) for one block of 32 columns, as the CPU
-/// computes with them: `d` and `m` in row order, the nibbles of row r at `qs[q4_1x8_slot(r)]`
-/// (rows 0,4,1,5,2,6,3,7), so that one 256-bit load holds rows r and r+4 and a two-level
-/// horizontal add of the products yields the 8 rows' sums in order.
+/// computes with them: `d` and `m` in row order; the 16 nibble bytes of the rows in 4 groups of
+/// 32 bytes, group p holding bytes 4p..4p+3 of row 0, then of row 1, ... (`q4_1x8_byte`). Byte j
+/// of a Q4_1 row holds columns j (low nibble) and j + 16 (high), so one 256-bit load of a group
+/// gives every row 4 of its columns in its own 32-bit lane: a dot product with 4 activations
+/// broadcast lands in the row's lane, and no horizontal add is needed.
 struct block_q4_1x8 {
   std::uint16_t d[8];
   std::uint16_t m[8];
-  std::uint8_t qs[8][16];
+  std::uint8_t qs[128];
 };
 /// 8 rows of Q8_0 for one block of 32 columns, in row order.
 struct block_q8_0x8 {
@@ -67,9 +69,9 @@ struct block_q8_0x8 {
 };
 static_assert(sizeof(block_q4_1x8) == 8 * 20 && sizeof(block_q8_0x8) == 8 * 34);
 
-/// Where row `r` (0..7) of a Q4_1x8 block keeps its nibbles.
-constexpr std::size_t q4_1x8_slot(std::size_t r) noexcept {
-  return r < 4 ? 2 * r : 2 * (r - 4) + 1;
+/// Where byte `j` (0..15) of row `r` (0..7)'s Q4_1 nibbles lies in a Q4_1x8 block's `qs`.
+constexpr std::size_t q4_1x8_byte(std::size_t r, std::size_t j) noexcept {
+  return j / 4 * 32 + 4 * r + j % 4;
 }
 
 /// An activation block for the CPU's integer dot products: 32 values as `q * d`, with

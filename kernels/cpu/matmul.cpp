@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -30,32 +31,56 @@ namespace {
 // The kernels are written once (interleaved.inc) and compiled for AVX2 and for AVX-512 VNNI,
 // which sums 4 byte products into 32-bit lanes in one instruction. The integer sums are the same
 // either way, so both give identical results.
+// One Q4_1x8 block against one activation block: lane r gets row r's integer dot product.
+// `lo[p]`/`hi[p]`: the rows' columns 4p..4p+3 / 16+4p..16+4p+3, unsigned; `xq`: the activations.
+// AVX2: the 8 byte-pair sums per lane fit int16 (|w·x| ≤ 15·128 each, 16 pairs ≤ 30720).
+AEG_AVX2 inline __m256i block_dot_avx2(const __m256i* lo, const __m256i* hi,
+                                       const std::int8_t* xq) {
+  __m256i s = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    std::int32_t xl, xh;
+    std::memcpy(&xl, xq + 4 * p, 4);
+    std::memcpy(&xh, xq + 16 + 4 * p, 4);
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[p], _mm256_set1_epi32(xl)));
+    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[p], _mm256_set1_epi32(xh)));
+  }
+  return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+#define AEG_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+// The same in two independent chains of 4 dot-accumulates, to hide their latency.
+AEG_VNNI inline __m256i block_dot_vnni(const __m256i* lo, const __m256i* hi,
+                                       const std::int8_t* xq) {
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  for (int p = 0; p < 4; ++p) {
+    std::int32_t xl, xh;
+    std::memcpy(&xl, xq + 4 * p, 4);
+    std::memcpy(&xh, xq + 16 + 4 * p, 4);
+    s0 = _mm256_dpbusd_epi32(s0, lo[p], _mm256_set1_epi32(xl));
+    s1 = _mm256_dpbusd_epi32(s1, hi[p], _mm256_set1_epi32(xh));
+  }
+  return _mm256_add_epi32(s0, s1);
+}
+
 #define AEG_ISA_TARGET AEG_AVX2
 #define AEG_ISA_SUFFIX avx2
 #define AEG_ISA_ROWS 2 // 16 vector registers
 #define AEG_DOT(a, x) _mm256_madd_epi16(_mm256_maddubs_epi16(a, x), _mm256_set1_epi16(1))
-#define AEG_DOT_PAIR(a, x, b, y)                                                                   \
-  _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a, x), _mm256_maddubs_epi16(b, y)),      \
-                    _mm256_set1_epi16(1))
 #include "kernels/cpu/interleaved.inc"
 #undef AEG_ISA_TARGET
 #undef AEG_ISA_SUFFIX
 #undef AEG_ISA_ROWS
 #undef AEG_DOT
-#undef AEG_DOT_PAIR
 
-#define AEG_ISA_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define AEG_ISA_TARGET AEG_VNNI
 #define AEG_ISA_SUFFIX vnni
 #define AEG_ISA_ROWS 4 // 32 vector registers
 #define AEG_DOT(a, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, x)
-#define AEG_DOT_PAIR(a, x, b, y)                                                                   \
-  _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, x), b, y)
 #include "kernels/cpu/interleaved.inc"
 #undef AEG_ISA_TARGET
 #undef AEG_ISA_SUFFIX
 #undef AEG_ISA_ROWS
 #undef AEG_DOT
-#undef AEG_DOT_PAIR
 
 // kernels::quantize_activations, 8 lanes at a time, with the same result: the same maximum, scale
 // and round-to-nearest-even.
@@ -112,10 +137,11 @@ void group_q4_1x8_portable(const block_q4_1x8* w, const block_q8a* x, std::size_
     for (std::size_t r = 0; r < rows; ++r) {
       const block_q8a& xb = x[r * nb + b];
       for (std::size_t i = 0; i < 8; ++i) {
-        const std::uint8_t* q = w[b].qs[q4_1x8_slot(i)];
         int dot = 0;
-        for (int j = 0; j < 16; ++j)
-          dot += (q[j] & 0xF) * xb.qs[j] + (q[j] >> 4) * xb.qs[j + 16];
+        for (std::size_t j = 0; j < 16; ++j) {
+          const std::uint8_t q = w[b].qs[q4_1x8_byte(i, j)];
+          dot += (q & 0xF) * xb.qs[j] + (q >> 4) * xb.qs[j + 16];
+        }
         const float d = half_to_float(w[b].d[i]) * xb.d;
         float a = std::fma(static_cast<float>(dot), d, acc[8 * r + i]);
         acc[8 * r + i] = std::fma(half_to_float(w[b].m[i]), xb.s, a);
