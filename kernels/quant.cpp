@@ -233,7 +233,8 @@ void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t 
         for (std::size_t i = 0; i < 8; ++i) {
           const auto& blk = reinterpret_cast<const block_q8_0*>(group + i * stride)[b];
           out[b].d[i] = blk.d;
-          std::memcpy(out[b].qs[i], blk.qs, 32);
+          for (std::size_t j = 0; j < 32; ++j)
+            out[b].qs[q8_0x8_byte(i, j)] = blk.qs[j];
         }
       continue;
     }
@@ -266,7 +267,7 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
     for (std::size_t b = 0; b < nb; ++b, y += 32) {
       const float d = half_to_float(blk[b].d[i]);
       for (int j = 0; j < 32; ++j)
-        y[j] = blk[b].qs[i][j] * d;
+        y[j] = blk[b].qs[q8_0x8_byte(i, static_cast<std::size_t>(j))] * d;
     }
     return;
   }

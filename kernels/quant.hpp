@@ -62,13 +62,19 @@ struct block_q4_1x8 {
   std::uint16_t m[8];
   std::uint8_t qs[128];
 };
-/// 8 rows of Q8_0 for one block of 32 columns, in row order.
+/// 8 rows of Q8_0 for one block of 32 columns: `d` in row order; the values in 8 groups of 32
+/// bytes, group t holding columns 4t..4t+3 of row 0, then of row 1, ... (`q8_0x8_byte`), laid
+/// out for the same lane-per-row products as Q4_1x8.
 struct block_q8_0x8 {
   std::uint16_t d[8];
-  std::int8_t qs[8][32];
+  std::int8_t qs[256];
 };
 static_assert(sizeof(block_q4_1x8) == 8 * 20 && sizeof(block_q8_0x8) == 8 * 34);
 
+/// Where column `j` (0..31) of row `r` (0..7) lies in a Q8_0x8 block's `qs`.
+constexpr std::size_t q8_0x8_byte(std::size_t r, std::size_t j) noexcept {
+  return j / 4 * 32 + 4 * r + j % 4;
+}
 /// Where byte `j` (0..15) of row `r` (0..7)'s Q4_1 nibbles lies in a Q4_1x8 block's `qs`.
 constexpr std::size_t q4_1x8_byte(std::size_t r, std::size_t j) noexcept {
   return j / 4 * 32 + 4 * r + j % 4;

@@ -47,7 +47,60 @@ AEG_AVX2 inline __m256i block_dot_avx2(const __m256i* lo, const __m256i* hi,
   return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
+// One Q8_0x8 block against one activation block, lane r getting row r's dot product. The
+// weights are signed, as the activations are, and the byte products take one unsigned side:
+// AVX2 multiplies |w| by x with w's sign (each pair sum fits int16, so it widens per group).
+struct q8_prepared_avx2 {
+  __m256i abs[8];
+};
+AEG_AVX2 inline q8_prepared_avx2 q8_prepare_avx2(const __m256i* q) {
+  q8_prepared_avx2 p;
+  for (int t = 0; t < 8; ++t)
+    p.abs[t] = _mm256_sign_epi8(q[t], q[t]);
+  return p;
+}
+AEG_AVX2 inline __m256i q8_dot_avx2(const __m256i* q, const q8_prepared_avx2& p,
+                                    const std::int8_t* xq) {
+  __m256i s = _mm256_setzero_si256();
+  for (int t = 0; t < 8; ++t) {
+    std::int32_t x4;
+    std::memcpy(&x4, xq + 4 * t, 4);
+    const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(x4), q[t]);
+    s = _mm256_add_epi32(
+        s, _mm256_madd_epi16(_mm256_maddubs_epi16(p.abs[t], xs), _mm256_set1_epi16(1)));
+  }
+  return s;
+}
+
 #define AEG_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+// VNNI takes the activations as unsigned, x + 128 (a flip of the top bit):
+// Σ (x + 128)·w = Σ x·w + 128·Σ w, with Σ w per row from one dot with ones per block.
+struct q8_prepared_vnni {
+  __m256i sum128;
+};
+AEG_VNNI inline q8_prepared_vnni q8_prepare_vnni(const __m256i* q) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  for (int t = 0; t < 8; t += 2) {
+    s0 = _mm256_dpbusd_epi32(s0, ones, q[t]);
+    s1 = _mm256_dpbusd_epi32(s1, ones, q[t + 1]);
+  }
+  return {_mm256_slli_epi32(_mm256_add_epi32(s0, s1), 7)};
+}
+AEG_VNNI inline __m256i q8_dot_vnni(const __m256i* q, const q8_prepared_vnni& p,
+                                    const std::int8_t* xq) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+  for (int t = 0; t < 8; t += 2) {
+    std::int32_t x0, x1;
+    std::memcpy(&x0, xq + 4 * t, 4);
+    std::memcpy(&x1, xq + 4 * t + 4, 4);
+    s0 = _mm256_dpbusd_epi32(s0, _mm256_xor_si256(_mm256_set1_epi32(x0), flip), q[t]);
+    s1 = _mm256_dpbusd_epi32(s1, _mm256_xor_si256(_mm256_set1_epi32(x1), flip), q[t + 1]);
+  }
+  return _mm256_sub_epi32(_mm256_add_epi32(s0, s1), p.sum128);
+}
+
 // The same in two independent chains of 4 dot-accumulates, to hide their latency.
 AEG_VNNI inline __m256i block_dot_vnni(const __m256i* lo, const __m256i* hi,
                                        const std::int8_t* xq) {
@@ -65,22 +118,18 @@ AEG_VNNI inline __m256i block_dot_vnni(const __m256i* lo, const __m256i* hi,
 #define AEG_ISA_TARGET AEG_AVX2
 #define AEG_ISA_SUFFIX avx2
 #define AEG_ISA_ROWS 2 // 16 vector registers
-#define AEG_DOT(a, x) _mm256_madd_epi16(_mm256_maddubs_epi16(a, x), _mm256_set1_epi16(1))
 #include "kernels/cpu/interleaved.inc"
 #undef AEG_ISA_TARGET
 #undef AEG_ISA_SUFFIX
 #undef AEG_ISA_ROWS
-#undef AEG_DOT
 
 #define AEG_ISA_TARGET AEG_VNNI
 #define AEG_ISA_SUFFIX vnni
 #define AEG_ISA_ROWS 4 // 32 vector registers
-#define AEG_DOT(a, x) _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, x)
 #include "kernels/cpu/interleaved.inc"
 #undef AEG_ISA_TARGET
 #undef AEG_ISA_SUFFIX
 #undef AEG_ISA_ROWS
-#undef AEG_DOT
 
 // kernels::quantize_activations, 8 lanes at a time, with the same result: the same maximum, scale
 // and round-to-nearest-even.
@@ -157,8 +206,8 @@ void group_q8_0x8_portable(const block_q8_0x8* w, const block_q8a* x, std::size_
       const block_q8a& xb = x[r * nb + b];
       for (std::size_t i = 0; i < 8; ++i) {
         int dot = 0;
-        for (int j = 0; j < 32; ++j)
-          dot += w[b].qs[i][j] * xb.qs[j];
+        for (std::size_t j = 0; j < 32; ++j)
+          dot += w[b].qs[q8_0x8_byte(i, j)] * xb.qs[j];
         acc[8 * r + i] =
             std::fma(static_cast<float>(dot), half_to_float(w[b].d[i]) * xb.d, acc[8 * r + i]);
       }
