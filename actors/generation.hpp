@@ -7,6 +7,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -56,6 +57,9 @@ struct generation_request {
   /// Tokens generated before this request was (re)placed: `prompt` ends with them, max_tokens
   /// counts them, and sampling continues its random stream after them.
   std::size_t generated_before = 0;
+  /// When the client's request arrived, which its deadlines count from (a pool sets it; left
+  /// at the epoch, an instance takes the moment the request reaches it).
+  std::chrono::steady_clock::time_point arrived{};
 };
 
 /// The KV cache of a prefilled request while it travels (prefill instance → request → decode

@@ -210,6 +210,8 @@ private:
     if (r.sink && monitored_.insert(r.sink.address()).second)
       monitor(r.sink);
     auto seq = std::make_unique<sequence>();
+    if (r.arrived != clock_type::time_point{})
+      seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
     seq->model = model;
     seq->tokens = r.prompt;
     seq->generated = r.generated_before;
@@ -248,6 +250,8 @@ private:
     if (r.sink && monitored_.insert(r.sink.address()).second)
       monitor(r.sink);
     auto seq = std::make_unique<sequence>();
+    if (r.arrived != clock_type::time_point{})
+      seq->arrived = r.arrived;
     seq->model = model;
     seq->tokens = std::move(job.tokens);
     seq->generated = job.generated;

@@ -133,8 +133,9 @@ private:
       return refuse("no running instance serves model '" + r.model + "'");
     }
     const auto id = ++next_id_;
-    auto actor = spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second,
-                               clock_type::now());
+    r.arrived = clock_type::now();
+    auto actor =
+        spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second, r.arrived);
     tracked t;
     t.actor = actor;
     t.model = r.model;
