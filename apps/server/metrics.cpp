@@ -21,6 +21,10 @@ void metrics_registry::declare(const std::string& model) {
   models_.try_emplace(model);
 }
 
+void metrics_registry::refused(int status) {
+  ++refused_[status];
+}
+
 void metrics_registry::started(const std::string& model) {
   ++models_[model].started;
 }
@@ -145,6 +149,11 @@ std::string metrics_registry::render(const actors::pool_metrics& pool,
   for (const auto& [model, m] : models_)
     w.sample("aegaeon_pool_requests_in_flight", model_label(model),
              of(pool.in_flight_by_model, model));
+  w.family("aegaeon_http_errors_total", "counter",
+           "Error answers, by HTTP status: 429 and 503 under load, 4xx for bad requests.");
+  for (const auto& [status, n] : refused_)
+    w.sample("aegaeon_http_errors_total", "status=\"" + std::to_string(status) + "\"",
+             static_cast<double>(n));
   w.family("aegaeon_pool_rejected_total", "counter", "Requests the pool refused (full).");
   w.sample("aegaeon_pool_rejected_total", "", static_cast<double>(pool.rejected));
   w.family("aegaeon_instances_alive", "gauge", "Instances serving.");

@@ -40,6 +40,8 @@ public:
   void between_tokens(const std::string& model, double seconds);
   void finished(const std::string& model, const std::string& reason, std::size_t prompt_tokens,
                 std::size_t completion_tokens);
+  /// An error answer the server gave (a refusal under load, bad input), by HTTP status.
+  void refused(int status);
 
   std::string render(const actors::pool_metrics& pool,
                      const std::vector<instance_report>& instances) const;
@@ -53,6 +55,7 @@ private:
     histogram tbt{{0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5}};
   };
   std::map<std::string, per_model> models_;
+  std::map<int, std::size_t> refused_; // by HTTP status
 };
 
 } // namespace aeg::server

@@ -678,6 +678,7 @@ private:
     respond(status, "application/json", body, std::move(extra));
   }
   void respond_error(const api_error& e) {
+    srv_.metrics.refused(e.status);
     header_list h;
     if (e.retry_after > 0)
       h.emplace_back("Retry-After", std::to_string(e.retry_after));
@@ -1107,6 +1108,7 @@ void server::impl::accept() {
     sock.set_option(asio::socket_base::send_buffer_size(64 * 1024), ignored);
     if (connections.size() >= opts.max_connections) {
       // Say why, then close; the client may retry.
+      metrics.refused(503);
       auto msg = std::make_shared<std::string>(format_response(
           503, {{"Retry-After", "1"}, {"Content-Type", "application/json"}},
           api_error{.status = 503,
@@ -1241,8 +1243,10 @@ int server::run() {
     });
   }
   i.accept();
-  i.log(fmt::format("listening on http://{}:{} ({} model(s))", i.opts.host, port(),
-                    i.model_names.size()));
+  // An IPv6 literal is bracketed in a URL ("http://[::1]:8000"), so that the line can be pasted.
+  const bool v6 = i.opts.host.find(':') != std::string::npos && i.opts.host.front() != '[';
+  i.log(fmt::format("listening on http://{}{}{}:{} ({} model(s))", v6 ? "[" : "", i.opts.host,
+                    v6 ? "]" : "", port(), i.model_names.size()));
   i.io.run();
   i.log("stopped");
   return 0;

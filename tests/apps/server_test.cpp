@@ -697,6 +697,10 @@ TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
   EXPECT_TRUE(retry_after);
   EXPECT_NE(r->body.find("rate_limit_exceeded"), std::string::npos);
   EXPECT_EQ(status, 429);
+  // An operator sees the refusal in /metrics.
+  auto m = probe.request("GET", "/metrics", "");
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(metric(m->body, "aegaeon_http_errors_total{status=\"429\"}"), 1.0) << m->body;
   // Shutdown with both still running: each gets an answer (an error saying why), nothing hangs.
   EXPECT_EQ(srv.stop(), 0);
   for (auto& f : running) {
