@@ -211,9 +211,10 @@ public:
     if (closed_ || !g.params.stream || g.head_sent)
       return;
     g.head_sent = true;
-    const header_list h = {{"Content-Type", "text/event-stream"},
-                           {"Cache-Control", "no-cache"},
-                           {"X-Request-Id", g.shape.id}};
+    header_list h = {{"Content-Type", "text/event-stream"},
+                     {"Cache-Control", "no-cache"},
+                     {"X-Request-Id", g.shape.id}};
+    add_cors(h);
     if (chunked_) {
       write(format_chunked_head(200, h, keep_alive_));
       return;
@@ -412,7 +413,14 @@ private:
     const bool completion = req.path == "/v1/completions" || req.path == "/v1/chat/completions";
     const char* allow = completion ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
     if ((known || completion) && req.method == "OPTIONS") {
-      write(format_response(204, {{"Allow", allow}}, "", keep_alive_));
+      header_list h = {{"Allow", allow}};
+      if (!srv_.opts.cors_origin.empty()) { // a browser's preflight: what it may send
+        h.emplace_back("Access-Control-Allow-Methods", allow);
+        h.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        h.emplace_back("Access-Control-Max-Age", "600");
+      }
+      add_cors(h);
+      write(format_response(204, h, "", keep_alive_));
       return;
     }
     if (v1 && !srv_.opts.api_key.empty()) {
@@ -664,9 +672,19 @@ private:
     srv_.maybe_finish_shutdown();
   }
 
+  // CORS: which web origin may read the answer (when the server was told one).
+  void add_cors(header_list& h) const {
+    const auto& origin = srv_.opts.cors_origin;
+    if (origin.empty())
+      return;
+    h.emplace_back("Access-Control-Allow-Origin", origin);
+    if (origin != "*")
+      h.emplace_back("Vary", "Origin");
+  }
   void respond(int status, const char* content_type, const std::string& body,
                header_list extra = {}) {
     extra.emplace_back("Content-Type", content_type);
+    add_cors(extra);
     if (srv_.shutting_down)
       keep_alive_ = false; // the client learns not to send more on this connection
     std::string out = format_response(status, extra, body, keep_alive_);

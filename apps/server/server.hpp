@@ -20,8 +20,11 @@ struct serve_options {
   std::string backend;               ///< no config: "cpu" or "cuda"; empty: cuda when a GPU is seen
   std::size_t memory_mib = 0;        ///< no config: device memory to use; 0: the backend's default
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8000;          ///< 0: any free port (see `server::port`)
-  std::string api_key;                ///< when set, /v1/* needs "Authorization: Bearer KEY"
+  std::uint16_t port = 8000; ///< 0: any free port (see `server::port`)
+  std::string api_key;       ///< when set, /v1/* needs "Authorization: Bearer KEY"
+  /// When set, web pages from this origin ("*": any) may call the API: CORS headers on every
+  /// answer and on OPTIONS preflights. Empty: none (browsers refuse cross-origin calls).
+  std::string cors_origin;
   double grace_seconds = 10;          ///< on shutdown, how long in-flight requests may finish
   double header_timeout_seconds = 10; ///< a request's line, headers and body must arrive by then
   double idle_timeout_seconds = 60;   ///< a keep-alive connection with no request is closed

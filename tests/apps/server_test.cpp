@@ -460,6 +460,7 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
                                                        "Host: x\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(status_of(options), 204) << options;
     EXPECT_NE(options.find("Allow: POST, OPTIONS"), std::string::npos) << options;
+    EXPECT_EQ(options.find("Access-Control-"), std::string::npos) << "no CORS unless asked";
   }
   {
     // A client that waits for "100 Continue" before its body gets it, then its answer.
@@ -648,6 +649,50 @@ TEST(ServerCheck, ASyntheticModelWithoutATokenizerIsNamedBeforeLoading) {
   const auto with =
       topology({{"name", "big"}, {"synthetic", "smollm2-135m"}, {"vocab_size", 49152}});
   EXPECT_TRUE(with) << with.error().message;
+  fs::remove_all(dir);
+}
+
+// With --cors-origin, a browser's preflight learns what it may send, and every answer (JSON
+// or a stream) names the origin that may read it.
+TEST(ServerCors, PreflightsAndAnswersCarryTheAllowedOrigin) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  const auto dir = fs::temp_directory_path() / ("aeg-server-cors-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(model_path, dir / "tiny.gguf", fs::copy_options::overwrite_existing);
+  serve_options o;
+  o.models_dir = dir.string();
+  o.backend = "cpu";
+  o.api_key = "k";
+  o.cors_origin = "http://localhost:3000";
+  running_server srv(o);
+  ASSERT_EQ(srv.error(), "");
+  // The preflight carries no key (browsers never send one there) and is answered anyway.
+  const auto preflight =
+      raw_exchange(srv.port(), "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: "
+                               "http://localhost:3000\r\nAccess-Control-Request-Method: POST\r\n"
+                               "Connection: close\r\n\r\n");
+  EXPECT_EQ(status_of(preflight), 204) << preflight;
+  for (const char* h : {"Access-Control-Allow-Origin: http://localhost:3000",
+                        "Access-Control-Allow-Methods: POST, OPTIONS",
+                        "Access-Control-Allow-Headers: Authorization, Content-Type"})
+    EXPECT_NE(preflight.find(h), std::string::npos) << h << " in\n" << preflight;
+  const std::string body =
+      json{{"model", "tiny"}, {"prompt", "Hi"}, {"max_tokens", 2}, {"stream", true}}.dump();
+  const auto streamed = raw_exchange(
+      srv.port(),
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+      "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body,
+      false); // a half-closed connection reads as a client gone, which cancels a stream
+  EXPECT_EQ(status_of(streamed), 200) << streamed;
+  EXPECT_NE(streamed.find("Access-Control-Allow-Origin: http://localhost:3000"), std::string::npos)
+      << streamed;
+  const auto refused = raw_exchange(srv.port(), "GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+                                                "Connection: close\r\n\r\n");
+  EXPECT_EQ(status_of(refused), 401) << refused;
+  EXPECT_NE(refused.find("Access-Control-Allow-Origin: http://localhost:3000"), std::string::npos)
+      << "an error a page can read: " << refused;
   fs::remove_all(dir);
 }
 
