@@ -2,6 +2,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
+#include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "gpu/registry.hpp"
 #include "models/llama/config.hpp"
@@ -156,6 +157,8 @@ actors::pool_spec make_spec(const bench_options& o, const std::string& policy,
   return s;
 }
 
+// One run: a pool of `policy` for `models`, the trace replayed into it. errc::cancelled once
+// Ctrl-C was pressed: the run is abandoned, its pool stopped.
 result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
                            const std::string& policy, const std::vector<std::string>& models,
                            const std::vector<trace_request>& trace) {
@@ -163,24 +166,40 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
   res.policy = policy;
   res.models = models.size();
   res.requests = trace.size();
+  if (stop_requested()) // asked before the pool starts, and again once it has: starting takes long
+    return fail(errc::cancelled, "interrupted");
   auto p = actors::pool::start(sys, make_spec(o, policy, models));
   if (!p)
     return fail(p.error().code, policy + ": the pool did not start: " + p.error().message);
+  if (stop_requested())
+    return fail(errc::cancelled, "interrupted");
   caf::scoped_actor self{sys}; // the driver waits here; the pool's actors never block
   auto c = sys.spawn<client>((*p)->proxy(), trace);
   const auto start = std::chrono::steady_clock::now();
   std::optional<error> broken;
-  self->request(c, caf::infinite, run_atom::value)
-      .receive(
-          [&](std::size_t rejected, std::string& why) {
-            res.rejected = rejected;
-            res.first_rejection = std::move(why);
-          },
-          [&](caf::error& e) {
-            broken = error{errc::internal, sys.render(e)};
-          });
-  if (broken)
+  bool answered = false;
+  // Sent rather than requested: the answer arrives as a message, and the wait wakes now and then
+  // to see a Ctrl-C, which abandons the run.
+  self->send(c, run_atom::value);
+  while (!answered && !broken)
+    self->receive(
+        [&](std::size_t rejected, std::string& why) {
+          res.rejected = rejected;
+          res.first_rejection = std::move(why);
+          answered = true;
+        },
+        [&](caf::error& e) {
+          broken = error{errc::internal, sys.render(e)};
+        },
+        caf::after(std::chrono::milliseconds(100)) >>
+            [&] {
+              if (stop_requested())
+                broken = error{errc::cancelled, "interrupted"};
+            });
+  if (broken) {
+    self->send_exit(c, caf::exit_reason::user_shutdown); // its arrivals still to come go with it
     return tl::unexpected(*broken);
+  }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   actors::pool_metrics m;
   self->request((*p)->proxy(), caf::infinite, actors::metrics_atom::value)
@@ -263,6 +282,15 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
                     o.device_mib, o.shape, mib(need.weights), mib(need.buffers), longest_tokens,
                     mib(need.kv), mib(need.total())));
   return config;
+}
+
+// "45 s", "12 min", "1.5 h": how long a plan takes, roughly.
+std::string rough_time(double seconds) {
+  if (seconds < 120)
+    return fmt::format("{:.0f} s", seconds);
+  if (seconds < 2 * 3600)
+    return fmt::format("{:.0f} min", seconds / 60);
+  return fmt::format("{:.1f} h", seconds / 3600);
 }
 
 // Removes the half-built images ("NAME.img.tmp.PID.N") that runs interrupted while building
@@ -354,7 +382,24 @@ int run_bench(const bench_options& o) {
   fmt::print("SLO TTFT {:.2f} s, TBT {:.3f} s\nattainment: mean share of each request's time on "
              "schedule (the paper's metric); tokens: share of tokens on time\n",
              o.ttft, o.tbt);
+  // A run lasts its arrivals, then until its queues drain; models load before each.
+  const double arrivals = o.trace_path.empty() ? o.duration : trace_file.back().arrival;
+  const std::size_t num_runs = counts.size() * o.policies.size();
+  fmt::print("{} run{} ({} model count{} x {} polic{}), each {} of arrivals and then until its "
+             "queues drain: {} or more in all; Ctrl-C stops and reports the runs finished\n",
+             num_runs, num_runs == 1 ? "" : "s", counts.size(), counts.size() == 1 ? "" : "s",
+             o.policies.size(), o.policies.size() == 1 ? "y" : "ies", rough_time(arrivals),
+             rough_time(arrivals * static_cast<double>(num_runs)));
+  // On a terminal the notice replaces the progress line.
+  stop_on_interrupt(isatty(STDERR_FILENO) != 0
+                        ? "\r\033[Kaegaeon bench: stopping; the runs finished will be reported "
+                          "(Ctrl-C again quits at once)\n"
+                        : "aegaeon bench: stopping; the runs finished will be reported (Ctrl-C "
+                          "again quits at once)\n");
+  bool interrupted = false;
   for (const std::size_t n : counts) {
+    if (interrupted)
+      break;
     std::vector<std::string> models = traced;
     for (std::size_t i = 0; models.size() < n; ++i)
       models.push_back("model-" + std::to_string(i));
@@ -367,6 +412,14 @@ int run_bench(const bench_options& o) {
                "switches", "rejected");
     for (const auto& policy : o.policies) {
       auto r = run_one(sys, o, policy, models, trace);
+      if (!r && r.error().code == errc::cancelled) {
+        if (isatty(STDERR_FILENO) != 0)
+          fmt::print(stderr, "\r\033[K"); // the progress line
+        fmt::print(stderr, "aegaeon bench: interrupted; {} of {} runs finished\n", all.size(),
+                   num_runs);
+        interrupted = true;
+        break;
+      }
       if (!r) {
         fmt::print(stderr, "aegaeon bench: {}\n", r.error().message);
         return 1;
@@ -384,7 +437,8 @@ int run_bench(const bench_options& o) {
     }
   }
   // Goodput: the most models a policy served at 90% attainment or better.
-  fmt::print("\ngoodput (most models with >= 90% attainment on {} devices):\n", o.devices);
+  fmt::print("\ngoodput (most models with >= 90% attainment on {} devices{}):\n", o.devices,
+             interrupted ? ", in the runs finished" : "");
   for (const auto& policy : o.policies) {
     std::size_t best = 0;
     for (const auto& r : all)
@@ -425,6 +479,8 @@ int run_bench(const bench_options& o) {
   if (json_out) {
     nlohmann::json doc = {{"devices", o.devices}, {"backend", o.backend}, {"shape", o.shape},
                           {"ttft_slo", o.ttft},   {"tbt_slo", o.tbt},     {"runs", runs}};
+    if (interrupted)
+      doc["interrupted"] = true; // the runs finished before Ctrl-C, not every one planned
     if (o.trace_path.empty()) {
       doc["rate_per_model"] = o.rate;
       doc["duration"] = o.duration;
@@ -437,7 +493,7 @@ int run_bench(const bench_options& o) {
     fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
     return 1;
   }
-  return 0;
+  return interrupted ? 130 : 0; // as a shell reports a process that SIGINT ended
 }
 
 } // namespace aeg::apps

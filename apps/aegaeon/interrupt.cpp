@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstring>
 #include <pthread.h>
+#include <unistd.h>
 
 namespace aeg::apps {
 
@@ -22,6 +24,19 @@ extern "C" void on_interrupt(int) {
     pthread_kill(prompt_thread, SIGINT); // async-signal-safe: hand the signal on
 }
 
+// SIGINTs since `stop_on_interrupt`, and what the first one says.
+std::atomic<int> stops{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+const char* stop_notice = "";
+
+extern "C" void on_stop(int) {
+  // Only async-signal-safe calls here: write and _exit.
+  if (stops.fetch_add(1) > 0)
+    _exit(130); // the second Ctrl-C does not wait for anything
+  const auto ignored = ::write(STDERR_FILENO, stop_notice, std::strlen(stop_notice));
+  (void)ignored; // nothing to do about a stderr that cannot be written
+}
+
 } // namespace
 
 void catch_interrupts() {
@@ -38,6 +53,19 @@ bool take_interrupt() {
 
 void clear_interrupt() {
   interrupted = false;
+}
+
+void stop_on_interrupt(const char* notice) {
+  stop_notice = notice;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+bool stop_requested() {
+  return stops.load() > 0;
 }
 
 } // namespace aeg::apps

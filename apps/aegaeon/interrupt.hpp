@@ -1,7 +1,8 @@
 #pragma once
 
 // Ctrl-C in a chat session, the same in process and over HTTP: mid-answer it stops that answer;
-// at the prompt it ends the session.
+// at the prompt it ends the session. In a benchmark: the first stops it after reporting what it
+// has finished, the second ends it at once.
 
 namespace aeg::apps {
 
@@ -16,5 +17,15 @@ void catch_interrupts();
 
 /// Forgets a Ctrl-C pressed before now (an answer that ended as it was pressed).
 void clear_interrupt();
+
+/// For a command that runs long without reading input (bench): from now on the first SIGINT
+/// writes `notice` to stderr at once and sets a flag that `stop_requested` reads, and the second
+/// ends the process at once with exit code 130. With SA_RESTART, so that no blocking call fails
+/// on the first one. `notice` must live until the process ends. Call once, from any thread; the
+/// signal may land on any.
+void stop_on_interrupt(const char* notice);
+
+/// Whether SIGINT arrived since `stop_on_interrupt`; stays true. Safe from any thread.
+[[nodiscard]] bool stop_requested();
 
 } // namespace aeg::apps

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <limits>
 
@@ -344,6 +345,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (bench_cmd->parsed()) {
+    // Its tables come a line at a time, minutes apart: show each as it comes, on a pipe too.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     if (!in_process && bench.url.empty()) {
       fmt::print(stderr, "aegaeon bench: give --in-process or --url (see --help)\n");
       return 2;

@@ -1,14 +1,17 @@
 // The `aegaeon` binary on bad input: each mistake ends with a non-zero exit and a message that
 // names the option and what it wants, before any work is done (no model file is needed).
 
+#include "tests/apps/child_process.hpp"
 #include "tests/support/tiny_llama.hpp"
 
 #include <gtest/gtest.h>
 
 #include <array>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 
@@ -128,6 +131,46 @@ TEST(Cli, GenerateSystemNeedsChat) {
 
 TEST(Cli, DemoThatCannotFitFailsInsteadOfHanging) {
   expect_refused("demo --coroutines 17 --elements 16777216 --steps 1", "out of memory");
+}
+
+// Ctrl-C in `bench --in-process`: the runs finished are reported and written, the one under way
+// is abandoned, and the exit code says it was interrupted. The first run is short (the dedicated
+// pool of one device refuses the second model's long request at once); the second would take
+// minutes, so the signal, sent when the first run's row appears, lands within it.
+TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_bench_interrupt";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "images");
+  const std::string trace = (dir / "arrivals.jsonl").string();
+  std::ofstream(trace)
+      << R"({"arrival": 0, "model": "a", "prompt_tokens": 4, "output_tokens": 16})"
+      << "\n"
+      << R"({"arrival": 0, "model": "b", "prompt_tokens": 4, "output_tokens": 4000})"
+      << "\n";
+  const std::string json = (dir / "runs.json").string(), csv = (dir / "runs.csv").string();
+  aeg::testing::child bench({AEG_BINARY, "bench", "--in-process", "--devices", "1", "--policies",
+                             "dedicated,aegaeon", "--trace", trace, "--shared-dir",
+                             (dir / "images").string(), "--json", json, "--csv", csv});
+  ASSERT_TRUE(bench.started());
+  // Its stdout is a pipe: each row must arrive as it is printed, not at exit.
+  ASSERT_TRUE(bench.await([&] { return bench.out().find("dedicated ") != std::string::npos; }))
+      << bench.out() << bench.err();
+  bench.signal(SIGINT);
+  EXPECT_EQ(bench.wait(), 130) << bench.out() << bench.err();
+  EXPECT_NE(bench.err().find("interrupted; 1 of 2 runs finished"), std::string::npos)
+      << bench.err();
+  EXPECT_NE(bench.out().find("goodput"), std::string::npos) << bench.out();
+  std::stringstream written;
+  written << std::ifstream(json).rdbuf();
+  EXPECT_NE(written.str().find(R"("interrupted": true)"), std::string::npos) << written.str();
+  EXPECT_NE(written.str().find(R"("policy": "dedicated")"), std::string::npos) << written.str();
+  EXPECT_EQ(written.str().find(R"("policy": "aegaeon")"), std::string::npos) << written.str();
+  std::ifstream rows(csv);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(rows, line);)
+    ++lines;
+  EXPECT_EQ(lines, 2u); // the header and the dedicated run
+  std::filesystem::remove_all(dir);
 }
 
 } // namespace
