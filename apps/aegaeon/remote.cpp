@@ -28,11 +28,16 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-// The models a server lists, or an error line.
-result<std::vector<std::string>> list_models(server::http_client& c) {
+// The models a server lists, or an error line: errc::invalid_argument for an API key missing or
+// refused (the command's to fix), other codes for a server that is not there or not well.
+result<std::vector<std::string>> list_models(server::http_client& c, bool keyed) {
   auto r = c.request("GET", "/v1/models");
   if (!r)
     return tl::unexpected(r.error());
+  if (r->status == 401)
+    return fail(errc::invalid_argument,
+                keyed ? "the server refused the API key (from --api-key or AEGAEON_API_KEY)"
+                      : "the server needs an API key: give --api-key (or set AEGAEON_API_KEY)");
   if (r->status != 200)
     return fail(errc::unavailable,
                 fmt::format("GET /v1/models answered {}: {}", r->status, r->body));
@@ -76,10 +81,10 @@ int run_remote_chat(const generate_options& o) {
     return 2;
   }
   server::http_client client(*url, o.api_key);
-  auto names = list_models(client);
+  auto names = list_models(client, !o.api_key.empty());
   if (!names) {
     fmt::print(stderr, "aegaeon chat: {}\n", names.error().message);
-    return 1;
+    return names.error().code == errc::invalid_argument ? 2 : 1;
   }
   std::string model = o.model_path;
   if (std::find(names->begin(), names->end(), model) == names->end()) {
@@ -383,10 +388,10 @@ int run_remote_bench(const bench_options& o) {
   auto& csv_out = reports.csv;
   const auto& trace_file = files->trace;
   server::http_client probe(*url, o.api_key);
-  auto listed = list_models(probe);
+  auto listed = list_models(probe, !o.api_key.empty());
   if (!listed) {
     fmt::print(stderr, "aegaeon bench: {}\n", listed.error().message);
-    return 1;
+    return listed.error().code == errc::invalid_argument ? 2 : 1;
   }
   std::vector<std::string> models = o.model_names.empty() ? *listed : o.model_names;
   for (const auto& m : models)

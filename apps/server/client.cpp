@@ -15,8 +15,14 @@ using asio::ip::tcp;
 result<url_parts> parse_url(std::string_view url) {
   http_parser_url u;
   http_parser_url_init(&u);
-  if (http_parser_parse_url(url.data(), url.size(), 0, &u) != 0)
-    return fail(errc::invalid_argument, "'" + std::string(url) + "' is not a URL");
+  if (http_parser_parse_url(url.data(), url.size(), 0, &u) != 0) {
+    // "localhost:8000" is the usual slip: a host and port without the scheme.
+    const bool bare = url.find("://") == std::string_view::npos && !url.empty() &&
+                      url.find_first_of(" \t/") != 0 && url.rfind("http", 0) != 0;
+    return fail(errc::invalid_argument,
+                "'" + std::string(url) + "' is not a URL" +
+                    (bare ? "; did you mean http://" + std::string(url) + "?" : ""));
+  }
   auto field = [&](int f) -> std::string {
     if ((u.field_set & (1u << f)) == 0)
       return {};

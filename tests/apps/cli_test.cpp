@@ -22,8 +22,9 @@ struct outcome {
   std::string output; // stdout and stderr together
 };
 
-outcome run(const std::string& args) {
-  const std::string cmd = std::string(AEG_BINARY) + " " + args + " 2>&1";
+// Runs `aegaeon ARGS` through the shell; `before` goes ahead of it ("cd DIR && ", "printf x | ").
+outcome run(const std::string& args, const std::string& before = {}) {
+  const std::string cmd = before + std::string(AEG_BINARY) + " " + args + " 2>&1";
   outcome out;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr)
@@ -131,6 +132,99 @@ TEST(Cli, GenerateSystemNeedsChat) {
 
 TEST(Cli, DemoThatCannotFitFailsInsteadOfHanging) {
   expect_refused("demo --coroutines 17 --elements 16777216 --steps 1", "out of memory");
+}
+
+// A directory of the test's own, with one tiny model in it; removed when the test ends.
+class tiny_model_dir {
+public:
+  explicit tiny_model_dir(const std::string& name)
+      : dir_(std::filesystem::path(::testing::TempDir()) / name) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    ok_ = aeg::testing::write_tiny_llama({}, model()).has_value();
+  }
+  ~tiny_model_dir() { std::filesystem::remove_all(dir_); }
+  tiny_model_dir(const tiny_model_dir&) = delete;
+  tiny_model_dir& operator=(const tiny_model_dir&) = delete;
+
+  bool ok() const { return ok_; }
+  std::string dir() const { return dir_.string(); }
+  std::string model() const { return (dir_ / "tiny.gguf").string(); }
+
+private:
+  std::filesystem::path dir_;
+  bool ok_ = false;
+};
+
+// `aegaeon serve` of a tiny model on a free port, until it is sent SIGINT.
+class serving {
+public:
+  explicit serving(const tiny_model_dir& models, std::vector<std::string> flags = {})
+      : proc_(args(models, std::move(flags))) {
+    proc_.await([&] {
+      return proc_.err().find("listening on") != std::string::npos ||
+             proc_.err().find("aegaeon serve:") != std::string::npos;
+    });
+  }
+  // The port from "listening on http://HOST:PORT"; 0 when it is not listening.
+  int port() const {
+    const auto& e = proc_.err();
+    const auto at = e.find("listening on http://");
+    if (at == std::string::npos)
+      return 0;
+    const auto colon = e.find(' ', at + 20);
+    const auto port_at = e.rfind(':', colon);
+    return std::atoi(e.c_str() + port_at + 1);
+  }
+  aeg::testing::child& process() { return proc_; }
+
+private:
+  static std::vector<std::string> args(const tiny_model_dir& models,
+                                       std::vector<std::string> flags) {
+    std::vector<std::string> a = {AEG_BINARY, "serve", "--port", "0", "--models-dir", models.dir()};
+    a.insert(a.end(), flags.begin(), flags.end());
+    return a;
+  }
+  aeg::testing::child proc_;
+};
+
+TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
+  tiny_model_dir models("aegaeon_cli_api_key");
+  ASSERT_TRUE(models.ok());
+  serving server(models, {"--api-key", "right"});
+  ASSERT_NE(server.port(), 0) << server.process().err();
+  const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
+  const std::string no_env = "env -u AEGAEON_API_KEY ";
+  for (const std::string& cmd : {"chat" + url + " </dev/null", "bench" + url + " --duration 1"}) {
+    auto r = run(cmd, no_env);
+    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("the server needs an API key: give --api-key (or set "
+                            "AEGAEON_API_KEY)"),
+              std::string::npos)
+        << r.output;
+    r = run(cmd + " --api-key wrong", no_env);
+    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("the server refused the API key"), std::string::npos) << r.output;
+  }
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+}
+
+TEST(Cli, ChatUrlWithoutSchemeSuggestsOne) {
+  expect_refused("chat --url localhost:8350 </dev/null", "did you mean http://localhost:8350?");
+}
+
+// An IPv6 literal in the "listening on" URL is bracketed, so that the URL can be used as it is.
+TEST(Cli, ServeBracketsAnIpv6HostInItsUrl) {
+  tiny_model_dir models("aegaeon_cli_ipv6");
+  ASSERT_TRUE(models.ok());
+  serving server(models, {"--host", "::1"});
+  if (server.port() == 0)
+    GTEST_SKIP() << "no IPv6 loopback here: " << server.process().err();
+  EXPECT_NE(server.process().err().find("listening on http://[::1]:"), std::string::npos)
+      << server.process().err();
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
 }
 
 // Ctrl-C in `bench --in-process`: the runs finished are reported and written, the one under way
