@@ -335,7 +335,7 @@ int run_bench(const bench_options& o) {
   auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
   if (!files) {
     fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
-    return 1;
+    return 2;
   }
   auto& reports = files->reports;
   auto& json_out = reports.json;
@@ -355,7 +355,7 @@ int run_bench(const bench_options& o) {
                  "aegaeon bench: every request of the trace {} is longer than the {}-token "
                  "context of {}; shorten them or pick a larger --shape\n",
                  o.trace_path, config->context_length, o.shape);
-      return 1;
+      return 2;
     }
     if (trace_file.size() < before)
       fmt::print(stderr,

@@ -126,7 +126,7 @@ int run_demo(const demo_options& options) {
                  "--devices\n",
                  on_device, per_coroutine >> 20, (on_device * per_coroutine) >> 20, dev.name(),
                  dev.free_bytes() >> 20);
-      return 1;
+      return 2; // what was asked for cannot fit: bad usage, as for the other commands
     }
   }
   caf::actor_system_config cfg;

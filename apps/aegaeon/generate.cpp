@@ -34,18 +34,20 @@ struct local_model {
   std::shared_ptr<const models::model_image> image;
 };
 
-std::optional<local_model> load(const generate_options& o) {
+// The model of `o`, or the exit code: 2 when the file named cannot be used at all, 1 when
+// loading it failed.
+tl::expected<local_model, int> load(const generate_options& o) {
   auto file = models::gguf::file::open(o.model_path);
   if (!file) {
     fmt::print(stderr, "aegaeon: {}\n", file.error().to_string());
     if (file.error().code == errc::not_found)
       fmt::print(stderr, "  (run scripts/fetch-model to get the reference model into models/)\n");
-    return std::nullopt;
+    return tl::unexpected(2);
   }
   auto tok = models::tokenizer::from_gguf(*file);
   if (!tok) {
     fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, tok.error().to_string());
-    return std::nullopt;
+    return tl::unexpected(1);
   }
   auto tmpl = models::chat_template::from_gguf(*file);
   if (!tmpl) {
@@ -56,7 +58,7 @@ std::optional<local_model> load(const generate_options& o) {
       {.backend = o.backend, .ordinal = 0, .capacity_bytes = o.capacity_mib << 20});
   if (!dev) {
     fmt::print(stderr, "aegaeon: {}\n", dev.error().to_string());
-    return std::nullopt;
+    return tl::unexpected(1);
   }
   const bool tty = isatty(STDERR_FILENO) != 0;
   int last_percent = -1;
@@ -73,7 +75,7 @@ std::optional<local_model> load(const generate_options& o) {
     fmt::print(stderr, "\r\033[K");
   if (!image) {
     fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, image.error().to_string());
-    return std::nullopt;
+    return tl::unexpected(1);
   }
   return local_model{std::move(*tok), std::move(*tmpl), std::move(*dev), std::move(*image)};
 }
@@ -247,7 +249,7 @@ caf::actor_system_config quiet_config() {
 int run_generate(const generate_options& o) {
   auto m = load(o);
   if (!m)
-    return 1;
+    return m.error();
   std::vector<std::int32_t> prompt;
   if (o.chat_template) {
     std::vector<models::chat_message> msgs;
@@ -265,7 +267,7 @@ int run_generate(const generate_options& o) {
     return 2;
   }
   if (!check_fits(*m, o, prompt.size() + o.max_tokens, "generate"))
-    return 1;
+    return 2;
   auto cfg = quiet_config();
   caf::actor_system sys{cfg};
   auto inst = actors::spawn_instance(sys, m->dev, m->image);
@@ -282,10 +284,10 @@ int run_generate(const generate_options& o) {
 int run_chat(const generate_options& o) {
   auto m = load(o);
   if (!m)
-    return 1;
+    return m.error();
   // A conversation grows; room for one answer and a few hundred tokens of it is the least.
   if (!check_fits(*m, o, o.max_tokens + 512, "chat"))
-    return 1;
+    return 2;
   auto cfg = quiet_config();
   caf::actor_system sys{cfg};
   auto inst = actors::spawn_instance(sys, m->dev, m->image);

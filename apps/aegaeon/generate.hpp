@@ -26,7 +26,9 @@ struct generate_options {
   std::string api_key;          ///< for a server that asks for one
 };
 
-/// `aegaeon generate`: prints the continuation of one prompt as it is generated.
+/// `aegaeon generate`: prints the continuation of one prompt as it is generated. Exit code 2
+/// for what the user gave that cannot work (no model file there, an empty prompt, too little
+/// --memory-mib), 1 for a failure while loading or generating.
 int run_generate(const generate_options& options);
 
 /// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.

@@ -381,7 +381,7 @@ int run_remote_bench(const bench_options& o) {
   auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
   if (!files) {
     fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
-    return 1;
+    return 2;
   }
   auto& reports = files->reports;
   auto& json_out = reports.json;

@@ -47,10 +47,11 @@ int run_serve(server::serve_options o) {
   };
   o.log = log_line;
 
-  // Mistakes in the setup are said before any thread starts.
+  // Mistakes in the setup (the topology, the models, their memory) are said before any thread
+  // starts, as bad usage.
   if (auto ok = server::server::check(o); !ok) {
     fmt::print(stderr, "aegaeon serve: {}\n", ok.error().to_string());
-    return 1;
+    return 2;
   }
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));

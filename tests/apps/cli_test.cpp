@@ -1,5 +1,6 @@
-// The `aegaeon` binary on bad input: each mistake ends with a non-zero exit and a message that
-// names the option and what it wants, before any work is done (no model file is needed).
+// The `aegaeon` binary as a user runs it. Bad input ends with exit code 2 and a message that
+// names the option and what it wants, before any work is done; a failure while running with 1.
+// Models, where one is needed, are tiny ones written by the test.
 
 #include "tests/apps/child_process.hpp"
 #include "tests/support/tiny_llama.hpp"
@@ -37,9 +38,10 @@ outcome run(const std::string& args, const std::string& before = {}) {
   return out;
 }
 
+// Bad usage: exit code 2 and a message with `fragment`.
 void expect_refused(const std::string& args, const std::string& fragment) {
   const auto r = run(args);
-  EXPECT_NE(r.rc, 0) << args << "\n" << r.output;
+  EXPECT_EQ(r.rc, 2) << args << "\n" << r.output;
   EXPECT_NE(r.output.find(fragment), std::string::npos)
       << args << ": expected '" << fragment << "' in:\n"
       << r.output;
@@ -101,7 +103,7 @@ TEST(Cli, ServeSaysTheMemoryItNeeds) {
   std::filesystem::create_directories(dir);
   ASSERT_TRUE(aeg::testing::write_tiny_llama({}, (dir / "tiny.gguf").string()));
   const auto r = run("serve --port 0 --memory-mib 1 --models-dir " + dir.string());
-  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_EQ(r.rc, 2) << r.output;
   EXPECT_NE(r.output.find("--memory-mib 1: the models' weights"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("give --memory-mib"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("listening"), std::string::npos) << r.output;
@@ -187,6 +189,28 @@ private:
   }
   aeg::testing::child proc_;
 };
+
+TEST(Cli, BadInputExitsWithTwoInEveryCommand) {
+  const std::string topo = ::testing::TempDir() + "aegaeon_cli_bad_topology.json";
+  std::ofstream(topo) << R"({"devices": [{"name": "d", "backnd": "cpu"}]})";
+  expect_refused("serve --config " + topo, "devices[0].backnd: unknown field");
+  expect_refused("serve --config /nonexistent/topo.json", "/nonexistent/topo.json");
+  expect_refused("bench --in-process --trace /nonexistent/t.jsonl", "cannot read trace");
+  expect_refused("bench --url http://127.0.0.1:1 --trace /nonexistent/t.jsonl",
+                 "cannot read trace");
+  expect_refused("generate --model /nonexistent/m.gguf", "cannot open '/nonexistent/m.gguf'");
+  tiny_model_dir models("aegaeon_cli_bad_input");
+  ASSERT_TRUE(models.ok());
+  expect_refused("generate --memory-mib 1 --model " + models.model(), "raise --memory-mib");
+  expect_refused("chat --memory-mib 1 --model " + models.model() + " </dev/null",
+                 "raise --memory-mib");
+}
+
+TEST(Cli, AFailureWhileRunningExitsWithOne) {
+  const auto r = run("bench --url http://127.0.0.1:1 --duration 1");
+  EXPECT_EQ(r.rc, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot connect"), std::string::npos) << r.output;
+}
 
 TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
   tiny_model_dir models("aegaeon_cli_api_key");
