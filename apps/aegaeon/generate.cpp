@@ -18,6 +18,7 @@
 #include <iostream>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -246,7 +247,21 @@ caf::actor_system_config quiet_config() {
 
 } // namespace
 
-int run_generate(const generate_options& o) {
+int run_generate(generate_options o) {
+  if (o.prompt == "-") { // read before loading: a mistake there is said at once
+    std::ostringstream text;
+    text << std::cin.rdbuf();
+    o.prompt = std::move(text).str();
+    if (o.prompt.ends_with('\n'))
+      o.prompt.pop_back();
+    if (o.prompt.ends_with('\r'))
+      o.prompt.pop_back();
+    if (o.prompt.empty()) {
+      fmt::print(stderr, "aegaeon generate: --prompt -: standard input was empty; give the "
+                         "prompt there, or as --prompt TEXT\n");
+      return 2;
+    }
+  }
   auto m = load(o);
   if (!m)
     return m.error();

@@ -11,7 +11,7 @@ namespace aeg::apps {
 /// Settings shared by `aegaeon generate` and `aegaeon chat`.
 struct generate_options {
   std::string model_path;
-  std::string prompt;
+  std::string prompt;        ///< generate: "-" reads it from standard input
   std::string system_prompt; ///< chat: replaces the model's default system prompt
   std::size_t max_tokens = 256;
   float temperature = 0; ///< 0: greedy
@@ -29,7 +29,7 @@ struct generate_options {
 /// `aegaeon generate`: prints the continuation of one prompt as it is generated. Exit code 2
 /// for what the user gave that cannot work (no model file there, an empty prompt, too little
 /// --memory-mib), 1 for a failure while loading or generating.
-int run_generate(const generate_options& options);
+int run_generate(generate_options options);
 
 /// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.
 int run_chat(const generate_options& options);

@@ -129,7 +129,11 @@ int main(int argc, char** argv) {
   gen.prompt = "The capital of France is";
   auto* gen_cmd = app.add_subcommand("generate", "Continue a prompt with a model and print the "
                                                  "tokens as they are generated");
-  gen_cmd->add_option("--prompt", gen.prompt, "Text to continue")->capture_default_str();
+  gen_cmd
+      ->add_option("--prompt", gen.prompt,
+                   "Text to continue; - reads it from standard input (all of it, UTF-8; one "
+                   "final newline is dropped)")
+      ->capture_default_str();
   gen_cmd->add_flag("--chat", gen.chat_template,
                     "Treat the prompt as a user message in the model's chat template");
   add_generation_flags(gen_cmd, gen, false);

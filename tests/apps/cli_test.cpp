@@ -212,6 +212,19 @@ TEST(Cli, AFailureWhileRunningExitsWithOne) {
   EXPECT_NE(r.output.find("cannot connect"), std::string::npos) << r.output;
 }
 
+TEST(Cli, GeneratePromptDashReadsStandardInput) {
+  tiny_model_dir models("aegaeon_cli_prompt_stdin");
+  ASSERT_TRUE(models.ok());
+  const std::string gen = "generate --max-tokens 1 --model " + models.model() + " --prompt -";
+  // All of it, newlines and UTF-8 included; the prompt is printed ahead of its continuation.
+  const auto r = run(gen + " 2>/dev/null", "printf 'Z\303\274rich\\nzwei Zeilen\\n' | ");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("Z\303\274rich\nzwei Zeilen", 0), 0u) << r.output;
+  expect_refused(gen + " </dev/null", "standard input was empty");
+  EXPECT_NE(run("generate --help").output.find("- reads it from standard input"),
+            std::string::npos);
+}
+
 TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
   tiny_model_dir models("aegaeon_cli_api_key");
   ASSERT_TRUE(models.ok());
