@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <random>
@@ -35,14 +36,27 @@ struct local_model {
   std::shared_ptr<const models::model_image> image;
 };
 
+// What to do about a model file that is not there, when there is more to say than its path:
+// the default path is relative, and a command run outside the project root misses it.
+std::string missing_model_hint(const std::string& path) {
+  if (path != default_model_path)
+    return {};
+  std::error_code ec;
+  if (std::filesystem::is_directory(std::filesystem::path(path).parent_path(), ec))
+    return "; run scripts/fetch-model to get the reference model into models/";
+  const auto here = std::filesystem::current_path(ec);
+  return fmt::format("; the path is relative to the current directory ({}): run from the project "
+                     "root or give --model",
+                     ec ? std::string(".") : here.string());
+}
+
 // The model of `o`, or the exit code: 2 when the file named cannot be used at all, 1 when
 // loading it failed.
 tl::expected<local_model, int> load(const generate_options& o) {
   auto file = models::gguf::file::open(o.model_path);
   if (!file) {
-    fmt::print(stderr, "aegaeon: {}\n", file.error().to_string());
-    if (file.error().code == errc::not_found)
-      fmt::print(stderr, "  (run scripts/fetch-model to get the reference model into models/)\n");
+    fmt::print(stderr, "aegaeon: {}{}\n", file.error().to_string(),
+               file.error().code == errc::not_found ? missing_model_hint(o.model_path) : "");
     return tl::unexpected(2);
   }
   auto tok = models::tokenizer::from_gguf(*file);

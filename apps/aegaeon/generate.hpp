@@ -8,6 +8,10 @@
 
 namespace aeg::apps {
 
+/// The model `generate` and `chat` run without --model: where scripts/fetch-model puts it,
+/// relative to the current directory (the project root).
+inline constexpr const char* default_model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
 /// Settings shared by `aegaeon generate` and `aegaeon chat`.
 struct generate_options {
   std::string model_path;

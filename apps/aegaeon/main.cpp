@@ -17,7 +17,7 @@
 
 namespace {
 
-constexpr const char* default_model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+using aeg::apps::default_model_path;
 constexpr double no_limit = std::numeric_limits<double>::infinity();
 
 // What a numeric option accepts. CLI11's Range prints DBL_MAX in full, calls a word that is not
@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "aegaeon 0.1.0");
 
   aeg::apps::generate_options gen;
-  gen.model_path = default_model;
+  gen.model_path = default_model_path;
   gen.prompt = "The capital of France is";
   auto* gen_cmd = app.add_subcommand("generate", "Continue a prompt with a model and print the "
                                                  "tokens as they are generated");
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
   add_generation_flags(gen_cmd, gen, false);
 
   aeg::apps::generate_options chat;
-  chat.model_path = default_model;
+  chat.model_path = default_model_path;
   chat.max_tokens = 512;
   chat.temperature = 0.7f;
   chat.top_p = 0.9f;
@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
     return aeg::apps::run_generate(gen);
   if (chat_cmd->parsed()) {
     if (!chat.url.empty()) {
-      if (chat.model_path == default_model)
+      if (chat.model_path == default_model_path)
         chat.model_path.clear(); // the server's first model
       return aeg::apps::run_remote_chat(chat);
     }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -47,6 +48,17 @@ int run_serve(server::serve_options o) {
   };
   o.log = log_line;
 
+  // The default models directory is relative: run elsewhere, it is simply not there.
+  std::error_code ec;
+  if (o.config.empty() && std::filesystem::path(o.models_dir).is_relative() &&
+      !std::filesystem::exists(o.models_dir, ec)) {
+    const auto here = std::filesystem::current_path(ec);
+    fmt::print(stderr,
+               "aegaeon serve: no models directory '{}' here; it is relative to the current "
+               "directory ({}): run from the project root or give --models-dir (or --config)\n",
+               o.models_dir, ec ? std::string(".") : here.string());
+    return 2;
+  }
   // Mistakes in the setup (the topology, the models, their memory) are said before any thread
   // starts, as bad usage.
   if (auto ok = server::server::check(o); !ok) {

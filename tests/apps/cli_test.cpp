@@ -212,6 +212,26 @@ TEST(Cli, AFailureWhileRunningExitsWithOne) {
   EXPECT_NE(r.output.find("cannot connect"), std::string::npos) << r.output;
 }
 
+// The default model path and models directory are relative: run from elsewhere, the message says
+// so instead of sending the user to fetch a model they have.
+TEST(Cli, DefaultPathsOutsideTheProjectAreSaidToBeRelative) {
+  const auto elsewhere = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  const std::string cd = "cd '" + elsewhere.string() + "' && ";
+  for (const std::string& cmd : {"generate", "chat </dev/null"}) {
+    const auto r = run(cmd, cd);
+    EXPECT_EQ(r.rc, 2) << r.output;
+    EXPECT_NE(r.output.find("relative to the current directory"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("run from the project root or give --model"), std::string::npos)
+        << r.output;
+  }
+  const auto r = run("serve --port 0", cd);
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("relative to the current directory"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("give --models-dir"), std::string::npos) << r.output;
+  std::filesystem::remove_all(elsewhere);
+}
+
 TEST(Cli, GeneratePromptDashReadsStandardInput) {
   tiny_model_dir models("aegaeon_cli_prompt_stdin");
   ASSERT_TRUE(models.ok());
