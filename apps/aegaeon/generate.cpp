@@ -347,10 +347,12 @@ int run_chat(const generate_options& o) {
     fmt::print("\n");
     report(a, o);
     if (failed(a)) {
-      rc = 1;
+      // A failed turn is reported and the session goes on; only one that ends it fails `chat`.
       history.pop_back();
-      if (a.result.message.rfind("the instance stopped", 0) == 0)
+      if (a.result.message.rfind("the instance stopped", 0) == 0) {
+        rc = 1;
         break;
+      }
       continue;
     }
     if (a.result.reason == actors::finish_reason::cancelled)

@@ -35,7 +35,9 @@ struct generate_options {
 /// --memory-mib), 1 for a failure while loading or generating.
 int run_generate(generate_options options);
 
-/// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer.
+/// `aegaeon chat`: an interactive conversation on stdin/stdout that streams each answer. A turn
+/// that fails is reported and the session goes on: exit code 0 when it ends at /quit or end of
+/// input, 1 when a failure ends it (the instance stopped), 2 as for `generate`.
 int run_chat(const generate_options& options);
 
 /// What the next turn of `chat` asks for.

@@ -1,6 +1,6 @@
-// `aegaeon chat --url` as a user runs it: the real binary on pipes, talking to a real server
-// (in this process, over loopback TCP, with the real SmolLM2; skipped when it is not fetched).
-// Ctrl-C is a SIGINT sent to the binary, as the terminal sends it.
+// `aegaeon chat` as a user runs it: the real binary on pipes, with the real SmolLM2 (skipped when
+// it is not fetched), in process or talking to a real server (in this process, over loopback
+// TCP). Ctrl-C is a SIGINT sent to the binary, as the terminal sends it.
 
 #include "tests/apps/child_process.hpp"
 #include "tests/apps/running_server.hpp"
@@ -136,6 +136,25 @@ TEST_F(CliChat, CtrlCAtThePromptEndsTheSession) {
     chat.signal(SIGINT);
   EXPECT_EQ(chat.wait(), 0) << chat.err();
   EXPECT_EQ(chat.err().find("[stopped]"), std::string::npos) << chat.err();
+}
+
+// A turn that fails is reported and the session goes on; at end of input it has ended as it
+// should, so the exit code is 0 (a pipe of messages is not a failed command for one of them).
+TEST(CliChatInProcess, AFailedTurnIsReportedAndEndOfInputStillExitsZero) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  // Room for the model and the KV of one short answer, not for a prompt of thousands of tokens.
+  child chat({AEG_BINARY, "chat", "--model", model_path, "--memory-mib", "140", "--max-tokens", "8",
+              "--temperature", "0"});
+  ASSERT_TRUE(chat.started());
+  std::string longer;
+  for (int i = 0; i < 3000; ++i)
+    longer += "word ";
+  chat.send(longer + "\nSay hello.\n");
+  chat.close_input();
+  EXPECT_EQ(chat.wait(), 0) << chat.err();
+  EXPECT_NE(chat.err().find("aegaeon: "), std::string::npos) << chat.err(); // reported
+  EXPECT_NE(chat.out().find_first_not_of(" \n"), std::string::npos) << chat.out();
 }
 
 } // namespace
