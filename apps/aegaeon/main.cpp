@@ -186,6 +186,9 @@ int main(int argc, char** argv) {
       ->add_option("--api-key", serve.api_key,
                    "Require 'Authorization: Bearer KEY' on /v1/* (or AEGAEON_API_KEY)")
       ->envname("AEGAEON_API_KEY");
+  serve_cmd->add_option("--cors-origin", serve.cors_origin,
+                        "Let web pages from this origin call the API (CORS), e.g. "
+                        "http://localhost:3000; '*' allows any (default: none)");
   serve_cmd
       ->add_option("--grace", serve.grace_seconds,
                    "Seconds in-flight requests may finish after SIGINT/SIGTERM")
