@@ -2,8 +2,7 @@
 // names the option and what it wants, before any work is done; a failure while running with 1.
 // Models, where one is needed, are tiny ones written by the test.
 
-#include "tests/apps/child_process.hpp"
-#include "tests/support/tiny_llama.hpp"
+#include "tests/apps/cli_support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -18,34 +17,7 @@
 
 namespace {
 
-struct outcome {
-  int rc = -1;
-  std::string output; // stdout and stderr together
-};
-
-// Runs `aegaeon ARGS` through the shell; `before` goes ahead of it ("cd DIR && ", "printf x | ").
-outcome run(const std::string& args, const std::string& before = {}) {
-  const std::string cmd = before + std::string(AEG_BINARY) + " " + args + " 2>&1";
-  outcome out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr)
-    return out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p))
-    out.output.append(buf.data(), n);
-  const int status = ::pclose(p);
-  out.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
-
-// Bad usage: exit code 2 and a message with `fragment`.
-void expect_refused(const std::string& args, const std::string& fragment) {
-  const auto r = run(args);
-  EXPECT_EQ(r.rc, 2) << args << "\n" << r.output;
-  EXPECT_NE(r.output.find(fragment), std::string::npos)
-      << args << ": expected '" << fragment << "' in:\n"
-      << r.output;
-}
+using namespace aeg::testing;
 
 TEST(Cli, MisspeltCommandIsNamed) {
   expect_refused("generat", "unknown command 'generat'; aegaeon --help lists them");
@@ -136,60 +108,6 @@ TEST(Cli, DemoThatCannotFitFailsInsteadOfHanging) {
   expect_refused("demo --coroutines 17 --elements 16777216 --steps 1", "out of memory");
 }
 
-// A directory of the test's own, with one tiny model in it; removed when the test ends.
-class tiny_model_dir {
-public:
-  explicit tiny_model_dir(const std::string& name)
-      : dir_(std::filesystem::path(::testing::TempDir()) / name) {
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    ok_ = aeg::testing::write_tiny_llama({}, model()).has_value();
-  }
-  ~tiny_model_dir() { std::filesystem::remove_all(dir_); }
-  tiny_model_dir(const tiny_model_dir&) = delete;
-  tiny_model_dir& operator=(const tiny_model_dir&) = delete;
-
-  bool ok() const { return ok_; }
-  std::string dir() const { return dir_.string(); }
-  std::string model() const { return (dir_ / "tiny.gguf").string(); }
-
-private:
-  std::filesystem::path dir_;
-  bool ok_ = false;
-};
-
-// `aegaeon serve` of a tiny model on a free port, until it is sent SIGINT.
-class serving {
-public:
-  explicit serving(const tiny_model_dir& models, std::vector<std::string> flags = {})
-      : proc_(args(models, std::move(flags))) {
-    proc_.await([&] {
-      return proc_.err().find("listening on") != std::string::npos ||
-             proc_.err().find("aegaeon serve:") != std::string::npos;
-    });
-  }
-  // The port from "listening on http://HOST:PORT"; 0 when it is not listening.
-  int port() const {
-    const auto& e = proc_.err();
-    const auto at = e.find("listening on http://");
-    if (at == std::string::npos)
-      return 0;
-    const auto colon = e.find(' ', at + 20);
-    const auto port_at = e.rfind(':', colon);
-    return std::atoi(e.c_str() + port_at + 1);
-  }
-  aeg::testing::child& process() { return proc_; }
-
-private:
-  static std::vector<std::string> args(const tiny_model_dir& models,
-                                       std::vector<std::string> flags) {
-    std::vector<std::string> a = {AEG_BINARY, "serve", "--port", "0", "--models-dir", models.dir()};
-    a.insert(a.end(), flags.begin(), flags.end());
-    return a;
-  }
-  aeg::testing::child proc_;
-};
-
 TEST(Cli, BadInputExitsWithTwoInEveryCommand) {
   const std::string topo = ::testing::TempDir() + "aegaeon_cli_bad_topology.json";
   std::ofstream(topo) << R"({"devices": [{"name": "d", "backnd": "cpu"}]})";
@@ -231,97 +149,8 @@ TEST(Cli, DefaultPathsOutsideTheProjectAreSaidToBeRelative) {
   EXPECT_NE(r.output.find("give --models-dir"), std::string::npos) << r.output;
   std::filesystem::remove_all(elsewhere);
 }
-
-TEST(Cli, GeneratePromptDashReadsStandardInput) {
-  tiny_model_dir models("aegaeon_cli_prompt_stdin");
-  ASSERT_TRUE(models.ok());
-  const std::string gen = "generate --max-tokens 1 --model " + models.model() + " --prompt -";
-  // All of it, newlines and UTF-8 included; the prompt is printed ahead of its continuation.
-  const auto r = run(gen + " 2>/dev/null", "printf 'Z\303\274rich\\nzwei Zeilen\\n' | ");
-  EXPECT_EQ(r.rc, 0) << r.output;
-  EXPECT_EQ(r.output.rfind("Z\303\274rich\nzwei Zeilen", 0), 0u) << r.output;
-  expect_refused(gen + " </dev/null", "standard input was empty");
-  EXPECT_NE(run("generate --help").output.find("- reads it from standard input"),
-            std::string::npos);
-}
-
-TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
-  tiny_model_dir models("aegaeon_cli_api_key");
-  ASSERT_TRUE(models.ok());
-  serving server(models, {"--api-key", "right"});
-  ASSERT_NE(server.port(), 0) << server.process().err();
-  const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
-  const std::string no_env = "env -u AEGAEON_API_KEY ";
-  for (const std::string& cmd : {"chat" + url + " </dev/null", "bench" + url + " --duration 1"}) {
-    auto r = run(cmd, no_env);
-    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
-    EXPECT_NE(r.output.find("the server needs an API key: give --api-key (or set "
-                            "AEGAEON_API_KEY)"),
-              std::string::npos)
-        << r.output;
-    r = run(cmd + " --api-key wrong", no_env);
-    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
-    EXPECT_NE(r.output.find("the server refused the API key"), std::string::npos) << r.output;
-  }
-  server.process().signal(SIGINT);
-  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
-}
-
 TEST(Cli, ChatUrlWithoutSchemeSuggestsOne) {
   expect_refused("chat --url localhost:8350 </dev/null", "did you mean http://localhost:8350?");
-}
-
-// An IPv6 literal in the "listening on" URL is bracketed, so that the URL can be used as it is.
-TEST(Cli, ServeBracketsAnIpv6HostInItsUrl) {
-  tiny_model_dir models("aegaeon_cli_ipv6");
-  ASSERT_TRUE(models.ok());
-  serving server(models, {"--host", "::1"});
-  if (server.port() == 0)
-    GTEST_SKIP() << "no IPv6 loopback here: " << server.process().err();
-  EXPECT_NE(server.process().err().find("listening on http://[::1]:"), std::string::npos)
-      << server.process().err();
-  server.process().signal(SIGINT);
-  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
-}
-
-// Ctrl-C in `bench --in-process`: the runs finished are reported and written, the one under way
-// is abandoned, and the exit code says it was interrupted. The first run is short (the dedicated
-// pool of one device refuses the second model's long request at once); the second would take
-// minutes, so the signal, sent when the first run's row appears, lands within it.
-TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
-  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_bench_interrupt";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir / "images");
-  const std::string trace = (dir / "arrivals.jsonl").string();
-  std::ofstream(trace)
-      << R"({"arrival": 0, "model": "a", "prompt_tokens": 4, "output_tokens": 16})"
-      << "\n"
-      << R"({"arrival": 0, "model": "b", "prompt_tokens": 4, "output_tokens": 4000})"
-      << "\n";
-  const std::string json = (dir / "runs.json").string(), csv = (dir / "runs.csv").string();
-  aeg::testing::child bench({AEG_BINARY, "bench", "--in-process", "--devices", "1", "--policies",
-                             "dedicated,aegaeon", "--trace", trace, "--shared-dir",
-                             (dir / "images").string(), "--json", json, "--csv", csv});
-  ASSERT_TRUE(bench.started());
-  // Its stdout is a pipe: each row must arrive as it is printed, not at exit.
-  ASSERT_TRUE(bench.await([&] { return bench.out().find("dedicated ") != std::string::npos; }))
-      << bench.out() << bench.err();
-  bench.signal(SIGINT);
-  EXPECT_EQ(bench.wait(), 130) << bench.out() << bench.err();
-  EXPECT_NE(bench.err().find("interrupted; 1 of 2 runs finished"), std::string::npos)
-      << bench.err();
-  EXPECT_NE(bench.out().find("goodput"), std::string::npos) << bench.out();
-  std::stringstream written;
-  written << std::ifstream(json).rdbuf();
-  EXPECT_NE(written.str().find(R"("interrupted": true)"), std::string::npos) << written.str();
-  EXPECT_NE(written.str().find(R"("policy": "dedicated")"), std::string::npos) << written.str();
-  EXPECT_EQ(written.str().find(R"("policy": "aegaeon")"), std::string::npos) << written.str();
-  std::ifstream rows(csv);
-  std::size_t lines = 0;
-  for (std::string line; std::getline(rows, line);)
-    ++lines;
-  EXPECT_EQ(lines, 2u); // the header and the dedicated run
-  std::filesystem::remove_all(dir);
 }
 
 } // namespace

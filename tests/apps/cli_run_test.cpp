@@ -1,0 +1,106 @@
+// The `aegaeon` binary as a user runs it, where the command runs its actors (a model loaded, a
+// server answering, a benchmark under way): these pass messages through CAF.
+
+#include "tests/apps/cli_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace {
+
+using namespace aeg::testing;
+
+TEST(Cli, GeneratePromptDashReadsStandardInput) {
+  tiny_model_dir models("aegaeon_cli_prompt_stdin");
+  ASSERT_TRUE(models.ok());
+  const std::string gen = "generate --max-tokens 1 --model " + models.model() + " --prompt -";
+  // All of it, newlines and UTF-8 included; the prompt is printed ahead of its continuation.
+  const auto r = run(gen + " 2>/dev/null", "printf 'Z\303\274rich\\nzwei Zeilen\\n' | ");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("Z\303\274rich\nzwei Zeilen", 0), 0u) << r.output;
+  expect_refused(gen + " </dev/null", "standard input was empty");
+  EXPECT_NE(run("generate --help").output.find("- reads it from standard input"),
+            std::string::npos);
+}
+
+TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
+  tiny_model_dir models("aegaeon_cli_api_key");
+  ASSERT_TRUE(models.ok());
+  serving server(models, {"--api-key", "right"});
+  ASSERT_NE(server.port(), 0) << server.process().err();
+  const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
+  const std::string no_env = "env -u AEGAEON_API_KEY ";
+  for (const std::string& cmd : {"chat" + url + " </dev/null", "bench" + url + " --duration 1"}) {
+    auto r = run(cmd, no_env);
+    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("the server needs an API key: give --api-key (or set "
+                            "AEGAEON_API_KEY)"),
+              std::string::npos)
+        << r.output;
+    r = run(cmd + " --api-key wrong", no_env);
+    EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("the server refused the API key"), std::string::npos) << r.output;
+  }
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+}
+
+// An IPv6 literal in the "listening on" URL is bracketed, so that the URL can be used as it is.
+TEST(Cli, ServeBracketsAnIpv6HostInItsUrl) {
+  tiny_model_dir models("aegaeon_cli_ipv6");
+  ASSERT_TRUE(models.ok());
+  serving server(models, {"--host", "::1"});
+  if (server.port() == 0)
+    GTEST_SKIP() << "no IPv6 loopback here: " << server.process().err();
+  EXPECT_NE(server.process().err().find("listening on http://[::1]:"), std::string::npos)
+      << server.process().err();
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+}
+
+// Ctrl-C in `bench --in-process`: the runs finished are reported and written, the one under way
+// is abandoned, and the exit code says it was interrupted. The first run is short (the dedicated
+// pool of one device refuses the second model's long request at once); the second would take
+// minutes, so the signal, sent when the first run's row appears, lands within it.
+TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_bench_interrupt";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "images");
+  const std::string trace = (dir / "arrivals.jsonl").string();
+  std::ofstream(trace)
+      << R"({"arrival": 0, "model": "a", "prompt_tokens": 4, "output_tokens": 16})"
+      << "\n"
+      << R"({"arrival": 0, "model": "b", "prompt_tokens": 4, "output_tokens": 4000})"
+      << "\n";
+  const std::string json = (dir / "runs.json").string(), csv = (dir / "runs.csv").string();
+  aeg::testing::child bench({AEG_BINARY, "bench", "--in-process", "--devices", "1", "--policies",
+                             "dedicated,aegaeon", "--trace", trace, "--shared-dir",
+                             (dir / "images").string(), "--json", json, "--csv", csv});
+  ASSERT_TRUE(bench.started());
+  // Its stdout is a pipe: each row must arrive as it is printed, not at exit.
+  ASSERT_TRUE(bench.await([&] { return bench.out().find("dedicated ") != std::string::npos; }))
+      << bench.out() << bench.err();
+  bench.signal(SIGINT);
+  EXPECT_EQ(bench.wait(), 130) << bench.out() << bench.err();
+  EXPECT_NE(bench.err().find("interrupted; 1 of 2 runs finished"), std::string::npos)
+      << bench.err();
+  EXPECT_NE(bench.out().find("goodput"), std::string::npos) << bench.out();
+  std::stringstream written;
+  written << std::ifstream(json).rdbuf();
+  EXPECT_NE(written.str().find(R"("interrupted": true)"), std::string::npos) << written.str();
+  EXPECT_NE(written.str().find(R"("policy": "dedicated")"), std::string::npos) << written.str();
+  EXPECT_EQ(written.str().find(R"("policy": "aegaeon")"), std::string::npos) << written.str();
+  std::ifstream rows(csv);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(rows, line);)
+    ++lines;
+  EXPECT_EQ(lines, 2u); // the header and the dedicated run
+  std::filesystem::remove_all(dir);
+}
+
+} // namespace
