@@ -110,7 +110,8 @@ TEST(LlamaCuda, TinyModelLogitsMatchTheCpu) {
       scale = std::max(scale, std::fabs(a[i]));
     }
     // Half-precision weights, activations into the products and KV: about 1% of the largest logit.
-    EXPECT_LT(err / scale, half == kernels::dtype::f16 ? 0.02f : 0.05f) << kernels::traits(half).name;
+    EXPECT_LT(err / scale, half == kernels::dtype::f16 ? 0.02f : 0.05f)
+        << kernels::traits(half).name;
   }
 }
 
