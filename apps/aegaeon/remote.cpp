@@ -438,6 +438,13 @@ int run_remote_bench(const bench_options& o) {
              "request's time on schedule; goodput: requests/s whose own attainment >= 90%\n",
              fmt::join(models, ", "), o.url, o.ttft, o.tbt);
   double best_rate = 0;
+  stop_on_interrupt(isatty(STDERR_FILENO) != 0
+                        ? "\r\033[Kaegaeon bench: stopping; the rates finished will be reported "
+                          "(Ctrl-C again quits at once)\n"
+                        : "aegaeon bench: stopping; the rates finished will be reported (Ctrl-C "
+                          "again quits at once)\n");
+  bool interrupted = false;
+  std::size_t rates_done = 0;
   for (const double rate : rates) {
     const std::vector<trace_request> trace =
         o.trace_path.empty() ? make_trace({models, rate, o.duration, o.prompt_mean, o.output_mean,
@@ -503,7 +510,30 @@ int run_remote_bench(const bench_options& o) {
       });
       timers.push_back(std::move(timer));
     }
+    // Ctrl-C: the run under way is abandoned (closing its connections cancels its requests).
+    asio::steady_timer watch(io);
+    std::function<void()> watch_interrupt = [&] {
+      watch.expires_after(std::chrono::milliseconds(100));
+      watch.async_wait([&](asio::error_code e) {
+        if (e)
+          return;
+        if (stop_requested())
+          io.stop();
+        else if (ended < trace.size())
+          watch_interrupt();
+      });
+    };
+    if (!trace.empty())
+      watch_interrupt();
     io.run();
+    if (stop_requested()) {
+      if (tty)
+        fmt::print(stderr, "\r\033[K");
+      fmt::print(stderr, "aegaeon bench: interrupted; {} of {} rates finished\n", rates_done,
+                 rates.size());
+      interrupted = true;
+      break;
+    }
     if (tty)
       fmt::print(stderr, "\r\033[K");
     const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
@@ -561,8 +591,11 @@ int run_remote_bench(const bench_options& o) {
             r.good_requests_per_s);
     }
     report["runs"].push_back(run);
+    ++rates_done;
   }
-  if (rates.size() > 1)
+  if (interrupted)
+    report["interrupted"] = true;
+  if (rates.size() > 1 && rates_done > 0)
     fmt::print("\ngoodput: the highest rate with >= 90% attainment was {:.3f} req/s per model "
                "({:.3f} req/s in all)\n",
                best_rate, best_rate * static_cast<double>(models.size()));
@@ -572,7 +605,7 @@ int run_remote_bench(const bench_options& o) {
     fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
     return 1;
   }
-  return 0;
+  return interrupted ? 130 : 0;
 }
 
 } // namespace aeg::apps

@@ -103,4 +103,33 @@ TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
   std::filesystem::remove_all(dir);
 }
 
+// Ctrl-C in `bench --url`: the rates finished are reported and written, the one under way is
+// abandoned (its connections closed), the server keeps serving, and the exit code says so. The
+// first rate is short; the second would send thousands of requests, so the signal, sent when the
+// first rate's row appears, lands within it.
+TEST(Cli, BenchUrlInterruptedReportsAndWritesTheRatesFinished) {
+  tiny_model_dir models("aegaeon_cli_bench_url_interrupt");
+  ASSERT_TRUE(models.ok());
+  serving server(models);
+  ASSERT_NE(server.port(), 0) << server.process().err();
+  const std::string json = models.dir() + "/runs.json";
+  aeg::testing::child bench({AEG_BINARY, "bench", "--url",
+                             "http://127.0.0.1:" + std::to_string(server.port()), "--rate",
+                             "0.5,500", "--duration", "2", "--output-mean", "8", "--json", json});
+  ASSERT_TRUE(bench.started());
+  ASSERT_TRUE(bench.await([&] { return bench.out().find("rate 0.500") != std::string::npos; }))
+      << bench.out() << bench.err();
+  bench.signal(SIGINT);
+  EXPECT_EQ(bench.wait(), 130) << bench.out() << bench.err();
+  EXPECT_NE(bench.err().find("interrupted; 1 of 2 rates finished"), std::string::npos)
+      << bench.err();
+  std::stringstream written;
+  written << std::ifstream(json).rdbuf();
+  EXPECT_NE(written.str().find(R"("interrupted": true)"), std::string::npos) << written.str();
+  EXPECT_NE(written.str().find(R"("rate_per_model": 0.5)"), std::string::npos) << written.str();
+  EXPECT_EQ(written.str().find(R"("rate_per_model": 500)"), std::string::npos) << written.str();
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+}
+
 } // namespace
