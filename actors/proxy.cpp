@@ -134,8 +134,7 @@ private:
     }
     const auto id = ++next_id_;
     r.arrived = clock_type::now();
-    auto actor =
-        spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second, r.arrived);
+    auto actor = spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second);
     tracked t;
     t.actor = actor;
     t.model = r.model;

@@ -41,9 +41,9 @@ using clock_type = std::chrono::steady_clock;
 class request_actor final : public caf::event_based_actor {
 public:
   request_actor(caf::actor_config& cfg, caf::actor proxy, std::uint64_t id,
-                generation_request client, catalog_entry model, clock_type::time_point arrival)
+                generation_request client, catalog_entry model)
       : caf::event_based_actor(cfg), proxy_(std::move(proxy)), id_(id), client_(std::move(client)),
-        model_(std::move(model)), arrival_(arrival) {
+        model_(std::move(model)) {
     tokens_ = client_.prompt;
     generated_ = client_.generated_before;
     set_down_handler([this](caf::down_msg& m) {
@@ -84,7 +84,7 @@ private:
   void on_token(std::int32_t token) {
     if (finished_)
       return;
-    times_.push_back(std::chrono::duration<double>(clock_type::now() - arrival_).count());
+    times_.push_back(std::chrono::duration<double>(clock_type::now() - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
     if (client_.sink)
@@ -212,7 +212,6 @@ private:
   std::uint64_t id_;
   generation_request client_;
   catalog_entry model_;
-  clock_type::time_point arrival_;
   caf::actor instance_;
   std::optional<decode_job> in_transit_;
   std::vector<std::int32_t> tokens_;
@@ -225,9 +224,8 @@ private:
 } // namespace
 
 caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
-                         generation_request client, const catalog_entry& model,
-                         std::chrono::steady_clock::time_point arrival) {
-  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model, arrival);
+                         generation_request client, const catalog_entry& model) {
+  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model);
 }
 
 } // namespace aeg::actors

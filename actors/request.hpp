@@ -15,9 +15,9 @@ namespace aeg::actors {
 /// sink (under the client's id), measures them against the model's deadlines, passes the request
 /// from its prefill instance to a decode instance, frees the KV it carries in between when
 /// cancelled, and asks `proxy` to place it again when its instance dies. `id` is the pool's id of
-/// the request; `client` the request as submitted (its id and sink are the client's).
+/// the request; `client` the request as submitted (its id and sink are the client's; its
+/// deadlines count from `client.arrived`).
 caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
-                         generation_request client, const catalog_entry& model,
-                         std::chrono::steady_clock::time_point arrival);
+                         generation_request client, const catalog_entry& model);
 
 } // namespace aeg::actors
