@@ -390,12 +390,8 @@ int run_bench(const bench_options& o) {
              num_runs, num_runs == 1 ? "" : "s", counts.size(), counts.size() == 1 ? "" : "s",
              o.policies.size(), o.policies.size() == 1 ? "y" : "ies", rough_time(arrivals),
              rough_time(arrivals * static_cast<double>(num_runs)));
-  // On a terminal the notice replaces the progress line.
-  stop_on_interrupt(isatty(STDERR_FILENO) != 0
-                        ? "\r\033[Kaegaeon bench: stopping; the runs finished will be reported "
-                          "(Ctrl-C again quits at once)\n"
-                        : "aegaeon bench: stopping; the runs finished will be reported (Ctrl-C "
-                          "again quits at once)\n");
+  stop_on_interrupt("aegaeon bench: stopping; the runs finished will be reported (Ctrl-C again "
+                    "quits at once)");
   bool interrupted = false;
   for (const std::size_t n : counts) {
     if (interrupted)

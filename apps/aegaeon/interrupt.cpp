@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstring>
 #include <pthread.h>
+#include <string>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -27,13 +28,13 @@ extern "C" void on_interrupt(int) {
 // SIGINTs since `stop_on_interrupt`, and what the first one says.
 std::atomic<int> stops{0};
 static_assert(std::atomic<int>::is_always_lock_free);
-const char* stop_notice = "";
+std::string stop_notice; // set before the handler is, never changed after
 
 extern "C" void on_stop(int) {
   // Only async-signal-safe calls here: write and _exit.
   if (stops.fetch_add(1) > 0)
     _exit(130); // the second Ctrl-C does not wait for anything
-  const auto ignored = ::write(STDERR_FILENO, stop_notice, std::strlen(stop_notice));
+  const auto ignored = ::write(STDERR_FILENO, stop_notice.data(), stop_notice.size());
   (void)ignored; // nothing to do about a stderr that cannot be written
 }
 
@@ -55,8 +56,8 @@ void clear_interrupt() {
   interrupted = false;
 }
 
-void stop_on_interrupt(const char* notice) {
-  stop_notice = notice;
+void stop_on_interrupt(std::string_view notice) {
+  stop_notice = (isatty(STDERR_FILENO) != 0 ? "\r\033[K" : "") + std::string(notice) + "\n";
   struct sigaction sa {};
   sa.sa_handler = on_stop;
   sa.sa_flags = SA_RESTART;

@@ -4,6 +4,8 @@
 // at the prompt it ends the session. In a benchmark: the first stops it after reporting what it
 // has finished, the second ends it at once.
 
+#include <string_view>
+
 namespace aeg::apps {
 
 /// From now on SIGINT sets a flag instead of ending the process. No SA_RESTART: a read blocked
@@ -19,11 +21,11 @@ void catch_interrupts();
 void clear_interrupt();
 
 /// For a command that runs long without reading input (bench): from now on the first SIGINT
-/// writes `notice` to stderr at once and sets a flag that `stop_requested` reads, and the second
-/// ends the process at once with exit code 130. With SA_RESTART, so that no blocking call fails
-/// on the first one. `notice` must live until the process ends. Call once, from any thread; the
-/// signal may land on any.
-void stop_on_interrupt(const char* notice);
+/// writes `notice` (a line) to stderr at once, over the progress line on a terminal, and sets a
+/// flag that `stop_requested` reads; the second ends the process at once with exit code 130.
+/// With SA_RESTART, so that no blocking call fails on the first one. Call once, from any thread;
+/// the signal may land on any.
+void stop_on_interrupt(std::string_view notice);
 
 /// Whether SIGINT arrived since `stop_on_interrupt`; stays true. Safe from any thread.
 [[nodiscard]] bool stop_requested();

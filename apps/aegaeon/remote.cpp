@@ -394,26 +394,18 @@ int run_remote_bench(const bench_options& o) {
     return listed.error().code == errc::invalid_argument ? 2 : 1;
   }
   std::vector<std::string> models = o.model_names.empty() ? *listed : o.model_names;
-  for (const auto& m : models)
-    if (std::find(listed->begin(), listed->end(), m) == listed->end()) {
-      fmt::print(stderr, "aegaeon bench: the server has no model '{}'; it has: {}\n", m,
-                 fmt::join(*listed, ", "));
-      return 2;
-    }
-  for (const auto& t : trace_file) // a trace's models are checked before anything is sent
-    if (std::find(listed->begin(), listed->end(), t.model) == listed->end()) {
-      fmt::print(stderr,
-                 "aegaeon bench: {} names model '{}', which the server does not have; it "
-                 "has: {}\n",
-                 o.trace_path, t.model, fmt::join(*listed, ", "));
-      return 2;
-    }
-  if (!o.trace_path.empty()) { // the trace's models, in order of first appearance
+  if (!o.trace_path.empty()) { // a trace names its own models, in order of first appearance
     models.clear();
     for (const auto& t : trace_file)
       if (std::find(models.begin(), models.end(), t.model) == models.end())
         models.push_back(t.model);
   }
+  for (const auto& m : models) // checked before anything is sent
+    if (std::find(listed->begin(), listed->end(), m) == listed->end()) {
+      fmt::print(stderr, "aegaeon bench: the server has no model '{}'; it has: {}\n", m,
+                 fmt::join(*listed, ", "));
+      return 2;
+    }
   std::vector<double> rates = o.rates.empty() ? std::vector<double>{o.rate} : o.rates;
   if (!o.trace_path.empty())
     rates = {0}; // the trace sets the arrivals
@@ -438,11 +430,8 @@ int run_remote_bench(const bench_options& o) {
              "request's time on schedule; goodput: requests/s whose own attainment >= 90%\n",
              fmt::join(models, ", "), o.url, o.ttft, o.tbt);
   double best_rate = 0;
-  stop_on_interrupt(isatty(STDERR_FILENO) != 0
-                        ? "\r\033[Kaegaeon bench: stopping; the rates finished will be reported "
-                          "(Ctrl-C again quits at once)\n"
-                        : "aegaeon bench: stopping; the rates finished will be reported (Ctrl-C "
-                          "again quits at once)\n");
+  stop_on_interrupt("aegaeon bench: stopping; the rates finished will be reported (Ctrl-C again "
+                    "quits at once)");
   bool interrupted = false;
   std::size_t rates_done = 0;
   for (const double rate : rates) {
