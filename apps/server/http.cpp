@@ -174,14 +174,11 @@ struct request_parser::impl {
     // Lenient parsing is how requests get smuggled past a proxy that reads them otherwise
     // (RFC 9112, 5.1 and 3.2): a field name is a token, nothing between it and the colon; a
     // field that says one thing comes once; HTTP/1.1 names its Host.
-    for (const auto& [name, value] : h) {
+    for (const auto& [name, value] : h)
       if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar))
         return refuse(400, fmt::format("header field name '{}' is malformed (a token, with no "
                                        "whitespace before the colon)",
                                        name));
-      if (value.find_first_of("\r\n") != std::string::npos)
-        return refuse(400, fmt::format("header '{}' is folded over lines; send it on one", name));
-    }
     for (const char* once : {"host", "authorization", "content-type", "transfer-encoding"})
       if (std::count_if(h.begin(), h.end(), [&](const auto& kv) { return kv.first == once; }) > 1)
         return refuse(400, fmt::format("header '{}' is given more than once", once));

@@ -140,6 +140,16 @@ TEST(RequestParser, RefusesWhatItWouldMisreadBeforeTheBody) {
   }
 }
 
+// A header folded over lines (obsolete) reads as one line, the fold a space (RFC 9112, 5.2).
+TEST(RequestParser, AFoldedHeaderReadsAsOneLine) {
+  request_parser p;
+  const auto o = p.feed("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n");
+  ASSERT_EQ(o.state, request_parser::status::complete) << o.error;
+  const auto r = p.take();
+  ASSERT_NE(r.header("x-a"), nullptr);
+  EXPECT_EQ(*r.header("x-a"), "a b");
+}
+
 TEST(RequestParser, AsksToBeToldToGoOnOnceWhenTheBodyIsNotInYet) {
   request_parser p;
   auto o = p.feed("POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
