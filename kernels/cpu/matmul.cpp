@@ -101,7 +101,7 @@ AEG_VNNI inline __m256i q8_dot_vnni(const __m256i* q, const q8_prepared_vnni& p,
   return _mm256_sub_epi32(_mm256_add_epi32(s0, s1), p.sum128);
 }
 
-// The same in two independent chains of 4 dot-accumulates, to hide their latency.
+// block_dot_avx2 with VNNI: two independent chains of 4 dot-accumulates, to hide their latency.
 AEG_VNNI inline __m256i block_dot_vnni(const __m256i* lo, const __m256i* hi,
                                        const std::int8_t* xq) {
   __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
