@@ -70,3 +70,24 @@ T value_or_throw(result<T> r) {
 }
 
 } // namespace aeg
+
+#define AEG_CONCAT_IMPL_(a, b) a##b
+#define AEG_CONCAT_(a, b) AEG_CONCAT_IMPL_(a, b)
+
+/// Evaluates `expr` (a `result`) and returns its error from the enclosing function (which
+/// returns a `result` or is a coroutine returning one) when it failed.
+#define AEG_TRY(expr)                                                                              \
+  do {                                                                                             \
+    if (auto aeg_try_ = (expr); !aeg_try_)                                                         \
+      return ::tl::unexpected(std::move(aeg_try_.error()));                                        \
+  } while (false)
+
+/// Evaluates `expr` (a `result<T>`) and either returns its error from the enclosing function or
+/// assigns its value to `lhs`, which may declare a variable: `AEG_TRY_ASSIGN(auto file,
+/// gguf::file::open(path));`.
+#define AEG_TRY_ASSIGN(lhs, expr) AEG_TRY_ASSIGN_IMPL_(AEG_CONCAT_(aeg_try_, __LINE__), lhs, expr)
+#define AEG_TRY_ASSIGN_IMPL_(tmp, lhs, expr)                                                       \
+  auto tmp = (expr);                                                                               \
+  if (!tmp)                                                                                        \
+    return ::tl::unexpected(std::move(tmp.error()));                                               \
+  lhs = std::move(*tmp)

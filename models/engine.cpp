@@ -9,12 +9,6 @@ namespace aeg::models {
 
 namespace {
 
-#define AEG_TRY(expr)                                                                              \
-  do {                                                                                             \
-    if (auto aeg_r_ = (expr); !aeg_r_)                                                             \
-      return tl::unexpected(aeg_r_.error());                                                       \
-  } while (false)
-
 // The byte ranges of an image copied as pieces: the embedding, each layer, the rest.
 std::vector<std::pair<std::size_t, std::size_t>> pieces_of(const llama_layout& l) {
   std::vector<std::pair<std::size_t, std::size_t>> p;
@@ -187,6 +181,16 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
   stats_.weight_bytes_copied += bytes.size();
   staged_ = std::move(r);
   return {};
+}
+
+result<bool> engine::scale_up(std::shared_ptr<const model_image> image) {
+  const bool prefetched = staged_.image == image;
+  if (!prefetched && !stage(image)) {
+    deactivate(); // no room beside the active model: it goes first
+    AEG_TRY(stage(std::move(image)));
+  }
+  activate();
+  return prefetched;
 }
 
 void engine::activate() {

@@ -14,13 +14,6 @@ std::size_t align_up(std::size_t x, std::size_t a) {
   return (x + a - 1) / a * a;
 }
 
-// Propagates the first failing enqueue out of `enqueue`.
-#define AEG_TRY(expr)                                                                              \
-  do {                                                                                             \
-    if (auto aeg_r_ = (expr); !aeg_r_)                                                             \
-      return tl::unexpected(aeg_r_.error());                                                       \
-  } while (false)
-
 } // namespace
 
 // Device buffers (activations, metadata, outputs) and their pinned host mirrors.
