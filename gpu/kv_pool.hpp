@@ -2,10 +2,11 @@
 
 #include "coro/error.hpp"
 #include "gpu/device.hpp"
-#include "gpu/slab_pool.hpp"
+#include "gpu/kv_ledger.hpp"
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -57,36 +58,35 @@ public:
     return base_ + static_cast<std::size_t>(id) * block_bytes;
   }
   void* base() const noexcept { return base_; }
-  std::size_t bytes() const noexcept { return slabs_.bytes(); }
+  std::size_t bytes() const noexcept { return bytes_; }
   buffer::space where() const noexcept { return memory_.where(); }
 
-  std::size_t num_free(std::size_t block_bytes) const { return slabs_.num_free(block_bytes); }
-  std::size_t num_used(std::size_t block_bytes) const { return slabs_.num_used(block_bytes); }
+  std::size_t num_free(std::size_t block_bytes) const;
+  std::size_t num_used(std::size_t block_bytes) const;
   /// Blocks waiting on the move list.
   std::size_t num_moving() const;
-  std::size_t allocated_bytes() const { return slabs_.allocated_bytes(); }
+  std::size_t allocated_bytes() const;
   /// Unused share of the slabs in use (see slab_pool::fragmentation).
-  double fragmentation() const { return slabs_.fragmentation(); }
-  std::size_t num_free_slabs() const { return slabs_.num_free_slabs(); }
-  std::size_t num_slabs() const { return slabs_.num_slabs(); }
-  std::size_t slab_bytes() const noexcept { return slabs_.slab_bytes(); }
+  double fragmentation() const;
+  std::size_t num_free_slabs() const;
+  std::size_t num_slabs() const noexcept { return bytes_ / slab_bytes_; }
+  std::size_t slab_bytes() const noexcept { return slab_bytes_; }
   /// The most blocks of `block_bytes` the pool can ever hold (whole slabs of them).
   std::size_t capacity(std::size_t block_bytes) const noexcept {
     return num_slabs() * (slab_bytes() / block_bytes);
   }
+  /// A copy of the pool's accounting after reclaiming finished transfers: what a planner tries
+  /// its allocations and frees on. Every entry still on its move list counts as in flight.
+  kv_ledger ledger();
 
 private:
-  struct moving {
-    std::size_t block_bytes;
-    std::vector<std::int32_t> ids;
-    std::vector<std::shared_ptr<event>> done;
-    bool complete() const;
-  };
   buffer memory_;
   std::byte* base_;
-  slab_pool slabs_;
+  std::size_t bytes_, slab_bytes_;
   mutable std::mutex mutex_;
-  std::vector<moving> moving_;
+  kv_ledger ledger_;
+  // The events of each move-list entry's transfer.
+  std::map<kv_ledger::ticket, std::vector<std::shared_ptr<event>>> transfers_;
 };
 
 } // namespace aeg::gpu

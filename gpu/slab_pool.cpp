@@ -59,7 +59,6 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
     return fail(errc::invalid_argument,
                 "KV blocks of " + std::to_string(b) + " bytes are too large for slabs of " +
                     std::to_string(slab_bytes_) + " (4 blocks at least); use larger slabs");
-  std::lock_guard lock(mutex_);
   // Enough blocks in this size's slabs plus claimable free slabs? (All or nothing.)
   std::size_t available = 0;
   if (auto it = classes_.find(b); it != classes_.end())
@@ -99,7 +98,6 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
 }
 
 void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
-  std::lock_guard lock(mutex_);
   auto it = classes_.find(b);
   AEG_ASSERT(it != classes_.end(), "slab_pool: freeing blocks of a size never allocated");
   auto& cls = it->second;
@@ -125,7 +123,6 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
 }
 
 std::size_t slab_pool::num_free(std::size_t b) const {
-  std::lock_guard lock(mutex_);
   std::size_t n = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)
@@ -136,7 +133,6 @@ std::size_t slab_pool::num_free(std::size_t b) const {
 }
 
 std::size_t slab_pool::num_used(std::size_t b) const {
-  std::lock_guard lock(mutex_);
   auto it = classes_.find(b);
   return it == classes_.end() ? 0 : it->second.used;
 }
@@ -144,7 +140,6 @@ std::size_t slab_pool::num_used(std::size_t b) const {
 std::size_t
 slab_pool::num_freed_by(std::size_t b,
                         const std::map<std::size_t, std::vector<std::int32_t>>& allocated) const {
-  std::lock_guard lock(mutex_);
   std::map<std::size_t, std::size_t> count; // slab -> blocks of `allocated` in it
   for (const auto& [size, ids] : allocated)
     for (const auto id : ids) {
@@ -162,12 +157,10 @@ slab_pool::num_freed_by(std::size_t b,
 }
 
 std::size_t slab_pool::num_free_slabs() const {
-  std::lock_guard lock(mutex_);
   return free_slabs_.size();
 }
 
 std::size_t slab_pool::allocated_bytes() const {
-  std::lock_guard lock(mutex_);
   std::size_t n = 0;
   for (const auto& [b, cls] : classes_)
     n += b * cls.used;
@@ -176,7 +169,6 @@ std::size_t slab_pool::allocated_bytes() const {
 
 double slab_pool::fragmentation() const {
   const std::size_t allocated = allocated_bytes();
-  std::lock_guard lock(mutex_);
   const std::size_t in_use = (slabs_.size() - free_slabs_.size()) * slab_bytes_;
   return in_use == 0 ? 0.0 : 1.0 - static_cast<double>(allocated) / static_cast<double>(in_use);
 }

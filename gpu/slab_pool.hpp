@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <span>
 #include <vector>
 
@@ -17,7 +16,9 @@ namespace aeg::gpu {
 /// memory without fragmenting it into unusable holes.
 ///
 /// A block is named by its index in units of its own size from the region's base: block `id` of
-/// size `b` occupies bytes [id·b, (id+1)·b), which is how the kernels address it. Thread-safe.
+/// size `b` occupies bytes [id·b, (id+1)·b), which is how the kernels address it. Plain
+/// accounting, never touching the memory: copyable (a planner simulates on a copy) and not
+/// thread-safe (`kv_pool` locks around it).
 class slab_pool {
 public:
   /// Manages `bytes` bytes at `base` (not owned) in slabs of `slab_bytes`.
@@ -69,7 +70,6 @@ private:
   void* base_;
   std::size_t bytes_;
   std::size_t slab_bytes_;
-  mutable std::mutex mutex_;
   std::vector<slab> slabs_;
   std::vector<std::size_t> free_slabs_;
   std::map<std::size_t, size_class> classes_;
