@@ -93,6 +93,10 @@ public:
   /// waited for one by one by the steps that need them); the previous active model is scaled
   /// down, its arena space free for the next stage.
   void activate();
+  /// Makes `image` the active model: at once when it is the staged one (a prefetch), else once
+  /// staged now, after scaling the active model down when there is no room beside it. Returns
+  /// whether it was prefetched.
+  [[nodiscard]] result<bool> scale_up(std::shared_ptr<const model_image> image);
   /// Scale-down without a successor.
   void deactivate() noexcept;
   /// Forgets the staged model (a prefetch no longer wanted); its space is free for the next.
@@ -121,6 +125,10 @@ public:
   /// Whether the device pool has `blocks` more blocks of `geometry` free or on their way back
   /// (a reserve may still have to wait for the transfers to finish).
   bool can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const;
+  /// Copies of the device and host KV pools' accounting, after reclaiming finished transfers:
+  /// what a step is planned on.
+  gpu::kv_ledger device_ledger() { return device_kv_->ledger(); }
+  gpu::kv_ledger host_ledger() { return host_kv_->ledger(); }
   /// Blocks of `geometry` the whole device pool holds (at most): a context needing more can
   /// never run here.
   std::size_t kv_capacity(const kernels::kv_geometry& geometry) const noexcept {
