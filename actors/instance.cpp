@@ -3,6 +3,7 @@
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
 #include "actors/sched/estimators.hpp"
+#include "actors/step_planner.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "models/engine.hpp"
 
@@ -24,6 +25,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+// A request on this instance: what it asked for, its tokens, and its KV.
 struct sequence {
   generation_request request;
   std::size_t model = 0;
@@ -36,11 +38,9 @@ struct sequence {
   std::uint64_t last_step = 0; // for picking the least recently used to swap out
   clock_type::time_point arrived = clock_type::now();
   double prefill_seconds = 0; // steps spent on its prompt (measured on a prefill instance)
-
-  std::size_t pending() const { return tokens.size() - kv.tokens; }
 };
 
-// Per served model: its image and its requests.
+// Per served model: its image, its requests and its turns.
 struct model_state {
   served_model served;
   kernels::kv_geometry kv;
@@ -48,33 +48,34 @@ struct model_state {
   std::deque<sequence*> running;       // holding KV (device or host), admission order
   std::deque<sequence*> waiting;       // not yet holding KV
   std::uint64_t work_since = 0;        // order in which models got work (for the policy's view)
-  // Batches: one, until the running requests' KV outgrows the device; then the overflow becomes
-  // a batch of its own, with its own turns.
-  std::uint64_t batch = 0;           // the batch this model's turns serve now
-  std::uint64_t batch_ids = 0;       // the last batch id given out
-  std::uint64_t overflow = no_batch; // where this turn's overflow goes (none yet)
-  // Its last step found nothing it could run (no KV room for any of its requests): the policy
-  // passes it over until a step of some model runs, which may free room.
-  bool blocked = false;
-  static constexpr std::uint64_t no_batch = static_cast<std::uint64_t>(-1);
+  batch_turns turns;
+  bool blocked = false; // the planner passes it over until some model's step runs
+
+  bool has_work() const noexcept { return !running.empty() || !waiting.empty(); }
 };
 
-// "12 MiB", or "192 KiB" for pools under a MiB (tests and tiny topologies have them).
-std::string size_text(std::size_t bytes) {
-  return bytes >= (std::size_t{1} << 20) ? std::to_string(bytes >> 20) + " MiB"
-                                         : std::to_string(bytes >> 10) + " KiB";
+kv_copy copy_state(const models::kv_handle& kv) {
+  if (!kv.ready)
+    return kv_copy::done;
+  if (!kv.ready->query())
+    return kv_copy::arriving;
+  return kv.ready->failure().empty() ? kv_copy::done : kv_copy::failed;
 }
 
-// The batches `m`'s requests with KV form, in id order.
-std::vector<std::uint64_t> batches_of(const model_state& m) {
-  std::vector<std::uint64_t> ids;
-  for (const sequence* s : m.running)
-    ids.push_back(s->batch);
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
+kv_place place_of(const models::kv_handle& kv) {
+  switch (kv.where) {
+  case models::kv_handle::place::device:
+    return kv_place::device;
+  case models::kv_handle::place::host:
+    return kv_place::host;
+  default:
+    return kv_place::none;
+  }
 }
 
+// The instance actor: a thin shell around a plain-C++ planner. At each step boundary it builds
+// a view of its state, asks its switch policy, plans, applies the plan to the engine (nothing
+// here decides) and awaits the step on the device through its mailbox.
 class instance final : public coro_actor {
 public:
   instance(caf::actor_config& cfg, std::shared_ptr<gpu::device> dev,
@@ -116,21 +117,14 @@ public:
     engine_.reset();
     coro_actor::on_exit();
     // The reason reaches each request: "... stopped: the GPU failed: cudaErrorIllegalAddress".
-    const std::string why = failure().empty()
-                                ? "the instance serving this request stopped"
-                                : "the instance serving this request stopped: " + failure();
-    for (auto& [id, seq] : seqs_)
-      notify_done(*seq, finish_reason::unavailable, why);
-    for (auto& m : models_) {
-      m.running.clear();
-      m.waiting.clear();
-    }
-    seqs_.clear();
+    end_all(finish_reason::unavailable,
+            failure().empty() ? "the instance serving this request stopped"
+                              : "the instance serving this request stopped: " + failure());
     host_kv_.reset();
   }
 
 private:
-  // --- start-up -------------------------------------------------------------------------
+  // --- start-up ---------------------------------------------------------------------------
   coro::task<void> start() {
     try {
       if (models_.empty())
@@ -138,7 +132,9 @@ private:
       std::vector<models::model_footprint> footprints;
       for (const auto& m : models_)
         footprints.push_back(models::footprint_of(*m.served.image));
-      const auto eo = engine_options_for(footprints, options_, dev_->free_bytes());
+      const auto sizing = sizing_of(std::move(footprints), options_);
+      const auto eo =
+          options_.engine ? *options_.engine : models::plan_engine(sizing, dev_->free_bytes());
       prompt_tokens_beside_decodes_ = options_.max_batch_tokens;
       if (!host_kv_) {
         std::size_t host_bytes = options_.host_kv_bytes;
@@ -147,122 +143,117 @@ private:
         host_kv_ = std::make_shared<gpu::kv_pool>(value_or_throw(dev_->allocate_pinned(host_bytes)),
                                                   eo.slab_bytes);
       }
-      std::vector<models::llama_config> configs;
-      for (const auto& f : footprints)
-        configs.push_back(f.config);
       engine_ = value_or_throw(
-          models::engine::create(dev_, host_kv_, models::largest_shape(configs), eo));
+          models::engine::create(dev_, host_kv_, models::largest_shape_of(sizing), eo));
       ready_ = true;
     } catch (const std::exception& e) {
       start_error_ = e.what();
-      for (auto& [id, seq] : seqs_)
-        notify_done(*seq, finish_reason::error, start_error_);
-      seqs_.clear();
-      for (auto& m : models_) {
-        m.running.clear();
-        m.waiting.clear();
-      }
+      end_all(finish_reason::error, start_error_);
       // The reason is the instance's exit reason, which its monitors (the proxy, start-up
       // code) show as it is.
       quit(caf::make_error(caf::sec::runtime_error, start_error_));
       co_return;
     }
     wake();
-    co_return;
   }
 
-  // --- requests -------------------------------------------------------------------------
-  void admit(generation_request r) {
-    const auto id = r.id;
-    auto reject = [&](std::string why) {
-      if (r.sink)
-        caf::anon_send(
-            r.sink, done_atom::value,
-            generation_result{id, finish_reason::error, r.prompt.size(), 0, std::move(why)});
-    };
+  // --- requests ---------------------------------------------------------------------------
+  // The model `r` names, or why it cannot run here.
+  result<std::size_t> model_for(const generation_request& r) const {
     if (!start_error_.empty())
-      return reject("the instance failed to start: " + start_error_);
-    std::size_t model = models_.size();
+      return fail(errc::unavailable, "the instance failed to start: " + start_error_);
+    if (seqs_.count(r.id) != 0)
+      return fail(errc::invalid_argument,
+                  "request id " + std::to_string(r.id) + " is already in use on this instance");
     if (r.model.empty() && models_.size() == 1)
-      model = 0;
-    for (std::size_t i = 0; i < models_.size() && model == models_.size(); ++i)
+      return 0;
+    for (std::size_t i = 0; i < models_.size(); ++i)
       if (models_[i].served.name == r.model)
-        model = i;
-    if (model == models_.size()) {
-      std::string names;
-      for (const auto& m : models_)
-        names += (names.empty() ? "" : ", ") + m.served.name;
-      return reject("this instance does not serve model '" + r.model + "'; it serves " + names);
-    }
+        return i;
+    std::string names;
+    for (const auto& m : models_)
+      names += (names.empty() ? "" : ", ") + m.served.name;
+    return fail(errc::not_found,
+                "this instance does not serve model '" + r.model + "'; it serves " + names);
+  }
+
+  // Why `r`'s prompt cannot run on `model`, or nothing.
+  std::optional<std::string> prompt_error(const generation_request& r, std::size_t model) const {
     const auto& cfg = models_[model].served.image->config();
-    if (seqs_.count(id) != 0)
-      return reject("request id " + std::to_string(id) + " is already in use on this instance");
     if (r.prompt.empty())
-      return reject("the prompt is empty");
+      return "the prompt is empty";
     if (r.prompt.size() >= cfg.context_length)
-      return reject("the prompt has " + std::to_string(r.prompt.size()) +
-                    " tokens; the context holds " + std::to_string(cfg.context_length));
+      return "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the context holds " +
+             std::to_string(cfg.context_length);
     for (auto t : r.prompt)
       if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size)
-        return reject("token id " + std::to_string(t) + " is outside the vocabulary");
+        return "token id " + std::to_string(t) + " is outside the vocabulary";
     if (r.max_tokens <= r.generated_before)
-      return reject("max_tokens must be at least 1 more than the tokens already generated");
-    if (r.sink && monitored_.insert(r.sink.address()).second)
-      monitor(r.sink);
+      return "max_tokens must be at least 1 more than the tokens already generated";
+    return std::nullopt;
+  }
+
+  static void refuse(const generation_request& r, std::size_t generated, std::string why) {
+    if (r.sink)
+      caf::anon_send(r.sink, done_atom::value,
+                     generation_result{r.id, finish_reason::error, r.prompt.size(), generated,
+                                       std::move(why)});
+  }
+
+  // A new request waits for its prompt to be read.
+  void admit(generation_request r) {
+    const auto model = model_for(r);
+    if (!model)
+      return refuse(r, 0, model.error().message);
+    if (auto why = prompt_error(r, *model))
+      return refuse(r, 0, std::move(*why));
     auto seq = std::make_unique<sequence>();
-    if (r.arrived != clock_type::time_point{})
-      seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
-    seq->model = model;
     seq->tokens = r.prompt;
     seq->generated = r.generated_before;
     seq->request = std::move(r);
-    auto& m = models_[model];
-    if (m.running.empty() && m.waiting.empty())
-      m.work_since = ++work_counter_;
-    m.waiting.push_back(seq.get());
-    seqs_.emplace(id, std::move(seq));
-    wake();
+    add_sequence(std::move(seq), *model, false);
   }
 
-  // A request prefilled elsewhere joins its model's running batch with its KV.
+  // A request prefilled elsewhere joins its model's running batch with its KV. A refused job's
+  // KV goes back to the host pool with the job's last copy (kv_in_flight).
   void admit_decode(decode_job job) {
     auto& r = job.request;
-    // A refused job's KV goes back to the host pool with the job's last copy (kv_in_flight).
-    auto fail_job = [&](std::string why) {
-      if (r.sink)
-        caf::anon_send(r.sink, done_atom::value,
-                       generation_result{r.id, finish_reason::error, r.prompt.size(), job.generated,
-                                         std::move(why)});
-    };
-    if (!start_error_.empty() || !engine_)
-      return fail_job("the instance is not serving: " + start_error_);
-    const std::size_t model =
-        index_of(r.model.empty() && models_.size() == 1 ? models_[0].served.name : r.model);
-    if (model >= models_.size())
-      return fail_job("this instance does not serve model '" + r.model + "'");
-    if (seqs_.count(r.id) != 0)
-      return fail_job("request id " + std::to_string(r.id) + " is already in use on this instance");
-    if (!job.kv || !(job.kv->peek().geometry == models_[model].kv) ||
+    if (!engine_ && start_error_.empty())
+      return refuse(r, job.generated, "the instance is not serving yet");
+    const auto model = model_for(r);
+    if (!model)
+      return refuse(r, job.generated, model.error().message);
+    if (!job.kv || !(job.kv->peek().geometry == models_[*model].kv) ||
         job.kv->peek().where != models::kv_handle::place::host || job.tokens.empty() ||
         job.kv->peek().tokens + 1 != job.tokens.size())
-      return fail_job("the prefilled request's KV cache does not fit model '" + r.model +
-                      "' on this instance");
-    if (r.sink && monitored_.insert(r.sink.address()).second)
-      monitor(r.sink);
+      return refuse(r, job.generated,
+                    "the prefilled request's KV cache does not fit model '" + r.model +
+                        "' on this instance");
     auto seq = std::make_unique<sequence>();
-    if (r.arrived != clock_type::time_point{})
-      seq->arrived = r.arrived;
-    seq->model = model;
     seq->tokens = std::move(job.tokens);
     seq->generated = job.generated;
     seq->kv = job.kv->claim();
     seq->request = std::move(r);
+    add_sequence(std::move(seq), *model, true);
+  }
+
+  void add_sequence(std::unique_ptr<sequence> seq, std::size_t model, bool running) {
+    const auto& r = seq->request;
+    if (r.sink && monitored_.insert(r.sink.address()).second)
+      monitor(r.sink);
+    if (r.arrived != clock_type::time_point{})
+      seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
+    seq->model = model;
     auto& m = models_[model];
-    if (m.running.empty() && m.waiting.empty())
+    if (!m.has_work())
       m.work_since = ++work_counter_;
-    seq->batch = m.batch; // joins the batch running now; an overflow splits it later
-    m.running.push_back(seq.get());
-    const auto id = seq->request.id;
+    if (running) {
+      seq->batch = m.turns.current; // joins the batch running now; an overflow splits it later
+      m.running.push_back(seq.get());
+    } else {
+      m.waiting.push_back(seq.get());
+    }
+    const auto id = r.id;
     seqs_.emplace(id, std::move(seq));
     wake();
   }
@@ -316,11 +307,10 @@ private:
     return s;
   }
 
-  // --- the step loop --------------------------------------------------------------------
+  // --- the step loop ----------------------------------------------------------------------
   bool has_work() const {
-    return std::any_of(models_.begin(), models_.end(), [](const model_state& m) {
-      return !m.running.empty() || !m.waiting.empty();
-    });
+    return std::any_of(models_.begin(), models_.end(),
+                       [](const model_state& m) { return m.has_work(); });
   }
 
   void wake() {
@@ -330,125 +320,158 @@ private:
     }
   }
 
-  std::size_t index_of(const std::string& name) const {
+  // Resumes the coroutine through the mailbox: messages that arrived meanwhile run first.
+  struct yield {
+    coro::executor exec;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) const { exec->post(h); }
+    void await_resume() const noexcept {}
+  };
+
+  coro::task<void> step_loop() {
+    std::size_t lost_races = 0;
+    while (has_work()) {
+      const auto view = make_view();
+      const auto plan = value_or_throw(plan_step(view, policy_->decide(policy_view(view))));
+      if (!apply(plan)) {
+        // The shared host pool lost room to another instance meanwhile: plan again on what
+        // is there now. A plan that keeps missing is a bug, not a race.
+        if (++lost_races > 100)
+          throw error_exception(
+              error{errc::internal, "step plans keep missing the KV room they counted"});
+        co_await yield{executor()};
+        continue;
+      }
+      lost_races = 0;
+      if (plan.step.empty()) {
+        ++turn_steps_;
+        if (auto on_its_way = engine_->kv_on_its_way();
+            on_its_way && plan.idle == idle_kind::await_room)
+          co_await *on_its_way; // room is coming back from a transfer: on the device
+        else
+          co_await yield{executor()};
+        continue;
+      }
+      co_await run_step(plan.step);
+    }
+    looping_ = false;
+  }
+
+  // --- the view and the plan --------------------------------------------------------------
+  step_view make_view() {
+    step_view v;
+    v.limits = {options_.max_batch_tokens, options_.max_seqs,
+                options_.role == instance_role::prefill, options_.swap_out_on_switch,
+                prompt_tokens_beside_decodes_};
+    for (const auto& m : models_) {
+      model_view mv;
+      mv.name = m.served.name;
+      mv.block_bytes = m.kv.block_bytes();
+      mv.image_bytes = m.served.image->bytes().size();
+      mv.tbt_seconds = m.served.tbt_seconds;
+      for (const sequence* s : m.running)
+        mv.running.push_back(s->request.id);
+      for (const sequence* s : m.waiting)
+        mv.waiting.push_back(s->request.id);
+      mv.turns = m.turns;
+      mv.blocked = m.blocked;
+      mv.work_since = m.work_since;
+      mv.decode_time = &m.decode_time;
+      v.models.push_back(std::move(mv));
+    }
+    // The ledgers first: a copy that completes meanwhile then reads as arriving (waited for
+    // on the device), never the other way round.
+    v.device = engine_->device_ledger();
+    v.host = engine_->host_ledger();
+    for (const auto& [id, s] : seqs_)
+      v.seqs.emplace(id,
+                     seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv),
+                              s->kv.blocks, copy_state(s->kv), s->batch, s->last_step, s->arrived});
+    v.active = active_ < models_.size() ? active_ : step_view::none;
     for (std::size_t i = 0; i < models_.size(); ++i)
-      if (models_[i].served.name == name)
-        return i;
-    return models_.size();
-  }
-
-  sched::turn_decision decide() {
-    sched::instance_view v;
-    const auto now = clock_type::now();
-    if (active_ < models_.size())
-      v.active = models_[active_].served.name;
-    if (const auto* staged = engine_->staged())
-      for (const auto& m : models_)
-        if (m.served.image.get() == staged)
-          v.staged = m.served.name;
-    std::vector<const model_state*> busy;
-    for (const auto& m : models_)
-      if ((!m.running.empty() || !m.waiting.empty()) && !m.blocked)
-        busy.push_back(&m);
-    if (busy.empty()) // every model with work is blocked: the step loop's last resort decides
-      for (const auto& m : models_)
-        if (!m.running.empty() || !m.waiting.empty())
-          busy.push_back(&m);
-    std::sort(busy.begin(), busy.end(), [](const model_state* a, const model_state* b) {
-      return a->work_since < b->work_since;
-    });
-    for (const auto* m : busy) {
-      sched::model_load load{m->served.name, m->waiting.size(), m->running.size(), {}};
-      if (!m->waiting.empty())
-        load.oldest_wait = now - m->waiting.front()->arrived;
-      std::size_t context = 0;
-      for (const sequence* seq : m->running)
-        context += seq->tokens.size();
-      // A model split into batches runs one per turn: each turn's steps are an average batch's.
-      load.batches = std::max<std::size_t>(batches_of(*m).size(), 1);
-      load.step_time = m->decode_time.predict(
-          context / load.batches, std::max<std::size_t>(m->running.size() / load.batches, 1));
-      load.switch_time = switch_time_.predict(m->served.image->bytes().size());
-      if (load.batches > 1) {
-        // Between a split model's turns its batches' KV moves out and in: the round pays that
-        // too, once per batch (all of the model's KV, both ways).
-        std::size_t kv_bytes = 0;
-        for (const sequence* seq : m->running)
-          kv_bytes += seq->kv.blocks.size() * m->kv.block_bytes();
-        load.switch_time += switch_time_.predict(2 * kv_bytes);
-      }
-      load.tbt = sched::seconds{m->served.tbt_seconds};
-      v.models.push_back(std::move(load));
-    }
+      if (engine_->staged() == models_[i].served.image.get())
+        v.staged = i;
+    v.switch_time = &switch_time_;
     v.turn_steps = turn_steps_;
-    v.turn_elapsed = now - turn_started_;
-    return policy_->decide(v);
+    v.now = clock_type::now();
+    v.turn_elapsed = v.now - turn_started_;
+    return v;
   }
 
-  // Makes model `next` active: scale-down, scale-up (prefetched or copied now, layer by layer),
-  // KV out for the leaving model when asked, KV in for the entering one. Nothing here waits:
-  // the copies are ordered on the device streams and the steps wait for what they need.
-  void switch_to(std::size_t next) {
-    const auto& image = models_[next].served.image;
-    if (active_ < models_.size() && options_.swap_out_on_switch)
-      for (sequence* seq : models_[active_].running)
-        if (seq->kv.where == models::kv_handle::place::device)
-          (void)engine_->swap_out(seq->kv); // on failure the KV just stays on the device
-    const bool prefetched = engine_->staged() == image.get();
-    if (!prefetched) {
-      auto staged = engine_->stage(image);
-      if (!staged) { // no room beside the active model: scale it down first
-        engine_->deactivate();
-        value_or_throw(engine_->stage(image));
-      }
-    } else {
-      ++prefetch_hits_;
+  // Applies `plan` in order. False when the shared host pool no longer had the room the plan
+  // counted (another instance took it): the rest is dropped and the loop plans again.
+  bool apply(const step_plan& plan) {
+    for (std::size_t i = 0; i < models_.size(); ++i) {
+      models_[i].turns = plan.turns[i];
+      models_[i].blocked = plan.blocked[i];
     }
-    engine_->activate();
-    active_ = next;
+    if (plan.restart_turn)
+      restart_turn();
+    for (const auto& a : plan.actions)
+      if (!std::visit([this](const auto& x) { return apply(x); }, a))
+        return false;
+    return true;
+  }
+
+  sequence& seq(std::uint64_t id) { return *seqs_.at(id); }
+
+  // Engine operations that move KV fail for lack of room only in a race on the shared host
+  // pool; anything else is a device failure, which ends the step loop and the instance.
+  static bool room_or_throw(result<void> r) {
+    if (!r && r.error().code != errc::out_of_memory)
+      throw error_exception(std::move(r.error()));
+    return r.has_value();
+  }
+
+  bool apply(const activate_model& a) {
+    const bool prefetched = value_or_throw(engine_->scale_up(models_[a.model].served.image));
+    prefetch_hits_ += prefetched;
+    active_ = a.model;
     ++switches_;
+    restart_turn();
+    track_scale_up(prefetched);
+    return true;
+  }
+  bool apply(const prefetch_model& a) {
+    (void)engine_->stage(models_[a.model].served.image); // no room beside the active: none
+    return true;
+  }
+  bool apply(const swap_out_kv& a) { return room_or_throw(engine_->swap_out(seq(a.seq).kv)); }
+  bool apply(const swap_in_kv& a) { return room_or_throw(engine_->swap_in(seq(a.seq).kv)); }
+  bool apply(const reserve_kv& a) {
+    auto& s = seq(a.seq);
+    return room_or_throw(engine_->reserve(s.kv, models_[s.model].kv, a.tokens));
+  }
+  bool apply(const preempt_seq& a) {
+    auto& s = seq(a.seq);
+    engine_->release(s.kv);
+    auto& m = models_[s.model];
+    std::erase(m.running, &s);
+    m.waiting.push_front(&s);
+    ++preemptions_;
+    return true;
+  }
+  bool apply(const split_seq& a) {
+    seq(a.seq).batch = a.batch;
+    ++batch_splits_;
+    return true;
+  }
+  bool apply(const admit_seq& a) {
+    auto& s = seq(a.seq);
+    auto& m = models_[s.model];
+    std::erase(m.waiting, &s);
+    s.batch = a.batch;
+    m.running.push_back(&s);
+    return true;
+  }
+  bool apply(const fail_seq& a) {
+    finish(seq(a.seq), finish_reason::error, a.message);
+    return true;
+  }
+
+  void restart_turn() {
     turn_steps_ = 0;
     turn_started_ = clock_type::now();
-    track_scale_up(prefetched);
-    begin_turn(next);
-  }
-
-  // A turn of model `i` begins: it serves the model's next batch (the same one while there is
-  // one), whose KV comes in; other batches' KV goes out to the host as room is needed.
-  void begin_turn(std::size_t i) {
-    auto& m = models_[i];
-    m.overflow = model_state::no_batch;
-    const auto ids = batches_of(m);
-    if (ids.empty())
-      return;
-    if (ids.size() > 1 || ids.front() != m.batch) {
-      const auto next = std::upper_bound(ids.begin(), ids.end(), m.batch);
-      m.batch = next == ids.end() ? ids.front() : *next;
-    }
-    for (sequence* seq : m.running)
-      if (seq->batch == m.batch && seq->kv.where == models::kv_handle::place::host)
-        (void)bring_in(*seq);
-  }
-
-  // Truncates the batch this turn serves: `seq` moves to the model's overflow batch with its KV
-  // swapped out to the host, to decode in a turn of its own (the paper's batch split). The
-  // overflow joins the batch whose turn comes next when the model already has another, so that
-  // overflows in later turns do not each open a batch of a few sequences (every batch's turn
-  // costs whole steps). When the host pool has no room either, `seq` gives its KV back and is
-  // recomputed later instead.
-  void split_off(model_state& m, sequence* seq) {
-    if (seq->kv.where == models::kv_handle::place::device && !engine_->swap_out(seq->kv)) {
-      preempt(seq);
-      return;
-    }
-    if (m.overflow == model_state::no_batch) {
-      auto ids = batches_of(m);
-      std::erase(ids, m.batch);
-      const auto next = std::upper_bound(ids.begin(), ids.end(), m.batch);
-      m.overflow = ids.empty() ? ++m.batch_ids : next == ids.end() ? ids.front() : *next;
-    }
-    seq->batch = m.overflow;
-    ++batch_splits_;
   }
 
   // Times the scale-up that just started, without holding up the step loop; a cold one (not
@@ -469,343 +492,49 @@ private:
                                                 prefetched, switches_));
   }
 
-  void prefetch(const std::string& name) {
-    const std::size_t i = index_of(name);
-    if (i >= models_.size() || i == active_)
-      return;
-    const auto& image = models_[i].served.image;
-    if (engine_->staged() == image.get())
-      return;
-    (void)engine_->stage(image); // no room beside the active model: no prefetch
-  }
-
-  // Swaps `seq`'s KV in, making room by swapping out other models' idle KV when needed.
-  bool bring_in(sequence& seq) {
-    if (engine_->swap_in(seq.kv))
-      return true;
-    return make_room(seq.kv.geometry, seq.kv.blocks.size(), seq.model) && engine_->swap_in(seq.kv);
-  }
-
-  // Frees device KV for `blocks` blocks of `g` by swapping out sequences outside the batch that
-  // model `keep` serves now (other models', and its own other batches'), least recently used
-  // first. Returns whether there is room now (blocks still being copied out count: their
-  // copies are waited for on the device).
-  bool make_room(const kernels::kv_geometry& g, std::size_t blocks, std::size_t keep) {
-    std::vector<sequence*> idle;
-    for (std::size_t i = 0; i < models_.size(); ++i)
-      for (sequence* s : models_[i].running)
-        if (s->kv.where == models::kv_handle::place::device && !s->in_step &&
-            (i != keep || s->batch != models_[keep].batch))
-          idle.push_back(s);
-    std::sort(idle.begin(), idle.end(),
-              [](const sequence* a, const sequence* b) { return a->last_step < b->last_step; });
-    for (sequence* s : idle) {
-      if (engine_->can_reserve(g, blocks))
-        return true;
-      if (!engine_->swap_out(s->kv))
-        break; // the host pool is full too
+  // --- the step ---------------------------------------------------------------------------
+  coro::task<void> run_step(std::vector<step_entry> step) {
+    std::vector<models::sequence_step> steps;
+    std::vector<models::kv_handle*> kvs;
+    std::vector<sequence*> chosen;
+    for (const auto& [id, feed] : step) {
+      sequence& s = seq(id);
+      const bool samples = s.kv.tokens + feed == s.tokens.size();
+      steps.push_back({std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks,
+                       samples, models::sampling_row_for(s.request.sampling, s.generated)});
+      kvs.push_back(&s.kv);
+      s.in_step = true;
+      chosen.push_back(&s);
     }
-    return engine_->can_reserve(g, blocks);
-  }
-
-  // Reserves device KV for `seq` to hold `tokens` tokens, making room from other models.
-  bool reserve(sequence& seq, std::size_t tokens) {
-    const auto& g = models_[seq.model].kv;
-    if (engine_->reserve(seq.kv, g, tokens))
-      return true;
-    const std::size_t need = kernels::kv_geometry::blocks_for(tokens) - seq.kv.blocks.size();
-    return make_room(g, need, seq.model) && engine_->reserve(seq.kv, g, tokens).has_value();
-  }
-
-  // Recomputes a swapped-out sequence of the active model later instead of bringing its KV back
-  // (frees host room when nothing can move). Returns whether there was one.
-  bool give_up_host_kv() {
-    for (auto& m : models_)
-      for (auto it = m.running.rbegin(); it != m.running.rend(); ++it)
-        if ((*it)->kv.where == models::kv_handle::place::host && !(*it)->in_step) {
-          preempt(*it);
-          return true;
-        }
-    return false;
-  }
-
-  // When no model with work can run a step (a whole rotation blocked for KV room on the device
-  // and the host): a swapped-out sequence gives its host KV back to be recomputed later (not
-  // lost); with none, the oldest waiting request ends with an error; with none waiting either,
-  // the newest running sequence does. Something always gives, so the loop cannot spin.
-  void last_resort() {
-    for (auto& m : models_)
-      m.blocked = false;
-    if (give_up_host_kv())
-      return;
-    sequence* oldest = nullptr;
-    for (auto& m : models_)
-      if (!m.waiting.empty() && (!oldest || m.waiting.front()->arrived < oldest->arrived))
-        oldest = m.waiting.front();
-    if (oldest)
-      return finish(*oldest, finish_reason::error,
-                    "no KV cache room on the device or the host for any request");
-    sequence* newest = nullptr;
-    for (auto& m : models_)
-      for (sequence* s : m.running)
-        if (!s->in_step && (!newest || s->arrived > newest->arrived))
-          newest = s;
-    if (newest)
-      finish(*newest, finish_reason::error,
-             "the KV cache cannot hold this request's context (" +
-                 size_text(engine_->device_kv().bytes()) + " on the device, " +
-                 size_text(host_kv_ ? host_kv_->bytes() : 0) + " on the host)");
-  }
-
-  // Resumes the coroutine through the mailbox: messages that arrived meanwhile run first.
-  struct yield {
-    coro::executor exec;
-    bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) const { exec->post(h); }
-    void await_resume() const noexcept {}
-  };
-
-  // Sends `seq` back to the front of its model's queue without its KV: recomputed later.
-  void preempt(sequence* seq) {
-    engine_->release(seq->kv);
-    auto& m = models_[seq->model];
-    std::erase(m.running, seq);
-    m.waiting.push_front(seq);
-    ++preemptions_;
-  }
-
-  struct planned {
-    sequence* seq;
-    std::size_t feed;
-  };
-
-  // Whether this turn's batch steps with the sequences whose KV is in rather than wait for the
-  // KV still arriving. A sequence that misses a step stays a token behind its batch for the
-  // rest of the turn, and those tokens cost whole steps of their own later. So the batch waits
-  // (on the device: the step waits for the copies) when the KV on its way arrives sooner than
-  // a step takes, and starts without it when the copies are long, as with long contexts.
-  bool starts_without_arrivals(const model_state& m) const {
-    bool any_in = false;
-    std::size_t arriving = 0, seqs = 0, context = 0;
-    for (const sequence* s : m.running) {
-      if (s->batch != m.batch)
-        continue;
-      ++seqs;
-      context += s->tokens.size();
-      if (s->kv.where != models::kv_handle::place::device)
-        continue;
-      if (!s->kv.ready || s->kv.ready->query())
-        any_in = true;
-      else
-        arriving += s->kv.blocks.size() * m.kv.block_bytes();
+    if (auto enqueued = engine_->enqueue_step(steps, kvs); !enqueued) {
+      for (sequence* s : chosen) {
+        s->in_step = false;
+        finish(*s, finish_reason::error, "the forward step failed: " + enqueued.error().message);
+      }
+      co_return;
     }
-    return any_in && arriving > 0 &&
-           switch_time_.predict(arriving) > m.decode_time.predict(context, seqs);
-  }
-
-  // The active model's step: every running sequence's next chunk (those whose KV is arriving
-  // wait for a later step unless none is in), then waiting ones in arrival order while tokens,
-  // sequences and KV blocks last. When KV runs out, the most recently admitted sequences not yet
-  // in this step give theirs back and are recomputed later.
-  std::vector<planned> plan_step() {
-    auto& m = models_[active_];
-    if (!m.running.empty() && std::none_of(m.running.begin(), m.running.end(),
-                                           [&](const auto* s) { return s->batch == m.batch; }))
-      begin_turn(active_); // the batch this turn served has finished: the next one goes on
-    std::vector<planned> chosen;
-    std::size_t budget = options_.max_batch_tokens;
-    // Prompt tokens beside decoding sequences are held to what those can spare before their
-    // next tokens are due (learned from such steps, see fit_prompt_tokens), so one long prompt
-    // does not make every stream of its model late; alone, a prompt takes the whole budget.
-    const bool decoding = std::any_of(m.running.begin(), m.running.end(), [&](const sequence* s) {
-      return s->batch == m.batch && s->pending() == 1;
-    });
-    std::size_t prompt_budget = decoding ? prompt_tokens_beside_decodes_ : budget;
-    // A prefill instance runs one request per step (the paper's prefill batch of one): prefill is
-    // compute-bound, so batching prompts only delays the first of them. A long prompt still
-    // goes in chunks of the token budget.
-    const std::size_t max_seqs =
-        options_.role == instance_role::prefill ? std::size_t{1} : options_.max_seqs;
-    // Elsewhere a prompt already being read leaves half of each step to requests waiting behind
-    // it: a short request then starts at the next step instead of after the whole long prompt
-    // (seconds on a CPU), and the long one takes at most twice as many steps meanwhile.
-    const std::size_t running_prompt_share =
-        m.waiting.empty() || max_seqs == 1 ? budget : std::max<std::size_t>(budget / 2, 1);
-    auto feed_of = [&](const sequence* seq) {
-      const std::size_t pending = seq->pending();
-      if (pending == 1)
-        return std::min<std::size_t>(1, budget);
-      return std::min({pending, budget, prompt_budget});
-    };
-    const bool start_partial = starts_without_arrivals(m);
-    // The newest sequence of this turn's batch after position `i` (null: none).
-    auto newest_after = [&](std::size_t i) -> sequence* {
-      for (std::size_t j = m.running.size(); j-- > i + 1;)
-        if (m.running[j]->batch == m.batch)
-          return m.running[j];
-      return nullptr;
-    };
-    for (std::size_t i = 0; i < m.running.size() && budget > 0 && chosen.size() < max_seqs;) {
-      sequence* seq = m.running[i];
-      if (seq->batch != m.batch) {
-        ++i; // another batch's turn
-        continue;
-      }
-      if (seq->kv.ready && !seq->kv.ready->failure().empty()) {
-        preempt(seq); // the copy of its KV failed (a faulted device): recomputed instead
-        continue;
-      }
-      if (seq->kv.where == models::kv_handle::place::host && !bring_in(*seq)) {
-        ++i; // no room to bring it in yet
-        continue;
-      }
-      if (start_partial && seq->kv.ready && !seq->kv.ready->query()) {
-        ++i; // the batch starts with the sequences that are in; this one joins a later step
-        continue;
-      }
-      const std::size_t feed =
-          seq->pending() > 1 ? std::min(feed_of(seq), running_prompt_share) : feed_of(seq);
-      if (feed == 0) {
-        ++i; // its prompt waits for a step with room for it
-        continue;
-      }
-      if (!reserve(*seq, seq->kv.tokens + feed)) {
-        const std::size_t total = kernels::kv_geometry::blocks_for(seq->kv.tokens + feed);
-        if (total <= engine_->kv_capacity(m.kv)) { // else no room could ever hold it
-          if (engine_->can_reserve(m.kv, total - seq->kv.blocks.size())) {
-            ++i; // the room is on its way back from a transfer: this one joins a later step
-            continue;
-          }
-          if (sequence* last = newest_after(i)) {
-            split_off(m, last);
-            continue;
-          }
-          if (!chosen.empty() || !m.waiting.empty()) {
-            split_off(m, seq);
-            break;
-          }
-          ++i; // the room is held by other models' KV that cannot move now: it waits
-          continue;
-        }
-        finish(*seq, finish_reason::error,
-               "the KV cache cannot hold this request's context (" +
-                   size_text(engine_->device_kv().bytes()) + ")");
-        continue;
-      }
-      budget -= feed;
-      if (seq->pending() > 1)
-        prompt_budget -= std::min(prompt_budget, feed);
-      chosen.push_back({seq, feed});
-      ++i;
+    const auto step_start = clock_type::now();
+    co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
+    ++steps_;
+    const auto took = clock_type::now() - step_start;
+    learn_step_time(step, took);
+    fit_prompt_tokens(step, took);
+    ++turn_steps_;
+    const auto sampled = engine_->sampled();
+    std::size_t next_token = 0;
+    for (std::size_t i = 0; i < chosen.size(); ++i) {
+      sequence& s = *chosen[i];
+      s.in_step = false;
+      s.last_step = steps_;
+      if (s.generated == s.request.generated_before)
+        s.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
+      s.kv.tokens += step[i].feed;
+      const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
+      if (s.cancelled)
+        finish(s, finish_reason::cancelled);
+      else if (steps[i].sample)
+        take_token(s, token);
     }
-    while (!m.waiting.empty() && budget > 0 && chosen.size() < max_seqs) {
-      sequence* seq = m.waiting.front();
-      const std::size_t feed = feed_of(seq);
-      if (feed == 0)
-        break; // no prompt room left in this step
-      if (!reserve(*seq, seq->kv.tokens + feed)) {
-        engine_->release(seq->kv);
-        const std::size_t total = kernels::kv_geometry::blocks_for(feed);
-        if (total > engine_->kv_capacity(m.kv)) {
-          finish(*seq, finish_reason::error,
-                 "the prompt needs more KV cache than this instance has (" +
-                     size_text(engine_->device_kv().bytes()) + ")");
-          continue;
-        }
-        // First come, first served: wait for blocks to free up (other models' KV that cannot
-        // move to the host now counts as in use).
-        break;
-      }
-      m.waiting.pop_front();
-      seq->batch = m.batch; // a mid-round join: the batch running now
-      m.running.push_back(seq);
-      budget -= feed;
-      if (seq->pending() > 1)
-        prompt_budget -= std::min(prompt_budget, feed);
-      chosen.push_back({seq, feed});
-    }
-    return chosen;
-  }
-
-  coro::task<void> step_loop() {
-    while (has_work()) {
-      const auto decision = decide();
-      const std::size_t next = index_of(decision.run);
-      if (next >= models_.size())
-        throw error_exception(
-            error{errc::internal, "the policy chose an unknown model '" + decision.run + "'"});
-      if (next != active_) {
-        switch_to(next);
-      } else if (decision.new_turn) {
-        turn_steps_ = 0;
-        turn_started_ = clock_type::now();
-        if (decision.next_batch)
-          begin_turn(active_);
-      }
-      if (!decision.prefetch.empty())
-        prefetch(decision.prefetch);
-      const auto chosen = plan_step();
-      if (chosen.empty()) {
-        // Nothing of this model can run now (its KV has no room): the policy passes it over
-        // and messages come in. When every model with work is blocked, something must give.
-        ++turn_steps_;
-        if (auto on_its_way = engine_->kv_on_its_way()) {
-          // Room is coming back from a transfer: wait for it on the device, not by spinning.
-          co_await *on_its_way;
-          continue;
-        }
-        models_[active_].blocked = true;
-        if (std::all_of(models_.begin(), models_.end(), [](const model_state& m) {
-              return m.blocked || (m.running.empty() && m.waiting.empty());
-            }))
-          last_resort();
-        co_await yield{executor()};
-        continue;
-      }
-      for (auto& m : models_) // this step may free room for any of them
-        m.blocked = false;
-      std::vector<models::sequence_step> steps;
-      std::vector<models::kv_handle*> kvs;
-      for (const auto& [seq, feed] : chosen) {
-        const bool samples = seq->kv.tokens + feed == seq->tokens.size();
-        steps.push_back({std::span(seq->tokens).subspan(seq->kv.tokens, feed), seq->kv.tokens,
-                         seq->kv.blocks, samples,
-                         models::sampling_row_for(seq->request.sampling, seq->generated)});
-        kvs.push_back(&seq->kv);
-        seq->in_step = true;
-      }
-      if (auto enqueued = engine_->enqueue_step(steps, kvs); !enqueued) {
-        for (const auto& p : chosen) {
-          p.seq->in_step = false;
-          finish(*p.seq, finish_reason::error,
-                 "the forward step failed: " + enqueued.error().message);
-        }
-        continue;
-      }
-      const auto step_start = clock_type::now();
-      co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
-      ++steps_;
-      const auto took = clock_type::now() - step_start;
-      learn_step_time(chosen, took);
-      fit_prompt_tokens(chosen, took);
-      ++turn_steps_;
-      const auto sampled = engine_->sampled();
-      std::size_t next_token = 0;
-      for (std::size_t i = 0; i < chosen.size(); ++i) {
-        sequence& seq = *chosen[i].seq;
-        seq.in_step = false;
-        seq.last_step = steps_;
-        if (seq.generated == seq.request.generated_before)
-          seq.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
-        seq.kv.tokens += chosen[i].feed;
-        const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
-        if (seq.cancelled)
-          finish(seq, finish_reason::cancelled);
-        else if (steps[i].sample)
-          take_token(seq, token);
-      }
-    }
-    looping_ = false;
   }
 
   // After a step that ran prompt tokens beside decoding sequences: steer how many it may run.
@@ -813,19 +542,20 @@ private:
   // makes is due (token k at arrival + TTFT + (k-1)·TBT, the paper's deadlines), and never less
   // than 80% of a TBT. Requests ahead of schedule absorb a long prompt; ones on the edge get
   // short chunks. Multiplicative steering: at most halving or doubling a step, never below 16.
-  void fit_prompt_tokens(const std::vector<planned>& chosen, clock_type::duration took) {
+  void fit_prompt_tokens(const std::vector<step_entry>& step, clock_type::duration took) {
     const auto& served = models_[active_].served;
     const auto step_start = clock_type::now() - took;
     double target = std::numeric_limits<double>::infinity();
     std::size_t prompt = 0;
-    for (const auto& p : chosen) {
-      if (p.feed == 1 && p.seq->generated > 0) {
+    for (const auto& e : step) {
+      const sequence& s = seq(e.seq);
+      if (e.feed == 1 && s.generated > 0) {
         const double due = served.ttft_seconds +
-                           static_cast<double>(p.seq->generated) * served.tbt_seconds -
-                           std::chrono::duration<double>(step_start - p.seq->arrived).count();
+                           static_cast<double>(s.generated) * served.tbt_seconds -
+                           std::chrono::duration<double>(step_start - s.arrived).count();
         target = std::min(target, std::max(due, 0.8 * served.tbt_seconds));
       } else {
-        prompt += p.feed;
+        prompt += e.feed;
       }
     }
     if (!std::isfinite(target) || prompt == 0)
@@ -840,14 +570,14 @@ private:
   }
 
   // Decode-only steps teach the active model's step-time estimate.
-  void learn_step_time(const std::vector<planned>& chosen, clock_type::duration took) {
+  void learn_step_time(const std::vector<step_entry>& step, clock_type::duration took) {
     std::size_t context = 0;
-    for (const auto& p : chosen) {
-      if (p.feed != 1)
+    for (const auto& e : step) {
+      if (e.feed != 1)
         return; // a prompt chunk in the step: not a decode step
-      context += p.seq->tokens.size();
+      context += seq(e.seq).tokens.size();
     }
-    models_[active_].decode_time.add(context, chosen.size(),
+    models_[active_].decode_time.add(context, step.size(),
                                      std::chrono::duration_cast<sched::seconds>(took));
   }
 
@@ -864,14 +594,11 @@ private:
     job.switch_bytes_per_second = switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0;
     job.kv = std::make_shared<kv_in_flight>(host_kv_, std::move(seq.kv));
     seq.kv = {};
-    auto& m = models_[seq.model];
-    std::erase(m.running, &seq);
-    std::erase(m.waiting, &seq);
+    forget(seq);
     job.request = std::move(seq.request);
     const auto sink = job.request.sink;
-    const auto id = job.request.id;
-    seqs_.erase(id); // destroys seq
-    if (sink)        // with no sink, the job's KV goes back to the pool right here
+    seqs_.erase(job.request.id); // destroys seq
+    if (sink)                    // with no sink, the job's KV goes back to the pool right here
       caf::anon_send(sink, handoff_atom::value, std::move(job));
   }
 
@@ -898,16 +625,32 @@ private:
                                        seq.generated, message});
   }
 
+  // Takes `seq` off its model's lists (it stays in seqs_).
+  void forget(sequence& seq) {
+    auto& m = models_[seq.model];
+    std::erase(m.running, &seq);
+    std::erase(m.waiting, &seq);
+  }
+
   // Ends `seq`: its KV goes back (once transfers and steps are done with it) and its sink hears
   // why.
   void finish(sequence& seq, finish_reason reason, const std::string& message = {}) {
     if (engine_)
       engine_->release(seq.kv);
-    auto& m = models_[seq.model];
-    std::erase(m.running, &seq);
-    std::erase(m.waiting, &seq);
+    forget(seq);
     notify_done(seq, reason, message);
     seqs_.erase(seq.request.id); // destroys seq
+  }
+
+  // Ends every request without touching the engine (it failed to start, or is gone).
+  void end_all(finish_reason reason, const std::string& why) {
+    for (auto& [id, seq] : seqs_)
+      notify_done(*seq, reason, why);
+    for (auto& m : models_) {
+      m.running.clear();
+      m.waiting.clear();
+    }
+    seqs_.clear();
   }
 
   std::shared_ptr<gpu::device> dev_;
@@ -934,81 +677,15 @@ private:
 
 } // namespace
 
-models::engine_options engine_options_for(std::span<const models::model_footprint> models,
-                                          const instance_options& options, std::size_t free_bytes) {
-  std::size_t largest = 0, second = 0, kv_block = 0;
-  std::vector<models::llama_config> configs;
-  for (const auto& m : models) {
-    second = std::max(second, std::min(largest, m.image_bytes));
-    largest = std::max(largest, m.image_bytes);
-    kv_block = std::max(kv_block, m.kv_block_bytes);
-    configs.push_back(m.config);
-  }
-  const auto shape = models::largest_shape(configs);
-  if (options.device_share_bytes != 0)
-    free_bytes = options.device_share_bytes;
-  models::engine_options eo;
-  eo.limits = {options.max_batch_tokens, options.max_seqs, 0};
-  eo.slab_bytes = std::max(options.slab_bytes, 4 * kv_block);
-  eo.kv_bytes = options.kv_bytes;
-  // Room to prefetch when the device has it: two models side by side if they take less than
-  // half of it and the KV pool still fits beside them (a sized one, or an unsized one's slab).
-  // Then more memory never takes the choice back nor leaves the KV less than a plan gave it.
-  eo.weight_bytes = options.weight_bytes;
-  if (eo.weight_bytes == 0) {
-    const std::size_t both = largest + second + 4096;
-    auto with_room = eo;
-    with_room.weight_bytes = both;
-    const bool room = models.size() > 1 && both < free_bytes / 2 &&
-                      models::engine::device_bytes(shape, with_room).total() <= free_bytes;
-    eo.weight_bytes = room ? both : largest + 4096;
-  }
-  // On a shared device an unsized KV pool takes what the share leaves, as `engine::create` would
-  // take what the device leaves: the other instances' memory is not free to take.
-  if (options.device_share_bytes != 0 && eo.kv_bytes == 0) {
-    const auto taken = models::engine::device_bytes(shape, eo);
-    const std::size_t used = taken.weights + taken.buffers;
-    eo.kv_bytes = std::max<std::size_t>(
-        free_bytes > used ? models::engine::kv_bytes_of_free(free_bytes - used) : 0, 1);
-  }
-  return eo;
-}
-
-std::size_t kv_pool_bytes(std::span<const models::model_footprint> models,
-                          const instance_options& options, std::size_t free_bytes) {
-  const auto eo = engine_options_for(models, options, free_bytes);
-  if (eo.kv_bytes != 0)
-    return eo.kv_bytes;
-  std::vector<models::llama_config> configs;
-  for (const auto& m : models)
-    configs.push_back(m.config);
-  const auto taken = models::engine::device_bytes(models::largest_shape(configs), eo);
-  const std::size_t used = taken.weights + taken.buffers;
-  return free_bytes > used ? models::engine::kv_bytes_of_free(free_bytes - used) : 0;
-}
-
-models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
-                                        const instance_options& options, std::size_t tokens) {
-  auto alone = options;
-  alone.device_share_bytes = 0; // what it needs, not what it is given
-  const auto eo = engine_options_for(models, alone, 0);
-  std::vector<models::llama_config> configs;
-  std::size_t kv_block = 1;
-  for (const auto& m : models) {
-    configs.push_back(m.config);
-    kv_block = std::max(kv_block, m.kv_block_bytes);
-  }
-  const std::size_t per_slab = std::max<std::size_t>(eo.slab_bytes / kv_block, 1);
-  const std::size_t blocks = kernels::kv_geometry::blocks_for(tokens);
-  const std::size_t slabs = (blocks + per_slab - 1) / per_slab;
-  const auto shape = models::largest_shape(configs);
-  auto plan = models::engine::device_bytes(shape, eo, slabs);
-  // Given that much, the instance may keep room to prefetch a second model: then it needs that
-  // room too. The choice only grows with the memory, so it makes it on the larger plan as well.
-  if (const auto there = engine_options_for(models, alone, plan.total());
-      there.weight_bytes != eo.weight_bytes)
-    plan = models::engine::device_bytes(shape, there, slabs);
-  return plan;
+models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
+                                  const instance_options& options) {
+  models::instance_sizing s;
+  s.models = std::move(models);
+  s.limits = {options.max_batch_tokens, options.max_seqs, 0};
+  s.kv_bytes = options.kv_bytes;
+  s.weight_bytes = options.weight_bytes;
+  s.slab_bytes = options.slab_bytes;
+  return s;
 }
 
 caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,

@@ -1,11 +1,13 @@
 #pragma once
 
+#include "actors/roles.hpp"
 #include "actors/sched/switch_policy.hpp"
 #include "gpu/device.hpp"
 #include "gpu/kv_pool.hpp"
 #include "models/engine.hpp"
 #include "models/llama/weights.hpp"
 #include "models/model_cache.hpp"
+#include "models/sizing.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
@@ -13,19 +15,13 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace aeg::actors {
-
-/// What an instance does with a request.
-enum class instance_role {
-  colocated, ///< prefill and decode on this device
-  prefill,   ///< prefill, then hand the request (its first token made) to a decode instance
-  decode,    ///< decode requests prefilled elsewhere (and any full request it is given)
-};
 
 /// How an instance sizes and schedules its work.
 struct instance_options {
@@ -38,10 +34,9 @@ struct instance_options {
   /// Weight memory: 0 for room to prefetch (the two largest models side by side) when the device
   /// has it, else for the largest alone.
   std::size_t weight_bytes = 0;
-  /// The device memory planned for this instance when it shares its device with others (its
-  /// sizes are then chosen from this, not from what happens to be free when it starts, and an
-  /// unsized KV pool takes what this leaves); 0: the device is its own.
-  std::size_t device_share_bytes = 0;
+  /// The engine's sizes, already planned (a pool plans every instance's once, from the share of
+  /// its device each gets); unset: planned at start from what the device has free.
+  std::optional<models::engine_options> engine;
   /// Swap the KV of a model that leaves the device out to the host at every switch (else only
   /// when the device pool needs the room).
   bool swap_out_on_switch = false;
@@ -77,21 +72,9 @@ struct instance_stats {
   bool ready = false;          ///< serving
 };
 
-/// How an instance with `options` serving `models` divides a device with `free_bytes` free (or
-/// `options.device_share_bytes` of it, when given): the engine it makes.
-models::engine_options engine_options_for(std::span<const models::model_footprint> models,
-                                          const instance_options& options, std::size_t free_bytes);
-
-/// The device KV pool an instance with `options` serving `models` makes on a device with
-/// `free_bytes` free (or its share of one).
-std::size_t kv_pool_bytes(std::span<const models::model_footprint> models,
-                          const instance_options& options, std::size_t free_bytes);
-
-/// The device memory an instance with `options` serving `models` takes when it starts on a
-/// device of just that size, with room for the KV of one context of `tokens` tokens of its
-/// largest KV shape (at least one slab): what to check a device budget against before loading.
-models::device_plan device_bytes_needed(std::span<const models::model_footprint> models,
-                                        const instance_options& options, std::size_t tokens);
+/// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).
+models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
+                                  const instance_options& options);
 
 /// Spawns an instance: an actor that owns `dev` and serves `models` (one active at a time) with
 /// continuous batching and token-level switching. Requests `(generate_atom,

@@ -24,13 +24,6 @@ using submit_atom = caf::atom_constant<caf::atom("submit")>;
 /// Asks the proxy for `pool_metrics`.
 using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
 
-/// How requests are placed on instances.
-enum class routing {
-  aegaeon,       ///< prefill instances by grouped FCFS (or FCFS), decode instances by model batch
-  request_level, ///< colocated instances; a model keeps an instance until its requests drain
-  dedicated,     ///< colocated instances, each serving its own models only
-};
-
 /// An instance as the proxy sees it.
 struct pool_member {
   caf::actor actor;

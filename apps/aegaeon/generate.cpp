@@ -101,8 +101,8 @@ bool check_fits(const local_model& m, const generate_options& o, std::size_t tok
                 const char* cmd) {
   tokens = std::min(tokens, m.image->config().context_length);
   // Exactly what the instance will take: weights, step buffers and the KV in whole slabs.
-  const models::model_footprint model[] = {models::footprint_of(*m.image)};
-  const auto need = actors::device_bytes_needed(model, {}, tokens);
+  const auto need =
+      models::device_bytes_needed(actors::sizing_of({models::footprint_of(*m.image)}, {}), tokens);
   const std::size_t have = m.dev->capacity_bytes();
   if (need.total() <= have)
     return true;

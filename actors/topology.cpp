@@ -1,0 +1,422 @@
+#include "actors/topology.hpp"
+
+#include "actors/sched/switch_policy.hpp"
+#include "models/llama/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace aeg::actors {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  return buf;
+}
+
+// Reads fields of one JSON object, remembering where it is so errors can point at it.
+class reader {
+public:
+  reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  std::string at(const std::string& key) const {
+    return where_ + (where_.empty() ? "" : ".") + key;
+  }
+
+  result<void> known(std::initializer_list<const char*> keys) const {
+    if (!j_.is_object())
+      return fail(errc::invalid_argument, where_ + ": expected an object");
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; }))
+        return fail(errc::invalid_argument, at(it.key()) + ": unknown field");
+    return {};
+  }
+
+  template <class T>
+  result<T> get(const std::string& key, T fallback) const {
+    if (!j_.contains(key))
+      return fallback;
+    try {
+      return j_.at(key).get<T>();
+    } catch (const std::exception&) {
+      return fail(errc::invalid_argument, at(key) + ": wrong type");
+    }
+  }
+
+  // A number from `lo` to `hi` (finite; NaN and 1e400 are not numbers here).
+  result<double> number(const std::string& key, double fallback, double lo, double hi) const {
+    if (!j_.contains(key))
+      return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number() || !(v.get<double>() >= lo && v.get<double>() <= hi))
+      return fail(errc::invalid_argument, at(key) + ": must be a number from " + show(lo) + " to " +
+                                              show(hi) + "; it is " + v.dump());
+    return v.get<double>();
+  }
+
+  // A whole number from `lo` to `hi`: negatives and fractions are refused, never wrapped.
+  result<std::uint64_t> count(const std::string& key, std::uint64_t fallback, std::uint64_t lo,
+                              std::uint64_t hi) const {
+    if (!j_.contains(key))
+      return fallback;
+    const json& v = j_.at(key);
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() < lo || v.get<std::uint64_t>() > hi)
+      return fail(errc::invalid_argument, at(key) + ": must be a whole number from " +
+                                              std::to_string(lo) + " to " + std::to_string(hi) +
+                                              "; it is " + v.dump());
+    return v.get<std::uint64_t>();
+  }
+
+  // A string that is not empty.
+  result<std::string> name(const std::string& key) const {
+    auto s = required<std::string>(key);
+    if (s && s->empty())
+      return fail(errc::invalid_argument, at(key) + ": must not be empty");
+    return s;
+  }
+
+  template <class T>
+  result<T> required(const std::string& key) const {
+    if (!j_.contains(key))
+      return fail(errc::invalid_argument, at(key) + ": missing");
+    return get<T>(key, T{});
+  }
+
+private:
+  const json& j_;
+  std::string where_;
+};
+
+std::size_t mib(double v) {
+  return static_cast<std::size_t>(v * 1048576.0);
+}
+
+result<instance_role> role_of(const std::string& s, const std::string& where) {
+  if (s == "colocated")
+    return instance_role::colocated;
+  if (s == "prefill")
+    return instance_role::prefill;
+  if (s == "decode")
+    return instance_role::decode;
+  return fail(errc::invalid_argument,
+              where + ": '" + s + "' is not a role; choose prefill, decode or colocated");
+}
+
+// Follows the parser through a document so that what the field readers never see (a key given
+// twice, a number no double holds) can be named where it is, as "devices[1].memory_mib".
+class path_tracker {
+public:
+  void on(json::parse_event_t event, const json& parsed) {
+    using ev = json::parse_event_t;
+    switch (event) {
+    case ev::object_start:
+    case ev::array_start:
+      frames_.push_back({.array = event == ev::array_start});
+      break;
+    case ev::key: {
+      auto& f = frames_.back();
+      f.key = parsed.get<std::string>();
+      if (!f.keys.insert(f.key).second && duplicate_.empty()) {
+        const auto where = path(frames_.size() - 1);
+        duplicate_ =
+            (where.empty() ? "" : where + ": ") + "the key '" + f.key + "' appears twice; keep one";
+      }
+      break;
+    }
+    case ev::object_end:
+    case ev::array_end:
+      frames_.pop_back();
+      next_element();
+      break;
+    case ev::value:
+      next_element();
+      break;
+    }
+  }
+
+  // Where the value being parsed now sits.
+  std::string here() const { return path(frames_.size()); }
+
+  // The first key given twice in one object, as an error; empty when none was.
+  const std::string& duplicate() const { return duplicate_; }
+
+private:
+  struct frame {
+    bool array = false;
+    std::size_t index = 0; // array: the element being parsed
+    std::string key;       // object: the member being parsed
+    std::set<std::string> keys;
+  };
+
+  void next_element() {
+    if (!frames_.empty() && frames_.back().array)
+      ++frames_.back().index;
+  }
+
+  // The path through the outermost `n` containers.
+  std::string path(std::size_t n) const {
+    std::string p;
+    for (std::size_t i = 0; i < n; ++i)
+      p += frames_[i].array ? "[" + std::to_string(frames_[i].index) + "]"
+                            : (p.empty() ? "" : ".") + frames_[i].key;
+    return p;
+  }
+
+  std::vector<frame> frames_;
+  std::string duplicate_;
+};
+
+constexpr double most_mib = 1 << 30; // a pebibyte: beyond any machine, short of overflow
+
+// The document, with what the field readers never see (a key given twice, a number no double
+// holds) named where it is.
+result<json> parse_json(std::string_view text) {
+  json doc;
+  // A key given twice in one object: JSON parsers keep one silently, which hides typos.
+  path_tracker tracker;
+  try {
+    doc = json::parse(text, [&](int, json::parse_event_t event, json& parsed) {
+      tracker.on(event, parsed);
+      return true;
+    });
+  } catch (const json::out_of_range& e) {
+    // The parser's only range error: a number no double holds (1e400), quoted in its message.
+    const std::string what = e.what();
+    const auto open = what.find('\''), close = what.rfind('\'');
+    const auto number = open < close ? what.substr(open + 1, close - open - 1) : "a number there";
+    const auto where = tracker.here();
+    return fail(errc::invalid_argument, "topology: " + (where.empty() ? "" : where + ": ") +
+                                            number + " is not a number a double holds");
+  } catch (const json::exception& e) {
+    return fail(errc::invalid_argument, std::string("topology: not valid JSON: ") + e.what());
+  }
+  if (!tracker.duplicate().empty())
+    return fail(errc::invalid_argument, "topology: " + tracker.duplicate());
+  return doc;
+}
+
+// The top level's own fields.
+result<void> parse_pool_fields(const json& doc, pool_spec& spec) {
+  reader top(doc, "");
+  AEG_TRY(top.known({"devices", "instances", "models", "policy", "host_cache_mib", "shared_dir",
+                     "host_kv_mib", "slab_mib", "max_queued"}));
+  double cache_mib = 0, host_kv_mib = 256, slab_mib = 16;
+  AEG_TRY_ASSIGN(cache_mib, top.number("host_cache_mib", 0, 0, most_mib));
+  AEG_TRY_ASSIGN(slab_mib, top.number("slab_mib", 16, 1, 4096));
+  AEG_TRY_ASSIGN(host_kv_mib, top.number("host_kv_mib", 256, slab_mib, most_mib));
+  AEG_TRY_ASSIGN(spec.shared_dir, top.get<std::string>("shared_dir", ""));
+  AEG_TRY_ASSIGN(spec.max_queued, top.count("max_queued", 100000, 1, 1'000'000'000));
+  spec.host_cache_bytes = mib(cache_mib);
+  spec.host_kv_bytes = mib(host_kv_mib);
+  spec.slab_bytes = mib(slab_mib);
+  return {};
+}
+
+// The elements of the array `key`, which must be there and not empty.
+result<const json*> array_of(const json& doc, const char* key) {
+  if (!doc.contains(key) || !doc[key].is_array() || doc[key].empty())
+    return fail(errc::invalid_argument, std::string(key) + ": a non-empty array is required");
+  return &doc[key];
+}
+
+result<device_spec> parse_device(const json& j, const std::string& where) {
+  reader d(j, where);
+  AEG_TRY(d.known({"name", "backend", "ordinal", "memory_mib"}));
+  device_spec dev;
+  double memory = 0;
+  std::uint64_t ordinal = 0;
+  AEG_TRY_ASSIGN(dev.name, d.name("name"));
+  AEG_TRY_ASSIGN(dev.backend, d.get<std::string>("backend", "cpu"));
+  AEG_TRY_ASSIGN(ordinal, d.count("ordinal", 0, 0, 1024));
+  AEG_TRY_ASSIGN(memory, d.number("memory_mib", 0, 0, most_mib));
+  dev.ordinal = static_cast<int>(ordinal);
+  if (dev.backend != "cpu" && dev.backend != "cuda")
+    return fail(errc::invalid_argument,
+                d.at("backend") + ": '" + dev.backend + "' is not a backend; choose cpu or cuda");
+  dev.memory_bytes = mib(memory);
+  return dev;
+}
+
+result<model_spec> parse_model(const json& j, const std::string& where) {
+  reader m(j, where);
+  AEG_TRY(m.known({"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s"}));
+  model_spec ms;
+  std::string synthetic;
+  AEG_TRY_ASSIGN(ms.name, m.name("name"));
+  AEG_TRY_ASSIGN(ms.source.gguf_path, m.get<std::string>("gguf", ""));
+  AEG_TRY_ASSIGN(synthetic, m.get<std::string>("synthetic", ""));
+  AEG_TRY_ASSIGN(ms.source.seed, m.count("seed", 1, 0, UINT64_MAX));
+  AEG_TRY_ASSIGN(ms.source.vocab_size, m.count("vocab_size", 0, 0, 1 << 24));
+  AEG_TRY_ASSIGN(ms.ttft_seconds, m.number("ttft_s", 10, 1e-3, 1e6));
+  AEG_TRY_ASSIGN(ms.tbt_seconds, m.number("tbt_s", 0.1, 1e-3, 1e6));
+  if (ms.source.gguf_path.empty() == synthetic.empty())
+    return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
+  if (!synthetic.empty()) {
+    if (auto c = models::llama_config::synthetic(synthetic); !c)
+      return fail(errc::invalid_argument, m.at("synthetic") + ": " + c.error().message);
+    ms.source.synthetic = synthetic;
+  } else if (ms.source.vocab_size != 0) {
+    return fail(errc::invalid_argument, m.at("vocab_size") +
+                                            ": only a synthetic model takes a vocabulary size (a "
+                                            "GGUF model has its own)");
+  }
+  return ms;
+}
+
+result<instance_spec> parse_instance(const json& j, const std::string& where,
+                                     const std::set<std::string>& devices,
+                                     const std::set<std::string>& models) {
+  reader n(j, where);
+  AEG_TRY(n.known(
+      {"device", "role", "models", "kv_mib", "weight_mib", "max_batch_tokens", "max_seqs"}));
+  instance_spec is;
+  std::string role;
+  double kv = 0, weights = 0;
+  AEG_TRY_ASSIGN(is.device, n.name("device"));
+  AEG_TRY_ASSIGN(role, n.get<std::string>("role", "colocated"));
+  AEG_TRY_ASSIGN(is.models, n.get<std::vector<std::string>>("models", {}));
+  AEG_TRY_ASSIGN(kv, n.number("kv_mib", 0, 0, most_mib));
+  AEG_TRY_ASSIGN(weights, n.number("weight_mib", 0, 0, most_mib));
+  AEG_TRY_ASSIGN(is.max_batch_tokens, n.count("max_batch_tokens", 512, 1, 1 << 20));
+  AEG_TRY_ASSIGN(is.max_seqs, n.count("max_seqs", 64, 1, 4096));
+  AEG_TRY_ASSIGN(is.role, role_of(role, n.at("role")));
+  if (!devices.count(is.device))
+    return fail(errc::invalid_argument,
+                n.at("device") + ": no device is named '" + is.device + "'");
+  for (std::size_t k = 0; k < is.models.size(); ++k)
+    if (!models.count(is.models[k]))
+      return fail(errc::invalid_argument, n.at("models") + "[" + std::to_string(k) +
+                                              "]: no model is named '" + is.models[k] + "'");
+  is.kv_bytes = mib(kv);
+  is.weight_bytes = mib(weights);
+  return is;
+}
+
+result<policy_spec> parse_policy(const json& j) {
+  reader p(j, "policy");
+  AEG_TRY(p.known({"routing", "decode", "max_group", "max_quota_s", "turn_steps"}));
+  policy_spec policy;
+  std::string route;
+  AEG_TRY_ASSIGN(route, p.get<std::string>("routing", "aegaeon"));
+  AEG_TRY_ASSIGN(policy.decode, p.get<std::string>("decode", "weighted_round_robin"));
+  AEG_TRY_ASSIGN(policy.max_group, p.count("max_group", 8, 1, 1'000'000));
+  AEG_TRY_ASSIGN(policy.max_quota_seconds, p.number("max_quota_s", 4, 1e-3, 3600));
+  AEG_TRY_ASSIGN(policy.turn_steps, p.count("turn_steps", 16, 1, 1'000'000));
+  if (route == "aegaeon")
+    policy.route = routing::aegaeon;
+  else if (route == "request_level")
+    policy.route = routing::request_level;
+  else if (route == "dedicated")
+    policy.route = routing::dedicated;
+  else
+    return fail(errc::invalid_argument, p.at("routing") + ": '" + route +
+                                            "' is not a routing; choose aegaeon, "
+                                            "request_level or dedicated");
+  if (!sched::make_switch_policy(policy.decode, sched::seconds{1}, 1))
+    return fail(errc::invalid_argument,
+                p.at("decode") + ": '" + policy.decode +
+                    "' is not a policy; choose weighted_round_robin, round_robin or drain_first");
+  return policy;
+}
+
+// Every model needs an instance, and the roles must make a whole pipeline.
+result<void> check_coverage(const pool_spec& spec) {
+  for (std::size_t i = 0; i < spec.models.size(); ++i) {
+    const auto& name = spec.models[i].name;
+    if (std::none_of(spec.instances.begin(), spec.instances.end(), [&](const instance_spec& is) {
+          return is.models.empty() || std::count(is.models.begin(), is.models.end(), name) > 0;
+        }))
+      return fail(errc::invalid_argument, "models[" + std::to_string(i) +
+                                              "]: no instance serves '" + name +
+                                              "'; add it to an instance's models");
+  }
+  bool prefill = false, decode = false;
+  for (const auto& is : spec.instances) {
+    prefill |= is.role == instance_role::prefill;
+    decode |= is.role == instance_role::decode;
+  }
+  if (prefill != decode)
+    return fail(errc::invalid_argument, std::string("instances: ") +
+                                            (prefill ? "prefill instances need a decode instance"
+                                                     : "decode instances need a prefill instance"));
+  return {};
+}
+
+} // namespace
+
+const char* to_string(instance_role r) noexcept {
+  switch (r) {
+  case instance_role::prefill:
+    return "prefill";
+  case instance_role::decode:
+    return "decode";
+  default:
+    return "colocated";
+  }
+}
+
+std::vector<std::string> pool_spec::models_of(const instance_spec& is) const {
+  if (!is.models.empty())
+    return is.models;
+  std::vector<std::string> all;
+  for (const auto& m : models)
+    all.push_back(m.name);
+  return all;
+}
+
+result<pool_spec> parse_topology(std::string_view text) {
+  AEG_TRY_ASSIGN(const json doc, parse_json(text));
+  pool_spec spec;
+  AEG_TRY(parse_pool_fields(doc, spec));
+  AEG_TRY_ASSIGN(const json* devices, array_of(doc, "devices"));
+  std::set<std::string> device_names, model_names;
+  for (std::size_t i = 0; i < devices->size(); ++i) {
+    AEG_TRY_ASSIGN(auto dev, parse_device((*devices)[i], "devices[" + std::to_string(i) + "]"));
+    if (!device_names.insert(dev.name).second)
+      return fail(errc::invalid_argument,
+                  "devices[" + std::to_string(i) + "].name: '" + dev.name + "' is used twice");
+    spec.devices.push_back(std::move(dev));
+  }
+  AEG_TRY_ASSIGN(const json* models, array_of(doc, "models"));
+  for (std::size_t i = 0; i < models->size(); ++i) {
+    AEG_TRY_ASSIGN(auto m, parse_model((*models)[i], "models[" + std::to_string(i) + "]"));
+    if (!model_names.insert(m.name).second)
+      return fail(errc::invalid_argument,
+                  "models[" + std::to_string(i) + "].name: '" + m.name + "' is used twice");
+    spec.models.push_back(std::move(m));
+  }
+  AEG_TRY_ASSIGN(const json* instances, array_of(doc, "instances"));
+  for (std::size_t i = 0; i < instances->size(); ++i) {
+    AEG_TRY_ASSIGN(auto is, parse_instance((*instances)[i], "instances[" + std::to_string(i) + "]",
+                                           device_names, model_names));
+    spec.instances.push_back(std::move(is));
+  }
+  if (doc.contains("policy")) {
+    AEG_TRY_ASSIGN(spec.policy, parse_policy(doc["policy"]));
+  }
+  AEG_TRY(check_coverage(spec));
+  return spec;
+}
+
+result<pool_spec> load_topology(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, "cannot read topology '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto spec = parse_topology(ss.str());
+  if (!spec)
+    return fail(spec.error().code, path + ": " + spec.error().message);
+  return spec;
+}
+
+} // namespace aeg::actors

@@ -1,0 +1,77 @@
+#pragma once
+
+#include "actors/roles.hpp"
+#include "coro/error.hpp"
+#include "models/model_cache.hpp"
+
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// What a pool is made of, as a topology file (JSON, docs/operations.md) describes it.
+
+namespace aeg::actors {
+
+/// A device of a pool.
+struct device_spec {
+  std::string name;
+  std::string backend = "cpu";
+  int ordinal = 0;
+  std::size_t memory_bytes = 0; ///< 0: the backend's default
+};
+
+/// An instance: a device, a role, the models it may serve.
+struct instance_spec {
+  std::string device;
+  instance_role role = instance_role::colocated;
+  std::vector<std::string> models; ///< empty: every model of the pool
+  std::size_t kv_bytes = 0;        ///< 0: what its device has left
+  std::size_t weight_bytes = 0;    ///< 0: room for two models when there is
+  std::size_t max_batch_tokens = 512;
+  std::size_t max_seqs = 64;
+};
+
+/// A model and what its requests are promised.
+struct model_spec {
+  std::string name;
+  models::model_source source;
+  double ttft_seconds = 10;
+  double tbt_seconds = 0.1;
+};
+
+/// How the pool schedules.
+struct policy_spec {
+  routing route = routing::aegaeon;
+  std::string decode = "weighted_round_robin"; ///< the instances' switch policy
+  std::size_t max_group = 8;                   ///< grouped FCFS; 1: plain FCFS
+  double max_quota_seconds = 4;
+  std::size_t turn_steps = 16; ///< for "round_robin"
+};
+
+/// Everything a pool is made of: what a topology file describes.
+struct pool_spec {
+  std::vector<device_spec> devices;
+  std::vector<instance_spec> instances;
+  std::vector<model_spec> models;
+  policy_spec policy;
+  std::size_t host_cache_bytes = 0; ///< 0: no limit
+  std::string shared_dir;           ///< host cache files (empty: private memory)
+  std::size_t host_kv_bytes = std::size_t{256} << 20;
+  std::size_t slab_bytes = std::size_t{16} << 20;
+  std::size_t max_queued = 100000;
+  /// Finished requests the proxy keeps in full for `metrics_atom` (totals count all).
+  std::size_t keep_finished = std::numeric_limits<std::size_t>::max();
+
+  /// The names of the models instance `is` serves (all of the pool's when it lists none).
+  std::vector<std::string> models_of(const instance_spec& is) const;
+};
+
+/// Reads a topology (JSON; see docs/operations.md). Errors point at the field:
+/// "instances[1].role: 'prefil' is not a role; choose prefill, decode or colocated".
+result<pool_spec> parse_topology(std::string_view json);
+/// `parse_topology` of a file.
+result<pool_spec> load_topology(const std::string& path);
+
+} // namespace aeg::actors
