@@ -1,7 +1,5 @@
 #include "actors/coro_actor.hpp"
 
-#include <caf/sec.hpp>
-
 #include <exception>
 #include <string>
 
@@ -21,31 +19,27 @@ std::string describe(std::exception_ptr e) {
 
 } // namespace
 
-coro_actor::coro_actor(caf::actor_config& cfg)
-    : caf::event_based_actor(cfg),
-      exec_(std::make_shared<actor_executor>(caf::actor_control_block::from(this))) {
-  scope_ = std::make_unique<coro::async_scope>([this](std::exception_ptr e) {
-    const std::string why = describe(e);
-    if (failure_.empty())
-      failure_ = why;
-    quit(caf::make_error(caf::sec::runtime_error,
-                         "a coroutine of actor " + std::to_string(id()) + " failed: " + why));
-  });
+coro_host::coro_host(caf::actor_control_block* self,
+                     std::function<void(const std::string&)> on_failure)
+    : exec_(std::make_shared<actor_executor>(self)) {
+  scope_ = std::make_unique<coro::async_scope>(
+      [this, on_failure = std::move(on_failure)](std::exception_ptr e) {
+        const std::string why = describe(e);
+        if (failure_.empty())
+          failure_ = why;
+        on_failure(why);
+      });
 }
 
-coro_actor::~coro_actor() = default;
+coro_host::~coro_host() = default;
 
-void coro_actor::spawn(coro::task<void> t) {
+void coro_host::spawn(coro::task<void> t) {
   scope_->spawn_now(exec_, std::move(t));
 }
 
-void coro_actor::on_exit() {
-  // Runs inside the actor after its last handler: no coroutine of ours is running, so every
-  // one left is suspended and can be destroyed. Their waiters are abandoned, so completions
-  // that fire later resume nothing.
+void coro_host::shutdown() {
   scope_->request_stop();
   scope_->destroy_suspended();
-  caf::event_based_actor::on_exit();
 }
 
 } // namespace aeg::actors

@@ -3,9 +3,10 @@
 #include "models/engine.hpp"
 #include "models/sampling.hpp"
 
-#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -45,6 +46,18 @@ enum class finish_reason {
 /// "stop", "length", "cancelled", "error", "unavailable".
 std::string_view to_string(finish_reason r) noexcept;
 
+struct generation_result;
+struct decode_job;
+
+/// Who hears a request's tokens and its end: `(token_atom, id, token)` for each token, then
+/// `(done_atom, generation_result)` once.
+using generation_sink = caf::typed_actor<caf::reacts_to<token_atom, std::uint64_t, std::int32_t>,
+                                         caf::reacts_to<done_atom, generation_result>>;
+
+/// Who takes a request from a prefill instance once its prompt is prefilled (a pool's request
+/// actor): `(handoff_atom, decode_job)`.
+using handoff_sink = caf::typed_actor<caf::reacts_to<handoff_atom, decode_job>>;
+
 /// One request for tokens. Its tokens and its end go to `sink` as they happen.
 struct generation_request {
   std::uint64_t id = 0;
@@ -53,7 +66,10 @@ struct generation_request {
   models::sampling_params sampling;
   std::size_t max_tokens = 256;
   std::vector<std::int32_t> stop_tokens; ///< generation ends after any of these
-  caf::actor sink;
+  generation_sink sink;
+  /// Where a prefill instance hands the request once its first token is out (a prefill
+  /// instance refuses a request without one).
+  handoff_sink handoff;
   /// Tokens generated before this request was (re)placed: `prompt` ends with them, max_tokens
   /// counts them, and sampling continues its random stream after them.
   std::size_t generated_before = 0;

@@ -76,12 +76,12 @@ kv_place place_of(const models::kv_handle& kv) {
 // The instance actor: a thin shell around a plain-C++ planner. At each step boundary it builds
 // a view of its state, asks its switch policy, plans, applies the plan to the engine (nothing
 // here decides) and awaits the step on the device through its mailbox.
-class instance final : public coro_actor {
+class instance final : public typed_coro_actor<instance_actor> {
 public:
   instance(caf::actor_config& cfg, std::shared_ptr<gpu::device> dev,
            std::vector<served_model> models, instance_options options,
            std::shared_ptr<gpu::kv_pool> host_kv)
-      : coro_actor(cfg), dev_(std::move(dev)), options_(std::move(options)),
+      : typed_coro_actor<instance_actor>(cfg), dev_(std::move(dev)), options_(std::move(options)),
         host_kv_(std::move(host_kv)) {
     for (auto& m : models) {
       model_state st;
@@ -96,10 +96,10 @@ public:
     set_down_handler([this](caf::down_msg& m) { sink_down(m.source); });
   }
 
-  caf::behavior make_behavior() override {
+  behavior_type make_behavior() override {
     spawn(start());
-    return with_coroutines([this](generate_atom, generation_request& r) { admit(std::move(r)); },
-                           [this](decode_atom, decode_job& job) { admit_decode(std::move(job)); },
+    return with_coroutines([this](generate_atom, generation_request r) { admit(std::move(r)); },
+                           [this](decode_atom, decode_job job) { admit_decode(std::move(job)); },
                            [this](cancel_atom, std::uint64_t id) { cancel(id); },
                            [this](stats_atom) { return stats(); });
   }
@@ -115,7 +115,7 @@ public:
         if (seq->kv.where == models::kv_handle::place::host)
           engine_->release(seq->kv);
     engine_.reset();
-    coro_actor::on_exit();
+    typed_coro_actor<instance_actor>::on_exit();
     // The reason reaches each request: "... stopped: the GPU failed: cudaErrorIllegalAddress".
     end_all(finish_reason::unavailable,
             failure().empty() ? "the instance serving this request stopped"
@@ -190,6 +190,9 @@ private:
         return "token id " + std::to_string(t) + " is outside the vocabulary";
     if (r.max_tokens <= r.generated_before)
       return "max_tokens must be at least 1 more than the tokens already generated";
+    if (options_.role == instance_role::prefill && !r.handoff)
+      return "a prefill instance hands each request on after its first token: the request needs "
+             "a handoff sink";
     return std::nullopt;
   }
 
@@ -596,10 +599,10 @@ private:
     seq.kv = {};
     forget(seq);
     job.request = std::move(seq.request);
-    const auto sink = job.request.sink;
+    const auto to = job.request.handoff;
     seqs_.erase(job.request.id); // destroys seq
-    if (sink)                    // with no sink, the job's KV goes back to the pool right here
-      caf::anon_send(sink, handoff_atom::value, std::move(job));
+    if (to) // with no one to take it, the job's KV goes back to the pool right here
+      caf::anon_send(to, handoff_atom::value, std::move(job));
   }
 
   void take_token(sequence& seq, std::int32_t token) {
@@ -688,16 +691,16 @@ models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
   return s;
 }
 
-caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
-                          std::vector<served_model> models, instance_options options,
-                          std::shared_ptr<gpu::kv_pool> host_kv) {
+instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                              std::vector<served_model> models, instance_options options,
+                              std::shared_ptr<gpu::kv_pool> host_kv) {
   return sys.spawn<instance>(std::move(dev), std::move(models), std::move(options),
                              std::move(host_kv));
 }
 
-caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
-                          std::shared_ptr<const models::model_image> image,
-                          instance_options options) {
+instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                              std::shared_ptr<const models::model_image> image,
+                              instance_options options) {
   std::vector<served_model> models;
   models.push_back({image->config().name, std::move(image)});
   return spawn_instance(sys, std::move(dev), std::move(models), std::move(options), nullptr);

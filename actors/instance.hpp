@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/generation.hpp"
 #include "actors/roles.hpp"
 #include "actors/sched/switch_policy.hpp"
 #include "gpu/device.hpp"
@@ -11,6 +12,8 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 #include <cstddef>
 #include <functional>
@@ -76,25 +79,32 @@ struct instance_stats {
 models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
                                   const instance_options& options);
 
+/// An instance's messages: `(generate_atom, generation_request)` starts a request (its tokens and
+/// end go to its sink), `(decode_atom, decode_job)` continues one prefilled elsewhere,
+/// `(cancel_atom, id)` ends one and frees its KV, `(stats_atom)` answers `instance_stats`.
+using instance_actor = caf::typed_actor<
+    caf::reacts_to<generate_atom, generation_request>, caf::reacts_to<decode_atom, decode_job>,
+    caf::reacts_to<cancel_atom, std::uint64_t>, caf::replies_to<stats_atom>::with<instance_stats>>;
+
 /// Spawns an instance: an actor that owns `dev` and serves `models` (one active at a time) with
-/// continuous batching and token-level switching. Requests `(generate_atom,
-/// generation_request)` name a model (or none when there is one); they join the active model's
-/// batch at step boundaries, stream their tokens to their sinks and leave when done. At each
-/// boundary the policy picks the next step's model: a switch scales the leaving model down and
-/// the next one up (already there when it was prefetched; else its first layers compute while
-/// the rest is copied in), swapping KV out to the host and back in as room requires. `(cancel_atom,
-/// id)` ends a request and frees its KV at the next boundary. The step loop is a coroutine that
-/// awaits device events through the mailbox: no thread ever blocks. `host_kv` is the node's
-/// shared host KV pool (null: the instance makes its own). If it cannot start (no memory), every
-/// request it holds ends with finish_reason::error and it exits with that error.
-caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
-                          std::vector<served_model> models, instance_options options = {},
-                          std::shared_ptr<gpu::kv_pool> host_kv = nullptr);
+/// continuous batching and token-level switching. Requests name a model (or none when there is
+/// one); they join the active model's batch at step boundaries, stream their tokens to their
+/// sinks and leave when done. At each boundary the policy picks the next step's model: a switch
+/// scales the leaving model down and the next one up (already there when it was prefetched;
+/// else its first layers compute while the rest is copied in), swapping KV out to the host and
+/// back in as room requires. A cancel ends a request and frees its KV at the next boundary. The
+/// step loop is a coroutine that awaits device events through the mailbox: no thread ever
+/// blocks. `host_kv` is the node's shared host KV pool (null: the instance makes its own). If it
+/// cannot start (no memory), every request it holds ends with finish_reason::error and it exits
+/// with that error.
+instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                              std::vector<served_model> models, instance_options options = {},
+                              std::shared_ptr<gpu::kv_pool> host_kv = nullptr);
 
 /// One model, named after its config.
-caf::actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
-                          std::shared_ptr<const models::model_image> image,
-                          instance_options options = {});
+instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
+                              std::shared_ptr<const models::model_image> image,
+                              instance_options options = {});
 
 } // namespace aeg::actors
 

@@ -250,7 +250,7 @@ result<void> pool::wait_started(caf::actor_system& sys, std::chrono::seconds tim
         .receive([](const instance_stats&) {},
                  [&](const caf::error& e) { failure = reason_text(sys, e); });
     if (failure.empty()) {
-      self->demonitor(instances_[i]);
+      self->demonitor(instances_[i].address());
       continue;
     }
     self->receive(

@@ -56,8 +56,8 @@ public:
                             std::chrono::seconds timeout = std::chrono::seconds(60)) const;
   pool& operator=(const pool&) = delete;
 
-  const caf::actor& proxy() const noexcept { return proxy_; }
-  const std::vector<caf::actor>& instances() const noexcept { return instances_; }
+  const proxy_actor& proxy() const noexcept { return proxy_; }
+  const std::vector<instance_actor>& instances() const noexcept { return instances_; }
   const std::vector<std::string>& instance_names() const noexcept { return names_; }
   const models::model_cache& cache() const noexcept { return *cache_; }
   const pool_spec& spec() const noexcept { return spec_; }
@@ -68,9 +68,9 @@ private:
   std::vector<std::shared_ptr<gpu::device>> devices_;
   std::unique_ptr<models::model_cache> cache_;
   std::shared_ptr<gpu::kv_pool> host_kv_;
-  std::vector<caf::actor> instances_;
+  std::vector<instance_actor> instances_;
   std::vector<std::string> names_;
-  caf::actor proxy_;
+  proxy_actor proxy_;
 };
 
 } // namespace aeg::actors

@@ -1,14 +1,13 @@
 #include "actors/proxy.hpp"
 
-#include "actors/pool_atoms.hpp"
 #include "actors/request.hpp"
 #include "actors/sched/estimators.hpp"
 #include "actors/sched/prefill_queue.hpp"
 #include "kernels/kv_geometry.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
 #include <deque>
@@ -27,11 +26,11 @@ caf::error refuse(const std::string& why) {
   return caf::make_error(caf::sec::runtime_error, why);
 }
 
-class proxy final : public caf::event_based_actor {
+class proxy final : public pool_proxy_actor::base {
 public:
   proxy(caf::actor_config& cfg, std::vector<pool_member> members,
         std::vector<catalog_entry> catalog, proxy_options options)
-      : caf::event_based_actor(cfg), options_(options), queue_(0, 1, {}) {
+      : pool_proxy_actor::base(cfg), options_(options), queue_(0, 1, {}) {
     for (auto& c : catalog)
       catalog_.emplace(c.name, std::move(c));
     std::size_t lanes = 0;
@@ -55,7 +54,7 @@ public:
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
   }
 
-  caf::behavior make_behavior() override {
+  behavior_type make_behavior() override {
     for (auto& m : members_)
       monitor(m.m.actor);
     return {
@@ -66,7 +65,7 @@ public:
         [this](prefilled_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
                double switch_rate) { prefilled(id, prompt_tokens, seconds, switch_rate); },
         [this](place_decode_atom, std::uint64_t id, const std::string& model)
-            -> caf::result<caf::actor> { return place_decode(id, model); },
+            -> caf::result<instance_actor> { return place_decode(id, model); },
         [this](replace_atom, std::uint64_t id, generation_request& r) -> caf::result<void> {
           return replace(id, std::move(r));
         },
@@ -95,7 +94,7 @@ private:
     }
   };
   struct tracked {
-    caf::actor actor;
+    request_actor actor;
     std::string model;
     std::size_t member = none;                // where it runs (or ran last)
     std::optional<generation_request> queued; // waiting in a prefill lane
@@ -134,7 +133,8 @@ private:
     }
     const auto id = ++next_id_;
     r.arrived = clock_type::now();
-    auto actor = spawn_request(system(), caf::actor_cast<caf::actor>(this), id, r, it->second);
+    auto actor =
+        spawn_request(system(), caf::actor_cast<pool_proxy_actor>(this), id, r, it->second);
     tracked t;
     t.actor = actor;
     t.model = r.model;
@@ -146,6 +146,7 @@ private:
     ++in_flight_by_model_[r.model];
     r.id = id;
     r.sink = actor;
+    r.handoff = actor;
     place(id, std::move(r));
     return id;
   }
@@ -258,7 +259,7 @@ private:
       pump(m.lane);
   }
 
-  caf::result<caf::actor> place_decode(std::uint64_t id, const std::string& model) {
+  caf::result<instance_actor> place_decode(std::uint64_t id, const std::string& model) {
     const auto found = requests_.find(id);
     const std::size_t need = found != requests_.end() ? found->second.kv_need : 0;
     std::vector<std::size_t> candidates;
@@ -436,8 +437,8 @@ private:
 
 } // namespace
 
-caf::actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
-                       std::vector<catalog_entry> catalog, proxy_options options) {
+proxy_actor spawn_proxy(caf::actor_system& sys, std::vector<pool_member> members,
+                        std::vector<catalog_entry> catalog, proxy_options options) {
   return sys.spawn<proxy>(std::move(members), std::move(catalog), options);
 }
 

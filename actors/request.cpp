@@ -1,49 +1,29 @@
 #include "actors/request.hpp"
 
-#include "actors/pool_atoms.hpp"
+#include "actors/ask.hpp"
+#include "actors/coro_actor.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
-#include <algorithm>
+#include <chrono>
+#include <optional>
 
 namespace aeg::actors {
-
-std::size_t tokens_on_time(const std::vector<double>& times, double ttft, double tbt) {
-  std::size_t met = 0;
-  double deadline = ttft;
-  for (std::size_t k = 0; k < times.size(); ++k) {
-    if (k > 0) // the next deadline runs from the previous one, or from a late previous token
-      deadline = std::max(deadline, times[k - 1]) + tbt;
-    if (times[k] <= deadline)
-      ++met;
-  }
-  return met;
-}
-
-double seconds_on_schedule(const std::vector<double>& times, double ttft, double tbt) {
-  double on = 0, deadline = ttft, previous = 0;
-  for (std::size_t k = 0; k < times.size(); ++k) {
-    if (k > 0)
-      deadline = std::max(deadline, times[k - 1]) + tbt;
-    if (times[k] <= deadline)
-      on += times[k] - previous;
-    previous = times[k];
-  }
-  return on;
-}
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-class request_actor final : public caf::event_based_actor {
+// How long the proxy may take to find a request a new home.
+constexpr std::chrono::seconds placement_timeout{30};
+
+class pool_request final : public typed_coro_actor<request_actor> {
 public:
-  request_actor(caf::actor_config& cfg, caf::actor proxy, std::uint64_t id,
-                generation_request client, catalog_entry model)
-      : caf::event_based_actor(cfg), proxy_(std::move(proxy)), id_(id), client_(std::move(client)),
-        model_(std::move(model)) {
+  pool_request(caf::actor_config& cfg, pool_proxy_actor proxy, std::uint64_t id,
+               generation_request client, catalog_entry model)
+      : typed_coro_actor<request_actor>(cfg), proxy_(std::move(proxy)), id_(id),
+        client_(std::move(client)), model_(std::move(model)) {
     tokens_ = client_.prompt;
     generated_ = client_.generated_before;
     set_down_handler([this](caf::down_msg& m) {
@@ -52,29 +32,28 @@ public:
     });
   }
 
-  caf::behavior make_behavior() override {
-    return {
-        [this](placed_atom, caf::actor inst, bool prefill_lane) {
+  behavior_type make_behavior() override {
+    return with_coroutines(
+        [this](placed_atom, instance_actor inst, bool prefill_lane) {
           prefill_lane_held_ = prefill_lane;
           place(std::move(inst));
         },
         [this](token_atom, std::uint64_t, std::int32_t token) { on_token(token); },
-        [this](done_atom, generation_result& r) { on_done(std::move(r)); },
-        [this](handoff_atom, decode_job& job) { on_handoff(std::move(job)); },
-        [this](cancel_atom) { on_cancel(); },
-    };
+        [this](done_atom, generation_result r) { on_done(std::move(r)); },
+        [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
+        [this](cancel_atom) { on_cancel(); });
   }
 
   void on_exit() override {
     // Never leave KV behind: a job in transit is released here at the latest.
-    release_in_transit();
-    caf::event_based_actor::on_exit();
+    in_transit_.reset();
+    typed_coro_actor<request_actor>::on_exit();
   }
 
 private:
-  void place(caf::actor inst) {
+  void place(instance_actor inst) {
     if (instance_)
-      demonitor(instance_);
+      demonitor(instance_.address());
     instance_ = std::move(inst);
     monitor(instance_);
     if (cancelled_) // cancelled while being placed: the instance must drop it
@@ -105,27 +84,31 @@ private:
     release_prefill_lane(job.request.prompt.size(), job.prefill_seconds,
                          job.switch_bytes_per_second);
     if (instance_) {
-      demonitor(instance_);
-      instance_ = {};
+      demonitor(instance_.address());
+      instance_ = nullptr;
     }
     in_transit_ = std::move(job);
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
-    request(proxy_, std::chrono::seconds(30), place_decode_atom::value, id_, model_.name)
-        .then(
-            [this](caf::actor decoder) {
-              if (finished_ || !in_transit_)
-                return;
-              in_transit_->request.sink = caf::actor_cast<caf::actor>(this);
-              // Should the decoder stop before reading it, the dropped job frees its KV.
-              send(decoder, decode_atom::value, std::move(*in_transit_));
-              in_transit_.reset();
-              place(std::move(decoder));
-            },
-            [this](caf::error& e) {
-              finish(finish_reason::error,
-                     "no decode instance took the request: " + system().render(e));
-            });
+    spawn(find_decoder());
+  }
+
+  coro::task<void> find_decoder() {
+    auto decoder = co_await ask<instance_actor>(this, proxy_, placement_timeout,
+                                                place_decode_atom::value, id_, model_.name);
+    if (finished_ || !in_transit_)
+      co_return;
+    if (!decoder) {
+      finish(finish_reason::error,
+             "no decode instance took the request: " + decoder.error().message);
+      co_return;
+    }
+    in_transit_->request.sink = handle();
+    in_transit_->request.handoff = handle();
+    // Should the decoder stop before reading it, the dropped job frees its KV.
+    send(*decoder, decode_atom::value, std::move(*in_transit_));
+    in_transit_.reset();
+    place(std::move(*decoder));
   }
 
   // Frees our slot in a prefill lane, teaching the proxy how long the prompt took and how fast
@@ -156,7 +139,7 @@ private:
   void instance_lost() {
     if (finished_)
       return;
-    instance_ = {};
+    instance_ = nullptr;
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
     release_prefill_lane();
@@ -165,26 +148,26 @@ private:
     again.id = id_;
     again.prompt = tokens_;
     again.generated_before = generated_;
-    again.sink = caf::actor_cast<caf::actor>(this);
+    again.sink = handle();
+    again.handoff = handle();
     if (again.generated_before >= again.max_tokens)
       return finish(finish_reason::length, {});
-    request(proxy_, std::chrono::seconds(30), replace_atom::value, id_, std::move(again))
-        .then([] {},
-              [this](caf::error& e) {
-                finish(finish_reason::error, "its instance stopped and it could not be placed "
-                                             "again: " +
-                                                 system().render(e));
-              });
+    spawn(place_again(std::move(again)));
   }
 
-  // The job's KV goes back to the host pool with its last copy (kv_in_flight).
-  void release_in_transit() { in_transit_.reset(); }
+  coro::task<void> place_again(generation_request again) {
+    auto placed =
+        co_await ask<void>(this, proxy_, placement_timeout, replace_atom::value, id_, again);
+    if (!placed)
+      finish(finish_reason::error,
+             "its instance stopped and it could not be placed again: " + placed.error().message);
+  }
 
   void finish(finish_reason reason, std::string message) {
     if (finished_)
       return;
     finished_ = true;
-    release_in_transit();
+    in_transit_.reset(); // the job's KV goes back to the host pool with its last copy
     if (instance_ && reason == finish_reason::cancelled)
       send(instance_, cancel_atom::value, id_);
     request_metrics m;
@@ -208,11 +191,11 @@ private:
     quit();
   }
 
-  caf::actor proxy_;
+  pool_proxy_actor proxy_;
   std::uint64_t id_;
   generation_request client_;
   catalog_entry model_;
-  caf::actor instance_;
+  instance_actor instance_;
   std::optional<decode_job> in_transit_;
   std::vector<std::int32_t> tokens_;
   std::size_t generated_ = 0;
@@ -223,9 +206,9 @@ private:
 
 } // namespace
 
-caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
-                         generation_request client, const catalog_entry& model) {
-  return sys.spawn<request_actor>(std::move(proxy), id, std::move(client), model);
+request_actor spawn_request(caf::actor_system& sys, pool_proxy_actor proxy, std::uint64_t id,
+                            generation_request client, const catalog_entry& model) {
+  return sys.spawn<pool_request>(std::move(proxy), id, std::move(client), model);
 }
 
 } // namespace aeg::actors

@@ -1,7 +1,8 @@
 #pragma once
 
 #include "actors/generation.hpp"
-#include "actors/proxy.hpp"
+#include "actors/pool_metrics.hpp"
+#include "actors/pool_protocol.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -17,7 +18,7 @@ namespace aeg::actors {
 /// cancelled, and asks `proxy` to place it again when its instance dies. `id` is the pool's id of
 /// the request; `client` the request as submitted (its id and sink are the client's; its
 /// deadlines count from `client.arrived`).
-caf::actor spawn_request(caf::actor_system& sys, caf::actor proxy, std::uint64_t id,
-                         generation_request client, const catalog_entry& model);
+request_actor spawn_request(caf::actor_system& sys, pool_proxy_actor proxy, std::uint64_t id,
+                            generation_request client, const catalog_entry& model);
 
 } // namespace aeg::actors

@@ -108,7 +108,8 @@ struct reschedule {
 
 class resumer final : public actors::coro_actor {
 public:
-  resumer(caf::actor_config& cfg, caf::actor peer) : coro_actor(cfg), peer_(std::move(peer)) {}
+  resumer(caf::actor_config& cfg, caf::actor peer)
+      : actors::coro_actor(cfg), peer_(std::move(peer)) {}
   caf::behavior make_behavior() override {
     return with_coroutines([this](go_atom, int n, bool ask_peer, done_box done) {
       spawn(ask_peer ? asks(n, done) : resumes(n, done));

@@ -39,12 +39,12 @@ struct outcome {
 };
 
 // Sends `reqs` to `inst` at once and gathers every token until each has ended.
-outcome run(caf::scoped_actor& self, const caf::actor& inst,
+outcome run(caf::scoped_actor& self, const actors::instance_actor& inst,
             std::vector<actors::generation_request> reqs) {
   outcome o;
   const auto t0 = clock_type::now();
   for (auto& r : reqs) {
-    r.sink = caf::actor_cast<caf::actor>(self);
+    r.sink = caf::actor_cast<actors::generation_sink>(self);
     self->send(inst, actors::generate_atom::value, r);
   }
   // An instance that stops (one that could not start, say) ends no request: watch it.
@@ -62,7 +62,7 @@ outcome run(caf::scoped_actor& self, const caf::actor& inst,
                   [&](const caf::down_msg& d) {
                     o.error = "the instance stopped: " + self->system().render(d.reason);
                   });
-  self->demonitor(inst);
+  self->demonitor(inst.address());
   if (!o.error.empty())
     return o;
   o.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   caf::scoped_actor self(sys);
   const std::vector<std::pair<std::string, actors::instance_options>> configs = {
       {"roomy", roomy}, {"split", split}, {"recompute", recompute}};
-  std::vector<caf::actor> instances;
+  std::vector<actors::instance_actor> instances;
   for (const auto& [name, o] : configs)
     instances.push_back(actors::spawn_instance(sys, *dev, *image, o));
 

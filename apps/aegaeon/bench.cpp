@@ -7,6 +7,7 @@
 #include "gpu/registry.hpp"
 #include "models/llama/config.hpp"
 #include "models/llama/weights.hpp"
+#include "models/sizing.hpp"
 
 #include <caf/all.hpp>
 #include <fmt/core.h>
@@ -57,7 +58,7 @@ std::string reason_of(caf::actor_system& sys, const caf::error& e) {
 // counts ends; answers `run` once every request has ended.
 class client final : public caf::event_based_actor {
 public:
-  client(caf::actor_config& cfg, caf::actor proxy, std::vector<trace_request> trace)
+  client(caf::actor_config& cfg, actors::proxy_actor proxy, std::vector<trace_request> trace)
       : caf::event_based_actor(cfg), proxy_(std::move(proxy)), trace_(std::move(trace)) {}
 
   caf::behavior make_behavior() override {
@@ -81,7 +82,7 @@ public:
           for (std::size_t k = 0; k < t.prompt_tokens; ++k)
             r.prompt.push_back(static_cast<std::int32_t>(100 + (k * 7919 + i * 31) % 4000));
           r.max_tokens = t.output_tokens;
-          r.sink = caf::actor_cast<caf::actor>(this);
+          r.sink = caf::actor_cast<actors::generation_sink>(this);
           request(proxy_, caf::infinite, actors::submit_atom::value, std::move(r))
               .then([](std::uint64_t) {},
                     [this](caf::error& e) {
@@ -107,7 +108,7 @@ private:
     if (ended_ == trace_.size())
       done_.deliver(rejected_, first_rejection_);
   }
-  caf::actor proxy_;
+  actors::proxy_actor proxy_;
   std::vector<trace_request> trace_;
   caf::typed_response_promise<std::size_t, std::string> done_;
   std::size_t ended_ = 0, rejected_ = 0;
@@ -272,15 +273,12 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
   for (const auto& p : *plans)
     if (p.total() > need.total())
       need = p;
-  auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
   if ((o.device_mib << 20) < need.total())
-    return fail(
-        errc::out_of_memory,
-        fmt::format("--device-mib {}: the {} weights ({} MiB), the step buffers ({} MiB) and "
-                    "the KV of one {}-token request ({} MiB in whole slabs) do not fit; "
-                    "give --device-mib {} or more",
-                    o.device_mib, o.shape, mib(need.weights), mib(need.buffers), longest_tokens,
-                    mib(need.kv), mib(need.total())));
+    return tl::unexpected(models::does_not_fit(
+        fmt::format("a device of --device-mib {}", o.device_mib), o.device_mib << 20, need,
+        fmt::format("the KV is for one {}-token request of {}, in whole slabs; give --device-mib "
+                    "{} or more",
+                    longest_tokens, o.shape, models::mib_ceil(need.total()))));
   return config;
 }
 

@@ -32,7 +32,7 @@ class interleaver final : public actors::coro_actor {
 public:
   interleaver(caf::actor_config& cfg, std::vector<std::shared_ptr<gpu::device>> devices,
               demo_options options)
-      : coro_actor(cfg), devices_(std::move(devices)), options_(std::move(options)) {}
+      : actors::coro_actor(cfg), devices_(std::move(devices)), options_(std::move(options)) {}
 
   caf::behavior make_behavior() override {
     return with_coroutines([this](start_atom) -> caf::result<caf::message> {
@@ -53,7 +53,7 @@ public:
   void on_exit() override {
     // Let queued device work finish before the coroutine frames that own its memory go.
     streams_.clear();
-    coro_actor::on_exit();
+    actors::coro_actor::on_exit();
   }
 
 private:

@@ -6,9 +6,7 @@
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/llama/weights.hpp"
-#include "models/tokenizer/chat_template.hpp"
-#include "models/tokenizer/stream_decoder.hpp"
-#include "models/tokenizer/tokenizer.hpp"
+#include "models/tokenizer/text_model.hpp"
 
 #include <caf/all.hpp>
 #include <fmt/core.h>
@@ -28,10 +26,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Everything one local model needs: the file, its tokenizer and template, and an instance.
+// Everything one local model needs: its text side, its device and its weights.
 struct local_model {
-  models::tokenizer tok;
-  models::chat_template tmpl;
+  models::text_model text;
   std::shared_ptr<gpu::device> dev;
   std::shared_ptr<const models::model_image> image;
 };
@@ -59,16 +56,13 @@ tl::expected<local_model, int> load(const generate_options& o) {
                file.error().code == errc::not_found ? missing_model_hint(o.model_path) : "");
     return tl::unexpected(2);
   }
-  auto tok = models::tokenizer::from_gguf(*file);
-  if (!tok) {
-    fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, tok.error().to_string());
+  auto text = models::text_model::from_gguf(*file);
+  if (!text) {
+    fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, text.error().to_string());
     return tl::unexpected(1);
   }
-  auto tmpl = models::chat_template::from_gguf(*file);
-  if (!tmpl) {
-    fmt::print(stderr, "aegaeon: warning: {}; using ChatML\n", tmpl.error().message);
-    tmpl = models::chat_template::chatml();
-  }
+  if (!text->template_note().empty())
+    fmt::print(stderr, "aegaeon: warning: {}\n", text->template_note());
   auto dev = gpu::make_device(
       {.backend = o.backend, .ordinal = 0, .capacity_bytes = o.capacity_mib << 20});
   if (!dev) {
@@ -92,7 +86,7 @@ tl::expected<local_model, int> load(const generate_options& o) {
     fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, image.error().to_string());
     return tl::unexpected(1);
   }
-  return local_model{std::move(*tok), std::move(*tmpl), std::move(*dev), std::move(*image)};
+  return local_model{std::move(*text), std::move(*dev), std::move(*image)};
 }
 
 // Says plainly, before anything is printed, when the device budget cannot hold the model and
@@ -106,13 +100,12 @@ bool check_fits(const local_model& m, const generate_options& o, std::size_t tok
   const std::size_t have = m.dev->capacity_bytes();
   if (need.total() <= have)
     return true;
-  auto mib = [](std::size_t b) { return (b + (1 << 20) - 1) >> 20; };
-  fmt::print(stderr,
-             "aegaeon {}: {} MiB of device memory do not hold the model ({} MiB), its step "
-             "buffers ({} MiB) and the KV cache of {} tokens ({} MiB in whole slabs); raise "
-             "--memory-mib to {} or more (0: the backend's default)\n",
-             cmd, have >> 20, mib(need.weights), mib(need.buffers), tokens, mib(need.kv),
-             mib(need.total()));
+  const auto e = models::does_not_fit(
+      fmt::format("the device of --memory-mib {}", have >> 20), have, need,
+      fmt::format("the KV is for {} tokens, in whole slabs; raise --memory-mib to {} or more (0: "
+                  "the backend's default)",
+                  tokens, models::mib_ceil(need.total())));
+  fmt::print(stderr, "aegaeon {}: {}\n", cmd, e.message);
   return false;
 }
 
@@ -127,14 +120,6 @@ std::string stop_reason(caf::actor_system& sys, const caf::error& e) {
   return text;
 }
 
-std::vector<std::int32_t> stop_tokens(const models::tokenizer& tok) {
-  std::vector<std::int32_t> ids;
-  for (std::size_t i = 0; i < tok.num_tokens(); ++i)
-    if (tok.is_end_of_generation(static_cast<std::int32_t>(i)))
-      ids.push_back(static_cast<std::int32_t>(i));
-  return ids;
-}
-
 struct answer {
   std::string text;
   actors::generation_result result;
@@ -144,7 +129,7 @@ struct answer {
 
 // Sends one request to `inst` and prints `prefix`, then its text as it streams; returns what it
 // said. The prefix waits for the first piece so that a failure does not follow a lone prompt.
-answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_model& m,
+answer stream_one(caf::scoped_actor& self, const actors::instance_actor& inst, const local_model& m,
                   const generate_options& o, std::vector<std::int32_t> prompt, std::uint64_t id,
                   std::string prefix = {}) {
   actors::generation_request req;
@@ -152,9 +137,9 @@ answer stream_one(caf::scoped_actor& self, const caf::actor& inst, const local_m
   req.prompt = std::move(prompt);
   req.sampling = {o.temperature, o.top_k, o.top_p, o.seed ? *o.seed : std::random_device{}()};
   req.max_tokens = o.max_tokens;
-  req.stop_tokens = stop_tokens(m.tok);
-  req.sink = caf::actor_cast<caf::actor>(self);
-  models::stream_decoder decoder(m.tok);
+  req.stop_tokens = m.text.stop_tokens();
+  req.sink = caf::actor_cast<actors::generation_sink>(self);
+  auto decoder = m.text.decoder();
   answer a;
   const auto start = clock_type::now();
   self->send(inst, actors::generate_atom::value, std::move(req));
@@ -285,11 +270,9 @@ int run_generate(generate_options o) {
     if (!o.system_prompt.empty())
       msgs.push_back({"system", o.system_prompt});
     msgs.push_back({"user", o.prompt});
-    prompt = m->tok.encode(m->tmpl.render(msgs, true), true);
+    prompt = m->text.encode_chat(msgs);
   } else {
-    prompt = m->tok.encode(o.prompt, true); // special tokens written out are the tokens
-    if (m->tok.add_bos() && m->tok.bos())
-      prompt.insert(prompt.begin(), *m->tok.bos());
+    prompt = m->text.encode_prompt(o.prompt);
   }
   if (prompt.empty()) {
     fmt::print(stderr, "aegaeon generate: the prompt is empty\n");
@@ -342,7 +325,7 @@ int run_chat(const generate_options& o) {
       continue;
     }
     history.push_back({"user", line});
-    auto prompt = m->tok.encode(m->tmpl.render(history, true), true);
+    auto prompt = m->text.encode_chat(history);
     auto a = stream_one(self, inst, *m, o, std::move(prompt), ++id);
     fmt::print("\n");
     report(a, o);

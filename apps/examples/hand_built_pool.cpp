@@ -14,9 +14,7 @@
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/model_cache.hpp"
-#include "models/tokenizer/chat_template.hpp"
-#include "models/tokenizer/stream_decoder.hpp"
-#include "models/tokenizer/tokenizer.hpp"
+#include "models/tokenizer/text_model.hpp"
 
 #include <caf/all.hpp>
 #include <fmt/core.h>
@@ -36,37 +34,45 @@ namespace {
   std::exit(1);
 }
 
-// The client side of a request: decodes the streamed tokens and collects the text. Replies to
-// `get` with the text once the request is done.
-caf::behavior collector(caf::stateful_actor<std::string>* self,
-                        std::shared_ptr<const models::tokenizer> tok) {
-  auto decoder = std::make_shared<models::stream_decoder>(*tok);
-  auto done = std::make_shared<std::optional<actors::generation_result>>();
-  auto waiting = std::make_shared<std::vector<caf::response_promise>>();
-  auto finish = [=](const std::string& text) {
-    for (auto& rp : *waiting)
-      rp.deliver(text);
-    waiting->clear();
-  };
-  return {
-      [=](actors::token_atom, std::uint64_t, std::int32_t token) {
-        self->state += decoder->feed(token);
-      },
-      [=](actors::done_atom, const actors::generation_result& r) {
-        self->state += decoder->finish();
-        if (r.reason == actors::finish_reason::error)
-          self->state += " [error: " + r.message + "]";
-        *done = r;
-        finish(self->state);
-      },
-      [=](caf::get_atom) -> caf::result<std::string> {
-        if (done->has_value())
-          return self->state;
-        waiting->push_back(self->make_response_promise());
-        return waiting->back();
-      },
-  };
-}
+// The client side of a request: a typed actor that takes what a generation sink is sent (so it
+// can be a request's sink) and answers `get` with the text once the request is done.
+using collector_actor =
+    actors::generation_sink::extend<caf::replies_to<caf::get_atom>::with<std::string>>;
+
+class collector final : public collector_actor::base {
+public:
+  collector(caf::actor_config& cfg, const models::text_model& text)
+      : collector_actor::base(cfg), decoder_(text.decoder()) {}
+
+  behavior_type make_behavior() override {
+    return {
+        [this](actors::token_atom, std::uint64_t, std::int32_t token) {
+          text_ += decoder_.feed(token);
+        },
+        [this](actors::done_atom, const actors::generation_result& r) {
+          text_ += decoder_.finish();
+          if (r.reason == actors::finish_reason::error)
+            text_ += " [error: " + r.message + "]";
+          done_ = true;
+          for (auto& rp : waiting_)
+            rp.deliver(text_);
+          waiting_.clear();
+        },
+        [this](caf::get_atom) -> caf::result<std::string> {
+          if (done_)
+            return text_;
+          waiting_.push_back(make_response_promise<std::string>());
+          return waiting_.back();
+        },
+    };
+  }
+
+private:
+  models::stream_decoder decoder_;
+  std::string text_;
+  bool done_ = false;
+  std::vector<caf::typed_response_promise<std::string>> waiting_;
+};
 
 } // namespace
 
@@ -92,13 +98,9 @@ int main(int argc, char** argv) {
   auto file = models::gguf::file::open(path);
   if (!file)
     die(file.error().to_string() + " (scripts/fetch-model gets the reference model)");
-  auto tok = models::tokenizer::from_gguf(*file);
-  if (!tok)
-    die(path + ": " + tok.error().to_string());
-  auto tmpl = models::chat_template::from_gguf(*file);
-  if (!tmpl)
-    tmpl = models::chat_template::chatml();
-  auto shared_tok = std::make_shared<const models::tokenizer>(std::move(*tok));
+  auto text = models::text_model::from_gguf(*file); // tokenizer, chat template, stop tokens
+  if (!text)
+    die(path + ": " + text.error().to_string());
 
   models::model_cache cache(devices.front(), {});
   const std::vector<std::string> names = {"assistant-a", "assistant-b"};
@@ -143,21 +145,16 @@ int main(int argc, char** argv) {
   // 5. Requests: one per model, in flight together. The collectors receive the tokens.
   const std::vector<std::string> questions = {"What is the capital of France?",
                                               "Name three primary colors."};
-  std::vector<std::int32_t> stops;
-  for (std::size_t i = 0; i < shared_tok->num_tokens(); ++i)
-    if (shared_tok->is_end_of_generation(static_cast<std::int32_t>(i)))
-      stops.push_back(static_cast<std::int32_t>(i));
   caf::scoped_actor self{sys}; // main waits here; no actor of the pool ever blocks
-  std::vector<caf::actor> sinks;
+  std::vector<collector_actor> sinks;
   for (std::size_t i = 0; i < names.size(); ++i) {
     actors::generation_request r;
     r.model = names[i];
-    r.prompt = shared_tok->encode(
-        tmpl->render(std::vector<models::chat_message>{{"user", questions[i]}}, true), true);
+    r.prompt = text->encode_chat(std::vector<models::chat_message>{{"user", questions[i]}});
     r.max_tokens = 48;
-    r.stop_tokens = stops;
-    r.sink = sys.spawn(collector, shared_tok);
-    sinks.push_back(r.sink);
+    r.stop_tokens = text->stop_tokens();
+    sinks.push_back(sys.spawn<collector>(*text));
+    r.sink = sinks.back(); // a collector takes what a sink is sent: checked when this compiles
     self->request(proxy, caf::infinite, actors::submit_atom::value, std::move(r))
         .receive([](std::uint64_t) {}, [&](caf::error& e) { die(sys.render(e)); });
   }
@@ -180,7 +177,8 @@ int main(int argc, char** argv) {
                          f.token_times.size(), f.ttft(), 100 * f.time_attainment());
           },
           [&](caf::error& e) { die(sys.render(e)); });
-  for (auto& a : {proxy, prefill, decode})
+  caf::anon_send_exit(proxy, caf::exit_reason::user_shutdown);
+  for (auto& a : {prefill, decode})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   for (auto& s : sinks)
     caf::anon_send_exit(s, caf::exit_reason::user_shutdown);

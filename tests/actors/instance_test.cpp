@@ -71,13 +71,13 @@ protected:
     return out;
   }
 
-  caf::actor spawn_many(std::vector<served_model> models, instance_options o = {}) {
+  instance_actor spawn_many(std::vector<served_model> models, instance_options o = {}) {
     auto a = spawn_instance(*sys_, dev_, std::move(models), std::move(o));
     spawned_.push_back(a);
     return a;
   }
 
-  caf::actor spawn(std::shared_ptr<const models::model_image> image, instance_options o = {}) {
+  instance_actor spawn(std::shared_ptr<const models::model_image> image, instance_options o = {}) {
     auto a = spawn_instance(*sys_, dev_, std::move(image), o);
     spawned_.push_back(a);
     return a;
@@ -90,7 +90,7 @@ protected:
     r.prompt = std::move(prompt);
     r.max_tokens = max_tokens;
     r.sampling = s;
-    r.sink = caf::actor_cast<caf::actor>(*self_);
+    r.sink = caf::actor_cast<generation_sink>(*self_);
     return r;
   }
 
@@ -108,7 +108,7 @@ protected:
     return out;
   }
 
-  instance_stats stats(const caf::actor& inst) {
+  instance_stats stats(const instance_actor& inst) {
     instance_stats s;
     (*self_)
         ->request(inst, caf::infinite, stats_atom::value)
@@ -119,7 +119,7 @@ protected:
 
   // Sends `reqs` to `inst` at once; each must end by length with the tokens it made `alone`, and
   // afterwards the instance holds no KV and no request. Returns its stats.
-  instance_stats expect_solo_tokens(const caf::actor& inst,
+  instance_stats expect_solo_tokens(const instance_actor& inst,
                                     const std::vector<generation_request>& reqs,
                                     const std::map<std::uint64_t, outcome>& alone) {
     for (const auto& r : reqs)
@@ -174,7 +174,7 @@ protected:
 
   // One instance for all `models` that switches at every step (turns of one step), swapping the
   // leaving model's KV out to the host and prefetching the next model.
-  caf::actor switching_every_step(const std::vector<served_model>& models) {
+  instance_actor switching_every_step(const std::vector<served_model>& models) {
     return spawn_many(models, {.kv_bytes = 8 << 20,
                                .slab_bytes = 1 << 20,
                                .swap_out_on_switch = true,
@@ -194,7 +194,7 @@ protected:
   std::shared_ptr<gpu::device> dev_;
   std::vector<std::byte> bytes_;
   std::vector<std::vector<std::byte>> many_bytes_;
-  std::vector<caf::actor> spawned_;
+  std::vector<instance_actor> spawned_;
 };
 
 // 16 requests of different lengths, greedy and sampled, sent at once to an instance whose steps
@@ -438,7 +438,7 @@ TEST_F(Instance, ARequestWhoseSinkDiesIsCancelled) {
             [=](done_atom, const generation_result&) {}};
   });
   auto r = request(9, prompt(25, image->config().vocab_size, 3), 10000);
-  r.sink = sink;
+  r.sink = caf::actor_cast<generation_sink>(sink);
   (*self_)->send(inst, generate_atom::value, std::move(r));
   instance_stats s;
   for (int i = 0; i < 1000000; ++i) { // no sleeping: ask until the instance has caught up

@@ -95,12 +95,12 @@ protected:
     for (std::size_t k = 0; k < prompt_len; ++k)
       r.prompt.push_back(static_cast<std::int32_t>((k * 131 + id * 7) % 300));
     r.max_tokens = max_tokens;
-    r.sink = caf::actor_cast<caf::actor>(*self_);
+    r.sink = caf::actor_cast<generation_sink>(*self_);
     return r;
   }
 
   // Submits `reqs` to `proxy`; returns the pool's ids by client id.
-  std::map<std::uint64_t, std::uint64_t> submit(const caf::actor& proxy,
+  std::map<std::uint64_t, std::uint64_t> submit(const proxy_actor& proxy,
                                                 const std::vector<generation_request>& reqs) {
     std::map<std::uint64_t, std::uint64_t> ids;
     for (const auto& r : reqs)

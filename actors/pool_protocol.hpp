@@ -1,0 +1,62 @@
+#pragma once
+
+// A pool's protocols as typed handles: the proxy's public one, and the messages between the proxy
+// and its request actors (internal to a pool).
+
+#include "actors/generation.hpp"
+#include "actors/instance.hpp"
+#include "actors/pool_metrics.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace aeg::actors {
+
+/// Submits a request to the proxy: `(submit_atom, generation_request)`; the reply is the id the
+/// proxy gave it (for `cancel_atom`), or an error. Its tokens and end go to the request's sink.
+using submit_atom = caf::atom_constant<caf::atom("submit")>;
+/// Asks the proxy for `pool_metrics`.
+using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
+
+/// A pool's front door: `(submit_atom, generation_request)` answers the request's id in the pool
+/// (its tokens and end go to its sink), `(cancel_atom, id)` ends it, `(metrics_atom)` answers
+/// `pool_metrics`.
+using proxy_actor =
+    caf::typed_actor<caf::replies_to<submit_atom, generation_request>::with<std::uint64_t>,
+                     caf::reacts_to<cancel_atom, std::uint64_t>,
+                     caf::replies_to<metrics_atom>::with<pool_metrics>>;
+
+/// proxy → request: `(placed_atom, instance, bool prefill_lane)`: where it now runs.
+using placed_atom = caf::atom_constant<caf::atom("placed")>;
+/// request → proxy: `(prefilled_atom, id, prompt_tokens, seconds, switch_bytes_per_second)`: its
+/// prefill instance is done with it, after `seconds` of steps on a prompt of `prompt_tokens`
+/// (0 s: not measured), and scales models up at the rate given (0: not measured yet).
+using prefilled_atom = caf::atom_constant<caf::atom("prefilled")>;
+/// request → proxy: `(place_dec_atom, id, model)` → a decode instance (or an error).
+using place_decode_atom = caf::atom_constant<caf::atom("place_dec")>;
+/// request → proxy: `(replace_atom, id, generation_request)`: place it again (its instance died).
+using replace_atom = caf::atom_constant<caf::atom("replace")>;
+/// request → proxy: `(finished_atom, id, request_metrics)`: it ended.
+using finished_atom = caf::atom_constant<caf::atom("finished")>;
+
+/// A request actor: the sink of its instance (tokens, its end, the hand-off from a prefill
+/// instance), told by the proxy where it runs, and cancelled by it.
+using request_actor =
+    caf::typed_actor<caf::reacts_to<placed_atom, instance_actor, bool>,
+                     caf::reacts_to<token_atom, std::uint64_t, std::int32_t>,
+                     caf::reacts_to<done_atom, generation_result>,
+                     caf::reacts_to<handoff_atom, decode_job>, caf::reacts_to<cancel_atom>>;
+
+/// The proxy as its request actors see it: its public messages and theirs.
+using pool_proxy_actor = proxy_actor::extend<
+    caf::reacts_to<prefilled_atom, std::uint64_t, std::size_t, double, double>,
+    caf::replies_to<place_decode_atom, std::uint64_t, std::string>::with<instance_actor>,
+    caf::reacts_to<replace_atom, std::uint64_t, generation_request>,
+    caf::reacts_to<finished_atom, std::uint64_t, request_metrics>>;
+
+} // namespace aeg::actors

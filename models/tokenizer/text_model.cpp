@@ -1,0 +1,32 @@
+#include "models/tokenizer/text_model.hpp"
+
+namespace aeg::models {
+
+result<text_model> text_model::from_gguf(const gguf::file& f) {
+  AEG_TRY_ASSIGN(auto tok, tokenizer::from_gguf(f));
+  auto tmpl = chat_template::from_gguf(f);
+  std::string note;
+  if (!tmpl) {
+    note = tmpl.error().message + "; using ChatML";
+    tmpl = chat_template::chatml();
+  }
+  text_model m(std::move(tok), std::move(*tmpl));
+  m.template_note_ = std::move(note);
+  for (std::size_t i = 0; i < m.tok_.num_tokens(); ++i)
+    if (m.tok_.is_end_of_generation(static_cast<std::int32_t>(i)))
+      m.stop_tokens_.push_back(static_cast<std::int32_t>(i));
+  return m;
+}
+
+std::vector<std::int32_t> text_model::encode_prompt(std::string_view text) const {
+  auto ids = tok_.encode(text, true);
+  if (tok_.add_bos() && tok_.bos())
+    ids.insert(ids.begin(), *tok_.bos());
+  return ids;
+}
+
+std::vector<std::int32_t> text_model::encode_chat(std::span<const chat_message> messages) const {
+  return tok_.encode(chat_.render(messages, true), true);
+}
+
+} // namespace aeg::models
