@@ -2,6 +2,7 @@
 
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
+#include "actors/sched/deadlines.hpp"
 #include "actors/sched/estimators.hpp"
 #include "actors/step_planner.hpp"
 #include "gpu/event_awaiter.hpp"
@@ -37,6 +38,7 @@ struct sequence {
   bool in_step = false;
   std::uint64_t last_step = 0; // for picking the least recently used to swap out
   clock_type::time_point arrived = clock_type::now();
+  sched::token_deadlines deadlines{0, 0}; // when its next token is due
   double prefill_seconds = 0; // steps spent on its prompt (measured on a prefill instance)
 };
 
@@ -248,6 +250,9 @@ private:
       seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
     seq->model = model;
     auto& m = models_[model];
+    // Tokens made before it came here count as on time: their times are its request actor's.
+    seq->deadlines =
+        sched::token_deadlines::after(seq->generated, m.served.ttft_seconds, m.served.tbt_seconds);
     if (!m.has_work())
       m.work_since = ++work_counter_;
     if (running) {
@@ -542,9 +547,9 @@ private:
 
   // After a step that ran prompt tokens beside decoding sequences: steer how many it may run.
   // Such a step may take what the decoding sequences can spare: the time until the token it
-  // makes is due (token k at arrival + TTFT + (k-1)·TBT, the paper's deadlines), and never less
-  // than 80% of a TBT. Requests ahead of schedule absorb a long prompt; ones on the edge get
-  // short chunks. Multiplicative steering: at most halving or doubling a step, never below 16.
+  // makes is due (the pool's deadline rule, sched::token_deadlines), and never less than 80% of
+  // a TBT. Requests ahead of schedule absorb a long prompt; ones on the edge get short chunks.
+  // Multiplicative steering: at most halving or doubling a step, never below 16.
   void fit_prompt_tokens(const std::vector<step_entry>& step, clock_type::duration took) {
     const auto& served = models_[active_].served;
     const auto step_start = clock_type::now() - took;
@@ -553,9 +558,8 @@ private:
     for (const auto& e : step) {
       const sequence& s = seq(e.seq);
       if (e.feed == 1 && s.generated > 0) {
-        const double due = served.ttft_seconds +
-                           static_cast<double>(s.generated) * served.tbt_seconds -
-                           std::chrono::duration<double>(step_start - s.arrived).count();
+        const double due =
+            s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
         target = std::min(target, std::max(due, 0.8 * served.tbt_seconds));
       } else {
         prompt += e.feed;
@@ -612,6 +616,8 @@ private:
       return finish(seq, finish_reason::stop);
     seq.tokens.push_back(token);
     ++seq.generated;
+    (void)seq.deadlines.on_token(
+        std::chrono::duration<double>(clock_type::now() - seq.arrived).count());
     if (r.sink)
       caf::anon_send(r.sink, token_atom::value, r.id, token);
     const auto& cfg = models_[seq.model].served.image->config();

@@ -1,10 +1,7 @@
 #include "kernels/axpy.hpp"
 
 #include "kernels/cpu/axpy.hpp"
-
-#if AEG_HAS_CUDA
 #include "kernels/cuda/axpy.hpp"
-#endif
 
 namespace aeg::kernels {
 
@@ -13,13 +10,9 @@ result<void> axpy(gpu::stream& s, float a, const float* x, float* y, std::size_t
   case gpu::backend_kind::cpu:
     return s.host_callback([=] { cpu::axpy(a, x, y, n); });
   case gpu::backend_kind::cuda:
-#if AEG_HAS_CUDA
     if (auto r = s.make_current(); !r)
       return r;
     return cuda::axpy(s.native_handle(), a, x, y, n);
-#else
-    break;
-#endif
   }
   return fail(errc::unavailable, "axpy: no kernel for this stream's backend in this build");
 }

@@ -3,10 +3,7 @@
 #include "kernels/cpu/dot.hpp"
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/cpu/ops.hpp"
-
-#if AEG_HAS_CUDA
 #include "kernels/cuda/ops.hpp"
-#endif
 
 #include <atomic>
 #include <chrono>
@@ -52,15 +49,9 @@ result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& c
       });
     return ctx.stream().host_callback(std::forward<CpuOp>(cpu_op));
   case gpu::backend_kind::cuda:
-#if AEG_HAS_CUDA
-    if (auto r = ctx.stream().make_current(); !r)
-      return r;
+    AEG_TRY(ctx.stream().make_current());
     return cuda_op(ctx.stream().native_handle());
-#else
-    break;
-#endif
   }
-  (void)cuda_op;
   return fail(errc::unavailable, std::string(name) + ": this build has no kernel for the backend");
 }
 
@@ -82,12 +73,8 @@ std::vector<op_time> cpu_op_times() {
   return out;
 }
 
-// The CUDA side of an op; compiled only where the launchers exist.
-#if AEG_HAS_CUDA
+// The CUDA side of an op (its launcher; in a build without CUDA, one that says so).
 #define AEG_CUDA_OP(call) [&](void* s) -> result<void> { return cuda::call; }
-#else
-#define AEG_CUDA_OP(call) [](void*) -> result<void> { return {}; }
-#endif
 
 result<void> embed(context& ctx, const matrix& table, const std::int32_t* tokens, std::size_t n,
                    float* out) {
@@ -149,13 +136,8 @@ result<void> matmul(context& ctx, std::span<const matrix> ws, const float* x, st
         cpu::matmul_many(ws, x, rows, ys, scratch);
       },
       [&](void* s) -> result<void> {
-#if AEG_HAS_CUDA
         for (std::size_t i = 0; i < ws.size(); ++i)
-          if (auto r = cuda::matmul(s, blas, ws[i], x, rows, ys[i], scratch); !r)
-            return r;
-#else
-        (void)s;
-#endif
+          AEG_TRY(cuda::matmul(s, blas, ws[i], x, rows, ys[i], scratch));
         return {};
       });
 }

@@ -48,15 +48,15 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
                                 const std::int32_t* positions, float base);
 
 /// Writes each row's K and V ([rows, kv_heads * head_dim]) of `layer` into the paged cache at
-/// slot slots[r] = block * 16 + offset.
+/// slot slots[r] = block * kv_geometry::block_tokens + offset.
 [[nodiscard]] result<void> kv_store(context& ctx, const kv_geometry& g, std::size_t layer,
                                     const float* k, const float* v, std::size_t rows,
                                     const std::int32_t* slots, void* kv_base);
 
 /// Causal attention of `layer` over the paged cache with grouped KV heads. Row r is a query at
 /// position positions[r] of sequence row_seq[r]; it attends to that sequence's keys 0..position,
-/// found through block_tables[row_seq[r] * max_blocks + position / 16]. q, out: [rows, heads,
-/// head_dim]; scores are scaled by `scale`.
+/// found through block_tables[row_seq[r] * max_blocks + position / kv_geometry::block_tokens]. q,
+/// out: [rows, heads, head_dim]; scores are scaled by `scale`.
 [[nodiscard]] result<void> attention(context& ctx, const kv_geometry& g, std::size_t layer,
                                      const float* q, std::size_t rows, std::size_t heads,
                                      const std::int32_t* positions, const std::int32_t* row_seq,

@@ -95,19 +95,13 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
   e->host_kv_ = std::move(host_kv);
   auto& d = *e->dev_;
   for (auto* s : {&e->compute_, &e->copy_, &e->swap_in_, &e->swap_out_}) {
-    auto stream = d.create_stream();
-    if (!stream)
-      return tl::unexpected(stream.error());
-    *s = std::move(*stream);
+    AEG_TRY_ASSIGN(auto stream, d.create_stream());
+    *s = std::move(stream);
   }
-  auto ctx = kernels::context::create(*e->compute_);
-  if (!ctx)
-    return tl::unexpected(ctx.error());
-  e->ctx_ = std::move(*ctx);
-  auto runner = llama_runner::create(d, *e->ctx_, largest, o.limits);
-  if (!runner)
-    return tl::unexpected(runner.error());
-  e->runner_ = std::move(*runner);
+  AEG_TRY_ASSIGN(auto ctx, kernels::context::create(*e->compute_));
+  e->ctx_ = std::move(ctx);
+  AEG_TRY_ASSIGN(auto runner, llama_runner::create(d, *e->ctx_, largest, o.limits));
+  e->runner_ = std::move(runner);
   auto weights = d.allocate(o.weight_bytes);
   if (!weights)
     return fail(weights.error().code, "no room for " + std::to_string(o.weight_bytes >> 20) +
@@ -126,10 +120,8 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
                 "the KV cache on " + d.name() + " (" + std::to_string(kv_bytes >> 20) +
                     " MiB) holds no slab of " + std::to_string(o.slab_bytes >> 20) +
                     " MiB; give the instance more memory or use smaller slabs");
-  auto ev = d.create_event();
-  if (!ev)
-    return tl::unexpected(ev.error());
-  e->step_done_ = std::shared_ptr<gpu::event>(std::move(*ev));
+  AEG_TRY_ASSIGN(auto ev, d.create_event());
+  e->step_done_ = std::shared_ptr<gpu::event>(std::move(ev));
   return e;
 }
 
@@ -150,23 +142,19 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
   if (staged_.image) // replaced: its copies were enqueued before ours on the same stream
     unstage();
   const auto bytes = image->bytes();
-  auto base = arena_->stage(bytes.size());
-  if (!base)
-    return tl::unexpected(base.error());
+  AEG_TRY_ASSIGN(auto base, arena_->stage(bytes.size()));
   const auto pieces = pieces_of(image->layout());
   resident r;
   r.image = std::move(image);
-  r.base = *base;
+  r.base = base;
   while (r.pieces.size() < pieces.size()) {
     if (!spare_pieces_.empty()) {
       r.pieces.push_back(std::move(spare_pieces_.back()));
       spare_pieces_.pop_back();
       continue;
     }
-    auto ev = dev_->create_event();
-    if (!ev)
-      return tl::unexpected(ev.error());
-    r.pieces.push_back(std::move(*ev));
+    AEG_TRY_ASSIGN(auto ev, dev_->create_event());
+    r.pieces.push_back(std::move(ev));
   }
   // The space may have held a model the steps already enqueued still read.
   AEG_TRY(copy_->wait(*step_done_));

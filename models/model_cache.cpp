@@ -112,10 +112,8 @@ result<std::shared_ptr<std::byte>> model_cache::shared_memory(const std::string&
       const auto* h = static_cast<const file_header*>(map->addr);
       if (std::memcmp(h->magic, magic, sizeof magic) == 0 && h->key == key &&
           h->payload_bytes == bytes && h->ready == 1) {
-        auto pinned = dev_->pin(map->addr, total);
-        if (!pinned)
-          return tl::unexpected(pinned.error());
-        map->pin = std::move(*pinned);
+        AEG_TRY_ASSIGN(auto pinned, dev_->pin(map->addr, total));
+        map->pin = std::move(pinned);
         filled = true;
         return std::shared_ptr<std::byte>(map, static_cast<std::byte*>(map->addr) + header_bytes);
       }
@@ -198,22 +196,18 @@ struct planned_source {
 result<planned_source> plan_source(const model_source& src, const compute_format& format) {
   planned_source p;
   if (src.synthetic) {
-    auto c = llama_config::synthetic(*src.synthetic);
-    if (!c)
-      return tl::unexpected(c.error());
-    p.config = std::move(*c);
+    AEG_TRY_ASSIGN(auto c, llama_config::synthetic(*src.synthetic));
+    p.config = std::move(c);
     if (src.vocab_size != 0)
       p.config.vocab_size = src.vocab_size;
     p.layout = plan_synthetic(p.config, format);
     return p;
   }
-  auto f = gguf::file::open(src.gguf_path);
-  if (!f)
-    return tl::unexpected(f.error());
-  auto plan = plan_llama(*f, format);
+  AEG_TRY_ASSIGN(auto f, gguf::file::open(src.gguf_path));
+  auto plan = plan_llama(f, format);
   if (!plan)
     return fail(plan.error().code, src.gguf_path + ": " + plan.error().message);
-  p.file.emplace(std::move(*f));
+  p.file.emplace(std::move(f));
   p.config = std::move(plan->first);
   p.layout = std::move(plan->second);
   return p;
@@ -222,11 +216,9 @@ result<planned_source> plan_source(const model_source& src, const compute_format
 } // namespace
 
 result<model_footprint> plan_footprint(const model_source& src, const compute_format& format) {
-  auto p = plan_source(src, format);
-  if (!p)
-    return tl::unexpected(p.error());
-  return model_footprint{p->config, p->layout.total_bytes,
-                         p->config.kv(format.kv_type()).block_bytes()};
+  AEG_TRY_ASSIGN(auto p, plan_source(src, format));
+  return model_footprint{p.config, p.layout.total_bytes,
+                         p.config.kv(format.kv_type()).block_bytes()};
 }
 
 model_footprint footprint_of(const model_image& image) {
@@ -244,12 +236,10 @@ result<std::shared_ptr<const model_image>> model_cache::add(const std::string& n
       return it->second.image;
   }
   // Plan first: the size decides whether the budget can take the model.
-  auto planned = plan_source(src, format);
-  if (!planned)
-    return tl::unexpected(planned.error());
-  std::optional<gguf::file> file = std::move(planned->file);
-  llama_config config = std::move(planned->config);
-  llama_layout layout = std::move(planned->layout);
+  AEG_TRY_ASSIGN(auto planned, plan_source(src, format));
+  std::optional<gguf::file> file = std::move(planned.file);
+  llama_config config = std::move(planned.config);
+  llama_layout layout = std::move(planned.layout);
   const std::size_t bytes = layout.total_bytes;
   {
     std::lock_guard lock(mutex_);

@@ -265,12 +265,11 @@ result<models::llama_config> check_setup(const bench_options& o, std::size_t lon
       o.model_counts.empty() ? 1 : *std::max_element(o.model_counts.begin(), o.model_counts.end());
   for (std::size_t i = 0; i < std::max<std::size_t>(most, 1); ++i)
     names.push_back("model-" + std::to_string(i));
-  auto plans = actors::device_memory_needed(make_spec(o, "aegaeon", names), format,
-                                            std::min(longest_tokens, config->context_length));
-  if (!plans)
-    return tl::unexpected(plans.error());
+  AEG_TRY_ASSIGN(auto plans,
+                 actors::device_memory_needed(make_spec(o, "aegaeon", names), format,
+                                              std::min(longest_tokens, config->context_length)));
   models::device_plan need;
-  for (const auto& p : *plans)
+  for (const auto& p : plans)
     if (p.total() > need.total())
       need = p;
   if ((o.device_mib << 20) < need.total())

@@ -31,19 +31,16 @@ namespace {
 // The models a server lists, or an error line: errc::invalid_argument for an API key missing or
 // refused (the command's to fix), other codes for a server that is not there or not well.
 result<std::vector<std::string>> list_models(server::http_client& c, bool keyed) {
-  auto r = c.request("GET", "/v1/models");
-  if (!r)
-    return tl::unexpected(r.error());
-  if (r->status == 401)
+  AEG_TRY_ASSIGN(auto r, c.request("GET", "/v1/models"));
+  if (r.status == 401)
     return fail(errc::invalid_argument,
                 keyed ? "the server refused the API key (from --api-key or AEGAEON_API_KEY)"
                       : "the server needs an API key: give --api-key (or set AEGAEON_API_KEY)");
-  if (r->status != 200)
-    return fail(errc::unavailable,
-                fmt::format("GET /v1/models answered {}: {}", r->status, r->body));
+  if (r.status != 200)
+    return fail(errc::unavailable, fmt::format("GET /v1/models answered {}: {}", r.status, r.body));
   std::vector<std::string> names;
   try {
-    const auto doc = json::parse(r->body); // named: a temporary would die before the loop
+    const auto doc = json::parse(r.body); // named: a temporary would die before the loop
     for (const auto& m : doc.at("data"))
       names.push_back(m.at("id").get<std::string>());
   } catch (const std::exception& e) {

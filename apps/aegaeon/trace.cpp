@@ -90,17 +90,15 @@ double percentile(std::vector<double> v, double p) {
 }
 
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path) {
-  auto out = open_output(path);
-  if (!out)
-    return tl::unexpected(out.error());
+  AEG_TRY_ASSIGN(auto out, open_output(path));
   for (const auto& r : trace)
-    *out << nlohmann::json{{"arrival", r.arrival},
-                           {"model", r.model},
-                           {"prompt_tokens", r.prompt_tokens},
-                           {"output_tokens", r.output_tokens}}
-                .dump()
-         << "\n";
-  return close_output(*out, path);
+    out << nlohmann::json{{"arrival", r.arrival},
+                          {"model", r.model},
+                          {"prompt_tokens", r.prompt_tokens},
+                          {"output_tokens", r.output_tokens}}
+               .dump()
+        << "\n";
+  return close_output(out, path);
 }
 
 result<std::ofstream> open_output(const std::string& path) {
@@ -132,25 +130,19 @@ result<report_files> report_files::open(std::string json_path, std::string csv_p
   for (auto [path, out] : {std::pair{&r.json_path, &r.json}, std::pair{&r.csv_path, &r.csv}}) {
     if (path->empty())
       continue;
-    auto f = open_output(*path);
-    if (!f)
-      return tl::unexpected(f.error());
-    *out = std::move(*f);
+    AEG_TRY_ASSIGN(auto f, open_output(*path));
+    *out = std::move(f);
   }
   return r;
 }
 
 result<bench_files> bench_files::open(std::string json_path, std::string csv_path,
                                       const std::string& trace_path) {
-  auto reports = report_files::open(std::move(json_path), std::move(csv_path));
-  if (!reports)
-    return tl::unexpected(reports.error());
-  bench_files f{std::move(*reports), {}};
+  AEG_TRY_ASSIGN(auto reports, report_files::open(std::move(json_path), std::move(csv_path)));
+  bench_files f{std::move(reports), {}};
   if (!trace_path.empty()) {
-    auto t = load_trace(trace_path);
-    if (!t)
-      return tl::unexpected(t.error());
-    f.trace = std::move(*t);
+    AEG_TRY_ASSIGN(auto t, load_trace(trace_path));
+    f.trace = std::move(t);
   }
   return f;
 }

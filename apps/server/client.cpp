@@ -141,8 +141,7 @@ http_client::request(const std::string& method, const std::string& path, const s
   // A kept-alive connection the server has closed fails on first use: then connect again, once.
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!s.connected)
-      if (auto c = s.connect(); !c)
-        return tl::unexpected(c.error());
+      AEG_TRY(s.connect());
     asio::error_code ec;
     asio::write(s.sock, asio::buffer(req), ec);
     response res;

@@ -1,5 +1,7 @@
 #include "apps/server/openai.hpp"
 
+#include "coro/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -120,10 +122,8 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       if (role != "system" && role != "user" && role != "assistant" && role != "developer")
         return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
                                    "' is not supported; use system, user or assistant");
-      auto content = message_content(m.value("content", json(nullptr)), i);
-      if (!content)
-        return tl::unexpected(content.error());
-      p.messages.push_back({role == "developer" ? "system" : role, std::move(*content)});
+      AEG_TRY_ASSIGN(auto content, message_content(m.value("content", json(nullptr)), i));
+      p.messages.push_back({role == "developer" ? "system" : role, std::move(content)});
     }
   } else {
     if (!j.contains("prompt"))
@@ -144,15 +144,11 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
     } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
       p.prompt = pr[0].get<std::string>();
     } else if (pr.is_array() && !pr.empty() && pr[0].is_number()) {
-      auto t = ids(pr);
-      if (!t)
-        return tl::unexpected(t.error());
-      p.prompt_tokens = std::move(*t);
+      AEG_TRY_ASSIGN(auto t, ids(pr));
+      p.prompt_tokens = std::move(t);
     } else if (pr.is_array() && pr.size() == 1 && pr[0].is_array() && !pr[0].empty()) {
-      auto t = ids(pr[0]);
-      if (!t)
-        return tl::unexpected(t.error());
-      p.prompt_tokens = std::move(*t);
+      AEG_TRY_ASSIGN(auto t, ids(pr[0]));
+      p.prompt_tokens = std::move(t);
     } else {
       return bad("prompt", "'prompt' must be a string or an array of token ids (one prompt per "
                            "request: this server answers n = 1)");
@@ -164,31 +160,24 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
   // Sampling and length.
   double max_tokens = -1;
   for (const char* name : {"max_tokens", "max_completion_tokens"}) {
-    auto r = number(j, name, max_tokens, 1, 1e9);
-    if (!r)
-      return tl::unexpected(r.error());
-    if (*r) {
+    AEG_TRY_ASSIGN(auto r, number(j, name, max_tokens, 1, 1e9));
+    if (r) {
       if (max_tokens != std::floor(max_tokens))
         return bad(name, std::string("'") + name + "' must be an integer");
       p.max_tokens = static_cast<std::size_t>(max_tokens);
       p.max_tokens_given = true;
     }
   }
-  if (auto r = number(j, "temperature", p.sampling.temperature, 0, 2); !r)
-    return tl::unexpected(r.error());
-  if (auto r = number(j, "top_p", p.sampling.top_p, 0, 1); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(number(j, "temperature", p.sampling.temperature, 0, 2));
+  AEG_TRY(number(j, "top_p", p.sampling.top_p, 0, 1));
   if (p.sampling.top_p <= 0)
     return bad("top_p", "'top_p' must be greater than 0");
-  if (auto r = number(j, "top_k", p.sampling.top_k, -1, 1e6); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(number(j, "top_k", p.sampling.top_k, -1, 1e6));
   if (p.sampling.top_k < 0)
     p.sampling.top_k = 0; // -1 means no limit, as in vLLM
   std::int64_t seed = 0;
-  auto seeded = number(j, "seed", seed, -9.2e18, 9.2e18);
-  if (!seeded)
-    return tl::unexpected(seeded.error());
-  if (*seeded) {
+  AEG_TRY_ASSIGN(auto seeded, number(j, "seed", seed, -9.2e18, 9.2e18));
+  if (seeded) {
     p.seed_given = true;
     p.sampling.seed = static_cast<std::uint64_t>(seed);
   }
@@ -216,8 +205,7 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
        {neutral{"presence_penalty", -2, 2, 0}, neutral{"frequency_penalty", -2, 2, 0},
         neutral{"repetition_penalty", 0, 1e9, 1}, neutral{"min_p", 0, 1, 0}}) {
     double v = value;
-    if (auto r = number(j, name, v, lo, hi); !r)
-      return tl::unexpected(r.error());
+    AEG_TRY(number(j, name, v, lo, hi));
     if (v != value)
       return bad(name, std::string("'") + name +
                            "' is not supported by this server; leave it out or " + "set it to " +
@@ -260,8 +248,7 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       if (s->size() > 4)
         return bad("stop", "'stop' holds at most 4 sequences");
       for (const auto& v : *s)
-        if (auto r = add(v); !r)
-          return tl::unexpected(r.error());
+        AEG_TRY(add(v));
     } else if (auto r = add(*s); !r) {
       return tl::unexpected(r.error());
     }

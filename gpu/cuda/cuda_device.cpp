@@ -322,12 +322,10 @@ result<int> device_count() {
 }
 
 result<std::shared_ptr<device>> make_device(int ordinal, std::size_t capacity_bytes) {
-  auto n = device_count();
-  if (!n)
-    return tl::unexpected(n.error());
-  if (ordinal < 0 || ordinal >= *n)
+  AEG_TRY_ASSIGN(auto n, device_count());
+  if (ordinal < 0 || ordinal >= n)
     return fail(errc::not_found, "no CUDA device " + std::to_string(ordinal) + ": " +
-                                     std::to_string(*n) + " visible");
+                                     std::to_string(n) + " visible");
   if (auto err = cudaSetDevice(ordinal); err != cudaSuccess)
     return cuda_fail(errc::device_error, "cudaSetDevice", err);
   cudaDeviceProp prop{};

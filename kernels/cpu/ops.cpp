@@ -245,12 +245,12 @@ struct head_view {
   const std::int32_t* table; // the sequence's blocks
   std::size_t block_bytes, k_offset, v_offset, token_bytes, head_offset;
   const std::byte* k(std::size_t t) const {
-    return kv + static_cast<std::size_t>(table[t / 16]) * block_bytes + k_offset +
-           t % 16 * token_bytes + head_offset;
+    return kv + static_cast<std::size_t>(table[t / kv_geometry::block_tokens]) * block_bytes +
+           k_offset + t % kv_geometry::block_tokens * token_bytes + head_offset;
   }
   const std::byte* v(std::size_t t) const {
-    return kv + static_cast<std::size_t>(table[t / 16]) * block_bytes + v_offset +
-           t % 16 * token_bytes + head_offset;
+    return kv + static_cast<std::size_t>(table[t / kv_geometry::block_tokens]) * block_bytes +
+           v_offset + t % kv_geometry::block_tokens * token_bytes + head_offset;
   }
 };
 
@@ -406,13 +406,17 @@ void kv_store(const kv_geometry& g, std::size_t layer, const float* k, const flo
   const std::size_t width = g.kv_heads * g.head_dim;
   for (std::size_t r = 0; r < rows; ++r) {
     const auto slot = static_cast<std::size_t>(slots[r]);
-    std::byte* blk = kv + slot / 16 * g.block_bytes();
+    std::byte* blk = kv + slot / kv_geometry::block_tokens * g.block_bytes();
     if (g.type == dtype::f32) {
-      store_row<float>(k + r * width, blk + g.offset(layer, false, slot % 16), width);
-      store_row<float>(v + r * width, blk + g.offset(layer, true, slot % 16), width);
+      store_row<float>(k + r * width,
+                       blk + g.offset(layer, false, slot % kv_geometry::block_tokens), width);
+      store_row<float>(v + r * width, blk + g.offset(layer, true, slot % kv_geometry::block_tokens),
+                       width);
     } else {
-      store_row<std::uint16_t>(k + r * width, blk + g.offset(layer, false, slot % 16), width);
-      store_row<std::uint16_t>(v + r * width, blk + g.offset(layer, true, slot % 16), width);
+      store_row<std::uint16_t>(
+          k + r * width, blk + g.offset(layer, false, slot % kv_geometry::block_tokens), width);
+      store_row<std::uint16_t>(
+          v + r * width, blk + g.offset(layer, true, slot % kv_geometry::block_tokens), width);
     }
   }
 }

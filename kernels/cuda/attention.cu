@@ -73,8 +73,11 @@ __global__ void attention_kernel(kv_geometry g, std::size_t layer, const float* 
     const std::size_t t = tile + threadIdx.x;
     float s = -INFINITY;
     if (t < n) {
-      const char* blk = kv + static_cast<std::size_t>(table[t / 16]) * block_bytes;
-      const T* k = reinterpret_cast<const T*>(blk + g.offset(layer, false, t % 16)) + kvh * hd;
+      const char* blk =
+          kv + static_cast<std::size_t>(table[t / kv_geometry::block_tokens]) * block_bytes;
+      const T* k =
+          reinterpret_cast<const T*>(blk + g.offset(layer, false, t % kv_geometry::block_tokens)) +
+          kvh * hd;
       s = 0;
       for (std::size_t d = 0; d < hd; ++d)
         s += qs[d] * load(k, d);
@@ -95,8 +98,11 @@ __global__ void attention_kernel(kv_geometry g, std::size_t layer, const float* 
       float a = acc[i] * rescale;
       for (std::size_t j = 0; j < tile_n; ++j) {
         const std::size_t tt = tile + j;
-        const char* blk = kv + static_cast<std::size_t>(table[tt / 16]) * block_bytes;
-        const T* v = reinterpret_cast<const T*>(blk + g.offset(layer, true, tt % 16)) + kvh * hd;
+        const char* blk =
+            kv + static_cast<std::size_t>(table[tt / kv_geometry::block_tokens]) * block_bytes;
+        const T* v = reinterpret_cast<const T*>(
+                         blk + g.offset(layer, true, tt % kv_geometry::block_tokens)) +
+                     kvh * hd;
         a += probs[j] * load(v, d);
       }
       acc[i] = a;

@@ -85,9 +85,9 @@ __global__ void kv_store_kernel(kv_geometry g, std::size_t layer, const float* k
   const std::size_t r = blockIdx.x;
   const std::size_t width = g.kv_heads * g.head_dim;
   const std::size_t slot = static_cast<std::size_t>(slots[r]);
-  char* blk = kv + slot / 16 * g.block_bytes();
-  T* kd = reinterpret_cast<T*>(blk + g.offset(layer, false, slot % 16));
-  T* vd = reinterpret_cast<T*>(blk + g.offset(layer, true, slot % 16));
+  char* blk = kv + slot / kv_geometry::block_tokens * g.block_bytes();
+  T* kd = reinterpret_cast<T*>(blk + g.offset(layer, false, slot % kv_geometry::block_tokens));
+  T* vd = reinterpret_cast<T*>(blk + g.offset(layer, true, slot % kv_geometry::block_tokens));
   for (std::size_t i = threadIdx.x; i < width; i += blockDim.x) {
     kd[i] = from_float<T>(k[r * width + i]);
     vd[i] = from_float<T>(v[r * width + i]);

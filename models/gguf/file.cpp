@@ -428,8 +428,7 @@ file::~file() = default;
 result<file> file::parse(std::span<const std::byte> bytes) {
   file f;
   parser p(bytes);
-  if (auto r = p.run(f); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(p.run(f));
   return f;
 }
 

@@ -123,15 +123,13 @@ result<void> writer::set_alignment(std::uint32_t alignment) {
 
 result<void> writer::add_tensor(const std::string& name, std::vector<std::uint64_t> dims,
                                 tensor_type type, std::span<const std::byte> data) {
-  auto traits = traits_of(static_cast<std::uint32_t>(type));
-  if (!traits)
-    return tl::unexpected(traits.error());
-  if (dims.empty() || dims.size() > 4 || dims[0] % traits->block_elems != 0)
+  AEG_TRY_ASSIGN(auto traits, traits_of(static_cast<std::uint32_t>(type)));
+  if (dims.empty() || dims.size() > 4 || dims[0] % traits.block_elems != 0)
     return fail(errc::invalid_argument, "tensor '" + name + "': bad shape for its type");
   std::uint64_t n = 1;
   for (auto d : dims)
     n *= d;
-  if (n / traits->block_elems * traits->block_bytes != data.size())
+  if (n / traits.block_elems * traits.block_bytes != data.size())
     return fail(errc::invalid_argument, "tensor '" + name + "': " + std::to_string(data.size()) +
                                             " bytes do not match its shape and type");
   tensors_.push_back({name, std::move(dims), type, {data.begin(), data.end()}});

@@ -68,12 +68,10 @@ result<llama_config> llama_config::synthetic(std::string_view name) {
 }
 
 result<llama_config> llama_config::from_gguf(const gguf::file& f) {
-  auto arch = f.get_string("general.architecture");
-  if (!arch)
-    return tl::unexpected(arch.error());
-  if (*arch != "llama")
-    return fail(errc::invalid_argument, "model architecture '" + *arch +
-                                            "' is not supported; only 'llama' models run here");
+  AEG_TRY_ASSIGN(auto arch, f.get_string("general.architecture"));
+  if (arch != "llama")
+    return fail(errc::invalid_argument,
+                "model architecture '" + arch + "' is not supported; only 'llama' models run here");
   llama_config c;
   c.name = f.get_string("general.name").value_or("llama");
   auto u = [&](const char* key) { return f.get_uint(std::string("llama.") + key); };
@@ -90,24 +88,16 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   c.dim = *dim;
   c.ffn_dim = *ffn;
   c.num_heads = *heads;
-  auto kv_heads = f.get_uint("llama.attention.head_count_kv", *heads);
-  if (!kv_heads)
-    return tl::unexpected(kv_heads.error());
-  c.num_kv_heads = *kv_heads;
+  AEG_TRY_ASSIGN(auto kv_heads, f.get_uint("llama.attention.head_count_kv", *heads));
+  c.num_kv_heads = kv_heads;
   if (c.num_heads == 0)
     return bad("llama.attention.head_count", "is 0");
-  auto head_dim = f.get_uint("llama.attention.key_length", c.dim / c.num_heads);
-  if (!head_dim)
-    return tl::unexpected(head_dim.error());
-  c.head_dim = *head_dim;
-  auto n_rot = f.get_uint("llama.rope.dimension_count", c.head_dim);
-  if (!n_rot)
-    return tl::unexpected(n_rot.error());
-  c.n_rot = *n_rot;
-  auto ctx = f.get_uint("llama.context_length", 2048);
-  if (!ctx)
-    return tl::unexpected(ctx.error());
-  c.context_length = *ctx;
+  AEG_TRY_ASSIGN(auto head_dim, f.get_uint("llama.attention.key_length", c.dim / c.num_heads));
+  c.head_dim = head_dim;
+  AEG_TRY_ASSIGN(auto n_rot, f.get_uint("llama.rope.dimension_count", c.head_dim));
+  c.n_rot = n_rot;
+  AEG_TRY_ASSIGN(auto ctx, f.get_uint("llama.context_length", 2048));
+  c.context_length = ctx;
   auto base = f.get_float("llama.rope.freq_base", 10000.0);
   auto eps = f.get_float("llama.attention.layer_norm_rms_epsilon", 1e-5);
   if (!base)
@@ -131,8 +121,7 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   if (auto v = f.get_uint("llama.vocab_size", c.vocab_size); !v || *v != c.vocab_size)
     return bad("llama.vocab_size", "disagrees with token_embd.weight");
   c.tied_output = f.tensor("output.weight") == nullptr;
-  if (auto r = c.validate(); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(c.validate());
   return c;
 }
 

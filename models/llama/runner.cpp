@@ -158,6 +158,7 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
   auto* params =
       reinterpret_cast<kernels::sampling_row*>(b.meta_host.as<std::byte>() + b.params_bytes);
   std::size_t rows = 0, num_sampled = 0;
+  constexpr std::size_t bt = kernels::kv_geometry::block_tokens;
   for (std::size_t s = 0; s < steps.size(); ++s) {
     const auto& st = steps[s];
     const std::size_t end = st.start_pos + st.tokens.size();
@@ -181,7 +182,8 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
                                                 " is outside the vocabulary of " + c.name);
       meta[b.tokens + rows] = st.tokens[i];
       meta[b.positions + rows] = static_cast<std::int32_t>(pos);
-      meta[b.slots + rows] = st.blocks[pos / 16] * 16 + static_cast<std::int32_t>(pos % 16);
+      meta[b.slots + rows] =
+          st.blocks[pos / bt] * static_cast<std::int32_t>(bt) + static_cast<std::int32_t>(pos % bt);
       meta[b.row_seq + rows] = static_cast<std::int32_t>(s);
     }
     std::copy(st.blocks.begin(), st.blocks.end(), meta + b.tables + s * MB);

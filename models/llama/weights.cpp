@@ -129,10 +129,8 @@ model_image::model_image(llama_config config, llama_layout layout, compute_forma
 
 host_allocator pinned_allocator(gpu::device& dev) {
   return [&dev](std::size_t bytes) -> result<std::shared_ptr<std::byte>> {
-    auto host = dev.allocate_pinned(bytes);
-    if (!host)
-      return tl::unexpected(host.error());
-    auto owner = std::make_shared<gpu::buffer>(std::move(*host));
+    AEG_TRY_ASSIGN(auto host, dev.allocate_pinned(bytes));
+    auto owner = std::make_shared<gpu::buffer>(std::move(host));
     return std::shared_ptr<std::byte>(owner, owner->as<std::byte>());
   };
 }
@@ -204,10 +202,8 @@ result<std::shared_ptr<const model_image>> load_llama(const gguf::file& f,
                                                       const compute_format& format,
                                                       const host_allocator& alloc,
                                                       const progress_fn& progress) {
-  auto plan = plan_llama(f, format);
-  if (!plan)
-    return tl::unexpected(plan.error());
-  auto& [config, layout] = *plan;
+  AEG_TRY_ASSIGN(auto plan, plan_llama(f, format));
+  auto& [config, layout] = plan;
   auto host = alloc(layout.total_bytes);
   if (!host)
     return fail(host.error().code, "cannot hold the weights of '" + config.name + "' (" +
@@ -283,8 +279,7 @@ void fill_synthetic(const llama_config& config, const llama_layout& layout, std:
 result<std::shared_ptr<const model_image>>
 synthetic_llama(const llama_config& config, const compute_format& format,
                 const host_allocator& alloc, std::uint64_t seed, const progress_fn& progress) {
-  if (auto r = config.validate(); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(config.validate());
   auto layout = plan_synthetic(config, format);
   auto host = alloc(layout.total_bytes);
   if (!host)

@@ -70,10 +70,8 @@ result<chat_template> chat_template::from_gguf(const gguf::file& f) {
   constexpr std::string_view key = "tokenizer.chat_template";
   if (f.find(key) == nullptr)
     return chatml();
-  auto text = f.get_string(key);
-  if (!text)
-    return tl::unexpected(text.error());
-  return from_text(*text);
+  AEG_TRY_ASSIGN(auto text, f.get_string(key));
+  return from_text(text);
 }
 
 result<chat_template> chat_template::from_text(std::string_view jinja) {

@@ -129,15 +129,13 @@ result<std::optional<std::int32_t>> read_id(const gguf::file& f, std::string_vie
                                             std::size_t num_tokens) {
   if (f.find(key) == nullptr)
     return std::optional<std::int32_t>{};
-  auto v = f.get_uint(key);
-  if (!v)
-    return tl::unexpected(v.error());
-  if (*v >= num_tokens)
+  AEG_TRY_ASSIGN(auto v, f.get_uint(key));
+  if (v >= num_tokens)
     return fail(errc::corrupt_data, "GGUF metadata " + std::string(key) + " = " +
-                                        std::to_string(*v) +
+                                        std::to_string(v) +
                                         " is out of range: the vocabulary has " +
                                         std::to_string(num_tokens) + " tokens");
-  return std::optional<std::int32_t>(static_cast<std::int32_t>(*v));
+  return std::optional<std::int32_t>(static_cast<std::int32_t>(v));
 }
 
 } // namespace
@@ -160,10 +158,8 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
             "' (tokenizer.ggml.model) is not supported; supported: 'gpt2' (byte-level BPE)");
   std::string pre_name;
   if (f.find(key_pre) != nullptr) {
-    auto pre = f.get_string(key_pre);
-    if (!pre)
-      return tl::unexpected(pre.error());
-    pre_name = std::move(*pre);
+    AEG_TRY_ASSIGN(auto pre, f.get_string(key_pre));
+    pre_name = std::move(pre);
   }
   auto pre = pre_tokenizer::create(pre_name);
   if (!pre)
@@ -198,31 +194,27 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
 
   state->kinds.assign(n, token_kind::normal);
   if (f.find(key_token_type) != nullptr) {
-    auto types = f.get_int_array(key_token_type);
-    if (!types)
-      return tl::unexpected(types.error());
-    if (types->size() != n)
+    AEG_TRY_ASSIGN(auto types, f.get_int_array(key_token_type));
+    if (types.size() != n)
       return fail(errc::corrupt_data, "tokenizer.ggml.token_type has " +
-                                          std::to_string(types->size()) + " entries for " +
+                                          std::to_string(types.size()) + " entries for " +
                                           std::to_string(n) + " tokens");
     for (std::size_t i = 0; i < n; ++i)
-      state->kinds[i] = kind_from_type((*types)[i]);
+      state->kinds[i] = kind_from_type((types)[i]);
   }
 
   // --- merges -------------------------------------------------------------------------------
   if (f.find(key_merges) == nullptr)
     return fail(errc::not_found, "the GGUF file has no tokenizer.ggml.merges, which a 'gpt2' "
                                  "tokenizer needs");
-  auto merges = f.get_string_array(key_merges);
-  if (!merges)
-    return tl::unexpected(merges.error());
-  if (merges->size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+  AEG_TRY_ASSIGN(auto merges, f.get_string_array(key_merges));
+  if (merges.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
     return fail(errc::corrupt_data, "tokenizer.ggml.merges has too many entries");
-  state->num_merges = merges->size();
-  state->merges.reserve(merges->size());
+  state->num_merges = merges.size();
+  state->merges.reserve(merges.size());
   std::string joined;
-  for (std::size_t i = 0; i < merges->size(); ++i) {
-    const std::string& m = (*merges)[i];
+  for (std::size_t i = 0; i < merges.size(); ++i) {
+    const std::string& m = (merges)[i];
     const auto bad = [&](const std::string& why) {
       return fail(errc::corrupt_data,
                   "tokenizer.ggml.merges[" + std::to_string(i) + "] " + quoted(m) + " " + why);
@@ -314,12 +306,9 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
       state->eog[static_cast<std::size_t>(**id)] = 1;
     return {};
   };
-  if (auto r = fim("tokenizer.ggml.fim_pad_token_id", fim_pad_texts); !r)
-    return tl::unexpected(r.error());
-  if (auto r = fim("tokenizer.ggml.fim_rep_token_id", fim_rep_texts); !r)
-    return tl::unexpected(r.error());
-  if (auto r = fim("tokenizer.ggml.fim_sep_token_id", fim_sep_texts); !r)
-    return tl::unexpected(r.error());
+  AEG_TRY(fim("tokenizer.ggml.fim_pad_token_id", fim_pad_texts));
+  AEG_TRY(fim("tokenizer.ggml.fim_rep_token_id", fim_rep_texts));
+  AEG_TRY(fim("tokenizer.ggml.fim_sep_token_id", fim_sep_texts));
 
   // --- special-token matching order and decoded pieces ---------------------------------------
   for (std::size_t i = 0; i < n; ++i) {

@@ -1,6 +1,7 @@
 // The scheduling policies, driven without actors: a fake step loop advances time and the test
 // checks the decisions step by step against tables.
 
+#include "actors/sched/deadlines.hpp"
 #include "actors/sched/estimators.hpp"
 #include "actors/sched/prefill_queue.hpp"
 #include "actors/sched/quota.hpp"
@@ -479,6 +480,23 @@ TEST(Estimators, BeforeEnoughSamplesTheStartingValuesHold) {
   decode_estimator d(0.02, 0, 0);
   d.add(100, 1, seconds{0.5}); // one sample cannot fix three unknowns
   EXPECT_NEAR(d.predict(100, 1).count(), 0.02, 1e-12);
+}
+
+// The one deadline rule: the first token at TTFT, each later one TBT after the previous deadline
+// or after the previous token when that one was late.
+TEST(TokenDeadlines, ALateTokenReanchorsTheScheduleInsteadOfCondemningTheRest) {
+  token_deadlines d(3, 2);
+  EXPECT_DOUBLE_EQ(d.next(), 3);
+  EXPECT_TRUE(d.on_token(2.5));
+  EXPECT_DOUBLE_EQ(d.next(), 5);
+  EXPECT_FALSE(d.on_token(6)); // late by 1 s
+  EXPECT_DOUBLE_EQ(d.next(), 8);
+  EXPECT_TRUE(d.on_token(7.5));
+  // A request placed again after 2 tokens: they count as on time.
+  EXPECT_DOUBLE_EQ(token_deadlines::after(2, 3, 2).next(), 7);
+  // The measures a request's report gives are this rule applied to its token times.
+  EXPECT_EQ(tokens_on_time({2.5, 6, 7.5}, 3, 2), 2u);
+  EXPECT_DOUBLE_EQ(seconds_on_schedule({2.5, 6, 7.5}, 3, 2), 2.5 + 1.5);
 }
 
 } // namespace
