@@ -1,4 +1,4 @@
-#include "coro/async_event.hpp"
+#include "tests/support/coro/async_event.hpp"
 #include "coro/async_scope.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"

@@ -1,6 +1,6 @@
 #include "coro/async_scope.hpp"
 #include "coro/sync_wait.hpp"
-#include "coro/thread_pool.hpp"
+#include "tests/support/coro/thread_pool.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
-#include "coro/async_event.hpp"
+#include "tests/support/coro/async_event.hpp"
 #include "coro/manual_executor.hpp"
 #include "coro/sync_wait.hpp"
-#include "coro/thread_pool.hpp"
+#include "tests/support/coro/thread_pool.hpp"
 #include "coro/when_all.hpp"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "coro/async_event.hpp"
+#include "tests/support/coro/async_event.hpp"
 
 namespace aeg::coro {
 

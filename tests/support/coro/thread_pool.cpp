@@ -1,4 +1,4 @@
-#include "coro/thread_pool.hpp"
+#include "tests/support/coro/thread_pool.hpp"
 
 #include "coro/assert.hpp"
 
