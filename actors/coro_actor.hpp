@@ -70,6 +70,18 @@ public:
   /// from inside this actor (a handler or one of its coroutines).
   void spawn(coro::task<void> t) { host_.spawn(std::move(t)); }
 
+  /// An awaitable that resumes the coroutine through the mailbox: messages that arrived
+  /// meanwhile are handled first.
+  auto yield() const noexcept {
+    struct awaiter {
+      coro::executor exec;
+      bool await_ready() const noexcept { return false; }
+      void await_suspend(std::coroutine_handle<> h) const { exec->post(h); }
+      void await_resume() const noexcept {}
+    };
+    return awaiter{executor()};
+  }
+
   /// Coroutines spawned and not yet finished.
   std::size_t num_coroutines() const { return host_.num_coroutines(); }
 

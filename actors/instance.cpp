@@ -2,8 +2,7 @@
 
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
-#include "actors/sched/deadlines.hpp"
-#include "actors/sched/estimators.hpp"
+#include "actors/instance_state.hpp"
 #include "actors/step_planner.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "models/engine.hpp"
@@ -14,66 +13,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <deque>
-#include <limits>
 #include <set>
-#include <unordered_map>
+#include <tuple>
 
 namespace aeg::actors {
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// A request on this instance: what it asked for, its tokens, and its KV.
-struct sequence {
-  generation_request request;
-  std::size_t model = 0;
-  std::vector<std::int32_t> tokens; // prompt, then what was generated
-  std::size_t generated = 0;
-  models::kv_handle kv;    // kv.tokens: leading tokens whose K and V are stored
-  std::uint64_t batch = 0; // which of its model's batches it decodes in
-  bool cancelled = false;
-  bool in_step = false;
-  std::uint64_t last_step = 0; // for picking the least recently used to swap out
-  clock_type::time_point arrived = clock_type::now();
-  sched::token_deadlines deadlines{0, 0}; // when its next token is due
-  double prefill_seconds = 0; // steps spent on its prompt (measured on a prefill instance)
-};
-
-// Per served model: its image, its requests and its turns.
-struct model_state {
-  served_model served;
-  kernels::kv_geometry kv;
-  sched::decode_estimator decode_time; // fitted from this model's measured decode steps
-  std::deque<sequence*> running;       // holding KV (device or host), admission order
-  std::deque<sequence*> waiting;       // not yet holding KV
-  std::uint64_t work_since = 0;        // order in which models got work (for the policy's view)
-  batch_turns turns;
-  bool blocked = false; // the planner passes it over until some model's step runs
-
-  bool has_work() const noexcept { return !running.empty() || !waiting.empty(); }
-};
-
-kv_copy copy_state(const models::kv_handle& kv) {
-  if (!kv.ready)
-    return kv_copy::done;
-  if (!kv.ready->query())
-    return kv_copy::arriving;
-  return kv.ready->failure().empty() ? kv_copy::done : kv_copy::failed;
-}
-
-kv_place place_of(const models::kv_handle& kv) {
-  switch (kv.where) {
-  case models::kv_handle::place::device:
-    return kv_place::device;
-  case models::kv_handle::place::host:
-    return kv_place::host;
-  default:
-    return kv_place::none;
-  }
-}
 
 // The instance actor: a thin shell around a plain-C++ planner. At each step boundary it builds
 // a view of its state, asks its switch policy, plans, applies the plan to the engine (nothing
@@ -84,13 +31,7 @@ public:
            std::vector<served_model> models, instance_options options,
            std::shared_ptr<gpu::kv_pool> host_kv)
       : typed_coro_actor<instance_actor>(cfg), dev_(std::move(dev)), options_(std::move(options)),
-        host_kv_(std::move(host_kv)) {
-    for (auto& m : models) {
-      model_state st;
-      st.kv = m.image->config().kv(m.image->format().kv_type());
-      st.served = std::move(m);
-      models_.push_back(std::move(st));
-    }
+        host_kv_(std::move(host_kv)), state_(std::move(models), options_.max_batch_tokens) {
     // Prefill instances take their requests in the order the dispatcher gave them.
     policy_ = options_.policy                           ? options_.policy()
               : options_.role == instance_role::prefill ? sched::make_drain_first()
@@ -113,7 +54,7 @@ public:
     // shared host pool outlives this instance: it goes back first (the device pool goes with
     // the engine).
     if (engine_)
-      for (auto& [id, seq] : seqs_)
+      for (auto& [id, seq] : state_.sequences())
         if (seq->kv.where == models::kv_handle::place::host)
           engine_->release(seq->kv);
     engine_.reset();
@@ -129,15 +70,14 @@ private:
   // --- start-up ---------------------------------------------------------------------------
   coro::task<void> start() {
     try {
-      if (models_.empty())
+      if (state_.models().empty())
         throw error_exception(error{errc::invalid_argument, "an instance needs a model"});
       std::vector<models::model_footprint> footprints;
-      for (const auto& m : models_)
+      for (const auto& m : state_.models())
         footprints.push_back(models::footprint_of(*m.served.image));
       const auto sizing = sizing_of(std::move(footprints), options_);
       const auto eo =
           options_.engine ? *options_.engine : models::plan_engine(sizing, dev_->free_bytes());
-      prompt_tokens_beside_decodes_ = options_.max_batch_tokens;
       if (!host_kv_) {
         std::size_t host_bytes = options_.host_kv_bytes;
         if (host_bytes == 0)
@@ -164,38 +104,7 @@ private:
   result<std::size_t> model_for(const generation_request& r) const {
     if (!start_error_.empty())
       return fail(errc::unavailable, "the instance failed to start: " + start_error_);
-    if (seqs_.count(r.id) != 0)
-      return fail(errc::invalid_argument,
-                  "request id " + std::to_string(r.id) + " is already in use on this instance");
-    if (r.model.empty() && models_.size() == 1)
-      return 0;
-    for (std::size_t i = 0; i < models_.size(); ++i)
-      if (models_[i].served.name == r.model)
-        return i;
-    std::string names;
-    for (const auto& m : models_)
-      names += (names.empty() ? "" : ", ") + m.served.name;
-    return fail(errc::not_found,
-                "this instance does not serve model '" + r.model + "'; it serves " + names);
-  }
-
-  // Why `r`'s prompt cannot run on `model`, or nothing.
-  std::optional<std::string> prompt_error(const generation_request& r, std::size_t model) const {
-    const auto& cfg = models_[model].served.image->config();
-    if (r.prompt.empty())
-      return "the prompt is empty";
-    if (r.prompt.size() >= cfg.context_length)
-      return "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the context holds " +
-             std::to_string(cfg.context_length);
-    for (auto t : r.prompt)
-      if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size)
-        return "token id " + std::to_string(t) + " is outside the vocabulary";
-    if (r.max_tokens <= r.generated_before)
-      return "max_tokens must be at least 1 more than the tokens already generated";
-    if (options_.role == instance_role::prefill && !r.handoff)
-      return "a prefill instance hands each request on after its first token: the request needs "
-             "a handoff sink";
-    return std::nullopt;
+    return state_.model_for(r);
   }
 
   static void refuse(const generation_request& r, std::size_t generated, std::string why) {
@@ -210,7 +119,7 @@ private:
     const auto model = model_for(r);
     if (!model)
       return refuse(r, 0, model.error().message);
-    if (auto why = prompt_error(r, *model))
+    if (auto why = state_.prompt_error(r, *model, options_.role == instance_role::prefill))
       return refuse(r, 0, std::move(*why));
     auto seq = std::make_unique<sequence>();
     seq->tokens = r.prompt;
@@ -228,12 +137,8 @@ private:
     const auto model = model_for(r);
     if (!model)
       return refuse(r, job.generated, model.error().message);
-    if (!job.kv || !(job.kv->peek().geometry == models_[*model].kv) ||
-        job.kv->peek().where != models::kv_handle::place::host || job.tokens.empty() ||
-        job.kv->peek().tokens + 1 != job.tokens.size())
-      return refuse(r, job.generated,
-                    "the prefilled request's KV cache does not fit model '" + r.model +
-                        "' on this instance");
+    if (auto why = state_.job_error(job, *model))
+      return refuse(r, job.generated, std::move(*why));
     auto seq = std::make_unique<sequence>();
     seq->tokens = std::move(job.tokens);
     seq->generated = job.generated;
@@ -243,44 +148,27 @@ private:
   }
 
   void add_sequence(std::unique_ptr<sequence> seq, std::size_t model, bool running) {
-    const auto& r = seq->request;
-    if (r.sink && monitored_.insert(r.sink.address()).second)
-      monitor(r.sink);
-    if (r.arrived != clock_type::time_point{})
-      seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
-    seq->model = model;
-    auto& m = models_[model];
-    // Tokens made before it came here count as on time: their times are its request actor's.
-    seq->deadlines =
-        sched::token_deadlines::after(seq->generated, m.served.ttft_seconds, m.served.tbt_seconds);
-    if (!m.has_work())
-      m.work_since = ++work_counter_;
-    if (running) {
-      seq->batch = m.turns.current; // joins the batch running now; an overflow splits it later
-      m.running.push_back(seq.get());
-    } else {
-      m.waiting.push_back(seq.get());
-    }
-    const auto id = r.id;
-    seqs_.emplace(id, std::move(seq));
+    const auto& sink = seq->request.sink;
+    if (sink && monitored_.insert(sink.address()).second)
+      monitor(sink);
+    state_.add(std::move(seq), model, running);
     wake();
   }
 
   void cancel(std::uint64_t id) {
-    auto it = seqs_.find(id);
-    if (it == seqs_.end())
+    sequence* seq = state_.find(id);
+    if (seq == nullptr)
       return; // already finished: nothing to free
-    sequence& seq = *it->second;
-    seq.cancelled = true;
-    if (!seq.in_step)
-      finish(seq, finish_reason::cancelled);
+    seq->cancelled = true;
+    if (!seq->in_step)
+      finish(*seq, finish_reason::cancelled);
   }
 
   // A sink that is gone can receive nothing more: its requests stop and free their KV.
   void sink_down(const caf::actor_addr& sink) {
     monitored_.erase(sink);
     std::vector<std::uint64_t> ids;
-    for (auto& [id, seq] : seqs_)
+    for (auto& [id, seq] : state_.sequences())
       if (seq->request.sink.address() == sink)
         ids.push_back(id);
     for (auto id : ids)
@@ -299,10 +187,7 @@ private:
       s.weight_bytes_copied = engine_->stats().weight_bytes_copied;
       s.kv_bytes_swapped = engine_->stats().kv_bytes_out + engine_->stats().kv_bytes_in;
     }
-    for (const auto& m : models_) {
-      s.running += m.running.size();
-      s.waiting += m.waiting.size();
-    }
+    std::tie(s.running, s.waiting) = state_.counts();
     s.steps = steps_;
     s.tokens_generated = tokens_generated_;
     s.preemptions = preemptions_;
@@ -310,35 +195,22 @@ private:
     s.switches = switches_;
     s.prefetches = prefetch_hits_;
     s.scale_up_seconds = scale_up_seconds_;
-    s.active = active_ < models_.size() ? models_[active_].served.name : "";
+    s.active = active_ < state_.models().size() ? state_.models()[active_].served.name : "";
     s.ready = ready_;
     return s;
   }
 
   // --- the step loop ----------------------------------------------------------------------
-  bool has_work() const {
-    return std::any_of(models_.begin(), models_.end(),
-                       [](const model_state& m) { return m.has_work(); });
-  }
-
   void wake() {
-    if (ready_ && !looping_ && has_work()) {
+    if (ready_ && !looping_ && state_.has_work()) {
       looping_ = true;
       spawn(step_loop());
     }
   }
 
-  // Resumes the coroutine through the mailbox: messages that arrived meanwhile run first.
-  struct yield {
-    coro::executor exec;
-    bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> h) const { exec->post(h); }
-    void await_resume() const noexcept {}
-  };
-
   coro::task<void> step_loop() {
     std::size_t lost_races = 0;
-    while (has_work()) {
+    while (state_.has_work()) {
       const auto view = make_view();
       const auto plan = value_or_throw(plan_step(view, policy_->decide(policy_view(view))));
       if (!apply(plan)) {
@@ -347,7 +219,7 @@ private:
         if (++lost_races > 100)
           throw error_exception(
               error{errc::internal, "step plans keep missing the KV room they counted"});
-        co_await yield{executor()};
+        co_await yield();
         continue;
       }
       lost_races = 0;
@@ -357,7 +229,7 @@ private:
             on_its_way && plan.idle == idle_kind::await_room)
           co_await *on_its_way; // room is coming back from a transfer: on the device
         else
-          co_await yield{executor()};
+          co_await yield();
         continue;
       }
       co_await run_step(plan.step);
@@ -366,53 +238,21 @@ private:
   }
 
   // --- the view and the plan --------------------------------------------------------------
-  step_view make_view() {
-    step_view v;
-    v.limits = {options_.max_batch_tokens, options_.max_seqs,
-                options_.role == instance_role::prefill, options_.swap_out_on_switch,
-                prompt_tokens_beside_decodes_};
-    for (const auto& m : models_) {
-      model_view mv;
-      mv.name = m.served.name;
-      mv.block_bytes = m.kv.block_bytes();
-      mv.image_bytes = m.served.image->bytes().size();
-      mv.tbt_seconds = m.served.tbt_seconds;
-      for (const sequence* s : m.running)
-        mv.running.push_back(s->request.id);
-      for (const sequence* s : m.waiting)
-        mv.waiting.push_back(s->request.id);
-      mv.turns = m.turns;
-      mv.blocked = m.blocked;
-      mv.work_since = m.work_since;
-      mv.decode_time = &m.decode_time;
-      v.models.push_back(std::move(mv));
-    }
-    // The ledgers first: a copy that completes meanwhile then reads as arriving (waited for
-    // on the device), never the other way round.
-    v.device = engine_->device_ledger();
-    v.host = engine_->host_ledger();
-    for (const auto& [id, s] : seqs_)
-      v.seqs.emplace(id,
-                     seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv),
-                              s->kv.blocks, copy_state(s->kv), s->batch, s->last_step, s->arrived});
-    v.active = active_ < models_.size() ? active_ : step_view::none;
-    for (std::size_t i = 0; i < models_.size(); ++i)
-      if (engine_->staged() == models_[i].served.image.get())
-        v.staged = i;
-    v.switch_time = &switch_time_;
-    v.turn_steps = turn_steps_;
-    v.now = clock_type::now();
-    v.turn_elapsed = v.now - turn_started_;
-    return v;
+  step_view make_view() const {
+    std::size_t staged = step_view::none;
+    for (std::size_t i = 0; i < state_.models().size(); ++i)
+      if (engine_->staged() == state_.models()[i].served.image.get())
+        staged = i;
+    return state_.view({options_.max_batch_tokens, options_.max_seqs,
+                        options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
+                       engine_->device_ledger(), engine_->host_ledger(), active_, staged,
+                       switch_time_, turn_steps_, turn_started_);
   }
 
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan
   // counted (another instance took it): the rest is dropped and the loop plans again.
   bool apply(const step_plan& plan) {
-    for (std::size_t i = 0; i < models_.size(); ++i) {
-      models_[i].turns = plan.turns[i];
-      models_[i].blocked = plan.blocked[i];
-    }
+    state_.take_turns(plan);
     if (plan.restart_turn)
       restart_turn();
     for (const auto& a : plan.actions)
@@ -421,7 +261,7 @@ private:
     return true;
   }
 
-  sequence& seq(std::uint64_t id) { return *seqs_.at(id); }
+  sequence& seq(std::uint64_t id) { return state_.at(id); }
 
   // Engine operations that move KV fail for lack of room only in a race on the shared host
   // pool; anything else is a device failure, which ends the step loop and the instance.
@@ -432,7 +272,8 @@ private:
   }
 
   bool apply(const activate_model& a) {
-    const bool prefetched = value_or_throw(engine_->scale_up(models_[a.model].served.image));
+    const bool prefetched =
+        value_or_throw(engine_->scale_up(state_.models()[a.model].served.image));
     prefetch_hits_ += prefetched;
     active_ = a.model;
     ++switches_;
@@ -441,21 +282,20 @@ private:
     return true;
   }
   bool apply(const prefetch_model& a) {
-    (void)engine_->stage(models_[a.model].served.image); // no room beside the active: none
+    (void)engine_->stage(state_.models()[a.model].served.image); // no room: no prefetch
     return true;
   }
   bool apply(const swap_out_kv& a) { return room_or_throw(engine_->swap_out(seq(a.seq).kv)); }
   bool apply(const swap_in_kv& a) { return room_or_throw(engine_->swap_in(seq(a.seq).kv)); }
   bool apply(const reserve_kv& a) {
     auto& s = seq(a.seq);
-    return room_or_throw(engine_->reserve(s.kv, models_[s.model].kv, a.tokens));
+    return room_or_throw(engine_->reserve(s.kv, state_.models()[s.model].kv, a.tokens));
   }
   bool apply(const preempt_seq& a) {
     auto& s = seq(a.seq);
     engine_->release(s.kv);
-    auto& m = models_[s.model];
-    std::erase(m.running, &s);
-    m.waiting.push_front(&s);
+    state_.forget(s);
+    state_.models()[s.model].waiting.push_front(&s);
     ++preemptions_;
     return true;
   }
@@ -466,10 +306,9 @@ private:
   }
   bool apply(const admit_seq& a) {
     auto& s = seq(a.seq);
-    auto& m = models_[s.model];
-    std::erase(m.waiting, &s);
+    state_.forget(s);
     s.batch = a.batch;
-    m.running.push_back(&s);
+    state_.models()[s.model].running.push_back(&s);
     return true;
   }
   bool apply(const fail_seq& a) {
@@ -525,8 +364,7 @@ private:
     co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
     ++steps_;
     const auto took = clock_type::now() - step_start;
-    learn_step_time(step, took);
-    fit_prompt_tokens(step, took);
+    state_.learn(step, active_, took);
     ++turn_steps_;
     const auto sampled = engine_->sampled();
     std::size_t next_token = 0;
@@ -545,49 +383,6 @@ private:
     }
   }
 
-  // After a step that ran prompt tokens beside decoding sequences: steer how many it may run.
-  // Such a step may take what the decoding sequences can spare: the time until the token it
-  // makes is due (the pool's deadline rule, sched::token_deadlines), and never less than 80% of
-  // a TBT. Requests ahead of schedule absorb a long prompt; ones on the edge get short chunks.
-  // Multiplicative steering: at most halving or doubling a step, never below 16.
-  void fit_prompt_tokens(const std::vector<step_entry>& step, clock_type::duration took) {
-    const auto& served = models_[active_].served;
-    const auto step_start = clock_type::now() - took;
-    double target = std::numeric_limits<double>::infinity();
-    std::size_t prompt = 0;
-    for (const auto& e : step) {
-      const sequence& s = seq(e.seq);
-      if (e.feed == 1 && s.generated > 0) {
-        const double due =
-            s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
-        target = std::min(target, std::max(due, 0.8 * served.tbt_seconds));
-      } else {
-        prompt += e.feed;
-      }
-    }
-    if (!std::isfinite(target) || prompt == 0)
-      return; // no mix: nothing to learn
-    const double seconds = std::chrono::duration<double>(took).count();
-    const double scale = std::clamp(target / std::max(seconds, 1e-6), 0.5, 2.0);
-    if (scale >= 1 && prompt < prompt_tokens_beside_decodes_)
-      return; // fast enough, and the allowance did not hold anything back
-    prompt_tokens_beside_decodes_ =
-        std::clamp<std::size_t>(static_cast<std::size_t>(static_cast<double>(prompt) * scale), 16,
-                                options_.max_batch_tokens);
-  }
-
-  // Decode-only steps teach the active model's step-time estimate.
-  void learn_step_time(const std::vector<step_entry>& step, clock_type::duration took) {
-    std::size_t context = 0;
-    for (const auto& e : step) {
-      if (e.feed != 1)
-        return; // a prompt chunk in the step: not a decode step
-      context += seq(e.seq).tokens.size();
-    }
-    models_[active_].decode_time.add(context, step.size(),
-                                     std::chrono::duration_cast<sched::seconds>(took));
-  }
-
   // A prefill instance passes a request on once its first token is out: its KV goes to the
   // shared host pool and the request's sink finds it a decode instance.
   void hand_off(sequence& seq) {
@@ -601,10 +396,9 @@ private:
     job.switch_bytes_per_second = switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0;
     job.kv = std::make_shared<kv_in_flight>(host_kv_, std::move(seq.kv));
     seq.kv = {};
-    forget(seq);
-    job.request = std::move(seq.request);
+    job.request = std::move(seq.request); // the id stays: it is a number
+    state_.erase(seq);
     const auto to = job.request.handoff;
-    seqs_.erase(job.request.id); // destroys seq
     if (to) // with no one to take it, the job's KV goes back to the pool right here
       caf::anon_send(to, handoff_atom::value, std::move(job));
   }
@@ -620,7 +414,7 @@ private:
         std::chrono::duration<double>(clock_type::now() - seq.arrived).count());
     if (r.sink)
       caf::anon_send(r.sink, token_atom::value, r.id, token);
-    const auto& cfg = models_[seq.model].served.image->config();
+    const auto& cfg = state_.models()[seq.model].served.image->config();
     if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)
       return finish(seq, finish_reason::length);
     if (options_.role == instance_role::prefill)
@@ -634,51 +428,36 @@ private:
                                        seq.generated, message});
   }
 
-  // Takes `seq` off its model's lists (it stays in seqs_).
-  void forget(sequence& seq) {
-    auto& m = models_[seq.model];
-    std::erase(m.running, &seq);
-    std::erase(m.waiting, &seq);
-  }
-
   // Ends `seq`: its KV goes back (once transfers and steps are done with it) and its sink hears
   // why.
   void finish(sequence& seq, finish_reason reason, const std::string& message = {}) {
     if (engine_)
       engine_->release(seq.kv);
-    forget(seq);
     notify_done(seq, reason, message);
-    seqs_.erase(seq.request.id); // destroys seq
+    state_.erase(seq);
   }
 
   // Ends every request without touching the engine (it failed to start, or is gone).
   void end_all(finish_reason reason, const std::string& why) {
-    for (auto& [id, seq] : seqs_)
+    for (auto& [id, seq] : state_.sequences())
       notify_done(*seq, reason, why);
-    for (auto& m : models_) {
-      m.running.clear();
-      m.waiting.clear();
-    }
-    seqs_.clear();
+    state_.clear();
   }
 
   std::shared_ptr<gpu::device> dev_;
   instance_options options_;
   std::shared_ptr<gpu::kv_pool> host_kv_;
-  std::vector<model_state> models_;
+  instance_state state_;
   std::unique_ptr<sched::switch_policy> policy_;
   sched::switch_estimator switch_time_; // bytes over bandwidth, corrected by measured switches
   std::unique_ptr<models::engine> engine_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;
   std::set<caf::actor_addr> monitored_;
   std::size_t active_ = static_cast<std::size_t>(-1);
   std::size_t turn_steps_ = 0;
   clock_type::time_point turn_started_ = clock_type::now();
-  std::uint64_t work_counter_ = 0;
   bool ready_ = false;
   bool looping_ = false;
   std::string start_error_;
-  std::size_t prompt_tokens_beside_decodes_ = 0; // set at start: the whole token budget
   std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
               prefetch_hits_ = 0, batch_splits_ = 0;
   double scale_up_seconds_ = 0;

@@ -106,6 +106,76 @@ struct http_client::impl {
     connected = false;
   }
 
+  // Sends `req` and reads its response (see `request`). `retry` says that the connection
+  // broke before any of the answer came: a kept-alive connection the server had closed.
+  result<response> exchange(const std::string& req,
+                            const std::function<void(std::string_view)>& on_body,
+                            const std::function<bool()>& stop, bool& retry) {
+    asio::error_code ec;
+    asio::write(sock, asio::buffer(req), ec);
+    response res;
+    bool complete = false, got_any = false;
+    response_parser parser({
+        .on_headers =
+            [&](int status, const header_list& h) {
+              res.status = status;
+              res.headers = h;
+            },
+        .on_body =
+            [&](std::string_view d) {
+              if (on_body)
+                on_body(d);
+              else
+                res.body += d;
+            },
+        .on_complete = [&] { complete = true; },
+    });
+    // Closing the connection is how a client cancels (the server has no other signal).
+    const auto stopped = [&] {
+      disconnect();
+      return fail(errc::cancelled, "stopped before the response ended");
+    };
+    std::array<char, 16384> buf{};
+    while (!ec && !complete) {
+      if (stop) {
+        if (stop())
+          return stopped();
+        // Short waits, so that a stop is seen while the server is quiet.
+        if (!readable(100, ec))
+          continue;
+      }
+      const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+      if (n > 0) {
+        got_any = true;
+        if (auto err = parser.feed({buf.data(), n}); !err.empty()) {
+          disconnect(); // what follows on it cannot be read either
+          return fail(errc::corrupt_data, err);
+        }
+      }
+    }
+    if (!complete && ec == asio::error::eof && got_any) {
+      // The end of the connection ends an answer only when its length was "until close";
+      // otherwise the answer was cut short, which is an error, not a shorter answer.
+      const auto err = parser.finish();
+      if (!complete) {
+        disconnect();
+        return fail(errc::unavailable, "the server closed the connection mid-answer" +
+                                           (err.empty() ? std::string() : ": " + err));
+      }
+    }
+    if (complete) {
+      if (!parser.keep_alive())
+        disconnect();
+      return res;
+    }
+    if (stop && stop()) // e.g. a signal that broke off the write
+      return stopped();
+    disconnect();
+    retry = !got_any;
+    return fail(errc::unavailable,
+                "the connection to " + url.host + ":" + url.port + " broke: " + ec.message());
+  }
+
   // Waits at most `ms` for the socket to have something to read (data, its end, or an error).
   // A signal ends the wait early; false then, as for a timeout.
   bool readable(int ms, asio::error_code& ec) {
@@ -142,69 +212,10 @@ http_client::request(const std::string& method, const std::string& path, const s
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!s.connected)
       AEG_TRY(s.connect());
-    asio::error_code ec;
-    asio::write(s.sock, asio::buffer(req), ec);
-    response res;
-    bool complete = false, got_any = false;
-    response_parser parser({
-        .on_headers =
-            [&](int status, const header_list& h) {
-              res.status = status;
-              res.headers = h;
-            },
-        .on_body =
-            [&](std::string_view d) {
-              if (on_body)
-                on_body(d);
-              else
-                res.body += d;
-            },
-        .on_complete = [&] { complete = true; },
-    });
-    // Closing the connection is how a client cancels (the server has no other signal).
-    const auto stopped = [&] {
-      s.disconnect();
-      return fail(errc::cancelled, "stopped before the response ended");
-    };
-    std::array<char, 16384> buf{};
-    while (!ec && !complete) {
-      if (stop) {
-        if (stop())
-          return stopped();
-        // Short waits, so that a stop is seen while the server is quiet.
-        if (!s.readable(100, ec))
-          continue;
-      }
-      const std::size_t n = s.sock.read_some(asio::buffer(buf), ec);
-      if (n > 0) {
-        got_any = true;
-        if (auto err = parser.feed({buf.data(), n}); !err.empty()) {
-          s.disconnect(); // what follows on it cannot be read either
-          return fail(errc::corrupt_data, err);
-        }
-      }
-    }
-    if (!complete && ec == asio::error::eof && got_any) {
-      // The end of the connection ends an answer only when its length was "until close";
-      // otherwise the answer was cut short, which is an error, not a shorter answer.
-      const auto err = parser.finish();
-      if (!complete) {
-        s.disconnect();
-        return fail(errc::unavailable, "the server closed the connection mid-answer" +
-                                           (err.empty() ? std::string() : ": " + err));
-      }
-    }
-    if (complete) {
-      if (!parser.keep_alive())
-        s.disconnect();
+    bool retry = false;
+    auto res = s.exchange(req, on_body, stop, retry);
+    if (!retry || attempt == 1)
       return res;
-    }
-    if (stop && stop()) // e.g. a signal that broke off the write
-      return stopped();
-    s.disconnect();
-    if (got_any || attempt == 1)
-      return fail(errc::unavailable,
-                  "the connection to " + s.url.host + ":" + s.url.port + " broke: " + ec.message());
   }
   return fail(errc::unavailable, "unreachable");
 }

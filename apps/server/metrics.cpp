@@ -62,8 +62,10 @@ std::string label(const std::string& v) {
   return out;
 }
 
+// Appends Prometheus text to a string.
 class writer {
 public:
+  explicit writer(std::string& out) : out_(out) {}
   void family(const char* name, const char* type, const char* help) {
     out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   }
@@ -82,19 +84,29 @@ public:
     sample(std::string(name) + "_sum", labels, h.sum);
     sample(std::string(name) + "_count", labels, static_cast<double>(h.count));
   }
-  std::string take() { return std::move(out_); }
 
 private:
-  std::string out_;
+  std::string& out_;
 };
+
+std::string model_label(const std::string& m) {
+  return "model=\"" + label(m) + "\"";
+}
 
 } // namespace
 
 std::string metrics_registry::render(const actors::pool_metrics& pool,
                                      const std::vector<instance_report>& instances) const {
-  writer w;
-  auto model_label = [](const std::string& m) { return "model=\"" + label(m) + "\""; };
+  std::string out;
+  render_requests(out);
+  render_pool(out, pool);
+  render_instances(out, instances);
+  return out;
+}
 
+// What this server counted of the requests it answered.
+void metrics_registry::render_requests(std::string& out) const {
+  writer w(out);
   w.family("aegaeon_requests_total", "counter", "Requests finished, by model and finish reason.");
   for (const auto& [model, m] : models_)
     for (const auto& [reason, n] : m.finished)
@@ -125,7 +137,11 @@ std::string metrics_registry::render(const actors::pool_metrics& pool,
            "Between consecutive tokens of a request.");
   for (const auto& [model, m] : models_)
     w.hist("aegaeon_time_between_tokens_seconds", model_label(model), m.tbt);
+}
 
+// What the pool's proxy knows: attainment, queues, refusals.
+void metrics_registry::render_pool(std::string& out, const actors::pool_metrics& pool) const {
+  writer w(out);
   w.family("aegaeon_slo_attainment_ratio", "gauge",
            "Mean share of each finished request's time on schedule (TTFT and TBT deadlines).");
   for (const auto& [model, t] : pool.totals)
@@ -158,7 +174,12 @@ std::string metrics_registry::render(const actors::pool_metrics& pool,
   w.sample("aegaeon_pool_rejected_total", "", static_cast<double>(pool.rejected));
   w.family("aegaeon_instances_alive", "gauge", "Instances serving.");
   w.sample("aegaeon_instances_alive", "", static_cast<double>(pool.instances_alive));
+}
 
+// Each instance's figures, as it reported them.
+void metrics_registry::render_instances(std::string& out,
+                                        const std::vector<instance_report>& instances) {
+  writer w(out);
   auto each = [&](const char* name, const char* type, const char* help, auto value) {
     w.family(name, type, help);
     for (const auto& i : instances)
@@ -192,7 +213,6 @@ std::string metrics_registry::render(const actors::pool_metrics& pool,
     if (i.stats && !i.stats->active.empty())
       w.sample("aegaeon_model_resident",
                "instance=\"" + label(i.name) + "\"," + model_label(i.stats->active), 1);
-  return w.take();
 }
 
 } // namespace aeg::server

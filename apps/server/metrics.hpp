@@ -47,6 +47,10 @@ public:
                      const std::vector<instance_report>& instances) const;
 
 private:
+  void render_requests(std::string& out) const;
+  void render_pool(std::string& out, const actors::pool_metrics& pool) const;
+  static void render_instances(std::string& out, const std::vector<instance_report>& instances);
+
   struct per_model {
     std::size_t started = 0;
     std::map<std::string, std::size_t> finished; ///< by finish reason

@@ -82,82 +82,60 @@ tl::expected<std::string, api_error> message_content(const json& c, std::size_t 
   return text;
 }
 
-} // namespace
-
-tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat);
-
-tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat) {
-  json j;
-  try {
-    j = json::parse(body);
-  } catch (const json::exception& e) {
-    // Syntax errors, and numbers no double holds (1e400).
-    return bad("", std::string("the body is not valid JSON: ") + e.what());
+// A chat's messages: roles and their text.
+tl::expected<void, api_error> parse_messages(const json& j, completion_params& p) {
+  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+    return bad("messages", "'messages' must be a non-empty array");
+  for (std::size_t i = 0; i < j["messages"].size(); ++i) {
+    const auto& m = j["messages"][i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      return bad("messages", "messages[" + std::to_string(i) + "] needs a string 'role'");
+    const auto role = m["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer")
+      return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
+                                 "' is not supported; use system, user or assistant");
+    AEG_TRY_ASSIGN(auto content, message_content(m.value("content", json(nullptr)), i));
+    p.messages.push_back({role == "developer" ? "system" : role, std::move(content)});
   }
-  try {
-    return parse_fields(j, chat);
-  } catch (const json::exception& e) {
-    // A field of a type the checks above did not foresee: a client error, not a server fault.
-    return bad("", std::string("a field has the wrong type: ") + e.what());
-  }
+  return {};
 }
 
-tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat) {
-  if (!j.is_object())
-    return bad("", "the body must be a JSON object");
-  completion_params p;
-  p.chat = chat;
-  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
-    return bad("model", "'model' is required and must be a string (GET /v1/models lists them)");
-  p.model = j["model"].get<std::string>();
-
-  if (chat) {
-    if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-      return bad("messages", "'messages' must be a non-empty array");
-    for (std::size_t i = 0; i < j["messages"].size(); ++i) {
-      const auto& m = j["messages"][i];
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-        return bad("messages", "messages[" + std::to_string(i) + "] needs a string 'role'");
-      const auto role = m["role"].get<std::string>();
-      if (role != "system" && role != "user" && role != "assistant" && role != "developer")
-        return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
-                                   "' is not supported; use system, user or assistant");
-      AEG_TRY_ASSIGN(auto content, message_content(m.value("content", json(nullptr)), i));
-      p.messages.push_back({role == "developer" ? "system" : role, std::move(content)});
+// A completion's prompt: text, or token ids.
+tl::expected<void, api_error> parse_prompt(const json& j, completion_params& p) {
+  if (!j.contains("prompt"))
+    return bad("prompt", "'prompt' is required");
+  const auto& pr = j["prompt"];
+  auto ids = [&](const json& arr) -> tl::expected<std::vector<std::int32_t>, api_error> {
+    std::vector<std::int32_t> out;
+    for (const auto& t : arr) {
+      if (!t.is_number_integer() || t.get<std::int64_t>() < 0 ||
+          t.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+        return bad("prompt", "a token-id prompt must hold non-negative integers");
+      out.push_back(t.get<std::int32_t>());
     }
+    return out;
+  };
+  if (pr.is_string()) {
+    p.prompt = pr.get<std::string>();
+  } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
+    p.prompt = pr[0].get<std::string>();
+  } else if (pr.is_array() && !pr.empty() && pr[0].is_number()) {
+    AEG_TRY_ASSIGN(auto t, ids(pr));
+    p.prompt_tokens = std::move(t);
+  } else if (pr.is_array() && pr.size() == 1 && pr[0].is_array() && !pr[0].empty()) {
+    AEG_TRY_ASSIGN(auto t, ids(pr[0]));
+    p.prompt_tokens = std::move(t);
   } else {
-    if (!j.contains("prompt"))
-      return bad("prompt", "'prompt' is required");
-    const auto& pr = j["prompt"];
-    auto ids = [&](const json& arr) -> tl::expected<std::vector<std::int32_t>, api_error> {
-      std::vector<std::int32_t> out;
-      for (const auto& t : arr) {
-        if (!t.is_number_integer() || t.get<std::int64_t>() < 0 ||
-            t.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
-          return bad("prompt", "a token-id prompt must hold non-negative integers");
-        out.push_back(t.get<std::int32_t>());
-      }
-      return out;
-    };
-    if (pr.is_string()) {
-      p.prompt = pr.get<std::string>();
-    } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
-      p.prompt = pr[0].get<std::string>();
-    } else if (pr.is_array() && !pr.empty() && pr[0].is_number()) {
-      AEG_TRY_ASSIGN(auto t, ids(pr));
-      p.prompt_tokens = std::move(t);
-    } else if (pr.is_array() && pr.size() == 1 && pr[0].is_array() && !pr[0].empty()) {
-      AEG_TRY_ASSIGN(auto t, ids(pr[0]));
-      p.prompt_tokens = std::move(t);
-    } else {
-      return bad("prompt", "'prompt' must be a string or an array of token ids (one prompt per "
-                           "request: this server answers n = 1)");
-    }
-    if (p.prompt.empty() && p.prompt_tokens.empty())
-      return bad("prompt", "'prompt' must not be empty");
+    return bad("prompt", "'prompt' must be a string or an array of token ids (one prompt per "
+                         "request: this server answers n = 1)");
   }
+  if (p.prompt.empty() && p.prompt_tokens.empty())
+    return bad("prompt", "'prompt' must not be empty");
+  return {};
+}
 
-  // Sampling and length.
+// Sampling and length.
+tl::expected<void, api_error> parse_sampling(const json& j, completion_params& p) {
   double max_tokens = -1;
   for (const char* name : {"max_tokens", "max_completion_tokens"}) {
     AEG_TRY_ASSIGN(auto r, number(j, name, max_tokens, 1, 1e9));
@@ -181,6 +159,11 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
     p.seed_given = true;
     p.sampling.seed = static_cast<std::uint64_t>(seed);
   }
+  return {};
+}
+
+// What this server does not do, refused by name, never silently ignored; and ignore_eos.
+tl::expected<void, api_error> parse_unsupported(const json& j, completion_params& p) {
   if (auto n = j.find("n"); n != j.end() && !n->is_null() && *n != 1)
     return bad("n", "only n = 1 is supported");
   if (auto b = j.find("best_of"); b != j.end() && !b->is_null() && *b != 1)
@@ -228,7 +211,10 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       return bad("ignore_eos", "'ignore_eos' must be true or false");
     p.ignore_eos = r->get<bool>();
   }
+  return {};
+}
 
+tl::expected<void, api_error> parse_stops(const json& j, completion_params& p) {
   // Stop: a string, or up to 4 strings and token ids.
   if (auto s = j.find("stop"); s != j.end() && !s->is_null()) {
     auto add = [&](const json& v) -> tl::expected<void, api_error> {
@@ -266,7 +252,10 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       p.stop_tokens.push_back(v.get<std::int32_t>());
     }
   }
+  return {};
+}
 
+tl::expected<void, api_error> parse_stream(const json& j, completion_params& p) {
   if (auto s = j.find("stream"); s != j.end() && !s->is_null()) {
     if (!s->is_boolean())
       return bad("stream", "'stream' must be true or false");
@@ -283,7 +272,41 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
       p.include_usage = u->get<bool>();
     }
   }
+  return {};
+}
+
+tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat) {
+  if (!j.is_object())
+    return bad("", "the body must be a JSON object");
+  completion_params p;
+  p.chat = chat;
+  if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
+    return bad("model", "'model' is required and must be a string (GET /v1/models lists them)");
+  p.model = j["model"].get<std::string>();
+  AEG_TRY(chat ? parse_messages(j, p) : parse_prompt(j, p));
+  AEG_TRY(parse_sampling(j, p));
+  AEG_TRY(parse_unsupported(j, p));
+  AEG_TRY(parse_stops(j, p));
+  AEG_TRY(parse_stream(j, p));
   return p;
+}
+
+} // namespace
+
+tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    // Syntax errors, and numbers no double holds (1e400).
+    return bad("", std::string("the body is not valid JSON: ") + e.what());
+  }
+  try {
+    return parse_fields(j, chat);
+  } catch (const json::exception& e) {
+    // A field of a type the checks above did not foresee: a client error, not a server fault.
+    return bad("", std::string("a field has the wrong type: ") + e.what());
+  }
 }
 
 // --- stop strings -----------------------------------------------------------------------------

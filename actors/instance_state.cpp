@@ -1,0 +1,245 @@
+#include "actors/instance_state.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace aeg::actors {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+kv_copy copy_state(const models::kv_handle& kv) {
+  if (!kv.ready)
+    return kv_copy::done;
+  if (!kv.ready->query())
+    return kv_copy::arriving;
+  return kv.ready->failure().empty() ? kv_copy::done : kv_copy::failed;
+}
+
+kv_place place_of(const models::kv_handle& kv) {
+  switch (kv.where) {
+  case models::kv_handle::place::device:
+    return kv_place::device;
+  case models::kv_handle::place::host:
+    return kv_place::host;
+  default:
+    return kv_place::none;
+  }
+}
+
+} // namespace
+
+instance_state::instance_state(std::vector<served_model> models, std::size_t max_batch_tokens)
+    : max_batch_tokens_(max_batch_tokens), prompt_allowance_(max_batch_tokens) {
+  for (auto& m : models) {
+    model_state st;
+    st.kv = m.image->config().kv(m.image->format().kv_type());
+    st.served = std::move(m);
+    models_.push_back(std::move(st));
+  }
+}
+
+// --- requests ----------------------------------------------------------------------------
+
+result<std::size_t> instance_state::model_for(const generation_request& r) const {
+  if (seqs_.count(r.id) != 0)
+    return fail(errc::invalid_argument,
+                "request id " + std::to_string(r.id) + " is already in use on this instance");
+  if (r.model.empty() && models_.size() == 1)
+    return 0;
+  for (std::size_t i = 0; i < models_.size(); ++i)
+    if (models_[i].served.name == r.model)
+      return i;
+  std::string names;
+  for (const auto& m : models_)
+    names += (names.empty() ? "" : ", ") + m.served.name;
+  return fail(errc::not_found,
+              "this instance does not serve model '" + r.model + "'; it serves " + names);
+}
+
+std::optional<std::string> instance_state::prompt_error(const generation_request& r,
+                                                        std::size_t model, bool prefill) const {
+  const auto& cfg = models_[model].served.image->config();
+  if (r.prompt.empty())
+    return "the prompt is empty";
+  if (r.prompt.size() >= cfg.context_length)
+    return "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the context holds " +
+           std::to_string(cfg.context_length);
+  for (auto t : r.prompt)
+    if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size)
+      return "token id " + std::to_string(t) + " is outside the vocabulary";
+  if (r.max_tokens <= r.generated_before)
+    return "max_tokens must be at least 1 more than the tokens already generated";
+  if (prefill && !r.handoff)
+    return "a prefill instance hands each request on after its first token: the request needs "
+           "a handoff sink";
+  return std::nullopt;
+}
+
+std::optional<std::string> instance_state::job_error(const decode_job& job,
+                                                     std::size_t model) const {
+  if (!job.kv || !(job.kv->peek().geometry == models_[model].kv) ||
+      job.kv->peek().where != models::kv_handle::place::host || job.tokens.empty() ||
+      job.kv->peek().tokens + 1 != job.tokens.size())
+    return "the prefilled request's KV cache does not fit model '" + job.request.model +
+           "' on this instance";
+  return std::nullopt;
+}
+
+sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, bool running) {
+  const auto& r = seq->request;
+  if (r.arrived != clock_type::time_point{})
+    seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
+  seq->model = model;
+  auto& m = models_[model];
+  // Tokens made before it came here count as on time: their times are its request actor's.
+  seq->deadlines =
+      sched::token_deadlines::after(seq->generated, m.served.ttft_seconds, m.served.tbt_seconds);
+  if (!m.has_work())
+    m.work_since = ++work_counter_;
+  if (running) {
+    seq->batch = m.turns.current; // joins the batch running now; an overflow splits it later
+    m.running.push_back(seq.get());
+  } else {
+    m.waiting.push_back(seq.get());
+  }
+  auto& placed = *seq;
+  seqs_.emplace(r.id, std::move(seq));
+  return placed;
+}
+
+sequence* instance_state::find(std::uint64_t id) const {
+  const auto it = seqs_.find(id);
+  return it == seqs_.end() ? nullptr : it->second.get();
+}
+
+void instance_state::forget(sequence& seq) {
+  auto& m = models_[seq.model];
+  std::erase(m.running, &seq);
+  std::erase(m.waiting, &seq);
+}
+
+void instance_state::erase(sequence& seq) {
+  forget(seq);
+  seqs_.erase(seq.request.id); // destroys seq
+}
+
+bool instance_state::has_work() const {
+  return std::any_of(models_.begin(), models_.end(),
+                     [](const model_state& m) { return m.has_work(); });
+}
+
+std::pair<std::size_t, std::size_t> instance_state::counts() const {
+  std::pair<std::size_t, std::size_t> n{0, 0};
+  for (const auto& m : models_) {
+    n.first += m.running.size();
+    n.second += m.waiting.size();
+  }
+  return n;
+}
+
+void instance_state::clear() {
+  for (auto& m : models_) {
+    m.running.clear();
+    m.waiting.clear();
+  }
+  seqs_.clear();
+}
+
+// --- planning ----------------------------------------------------------------------------
+
+step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
+                               std::size_t active, std::size_t staged,
+                               const sched::switch_estimator& switch_time, std::size_t turn_steps,
+                               clock_type::time_point turn_started) const {
+  step_view v;
+  v.limits = limits;
+  v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
+  for (const auto& m : models_) {
+    model_view mv;
+    mv.name = m.served.name;
+    mv.block_bytes = m.kv.block_bytes();
+    mv.image_bytes = m.served.image->bytes().size();
+    mv.tbt_seconds = m.served.tbt_seconds;
+    for (const sequence* s : m.running)
+      mv.running.push_back(s->request.id);
+    for (const sequence* s : m.waiting)
+      mv.waiting.push_back(s->request.id);
+    mv.turns = m.turns;
+    mv.blocked = m.blocked;
+    mv.work_since = m.work_since;
+    mv.decode_time = &m.decode_time;
+    v.models.push_back(std::move(mv));
+  }
+  // The ledgers were copied first: a copy that completes meanwhile then reads as arriving
+  // (waited for on the device), never the other way round.
+  v.device = std::move(device);
+  v.host = std::move(host);
+  for (const auto& [id, s] : seqs_)
+    v.seqs.emplace(id,
+                   seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv),
+                            s->kv.blocks, copy_state(s->kv), s->batch, s->last_step, s->arrived});
+  v.active = active < models_.size() ? active : step_view::none;
+  v.staged = staged < models_.size() ? staged : step_view::none;
+  v.switch_time = &switch_time;
+  v.turn_steps = turn_steps;
+  v.now = clock_type::now();
+  v.turn_elapsed = v.now - turn_started;
+  return v;
+}
+
+void instance_state::take_turns(const step_plan& plan) {
+  for (std::size_t i = 0; i < models_.size(); ++i) {
+    models_[i].turns = plan.turns[i];
+    models_[i].blocked = plan.blocked[i];
+  }
+}
+
+// --- learning ----------------------------------------------------------------------------
+
+void instance_state::learn(const std::vector<step_entry>& step, std::size_t active,
+                           clock_type::duration took) {
+  auto& m = models_[active];
+  fit_prompt_allowance(step, m, took);
+  std::size_t context = 0;
+  for (const auto& e : step) {
+    if (e.feed != 1)
+      return; // a prompt chunk in the step: not a decode step
+    context += at(e.seq).tokens.size();
+  }
+  m.decode_time.add(context, step.size(), std::chrono::duration_cast<sched::seconds>(took));
+}
+
+// After a step that ran prompt tokens beside decoding sequences. Such a step may take what the
+// decoding sequences can spare: the time until the token it makes is due (the pool's deadline
+// rule), and never less than 80% of a TBT. Requests ahead of schedule absorb a long prompt; ones
+// on the edge get short chunks. Multiplicative steering: at most halving or doubling a step,
+// never below 16 tokens.
+void instance_state::fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
+                                          clock_type::duration took) {
+  const auto step_start = clock_type::now() - took;
+  double target = std::numeric_limits<double>::infinity();
+  std::size_t prompt = 0;
+  for (const auto& e : step) {
+    const sequence& s = at(e.seq);
+    if (e.feed == 1 && s.generated > 0) {
+      const double due =
+          s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
+      target = std::min(target, std::max(due, 0.8 * m.served.tbt_seconds));
+    } else {
+      prompt += e.feed;
+    }
+  }
+  if (!std::isfinite(target) || prompt == 0)
+    return; // no mix: nothing to learn
+  const double seconds = std::chrono::duration<double>(took).count();
+  const double scale = std::clamp(target / std::max(seconds, 1e-6), 0.5, 2.0);
+  if (scale >= 1 && prompt < prompt_allowance_)
+    return; // fast enough, and the allowance did not hold anything back
+  prompt_allowance_ = std::clamp<std::size_t>(
+      static_cast<std::size_t>(static_cast<double>(prompt) * scale), 16, max_batch_tokens_);
+}
+
+} // namespace aeg::actors

@@ -1,0 +1,120 @@
+#pragma once
+
+#include "actors/generation.hpp"
+#include "actors/instance.hpp"
+#include "actors/sched/deadlines.hpp"
+#include "actors/sched/estimators.hpp"
+#include "actors/step_plan.hpp"
+#include "models/engine.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace aeg::actors {
+
+/// A request on an instance: what it asked for, its tokens, and its KV.
+struct sequence {
+  generation_request request;
+  std::size_t model = 0;
+  std::vector<std::int32_t> tokens; ///< prompt, then what was generated
+  std::size_t generated = 0;
+  models::kv_handle kv;    ///< kv.tokens: leading tokens whose K and V are stored
+  std::uint64_t batch = 0; ///< which of its model's batches it decodes in
+  bool cancelled = false;  ///< cancelled while in a step: it ends when the step does
+  bool in_step = false;
+  std::uint64_t last_step = 0; ///< for swapping out the least recently stepped first
+  std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
+  sched::token_deadlines deadlines{0, 0}; ///< when its next token is due
+  double prefill_seconds = 0; ///< steps spent on its prompt (measured on a prefill instance)
+};
+
+/// A model an instance serves: its image, its requests and its turns.
+struct model_state {
+  served_model served;
+  kernels::kv_geometry kv;
+  sched::decode_estimator decode_time; ///< fitted from this model's measured decode steps
+  std::deque<sequence*> running;       ///< holding KV (device or host), in admission order
+  std::deque<sequence*> waiting;       ///< not yet holding KV
+  std::uint64_t work_since = 0;        ///< order in which models got work (the policy's order)
+  batch_turns turns;
+  bool blocked = false; ///< the planner passes it over until some model's step runs
+
+  bool has_work() const noexcept { return !running.empty() || !waiting.empty(); }
+};
+
+/// What an instance holds, as plain C++: its models, its requests (each on its model's running
+/// or waiting list), and what its steps teach it. The instance actor owns one and uses it from
+/// inside the actor only; the engine and the messages stay with the actor.
+class instance_state {
+public:
+  instance_state(std::vector<served_model> models, std::size_t max_batch_tokens);
+
+  // --- requests --------------------------------------------------------------------------
+  /// The model `r` names (none needed when there is one), or why it cannot run here.
+  result<std::size_t> model_for(const generation_request& r) const;
+  /// Why `r`'s prompt cannot run on `model` (a prefill instance also needs somewhere to hand it
+  /// on), or nothing.
+  std::optional<std::string> prompt_error(const generation_request& r, std::size_t model,
+                                          bool prefill) const;
+  /// Why a request prefilled elsewhere cannot continue on `model` here (its KV is not on the
+  /// host in `model`'s shape, or does not match its tokens), or nothing.
+  std::optional<std::string> job_error(const decode_job& job, std::size_t model) const;
+  /// Takes `seq` for `model`: waiting for its prompt, or (`running`: prefilled elsewhere) in
+  /// the batch its model's turns serve now. Its deadlines count from the client's arrival.
+  sequence& add(std::unique_ptr<sequence> seq, std::size_t model, bool running);
+  /// The request `id` (null when it has ended).
+  sequence* find(std::uint64_t id) const;
+  sequence& at(std::uint64_t id) const { return *seqs_.at(id); }
+  /// Takes `seq` off its model's lists (it stays known).
+  void forget(sequence& seq);
+  /// Ends `seq`'s life here: off every list, destroyed.
+  void erase(sequence& seq);
+  bool has_work() const;
+  /// Requests running (holding KV) and waiting, over every model.
+  std::pair<std::size_t, std::size_t> counts() const;
+  const std::unordered_map<std::uint64_t, std::unique_ptr<sequence>>& sequences() const {
+    return seqs_;
+  }
+  std::vector<model_state>& models() noexcept { return models_; }
+  const std::vector<model_state>& models() const noexcept { return models_; }
+  /// Forgets every request (the instance failed or stopped; their ends were told).
+  void clear();
+
+  // --- planning ----------------------------------------------------------------------------
+  /// The view the planner reads: these models and requests, with the pools' ledgers and the
+  /// actor's turn (`active`, `staged`: model indexes or none).
+  step_view view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
+                 std::size_t active, std::size_t staged, const sched::switch_estimator& switch_time,
+                 std::size_t turn_steps, std::chrono::steady_clock::time_point turn_started) const;
+  /// Takes the batch turns and blocked flags a plan left.
+  void take_turns(const step_plan& plan);
+
+  // --- learning from steps -------------------------------------------------------------------
+  /// A step of model `active` ran `step` in `took`: decode-only steps teach the model's
+  /// step-time estimate; steps with prompt tokens beside decoding sequences steer how many such
+  /// a step may take (see `prompt_allowance`).
+  void learn(const std::vector<step_entry>& step, std::size_t active,
+             std::chrono::steady_clock::duration took);
+  /// Prompt tokens a step may run beside decoding sequences: what those can spare before their
+  /// next tokens are due.
+  std::size_t prompt_allowance() const noexcept { return prompt_allowance_; }
+
+private:
+  void fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
+                            std::chrono::steady_clock::duration took);
+
+  std::vector<model_state> models_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;
+  std::uint64_t work_counter_ = 0;
+  std::size_t max_batch_tokens_;
+  std::size_t prompt_allowance_;
+};
+
+} // namespace aeg::actors
