@@ -31,13 +31,12 @@ using proxy_actor =
                      caf::reacts_to<cancel_atom, std::uint64_t>,
                      caf::replies_to<metrics_atom>::with<pool_metrics>>;
 
-/// proxy → request: `(placed_atom, instance, bool prefill_lane)`: where it now runs.
+/// proxy → request: `(placed_atom, instance)`: where it now runs.
 using placed_atom = caf::atom_constant<caf::atom("placed")>;
-/// request → proxy: `(prefilled_atom, id, prompt_tokens, seconds, switch_bytes_per_second)`: its
-/// prefill instance is done with it, after `seconds` of steps on a prompt of `prompt_tokens`
-/// (0 s: not measured), and scales models up at the rate given (0: not measured yet).
-using prefilled_atom = caf::atom_constant<caf::atom("prefilled")>;
-/// request → proxy: `(place_dec_atom, id, model)` → a decode instance (or an error).
+/// request → proxy: `(place_dec_atom, id, prompt_tokens, seconds, switch_bytes_per_second)` → a
+/// decode instance (or an error). Its prefill instance is done with it, after `seconds` of steps
+/// on a prompt of `prompt_tokens` (0 s: not measured), and scales models up at the rate given (0:
+/// not measured yet). The hand-off's one visit to the proxy.
 using place_decode_atom = caf::atom_constant<caf::atom("place_dec")>;
 /// request → proxy: `(replace_atom, id, generation_request)`: place it again (its instance died).
 using replace_atom = caf::atom_constant<caf::atom("replace")>;
@@ -47,16 +46,16 @@ using finished_atom = caf::atom_constant<caf::atom("finished")>;
 /// A request actor: the sink of its instance (tokens, its end, the hand-off from a prefill
 /// instance), told by the proxy where it runs, and cancelled by it.
 using request_actor =
-    caf::typed_actor<caf::reacts_to<placed_atom, instance_actor, bool>,
+    caf::typed_actor<caf::reacts_to<placed_atom, instance_actor>,
                      caf::reacts_to<token_atom, std::uint64_t, std::int32_t>,
                      caf::reacts_to<done_atom, generation_result>,
                      caf::reacts_to<handoff_atom, decode_job>, caf::reacts_to<cancel_atom>>;
 
 /// The proxy as its request actors see it: its public messages and theirs.
-using pool_proxy_actor = proxy_actor::extend<
-    caf::reacts_to<prefilled_atom, std::uint64_t, std::size_t, double, double>,
-    caf::replies_to<place_decode_atom, std::uint64_t, std::string>::with<instance_actor>,
-    caf::reacts_to<replace_atom, std::uint64_t, generation_request>,
-    caf::reacts_to<finished_atom, std::uint64_t, request_metrics>>;
+using pool_proxy_actor =
+    proxy_actor::extend<caf::replies_to<place_decode_atom, std::uint64_t, std::size_t, double,
+                                        double>::with<instance_actor>,
+                        caf::reacts_to<replace_atom, std::uint64_t, generation_request>,
+                        caf::reacts_to<finished_atom, std::uint64_t, request_metrics>>;
 
 } // namespace aeg::actors

@@ -62,10 +62,10 @@ public:
           return submit(std::move(r));
         },
         [this](cancel_atom, std::uint64_t id) { cancel(id); },
-        [this](prefilled_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
-               double switch_rate) { prefilled(id, prompt_tokens, seconds, switch_rate); },
-        [this](place_decode_atom, std::uint64_t id, const std::string& model)
-            -> caf::result<instance_actor> { return place_decode(id, model); },
+        [this](place_decode_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
+               double switch_rate) -> caf::result<instance_actor> {
+          return place_decode(id, prompt_tokens, seconds, switch_rate);
+        },
         [this](replace_atom, std::uint64_t id, generation_request& r) -> caf::result<void> {
           return replace(id, std::move(r));
         },
@@ -207,7 +207,7 @@ private:
     t.member = i;
     t.holds_lane = lane;
     ++m.active[t.model];
-    send(t.actor, placed_atom::value, m.m.actor, lane);
+    send(t.actor, placed_atom::value, m.m.actor);
     send(m.m.actor, generate_atom::value, std::move(r));
   }
 
@@ -237,31 +237,52 @@ private:
         .first->second;
   }
 
-  void prefilled(std::uint64_t id, std::size_t prompt_tokens, double seconds, double switch_rate) {
-    auto it = requests_.find(id);
-    if (it == requests_.end() || !it->second.holds_lane)
+  // `t` leaves the instance it ran on: the KV promised there, its count among the model's
+  // requests there, and its prefill slot (the lane gives the instance its next request).
+  void leave_member(std::uint64_t id, tracked& t) {
+    release_kv(t);
+    if (t.member == none)
       return;
-    auto& t = it->second;
+    auto& m = members_[t.member];
+    if (auto a = m.active.find(t.model); a != m.active.end() && a->second > 0)
+      --a->second;
+    if (t.holds_lane) {
+      t.holds_lane = false;
+      queue_.finish(id);
+      if (m.prefills > 0)
+        --m.prefills;
+      if (m.lane != none)
+        pump(m.lane);
+    }
+    t.member = none;
+  }
+
+  // A prefill instance's measurements of the prompt it just read: how long it took, and how fast
+  // the instance scales models up (0: not measured).
+  void learn_prefill(const tracked& t, std::size_t prompt_tokens, double seconds,
+                     double switch_rate) {
     if (switch_rate > 0)
       members_[t.member].switch_rate = switch_rate;
     if (seconds > 0 && prompt_tokens > 0) {
       const auto n = static_cast<double>(prompt_tokens);
       prefill_time(t.model).add(prompt_tokens, n * n, sched::seconds{seconds});
     }
-    t.holds_lane = false;
-    queue_.finish(id);
-    auto& m = members_[t.member];
-    if (m.prefills > 0)
-      --m.prefills;
-    if (auto a = m.active.find(t.model); a != m.active.end() && a->second > 0)
-      --a->second;
-    if (m.lane != none)
-      pump(m.lane);
   }
 
-  caf::result<instance_actor> place_decode(std::uint64_t id, const std::string& model) {
+  // The one visit of a prefill-to-decode hand-off: the prefill instance is done with request
+  // `id` (its slot goes to the lane's next request, its measurements teach the estimates), and a
+  // decode instance takes it.
+  caf::result<instance_actor> place_decode(std::uint64_t id, std::size_t prompt_tokens,
+                                           double seconds, double switch_rate) {
     const auto found = requests_.find(id);
-    const std::size_t need = found != requests_.end() ? found->second.kv_need : 0;
+    if (found == requests_.end())
+      return refuse("unknown request");
+    auto& t = found->second;
+    if (t.holds_lane)
+      learn_prefill(t, prompt_tokens, seconds, switch_rate);
+    leave_member(id, t);
+    const std::string& model = t.model;
+    const std::size_t need = t.kv_need;
     std::vector<std::size_t> candidates;
     std::vector<std::vector<std::string>> batches;
     std::vector<bool> room;
@@ -286,13 +307,10 @@ private:
     if (candidates.empty())
       return refuse("no running decode instance serves model '" + model + "'");
     const std::size_t i = candidates[sched::place_decode(model, batches, room, free)];
-    if (auto it = requests_.find(id); it != requests_.end()) {
-      release_kv(it->second);
-      it->second.member = i;
-      it->second.kv_promised = need;
-      members_[i].kv_promised += need;
-      ++members_[i].active[model];
-    }
+    t.member = i;
+    t.kv_promised = need;
+    members_[i].kv_promised += need;
+    ++members_[i].active[model];
     return members_[i].m.actor;
   }
 
@@ -302,13 +320,7 @@ private:
       return refuse("unknown request");
     if (!any_alive_for(r.model))
       return refuse("no running instance serves model '" + r.model + "'");
-    auto& t = it->second;
-    release_kv(t);
-    if (t.member != none)
-      if (auto a = members_[t.member].active.find(t.model);
-          a != members_[t.member].active.end() && a->second > 0)
-        --a->second;
-    t.member = none;
+    leave_member(id, it->second);
     place(id, std::move(r));
     return caf::unit;
   }
@@ -321,19 +333,7 @@ private:
         queue_.remove(id);
         --queued_by_model_[t.model];
       }
-      release_kv(t);
-      if (t.member != none) {
-        auto& mem = members_[t.member];
-        if (auto a = mem.active.find(t.model); a != mem.active.end() && a->second > 0)
-          --a->second;
-        if (t.holds_lane)
-          queue_.finish(id);
-        if (t.holds_lane && mem.prefills > 0) {
-          --mem.prefills;
-          if (mem.lane != none)
-            pump(mem.lane);
-        }
-      }
+      leave_member(id, t);
       if (auto f = in_flight_by_model_.find(t.model); f != in_flight_by_model_.end() && f->second)
         --f->second;
       requests_.erase(it);

@@ -34,10 +34,7 @@ public:
 
   behavior_type make_behavior() override {
     return with_coroutines(
-        [this](placed_atom, instance_actor inst, bool prefill_lane) {
-          prefill_lane_held_ = prefill_lane;
-          place(std::move(inst));
-        },
+        [this](placed_atom, instance_actor inst) { place(std::move(inst)); },
         [this](token_atom, std::uint64_t, std::int32_t token) { on_token(token); },
         [this](done_atom, generation_result r) { on_done(std::move(r)); },
         [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
@@ -75,14 +72,11 @@ private:
       return;
     if (r.reason == finish_reason::unavailable)
       return instance_lost(); // its instance is stopping: place it again
-    release_prefill_lane();
     finish(r.reason, std::move(r.message));
   }
 
   // The prefill instance is done with us: find a decode instance for the KV we now carry.
   void on_handoff(decode_job job) {
-    release_prefill_lane(job.request.prompt.size(), job.prefill_seconds,
-                         job.switch_bytes_per_second);
     if (instance_) {
       demonitor(instance_.address());
       instance_ = nullptr;
@@ -94,8 +88,10 @@ private:
   }
 
   coro::task<void> find_decoder() {
-    auto decoder = co_await ask<instance_actor>(this, proxy_, placement_timeout,
-                                                place_decode_atom::value, id_, model_.name);
+    auto decoder = co_await ask<instance_actor>(
+        this, proxy_, placement_timeout, place_decode_atom::value, id_,
+        in_transit_->request.prompt.size(), in_transit_->prefill_seconds,
+        in_transit_->switch_bytes_per_second);
     if (finished_ || !in_transit_)
       co_return;
     if (!decoder) {
@@ -109,16 +105,6 @@ private:
     send(*decoder, decode_atom::value, std::move(*in_transit_));
     in_transit_.reset();
     place(std::move(*decoder));
-  }
-
-  // Frees our slot in a prefill lane, teaching the proxy how long the prompt took and how fast
-  // the instance switches models, when known.
-  void release_prefill_lane(std::size_t prompt_tokens = 0, double seconds = 0,
-                            double switch_bytes_per_second = 0) {
-    if (!prefill_lane_held_)
-      return;
-    prefill_lane_held_ = false;
-    send(proxy_, prefilled_atom::value, id_, prompt_tokens, seconds, switch_bytes_per_second);
   }
 
   void on_cancel() {
@@ -142,7 +128,6 @@ private:
     instance_ = nullptr;
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
-    release_prefill_lane();
     rerouted_ = true;
     generation_request again = client_;
     again.id = id_;
@@ -201,7 +186,6 @@ private:
   std::size_t generated_ = 0;
   std::vector<double> times_;
   bool finished_ = false, cancelled_ = false, rerouted_ = false;
-  bool prefill_lane_held_ = false;
 };
 
 } // namespace
