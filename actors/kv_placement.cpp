@@ -22,35 +22,33 @@ void kv_placement::give_back(gpu::kv_ledger& pool, std::size_t block_bytes, seq_
   s.blocks.clear();
 }
 
-bool kv_placement::swap_out(seq_view& s) {
-  if (s.where != kv_place::device || s.copy == kv_copy::failed)
-    return false;
+// A copy of `s`'s blocks from `from` to `to`: new blocks now (possibly blocks still being copied
+// out for their last owner), the old ones free once this copy has read them.
+bool kv_placement::transfer(seq_view& s, gpu::kv_ledger& from, gpu::kv_ledger& to, kv_place dest) {
+  if (s.copy == kv_copy::failed)
+    return false; // its blocks hold nothing worth copying: it is recomputed instead
   const std::size_t bb = models_[s.model].block_bytes;
-  std::vector<std::int32_t> host;
+  std::vector<std::int32_t> blocks;
   std::vector<gpu::kv_ledger::ticket> after;
-  if (!host_.allocate_after(bb, s.blocks.size(), host, after))
+  if (!to.allocate_after(bb, s.blocks.size(), blocks, after))
     return false;
-  // The device blocks are read by the copy: free once it is done.
-  (void)device_.free_after(bb, std::move(s.blocks));
-  s.blocks = std::move(host);
-  s.where = kv_place::host;
+  (void)from.free_after(bb, std::move(s.blocks));
+  s.blocks = std::move(blocks);
+  s.where = dest;
   s.copy = kv_copy::arriving;
+  return true;
+}
+
+bool kv_placement::swap_out(seq_view& s) {
+  if (s.where != kv_place::device || !transfer(s, device_, host_, kv_place::host))
+    return false;
   actions_.push_back(swap_out_kv{s.id});
   return true;
 }
 
 bool kv_placement::swap_in(seq_view& s) {
-  if (s.where != kv_place::host || s.copy == kv_copy::failed)
+  if (s.where != kv_place::host || !transfer(s, host_, device_, kv_place::device))
     return false;
-  const std::size_t bb = models_[s.model].block_bytes;
-  std::vector<std::int32_t> device;
-  std::vector<gpu::kv_ledger::ticket> after;
-  if (!device_.allocate_after(bb, s.blocks.size(), device, after))
-    return false;
-  (void)host_.free_after(bb, std::move(s.blocks));
-  s.blocks = std::move(device);
-  s.where = kv_place::device;
-  s.copy = kv_copy::arriving;
   actions_.push_back(swap_in_kv{s.id});
   return true;
 }

@@ -43,6 +43,7 @@ public:
 
 private:
   bool swap_in(seq_view& s);
+  bool transfer(seq_view& s, gpu::kv_ledger& from, gpu::kv_ledger& to, kv_place dest);
   bool make_room(std::size_t block_bytes, std::size_t blocks, std::size_t keep_model);
   static void give_back(gpu::kv_ledger& pool, std::size_t block_bytes, seq_view& s);
 

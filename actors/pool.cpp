@@ -29,28 +29,39 @@ result<footprints> plan_footprints(const pool_spec& spec, const models::compute_
   return out;
 }
 
-models::instance_sizing sizing_for(const pool_spec& spec, const instance_spec& is,
-                                   const footprints& all) {
-  std::vector<models::model_footprint> served;
-  for (const auto& name : spec.models_of(is))
-    served.push_back(all.at(name));
-  return sizing_of(std::move(served), instance_options_for(spec, is));
+// An instance's sizing, and the device memory it needs at least (KV for one context of the
+// tokens asked for, at least a slab).
+struct instance_plan {
+  models::instance_sizing sizing;
+  models::device_plan need;
+};
+
+std::vector<instance_plan> plan_instances(const pool_spec& spec, const footprints& all,
+                                          std::size_t tokens) {
+  std::vector<instance_plan> plans;
+  for (const auto& is : spec.instances) {
+    std::vector<models::model_footprint> served;
+    for (const auto& name : spec.models_of(is))
+      served.push_back(all.at(name));
+    auto sizing = sizing_of(std::move(served), instance_options_for(spec, is));
+    const auto need = models::device_bytes_needed(sizing, tokens);
+    plans.push_back({std::move(sizing), need});
+  }
+  return plans;
 }
 
-// What each device's instances need at least, with KV for one `tokens`-token context each.
-std::vector<models::device_plan> device_needs(const pool_spec& spec, const footprints& all,
-                                              std::size_t tokens) {
-  std::vector<models::device_plan> plans(spec.devices.size());
+// What each device's instances need at least, summed.
+std::vector<models::device_plan> device_needs(const pool_spec& spec,
+                                              const std::vector<instance_plan>& plans) {
+  std::vector<models::device_plan> needs(spec.devices.size());
   for (std::size_t d = 0; d < spec.devices.size(); ++d)
-    for (const auto& is : spec.instances) {
-      if (is.device != spec.devices[d].name)
-        continue;
-      const auto plan = models::device_bytes_needed(sizing_for(spec, is, all), tokens);
-      plans[d].weights += plan.weights;
-      plans[d].buffers += plan.buffers;
-      plans[d].kv += plan.kv;
-    }
-  return plans;
+    for (std::size_t i = 0; i < spec.instances.size(); ++i)
+      if (spec.instances[i].device == spec.devices[d].name) {
+        needs[d].weights += plans[i].need.weights;
+        needs[d].buffers += plans[i].need.buffers;
+        needs[d].kv += plans[i].need.kv;
+      }
+  return needs;
 }
 
 result<void> check_needs(const pool_spec& spec, const std::vector<models::device_plan>& needs,
@@ -66,32 +77,28 @@ result<void> check_needs(const pool_spec& spec, const std::vector<models::device
   return {};
 }
 
-// Each instance's engine sizes, planned once. An instance alone on its device takes what the
+// Each instance's engine sizes, from the plans. An instance alone on its device takes what the
 // device has free; instances that share one are each given their planned need and an even part
 // of what the plans leave (to the unsized KV pools first), so none takes what the others were
 // planned to get however their starts interleave.
 std::vector<models::engine_options>
-plan_engines(const pool_spec& spec, const footprints& all,
+plan_engines(const pool_spec& spec, const std::vector<instance_plan>& plans,
              const std::vector<std::shared_ptr<gpu::device>>& devices) {
   std::vector<models::engine_options> engines(spec.instances.size());
   for (std::size_t d = 0; d < spec.devices.size(); ++d) {
     std::vector<std::size_t> on, unsized;
-    std::vector<models::instance_sizing> sizing(spec.instances.size());
-    std::vector<std::size_t> need(spec.instances.size(), 0);
     std::size_t planned = 0;
     for (std::size_t i = 0; i < spec.instances.size(); ++i) {
       if (spec.instances[i].device != spec.devices[d].name)
         continue;
-      sizing[i] = sizing_for(spec, spec.instances[i], all);
-      need[i] = models::device_bytes_needed(sizing[i], 0).total();
-      planned += need[i];
+      planned += plans[i].need.total();
       on.push_back(i);
       if (spec.instances[i].kv_bytes == 0)
         unsized.push_back(i);
     }
     const std::size_t free = devices[d]->free_bytes();
     if (on.size() == 1) {
-      engines[on.front()] = models::plan_engine(sizing[on.front()], free);
+      engines[on.front()] = models::plan_engine(plans[on.front()].sizing, free);
       continue;
     }
     const auto& takers = unsized.empty() ? on : unsized;
@@ -99,7 +106,8 @@ plan_engines(const pool_spec& spec, const footprints& all,
         free > planned ? (free - planned) / std::max<std::size_t>(takers.size(), 1) : 0;
     for (const auto i : on) {
       const bool taker = std::find(takers.begin(), takers.end(), i) != takers.end();
-      engines[i] = models::plan_engine(sizing[i], need[i] + (taker ? extra : 0));
+      engines[i] =
+          models::plan_engine(plans[i].sizing, plans[i].need.total() + (taker ? extra : 0));
     }
   }
   return engines;
@@ -153,7 +161,7 @@ result<std::vector<models::device_plan>> device_memory_needed(const pool_spec& s
                                                               const models::compute_format& format,
                                                               std::size_t tokens) {
   AEG_TRY_ASSIGN(const auto all, plan_footprints(spec, format));
-  return device_needs(spec, all, tokens);
+  return device_needs(spec, plan_instances(spec, all, tokens));
 }
 
 result<void> check_device_memory(const pool_spec& spec, const models::compute_format& format,
@@ -172,11 +180,12 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   const auto format = models::compute_format::for_backend(first->kind());
   // Planned once, and said before any model loads, not by an instance after minutes of loading.
   AEG_TRY_ASSIGN(const auto all, plan_footprints(spec, format));
+  const auto plans = plan_instances(spec, all, 0);
   {
     std::vector<std::size_t> capacities;
     for (const auto& d : p->devices_)
       capacities.push_back(d->capacity_bytes());
-    AEG_TRY(check_needs(spec, device_needs(spec, all, 0), capacities));
+    AEG_TRY(check_needs(spec, device_needs(spec, plans), capacities));
   }
   p->cache_ = std::make_unique<models::model_cache>(
       first, models::model_cache::options{spec.host_cache_bytes, spec.shared_dir});
@@ -201,7 +210,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
                                        " MiB): " + host.error().message);
   p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), spec.slab_bytes);
 
-  const auto engines = plan_engines(spec, all, p->devices_);
+  const auto engines = plan_engines(spec, plans, p->devices_);
   std::vector<pool_member> members;
   for (std::size_t i = 0; i < spec.instances.size(); ++i) {
     const auto& is = spec.instances[i];

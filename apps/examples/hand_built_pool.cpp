@@ -34,6 +34,7 @@ namespace {
   std::exit(1);
 }
 
+// [snippet collector]
 // The client side of a request: a typed actor that takes what a generation sink is sent (so it
 // can be a request's sink) and answers `get` with the text once the request is done.
 using collector_actor =
@@ -73,6 +74,7 @@ private:
   bool done_ = false;
   std::vector<caf::typed_response_promise<std::string>> waiting_;
 };
+// [snippet end]
 
 } // namespace
 
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
     return argc > 2 ? 2 : 0;
   }
 
+  // [snippet models]
   // 1. Devices: two CPU devices of 512 MiB each (a GPU pool names "cuda" and ordinals instead).
   std::vector<std::shared_ptr<gpu::device>> devices;
   for (int i = 0; i < 2; ++i) {
@@ -120,7 +123,9 @@ int main(int argc, char** argv) {
                        .vocab_size = (*image)->config().vocab_size,
                        .image_bytes = (*image)->bytes().size()});
   }
+  // [snippet end]
 
+  // [snippet actors]
   // 3. The node's host KV pool: where KV travels from the prefill to the decode instance.
   auto host = devices.front()->allocate_pinned(std::size_t{128} << 20);
   if (!host)
@@ -141,6 +146,7 @@ int main(int argc, char** argv) {
                           {{prefill, actors::instance_role::prefill, names, "cpu0/prefill"},
                            {decode, actors::instance_role::decode, names, "cpu1/decode"}},
                           catalog, {});
+  // [snippet end]
 
   // 5. Requests: one per model, in flight together. The collectors receive the tokens.
   const std::vector<std::string> questions = {"What is the capital of France?",
@@ -148,6 +154,7 @@ int main(int argc, char** argv) {
   caf::scoped_actor self{sys}; // main waits here; no actor of the pool ever blocks
   std::vector<collector_actor> sinks;
   for (std::size_t i = 0; i < names.size(); ++i) {
+    // [snippet request]
     actors::generation_request r;
     r.model = names[i];
     r.prompt = text->encode_chat(std::vector<models::chat_message>{{"user", questions[i]}});
@@ -157,6 +164,7 @@ int main(int argc, char** argv) {
     r.sink = sinks.back(); // a collector takes what a sink is sent: checked when this compiles
     self->request(proxy, caf::infinite, actors::submit_atom::value, std::move(r))
         .receive([](std::uint64_t) {}, [&](caf::error& e) { die(sys.render(e)); });
+    // [snippet end]
   }
   int status = 0;
   for (std::size_t i = 0; i < names.size(); ++i)
