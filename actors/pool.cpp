@@ -113,6 +113,22 @@ plan_engines(const pool_spec& spec, const std::vector<instance_plan>& plans,
   return engines;
 }
 
+// The node's host KV pool carries every model's KV from prefill to decode: its slabs hold four
+// of the largest block, and it holds at least one slab.
+result<std::size_t> host_slab_bytes(const pool_spec& spec, const footprints& all) {
+  std::vector<models::model_footprint> models;
+  for (const auto& [name, f] : all)
+    models.push_back(f);
+  const std::size_t slab = models::slab_bytes_for(models, spec.slab_bytes);
+  if (spec.host_kv_bytes < slab)
+    return fail(errc::out_of_memory,
+                "host_kv_mib " + std::to_string(spec.host_kv_bytes >> 20) +
+                    " holds no KV slab: slabs hold four of the largest KV block, " +
+                    std::to_string(models::mib_ceil(slab)) + " MiB here; give host_kv_mib " +
+                    std::to_string(models::mib_ceil(slab)) + " or more");
+  return slab;
+}
+
 result<std::vector<std::shared_ptr<gpu::device>>> make_devices(const pool_spec& spec) {
   std::vector<std::shared_ptr<gpu::device>> out;
   for (const auto& d : spec.devices) {
@@ -181,6 +197,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   // Planned once, and said before any model loads, not by an instance after minutes of loading.
   AEG_TRY_ASSIGN(const auto all, plan_footprints(spec, format));
   const auto plans = plan_instances(spec, all, 0);
+  AEG_TRY_ASSIGN(const auto host_slab, host_slab_bytes(spec, all));
   {
     std::vector<std::size_t> capacities;
     for (const auto& d : p->devices_)
@@ -208,7 +225,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     return fail(host.error().code, "no pinned memory for the host KV pool (" +
                                        std::to_string(spec.host_kv_bytes >> 20) +
                                        " MiB): " + host.error().message);
-  p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), spec.slab_bytes);
+  p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), host_slab);
 
   const auto engines = plan_engines(spec, plans, p->devices_);
   std::vector<pool_member> members;

@@ -13,6 +13,13 @@ llama_config largest_shape_of(const instance_sizing& s) {
   return largest_shape(configs);
 }
 
+std::size_t slab_bytes_for(std::span<const model_footprint> models, std::size_t configured) {
+  std::size_t largest = 0;
+  for (const auto& m : models)
+    largest = std::max(largest, m.kv_block_bytes);
+  return std::max(configured, 4 * largest);
+}
+
 namespace {
 
 std::size_t largest_kv_block(const instance_sizing& s) {
@@ -32,7 +39,7 @@ engine_options arena_and_slabs(const instance_sizing& s, const llama_config& sha
   }
   engine_options eo;
   eo.limits = s.limits;
-  eo.slab_bytes = std::max(s.slab_bytes, 4 * largest_kv_block(s));
+  eo.slab_bytes = slab_bytes_for(s.models, s.slab_bytes);
   eo.kv_bytes = s.kv_bytes;
   eo.weight_bytes = s.weight_bytes;
   if (eo.weight_bytes == 0) {

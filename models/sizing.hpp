@@ -5,6 +5,7 @@
 #include "models/model_cache.hpp"
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,11 @@ engine_options plan_engine(const instance_sizing& s, std::size_t budget_bytes);
 /// one context of `tokens` tokens of its largest KV shape (at least one slab); the arena as it
 /// would be on a device of that size.
 device_plan device_bytes_needed(const instance_sizing& s, std::size_t tokens);
+
+/// The slab size of KV pools that hold blocks of `models` (a device's, or a node's host pool that
+/// carries them from prefill to decode): `configured`, raised to hold at least four of the
+/// largest block, since a slab serves whole blocks of one size.
+std::size_t slab_bytes_for(std::span<const model_footprint> models, std::size_t configured);
 
 /// The elementwise largest shape `s` serves (what its step buffers are sized for).
 llama_config largest_shape_of(const instance_sizing& s);

@@ -281,6 +281,61 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
   EXPECT_EQ(prefill_steps, reqs.size());
 }
 
+// KV blocks larger than a quarter of the configured slab (as a 7B or 13B model's are on a GPU
+// beside the 16 MiB default) still travel from prefill to decode: the node's host pool makes its
+// slabs as large as its devices' do.
+TEST_F(Pool, KvBlocksLargerThanAQuarterSlabTravelFromPrefillToDecode) {
+  aeg::testing::tiny_llama_spec t;
+  t.layers = 72; // 72 layers of one 64-wide KV head pair in f16: 288 KiB blocks
+  t.dim = 64;
+  t.heads = 2;
+  t.kv_heads = 2;
+  t.ffn = 64;
+  const auto path = (dir_ / "deep.gguf").string();
+  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
+  std::vector<model_spec> models(1);
+  models[0].name = "deep";
+  models[0].source.gguf_path = path;
+  auto s = spec(models, {instance_role::prefill, instance_role::decode});
+  s.slab_bytes = 1 << 20; // blocks over a quarter of it
+  ASSERT_GT(models::plan_footprint(models[0].source, models::compute_format::for_backend(
+                                                         gpu::backend_kind::cpu))
+                ->kv_block_bytes,
+            s.slab_bytes / 4);
+  const auto reqs = workload(models, 3, 4);
+  const auto expected = solo(models, reqs);
+  auto& p = start(s);
+  submit(p.proxy(), reqs);
+  const auto got = collect(reqs.size());
+  for (const auto& r : reqs) {
+    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
+    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
+  }
+  expect_nothing_held(p);
+}
+
+// A host KV pool smaller than one slab of the models' blocks is refused at start, with the size
+// to give, instead of failing every hand-off later.
+TEST_F(Pool, AHostKvPoolThatHoldsNoSlabOfTheModelsBlocksIsRefusedAtStart) {
+  aeg::testing::tiny_llama_spec t;
+  t.layers = 72;
+  t.dim = 64;
+  t.heads = 2;
+  t.kv_heads = 2;
+  t.ffn = 64;
+  const auto path = (dir_ / "deep.gguf").string();
+  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
+  std::vector<model_spec> models(1);
+  models[0].name = "deep";
+  models[0].source.gguf_path = path;
+  auto s = spec(models, {instance_role::prefill, instance_role::decode});
+  s.host_kv_bytes = 1 << 20;
+  auto p = pool::start(*sys_, s);
+  ASSERT_FALSE(p.has_value());
+  EXPECT_NE(p.error().message.find("give host_kv_mib 2 or more"), std::string::npos)
+      << p.error().message;
+}
+
 // Cancels at random moments: before placement, during prefill, between prefill and decode,
 // during decode. The others must get their solo tokens; nothing may stay held.
 // One model's requests stay on one decode instance while their contexts fit its KV, and the
