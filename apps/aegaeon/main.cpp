@@ -186,6 +186,18 @@ int main(int argc, char** argv) {
       ->add_option("--api-key", serve.api_key,
                    "Require 'Authorization: Bearer KEY' on /v1/* (or AEGAEON_API_KEY)")
       ->envname("AEGAEON_API_KEY");
+  std::string api_key_file;
+  serve_cmd->add_option("--api-key-file", api_key_file,
+                        "Read the API key from this file (a key on the command line shows in "
+                        "`ps`); its first line, without the line break");
+  serve_cmd->add_flag("--metrics-need-key", serve.metrics_need_key,
+                      "/metrics needs the API key too (default: only /v1/* does)");
+  serve_cmd
+      ->add_option("--allowed-hosts", serve.allowed_hosts,
+                   "Host names the server answers to besides its address, comma-separated; '*' "
+                   "any. A loopback server answers only to loopback names otherwise (no DNS "
+                   "rebinding), a 0.0.0.0 one to any")
+      ->delimiter(',');
   serve_cmd->add_option("--cors-origin", serve.cors_origin,
                         "Let web pages from this origin call the API (CORS), e.g. "
                         "http://localhost:3000; '*' allows any (default: none)");
@@ -369,6 +381,19 @@ int main(int argc, char** argv) {
     return aeg::apps::run_bench(bench);
   }
   if (serve_cmd->parsed()) {
+    if (!api_key_file.empty()) {
+      if (serve_cmd->count("--api-key") > 0) {
+        fmt::print(stderr, "aegaeon serve: give the API key once: --api-key or --api-key-file\n");
+        return 2;
+      }
+      auto key = aeg::apps::read_key_file(api_key_file);
+      if (!key) {
+        fmt::print(stderr, "aegaeon serve: --api-key-file {}: {}\n", api_key_file,
+                   key.error().message);
+        return 2;
+      }
+      serve.api_key = std::move(*key);
+    }
     // An empty key would mean no authentication at all: say so rather than serve openly.
     const char* env = std::getenv("AEGAEON_API_KEY");
     const bool blank = serve.api_key.find_first_not_of(" \t") == std::string::npos;

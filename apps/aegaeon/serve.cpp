@@ -8,9 +8,12 @@
 #include <fmt/chrono.h>
 #include <fmt/core.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <unistd.h>
 
 namespace aeg::apps {
@@ -25,6 +28,19 @@ void log_line(const std::string& line) {
 }
 
 } // namespace
+
+result<std::string> read_key_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, std::string("cannot read it (") + std::strerror(errno) + ")");
+  std::string key;
+  std::getline(in, key);
+  while (!key.empty() && (key.back() == '\r' || key.back() == ' ' || key.back() == '\t'))
+    key.pop_back();
+  if (key.find_first_not_of(" \t") == std::string::npos)
+    return fail(errc::invalid_argument, "its first line holds no key");
+  return key;
+}
 
 int run_serve(server::serve_options o) {
   const bool tty = isatty(STDERR_FILENO) != 0;

@@ -93,9 +93,7 @@ void completion_session::send_head() {
   if (!c || !params_.stream || head_sent_ || finished_)
     return;
   head_sent_ = true;
-  header_list h = {{"Content-Type", "text/event-stream"},
-                   {"Cache-Control", "no-cache"},
-                   {"X-Request-Id", shape_.id}};
+  header_list h = {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}};
   st_.add_cors(h);
   c->begin_stream(std::move(h));
 }

@@ -3,7 +3,11 @@
 #include <asio/write.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <random>
 #include <tuple>
 
 namespace aeg::server {
@@ -15,7 +19,30 @@ std::chrono::steady_clock::duration seconds(double s) {
       std::chrono::duration<double>(s));
 }
 
+// "req-" and 16 hex digits: unique in a process, and across restarts in practice.
+std::string new_request_id() {
+  static const std::uint32_t prefix = std::random_device{}();
+  static std::atomic<std::uint32_t> counter{0};
+  return fmt::format("req-{:08x}{:08x}", prefix, counter.fetch_add(1));
+}
+
+// A client's X-Request-Id, when it is one a log can carry as it is (1 to 128 characters of
+// letters, digits and ._:-/); else a new one.
+std::string request_id_of(const http_request& req) {
+  const auto* id = req.header("x-request-id");
+  if (id != nullptr && !id->empty() && id->size() <= 128 &&
+      std::all_of(id->begin(), id->end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '.' || c == '_' || c == ':' || c == '-' || c == '/';
+      }))
+    return *id;
+  return new_request_id();
+}
+
 } // namespace
+
+std::string http_connection::make_request_id() {
+  return new_request_id();
+}
 
 http_connection::http_connection(asio::ip::tcp::socket socket, request_limits limits,
                                  connection_timeouts timeouts, connection_hooks hooks)
@@ -83,8 +110,12 @@ void http_connection::process() {
     waiting_ = wait_for::nothing;
     ++request_epoch_;
     auto req = parser_.take();
-    exchange_ = {req.keep_alive && !closing_down_, req.chunked_ok, req.method == "HEAD", false,
-                 false};
+    exchange_ = {req.keep_alive && !closing_down_,
+                 req.chunked_ok,
+                 req.method == "HEAD",
+                 false,
+                 false,
+                 request_id_of(req)};
     phase_ = phase::answering;
     const std::string what = req.method + " " + req.path;
     try {
@@ -104,6 +135,7 @@ void http_connection::process() {
 // closing does not reset the connection before the client reads the answer), and it closes.
 void http_connection::refuse(int status, std::string why) {
   phase_ = phase::refusing;
+  exchange_.request_id = new_request_id();
   exchange_.keep_alive = false;
   input_.clear();
   hooks_.refused(*this, status, std::move(why));
@@ -116,6 +148,7 @@ void http_connection::respond(int status, header_list headers, std::string_view 
   if (phase_ != phase::answering && phase_ != phase::refusing)
     return;
   headers.emplace_back("Content-Type", std::string(content_type));
+  headers.emplace_back("X-Request-Id", exchange_.request_id);
   if (closing_down_ || status >= 500 || status == 408 || status == 413 || status == 431)
     exchange_.keep_alive = false;
   std::string out = format_response(status, headers, body, exchange_.keep_alive);
@@ -135,6 +168,7 @@ void http_connection::begin_stream(header_list headers) {
   if (phase_ != phase::answering || exchange_.streaming)
     return;
   exchange_.streaming = true;
+  headers.emplace_back("X-Request-Id", exchange_.request_id);
   if (exchange_.chunked && !closing_down_) {
     write(format_chunked_head(200, headers, exchange_.keep_alive));
     return;

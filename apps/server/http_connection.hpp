@@ -64,6 +64,8 @@ public:
 
   /// Starts reading.
   void start();
+  /// A new X-Request-Id.
+  static std::string make_request_id();
 
   // --- answering the request handed up -------------------------------------------------------
   /// Answers the current request as a whole. A HEAD request gets the head alone. The connection
@@ -91,6 +93,9 @@ public:
   }
   /// Nothing in progress: no request arriving, none being answered, nothing left to write.
   bool idle() const noexcept;
+  /// The id every answer to the current request carries (X-Request-Id): the client's own when it
+  /// sent a usable one, else one made for it.
+  const std::string& request_id() const noexcept { return exchange_.request_id; }
   /// The answer pending now (null when none): a shutdown cancels it.
   pending_answer* pending() const noexcept { return answer_.get(); }
 
@@ -110,6 +115,7 @@ private:
     bool head_only = false; ///< a HEAD request: the head of the answer without its body
     bool streaming = false; ///< a streamed answer has begun
     bool complete = false;  ///< the whole answer is queued
+    std::string request_id; ///< X-Request-Id of the answer: the client's, or one made here
   };
   /// What the one timer is waiting for.
   enum class wait_for { nothing, next_request, rest_of_request, client_close };

@@ -3,6 +3,7 @@
 #include "apps/server/completion_session.hpp"
 #include "apps/server/pool_bridge.hpp"
 
+#include <asio/ip/address.hpp>
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
@@ -22,6 +23,60 @@ const char* allowed(const char* method) {
   return std::string_view(method) == "POST" ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
 }
 
+std::string lower(std::string_view v) {
+  std::string out(v);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// A host name as compared: lower case, without a port, brackets or a final dot.
+std::string host_name(std::string_view h) {
+  if (h.starts_with('[')) { // an IPv6 literal, maybe with a port
+    const auto close = h.find(']');
+    h = close == std::string_view::npos ? h.substr(1) : h.substr(1, close - 1);
+  } else if (h.find(':') == h.rfind(':')) { // a name or IPv4 address, maybe with a port
+    h = h.substr(0, h.find(':'));
+  }
+  if (h.ends_with('.'))
+    h.remove_suffix(1);
+  return lower(h);
+}
+
+bool loopback(const std::string& host) {
+  asio::error_code ec;
+  const auto a = asio::ip::make_address(host, ec);
+  return host == "localhost" || (!ec && a.is_loopback());
+}
+
+bool wildcard(const std::string& host) {
+  asio::error_code ec;
+  const auto a = asio::ip::make_address(host, ec);
+  return !ec && a.is_unspecified();
+}
+
+// Compares keys without stopping at the first difference, so that the time taken says nothing
+// of how much of a guess was right.
+bool same_key(std::string_view a, std::string_view b) {
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  const std::size_t n = std::max(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i)
+    diff |= static_cast<unsigned char>(i < a.size() ? a[i] : 0) ^
+            static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+  return diff == 0;
+}
+
+// Whether a Content-Type names JSON ("application/json", any case, parameters allowed).
+bool is_json(const std::string* content_type) {
+  if (content_type == nullptr)
+    return false;
+  std::string_view v(*content_type);
+  v = v.substr(0, v.find(';'));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+    v.remove_suffix(1);
+  return lower(v) == "application/json";
+}
+
 // A page the server is gathering from its actors.
 class page final : public pending_answer {
 public:
@@ -32,6 +87,15 @@ public:
 } // namespace
 
 router::router(server_state& st) : st_(st) {
+  const std::string bound = host_name(st_.opts.host);
+  hosts_.insert(bound);
+  for (const auto& h : st_.opts.allowed_hosts) {
+    any_host_ |= h == "*";
+    hosts_.insert(host_name(h));
+  }
+  if (loopback(bound))
+    hosts_.insert({"localhost", "127.0.0.1", "::1"});
+  any_host_ |= wildcard(bound) && st_.opts.allowed_hosts.empty();
   routes_ = {
       {"/health", "GET", &router::health},
       {"/v1/models", "GET", &router::list_models},
@@ -47,6 +111,8 @@ bool router::route::matches(const std::string& p) const {
 }
 
 void router::handle(http_connection& c, const http_request& req) {
+  if (auto no = host_refusal(req))
+    return st_.respond_error(c, *no);
   const auto r = std::find_if(routes_.begin(), routes_.end(),
                               [&](const route& x) { return x.matches(req.path); });
   const char* allow = r != routes_.end() ? allowed(r->method) : nullptr;
@@ -60,7 +126,9 @@ void router::handle(http_connection& c, const http_request& req) {
     return st_.respond(c, 204, "", std::move(h));
   }
   // The API says nothing, not even which paths exist, to a client without the key.
-  if (req.path.rfind("/v1/", 0) == 0 && !st_.opts.api_key.empty() && !authorized(req))
+  const bool keyed =
+      req.path.rfind("/v1/", 0) == 0 || (req.path == "/metrics" && st_.opts.metrics_need_key);
+  if (keyed && !st_.opts.api_key.empty() && !authorized(req))
     return st_.respond_error(
         c, api_error{.status = 401,
                      .message = req.header("authorization") == nullptr
@@ -78,6 +146,13 @@ void router::handle(http_connection& c, const http_request& req) {
                                           .message = fmt::format("{} {} is not allowed; use {}",
                                                                  req.method, req.path, r->method),
                                           .allow = allow});
+  // A browser sends a page's cross-site form posts without asking first (no preflight) only with
+  // a few content types, none of them JSON: refusing anything but JSON closes that door.
+  if (req.method == "POST" && !is_json(req.header("content-type")))
+    return st_.respond_error(
+        c, api_error{.status = 415,
+                     .message = "the body must be JSON: send 'Content-Type: application/json'",
+                     .code = "unsupported_media_type"});
   (this->*(r->answer))(c, req);
 }
 
@@ -98,7 +173,24 @@ bool router::authorized(const http_request& req) const {
       }))
     return false;
   v.remove_prefix(std::min(v.find_first_not_of(' ', space), v.size()));
-  return v == st_.opts.api_key;
+  return same_key(v, st_.opts.api_key);
+}
+
+// A Host this server does not answer to: a page may be reaching a loopback server through a
+// name it made point there (DNS rebinding). Requests without Host (HTTP/1.0) come from no
+// browser.
+std::optional<api_error> router::host_refusal(const http_request& req) const {
+  const auto* host = req.header("host");
+  if (any_host_ || host == nullptr || hosts_.count(host_name(*host)) != 0)
+    return std::nullopt;
+  std::string names;
+  for (const auto& h : hosts_)
+    names += (names.empty() ? "" : ", ") + h;
+  return api_error{.status = 403,
+                   .message = fmt::format("this server does not answer to Host '{}' (it answers "
+                                          "to {}); --allowed-hosts adds names",
+                                          *host, names),
+                   .code = "host_not_allowed"};
 }
 
 void router::health(http_connection& c, const http_request&) {

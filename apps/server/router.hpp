@@ -3,6 +3,8 @@
 #include "apps/server/http_connection.hpp"
 #include "apps/server/server_state.hpp"
 
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,7 @@ private:
   };
 
   bool authorized(const http_request& req) const;
+  std::optional<api_error> host_refusal(const http_request& req) const;
   void health(http_connection& c, const http_request& req);
   void list_models(http_connection& c, const http_request& req);
   void one_model(http_connection& c, const http_request& req);
@@ -40,6 +43,8 @@ private:
 
   server_state& st_;
   std::vector<route> routes_;
+  std::set<std::string> hosts_; ///< Host names answered to (lower case, no port)
+  bool any_host_ = false;
 };
 
 } // namespace aeg::server

@@ -30,6 +30,8 @@ std::chrono::steady_clock::duration seconds(double s) {
 
 // The server: its shared state, the listening socket, the connections, and the shutdown.
 struct server::impl : server_state {
+  explicit impl(serve_options o) : server_state(std::move(o)) {}
+
   tcp::acceptor acceptor{io};
   asio::signal_set signals{io};
   asio::steady_timer grace{io};
@@ -154,7 +156,10 @@ void server::impl::accept() {
 void server::impl::refuse_connection(tcp::socket sock) {
   metrics.refused(503);
   auto msg = std::make_shared<std::string>(format_response(
-      503, {{"Retry-After", "1"}, {"Content-Type", "application/json"}},
+      503,
+      {{"Retry-After", "1"},
+       {"Content-Type", "application/json"},
+       {"X-Request-Id", http_connection::make_request_id()}},
       api_error{.status = 503,
                 .message = fmt::format("the server has its limit of {} connections open",
                                        opts.max_connections),
@@ -264,9 +269,8 @@ result<void> server::check(const serve_options& options) {
 
 result<std::unique_ptr<server>> server::create(caf::actor_system& sys, serve_options options) {
   auto s = std::unique_ptr<server>(new server);
-  s->impl_ = std::make_shared<impl>();
+  s->impl_ = std::make_shared<impl>(std::move(options));
   auto& i = *s->impl_;
-  i.opts = std::move(options);
   i.sys = &sys;
   i.created = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::system_clock::now().time_since_epoch())

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace aeg::server {
 
@@ -20,8 +21,14 @@ struct serve_options {
   std::string backend;               ///< no config: "cpu" or "cuda"; empty: cuda when a GPU is seen
   std::size_t memory_mib = 0;        ///< no config: device memory to use; 0: the backend's default
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8000; ///< 0: any free port (see `server::port`)
-  std::string api_key;       ///< when set, /v1/* needs "Authorization: Bearer KEY"
+  std::uint16_t port = 8000;     ///< 0: any free port (see `server::port`)
+  std::string api_key;           ///< when set, /v1/* needs "Authorization: Bearer KEY"
+  bool metrics_need_key = false; ///< /metrics needs the API key too
+  /// Host names (no port) the server answers to besides its own address; "*": any. A server on
+  /// a loopback address otherwise answers only to loopback names (a web page cannot reach it by
+  /// DNS rebinding), one on a wildcard address (0.0.0.0, ::) to any, one on another address to
+  /// that address.
+  std::vector<std::string> allowed_hosts;
   /// When set, web pages from this origin ("*": any) may call the API: CORS headers on every
   /// answer and on OPTIONS preflights. Empty: none (browsers refuse cross-origin calls).
   std::string cors_origin;

@@ -25,6 +25,8 @@
 namespace aeg::server {
 
 struct server_state {
+  explicit server_state(serve_options o) : opts(std::move(o)) {}
+
   serve_options opts;
   caf::actor_system* sys = nullptr;
   std::unique_ptr<actors::pool> pool;

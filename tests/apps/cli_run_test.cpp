@@ -31,10 +31,15 @@ TEST(Cli, GeneratePromptDashReadsStandardInput) {
 TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
   tiny_model_dir models("aegaeon_cli_api_key");
   ASSERT_TRUE(models.ok());
-  serving server(models, {"--api-key", "right"});
+  // The server reads its key from a file (a key on the command line shows in `ps`).
+  const auto key_file = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_key";
+  std::ofstream(key_file) << "right\n";
+  serving server(models, {"--api-key-file", key_file.string()});
   ASSERT_NE(server.port(), 0) << server.process().err();
   const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
   const std::string no_env = "env -u AEGAEON_API_KEY ";
+  const auto right = run("chat" + url + " --api-key right </dev/null", no_env);
+  EXPECT_EQ(right.rc, 0) << right.output;
   for (const std::string& cmd : {"chat" + url + " </dev/null", "bench" + url + " --duration 1"}) {
     auto r = run(cmd, no_env);
     EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;

@@ -38,6 +38,21 @@ TEST(Cli, AnEmptyApiKeyIsRefusedNotTakenForNone) {
   expect_refused("serve --port 1 --api-key=", "--api-key");
 }
 
+// A key file keeps the key out of `ps`: one that cannot be read, or holds no key, is refused
+// before anything starts, and so is a key given twice.
+TEST(Cli, AnApiKeyFileMustHoldAKey) {
+  const auto dir = std::filesystem::path(::testing::TempDir());
+  expect_refused("serve --port 1 --api-key-file " + (dir / "absent-key").string(),
+                 "cannot read it");
+  const auto blank = dir / "blank-key";
+  std::ofstream(blank) << "  \nsecret\n";
+  expect_refused("serve --port 1 --api-key-file " + blank.string(), "its first line holds no key");
+  const auto good = dir / "good-key";
+  std::ofstream(good) << "secret\n";
+  expect_refused("serve --port 1 --api-key k --api-key-file " + good.string(),
+                 "give the API key once");
+}
+
 TEST(Cli, BadUsageExitsWithTwo) {
   EXPECT_EQ(run("generate --temperature nan").rc, 2);
   EXPECT_EQ(run("serve --port 99999").rc, 2);

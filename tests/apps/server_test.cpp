@@ -19,6 +19,7 @@
 #include <fstream>
 #include <future>
 #include <regex>
+#include <set>
 #include <thread>
 
 namespace aeg::server {
@@ -50,6 +51,16 @@ std::string raw_exchange(std::uint16_t port, const std::string& bytes, bool half
       break;
   }
   return out;
+}
+
+// The value of header `name` in a raw answer's head ("" when absent).
+std::string header_of(const std::string& raw, const std::string& name) {
+  const auto head = raw.substr(0, raw.find("\r\n\r\n"));
+  const auto at = head.find("\r\n" + name + ": ");
+  if (at == std::string::npos)
+    return "";
+  const auto start = at + name.size() + 4;
+  return head.substr(start, head.find("\r\n", start) - start);
 }
 
 int status_of(const std::string& raw) {
@@ -134,8 +145,9 @@ protected:
   // The head of an authorized POST /v1/completions whose body has `body_bytes`; `extra` holds
   // more header lines, each ending in CRLF. For clients written on raw sockets.
   static std::string completion_head(std::size_t body_bytes, const std::string& extra = {}) {
-    return "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + api_key + "\r\n" +
-           extra + "Content-Length: " + std::to_string(body_bytes) + "\r\n\r\n";
+    return "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + api_key +
+           "\r\nContent-Type: application/json\r\n" + extra +
+           "Content-Length: " + std::to_string(body_bytes) + "\r\n\r\n";
   }
 
   // A streamed completion that runs for `max_tokens` tokens whatever the model says.
@@ -450,14 +462,16 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   {
     // HEAD gets GET's head without the body; OPTIONS lists the methods; the scheme of the key
     // is read in any case.
-    const auto head = raw_exchange(server_->port(), "HEAD /v1/models HTTP/1.1\r\nHost: x\r\n"
-                                                    "Authorization: bearer " +
-                                                        api_key + "\r\nConnection: close\r\n\r\n");
+    const auto head =
+        raw_exchange(server_->port(), "HEAD /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      "Authorization: bearer " +
+                                          api_key + "\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(status_of(head), 200) << head;
     EXPECT_NE(head.find("Content-Length: "), std::string::npos);
     EXPECT_EQ(head.substr(head.find("\r\n\r\n") + 4), "") << head;
-    const auto options = raw_exchange(server_->port(), "OPTIONS /v1/completions HTTP/1.1\r\n"
-                                                       "Host: x\r\nConnection: close\r\n\r\n");
+    const auto options =
+        raw_exchange(server_->port(), "OPTIONS /v1/completions HTTP/1.1\r\n"
+                                      "Host: 127.0.0.1\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(status_of(options), 204) << options;
     EXPECT_NE(options.find("Allow: POST, OPTIONS"), std::string::npos) << options;
     EXPECT_EQ(options.find("Access-Control-"), std::string::npos) << "no CORS unless asked";
@@ -494,12 +508,12 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
 
   // A body over the limit, headers over the limit, malformed HTTP, headers too slow.
   const auto port = server_->port();
-  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                          "Content-Length: 1000000\r\n\r\n")),
             413);
   // ... also when the client sends all of its body before reading: the server reads and drops
   // it instead of resetting the connection under the answer.
-  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+  EXPECT_EQ(status_of(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                          "Content-Length: 3000000\r\n\r\n" +
                                              std::string(3000000, 'x'))),
             413);
@@ -507,7 +521,7 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
                 port, "GET /health HTTP/1.1\r\nX-Big: " + std::string(10000, 'a') + "\r\n\r\n")),
             431);
   EXPECT_EQ(status_of(raw_exchange(port, "BLAH\r\n\r\n")), 400);
-  const auto slow = raw_exchange(port, "GET /health HTTP/1.1\r\nHost: x\r\n", false);
+  const auto slow = raw_exchange(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", false);
   EXPECT_EQ(status_of(slow), 408) << slow;
 
   // Still serving.
@@ -526,8 +540,8 @@ TEST_F(Server, KeepAliveServesManyRequestsOnOneConnection) {
     EXPECT_EQ(r->status, 200);
   }
   // Pipelined: two requests in one write, two answers in order.
-  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
-  const auto both = raw_exchange(server_->port(), req + "GET /nope HTTP/1.1\r\nHost: x\r\n"
+  const std::string req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  const auto both = raw_exchange(server_->port(), req + "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                         "Connection: close\r\n\r\n");
   const auto first = both.find("HTTP/1.1 200"), second = both.find("HTTP/1.1 404");
   EXPECT_NE(first, std::string::npos) << both;
@@ -668,10 +682,10 @@ TEST(ServerCors, PreflightsAndAnswersCarryTheAllowedOrigin) {
   running_server srv(o);
   ASSERT_EQ(srv.error(), "");
   // The preflight carries no key (browsers never send one there) and is answered anyway.
-  const auto preflight =
-      raw_exchange(srv.port(), "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: x\r\nOrigin: "
-                               "http://localhost:3000\r\nAccess-Control-Request-Method: POST\r\n"
-                               "Connection: close\r\n\r\n");
+  const auto preflight = raw_exchange(
+      srv.port(), "OPTIONS /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: "
+                  "http://localhost:3000\r\nAccess-Control-Request-Method: POST\r\n"
+                  "Connection: close\r\n\r\n");
   EXPECT_EQ(status_of(preflight), 204) << preflight;
   for (const char* h : {"Access-Control-Allow-Origin: http://localhost:3000",
                         "Access-Control-Allow-Methods: POST, OPTIONS",
@@ -681,14 +695,14 @@ TEST(ServerCors, PreflightsAndAnswersCarryTheAllowedOrigin) {
       json{{"model", "tiny"}, {"prompt", "Hi"}, {"max_tokens", 2}, {"stream", true}}.dump();
   const auto streamed = raw_exchange(
       srv.port(),
-      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer k\r\n"
       "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
           std::to_string(body.size()) + "\r\n\r\n" + body,
       false); // a half-closed connection reads as a client gone, which cancels a stream
   EXPECT_EQ(status_of(streamed), 200) << streamed;
   EXPECT_NE(streamed.find("Access-Control-Allow-Origin: http://localhost:3000"), std::string::npos)
       << streamed;
-  const auto refused = raw_exchange(srv.port(), "GET /v1/models HTTP/1.1\r\nHost: x\r\n"
+  const auto refused = raw_exchange(srv.port(), "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                 "Connection: close\r\n\r\n");
   EXPECT_EQ(status_of(refused), 401) << refused;
   EXPECT_NE(refused.find("Access-Control-Allow-Origin: http://localhost:3000"), std::string::npos)
@@ -753,6 +767,127 @@ TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
     EXPECT_EQ(st, 503) << body;
     EXPECT_NE(body.find("shut down"), std::string::npos) << body;
   }
+  fs::remove_all(dir);
+}
+
+// A server on a loopback address answers to loopback names only: a web page that made its own
+// name point at 127.0.0.1 (DNS rebinding) is refused, whatever the path.
+TEST_F(Server, ItAnswersOnlyToItsOwnHostNames) {
+  const auto port = std::to_string(server_->port());
+  auto health = [&](const std::string& host_line) {
+    return raw_exchange(server_->port(),
+                        "GET /health HTTP/1.1\r\n" + host_line + "Connection: close\r\n\r\n");
+  };
+  for (const std::string& h : std::vector<std::string>{"127.0.0.1:" + port, "localhost:" + port,
+                                                       "LOCALHOST", "[::1]:" + port, "127.0.0.1"})
+    EXPECT_EQ(status_of(health("Host: " + h + "\r\n")), 200) << h;
+  for (const std::string& h :
+       std::vector<std::string>{"evil.example:" + port, "127.0.0.1.evil.example", "10.0.0.1"}) {
+    const auto rebound = health("Host: " + h + "\r\n");
+    EXPECT_EQ(status_of(rebound), 403) << rebound;
+    EXPECT_NE(rebound.find("host_not_allowed"), std::string::npos) << rebound;
+    EXPECT_NE(rebound.find("--allowed-hosts"), std::string::npos) << rebound;
+  }
+  // HTTP/1.0 without a Host comes from no browser.
+  EXPECT_EQ(status_of(raw_exchange(server_->port(), "GET /health HTTP/1.0\r\n\r\n")), 200);
+}
+
+// A page may post a form or plain text to another site without asking first; JSON it may not.
+// So a POST body that is not JSON is refused, whatever it holds.
+TEST_F(Server, PostBodiesMustBeJson) {
+  const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 1})";
+  auto post_as = [&](const std::string& content_type_line) {
+    return raw_exchange(server_->port(),
+                        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+                        "Bearer " +
+                            api_key + "\r\n" + content_type_line +
+                            "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                            "\r\n\r\n" + body,
+                        false);
+  };
+  for (const std::string ct :
+       {"Content-Type: text/plain\r\n", "Content-Type: application/x-www-form-urlencoded\r\n",
+        "Content-Type: multipart/form-data; boundary=x\r\n", ""}) {
+    const auto r = post_as(ct);
+    EXPECT_EQ(status_of(r), 415) << ct << r;
+    EXPECT_NE(r.find("Content-Type: application/json'"), std::string::npos) << r;
+  }
+  const auto json_ok = post_as("Content-Type: Application/JSON; charset=utf-8\r\n");
+  EXPECT_EQ(status_of(json_ok), 200) << json_ok;
+}
+
+// Every answer carries X-Request-Id: the client's own when a log can carry it, else a new one.
+TEST_F(Server, EveryAnswerCarriesARequestId) {
+  const std::regex made("req-[0-9a-f]{16}");
+  const std::string key = "Authorization: Bearer " + api_key + "\r\n";
+  const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 2, "stream": true})";
+  std::set<std::string> ids;
+  for (const std::string& req : std::vector<std::string>{
+           "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+           "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+           "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+           "HEAD /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + "Connection: close\r\n\r\n",
+           std::string("BLAH\r\n\r\n"),
+           "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key +
+               "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body}) {
+    const auto raw = raw_exchange(server_->port(), req, false);
+    const auto id = header_of(raw, "X-Request-Id");
+    EXPECT_TRUE(std::regex_match(id, made)) << raw;
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 6u) << "each answer its own id";
+  auto with_id = [&](const std::string& id) {
+    return header_of(raw_exchange(server_->port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                   "X-Request-Id: " +
+                                                       id + "\r\nConnection: close\r\n\r\n"),
+                     "X-Request-Id");
+  };
+  EXPECT_EQ(with_id("trace-42/abc.1"), "trace-42/abc.1");
+  EXPECT_TRUE(std::regex_match(with_id("a\"quoted id"), made));
+  EXPECT_TRUE(std::regex_match(with_id(std::string(200, 'a')), made));
+}
+
+// Names an operator allows, a key for /metrics, and a server on every address answering to any
+// name.
+TEST(ServerHosts, AllowedHostsWildcardAddressesAndAKeyForMetrics) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  const auto dir = fs::temp_directory_path() / ("aeg-server-hosts-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(model_path, dir / "tiny.gguf", fs::copy_options::overwrite_existing);
+  serve_options o;
+  o.models_dir = dir.string();
+  o.backend = "cpu";
+  o.api_key = "k";
+  o.metrics_need_key = true;
+  o.allowed_hosts = {"API.example.com"};
+  {
+    running_server srv(o);
+    ASSERT_EQ(srv.error(), "");
+    auto get = [&](const std::string& path, const std::string& lines) {
+      // Not half-closed: a client that has gone gets no page.
+      return status_of(raw_exchange(
+          srv.port(), "GET " + path + " HTTP/1.1\r\n" + lines + "Connection: close\r\n\r\n",
+          false));
+    };
+    EXPECT_EQ(get("/health", "Host: api.example.com:8443\r\n"), 200);
+    EXPECT_EQ(get("/health", "Host: 127.0.0.1\r\n"), 200);
+    EXPECT_EQ(get("/health", "Host: other.example.com\r\n"), 403);
+    EXPECT_EQ(get("/metrics", "Host: 127.0.0.1\r\n"), 401);
+    EXPECT_EQ(get("/metrics", "Host: 127.0.0.1\r\nAuthorization: Bearer k\r\n"), 200);
+    EXPECT_EQ(get("/metrics", "Host: 127.0.0.1\r\nAuthorization: Bearer kk\r\n"), 401);
+  }
+  o.host = "0.0.0.0"; // every address: the operator chose to be reachable by any name
+  o.allowed_hosts.clear();
+  o.metrics_need_key = false;
+  running_server any(o);
+  ASSERT_EQ(any.error(), "");
+  EXPECT_EQ(status_of(raw_exchange(any.port(),
+                                   "GET /metrics HTTP/1.1\r\nHost: anything.example\r\nConnection: "
+                                   "close\r\n\r\n",
+                                   false)),
+            200);
   fs::remove_all(dir);
 }
 
