@@ -140,6 +140,90 @@ TEST(RequestParser, RefusesWhatItWouldMisreadBeforeTheBody) {
   }
 }
 
+// Framings a proxy in front could read otherwise (request smuggling): each is refused with 400
+// at the first byte that makes it ambiguous, never waited on or read leniently.
+TEST(RequestParser, RefusesEveryAmbiguousFraming) {
+  const std::string chunked = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {chunked + "5\r\nabcdeXX0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", "longer than its size"},
+      {chunked + "2\r\nabcdef\r\n0\r\n\r\n", "longer than its size"},
+      {chunked + "3;a\nb\r\nabc\r\n0\r\n\r\n", "bare LF"},
+      {chunked + "3 4\r\nabc\r\n0\r\n\r\n", "more than a size"},
+      {chunked + "x\r\n", "not a hexadecimal"},
+      {chunked + "3;\r\nabc\r\n0\r\n\r\n", "no name"},
+      {chunked + "3;a=\"b\r\nabc\r\n0\r\n\r\n", "value is malformed"},
+      {chunked + "ffffffffffffffffff\r\n", "too large"},
+      {chunked + "3\r\nabc\r\n0\r\nX Bad: y\r\n\r\n", "trailer"},
+      {"GET / HTTP/1.1\nHost: x\r\n\r\n", "bare LF"},
+      {"GET / HTTP/1.1\r\nHost: x\n\r\n", "bare LF"},
+      {"GET / HTTP/1.1\r\nHost: x\rY\r\n\r\n", "bare CR"},
+      {"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "request line"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       "both Content-Length and Transfer-Encoding"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+       "more than once"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc", "not a number"},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc", "not a number"},
+      {"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", "control character"},
+      {"GET / HTTP/1.1\r\n Host: x\r\n\r\n", "folded"},
+      {"POST ?v1/completions HTTP/1.1\r\nHost: x\r\n\r\n", "a path ('/...') or an absolute URL"},
+      {"GET h:80 HTTP/1.1\r\nHost: x\r\n\r\n", "a path ('/...') or an absolute URL"},
+  };
+  for (const auto& [text, fragment] : cases) {
+    request_parser p;
+    const auto o = p.feed(text);
+    EXPECT_EQ(o.state, request_parser::status::error) << text;
+    EXPECT_EQ(o.http_status, 400) << text << ": " << o.error;
+    EXPECT_NE(o.error.find(fragment), std::string::npos) << text << ": " << o.error;
+  }
+  // The same, fed a byte at a time: refused as soon as it is certain, never complete.
+  request_parser p;
+  const std::string longer = chunked + "2\r\nabcdef\r\n0\r\n\r\n";
+  std::size_t i = 0;
+  for (; i < longer.size(); ++i) {
+    const auto o = p.feed(std::string_view(longer).substr(i, 1));
+    ASSERT_NE(o.state, request_parser::status::complete);
+    if (o.state == request_parser::status::error)
+      break;
+  }
+  EXPECT_EQ(i, chunked.size() + std::string("2\r\nab").size()) << "refused at the 'c'";
+}
+
+// Chunk extensions and trailers as RFC 9112 writes them are read (and dropped).
+TEST(RequestParser, ChunkExtensionsAndTrailersThatFollowTheGrammarAreRead) {
+  request_parser p;
+  const auto o = p.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "3 ; a = b ;c=\"d e\"\r\nabc\r\n1;x\r\nd\r\n0\r\nX-T: 1\r\n\r\n");
+  ASSERT_EQ(o.state, request_parser::status::complete) << o.error;
+  EXPECT_EQ(p.take().body, "abcd");
+}
+
+// The head limit counts every byte of the request line and headers: empty headers and padding
+// included.
+TEST(RequestParser, TheHeadLimitCountsEveryByte) {
+  std::string empties = "GET / HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 15000; ++i)
+    empties += "X:\r\n";
+  const std::string padded =
+      "GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(60000, ' ') + "a\r\n\r\n";
+  const std::string long_target = "GET /" + std::string(17000, 'a') + " HTTP/1.1\r\n";
+  for (const auto& text : {empties + "\r\n", padded, long_target}) {
+    request_parser p;
+    const auto o = p.feed(text);
+    EXPECT_EQ(o.state, request_parser::status::error);
+    EXPECT_EQ(o.http_status, 431) << o.error;
+  }
+  // Just under the limit is fine.
+  request_parser p({.max_header_bytes = 64, .max_body_bytes = 16});
+  const std::string fits = "GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(30, 'a') + "\r\n\r\n";
+  ASSERT_EQ(fits.size(), 64u);
+  EXPECT_EQ(p.feed(fits).state, request_parser::status::complete);
+  request_parser over({.max_header_bytes = 64, .max_body_bytes = 16});
+  EXPECT_EQ(over.feed("GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(31, 'a') + "\r\n\r\n")
+                .http_status,
+            431);
+}
+
 // A header folded over lines (obsolete) reads as one line, the fold a space (RFC 9112, 5.2).
 TEST(RequestParser, AFoldedHeaderReadsAsOneLine) {
   request_parser p;

@@ -891,5 +891,38 @@ TEST(ServerHosts, AllowedHostsWildcardAddressesAndAKeyForMetrics) {
   fs::remove_all(dir);
 }
 
+// Each framing a proxy in front could read otherwise gets 400, and the connection closes: what
+// follows on it (here a second request) is never answered.
+TEST_F(Server, AmbiguousChunkedFramingsAre400AndCloseTheConnection) {
+  const std::string head =
+      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
+      "Bearer " +
+      api_key + "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string next = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (const std::string& body :
+       {std::string("2\r\n{}XX0\r\n\r\n"),        // data longer than its size
+        std::string("2;a\nb\r\n{}\r\n0\r\n\r\n"), // bare LF
+        std::string("3 4\r\n{}\r\n0\r\n\r\n"), std::string("2\r\nabcdef\r\n0\r\n\r\n")}) {
+    const auto raw = raw_exchange(server_->port(), head + body + next, false); // until it closes
+    EXPECT_EQ(status_of(raw), 400) << body << "\n" << raw;
+    EXPECT_EQ(raw.find("HTTP/1.1", 1), std::string::npos) << "a second answer: " << raw;
+    EXPECT_NE(raw.find("Connection: close"), std::string::npos) << raw;
+  }
+}
+
+// The head limit (8 KiB here) counts every byte of the head: thousands of empty headers, or one
+// value padded with spaces, get 431.
+TEST_F(Server, TheHeadLimitCountsEveryByte) {
+  std::string empties = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (int i = 0; i < 15000; ++i)
+    empties += "X:\r\n";
+  const std::string padded =
+      "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + std::string(60000, ' ') + "a\r\n\r\n";
+  for (const auto& req : {empties + "\r\n", padded}) {
+    const auto raw = raw_exchange(server_->port(), req, false);
+    EXPECT_EQ(status_of(raw), 431) << raw.substr(0, 300);
+  }
+}
+
 } // namespace
 } // namespace aeg::server
