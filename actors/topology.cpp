@@ -248,7 +248,8 @@ result<device_spec> parse_device(const json& j, const std::string& where) {
 
 result<model_spec> parse_model(const json& j, const std::string& where) {
   reader m(j, where);
-  AEG_TRY(m.known({"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s"}));
+  AEG_TRY(m.known(
+      {"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s", "max_prompt_tokens"}));
   model_spec ms;
   std::string synthetic;
   AEG_TRY_ASSIGN(ms.name, m.name("name"));
@@ -258,6 +259,7 @@ result<model_spec> parse_model(const json& j, const std::string& where) {
   AEG_TRY_ASSIGN(ms.source.vocab_size, m.count("vocab_size", 0, 0, 1 << 24));
   AEG_TRY_ASSIGN(ms.ttft_seconds, m.number("ttft_s", 10, 1e-3, 1e6));
   AEG_TRY_ASSIGN(ms.tbt_seconds, m.number("tbt_s", 0.1, 1e-3, 1e6));
+  AEG_TRY_ASSIGN(ms.max_prompt_tokens, m.count("max_prompt_tokens", 0, 0, 1 << 24));
   if (ms.source.gguf_path.empty() == synthetic.empty())
     return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
   if (!synthetic.empty()) {

@@ -39,6 +39,8 @@ struct model_spec {
   models::model_source source;
   double ttft_seconds = 10;
   double tbt_seconds = 0.1;
+  /// The longest prompt a request may bring (0: up to the context); a front end refuses longer.
+  std::size_t max_prompt_tokens = 0;
 };
 
 /// How the pool schedules.

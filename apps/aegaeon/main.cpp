@@ -217,6 +217,18 @@ int main(int argc, char** argv) {
       ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   serve_cmd
+      ->add_option("--max-client-requests", serve.max_client_requests,
+                   "Generations at once from one client address before its new ones get 429; "
+                   "0: no cap")
+      ->check(number({.lo = 0, .hi = 1 << 20, .integer = true}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-prompt-tokens", serve.max_prompt_tokens,
+                   "Longest prompt in tokens before 400; 0: the model's context (a model's "
+                   "max_prompt_tokens in the topology caps it further)")
+      ->check(number({.lo = 0, .hi = 1 << 24, .integer = true}))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--max-body-bytes", serve.limits.max_body_bytes,
                    "Largest request body in bytes (413 beyond)")
       ->check(number({.lo = 1, .hi = 17179869184.0, .integer = true}))

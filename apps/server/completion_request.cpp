@@ -38,6 +38,13 @@ tl::expected<std::vector<std::int32_t>, api_error> prompt_of(const completion_pa
   }
   if (prompt.empty())
     return tl::unexpected(api_error{.message = "the prompt has no tokens", .param = "prompt"});
+  if (m.max_prompt_tokens != 0 && prompt.size() > m.max_prompt_tokens)
+    return tl::unexpected(api_error{
+        .message = fmt::format("the prompt has {} tokens; this server takes prompts of at most {} "
+                               "for this model",
+                               prompt.size(), m.max_prompt_tokens),
+        .param = p.chat ? "messages" : "prompt",
+        .code = "prompt_too_long"});
   if (prompt.size() >= m.context_length)
     return tl::unexpected(api_error{
         .message = fmt::format("this model's context is {} tokens; the prompt has {}, leaving "

@@ -16,6 +16,7 @@ namespace aeg::server {
 struct served_text {
   models::text_model text;
   std::size_t context_length = 0;
+  std::size_t max_prompt_tokens = 0; ///< 0: up to the context
 };
 
 /// A completion request ready for the pool, and what its answer needs to know.

@@ -26,7 +26,7 @@ std::string random_id(std::string_view prefix) {
 }
 
 // Why a completion cannot even be tried now, or nothing.
-std::optional<api_error> refusal(const server_state& st) {
+std::optional<api_error> refusal(const server_state& st, const std::string& client) {
   if (st.shutting_down)
     return api_error{.status = 503,
                      .message = "the server is shutting down",
@@ -40,6 +40,17 @@ std::optional<api_error> refusal(const server_state& st) {
                      .type = "requests",
                      .code = "rate_limit_exceeded",
                      .retry_after = 1};
+  if (const auto cap = st.opts.max_client_requests; cap != 0) {
+    const auto it = st.in_flight_by_client.find(client);
+    if (it != st.in_flight_by_client.end() && it->second >= cap)
+      return api_error{.status = 429,
+                       .message = fmt::format("this client has {} requests in flight, the most "
+                                              "this server takes from one; retry when one ends",
+                                              cap),
+                       .type = "requests",
+                       .code = "rate_limit_exceeded",
+                       .retry_after = 1};
+  }
   return std::nullopt;
 }
 
@@ -48,14 +59,14 @@ std::optional<api_error> refusal(const server_state& st) {
 void completion_session::start(server_state& st, http_connection& c, const http_request& req,
                                bool chat) {
   if (st.shutting_down)
-    return st.respond_error(c, *refusal(st));
+    return st.respond_error(c, *refusal(st, c.client_address()));
   auto p = parse_completion(req.body, chat);
   if (!p)
     return st.respond_error(c, p.error());
   const auto it = st.models.find(p->model);
   if (it == st.models.end())
     return st.respond_error(c, st.unknown_model(p->model));
-  if (auto no = refusal(st))
+  if (auto no = refusal(st, c.client_address()))
     return st.respond_error(c, *no);
   auto plan = plan_completion(*p, it->first, it->second);
   if (!plan)
@@ -64,11 +75,10 @@ void completion_session::start(server_state& st, http_connection& c, const http_
                                                 std::move(plan->silent_tokens),
                                                 plan->request.prompt.size());
   ++st.in_flight;
+  ++st.in_flight_by_client[c.client_address()];
   st.metrics.started(it->first);
   c.await_answer(s);
   s->bridge_ = start_generation(*st.sys, st.pool->proxy(), st.link, s, std::move(plan->request));
-  if (st.bridges.size() >= 1024)
-    std::erase_if(st.bridges, [](const caf::weak_actor_ptr& w) { return w.lock() == nullptr; });
   st.bridges.push_back(caf::actor_cast<caf::weak_actor_ptr>(s->bridge_));
 }
 
@@ -76,7 +86,7 @@ completion_session::completion_session(server_state& st, http_connection& c, com
                                        const std::string& model, const served_text& text,
                                        std::set<std::int32_t> silent_tokens,
                                        std::size_t prompt_tokens)
-    : st_(st), conn_(c.shared_from_this()), params_(std::move(p)),
+    : st_(st), conn_(c.shared_from_this()), client_(c.client_address()), params_(std::move(p)),
       model_(model), shape_{params_.chat, random_id(params_.chat ? "chatcmpl-" : "cmpl-"), model,
                             unix_now()},
       decoder_(text.text.decoder()), stops_(params_.stop_strings),
@@ -218,6 +228,9 @@ void completion_session::end() {
     return;
   finished_ = true;
   --st_.in_flight;
+  if (auto it = st_.in_flight_by_client.find(client_);
+      it != st_.in_flight_by_client.end() && --it->second == 0)
+    st_.in_flight_by_client.erase(it); // the map holds only clients with requests in flight
   if (st_.maybe_finish_shutdown)
     st_.maybe_finish_shutdown();
 }

@@ -50,6 +50,7 @@ private:
 
   server_state& st_;
   std::weak_ptr<http_connection> conn_;
+  std::string client_; ///< its address, for the per-client cap
   completion_params params_;
   std::string model_;
   response_shape shape_;

@@ -48,7 +48,10 @@ http_connection::http_connection(asio::ip::tcp::socket socket, request_limits li
                                  connection_timeouts timeouts, connection_hooks hooks)
     : sock_(std::move(socket)), parser_(limits), timeouts_(timeouts), hooks_(std::move(hooks)),
       timer_(sock_.get_executor()), write_timer_(sock_.get_executor()),
-      max_input_(input_cap(limits)) {}
+      max_input_(input_cap(limits)) {
+  asio::error_code ec;
+  client_ = sock_.remote_endpoint(ec).address().to_string();
+}
 
 // The most unread input a connection may hold: one largest request and a read's worth.
 std::size_t http_connection::input_cap(const request_limits& lim) {

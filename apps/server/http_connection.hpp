@@ -93,6 +93,8 @@ public:
   }
   /// Nothing in progress: no request arriving, none being answered, nothing left to write.
   bool idle() const noexcept;
+  /// The client's address ("127.0.0.1", "::1"), as it connected.
+  const std::string& client_address() const noexcept { return client_; }
   /// The id every answer to the current request carries (X-Request-Id): the client's own when it
   /// sent a usable one, else one made for it.
   const std::string& request_id() const noexcept { return exchange_.request_id; }
@@ -142,6 +144,7 @@ private:
   wait_for waiting_ = wait_for::nothing;
   bool closing_down_ = false;
   std::shared_ptr<pending_answer> answer_;
+  std::string client_;
   std::array<char, 16384> buf_{};
   std::string input_;
   std::size_t max_input_;

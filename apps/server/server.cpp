@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -66,8 +67,13 @@ result<void> server::impl::load() {
   // Not healthy with an instance that could not start: say why and do not listen.
   AEG_TRY(pool->wait_started(*sys));
   for (const auto& m : spec.models) {
-    models.emplace(
-        m.name, served_text{texts.at(m.name), pool->cache().find(m.name)->config().context_length});
+    // The tighter of the server's and the model's caps on prompts; 0 is no cap.
+    const auto cap = [](std::size_t a, std::size_t b) {
+      return a == 0 ? b : b == 0 ? a : std::min(a, b);
+    };
+    models.emplace(m.name, served_text{texts.at(m.name),
+                                       pool->cache().find(m.name)->config().context_length,
+                                       cap(opts.max_prompt_tokens, m.max_prompt_tokens)});
     model_names.push_back(m.name);
     metrics.declare(m.name); // every model's series from the start, zeros included
   }

@@ -38,8 +38,13 @@ struct serve_options {
   double write_timeout_seconds = 60;  ///< a client that reads nothing for this long is dropped
   std::size_t max_connections = 512;  ///< beyond: 503 and close
   std::size_t max_in_flight = 256;    ///< generations at once; beyond: 429 with Retry-After
-  request_limits limits;              ///< header and body sizes
-  bool handle_signals = true;         ///< SIGINT and SIGTERM start a graceful shutdown
+  /// Generations at once from one client address; beyond: 429 with Retry-After (0: no cap).
+  std::size_t max_client_requests = 0;
+  /// The longest prompt a request may bring, in tokens, for every model (0: the context; a
+  /// model's `max_prompt_tokens` in the topology caps it further); beyond: 400.
+  std::size_t max_prompt_tokens = 0;
+  request_limits limits;      ///< header and body sizes
+  bool handle_signals = true; ///< SIGINT and SIGTERM start a graceful shutdown
   /// Model loading progress (a model, bytes done, bytes in all); none: quiet.
   std::function<void(const std::string&, std::size_t, std::size_t)> progress;
   std::function<void(const std::string&)> log; ///< one line per event worth telling; none: quiet

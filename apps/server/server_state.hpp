@@ -37,7 +37,8 @@ struct server_state {
   asio::io_context io{1};
   std::shared_ptr<io_link> link = std::make_shared<io_link>(io);
   metrics_registry metrics;
-  std::size_t in_flight = 0; ///< generations being answered
+  std::size_t in_flight = 0;                              ///< generations being answered
+  std::map<std::string, std::size_t> in_flight_by_client; ///< by client address
   bool shutting_down = false;
   std::vector<caf::weak_actor_ptr> bridges; ///< pruned as they end
   /// Called when a generation ends or a connection closes: a shutdown may be complete.

@@ -298,8 +298,8 @@ TEST_F(Pool, KvBlocksLargerThanAQuarterSlabTravelFromPrefillToDecode) {
   models[0].source.gguf_path = path;
   auto s = spec(models, {instance_role::prefill, instance_role::decode});
   s.slab_bytes = 1 << 20; // blocks over a quarter of it
-  ASSERT_GT(models::plan_footprint(models[0].source, models::compute_format::for_backend(
-                                                         gpu::backend_kind::cpu))
+  ASSERT_GT(models::plan_footprint(models[0].source,
+                                   models::compute_format::for_backend(gpu::backend_kind::cpu))
                 ->kv_block_bytes,
             s.slab_bytes / 4);
   const auto reqs = workload(models, 3, 4);
@@ -536,12 +536,14 @@ TEST_F(Pool, InstancesSharingADeviceOfThePlannedSizeAllStart) {
 TEST(Topology, ErrorsPointAtTheBadField) {
   const std::string good = R"({
     "devices": [{"name": "g0", "backend": "cpu", "memory_mib": 512}],
-    "models": [{"name": "a", "synthetic": "smollm2-135m", "tbt_s": 0.2}],
+    "models": [{"name": "a", "synthetic": "smollm2-135m", "tbt_s": 0.2,
+                "max_prompt_tokens": 2048}],
     "instances": [{"device": "g0", "role": "colocated"}],
     "policy": {"routing": "aegaeon", "decode": "weighted_round_robin"}})";
   auto ok = parse_topology(good);
   ASSERT_TRUE(ok.has_value()) << ok.error().to_string();
   EXPECT_EQ(ok->models[0].tbt_seconds, 0.2);
+  EXPECT_EQ(ok->models[0].max_prompt_tokens, 2048u);
   EXPECT_EQ(ok->devices[0].memory_bytes, std::size_t{512} << 20);
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": []})", "devices: a non-empty array"},
@@ -581,6 +583,9 @@ TEST(Topology, ErrorsPointAtTheBadField) {
            "ttft_s": 1e400}]})",
        "topology: models[0].ttft_s: 1e400 is not a number a double holds"},
       {R"({"slab_mib": 0})", "slab_mib: must be a number from 1 to 4096"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m",
+           "max_prompt_tokens": -1}]})",
+       "models[0].max_prompt_tokens: must be a whole number"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0", "max_seqs": -1}]})",
        "instances[0].max_seqs: must be a whole number from 1 to 4096; it is -1"},

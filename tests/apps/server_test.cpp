@@ -770,6 +770,69 @@ TEST(ServerLimits, TooMuchLoadGets429AndShutdownEndsEveryRequest) {
   fs::remove_all(dir);
 }
 
+// One client cannot take every place in the server, and prompts past the operator's cap are
+// refused before any work; both say what to do.
+TEST(ServerLimits, OneClientGetsItsShareAndLongPromptsAreRefused) {
+  if (!fs::exists(model_path))
+    GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
+  const auto dir = fs::temp_directory_path() / ("aeg-server-caps-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(model_path, dir / "tiny.gguf", fs::copy_options::overwrite_existing);
+  serve_options o;
+  o.models_dir = dir.string();
+  o.backend = "cpu";
+  o.max_in_flight = 8;
+  o.max_client_requests = 1;
+  o.max_prompt_tokens = 8;
+  o.grace_seconds = 0.5;
+  running_server srv(o);
+  ASSERT_EQ(srv.error(), "");
+  http_client probe(srv.url());
+  auto post = [&](const json& body) {
+    auto r = probe.request("POST", "/v1/completions", body.dump());
+    EXPECT_TRUE(r.has_value());
+    return r ? std::pair{r->status, json::parse(r->body, nullptr, false)} : std::pair{0, json{}};
+  };
+  // A prompt of more than 8 tokens: 400 naming the cap; one within it is served.
+  auto [too_long, why] =
+      post({{"model", "tiny"},
+            {"prompt", "one two three four five six seven eight nine ten eleven twelve"},
+            {"max_tokens", 1}});
+  EXPECT_EQ(too_long, 400) << why.dump();
+  EXPECT_EQ(why["error"]["code"], "prompt_too_long") << why.dump();
+  EXPECT_EQ(why["error"]["param"], "prompt") << why.dump();
+  EXPECT_NE(why["error"]["message"].get<std::string>().find("at most 8"), std::string::npos);
+  EXPECT_EQ(post({{"model", "tiny"}, {"prompt", "Once upon"}, {"max_tokens", 1}}).first, 200);
+  // A long request holds this client's one place; its next is refused, with Retry-After.
+  auto running = std::async(std::launch::async, [&] {
+    http_client c(srv.url());
+    auto r = c.request("POST", "/v1/completions",
+                       json{{"model", "tiny"},
+                            {"prompt", "Once upon a time"},
+                            {"max_tokens", 3000},
+                            {"ignore_eos", true}}
+                           .dump());
+    return r ? r->status : 0;
+  });
+  bool holding = false;
+  for (int i = 0; i < 400 && !holding; ++i) {
+    auto m = probe.request("GET", "/metrics");
+    ASSERT_TRUE(m.has_value());
+    holding = metric(m->body, "aegaeon_requests_running") == 1;
+    if (!holding)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(holding);
+  auto [refused, busy] = post({{"model", "tiny"}, {"prompt", "x"}, {"max_tokens", 1}});
+  EXPECT_EQ(refused, 429) << busy.dump();
+  EXPECT_EQ(busy["error"]["code"], "rate_limit_exceeded");
+  EXPECT_NE(busy["error"]["message"].get<std::string>().find("from one"), std::string::npos)
+      << busy.dump();
+  EXPECT_EQ(srv.stop(), 0);
+  EXPECT_EQ(running.get(), 503);
+  fs::remove_all(dir);
+}
+
 // A server on a loopback address answers to loopback names only: a web page that made its own
 // name point at 127.0.0.1 (DNS rebinding) is refused, whatever the path.
 TEST_F(Server, ItAnswersOnlyToItsOwnHostNames) {
