@@ -155,6 +155,10 @@ private:
     in_transit_.reset(); // the job's KV goes back to the host pool with its last copy
     if (instance_ && reason == finish_reason::cancelled)
       send(instance_, cancel_atom::value, id_);
+    // A monitor is registered with the instance, and keeps this actor's memory alive there
+    // until the instance ends: a long-running instance would gather one per request.
+    if (instance_)
+      demonitor(instance_.address());
     request_metrics m;
     m.id = client_.id;
     m.model = model_.name;

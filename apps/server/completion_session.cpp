@@ -79,6 +79,10 @@ void completion_session::start(server_state& st, http_connection& c, const http_
   st.metrics.started(it->first);
   c.await_answer(s);
   s->bridge_ = start_generation(*st.sys, st.pool->proxy(), st.link, s, std::move(plan->request));
+  // A weak handle keeps its ended bridge's memory: the list is pruned as it grows past what
+  // runs, so that it stays the size of what is in flight.
+  if (st.bridges.size() >= 2 * st.in_flight + 64)
+    std::erase_if(st.bridges, [](const caf::weak_actor_ptr& w) { return w.lock() == nullptr; });
   st.bridges.push_back(caf::actor_cast<caf::weak_actor_ptr>(s->bridge_));
 }
 
