@@ -13,7 +13,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -79,7 +81,6 @@ protected:
     run = std::move(*r);
     kind = run->ctx().kind();
   }
-  void check_paged_attention(dtype kv_type);
   std::unique_ptr<op_runner> run;
   gpu::backend_kind kind = gpu::backend_kind::cpu;
 };
@@ -224,93 +225,165 @@ TEST_P(KernelConformance, SwigluAddAndGatherAreElementwise) {
       ASSERT_EQ(z[i * 100 + c], y[rows[i] * 100 + c]);
 }
 
-// Two sequences with their blocks scattered through the pool, a prefill of several tokens and a
-// one-token decode, grouped heads: the result must equal plain causal attention over each
-// sequence's keys laid out contiguously.
+/// Sequences in a paged KV cache and the query rows of one attention step over them.
+struct paged_attention_case {
+  std::size_t kv_heads = 2, heads = 6, hd = 64;
+  std::vector<std::size_t> ctx_len;    ///< tokens in each sequence after this step
+  std::vector<std::size_t> new_tokens; ///< the step's rows of each sequence (its last tokens)
+};
+
+/// The case laid out on a device: keys and values stored through kv_store in blocks scattered
+/// over the cache, queries, and the tables attention reads.
+struct paged_attention_setup {
+  kv_geometry g;
+  std::size_t max_blocks = 0, rows = 0;
+  std::vector<std::vector<float>> keys, values; // [sequence][pos, kv width]
+  std::vector<std::int32_t> table, positions, row_seq;
+  std::vector<float> q;
+  gpu::buffer kv;
+  std::vector<gpu::buffer> stored; // what kv_store reads, kept while the stream may run it
+
+  paged_attention_setup(op_runner& run, dtype kv_type, const paged_attention_case& c)
+      : g{2, c.kv_heads, c.hd, kv_type} {
+    const std::size_t layer = 1, width = c.kv_heads * c.hd, seqs = c.ctx_len.size();
+    std::size_t num_blocks = 0;
+    for (auto n : c.ctx_len) {
+      max_blocks = std::max(max_blocks, kv_geometry::blocks_for(n));
+      num_blocks += kv_geometry::blocks_for(n);
+    }
+    // Blocks handed out in a shuffled order, as a pool that has been in use would.
+    std::vector<std::int32_t> free(num_blocks + 3);
+    std::iota(free.begin(), free.end(), 0);
+    std::shuffle(free.begin(), free.end(), std::mt19937(7));
+    table.assign(seqs * max_blocks, -1);
+    std::size_t next = 0;
+    for (std::size_t s = 0; s < seqs; ++s)
+      for (std::size_t b = 0; b < kv_geometry::blocks_for(c.ctx_len[s]); ++b)
+        table[s * max_blocks + b] = free[next++];
+    std::vector<float> ks, vs;
+    std::vector<std::int32_t> slots;
+    for (std::size_t s = 0; s < seqs; ++s) {
+      keys.push_back(random_floats(c.ctx_len[s] * width, 20 + s));
+      values.push_back(random_floats(c.ctx_len[s] * width, 30 + s));
+      for (std::size_t p = 0; p < c.ctx_len[s]; ++p) {
+        ks.insert(ks.end(), keys[s].begin() + p * width, keys[s].begin() + (p + 1) * width);
+        vs.insert(vs.end(), values[s].begin() + p * width, values[s].begin() + (p + 1) * width);
+        slots.push_back(table[s * max_blocks + p / 16] * 16 + static_cast<std::int32_t>(p % 16));
+        if (p >= c.ctx_len[s] - c.new_tokens[s]) {
+          positions.push_back(static_cast<std::int32_t>(p));
+          row_seq.push_back(static_cast<std::int32_t>(s));
+        }
+      }
+    }
+    kv = run.zeros<std::byte>(free.size() * g.block_bytes());
+    stored.push_back(run.upload(ks)); // live until the stream has run kv_store
+    stored.push_back(run.upload(vs));
+    stored.push_back(run.upload(slots));
+    auto &dk = stored[0], &dv = stored[1], &dslots = stored[2];
+    EXPECT_TRUE(kv_store(run.ctx(), g, layer, dk.as<float>(), dv.as<float>(), slots.size(),
+                         dslots.as<std::int32_t>(), kv.data()));
+    rows = positions.size();
+    // Scaled so that the softmax is far from uniform: errors in weighting show.
+    q = random_floats(rows * c.heads * c.hd, 40, -4, 4);
+  }
+
+  /// Attention of layer 1 for `n` rows from `first` (all by default) on the device.
+  std::vector<float> attend(op_runner& run, std::size_t heads, std::size_t first = 0,
+                            std::size_t n = SIZE_MAX) {
+    n = std::min(n, rows - first);
+    const std::vector<float> qs(q.begin() + first * heads * g.head_dim,
+                                q.begin() + (first + n) * heads * g.head_dim);
+    const std::vector<std::int32_t> pos(positions.begin() + first, positions.begin() + first + n),
+        seq(row_seq.begin() + first, row_seq.begin() + first + n);
+    auto dq = run.upload(qs), dpos = run.upload(pos), dseq = run.upload(seq),
+         dtab = run.upload(table);
+    auto out = run.zeros<float>(n * heads * g.head_dim);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(g.head_dim));
+    EXPECT_TRUE(attention(run.ctx(), g, 1, dq.as<float>(), n, heads, dpos.as<std::int32_t>(),
+                          dseq.as<std::int32_t>(), dtab.as<std::int32_t>(), max_blocks, kv.data(),
+                          scale, out.as<float>()));
+    return run.download<float>(out, n * heads * g.head_dim);
+  }
+
+  /// Plain causal attention over each sequence's keys laid out contiguously, in double.
+  std::vector<float> reference(std::size_t heads) const {
+    const std::size_t hd = g.head_dim, width = g.kv_heads * hd;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+    auto round = [&](float v) {
+      if (g.type == dtype::f16)
+        return half_to_float(float_to_half(v));
+      return g.type == dtype::bf16 ? bf16_to_float(float_to_bf16(v)) : v;
+    };
+    std::vector<float> ref(rows * heads * hd);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const std::size_t s = row_seq[r], pos = positions[r];
+      for (std::size_t h = 0; h < heads; ++h) {
+        const std::size_t kvh = h / (heads / g.kv_heads);
+        const float* qr = q.data() + (r * heads + h) * hd;
+        std::vector<double> sc(pos + 1);
+        double mx = -1e30;
+        for (std::size_t t = 0; t <= pos; ++t) {
+          double d = 0;
+          for (std::size_t i = 0; i < hd; ++i)
+            d += qr[i] * static_cast<double>(round(keys[s][t * width + kvh * hd + i]));
+          sc[t] = d * scale;
+          mx = std::max(mx, sc[t]);
+        }
+        double total = 0;
+        for (auto& v : sc)
+          total += (v = std::exp(v - mx));
+        std::vector<double> acc(hd);
+        for (std::size_t t = 0; t <= pos; ++t)
+          for (std::size_t i = 0; i < hd; ++i)
+            acc[i] += sc[t] * round(values[s][t * width + kvh * hd + i]);
+        for (std::size_t i = 0; i < hd; ++i)
+          ref[(r * heads + h) * hd + i] = static_cast<float>(acc[i] / total);
+      }
+    }
+    return ref;
+  }
+};
+
+/// Shapes the attention kernels must get right: a prefill and a one-token decode in one batch;
+/// contexts past a thousand tokens (the CPU kernel cuts keys into chunks of 512 and merges
+/// them); grouped heads and plain multi-head; head sizes that are and are not multiples of 64.
+inline std::vector<paged_attention_case> attention_cases() {
+  return {{2, 6, 64, {37, 20}, {37, 1}},
+          {2, 6, 64, {600, 1100}, {600, 1}},
+          {4, 4, 80, {45, 530, 17}, {5, 1, 17}},
+          {1, 8, 128, {1040}, {3}}};
+}
+
+// Keys stored through kv_store into scattered blocks, queries from several sequences at once:
+// the result must equal plain causal attention over each sequence's keys laid out contiguously.
 TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
   const auto types = kind == gpu::backend_kind::cpu ? std::vector{dtype::f32, dtype::f16}
                                                     : std::vector{dtype::f16, dtype::bf16};
   for (dtype kv_type : types)
-    check_paged_attention(kv_type);
+    for (const auto& c : attention_cases()) {
+      paged_attention_setup setup(*run, kv_type, c);
+      EXPECT_LT(max_relative_error(setup.attend(*run, c.heads), setup.reference(c.heads)), 1e-4f)
+          << traits(kv_type).name << ", contexts " << c.ctx_len[0] << "..., head dim " << c.hd;
+    }
 }
 
-// The test above for one KV element type.
-inline void KernelConformance::check_paged_attention(dtype kv_type) {
-  const std::size_t layers = 2, layer = 1, kv_heads = 2, heads = 6, hd = 64;
-  const kv_geometry g{layers, kv_heads, hd, kv_type};
-  const std::size_t num_blocks = 12, max_blocks = 4;
-  const std::vector<std::size_t> ctx_len = {37, 20};   // tokens in each sequence after this step
-  const std::vector<std::size_t> new_tokens = {37, 1}; // a prefill and a decode
-  const std::vector<std::vector<std::int32_t>> blocks = {{7, 2, 10}, {5, 0}};
-  std::vector<std::int32_t> table(2 * max_blocks, -1);
-  for (std::size_t s = 0; s < 2; ++s)
-    std::copy(blocks[s].begin(), blocks[s].end(), table.begin() + s * max_blocks);
-
-  const std::size_t width = kv_heads * hd;
-  std::vector<std::vector<float>> keys(2), values(2); // [pos, width]
-  for (std::size_t s = 0; s < 2; ++s) {
-    keys[s] = random_floats(ctx_len[s] * width, 20 + s);
-    values[s] = random_floats(ctx_len[s] * width, 30 + s);
-  }
-  // Earlier tokens of the decode sequence are already in the cache: store them in a first pass.
-  auto kv = run->zeros<std::byte>(num_blocks * g.block_bytes());
-  std::vector<float> ks, vs;
-  std::vector<std::int32_t> slots, positions, row_seq;
-  for (std::size_t s = 0; s < 2; ++s)
-    for (std::size_t p = 0; p < ctx_len[s]; ++p) {
-      ks.insert(ks.end(), keys[s].begin() + p * width, keys[s].begin() + (p + 1) * width);
-      vs.insert(vs.end(), values[s].begin() + p * width, values[s].begin() + (p + 1) * width);
-      slots.push_back(blocks[s][p / 16] * 16 + static_cast<std::int32_t>(p % 16));
-      if (p >= ctx_len[s] - new_tokens[s]) {
-        positions.push_back(static_cast<std::int32_t>(p));
-        row_seq.push_back(static_cast<std::int32_t>(s));
+// A sequence's rows give the same bits whether the step holds them alone or beside others.
+TEST_P(KernelConformance, AttentionRowsDoNotDependOnTheRestOfTheBatch) {
+  if (kind != gpu::backend_kind::cpu)
+    GTEST_SKIP() << "bit-exact batch independence is a CPU guarantee";
+  for (dtype kv_type : {dtype::f32, dtype::f16})
+    for (const auto& c : attention_cases()) {
+      paged_attention_setup setup(*run, kv_type, c);
+      const auto together = setup.attend(*run, c.heads);
+      const std::size_t per_row = c.heads * c.hd;
+      for (std::size_t first = 0, s = 0; s < c.ctx_len.size(); first += c.new_tokens[s++]) {
+        const auto alone = setup.attend(*run, c.heads, first, c.new_tokens[s]);
+        for (std::size_t i = 0; i < alone.size(); ++i)
+          ASSERT_EQ(std::bit_cast<std::uint32_t>(alone[i]),
+                    std::bit_cast<std::uint32_t>(together[first * per_row + i]))
+              << "sequence " << s << ", value " << i;
       }
     }
-  auto dk = run->upload(ks), dv = run->upload(vs), dslots = run->upload(slots);
-  ASSERT_TRUE(kv_store(run->ctx(), g, layer, dk.as<float>(), dv.as<float>(), slots.size(),
-                       dslots.as<std::int32_t>(), kv.data()));
-  const std::size_t rows = positions.size();
-  const auto q = random_floats(rows * heads * hd, 40);
-  auto dq = run->upload(q), dpos = run->upload(positions), dseq = run->upload(row_seq),
-       dtab = run->upload(table);
-  auto out = run->zeros<float>(rows * heads * hd);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  ASSERT_TRUE(attention(run->ctx(), g, layer, dq.as<float>(), rows, heads, dpos.as<std::int32_t>(),
-                        dseq.as<std::int32_t>(), dtab.as<std::int32_t>(), max_blocks, kv.data(),
-                        scale, out.as<float>()));
-  const auto y = run->download<float>(out, rows * heads * hd);
-
-  auto round = [&](float v) {
-    if (g.type == dtype::f16)
-      return half_to_float(float_to_half(v));
-    return g.type == dtype::bf16 ? bf16_to_float(float_to_bf16(v)) : v;
-  };
-  std::vector<float> ref(rows * heads * hd);
-  for (std::size_t r = 0; r < rows; ++r) {
-    const std::size_t s = row_seq[r], pos = positions[r];
-    for (std::size_t h = 0; h < heads; ++h) {
-      const std::size_t kvh = h / (heads / kv_heads);
-      std::vector<double> sc(pos + 1);
-      double mx = -1e30;
-      for (std::size_t t = 0; t <= pos; ++t) {
-        double d = 0;
-        for (std::size_t i = 0; i < hd; ++i)
-          d += q[(r * heads + h) * hd + i] * round(keys[s][t * width + kvh * hd + i]);
-        sc[t] = d * scale;
-        mx = std::max(mx, sc[t]);
-      }
-      double total = 0;
-      for (auto& v : sc)
-        total += (v = std::exp(v - mx));
-      for (std::size_t i = 0; i < hd; ++i) {
-        double acc = 0;
-        for (std::size_t t = 0; t <= pos; ++t)
-          acc += sc[t] * round(values[s][t * width + kvh * hd + i]);
-        ref[(r * heads + h) * hd + i] = static_cast<float>(acc / total);
-      }
-    }
-  }
-  EXPECT_LT(max_relative_error(y, ref), 1e-4f) << traits(kv_type).name;
 }
 
 TEST_P(KernelConformance, SamplingFollowsTheSharedRule) {

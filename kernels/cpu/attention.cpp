@@ -1,0 +1,487 @@
+// Causal attention over the paged KV cache, flash-style: keys are visited a KV block (16 tokens)
+// at a time with an online softmax, by tiles of queries that share them (the heads of one KV
+// group, for up to a few rows of one sequence), so each block is read and widened to float once
+// per tile rather than once per query head and row. Keys are cut into chunks of a fixed number
+// of blocks: a chunk's softmax state starts afresh and the chunks merge in order, so a query's
+// arithmetic is the same whether its chunks run on one thread (prefill tiles) or on several
+// (a decode row's chunks are items of their own, so one long sequence keeps every core busy),
+// and a row gives the same bits alone or in any batch.
+
+#include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/parallel.hpp"
+#include "kernels/cpu/simd.hpp"
+#include "kernels/half.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+namespace aeg::kernels::cpu {
+namespace {
+
+constexpr std::size_t block_tokens = kv_geometry::block_tokens;
+
+template <class T>
+float load(const void* p, std::size_t i) {
+  if constexpr (std::is_same_v<T, float>)
+    return static_cast<const float*>(p)[i];
+  else
+    return half_to_float(static_cast<const std::uint16_t*>(p)[i]);
+}
+
+// Where one sequence's K and V of one layer and KV head live.
+struct head_view {
+  const std::byte* kv;
+  const std::int32_t* table; // the sequence's blocks
+  std::size_t block_bytes, k_offset, v_offset, token_bytes, head_offset;
+  const std::byte* k_block(std::size_t b) const {
+    return kv + static_cast<std::size_t>(table[b]) * block_bytes + k_offset + head_offset;
+  }
+  const std::byte* v_block(std::size_t b) const {
+    return kv + static_cast<std::size_t>(table[b]) * block_bytes + v_offset + head_offset;
+  }
+  const std::byte* k(std::size_t t) const {
+    return k_block(t / block_tokens) + t % block_tokens * token_bytes;
+  }
+  const std::byte* v(std::size_t t) const {
+    return v_block(t / block_tokens) + t % block_tokens * token_bytes;
+  }
+};
+
+// One query row and head against keys 0..n-1, the plain way: scores, softmax, weighted values.
+// For CPUs without AVX2 and head sizes the vector path does not take.
+template <class T>
+void attend_portable(const head_view& h, const float* q, std::size_t hd, std::size_t n, float scale,
+                     float* scores, float* out) {
+  float max_score = -INFINITY;
+  for (std::size_t t = 0; t < n; ++t) {
+    const std::byte* k = h.k(t);
+    float s = 0;
+    for (std::size_t d = 0; d < hd; ++d)
+      s += q[d] * load<T>(k, d);
+    scores[t] = s * scale;
+    max_score = std::max(max_score, scores[t]);
+  }
+  float total = 0;
+  for (std::size_t t = 0; t < n; ++t)
+    total += (scores[t] = std::exp(scores[t] - max_score));
+  std::fill(out, out + hd, 0.0f);
+  for (std::size_t t = 0; t < n; ++t) {
+    const std::byte* v = h.v(t);
+    for (std::size_t d = 0; d < hd; ++d)
+      out[d] += scores[t] * load<T>(v, d);
+  }
+  const float inv = 1.0f / total;
+  for (std::size_t d = 0; d < hd; ++d)
+    out[d] *= inv;
+}
+
+template <class T>
+void attend_rows_portable(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+                          std::size_t heads, const std::int32_t* positions,
+                          const std::int32_t* row_seq, const std::int32_t* block_tables,
+                          std::size_t max_blocks, const void* kv_base, float scale, float* out) {
+  const std::size_t hd = g.head_dim, group = heads / g.kv_heads;
+  parallel_for(rows * heads, 1, [&](std::size_t begin, std::size_t end) {
+    std::vector<float> scores;
+    for (std::size_t item = begin; item < end; ++item) {
+      const std::size_t r = item / heads, h = item % heads;
+      const std::size_t n = static_cast<std::size_t>(positions[r]) + 1; // causal: keys 0..pos
+      const head_view view{static_cast<const std::byte*>(kv_base),
+                           block_tables + static_cast<std::size_t>(row_seq[r]) * max_blocks,
+                           g.block_bytes(),
+                           g.offset(layer, false, 0),
+                           g.offset(layer, true, 0),
+                           g.token_bytes(),
+                           h / group * hd * g.element_bytes()};
+      scores.resize(n);
+      attend_portable<T>(view, q + (r * heads + h) * hd, hd, n, scale, scores.data(),
+                         out + (r * heads + h) * hd);
+    }
+  });
+}
+
+#if defined(__x86_64__)
+
+// Keys per chunk, in blocks: long enough that merging costs nothing, short enough that a decode
+// row at a few thousand tokens gives each core several items.
+constexpr std::size_t chunk_blocks = 32;
+// Queries in a tile (rows × heads of a group): their states and a block in float fit in L1.
+constexpr std::size_t tile_queries = 16;
+// Blocks ahead whose rows are asked for: enough to cover a memory latency with a block's work.
+constexpr std::size_t prefetch_distance = 2;
+
+// What every item of one attention call shares.
+struct call {
+  const kv_geometry& g;
+  std::size_t layer, heads, group, hd;
+  const float* q;
+  const std::int32_t* positions;
+  const std::int32_t* row_seq;
+  const std::int32_t* block_tables;
+  std::size_t max_blocks;
+  const std::byte* kv;
+  float scale;
+
+  head_view view(std::size_t row, std::size_t kv_head) const {
+    return {kv,
+            block_tables + static_cast<std::size_t>(row_seq[row]) * max_blocks,
+            g.block_bytes(),
+            g.offset(layer, false, 0),
+            g.offset(layer, true, 0),
+            g.token_bytes(),
+            kv_head * hd * g.element_bytes()};
+  }
+  std::size_t keys(std::size_t row) const { return static_cast<std::size_t>(positions[row]) + 1; }
+};
+
+// Up to a few consecutive rows of one sequence.
+struct tile {
+  std::size_t first_row, rows;
+};
+
+// Softmax states of a tile's queries over some keys: running max, sum of weights, and the
+// weighted sum of values (unnormalized). An empty state has max -∞ and sum 0.
+struct states {
+  std::size_t hd;
+  float* max;
+  float* sum;
+  float* acc; // [query][hd]
+
+  void clear(std::size_t n) const {
+    std::fill(max, max + n, -INFINITY);
+    std::fill(sum, sum + n, 0.0f);
+    std::fill(acc, acc + n * hd, 0.0f);
+  }
+};
+
+// A block's rows as floats: the cache itself for f32, a widened copy for f16.
+template <class T>
+struct block_rows {
+  alignas(32) float buffer[block_tokens * 256];
+  const float* row[block_tokens];
+
+  AEG_AVX2_TARGET void load(const std::byte* first, std::size_t token_bytes, std::size_t hd,
+                            std::size_t n) {
+    for (std::size_t t = 0; t < n; ++t) {
+      const std::byte* src = first + t * token_bytes;
+      if constexpr (std::is_same_v<T, float>) {
+        row[t] = reinterpret_cast<const float*>(src);
+      } else {
+        float* dst = buffer + t * hd;
+        const auto* h = reinterpret_cast<const std::uint16_t*>(src);
+        for (std::size_t d = 0; d < hd; d += 8)
+          _mm256_store_ps(
+              dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d))));
+        row[t] = dst;
+      }
+    }
+  }
+};
+
+// Asks for a block's 16 rows of `bytes` each, `stride` apart, to be brought into the cache.
+AEG_AVX2_TARGET inline void prefetch_rows(const std::byte* first, std::size_t stride,
+                                          std::size_t bytes) {
+  for (std::size_t t = 0; t < block_tokens; ++t)
+    for (std::size_t off = 0; off < bytes; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(first + t * stride + off), _MM_HINT_T0);
+}
+
+// q · row[t] for eight keys.
+AEG_AVX2_TARGET inline __m256 dot8(const float* q, const float* const* row, std::size_t hd) {
+  __m256 a[8];
+  for (auto& x : a)
+    x = _mm256_setzero_ps();
+  for (std::size_t d = 0; d < hd; d += 8) {
+    const __m256 qd = _mm256_loadu_ps(q + d);
+    for (int j = 0; j < 8; ++j)
+      a[j] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(row[j] + d), a[j]);
+  }
+  return hsum8x8(a);
+}
+
+// acc[d .. d + 8C) = acc·correction + Σ_{t < n} p[t]·row[t][d .. d + 8C), in registers.
+template <int C>
+AEG_AVX2_TARGET inline void accumulate(float* acc, __m256 correction, const float* p,
+                                       const float* const* row, std::size_t n, std::size_t d) {
+  __m256 a[C];
+  for (int c = 0; c < C; ++c)
+    a[c] = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8 * c), correction);
+  for (std::size_t t = 0; t < n; ++t) {
+    const __m256 w = _mm256_set1_ps(p[t]);
+    for (int c = 0; c < C; ++c)
+      a[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(row[t] + d + 8 * c), a[c]);
+  }
+  for (int c = 0; c < C; ++c)
+    _mm256_storeu_ps(acc + d + 8 * c, a[c]);
+}
+
+AEG_AVX2_TARGET inline void accumulate_all(float* acc, __m256 correction, const float* p,
+                                           const float* const* row, std::size_t n, std::size_t hd) {
+  std::size_t d = 0;
+  for (; d + 64 <= hd; d += 64)
+    accumulate<8>(acc, correction, p, row, n, d);
+  for (; d < hd; d += 8) // head dims that are not multiples of 64
+    accumulate<1>(acc, correction, p, row, n, d);
+}
+
+// One query's scores for the block's 16 slots into `s`; slots from `valid` on (later tokens,
+// or none yet) are -∞.
+AEG_AVX2_TARGET void score_block(const float* q, std::size_t hd, float scale, std::size_t valid,
+                                 const float* const* krow, float* s) {
+  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 vs = _mm256_set1_ps(scale), minus_inf = _mm256_set1_ps(-INFINITY);
+  const __m256 n = _mm256_set1_ps(static_cast<float>(valid));
+  const __m256 lo = _mm256_mul_ps(dot8(q, krow, hd), vs);
+  const __m256 hi = valid > 8 ? _mm256_mul_ps(dot8(q, krow + 8, hd), vs) : minus_inf;
+  _mm256_storeu_ps(s, _mm256_blendv_ps(lo, minus_inf, _mm256_cmp_ps(lane, n, _CMP_GE_OQ)));
+  _mm256_storeu_ps(s + 8, _mm256_blendv_ps(hi, minus_inf,
+                                           _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8)), n,
+                                                         _CMP_GE_OQ)));
+}
+
+// The online-softmax step of one query over a block's scores `s`: they become their weights
+// e^(s − new max), and max and sum move on. Returns e^(old max − new max), the factor for the
+// values gathered so far: 0 for an empty state (−∞), exactly 1 when the max stays.
+AEG_AVX2_TARGET float softmax_step(float* s, float& max, float& sum) {
+  const __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
+  const float new_max = std::max(max, hmax8(_mm256_max_ps(lo, hi)));
+  const __m256 m = _mm256_set1_ps(new_max);
+  const float correction = _mm256_cvtss_f32(exp8(_mm256_set1_ps(max - new_max)));
+  const __m256 plo = exp8(_mm256_sub_ps(lo, m)), phi = exp8(_mm256_sub_ps(hi, m));
+  _mm256_storeu_ps(s, plo);
+  _mm256_storeu_ps(s + 8, phi);
+  sum = sum * correction + hsum8(_mm256_add_ps(plo, phi));
+  max = new_max;
+  return correction;
+}
+
+// Keys the tile's rows see at most (its last row's, as positions grow).
+std::size_t most_keys(const call& c, const tile& tl) {
+  std::size_t most = 0;
+  for (std::size_t i = 0; i < tl.rows; ++i)
+    most = std::max(most, c.keys(tl.first_row + i));
+  return most;
+}
+
+std::size_t chunks_of(const call& c, const tile& tl) {
+  return (kv_geometry::blocks_for(most_keys(c, tl)) + chunk_blocks - 1) / chunk_blocks;
+}
+
+// The states of a tile's queries (row i, head j of the group at i·group + j) over the blocks
+// of chunk `chunk`, from empty.
+template <class T>
+AEG_AVX2_TARGET void attend_chunk(const call& c, const tile& tl, std::size_t kv_head,
+                                  std::size_t chunk, const states& st) {
+  st.clear(tl.rows * c.group);
+  const std::size_t most = most_keys(c, tl);
+  const head_view view = c.view(tl.first_row, kv_head);
+  const std::size_t first = chunk * chunk_blocks;
+  const std::size_t last = std::min(first + chunk_blocks, kv_geometry::blocks_for(most));
+  thread_local block_rows<T> k, v;
+  const std::size_t row_bytes = c.hd * sizeof(T);
+  struct query_step {
+    std::size_t qi, valid;
+    float correction;
+  };
+  thread_local std::vector<query_step> work;
+  thread_local std::vector<float> weights;
+  work.resize(tl.rows * c.group);
+  weights.resize(tl.rows * c.group * block_tokens);
+  for (std::size_t b = first; b < last; ++b) {
+    const std::size_t start = b * block_tokens;
+    const std::size_t in_block = std::min(block_tokens, most - start);
+    // The next block lies anywhere in the cache, where no hardware prefetcher looks: ask for
+    // its rows now, so that they arrive while this block is worked on.
+    for (std::size_t ahead = b == first ? b + 1 : b + prefetch_distance;
+         ahead <= b + prefetch_distance && ahead < last; ++ahead) {
+      prefetch_rows(view.k_block(ahead), c.g.token_bytes(), row_bytes);
+      prefetch_rows(view.v_block(ahead), c.g.token_bytes(), row_bytes);
+    }
+    k.load(view.k_block(b), c.g.token_bytes(), c.hd, in_block);
+    v.load(view.v_block(b), c.g.token_bytes(), c.hd, in_block);
+    // dot8 reads whole groups of eight rows: the unused ones point at a loaded row.
+    for (std::size_t t = in_block; t < block_tokens; ++t)
+      k.row[t] = k.row[0];
+    // Every query's scores, then every softmax step, then every value update: the queries'
+    // dependency chains (a dot product, a max, an exponential, then the values) interleave.
+    // Each query's arithmetic is the same as if it ran alone.
+    std::size_t active = 0;
+    for (std::size_t i = 0; i < tl.rows; ++i) {
+      const std::size_t keys = c.keys(tl.first_row + i);
+      if (keys <= start)
+        continue; // this row sees none of the block
+      const std::size_t valid = std::min(block_tokens, keys - start);
+      for (std::size_t j = 0; j < c.group; ++j, ++active) {
+        const std::size_t qi = i * c.group + j, h = kv_head * c.group + j;
+        work[active] = {qi, valid, 0.0f};
+        score_block(c.q + ((tl.first_row + i) * c.heads + h) * c.hd, c.hd, c.scale, valid, k.row,
+                    weights.data() + active * block_tokens);
+      }
+    }
+    for (std::size_t a = 0; a < active; ++a)
+      work[a].correction =
+          softmax_step(weights.data() + a * block_tokens, st.max[work[a].qi], st.sum[work[a].qi]);
+    for (std::size_t a = 0; a < active; ++a)
+      accumulate_all(st.acc + work[a].qi * c.hd, _mm256_set1_ps(work[a].correction),
+                     weights.data() + a * block_tokens, v.row, work[a].valid, c.hd);
+  }
+}
+
+// into ← into ⊕ part, query by query; an empty part changes nothing.
+AEG_AVX2_TARGET void merge(const states& into, const states& part, std::size_t nq) {
+  for (std::size_t qi = 0; qi < nq; ++qi) {
+    if (part.sum[qi] == 0)
+      continue;
+    const float m = std::max(into.max[qi], part.max[qi]);
+    const __m256 a = exp8(_mm256_set1_ps(into.max[qi] - m));
+    const __m256 b = exp8(_mm256_set1_ps(part.max[qi] - m));
+    into.sum[qi] = into.sum[qi] * _mm256_cvtss_f32(a) + part.sum[qi] * _mm256_cvtss_f32(b);
+    into.max[qi] = m;
+    float* x = into.acc + qi * into.hd;
+    const float* y = part.acc + qi * part.hd;
+    for (std::size_t d = 0; d < into.hd; d += 8)
+      _mm256_storeu_ps(x + d, _mm256_fmadd_ps(_mm256_loadu_ps(y + d), b,
+                                              _mm256_mul_ps(_mm256_loadu_ps(x + d), a)));
+  }
+}
+
+// The tile's output rows: acc / sum.
+AEG_AVX2_TARGET void finish(const call& c, const tile& tl, std::size_t kv_head, const states& st,
+                            float* out) {
+  for (std::size_t i = 0; i < tl.rows; ++i)
+    for (std::size_t j = 0; j < c.group; ++j) {
+      const std::size_t qi = i * c.group + j, h = kv_head * c.group + j;
+      const __m256 inv = _mm256_set1_ps(1.0f / st.sum[qi]);
+      float* o = out + ((tl.first_row + i) * c.heads + h) * c.hd;
+      for (std::size_t d = 0; d < c.hd; d += 8)
+        _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(st.acc + qi * c.hd + d), inv));
+    }
+}
+
+// Room for the states of `n` queries.
+struct state_buffer {
+  std::vector<float> data;
+  states at(std::size_t hd, std::size_t n) {
+    data.resize(n * (hd + 2));
+    return {hd, data.data(), data.data() + n, data.data() + 2 * n};
+  }
+};
+
+// The states from query `offset` on.
+states from(const states& s, std::size_t offset) {
+  return {s.hd, s.max + offset, s.sum + offset, s.acc + offset * s.hd};
+}
+
+// A unit of parallel work: a whole tile and KV head (its chunks in order on one thread), or one
+// chunk of a one-row tile, whose states go to the scratch states at `slot` to be merged after.
+struct item {
+  std::size_t tile, kv_head, chunk, slot;
+  bool whole;
+};
+
+// Rows cut into tiles: up to `per_tile` consecutive rows of one sequence.
+std::vector<tile> tiles_of(const std::int32_t* row_seq, std::size_t rows, std::size_t per_tile) {
+  std::vector<tile> tiles;
+  for (std::size_t r = 0; r < rows;) {
+    std::size_t n = 1;
+    while (n < per_tile && r + n < rows && row_seq[r + n] == row_seq[r])
+      ++n;
+    tiles.push_back({r, n});
+    r += n;
+  }
+  return tiles;
+}
+
+template <class T>
+void attend_tiles(const call& c, std::size_t rows, float* out) {
+  const auto tiles = tiles_of(c.row_seq, rows, std::max<std::size_t>(1, tile_queries / c.group));
+  std::vector<item> items;
+  std::size_t scratch_queries = 0;
+  for (std::size_t t = tiles.size(); t-- > 0;) { // the latest tiles, the costliest, first
+    const std::size_t chunks = chunks_of(c, tiles[t]);
+    for (std::size_t kvh = 0; kvh < c.g.kv_heads; ++kvh) {
+      if (tiles[t].rows > 1 || chunks == 1) {
+        items.push_back({t, kvh, 0, 0, true});
+        continue;
+      }
+      for (std::size_t ch = 0; ch < chunks; ++ch, scratch_queries += c.group)
+        items.push_back({t, kvh, ch, scratch_queries, false});
+    }
+  }
+  state_buffer scratch_buffer;
+  const states scratch = scratch_buffer.at(c.hd, scratch_queries);
+  parallel_for(items.size(), 1, [&](std::size_t begin, std::size_t end) {
+    thread_local state_buffer running_buffer, part_buffer;
+    for (std::size_t i = begin; i < end; ++i) {
+      const item& it = items[i];
+      const tile& tl = tiles[it.tile];
+      if (!it.whole) {
+        attend_chunk<T>(c, tl, it.kv_head, it.chunk, from(scratch, it.slot));
+        continue;
+      }
+      const std::size_t nq = tl.rows * c.group;
+      const states running = running_buffer.at(c.hd, nq), part = part_buffer.at(c.hd, nq);
+      attend_chunk<T>(c, tl, it.kv_head, 0, running);
+      for (std::size_t ch = 1, chunks = chunks_of(c, tl); ch < chunks; ++ch) {
+        attend_chunk<T>(c, tl, it.kv_head, ch, part);
+        merge(running, part, nq);
+      }
+      finish(c, tl, it.kv_head, running, out);
+    }
+  });
+  // The chunks of one-row tiles, merged in order as a whole tile's are.
+  for (std::size_t i = 0; i < items.size();) {
+    const item& first = items[i];
+    std::size_t n = first.whole ? 1 : chunks_of(c, tiles[first.tile]);
+    if (!first.whole) {
+      const states running = from(scratch, first.slot);
+      for (std::size_t ch = 1; ch < n; ++ch)
+        merge(running, from(scratch, first.slot + ch * c.group), c.group);
+      finish(c, tiles[first.tile], first.kv_head, running, out);
+    }
+    i += n;
+  }
+}
+
+#endif
+
+} // namespace
+
+void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+               std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+               const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+               float scale, float* out) {
+#if defined(__x86_64__)
+  if (uses_avx2() && g.head_dim % 8 == 0 && g.head_dim <= 256) {
+    const call c{g,
+                 layer,
+                 heads,
+                 heads / g.kv_heads,
+                 g.head_dim,
+                 q,
+                 positions,
+                 row_seq,
+                 block_tables,
+                 max_blocks,
+                 static_cast<const std::byte*>(kv_base),
+                 scale};
+    if (g.type == dtype::f32)
+      attend_tiles<float>(c, rows, out);
+    else
+      attend_tiles<std::uint16_t>(c, rows, out);
+    return;
+  }
+#endif
+  if (g.type == dtype::f32)
+    attend_rows_portable<float>(g, layer, q, rows, heads, positions, row_seq, block_tables,
+                                max_blocks, kv_base, scale, out);
+  else
+    attend_rows_portable<std::uint16_t>(g, layer, q, rows, heads, positions, row_seq, block_tables,
+                                        max_blocks, kv_base, scale, out);
+}
+
+} // namespace aeg::kernels::cpu
