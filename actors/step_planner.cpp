@@ -192,11 +192,11 @@ private:
     // A prefill instance runs one request per step (the paper's prefill batch of one): prefill
     // is compute-bound, so batching prompts only delays the first of them.
     b.seqs = lim.one_sequence_per_step ? std::size_t{1} : lim.max_seqs;
-    // Elsewhere a prompt already being read leaves half of each step to requests waiting behind
-    // it: a short request then starts at the next step instead of after the whole long prompt,
-    // and the long one takes at most twice as many steps meanwhile.
+    // Elsewhere a prompt already being read leaves half of each step's prompt tokens to requests
+    // waiting behind it: a short request then starts at the next step instead of after the whole
+    // long prompt, and the long one takes at most twice as many steps meanwhile.
     b.running_prompt_share =
-        m.waiting.empty() || b.seqs == 1 ? b.tokens : std::max<std::size_t>(b.tokens / 2, 1);
+        m.waiting.empty() || b.seqs == 1 ? b.tokens : std::max<std::size_t>(b.prompt / 2, 1);
     return b;
   }
 
@@ -212,6 +212,13 @@ private:
     budgets b = budgets_for(m);
     const bool start_partial = starts_without_arrivals(m);
     auto& step = plan_.step;
+    // Every decoding sequence of the batch keeps its token of the step: a prompt chunk takes
+    // what they leave, so a long prompt never stalls the streams beside it.
+    std::size_t decodes_unfed =
+        static_cast<std::size_t>(std::count_if(m.running.begin(), m.running.end(), [&](auto id) {
+          const auto& s = seqs_.at(id);
+          return s.batch == m.turns.current && s.pending() == 1;
+        }));
     for (std::size_t i = 0; i < m.running.size() && b.tokens > 0 && step.size() < b.seqs;) {
       seq_view& s = seqs_.at(m.running[i]);
       if (s.batch != m.turns.current) {
@@ -230,8 +237,11 @@ private:
         ++i; // the batch starts with the sequences that are in; this one joins a later step
         continue;
       }
-      const std::size_t feed =
-          s.pending() > 1 ? std::min(b.feed(s), b.running_prompt_share) : b.feed(s);
+      const bool decode = s.pending() == 1;
+      decodes_unfed -= decode ? 1 : 0;
+      const std::size_t feed = decode ? b.feed(s)
+                                      : std::min({b.feed(s), b.running_prompt_share,
+                                                  b.tokens - std::min(b.tokens, decodes_unfed)});
       if (feed == 0) {
         ++i; // its prompt waits for a step with room for it
         continue;

@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -279,6 +280,54 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
         .receive([&](const instance_stats& st) { prefill_steps += st.steps; },
                  [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
   EXPECT_EQ(prefill_steps, reqs.size());
+}
+
+// A short request that arrives while an 8,000-token prompt is being read, on the default step
+// budget (512 tokens), does not wait for the prompt: the long request leaves half of each step to
+// requests behind it, so the short one's first token comes before the long one's. Both get the
+// tokens each gets alone. Order of events only: the time this takes on a real model is measured
+// by benchmarks/fairness_bench.
+TEST_F(Pool, AShortRequestArrivingDuringAnEightThousandTokenPromptStartsBeforeItIsRead) {
+  aeg::testing::tiny_llama_spec t;
+  t.context = 8448;
+  t.dim = 64;
+  t.heads = 2;
+  t.kv_heads = 1;
+  t.ffn = 128;
+  const auto path = (dir_ / "long.gguf").string();
+  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
+  std::vector<model_spec> models(1);
+  models[0].name = "m";
+  models[0].source.gguf_path = path;
+  const auto long_one = request(1, "m", 8000, 4);
+  const auto short_one = request(2, "m", 8, 4);
+  const auto expected = solo(models, {long_one, short_one});
+
+  auto s = spec(models, {instance_role::colocated});
+  s.instances[0].max_batch_tokens = instance_spec{}.max_batch_tokens;
+  auto& p = start(s);
+  submit(p.proxy(), {long_one});
+  // The short request is sent once the instance has run a step of the long prompt (16 steps of
+  // 512 tokens alone): it arrives while the prompt is being read, not before.
+  for (std::size_t steps = 0; steps == 0;)
+    (*self_)
+        ->request(p.instances()[0], caf::infinite, stats_atom::value)
+        .receive([&](const instance_stats& st) { steps = st.steps; },
+                 [&](caf::error& e) { FAIL() << sys_->render(e); });
+  submit(p.proxy(), {short_one});
+  std::vector<std::pair<std::uint64_t, std::size_t>> events; // (request, tokens so far)
+  const auto got = collect(2, [&](std::uint64_t id, std::size_t n) { events.emplace_back(id, n); });
+  auto first_token_of = [&](std::uint64_t id) {
+    return std::find(events.begin(), events.end(), std::pair<std::uint64_t, std::size_t>{id, 1});
+  };
+  const auto long_first = first_token_of(1), short_first = first_token_of(2);
+  ASSERT_NE(long_first, events.end());
+  ASSERT_NE(short_first, events.end());
+  EXPECT_LT(short_first, long_first)
+      << "the short request must start while the long prompt is still being read";
+  expect_solo_unless_cancelled(got, {long_one, short_one}, expected,
+                               [](std::uint64_t) { return false; });
+  expect_nothing_held(p);
 }
 
 // KV blocks larger than a quarter of the configured slab (as a 7B or 13B model's are on a GPU

@@ -175,6 +175,30 @@ TEST(StepPlanner, APromptBeingReadLeavesHalfOfTheStepToRequestsWaitingBehindIt) 
                                                "admit #2 to batch 0", "step #1+32 #2+8"}));
 }
 
+// A prompt being read ahead of decoding sequences in the batch, with an allowance as large as
+// the step: the decoding sequences still get their tokens, the prompt takes the rest.
+TEST(StepPlanner, APromptBeingReadLeavesEveryDecodingSequenceItsToken) {
+  table t;
+  t.model("m0");
+  t.running(0, 1, 32, 100); // first in the batch, with more prompt than the step holds
+  t.running(0, 2, 10);
+  t.running(0, 3, 12);
+  EXPECT_EQ(t.describe_plan(run("m0")), (lines{"reserve #1 to 94 tokens", "step #1+62 #2+1 #3+1"}));
+}
+
+// The same with decoding sequences beside it, whose deadlines hold the step's prompt tokens to 24:
+// the long prompt takes half of those, the waiting request the rest.
+TEST(StepPlanner, APromptBeingReadBesideDecodesSharesTheirAllowanceWithRequestsWaiting) {
+  table t;
+  t.v.limits.prompt_tokens_beside_decodes = 24;
+  t.model("m0");
+  t.running(0, 1, 32, 68);
+  t.running(0, 2, 10);
+  t.waiting(0, 3, 8);
+  EXPECT_EQ(t.describe_plan(run("m0")), (lines{"reserve #1 to 44 tokens", "reserve #3 to 8 tokens",
+                                               "admit #3 to batch 0", "step #1+12 #2+1 #3+8"}));
+}
+
 TEST(StepPlanner, APrefillInstanceStepsOneRequestAtATime) {
   table t;
   t.v.limits.one_sequence_per_step = true;
