@@ -188,6 +188,13 @@ result<void> add(context& ctx, float* x, const float* y, std::size_t n) {
       ctx, "add", [=] { cpu::add(x, y, n); }, AEG_CUDA_OP(add(s, x, y, n)));
 }
 
+result<void> add_bias(context& ctx, float* x, const float* bias, std::size_t rows,
+                      std::size_t width) {
+  return dispatch(
+      ctx, "add_bias", [=] { cpu::add_bias(x, bias, rows, width); },
+      AEG_CUDA_OP(add_bias(s, x, bias, rows, width)));
+}
+
 result<void> gather_rows(context& ctx, const float* x, const std::int32_t* rows, std::size_t n,
                          std::size_t dim, float* out) {
   return dispatch(

@@ -70,6 +70,10 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
 /// x += y, n values.
 [[nodiscard]] result<void> add(context& ctx, float* x, const float* y, std::size_t n);
 
+/// x[r] += bias for every row r: x [rows, width], bias [width].
+[[nodiscard]] result<void> add_bias(context& ctx, float* x, const float* bias, std::size_t rows,
+                                    std::size_t width);
+
 /// out[i] = x[rows[i]], rows of `dim` floats.
 [[nodiscard]] result<void> gather_rows(context& ctx, const float* x, const std::int32_t* rows,
                                        std::size_t n, std::size_t dim, float* out);

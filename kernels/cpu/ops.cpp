@@ -223,6 +223,12 @@ void add(float* x, const float* y, std::size_t n) {
     x[i] += y[i];
 }
 
+void add_bias(float* x, const float* bias, std::size_t rows, std::size_t width) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t i = 0; i < width; ++i)
+      x[r * width + i] += bias[i];
+}
+
 void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::size_t dim,
                  float* out) {
   for (std::size_t i = 0; i < n; ++i)

@@ -24,6 +24,7 @@ void attention(const kv_geometry& g, std::size_t layer, const float* q, std::siz
                float scale, float* out);
 void swiglu(const float* gate, const float* up, std::size_t n, float* out);
 void add(float* x, const float* y, std::size_t n);
+void add_bias(float* x, const float* bias, std::size_t rows, std::size_t width);
 void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::size_t dim,
                  float* out);
 void sample(const float* logits, std::size_t rows, std::size_t vocab, const sampling_row* params,

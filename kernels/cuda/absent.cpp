@@ -50,6 +50,9 @@ result<void> swiglu(void*, const float*, const float*, std::size_t, float*) noex
 result<void> add(void*, float*, const float*, std::size_t) noexcept {
   return absent();
 }
+result<void> add_bias(void*, float*, const float*, std::size_t, std::size_t) noexcept {
+  return absent();
+}
 result<void> gather_rows(void*, const float*, const std::int32_t*, std::size_t, std::size_t,
                          float*) noexcept {
   return absent();

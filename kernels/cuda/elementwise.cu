@@ -108,6 +108,12 @@ __global__ void add_kernel(float* x, const float* y, std::size_t n) {
     x[i] += y[i];
 }
 
+__global__ void add_bias_kernel(float* x, const float* bias, std::size_t width, std::size_t n) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < n)
+    x[i] += bias[i % width];
+}
+
 __global__ void gather_kernel(const float* x, const std::int32_t* rows, std::size_t dim,
                               float* out) {
   const std::size_t i = blockIdx.x;
@@ -201,6 +207,15 @@ result<void> add(void* stream, float* x, const float* y, std::size_t n) noexcept
     return {};
   add_kernel<<<blocks_for(n, 256), 256, 0, as_stream(stream)>>>(x, y, n);
   return check("add");
+}
+
+result<void> add_bias(void* stream, float* x, const float* bias, std::size_t rows,
+                      std::size_t width) noexcept {
+  const std::size_t n = rows * width;
+  if (n == 0)
+    return {};
+  add_bias_kernel<<<blocks_for(n, 256), 256, 0, as_stream(stream)>>>(x, bias, width, n);
+  return check("add_bias");
 }
 
 result<void> gather_rows(void* stream, const float* x, const std::int32_t* rows, std::size_t n,

@@ -39,6 +39,8 @@ void destroy_blas(void* blas) noexcept;
 [[nodiscard]] result<void> swiglu(void* stream, const float* gate, const float* up, std::size_t n,
                                   float* out) noexcept;
 [[nodiscard]] result<void> add(void* stream, float* x, const float* y, std::size_t n) noexcept;
+[[nodiscard]] result<void> add_bias(void* stream, float* x, const float* bias, std::size_t rows,
+                                    std::size_t width) noexcept;
 [[nodiscard]] result<void> gather_rows(void* stream, const float* x, const std::int32_t* rows,
                                        std::size_t n, std::size_t dim, float* out) noexcept;
 [[nodiscard]] result<void> sample(void* stream, const float* logits, std::size_t rows,

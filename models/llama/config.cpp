@@ -2,6 +2,7 @@
 
 #include "models/gguf/file.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace aeg::models {
@@ -15,9 +16,11 @@ struct named_shape {
 
 llama_config shape(std::string_view name, std::size_t layers, std::size_t dim, std::size_t ffn,
                    std::size_t heads, std::size_t kv_heads, std::size_t vocab, std::size_t ctx,
-                   float rope_base, bool tied) {
+                   float rope_base, bool tied, model_family family = model_family::llama,
+                   float rms_eps = 1e-5f) {
   llama_config c;
   c.name = std::string(name);
+  c.family = family;
   c.num_layers = layers;
   c.dim = dim;
   c.ffn_dim = ffn;
@@ -28,17 +31,24 @@ llama_config shape(std::string_view name, std::size_t layers, std::size_t dim, s
   c.vocab_size = vocab;
   c.context_length = ctx;
   c.rope_base = rope_base;
-  c.rms_eps = 1e-5f;
+  c.rms_eps = rms_eps;
   c.tied_output = tied;
   return c;
 }
 
-const std::array<named_shape, 4>& shapes() {
-  static const std::array<named_shape, 4> s = {{
+const std::array<named_shape, 8>& shapes() {
+  constexpr auto qwen2 = model_family::qwen2;
+  static const std::array<named_shape, 8> s = {{
       {"smollm2-135m", shape("smollm2-135m", 30, 576, 1536, 9, 3, 49152, 8192, 100000, true)},
       {"llama-3.2-1b", shape("llama-3.2-1b", 16, 2048, 8192, 32, 8, 128256, 8192, 500000, true)},
       {"llama-2-7b", shape("llama-2-7b", 32, 4096, 11008, 32, 32, 32000, 4096, 10000, false)},
       {"llama-2-13b", shape("llama-2-13b", 40, 5120, 13824, 40, 40, 32000, 4096, 10000, false)},
+      {"llama-3-8b", shape("llama-3-8b", 32, 4096, 14336, 32, 8, 128256, 8192, 500000, false)},
+      {"yi-9b", shape("yi-9b", 48, 4096, 11008, 32, 4, 64000, 4096, 10000, false)},
+      {"qwen2.5-7b",
+       shape("qwen2.5-7b", 28, 3584, 18944, 28, 4, 152064, 32768, 1000000, false, qwen2, 1e-6f)},
+      {"qwen2.5-72b",
+       shape("qwen2.5-72b", 80, 8192, 29568, 64, 8, 152064, 32768, 1000000, false, qwen2, 1e-6f)},
   }};
   return s;
 }
@@ -67,14 +77,35 @@ result<llama_config> llama_config::synthetic(std::string_view name) {
               "unknown synthetic model shape '" + std::string(name) + "'; known: " + known);
 }
 
+std::string_view to_string(model_family f) noexcept {
+  switch (f) {
+  case model_family::qwen2:
+    return "qwen2";
+  case model_family::qwen3:
+    return "qwen3";
+  case model_family::llama:
+    break;
+  }
+  return "llama";
+}
+
 result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   AEG_TRY_ASSIGN(auto arch, f.get_string("general.architecture"));
-  if (arch != "llama")
-    return fail(errc::invalid_argument,
-                "model architecture '" + arch + "' is not supported; only 'llama' models run here");
   llama_config c;
-  c.name = f.get_string("general.name").value_or("llama");
-  auto u = [&](const char* key) { return f.get_uint(std::string("llama.") + key); };
+  constexpr model_family families[] = {model_family::llama, model_family::qwen2,
+                                       model_family::qwen3};
+  const auto* family = std::find_if(std::begin(families), std::end(families),
+                                    [&](model_family m) { return to_string(m) == arch; });
+  if (family == std::end(families))
+    return fail(errc::invalid_argument, "model architecture '" + arch +
+                                            "' is not supported; these run here: llama (Llama, "
+                                            "Mistral, Yi, SmolLM), qwen2, qwen3");
+  c.family = *family;
+  c.name = f.get_string("general.name").value_or(arch);
+  // Every family names its hyperparameters under its architecture's prefix.
+  const std::string prefix = arch + ".";
+  auto key = [&](const char* k) { return prefix + k; };
+  auto u = [&](const char* k) { return f.get_uint(key(k)); };
   auto layers = u("block_count");
   auto dim = u("embedding_length");
   auto ffn = u("feed_forward_length");
@@ -88,26 +119,26 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   c.dim = *dim;
   c.ffn_dim = *ffn;
   c.num_heads = *heads;
-  AEG_TRY_ASSIGN(auto kv_heads, f.get_uint("llama.attention.head_count_kv", *heads));
+  AEG_TRY_ASSIGN(auto kv_heads, f.get_uint(key("attention.head_count_kv"), *heads));
   c.num_kv_heads = kv_heads;
   if (c.num_heads == 0)
-    return bad("llama.attention.head_count", "is 0");
-  AEG_TRY_ASSIGN(auto head_dim, f.get_uint("llama.attention.key_length", c.dim / c.num_heads));
+    return bad(key("attention.head_count"), "is 0");
+  AEG_TRY_ASSIGN(auto head_dim, f.get_uint(key("attention.key_length"), c.dim / c.num_heads));
   c.head_dim = head_dim;
-  AEG_TRY_ASSIGN(auto n_rot, f.get_uint("llama.rope.dimension_count", c.head_dim));
+  AEG_TRY_ASSIGN(auto n_rot, f.get_uint(key("rope.dimension_count"), c.head_dim));
   c.n_rot = n_rot;
-  AEG_TRY_ASSIGN(auto ctx, f.get_uint("llama.context_length", 2048));
+  AEG_TRY_ASSIGN(auto ctx, f.get_uint(key("context_length"), 2048));
   c.context_length = ctx;
-  auto base = f.get_float("llama.rope.freq_base", 10000.0);
-  auto eps = f.get_float("llama.attention.layer_norm_rms_epsilon", 1e-5);
+  auto base = f.get_float(key("rope.freq_base"), 10000.0);
+  auto eps = f.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
   if (!base)
     return tl::unexpected(base.error());
   if (!eps)
     return tl::unexpected(eps.error());
   c.rope_base = static_cast<float>(*base);
   c.rms_eps = static_cast<float>(*eps);
-  if (f.find("llama.rope.scaling.type") != nullptr) {
-    auto type = f.get_string("llama.rope.scaling.type");
+  if (f.find(key("rope.scaling.type")) != nullptr) {
+    auto type = f.get_string(key("rope.scaling.type"));
     if (type && *type != "none")
       return fail(errc::invalid_argument,
                   "RoPE scaling '" + *type + "' is not supported yet; use a model without it");
@@ -118,8 +149,8 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   if (embd->dims.size() != 2 || embd->dims[0] != c.dim)
     return bad("tensor token_embd.weight", "does not have shape [embedding_length, vocab]");
   c.vocab_size = embd->dims[1];
-  if (auto v = f.get_uint("llama.vocab_size", c.vocab_size); !v || *v != c.vocab_size)
-    return bad("llama.vocab_size", "disagrees with token_embd.weight");
+  if (auto v = f.get_uint(key("vocab_size"), c.vocab_size); !v || *v != c.vocab_size)
+    return bad(key("vocab_size"), "disagrees with token_embd.weight");
   c.tied_output = f.tensor("output.weight") == nullptr;
   AEG_TRY(c.validate());
   return c;
@@ -157,7 +188,9 @@ result<void> llama_config::validate() const {
 std::size_t llama_config::num_parameters() const noexcept {
   const std::size_t attn = dim * num_heads * head_dim * 2 + dim * num_kv_heads * head_dim * 2;
   const std::size_t mlp = 3 * dim * ffn_dim;
-  const std::size_t per_layer = attn + mlp + 2 * dim;
+  const std::size_t extras = (attention_bias() ? (num_heads + 2 * num_kv_heads) * head_dim : 0) +
+                             (qk_norm() ? 2 * head_dim : 0);
+  const std::size_t per_layer = attn + mlp + 2 * dim + extras;
   return num_layers * per_layer + vocab_size * dim * (tied_output ? 1 : 2) + dim;
 }
 

@@ -14,9 +14,20 @@ namespace gguf {
 class file;
 }
 
+/// The llama-shaped families, each a small variation of one forward pass.
+enum class model_family {
+  llama, ///< Llama 1/2/3, Mistral, Yi, SmolLM: q/k stored for adjacent-pair RoPE
+  qwen2, ///< Qwen2 / Qwen2.5: q/k/v biases, RoPE over the two halves of a head (NEOX)
+  qwen3, ///< Qwen3: RMSNorm of each q and k head before RoPE (NEOX), no biases
+};
+
+/// The family's `general.architecture` name.
+std::string_view to_string(model_family f) noexcept;
+
 /// Hyperparameters of a llama-architecture model (GQA, RoPE, SwiGLU, RMSNorm).
 struct llama_config {
   std::string name;
+  model_family family = model_family::llama;
   std::size_t num_layers = 0;
   std::size_t dim = 0;     ///< embedding width
   std::size_t ffn_dim = 0; ///< SwiGLU hidden width
@@ -30,11 +41,21 @@ struct llama_config {
   float rms_eps = 1e-5f;
   bool tied_output = false; ///< logits use the embedding table (no output.weight)
 
-  /// Reads and validates the hyperparameters of a GGUF with general.architecture "llama".
+  /// q, k and v have bias vectors (qwen2).
+  bool attention_bias() const noexcept { return family == model_family::qwen2; }
+  /// Each q and k head is RMS-normalized (weights of head_dim) before RoPE (qwen3).
+  bool qk_norm() const noexcept { return family == model_family::qwen3; }
+  /// RoPE rotates dims i and i + n_rot/2 of a head (NEOX) instead of adjacent pairs. The image
+  /// loader reorders such a model's q and k rows so that the one adjacent-pair kernel serves.
+  bool rope_halves() const noexcept { return family != model_family::llama; }
+
+  /// Reads and validates the hyperparameters of a GGUF whose general.architecture is "llama",
+  /// "qwen2" or "qwen3"; another is refused, named.
   static result<llama_config> from_gguf(const gguf::file& f);
 
-  /// A real model's shape for synthetic weights: "llama-3.2-1b", "llama-2-7b", "llama-2-13b",
-  /// "smollm2-135m". `errc::not_found` lists the known names.
+  /// A real model's shape for synthetic weights: "smollm2-135m", "llama-3.2-1b", "llama-2-7b",
+  /// "llama-2-13b", "llama-3-8b", "yi-9b", "qwen2.5-7b", "qwen2.5-72b". `errc::not_found` lists
+  /// the known names.
   static result<llama_config> synthetic(std::string_view shape);
   /// Names `synthetic` knows.
   static std::vector<std::string> synthetic_shapes();

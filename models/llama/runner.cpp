@@ -230,6 +230,17 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
     const kernels::matrix qkv[] = {ly.wq.at(w.base), ly.wk.at(w.base), ly.wv.at(w.base)};
     float* const qkv_out[] = {q, k, v};
     AEG_TRY(kernels::matmul(ctx, qkv, h, rows, qkv_out, scratch));
+    if (c.attention_bias()) {
+      AEG_TRY(kernels::add_bias(ctx, q, ly.bq.vector_at(w.base), rows, ly.bq.cols));
+      AEG_TRY(kernels::add_bias(ctx, k, ly.bk.vector_at(w.base), rows, ly.bk.cols));
+      AEG_TRY(kernels::add_bias(ctx, v, ly.bv.vector_at(w.base), rows, ly.bv.cols));
+    }
+    if (c.qk_norm()) { // every head of every row is a row of head_dim here
+      AEG_TRY(kernels::rmsnorm(ctx, q, ly.q_norm.vector_at(w.base), rows * c.num_heads, c.head_dim,
+                               c.rms_eps, q));
+      AEG_TRY(kernels::rmsnorm(ctx, k, ly.k_norm.vector_at(w.base), rows * c.num_kv_heads,
+                               c.head_dim, c.rms_eps, k));
+    }
     AEG_TRY(kernels::rope(ctx, q, rows, c.num_heads, c.head_dim, c.n_rot, dm + b.positions,
                           c.rope_base));
     AEG_TRY(kernels::rope(ctx, k, rows, c.num_kv_heads, c.head_dim, c.n_rot, dm + b.positions,

@@ -19,8 +19,26 @@ std::size_t align_up(std::size_t x) {
   return (x + image_alignment - 1) / image_alignment * image_alignment;
 }
 
-std::string layer_name(std::size_t l, const char* what) {
-  return "blk." + std::to_string(l) + "." + what + ".weight";
+std::string layer_name(std::size_t l, const char* what, const char* kind = "weight") {
+  return "blk." + std::to_string(l) + "." + what + "." + kind;
+}
+
+// Where each dim of a head comes from once a head's halves (i, i + rot/2) are made adjacent
+// pairs (2i, 2i + 1): RoPE over halves on the stored rows is then the adjacent-pair RoPE on the
+// reordered ones, and q·k is unchanged because q and k are reordered alike.
+std::vector<std::size_t> adjacent_order(std::size_t head_dim, std::size_t rot) {
+  std::vector<std::size_t> from(head_dim);
+  for (std::size_t i = 0; i < head_dim; ++i)
+    from[i] = i < rot ? (i % 2 == 0 ? i / 2 : i / 2 + rot / 2) : i;
+  return from;
+}
+
+// Whether `name` is a q or k tensor, whose rows (or elements) follow a head's dims.
+bool follows_head_dims(const std::string& name) {
+  for (const char* part : {".attn_q.", ".attn_k.", ".attn_q_norm.", ".attn_k_norm."})
+    if (name.find(part) != std::string::npos)
+      return true;
+  return false;
 }
 
 // The row-major type the CPU kernels take for a matrix stored as `t`: as stored when they compute
@@ -85,6 +103,15 @@ llama_layout llama_layout::plan(const llama_config& c,
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     layer ly;
     ly.attn_norm = place(f32, 1, c.dim);
+    if (c.attention_bias()) {
+      ly.bq = place(f32, 1, q_width);
+      ly.bk = place(f32, 1, kv_width);
+      ly.bv = place(f32, 1, kv_width);
+    }
+    if (c.qk_norm()) {
+      ly.q_norm = place(f32, 1, c.head_dim);
+      ly.k_norm = place(f32, 1, c.head_dim);
+    }
     ly.wq = place(type_of(layer_name(l, "attn_q")), q_width, c.dim);
     ly.wk = place(type_of(layer_name(l, "attn_k")), kv_width, c.dim);
     ly.wv = place(type_of(layer_name(l, "attn_v")), kv_width, c.dim);
@@ -99,6 +126,10 @@ llama_layout llama_layout::plan(const llama_config& c,
   lay.output =
       c.tied_output ? lay.token_embd : place(type_of("output.weight"), c.vocab_size, c.dim);
   lay.total_bytes = at;
+  if (c.rope_halves()) {
+    lay.reorder_head_dim = c.head_dim;
+    lay.reorder_rot = c.n_rot;
+  }
   return lay;
 }
 
@@ -108,6 +139,15 @@ void llama_layout::for_each(
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const auto& ly = layers[l];
     fn(layer_name(l, "attn_norm"), ly.attn_norm);
+    if (ly.bq.rows != 0) {
+      fn(layer_name(l, "attn_q", "bias"), ly.bq);
+      fn(layer_name(l, "attn_k", "bias"), ly.bk);
+      fn(layer_name(l, "attn_v", "bias"), ly.bv);
+    }
+    if (ly.q_norm.rows != 0) {
+      fn(layer_name(l, "attn_q_norm"), ly.q_norm);
+      fn(layer_name(l, "attn_k_norm"), ly.k_norm);
+    }
     fn(layer_name(l, "attn_q"), ly.wq);
     fn(layer_name(l, "attn_k"), ly.wk);
     fn(layer_name(l, "attn_v"), ly.wv);
@@ -186,10 +226,28 @@ result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
 void fill_llama(const gguf::file& f, const llama_layout& layout, std::byte* dst,
                 const progress_fn& progress) {
   std::size_t done = 0;
+  const auto order = layout.reorder_head_dim == 0
+                         ? std::vector<std::size_t>{}
+                         : adjacent_order(layout.reorder_head_dim, layout.reorder_rot);
   layout.for_each([&](const std::string& name, const weight_slot& slot) {
     const auto* t = f.tensor(name);
-    convert_rows(gguf::to_dtype(t->type), t->data, slot.type, dst + slot.offset, slot.rows,
-                 slot.cols);
+    const auto from = gguf::to_dtype(t->type);
+    if (order.empty() || !follows_head_dims(name)) {
+      convert_rows(from, t->data, slot.type, dst + slot.offset, slot.rows, slot.cols);
+    } else if (slot.rows == 1) { // a bias or a norm: f32 elements in the new order
+      std::vector<float> v(slot.cols);
+      kernels::dequantize_row(from, t->data, v.data(), slot.cols);
+      auto* out = reinterpret_cast<float*>(dst + slot.offset);
+      for (std::size_t i = 0; i < slot.cols; ++i)
+        out[i] = v[i / order.size() * order.size() + order[i % order.size()]];
+    } else { // a matrix: its rows in the new order, then converted as usual
+      const std::size_t rb = kernels::row_bytes(from, slot.cols);
+      std::vector<std::byte> rows(slot.rows * rb);
+      for (std::size_t r = 0; r < slot.rows; ++r)
+        std::memcpy(rows.data() + r * rb,
+                    t->data + (r / order.size() * order.size() + order[r % order.size()]) * rb, rb);
+      convert_rows(from, rows.data(), slot.type, dst + slot.offset, slot.rows, slot.cols);
+    }
     done = slot.offset + slot.bytes();
     if (progress)
       progress(done, layout.total_bytes);
@@ -249,7 +307,7 @@ void fill_synthetic(const llama_config& config, const llama_layout& layout, std:
   std::size_t done = 0, index = 0;
   layout.for_each([&](const std::string& name, const weight_slot& slot) {
     const std::uint64_t tensor_seed = seed * 1000003u + index++;
-    const bool is_norm = slot.rows == 1;
+    const bool is_norm = slot.rows == 1 && name.find("norm") != std::string::npos;
     // Random values written in the plain type, then laid out as the CPU computes with them.
     const bool x8 = kernels::is_interleaved(slot.type);
     const auto plain = x8 ? synthetic_stored_type(name) : slot.type;

@@ -64,10 +64,16 @@ struct weight_slot {
 struct llama_layout {
   struct layer {
     weight_slot attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+    /// Present (rows 1) only in the families that have them: q/k/v biases (qwen2), the
+    /// per-head q and k norms of head_dim (qwen3).
+    weight_slot bq, bk, bv, q_norm, k_norm;
   };
   weight_slot token_embd, output_norm, output;
   std::vector<layer> layers;
   std::size_t total_bytes = 0;
+  /// For a family with RoPE over a head's halves: head_dim and n_rot, by which the image's q
+  /// and k rows (and their biases and norms) are reordered into adjacent pairs. 0: as stored.
+  std::size_t reorder_head_dim = 0, reorder_rot = 0;
 
   /// The layout of `config` with each matrix in the type `type_of(gguf_tensor_name)` gives
   /// (e.g. "blk.3.attn_q.weight"); norm vectors are f32.
@@ -75,7 +81,7 @@ struct llama_layout {
                            const std::function<kernels::dtype(const std::string&)>& type_of);
 
   /// Calls `fn(gguf_tensor_name, slot)` for every tensor in image order (the output once, and
-  /// not at all when tied).
+  /// not at all when tied; a family's optional tensors only where it has them).
   void for_each(const std::function<void(const std::string&, const weight_slot&)>& fn) const;
 };
 

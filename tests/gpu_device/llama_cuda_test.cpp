@@ -115,6 +115,31 @@ TEST(LlamaCuda, TinyModelLogitsMatchTheCpu) {
   }
 }
 
+// Each family's tiny model (tests/models/fixtures, checked against transformers on the CPU):
+// CUDA's half-precision logits close to the CPU's float ones.
+TEST(LlamaCuda, EveryFamilysTinyModelMatchesTheCpu) {
+  if (!gpu::gpu_available())
+    GTEST_SKIP() << "no GPU visible";
+  for (const char* family : {"llama", "qwen2", "qwen3"}) {
+    auto f = gguf::file::open(std::string(AEG_SOURCE_DIR) + "/tests/models/fixtures/" + family +
+                              "-tiny.gguf");
+    ASSERT_TRUE(f.has_value()) << f.error().to_string();
+    const std::vector<std::int32_t> prompt = {3, 17, 42, 99, 7, 250, 128, 64, 5, 201, 33, 150};
+    on_device cpu(*f, "cpu", compute_format::cpu_exact());
+    on_device gpu(*f, "cuda", {gpu::backend_kind::cuda, kernels::dtype::f16, {}});
+    ASSERT_TRUE(gpu.error().empty()) << gpu.error();
+    const auto a = cpu.run(prompt, 0).first;
+    const auto b = gpu.run(prompt, 0).first;
+    ASSERT_EQ(a.size(), b.size()) << family;
+    float err = 0, scale = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      err = std::max(err, std::fabs(a[i] - b[i]));
+      scale = std::max(scale, std::fabs(a[i]));
+    }
+    EXPECT_LT(err / scale, 0.02f) << family;
+  }
+}
+
 TEST(LlamaCuda, SmolLM2GreedyTokensAgreeWithTheCpuFor64Steps) {
   if (!gpu::gpu_available())
     GTEST_SKIP() << "no GPU visible";

@@ -3,13 +3,16 @@
 #include "gpu/event_awaiter.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
+#include "models/gguf/writer.hpp"
 #include "models/llama/runner.hpp"
 #include "tests/models/smollm2.hpp"
 #include "tests/support/tiny_llama.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <fstream>
 #include <numeric>
 
 namespace aeg::models {
@@ -240,6 +243,65 @@ TEST(LlamaRunner, SmolLM2KnowsTheCapitalOfFrance) {
            {64, 1, 0}, 8);
   const auto out = m.greedy(tok.encode("The capital of France is", false), 3);
   EXPECT_EQ(tok.decode(std::span(out).first(1)), " Paris");
+}
+
+// Each family's tiny model against Hugging Face transformers (tests/models/family_fixtures.py
+// wrote the GGUF and what transformers computed): float weights and KV, the last prompt
+// position's logits within 1e-3 of the largest, and the same 32 greedy tokens.
+class ModelFamilies : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ModelFamilies, MatchTransformers) {
+  const std::string base = std::string(AEG_SOURCE_DIR) + "/tests/models/fixtures/" + GetParam();
+  auto f = gguf::file::open(base + "-tiny.gguf");
+  ASSERT_TRUE(f.has_value()) << f.error().to_string();
+  std::ifstream in(base + "-tiny.json");
+  ASSERT_TRUE(in) << base << "-tiny.json is missing";
+  const auto expected = nlohmann::json::parse(in);
+  const auto prompt = expected.at("prompt").get<std::vector<std::int32_t>>();
+  const auto want_logits = expected.at("logits").get<std::vector<float>>();
+  const auto want_greedy = expected.at("greedy").get<std::vector<std::int32_t>>();
+
+  loaded m(*f, compute_format::cpu_exact());
+  EXPECT_EQ(to_string(m.config().family), GetParam());
+  auto table = m.blocks(prompt.size() + want_greedy.size());
+  sequence_step st{prompt, 0, table, true, {}};
+  auto r = m.step(std::span(&st, 1));
+  ASSERT_TRUE(r.has_value()) << r.error().to_string();
+  ASSERT_EQ(r->second.size(), want_logits.size());
+  EXPECT_LT(max_relative_error(r->second, want_logits), 1e-3f);
+  EXPECT_EQ(m.greedy(prompt, want_greedy.size()), want_greedy);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelFamilies, ::testing::Values("llama", "qwen2", "qwen3"),
+                         [](const auto& info) { return info.param; });
+
+// The synthetic shapes are the real models' shapes: their parameter counts as published.
+TEST(ModelFamilies, SyntheticShapesHaveTheirModelsParameterCounts) {
+  const std::pair<const char*, double> published[] = {
+      {"smollm2-135m", 134.5e6}, {"llama-3.2-1b", 1.236e9}, {"llama-2-7b", 6.738e9},
+      {"llama-2-13b", 13.016e9}, {"llama-3-8b", 8.030e9},   {"yi-9b", 8.829e9},
+      {"qwen2.5-7b", 7.616e9},   {"qwen2.5-72b", 72.706e9}};
+  ASSERT_EQ(llama_config::synthetic_shapes().size(), std::size(published));
+  for (const auto& [name, params] : published) {
+    auto c = llama_config::synthetic(name);
+    ASSERT_TRUE(c.has_value()) << name;
+    ASSERT_TRUE(c->validate()) << name;
+    EXPECT_NEAR(static_cast<double>(c->num_parameters()) / params, 1.0, 0.01) << name;
+  }
+  EXPECT_EQ(llama_config::synthetic("qwen2.5-7b")->family, model_family::qwen2);
+}
+
+// Architectures that are not one of the families are refused by name, with the ones that run.
+TEST(ModelFamilies, AnUnknownArchitectureIsRefusedByName) {
+  gguf::writer w;
+  w.add_string("general.architecture", "gemma2");
+  const auto bytes = w.bytes();
+  auto f = gguf::file::parse(bytes);
+  ASSERT_TRUE(f.has_value());
+  auto c = llama_config::from_gguf(*f);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message.find("'gemma2'"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("qwen2"), std::string::npos) << c.error().message;
 }
 
 } // namespace

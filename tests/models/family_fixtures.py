@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Writes the model-family fixtures in tests/models/fixtures/: for each family a tiny model
+with random weights, built and run by Hugging Face `transformers` (the oracle), saved as a GGUF
+the way llama.cpp's converter lays that family out, with the logits and greedy tokens
+transformers computes for a fixed prompt.
+
+    pip install torch transformers gguf numpy
+    python3 tests/models/family_fixtures.py [--out tests/models/fixtures]
+
+The C++ test (ModelFamilies in llama_test) reads the files; it needs neither torch nor Python.
+Weights are rounded to f16 before transformers sees them and stored as F16 (norms and biases
+as F32), so both sides compute with exactly the same numbers.
+"""
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+import torch
+import transformers
+from gguf import GGUFWriter
+
+PROMPT = [3, 17, 42, 99, 7, 250, 128, 64, 5, 201, 33, 150]
+GREEDY_STEPS = 32
+
+
+def families():
+    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  rms_norm_eps=1e-6, rope_theta=10000.0)
+    return {
+        # Llama (and Mistral, Yi, SmolLM): untied output, q/k permuted for adjacent-pair RoPE.
+        "llama": transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            **common, tie_word_embeddings=False)),
+        # Qwen2 / Qwen2.5: q/k/v biases, RoPE over the halves of a head, tied embeddings
+        # (as the small Qwen2.5 models are).
+        "qwen2": transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+            **common, tie_word_embeddings=True)),
+        # Qwen3: per-head q/k RMSNorm, a head wider than hidden/heads (as Qwen3 has).
+        "qwen3": transformers.Qwen3ForCausalLM(transformers.Qwen3Config(
+            **common, head_dim=32, tie_word_embeddings=False, attention_bias=False)),
+    }
+
+
+def randomize(model, seed):
+    """Weights large enough that logits are far from ties, rounded to f16."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                v = 1.0 + 0.1 * torch.randn(p.shape, generator=g)
+            elif name.endswith("bias"):
+                v = 0.1 * torch.randn(p.shape, generator=g)
+            else:
+                v = torch.randn(p.shape, generator=g) / np.sqrt(p.shape[-1]) * 1.5
+            p.copy_(v.half().float())
+
+
+def permute_for_adjacent_rope(w, heads):
+    """llama.cpp's permutation of a llama q/k matrix: the halves of each head interleaved."""
+    rows, cols = w.shape
+    return w.reshape(heads, 2, rows // heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+def write_gguf(path, arch, model):
+    cfg = model.config
+    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    w = GGUFWriter(str(path), arch)
+    w.add_name(f"tiny-{arch}")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    # transformers 5 keeps the RoPE base among rope_parameters; older versions as rope_theta.
+    params = getattr(cfg, "rope_parameters", None) or {}
+    w.add_rope_freq_base(params.get("rope_theta", getattr(cfg, "rope_theta", None)))
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+
+    def matrix(name, a):
+        w.add_tensor(name, a.astype(np.float16))
+
+    def vector(name, a):
+        w.add_tensor(name, a.astype(np.float32))
+
+    matrix("token_embd.weight", sd["model.embed_tokens.weight"])
+    for l in range(cfg.num_hidden_layers):
+        p = f"model.layers.{l}."
+        b = f"blk.{l}."
+        q = sd[p + "self_attn.q_proj.weight"]
+        k = sd[p + "self_attn.k_proj.weight"]
+        if arch == "llama":
+            q = permute_for_adjacent_rope(q, cfg.num_attention_heads)
+            k = permute_for_adjacent_rope(k, cfg.num_key_value_heads)
+        vector(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
+        matrix(b + "attn_q.weight", q)
+        matrix(b + "attn_k.weight", k)
+        matrix(b + "attn_v.weight", sd[p + "self_attn.v_proj.weight"])
+        matrix(b + "attn_output.weight", sd[p + "self_attn.o_proj.weight"])
+        if arch == "qwen2":
+            for x in "qkv":
+                vector(b + f"attn_{x}.bias", sd[p + f"self_attn.{x}_proj.bias"])
+        if arch == "qwen3":
+            vector(b + "attn_q_norm.weight", sd[p + "self_attn.q_norm.weight"])
+            vector(b + "attn_k_norm.weight", sd[p + "self_attn.k_norm.weight"])
+        vector(b + "ffn_norm.weight", sd[p + "post_attention_layernorm.weight"])
+        matrix(b + "ffn_gate.weight", sd[p + "mlp.gate_proj.weight"])
+        matrix(b + "ffn_up.weight", sd[p + "mlp.up_proj.weight"])
+        matrix(b + "ffn_down.weight", sd[p + "mlp.down_proj.weight"])
+    vector("output_norm.weight", sd["model.norm.weight"])
+    if not cfg.tie_word_embeddings:
+        matrix("output.weight", sd["lm_head.weight"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def oracle(model):
+    with torch.no_grad():
+        ids = torch.tensor([PROMPT])
+        logits = model(ids).logits[0, -1].tolist()
+        seq = list(PROMPT)
+        greedy = []
+        for _ in range(GREEDY_STEPS):
+            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
+            greedy.append(nxt)
+            seq.append(nxt)
+    return {"prompt": PROMPT, "logits": logits, "greedy": greedy}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "fixtures"))
+    args = ap.parse_args()
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for i, (arch, model) in enumerate(families().items()):
+        model.eval()
+        randomize(model, 1000 + i)
+        write_gguf(out / f"{arch}-tiny.gguf", arch, model)
+        expected = oracle(model)
+        expected["transformers"] = transformers.__version__
+        (out / f"{arch}-tiny.json").write_text(json.dumps(expected) + "\n")
+        print(f"{arch}: wrote {arch}-tiny.gguf and {arch}-tiny.json "
+              f"(greedy {expected['greedy'][:8]}...)")
+
+
+if __name__ == "__main__":
+    main()
