@@ -143,13 +143,15 @@ result<void> matmul(context& ctx, std::span<const matrix> ws, const float* x, st
 }
 
 result<void> rope(context& ctx, float* x, std::size_t rows, std::size_t heads, std::size_t head_dim,
-                  std::size_t n_rot, const std::int32_t* positions, float base) {
+                  std::size_t n_rot, const std::int32_t* positions, float base,
+                  const float* freq_factors) {
   if (n_rot > head_dim || n_rot % 2 != 0)
     return fail(errc::invalid_argument,
                 "rope: n_rot " + std::to_string(n_rot) + " must be even and at most head_dim");
   return dispatch(
-      ctx, "rope", [=] { cpu::rope(x, rows, heads, head_dim, n_rot, positions, base); },
-      AEG_CUDA_OP(rope(s, x, rows, heads, head_dim, n_rot, positions, base)));
+      ctx, "rope",
+      [=] { cpu::rope(x, rows, heads, head_dim, n_rot, positions, base, freq_factors); },
+      AEG_CUDA_OP(rope(s, x, rows, heads, head_dim, n_rot, positions, base, freq_factors)));
 }
 
 result<void> kv_store(context& ctx, const kv_geometry& g, std::size_t layer, const float* k,

@@ -42,10 +42,13 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
                                   std::size_t rows, std::span<float* const> ys, void* scratch);
 
 /// Rotary embedding in place, adjacent pairs (llama as GGUF stores it) over the first `n_rot`
-/// dims of each head: x [rows, heads, head_dim], positions [rows].
+/// dims of each head: x [rows, heads, head_dim], positions [rows]. Pair i turns by
+/// position · base^(-2i/n_rot), divided by freq_factors[i] where given (n_rot/2 floats of device
+/// memory: Llama 3's `rope_freqs`).
 [[nodiscard]] result<void> rope(context& ctx, float* x, std::size_t rows, std::size_t heads,
                                 std::size_t head_dim, std::size_t n_rot,
-                                const std::int32_t* positions, float base);
+                                const std::int32_t* positions, float base,
+                                const float* freq_factors = nullptr);
 
 /// Writes each row's K and V ([rows, kv_heads * head_dim]) of `layer` into the paged cache at
 /// slot slots[r] = block * kv_geometry::block_tokens + offset.

@@ -92,18 +92,28 @@ struct rope_angles {
   std::vector<std::int32_t> positions;
   std::size_t n_rot = 0;
   float base = 0;
+  std::vector<float> factors; // empty: none
   std::vector<float> cos_sin; // per row, per pair: cos, sin
 
-  const float* for_call(const std::int32_t* pos, std::size_t rows, std::size_t rot, float b) {
-    if (rot != n_rot || b != base || positions.size() != rows ||
+  const float* for_call(const std::int32_t* pos, std::size_t rows, std::size_t rot, float b,
+                        const float* f) {
+    const bool same_factors =
+        f == nullptr ? factors.empty()
+                     : factors.size() == rot / 2 && std::equal(factors.begin(), factors.end(), f);
+    if (rot != n_rot || b != base || !same_factors || positions.size() != rows ||
         !std::equal(positions.begin(), positions.end(), pos)) {
       positions.assign(pos, pos + rows);
       n_rot = rot;
       base = b;
+      if (f == nullptr)
+        factors.clear();
+      else
+        factors.assign(f, f + rot / 2);
       std::vector<double> inv_freq(rot / 2);
       for (std::size_t i = 0; i < rot / 2; ++i)
         inv_freq[i] = std::pow(static_cast<double>(b),
-                               -2.0 * static_cast<double>(i) / static_cast<double>(rot));
+                               -2.0 * static_cast<double>(i) / static_cast<double>(rot)) /
+                      (factors.empty() ? 1.0 : static_cast<double>(factors[i]));
       cos_sin.resize(rows * rot);
       for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t i = 0; i < rot / 2; ++i) {
@@ -133,9 +143,9 @@ void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t 
 }
 
 void rope(float* x, std::size_t rows, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
-          const std::int32_t* positions, float base) {
+          const std::int32_t* positions, float base, const float* freq_factors) {
   thread_local rope_angles angles;
-  const float* cs = angles.for_call(positions, rows, n_rot, base);
+  const float* cs = angles.for_call(positions, rows, n_rot, base, freq_factors);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t h = 0; h < heads; ++h) {
       // GGUF stores llama's q/k rows permuted so that rotated pairs are adjacent.

@@ -15,7 +15,7 @@ void embed(const matrix& table, const std::int32_t* tokens, std::size_t n, float
 void rmsnorm(const float* x, const float* weight, std::size_t rows, std::size_t dim, float eps,
              float* out);
 void rope(float* x, std::size_t rows, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
-          const std::int32_t* positions, float base);
+          const std::int32_t* positions, float base, const float* freq_factors);
 void kv_store(const kv_geometry& g, std::size_t layer, const float* k, const float* v,
               std::size_t rows, const std::int32_t* slots, void* kv_base);
 void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,

@@ -32,7 +32,7 @@ result<void> matmul(void*, void*, const matrix&, const float*, std::size_t, floa
   return absent();
 }
 result<void> rope(void*, float*, std::size_t, std::size_t, std::size_t, std::size_t,
-                  const std::int32_t*, float) noexcept {
+                  const std::int32_t*, float, const float*) noexcept {
   return absent();
 }
 result<void> kv_store(void*, const kv_geometry&, std::size_t, const float*, const float*,

@@ -64,12 +64,13 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, std::size_t dim, 
 }
 
 __global__ void rope_kernel(float* x, std::size_t heads, std::size_t head_dim, std::size_t n_rot,
-                            const std::int32_t* positions, float base) {
+                            const std::int32_t* positions, float base, const float* factors) {
   const std::size_t r = blockIdx.x;
   const std::size_t pairs = n_rot / 2;
   for (std::size_t item = threadIdx.x; item < heads * pairs; item += blockDim.x) {
     const std::size_t h = item / pairs, i = item % pairs;
-    const float inv_freq = powf(base, -2.0f * static_cast<float>(i) / static_cast<float>(n_rot));
+    const float inv_freq = powf(base, -2.0f * static_cast<float>(i) / static_cast<float>(n_rot)) /
+                           (factors != nullptr ? factors[i] : 1.0f);
     float s, c;
     sincosf(static_cast<float>(positions[r]) * inv_freq, &s, &c);
     float* v = x + (r * heads + h) * head_dim + 2 * i;
@@ -163,11 +164,13 @@ result<void> rmsnorm(void* stream, const float* x, const float* weight, std::siz
 }
 
 result<void> rope(void* stream, float* x, std::size_t rows, std::size_t heads, std::size_t head_dim,
-                  std::size_t n_rot, const std::int32_t* positions, float base) noexcept {
+                  std::size_t n_rot, const std::int32_t* positions, float base,
+                  const float* freq_factors) noexcept {
   if (rows == 0)
     return {};
   rope_kernel<<<static_cast<unsigned>(rows), 128, 0, as_stream(stream)>>>(x, heads, head_dim, n_rot,
-                                                                          positions, base);
+                                                                          positions, base,
+                                                                          freq_factors);
   return check("rope");
 }
 

@@ -27,7 +27,8 @@ void destroy_blas(void* blas) noexcept;
                                   std::size_t rows, float* y, void* scratch) noexcept;
 [[nodiscard]] result<void> rope(void* stream, float* x, std::size_t rows, std::size_t heads,
                                 std::size_t head_dim, std::size_t n_rot,
-                                const std::int32_t* positions, float base) noexcept;
+                                const std::int32_t* positions, float base,
+                                const float* freq_factors) noexcept;
 [[nodiscard]] result<void> kv_store(void* stream, const kv_geometry& g, std::size_t layer,
                                     const float* k, const float* v, std::size_t rows,
                                     const std::int32_t* slots, void* kv_base) noexcept;

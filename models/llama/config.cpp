@@ -152,6 +152,7 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   if (auto v = f.get_uint(key("vocab_size"), c.vocab_size); !v || *v != c.vocab_size)
     return bad(key("vocab_size"), "disagrees with token_embd.weight");
   c.tied_output = f.tensor("output.weight") == nullptr;
+  c.rope_freq_factors = f.tensor("rope_freqs.weight") != nullptr;
   AEG_TRY(c.validate());
   return c;
 }

@@ -40,6 +40,9 @@ struct llama_config {
   float rope_base = 10000.0f;
   float rms_eps = 1e-5f;
   bool tied_output = false; ///< logits use the embedding table (no output.weight)
+  /// RoPE frequencies are divided by per-pair factors (tensor rope_freqs.weight, n_rot/2 of
+  /// them): Llama 3.1+'s long-context scaling as GGUF stores it.
+  bool rope_freq_factors = false;
 
   /// q, k and v have bias vectors (qwen2).
   bool attention_bias() const noexcept { return family == model_family::qwen2; }

@@ -222,6 +222,7 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
     return layer_ready.empty() ? result<void>{} : s.wait(*layer_ready[piece]);
   };
   AEG_TRY(ready(0));
+  const float* factors = c.rope_freq_factors ? L.rope_freqs.vector_at(w.base) : nullptr;
   AEG_TRY(kernels::embed(ctx, L.token_embd.at(w.base), dm + b.tokens, rows, x));
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     AEG_TRY(ready(l + 1));
@@ -242,9 +243,9 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
                                c.head_dim, c.rms_eps, k));
     }
     AEG_TRY(kernels::rope(ctx, q, rows, c.num_heads, c.head_dim, c.n_rot, dm + b.positions,
-                          c.rope_base));
+                          c.rope_base, factors));
     AEG_TRY(kernels::rope(ctx, k, rows, c.num_kv_heads, c.head_dim, c.n_rot, dm + b.positions,
-                          c.rope_base));
+                          c.rope_base, factors));
     AEG_TRY(kernels::kv_store(ctx, kv, l, k, v, rows, dm + b.slots, kv_base));
     AEG_TRY(kernels::attention(ctx, kv, l, q, rows, c.num_heads, dm + b.positions, dm + b.row_seq,
                                dm + b.tables, MB, kv_base, scale, att));

@@ -99,6 +99,8 @@ llama_layout llama_layout::plan(const llama_config& c,
   };
   const auto f32 = kernels::dtype::f32;
   lay.token_embd = place(type_of("token_embd.weight"), c.vocab_size, c.dim);
+  if (c.rope_freq_factors) // with the embedding: in the first piece a switch copies
+    lay.rope_freqs = place(f32, 1, c.n_rot / 2);
   const std::size_t q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
   for (std::size_t l = 0; l < c.num_layers; ++l) {
     layer ly;
@@ -136,6 +138,8 @@ llama_layout llama_layout::plan(const llama_config& c,
 void llama_layout::for_each(
     const std::function<void(const std::string&, const weight_slot&)>& fn) const {
   fn("token_embd.weight", token_embd);
+  if (rope_freqs.rows != 0)
+    fn("rope_freqs.weight", rope_freqs);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const auto& ly = layers[l];
     fn(layer_name(l, "attn_norm"), ly.attn_norm);

@@ -69,6 +69,7 @@ struct llama_layout {
     weight_slot bq, bk, bv, q_norm, k_norm;
   };
   weight_slot token_embd, output_norm, output;
+  weight_slot rope_freqs; ///< present (rows 1, n_rot/2) when the model scales RoPE by factors
   std::vector<layer> layers;
   std::size_t total_bytes = 0;
   /// For a family with RoPE over a head's halves: head_dim and n_rot, by which the image's q

@@ -120,7 +120,7 @@ TEST(LlamaCuda, TinyModelLogitsMatchTheCpu) {
 TEST(LlamaCuda, EveryFamilysTinyModelMatchesTheCpu) {
   if (!gpu::gpu_available())
     GTEST_SKIP() << "no GPU visible";
-  for (const char* family : {"llama", "qwen2", "qwen3"}) {
+  for (const char* family : {"llama", "llama3", "qwen2", "qwen3"}) {
     auto f = gguf::file::open(std::string(AEG_SOURCE_DIR) + "/tests/models/fixtures/" + family +
                               "-tiny.gguf");
     ASSERT_TRUE(f.has_value()) << f.error().to_string();

@@ -197,7 +197,7 @@ TEST(Rope, EachCallUsesItsOwnPositionsAndBase) {
     const std::size_t rows = c.pos.size();
     auto x = random_floats(rows * heads * hd, static_cast<std::uint32_t>(20 + k));
     const auto before = x;
-    rope(x.data(), rows, heads, hd, hd, c.pos.data(), c.base);
+    rope(x.data(), rows, heads, hd, hd, c.pos.data(), c.base, nullptr);
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t h = 0; h < heads; ++h)
         for (std::size_t i = 0; i < hd / 2; ++i) {

@@ -204,6 +204,42 @@ TEST_P(KernelConformance, RopeRotatesAdjacentPairsByPositionTimesFrequency) {
     EXPECT_FLOAT_EQ(y[i], x[i]);
 }
 
+TEST_P(KernelConformance, RopeDividesEachPairsFrequencyByItsFactor) {
+  const std::size_t rows = 3, heads = 2, hd = 32, n_rot = 32;
+  const float base = 500000.0f;
+  const auto x = random_floats(rows * heads * hd, 21);
+  const auto factors = random_floats(n_rot / 2, 22, 1.0f, 8.0f);
+  const std::vector<std::int32_t> pos = {1, 300, 2047};
+  auto dx = run->upload(x);
+  auto dp = run->upload(pos);
+  auto df = run->upload(factors);
+  ASSERT_TRUE(rope(run->ctx(), dx.as<float>(), rows, heads, hd, n_rot, dp.as<std::int32_t>(), base,
+                   df.as<float>()));
+  const auto y = run->download<float>(dx, x.size());
+  std::vector<float> ref = x;
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t h = 0; h < heads; ++h)
+      for (std::size_t i = 0; i < n_rot / 2; ++i) {
+        const double theta = pos[r] * std::pow(double(base), -2.0 * i / n_rot) / factors[i];
+        float* v = ref.data() + (r * heads + h) * hd + 2 * i;
+        const double x0 = v[0], x1 = v[1];
+        v[0] = static_cast<float>(x0 * std::cos(theta) - x1 * std::sin(theta));
+        v[1] = static_cast<float>(x0 * std::sin(theta) + x1 * std::cos(theta));
+      }
+  EXPECT_LT(max_relative_error(y, ref), 2e-3f);
+}
+
+TEST_P(KernelConformance, AddBiasAddsTheVectorToEveryRow) {
+  const std::size_t rows = 5, width = 96;
+  const auto x = random_floats(rows * width, 23), b = random_floats(width, 24);
+  auto dx = run->upload(x), db = run->upload(b);
+  ASSERT_TRUE(add_bias(run->ctx(), dx.as<float>(), db.as<float>(), rows, width));
+  const auto y = run->download<float>(dx, x.size());
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t i = 0; i < width; ++i)
+      ASSERT_FLOAT_EQ(y[r * width + i], x[r * width + i] + b[i]) << r << "," << i;
+}
+
 TEST_P(KernelConformance, SwigluAddAndGatherAreElementwise) {
   const std::size_t n = 1000;
   const auto g = random_floats(n, 9, -4, 4), u = random_floats(n, 10);

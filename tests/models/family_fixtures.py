@@ -33,6 +33,13 @@ def families():
         # Llama (and Mistral, Yi, SmolLM): untied output, q/k permuted for adjacent-pair RoPE.
         "llama": transformers.LlamaForCausalLM(transformers.LlamaConfig(
             **common, tie_word_embeddings=False)),
+        # Llama 3.1+: long-context RoPE scaling, stored in GGUF as per-pair factors. A short
+        # original context makes the scaling reach most of a tiny head's frequencies.
+        "llama3": transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            **{**common, "rope_theta": 500000.0}, tie_word_embeddings=True,
+            rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 64})),
         # Qwen2 / Qwen2.5: q/k/v biases, RoPE over the halves of a head, tied embeddings
         # (as the small Qwen2.5 models are).
         "qwen2": transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
@@ -63,6 +70,17 @@ def permute_for_adjacent_rope(w, heads):
     return w.reshape(heads, 2, rows // heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
+def llama3_rope_factors(cfg):
+    """What llama.cpp's converter stores as rope_freqs: each pair's unscaled frequency over its
+    scaled one, both from transformers' own RoPE initialisation."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
+    theta = cfg.rope_parameters["rope_theta"]
+    dim = cfg.hidden_size // cfg.num_attention_heads
+    plain = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    return (plain / scaled).numpy()
+
+
 def write_gguf(path, arch, model):
     cfg = model.config
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
@@ -91,6 +109,8 @@ def write_gguf(path, arch, model):
         w.add_tensor(name, a.astype(np.float32))
 
     matrix("token_embd.weight", sd["model.embed_tokens.weight"])
+    if (getattr(cfg, "rope_parameters", None) or {}).get("rope_type") == "llama3":
+        vector("rope_freqs.weight", llama3_rope_factors(cfg))
     for l in range(cfg.num_hidden_layers):
         p = f"model.layers.{l}."
         b = f"blk.{l}."
@@ -143,14 +163,16 @@ def main():
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    for i, (arch, model) in enumerate(families().items()):
+    for i, (name, model) in enumerate(families().items()):
+        arch = "llama" if name == "llama3" else name
         model.eval()
         randomize(model, 1000 + i)
-        write_gguf(out / f"{arch}-tiny.gguf", arch, model)
+        write_gguf(out / f"{name}-tiny.gguf", arch, model)
         expected = oracle(model)
+        expected["architecture"] = arch
         expected["transformers"] = transformers.__version__
-        (out / f"{arch}-tiny.json").write_text(json.dumps(expected) + "\n")
-        print(f"{arch}: wrote {arch}-tiny.gguf and {arch}-tiny.json "
+        (out / f"{name}-tiny.json").write_text(json.dumps(expected) + "\n")
+        print(f"{name}: wrote {name}-tiny.gguf and {name}-tiny.json "
               f"(greedy {expected['greedy'][:8]}...)")
 
 
