@@ -22,6 +22,15 @@ constexpr const char* gpt2_expr = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+"
                                   "| ?[^" AEG_WS "\\p{L}\\p{N}]+"
                                   "|[" AEG_WS "]+(?![^" AEG_WS "])|[" AEG_WS "]+";
 
+// Llama 3's and Qwen2's expression (their tokenizer.json Split), which differ only in digit runs:
+// up to three digits a piece (llama3) or one (qwen2). Contractions match in any case.
+#define AEG_BPE_EXPR(digits)                                                                       \
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" digits "| ?[^" AEG_WS        \
+  "\\p{L}\\p{N}]+[\\r\\n]*|[" AEG_WS "]*[\\r\\n]+|[" AEG_WS "]+(?![^" AEG_WS "])|[" AEG_WS "]+"
+constexpr const char* llama3_expr = AEG_BPE_EXPR("{1,3}");
+constexpr const char* qwen2_expr = AEG_BPE_EXPR("");
+
+#undef AEG_BPE_EXPR
 #undef AEG_WS
 
 struct expr_set {
@@ -40,6 +49,8 @@ const std::vector<expr_set>& expr_sets() {
        {gpt2_expr},
        {"gpt2", "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "a.x-4.0", "mellum", "exaone4",
         "mpt", "olmo", "jais", "trillion", "granite-docling"}},
+      {"llama3", {llama3_expr}, {"llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"}},
+      {"qwen2", {qwen2_expr}, {"qwen2", "deepseek-r1-qwen", "megrez"}},
       {"falcon", {"[\\p{P}$+<=>^~|`]+", gpt2_expr, "[0-9][0-9][0-9]"}, {"falcon"}},
       {"default", {"[\\p{P}$+<=>^~|]+", gpt2_expr, "\\p{N}+", "[0-9][0-9][0-9]"}, {"default", ""}},
   };

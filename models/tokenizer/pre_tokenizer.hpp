@@ -19,6 +19,9 @@ namespace aeg::models {
 /// - smollm: `\p{N}` (every digit alone), then the GPT-2 expression
 ///   (smollm, starcoder, refact, command-r, codeshell, exaone, minerva-7b, mellum2);
 /// - gpt2: the GPT-2 expression only (gpt2, gpt-2, phi-2, mpt, olmo, jais, ...);
+/// - llama3: Llama 3's expression, digits in runs of up to three (llama3, llama-v3, llama-bpe,
+///   falcon3, pixtral);
+/// - qwen2: the same expression with every digit alone (qwen2, deepseek-r1-qwen, megrez);
 /// - falcon and default (also an empty name): llama.cpp's punctuation, GPT-2 and digit-group lists.
 ///
 /// The GPT-2 expression is `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|

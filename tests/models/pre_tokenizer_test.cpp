@@ -108,14 +108,24 @@ TEST(PreTokenizer, LongRunsSplitInOnePiece) {
 }
 
 TEST(PreTokenizer, UnknownNameIsAnErrorNamingIt) {
-  auto pre = pre_tokenizer::create("llama3");
+  auto pre = pre_tokenizer::create("deepseek-v3");
   ASSERT_FALSE(pre);
   EXPECT_EQ(pre.error().code, errc::invalid_argument);
-  EXPECT_NE(pre.error().message.find("'llama3'"), std::string::npos);
+  EXPECT_NE(pre.error().message.find("'deepseek-v3'"), std::string::npos);
   EXPECT_NE(pre.error().message.find("smollm"), std::string::npos);
   for (const char* name : {"smollm", "starcoder", "refact", "command-r", "gpt2", "gpt-2", "olmo",
-                           "mpt", "default", "falcon"})
+                           "mpt", "default", "falcon", "llama3", "llama-bpe", "qwen2"})
     EXPECT_TRUE(pre_tokenizer::create(name)) << name;
+}
+
+// Llama 3 keeps up to three digits together, Qwen2 none; both keep a letter run with the one
+// non-letter before it, and newlines apart from the spaces before a word.
+TEST(PreTokenizer, Llama3AndQwen2DifferOnlyInDigitRuns) {
+  const std::string text = "I'M 12345 apples,\n\n  hi";
+  EXPECT_EQ(split(make("llama3"), text),
+            (pieces{"I", "'M", " ", "123", "45", " apples", ",\n\n", " ", " hi"}));
+  EXPECT_EQ(split(make("qwen2"), text),
+            (pieces{"I", "'M", " ", "1", "2", "3", "4", "5", " apples", ",\n\n", " ", " hi"}));
 }
 
 TEST(PreTokenizer, SharedBetweenThreads) {

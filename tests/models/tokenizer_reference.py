@@ -5,7 +5,8 @@ The reference is Hugging Face `tokenizers`: a BPE model over the GGUF's vocabula
 pre-tokenizer Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False,
 use_regex=True)] (what SmolLM2's tokenizer.json says) and a ByteLevel decoder. A corpus of a few
 hundred varied strings is encoded by both (through tests/models/tokenize_tool) and every id list
-must agree; so must the decoded text. With jinja2 installed, the model's chat template rendered by
+must agree; so must the decoded text. The same vocabulary is also run under the llama3 and qwen2
+pre-tokenizers (a GGUF naming them, against HF with their tokenizer.json's Split). With jinja2 installed, the model's chat template rendered by
 Jinja is compared with chat_template::render as well.
 
 Exit status: 0 all agree, 1 a difference (printed), 77 skipped (model file or packages missing).
@@ -18,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 
 SKIP = 77
 
@@ -48,7 +50,19 @@ def load_vocab(path):
     }
 
 
-def build_reference(vocab, with_specials):
+def split_then_bytes(digits):
+    """Llama 3's (digits "{1,3}") or Qwen2's (digits "") pre-tokenizer as their tokenizer.json
+    describes it."""
+    from tokenizers import Regex, pre_tokenizers
+
+    expr = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}" + digits +
+            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(expr), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+def build_reference(vocab, with_specials, pre_tokenizer=None):
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     ids = {t: i for i, t in enumerate(vocab["tokens"])}
@@ -57,7 +71,7 @@ def build_reference(vocab, with_specials):
         cut = m.find(" ", 1)  # the first space after position 0, as llama.cpp splits
         merges.append((m[:cut], m[cut + 1:]))
     tok = Tokenizer(models.BPE(vocab=ids, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
+    tok.pre_tokenizer = pre_tokenizer or pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
@@ -169,14 +183,18 @@ def compare(label, corpus, ours, ref_tok, vocab, parse_special):
 
 
 def compare_splits(tool, corpus):
-    """The pre-tokenizers alone: smollm and gpt2 against the HF pre-tokenizers they model."""
+    """The pre-tokenizers alone: each against the HF pre-tokenizer it models (for llama3 and
+    qwen2, the Split and ByteLevel of their models' tokenizer.json)."""
     from tokenizers import pre_tokenizers
 
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+
     sets = {
         "smollm": pre_tokenizers.Sequence(
             [pre_tokenizers.Digits(individual_digits=True), byte_level]),
         "gpt2": byte_level,
+        "llama3": split_then_bytes("{1,3}"),
+        "qwen2": split_then_bytes(""),
     }
     # ByteLevel reports pieces in its byte-level alphabet; map them back to text.
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
@@ -200,6 +218,29 @@ def compare_splits(tool, corpus):
                 if bad <= 10:
                     print(f"[split {name}] MISMATCH for {text!r}\n  aeg: {got}\n  ref: {want}")
         print(f"[split {name}] {len(corpus)} strings compared")
+    return bad
+
+
+def compare_other_pre(tool, vocab, corpus, workdir):
+    """The whole tokenizer under the llama3 and qwen2 pre-tokenizers: the same vocabulary and
+    merges in a GGUF that names the other pre-tokenizer, against HF with theirs."""
+    from gguf import GGUFWriter
+
+    bad = 0
+    for pre, digits in (("llama3", "{1,3}"), ("qwen2", "")):
+        path = os.path.join(workdir, f"vocab-{pre}.gguf")
+        w = GGUFWriter(path, "llama")
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(pre)
+        w.add_token_list(vocab["tokens"])
+        w.add_token_types(vocab["types"])
+        w.add_token_merges(vocab["merges"])
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        ref = build_reference(vocab, False, split_then_bytes(digits))
+        bad += compare(pre, corpus, run_tool(tool, path, corpus), ref, vocab, False)
     return bad
 
 
@@ -276,6 +317,8 @@ def main():
                    run_tool(args.tool, args.model, special_corpus, "--parse-special"),
                    with_specials, vocab, True)
     bad += compare_splits(args.tool, corpus)
+    with tempfile.TemporaryDirectory() as workdir:
+        bad += compare_other_pre(args.tool, vocab, corpus, workdir)
     bad += compare_chat(args.tool, args.model, vocab)
     if bad:
         print(f"FAIL: {bad} difference(s) from the reference")
