@@ -2,6 +2,7 @@
 
 #include "actors/sched/switch_policy.hpp"
 #include "models/llama/config.hpp"
+#include "models/tokenizer/chat_template.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -248,8 +249,8 @@ result<device_spec> parse_device(const json& j, const std::string& where) {
 
 result<model_spec> parse_model(const json& j, const std::string& where) {
   reader m(j, where);
-  AEG_TRY(m.known(
-      {"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s", "max_prompt_tokens"}));
+  AEG_TRY(m.known({"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s",
+                   "max_prompt_tokens", "chat_template"}));
   model_spec ms;
   std::string synthetic;
   AEG_TRY_ASSIGN(ms.name, m.name("name"));
@@ -260,6 +261,10 @@ result<model_spec> parse_model(const json& j, const std::string& where) {
   AEG_TRY_ASSIGN(ms.ttft_seconds, m.number("ttft_s", 10, 1e-3, 1e6));
   AEG_TRY_ASSIGN(ms.tbt_seconds, m.number("tbt_s", 0.1, 1e-3, 1e6));
   AEG_TRY_ASSIGN(ms.max_prompt_tokens, m.count("max_prompt_tokens", 0, 0, 1 << 24));
+  AEG_TRY_ASSIGN(ms.chat_template, m.get<std::string>("chat_template", ""));
+  if (!ms.chat_template.empty())
+    if (auto t = models::chat_template::named(ms.chat_template); !t)
+      return fail(errc::invalid_argument, m.at("chat_template") + ": " + t.error().message);
   if (ms.source.gguf_path.empty() == synthetic.empty())
     return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
   if (!synthetic.empty()) {

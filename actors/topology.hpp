@@ -41,6 +41,9 @@ struct model_spec {
   double tbt_seconds = 0.1;
   /// The longest prompt a request may bring (0: up to the context); a front end refuses longer.
   std::size_t max_prompt_tokens = 0;
+  /// The chat format to render conversations in ("chatml", "llama3", "llama2"); empty: the
+  /// one the GGUF's own template is recognised as.
+  std::string chat_template;
 };
 
 /// How the pool schedules.

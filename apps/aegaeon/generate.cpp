@@ -56,7 +56,7 @@ tl::expected<local_model, int> load(const generate_options& o) {
                file.error().code == errc::not_found ? missing_model_hint(o.model_path) : "");
     return tl::unexpected(2);
   }
-  auto text = models::text_model::from_gguf(*file);
+  auto text = models::text_model::from_gguf(*file, o.template_name);
   if (!text) {
     fmt::print(stderr, "aegaeon: {}: {}\n", o.model_path, text.error().to_string());
     return tl::unexpected(1);

@@ -23,6 +23,7 @@ struct generate_options {
   int top_k = 0;
   std::optional<std::uint64_t> seed; ///< unset: a new seed each run (sampling only)
   bool chat_template = false;        ///< generate: wrap the prompt in the model's chat template
+  std::string template_name;         ///< the chat format to use instead of the model's own
   std::string backend = "cpu";
   std::size_t capacity_mib = 0; ///< device memory budget; 0: the backend's default
   bool verbose = false;         ///< timings and token counts on stderr

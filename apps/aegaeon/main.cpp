@@ -4,18 +4,33 @@
 #include "apps/aegaeon/remote.hpp"
 #include "apps/aegaeon/serve.hpp"
 #include "gpu/registry.hpp"
+#include "models/tokenizer/chat_template.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <string>
+#include <vector>
 
 namespace {
+
+// "a, b, c" as {"a", "b", "c"}.
+std::vector<std::string> split_names(const std::string& list) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at <= list.size();) {
+    const auto comma = std::min(list.find(", ", at), list.size());
+    out.push_back(list.substr(at, comma - at));
+    at = comma + 2;
+  }
+  return out;
+}
 
 using aeg::apps::default_model_path;
 constexpr double no_limit = std::numeric_limits<double>::infinity();
@@ -106,6 +121,9 @@ void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool ch
   cmd->add_option("--system", o.system_prompt,
                   chat ? "System prompt (default: the model's own)"
                        : "System prompt, with --chat (default: the model's own)");
+  cmd->add_option("--chat-template", o.template_name,
+                  "Chat format instead of the model's own: " + aeg::models::chat_template::names())
+      ->check(CLI::IsMember(split_names(aeg::models::chat_template::names())));
   cmd->add_option("--backend", o.backend, "Device backend: cpu or cuda")
       ->check(CLI::IsMember(aeg::gpu::built_backends()))
       ->capture_default_str();
@@ -161,11 +179,11 @@ int main(int argc, char** argv) {
   auto* serve_cmd = app.add_subcommand(
       "serve", "Serve models over OpenAI-compatible HTTP (/v1/models, /v1/completions, "
                "/v1/chat/completions, /health, /metrics) until SIGINT or SIGTERM");
-  serve_cmd
-      ->add_option("--config", serve.config,
-                   "Topology file (docs/operations.md); default: every .gguf in "
-                   "--models-dir on one colocated instance")
-      ->check(CLI::ExistingFile);
+  auto* config_opt = serve_cmd
+                         ->add_option("--config", serve.config,
+                                      "Topology file (docs/operations.md); default: every .gguf in "
+                                      "--models-dir on one colocated instance")
+                         ->check(CLI::ExistingFile);
   serve_cmd->add_option("--models-dir", serve.models_dir, "Where to find models without --config")
       ->capture_default_str();
   serve_cmd
@@ -228,6 +246,13 @@ int main(int argc, char** argv) {
                    "max_prompt_tokens in the topology caps it further)")
       ->check(number({.lo = 0, .hi = 1 << 24, .integer = true}))
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--chat-template", serve.chat_template,
+                   "Without --config: the chat format of every model instead of its own (" +
+                       aeg::models::chat_template::names() +
+                       "); a topology names it per model (chat_template)")
+      ->check(CLI::IsMember(split_names(aeg::models::chat_template::names())))
+      ->excludes(config_opt);
   serve_cmd
       ->add_option("--max-body-bytes", serve.limits.max_body_bytes,
                    "Largest request body in bytes (413 beyond)")

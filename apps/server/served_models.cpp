@@ -65,6 +65,7 @@ result<actors::pool_spec> spec_of(const serve_options& opts) {
     actors::model_spec m;
     m.name = f.stem().string();
     m.source.gguf_path = f.string();
+    m.chat_template = opts.chat_template;
     spec.models.push_back(m);
   }
   actors::instance_spec is;
@@ -83,7 +84,7 @@ result<std::map<std::string, models::text_model>> text_models_of(const actors::p
     auto file = models::gguf::file::open(m.source.gguf_path);
     if (!file)
       return fail(file.error().code, "model '" + m.name + "': " + file.error().message);
-    auto text = models::text_model::from_gguf(*file);
+    auto text = models::text_model::from_gguf(*file, m.chat_template);
     if (!text)
       return fail(text.error().code, "model '" + m.name + "': " + text.error().message);
     by_vocab.emplace(text->vocab_size(), m.name);

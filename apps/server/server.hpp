@@ -43,6 +43,9 @@ struct serve_options {
   /// The longest prompt a request may bring, in tokens, for every model (0: the context; a
   /// model's `max_prompt_tokens` in the topology caps it further); beyond: 400.
   std::size_t max_prompt_tokens = 0;
+  /// No config: the chat format of every model ("chatml", "llama3", "llama2"); empty: each
+  /// model's own (a topology names it per model).
+  std::string chat_template;
   request_limits limits;      ///< header and body sizes
   bool handle_signals = true; ///< SIGINT and SIGTERM start a graceful shutdown
   /// Model loading progress (a model, bytes done, bytes in all); none: quiet.

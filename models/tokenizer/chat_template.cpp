@@ -66,20 +66,71 @@ std::vector<std::string> string_literals(std::string_view jinja) {
 
 } // namespace
 
+namespace {
+
+struct format_info {
+  chat_format format;
+  std::string_view name, bos, eos;
+};
+
+constexpr format_info formats[] = {
+    {chat_format::chatml, "chatml", "", ""},
+    {chat_format::llama3, "llama3", "<|begin_of_text|>", "<|eot_id|>"},
+    {chat_format::llama2, "llama2", "<s>", "</s>"},
+};
+
+const format_info& info(chat_format f) {
+  for (const auto& i : formats)
+    if (i.format == f)
+      return i;
+  return formats[0];
+}
+
+// Jinja's `trim` and Python's `strip()` on the white space prompts carry.
+std::string_view trimmed(std::string_view s) {
+  constexpr std::string_view ws = " \t\n\r\f\v";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos)
+    return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// The text of token `key_id`'s id in the vocabulary of `f`, or "" when the file has none.
+std::string token_text(const gguf::file& f, const char* key_id) {
+  if (f.find(key_id) == nullptr || f.find("tokenizer.ggml.tokens") == nullptr)
+    return {};
+  auto id = f.get_uint(key_id);
+  auto tokens = f.get_string_array("tokenizer.ggml.tokens");
+  if (!id || !tokens || *id >= tokens->size())
+    return {};
+  return (*tokens)[*id];
+}
+
+} // namespace
+
 result<chat_template> chat_template::from_gguf(const gguf::file& f) {
   constexpr std::string_view key = "tokenizer.chat_template";
   if (f.find(key) == nullptr)
     return chatml();
   AEG_TRY_ASSIGN(auto text, f.get_string(key));
-  return from_text(text);
+  return from_text(text, token_text(f, "tokenizer.ggml.bos_token_id"),
+                   token_text(f, "tokenizer.ggml.eos_token_id"));
 }
 
-result<chat_template> chat_template::from_text(std::string_view jinja) {
+result<chat_template> chat_template::from_text(std::string_view jinja, std::string_view bos,
+                                               std::string_view eos) {
+  if (jinja.find("<|start_header_id|>") != std::string_view::npos)
+    return named("llama3", bos, eos);
+  if (jinja.find("[INST]") != std::string_view::npos &&
+      jinja.find("<<SYS>>") != std::string_view::npos)
+    return named("llama2", bos, eos);
   if (jinja.find(im_start) == std::string_view::npos)
     return fail(errc::invalid_argument,
-                "the model's chat template (tokenizer.chat_template) is not ChatML (it has no "
-                "<|im_start|>); only ChatML templates are supported. Render prompts yourself or "
-                "fall back to chat_template::chatml()");
+                "the model's chat template (tokenizer.chat_template) is not one of the formats "
+                "rendered here (" +
+                    names() +
+                    "); give --chat-template NAME (or the topology's chat_template) to pick one, "
+                    "or render prompts yourself");
   // A literal holding a whole system turn is the default prompt the template inserts when the
   // conversation brings none (SmolLM2: `loop.first and messages[0]['role'] != 'system'`).
   for (const std::string& literal : string_literals(jinja)) {
@@ -95,12 +146,46 @@ result<chat_template> chat_template::from_text(std::string_view jinja) {
   return chatml();
 }
 
+result<chat_template> chat_template::named(std::string_view name, std::string_view bos,
+                                           std::string_view eos) {
+  for (const auto& i : formats)
+    if (i.name == name)
+      return chat_template(i.format, std::nullopt, std::string(bos.empty() ? i.bos : bos),
+                           std::string(eos.empty() ? i.eos : eos));
+  return fail(errc::invalid_argument,
+              "unknown chat template '" + std::string(name) + "'; known: " + names());
+}
+
+std::string chat_template::names() {
+  std::string out;
+  for (const auto& i : formats)
+    out += (out.empty() ? "" : ", ") + std::string(i.name);
+  return out;
+}
+
 chat_template chat_template::chatml(std::optional<std::string> default_system) {
-  return chat_template(std::move(default_system));
+  return chat_template(chat_format::chatml, std::move(default_system), {}, {});
+}
+
+std::string_view chat_template::name() const noexcept {
+  return info(format_).name;
 }
 
 std::string chat_template::render(std::span<const chat_message> messages,
                                   bool add_generation_prompt) const {
+  switch (format_) {
+  case chat_format::llama3:
+    return render_llama3(messages, add_generation_prompt);
+  case chat_format::llama2:
+    return render_llama2(messages);
+  case chat_format::chatml:
+    break;
+  }
+  return render_chatml(messages, add_generation_prompt);
+}
+
+std::string chat_template::render_chatml(std::span<const chat_message> messages,
+                                         bool generation) const {
   std::string out;
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (i == 0 && default_system_ && messages[0].role != "system") {
@@ -116,9 +201,54 @@ std::string chat_template::render(std::span<const chat_message> messages,
     out += im_end;
     out += '\n';
   }
-  if (add_generation_prompt) {
+  if (generation) {
     out += im_start;
     out += "assistant\n";
+  }
+  return out;
+}
+
+std::string chat_template::render_llama3(std::span<const chat_message> messages,
+                                         bool generation) const {
+  std::string out;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (i == 0)
+      out += bos_;
+    out += "<|start_header_id|>";
+    out += messages[i].role;
+    out += "<|end_header_id|>\n\n";
+    out += trimmed(messages[i].content);
+    out += "<|eot_id|>";
+  }
+  if (generation)
+    out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
+std::string chat_template::render_llama2(std::span<const chat_message> messages) const {
+  std::optional<std::string_view> system;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = messages[0].content;
+    messages = messages.subspan(1);
+  }
+  std::string out;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    std::string content;
+    if (i == 0 && system)
+      content = "<<SYS>>\n" + std::string(*system) + "\n<</SYS>>\n\n" + messages[i].content;
+    else
+      content = messages[i].content;
+    if (messages[i].role == "user") {
+      out += bos_;
+      out += "[INST] ";
+      out += trimmed(content);
+      out += " [/INST]";
+    } else if (messages[i].role == "assistant") {
+      out += ' ';
+      out += trimmed(content);
+      out += ' ';
+      out += eos_;
+    }
   }
   return out;
 }

@@ -2,8 +2,18 @@
 
 namespace aeg::models {
 
-result<text_model> text_model::from_gguf(const gguf::file& f) {
+result<text_model> text_model::from_gguf(const gguf::file& f, std::string_view chat_template) {
   AEG_TRY_ASSIGN(auto tok, tokenizer::from_gguf(f));
+  if (!chat_template.empty()) {
+    auto text_of = [&](std::optional<std::int32_t> id) {
+      return id ? std::string(tok.token_text(*id)) : std::string();
+    };
+    AEG_TRY_ASSIGN(auto named,
+                   chat_template::named(chat_template, text_of(tok.bos()), text_of(tok.eos())));
+    text_model m(std::move(tok), std::move(named));
+    m.collect_stop_tokens();
+    return m;
+  }
   auto tmpl = chat_template::from_gguf(f);
   std::string note;
   if (!tmpl) {
@@ -12,10 +22,14 @@ result<text_model> text_model::from_gguf(const gguf::file& f) {
   }
   text_model m(std::move(tok), std::move(*tmpl));
   m.template_note_ = std::move(note);
-  for (std::size_t i = 0; i < m.tok_.num_tokens(); ++i)
-    if (m.tok_.is_end_of_generation(static_cast<std::int32_t>(i)))
-      m.stop_tokens_.push_back(static_cast<std::int32_t>(i));
+  m.collect_stop_tokens();
   return m;
+}
+
+void text_model::collect_stop_tokens() {
+  for (std::size_t i = 0; i < tok_.num_tokens(); ++i)
+    if (tok_.is_end_of_generation(static_cast<std::int32_t>(i)))
+      stop_tokens_.push_back(static_cast<std::int32_t>(i));
 }
 
 std::vector<std::int32_t> text_model::encode_prompt(std::string_view text) const {

@@ -21,8 +21,10 @@ namespace aeg::models {
 class text_model {
 public:
   /// The text side of `f`. A chat template this code does not render is replaced by ChatML, and
-  /// `template_note()` says so.
-  [[nodiscard]] static result<text_model> from_gguf(const gguf::file& f);
+  /// `template_note()` says so. `chat_template`, when given, names the format to use instead of
+  /// the file's own (chat_template::names()); an unknown name is an error.
+  [[nodiscard]] static result<text_model> from_gguf(const gguf::file& f,
+                                                    std::string_view chat_template = {});
 
   /// A completion prompt's tokens: special tokens written out ("<|im_start|>") are the tokens,
   /// as in other servers, and BOS comes first when the model asks for it.
@@ -42,6 +44,7 @@ public:
 
 private:
   text_model(tokenizer tok, chat_template chat) : tok_(std::move(tok)), chat_(std::move(chat)) {}
+  void collect_stop_tokens();
 
   tokenizer tok_;
   chat_template chat_;

@@ -586,13 +586,14 @@ TEST(Topology, ErrorsPointAtTheBadField) {
   const std::string good = R"({
     "devices": [{"name": "g0", "backend": "cpu", "memory_mib": 512}],
     "models": [{"name": "a", "synthetic": "smollm2-135m", "tbt_s": 0.2,
-                "max_prompt_tokens": 2048}],
+                "max_prompt_tokens": 2048, "chat_template": "llama3"}],
     "instances": [{"device": "g0", "role": "colocated"}],
     "policy": {"routing": "aegaeon", "decode": "weighted_round_robin"}})";
   auto ok = parse_topology(good);
   ASSERT_TRUE(ok.has_value()) << ok.error().to_string();
   EXPECT_EQ(ok->models[0].tbt_seconds, 0.2);
   EXPECT_EQ(ok->models[0].max_prompt_tokens, 2048u);
+  EXPECT_EQ(ok->models[0].chat_template, "llama3");
   EXPECT_EQ(ok->devices[0].memory_bytes, std::size_t{512} << 20);
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": []})", "devices: a non-empty array"},
@@ -635,6 +636,9 @@ TEST(Topology, ErrorsPointAtTheBadField) {
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m",
            "max_prompt_tokens": -1}]})",
        "models[0].max_prompt_tokens: must be a whole number"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m",
+           "chat_template": "vicuna"}]})",
+       "models[0].chat_template: unknown chat template 'vicuna'; known: chatml, llama3, llama2"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0", "max_seqs": -1}]})",
        "instances[0].max_seqs: must be a whole number from 1 to 4096; it is -1"},

@@ -3,6 +3,7 @@
 
 #include "models/gguf/writer.hpp"
 #include "models/tokenizer/chat_template.hpp"
+#include "models/tokenizer/text_model.hpp"
 #include "tests/models/smollm2.hpp"
 
 #include <gtest/gtest.h>
@@ -103,7 +104,37 @@ TEST(ChatTemplate, UnrecognisedTemplateIsAnError) {
                                     "{% endfor %}");
   ASSERT_FALSE(t);
   EXPECT_EQ(t.error().code, errc::invalid_argument);
-  EXPECT_NE(t.error().message.find("ChatML"), std::string::npos);
+  EXPECT_NE(t.error().message.find("chatml, llama3, llama2"), std::string::npos);
+  EXPECT_NE(t.error().message.find("--chat-template"), std::string::npos);
+  auto unknown = chat_template::named("vicuna");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("'vicuna'"), std::string::npos);
+}
+
+// The conversation of the Jinja renders below (Python jinja2 on Meta's templates).
+const std::vector<chat_message> four_turns = {
+    {"system", "Be brief."}, {"user", " Hi \n"}, {"assistant", "Hello!"}, {"user", "Joke?"}};
+
+TEST(ChatTemplate, Llama3TrimsEachMessageAndOpensTheAssistantsHeader) {
+  auto t = chat_template::from_text("{{ '<|start_header_id|>' + message['role'] }}");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->name(), "llama3");
+  EXPECT_EQ(t->render(four_turns, true),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>"
+            "assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>"
+            "\n\nJoke?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(ChatTemplate, Llama2FoldsTheSystemMessageIntoTheFirstInstruction) {
+  auto t = chat_template::from_text("{{ bos_token + '[INST] ' }}{{ '<<SYS>>\\n' }}", "<s>", "</s>");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->name(), "llama2");
+  const std::string want =
+      "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Joke? [/INST]";
+  EXPECT_EQ(t->render(four_turns, true), want);
+  EXPECT_EQ(t->render(four_turns, false), want) << "the model answers after [/INST] either way";
+  EXPECT_EQ(chat_template::named("llama2")->render(four_turns, true), want);
 }
 
 TEST(ChatTemplate, FileWithoutTemplateFallsBackToChatML) {
@@ -128,6 +159,24 @@ TEST(ChatTemplate, RealModelTemplate) {
   EXPECT_EQ(t->render(messages, true),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
             "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// A named format replaces the file's own, with the file's BOS text; stop tokens stay the file's.
+TEST(ChatTemplate, ANamedFormatReplacesTheFilesOwn) {
+  AEG_REQUIRE_SMOLLM2(tok);
+  auto own = text_model::from_gguf(*testing::smollm2_file());
+  auto llama3 = text_model::from_gguf(*testing::smollm2_file(), "llama3");
+  ASSERT_TRUE(own && llama3);
+  EXPECT_EQ(llama3->chat().name(), "llama3");
+  EXPECT_EQ(llama3->stop_tokens(), own->stop_tokens());
+  const std::vector<chat_message> messages = {{"user", "Hi"}};
+  ASSERT_TRUE(tok.bos());
+  EXPECT_EQ(llama3->chat().render(messages, false),
+            std::string(tok.token_text(*tok.bos())) +
+                "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  auto bad = text_model::from_gguf(*testing::smollm2_file(), "vicuna");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("known: chatml, llama3, llama2"), std::string::npos);
 }
 
 } // namespace

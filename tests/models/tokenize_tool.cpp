@@ -3,6 +3,7 @@
 //   tokenize_tool --model FILE [--parse-special]  strings -> [{"ids": [...], "decoded": "..."}]
 //   tokenize_tool --model FILE --chat             [{"messages": [{"role", "content"}],
 //                                                   "add_generation_prompt": bool}] -> strings
+//                 (--template JINJA_FILE: that template recognised instead of the model's own)
 //   tokenize_tool --split NAME                    strings -> [[piece, ...], ...] (pre-tokenizer
 //                                                 NAME alone; no model needed)
 #include "models/gguf/file.hpp"
@@ -12,7 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +36,7 @@ int main(int argc, char** argv) {
   bool parse_special = false;
   bool chat = false;
   std::optional<std::string> split;
+  std::string template_file; // a Jinja template to recognise instead of the model's own
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--model" && i + 1 < argc)
@@ -43,6 +47,8 @@ int main(int argc, char** argv) {
       chat = true;
     else if (arg == "--split" && i + 1 < argc)
       split = argv[++i];
+    else if (arg == "--template" && i + 1 < argc)
+      template_file = argv[++i];
     else
       return usage();
   }
@@ -84,6 +90,12 @@ int main(int argc, char** argv) {
   try {
     if (chat) {
       auto tmpl = chat_template::from_gguf(*file);
+      if (!template_file.empty()) {
+        std::ifstream in(template_file);
+        const std::string text((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+        tmpl = chat_template::from_text(text);
+      }
       if (!tmpl) {
         std::cerr << "tokenize_tool: " << tmpl.error().to_string() << "\n";
         return 1;

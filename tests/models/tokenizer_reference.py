@@ -244,7 +244,7 @@ def compare_other_pre(tool, vocab, corpus, workdir):
     return bad
 
 
-def compare_chat(tool, model, vocab):
+def compare_chat(tool, model, vocab, workdir):
     try:
         import jinja2
     except ImportError:
@@ -255,7 +255,6 @@ def compare_chat(tool, model, vocab):
         print("[chat] the model has no chat template: comparison skipped")
         return 0
     env = jinja2.Environment(loader=jinja2.BaseLoader())
-    tmpl = env.from_string(template)
     sys_msg = {"role": "system", "content": "Be brief."}
     user = {"role": "user", "content": "Hi"}
     asst = {"role": "assistant", "content": "Hello! How can I help?"}
@@ -265,16 +264,65 @@ def compare_chat(tool, model, vocab):
                  [asst], [user, sys_msg], [{"role": "tool", "content": "{\"x\": 1}"}]):
         for gen in (True, False):
             convs.append({"messages": msgs, "add_generation_prompt": gen})
-    ours = run_tool(tool, model, convs, "--chat")
+    convs.append({"messages": [user2, {"role": "user", "content": "  \n"}, asst],
+                  "add_generation_prompt": True})
     bad = 0
-    for conv, got in zip(convs, ours):
-        want = tmpl.render(messages=conv["messages"],
-                           add_generation_prompt=conv["add_generation_prompt"])
-        if got != want:
-            bad += 1
-            print(f"[chat] MISMATCH for {conv!r}\n  aeg: {got!r}\n  ref: {want!r}")
-    print(f"[chat] {len(convs) - bad}/{len(convs)} conversations render identically")
+    for label, text, flags, tokens in (
+            ("chat", template, (), {}),
+            ("chat llama3", LLAMA3_TEMPLATE, ("--template",), {"bos_token": "<|begin_of_text|>"}),
+            ("chat llama2", LLAMA2_TEMPLATE, ("--template",),
+             {"bos_token": "<s>", "eos_token": "</s>"})):
+        tmpl = env.from_string(text)
+        args = ["--chat"]
+        if flags:
+            path = os.path.join(workdir, label.replace(" ", "-") + ".jinja")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            args += [flags[0], path]
+        ours = run_tool(tool, model, convs, *args)
+        compared = 0
+        for conv, got in zip(convs, ours):
+            try:
+                want = tmpl.render(messages=conv["messages"],
+                                   add_generation_prompt=conv["add_generation_prompt"],
+                                   raise_exception=raise_exception, **tokens)
+            except (TemplateRefused, jinja2.exceptions.UndefinedError):
+                continue  # the template refuses the conversation (no messages, roles that do
+                # not alternate)
+            compared += 1
+            if got != want:
+                bad += 1
+                print(f"[{label}] MISMATCH for {conv!r}\n  aeg: {got!r}\n  ref: {want!r}")
+        print(f"[{label}] {compared} conversations compared")
     return bad
+
+
+class TemplateRefused(Exception):
+    pass
+
+
+def raise_exception(message):
+    raise TemplateRefused(message)
+
+
+# Meta's Llama 3 Instruct and Llama 2 Chat templates, as their tokenizer_config.json gives them.
+LLAMA3_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
+    "trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+    "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation "
+    "roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 "
+    "and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
+    "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}"
+    "{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + "
+    "' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + "
+    "eos_token }}{% endif %}{% endfor %}")
 
 
 def main():
@@ -319,7 +367,7 @@ def main():
     bad += compare_splits(args.tool, corpus)
     with tempfile.TemporaryDirectory() as workdir:
         bad += compare_other_pre(args.tool, vocab, corpus, workdir)
-    bad += compare_chat(args.tool, args.model, vocab)
+        bad += compare_chat(args.tool, args.model, vocab, workdir)
     if bad:
         print(f"FAIL: {bad} difference(s) from the reference")
         return 1
