@@ -24,6 +24,9 @@ enum class dtype : std::uint8_t {
   q6_k,
   q4_1x8,
   q8_0x8,
+  q2_k, // after the compute layouts: the values above name cached images' types
+  q3_k,
+  q5_k,
 };
 
 /// Block geometry of a dtype.

@@ -15,7 +15,8 @@ const dtype_traits table[] = {
     {"F32", 1, 4, false},     {"F16", 1, 2, false},     {"BF16", 1, 2, false},
     {"Q8_0", 32, 34, true},   {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
     {"Q5_0", 32, 22, true},   {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
-    {"Q4_1x8", 32, 20, true}, {"Q8_0x8", 32, 34, true},
+    {"Q4_1x8", 32, 20, true}, {"Q8_0x8", 32, 34, true}, {"Q2_K", 256, 84, true},
+    {"Q3_K", 256, 110, true}, {"Q5_K", 256, 176, true},
 };
 
 float h2f(std::uint16_t h) {
@@ -63,6 +64,60 @@ void dequant_q6_k(const block_q6_k& b, float* y) {
       y[l + 32] = d * sc[is + 2] * static_cast<float>(q2);
       y[l + 64] = d * sc[is + 4] * static_cast<float>(q3);
       y[l + 96] = d * sc[is + 6] * static_cast<float>(q4);
+    }
+  }
+}
+
+void dequant_q2_k(const block_q2_k& b, float* y) {
+  const float d = h2f(b.d), dmin = h2f(b.dmin);
+  const std::uint8_t* q = b.qs;
+  int is = 0;
+  for (int half = 0; half < 2; ++half, q += 32)
+    for (int shift = 0; shift < 8; shift += 2)
+      for (int part = 0; part < 2; ++part) { // bytes 0..15, then 16..31 of the 32
+        const std::uint8_t sc = b.scales[is++];
+        const float dl = d * static_cast<float>(sc & 0xF), ml = dmin * static_cast<float>(sc >> 4);
+        for (int l = 0; l < 16; ++l)
+          *y++ = dl * static_cast<float>((q[16 * part + l] >> shift) & 3) - ml;
+      }
+}
+
+void dequant_q3_k(const block_q3_k& b, float* y) {
+  // Sixteen 6-bit scales: the low 4 bits in bytes 0..7, the high 2 in bytes 8..11.
+  std::int8_t scales[16];
+  for (int i = 0; i < 16; ++i) {
+    const int low = i < 8 ? b.scales[i] & 0xF : b.scales[i - 8] >> 4;
+    const int high = (b.scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+    scales[i] = static_cast<std::int8_t>((low | (high << 4)) - 32);
+  }
+  const float d = h2f(b.d);
+  const std::uint8_t* q = b.qs;
+  int is = 0;
+  std::uint8_t m = 1;
+  for (int half = 0; half < 2; ++half, q += 32)
+    for (int shift = 0; shift < 8; shift += 2, m = static_cast<std::uint8_t>(m << 1))
+      for (int part = 0; part < 2; ++part) {
+        const float dl = d * static_cast<float>(scales[is++]);
+        for (int l = 0; l < 16; ++l) {
+          const int k = 16 * part + l;
+          const int v = ((q[k] >> shift) & 3) - ((b.hmask[k] & m) ? 0 : 4);
+          *y++ = dl * static_cast<float>(v);
+        }
+      }
+}
+
+void dequant_q5_k(const block_q5_k& b, float* y) {
+  const float d = h2f(b.d), dmin = h2f(b.dmin);
+  const std::uint8_t* ql = b.qs;
+  for (int c = 0; c < 4; ++c, ql += 32, y += 64) {
+    std::uint8_t sc0, m0, sc1, m1;
+    get_scale_min_k4(2 * c, b.scales, sc0, m0);
+    get_scale_min_k4(2 * c + 1, b.scales, sc1, m1);
+    const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
+    const std::uint8_t u0 = static_cast<std::uint8_t>(1u << (2 * c)), u1 = u0 << 1;
+    for (int l = 0; l < 32; ++l) {
+      y[l] = d0 * static_cast<float>((ql[l] & 0xF) + (b.qh[l] & u0 ? 16 : 0)) - mm0;
+      y[32 + l] = d1 * static_cast<float>((ql[l] >> 4) + (b.qh[l] & u1 ? 16 : 0)) - mm1;
     }
   }
 }
@@ -200,6 +255,24 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
     const auto* b = static_cast<const block_q6_k*>(src);
     for (std::size_t i = 0; i < nb; ++i, y += 256)
       dequant_q6_k(b[i], y);
+    return;
+  }
+  case dtype::q2_k: {
+    const auto* b = static_cast<const block_q2_k*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 256)
+      dequant_q2_k(b[i], y);
+    return;
+  }
+  case dtype::q3_k: {
+    const auto* b = static_cast<const block_q3_k*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 256)
+      dequant_q3_k(b[i], y);
+    return;
+  }
+  case dtype::q5_k: {
+    const auto* b = static_cast<const block_q5_k*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 256)
+      dequant_q5_k(b[i], y);
     return;
   }
   case dtype::q4_1x8:

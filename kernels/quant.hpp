@@ -48,8 +48,32 @@ struct block_q6_k {
   std::uint16_t d;
 };
 
+/// 256 weights in 16 sub-blocks of 16: 2-bit values, a 4-bit scale and a 4-bit min per sub-block.
+struct block_q2_k {
+  std::uint8_t scales[16]; ///< low nibble: scale, high nibble: min
+  std::uint8_t qs[64];
+  std::uint16_t d, dmin;
+};
+/// 256 weights in 16 sub-blocks of 16: 3-bit values (2 low bits in qs, the high bit in hmask),
+/// 6-bit signed scales packed in 12 bytes.
+struct block_q3_k {
+  std::uint8_t hmask[32];
+  std::uint8_t qs[64];
+  std::uint8_t scales[12];
+  std::uint16_t d;
+};
+/// 256 weights in 8 sub-blocks of 32: 5-bit values (4 low bits in qs, the fifth in qh), 6-bit
+/// scales and mins packed as Q4_K's.
+struct block_q5_k {
+  std::uint16_t d, dmin;
+  std::uint8_t scales[12];
+  std::uint8_t qh[32];
+  std::uint8_t qs[128];
+};
+
 static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 &&
               sizeof(block_q8_0) == 34 && sizeof(block_q4_k) == 144 && sizeof(block_q6_k) == 210);
+static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_q5_k) == 176);
 
 /// 8 rows of Q4_1 (or Q4_0, as Q4_1 with offset -8·d) for one block of 32 columns, as the CPU
 /// computes with them: `d` and `m` in row order; the 16 nibble bytes of the rows in 4 groups of

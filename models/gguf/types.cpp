@@ -43,13 +43,20 @@ result<type_traits> traits_of(std::uint32_t type) {
     return type_traits{"Q4_K", 256, 144};
   case tensor_type::q6_k:
     return type_traits{"Q6_K", 256, 210};
+  case tensor_type::q2_k:
+    return type_traits{"Q2_K", 256, 84};
+  case tensor_type::q3_k:
+    return type_traits{"Q3_K", 256, 110};
+  case tensor_type::q5_k:
+    return type_traits{"Q5_K", 256, 176};
   }
   std::string name = type < ggml_names.size() ? std::string(ggml_names[type])
                                               : "unknown type id " + std::to_string(type);
   return fail(errc::invalid_argument,
               "tensor type " + name +
                   " is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, "
-                  "Q4_1, Q5_0, Q4_K, Q6_K (re-quantize the model to one of them)");
+                  "Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (re-quantize the model to one of "
+                  "them)");
 }
 
 std::string_view name_of(tensor_type type) {
@@ -77,6 +84,12 @@ kernels::dtype to_dtype(tensor_type type) noexcept {
     return kernels::dtype::q4_k;
   case tensor_type::q6_k:
     return kernels::dtype::q6_k;
+  case tensor_type::q2_k:
+    return kernels::dtype::q2_k;
+  case tensor_type::q3_k:
+    return kernels::dtype::q3_k;
+  case tensor_type::q5_k:
+    return kernels::dtype::q5_k;
   }
   // Only a cast of an unchecked id gets here: the reader admits supported types only.
   AEG_ASSERT(false, "to_dtype: tensor_type holds an id that traits_of() would have refused");
@@ -103,6 +116,12 @@ tensor_type to_tensor_type(kernels::dtype type) noexcept {
     return tensor_type::q4_k;
   case kernels::dtype::q6_k:
     return tensor_type::q6_k;
+  case kernels::dtype::q2_k:
+    return tensor_type::q2_k;
+  case kernels::dtype::q3_k:
+    return tensor_type::q3_k;
+  case kernels::dtype::q5_k:
+    return tensor_type::q5_k;
   case kernels::dtype::q4_1x8:
   case kernels::dtype::q8_0x8:
     break; // compute layouts of the CPU; never stored in a file

@@ -35,7 +35,10 @@ enum class tensor_type : std::uint32_t {
   q4_1 = 3,
   q5_0 = 6,
   q8_0 = 8,
+  q2_k = 10,
+  q3_k = 11,
   q4_k = 12,
+  q5_k = 13,
   q6_k = 14,
   bf16 = 30,
 };

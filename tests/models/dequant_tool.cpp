@@ -2,7 +2,7 @@
 // dequant_reference.py to compare with PyPI gguf's numpy (de)quantizers:
 //   dequant_tool dequantize TYPE N   reads the bytes of N values of TYPE, writes N float32
 //   dequant_tool quantize TYPE N     reads N float32, writes the bytes of N values of TYPE
-// TYPE is a ggml type name (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K); N is a multiple
+// TYPE is a ggml type name (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K…Q6_K); N is a multiple
 // of its block size. Exits 2 on bad arguments or short input.
 
 #include "kernels/dtype.hpp"
@@ -19,7 +19,7 @@ using aeg::kernels::dtype;
 
 bool dtype_named(const std::string& name, dtype& out) {
   for (auto t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1,
-                 dtype::q5_0, dtype::q4_k, dtype::q6_k})
+                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k})
     if (aeg::kernels::traits(t).name == name) {
       out = t;
       return true;

@@ -161,6 +161,19 @@ std::vector<std::byte> random_blocks(std::size_t num_blocks, auto fill) {
   return out;
 }
 
+// Q4_K's and Q5_K's 12 bytes of eight 6-bit scales and mins (each min equal to its scale, from
+// 32..63): the inverse of ggml's get_scale_min_k4.
+void pack_scales_mins_k4(std::uint8_t* scales, rng& r) {
+  std::uint8_t sc[8], m[8];
+  for (int j = 0; j < 8; ++j)
+    sc[j] = m[j] = static_cast<std::uint8_t>(r.between(32, 63));
+  for (int j = 0; j < 4; ++j) {
+    scales[j] = static_cast<std::uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    scales[j + 4] = static_cast<std::uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+    scales[j + 8] = static_cast<std::uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+  }
+}
+
 // `n` values of deviation `std` encoded as `t`: quantized from floats where kernels can encode
 // the type, otherwise random quants with positive scales chosen for that deviation.
 std::vector<std::byte> encode(dtype t, std::size_t n, float std, float mean, rng& r) {
@@ -187,15 +200,51 @@ std::vector<std::byte> encode(dtype t, std::size_t n, float std, float mean, rng
       const float d = std / (47.5f * 4.6f) * (1.0f + 0.25f * r.uniform());
       b.d = half(d);
       b.dmin = half(7.5f * d);
-      std::uint8_t sc[8], m[8];
-      for (int j = 0; j < 8; ++j)
-        sc[j] = m[j] = static_cast<std::uint8_t>(r.between(32, 63));
-      // The inverse of ggml's get_scale_min_k4.
-      for (int j = 0; j < 4; ++j) {
-        b.scales[j] = static_cast<std::uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
-        b.scales[j + 4] = static_cast<std::uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
-        b.scales[j + 8] = static_cast<std::uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+      pack_scales_mins_k4(b.scales, r);
+      for (auto& q : b.qs)
+        q = r.byte();
+    });
+  case dtype::q5_k: // as Q4_K with 5-bit q: d * sc * (q - 15.5), deviation 9.2 d sc
+    return random_blocks<kernels::block_q5_k>(n / 256, [&](kernels::block_q5_k& b) {
+      const float d = std / (47.5f * 9.2f) * (1.0f + 0.25f * r.uniform());
+      b.d = half(d);
+      b.dmin = half(15.5f * d);
+      pack_scales_mins_k4(b.scales, r);
+      for (auto& q : b.qh)
+        q = r.byte();
+      for (auto& q : b.qs)
+        q = r.byte();
+    });
+  case dtype::q2_k: // y = d * s * q - dmin * m with m = s, dmin = 1.5 d: d * s * (q - 1.5)
+    return random_blocks<kernels::block_q2_k>(n / 256, [&](kernels::block_q2_k& b) {
+      const float d = std / (11.5f * 1.12f) * (1.0f + 0.25f * r.uniform());
+      b.d = half(d);
+      b.dmin = half(1.5f * d);
+      for (auto& sc : b.scales) {
+        const auto v = static_cast<std::uint8_t>(r.between(8, 15));
+        sc = static_cast<std::uint8_t>(v | (v << 4));
       }
+      for (auto& q : b.qs)
+        q = r.byte();
+    });
+  case dtype::q3_k: // y = d * (s - 32) * v, v uniform in -4..3: deviation 2.3 d (s - 32)
+    return random_blocks<kernels::block_q3_k>(n / 256, [&](kernels::block_q3_k& b) {
+      std::uint8_t raw[16]; // 6-bit scales, stored minus 32
+      for (auto& v : raw)
+        v = static_cast<std::uint8_t>(r.between(40, 63));
+      // The inverse of the unpacking: low nibbles of 0..7 and 8..15 share bytes 0..7, the high
+      // two bits of scales k, k + 4, k + 8, k + 12 fill byte 8 + k.
+      for (int j = 0; j < 8; ++j)
+        b.scales[j] = static_cast<std::uint8_t>((raw[j] & 0xF) | ((raw[j + 8] & 0xF) << 4));
+      for (int k = 0; k < 4; ++k) {
+        int high = 0;
+        for (int g = 0; g < 4; ++g)
+          high |= ((raw[k + 4 * g] >> 4) & 3) << (2 * g);
+        b.scales[8 + k] = static_cast<std::uint8_t>(high);
+      }
+      b.d = half(std / (19.5f * 2.3f) * (1.0f + 0.25f * r.uniform()));
+      for (auto& q : b.hmask)
+        q = r.byte();
       for (auto& q : b.qs)
         q = r.byte();
     });
@@ -245,6 +294,12 @@ std::uint32_t file_type_of(dtype t) {
     return 15; // MOSTLY_Q4_K_M
   case dtype::q6_k:
     return 18;
+  case dtype::q2_k:
+    return 10;
+  case dtype::q3_k:
+    return 12; // MOSTLY_Q3_K_M
+  case dtype::q5_k:
+    return 17; // MOSTLY_Q5_K_M
   case dtype::bf16:
     return 32;
   case dtype::q4_1x8:
