@@ -71,7 +71,7 @@ std::vector<std::byte> float_bytes(const std::vector<float>& x) {
 TEST(GgufTypes, DtypeMappingRoundTripsWithTheSameBlockGeometry) {
   using kernels::dtype;
   for (auto t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1,
-                 dtype::q5_0, dtype::q4_k, dtype::q6_k}) {
+                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
     const auto tt = gguf::to_tensor_type(t);
     EXPECT_EQ(gguf::to_dtype(tt), t);
     auto g = gguf::traits_of(static_cast<std::uint32_t>(tt));
@@ -88,9 +88,9 @@ TEST(GgufTypes, UnsupportedTypesAreNamed) {
   auto iq = gguf::traits_of(16);
   ASSERT_FALSE(iq);
   EXPECT_NE(iq.error().message.find("IQ2_XXS"), std::string::npos);
-  auto q5k = gguf::traits_of(13);
-  ASSERT_FALSE(q5k);
-  EXPECT_NE(q5k.error().message.find("Q5_K"), std::string::npos);
+  auto q51 = gguf::traits_of(7);
+  ASSERT_FALSE(q51);
+  EXPECT_NE(q51.error().message.find("Q5_1"), std::string::npos);
   auto unknown = gguf::traits_of(1000);
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message.find("1000"), std::string::npos);
@@ -544,7 +544,7 @@ TEST(GgufCorrupt, RowLengthNotAMultipleOfTheBlockSize) {
 
 TEST(GgufCorrupt, UnsupportedTensorTypeIsNamed) {
   expect_refused(one_tensor({256}, 16), {"'t'", "IQ2_XXS", "re-quantize"});
-  expect_refused(one_tensor({256}, 13), {"'t'", "Q5_K"});
+  expect_refused(one_tensor({256}, 7), {"'t'", "Q5_1"});
   expect_refused(one_tensor({256}, 4000), {"'t'", "4000"});
 }
 
