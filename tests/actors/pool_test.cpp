@@ -63,6 +63,17 @@ protected:
     return out;
   }
 
+  // One model of shape `t`, written as a GGUF file and named `name`.
+  std::vector<model_spec> one_model(const aeg::testing::tiny_llama_spec& t,
+                                    const std::string& name) {
+    const auto path = (dir_ / (name + ".gguf")).string();
+    EXPECT_TRUE(aeg::testing::write_tiny_llama(t, path));
+    std::vector<model_spec> models(1);
+    models[0].name = name;
+    models[0].source.gguf_path = path;
+    return models;
+  }
+
   pool_spec spec(std::vector<model_spec> models, std::vector<instance_role> roles) {
     pool_spec s;
     s.models = std::move(models);
@@ -294,11 +305,7 @@ TEST_F(Pool, AShortRequestArrivingDuringAnEightThousandTokenPromptStartsBeforeIt
   t.heads = 2;
   t.kv_heads = 1;
   t.ffn = 128;
-  const auto path = (dir_ / "long.gguf").string();
-  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
-  std::vector<model_spec> models(1);
-  models[0].name = "m";
-  models[0].source.gguf_path = path;
+  const auto models = one_model(t, "m");
   const auto long_one = request(1, "m", 8000, 4);
   const auto short_one = request(2, "m", 8, 4);
   const auto expected = solo(models, {long_one, short_one});
@@ -340,11 +347,7 @@ TEST_F(Pool, KvBlocksLargerThanAQuarterSlabTravelFromPrefillToDecode) {
   t.heads = 2;
   t.kv_heads = 2;
   t.ffn = 64;
-  const auto path = (dir_ / "deep.gguf").string();
-  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
-  std::vector<model_spec> models(1);
-  models[0].name = "deep";
-  models[0].source.gguf_path = path;
+  const auto models = one_model(t, "deep");
   auto s = spec(models, {instance_role::prefill, instance_role::decode});
   s.slab_bytes = 1 << 20; // blocks over a quarter of it
   ASSERT_GT(models::plan_footprint(models[0].source,
@@ -372,11 +375,7 @@ TEST_F(Pool, AHostKvPoolThatHoldsNoSlabOfTheModelsBlocksIsRefusedAtStart) {
   t.heads = 2;
   t.kv_heads = 2;
   t.ffn = 64;
-  const auto path = (dir_ / "deep.gguf").string();
-  ASSERT_TRUE(aeg::testing::write_tiny_llama(t, path));
-  std::vector<model_spec> models(1);
-  models[0].name = "deep";
-  models[0].source.gguf_path = path;
+  const auto models = one_model(t, "deep");
   auto s = spec(models, {instance_role::prefill, instance_role::decode});
   s.host_kv_bytes = 1 << 20;
   auto p = pool::start(*sys_, s);
