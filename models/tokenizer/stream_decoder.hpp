@@ -12,7 +12,10 @@ namespace aeg::models {
 /// `finish()` flushes what is left. Bytes that cannot be part of a well-formed character are
 /// emitted as U+FFFD, one per byte, as soon as that is certain. For ids whose bytes are
 /// well-formed UTF-8 the concatenation of everything emitted equals `tokenizer::decode` of all
-/// of them.
+/// of them, but for one thing: with `tokenizer::add_space_prefix()` (SentencePiece), `decode`
+/// drops the leading space of the first token, which the stream keeps, because a generated
+/// answer continues its prompt (" Paris" after "The capital of France is"), as llama.cpp's
+/// server streams it.
 ///
 /// One decoder per generated sequence; not thread-safe. It holds a copy of the tokenizer
 /// (shared, immutable state), so it may outlive the object it was made from.

@@ -2,6 +2,7 @@
 
 #include "models/tokenizer/byte_level.hpp"
 #include "models/tokenizer/pre_tokenizer.hpp"
+#include "models/tokenizer/sentencepiece.hpp"
 #include "models/tokenizer/utf8.hpp"
 
 #include <algorithm>
@@ -114,9 +115,14 @@ struct tokenizer::impl {
   std::vector<std::uint8_t> eog;
   std::optional<std::int32_t> bos, eos, unk, pad;
   bool add_bos = false;
-  std::optional<pre_tokenizer> pre;
+  std::string model_name;
+  std::optional<pre_tokenizer> pre; // "gpt2" only
   std::string pre_name;
+  std::optional<sentencepiece> spm; // "llama" only
+  bool space_prefix = false;        // decode drops the first token's leading space
 
+  // Reads tokenizer.ggml.merges and finds the byte tokens ("gpt2").
+  result<void> read_merges(const gguf::file& f);
   void encode_piece(std::string_view piece, std::vector<symbol>& symbols, std::vector<bigram>& heap,
                     std::vector<std::int32_t>& out) const;
   void push_bigram(std::int32_t left, std::int32_t right, const std::vector<symbol>& symbols,
@@ -125,10 +131,14 @@ struct tokenizer::impl {
 
 namespace {
 
+// The id under `key`; `fallback` (when in range) if the file has no such key.
 result<std::optional<std::int32_t>> read_id(const gguf::file& f, std::string_view key,
-                                            std::size_t num_tokens) {
+                                            std::size_t num_tokens,
+                                            std::optional<std::int32_t> fallback = {}) {
   if (f.find(key) == nullptr)
-    return std::optional<std::int32_t>{};
+    return fallback && static_cast<std::size_t>(*fallback) < num_tokens
+               ? fallback
+               : std::optional<std::int32_t>{};
   AEG_TRY_ASSIGN(auto v, f.get_uint(key));
   if (v >= num_tokens)
     return fail(errc::corrupt_data, "GGUF metadata " + std::string(key) + " = " +
@@ -151,22 +161,29 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   auto model = f.get_string(key_model);
   if (!model)
     return tl::unexpected(model.error());
-  if (*model != "gpt2")
-    return fail(
-        errc::invalid_argument,
-        "tokenizer model '" + *model +
-            "' (tokenizer.ggml.model) is not supported; supported: 'gpt2' (byte-level BPE)");
-  std::string pre_name;
-  if (f.find(key_pre) != nullptr) {
-    AEG_TRY_ASSIGN(auto pre, f.get_string(key_pre));
-    pre_name = std::move(pre);
+  if (*model != "gpt2" && *model != "llama")
+    return fail(errc::invalid_argument,
+                "tokenizer model '" + *model +
+                    "' (tokenizer.ggml.model) is not supported; supported: 'gpt2' (byte-level "
+                    "BPE) and 'llama' (SentencePiece BPE)");
+  const bool is_spm = *model == "llama";
+  state->model_name = *model;
+  if (is_spm) {
+    // SentencePiece splits no text before merging; llama.cpp ignores tokenizer.ggml.pre here.
+    state->pre_name = "default";
+  } else {
+    std::string pre_name;
+    if (f.find(key_pre) != nullptr) {
+      AEG_TRY_ASSIGN(auto pre, f.get_string(key_pre));
+      pre_name = std::move(pre);
+    }
+    auto pre = pre_tokenizer::create(pre_name);
+    if (!pre)
+      return tl::unexpected(pre.error());
+    state->pre = std::move(*pre);
+    // llama.cpp uses its 'default' expressions when a file names no pre-tokenizer.
+    state->pre_name = pre_name.empty() ? "default" : pre_name;
   }
-  auto pre = pre_tokenizer::create(pre_name);
-  if (!pre)
-    return tl::unexpected(pre.error());
-  state->pre = std::move(*pre);
-  // llama.cpp uses its 'default' expressions when a file names no pre-tokenizer.
-  state->pre_name = pre_name.empty() ? "default" : pre_name;
 
   // --- vocabulary ---------------------------------------------------------------------------
   if (f.find(key_tokens) == nullptr)
@@ -203,55 +220,18 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
       state->kinds[i] = kind_from_type((types)[i]);
   }
 
-  // --- merges -------------------------------------------------------------------------------
-  if (f.find(key_merges) == nullptr)
-    return fail(errc::not_found, "the GGUF file has no tokenizer.ggml.merges, which a 'gpt2' "
-                                 "tokenizer needs");
-  AEG_TRY_ASSIGN(auto merges, f.get_string_array(key_merges));
-  if (merges.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-    return fail(errc::corrupt_data, "tokenizer.ggml.merges has too many entries");
-  state->num_merges = merges.size();
-  state->merges.reserve(merges.size());
-  std::string joined;
-  for (std::size_t i = 0; i < merges.size(); ++i) {
-    const std::string& m = (merges)[i];
-    const auto bad = [&](const std::string& why) {
-      return fail(errc::corrupt_data,
-                  "tokenizer.ggml.merges[" + std::to_string(i) + "] " + quoted(m) + " " + why);
-    };
-    // Split at the first space after position 0, so that a half may itself be a space.
-    const std::size_t space = m.find(' ', 1);
-    if (space == std::string::npos)
-      return bad("has no space between its two halves");
-    const std::string_view left = std::string_view(m).substr(0, space);
-    const std::string_view right = std::string_view(m).substr(space + 1);
-    const auto l = state->ids.find(left);
-    if (l == state->ids.end())
-      return bad("names " + quoted(left) + ", which is not a token");
-    const auto r = state->ids.find(right);
-    if (r == state->ids.end())
-      return bad("names " + quoted(right) + ", which is not a token");
-    joined.assign(left);
-    joined.append(right);
-    const auto result_it = state->ids.find(joined);
-    if (result_it == state->ids.end())
-      return bad("makes " + quoted(joined) + ", which is not a token");
-    // The first rule for a pair wins, as in llama.cpp's bpe_ranks.emplace.
-    state->merges.emplace(pair_key(l->second, r->second),
-                          merge_rule{static_cast<std::int32_t>(i), result_it->second});
-  }
-
-  for (unsigned b = 0; b < 256; ++b) {
-    std::string spelled;
-    utf8::append(spelled, byte_level::to_code_point(static_cast<std::uint8_t>(b)));
-    const auto it = state->ids.find(spelled);
-    state->byte_tokens[b] = it == state->ids.end() ? -1 : it->second;
-  }
+  // --- merges (byte-level BPE) ---------------------------------------------------------------
+  if (!is_spm)
+    AEG_TRY(state->read_merges(f));
 
   // --- special ids --------------------------------------------------------------------------
-  auto bos = read_id(f, "tokenizer.ggml.bos_token_id", n);
-  auto eos = read_id(f, "tokenizer.ggml.eos_token_id", n);
-  auto unk = read_id(f, "tokenizer.ggml.unknown_token_id", n);
+  // A SentencePiece file without them gets llama.cpp's defaults: <unk> 0, <s> 1, </s> 2.
+  const auto spm_default = [&](std::int32_t id) {
+    return is_spm ? std::optional<std::int32_t>(id) : std::nullopt;
+  };
+  auto bos = read_id(f, "tokenizer.ggml.bos_token_id", n, spm_default(1));
+  auto eos = read_id(f, "tokenizer.ggml.eos_token_id", n, spm_default(2));
+  auto unk = read_id(f, "tokenizer.ggml.unknown_token_id", n, spm_default(0));
   auto pad = read_id(f, "tokenizer.ggml.padding_token_id", n);
   auto eot = read_id(f, "tokenizer.ggml.eot_token_id", n);
   auto eom = read_id(f, "tokenizer.ggml.eom_token_id", n);
@@ -262,6 +242,9 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   state->eos = *eos;
   state->unk = *unk;
   state->pad = *pad;
+
+  // llama.cpp starts a SentencePiece model's prompts with BOS unless the file says otherwise.
+  state->add_bos = is_spm;
 
   if (const gguf::value* v = f.find(key_add_bos)) {
     if (v->type == gguf::value_type::boolean || v->is_unsigned())
@@ -310,6 +293,14 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   AEG_TRY(fim("tokenizer.ggml.fim_rep_token_id", fim_rep_texts));
   AEG_TRY(fim("tokenizer.ggml.fim_sep_token_id", fim_sep_texts));
 
+  // --- SentencePiece scores and space prefix ------------------------------------------------
+  // After the kinds are final, so that no token treated as control is a merge result.
+  if (is_spm) {
+    AEG_TRY_ASSIGN(auto spm, sentencepiece::from_gguf(f, state->texts, state->kinds, state->unk));
+    state->space_prefix = spm.add_space_prefix();
+    state->spm = std::move(spm);
+  }
+
   // --- special-token matching order and decoded pieces ---------------------------------------
   for (std::size_t i = 0; i < n; ++i) {
     const token_kind k = state->kinds[i];
@@ -329,7 +320,7 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
     const std::string& text = state->texts[i];
     switch (state->kinds[i]) {
     case token_kind::normal:
-      state->pieces += byte_level::decode(text);
+      state->pieces += is_spm ? sentencepiece::unescape(text) : byte_level::decode(text);
       break;
     case token_kind::control:
     case token_kind::unknown:
@@ -364,6 +355,53 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   }
 
   return tokenizer(std::move(state));
+}
+
+result<void> tokenizer::impl::read_merges(const gguf::file& f) {
+  if (f.find(key_merges) == nullptr)
+    return fail(errc::not_found, "the GGUF file has no tokenizer.ggml.merges, which a 'gpt2' "
+                                 "tokenizer needs");
+  AEG_TRY_ASSIGN(auto rules, f.get_string_array(key_merges));
+  if (rules.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+    return fail(errc::corrupt_data, "tokenizer.ggml.merges has too many entries");
+  num_merges = rules.size();
+  merges.reserve(rules.size());
+  std::string joined;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const std::string& m = rules[i];
+    const auto bad = [&](const std::string& why) {
+      return fail(errc::corrupt_data,
+                  "tokenizer.ggml.merges[" + std::to_string(i) + "] " + quoted(m) + " " + why);
+    };
+    // Split at the first space after position 0, so that a half may itself be a space.
+    const std::size_t space = m.find(' ', 1);
+    if (space == std::string::npos)
+      return bad("has no space between its two halves");
+    const std::string_view left = std::string_view(m).substr(0, space);
+    const std::string_view right = std::string_view(m).substr(space + 1);
+    const auto l = ids.find(left);
+    if (l == ids.end())
+      return bad("names " + quoted(left) + ", which is not a token");
+    const auto r = ids.find(right);
+    if (r == ids.end())
+      return bad("names " + quoted(right) + ", which is not a token");
+    joined.assign(left);
+    joined.append(right);
+    const auto result_it = ids.find(joined);
+    if (result_it == ids.end())
+      return bad("makes " + quoted(joined) + ", which is not a token");
+    // The first rule for a pair wins, as in llama.cpp's bpe_ranks.emplace.
+    merges.emplace(pair_key(l->second, r->second),
+                   merge_rule{static_cast<std::int32_t>(i), result_it->second});
+  }
+
+  for (unsigned b = 0; b < 256; ++b) {
+    std::string spelled;
+    utf8::append(spelled, byte_level::to_code_point(static_cast<std::uint8_t>(b)));
+    const auto it = ids.find(spelled);
+    byte_tokens[b] = it == ids.end() ? -1 : it->second;
+  }
+  return {};
 }
 
 void tokenizer::impl::push_bigram(std::int32_t left, std::int32_t right,
@@ -471,7 +509,23 @@ std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool parse_sp
       fragments.swap(next);
   }
 
-  // 2. Pre-tokenize and merge each raw fragment.
+  // 2. SentencePiece: merge each raw fragment whole; one that begins the text or follows a
+  //    special token gets the space prefix (llama.cpp's rule).
+  if (s.spm) {
+    bool at_start = true;
+    for (const fragment& f : fragments) {
+      if (f.token >= 0) {
+        out.push_back(f.token);
+        at_start = true;
+      } else {
+        s.spm->encode(text.substr(f.begin, f.end - f.begin), at_start, out);
+        at_start = false;
+      }
+    }
+    return out;
+  }
+
+  // 2. Byte-level BPE: pre-tokenize and merge each raw fragment.
   std::vector<std::string_view> pieces;
   std::vector<symbol> symbols;
   std::vector<bigram> heap;
@@ -523,8 +577,14 @@ std::string_view tokenizer::piece(std::int32_t id, bool render_special) const no
 
 std::string tokenizer::decode(std::span<const std::int32_t> ids, bool render_special) const {
   std::string out;
-  for (const std::int32_t id : ids)
-    out.append(piece(id, render_special));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    std::string_view p = piece(ids[i], render_special);
+    // The space SentencePiece put before the text: llama.cpp's detokenize drops one leading
+    // space of the first token, whatever token that is.
+    if (i == 0 && impl_->space_prefix && p.starts_with(' '))
+      p.remove_prefix(1);
+    out.append(p);
+  }
   return out;
 }
 
@@ -576,6 +636,14 @@ bool tokenizer::is_end_of_generation(std::int32_t id) const noexcept {
 
 const std::string& tokenizer::pre_tokenizer_name() const noexcept {
   return impl_->pre_name;
+}
+
+const std::string& tokenizer::model_name() const noexcept {
+  return impl_->model_name;
+}
+
+bool tokenizer::add_space_prefix() const noexcept {
+  return impl_->space_prefix;
 }
 
 } // namespace aeg::models

@@ -1,4 +1,5 @@
-// Answers the tokenizer_reference test: reads a JSON array on stdin, writes a JSON array.
+// Answers the tokenizer_reference and sentencepiece_reference tests: reads a JSON array on
+// stdin, writes a JSON array.
 //
 //   tokenize_tool --model FILE [--parse-special]  strings -> [{"ids": [...], "decoded": "..."}]
 //   tokenize_tool --model FILE --chat             [{"messages": [{"role", "content"}],
