@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -50,6 +51,32 @@ TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
     r = run(cmd + " --api-key wrong", no_env);
     EXPECT_EQ(r.rc, 2) << cmd << "\n" << r.output;
     EXPECT_NE(r.output.find("the server refused the API key"), std::string::npos) << r.output;
+  }
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+}
+
+// One server serves a model of every family (tests/models/fixtures: tiny random llama, Llama 3,
+// Qwen2 and Qwen3 models with byte-level vocabularies) beside a tiny llama, and each answers a
+// conversation over HTTP in its own chat format; `generate --chat` runs each in-process too.
+TEST(Cli, EveryModelFamilyAnswersOverHttpAndInProcess) {
+  tiny_model_dir models("aegaeon_cli_families");
+  ASSERT_TRUE(models.ok());
+  const std::vector<std::string> families = {"llama", "llama3", "qwen2", "qwen3"};
+  for (const auto& f : families) {
+    const auto from =
+        std::filesystem::path(AEG_SOURCE_DIR) / "tests/models/fixtures" / (f + "-tiny.gguf");
+    std::filesystem::copy_file(from, std::filesystem::path(models.dir()) / from.filename());
+  }
+  serving server(models);
+  ASSERT_NE(server.port(), 0) << server.process().err();
+  const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
+  for (const auto& f : families) {
+    const auto chat = run("chat" + url + " --model " + f + "-tiny --max-tokens 4", "echo hi | ");
+    EXPECT_EQ(chat.rc, 0) << f << ": " << chat.output;
+    const auto gen = run("generate --chat --max-tokens 4 --prompt hi --model " + models.dir() +
+                         "/" + f + "-tiny.gguf");
+    EXPECT_EQ(gen.rc, 0) << f << ": " << gen.output;
   }
   server.process().signal(SIGINT);
   EXPECT_EQ(server.process().wait(), 0) << server.process().err();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the model-family fixtures in tests/models/fixtures/: for each family a tiny model
 with random weights, built and run by Hugging Face `transformers` (the oracle), saved as a GGUF
-the way llama.cpp's converter lays that family out, with the logits and greedy tokens
+the way llama.cpp's converter lays that family out (with a byte-level vocabulary and the
+family's chat template, so that the commands can serve it), with the logits and greedy tokens
 transformers computes for a fixed prompt.
 
     pip install torch transformers gguf numpy
@@ -25,8 +26,57 @@ PROMPT = [3, 17, 42, 99, 7, 250, 128, 64, 5, 201, 33, 150]
 GREEDY_STEPS = 32
 
 
+# The vocabulary every fixture carries: the 256 byte-level symbols of GPT-2's alphabet, one merge
+# (two spaces), then special tokens; enough for `aegaeon generate` and `serve` to run the model.
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
+            "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|pad|>"]
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                   "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+                   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}"
+                   "{% set content = '<|start_header_id|>' + message['role'] + "
+                   "'<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}"
+                   "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+                   "{{ content }}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+
+
+def byte_symbols():
+    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    by_byte = dict(zip(bs, cs))
+    return [chr(by_byte[b]) for b in range(256)]
+
+
+def write_tokenizer(w, arch):
+    space = byte_symbols()[ord(" ")]
+    tokens = byte_symbols() + [space + space] + SPECIALS
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2" if arch.startswith("qwen") else "llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * 257 + [3] * len(SPECIALS))
+    w.add_token_merges([space + " " + space])
+    ids = {t: i for i, t in enumerate(tokens)}
+    if arch.startswith("qwen"):
+        w.add_eos_token_id(ids["<|endoftext|>"])
+        w.add_eot_token_id(ids["<|im_end|>"])
+        w.add_chat_template(CHATML_TEMPLATE)
+    else:
+        w.add_bos_token_id(ids["<|begin_of_text|>"])
+        w.add_eos_token_id(ids["<|eot_id|>"])
+        w.add_chat_template(LLAMA3_TEMPLATE)
+    w.add_pad_token_id(ids["<|pad|>"])
+
+
 def families():
-    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    common = dict(vocab_size=257 + len(SPECIALS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   rms_norm_eps=1e-6, rope_theta=10000.0)
     return {
@@ -101,6 +151,7 @@ def write_gguf(path, arch, model):
     w.add_rope_freq_base(params.get("rope_theta", getattr(cfg, "rope_theta", None)))
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
+    write_tokenizer(w, arch)
 
     def matrix(name, a):
         w.add_tensor(name, a.astype(np.float16))
