@@ -27,6 +27,8 @@ enum class dtype : std::uint8_t {
   q2_k, // after the compute layouts: the values above name cached images' types
   q3_k,
   q5_k,
+  iq4_nl,
+  iq4_xs,
 };
 
 /// Block geometry of a dtype.

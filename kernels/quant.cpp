@@ -12,11 +12,12 @@ namespace aeg::kernels {
 namespace {
 
 const dtype_traits table[] = {
-    {"F32", 1, 4, false},     {"F16", 1, 2, false},     {"BF16", 1, 2, false},
-    {"Q8_0", 32, 34, true},   {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
-    {"Q5_0", 32, 22, true},   {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
-    {"Q4_1x8", 32, 20, true}, {"Q8_0x8", 32, 34, true}, {"Q2_K", 256, 84, true},
-    {"Q3_K", 256, 110, true}, {"Q5_K", 256, 176, true},
+    {"F32", 1, 4, false},       {"F16", 1, 2, false},     {"BF16", 1, 2, false},
+    {"Q8_0", 32, 34, true},     {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
+    {"Q5_0", 32, 22, true},     {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
+    {"Q4_1x8", 32, 20, true},   {"Q8_0x8", 32, 34, true}, {"Q2_K", 256, 84, true},
+    {"Q3_K", 256, 110, true},   {"Q5_K", 256, 176, true}, {"IQ4_NL", 32, 18, true},
+    {"IQ4_XS", 256, 136, true},
 };
 
 float h2f(std::uint16_t h) {
@@ -119,6 +120,27 @@ void dequant_q5_k(const block_q5_k& b, float* y) {
       y[l] = d0 * static_cast<float>((ql[l] & 0xF) + (b.qh[l] & u0 ? 16 : 0)) - mm0;
       y[32 + l] = d1 * static_cast<float>((ql[l] >> 4) + (b.qh[l] & u1 ? 16 : 0)) - mm1;
     }
+  }
+}
+
+// IQ4_NL's and IQ4_XS's values (ggml's kvalues_iq4nl).
+constexpr std::int8_t iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                          1,    13,   25,  38,  53,  69,  89,  113};
+
+// 32 values from 16 bytes of table indices: low nibbles first, then high ones.
+void dequant_iq4_32(const std::uint8_t* qs, float d, float* y) {
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(iq4nl_values[qs[j] & 0xF]);
+    y[j + 16] = d * static_cast<float>(iq4nl_values[qs[j] >> 4]);
+  }
+}
+
+void dequant_iq4_xs(const block_iq4_xs& b, float* y) {
+  const float d = h2f(b.d);
+  for (int ib = 0; ib < 8; ++ib, y += 32) {
+    const int ls =
+        ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4);
+    dequant_iq4_32(b.qs + 16 * ib, d * static_cast<float>(ls - 32), y);
   }
 }
 
@@ -273,6 +295,18 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
     const auto* b = static_cast<const block_q5_k*>(src);
     for (std::size_t i = 0; i < nb; ++i, y += 256)
       dequant_q5_k(b[i], y);
+    return;
+  }
+  case dtype::iq4_nl: {
+    const auto* b = static_cast<const block_iq4_nl*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 32)
+      dequant_iq4_32(b[i].qs, h2f(b[i].d), y);
+    return;
+  }
+  case dtype::iq4_xs: {
+    const auto* b = static_cast<const block_iq4_xs*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 256)
+      dequant_iq4_xs(b[i], y);
     return;
   }
   case dtype::q4_1x8:

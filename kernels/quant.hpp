@@ -73,7 +73,22 @@ struct block_q5_k {
 
 static_assert(sizeof(block_q4_0) == 18 && sizeof(block_q4_1) == 20 && sizeof(block_q5_0) == 22 &&
               sizeof(block_q8_0) == 34 && sizeof(block_q4_k) == 144 && sizeof(block_q6_k) == 210);
+/// 32 weights: 4-bit indices into a fixed non-uniform table of 16 values, one f16 scale.
+struct block_iq4_nl {
+  std::uint16_t d;
+  std::uint8_t qs[16];
+};
+/// 256 weights in 8 sub-blocks of 32: IQ4_NL's table indices with a 6-bit scale per sub-block
+/// (low 4 bits in scales_l, high 2 in scales_h).
+struct block_iq4_xs {
+  std::uint16_t d;
+  std::uint16_t scales_h;
+  std::uint8_t scales_l[4];
+  std::uint8_t qs[128];
+};
+
 static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_q5_k) == 176);
+static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136);
 
 /// 8 rows of Q4_1 (or Q4_0, as Q4_1 with offset -8·d) for one block of 32 columns, as the CPU
 /// computes with them: `d` and `m` in row order; the 16 nibble bytes of the rows in 4 groups of

@@ -49,14 +49,18 @@ result<type_traits> traits_of(std::uint32_t type) {
     return type_traits{"Q3_K", 256, 110};
   case tensor_type::q5_k:
     return type_traits{"Q5_K", 256, 176};
+  case tensor_type::iq4_nl:
+    return type_traits{"IQ4_NL", 32, 18};
+  case tensor_type::iq4_xs:
+    return type_traits{"IQ4_XS", 256, 136};
   }
   std::string name = type < ggml_names.size() ? std::string(ggml_names[type])
                                               : "unknown type id " + std::to_string(type);
   return fail(errc::invalid_argument,
               "tensor type " + name +
                   " is not supported; supported: F32, F16, BF16, Q8_0, Q4_0, "
-                  "Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (re-quantize the model to one of "
-                  "them)");
+                  "Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS (re-quantize the "
+                  "model to one of them)");
 }
 
 std::string_view name_of(tensor_type type) {
@@ -90,6 +94,10 @@ kernels::dtype to_dtype(tensor_type type) noexcept {
     return kernels::dtype::q3_k;
   case tensor_type::q5_k:
     return kernels::dtype::q5_k;
+  case tensor_type::iq4_nl:
+    return kernels::dtype::iq4_nl;
+  case tensor_type::iq4_xs:
+    return kernels::dtype::iq4_xs;
   }
   // Only a cast of an unchecked id gets here: the reader admits supported types only.
   AEG_ASSERT(false, "to_dtype: tensor_type holds an id that traits_of() would have refused");
@@ -122,6 +130,10 @@ tensor_type to_tensor_type(kernels::dtype type) noexcept {
     return tensor_type::q3_k;
   case kernels::dtype::q5_k:
     return tensor_type::q5_k;
+  case kernels::dtype::iq4_nl:
+    return tensor_type::iq4_nl;
+  case kernels::dtype::iq4_xs:
+    return tensor_type::iq4_xs;
   case kernels::dtype::q4_1x8:
   case kernels::dtype::q8_0x8:
     break; // compute layouts of the CPU; never stored in a file

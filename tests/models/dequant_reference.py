@@ -5,7 +5,7 @@ gguf-py (gguf.quants) is an independent implementation of ggml's block formats, 
 it on many random blocks checks our block layouts, nibble orders, scale unpacking and rounding.
 
   dequantize: for every type we read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q3_K, Q4_K,
-    Q5_K, Q6_K), random
+    Q5_K, Q6_K, IQ4_NL, IQ4_XS), random
     block bytes with finite f16 scales (normal, subnormal, zero and negative ones); F16 and BF16
     also over all 65536 bit patterns. Tolerance: bit-identical, except that NaN matches any NaN
     (numpy may quiet a signalling NaN when it widens f16) and that 1 ulp of float32 is allowed
@@ -47,6 +47,8 @@ TYPES = {
     "Q2_K": (256, 84, [80, 82]),
     "Q3_K": (256, 110, [108]),
     "Q5_K": (256, 176, [0, 2]),
+    "IQ4_NL": (32, 18, [0]),
+    "IQ4_XS": (256, 136, [0]),
 }
 QUANTIZABLE = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"]
 

@@ -19,7 +19,8 @@ using aeg::kernels::dtype;
 
 bool dtype_named(const std::string& name, dtype& out) {
   for (auto t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1,
-                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k})
+                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
+                 dtype::iq4_nl, dtype::iq4_xs})
     if (aeg::kernels::traits(t).name == name) {
       out = t;
       return true;

@@ -71,7 +71,8 @@ std::vector<std::byte> float_bytes(const std::vector<float>& x) {
 TEST(GgufTypes, DtypeMappingRoundTripsWithTheSameBlockGeometry) {
   using kernels::dtype;
   for (auto t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_1,
-                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k}) {
+                 dtype::q5_0, dtype::q2_k, dtype::q3_k, dtype::q4_k, dtype::q5_k, dtype::q6_k,
+                 dtype::iq4_nl, dtype::iq4_xs}) {
     const auto tt = gguf::to_tensor_type(t);
     EXPECT_EQ(gguf::to_dtype(tt), t);
     auto g = gguf::traits_of(static_cast<std::uint32_t>(tt));

@@ -125,7 +125,8 @@ float max_relative_error(const std::vector<float>& a, const std::vector<float>& 
 
 TEST(LlamaRunner, EveryStoredWeightTypeRunsAndStaysCloseToTheFloatReference) {
   for (dtype t : {dtype::q4_1, dtype::q8_0, dtype::q4_0, dtype::q5_0, dtype::q2_k, dtype::q3_k,
-                  dtype::q4_k, dtype::q5_k, dtype::q6_k, dtype::f16, dtype::bf16, dtype::f32}) {
+                  dtype::q4_k, dtype::q5_k, dtype::q6_k, dtype::iq4_nl, dtype::iq4_xs, dtype::f16,
+                  dtype::bf16, dtype::f32}) {
     tiny_llama_spec spec;
     spec.dim = 256;
     spec.ffn = 512;

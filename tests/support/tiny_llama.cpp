@@ -227,6 +227,25 @@ std::vector<std::byte> encode(dtype t, std::size_t n, float std, float mean, rng
       for (auto& q : b.qs)
         q = r.byte();
     });
+  case dtype::iq4_nl: // table values of deviation about 68: d = std / 68
+    return random_blocks<kernels::block_iq4_nl>(n / 32, [&](kernels::block_iq4_nl& b) {
+      b.d = half(std / 68.0f * (1.0f + 0.25f * r.uniform()));
+      for (auto& q : b.qs)
+        q = r.byte();
+    });
+  case dtype::iq4_xs: // as IQ4_NL with sub-block scales s - 32 in 8..31
+    return random_blocks<kernels::block_iq4_xs>(n / 256, [&](kernels::block_iq4_xs& b) {
+      b.d = half(std / (68.0f * 19.5f) * (1.0f + 0.25f * r.uniform()));
+      b.scales_h = 0;
+      for (int ib = 0; ib < 8; ++ib) {
+        const int ls = r.between(40, 63);
+        b.scales_l[ib / 2] =
+            static_cast<std::uint8_t>(b.scales_l[ib / 2] | ((ls & 0xF) << (4 * (ib % 2))));
+        b.scales_h = static_cast<std::uint16_t>(b.scales_h | ((ls >> 4) << (2 * ib)));
+      }
+      for (auto& q : b.qs)
+        q = r.byte();
+    });
   case dtype::q3_k: // y = d * (s - 32) * v, v uniform in -4..3: deviation 2.3 d (s - 32)
     return random_blocks<kernels::block_q3_k>(n / 256, [&](kernels::block_q3_k& b) {
       std::uint8_t raw[16]; // 6-bit scales, stored minus 32
@@ -300,6 +319,10 @@ std::uint32_t file_type_of(dtype t) {
     return 12; // MOSTLY_Q3_K_M
   case dtype::q5_k:
     return 17; // MOSTLY_Q5_K_M
+  case dtype::iq4_nl:
+    return 25;
+  case dtype::iq4_xs:
+    return 30;
   case dtype::bf16:
     return 32;
   case dtype::q4_1x8:
