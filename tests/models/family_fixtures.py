@@ -22,6 +22,8 @@ import torch
 import transformers
 from gguf import GGUFWriter
 
+from reference_data import CHATML_TEMPLATE, LLAMA3_TEMPLATE, byte_symbols
+
 PROMPT = [3, 17, 42, 99, 7, 250, 128, 64, 5, 201, 33, 150]
 GREEDY_STEPS = 32
 
@@ -30,31 +32,6 @@ GREEDY_STEPS = 32
 # (two spaces), then special tokens; enough for `aegaeon generate` and `serve` to run the model.
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
             "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|pad|>"]
-CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-                   "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
-                   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}"
-                   "{% set content = '<|start_header_id|>' + message['role'] + "
-                   "'<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}"
-                   "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
-                   "{{ content }}{% endfor %}{% if add_generation_prompt %}"
-                   "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
-
-
-def byte_symbols():
-    """GPT-2's printable stand-ins for the 256 byte values, in byte order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    by_byte = dict(zip(bs, cs))
-    return [chr(by_byte[b]) for b in range(256)]
-
-
 def write_tokenizer(w, arch):
     space = byte_symbols()[ord(" ")]
     tokens = byte_symbols() + [space + space] + SPECIALS

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 
+from reference_data import LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, byte_symbols
+
 SKIP = 77
 
 
@@ -197,16 +199,7 @@ def compare_splits(tool, corpus):
         "qwen2": split_then_bytes(""),
     }
     # ByteLevel reports pieces in its byte-level alphabet; map them back to text.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
-        list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    to_byte = {chr(c): b for b, c in zip(bs, cs)}
+    to_byte = {c: b for b, c in enumerate(byte_symbols())}
     bad = 0
     for name, ref in sets.items():
         ours = run_tool(tool, None, corpus, "--split", name)
@@ -305,24 +298,6 @@ def raise_exception(message):
     raise TemplateRefused(message)
 
 
-# Meta's Llama 3 Instruct and Llama 2 Chat templates, as their tokenizer_config.json gives them.
-LLAMA3_TEMPLATE = (
-    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
-    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | "
-    "trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
-    "{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
-LLAMA2_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
-    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation "
-    "roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 "
-    "and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
-    "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}"
-    "{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + "
-    "' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + "
-    "eos_token }}{% endif %}{% endfor %}")
 
 
 def main():
