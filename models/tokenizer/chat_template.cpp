@@ -77,6 +77,7 @@ constexpr format_info formats[] = {
     {chat_format::chatml, "chatml", "", ""},
     {chat_format::llama3, "llama3", "<|begin_of_text|>", "<|eot_id|>"},
     {chat_format::llama2, "llama2", "<s>", "</s>"},
+    {chat_format::mistral, "mistral", "<s>", "</s>"},
 };
 
 const format_info& info(chat_format f) {
@@ -124,6 +125,8 @@ result<chat_template> chat_template::from_text(std::string_view jinja, std::stri
   if (jinja.find("[INST]") != std::string_view::npos &&
       jinja.find("<<SYS>>") != std::string_view::npos)
     return named("llama2", bos, eos);
+  if (jinja.find("' [/INST]'") != std::string_view::npos)
+    return named("mistral", bos, eos);
   if (jinja.find(im_start) == std::string_view::npos)
     return fail(errc::invalid_argument,
                 "the model's chat template (tokenizer.chat_template) is not one of the formats "
@@ -178,6 +181,8 @@ std::string chat_template::render(std::span<const chat_message> messages,
     return render_llama3(messages, add_generation_prompt);
   case chat_format::llama2:
     return render_llama2(messages);
+  case chat_format::mistral:
+    return render_mistral(messages);
   case chat_format::chatml:
     break;
   }
@@ -247,6 +252,30 @@ std::string chat_template::render_llama2(std::span<const chat_message> messages)
       out += ' ';
       out += trimmed(content);
       out += ' ';
+      out += eos_;
+    }
+  }
+  return out;
+}
+
+std::string chat_template::render_mistral(std::span<const chat_message> messages) const {
+  std::optional<std::string_view> system;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = messages[0].content;
+    messages = messages.subspan(1);
+  }
+  std::string out = bos_;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (messages[i].role == "user") {
+      out += "[INST] ";
+      if (i == 0 && system) {
+        out += *system;
+        out += "\n\n";
+      }
+      out += messages[i].content;
+      out += " [/INST]";
+    } else if (messages[i].role == "assistant") {
+      out += messages[i].content;
       out += eos_;
     }
   }

@@ -18,9 +18,10 @@ struct chat_message {
 
 /// The prompt formats `chat_template` renders.
 enum class chat_format {
-  chatml, ///< `<|im_start|>role\ncontent<|im_end|>\n` (Qwen, SmolLM, ...)
-  llama3, ///< `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` after BOS
-  llama2, ///< `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>` (Llama 2, Mistral)
+  chatml,  ///< `<|im_start|>role\ncontent<|im_end|>\n` (Qwen, SmolLM, ...)
+  llama3,  ///< `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>` after BOS
+  llama2,  ///< `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>` (Llama 2)
+  mistral, ///< `<s>[INST] user [/INST]answer</s>[INST] ...` (Mistral Instruct v0.1, v0.2)
 };
 
 /// Renders a conversation into the prompt text the model was trained on. There is no Jinja
@@ -35,7 +36,10 @@ enum class chat_format {
 /// - Llama 2 (`[INST]` with `<<SYS>>`): the system message folded into the first user turn,
 ///   BOS before each user turn and EOS after each answer; `add_generation_prompt` changes
 ///   nothing (the model answers after `[/INST]`). Roles that do not alternate, which the Jinja
-///   template refuses, are rendered as they come.
+///   template refuses, are rendered as they come;
+/// - Mistral Instruct v0.1/v0.2 (`' [/INST]'` without `<<SYS>>`): BOS once, each answer followed
+///   by EOS. The template refuses a system message; here it opens the first user turn, followed
+///   by a blank line (llama.cpp's choice). Later Mistral templates are not recognised.
 ///
 /// Immutable; safe to share between threads.
 class chat_template {
@@ -51,8 +55,8 @@ public:
   [[nodiscard]] static result<chat_template>
   from_text(std::string_view jinja, std::string_view bos = {}, std::string_view eos = {});
 
-  /// The format called `name` ("chatml", "llama3", "llama2"), for a model whose own template is
-  /// missing or not recognised; `errc::invalid_argument` naming the known ones.
+  /// The format called `name` ("chatml", "llama3", "llama2", "mistral"), for a model whose own
+  /// template is missing or not recognised; `errc::invalid_argument` naming the known ones.
   [[nodiscard]] static result<chat_template> named(std::string_view name, std::string_view bos = {},
                                                    std::string_view eos = {});
   /// The names `named` knows, comma separated.
@@ -74,7 +78,7 @@ public:
   }
 
   chat_format format() const noexcept { return format_; }
-  /// The template family: "chatml", "llama3" or "llama2".
+  /// The template family: "chatml", "llama3", "llama2" or "mistral".
   std::string_view name() const noexcept;
 
 private:
@@ -86,6 +90,7 @@ private:
   std::string render_chatml(std::span<const chat_message> messages, bool generation) const;
   std::string render_llama3(std::span<const chat_message> messages, bool generation) const;
   std::string render_llama2(std::span<const chat_message> messages) const;
+  std::string render_mistral(std::span<const chat_message> messages) const;
 
   chat_format format_ = chat_format::chatml;
   std::optional<std::string> default_system_;

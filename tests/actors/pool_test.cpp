@@ -637,7 +637,8 @@ TEST(Topology, ErrorsPointAtTheBadField) {
        "models[0].max_prompt_tokens: must be a whole number"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m",
            "chat_template": "vicuna"}]})",
-       "models[0].chat_template: unknown chat template 'vicuna'; known: chatml, llama3, llama2"},
+       "models[0].chat_template: unknown chat template 'vicuna'; known: chatml, llama3, llama2, "
+       "mistral"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0", "max_seqs": -1}]})",
        "instances[0].max_seqs: must be a whole number from 1 to 4096; it is -1"},

@@ -104,7 +104,7 @@ TEST(ChatTemplate, UnrecognisedTemplateIsAnError) {
                                     "{% endfor %}");
   ASSERT_FALSE(t);
   EXPECT_EQ(t.error().code, errc::invalid_argument);
-  EXPECT_NE(t.error().message.find("chatml, llama3, llama2"), std::string::npos);
+  EXPECT_NE(t.error().message.find("chatml, llama3, llama2, mistral"), std::string::npos);
   EXPECT_NE(t.error().message.find("--chat-template"), std::string::npos);
   auto unknown = chat_template::named("vicuna");
   ASSERT_FALSE(unknown);
@@ -161,6 +161,20 @@ TEST(ChatTemplate, RealModelTemplate) {
             "Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
+TEST(ChatTemplate, MistralPutsEachAnswerRightAfterItsInstruction) {
+  auto t = chat_template::from_text(
+      "{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' "
+      "}}{% endfor %}");
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_EQ(t->name(), "mistral");
+  // Checked with jinja2 on Mistral-7B-Instruct-v0.2's template (without the system message,
+  // which that template refuses).
+  const std::vector<chat_message> three(four_turns.begin() + 1, four_turns.end());
+  EXPECT_EQ(t->render(three, true), "<s>[INST]  Hi \n [/INST]Hello!</s>[INST] Joke? [/INST]");
+  EXPECT_EQ(t->render(four_turns, true),
+            "<s>[INST] Be brief.\n\n Hi \n [/INST]Hello!</s>[INST] Joke? [/INST]");
+}
+
 // A named format replaces the file's own, with the file's BOS text; stop tokens stay the file's.
 TEST(ChatTemplate, ANamedFormatReplacesTheFilesOwn) {
   AEG_REQUIRE_SMOLLM2(tok);
@@ -176,7 +190,7 @@ TEST(ChatTemplate, ANamedFormatReplacesTheFilesOwn) {
                 "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
   auto bad = text_model::from_gguf(*testing::smollm2_file(), "vicuna");
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("known: chatml, llama3, llama2"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("known: chatml, llama3, llama2, mistral"), std::string::npos);
 }
 
 } // namespace

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from reference_data import LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, byte_symbols
+from reference_data import LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE, byte_symbols
 
 SKIP = 77
 
@@ -264,6 +264,8 @@ def compare_chat(tool, model, vocab, workdir):
             ("chat", template, (), {}),
             ("chat llama3", LLAMA3_TEMPLATE, ("--template",), {"bos_token": "<|begin_of_text|>"}),
             ("chat llama2", LLAMA2_TEMPLATE, ("--template",),
+             {"bos_token": "<s>", "eos_token": "</s>"}),
+            ("chat mistral", MISTRAL_TEMPLATE, ("--template",),
              {"bos_token": "<s>", "eos_token": "</s>"})):
         tmpl = env.from_string(text)
         args = ["--chat"]
