@@ -11,13 +11,6 @@ namespace aeg::server {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // Collects header fields and values, which http_parser may deliver in pieces.
 struct header_collector {
   header_list headers;
@@ -161,6 +154,13 @@ std::string format_chunk(std::string_view data) {
 
 std::string_view last_chunk() noexcept {
   return "0\r\n\r\n";
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
 }
 
 } // namespace aeg::server

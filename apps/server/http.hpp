@@ -99,6 +99,9 @@ private:
 /// "OK", "Not Found", ... for a status code.
 std::string_view reason_phrase(int status) noexcept;
 
+/// `s` with ASCII letters in lower case (header names, tokens and schemes compare so).
+std::string lower(std::string_view s);
+
 /// A whole response with Content-Length.
 std::string format_response(int status, const header_list& headers, std::string_view body,
                             bool keep_alive);

@@ -17,13 +17,6 @@ namespace aeg::server {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 // RFC 9110, 5.6.2: the characters of a token.
 bool is_tchar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 ||

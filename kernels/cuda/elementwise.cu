@@ -168,9 +168,8 @@ result<void> rope(void* stream, float* x, std::size_t rows, std::size_t heads, s
                   const float* freq_factors) noexcept {
   if (rows == 0)
     return {};
-  rope_kernel<<<static_cast<unsigned>(rows), 128, 0, as_stream(stream)>>>(x, heads, head_dim, n_rot,
-                                                                          positions, base,
-                                                                          freq_factors);
+  rope_kernel<<<static_cast<unsigned>(rows), 128, 0, as_stream(stream)>>>(
+      x, heads, head_dim, n_rot, positions, base, freq_factors);
   return check("rope");
 }
 

@@ -1,9 +1,8 @@
 // Device-memory sizing from the description that allocates: what a KV slab must hold for the
 // block sizes of real model shapes.
 
-#include "models/sizing.hpp"
-
 #include "gpu/kv_ledger.hpp"
+#include "models/sizing.hpp"
 
 #include <gtest/gtest.h>
 
@@ -51,10 +50,10 @@ TEST(Sizing, AnEnginesSlabsFollowTheSameRule) {
 
 // "Does not fit" says what the memory is, what is needed in its parts, and what to change.
 TEST(Sizing, DoesNotFitHasOneWording) {
-  const auto e = does_not_fit("device 'gpu0'", std::size_t{64} << 20,
-                              device_plan{std::size_t{92} << 20, std::size_t{30} << 20,
-                                          std::size_t{28} << 20},
-                              "give it more memory_mib");
+  const auto e =
+      does_not_fit("device 'gpu0'", std::size_t{64} << 20,
+                   device_plan{std::size_t{92} << 20, std::size_t{30} << 20, std::size_t{28} << 20},
+                   "give it more memory_mib");
   EXPECT_EQ(e.code, errc::out_of_memory);
   EXPECT_EQ(e.message, "device 'gpu0' has 64 MiB; it needs 150 MiB (weights 92, step buffers "
                        "30, KV 28); give it more memory_mib");
