@@ -1,153 +1,28 @@
 // The server over real loopback TCP with the real SmolLM2 (skipped when it has not been fetched):
 // every endpoint, streaming and not, several models at once, every kind of bad input, a client
-// leaving mid-stream, overload, and a shutdown with work in flight.
+// leaving mid-stream (the HTTP side and servers with options of their own have files of theirs).
 
 #include "apps/server/client.hpp"
 #include "apps/server/server.hpp"
 #include "models/gguf/file.hpp"
 #include "models/tokenizer/tokenizer.hpp"
 #include "tests/apps/running_server.hpp"
+#include "tests/apps/server_fixture.hpp"
 #include "tests/apps/server_support.hpp"
 
 #include <asio.hpp>
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/atom.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <fstream>
 #include <future>
-#include <regex>
-#include <set>
 #include <thread>
 
 namespace aeg::server {
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 using asio::ip::tcp;
-
-const std::string api_key = "test-key";
-
-class Server : public ::testing::Test {
-protected:
-  static void SetUpTestSuite() {
-    if (!fs::exists(model_path))
-      return;
-    dir_ = fs::temp_directory_path() / ("aeg-server-test-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-    const std::string topo = (dir_ / "topology.json").string();
-    std::ofstream(topo) << json{
-        {"devices", {{{"name", "cpu0"}, {"backend", "cpu"}, {"memory_mib", 1024}}}},
-        {"models",
-         {{{"name", "alpha"}, {"gguf", model_path}, {"ttft_s", 30}, {"tbt_s", 1}},
-          {{"name", "beta"}, {"gguf", model_path}, {"ttft_s", 30}, {"tbt_s", 1}},
-          {{"name", "noise"}, {"synthetic", "smollm2-135m"}, {"seed", 3}}}},
-        {"instances", {{{"device", "cpu0"}, {"role", "colocated"}}}},
-        {"host_kv_mib", 128}}.dump();
-    serve_options o;
-    o.config = topo;
-    o.api_key = api_key;
-    o.header_timeout_seconds = 1;
-    o.write_timeout_seconds = 2;
-    o.limits.max_body_bytes = 256 * 1024;
-    o.limits.max_header_bytes = 8 * 1024;
-    server_ = new running_server(o);
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-    if (!dir_.empty())
-      fs::remove_all(dir_);
-  }
-  void SetUp() override {
-    if (server_ == nullptr)
-      GTEST_SKIP() << model_path << " is absent: run scripts/fetch-model";
-    ASSERT_EQ(server_->error(), "");
-  }
-
-  static http_client client() { return http_client(server_->url(), api_key); }
-
-  // POSTs a JSON body; the parsed answer and its status.
-  static std::pair<int, json> post(const std::string& path, const json& body) {
-    auto c = client();
-    auto r = c.request("POST", path, body.dump());
-    EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
-    if (!r)
-      return {0, {}};
-    return {r->status, json::parse(r->body, nullptr, false)};
-  }
-
-  // A streamed request: the events' JSON, in order, and whether [DONE] ended them.
-  struct streamed {
-    int status = 0;
-    std::vector<json> events;
-    bool done = false;
-  };
-  static streamed stream(const std::string& path, json body) {
-    body["stream"] = true;
-    streamed s;
-    sse_reader sse;
-    auto c = client();
-    auto r = c.request("POST", path, body.dump(), [&](std::string_view d) {
-      sse.feed(d, [&](const std::string& data) {
-        if (data == "[DONE]")
-          s.done = true;
-        else
-          s.events.push_back(json::parse(data));
-      });
-    });
-    EXPECT_TRUE(r.has_value());
-    s.status = r ? r->status : 0;
-    return s;
-  }
-
-  // The head of an authorized POST /v1/completions whose body has `body_bytes`; `extra` holds
-  // more header lines, each ending in CRLF. For clients written on raw sockets.
-  static std::string completion_head(std::size_t body_bytes, const std::string& extra = {}) {
-    return "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + api_key +
-           "\r\nContent-Type: application/json\r\n" + extra +
-           "Content-Length: " + std::to_string(body_bytes) + "\r\n\r\n";
-  }
-
-  // A streamed completion that runs for `max_tokens` tokens whatever the model says.
-  static std::string endless_stream(const std::string& model, int max_tokens) {
-    return json{{"model", model},
-                {"prompt", "Once upon a time"},
-                {"max_tokens", max_tokens},
-                {"ignore_eos", true},
-                {"stream", true}}
-        .dump();
-  }
-
-  static std::string metrics() {
-    auto c = client();
-    auto r = c.request("GET", "/metrics");
-    EXPECT_TRUE(r.has_value());
-    EXPECT_EQ(r->status, 200);
-    return r ? r->body : "";
-  }
-
-  // Waits (bounded) until no request runs and no KV block is held anywhere.
-  static bool drained() {
-    for (int i = 0; i < 400; ++i) {
-      const auto m = metrics();
-      if (metric(m, "aegaeon_requests_running") == 0 &&
-          metric(m, "aegaeon_instance_kv_bytes_used") == 0 &&
-          metric(m, "aegaeon_instance_running_sequences") == 0 &&
-          metric(m, "aegaeon_pool_requests_in_flight") == 0)
-        return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-
-  static inline running_server* server_ = nullptr;
-  static inline fs::path dir_;
-};
 
 TEST_F(Server, HealthModelsAndMetrics) {
   auto c = client();
@@ -494,65 +369,6 @@ TEST_F(Server, BadInputGetsOpenAIErrorsAndTheServerKeepsServing) {
   EXPECT_TRUE(drained());
 }
 
-TEST_F(Server, KeepAliveServesManyRequestsOnOneConnection) {
-  auto c = client();
-  for (int i = 0; i < 5; ++i) {
-    auto r = c.request("POST", "/v1/completions",
-                       json{{"model", "alpha"}, {"prompt", "Hello"}, {"max_tokens", 2}}.dump());
-    ASSERT_TRUE(r.has_value());
-    EXPECT_EQ(r->status, 200);
-  }
-  // Pipelined: two requests in one write, two answers in order.
-  const std::string req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  const auto both = raw_exchange(server_->port(), req + "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                                        "Connection: close\r\n\r\n");
-  const auto first = both.find("HTTP/1.1 200"), second = both.find("HTTP/1.1 404");
-  EXPECT_NE(first, std::string::npos) << both;
-  EXPECT_NE(second, std::string::npos) << both;
-  EXPECT_LT(first, second);
-}
-
-// HTTP/1.0 knows no chunks: a stream to such a client is plain bytes that end with the close,
-// and carries the same text as the answer an HTTP/1.1 client gets.
-TEST_F(Server, AnHttp10ClientGetsItsStreamCloseDelimited) {
-  const json body = {{"model", "alpha"},
-                     {"prompt", "The capital of France is"},
-                     {"max_tokens", 6},
-                     {"temperature", 0}};
-  auto [status, full] = post("/v1/completions", body);
-  ASSERT_EQ(status, 200) << full.dump();
-  json sbody = body;
-  sbody["stream"] = true;
-  const std::string payload = sbody.dump();
-  const auto raw = raw_exchange(server_->port(),
-                                "POST /v1/completions HTTP/1.0\r\nAuthorization: Bearer " +
-                                    std::string(api_key) +
-                                    "\r\nContent-Type: application/json\r\nContent-Length: " +
-                                    std::to_string(payload.size()) + "\r\n\r\n" + payload,
-                                false); // reads until the server closes
-  ASSERT_EQ(status_of(raw), 200) << raw;
-  const auto split = raw.find("\r\n\r\n");
-  ASSERT_NE(split, std::string::npos) << raw;
-  const std::string head = raw.substr(0, split);
-  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
-  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
-  std::string joined;
-  bool done = false;
-  sse_reader sse;
-  sse.feed(std::string_view(raw).substr(split + 4), [&](const std::string& data) {
-    if (data == "[DONE]") {
-      done = true;
-      return;
-    }
-    const auto e = json::parse(data);
-    if (!e["choices"].empty())
-      joined += e["choices"][0]["text"].get<std::string>();
-  });
-  EXPECT_TRUE(done);
-  EXPECT_EQ(joined, full["choices"][0]["text"].get<std::string>());
-  EXPECT_TRUE(drained());
-}
-
 TEST_F(Server, AClientLeavingMidStreamCancelsItsRequestAndFreesItsKV) {
   const auto before = metric(metrics(), "aegaeon_requests_total");
   {
@@ -595,112 +411,6 @@ TEST_F(Server, AClientThatStopsReadingIsDroppedAndItsRequestCancelled) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(cancelled() - before, 1);
   EXPECT_TRUE(drained());
-}
-
-TEST_F(Server, ItAnswersOnlyToItsOwnHostNames) {
-  const auto port = std::to_string(server_->port());
-  auto health = [&](const std::string& host_line) {
-    return raw_exchange(server_->port(),
-                        "GET /health HTTP/1.1\r\n" + host_line + "Connection: close\r\n\r\n");
-  };
-  for (const std::string& h : std::vector<std::string>{"127.0.0.1:" + port, "localhost:" + port,
-                                                       "LOCALHOST", "[::1]:" + port, "127.0.0.1"})
-    EXPECT_EQ(status_of(health("Host: " + h + "\r\n")), 200) << h;
-  for (const std::string& h :
-       std::vector<std::string>{"evil.example:" + port, "127.0.0.1.evil.example", "10.0.0.1"}) {
-    const auto rebound = health("Host: " + h + "\r\n");
-    EXPECT_EQ(status_of(rebound), 403) << rebound;
-    EXPECT_NE(rebound.find("host_not_allowed"), std::string::npos) << rebound;
-    EXPECT_NE(rebound.find("--allowed-hosts"), std::string::npos) << rebound;
-  }
-  // HTTP/1.0 without a Host comes from no browser.
-  EXPECT_EQ(status_of(raw_exchange(server_->port(), "GET /health HTTP/1.0\r\n\r\n")), 200);
-}
-
-TEST_F(Server, PostBodiesMustBeJson) {
-  const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 1})";
-  auto post_as = [&](const std::string& content_type_line) {
-    return raw_exchange(server_->port(),
-                        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
-                        "Bearer " +
-                            api_key + "\r\n" + content_type_line +
-                            "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
-                            "\r\n\r\n" + body,
-                        false);
-  };
-  for (const std::string ct :
-       {"Content-Type: text/plain\r\n", "Content-Type: application/x-www-form-urlencoded\r\n",
-        "Content-Type: multipart/form-data; boundary=x\r\n", ""}) {
-    const auto r = post_as(ct);
-    EXPECT_EQ(status_of(r), 415) << ct << r;
-    EXPECT_NE(r.find("Content-Type: application/json'"), std::string::npos) << r;
-  }
-  const auto json_ok = post_as("Content-Type: Application/JSON; charset=utf-8\r\n");
-  EXPECT_EQ(status_of(json_ok), 200) << json_ok;
-}
-
-TEST_F(Server, EveryAnswerCarriesARequestId) {
-  const std::regex made("req-[0-9a-f]{16}");
-  const std::string key = "Authorization: Bearer " + api_key + "\r\n";
-  const std::string body = R"({"model": "alpha", "prompt": "Hi", "max_tokens": 2, "stream": true})";
-  std::set<std::string> ids;
-  for (const std::string& req : std::vector<std::string>{
-           "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-           "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-           "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-           "HEAD /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + "Connection: close\r\n\r\n",
-           std::string("BLAH\r\n\r\n"),
-           "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key +
-               "Content-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body}) {
-    const auto raw = raw_exchange(server_->port(), req, false);
-    const auto id = header_of(raw, "X-Request-Id");
-    EXPECT_TRUE(std::regex_match(id, made)) << raw;
-    ids.insert(id);
-  }
-  EXPECT_EQ(ids.size(), 6u) << "each answer its own id";
-  auto with_id = [&](const std::string& id) {
-    return header_of(raw_exchange(server_->port(), "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                                   "X-Request-Id: " +
-                                                       id + "\r\nConnection: close\r\n\r\n"),
-                     "X-Request-Id");
-  };
-  EXPECT_EQ(with_id("trace-42/abc.1"), "trace-42/abc.1");
-  EXPECT_TRUE(std::regex_match(with_id("a\"quoted id"), made));
-  EXPECT_TRUE(std::regex_match(with_id(std::string(200, 'a')), made));
-}
-
-// Each framing a proxy in front could read otherwise gets 400, and the connection closes: what
-// follows on it (here a second request) is never answered.
-TEST_F(Server, AmbiguousChunkedFramingsAre400AndCloseTheConnection) {
-  const std::string head =
-      "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
-      "Bearer " +
-      api_key + "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-  const std::string next = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  for (const std::string& body :
-       {std::string("2\r\n{}XX0\r\n\r\n"),        // data longer than its size
-        std::string("2;a\nb\r\n{}\r\n0\r\n\r\n"), // bare LF
-        std::string("3 4\r\n{}\r\n0\r\n\r\n"), std::string("2\r\nabcdef\r\n0\r\n\r\n")}) {
-    const auto raw = raw_exchange(server_->port(), head + body + next, false); // until it closes
-    EXPECT_EQ(status_of(raw), 400) << body << "\n" << raw;
-    EXPECT_EQ(raw.find("HTTP/1.1", 1), std::string::npos) << "a second answer: " << raw;
-    EXPECT_NE(raw.find("Connection: close"), std::string::npos) << raw;
-  }
-}
-
-// The head limit (8 KiB here) counts every byte of the head: thousands of empty headers, or one
-// value padded with spaces, get 431.
-TEST_F(Server, TheHeadLimitCountsEveryByte) {
-  std::string empties = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-  for (int i = 0; i < 15000; ++i)
-    empties += "X:\r\n";
-  const std::string padded =
-      "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + std::string(60000, ' ') + "a\r\n\r\n";
-  for (const auto& req : {empties + "\r\n", padded}) {
-    const auto raw = raw_exchange(server_->port(), req, false);
-    EXPECT_EQ(status_of(raw), 431) << raw.substr(0, 300);
-  }
 }
 
 } // namespace
