@@ -42,7 +42,7 @@ struct timing {
 };
 
 struct settings {
-  std::size_t long_prompt = 8000, long_tokens = 8, short_prompt = 16, short_tokens = 8;
+  std::size_t long_prompt = 8000, short_prompt = 16, tokens = 8; // tokens: each request's
   std::size_t shorts = 8;
   double every = 2;
 };
@@ -56,7 +56,7 @@ public:
   // token; returns every request's timing by id (0 is the long one) once all have ended.
   std::map<std::uint64_t, timing> run(const settings& s, bool with_shorts) {
     std::map<std::uint64_t, timing> t;
-    submit(0, s.long_prompt, s.long_tokens, t);
+    submit(0, s.long_prompt, s.tokens, t);
     std::uint64_t next = 1;
     std::size_t ended = 0;
     auto next_short_at = t[0].sent + std::chrono::duration_cast<clock_type::duration>(
@@ -64,7 +64,7 @@ public:
     while (ended < t.size()) {
       const bool reading = t[0].tokens == 0;
       if (with_shorts && reading && next <= s.shorts && clock_type::now() >= next_short_at) {
-        submit(next++, s.short_prompt, s.short_tokens, t);
+        submit(next++, s.short_prompt, s.tokens, t);
         next_short_at += std::chrono::duration_cast<clock_type::duration>(
             std::chrono::duration<double>(s.every));
         fmt::print("  short request {} sent {:.1f} s after the long one\n", next - 1,
@@ -147,12 +147,11 @@ int main(int argc, char** argv) {
   app.add_option("--short-prompt", s.short_prompt, "Prompt tokens of a short request")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--tokens", s.short_tokens, "Tokens each request generates")
+  app.add_option("--tokens", s.tokens, "Tokens each request generates")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--json", json_path, "Also write the results here");
   CLI11_PARSE(app, argc, argv);
-  s.long_tokens = s.short_tokens;
 
   if (!std::filesystem::exists(model_path)) {
     fmt::print(stderr, "fairness_bench: {} does not exist (scripts/fetch-model fetches it)\n",
@@ -184,9 +183,9 @@ int main(int argc, char** argv) {
   }
   const auto image = (*p)->cache().find(m.name);
   const auto& config = image->config();
-  if (s.long_prompt + s.long_tokens > config.context_length) {
+  if (s.long_prompt + s.tokens > config.context_length) {
     fmt::print(stderr, "fairness_bench: --long {} and {} tokens exceed the context of {} ({})\n",
-               s.long_prompt, s.long_tokens, config.context_length, m.name);
+               s.long_prompt, s.tokens, config.context_length, m.name);
     return 2;
   }
   driver d(sys, **p, m.name, config.vocab_size);

@@ -1,6 +1,7 @@
 #include "models/tokenizer/tokenizer.hpp"
 
 #include "models/tokenizer/byte_level.hpp"
+#include "models/tokenizer/byte_level_bpe.hpp"
 #include "models/tokenizer/pre_tokenizer.hpp"
 #include "models/tokenizer/sentencepiece.hpp"
 #include "models/tokenizer/utf8.hpp"
@@ -19,7 +20,6 @@ constexpr std::string_view key_model = "tokenizer.ggml.model";
 constexpr std::string_view key_pre = "tokenizer.ggml.pre";
 constexpr std::string_view key_tokens = "tokenizer.ggml.tokens";
 constexpr std::string_view key_token_type = "tokenizer.ggml.token_type";
-constexpr std::string_view key_merges = "tokenizer.ggml.merges";
 constexpr std::string_view key_add_bos = "tokenizer.ggml.add_bos_token";
 
 // Token texts llama.cpp (llama-vocab.cpp) treats as end of generation whatever their type.
@@ -51,54 +51,9 @@ struct text_hash {
   }
 };
 
-struct merge_rule {
-  std::int32_t rank;
-  std::int32_t result;
-};
-
-constexpr std::uint64_t pair_key(std::int32_t left, std::int32_t right) {
-  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) |
-         static_cast<std::uint32_t>(right);
-}
-
-std::string quoted(std::string_view s) {
-  constexpr std::size_t max = 60;
-  std::string out = "'";
-  out.append(s.substr(0, max));
-  if (s.size() > max)
-    out += "...";
-  out += "'";
-  return out;
-}
-
 token_kind kind_from_type(std::int64_t type) {
   return type >= 1 && type <= 6 ? static_cast<token_kind>(type) : token_kind::undefined;
 }
-
-// A symbol of the word being merged; `id` is -1 for a byte the vocabulary has no token for.
-struct symbol {
-  std::int32_t id;
-  std::int32_t prev;
-  std::int32_t next;
-  bool alive;
-};
-
-// A candidate merge of symbols[left] and symbols[right], valid while both still hold these ids.
-struct bigram {
-  std::int32_t rank;
-  std::int32_t left;
-  std::int32_t right;
-  std::int32_t left_id;
-  std::int32_t right_id;
-  std::int32_t result;
-};
-
-// std::push_heap keeps the greatest on top: lowest rank first, then leftmost (llama.cpp order).
-struct bigram_after {
-  bool operator()(const bigram& a, const bigram& b) const noexcept {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  }
-};
 
 } // namespace
 
@@ -108,25 +63,16 @@ struct tokenizer::impl {
   std::string pieces;                    // decoded bytes of every token, back to back
   std::vector<std::size_t> piece_bounds; // num_tokens + 1 offsets into `pieces`
   std::unordered_map<std::string, std::int32_t, text_hash, std::equal_to<>> ids;
-  std::unordered_map<std::uint64_t, merge_rule> merges;
-  std::size_t num_merges = 0;
-  std::array<std::int32_t, 256> byte_tokens{};
   std::vector<std::int32_t> specials; // matched in this order: longest text first
   std::vector<std::uint8_t> eog;
   std::optional<std::int32_t> bos, eos, unk, pad;
   bool add_bos = false;
   std::string model_name;
-  std::optional<pre_tokenizer> pre; // "gpt2" only
+  std::optional<pre_tokenizer> pre;  // "gpt2" only
+  std::optional<byte_level_bpe> bpe; // "gpt2" only
   std::string pre_name;
   std::optional<sentencepiece> spm; // "llama" only
   bool space_prefix = false;        // decode drops the first token's leading space
-
-  // Reads tokenizer.ggml.merges and finds the byte tokens ("gpt2").
-  result<void> read_merges(const gguf::file& f);
-  void encode_piece(std::string_view piece, std::vector<symbol>& symbols, std::vector<bigram>& heap,
-                    std::vector<std::int32_t>& out) const;
-  void push_bigram(std::int32_t left, std::int32_t right, const std::vector<symbol>& symbols,
-                   std::vector<bigram>& heap) const;
 };
 
 namespace {
@@ -221,8 +167,14 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   }
 
   // --- merges (byte-level BPE) ---------------------------------------------------------------
-  if (!is_spm)
-    AEG_TRY(state->read_merges(f));
+  if (!is_spm) {
+    AEG_TRY_ASSIGN(auto bpe, byte_level_bpe::from_gguf(f, [&](std::string_view text) {
+                     const auto it = state->ids.find(text);
+                     return it == state->ids.end() ? std::optional<std::int32_t>{}
+                                                   : std::optional<std::int32_t>(it->second);
+                   }));
+    state->bpe = std::move(bpe);
+  }
 
   // --- special ids --------------------------------------------------------------------------
   // A SentencePiece file without them gets llama.cpp's defaults: <unk> 0, <s> 1, </s> 2.
@@ -357,115 +309,6 @@ result<tokenizer> tokenizer::from_gguf(const gguf::file& f) {
   return tokenizer(std::move(state));
 }
 
-result<void> tokenizer::impl::read_merges(const gguf::file& f) {
-  if (f.find(key_merges) == nullptr)
-    return fail(errc::not_found, "the GGUF file has no tokenizer.ggml.merges, which a 'gpt2' "
-                                 "tokenizer needs");
-  AEG_TRY_ASSIGN(auto rules, f.get_string_array(key_merges));
-  if (rules.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-    return fail(errc::corrupt_data, "tokenizer.ggml.merges has too many entries");
-  num_merges = rules.size();
-  merges.reserve(rules.size());
-  std::string joined;
-  for (std::size_t i = 0; i < rules.size(); ++i) {
-    const std::string& m = rules[i];
-    const auto bad = [&](const std::string& why) {
-      return fail(errc::corrupt_data,
-                  "tokenizer.ggml.merges[" + std::to_string(i) + "] " + quoted(m) + " " + why);
-    };
-    // Split at the first space after position 0, so that a half may itself be a space.
-    const std::size_t space = m.find(' ', 1);
-    if (space == std::string::npos)
-      return bad("has no space between its two halves");
-    const std::string_view left = std::string_view(m).substr(0, space);
-    const std::string_view right = std::string_view(m).substr(space + 1);
-    const auto l = ids.find(left);
-    if (l == ids.end())
-      return bad("names " + quoted(left) + ", which is not a token");
-    const auto r = ids.find(right);
-    if (r == ids.end())
-      return bad("names " + quoted(right) + ", which is not a token");
-    joined.assign(left);
-    joined.append(right);
-    const auto result_it = ids.find(joined);
-    if (result_it == ids.end())
-      return bad("makes " + quoted(joined) + ", which is not a token");
-    // The first rule for a pair wins, as in llama.cpp's bpe_ranks.emplace.
-    merges.emplace(pair_key(l->second, r->second),
-                   merge_rule{static_cast<std::int32_t>(i), result_it->second});
-  }
-
-  for (unsigned b = 0; b < 256; ++b) {
-    std::string spelled;
-    utf8::append(spelled, byte_level::to_code_point(static_cast<std::uint8_t>(b)));
-    const auto it = ids.find(spelled);
-    byte_tokens[b] = it == ids.end() ? -1 : it->second;
-  }
-  return {};
-}
-
-void tokenizer::impl::push_bigram(std::int32_t left, std::int32_t right,
-                                  const std::vector<symbol>& symbols,
-                                  std::vector<bigram>& heap) const {
-  if (left < 0 || right < 0)
-    return;
-  const std::int32_t a = symbols[static_cast<std::size_t>(left)].id;
-  const std::int32_t b = symbols[static_cast<std::size_t>(right)].id;
-  if (a < 0 || b < 0)
-    return;
-  const auto it = merges.find(pair_key(a, b));
-  if (it == merges.end())
-    return;
-  heap.push_back(bigram{it->second.rank, left, right, a, b, it->second.result});
-  std::push_heap(heap.begin(), heap.end(), bigram_after{});
-}
-
-void tokenizer::impl::encode_piece(std::string_view piece, std::vector<symbol>& symbols,
-                                   std::vector<bigram>& heap,
-                                   std::vector<std::int32_t>& out) const {
-  if (piece.size() == 1) {
-    const std::int32_t id = byte_tokens[static_cast<unsigned char>(piece[0])];
-    if (id >= 0)
-      out.push_back(id);
-    return;
-  }
-  // One symbol per byte (one byte-level character each), then merge the best pair until no
-  // pair has a rule: O(n log n) in the piece length.
-  symbols.clear();
-  heap.clear();
-  const auto count = static_cast<std::int32_t>(piece.size());
-  for (std::int32_t i = 0; i < count; ++i)
-    symbols.push_back(
-        symbol{byte_tokens[static_cast<unsigned char>(piece[static_cast<std::size_t>(i)])], i - 1,
-               i + 1 < count ? i + 1 : -1, true});
-  for (std::int32_t i = 1; i < count; ++i)
-    push_bigram(i - 1, i, symbols, heap);
-
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), bigram_after{});
-    const bigram top = heap.back();
-    heap.pop_back();
-    symbol& left = symbols[static_cast<std::size_t>(top.left)];
-    symbol& right = symbols[static_cast<std::size_t>(top.right)];
-    // Stale when either side has since been merged: symbols only grow, so equal ids mean
-    // equal text, which is llama.cpp's test.
-    if (!left.alive || !right.alive || left.next != top.right || left.id != top.left_id ||
-        right.id != top.right_id)
-      continue;
-    left.id = top.result;
-    left.next = right.next;
-    right.alive = false;
-    if (right.next >= 0)
-      symbols[static_cast<std::size_t>(right.next)].prev = top.left;
-    push_bigram(left.prev, top.left, symbols, heap);
-    push_bigram(top.left, left.next, symbols, heap);
-  }
-
-  for (std::int32_t i = 0; i >= 0; i = symbols[static_cast<std::size_t>(i)].next)
-    if (symbols[static_cast<std::size_t>(i)].id >= 0)
-      out.push_back(symbols[static_cast<std::size_t>(i)].id);
-}
-
 std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool parse_special) const {
   const impl& s = *impl_;
   std::vector<std::int32_t> out;
@@ -527,8 +370,7 @@ std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool parse_sp
 
   // 2. Byte-level BPE: pre-tokenize and merge each raw fragment.
   std::vector<std::string_view> pieces;
-  std::vector<symbol> symbols;
-  std::vector<bigram> heap;
+  byte_level_bpe::scratch scratch;
   std::string repaired;
   out.reserve(text.size() / 3);
   for (const fragment& f : fragments) {
@@ -544,7 +386,8 @@ std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool parse_sp
       std::size_t i = 0;
       while (i < raw.size()) {
         const utf8::decoded d = utf8::decode(raw.substr(i));
-        if (d.state != utf8::status::ok && s.byte_tokens[static_cast<unsigned char>(raw[i])] < 0) {
+        if (d.state != utf8::status::ok &&
+            s.bpe->byte_token(static_cast<unsigned char>(raw[i])) < 0) {
           repaired.append(utf8::replacement);
           i += 1;
         } else {
@@ -558,7 +401,7 @@ std::vector<std::int32_t> tokenizer::encode(std::string_view text, bool parse_sp
     pieces.clear();
     s.pre->split(raw, pieces);
     for (std::string_view piece : pieces)
-      s.encode_piece(piece, symbols, heap, out);
+      s.bpe->encode(piece, scratch, out);
   }
   return out;
 }
@@ -611,7 +454,7 @@ std::size_t tokenizer::num_tokens() const noexcept {
   return impl_->texts.size();
 }
 std::size_t tokenizer::num_merges() const noexcept {
-  return impl_->num_merges;
+  return impl_->bpe ? impl_->bpe->num_merges() : 0;
 }
 std::optional<std::int32_t> tokenizer::bos() const noexcept {
   return impl_->bos;
