@@ -249,12 +249,15 @@ result<device_spec> parse_device(const json& j, const std::string& where) {
 
 result<model_spec> parse_model(const json& j, const std::string& where) {
   reader m(j, where);
-  AEG_TRY(m.known({"name", "gguf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s",
+  AEG_TRY(m.known({"name", "gguf", "hf", "synthetic", "seed", "vocab_size", "ttft_s", "tbt_s",
                    "max_prompt_tokens", "chat_template"}));
   model_spec ms;
   std::string synthetic;
   AEG_TRY_ASSIGN(ms.name, m.name("name"));
-  AEG_TRY_ASSIGN(ms.source.gguf_path, m.get<std::string>("gguf", ""));
+  std::string gguf, hf;
+  AEG_TRY_ASSIGN(gguf, m.get<std::string>("gguf", ""));
+  AEG_TRY_ASSIGN(hf, m.get<std::string>("hf", ""));
+  ms.source.model_path = gguf.empty() ? hf : gguf;
   AEG_TRY_ASSIGN(synthetic, m.get<std::string>("synthetic", ""));
   AEG_TRY_ASSIGN(ms.source.seed, m.count("seed", 1, 0, UINT64_MAX));
   AEG_TRY_ASSIGN(ms.source.vocab_size, m.count("vocab_size", 0, 0, 1 << 24));
@@ -265,8 +268,10 @@ result<model_spec> parse_model(const json& j, const std::string& where) {
   if (!ms.chat_template.empty())
     if (auto t = models::chat_template::named(ms.chat_template); !t)
       return fail(errc::invalid_argument, m.at("chat_template") + ": " + t.error().message);
-  if (ms.source.gguf_path.empty() == synthetic.empty())
-    return fail(errc::invalid_argument, where + ": give exactly one of gguf or synthetic");
+  if (!gguf.empty() + !hf.empty() + !synthetic.empty() != 1)
+    return fail(errc::invalid_argument,
+                where + ": give exactly one of gguf (a file), hf (a Hugging Face model folder) "
+                        "or synthetic");
   if (!synthetic.empty()) {
     if (auto c = models::llama_config::synthetic(synthetic); !c)
       return fail(errc::invalid_argument, m.at("synthetic") + ": " + c.error().message);

@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
   spec.devices.push_back({"cpu0", "cpu", 0, 0});
   actors::model_spec m;
   m.name = std::filesystem::path(model_path).stem().string();
-  m.source.gguf_path = model_path;
+  m.source.model_path = model_path;
   spec.models.push_back(m);
   actors::instance_spec is;
   is.device = "cpu0";

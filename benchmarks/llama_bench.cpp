@@ -19,6 +19,7 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "models/gguf/file.hpp"
+#include "models/hf/folder.hpp"
 #include "models/llama/runner.hpp"
 
 #include <CLI/CLI.hpp>
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
     }
     f.image = *img;
   } else {
-    auto file = models::gguf::file::open(model);
+    auto file = models::open_model(model);
     if (!file) {
       fmt::print(stderr, "llama_bench: {} (run scripts/fetch-model)\n", file.error().to_string());
       return 1;

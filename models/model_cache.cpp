@@ -1,7 +1,9 @@
 #include "models/model_cache.hpp"
 
 #include "models/gguf/file.hpp"
+#include "models/hf/folder.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -43,12 +45,28 @@ result<std::uint64_t> key_of(const model_source& src, const compute_format& f) {
     k += "|synthetic|" + *src.synthetic + "|" + std::to_string(src.seed) + "|" +
          std::to_string(src.vocab_size);
   } else {
-    struct stat st {};
-    if (::stat(src.gguf_path.c_str(), &st) != 0)
-      return fail(errc::not_found, "cannot read '" + src.gguf_path + "': " + std::strerror(errno));
-    k += "|gguf|" + std::filesystem::absolute(src.gguf_path).string() + "|" +
-         std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
-         std::to_string(st.st_mtim.tv_nsec);
+    // A file's identity, or that of every file in a Hugging Face folder.
+    auto identity = [&](const std::string& path) -> result<std::string> {
+      struct stat st {};
+      if (::stat(path.c_str(), &st) != 0)
+        return fail(errc::not_found, "cannot read '" + path + "': " + std::strerror(errno));
+      return "|" + path + "|" + std::to_string(st.st_size) + "|" +
+             std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+    };
+    const auto path = std::filesystem::absolute(src.model_path).string();
+    AEG_TRY_ASSIGN(const auto model, identity(path));
+    k += "|model" + model;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      std::vector<std::string> files;
+      for (const auto& e : std::filesystem::directory_iterator(path, ec))
+        files.push_back(e.path().string());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) {
+        AEG_TRY_ASSIGN(const auto file, identity(f));
+        k += file;
+      }
+    }
   }
   k += "|" + std::to_string(static_cast<int>(f.backend)) + "|" +
        std::to_string(static_cast<int>(f.half_type)) + "|" +
@@ -203,10 +221,10 @@ result<planned_source> plan_source(const model_source& src, const compute_format
     p.layout = plan_synthetic(p.config, format);
     return p;
   }
-  AEG_TRY_ASSIGN(auto f, gguf::file::open(src.gguf_path));
+  AEG_TRY_ASSIGN(auto f, open_model(src.model_path));
   auto plan = plan_llama(f, format);
   if (!plan)
-    return fail(plan.error().code, src.gguf_path + ": " + plan.error().message);
+    return fail(plan.error().code, src.model_path + ": " + plan.error().message);
   p.file.emplace(std::move(f));
   p.config = std::move(plan->first);
   p.layout = std::move(plan->second);

@@ -19,7 +19,7 @@ namespace aeg::models {
 
 /// What a model is made from: a GGUF file, or random weights of a known shape.
 struct model_source {
-  std::string gguf_path;                ///< a llama GGUF, or
+  std::string model_path;               ///< a GGUF file or a Hugging Face model folder, or
   std::optional<std::string> synthetic; ///< a shape llama_config::synthetic knows
   std::uint64_t seed = 1;               ///< synthetic weights' seed
   /// Synthetic: the vocabulary size in place of the shape's own (0: the shape's), so that the

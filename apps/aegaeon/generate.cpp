@@ -5,6 +5,7 @@
 #include "apps/aegaeon/interrupt.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
+#include "models/hf/folder.hpp"
 #include "models/llama/weights.hpp"
 #include "models/tokenizer/text_model.hpp"
 
@@ -50,7 +51,7 @@ std::string missing_model_hint(const std::string& path) {
 // The model of `o`, or the exit code: 2 when the file named cannot be used at all, 1 when
 // loading it failed.
 tl::expected<local_model, int> load(const generate_options& o) {
-  auto file = models::gguf::file::open(o.model_path);
+  auto file = models::open_model(o.model_path);
   if (!file) {
     fmt::print(stderr, "aegaeon: {}{}\n", file.error().to_string(),
                file.error().code == errc::not_found ? missing_model_hint(o.model_path) : "");

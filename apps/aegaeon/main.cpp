@@ -95,9 +95,10 @@ CLI::Validator number(bounds b) {
 // The flags `generate` and `chat` share; `chat` says what --model means with --url.
 void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool chat) {
   cmd->add_option("--model", o.model_path,
-                  chat ? "GGUF file of a llama-architecture model (with --url: the server's model "
-                         "name; default its first)"
-                       : "GGUF file of a llama-architecture model")
+                  chat ? "GGUF file or Hugging Face model folder (llama, mistral, qwen2, qwen3; "
+                         "with --url: the server's model name, default its first)"
+                       : "GGUF file or Hugging Face model folder (config.json, *.safetensors, "
+                         "tokenizer.json) of a llama, mistral, qwen2 or qwen3 model")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o.max_tokens, "Most tokens to generate per answer")
       ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
@@ -181,8 +182,9 @@ int main(int argc, char** argv) {
                "/v1/chat/completions, /health, /metrics) until SIGINT or SIGTERM");
   auto* config_opt = serve_cmd
                          ->add_option("--config", serve.config,
-                                      "Topology file (docs/operations.md); default: every .gguf in "
-                                      "--models-dir on one colocated instance")
+                                      "Topology file (docs/operations.md); default: every .gguf "
+                                      "and Hugging Face folder in --models-dir on one colocated "
+                                      "instance")
                          ->check(CLI::ExistingFile);
   serve_cmd->add_option("--models-dir", serve.models_dir, "Where to find models without --config")
       ->capture_default_str();

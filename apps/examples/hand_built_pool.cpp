@@ -13,6 +13,7 @@
 #include "gpu/kv_pool.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
+#include "models/hf/folder.hpp"
 #include "models/model_cache.hpp"
 #include "models/tokenizer/text_model.hpp"
 
@@ -98,7 +99,7 @@ int main(int argc, char** argv) {
   }
 
   // 2. The host model cache: each model converted once into the backend's layout.
-  auto file = models::gguf::file::open(path);
+  auto file = models::open_model(path);
   if (!file)
     die(file.error().to_string() + " (scripts/fetch-model gets the reference model)");
   auto text = models::text_model::from_gguf(*file); // tokenizer, chat template, stop tokens
@@ -110,7 +111,7 @@ int main(int argc, char** argv) {
   std::vector<actors::served_model> served;
   std::vector<actors::catalog_entry> catalog;
   for (const auto& name : names) {
-    auto image = cache.add(name, {.gguf_path = path},
+    auto image = cache.add(name, {.model_path = path},
                            models::compute_format::for_backend(devices.front()->kind()));
     if (!image)
       die(name + ": " + image.error().to_string());

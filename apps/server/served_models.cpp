@@ -2,6 +2,7 @@
 
 #include "actors/pool.hpp"
 #include "gpu/registry.hpp"
+#include "models/hf/folder.hpp"
 #include "models/sizing.hpp"
 
 #include <fmt/core.h>
@@ -15,18 +16,22 @@ namespace fs = std::filesystem;
 
 namespace {
 
-result<std::vector<fs::path>> gguf_files(const std::string& dir) {
+// The models in `dir`: its .gguf files and its Hugging Face model folders (with config.json).
+result<std::vector<fs::path>> model_files(const std::string& dir) {
   std::error_code ec;
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.path().extension() == ".gguf")
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::error_code ignored; // an entry that vanished or cannot be read is not a model
+    if (e.path().extension() == ".gguf" ||
+        (e.is_directory(ignored) && fs::exists(e.path() / "config.json", ignored)))
       files.push_back(e.path());
+  }
   if (ec)
     return fail(errc::not_found, "cannot read the models directory '" + dir + "': " + ec.message() +
                                      " (scripts/fetch-model fetches the reference model, or "
                                      "give --config)");
   if (files.empty())
-    return fail(errc::not_found, "no .gguf models in '" + dir +
+    return fail(errc::not_found, "no .gguf models or Hugging Face model folders in '" + dir +
                                      "' (scripts/fetch-model fetches the reference model, or "
                                      "give --config)");
   std::sort(files.begin(), files.end());
@@ -54,7 +59,7 @@ result<void> check_memory_flag(const actors::pool_spec& spec, const serve_option
 result<actors::pool_spec> spec_of(const serve_options& opts) {
   if (!opts.config.empty())
     return actors::load_topology(opts.config);
-  AEG_TRY_ASSIGN(const auto files, gguf_files(opts.models_dir));
+  AEG_TRY_ASSIGN(const auto files, model_files(opts.models_dir));
   actors::pool_spec spec;
   std::string backend = opts.backend;
   if (backend.empty())
@@ -63,8 +68,8 @@ result<actors::pool_spec> spec_of(const serve_options& opts) {
   spec.devices.push_back({device, backend, 0, opts.memory_mib << 20});
   for (const auto& f : files) {
     actors::model_spec m;
-    m.name = f.stem().string();
-    m.source.gguf_path = f.string();
+    m.name = fs::is_directory(f) ? f.filename().string() : f.stem().string();
+    m.source.model_path = f.string();
     m.chat_template = opts.chat_template;
     spec.models.push_back(m);
   }
@@ -81,7 +86,7 @@ result<std::map<std::string, models::text_model>> text_models_of(const actors::p
   for (const auto& m : spec.models) {
     if (m.source.synthetic)
       continue;
-    auto file = models::gguf::file::open(m.source.gguf_path);
+    auto file = models::open_model(m.source.model_path);
     if (!file)
       return fail(file.error().code, "model '" + m.name + "': " + file.error().message);
     auto text = models::text_model::from_gguf(*file, m.chat_template);

@@ -25,6 +25,14 @@ struct value {
   value_type elem_type = value_type::uint8; ///< array element type
   std::vector<value> items;                 ///< array elements
 
+  static value of_string(std::string s);
+  static value of_uint32(std::uint32_t x);
+  static value of_float32(float x);
+  static value of_bool(bool x);
+  static value of_strings(std::vector<std::string> items);
+  static value of_int32s(const std::vector<std::int32_t>& items);
+  static value of_float32s(const std::vector<float>& items);
+
   /// Whether the value is an integer of any width and signedness (bool is not).
   bool is_integer() const noexcept;
   /// Whether the value is uint8, uint16, uint32 or uint64 (its number is in `u`).
@@ -63,6 +71,12 @@ public:
   /// aligned address (any heap buffer does). Every failure is `errc::corrupt_data` with a
   /// message naming the key or tensor at fault.
   static result<file> parse(std::span<const std::byte> bytes);
+  /// A model of another format seen as GGUF (a Hugging Face folder): metadata in the order
+  /// given and tensors whose bytes live in memory `keep` owns (mapped files, converted copies).
+  /// Checked as a parsed file is: unique keys and names, supported types, bytes matching each
+  /// shape, data aligned for its type. `errc::corrupt_data` names what is wrong.
+  static result<file> assemble(std::vector<std::pair<std::string, value>> metadata,
+                               std::vector<tensor_info> tensors, std::shared_ptr<const void> keep);
 
   /// Moves the mapping; tensor data pointers stay valid.
   file(file&&) noexcept;
@@ -104,6 +118,7 @@ private:
   file() = default;
   struct mapping;
   std::unique_ptr<mapping> map_;
+  std::shared_ptr<const void> keep_; ///< an assembled file's tensor memory
   std::uint32_t version_ = 0;
   std::uint32_t alignment_ = 32;
   std::uint64_t data_offset_ = 0;

@@ -57,7 +57,7 @@ protected:
       EXPECT_TRUE(aeg::testing::write_tiny_llama(t, path));
       model_spec m;
       m.name = "m" + std::to_string(i);
-      m.source.gguf_path = path;
+      m.source.model_path = path;
       out.push_back(m);
     }
     return out;
@@ -70,7 +70,7 @@ protected:
     EXPECT_TRUE(aeg::testing::write_tiny_llama(t, path));
     std::vector<model_spec> models(1);
     models[0].name = name;
-    models[0].source.gguf_path = path;
+    models[0].source.model_path = path;
     return models;
   }
 

@@ -29,12 +29,20 @@ TEST(Topology, ErrorsPointAtTheBadField) {
   EXPECT_EQ(ok->models[0].max_prompt_tokens, 2048u);
   EXPECT_EQ(ok->models[0].chat_template, "llama3");
   EXPECT_EQ(ok->devices[0].memory_bytes, std::size_t{512} << 20);
+  auto folder = parse_topology(R"({"devices": [{"name": "g0"}],
+    "models": [{"name": "q", "hf": "models/Qwen2.5-7B-Instruct"}], "instances": [{"device": "g0"}]})");
+  ASSERT_TRUE(folder.has_value()) << folder.error().to_string();
+  EXPECT_EQ(folder->models[0].source.model_path, "models/Qwen2.5-7B-Instruct");
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": []})", "devices: a non-empty array"},
       {R"({"devices": [{"name": "g0", "backend": "gpu"}], "models": [], "instances": []})",
        "devices[0].backend: 'gpu' is not a backend"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a"}], "instances": []})",
-       "models[0]: give exactly one of gguf or synthetic"},
+       "models[0]: give exactly one of gguf (a file), hf (a Hugging Face model folder) or "
+       "synthetic"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "gguf": "a.gguf", "hf": "a"}],
+           "instances": []})",
+       "models[0]: give exactly one of gguf"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "gpt-9"}],
            "instances": [{"device": "g0"}]})",
        "models[0].synthetic: unknown synthetic model shape 'gpt-9'"},

@@ -57,25 +57,29 @@ TEST(Cli, ChatAndBenchSayWhatAnApiKeyNeeds) {
 }
 
 // One server serves a model of every family (tests/models/fixtures: tiny random llama, Llama 3,
-// Qwen2 and Qwen3 models with byte-level vocabularies) beside a tiny llama, and each answers a
-// conversation over HTTP in its own chat format; `generate --chat` runs each in-process too.
+// Qwen2 and Qwen3 models, each as a GGUF and as a Hugging Face folder) beside a tiny llama,
+// found in its models directory, and each answers a conversation over HTTP in its own chat
+// format; `generate --chat` runs each in-process too.
 TEST(Cli, EveryModelFamilyAnswersOverHttpAndInProcess) {
   tiny_model_dir models("aegaeon_cli_families");
   ASSERT_TRUE(models.ok());
-  const std::vector<std::string> families = {"llama", "llama3", "qwen2", "qwen3"};
-  for (const auto& f : families) {
-    const auto from =
-        std::filesystem::path(AEG_SOURCE_DIR) / "tests/models/fixtures" / (f + "-tiny.gguf");
-    std::filesystem::copy_file(from, std::filesystem::path(models.dir()) / from.filename());
+  std::vector<std::pair<std::string, std::string>> served; // name, file or folder
+  for (const std::string f : {"llama", "llama3", "qwen2", "qwen3"}) {
+    const auto fixtures = std::filesystem::path(AEG_SOURCE_DIR) / "tests/models/fixtures";
+    std::filesystem::copy(fixtures / (f + "-tiny.gguf"), models.dir());
+    std::filesystem::copy(fixtures / (f + "-tiny-hf"),
+                          std::filesystem::path(models.dir()) / (f + "-tiny-hf"));
+    served.emplace_back(f + "-tiny", f + "-tiny.gguf");
+    served.emplace_back(f + "-tiny-hf", f + "-tiny-hf");
   }
   serving server(models);
   ASSERT_NE(server.port(), 0) << server.process().err();
   const std::string url = " --url http://127.0.0.1:" + std::to_string(server.port());
-  for (const auto& f : families) {
-    const auto chat = run("chat" + url + " --model " + f + "-tiny --max-tokens 4", "echo hi | ");
+  for (const auto& [f, path] : served) {
+    const auto chat = run("chat" + url + " --model " + f + " --max-tokens 4", "echo hi | ");
     EXPECT_EQ(chat.rc, 0) << f << ": " << chat.output;
     const auto gen = run("generate --chat --max-tokens 4 --prompt hi --model " + models.dir() +
-                         "/" + f + "-tiny.gguf");
+                         "/" + path);
     EXPECT_EQ(gen.rc, 0) << f << ": " << gen.output;
   }
   server.process().signal(SIGINT);

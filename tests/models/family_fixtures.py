@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Writes the model-family fixtures in tests/models/fixtures/: for each family a tiny model
-with random weights, built and run by Hugging Face `transformers` (the oracle), saved as a GGUF
-the way llama.cpp's converter lays that family out (with a byte-level vocabulary and the
-family's chat template, so that the commands can serve it), with the logits and greedy tokens
-transformers computes for a fixed prompt.
+with random weights, built and run by Hugging Face `transformers` (the oracle), saved twice:
+as a GGUF the way llama.cpp's converter lays that family out (with a byte-level vocabulary and
+the family's chat template, so that the commands can serve it), and as a Hugging Face model
+folder (config.json, safetensors shards in the family's usual dtype, tokenizer.json and
+tokenizer_config.json, written by transformers and tokenizers themselves). Beside them, the
+logits and greedy tokens transformers computes for a fixed prompt, and what the folder's
+Hugging Face tokenizer makes of a text corpus and a conversation.
 
     pip install torch transformers gguf numpy
     python3 tests/models/family_fixtures.py [--out tests/models/fixtures]
 
-The C++ test (ModelFamilies in llama_test) reads the files; it needs neither torch nor Python.
-Weights are rounded to f16 before transformers sees them and stored as F16 (norms and biases
-as F32), so both sides compute with exactly the same numbers.
+The C++ tests (ModelFamilies in llama_runner_test, HfFolder in hf_folder_test) read the files;
+they need neither torch nor Python. Weights are rounded to f16 (bf16 for a bf16 folder, whose
+values f16 also holds exactly) before transformers sees them, so every copy computes with the
+same numbers.
 """
 
 import argparse
@@ -21,8 +25,11 @@ import numpy as np
 import torch
 import transformers
 from gguf import GGUFWriter
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, \
+    pre_tokenizers, processors
 
-from reference_data import CHATML_TEMPLATE, LLAMA3_TEMPLATE, byte_symbols
+from reference_data import CHATML_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, byte_symbols
+from tokenizer_reference import make_corpus
 
 PROMPT = [3, 17, 42, 99, 7, 250, 128, 64, 5, 201, 33, 150]
 GREEDY_STEPS = 32
@@ -77,8 +84,9 @@ def families():
     }
 
 
-def randomize(model, seed):
-    """Weights large enough that logits are far from ties, rounded to f16."""
+def randomize(model, seed, dtype=torch.float16):
+    """Weights large enough that logits are far from ties, rounded to `dtype` (f16, or bf16
+    values f16 holds exactly as well)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -88,7 +96,9 @@ def randomize(model, seed):
                 v = 0.1 * torch.randn(p.shape, generator=g)
             else:
                 v = torch.randn(p.shape, generator=g) / np.sqrt(p.shape[-1]) * 1.5
-            p.copy_(v.half().float())
+            v = v.to(dtype).float()
+            # bf16 values too small for f16's precision: zero, so that both files hold them.
+            p.copy_(torch.where(v.half().float() == v, v, torch.zeros_like(v)))
 
 
 def permute_for_adjacent_rope(w, heads):
@@ -184,6 +194,92 @@ def oracle(model):
     return {"prompt": PROMPT, "logits": logits, "greedy": greedy}
 
 
+# The Hugging Face folder of each family: its dtype, whether its safetensors are sharded, and
+# its tokenizer (byte-level BPE under the family's pre-tokenizer, or Llama 2's SentencePiece
+# BPE with byte fallback, as tokenizer.json describes them).
+HF_FOLDERS = {
+    "llama": dict(dtype=torch.float16, shard=True, tokenizer="sentencepiece"),
+    "llama3": dict(dtype=torch.float32, shard=False, tokenizer="llama3"),
+    "qwen2": dict(dtype=torch.float16, shard=False, tokenizer="qwen2"),
+    "qwen3": dict(dtype=torch.bfloat16, shard=True, tokenizer="qwen2"),
+}
+
+
+def byte_level_tokenizer(kind):
+    """The fixtures' byte-level vocabulary as Llama 3's or Qwen2's tokenizer.json has it."""
+    space = byte_symbols()[ord(" ")]
+    vocab = {t: i for i, t in enumerate(byte_symbols() + [space + space])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[(space, space)]))
+    digits = "" if kind == "qwen2" else "{1,3}"
+    expr = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}" + digits +
+            r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(expr), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    if kind == "qwen2":
+        return tok, dict(eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         chat_template=CHATML_TEMPLATE), ["<|im_end|>", "<|endoftext|>"]
+    bos = "<|begin_of_text|>"
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tok.token_to_id(bos))])
+    return tok, dict(bos_token=bos, eos_token="<|eot_id|>", pad_token="<|pad|>",
+                     chat_template=LLAMA3_TEMPLATE), ["<|endoftext|>", "<|eot_id|>"]
+
+
+def sentencepiece_tokenizer():
+    """Llama 2's kind of tokenizer.json: SentencePiece BPE with byte fallback and a leading
+    space, over <unk> <s> </s>, the 256 byte pieces and a few merged pieces."""
+    pieces = (["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] +
+              ["\u2581", "t", "h", "e", "\u2581t", "he"])
+    tok = Tokenizer(models.BPE(vocab={p: i for i, p in enumerate(pieces)},
+                               merges=[("\u2581", "t"), ("h", "e")], unk_token="<unk>",
+                               byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
+                                           normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                       special_tokens=[("<s>", 1)])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in ["<unk>", "<s>", "</s>"]])
+    return tok, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                     chat_template=LLAMA2_TEMPLATE), ["</s>"]
+
+
+CHAT = [{"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi there! What is 12 + 30?"}]
+
+
+def write_hf_folder(path, model, spec):
+    """The model as save_pretrained writes it, its tokenizer, and what that tokenizer makes of a
+    corpus and of a conversation (for the C++ tokenizer to match)."""
+    import copy
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+    if spec["tokenizer"] == "sentencepiece":
+        tok, special, stops = sentencepiece_tokenizer()
+    else:
+        tok, special, stops = byte_level_tokenizer(spec["tokenizer"])
+    assert tok.get_vocab_size() == model.config.vocab_size
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **special)
+    fast.save_pretrained(path)
+    saved = copy.deepcopy(model).to(spec["dtype"])
+    saved.generation_config = transformers.GenerationConfig(
+        eos_token_id=[tok.token_to_id(t) for t in stops])
+    saved.save_pretrained(path, max_shard_size="100KB" if spec["shard"] else "1GB")
+    corpus = make_corpus()
+    corpus = corpus[:120] + corpus[-40:]
+    return {
+        "dtype": str(spec["dtype"]).removeprefix("torch."),
+        "tokenized": [[text, fast(text)["input_ids"]] for text in corpus],
+        "chat": {"messages": CHAT,
+                 "text": fast.apply_chat_template(CHAT, tokenize=False,
+                                                  add_generation_prompt=True)},
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "fixtures"))
@@ -194,13 +290,16 @@ def main():
     for i, (name, model) in enumerate(families().items()):
         arch = "llama" if name == "llama3" else name
         model.eval()
-        randomize(model, 1000 + i)
+        spec = HF_FOLDERS[name]
+        randomize(model, 1000 + i, torch.bfloat16 if spec["dtype"] == torch.bfloat16
+                  else torch.float16)
         write_gguf(out / f"{name}-tiny.gguf", arch, model)
         expected = oracle(model)
         expected["architecture"] = arch
         expected["transformers"] = transformers.__version__
-        (out / f"{name}-tiny.json").write_text(json.dumps(expected) + "\n")
-        print(f"{name}: wrote {name}-tiny.gguf and {name}-tiny.json "
+        expected["hf"] = write_hf_folder(out / f"{name}-tiny-hf", model, spec)
+        (out / f"{name}-tiny.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n")
+        print(f"{name}: wrote {name}-tiny.gguf, {name}-tiny-hf/ and {name}-tiny.json "
               f"(greedy {expected['greedy'][:8]}...)")
 
 

@@ -4,6 +4,7 @@
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/gguf/writer.hpp"
+#include "models/hf/folder.hpp"
 #include "models/llama/runner.hpp"
 #include "tests/models/smollm2.hpp"
 #include "tests/support/tiny_llama.hpp"
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -247,13 +249,16 @@ TEST(LlamaRunner, SmolLM2KnowsTheCapitalOfFrance) {
 }
 
 // Each family's tiny model against Hugging Face transformers (tests/models/family_fixtures.py
-// wrote the GGUF and what transformers computed): float weights and KV, the last prompt
-// position's logits within 1e-3 of the largest, and the same 32 greedy tokens.
+// wrote the GGUF, the Hugging Face folder and what transformers computed): float weights and
+// KV, the last prompt position's logits within 1e-3 of the largest, and the same 32 greedy
+// tokens. "-hf" runs the folder (config.json, safetensors, tokenizer.json) instead of the GGUF.
 class ModelFamilies : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelFamilies, MatchTransformers) {
-  const std::string base = std::string(AEG_SOURCE_DIR) + "/tests/models/fixtures/" + GetParam();
-  auto f = gguf::file::open(base + "-tiny.gguf");
+  const std::string dir = std::string(AEG_SOURCE_DIR) + "/tests/models/fixtures/";
+  const bool folder = GetParam().ends_with("-hf");
+  const std::string base = dir + GetParam().substr(0, GetParam().find('-'));
+  auto f = open_model(folder ? base + "-tiny-hf" : base + "-tiny.gguf");
   ASSERT_TRUE(f.has_value()) << f.error().to_string();
   std::ifstream in(base + "-tiny.json");
   ASSERT_TRUE(in) << base << "-tiny.json is missing";
@@ -274,8 +279,13 @@ TEST_P(ModelFamilies, MatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelFamilies,
-                         ::testing::Values("llama", "llama3", "qwen2", "qwen3"),
-                         [](const auto& info) { return info.param; });
+                         ::testing::Values("llama", "llama3", "qwen2", "qwen3", "llama-hf",
+                                           "llama3-hf", "qwen2-hf", "qwen3-hf"),
+                         [](const auto& info) {
+                           auto name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 // The synthetic shapes are the real models' shapes: their parameter counts as published.
 TEST(ModelFamilies, SyntheticShapesHaveTheirModelsParameterCounts) {

@@ -1,0 +1,312 @@
+#include "models/hf/folder.hpp"
+#include "models/hf/json_file.hpp"
+
+#include <filesystem>
+#include <map>
+
+namespace aeg::models::hf {
+
+namespace {
+
+using json = nlohmann::json;
+using gguf::value;
+
+// GGUF token types, numbered as llama.cpp numbers them.
+constexpr std::int32_t normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5,
+                       byte_piece = 6;
+
+// U+2581, SentencePiece's spelling of a space.
+constexpr std::string_view space_symbol = "\xE2\x96\x81";
+
+// The Split expressions of the byte-level tokenizers this runtime implements, as their
+// tokenizer.json files write them, and the GGUF pre-tokenizer each one is.
+constexpr std::pair<std::string_view, std::string_view> split_expressions[] = {
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     "llama-bpe"},
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     "qwen2"},
+};
+
+std::string type_of(const json& j) {
+  return j.is_object() && j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>()
+                                                                      : std::string{};
+}
+
+// The steps of a component that may be one step or a Sequence of them.
+std::vector<json> steps(const json& j, const char* list_key) {
+  if (j.is_null())
+    return {};
+  if (type_of(j) == "Sequence" && j.contains(list_key) && j[list_key].is_array())
+    return j[list_key].get<std::vector<json>>();
+  return {j};
+}
+
+std::string shortened(const json& j) {
+  auto s = j.dump();
+  return s.size() > 240 ? s.substr(0, 240) + "..." : s;
+}
+
+// The GGUF pre-tokenizer name of a byte-level tokenizer's pre_tokenizer, or a refusal naming it.
+result<std::string> byte_level_pre(const json& pre, const std::string& file) {
+  const auto list = steps(pre, "pretokenizers");
+  auto byte_level = [](const json& s, bool regex) {
+    return type_of(s) == "ByteLevel" && s.value("use_regex", true) == regex &&
+           !s.value("add_prefix_space", false);
+  };
+  if (list.size() == 1 && byte_level(list[0], true))
+    return std::string("gpt2");
+  if (list.size() == 2 && type_of(list[0]) == "Digits" &&
+      list[0].value("individual_digits", false) && byte_level(list[1], true))
+    return std::string("smollm");
+  if (list.size() == 2 && type_of(list[0]) == "Split" && byte_level(list[1], false) &&
+      list[0].value("behavior", std::string{}) == "Isolated" && !list[0].value("invert", false) &&
+      list[0].contains("pattern") && list[0]["pattern"].contains("Regex")) {
+    const auto expr = list[0]["pattern"]["Regex"].get<std::string>();
+    for (const auto& [known, name] : split_expressions)
+      if (expr == known)
+        return std::string(name);
+  }
+  return fail(errc::invalid_argument,
+              file + ": the pre-tokenizer " + shortened(pre) +
+                  " is not one this runtime implements (GPT-2's, SmolLM's, Llama 3's and "
+                  "Qwen2's are); use a GGUF of the model");
+}
+
+// Whether a SentencePiece-style tokenizer adds a space before the text, and whether its
+// normalizer and pre-tokenizer are ones it can follow.
+result<bool> sentencepiece_space_prefix(const json& tj, const std::string& file) {
+  bool prefix = false;
+  for (const auto& n : steps(tj["normalizer"], "normalizers")) {
+    const auto t = type_of(n);
+    if (t == "Prepend" && n.value("prepend", std::string{}) == space_symbol)
+      prefix = true;
+    else if (!(t == "Replace" && n.contains("content") && n["content"] == space_symbol))
+      return fail(errc::invalid_argument, file + ": the normalizer " + shortened(n) +
+                                              " is not supported for a SentencePiece vocabulary");
+  }
+  for (const auto& p : steps(tj["pre_tokenizer"], "pretokenizers")) {
+    if (type_of(p) != "Metaspace")
+      return fail(errc::invalid_argument, file + ": the pre-tokenizer " + shortened(p) +
+                                              " is not supported for a SentencePiece vocabulary");
+    prefix = p.value("prepend_scheme", std::string("always")) != "never" &&
+             p.value("add_prefix_space", true);
+  }
+  return prefix;
+}
+
+// A special token's text as tokenizer_config.json gives it (a string or an AddedToken object).
+std::optional<std::string> token_text(const json& cfg, const char* key) {
+  if (!cfg.contains(key))
+    return std::nullopt;
+  const auto& v = cfg[key];
+  if (v.is_string())
+    return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
+  return std::nullopt;
+}
+
+// The chat template: chat_template.jinja, else tokenizer_config.json's (its "default" one when
+// it holds several).
+std::optional<std::string> chat_template(const std::string& dir, const json& cfg) {
+  std::ifstream in(dir + "/chat_template.jinja", std::ios::binary);
+  if (in) {
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  if (!cfg.contains("chat_template"))
+    return std::nullopt;
+  const auto& t = cfg["chat_template"];
+  if (t.is_string())
+    return t.get<std::string>();
+  if (t.is_array())
+    for (const auto& named : t)
+      if (named.value("name", std::string{}) == "default")
+        return named.value("template", std::string{});
+  return std::nullopt;
+}
+
+struct vocabulary {
+  std::vector<std::string> tokens;
+  std::vector<std::int32_t> types;
+  std::map<std::string, std::int32_t, std::less<>> ids;
+
+  std::optional<std::int32_t> id(const std::optional<std::string>& text) const {
+    if (!text)
+      return std::nullopt;
+    auto it = ids.find(*text);
+    return it == ids.end() ? std::nullopt : std::optional(it->second);
+  }
+};
+
+result<vocabulary> read_vocabulary(const json& tj, std::size_t vocab_size, bool sentencepiece,
+                                   const std::string& file) {
+  const auto& model = tj["model"];
+  if (!model.contains("vocab") || !model["vocab"].is_object())
+    return fail(errc::corrupt_data, file + ": model.vocab is missing");
+  std::map<std::int64_t, std::pair<std::string, std::int32_t>> by_id;
+  for (const auto& [text, id] : model["vocab"].items())
+    by_id[id.get<std::int64_t>()] = {text, normal};
+  if (tj.contains("added_tokens") && tj["added_tokens"].is_array())
+    for (const auto& a : tj["added_tokens"])
+      by_id[a.at("id").get<std::int64_t>()] = {a.at("content").get<std::string>(),
+                                                a.value("special", false) ? control : user_defined};
+  if (by_id.empty() || by_id.begin()->first < 0)
+    return fail(errc::corrupt_data, file + ": the vocabulary is empty or has a negative id");
+  const auto count = static_cast<std::size_t>(by_id.rbegin()->first) + 1;
+  if (count > vocab_size)
+    return fail(errc::corrupt_data, file + ": token id " + std::to_string(count - 1) +
+                                        " exceeds the model's vocab_size " +
+                                        std::to_string(vocab_size));
+  vocabulary v;
+  v.tokens.resize(vocab_size);
+  v.types.assign(vocab_size, unused);
+  for (std::size_t i = 0; i < vocab_size; ++i)
+    v.tokens[i] = "[PAD" + std::to_string(i) + "]"; // ids the model has and the vocabulary not
+  const auto unk = model.contains("unk_token") && model["unk_token"].is_string()
+                       ? model["unk_token"].get<std::string>()
+                       : std::string{};
+  for (auto& [id, entry] : by_id) {
+    auto& [text, type] = entry;
+    if (sentencepiece && type == normal && text.size() == 6 && text.starts_with("<0x") &&
+        text.ends_with(">"))
+      type = byte_piece;
+    if (!unk.empty() && text == unk)
+      type = unknown;
+    v.tokens[id] = text;
+    v.types[id] = type;
+    v.ids.emplace(text, static_cast<std::int32_t>(id));
+  }
+  return v;
+}
+
+// The merge rules as GGUF writes them ("A B"): tokenizer.json has them as such strings or, since
+// tokenizers 0.20, as pairs.
+std::vector<std::string> merge_rules(const json& model) {
+  std::vector<std::string> out;
+  if (model.contains("merges") && model["merges"].is_array())
+    for (const auto& m : model["merges"])
+      out.push_back(m.is_string() ? m.get<std::string>()
+                                  : m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
+  return out;
+}
+
+// Whether the post-processor starts every text with a special token (Llama 3 adds its bos so).
+std::optional<std::string> leading_special(const json& post) {
+  for (const auto& p : steps(post, "processors")) {
+    if (type_of(p) != "TemplateProcessing" || !p.contains("single") || p["single"].empty())
+      continue;
+    const auto& first = p["single"][0];
+    if (first.contains("SpecialToken"))
+      return first["SpecialToken"].value("id", std::string{});
+  }
+  return std::nullopt;
+}
+
+result<void> read_tokenizer_json(const std::string& dir, std::size_t vocab_size, metadata& out) {
+  namespace fs = std::filesystem;
+  const auto file = dir + "/tokenizer.json";
+  if (!fs::exists(file))
+    return fail(errc::not_found, "'" + dir + "' has no tokenizer.json; save the model's "
+                                             "tokenizer with transformers to write one");
+  AEG_TRY_ASSIGN(auto tj, read_json(file));
+  const auto& model = tj["model"];
+  if (type_of(model) != "BPE")
+    return fail(errc::invalid_argument,
+                file + ": the tokenizer model is '" + type_of(model) +
+                    "'; BPE vocabularies (byte-level or SentencePiece) load");
+  bool byte_level = type_of(tj["decoder"]) == "ByteLevel";
+  for (const auto& p : steps(tj["pre_tokenizer"], "pretokenizers"))
+    byte_level = byte_level || type_of(p) == "ByteLevel";
+  const bool sentencepiece = !byte_level;
+
+  AEG_TRY_ASSIGN(auto vocab, read_vocabulary(tj, vocab_size, sentencepiece, file));
+  const auto merges = merge_rules(model);
+  if (byte_level) {
+    for (const auto& n : steps(tj["normalizer"], "normalizers"))
+      if (type_of(n) != "NFC") // Qwen2's: text in NFC already (nearly all text) is unchanged
+        return fail(errc::invalid_argument, file + ": the normalizer " + shortened(n) +
+                                                " is not supported for a byte-level vocabulary");
+    AEG_TRY_ASSIGN(auto pre, byte_level_pre(tj["pre_tokenizer"], file));
+    out.emplace_back("tokenizer.ggml.model", value::of_string("gpt2"));
+    out.emplace_back("tokenizer.ggml.pre", value::of_string(pre));
+  } else {
+    AEG_TRY_ASSIGN(auto prefix, sentencepiece_space_prefix(tj, file));
+    // SentencePiece merges by score; a merged piece scores by its rule's rank.
+    std::vector<float> scores(vocab.tokens.size(), -1e9f);
+    for (std::size_t r = 0; r < merges.size(); ++r) {
+      const auto cut = merges[r].find(' ');
+      auto id = vocab.id(merges[r].substr(0, cut) + merges[r].substr(cut + 1));
+      if (cut != std::string::npos && id && scores[*id] == -1e9f)
+        scores[*id] = -static_cast<float>(r);
+    }
+    out.emplace_back("tokenizer.ggml.model", value::of_string("llama"));
+    out.emplace_back("tokenizer.ggml.scores", value::of_float32s(scores));
+    out.emplace_back("tokenizer.ggml.add_space_prefix", value::of_bool(prefix));
+  }
+  out.emplace_back("tokenizer.ggml.tokens", value::of_strings(vocab.tokens));
+  out.emplace_back("tokenizer.ggml.token_type", value::of_int32s(vocab.types));
+  if (byte_level)
+    out.emplace_back("tokenizer.ggml.merges", value::of_strings(merges));
+
+  // Special tokens: tokenizer_config.json names them, generation_config.json adds stop ids.
+  json cfg = json::object(), gen = json::object();
+  if (fs::exists(dir + "/tokenizer_config.json")) {
+    AEG_TRY_ASSIGN(cfg, read_json(dir + "/tokenizer_config.json"));
+  }
+  if (fs::exists(dir + "/generation_config.json")) {
+    AEG_TRY_ASSIGN(gen, read_json(dir + "/generation_config.json"));
+  }
+  auto id_key = [&](const char* key, std::optional<std::int32_t> id) {
+    if (id)
+      out.emplace_back(key, value::of_uint32(static_cast<std::uint32_t>(*id)));
+  };
+  const auto leading = leading_special(tj["post_processor"]);
+  auto bos = vocab.id(token_text(cfg, "bos_token"));
+  if (!bos)
+    bos = vocab.id(leading);
+  auto eos = vocab.id(token_text(cfg, "eos_token"));
+  std::vector<std::int32_t> stops;
+  if (gen.contains("eos_token_id")) {
+    const auto& e = gen["eos_token_id"];
+    for (const auto& x : e.is_array() ? e : json::array({e}))
+      if (x.is_number_integer() && x.get<std::int64_t>() >= 0 &&
+          x.get<std::size_t>() < vocab.tokens.size())
+        stops.push_back(x.get<std::int32_t>());
+  }
+  if (!eos && !stops.empty())
+    eos = stops.front();
+  std::erase(stops, eos.value_or(-1));
+  id_key("tokenizer.ggml.bos_token_id", bos);
+  id_key("tokenizer.ggml.eos_token_id", eos);
+  id_key("tokenizer.ggml.unknown_token_id",
+         vocab.id(model.contains("unk_token") && model["unk_token"].is_string()
+                      ? std::optional(model["unk_token"].get<std::string>())
+                      : std::nullopt));
+  id_key("tokenizer.ggml.padding_token_id", vocab.id(token_text(cfg, "pad_token")));
+  if (!stops.empty())
+    id_key("tokenizer.ggml.eot_token_id", stops[0]);
+  if (stops.size() > 1)
+    id_key("tokenizer.ggml.eom_token_id", stops[1]);
+  const bool add_bos = cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()
+                           ? cfg["add_bos_token"].get<bool>()
+                           : leading.has_value() && vocab.id(leading) == bos;
+  out.emplace_back("tokenizer.ggml.add_bos_token", value::of_bool(add_bos && bos.has_value()));
+  if (auto t = chat_template(dir, cfg))
+    out.emplace_back("tokenizer.chat_template", value::of_string(*t));
+  return {};
+}
+
+} // namespace
+
+result<void> read_tokenizer(const std::string& dir, std::size_t vocab_size, metadata& out) {
+  try {
+    return read_tokenizer_json(dir, vocab_size, out);
+  } catch (const nlohmann::json::exception& e) {
+    return fail(errc::corrupt_data,
+                dir + "/tokenizer.json or its configs hold an unexpected value: " + e.what());
+  }
+}
+
+} // namespace aeg::models::hf
