@@ -61,6 +61,15 @@ std::string gguf_name(const std::string& name) {
   return {};
 }
 
+// Whether a family's forward pass uses the tensor: q/k/v biases are qwen2's, q/k norms qwen3's.
+bool family_has(std::string_view arch, std::string_view name) {
+  if (name.ends_with(".bias"))
+    return arch == "qwen2";
+  if (name.ends_with("attn_q_norm.weight") || name.ends_with("attn_k_norm.weight"))
+    return arch == "qwen3";
+  return true;
+}
+
 struct architecture {
   std::string_view model_type, gguf_arch;
 };
@@ -81,6 +90,16 @@ struct hyperparameters {
   double rope_base = 10000;
   std::optional<json> llama3_scaling; ///< rope_type "llama3": its parameters
 };
+
+// A config.json flag; null (as transformers writes unset fields) and absent are false.
+bool flag(const json& cfg, const char* key) {
+  return cfg.contains(key) && cfg[key].is_boolean() && cfg[key].get<bool>();
+}
+
+// A config.json number, or `fallback` when absent or null.
+double number_or(const json& cfg, const char* key, double fallback) {
+  return cfg.contains(key) && cfg[key].is_number() ? cfg[key].get<double>() : fallback;
+}
 
 result<std::uint64_t> positive(const json& cfg, const char* key, const std::string& file) {
   if (!cfg.contains(key) || !cfg[key].is_number_unsigned() || cfg[key].get<std::uint64_t>() == 0)
@@ -130,13 +149,13 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
                                             "qwen2, qwen3");
   }
   h.arch = std::string(arch->gguf_arch);
-  if (cfg.value("hidden_act", std::string("silu")) != "silu")
+  if (cfg.contains("hidden_act") && cfg["hidden_act"] != "silu")
     return fail(errc::invalid_argument, file + ": hidden_act '" + cfg["hidden_act"].dump() +
                                             "' is not supported; the families use silu");
-  if (h.arch == "llama" && (cfg.value("attention_bias", false) || cfg.value("mlp_bias", false)))
+  if (h.arch == "llama" && (flag(cfg, "attention_bias") || flag(cfg, "mlp_bias")))
     return fail(errc::invalid_argument,
                 file + ": attention_bias / mlp_bias are not supported for llama models");
-  if (cfg.value("use_sliding_window", false))
+  if (flag(cfg, "use_sliding_window"))
     return fail(errc::invalid_argument, file + ": use_sliding_window is not supported");
   if (cfg.contains("layer_types") && cfg["layer_types"].is_array())
     for (const auto& t : cfg["layer_types"])
@@ -157,7 +176,7 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
   if (cfg.contains("head_dim") && !cfg["head_dim"].is_null()) {
     AEG_TRY_ASSIGN(h.head_dim, positive(cfg, "head_dim", file));
   }
-  h.tied = cfg.value("tie_word_embeddings", false);
+  h.tied = flag(cfg, "tie_word_embeddings");
   AEG_TRY(read_rope(cfg, file, h));
 
   const std::string p = h.arch + ".";
@@ -172,10 +191,10 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
   out.emplace_back(p + "attention.value_length", u32(h.head_dim));
   out.emplace_back(p + "rope.dimension_count", u32(h.head_dim));
   out.emplace_back(p + "context_length",
-                   u32(cfg.value("max_position_embeddings", std::uint64_t{2048})));
+                   u32(static_cast<std::uint64_t>(number_or(cfg, "max_position_embeddings", 2048))));
   out.emplace_back(p + "rope.freq_base", value::of_float32(static_cast<float>(h.rope_base)));
   out.emplace_back(p + "attention.layer_norm_rms_epsilon",
-                   value::of_float32(cfg.value("rms_norm_eps", 1e-6f)));
+                   value::of_float32(static_cast<float>(number_or(cfg, "rms_norm_eps", 1e-6))));
   out.emplace_back(p + "vocab_size", u32(h.vocab));
   if (cfg.contains("sliding_window") && cfg["sliding_window"].is_number_unsigned())
     out.emplace_back(p + "attention.sliding_window", u32(cfg["sliding_window"].get<std::uint64_t>()));
@@ -186,9 +205,9 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
 // dims, the factor its frequency is divided by. Long wavelengths are scaled by `factor`, short
 // ones kept, and those between blended.
 std::vector<float> llama3_factors(const json& s, const hyperparameters& h) {
-  const double factor = s.value("factor", 8.0), low = s.value("low_freq_factor", 1.0),
-               high = s.value("high_freq_factor", 4.0),
-               old_ctx = s.value("original_max_position_embeddings", 8192.0);
+  const double factor = number_or(s, "factor", 8.0), low = number_or(s, "low_freq_factor", 1.0),
+               high = number_or(s, "high_freq_factor", 4.0),
+               old_ctx = number_or(s, "original_max_position_embeddings", 8192.0);
   const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
   std::vector<float> out;
   for (std::size_t i = 0; i < h.head_dim; i += 2) {
@@ -276,6 +295,9 @@ result<std::vector<gguf::tensor_info>> read_weights(const std::string& dir,
         return fail(errc::invalid_argument,
                     path + ": tensor '" + t.name +
                         "' is not part of a llama, mistral, qwen2 or qwen3 model");
+      if (!family_has(h.arch, name))
+        return fail(errc::invalid_argument, path + ": tensor '" + t.name + "' is not part of a " +
+                                                h.arch + " model (config.json's model_type)");
       if (name == "output.weight" && h.tied)
         continue; // tie_word_embeddings: the embedding is the output, as transformers ties it
       AEG_TRY_ASSIGN(auto type, tensor_type_of(t, path));

@@ -129,6 +129,11 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
   c.n_rot = n_rot;
   AEG_TRY_ASSIGN(auto ctx, f.get_uint(key("context_length"), 2048));
   c.context_length = ctx;
+  AEG_TRY_ASSIGN(auto window, f.get_uint(key("attention.sliding_window"), 0));
+  if (window != 0 && window < c.context_length) {
+    c.sliding_window = window;
+    c.context_length = window;
+  }
   auto base = f.get_float(key("rope.freq_base"), 10000.0);
   auto eps = f.get_float(key("attention.layer_norm_rms_epsilon"), 1e-5);
   if (!base)

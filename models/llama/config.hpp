@@ -43,6 +43,9 @@ struct llama_config {
   /// RoPE frequencies are divided by per-pair factors (tensor rope_freqs.weight, n_rot/2 of
   /// them): Llama 3.1+'s long-context scaling as GGUF stores it.
   bool rope_freq_factors = false;
+  /// Attention sees only the last this many keys (Mistral 7B v0.1's 4096; 0: all). Served
+  /// exactly by capping the context length at the window, so no key ever falls outside it.
+  std::size_t sliding_window = 0;
 
   /// q, k and v have bias vectors (qwen2).
   bool attention_bias() const noexcept { return family == model_family::qwen2; }

@@ -135,6 +135,26 @@ TEST_F(DamagedFolder, AFolderWithoutConfigIsNotAModel) {
   EXPECT_NE(error().find("without config.json"), std::string::npos) << error();
 }
 
+// Mistral 7B v0.1 attends over a sliding window of 4096 keys: served with the window as its
+// context length, inside which full attention is the same thing.
+TEST_F(DamagedFolder, AMistralSlidingWindowBoundsTheContext) {
+  fs::remove_all(dir_);
+  fs::copy(fixtures + "llama-tiny-hf", dir_);
+  auto cfg = read("config.json");
+  cfg["model_type"] = "mistral";
+  cfg["architectures"] = {"MistralForCausalLM"};
+  cfg["use_sliding_window"] = nullptr;
+  cfg["sliding_window"] = 128;
+  cfg["attention_bias"] = false;
+  write("config.json", cfg.dump());
+  auto f = open_model(dir_.string());
+  ASSERT_TRUE(f.has_value()) << f.error().to_string();
+  auto c = llama_config::from_gguf(*f);
+  ASSERT_TRUE(c.has_value()) << c.error().to_string();
+  EXPECT_EQ(c->sliding_window, 128u);
+  EXPECT_EQ(c->context_length, 128u);
+}
+
 TEST_F(DamagedFolder, AnotherArchitectureIsRefusedByName) {
   auto cfg = read("config.json");
   cfg["model_type"] = "gemma2";
@@ -195,6 +215,15 @@ TEST_F(DamagedFolder, ADamagedSafetensorsFileIsRefusedNotRead) {
   EXPECT_NE(error().find("outside the file"), std::string::npos) << error();
   write("model.safetensors", "");
   EXPECT_NE(error().find("damaged"), std::string::npos) << error();
+}
+
+// A tensor the family does not have would be ignored by the forward pass: refused instead.
+TEST_F(DamagedFolder, ATensorTheFamilyLacksIsRefused) {
+  auto cfg = read("config.json");
+  cfg["model_type"] = "qwen3"; // qwen2's q/k/v biases are not part of a qwen3
+  write("config.json", cfg.dump());
+  EXPECT_NE(error().find("_proj.bias' is not part of a qwen3 model"), std::string::npos) << error();
+  EXPECT_NE(error().find("qwen3"), std::string::npos) << error();
 }
 
 TEST_F(DamagedFolder, AnUnknownTensorOrTokenizerIsRefusedByName) {
