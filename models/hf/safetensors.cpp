@@ -66,21 +66,28 @@ std::size_t safetensors_file::element_bytes(std::string_view dtype) noexcept {
 
 result<safetensors_file> safetensors_file::open(const std::string& path) {
   AEG_TRY_ASSIGN(auto map, map_file(path));
+  const std::span bytes(static_cast<const std::byte*>(map->size ? map->addr : nullptr), map->size);
+  return parse(bytes, std::move(map), path);
+}
+
+result<safetensors_file> safetensors_file::parse(std::span<const std::byte> bytes,
+                                                 std::shared_ptr<const void> keep,
+                                                 const std::string& path) {
   const auto bad = [&](const std::string& why) {
     return fail(errc::corrupt_data, path + ": " + why + "; the safetensors file is damaged");
   };
-  const auto* base = static_cast<const std::byte*>(map->addr);
+  const auto* base = bytes.data();
   std::uint64_t header_len = 0;
-  if (map->size < 8)
+  if (bytes.size() < 8)
     return bad("shorter than its 8-byte header length");
   std::memcpy(&header_len, base, 8);
-  if (header_len > max_header_bytes || header_len > map->size - 8)
+  if (header_len > max_header_bytes || header_len > bytes.size() - 8)
     return bad("header length " + std::to_string(header_len) + " exceeds the file or 100 MB");
   const auto* text = reinterpret_cast<const char*>(base + 8);
   auto header = nlohmann::json::parse(text, text + header_len, nullptr, false);
   if (header.is_discarded() || !header.is_object())
     return bad("header is not a JSON object");
-  const std::uint64_t data_size = map->size - 8 - header_len;
+  const std::uint64_t data_size = bytes.size() - 8 - header_len;
   const auto* data = base + 8 + header_len;
 
   safetensors_file f;
@@ -126,7 +133,7 @@ result<safetensors_file> safetensors_file::open(const std::string& path) {
   for (std::size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second)
       return bad("two tensors overlap");
-  f.map_ = std::move(map);
+  f.map_ = std::move(keep);
   return f;
 }
 

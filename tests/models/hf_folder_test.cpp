@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -224,6 +225,42 @@ TEST_F(DamagedFolder, ATensorTheFamilyLacksIsRefused) {
   write("config.json", cfg.dump());
   EXPECT_NE(error().find("_proj.bias' is not part of a qwen3 model"), std::string::npos) << error();
   EXPECT_NE(error().find("qwen3"), std::string::npos) << error();
+}
+
+// Every single-byte change to a header, and every truncation, is parsed without reading outside
+// the file (the sanitizer builds check) and is either refused or describes tensors inside it.
+TEST(Safetensors, DamagedHeadersNeverReadOutsideTheFile) {
+  std::ifstream in(fixtures + "qwen2-tiny-hf/model.safetensors", std::ios::binary);
+  const std::string file((std::istreambuf_iterator<char>(in)), {});
+  std::uint64_t len = 0;
+  std::memcpy(&len, file.data(), 8);
+  const std::string tweaks = "\"{}[],:0123456789 \x00\xff";
+  std::size_t parsed = 0, refused = 0;
+  auto check = [&](const std::string& bytes) {
+    std::vector<std::byte> copy(bytes.size());
+    std::memcpy(copy.data(), bytes.data(), bytes.size());
+    auto f = hf::safetensors_file::parse(copy, nullptr, "x");
+    if (!f) {
+      ++refused;
+      EXPECT_NE(f.error().message.find("damaged"), std::string::npos) << f.error().message;
+      return;
+    }
+    ++parsed;
+    for (const auto& t : f->tensors()) {
+      EXPECT_GE(t.bytes.data(), copy.data() + 8);
+      EXPECT_LE(t.bytes.data() + t.bytes.size(), copy.data() + copy.size());
+    }
+  };
+  for (std::size_t i = 0; i < 8 + len; i += 7)
+    for (char c : tweaks) {
+      auto bytes = file;
+      bytes[i] = c;
+      check(bytes);
+    }
+  for (std::size_t n = 0; n < 8 + len + 64; n += 5)
+    check(file.substr(0, n));
+  EXPECT_GT(parsed, 0u);
+  EXPECT_GT(refused, 0u);
 }
 
 TEST_F(DamagedFolder, AnUnknownTensorOrTokenizerIsRefusedByName) {
