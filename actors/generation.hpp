@@ -5,6 +5,10 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/save_callback.hpp>
+#include <caf/meta/type_name.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -121,9 +125,39 @@ struct generation_result {
   std::string message; ///< what went wrong, for finish_reason::error
 };
 
+// Serialisation of the messages that may cross nodes (CAF inspectors; actors/wire.hpp names
+// them to an actor system). A request's sink and hand-off travel as actor addresses.
+// `arrived` is a point on this process's steady clock, meaningless on another machine: it
+// travels as the request's age when sent, so the receiver's deadlines count from the same
+// arrival, late by the time the message spent in transit.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
+  using clock = std::chrono::steady_clock;
+  std::int64_t age_ns = -1; // -1: not set (the epoch)
+  return f(caf::meta::type_name("generation_request"), x.id, x.model, x.prompt, x.sampling,
+           x.max_tokens, x.stop_tokens, x.sink, x.handoff, x.generated_before,
+           caf::meta::save_callback([&]() -> caf::error {
+             if (x.arrived != clock::time_point{})
+               age_ns =
+                   std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - x.arrived)
+                       .count();
+             return caf::none;
+           }),
+           age_ns, caf::meta::load_callback([&]() -> caf::error {
+             x.arrived =
+                 age_ns < 0 ? clock::time_point{} : clock::now() - std::chrono::nanoseconds(age_ns);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, generation_result& x) {
+  return f(caf::meta::type_name("generation_result"), x.id, x.reason, x.prompt_tokens,
+           x.completion_tokens, x.message);
+}
+
 } // namespace aeg::actors
 
-// Local messages between actors of one process.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::generation_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::generation_result)
+// A decode job holds its KV in the node's host pool: it never leaves the process, and
+// prefill-to-decode hand-offs stay inside a node.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::decode_job)

@@ -75,6 +75,14 @@ struct instance_stats {
   bool ready = false;          ///< serving
 };
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, instance_stats& x) {
+  return f(caf::meta::type_name("instance_stats"), x.kv_bytes_used, x.host_kv_bytes_used,
+           x.kv_fragmentation, x.running, x.waiting, x.steps, x.tokens_generated, x.preemptions,
+           x.batch_splits, x.switches, x.prefetches, x.swaps_out, x.swaps_in, x.weight_bytes_copied,
+           x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.ready);
+}
+
 /// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).
 models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
                                   const instance_options& options);
@@ -107,5 +115,3 @@ instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::devic
                               instance_options options = {});
 
 } // namespace aeg::actors
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::instance_stats)

@@ -15,6 +15,12 @@ struct sampling_params {
   std::uint64_t seed = 0;
 };
 
+/// Serialisation (CAF's inspectors): sampling parameters travel inside requests between nodes.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sampling_params& x) {
+  return f(x.temperature, x.top_k, x.top_p, x.seed);
+}
+
 /// The sampling rule for the token at index `step` of a request's output: the request's
 /// parameters with a uniform number drawn from (seed, step) alone, so that a request picks the
 /// same tokens however it is batched, preempted or moved.

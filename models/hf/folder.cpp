@@ -140,8 +140,9 @@ result<void> read_rope(const json& cfg, const std::string& file, hyperparameters
 result<hyperparameters> read_config(const json& cfg, const std::string& file, metadata& out) {
   hyperparameters h;
   const auto model_type = cfg.value("model_type", std::string{});
-  const auto* arch = std::find_if(std::begin(architectures), std::end(architectures),
-                                  [&](const architecture& a) { return a.model_type == model_type; });
+  const auto* arch =
+      std::find_if(std::begin(architectures), std::end(architectures),
+                   [&](const architecture& a) { return a.model_type == model_type; });
   if (arch == std::end(architectures)) {
     std::string named = cfg.contains("architectures") ? cfg["architectures"].dump() : "";
     return fail(errc::invalid_argument, file + ": model_type '" + model_type + "' " + named +
@@ -190,14 +191,15 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
   out.emplace_back(p + "attention.key_length", u32(h.head_dim));
   out.emplace_back(p + "attention.value_length", u32(h.head_dim));
   out.emplace_back(p + "rope.dimension_count", u32(h.head_dim));
-  out.emplace_back(p + "context_length",
-                   u32(static_cast<std::uint64_t>(number_or(cfg, "max_position_embeddings", 2048))));
+  out.emplace_back(p + "context_length", u32(static_cast<std::uint64_t>(
+                                             number_or(cfg, "max_position_embeddings", 2048))));
   out.emplace_back(p + "rope.freq_base", value::of_float32(static_cast<float>(h.rope_base)));
   out.emplace_back(p + "attention.layer_norm_rms_epsilon",
                    value::of_float32(static_cast<float>(number_or(cfg, "rms_norm_eps", 1e-6))));
   out.emplace_back(p + "vocab_size", u32(h.vocab));
   if (cfg.contains("sliding_window") && cfg["sliding_window"].is_number_unsigned())
-    out.emplace_back(p + "attention.sliding_window", u32(cfg["sliding_window"].get<std::uint64_t>()));
+    out.emplace_back(p + "attention.sliding_window",
+                     u32(cfg["sliding_window"].get<std::uint64_t>()));
   return h;
 }
 
@@ -249,8 +251,9 @@ result<std::vector<std::string>> weight_files(const std::string& dir) {
   if (fs::exists(dir + "/model.safetensors"))
     return std::vector<std::string>{dir + "/model.safetensors"};
   return fail(errc::not_found,
-              "'" + dir + "' has neither model.safetensors nor model.safetensors.index.json; "
-                          "only safetensors weights load (convert pytorch_model.bin first)");
+              "'" + dir +
+                  "' has neither model.safetensors nor model.safetensors.index.json; "
+                  "only safetensors weights load (convert pytorch_model.bin first)");
 }
 
 result<gguf::tensor_type> tensor_type_of(const safetensor& t, const std::string& file) {
@@ -279,9 +282,8 @@ std::vector<std::byte> permute_heads(std::span<const std::byte> src, std::size_t
   return out;
 }
 
-result<std::vector<gguf::tensor_info>> read_weights(const std::string& dir,
-                                                    const hyperparameters& h,
-                                                    folder_memory& memory) {
+result<std::vector<gguf::tensor_info>>
+read_weights(const std::string& dir, const hyperparameters& h, folder_memory& memory) {
   AEG_TRY_ASSIGN(auto files, weight_files(dir));
   std::vector<gguf::tensor_info> out;
   for (const auto& path : files) {
@@ -347,9 +349,10 @@ result<gguf::file> assemble_folder(const std::string& dir) {
   const auto config_path = dir + "/config.json";
   if (!fs::exists(config_path))
     return fail(errc::not_found,
-                "'" + dir + "' is a directory without config.json; a model is a .gguf file or a "
-                            "Hugging Face model folder (config.json, *.safetensors, "
-                            "tokenizer.json)");
+                "'" + dir +
+                    "' is a directory without config.json; a model is a .gguf file or a "
+                    "Hugging Face model folder (config.json, *.safetensors, "
+                    "tokenizer.json)");
   AEG_TRY_ASSIGN(auto cfg, read_json(config_path));
   metadata kv;
   AEG_TRY_ASSIGN(auto h, read_config(cfg, config_path, kv));
@@ -372,8 +375,10 @@ result<gguf::file> open_folder(const std::string& dir) {
   try {
     return assemble_folder(dir);
   } catch (const nlohmann::json::exception& e) {
-    return fail(errc::corrupt_data, dir + ": config.json or the safetensors index holds an "
-                                          "unexpected value: " + std::string(e.what()));
+    return fail(errc::corrupt_data, dir +
+                                        ": config.json or the safetensors index holds an "
+                                        "unexpected value: " +
+                                        std::string(e.what()));
   }
 }
 

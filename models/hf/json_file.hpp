@@ -3,8 +3,9 @@
 // nlohmann/json for the readers of Hugging Face folders; included by their sources only.
 #include "coro/error.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
+
+#include <fstream>
 #include <sstream>
 #include <string>
 

@@ -30,8 +30,7 @@ public:
   /// Parses a safetensors file already in memory; `keep` owns `bytes` (errors begin with
   /// `name`).
   static result<safetensors_file> parse(std::span<const std::byte> bytes,
-                                        std::shared_ptr<const void> keep,
-                                        const std::string& name);
+                                        std::shared_ptr<const void> keep, const std::string& name);
 
   const std::vector<safetensor>& tensors() const noexcept { return tensors_; }
   /// The mapping: tensor bytes stay valid while any copy of it lives.

@@ -151,7 +151,7 @@ result<vocabulary> read_vocabulary(const json& tj, std::size_t vocab_size, bool 
   if (tj.contains("added_tokens") && tj["added_tokens"].is_array())
     for (const auto& a : tj["added_tokens"])
       by_id[a.at("id").get<std::int64_t>()] = {a.at("content").get<std::string>(),
-                                                a.value("special", false) ? control : user_defined};
+                                               a.value("special", false) ? control : user_defined};
   if (by_id.empty() || by_id.begin()->first < 0)
     return fail(errc::corrupt_data, file + ": the vocabulary is empty or has a negative id");
   const auto count = static_cast<std::size_t>(by_id.rbegin()->first) + 1;
@@ -208,8 +208,9 @@ result<void> read_tokenizer_json(const std::string& dir, std::size_t vocab_size,
   namespace fs = std::filesystem;
   const auto file = dir + "/tokenizer.json";
   if (!fs::exists(file))
-    return fail(errc::not_found, "'" + dir + "' has no tokenizer.json; save the model's "
-                                             "tokenizer with transformers to write one");
+    return fail(errc::not_found, "'" + dir +
+                                     "' has no tokenizer.json; save the model's "
+                                     "tokenizer with transformers to write one");
   AEG_TRY_ASSIGN(auto tj, read_json(file));
   const auto& model = tj["model"];
   if (type_of(model) != "BPE")

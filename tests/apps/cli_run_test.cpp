@@ -78,8 +78,8 @@ TEST(Cli, EveryModelFamilyAnswersOverHttpAndInProcess) {
   for (const auto& [f, path] : served) {
     const auto chat = run("chat" + url + " --model " + f + " --max-tokens 4", "echo hi | ");
     EXPECT_EQ(chat.rc, 0) << f << ": " << chat.output;
-    const auto gen = run("generate --chat --max-tokens 4 --prompt hi --model " + models.dir() +
-                         "/" + path);
+    const auto gen =
+        run("generate --chat --max-tokens 4 --prompt hi --model " + models.dir() + "/" + path);
     EXPECT_EQ(gen.rc, 0) << f << ": " << gen.output;
   }
   server.process().signal(SIGINT);

@@ -50,7 +50,8 @@ TEST_P(HfFolder, TokenizesAsHuggingFaceDoes) {
       ADD_FAILURE() << "text " << json(text).dump() << ": got " << json(got).dump()
                     << ", Hugging Face " << json(ids).dump();
     if (got == ids)
-      EXPECT_EQ(tok->decode(tok->add_bos() ? std::span(got).subspan(1) : std::span(got), true), text);
+      EXPECT_EQ(tok->decode(tok->add_bos() ? std::span(got).subspan(1) : std::span(got), true),
+                text);
   }
   EXPECT_EQ(wrong, 0) << "of " << want.size();
 }
@@ -68,8 +69,7 @@ TEST_P(HfFolder, RendersTheChatTemplateAsTransformersDoes) {
   EXPECT_EQ(tmpl->render(messages, true), chat.at("text").get<std::string>());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HfFolder,
-                         ::testing::Values("llama", "llama3", "qwen2", "qwen3"),
+INSTANTIATE_TEST_SUITE_P(Fixtures, HfFolder, ::testing::Values("llama", "llama3", "qwen2", "qwen3"),
                          [](const auto& info) { return info.param; });
 
 // A family's hyperparameters read from config.json are those of its GGUF.
@@ -129,7 +129,9 @@ protected:
   fs::path dir_;
 };
 
-TEST_F(DamagedFolder, TheUndamagedCopyOpens) { EXPECT_EQ(error(), "(opened)"); }
+TEST_F(DamagedFolder, TheUndamagedCopyOpens) {
+  EXPECT_EQ(error(), "(opened)");
+}
 
 TEST_F(DamagedFolder, AFolderWithoutConfigIsNotAModel) {
   fs::remove(dir_ / "config.json");
