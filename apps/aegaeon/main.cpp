@@ -3,6 +3,7 @@
 #include "apps/aegaeon/generate.hpp"
 #include "apps/aegaeon/remote.hpp"
 #include "apps/aegaeon/serve.hpp"
+#include "apps/aegaeon/worker.hpp"
 #include "gpu/registry.hpp"
 #include "models/tokenizer/chat_template.hpp"
 
@@ -272,6 +273,25 @@ int main(int argc, char** argv) {
       ->check(number({.lo = 0, .above = true}))
       ->capture_default_str();
 
+  aeg::apps::worker_options worker;
+  auto* worker_cmd = app.add_subcommand(
+      "worker", "Run a node of a cluster: its devices and instances, published to front ends "
+                "that present the cluster key, until SIGINT or SIGTERM");
+  worker_cmd
+      ->add_option("--config", worker.config,
+                   "The node's topology file (devices, models, instances; docs/operations.md)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  worker_cmd
+      ->add_option("--listen", worker.listen,
+                   "HOST:PORT front ends connect to; port 0 picks a free one (printed)")
+      ->capture_default_str();
+  worker_cmd
+      ->add_option("--cluster-key-file", worker.cluster_key_file,
+                   "File whose first line is the key front ends must present")
+      ->required();
+  worker_cmd->add_option("--name", worker.name, "The node's name (default: the host name)");
+
   aeg::apps::demo_options demo;
   auto* demo_cmd = app.add_subcommand(
       "demo",
@@ -453,6 +473,8 @@ int main(int argc, char** argv) {
     }
     return aeg::apps::run_chat(chat);
   }
+  if (worker_cmd->parsed())
+    return aeg::apps::run_worker(worker);
   if (demo_cmd->parsed())
     return aeg::apps::run_demo(demo);
   return 0;

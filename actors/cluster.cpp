@@ -1,0 +1,45 @@
+#include "actors/cluster.hpp"
+
+#include "actors/wire.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+
+namespace aeg::actors {
+
+void enable_network(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  add_message_types(cfg);
+  cfg.add_message_type<node_info>("aeg::node_info");
+  cfg.add_message_type<node_actor>("aeg::node_actor");
+}
+
+result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& node,
+                                   const std::string& host, std::uint16_t port) {
+  auto bound = sys.middleman().publish(node, port, host.c_str(), true);
+  if (!bound)
+    return fail(errc::unavailable, "cannot listen on " + host + ":" + std::to_string(port) +
+                                       ": " + sys.render(bound.error()));
+  return *bound;
+}
+
+result<node_info> join_node(caf::actor_system& sys, const std::string& host, std::uint16_t port,
+                            const std::string& key, std::chrono::seconds timeout) {
+  const auto where = host + ":" + std::to_string(port);
+  auto node = sys.middleman().remote_actor<node_actor>(host, port);
+  if (!node)
+    return fail(errc::unavailable,
+                "cannot reach the node at " + where + ": " + sys.render(node.error()));
+  caf::scoped_actor self{sys};
+  result<node_info> out = fail(errc::timeout, "the node at " + where + " did not answer");
+  self->request(*node, timeout, join_atom::value, key)
+      .receive([&](node_info& info) { out = std::move(info); },
+               [&](caf::error& e) {
+                 out = fail(errc::unavailable,
+                            "the node at " + where + " refused to join: " + sys.render(e));
+               });
+  return out;
+}
+
+} // namespace aeg::actors

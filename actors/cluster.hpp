@@ -1,0 +1,33 @@
+#pragma once
+
+// Nodes over CAF's network layer (its middleman): a worker publishes its node actor on a port,
+// a front end joins it with the cluster key and gets the node's instances as remote actors,
+// which take the same messages as local ones. CAF's io headers stay in cluster.cpp.
+
+#include "actors/node.hpp"
+#include "coro/error.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace caf {
+class actor_system_config;
+}
+
+namespace aeg::actors {
+
+/// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp).
+void enable_network(caf::actor_system_config& cfg);
+
+/// Publishes `node` on `host`:`port` (0: a free port); the port it listens on.
+result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& node,
+                                   const std::string& host, std::uint16_t port);
+
+/// Connects to the node at `host`:`port` and joins it with `key`: its instances, as remote
+/// actors. For start-up code: it blocks the calling thread, never an actor.
+result<node_info> join_node(caf::actor_system& sys, const std::string& host, std::uint16_t port,
+                            const std::string& key,
+                            std::chrono::seconds timeout = std::chrono::seconds(10));
+
+} // namespace aeg::actors

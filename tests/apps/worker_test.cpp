@@ -1,0 +1,111 @@
+// `aegaeon worker` as its own process: a front end that presents the cluster key gets the node's
+// instances as remote actors over CAF's network layer, they generate what a local instance of the
+// same model generates, a wrong key gets nothing, and the node's death reaches a monitor.
+#include "actors/cluster.hpp"
+#include "actors/pool.hpp"
+#include "tests/apps/cli_support.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <fstream>
+#include <regex>
+
+namespace aeg::actors {
+namespace {
+
+using aeg::testing::child;
+using aeg::testing::tiny_model_dir;
+
+// Greedy tokens of one request through `instance`, received by a blocking actor of the test.
+std::vector<std::int32_t> tokens_of(caf::actor_system& sys, const instance_actor& instance) {
+  caf::scoped_actor self{sys};
+  generation_request r;
+  r.id = 1;
+  r.model = "tiny";
+  r.prompt = {1, 2, 3, 4, 5, 6, 7};
+  r.max_tokens = 12;
+  r.sink = caf::actor_cast<generation_sink>(self);
+  self->send(instance, generate_atom::value, r);
+  std::vector<std::int32_t> out;
+  for (bool done = false; !done;)
+    self->receive(
+        [&](token_atom, std::uint64_t id, std::int32_t t) {
+          EXPECT_EQ(id, 1u);
+          out.push_back(t);
+        },
+        [&](done_atom, const generation_result& res) {
+          EXPECT_EQ(res.reason, finish_reason::length) << res.message;
+          EXPECT_EQ(res.completion_tokens, 12u);
+          done = true;
+        },
+        caf::after(aeg::testing::deadline) >> [&] {
+          ADD_FAILURE() << "no end of the request";
+          done = true;
+        });
+  return out;
+}
+
+TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
+  tiny_model_dir models("aegaeon_worker");
+  ASSERT_TRUE(models.ok());
+  const auto topology = models.dir() + "/node.json";
+  std::ofstream(topology) << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 256}],
+    "models": [{"name": "tiny", "gguf": ")"
+                          << models.model() << R"("}], "instances": [{"device": "cpu0"}]})";
+  const auto key = models.dir() + "/cluster.key";
+  std::ofstream(key) << "s3cret-key\n";
+  child worker({AEG_BINARY, "worker", "--config", topology, "--listen", "127.0.0.1:0",
+                "--cluster-key-file", key, "--name", "node-a"});
+  ASSERT_TRUE(worker.started());
+  std::smatch m;
+  const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+  ASSERT_TRUE(worker.await([&] {
+    return std::regex_search(worker.err(), listening) ||
+           worker.err().find("aegaeon worker: ") != std::string::npos;
+  }));
+  const auto err = worker.err();
+  ASSERT_TRUE(std::regex_search(err, m, listening)) << err;
+  const auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+
+  caf::actor_system_config cfg;
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  enable_network(cfg);
+  caf::actor_system sys{cfg};
+  auto refused = join_node(sys, "127.0.0.1", port, "guess");
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message.find("wrong cluster key"), std::string::npos)
+      << refused.error().message;
+  auto info = join_node(sys, "127.0.0.1", port, "s3cret-key");
+  ASSERT_TRUE(info.has_value()) << info.error().to_string();
+  EXPECT_EQ(info->node, "node-a");
+  ASSERT_EQ(info->instances.size(), 1u);
+  EXPECT_EQ(info->instances[0].models, std::vector<std::string>{"tiny"});
+  EXPECT_EQ(info->instances[0].role, "colocated");
+  const auto remote = info->instances[0].handle;
+
+  // The same request through the remote instance and through a local pool of the same node.
+  const auto far = tokens_of(sys, remote);
+  auto spec = load_topology(topology);
+  ASSERT_TRUE(spec.has_value()) << spec.error().to_string();
+  auto local = pool::start(sys, *spec);
+  ASSERT_TRUE(local.has_value()) << local.error().to_string();
+  ASSERT_TRUE((*local)->wait_started(sys));
+  EXPECT_EQ(far, tokens_of(sys, (*local)->instances()[0]));
+  EXPECT_EQ(far.size(), 12u);
+  local->reset();
+
+  // A killed worker: the front end's monitor hears of it.
+  caf::scoped_actor self{sys};
+  self->monitor(remote);
+  worker.signal(SIGKILL);
+  bool down = false;
+  self->receive([&](const caf::down_msg&) { down = true; },
+                caf::after(aeg::testing::deadline) >> [] {});
+  EXPECT_TRUE(down);
+}
+
+} // namespace
+} // namespace aeg::actors
