@@ -135,6 +135,17 @@ TEST(Cli, BadInputExitsWithTwoInEveryCommand) {
   expect_refused("generate --model /nonexistent/m.gguf", "cannot open '/nonexistent/m.gguf'");
   tiny_model_dir models("aegaeon_cli_bad_input");
   ASSERT_TRUE(models.ok());
+  expect_refused("generate --model " + models.dir(), "without config.json");
+  const std::string key = ::testing::TempDir() + "aegaeon_cli_cluster.key";
+  std::ofstream(key) << "k\n";
+  expect_refused("worker --config " + topo + " --cluster-key-file " + key + " --listen 127.0.0.1",
+                 "--listen takes HOST:PORT");
+  expect_refused("worker --config " + topo + " --cluster-key-file " + key + " --listen h:70000",
+                 "'70000' is not a port");
+  expect_refused("worker --config " + topo + " --cluster-key-file /nonexistent/key",
+                 "cannot read it");
+  expect_refused("worker --config " + topo + " --cluster-key-file " + key,
+                 "devices[0].backnd: unknown field");
   expect_refused("generate --memory-mib 1 --model " + models.model(), "raise --memory-mib");
   expect_refused("chat --memory-mib 1 --model " + models.model() + " </dev/null",
                  "raise --memory-mib");
