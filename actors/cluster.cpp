@@ -6,7 +6,24 @@
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 namespace aeg::actors {
+
+result<std::string> read_key_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, std::string("cannot read it (") + std::strerror(errno) + ")");
+  std::string key;
+  std::getline(in, key);
+  while (!key.empty() && (key.back() == '\r' || key.back() == ' ' || key.back() == '\t'))
+    key.pop_back();
+  if (key.find_first_not_of(" \t") == std::string::npos)
+    return fail(errc::invalid_argument, "its first line holds no key");
+  return key;
+}
 
 void enable_network(caf::actor_system_config& cfg) {
   cfg.load<caf::io::middleman>();
@@ -19,8 +36,8 @@ result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& nod
                                    const std::string& host, std::uint16_t port) {
   auto bound = sys.middleman().publish(node, port, host.c_str(), true);
   if (!bound)
-    return fail(errc::unavailable, "cannot listen on " + host + ":" + std::to_string(port) +
-                                       ": " + sys.render(bound.error()));
+    return fail(errc::unavailable, "cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                                       sys.render(bound.error()));
   return *bound;
 }
 

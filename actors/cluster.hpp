@@ -17,6 +17,10 @@ class actor_system_config;
 
 namespace aeg::actors {
 
+/// The key in the file at `path` (an API key, a cluster key): its first line without the line
+/// break. An error says why it cannot be used (unreadable, or no key in it).
+result<std::string> read_key_file(const std::string& path);
+
 /// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp).
 void enable_network(caf::actor_system_config& cfg);
 

@@ -20,16 +20,16 @@ bool same_key(const std::string& a, const std::string& b) {
 } // namespace
 
 node_actor spawn_node(caf::actor_system& sys, node_info info, std::string cluster_key) {
-  return sys.spawn([info = std::move(info),
-                    key = std::move(cluster_key)]() -> node_actor::behavior_type {
-    return {[=](join_atom, const std::string& offered) -> caf::result<node_info> {
-      if (!same_key(offered, key))
-        return caf::make_error(caf::sec::invalid_argument,
-                               "wrong cluster key: give the front end the key file the workers "
-                               "were started with");
-      return info;
-    }};
-  });
+  return sys.spawn(
+      [info = std::move(info), key = std::move(cluster_key)]() -> node_actor::behavior_type {
+        return {[=](join_atom, const std::string& offered) -> caf::result<node_info> {
+          if (!same_key(offered, key))
+            return caf::make_error(caf::sec::invalid_argument,
+                                   "wrong cluster key: give the front end the key file the workers "
+                                   "were started with");
+          return info;
+        }};
+      });
 }
 
 } // namespace aeg::actors

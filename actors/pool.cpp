@@ -1,5 +1,6 @@
 #include "actors/pool.hpp"
 
+#include "actors/cluster.hpp"
 #include "gpu/registry.hpp"
 
 #include <caf/actor_system.hpp>
@@ -186,9 +187,69 @@ result<void> check_device_memory(const pool_spec& spec, const models::compute_fo
   return check_needs(spec, needs, capacities);
 }
 
+namespace {
+
+proxy_options proxy_options_for(const pool_spec& spec) {
+  proxy_options po;
+  po.route = spec.policy.route;
+  po.max_group = spec.policy.max_group;
+  po.max_queued = spec.max_queued;
+  po.keep_finished = spec.keep_finished;
+  return po;
+}
+
+} // namespace
+
+result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec& spec) {
+  auto p = std::unique_ptr<pool>(new pool);
+  p->spec_ = spec;
+  p->remote_ = true;
+  // A front end has no device: sizes as the CPU lays the models out, for estimates only.
+  const auto format = models::compute_format::for_backend(gpu::backend_kind::cpu);
+  AEG_TRY_ASSIGN(const auto all, plan_footprints(spec, format));
+  auto key = read_key_file(spec.cluster_key_file);
+  if (!key)
+    return fail(key.error().code,
+                "cluster_key_file '" + spec.cluster_key_file + "': " + key.error().message);
+  std::vector<catalog_entry> catalog;
+  for (const auto& m : spec.models) {
+    const auto& f = all.at(m.name);
+    catalog.push_back({m.name, m.ttft_seconds, m.tbt_seconds, f.config.context_length,
+                       f.config.vocab_size, f.image_bytes, f.kv_block_bytes});
+    p->configs_.emplace(m.name, f.config);
+  }
+  std::vector<pool_member> members;
+  for (const auto& node : spec.nodes) {
+    AEG_TRY_ASSIGN(auto info, join_node(sys, node.host, node.port, *key));
+    for (auto& inst : info.instances) {
+      const auto name = info.node + "/" + inst.name;
+      if (inst.role != to_string(instance_role::colocated))
+        return fail(errc::invalid_argument,
+                    "instance '" + name + "' is a " + inst.role +
+                        " instance; a front end uses its workers' colocated instances (hand-offs "
+                        "stay inside a node)");
+      std::erase_if(inst.models, [&](const std::string& m) { return !all.contains(m); });
+      if (inst.models.empty())
+        continue; // it serves none of the front end's models
+      p->instances_.push_back(inst.handle);
+      p->names_.push_back(name);
+      members.push_back({inst.handle, instance_role::colocated, inst.models, name, 0});
+    }
+  }
+  for (const auto& m : spec.models)
+    if (std::none_of(members.begin(), members.end(), [&](const pool_member& x) {
+          return std::count(x.models.begin(), x.models.end(), m.name) > 0;
+        }))
+      return fail(errc::invalid_argument, "model '" + m.name + "': no node serves it");
+  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), proxy_options_for(spec));
+  return p;
+}
+
 result<std::unique_ptr<pool>>
 pool::start(caf::actor_system& sys, const pool_spec& spec,
             const std::function<void(const std::string&, std::size_t, std::size_t)>& progress) {
+  if (!spec.nodes.empty())
+    return join(sys, spec);
   auto p = std::unique_ptr<pool>(new pool);
   p->spec_ = spec;
   AEG_TRY_ASSIGN(p->devices_, make_devices(spec));
@@ -219,6 +280,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     catalog.push_back({m.name, m.ttft_seconds, m.tbt_seconds, cfg.context_length, cfg.vocab_size,
                        (*image)->bytes().size(), models::footprint_of(**image).kv_block_bytes});
     served[m.name] = {m.name, *image, m.tbt_seconds, m.ttft_seconds};
+    p->configs_.emplace(m.name, cfg);
   }
   auto host = first->allocate_pinned(spec.host_kv_bytes);
   if (!host)
@@ -245,12 +307,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     // The KV pool it makes, for decode placement.
     members.push_back({actor, is.role, names, name, engines[i].kv_bytes});
   }
-  proxy_options po;
-  po.route = spec.policy.route;
-  po.max_group = spec.policy.max_group;
-  po.max_queued = spec.max_queued;
-  po.keep_finished = spec.keep_finished;
-  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), po);
+  p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), proxy_options_for(spec));
   return p;
 }
 
@@ -292,8 +349,9 @@ result<void> pool::wait_started(caf::actor_system& sys, std::chrono::seconds tim
 
 pool::~pool() {
   caf::anon_send_exit(proxy_, caf::exit_reason::user_shutdown);
-  for (auto& a : instances_)
-    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  if (!remote_) // a worker's instances outlive a front end
+    for (auto& a : instances_)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
 
 } // namespace aeg::actors

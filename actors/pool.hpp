@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <limits>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,6 +44,8 @@ class pool {
 public:
   /// Makes the devices, loads every model into the host cache (progress per model), spawns the
   /// instances and the proxy. Errors say which device, model or instance could not be made.
+  /// With `spec.nodes` (a front end): joins each worker with the cluster key instead and
+  /// spawns the proxy over their colocated instances, which it monitors like its own.
   static result<std::unique_ptr<pool>>
   start(caf::actor_system& sys, const pool_spec& spec,
         const std::function<void(const std::string& model, std::size_t done, std::size_t total)>&
@@ -59,11 +62,22 @@ public:
   const proxy_actor& proxy() const noexcept { return proxy_; }
   const std::vector<instance_actor>& instances() const noexcept { return instances_; }
   const std::vector<std::string>& instance_names() const noexcept { return names_; }
+  /// The host model cache (a pool with devices; a front end has none).
   const models::model_cache& cache() const noexcept { return *cache_; }
+  /// A served model's hyperparameters (from its source, on a front end too).
+  const models::llama_config& config_of(const std::string& model) const {
+    return configs_.at(model);
+  }
+  /// Whether the instances are workers' (a front end's pool), which it does not stop.
+  bool remote() const noexcept { return remote_; }
   const pool_spec& spec() const noexcept { return spec_; }
 
 private:
   pool() = default;
+  /// `start` of a topology with nodes: the proxy here, the instances the workers'.
+  static result<std::unique_ptr<pool>> join(caf::actor_system& sys, const pool_spec& spec);
+  std::map<std::string, models::llama_config> configs_;
+  bool remote_ = false;
   pool_spec spec_;
   std::vector<std::shared_ptr<gpu::device>> devices_;
   std::unique_ptr<models::model_cache> cache_;

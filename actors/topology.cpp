@@ -209,7 +209,8 @@ result<json> parse_json(std::string_view text) {
 result<void> parse_pool_fields(const json& doc, pool_spec& spec) {
   reader top(doc, "");
   AEG_TRY(top.known({"devices", "instances", "models", "policy", "host_cache_mib", "shared_dir",
-                     "host_kv_mib", "slab_mib", "max_queued"}));
+                     "host_kv_mib", "slab_mib", "max_queued", "nodes", "cluster_key_file"}));
+  AEG_TRY_ASSIGN(spec.cluster_key_file, top.get<std::string>("cluster_key_file", ""));
   double cache_mib = 0, host_kv_mib = 256, slab_mib = 16;
   AEG_TRY_ASSIGN(cache_mib, top.number("host_cache_mib", 0, 0, most_mib));
   AEG_TRY_ASSIGN(slab_mib, top.number("slab_mib", 16, 1, 4096));
@@ -385,12 +386,68 @@ std::vector<std::string> pool_spec::models_of(const instance_spec& is) const {
   return all;
 }
 
+namespace {
+
+// "models": each one's source and promises; names unique.
+result<void> parse_models(const json& doc, pool_spec& spec, std::set<std::string>& names) {
+  AEG_TRY_ASSIGN(const json* models, array_of(doc, "models"));
+  for (std::size_t i = 0; i < models->size(); ++i) {
+    AEG_TRY_ASSIGN(auto m, parse_model((*models)[i], "models[" + std::to_string(i) + "]"));
+    if (!names.insert(m.name).second)
+      return fail(errc::invalid_argument,
+                  "models[" + std::to_string(i) + "].name: '" + m.name + "' is used twice");
+    spec.models.push_back(std::move(m));
+  }
+  return {};
+}
+
+// A front end's "nodes": [{"address": "HOST:PORT"}, ...], instead of devices and instances.
+result<std::vector<node_spec>> parse_nodes(const json& doc) {
+  AEG_TRY_ASSIGN(const json* nodes, array_of(doc, "nodes"));
+  if (doc.contains("devices") || doc.contains("instances"))
+    return fail(errc::invalid_argument, "nodes: a front end's topology names its workers, not "
+                                        "devices or instances (those are in each worker's)");
+  if (!doc.contains("cluster_key_file"))
+    return fail(errc::invalid_argument,
+                "cluster_key_file: required with nodes (the key the workers were started with)");
+  std::vector<node_spec> out;
+  for (std::size_t i = 0; i < nodes->size(); ++i) {
+    const auto where = "nodes[" + std::to_string(i) + "]";
+    reader n((*nodes)[i], where);
+    AEG_TRY(n.known({"address"}));
+    std::string address;
+    AEG_TRY_ASSIGN(address, n.get<std::string>("address", ""));
+    const auto colon = address.rfind(':');
+    node_spec node;
+    node.host = colon == std::string::npos ? "" : address.substr(0, colon);
+    const auto port = colon == std::string::npos ? "" : address.substr(colon + 1);
+    char* end = nullptr;
+    const long p = std::strtol(port.c_str(), &end, 10);
+    if (node.host.empty() || port.empty() || *end != '\0' || p <= 0 || p > 65535)
+      return fail(errc::invalid_argument,
+                  n.at("address") + ": '" + address + "' is not HOST:PORT (e.g. 10.0.0.2:7000)");
+    node.port = static_cast<std::uint16_t>(p);
+    out.push_back(std::move(node));
+  }
+  return out;
+}
+
+} // namespace
+
 result<pool_spec> parse_topology(std::string_view text) {
   AEG_TRY_ASSIGN(const json doc, parse_json(text));
   pool_spec spec;
   AEG_TRY(parse_pool_fields(doc, spec));
-  AEG_TRY_ASSIGN(const json* devices, array_of(doc, "devices"));
   std::set<std::string> device_names, model_names;
+  if (doc.contains("nodes")) {
+    AEG_TRY_ASSIGN(spec.nodes, parse_nodes(doc));
+    AEG_TRY(parse_models(doc, spec, model_names));
+    if (doc.contains("policy")) {
+      AEG_TRY_ASSIGN(spec.policy, parse_policy(doc["policy"]));
+    }
+    return spec;
+  }
+  AEG_TRY_ASSIGN(const json* devices, array_of(doc, "devices"));
   for (std::size_t i = 0; i < devices->size(); ++i) {
     AEG_TRY_ASSIGN(auto dev, parse_device((*devices)[i], "devices[" + std::to_string(i) + "]"));
     if (!device_names.insert(dev.name).second)
@@ -398,14 +455,7 @@ result<pool_spec> parse_topology(std::string_view text) {
                   "devices[" + std::to_string(i) + "].name: '" + dev.name + "' is used twice");
     spec.devices.push_back(std::move(dev));
   }
-  AEG_TRY_ASSIGN(const json* models, array_of(doc, "models"));
-  for (std::size_t i = 0; i < models->size(); ++i) {
-    AEG_TRY_ASSIGN(auto m, parse_model((*models)[i], "models[" + std::to_string(i) + "]"));
-    if (!model_names.insert(m.name).second)
-      return fail(errc::invalid_argument,
-                  "models[" + std::to_string(i) + "].name: '" + m.name + "' is used twice");
-    spec.models.push_back(std::move(m));
-  }
+  AEG_TRY(parse_models(doc, spec, model_names));
   AEG_TRY_ASSIGN(const json* instances, array_of(doc, "instances"));
   for (std::size_t i = 0; i < instances->size(); ++i) {
     AEG_TRY_ASSIGN(auto is, parse_instance((*instances)[i], "instances[" + std::to_string(i) + "]",

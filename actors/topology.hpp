@@ -55,8 +55,17 @@ struct policy_spec {
   std::size_t turn_steps = 16; ///< for "round_robin"
 };
 
+/// A worker process whose instances a front end uses (`aegaeon worker`).
+struct node_spec {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
 /// Everything a pool is made of: what a topology file describes.
 struct pool_spec {
+  /// A front end's workers: the pool's instances are theirs (no devices or instances here).
+  std::vector<node_spec> nodes;
+  std::string cluster_key_file; ///< the key the workers were started with
   std::vector<device_spec> devices;
   std::vector<instance_spec> instances;
   std::vector<model_spec> models;

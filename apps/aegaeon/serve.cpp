@@ -1,5 +1,6 @@
 #include "apps/aegaeon/serve.hpp"
 
+#include "actors/cluster.hpp"
 #include "apps/server/server.hpp"
 
 #include <caf/actor_system.hpp>
@@ -28,19 +29,6 @@ void log_line(const std::string& line) {
 }
 
 } // namespace
-
-result<std::string> read_key_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in)
-    return fail(errc::not_found, std::string("cannot read it (") + std::strerror(errno) + ")");
-  std::string key;
-  std::getline(in, key);
-  while (!key.empty() && (key.back() == '\r' || key.back() == ' ' || key.back() == '\t'))
-    key.pop_back();
-  if (key.find_first_not_of(" \t") == std::string::npos)
-    return fail(errc::invalid_argument, "its first line holds no key");
-  return key;
-}
 
 int run_serve(server::serve_options o) {
   const bool tty = isatty(STDERR_FILENO) != 0;
@@ -83,6 +71,7 @@ int run_serve(server::serve_options o) {
   }
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::enable_network(cfg); // a topology with nodes reaches its workers through it
   caf::actor_system sys{cfg};
   auto s = server::server::create(sys, o);
   if (!s) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/cluster.hpp"
 #include "apps/server/server.hpp"
 #include "coro/error.hpp"
 
@@ -12,8 +13,6 @@ namespace aeg::apps {
 /// (the topology, the models, their memory), 1 for a failure while starting or serving.
 int run_serve(server::serve_options options);
 
-/// The API key in the file at `path`: its first line without the line break. An error says why
-/// it cannot be used (unreadable, or no key in it).
-result<std::string> read_key_file(const std::string& path);
+using actors::read_key_file;
 
 } // namespace aeg::apps

@@ -7,9 +7,9 @@
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/send.hpp>
+#include <climits>
 #include <fmt/core.h>
 
-#include <climits>
 #include <csignal>
 #include <unistd.h>
 
@@ -21,8 +21,8 @@ namespace {
 result<std::pair<std::string, std::uint16_t>> host_port(const std::string& s) {
   const auto colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0)
-    return fail(errc::invalid_argument, "--listen takes HOST:PORT, e.g. 127.0.0.1:7000, not '" +
-                                            s + "'");
+    return fail(errc::invalid_argument,
+                "--listen takes HOST:PORT, e.g. 127.0.0.1:7000, not '" + s + "'");
   auto host = s.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
@@ -87,8 +87,8 @@ int run_worker(const worker_options& o) {
     if (models.empty()) // every model of the node
       for (const auto& m : spec->models)
         models.push_back(m.name);
-    info.instances.push_back({(*pool)->instance_names()[i], to_string(is.role),
-                              std::move(models), (*pool)->instances()[i]});
+    info.instances.push_back({(*pool)->instance_names()[i], to_string(is.role), std::move(models),
+                              (*pool)->instances()[i]});
   }
   const auto node = actors::spawn_node(sys, info, *key);
   auto port = actors::publish_node(sys, node, where->first, where->second);
@@ -96,8 +96,8 @@ int run_worker(const worker_options& o) {
     fmt::print(stderr, "aegaeon worker: {}\n", port.error().message);
     return 1;
   }
-  fmt::print(stderr, "aegaeon worker: node {} with {} instance(s), listening on {}:{}\n",
-             info.node, info.instances.size(), where->first, *port);
+  fmt::print(stderr, "aegaeon worker: node {} with {} instance(s), listening on {}:{}\n", info.node,
+             info.instances.size(), where->first, *port);
   int sig = 0;
   sigwait(&stop, &sig);
   fmt::print(stderr, "aegaeon worker: stopping on {}\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

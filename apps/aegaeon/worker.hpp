@@ -6,10 +6,10 @@ namespace aeg::apps {
 
 /// What `aegaeon worker` runs.
 struct worker_options {
-  std::string config;           ///< the node's topology: its devices, models and instances
+  std::string config;                 ///< the node's topology: its devices, models and instances
   std::string listen = "127.0.0.1:0"; ///< HOST:PORT for front ends; port 0 picks a free one
-  std::string cluster_key_file; ///< the key a front end must present
-  std::string name;             ///< the node's name (default: the host name)
+  std::string cluster_key_file;       ///< the key a front end must present
+  std::string name;                   ///< the node's name (default: the host name)
 };
 
 /// `aegaeon worker`: starts the node's devices, host model cache and instances, publishes them

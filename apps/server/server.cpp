@@ -61,8 +61,11 @@ result<void> server::impl::load() {
   for (const auto& [name, text] : texts)
     if (!text.template_note().empty())
       log(fmt::format("model '{}': {}", name, text.template_note()));
-  log(fmt::format("loading {} model(s) onto {} device(s)", spec.models.size(),
-                  spec.devices.size()));
+  if (spec.nodes.empty())
+    log(fmt::format("loading {} model(s) onto {} device(s)", spec.models.size(),
+                    spec.devices.size()));
+  else
+    log(fmt::format("joining {} node(s) for {} model(s)", spec.nodes.size(), spec.models.size()));
   AEG_TRY_ASSIGN(pool, actors::pool::start(*sys, spec, opts.progress));
   // Not healthy with an instance that could not start: say why and do not listen.
   AEG_TRY(pool->wait_started(*sys));
@@ -71,8 +74,7 @@ result<void> server::impl::load() {
     const auto cap = [](std::size_t a, std::size_t b) {
       return a == 0 ? b : b == 0 ? a : std::min(a, b);
     };
-    models.emplace(m.name, served_text{texts.at(m.name),
-                                       pool->cache().find(m.name)->config().context_length,
+    models.emplace(m.name, served_text{texts.at(m.name), pool->config_of(m.name).context_length,
                                        cap(opts.max_prompt_tokens, m.max_prompt_tokens)});
     model_names.push_back(m.name);
     metrics.declare(m.name); // every model's series from the start, zeros included

@@ -3,6 +3,7 @@
 // A test fixture for pools of CPU devices with tiny models on CAF's real scheduler: specs, the
 // requests' solo tokens, collecting every token and end, and checks that nothing stays held.
 
+#include "actors/cluster.hpp"
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
 #include "tests/support/tiny_llama.hpp"
@@ -28,8 +29,11 @@ struct outcome {
 
 class Pool : public ::testing::Test {
 protected:
-  Pool() {
+  // `network`: CAF's network layer is loaded, for pools that reach workers.
+  explicit Pool(bool network = false) {
     cfg_.set("logger.verbosity", caf::atom("quiet"));
+    if (network)
+      enable_network(cfg_);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     self_ = std::make_unique<caf::scoped_actor>(*sys_);
     dir_ = std::filesystem::temp_directory_path() /

@@ -41,10 +41,11 @@ std::vector<std::int32_t> tokens_of(caf::actor_system& sys, const instance_actor
           EXPECT_EQ(res.completion_tokens, 12u);
           done = true;
         },
-        caf::after(aeg::testing::deadline) >> [&] {
-          ADD_FAILURE() << "no end of the request";
-          done = true;
-        });
+        caf::after(aeg::testing::deadline) >>
+            [&] {
+              ADD_FAILURE() << "no end of the request";
+              done = true;
+            });
   return out;
 }
 

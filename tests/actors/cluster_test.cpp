@@ -1,0 +1,115 @@
+// A front end's pool over `aegaeon worker` processes on loopback: the proxy here, the instances
+// theirs. A worker killed with SIGKILL mid-decode loses nothing: its requests are placed on the
+// other workers, prefilled with their prompts and the tokens already sent, and end with the
+// tokens they have alone on one instance; the survivors hold no KV afterwards.
+#include "tests/actors/pool_fixture.hpp"
+#include "tests/apps/child_process.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <regex>
+
+namespace aeg::actors {
+namespace {
+
+class Cluster : public Pool {
+protected:
+  Cluster() : Pool(true) { std::ofstream(key()) << "cluster-test-key\n"; }
+
+  std::string key() const { return (dir_ / "cluster.key").string(); }
+
+  // Starts a worker serving `models` on one CPU device; the port it listens on (0: it failed).
+  std::uint16_t worker(const std::string& name, const std::vector<model_spec>& models) {
+    const auto topology = (dir_ / (name + ".json")).string();
+    {
+      std::ofstream t(topology);
+      t << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 96}], "models": [)";
+      for (std::size_t i = 0; i < models.size(); ++i)
+        t << (i ? ", " : "") << R"({"name": ")" << models[i].name << R"(", "gguf": ")"
+          << models[i].source.model_path << R"("})";
+      t << R"(], "instances": [{"device": "cpu0", "kv_mib": 16, "max_batch_tokens": 96,
+             "max_seqs": 16}], "host_kv_mib": 64, "slab_mib": 1})";
+    }
+    workers_.push_back(std::make_unique<aeg::testing::child>(std::vector<std::string>{
+        AEG_BINARY, "worker", "--config", topology, "--cluster-key-file", key(), "--name", name}));
+    auto& w = *workers_.back();
+    const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+    std::smatch m;
+    w.await([&] {
+      return std::regex_search(w.err(), listening) ||
+             w.err().find("aegaeon worker: ") != std::string::npos;
+    });
+    const auto err = w.err();
+    EXPECT_TRUE(std::regex_search(err, m, listening)) << err;
+    return m.empty() ? 0 : static_cast<std::uint16_t>(std::stoi(m[1]));
+  }
+
+  std::vector<std::unique_ptr<aeg::testing::child>> workers_;
+};
+
+TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
+  const auto models = tiny_models(3);
+  pool_spec front;
+  front.models = models;
+  front.cluster_key_file = key();
+  for (const std::string name : {"node-a", "node-b", "node-c"}) {
+    const auto port = worker(name, models);
+    ASSERT_NE(port, 0);
+    front.nodes.push_back({"127.0.0.1", port});
+  }
+  const auto reqs = workload(models, 18, 24);
+  const auto expected = solo(models, reqs); // one process, one instance per model
+
+  auto& p = start(front);
+  ASSERT_TRUE(p.remote());
+  ASSERT_EQ(p.instance_names(),
+            (std::vector<std::string>{"node-a/cpu0/colocated#0", "node-b/cpu0/colocated#0",
+                                      "node-c/cpu0/colocated#0"}));
+  ASSERT_TRUE(p.wait_started(*sys_));
+  submit(p.proxy(), reqs);
+  bool killed = false;
+  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
+    if (!killed && tokens == 4) { // decoding is under way
+      workers_[0]->signal(SIGKILL);
+      killed = true;
+    }
+  });
+  EXPECT_TRUE(killed);
+  expect_solo_unless_cancelled(got, reqs, expected, [](std::uint64_t) { return false; });
+  // The killed worker held requests, and they were placed again.
+  std::size_t rerouted = 0;
+  (*self_)
+      ->request(p.proxy(), caf::infinite, metrics_atom::value)
+      .receive(
+          [&](const pool_metrics& m) {
+            for (const auto& r : m.finished)
+              rerouted += r.rerouted ? 1 : 0;
+          },
+          [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+  EXPECT_GT(rerouted, 0u);
+  expect_nothing_held(p, {0});
+}
+
+// A front end whose key is not the workers' gets no instances, and says so.
+TEST_F(Cluster, AWrongKeyOrAMissingModelStopsTheFrontEnd) {
+  const auto models = tiny_models(2);
+  const auto port = worker("node-a", {models[0]});
+  ASSERT_NE(port, 0);
+  pool_spec front;
+  front.models = models;
+  front.nodes.push_back({"127.0.0.1", port});
+  front.cluster_key_file = (dir_ / "other.key").string();
+  std::ofstream(front.cluster_key_file) << "not-the-key\n";
+  auto refused = pool::start(*sys_, front);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message.find("wrong cluster key"), std::string::npos)
+      << refused.error().message;
+  front.cluster_key_file = key();
+  auto missing = pool::start(*sys_, front);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_NE(missing.error().message.find("model 'm1': no node serves it"), std::string::npos)
+      << missing.error().message;
+}
+
+} // namespace
+} // namespace aeg::actors
