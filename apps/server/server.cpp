@@ -67,6 +67,9 @@ result<void> server::impl::load() {
   else
     log(fmt::format("joining {} node(s) for {} model(s)", spec.nodes.size(), spec.models.size()));
   AEG_TRY_ASSIGN(pool, actors::pool::start(*sys, spec, opts.progress));
+  if (pool->remote())
+    for (const auto& name : pool->instance_names())
+      log(fmt::format("joined instance {}", name));
   // Not healthy with an instance that could not start: say why and do not listen.
   AEG_TRY(pool->wait_started(*sys));
   for (const auto& m : spec.models) {

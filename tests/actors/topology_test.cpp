@@ -33,6 +33,14 @@ TEST(Topology, ErrorsPointAtTheBadField) {
     "models": [{"name": "q", "hf": "models/Qwen2.5-7B-Instruct"}], "instances": [{"device": "g0"}]})");
   ASSERT_TRUE(folder.has_value()) << folder.error().to_string();
   EXPECT_EQ(folder->models[0].source.model_path, "models/Qwen2.5-7B-Instruct");
+  auto front = parse_topology(R"({"nodes": [{"address": "10.0.0.2:7000"}, {"address": "h:1"}],
+    "cluster_key_file": "k", "models": [{"name": "a", "synthetic": "llama-2-7b"}]})");
+  ASSERT_TRUE(front.has_value()) << front.error().to_string();
+  ASSERT_EQ(front->nodes.size(), 2u);
+  EXPECT_EQ(front->nodes[0].host, "10.0.0.2");
+  EXPECT_EQ(front->nodes[0].port, 7000);
+  EXPECT_EQ(front->cluster_key_file, "k");
+  EXPECT_TRUE(front->devices.empty());
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": []})", "devices: a non-empty array"},
       {R"({"devices": [{"name": "g0", "backend": "gpu"}], "models": [], "instances": []})",
@@ -40,6 +48,14 @@ TEST(Topology, ErrorsPointAtTheBadField) {
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a"}], "instances": []})",
        "models[0]: give exactly one of gguf (a file), hf (a Hugging Face model folder) or "
        "synthetic"},
+      {R"({"nodes": [{"address": "h:1"}], "cluster_key_file": "k", "devices": [{"name": "g0"}],
+           "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
+       "nodes: a front end's topology names its workers, not devices or instances"},
+      {R"({"nodes": [{"address": "h:1"}], "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
+       "cluster_key_file: required with nodes"},
+      {R"({"nodes": [{"address": "h"}], "cluster_key_file": "k",
+           "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
+       "nodes[0].address: 'h' is not HOST:PORT"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "gguf": "a.gguf", "hf": "a"}],
            "instances": []})",
        "models[0]: give exactly one of gguf"},

@@ -49,27 +49,39 @@ std::vector<std::int32_t> tokens_of(caf::actor_system& sys, const instance_actor
   return out;
 }
 
-TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
-  tiny_model_dir models("aegaeon_worker");
-  ASSERT_TRUE(models.ok());
+// A worker of the tiny model in `models` ("tiny", one colocated instance) with the key in
+// `key`; `port` gets the port it listens on (0 when it failed).
+std::unique_ptr<child> start_worker(const tiny_model_dir& models, const std::string& key,
+                                    std::uint16_t& port) {
   const auto topology = models.dir() + "/node.json";
   std::ofstream(topology) << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 256}],
     "models": [{"name": "tiny", "gguf": ")"
                           << models.model() << R"("}], "instances": [{"device": "cpu0"}]})";
-  const auto key = models.dir() + "/cluster.key";
-  std::ofstream(key) << "s3cret-key\n";
-  child worker({AEG_BINARY, "worker", "--config", topology, "--listen", "127.0.0.1:0",
-                "--cluster-key-file", key, "--name", "node-a"});
-  ASSERT_TRUE(worker.started());
+  auto worker = std::make_unique<child>(
+      std::vector<std::string>{AEG_BINARY, "worker", "--config", topology, "--listen",
+                               "127.0.0.1:0", "--cluster-key-file", key, "--name", "node-a"});
   std::smatch m;
   const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
-  ASSERT_TRUE(worker.await([&] {
-    return std::regex_search(worker.err(), listening) ||
-           worker.err().find("aegaeon worker: ") != std::string::npos;
-  }));
-  const auto err = worker.err();
-  ASSERT_TRUE(std::regex_search(err, m, listening)) << err;
-  const auto port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  worker->await([&] {
+    return std::regex_search(worker->err(), listening) ||
+           worker->err().find("aegaeon worker: ") != std::string::npos;
+  });
+  const auto err = worker->err();
+  EXPECT_TRUE(std::regex_search(err, m, listening)) << err;
+  port = m.empty() ? 0 : static_cast<std::uint16_t>(std::stoi(m[1]));
+  return worker;
+}
+
+TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
+  tiny_model_dir models("aegaeon_worker");
+  ASSERT_TRUE(models.ok());
+  const auto key = models.dir() + "/cluster.key";
+  std::ofstream(key) << "s3cret-key\n";
+  std::uint16_t port = 0;
+  auto worker_process = start_worker(models, key, port);
+  ASSERT_NE(port, 0);
+  auto& worker = *worker_process;
+  const auto topology = models.dir() + "/node.json";
 
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
@@ -106,6 +118,41 @@ TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
   self->receive([&](const caf::down_msg&) { down = true; },
                 caf::after(aeg::testing::deadline) >> [] {});
   EXPECT_TRUE(down);
+}
+
+// `aegaeon serve` as a front end: its topology names the worker, and a chat over HTTP is
+// answered by the worker's instance.
+TEST(Worker, ServeAsAFrontEndAnswersThroughAWorker) {
+  tiny_model_dir models("aegaeon_worker_front");
+  ASSERT_TRUE(models.ok());
+  const auto key = models.dir() + "/cluster.key";
+  std::ofstream(key) << "front-key\n";
+  std::uint16_t port = 0;
+  auto worker = start_worker(models, key, port);
+  ASSERT_NE(port, 0);
+  const auto front = models.dir() + "/front.json";
+  std::ofstream(front) << R"({"nodes": [{"address": "127.0.0.1:)" << port
+                       << R"("}], "cluster_key_file": ")" << key
+                       << R"(", "models": [{"name": "tiny", "gguf": ")" << models.model()
+                       << R"("}]})";
+  aeg::testing::serving server(models, {"--config", front});
+  ASSERT_NE(server.port(), 0) << server.process().err();
+  EXPECT_NE(server.process().err().find("joining 1 node(s)"), std::string::npos)
+      << server.process().err();
+  EXPECT_NE(server.process().err().find("joined instance node-a/cpu0/colocated#0"),
+            std::string::npos)
+      << server.process().err();
+  const auto chat =
+      aeg::testing::run("chat --url http://127.0.0.1:" + std::to_string(server.port()) +
+                            " --model tiny --max-tokens 4",
+                        "echo hi | ");
+  EXPECT_EQ(chat.rc, 0) << chat.output;
+  server.process().signal(SIGINT);
+  EXPECT_EQ(server.process().wait(), 0) << server.process().err();
+  // The front end's end leaves the worker running; SIGINT stops it cleanly.
+  worker->signal(SIGINT);
+  EXPECT_EQ(worker->wait(), 0) << worker->err();
+  EXPECT_NE(worker->err().find("stopping on SIGINT"), std::string::npos) << worker->err();
 }
 
 } // namespace
