@@ -27,6 +27,10 @@ result<std::string> read_key_file(const std::string& path) {
 
 void enable_network(caf::actor_system_config& cfg) {
   cfg.load<caf::io::middleman>();
+  // Nodes greet each other every second; one not heard from for `peer_timeout` is dropped, so
+  // that a hung or unreachable worker is noticed (its actors' monitors fire) like a dead one.
+  cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(1)});
+  cfg.set("middleman.connection-timeout", caf::timespan{peer_timeout});
   add_message_types(cfg);
   cfg.add_message_type<node_info>("aeg::node_info");
   cfg.add_message_type<node_actor>("aeg::node_actor");

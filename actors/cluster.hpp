@@ -21,7 +21,11 @@ namespace aeg::actors {
 /// break. An error says why it cannot be used (unreadable, or no key in it).
 result<std::string> read_key_file(const std::string& path);
 
-/// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp).
+/// How long a node may stay silent (no heartbeat, sent every second) before it counts as lost.
+inline constexpr std::chrono::seconds peer_timeout{5};
+
+/// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp);
+/// peers silent for `peer_timeout` are dropped.
 void enable_network(caf::actor_system_config& cfg);
 
 /// Publishes `node` on `host`:`port` (0: a free port); the port it listens on.

@@ -90,6 +90,36 @@ TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
   expect_nothing_held(p, {0});
 }
 
+// A worker that stops answering (SIGSTOP: its connection stays open, its heartbeats stop) is
+// dropped after the peer timeout, and its requests finish elsewhere as a dead one's do.
+TEST_F(Cluster, AHungWorkersRequestsFinishOnTheOthers) {
+  const auto models = tiny_models(2);
+  pool_spec front;
+  front.models = models;
+  front.cluster_key_file = key();
+  for (const std::string name : {"node-a", "node-b"}) {
+    const auto port = worker(name, models);
+    ASSERT_NE(port, 0);
+    front.nodes.push_back({"127.0.0.1", port});
+  }
+  const auto reqs = workload(models, 8, 24);
+  const auto expected = solo(models, reqs);
+  auto& p = start(front);
+  ASSERT_TRUE(p.wait_started(*sys_));
+  submit(p.proxy(), reqs);
+  bool stopped = false;
+  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
+    if (!stopped && tokens == 4) {
+      workers_[0]->signal(SIGSTOP);
+      stopped = true;
+    }
+  });
+  workers_[0]->signal(SIGKILL); // a stopped process takes SIGKILL at once
+  EXPECT_TRUE(stopped);
+  expect_solo_unless_cancelled(got, reqs, expected, [](std::uint64_t) { return false; });
+  expect_nothing_held(p, {0});
+}
+
 // A front end whose key is not the workers' gets no instances, and says so.
 TEST_F(Cluster, AWrongKeyOrAMissingModelStopsTheFrontEnd) {
   const auto models = tiny_models(2);
