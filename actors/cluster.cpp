@@ -3,8 +3,10 @@
 #include "actors/wire.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -61,6 +63,105 @@ result<node_info> join_node(caf::actor_system& sys, const std::string& host, std
                             "the node at " + where + " refused to join: " + sys.render(e));
                });
   return out;
+}
+
+namespace {
+
+using rejoin_atom = caf::atom_constant<caf::atom("rejoin")>;
+
+struct watch_state {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string key, node;
+  std::vector<std::string> models;
+  std::function<void(const std::string&)> log;
+  std::set<caf::actor_addr> live; ///< the node's instances the proxy uses
+  caf::timespan wait{first_rejoin};
+};
+
+caf::behavior watcher(caf::stateful_actor<watch_state>* self, proxy_actor proxy, node_info info,
+                      watch_state init) {
+  self->state = std::move(init);
+  auto say = [self](const std::string& line) {
+    if (self->state.log)
+      self->state.log(line);
+  };
+  // Monitors the node's instances that serve the front end's models; with `add`, gives them to
+  // the proxy too. Returns how many.
+  auto take = [self, proxy](node_info& joined, bool add) {
+    std::size_t n = 0;
+    for (auto& inst : joined.instances) {
+      std::erase_if(inst.models, [&](const std::string& m) {
+        return std::find(self->state.models.begin(), self->state.models.end(), m) ==
+               self->state.models.end();
+      });
+      if (inst.models.empty() || inst.role != to_string(instance_role::colocated))
+        continue;
+      self->monitor(inst.handle);
+      self->state.live.insert(inst.handle.address());
+      if (add)
+        self->send(proxy, add_member_atom::value,
+                   pool_member{inst.handle, instance_role::colocated, inst.models,
+                               joined.node + "/" + inst.name, 0});
+      ++n;
+    }
+    return n;
+  };
+  auto retry = [self, say](const std::string& why) {
+    say("node " + self->state.node + " (" + self->state.host + ":" +
+        std::to_string(self->state.port) + "): " + why + "; trying again in " +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(self->state.wait).count()) +
+        " s");
+    self->delayed_send(self, self->state.wait, rejoin_atom::value);
+    self->state.wait = std::min<caf::timespan>(self->state.wait * 2, longest_rejoin);
+  };
+  take(info, false);
+  self->set_down_handler([self, say, retry](caf::down_msg& d) {
+    if (self->state.live.erase(d.source) == 0 || !self->state.live.empty())
+      return;
+    say("lost node " + self->state.node + ": its requests go to the other instances");
+    self->state.wait = first_rejoin;
+    retry("not joined");
+  });
+  return {[self, say, retry, take](rejoin_atom) {
+    auto mm = self->system().middleman().actor_handle();
+    self->request(mm, caf::infinite, caf::connect_atom::value, self->state.host, self->state.port)
+        .then(
+            [self, say, retry, take](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                                     const std::set<std::string>&) {
+              if (!ptr) {
+                retry("nothing is published there");
+                return;
+              }
+              self->request(caf::actor_cast<node_actor>(ptr), std::chrono::seconds(10),
+                            join_atom::value, self->state.key)
+                  .then(
+                      [self, say, take](node_info& joined) {
+                        self->state.node = joined.node;
+                        const auto n = take(joined, true);
+                        say("joined node " + joined.node + " again: " + std::to_string(n) +
+                            " instance(s)");
+                      },
+                      [self, retry](caf::error& e) { retry(self->system().render(e)); });
+            },
+            [self, retry](caf::error& e) { retry(self->system().render(e)); });
+  }};
+}
+
+} // namespace
+
+caf::actor watch_node(caf::actor_system& sys, const proxy_actor& proxy, const std::string& host,
+                      std::uint16_t port, const node_info& info, const std::string& key,
+                      std::vector<std::string> models,
+                      std::function<void(const std::string&)> log) {
+  watch_state init;
+  init.host = host;
+  init.port = port;
+  init.key = key;
+  init.node = info.node;
+  init.models = std::move(models);
+  init.log = std::move(log);
+  return sys.spawn(watcher, proxy, info, std::move(init));
 }
 
 } // namespace aeg::actors

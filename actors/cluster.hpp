@@ -5,11 +5,14 @@
 // which take the same messages as local ones. CAF's io headers stay in cluster.cpp.
 
 #include "actors/node.hpp"
+#include "actors/pool_protocol.hpp"
 #include "coro/error.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace caf {
 class actor_system_config;
@@ -37,5 +40,17 @@ result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& nod
 result<node_info> join_node(caf::actor_system& sys, const std::string& host, std::uint16_t port,
                             const std::string& key,
                             std::chrono::seconds timeout = std::chrono::seconds(10));
+
+/// The first wait before joining a lost node again, and the longest (the wait doubles).
+inline constexpr std::chrono::seconds first_rejoin{1}, longest_rejoin{30};
+
+/// Spawns the watcher of a node a front end joined (`info`, at `host`:`port`): it monitors the
+/// node's instances and, once all are gone (the worker died or was unreachable), joins the node
+/// again with `key`, after `first_rejoin` and then twice as long each time up to
+/// `longest_rejoin`, and adds its colocated instances that serve any of `models` to `proxy`.
+/// `log` hears of losses, failed attempts and joins.
+caf::actor watch_node(caf::actor_system& sys, const proxy_actor& proxy, const std::string& host,
+                      std::uint16_t port, const node_info& info, const std::string& key,
+                      std::vector<std::string> models, std::function<void(const std::string&)> log);
 
 } // namespace aeg::actors

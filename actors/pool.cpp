@@ -200,7 +200,8 @@ proxy_options proxy_options_for(const pool_spec& spec) {
 
 } // namespace
 
-result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec& spec) {
+result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec& spec,
+                                         const std::function<void(const std::string&)>& log) {
   auto p = std::unique_ptr<pool>(new pool);
   p->spec_ = spec;
   p->remote_ = true;
@@ -219,8 +220,10 @@ result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec
     p->configs_.emplace(m.name, f.config);
   }
   std::vector<pool_member> members;
+  std::vector<node_info> joined;
   for (const auto& node : spec.nodes) {
     AEG_TRY_ASSIGN(auto info, join_node(sys, node.host, node.port, *key));
+    joined.push_back(info);
     for (auto& inst : info.instances) {
       const auto name = info.node + "/" + inst.name;
       if (inst.role != to_string(instance_role::colocated))
@@ -242,14 +245,21 @@ result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec
         }))
       return fail(errc::invalid_argument, "model '" + m.name + "': no node serves it");
   p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), proxy_options_for(spec));
+  std::vector<std::string> names;
+  for (const auto& m : spec.models)
+    names.push_back(m.name);
+  for (std::size_t i = 0; i < spec.nodes.size(); ++i)
+    p->watchers_.push_back(watch_node(sys, p->proxy_, spec.nodes[i].host, spec.nodes[i].port,
+                                      joined[i], *key, names, log));
   return p;
 }
 
 result<std::unique_ptr<pool>>
 pool::start(caf::actor_system& sys, const pool_spec& spec,
-            const std::function<void(const std::string&, std::size_t, std::size_t)>& progress) {
+            const std::function<void(const std::string&, std::size_t, std::size_t)>& progress,
+            const std::function<void(const std::string&)>& log) {
   if (!spec.nodes.empty())
-    return join(sys, spec);
+    return join(sys, spec, log);
   auto p = std::unique_ptr<pool>(new pool);
   p->spec_ = spec;
   AEG_TRY_ASSIGN(p->devices_, make_devices(spec));
@@ -348,6 +358,8 @@ result<void> pool::wait_started(caf::actor_system& sys, std::chrono::seconds tim
 }
 
 pool::~pool() {
+  for (auto& w : watchers_)
+    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(proxy_, caf::exit_reason::user_shutdown);
   if (!remote_) // a worker's instances outlive a front end
     for (auto& a : instances_)

@@ -46,10 +46,12 @@ public:
   /// instances and the proxy. Errors say which device, model or instance could not be made.
   /// With `spec.nodes` (a front end): joins each worker with the cluster key instead and
   /// spawns the proxy over their colocated instances, which it monitors like its own.
+  /// `log` hears of a front end's nodes lost and joined again.
   static result<std::unique_ptr<pool>>
   start(caf::actor_system& sys, const pool_spec& spec,
         const std::function<void(const std::string& model, std::size_t done, std::size_t total)>&
-            progress = {});
+            progress = {},
+        const std::function<void(const std::string&)>& log = {});
   ~pool();
   pool(const pool&) = delete;
   /// Waits until every instance has made its engine (device memory, KV pools, buffers), or says
@@ -75,7 +77,9 @@ public:
 private:
   pool() = default;
   /// `start` of a topology with nodes: the proxy here, the instances the workers'.
-  static result<std::unique_ptr<pool>> join(caf::actor_system& sys, const pool_spec& spec);
+  static result<std::unique_ptr<pool>> join(caf::actor_system& sys, const pool_spec& spec,
+                                            const std::function<void(const std::string&)>& log);
+  std::vector<caf::actor> watchers_; ///< a front end's, one per node
   std::map<std::string, models::llama_config> configs_;
   bool remote_ = false;
   pool_spec spec_;

@@ -7,6 +7,7 @@
 #include "actors/instance.hpp"
 #include "actors/pool_metrics.hpp"
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
@@ -14,8 +15,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace aeg::actors {
+
+/// An instance as the proxy sees it.
+struct pool_member {
+  instance_actor actor;
+  instance_role role = instance_role::colocated;
+  std::vector<std::string> models; ///< what it serves
+  std::string name;                ///< for reports: "gpu0/decode"
+  /// Its device KV pool, as planned (0: unknown). Decode placement keeps a model's requests on
+  /// one instance while their KV fits there, and sends the rest to another.
+  std::size_t kv_bytes = 0;
+};
+
+/// Adds an instance to a running proxy (a worker that joined again): `(add_member_atom,
+/// pool_member)`. Only colocated instances, which need no prefill lane.
+using add_member_atom = caf::atom_constant<caf::atom("add_member")>;
 
 /// Submits a request to the proxy: `(submit_atom, generation_request)`; the reply is the id the
 /// proxy gave it (for `cancel_atom`), or an error. Its tokens and end go to the request's sink.
@@ -28,6 +45,7 @@ using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
 /// `pool_metrics`.
 using proxy_actor =
     caf::typed_actor<caf::replies_to<submit_atom, generation_request>::with<std::uint64_t>,
+                     caf::reacts_to<add_member_atom, pool_member>,
                      caf::reacts_to<cancel_atom, std::uint64_t>,
                      caf::replies_to<metrics_atom>::with<pool_metrics>>;
 
@@ -59,3 +77,6 @@ using pool_proxy_actor =
                         caf::reacts_to<finished_atom, std::uint64_t, request_metrics>>;
 
 } // namespace aeg::actors
+
+// Local: a member holds a handle and plain data, and never leaves its process.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(aeg::actors::pool_member)

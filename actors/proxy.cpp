@@ -62,6 +62,14 @@ public:
           return submit(std::move(r));
         },
         [this](cancel_atom, std::uint64_t id) { cancel(id); },
+        [this](add_member_atom, pool_member& m) {
+          if (m.role != instance_role::colocated)
+            return; // a prefill or decode instance would need a lane and a partner
+          monitor(m.actor);
+          member st;
+          st.m = std::move(m);
+          members_.push_back(std::move(st));
+        },
         [this](place_decode_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
                double switch_rate) -> caf::result<instance_actor> {
           return place_decode(id, prompt_tokens, seconds, switch_rate);

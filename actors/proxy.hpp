@@ -17,17 +17,6 @@
 
 namespace aeg::actors {
 
-/// An instance as the proxy sees it.
-struct pool_member {
-  instance_actor actor;
-  instance_role role = instance_role::colocated;
-  std::vector<std::string> models; ///< what it serves
-  std::string name;                ///< for reports: "gpu0/decode"
-  /// Its device KV pool, as planned (0: unknown). Decode placement keeps a model's requests on
-  /// one instance while their KV fits there, and sends the rest to another.
-  std::size_t kv_bytes = 0;
-};
-
 /// How a refusal for too much load begins (`submit_atom`'s error text), so that a front end
 /// can tell "retry later" from "cannot serve this".
 inline constexpr const char* overloaded_prefix = "overloaded: ";

@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
   std::string binary = AEG_BINARY;
   std::size_t batch = 16, tokens = 64, rounds = 3;
   app.add_option("--model", model_path, "GGUF model")->capture_default_str();
-  app.add_option("--batch", batch, "Requests at once")->check(CLI::Range(1, 64))
+  app.add_option("--batch", batch, "Requests at once")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--tokens", tokens, "Tokens each request generates")
       ->check(CLI::Range(2, 4096))
@@ -103,8 +104,8 @@ int main(int argc, char** argv) {
                model_path);
     return 2;
   }
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("aeg-cluster-bench-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("aeg-cluster-bench-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto key = (dir / "cluster.key").string();
   std::ofstream(key) << "bench\n";
@@ -121,10 +122,12 @@ int main(int argc, char** argv) {
   is.max_seqs = std::max<std::size_t>(batch, 64);
   local.instances.push_back(is);
   const auto topology = (dir / "node.json").string();
-  std::ofstream(topology) << nlohmann::json{
-      {"devices", {{{"name", "cpu0"}, {"backend", "cpu"}}}},
-      {"models", {{{"name", "model"}, {"gguf", m.source.model_path}}}},
-      {"instances", {{{"device", "cpu0"}, {"max_seqs", is.max_seqs}}}}}.dump();
+  std::ofstream(topology) << nlohmann::json{{"devices", {{{"name", "cpu0"}, {"backend", "cpu"}}}},
+                                            {"models",
+                                             {{{"name", "model"}, {"gguf", m.source.model_path}}}},
+                                            {"instances",
+                                             {{{"device", "cpu0"}, {"max_seqs", is.max_seqs}}}}}
+                                 .dump();
 
   aeg::testing::child worker({binary, "worker", "--config", topology, "--cluster-key-file", key});
   const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
@@ -151,12 +154,12 @@ int main(int argc, char** argv) {
   auto there = actors::pool::start(sys, front);
   for (auto* p : {&here, &there})
     if (!*p || !(**p)->wait_started(sys)) {
-      fmt::print(stderr, "cluster_bench: {}\n", *p ? "an instance did not start"
-                                                    : (*p).error().to_string());
+      fmt::print(stderr, "cluster_bench: {}\n",
+                 *p ? "an instance did not start" : (*p).error().to_string());
       return 1;
     }
-  fmt::print("{}: batch {}, {} tokens each, {} rounds of each side alternated\n", model_path,
-             batch, tokens, rounds);
+  fmt::print("{}: batch {}, {} tokens each, {} rounds of each side alternated\n", model_path, batch,
+             tokens, rounds);
   std::vector<double> local_tps, remote_tps, local_gap, remote_gap;
   std::uint64_t id = 1;
   try {

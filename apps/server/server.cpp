@@ -66,7 +66,7 @@ result<void> server::impl::load() {
                     spec.devices.size()));
   else
     log(fmt::format("joining {} node(s) for {} model(s)", spec.nodes.size(), spec.models.size()));
-  AEG_TRY_ASSIGN(pool, actors::pool::start(*sys, spec, opts.progress));
+  AEG_TRY_ASSIGN(pool, actors::pool::start(*sys, spec, opts.progress, opts.log));
   if (pool->remote())
     for (const auto& name : pool->instance_names())
       log(fmt::format("joined instance {}", name));

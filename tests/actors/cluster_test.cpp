@@ -1,7 +1,8 @@
 // A front end's pool over `aegaeon worker` processes on loopback: the proxy here, the instances
 // theirs. A worker killed with SIGKILL mid-decode loses nothing: its requests are placed on the
 // other workers, prefilled with their prompts and the tokens already sent, and end with the
-// tokens they have alone on one instance; the survivors hold no KV afterwards.
+// tokens they have alone on one instance; the survivors hold no KV afterwards; restarted, the
+// worker is joined again and serves.
 #include "tests/actors/pool_fixture.hpp"
 #include "tests/apps/child_process.hpp"
 
@@ -18,8 +19,10 @@ protected:
 
   std::string key() const { return (dir_ / "cluster.key").string(); }
 
-  // Starts a worker serving `models` on one CPU device; the port it listens on (0: it failed).
-  std::uint16_t worker(const std::string& name, const std::vector<model_spec>& models) {
+  // Starts a worker serving `models` on one CPU device, on `port` (0: a free one); the port it
+  // listens on (0: it failed).
+  std::uint16_t worker(const std::string& name, const std::vector<model_spec>& models,
+                       std::uint16_t port = 0) {
     const auto topology = (dir_ / (name + ".json")).string();
     {
       std::ofstream t(topology);
@@ -31,7 +34,8 @@ protected:
              "max_seqs": 16}], "host_kv_mib": 64, "slab_mib": 1})";
     }
     workers_.push_back(std::make_unique<aeg::testing::child>(std::vector<std::string>{
-        AEG_BINARY, "worker", "--config", topology, "--cluster-key-file", key(), "--name", name}));
+        AEG_BINARY, "worker", "--config", topology, "--cluster-key-file", key(), "--name", name,
+        "--listen", "127.0.0.1:" + std::to_string(port)}));
     auto& w = *workers_.back();
     const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
     std::smatch m;
@@ -88,6 +92,31 @@ TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
           [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
   EXPECT_GT(rerouted, 0u);
   expect_nothing_held(p, {0});
+
+  // Restarted on its port, the worker is joined again and gets requests.
+  ASSERT_EQ(worker("node-a", models, front.nodes[0].port), front.nodes[0].port);
+  std::size_t alive = 0;
+  for (auto until = aeg::testing::child_clock::now() + aeg::testing::deadline;
+       alive < 3 && aeg::testing::child_clock::now() < until;) {
+    (*self_)->receive(caf::after(std::chrono::milliseconds(100)) >> [] {}); // between polls
+    (*self_)
+        ->request(p.proxy(), caf::infinite, metrics_atom::value)
+        .receive([&](const pool_metrics& m) { alive = m.instances_alive; },
+                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+  }
+  ASSERT_EQ(alive, 3u);
+  const auto more = workload(models, 9, 8);
+  submit(p.proxy(), more);
+  for (const auto& [id, o] : collect(more.size()))
+    EXPECT_EQ(o.result.reason, finish_reason::length) << o.result.message;
+  auto again = join_node(*sys_, "127.0.0.1", front.nodes[0].port, "cluster-test-key");
+  ASSERT_TRUE(again.has_value()) << again.error().to_string();
+  instance_stats st;
+  (*self_)
+      ->request(again->instances[0].handle, caf::infinite, stats_atom::value)
+      .receive([&](const instance_stats& s) { st = s; },
+               [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+  EXPECT_GT(st.tokens_generated, 0u);
 }
 
 // A worker that stops answering (SIGSTOP: its connection stays open, its heartbeats stop) is
