@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/generation.hpp"
+#include "actors/instance.hpp"
 #include "actors/sched/deadlines.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -80,6 +81,14 @@ struct pool_metrics {
   std::map<std::string, std::size_t> in_flight_by_model; ///< admitted and not yet finished
   std::size_t rejected = 0;
   std::size_t instances_alive = 0;
+  /// Every instance the proxy has used (a front end's include workers joined again): its name,
+  /// handle and whether it is alive.
+  struct member_report {
+    std::string name;
+    instance_actor actor;
+    bool alive = false;
+  };
+  std::vector<member_report> members;
   double switch_bytes_per_second = 0; ///< the scale-up rate prefill placement assumes
 };
 

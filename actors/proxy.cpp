@@ -424,8 +424,10 @@ private:
       if (n > 0)
         p.in_flight_by_model[model] = n;
     p.rejected = rejected_;
-    for (const auto& m : members_)
+    for (const auto& m : members_) {
       p.instances_alive += m.alive;
+      p.members.push_back({m.m.name, m.m.actor, m.alive});
+    }
     return p;
   }
 

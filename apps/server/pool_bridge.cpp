@@ -99,17 +99,35 @@ public:
   }
 
 private:
+  // The proxy first: it names every instance it has used, those that joined later too; then the
+  // living ones' figures at once (a dead one is reported down without asking).
   coro::task<void> gather() {
+    auto pool =
+        co_await actors::ask<actors::pool_metrics>(this, proxy_, 5s, actors::metrics_atom::value);
+    std::vector<std::pair<std::string, actors::instance_actor>> who;
+    if (pool)
+      for (const auto& m : pool->members)
+        who.emplace_back(m.name, m.alive ? m.actor : actors::instance_actor{});
+    else
+      for (std::size_t i = 0; i < names_.size(); ++i)
+        who.emplace_back(names_[i], instances_[i]);
     std::vector<coro::task<result<actors::instance_stats>>> asks;
-    for (const auto& inst : instances_)
-      asks.push_back(
-          actors::ask<actors::instance_stats>(this, inst, 5s, actors::stats_atom::value));
-    auto [pool, stats] = co_await coro::when_all(
-        actors::ask<actors::pool_metrics>(this, proxy_, 5s, actors::metrics_atom::value),
-        coro::when_all(std::move(asks)));
+    for (const auto& [name, inst] : who)
+      if (inst)
+        asks.push_back(
+            actors::ask<actors::instance_stats>(this, inst, 5s, actors::stats_atom::value));
+    auto stats = co_await coro::when_all(std::move(asks));
     std::vector<instance_report> reports;
-    for (std::size_t i = 0; i < names_.size(); ++i)
-      reports.push_back({names_[i], stats[i] ? std::optional(std::move(*stats[i])) : std::nullopt});
+    std::size_t k = 0;
+    for (const auto& [name, inst] : who) {
+      std::optional<actors::instance_stats> s;
+      if (inst) {
+        auto& answer = stats[k++];
+        if (answer)
+          s = std::move(*answer);
+      }
+      reports.push_back({name, std::move(s)});
+    }
     link_->post(
         [done = std::move(done_), pool = pool ? std::move(*pool) : actors::pool_metrics{},
          reports = std::move(reports)]() mutable { done(std::move(pool), std::move(reports)); });

@@ -10,8 +10,12 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <arpa/inet.h>
 #include <fstream>
+#include <netinet/in.h>
 #include <regex>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace aeg::actors {
 namespace {
@@ -70,6 +74,26 @@ std::unique_ptr<child> start_worker(const tiny_model_dir& models, const std::str
   EXPECT_TRUE(std::regex_search(err, m, listening)) << err;
   port = m.empty() ? 0 : static_cast<std::uint16_t>(std::stoi(m[1]));
   return worker;
+}
+
+// The whole answer to a GET of `path` on 127.0.0.1:`port` (empty when it cannot connect).
+std::string http_get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const auto req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
@@ -147,6 +171,14 @@ TEST(Worker, ServeAsAFrontEndAnswersThroughAWorker) {
                             " --model tiny --max-tokens 4",
                         "echo hi | ");
   EXPECT_EQ(chat.rc, 0) << chat.output;
+  // /metrics reports the worker's instance by its node's name, with its figures.
+  const auto metrics = http_get(server.port(), "/metrics");
+  EXPECT_NE(metrics.find(R"(aegaeon_instance_up{instance="node-a/cpu0/colocated#0"} 1)"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find(R"(aegaeon_model_resident{instance="node-a/cpu0/colocated#0")"),
+            std::string::npos)
+      << metrics;
   server.process().signal(SIGINT);
   EXPECT_EQ(server.process().wait(), 0) << server.process().err();
   // The front end's end leaves the worker running; SIGINT stops it cleanly.
