@@ -9,6 +9,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -25,6 +26,26 @@ result<std::string> read_key_file(const std::string& path) {
   if (key.find_first_not_of(" \t") == std::string::npos)
     return fail(errc::invalid_argument, "its first line holds no key");
   return key;
+}
+
+result<std::pair<std::string, std::uint16_t>> parse_address(const std::string& text,
+                                                            bool zero_port) {
+  const auto bad = [&] {
+    return fail(errc::invalid_argument, "'" + text + "' is not HOST:PORT (e.g. 10.0.0.2:7000" +
+                                            (zero_port ? "; port 0 picks a free one)" : ")"));
+  };
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return bad();
+  auto host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  const auto port = text.substr(colon + 1);
+  char* end = nullptr;
+  const long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < (zero_port ? 0 : 1) || p > 65535)
+    return bad();
+  return std::pair{host, static_cast<std::uint16_t>(p)};
 }
 
 void enable_network(caf::actor_system_config& cfg) {

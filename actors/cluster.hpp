@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace caf {
@@ -23,6 +24,11 @@ namespace aeg::actors {
 /// The key in the file at `path` (an API key, a cluster key): its first line without the line
 /// break. An error says why it cannot be used (unreadable, or no key in it).
 result<std::string> read_key_file(const std::string& path);
+
+/// "HOST:PORT" (the host may be a bracketed IPv6 literal) as host and port; port 0 only with
+/// `zero_port` (a listener's "pick a free one"). Errors quote the text and show the form.
+result<std::pair<std::string, std::uint16_t>> parse_address(const std::string& text,
+                                                            bool zero_port = false);
 
 /// How long a node may stay silent (no heartbeat, sent every second) before it counts as lost.
 inline constexpr std::chrono::seconds peer_timeout{5};

@@ -1,5 +1,6 @@
 #include "actors/topology.hpp"
 
+#include "actors/cluster.hpp"
 #include "actors/sched/switch_policy.hpp"
 #include "models/llama/config.hpp"
 #include "models/tokenizer/chat_template.hpp"
@@ -417,17 +418,10 @@ result<std::vector<node_spec>> parse_nodes(const json& doc) {
     AEG_TRY(n.known({"address"}));
     std::string address;
     AEG_TRY_ASSIGN(address, n.get<std::string>("address", ""));
-    const auto colon = address.rfind(':');
-    node_spec node;
-    node.host = colon == std::string::npos ? "" : address.substr(0, colon);
-    const auto port = colon == std::string::npos ? "" : address.substr(colon + 1);
-    char* end = nullptr;
-    const long p = std::strtol(port.c_str(), &end, 10);
-    if (node.host.empty() || port.empty() || *end != '\0' || p <= 0 || p > 65535)
-      return fail(errc::invalid_argument,
-                  n.at("address") + ": '" + address + "' is not HOST:PORT (e.g. 10.0.0.2:7000)");
-    node.port = static_cast<std::uint16_t>(p);
-    out.push_back(std::move(node));
+    auto parsed = parse_address(address);
+    if (!parsed)
+      return fail(errc::invalid_argument, n.at("address") + ": " + parsed.error().message);
+    out.push_back({parsed->first, parsed->second});
   }
   return out;
 }

@@ -17,23 +17,6 @@ namespace aeg::apps {
 
 namespace {
 
-// "HOST:PORT" (the host may be a bracketed IPv6 literal).
-result<std::pair<std::string, std::uint16_t>> host_port(const std::string& s) {
-  const auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return fail(errc::invalid_argument,
-                "--listen takes HOST:PORT, e.g. 127.0.0.1:7000, not '" + s + "'");
-  auto host = s.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  const auto port = s.substr(colon + 1);
-  char* end = nullptr;
-  const long p = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || p < 0 || p > 65535)
-    return fail(errc::invalid_argument, "--listen: '" + port + "' is not a port (0 to 65535)");
-  return std::pair{host, static_cast<std::uint16_t>(p)};
-}
-
 std::string host_name() {
   char buf[HOST_NAME_MAX + 1] = {};
   return gethostname(buf, sizeof buf) == 0 ? std::string(buf) : std::string("worker");
@@ -42,9 +25,9 @@ std::string host_name() {
 } // namespace
 
 int run_worker(const worker_options& o) {
-  auto where = host_port(o.listen);
+  auto where = actors::parse_address(o.listen, true);
   if (!where) {
-    fmt::print(stderr, "aegaeon worker: {}\n", where.error().message);
+    fmt::print(stderr, "aegaeon worker: --listen: {}\n", where.error().message);
     return 2;
   }
   auto key = read_key_file(o.cluster_key_file);

@@ -55,7 +55,7 @@ TEST(Topology, ErrorsPointAtTheBadField) {
        "cluster_key_file: required with nodes"},
       {R"({"nodes": [{"address": "h"}], "cluster_key_file": "k",
            "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
-       "nodes[0].address: 'h' is not HOST:PORT"},
+       "nodes[0].address: 'h' is not HOST:PORT (e.g. 10.0.0.2:7000)"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "gguf": "a.gguf", "hf": "a"}],
            "instances": []})",
        "models[0]: give exactly one of gguf"},

@@ -139,9 +139,9 @@ TEST(Cli, BadInputExitsWithTwoInEveryCommand) {
   const std::string key = ::testing::TempDir() + "aegaeon_cli_cluster.key";
   std::ofstream(key) << "k\n";
   expect_refused("worker --config " + topo + " --cluster-key-file " + key + " --listen 127.0.0.1",
-                 "--listen takes HOST:PORT");
+                 "--listen: '127.0.0.1' is not HOST:PORT");
   expect_refused("worker --config " + topo + " --cluster-key-file " + key + " --listen h:70000",
-                 "'70000' is not a port");
+                 "'h:70000' is not HOST:PORT");
   expect_refused("worker --config " + topo + " --cluster-key-file /nonexistent/key",
                  "cannot read it");
   expect_refused("worker --config " + topo + " --cluster-key-file " + key,

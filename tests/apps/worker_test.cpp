@@ -53,10 +53,12 @@ std::vector<std::int32_t> tokens_of(caf::actor_system& sys, const instance_actor
   return out;
 }
 
-// A worker of the tiny model in `models` ("tiny", one colocated instance) with the key in
-// `key`; `port` gets the port it listens on (0 when it failed).
-std::unique_ptr<child> start_worker(const tiny_model_dir& models, const std::string& key,
+// A worker of the tiny model in `models` ("tiny", one colocated instance) with `key` (written
+// to a file there); `port` gets the port it listens on (0 when it failed).
+std::unique_ptr<child> start_worker(const tiny_model_dir& models, const std::string& key_text,
                                     std::uint16_t& port) {
+  const auto key = models.dir() + "/cluster.key";
+  std::ofstream(key) << key_text << "\n";
   const auto topology = models.dir() + "/node.json";
   std::ofstream(topology) << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 256}],
     "models": [{"name": "tiny", "gguf": ")"
@@ -99,10 +101,8 @@ std::string http_get(int port, const std::string& path) {
 TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
   tiny_model_dir models("aegaeon_worker");
   ASSERT_TRUE(models.ok());
-  const auto key = models.dir() + "/cluster.key";
-  std::ofstream(key) << "s3cret-key\n";
   std::uint16_t port = 0;
-  auto worker_process = start_worker(models, key, port);
+  auto worker_process = start_worker(models, "s3cret-key", port);
   ASSERT_NE(port, 0);
   auto& worker = *worker_process;
   const auto topology = models.dir() + "/node.json";
@@ -149,10 +149,9 @@ TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
 TEST(Worker, ServeAsAFrontEndAnswersThroughAWorker) {
   tiny_model_dir models("aegaeon_worker_front");
   ASSERT_TRUE(models.ok());
-  const auto key = models.dir() + "/cluster.key";
-  std::ofstream(key) << "front-key\n";
   std::uint16_t port = 0;
-  auto worker = start_worker(models, key, port);
+  auto worker = start_worker(models, "front-key", port);
+  const auto key = models.dir() + "/cluster.key";
   ASSERT_NE(port, 0);
   const auto front = models.dir() + "/front.json";
   std::ofstream(front) << R"({"nodes": [{"address": "127.0.0.1:)" << port
