@@ -149,6 +149,34 @@ TEST_F(Cluster, AHungWorkersRequestsFinishOnTheOthers) {
   expect_nothing_held(p, {0});
 }
 
+// When the only worker of a model dies, its requests end with an error that says so (a client
+// sees why its stream stopped), and the front end goes on.
+TEST_F(Cluster, ARequestNoNodeCanTakeEndsWithAClearError) {
+  const auto models = tiny_models(1);
+  pool_spec front;
+  front.models = models;
+  front.cluster_key_file = key();
+  const auto port = worker("node-a", models);
+  ASSERT_NE(port, 0);
+  front.nodes.push_back({"127.0.0.1", port});
+  auto& p = start(front);
+  ASSERT_TRUE(p.wait_started(*sys_));
+  const auto reqs = workload(models, 3, 64);
+  submit(p.proxy(), reqs);
+  bool killed = false;
+  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
+    if (!killed && tokens == 2) {
+      workers_[0]->signal(SIGKILL);
+      killed = true;
+    }
+  });
+  for (const auto& [id, o] : got) {
+    EXPECT_EQ(o.result.reason, finish_reason::error) << id;
+    EXPECT_NE(o.result.message.find("no running instance serves model 'm0'"), std::string::npos)
+        << o.result.message;
+  }
+}
+
 // A front end whose key is not the workers' gets no instances, and says so.
 TEST_F(Cluster, AWrongKeyOrAMissingModelStopsTheFrontEnd) {
   const auto models = tiny_models(2);
