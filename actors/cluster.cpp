@@ -80,7 +80,9 @@ result<node_info> join_node(caf::actor_system& sys, const std::string& host, std
   self->request(*node, timeout, join_atom::value, key)
       .receive([&](node_info& info) { out = std::move(info); },
                [&](caf::error& e) {
-                 out = fail(errc::unavailable,
+                 // It answered: a refusal (a wrong key) is a setting to fix, not an outage.
+                 out = fail(e.category() == caf::atom("system") ? errc::unavailable
+                                                                : errc::invalid_argument,
                             "the node at " + where + " refused to join: " + sys.render(e));
                });
   return out;
@@ -136,7 +138,8 @@ caf::behavior watcher(caf::stateful_actor<watch_state>* self, proxy_actor proxy,
     self->delayed_send(self, self->state.wait, rejoin_atom::value);
     self->state.wait = std::min<caf::timespan>(self->state.wait * 2, longest_rejoin);
   };
-  take(info, false);
+  if (take(info, false) == 0) // not reachable when the front end started
+    retry("not joined");
   self->set_down_handler([self, say, retry](caf::down_msg& d) {
     if (self->state.live.erase(d.source) == 0 || !self->state.live.empty())
       return;

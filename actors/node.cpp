@@ -1,7 +1,8 @@
 #include "actors/node.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/sec.hpp>
+#include <caf/error.hpp>
+#include <caf/message.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
 namespace aeg::actors {
@@ -24,9 +25,9 @@ node_actor spawn_node(caf::actor_system& sys, node_info info, std::string cluste
       [info = std::move(info), key = std::move(cluster_key)]() -> node_actor::behavior_type {
         return {[=](join_atom, const std::string& offered) -> caf::result<node_info> {
           if (!same_key(offered, key))
-            return caf::make_error(caf::sec::invalid_argument,
-                                   "wrong cluster key: give the front end the key file the workers "
-                                   "were started with");
+            return caf::error(1, caf::atom("aegaeon"),
+                              caf::make_message("wrong cluster key: give the front end the key "
+                                                "file the workers were started with"));
           return info;
         }};
       });

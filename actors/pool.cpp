@@ -222,7 +222,16 @@ result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec
   std::vector<pool_member> members;
   std::vector<node_info> joined;
   for (const auto& node : spec.nodes) {
-    AEG_TRY_ASSIGN(auto info, join_node(sys, node.host, node.port, *key));
+    auto reached = join_node(sys, node.host, node.port, *key);
+    if (!reached && reached.error().code != errc::unavailable)
+      return tl::unexpected(reached.error()); // a wrong key: fix the setting
+    if (!reached && log)                      // a node that is down now is joined when it comes
+      log(reached.error().message + "; joining it when it is up");
+    node_info info;
+    if (reached)
+      info = std::move(*reached);
+    else
+      info.node = node.host + ":" + std::to_string(node.port);
     joined.push_back(info);
     for (auto& inst : info.instances) {
       const auto name = info.node + "/" + inst.name;
@@ -243,7 +252,7 @@ result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec
     if (std::none_of(members.begin(), members.end(), [&](const pool_member& x) {
           return std::count(x.models.begin(), x.models.end(), m.name) > 0;
         }))
-      return fail(errc::invalid_argument, "model '" + m.name + "': no node serves it");
+      return fail(errc::unavailable, "model '" + m.name + "': no node that is up serves it");
   p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), proxy_options_for(spec));
   std::vector<std::string> names;
   for (const auto& m : spec.models)

@@ -6,9 +6,14 @@
 #include "tests/actors/pool_fixture.hpp"
 #include "tests/apps/child_process.hpp"
 
+#include <arpa/inet.h>
 #include <csignal>
 #include <fstream>
+#include <mutex>
+#include <netinet/in.h>
 #include <regex>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace aeg::actors {
 namespace {
@@ -48,8 +53,35 @@ protected:
     return m.empty() ? 0 : static_cast<std::uint16_t>(std::stoi(m[1]));
   }
 
+  // The instances the proxy counts alive, once they are `n` or the deadline has passed.
+  std::size_t alive_after_waiting(pool& p, std::size_t n) {
+    std::size_t alive = 0;
+    for (auto until = aeg::testing::child_clock::now() + aeg::testing::deadline;
+         alive < n && aeg::testing::child_clock::now() < until;) {
+      (*self_)->receive(caf::after(std::chrono::milliseconds(100)) >> [] {}); // between polls
+      (*self_)
+          ->request(p.proxy(), caf::infinite, metrics_atom::value)
+          .receive([&](const pool_metrics& m) { alive = m.instances_alive; },
+                   [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    }
+    return alive;
+  }
+
   std::vector<std::unique_ptr<aeg::testing::child>> workers_;
 };
+
+// A port nothing listens on (bound, then closed).
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
 
 TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
   const auto models = tiny_models(3);
@@ -95,16 +127,7 @@ TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
 
   // Restarted on its port, the worker is joined again and gets requests.
   ASSERT_EQ(worker("node-a", models, front.nodes[0].port), front.nodes[0].port);
-  std::size_t alive = 0;
-  for (auto until = aeg::testing::child_clock::now() + aeg::testing::deadline;
-       alive < 3 && aeg::testing::child_clock::now() < until;) {
-    (*self_)->receive(caf::after(std::chrono::milliseconds(100)) >> [] {}); // between polls
-    (*self_)
-        ->request(p.proxy(), caf::infinite, metrics_atom::value)
-        .receive([&](const pool_metrics& m) { alive = m.instances_alive; },
-                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
-  }
-  ASSERT_EQ(alive, 3u);
+  ASSERT_EQ(alive_after_waiting(p, 3), 3u);
   const auto more = workload(models, 9, 8);
   submit(p.proxy(), more);
   for (const auto& [id, o] : collect(more.size()))
@@ -177,6 +200,35 @@ TEST_F(Cluster, ARequestNoNodeCanTakeEndsWithAClearError) {
   }
 }
 
+// A node that is down when the front end starts does not stop it while another serves every
+// model; it is joined when it comes up.
+TEST_F(Cluster, ANodeDownAtTheStartIsJoinedWhenItComesUp) {
+  const auto models = tiny_models(1);
+  pool_spec front;
+  front.models = models;
+  front.cluster_key_file = key();
+  const auto up = worker("node-a", models);
+  ASSERT_NE(up, 0);
+  const auto later = free_port();
+  front.nodes = {{"127.0.0.1", up}, {"127.0.0.1", later}};
+  // The log is written from the starting thread, then from the node's watcher.
+  auto said = std::make_shared<std::pair<std::mutex, std::vector<std::string>>>();
+  auto started = pool::start(*sys_, front, {}, [said](const std::string& line) {
+    std::lock_guard lock(said->first);
+    said->second.push_back(line);
+  });
+  ASSERT_TRUE(started.has_value()) << started.error().to_string();
+  {
+    std::lock_guard lock(said->first);
+    ASSERT_FALSE(said->second.empty());
+    EXPECT_NE(said->second[0].find("joining it when it is up"), std::string::npos)
+        << said->second[0];
+  }
+  auto& p = **started;
+  ASSERT_EQ(worker("node-b", models, later), later);
+  EXPECT_EQ(alive_after_waiting(p, 2), 2u);
+}
+
 // A front end whose key is not the workers' gets no instances, and says so.
 TEST_F(Cluster, AWrongKeyOrAMissingModelStopsTheFrontEnd) {
   const auto models = tiny_models(2);
@@ -194,7 +246,8 @@ TEST_F(Cluster, AWrongKeyOrAMissingModelStopsTheFrontEnd) {
   front.cluster_key_file = key();
   auto missing = pool::start(*sys_, front);
   ASSERT_FALSE(missing.has_value());
-  EXPECT_NE(missing.error().message.find("model 'm1': no node serves it"), std::string::npos)
+  EXPECT_NE(missing.error().message.find("model 'm1': no node that is up serves it"),
+            std::string::npos)
       << missing.error().message;
 }
 
