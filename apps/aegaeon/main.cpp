@@ -180,7 +180,8 @@ int main(int argc, char** argv) {
   aeg::server::serve_options serve;
   auto* serve_cmd = app.add_subcommand(
       "serve", "Serve models over OpenAI-compatible HTTP (/v1/models, /v1/completions, "
-               "/v1/chat/completions, /health, /metrics) until SIGINT or SIGTERM");
+               "/v1/chat/completions, /tokenize, /detokenize, /health, /metrics) until SIGINT "
+               "or SIGTERM");
   auto* config_opt = serve_cmd
                          ->add_option("--config", serve.config,
                                       "Topology file (docs/operations.md); default: every .gguf "

@@ -2,6 +2,7 @@
 
 #include "apps/server/completion_session.hpp"
 #include "apps/server/pool_bridge.hpp"
+#include "apps/server/tokenize.hpp"
 
 #include <asio/ip/address.hpp>
 #include <fmt/core.h>
@@ -103,6 +104,8 @@ router::router(server_state& st) : st_(st) {
       {"/metrics", "GET", &router::metrics},
       {"/v1/completions", "POST", &router::completions},
       {"/v1/chat/completions", "POST", &router::chat_completions},
+      {"/tokenize", "POST", &router::tokenize},
+      {"/detokenize", "POST", &router::detokenize},
   };
 }
 
@@ -126,8 +129,9 @@ void router::handle(http_connection& c, const http_request& req) {
     return st_.respond(c, 204, "", std::move(h));
   }
   // The API says nothing, not even which paths exist, to a client without the key.
-  const bool keyed =
-      req.path.rfind("/v1/", 0) == 0 || (req.path == "/metrics" && st_.opts.metrics_need_key);
+  const bool keyed = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" ||
+                     req.path == "/detokenize" ||
+                     (req.path == "/metrics" && st_.opts.metrics_need_key);
   if (keyed && !st_.opts.api_key.empty() && !authorized(req))
     return st_.respond_error(
         c, api_error{.status = 401,
@@ -232,6 +236,20 @@ void router::completions(http_connection& c, const http_request& req) {
 
 void router::chat_completions(http_connection& c, const http_request& req) {
   completion_session::start(st_, c, req, true);
+}
+
+void router::tokenize(http_connection& c, const http_request& req) {
+  auto answer = aeg::server::tokenize(req.body, st_.models);
+  if (!answer)
+    return st_.respond_error(c, answer.error());
+  st_.respond(c, 200, *answer);
+}
+
+void router::detokenize(http_connection& c, const http_request& req) {
+  auto answer = aeg::server::detokenize(req.body, st_.models);
+  if (!answer)
+    return st_.respond_error(c, answer.error());
+  st_.respond(c, 200, *answer);
 }
 
 } // namespace aeg::server

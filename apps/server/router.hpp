@@ -40,6 +40,8 @@ private:
   void metrics(http_connection& c, const http_request& req);
   void completions(http_connection& c, const http_request& req);
   void chat_completions(http_connection& c, const http_request& req);
+  void tokenize(http_connection& c, const http_request& req);
+  void detokenize(http_connection& c, const http_request& req);
 
   server_state& st_;
   std::vector<route> routes_;
