@@ -1,0 +1,111 @@
+#include "models/gguf/file.hpp"
+
+#include <cstdint>
+#include <limits>
+
+// GGUF metadata values built in code, and files assembled from parts (a model of another format
+// seen as GGUF): the same checks as a parsed file's, on what a reader of another format made.
+namespace aeg::models::gguf {
+
+namespace {
+
+constexpr std::size_t max_dims = 4; // as the parser allows
+
+} // namespace
+
+value value::of_string(std::string s) {
+  value v;
+  v.type = value_type::string;
+  v.s = std::move(s);
+  return v;
+}
+
+value value::of_uint32(std::uint32_t x) {
+  value v;
+  v.type = value_type::uint32;
+  v.u = x;
+  return v;
+}
+
+value value::of_float32(float x) {
+  value v;
+  v.type = value_type::float32;
+  v.f = x;
+  return v;
+}
+
+value value::of_bool(bool x) {
+  value v;
+  v.type = value_type::boolean;
+  v.u = x ? 1 : 0;
+  return v;
+}
+
+value value::of_strings(std::vector<std::string> items) {
+  value v;
+  v.type = value_type::array;
+  v.elem_type = value_type::string;
+  v.items.reserve(items.size());
+  for (auto& s : items)
+    v.items.push_back(of_string(std::move(s)));
+  return v;
+}
+
+value value::of_int32s(const std::vector<std::int32_t>& items) {
+  value v;
+  v.type = value_type::array;
+  v.elem_type = value_type::int32;
+  v.items.resize(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    v.items[i].type = value_type::int32;
+    v.items[i].i = items[i];
+  }
+  return v;
+}
+
+value value::of_float32s(const std::vector<float>& items) {
+  value v;
+  v.type = value_type::array;
+  v.elem_type = value_type::float32;
+  v.items.reserve(items.size());
+  for (float x : items)
+    v.items.push_back(of_float32(x));
+  return v;
+}
+
+result<file> file::assemble(std::vector<std::pair<std::string, value>> metadata,
+                            std::vector<tensor_info> tensors, std::shared_ptr<const void> keep) {
+  file f;
+  for (auto& [key, v] : metadata) {
+    if (!f.kv_.emplace(key, std::move(v)).second)
+      return fail(errc::corrupt_data, "duplicate metadata key '" + key + "'");
+    f.key_order_.push_back(key);
+  }
+  for (auto& t : tensors) {
+    const auto bad = [&](const std::string& why) {
+      return fail(errc::corrupt_data, "tensor '" + t.name + "': " + why);
+    };
+    AEG_TRY_ASSIGN(auto traits, traits_of(static_cast<std::uint32_t>(t.type)));
+    if (t.dims.empty() || t.dims.size() > max_dims)
+      return bad("has " + std::to_string(t.dims.size()) + " dims (1 to 4 load)");
+    t.num_elements = 1;
+    for (auto d : t.dims) {
+      if (d == 0 || t.num_elements > std::numeric_limits<std::uint64_t>::max() / d)
+        return bad("has a zero or overflowing dim");
+      t.num_elements *= d;
+    }
+    if (t.dims[0] % traits.block_elems != 0 ||
+        t.bytes != t.num_elements / traits.block_elems * traits.block_bytes)
+      return bad("holds " + std::to_string(t.bytes) + " bytes, not what its shape needs");
+    const std::size_t align = t.type == tensor_type::f32 ? 4 : 2;
+    if (reinterpret_cast<std::uintptr_t>(t.data) % align != 0)
+      return bad("data is not aligned for its type");
+    if (!f.tensor_index_.emplace(t.name, f.tensors_.size()).second)
+      return bad("appears twice");
+    f.tensors_.push_back(std::move(t));
+  }
+  f.keep_ = std::move(keep);
+  return f;
+}
+
+} // namespace aeg::models::gguf
