@@ -1,4 +1,5 @@
 #include "models/gguf/file.hpp"
+#include "models/gguf/mapping.hpp"
 
 #include <cstdint>
 #include <limits>

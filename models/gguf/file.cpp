@@ -1,5 +1,7 @@
 #include "models/gguf/file.hpp"
 
+#include "models/gguf/mapping.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -84,15 +86,6 @@ std::string shape_string(const std::vector<std::uint64_t>& dims) {
 }
 
 } // namespace
-
-struct file::mapping {
-  void* addr = nullptr;
-  std::size_t size = 0;
-  ~mapping() {
-    if (addr != nullptr && addr != MAP_FAILED)
-      munmap(addr, size);
-  }
-};
 
 // Reads the file front to back; every read is bounds-checked against the buffer, every count is
 // checked against the bytes left before anything is allocated for it.
