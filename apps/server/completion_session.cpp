@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include <atomic>
+#include <utility>
 
 namespace aeg::server {
 
@@ -94,7 +95,15 @@ completion_session::completion_session(server_state& st, http_connection& c, com
       model_(model), shape_{params_.chat, random_id(params_.chat ? "chatcmpl-" : "cmpl-"), model,
                             unix_now()},
       decoder_(text.text.decoder()), stops_(params_.stop_strings),
-      silent_(std::move(silent_tokens)), prompt_tokens_(prompt_tokens) {}
+      silent_(std::move(silent_tokens)), prompt_tokens_(prompt_tokens) {
+  if (!params_.echo)
+    return;
+  // The prompt as the client gave it, or its ids written out (special tokens included).
+  auto prompt = params_.prompt_tokens.empty()
+                    ? params_.prompt
+                    : text.text.tokens().decode(params_.prompt_tokens, true);
+  (params_.stream ? echo_ : text_) = std::move(prompt);
+}
 
 void completion_session::submitted() {
   send_head();
@@ -183,7 +192,8 @@ void completion_session::cancel() {
 // Streams a piece of the answer (non-streaming: keeps it). `every_token` sends a chunk even when
 // the token's text is held back (half a character, or maybe a stop string), so a client sees one
 // event per token and can time each.
-void completion_session::emit(const std::string& piece, bool every_token) {
+void completion_session::emit(const std::string& token_piece, bool every_token) {
+  const std::string piece = std::exchange(echo_, {}) + token_piece;
   if (piece.empty() && !(every_token && params_.stream))
     return;
   send_head();
@@ -203,8 +213,10 @@ void completion_session::complete(std::string_view reason, std::string_view rest
   auto c = conn_.lock();
   if (c && params_.stream) {
     send_head();
-    std::string tail =
-        "data: " + shape_.chunk(rest, reason, first_chunk_, params_.include_usage) + "\n\n";
+    std::string tail = "data: " +
+                       shape_.chunk(std::exchange(echo_, {}) + std::string(rest), reason,
+                                    first_chunk_, params_.include_usage) +
+                       "\n\n";
     if (params_.include_usage)
       tail += "data: " + shape_.usage_chunk(usage) + "\n\n";
     tail += "data: [DONE]\n\n";

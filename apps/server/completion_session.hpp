@@ -58,6 +58,7 @@ private:
   stop_matcher stops_;
   std::set<std::int32_t> silent_;
   std::string text_; // non-streaming: the answer so far
+  std::string echo_; // streaming with echo: the prompt's text, sent before the first token's
   std::size_t prompt_tokens_ = 0, completion_tokens_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_token_;
   bool head_sent_ = false, first_chunk_ = true, finished_ = false;

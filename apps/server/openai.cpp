@@ -173,8 +173,14 @@ tl::expected<void, api_error> parse_unsupported(const json& j, completion_params
     if (it != j.end() && !it->is_null() && *it != false && !(it->is_array() && it->empty()))
       return bad(unsupported, std::string("'") + unsupported + "' is not supported by this server");
   }
-  if (auto e = j.find("echo"); e != j.end() && e->is_boolean() && e->get<bool>())
-    return bad("echo", "'echo' is not supported by this server");
+  if (auto e = j.find("echo"); e != j.end() && !e->is_null()) {
+    if (!e->is_boolean())
+      return bad("echo", "'echo' must be true or false");
+    if (e->get<bool>() && p.chat)
+      return bad("echo", "'echo' is for /v1/completions; a chat answer does not repeat the "
+                         "conversation");
+    p.echo = e->get<bool>();
+  }
   // Parameters that would change the answer if honoured: refused unless they ask for the
   // neutral setting, never ignored.
   if (auto b = j.find("logit_bias");

@@ -50,6 +50,7 @@ struct completion_params {
   std::vector<std::int32_t> stop_tokens; ///< from 'stop', then from 'stop_token_ids'
   std::size_t stop_tokens_from_stop = 0; ///< how many of stop_tokens 'stop' gave
   bool ignore_eos = false; ///< keep generating past end-of-generation tokens (for benchmarks)
+  bool echo = false;       ///< completions: the answer begins with the prompt's text
   bool stream = false;
   bool include_usage = false;
 };

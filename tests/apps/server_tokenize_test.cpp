@@ -1,6 +1,7 @@
-// /tokenize and /detokenize on the shared test server (SmolLM2 as "alpha" and "beta"): the ids
-// the model's own tokenizer gives, a round trip to the text, conversations through the chat
-// template, pieces, and errors in OpenAI's shape.
+// The prompt's side of the API on the shared test server (SmolLM2 as "alpha" and "beta"):
+// /tokenize and /detokenize (the ids the model's own tokenizer gives, a round trip to the text,
+// conversations through the chat template, pieces, errors in OpenAI's shape) and completions'
+// `echo`.
 #include "models/gguf/file.hpp"
 #include "models/tokenizer/text_model.hpp"
 #include "tests/apps/server_fixture.hpp"
@@ -82,6 +83,44 @@ TEST_F(Server, TokenizeErrorsNameWhatIsWrong) {
   auto r = anonymous.request("POST", "/tokenize", R"({"model": "alpha", "prompt": "x"})");
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 401);
+}
+
+// `echo`: a completion's text begins with its prompt, streamed or not, given as text or as ids.
+TEST_F(Server, EchoBeginsTheCompletionWithItsPrompt) {
+  const std::string prompt = "The capital of France is";
+  auto [status, whole] = post("/v1/completions", {{"model", "alpha"},
+                                                  {"prompt", prompt},
+                                                  {"max_tokens", 4},
+                                                  {"temperature", 0},
+                                                  {"echo", true}});
+  ASSERT_EQ(status, 200) << whole.dump();
+  const auto text = whole["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(text.substr(0, prompt.size()), prompt);
+  EXPECT_GT(text.size(), prompt.size());
+
+  auto streamed = stream("/v1/completions", {{"model", "alpha"},
+                                             {"prompt", prompt},
+                                             {"max_tokens", 4},
+                                             {"temperature", 0},
+                                             {"echo", true}});
+  ASSERT_EQ(streamed.status, 200);
+  std::string joined;
+  for (const auto& e : streamed.events)
+    joined += e["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(joined, text); // the same greedy answer, the prompt first
+
+  const auto ids = smollm2().encode_prompt(prompt);
+  auto [istatus, by_ids] = post(
+      "/v1/completions",
+      {{"model", "alpha"}, {"prompt", ids}, {"max_tokens", 4}, {"temperature", 0}, {"echo", true}});
+  ASSERT_EQ(istatus, 200) << by_ids.dump();
+  EXPECT_EQ(by_ids["choices"][0]["text"].get<std::string>().substr(0, prompt.size()), prompt);
+
+  auto [chat, refused] = post(
+      "/v1/chat/completions",
+      {{"model", "alpha"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"echo", true}});
+  EXPECT_EQ(chat, 400);
+  EXPECT_EQ(refused["error"]["param"], "echo");
 }
 
 } // namespace
