@@ -25,10 +25,7 @@ tl::expected<std::vector<std::int32_t>, api_error> prompt_of(const completion_pa
                                                              const served_text& m) {
   std::vector<std::int32_t> prompt;
   if (p.chat) {
-    std::vector<models::chat_message> msgs;
-    for (const auto& t : p.messages)
-      msgs.push_back({t.role, t.content});
-    prompt = m.text.encode_chat(msgs);
+    prompt = encode_chat(m, p.messages);
   } else if (!p.prompt_tokens.empty()) {
     prompt = p.prompt_tokens;
     if (auto e = outside_vocabulary(prompt, m.text.vocab_size(), "token", "prompt"))
@@ -56,6 +53,14 @@ tl::expected<std::vector<std::int32_t>, api_error> prompt_of(const completion_pa
 }
 
 } // namespace
+
+std::vector<std::int32_t> encode_chat(const served_text& model,
+                                      const std::vector<chat_turn>& turns) {
+  std::vector<models::chat_message> messages;
+  for (const auto& t : turns)
+    messages.push_back({t.role, t.content});
+  return model.text.encode_chat(messages);
+}
 
 tl::expected<completion_plan, api_error>
 plan_completion(completion_params& p, const std::string& model_name, const served_text& m) {

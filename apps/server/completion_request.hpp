@@ -19,6 +19,10 @@ struct served_text {
   std::size_t max_prompt_tokens = 0; ///< 0: up to the context
 };
 
+/// A conversation's tokens, through `model`'s chat template with the assistant's turn opened.
+std::vector<std::int32_t> encode_chat(const served_text& model,
+                                      const std::vector<chat_turn>& turns);
+
 /// A completion request ready for the pool, and what its answer needs to know.
 struct completion_plan {
   actors::generation_request request;

@@ -82,21 +82,9 @@ tl::expected<std::string, api_error> message_content(const json& c, std::size_t 
   return text;
 }
 
-// A chat's messages: roles and their text.
-tl::expected<void, api_error> parse_messages(const json& j, completion_params& p) {
-  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
-    return bad("messages", "'messages' must be a non-empty array");
-  for (std::size_t i = 0; i < j["messages"].size(); ++i) {
-    const auto& m = j["messages"][i];
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
-      return bad("messages", "messages[" + std::to_string(i) + "] needs a string 'role'");
-    const auto role = m["role"].get<std::string>();
-    if (role != "system" && role != "user" && role != "assistant" && role != "developer")
-      return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
-                                 "' is not supported; use system, user or assistant");
-    AEG_TRY_ASSIGN(auto content, message_content(m.value("content", json(nullptr)), i));
-    p.messages.push_back({role == "developer" ? "system" : role, std::move(content)});
-  }
+// A chat's messages into `p`.
+tl::expected<void, api_error> parse_chat(const json& j, completion_params& p) {
+  AEG_TRY_ASSIGN(p.messages, parse_messages(j));
   return {};
 }
 
@@ -289,7 +277,7 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
   if (!j.contains("model") || !j["model"].is_string() || j["model"].get<std::string>().empty())
     return bad("model", "'model' is required and must be a string (GET /v1/models lists them)");
   p.model = j["model"].get<std::string>();
-  AEG_TRY(chat ? parse_messages(j, p) : parse_prompt(j, p));
+  AEG_TRY(chat ? parse_chat(j, p) : parse_prompt(j, p));
   AEG_TRY(parse_sampling(j, p));
   AEG_TRY(parse_unsupported(j, p));
   AEG_TRY(parse_stops(j, p));
@@ -298,6 +286,24 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
 }
 
 } // namespace
+
+tl::expected<std::vector<chat_turn>, api_error> parse_messages(const json& j) {
+  if (!j.contains("messages") || !j["messages"].is_array() || j["messages"].empty())
+    return bad("messages", "'messages' must be a non-empty array");
+  std::vector<chat_turn> turns;
+  for (std::size_t i = 0; i < j["messages"].size(); ++i) {
+    const auto& m = j["messages"][i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      return bad("messages", "messages[" + std::to_string(i) + "] needs a string 'role'");
+    const auto role = m["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant" && role != "developer")
+      return bad("messages", "messages[" + std::to_string(i) + "].role '" + role +
+                                 "' is not supported; use system, user or assistant");
+    AEG_TRY_ASSIGN(auto content, message_content(m.value("content", json(nullptr)), i));
+    turns.push_back({role == "developer" ? "system" : role, std::move(content)});
+  }
+  return turns;
+}
 
 tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat) {
   json j;

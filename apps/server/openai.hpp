@@ -2,6 +2,7 @@
 
 #include "models/sampling.hpp"
 
+#include <nlohmann/json_fwd.hpp>
 #include <tl/expected.hpp>
 
 #include <cstddef>
@@ -34,6 +35,10 @@ struct chat_turn {
   std::string role;
   std::string content;
 };
+
+/// A chat's `messages` in a parsed request body: each role (system, user, assistant; developer
+/// read as system) and its text (a string, or text parts joined). Errors name the message.
+tl::expected<std::vector<chat_turn>, api_error> parse_messages(const nlohmann::json& body);
 
 /// What a completion or chat request asks for, checked.
 struct completion_params {

@@ -53,64 +53,50 @@ tl::expected<bool, api_error> flag(const json& doc, const char* key, bool fallba
   return doc[key].get<bool>();
 }
 
-// A chat message's content: a string, or OpenAI's list of text parts.
-tl::expected<std::string, api_error> content_of(const json& m, std::size_t i) {
-  const auto param = "messages[" + std::to_string(i) + "].content";
-  const auto& c = m.contains("content") ? m["content"] : json();
-  if (c.is_string())
-    return c.get<std::string>();
-  if (!c.is_array())
-    return tl::unexpected(bad("'" + param + "' must be a string or a list of text parts", param));
-  std::string text;
-  for (const auto& part : c) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-        !part["text"].is_string())
-      return tl::unexpected(bad("'" + param + "' may hold only text parts", param));
-    text += part["text"].get<std::string>();
-  }
-  return text;
-}
-
-} // namespace
-
-tl::expected<std::string, api_error> tokenize(std::string_view body,
-                                              const std::map<std::string, served_text>& models) {
+// A body's JSON and the model it names.
+struct tokenizer_request {
+  json doc;
+  const served_text* model = nullptr;
+};
+tl::expected<tokenizer_request, api_error>
+read_request(std::string_view body, const std::map<std::string, served_text>& models) {
   auto doc = parse_body(body);
   if (!doc)
     return tl::unexpected(doc.error());
   auto model = model_of(*doc, models);
   if (!model)
     return tl::unexpected(model.error());
-  const auto& text = (*model)->text;
-  auto special = flag(*doc, "add_special_tokens", true);
-  if (special && doc->contains("add_special"))
-    special = flag(*doc, "add_special", true);
-  auto pieces = flag(*doc, "with_pieces", false);
+  return tokenizer_request{std::move(*doc), *model};
+}
+
+} // namespace
+
+tl::expected<std::string, api_error> tokenize(std::string_view body,
+                                              const std::map<std::string, served_text>& models) {
+  auto request = read_request(body, models);
+  if (!request)
+    return tl::unexpected(request.error());
+  auto& [doc, model] = *request;
+  const auto& text = model->text;
+  auto special = flag(doc, "add_special_tokens", true);
+  if (special && doc.contains("add_special"))
+    special = flag(doc, "add_special", true);
+  auto pieces = flag(doc, "with_pieces", false);
   if (!special || !pieces)
     return tl::unexpected(!special ? special.error() : pieces.error());
   std::vector<std::int32_t> ids;
-  if (doc->contains("messages")) {
-    const auto& list = (*doc)["messages"];
-    if (!list.is_array() || list.empty())
-      return tl::unexpected(bad("'messages' must be a non-empty list", "messages"));
-    std::vector<models::chat_message> messages;
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      if (!list[i].is_object() || !list[i].contains("role") || !list[i]["role"].is_string())
-        return tl::unexpected(
-            bad("'messages[" + std::to_string(i) + "]' needs a string 'role'", "messages"));
-      auto content = content_of(list[i], i);
-      if (!content)
-        return tl::unexpected(content.error());
-      messages.push_back({list[i]["role"].get<std::string>(), std::move(*content)});
-    }
-    ids = text.encode_chat(messages);
+  if (doc.contains("messages")) {
+    auto turns = parse_messages(doc);
+    if (!turns)
+      return tl::unexpected(turns.error());
+    ids = encode_chat(*model, *turns);
   } else {
-    const char* key = doc->contains("prompt") ? "prompt" : "content";
-    if (!doc->contains(key) || !(*doc)[key].is_string())
+    const char* key = doc.contains("prompt") ? "prompt" : "content";
+    if (!doc.contains(key) || !doc[key].is_string())
       return tl::unexpected(bad("give the text as 'prompt' (or 'content') or a conversation as "
                                 "'messages'",
                                 "prompt"));
-    const auto prompt = (*doc)[key].get<std::string>();
+    const auto prompt = doc[key].get<std::string>();
     ids = *special ? text.encode_prompt(prompt) : text.tokens().encode(prompt, true);
   }
   json tokens = json::array();
@@ -128,23 +114,21 @@ tl::expected<std::string, api_error> tokenize(std::string_view body,
   }
   return json{{"tokens", std::move(tokens)},
               {"count", ids.size()},
-              {"max_model_len", (*model)->context_length}}
+              {"max_model_len", model->context_length}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 tl::expected<std::string, api_error> detokenize(std::string_view body,
                                                 const std::map<std::string, served_text>& models) {
-  auto doc = parse_body(body);
-  if (!doc)
-    return tl::unexpected(doc.error());
-  auto model = model_of(*doc, models);
-  if (!model)
-    return tl::unexpected(model.error());
-  const auto& tok = (*model)->text.tokens();
-  if (!doc->contains("tokens") || !(*doc)["tokens"].is_array())
+  auto request = read_request(body, models);
+  if (!request)
+    return tl::unexpected(request.error());
+  auto& [doc, model] = *request;
+  const auto& tok = model->text.tokens();
+  if (!doc.contains("tokens") || !doc["tokens"].is_array())
     return tl::unexpected(bad("'tokens' must be a list of token ids", "tokens"));
   std::vector<std::int32_t> ids;
-  for (const auto& t : (*doc)["tokens"]) {
+  for (const auto& t : doc["tokens"]) {
     if (!t.is_number_integer() || t.get<std::int64_t>() < 0 ||
         t.get<std::int64_t>() >= static_cast<std::int64_t>(tok.num_tokens()))
       return tl::unexpected(bad("'tokens' holds " + t.dump() +

@@ -109,10 +109,10 @@ protected:
   // A streamed completion that runs for `max_tokens` tokens whatever the model says.
   static std::string endless_stream(const std::string& model, int max_tokens) {
     return json{{"model", model},
-                          {"prompt", "Once upon a time"},
-                          {"max_tokens", max_tokens},
-                          {"ignore_eos", true},
-                          {"stream", true}}
+                {"prompt", "Once upon a time"},
+                {"max_tokens", max_tokens},
+                {"ignore_eos", true},
+                {"stream", true}}
         .dump();
   }
 
