@@ -67,6 +67,18 @@ protected:
     return out;
   }
 
+  // A model with many layers of one small KV head pair: 288 KiB KV blocks in f16, more than a
+  // quarter of a 1 MiB slab.
+  std::vector<model_spec> deep_model() {
+    aeg::testing::tiny_llama_spec t;
+    t.layers = 72;
+    t.dim = 64;
+    t.heads = 2;
+    t.kv_heads = 2;
+    t.ffn = 64;
+    return one_model(t, "deep");
+  }
+
   // One model of shape `t`, written as a GGUF file and named `name`.
   std::vector<model_spec> one_model(const aeg::testing::tiny_llama_spec& t,
                                     const std::string& name) {
@@ -187,6 +199,31 @@ protected:
     }
     return cancelled;
   }
+  // Every request ran to its length with its solo tokens.
+  void expect_solo(const std::map<std::uint64_t, outcome>& got,
+                   const std::vector<generation_request>& reqs,
+                   const std::map<std::uint64_t, std::vector<std::int32_t>>& expected) {
+    expect_solo_unless_cancelled(got, reqs, expected, [](std::uint64_t) { return false; });
+  }
+
+  // What the proxy of `p` reports.
+  pool_metrics metrics_of(pool& p) {
+    pool_metrics m;
+    (*self_)
+        ->request(p.proxy(), caf::infinite, metrics_atom::value)
+        .receive([&](const pool_metrics& pm) { m = pm; },
+                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    return m;
+  }
+
+  // Finished requests that were placed again after their instance died.
+  std::size_t rerouted(pool& p) {
+    std::size_t n = 0;
+    for (const auto& f : metrics_of(p).finished)
+      n += f.rerouted ? 1 : 0;
+    return n;
+  }
+
   // `dead`: instances killed by the test (they cannot answer).
   void expect_nothing_held(pool& p, const std::set<std::size_t>& dead = {}) {
     for (std::size_t i = 0; i < p.instances().size(); ++i) {
@@ -202,11 +239,7 @@ protected:
       EXPECT_EQ(s.host_kv_bytes_used, 0u);
       EXPECT_EQ(s.running + s.waiting, 0u);
     }
-    pool_metrics m;
-    (*self_)
-        ->request(p.proxy(), caf::infinite, metrics_atom::value)
-        .receive([&](const pool_metrics& pm) { m = pm; },
-                 [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+    const auto m = metrics_of(p);
     EXPECT_TRUE(m.in_flight_by_model.empty());
     EXPECT_TRUE(m.queued_by_model.empty());
   }

@@ -13,13 +13,7 @@ namespace {
 // beside the 16 MiB default) still travel from prefill to decode: the node's host pool makes its
 // slabs as large as its devices' do.
 TEST_F(Pool, KvBlocksLargerThanAQuarterSlabTravelFromPrefillToDecode) {
-  aeg::testing::tiny_llama_spec t;
-  t.layers = 72; // 72 layers of one 64-wide KV head pair in f16: 288 KiB blocks
-  t.dim = 64;
-  t.heads = 2;
-  t.kv_heads = 2;
-  t.ffn = 64;
-  const auto models = one_model(t, "deep");
+  const auto models = deep_model();
   auto s = spec(models, {instance_role::prefill, instance_role::decode});
   s.slab_bytes = 1 << 20; // blocks over a quarter of it
   ASSERT_GT(models::plan_footprint(models[0].source,
@@ -31,23 +25,14 @@ TEST_F(Pool, KvBlocksLargerThanAQuarterSlabTravelFromPrefillToDecode) {
   auto& p = start(s);
   submit(p.proxy(), reqs);
   const auto got = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
-  }
+  expect_solo(got, reqs, expected);
   expect_nothing_held(p);
 }
 
 // A host KV pool smaller than one slab of the models' blocks is refused at start, with the size
 // to give, instead of failing every hand-off later.
 TEST_F(Pool, AHostKvPoolThatHoldsNoSlabOfTheModelsBlocksIsRefusedAtStart) {
-  aeg::testing::tiny_llama_spec t;
-  t.layers = 72;
-  t.dim = 64;
-  t.heads = 2;
-  t.kv_heads = 2;
-  t.ffn = 64;
-  const auto models = one_model(t, "deep");
+  const auto models = deep_model();
   auto s = spec(models, {instance_role::prefill, instance_role::decode});
   s.host_kv_bytes = 1 << 20;
   auto p = pool::start(*sys_, s);

@@ -24,10 +24,7 @@ TEST_F(Pool, ThreeModelsOnOneColocatedDevice) {
   auto& p = start(spec(models, {instance_role::colocated}));
   submit(p.proxy(), reqs);
   const auto got = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
-  }
+  expect_solo(got, reqs, expected);
   expect_nothing_held(p);
 }
 
@@ -39,14 +36,8 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
                                 instance_role::decode, instance_role::decode}));
   submit(p.proxy(), reqs);
   const auto got = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
-  }
-  pool_metrics m;
-  (*self_)
-      ->request(p.proxy(), caf::infinite, metrics_atom::value)
-      .receive([&](const pool_metrics& pm) { m = pm; }, [](caf::error&) {});
+  expect_solo(got, reqs, expected);
+  const auto m = metrics_of(p);
   EXPECT_EQ(m.finished.size(), reqs.size());
   for (const auto& f : m.finished) {
     EXPECT_EQ(f.token_times.size(), 8u);
@@ -106,8 +97,7 @@ TEST_F(Pool, AShortRequestArrivingDuringAnEightThousandTokenPromptStartsBeforeIt
   ASSERT_NE(short_first, events.end());
   EXPECT_LT(short_first, long_first)
       << "the short request must start while the long prompt is still being read";
-  expect_solo_unless_cancelled(got, {long_one, short_one}, expected,
-                               [](std::uint64_t) { return false; });
+  expect_solo(got, {long_one, short_one}, expected);
   expect_nothing_held(p);
 }
 
@@ -125,10 +115,7 @@ TEST_F(Pool, DecodeRequestsBeyondOneInstancesKvGoToAnother) {
   auto& p = start(s);
   submit(p.proxy(), reqs);
   const auto got = collect(reqs.size());
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
-  }
+  expect_solo(got, reqs, expected);
   for (std::size_t i = 1; i < 3; ++i) {
     instance_stats st;
     (*self_)
@@ -183,19 +170,9 @@ TEST_F(Pool, ADyingInstanceReroutesItsRequestsOrFailsThemClearly) {
       caf::anon_send_exit(p.instances()[1], caf::exit_reason::kill);
     }
   });
-  std::size_t rerouted = 0;
-  for (const auto& r : reqs) {
-    EXPECT_EQ(got.at(r.id).result.reason, finish_reason::length) << got.at(r.id).result.message;
-    EXPECT_EQ(got.at(r.id).tokens, expected.at(r.id)) << "request " << r.id;
-  }
-  pool_metrics m;
-  (*self_)
-      ->request(p.proxy(), caf::infinite, metrics_atom::value)
-      .receive([&](const pool_metrics& pm) { m = pm; }, [](caf::error&) {});
-  for (const auto& f : m.finished)
-    rerouted += f.rerouted;
-  EXPECT_GT(rerouted, 0u);
-  EXPECT_EQ(m.instances_alive, 2u);
+  expect_solo(got, reqs, expected);
+  EXPECT_GT(rerouted(p), 0u);
+  EXPECT_EQ(metrics_of(p).instances_alive, 2u);
   expect_nothing_held(p, {1}); // the dead instance's host KV went back to the shared pool
 
   // Now the last decode instance goes too: new requests fail clearly, none hangs.
