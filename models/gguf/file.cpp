@@ -393,27 +393,6 @@ private:
   std::uint64_t values_ = 0;
 };
 
-bool value::is_integer() const noexcept {
-  switch (type) {
-  case value_type::uint8:
-  case value_type::int8:
-  case value_type::uint16:
-  case value_type::int16:
-  case value_type::uint32:
-  case value_type::int32:
-  case value_type::uint64:
-  case value_type::int64:
-    return true;
-  default:
-    return false;
-  }
-}
-
-bool value::is_unsigned() const noexcept {
-  return type == value_type::uint8 || type == value_type::uint16 || type == value_type::uint32 ||
-         type == value_type::uint64;
-}
-
 // Defined here, where `mapping` is complete.
 file::file(file&&) noexcept = default;
 file& file::operator=(file&&) noexcept = default;
@@ -458,85 +437,6 @@ result<file> file::open(const std::string& path) {
     return fail(f.error().code, path + ": " + f.error().message);
   f->map_ = std::move(map);
   return f;
-}
-
-const value* file::find(std::string_view key) const {
-  auto it = kv_.find(key);
-  return it == kv_.end() ? nullptr : &it->second;
-}
-
-result<std::uint64_t> file::get_uint(std::string_view key) const {
-  const value* v = find(key);
-  if (v == nullptr)
-    return fail(errc::not_found, "GGUF metadata '" + std::string(key) + "' is missing");
-  if (!v->is_integer())
-    return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' is not an integer");
-  if (!v->is_unsigned() && v->i < 0)
-    return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' is negative");
-  return v->is_unsigned() ? v->u : static_cast<std::uint64_t>(v->i);
-}
-
-result<std::uint64_t> file::get_uint(std::string_view key, std::uint64_t fallback) const {
-  return find(key) == nullptr ? result<std::uint64_t>(fallback) : get_uint(key);
-}
-
-result<double> file::get_float(std::string_view key, double fallback) const {
-  const value* v = find(key);
-  if (v == nullptr)
-    return fallback;
-  if (v->type == value_type::float32 || v->type == value_type::float64)
-    return v->f;
-  if (v->is_integer())
-    return v->is_unsigned() ? static_cast<double>(v->u) : static_cast<double>(v->i);
-  return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' is not a number");
-}
-
-result<std::string> file::get_string(std::string_view key) const {
-  const value* v = find(key);
-  if (v == nullptr)
-    return fail(errc::not_found, "GGUF metadata '" + std::string(key) + "' is missing");
-  if (v->type != value_type::string)
-    return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' is not a string");
-  return v->s;
-}
-
-result<std::vector<std::string>> file::get_string_array(std::string_view key) const {
-  const value* v = find(key);
-  if (v == nullptr)
-    return fail(errc::not_found, "GGUF metadata '" + std::string(key) + "' is missing");
-  if (v->type != value_type::array || v->elem_type != value_type::string)
-    return fail(errc::corrupt_data,
-                "GGUF metadata '" + std::string(key) + "' is not an array of strings");
-  std::vector<std::string> out;
-  out.reserve(v->items.size());
-  for (const auto& item : v->items)
-    out.push_back(item.s);
-  return out;
-}
-
-result<std::vector<std::int64_t>> file::get_int_array(std::string_view key) const {
-  const value* v = find(key);
-  if (v == nullptr)
-    return fail(errc::not_found, "GGUF metadata '" + std::string(key) + "' is missing");
-  if (v->type != value_type::array)
-    return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' is not an array");
-  std::vector<std::int64_t> out;
-  out.reserve(v->items.size());
-  for (const auto& item : v->items) {
-    if (!item.is_integer())
-      return fail(errc::corrupt_data,
-                  "GGUF metadata '" + std::string(key) + "' is not an array of integers");
-    if (item.is_unsigned() && item.u > static_cast<std::uint64_t>(INT64_MAX))
-      return fail(errc::corrupt_data, "GGUF metadata '" + std::string(key) + "' holds " +
-                                          std::to_string(item.u) + ", too large for an int64");
-    out.push_back(item.is_unsigned() ? static_cast<std::int64_t>(item.u) : item.i);
-  }
-  return out;
-}
-
-const tensor_info* file::tensor(std::string_view name) const {
-  auto it = tensor_index_.find(name);
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
 }
 
 } // namespace aeg::models::gguf
