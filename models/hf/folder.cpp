@@ -2,6 +2,7 @@
 
 #include "models/hf/json_file.hpp"
 #include "models/hf/safetensors.hpp"
+#include "models/llama/config.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -197,6 +198,8 @@ result<hyperparameters> read_config(const json& cfg, const std::string& file, me
   out.emplace_back(p + "attention.layer_norm_rms_epsilon",
                    value::of_float32(static_cast<float>(number_or(cfg, "rms_norm_eps", 1e-6))));
   out.emplace_back(p + "vocab_size", u32(h.vocab));
+  if (h.arch == "llama") // q/k rows as Hugging Face keeps them; the image loader reorders them
+    out.emplace_back(std::string(llama_config::halves_key), value::of_bool(true));
   if (cfg.contains("sliding_window") && cfg["sliding_window"].is_number_unsigned())
     out.emplace_back(p + "attention.sliding_window",
                      u32(cfg["sliding_window"].get<std::uint64_t>()));
@@ -268,20 +271,6 @@ result<gguf::tensor_type> tensor_type_of(const safetensor& t, const std::string&
                                           "quantized models)");
 }
 
-// llama.cpp's permutation of a llama q or k matrix: Hugging Face stores each head's RoPE pairs
-// as its two halves, GGUF as adjacent rows.
-std::vector<std::byte> permute_heads(std::span<const std::byte> src, std::size_t rows,
-                                     std::size_t heads) {
-  std::vector<std::byte> out(src.size());
-  const std::size_t row = src.size() / rows, hd = rows / heads, half = hd / 2;
-  for (std::size_t h = 0; h < heads; ++h)
-    for (std::size_t i = 0; i < half; ++i)
-      for (std::size_t j = 0; j < 2; ++j)
-        std::memcpy(out.data() + (h * hd + 2 * i + j) * row,
-                    src.data() + (h * hd + j * half + i) * row, row);
-  return out;
-}
-
 result<std::vector<gguf::tensor_info>>
 read_weights(const std::string& dir, const hyperparameters& h, folder_memory& memory) {
   AEG_TRY_ASSIGN(auto files, weight_files(dir));
@@ -309,17 +298,8 @@ read_weights(const std::string& dir, const hyperparameters& h, folder_memory& me
       info.dims.assign(t.shape.rbegin(), t.shape.rend()); // GGUF: innermost first
       info.bytes = t.bytes.size();
       info.data = t.bytes.data();
-      const bool q = name.ends_with("attn_q.weight"), k = name.ends_with("attn_k.weight");
-      if (h.arch == "llama" && (q || k) && t.shape.size() == 2) {
-        if (t.shape[0] % ((q ? h.heads : h.kv_heads) * 2) != 0)
-          return fail(errc::corrupt_data, path + ": tensor '" + t.name + "' has " +
-                                              std::to_string(t.shape[0]) +
-                                              " rows, not whole heads");
-        memory.owned.push_back(permute_heads(t.bytes, t.shape[0], q ? h.heads : h.kv_heads));
-        info.data = memory.owned.back().data();
-      } else if (reinterpret_cast<std::uintptr_t>(info.data) %
-                     safetensors_file::element_bytes(t.dtype) !=
-                 0) { // a file whose tensors are not aligned: read from an aligned copy
+      if (reinterpret_cast<std::uintptr_t>(info.data) % safetensors_file::element_bytes(t.dtype) !=
+          0) { // a file whose tensors are not aligned: read from an aligned copy
         memory.owned.emplace_back(t.bytes.begin(), t.bytes.end());
         info.data = memory.owned.back().data();
       }

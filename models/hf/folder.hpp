@@ -21,7 +21,8 @@ using metadata = std::vector<std::pair<std::string, gguf::value>>;
 /// A Hugging Face model folder as a GGUF: `config.json` gives the architecture and
 /// hyperparameters (llama, mistral, qwen2, qwen3), `model.safetensors` or the shards a
 /// `model.safetensors.index.json` names give the weights (F32, F16 or BF16, used in place from
-/// the mapped files; a llama's q and k rows permuted as the converter permutes them), and
+/// the mapped files, nothing copied: a llama's q and k rows stay in Hugging Face's order, which
+/// `llama_config::halves_key` tells the image loader to reorder as it does a Qwen's), and
 /// `tokenizer.json`, `tokenizer_config.json`, `generation_config.json` and `chat_template.jinja`
 /// give the vocabulary, special tokens and chat template. Anything it cannot represent is
 /// refused with a message naming the file and field.

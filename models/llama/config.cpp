@@ -158,6 +158,8 @@ result<llama_config> llama_config::from_gguf(const gguf::file& f) {
     return bad(key("vocab_size"), "disagrees with token_embd.weight");
   c.tied_output = f.tensor("output.weight") == nullptr;
   c.rope_freq_factors = f.tensor("rope_freqs.weight") != nullptr;
+  if (const auto* halves = f.find(halves_key))
+    c.llama_rows_in_halves = halves->type == gguf::value_type::boolean && halves->u != 0;
   AEG_TRY(c.validate());
   return c;
 }

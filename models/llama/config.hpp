@@ -51,9 +51,18 @@ struct llama_config {
   bool attention_bias() const noexcept { return family == model_family::qwen2; }
   /// Each q and k head is RMS-normalized (weights of head_dim) before RoPE (qwen3).
   bool qk_norm() const noexcept { return family == model_family::qwen3; }
-  /// RoPE rotates dims i and i + n_rot/2 of a head (NEOX) instead of adjacent pairs. The image
-  /// loader reorders such a model's q and k rows so that the one adjacent-pair kernel serves.
-  bool rope_halves() const noexcept { return family != model_family::llama; }
+  /// A llama whose q and k rows are stored with each head's RoPE pairs as its two halves (as
+  /// Hugging Face keeps them; a GGUF of llama.cpp's converter permutes them into adjacent rows).
+  bool llama_rows_in_halves = false;
+  /// The metadata key (a bool) by which a model read from a Hugging Face folder says so.
+  static constexpr std::string_view halves_key = "aegaeon.llama.rope_rows_in_halves";
+
+  /// q and k rows hold each head's RoPE pairs as its halves (i, i + n_rot/2): qwen2 and qwen3
+  /// always, a llama when `llama_rows_in_halves`. The image loader reorders such rows into
+  /// adjacent pairs, so that the one adjacent-pair kernel serves every family.
+  bool rope_halves() const noexcept {
+    return family != model_family::llama || llama_rows_in_halves;
+  }
 
   /// Reads and validates the hyperparameters of a GGUF whose general.architecture is "llama",
   /// "qwen2" or "qwen3"; another is refused, named.

@@ -88,6 +88,10 @@ TEST(HfFolder, ConfigMatchesTheGgufOfTheSameModel) {
     EXPECT_EQ(a->rope_freq_factors, b->rope_freq_factors) << family;
     EXPECT_FLOAT_EQ(a->rope_base, b->rope_base) << family;
     EXPECT_EQ(a->name, family + "-tiny-hf");
+    // Hugging Face keeps every family's q/k rows in halves order, reordered when the image is
+    // built; the GGUF of a llama has them permuted already.
+    EXPECT_TRUE(a->rope_halves()) << family;
+    EXPECT_EQ(b->rope_halves(), family.starts_with("qwen")) << family;
   }
   // Llama 3.1 scaling: the per-pair factors computed from config.json are llama.cpp's.
   auto folder = open_model(fixtures + "llama3-tiny-hf");
