@@ -1,6 +1,7 @@
 #include "apps/aegaeon/serve.hpp"
 
 #include "actors/cluster.hpp"
+#include "apps/server/served_models.hpp"
 #include "apps/server/server.hpp"
 
 #include <caf/actor_system.hpp>
@@ -71,7 +72,9 @@ int run_serve(server::serve_options o) {
   }
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  actors::enable_network(cfg); // a topology with nodes reaches its workers through it
+  // A front end reaches its workers through CAF's network layer; a pool of its own needs none.
+  if (auto spec = server::spec_of(o); spec && !spec->nodes.empty())
+    actors::enable_network(cfg);
   caf::actor_system sys{cfg};
   auto s = server::server::create(sys, o);
   if (!s) {
