@@ -7,6 +7,7 @@
 #include "gpu/event_awaiter.hpp"
 #include "models/engine.hpp"
 
+#include <caf/actor_clock.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -151,7 +152,7 @@ private:
     const auto& sink = seq->request.sink;
     if (sink && monitored_.insert(sink.address()).second)
       monitor(sink);
-    state_.add(std::move(seq), model, running);
+    state_.add(std::move(seq), model, running, clock().now());
     wake();
   }
 
@@ -246,7 +247,7 @@ private:
     return state_.view({options_.max_batch_tokens, options_.max_seqs,
                         options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
                        engine_->device_ledger(), engine_->host_ledger(), active_, staged,
-                       switch_time_, turn_steps_, turn_started_);
+                       switch_time_, turn_steps_, turn_started_, clock().now());
   }
 
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan
@@ -318,7 +319,7 @@ private:
 
   void restart_turn() {
     turn_steps_ = 0;
-    turn_started_ = clock_type::now();
+    turn_started_ = clock().now();
   }
 
   // Times the scale-up that just started, without holding up the step loop; a cold one (not
@@ -328,15 +329,15 @@ private:
     spawn([](instance* self, gpu::event* ready, clock_type::time_point t0, std::size_t bytes,
              bool prefetched, std::size_t turn) -> coro::task<void> {
       co_await *ready;
-      const auto now = clock_type::now();
+      const auto now = self->clock().now();
       const auto took = std::chrono::duration<double>(now - t0);
       self->scale_up_seconds_ += took.count();
       if (!prefetched)
         self->switch_time_.add(bytes, took);
       if (self->switches_ == turn)
         self->turn_started_ = now;
-    }(this, &engine_->active_ready(), clock_type::now(), engine_->active()->bytes().size(),
-                                                prefetched, switches_));
+    }(this, &engine_->active_ready(), clock().now(), engine_->active()->bytes().size(), prefetched,
+                                                switches_));
   }
 
   // --- the step ---------------------------------------------------------------------------
@@ -360,11 +361,12 @@ private:
       }
       co_return;
     }
-    const auto step_start = clock_type::now();
+    const auto step_start = clock().now();
     co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
     ++steps_;
-    const auto took = clock_type::now() - step_start;
-    state_.learn(step, active_, took);
+    const auto now = clock().now();
+    const auto took = now - step_start;
+    state_.learn(step, active_, took, now);
     ++turn_steps_;
     const auto sampled = engine_->sampled();
     std::size_t next_token = 0;
@@ -411,7 +413,7 @@ private:
     seq.tokens.push_back(token);
     ++seq.generated;
     (void)seq.deadlines.on_token(
-        std::chrono::duration<double>(clock_type::now() - seq.arrived).count());
+        std::chrono::duration<double>(clock().now() - seq.arrived).count());
     if (r.sink)
       caf::anon_send(r.sink, token_atom::value, r.id, token);
     const auto& cfg = state_.models()[seq.model].served.image->config();
@@ -454,7 +456,7 @@ private:
   std::set<caf::actor_addr> monitored_;
   std::size_t active_ = static_cast<std::size_t>(-1);
   std::size_t turn_steps_ = 0;
-  clock_type::time_point turn_started_ = clock_type::now();
+  clock_type::time_point turn_started_{}; // on the actor clock, set as each turn starts
   bool ready_ = false;
   bool looping_ = false;
   std::string start_error_;

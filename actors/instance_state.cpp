@@ -88,10 +88,11 @@ std::optional<std::string> instance_state::job_error(const decode_job& job,
   return std::nullopt;
 }
 
-sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, bool running) {
+sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, bool running,
+                              clock_type::time_point now) {
   const auto& r = seq->request;
-  if (r.arrived != clock_type::time_point{})
-    seq->arrived = r.arrived; // deadlines count from the client's arrival, not this hop
+  // Deadlines count from the client's arrival, not this hop.
+  seq->arrived = r.arrived != clock_type::time_point{} ? r.arrived : now;
   seq->model = model;
   auto& m = models_[model];
   // Tokens made before it came here count as on time: their times are its request actor's.
@@ -153,7 +154,8 @@ void instance_state::clear() {
 step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
                                std::size_t active, std::size_t staged,
                                const sched::switch_estimator& switch_time, std::size_t turn_steps,
-                               clock_type::time_point turn_started) const {
+                               clock_type::time_point turn_started,
+                               clock_type::time_point now) const {
   step_view v;
   v.limits = limits;
   v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
@@ -185,7 +187,7 @@ step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, g
   v.staged = staged < models_.size() ? staged : step_view::none;
   v.switch_time = &switch_time;
   v.turn_steps = turn_steps;
-  v.now = clock_type::now();
+  v.now = now;
   v.turn_elapsed = v.now - turn_started;
   return v;
 }
@@ -200,9 +202,9 @@ void instance_state::take_turns(const step_plan& plan) {
 // --- learning ----------------------------------------------------------------------------
 
 void instance_state::learn(const std::vector<step_entry>& step, std::size_t active,
-                           clock_type::duration took) {
+                           clock_type::duration took, clock_type::time_point now) {
   auto& m = models_[active];
-  fit_prompt_allowance(step, m, took);
+  fit_prompt_allowance(step, m, took, now);
   std::size_t context = 0;
   for (const auto& e : step) {
     if (e.feed != 1)
@@ -218,8 +220,8 @@ void instance_state::learn(const std::vector<step_entry>& step, std::size_t acti
 // on the edge get short chunks. Multiplicative steering: at most halving or doubling a step,
 // never below 16 tokens.
 void instance_state::fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
-                                          clock_type::duration took) {
-  const auto step_start = clock_type::now() - took;
+                                          clock_type::duration took, clock_type::time_point now) {
+  const auto step_start = now - took;
   double target = std::numeric_limits<double>::infinity();
   std::size_t prompt = 0;
   for (const auto& e : step) {

@@ -30,8 +30,8 @@ struct sequence {
   bool cancelled = false;  ///< cancelled while in a step: it ends when the step does
   bool in_step = false;
   std::uint64_t last_step = 0; ///< for swapping out the least recently stepped first
-  std::chrono::steady_clock::time_point arrived = std::chrono::steady_clock::now();
-  sched::token_deadlines deadlines{0, 0}; ///< when its next token is due
+  std::chrono::steady_clock::time_point arrived{}; ///< on the actor clock
+  sched::token_deadlines deadlines{0, 0};          ///< when its next token is due
   double prefill_seconds = 0; ///< steps spent on its prompt (measured on a prefill instance)
 };
 
@@ -67,8 +67,10 @@ public:
   /// host in `model`'s shape, or does not match its tokens), or nothing.
   std::optional<std::string> job_error(const decode_job& job, std::size_t model) const;
   /// Takes `seq` for `model`: waiting for its prompt, or (`running`: prefilled elsewhere) in
-  /// the batch its model's turns serve now. Its deadlines count from the client's arrival.
-  sequence& add(std::unique_ptr<sequence> seq, std::size_t model, bool running);
+  /// the batch its model's turns serve now. Its deadlines count from the client's arrival (`now`
+  /// when the request does not say).
+  sequence& add(std::unique_ptr<sequence> seq, std::size_t model, bool running,
+                std::chrono::steady_clock::time_point now);
   /// The request `id` (null when it has ended).
   sequence* find(std::uint64_t id) const;
   sequence& at(std::uint64_t id) const { return *seqs_.at(id); }
@@ -92,7 +94,8 @@ public:
   /// actor's turn (`active`, `staged`: model indexes or none).
   step_view view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
                  std::size_t active, std::size_t staged, const sched::switch_estimator& switch_time,
-                 std::size_t turn_steps, std::chrono::steady_clock::time_point turn_started) const;
+                 std::size_t turn_steps, std::chrono::steady_clock::time_point turn_started,
+                 std::chrono::steady_clock::time_point now) const;
   /// Takes the batch turns and blocked flags a plan left.
   void take_turns(const step_plan& plan);
 
@@ -101,14 +104,15 @@ public:
   /// step-time estimate; steps with prompt tokens beside decoding sequences steer how many such
   /// a step may take (see `prompt_allowance`).
   void learn(const std::vector<step_entry>& step, std::size_t active,
-             std::chrono::steady_clock::duration took);
+             std::chrono::steady_clock::duration took, std::chrono::steady_clock::time_point now);
   /// Prompt tokens a step may run beside decoding sequences: what those can spare before their
   /// next tokens are due.
   std::size_t prompt_allowance() const noexcept { return prompt_allowance_; }
 
 private:
   void fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
-                            std::chrono::steady_clock::duration took);
+                            std::chrono::steady_clock::duration took,
+                            std::chrono::steady_clock::time_point now);
 
   std::vector<model_state> models_;
   std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;

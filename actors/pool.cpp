@@ -133,8 +133,11 @@ result<std::size_t> host_slab_bytes(const pool_spec& spec, const footprints& all
 result<std::vector<std::shared_ptr<gpu::device>>> make_devices(const pool_spec& spec) {
   std::vector<std::shared_ptr<gpu::device>> out;
   for (const auto& d : spec.devices) {
-    auto dev = gpu::make_device(
-        {.backend = d.backend, .ordinal = d.ordinal, .capacity_bytes = d.memory_bytes});
+    auto dev = gpu::make_device({.backend = d.backend,
+                                 .ordinal = d.ordinal,
+                                 .capacity_bytes = d.memory_bytes,
+                                 .clock = spec.sim_clock,
+                                 .profile = spec.sim_profile});
     if (!dev)
       return fail(dev.error().code, "device '" + d.name + "': " + dev.error().message);
     if (d.backend != spec.devices.front().backend)

@@ -19,7 +19,6 @@ namespace aeg::actors {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
 
 caf::error refuse(const std::string& why) {
@@ -140,7 +139,7 @@ private:
       return refuse("no running instance serves model '" + r.model + "'");
     }
     const auto id = ++next_id_;
-    r.arrived = clock_type::now();
+    r.arrived = clock().now();
     auto actor =
         spawn_request(system(), caf::actor_cast<pool_proxy_actor>(this), id, r, it->second);
     tracked t;

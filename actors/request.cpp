@@ -13,8 +13,6 @@ namespace aeg::actors {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
 // How long the proxy may take to find a request a new home.
 constexpr std::chrono::seconds placement_timeout{30};
 
@@ -60,7 +58,7 @@ private:
   void on_token(std::int32_t token) {
     if (finished_)
       return;
-    times_.push_back(std::chrono::duration<double>(clock_type::now() - client_.arrived).count());
+    times_.push_back(std::chrono::duration<double>(clock().now() - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
     if (client_.sink)

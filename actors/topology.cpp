@@ -242,9 +242,10 @@ result<device_spec> parse_device(const json& j, const std::string& where) {
   AEG_TRY_ASSIGN(ordinal, d.count("ordinal", 0, 0, 1024));
   AEG_TRY_ASSIGN(memory, d.number("memory_mib", 0, 0, most_mib));
   dev.ordinal = static_cast<int>(ordinal);
-  if (dev.backend != "cpu" && dev.backend != "cuda")
-    return fail(errc::invalid_argument,
-                d.at("backend") + ": '" + dev.backend + "' is not a backend; choose cpu or cuda");
+  if (dev.backend != "cpu" && dev.backend != "cuda" && dev.backend != "sim")
+    return fail(errc::invalid_argument, d.at("backend") + ": '" + dev.backend +
+                                            "' is not a backend; choose cpu or cuda (or sim, "
+                                            "for `aegaeon simulate`)");
   dev.memory_bytes = mib(memory);
   return dev;
 }

@@ -2,10 +2,13 @@
 
 #include "actors/roles.hpp"
 #include "coro/error.hpp"
+#include "gpu/sim/sim_clock.hpp"
+#include "gpu/sim/sim_profile.hpp"
 #include "models/model_cache.hpp"
 
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +80,11 @@ struct pool_spec {
   std::size_t max_queued = 100000;
   /// Finished requests the proxy keeps in full for `metrics_atom` (totals count all).
   std::size_t keep_finished = std::numeric_limits<std::size_t>::max();
+
+  /// A simulation's: the virtual clock its "sim" devices complete work on and what their work
+  /// costs (set by the simulator, never read from a file).
+  std::shared_ptr<gpu::sim_clock> sim_clock;
+  std::shared_ptr<const gpu::sim_profile> sim_profile;
 
   /// The names of the models instance `is` serves (all of the pool's when it lists none).
   std::vector<std::string> models_of(const instance_spec& is) const;

@@ -1,6 +1,7 @@
 #include "gpu/registry.hpp"
 
 #include "gpu/cpu/cpu_device.hpp"
+#include "gpu/sim/sim_device.hpp"
 
 #if AEG_HAS_CUDA
 #include "gpu/cuda/cuda_device.hpp"
@@ -26,8 +27,16 @@ result<std::shared_ptr<device>> make_device(const device_options& options) {
                                    "toolkit installed (AEG_CUDA=AUTO or ON) or use backend 'cpu'");
 #endif
   }
-  return fail(errc::not_found,
-              "unknown device backend '" + options.backend + "'; choose 'cpu' or 'cuda'");
+  if (options.backend == "sim") {
+    if (!options.clock || !options.profile)
+      return fail(errc::invalid_argument,
+                  "a sim device runs on a simulation's virtual clock: use `aegaeon simulate`, not "
+                  "a served topology");
+    return std::shared_ptr<device>(std::make_shared<sim_device>(
+        options.clock, options.profile, options.ordinal, options.capacity_bytes));
+  }
+  return fail(errc::not_found, "unknown device backend '" + options.backend +
+                                   "'; choose 'cpu' or 'cuda' ('sim' in a simulation)");
 }
 
 std::vector<std::string> built_backends() {

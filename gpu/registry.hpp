@@ -2,6 +2,8 @@
 
 #include "coro/error.hpp"
 #include "gpu/device.hpp"
+#include "gpu/sim/sim_clock.hpp"
+#include "gpu/sim/sim_profile.hpp"
 
 #include <cstddef>
 #include <memory>
@@ -12,13 +14,19 @@ namespace aeg::gpu {
 
 /// What `make_device` builds.
 struct device_options {
-  std::string backend = "cpu";    ///< "cpu" or "cuda"
+  std::string backend = "cpu";    ///< "cpu", "cuda" or "sim"
   int ordinal = 0;                ///< which device of that backend
-  std::size_t capacity_bytes = 0; ///< memory budget; 0: cpu 1 GiB, cuda the free memory
+  std::size_t capacity_bytes = 0; ///< memory budget; 0: cpu 1 GiB, cuda the free memory, sim
+                                  ///< the profile's
+  /// sim: the virtual clock its work completes on, and what it costs (both required).
+  std::shared_ptr<sim_clock> clock;
+  std::shared_ptr<const sim_profile> profile;
 };
 
 /// Creates a device. Errors say what to do: `errc::not_found` for an unknown backend name,
-/// `errc::unavailable` when CUDA was not built into this binary or no GPU is visible.
+/// `errc::unavailable` when CUDA was not built into this binary or no GPU is visible,
+/// `errc::invalid_argument` for a sim device without a clock or a profile (only a simulation
+/// makes those).
 result<std::shared_ptr<device>> make_device(const device_options& options);
 
 /// The backends built into this binary ("cpu", and "cuda" when built with CUDA).

@@ -9,7 +9,7 @@
 namespace aeg::gpu {
 
 /// The backends a device can have.
-enum class backend_kind { cpu, cuda };
+enum class backend_kind { cpu, cuda, sim };
 
 /// Direction of an asynchronous copy.
 enum class copy_kind { host_to_device, device_to_host, device_to_device };

@@ -51,6 +51,8 @@ result<void> dispatch(context& ctx, const char* name, CpuOp&& cpu_op, CudaOp&& c
   case gpu::backend_kind::cuda:
     AEG_TRY(ctx.stream().make_current());
     return cuda_op(ctx.stream().native_handle());
+  case gpu::backend_kind::sim:
+    break; // a simulated device computes nothing: its costs come from the profile
   }
   return fail(errc::unavailable, std::string(name) + ": this build has no kernel for the backend");
 }

@@ -1,6 +1,8 @@
 #include "models/engine.hpp"
 
 #include "coro/assert.hpp"
+#include "gpu/sim/sim_device.hpp"
+#include "models/sim_costs.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -94,6 +96,7 @@ result<std::unique_ptr<engine>> engine::create(std::shared_ptr<gpu::device> dev,
   e->dev_ = std::move(dev);
   e->host_kv_ = std::move(host_kv);
   auto& d = *e->dev_;
+  e->sim_ = d.kind() == gpu::backend_kind::sim;
   for (auto* s : {&e->compute_, &e->copy_, &e->swap_in_, &e->swap_out_}) {
     AEG_TRY_ASSIGN(auto stream, d.create_stream());
     *s = std::move(stream);
@@ -145,6 +148,14 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
   AEG_TRY_ASSIGN(auto base, arena_->stage(bytes.size()));
   const auto pieces = pieces_of(image->layout());
   resident r;
+  if (sim_) {
+    const auto& sim = static_cast<const gpu::sim_device&>(*dev_);
+    r.sim_fit = sim_costs(sim.profile(), cfg, bytes.size(),
+                          cfg.kv(image->format().kv_type()).block_bytes() /
+                              kernels::kv_geometry::block_tokens);
+    // What a scale-up costs beside its copy (the engine's own work, kept small by reuse).
+    static_cast<gpu::sim_stream&>(*copy_).busy(gpu::sim_seconds(sim.profile().switch_seconds));
+  }
   r.image = std::move(image);
   r.base = base;
   while (r.pieces.size() < pieces.size()) {
@@ -340,11 +351,40 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
       for (auto& ev : active_.pieces)
         pieces.push_back(ev.get());
   }
+  if (sim_) {
+    if (want_logits)
+      return fail(errc::invalid_argument, "a simulated device computes no logits");
+    AEG_TRY(enqueue_sim_step(steps, pieces));
+    return compute_->record(*step_done_);
+  }
   const auto& image = *active_.image;
   const device_weights w{&image.config(), &image.layout(), active_.base};
   AEG_TRY(runner_->enqueue(w, image.format().kv_type(), steps, device_kv_->base(), want_logits,
                            pieces));
   return compute_->record(*step_done_);
+}
+
+result<void> engine::enqueue_sim_step(std::span<const sequence_step> steps,
+                                      std::span<gpu::event* const> pieces) {
+  auto& s = static_cast<gpu::sim_stream&>(*compute_);
+  const double seconds = sim_step_seconds(active_.sim_fit, steps);
+  // The first layer computes once it is in and the last once the copy has ended: a step of a
+  // model still arriving ends no earlier than its last layer's share after the copy.
+  const double last_share =
+      pieces.empty() ? 0 : 1.0 / static_cast<double>(active_.image->config().num_layers);
+  if (!pieces.empty())
+    AEG_TRY(s.wait(*pieces.front()));
+  s.busy(gpu::sim_seconds(seconds * (1 - last_share)));
+  if (!pieces.empty()) {
+    AEG_TRY(s.wait(*pieces.back()));
+    s.busy(gpu::sim_seconds(seconds * last_share));
+  }
+  const auto token = static_cast<std::int32_t>(active_.image->config().vocab_size / 2);
+  sim_sampled_.clear();
+  for (const auto& st : steps)
+    if (st.sample)
+      sim_sampled_.push_back(token);
+  return {};
 }
 
 llama_config largest_shape(std::span<const llama_config> configs) {

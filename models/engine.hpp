@@ -3,6 +3,7 @@
 #include "coro/error.hpp"
 #include "gpu/device.hpp"
 #include "gpu/kv_pool.hpp"
+#include "gpu/sim/sim_profile.hpp"
 #include "gpu/weight_arena.hpp"
 #include "kernels/context.hpp"
 #include "models/llama/runner.hpp"
@@ -145,8 +146,12 @@ public:
                                           std::span<kv_handle* const> kv, bool want_logits = false);
   /// Completes when the last enqueued step has.
   gpu::event& step_done() noexcept { return *step_done_; }
-  /// The tokens the last step picked (once `step_done()` has completed).
-  std::span<const std::int32_t> sampled() const noexcept { return runner_->sampled(); }
+  /// The tokens the last step picked (once `step_done()` has completed). On a simulated device
+  /// every pick is the vocabulary's middle token (no stop token of the families served), so a
+  /// request runs to its `max_tokens`, as its trace says.
+  std::span<const std::int32_t> sampled() const noexcept {
+    return sim_ ? std::span<const std::int32_t>(sim_sampled_) : runner_->sampled();
+  }
   std::span<const float> logits() const noexcept { return runner_->logits(); }
 
   // --- state --------------------------------------------------------------------------------
@@ -168,8 +173,13 @@ private:
     std::shared_ptr<const model_image> image;
     std::byte* base = nullptr;
     std::vector<std::unique_ptr<gpu::event>> pieces;
-    bool copied = false; // every piece known complete: steps stop waiting
+    bool copied = false;        // every piece known complete: steps stop waiting
+    gpu::sim_model_fit sim_fit; // a simulated device's step times for this model
   };
+
+  // A simulated device's step: its cost on the compute stream, no arithmetic.
+  result<void> enqueue_sim_step(std::span<const sequence_step> steps,
+                                std::span<gpu::event* const> pieces);
 
   std::shared_ptr<gpu::device> dev_;
   std::shared_ptr<gpu::kv_pool> host_kv_;
@@ -181,6 +191,8 @@ private:
   std::shared_ptr<gpu::event> step_done_; // shared: freed blocks wait on it
   resident active_, staged_;
   std::vector<std::unique_ptr<gpu::event>> spare_pieces_; // events of a scaled-down model, reused
+  bool sim_ = false;                                      // the device is simulated
+  std::vector<std::int32_t> sim_sampled_;
   engine_stats stats_;
 };
 

@@ -1,5 +1,6 @@
 #include "models/model_cache.hpp"
 
+#include "gpu/sim/sim_device.hpp"
 #include "models/gguf/file.hpp"
 #include "models/hf/folder.hpp"
 
@@ -276,7 +277,18 @@ result<std::shared_ptr<const model_image>> model_cache::add(const std::string& n
   bool reused = false;
   std::shared_ptr<std::byte> memory;
   std::function<void()> publish;
-  if (!opts_.shared_dir.empty()) {
+  if (format.backend == gpu::backend_kind::sim) {
+    // A simulated device copies nothing: the image is address space, one per size, shared.
+    std::lock_guard lock(mutex_);
+    auto& hollow = hollow_[bytes];
+    if (!hollow)
+      hollow = gpu::hollow_memory(bytes);
+    if (!hollow) {
+      used_ -= bytes;
+      return fail(errc::out_of_memory, "no address space left for model '" + name + "'");
+    }
+    memory = hollow;
+  } else if (!opts_.shared_dir.empty()) {
     auto key = key_of(src, format);
     if (!key) {
       release_reservation();
@@ -298,7 +310,10 @@ result<std::shared_ptr<const model_image>> model_cache::add(const std::string& n
     }
     memory = std::move(*m);
   }
-  if (!reused) {
+  if (format.backend == gpu::backend_kind::sim) {
+    if (progress)
+      progress(bytes, bytes);
+  } else if (!reused) {
     if (file)
       fill_llama(*file, layout, memory.get(), progress);
     else

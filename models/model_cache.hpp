@@ -88,6 +88,7 @@ private:
   options opts_;
   mutable std::mutex mutex_;
   std::map<std::string, entry, std::less<>> entries_;
+  std::map<std::size_t, std::shared_ptr<std::byte>> hollow_; // a simulation's images, by size
   std::size_t used_ = 0;
 };
 

@@ -1,0 +1,208 @@
+#include "actors/simulation.hpp"
+
+#include "actors/atoms.hpp"
+#include "actors/pool.hpp"
+#include "actors/proxy.hpp"
+#include "gpu/sim/sim_device.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/detail/test_actor_clock.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+
+namespace aeg::actors {
+
+namespace {
+
+using arrive_atom = caf::atom_constant<caf::atom("arrive")>;
+using collect_atom = caf::atom_constant<caf::atom("collect")>;
+
+// What the client learns, read by the driver between runs of the scheduler (one thread).
+struct client_state {
+  std::size_t ended = 0, rejected = 0;
+  std::string first_rejection;
+  bool collected = false;
+  std::size_t pending_answers = 0;
+  pool_metrics metrics;
+  std::vector<instance_stats> instances;
+  std::vector<std::string> events;
+};
+
+// Submits each arrival when the driver says it is due, counts the ends, and once told collects
+// the proxy's metrics and every instance's stats.
+class sim_client final : public caf::event_based_actor {
+public:
+  sim_client(caf::actor_config& cfg, proxy_actor proxy, std::vector<instance_actor> instances,
+             const std::vector<sim_arrival>* arrivals, std::shared_ptr<client_state> state,
+             bool log)
+      : caf::event_based_actor(cfg), proxy_(std::move(proxy)), instances_(std::move(instances)),
+        arrivals_(arrivals), state_(std::move(state)), log_(log) {}
+
+  caf::behavior make_behavior() override {
+    return {
+        [this](arrive_atom, std::size_t i) { submit(i); },
+        [this](token_atom, std::uint64_t id, std::int32_t) {
+          if (log_)
+            note("token " + std::to_string(id) + " #" + std::to_string(++tokens_[id]));
+        },
+        [this](done_atom, const generation_result& r) {
+          if (log_)
+            note("done " + std::to_string(r.id) + " " + std::string(to_string(r.reason)));
+          ++state_->ended;
+        },
+        [this](collect_atom) { collect(); },
+    };
+  }
+
+private:
+  void note(std::string what) {
+    char t[32];
+    std::snprintf(t, sizeof t, "%.6f ",
+                  std::chrono::duration<double>(clock().now().time_since_epoch()).count());
+    state_->events.push_back(t + what);
+  }
+
+  void submit(std::size_t i) {
+    const auto& a = (*arrivals_)[i];
+    generation_request r;
+    r.id = i;
+    r.model = a.model;
+    // A simulated device reads no token: any ids inside every vocabulary will do.
+    r.prompt.assign(std::max<std::size_t>(a.prompt_tokens, 1), 100);
+    r.max_tokens = std::max<std::size_t>(a.output_tokens, 1);
+    r.sink = caf::actor_cast<generation_sink>(this);
+    request(proxy_, caf::infinite, submit_atom::value, std::move(r))
+        .then([](std::uint64_t) {},
+              [this](caf::error& e) {
+                if (state_->rejected++ == 0) {
+                  const auto& ctx = e.context();
+                  state_->first_rejection = ctx.match_elements<std::string>()
+                                                ? ctx.get_as<std::string>(0)
+                                                : system().render(e);
+                }
+                ++state_->ended;
+              });
+  }
+
+  void collect() {
+    state_->pending_answers = 1 + instances_.size();
+    state_->instances.resize(instances_.size());
+    request(proxy_, caf::infinite, metrics_atom::value)
+        .then(
+            [this](const pool_metrics& m) {
+              state_->metrics = m;
+              answered();
+            },
+            [this](caf::error&) { answered(); });
+    for (std::size_t i = 0; i < instances_.size(); ++i)
+      request(instances_[i], caf::infinite, stats_atom::value)
+          .then(
+              [this, i](const instance_stats& s) {
+                state_->instances[i] = s;
+                answered();
+              },
+              [this](caf::error&) { answered(); });
+  }
+
+  void answered() {
+    if (--state_->pending_answers == 0)
+      state_->collected = true;
+  }
+
+  proxy_actor proxy_;
+  std::vector<instance_actor> instances_;
+  const std::vector<sim_arrival>* arrivals_; // the caller's, alive for the whole simulation
+  std::shared_ptr<client_state> state_;
+  bool log_;
+  std::map<std::uint64_t, std::size_t> tokens_;
+};
+
+} // namespace
+
+result<simulation_report> simulate(pool_spec spec, const std::vector<sim_arrival>& arrivals,
+                                   const simulation_options& options) {
+  if (!spec.sim_profile)
+    return fail(errc::invalid_argument, "a simulation needs a device profile");
+  if (spec.devices.empty() || !spec.nodes.empty())
+    return fail(errc::invalid_argument, "a simulation runs a pool of sim devices, not nodes");
+  for (const auto& d : spec.devices)
+    if (d.backend != "sim")
+      return fail(errc::invalid_argument, "device '" + d.name + "' is '" + d.backend +
+                                              "': a simulation's devices are all 'sim'");
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  auto& caf_clock = dynamic_cast<caf::detail::test_actor_clock&>(sys.clock());
+  // One clock: the actors read CAF's, the devices complete on ours; both move together.
+  auto clock = std::make_shared<gpu::sim_clock>(caf_clock.now());
+  spec.sim_clock = clock;
+  const auto start = clock->now();
+  simulation_report report;
+  {
+    AEG_TRY_ASSIGN(auto p, pool::start(sys, spec));
+    auto state = std::make_shared<client_state>();
+    auto client =
+        sys.spawn<sim_client>(p->proxy(), p->instances(), &arrivals, state, options.log_events);
+    for (std::size_t i = 0; i < arrivals.size(); ++i)
+      clock->at(start + gpu::sim_seconds(std::max(arrivals[i].at, 0.0)),
+                [client, i] { caf::anon_send(client, arrive_atom::value, i); });
+    bool asked = false;
+    std::size_t rounds = 0;
+    while (!state->collected) {
+      while (sched.try_run_once())
+        ++report.messages;
+      if (state->collected)
+        break;
+      if (!asked && state->ended == arrivals.size()) {
+        caf::anon_send(client, collect_atom::value);
+        asked = true;
+        continue;
+      }
+      // Nothing can run now: time jumps to whatever comes next, a device's work or a timeout.
+      auto next = clock->next();
+      const auto& timeouts = caf_clock.schedule();
+      if (!timeouts.empty() && (!next || timeouts.begin()->first < *next))
+        next = timeouts.begin()->first;
+      if (!next)
+        return fail(
+            errc::internal,
+            "the simulation stopped advancing at " +
+                std::to_string(std::chrono::duration<double>(clock->now() - start).count()) +
+                " s with " + std::to_string(arrivals.size() - state->ended) + " of " +
+                std::to_string(arrivals.size()) + " requests unfinished");
+      if (*next > caf_clock.current_time)
+        caf_clock.advance_time(*next - caf_clock.current_time);
+      clock->advance_to(*next);
+      if (options.progress && ++rounds % 4096 == 0)
+        options.progress(std::chrono::duration<double>(clock->now() - start).count(), state->ended,
+                         arrivals.size());
+    }
+    report.metrics = std::move(state->metrics);
+    report.instances = std::move(state->instances);
+    report.rejected = state->rejected;
+    report.first_rejection = std::move(state->first_rejection);
+    report.events = std::move(state->events);
+    report.simulated_seconds = std::chrono::duration<double>(clock->now() - start).count();
+    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
+  } // the pool stops its actors
+  while (sched.try_run_once())
+    ;
+  // What the instances' exits left on the devices' timelines runs, so nothing holds them.
+  while (auto next = clock->next())
+    clock->advance_to(*next);
+  while (sched.try_run_once())
+    ;
+  return report;
+}
+
+} // namespace aeg::actors

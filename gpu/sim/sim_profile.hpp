@@ -1,0 +1,43 @@
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <string>
+
+namespace aeg::gpu {
+
+/// Seconds as `a + b·x + c·y`: the step-time fits of DistServe's form that the paper's artifact
+/// uses (prefill: x = tokens, y = Σ len²; decode: x = context tokens, y = batch size).
+struct linear_cost {
+  double a = 0, b = 0, c = 0;
+  double at(double x, double y) const noexcept { return a + b * x + c * y; }
+};
+
+/// Measured (or published) step times of one model shape on one GPU.
+struct sim_model_fit {
+  linear_cost prefill; ///< x = tokens read in the step, y = Σ over sequences of tokens × context
+  linear_cost decode;  ///< x = context tokens attended to, y = sequences decoding
+  std::string source;  ///< where the numbers came from
+};
+
+/// What a simulated device costs: its memory, its copy links, and how long a step of each model
+/// shape takes. Shapes without a fit are costed from the roofline (HBM bandwidth and dense FLOPS
+/// at the efficiencies given). Plain data: read from and written to `profiles/*.json`.
+struct sim_profile {
+  std::string name = "sim"; ///< the GPU, "H800"
+  std::string source;       ///< where the numbers came from
+  std::size_t memory_bytes = std::size_t{80} << 30;
+  double h2d_bytes_per_second = 25e9; ///< pinned host to device, one direction
+  double d2h_bytes_per_second = 25e9; ///< device to pinned host
+  double d2d_bytes_per_second = 1e12; ///< within the device
+  double copy_seconds = 0;            ///< fixed cost of each copy call
+  double switch_seconds = 0;          ///< fixed cost of each scale-up, beside its copy
+  // The roofline, for shapes without a fit:
+  double hbm_bytes_per_second = 2e12;
+  double flops = 300e12; ///< dense half-precision FLOP/s
+  double bandwidth_efficiency = 0.8, flops_efficiency = 0.5;
+  double step_seconds = 0.002;                 ///< fixed cost of a step (launches, sampling)
+  std::map<std::string, sim_model_fit> models; ///< by shape name ("qwen2.5-7b")
+};
+
+} // namespace aeg::gpu

@@ -1,0 +1,78 @@
+#include "actors/simulation.hpp"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+namespace aeg::actors {
+namespace {
+
+// `devices` simulated H800-like GPUs (the profile's defaults), the first `prefill` of them
+// prefill-only, serving `models` synthetic Qwen2.5-7B shapes.
+pool_spec sim_pool(std::size_t devices, std::size_t prefill, std::size_t models,
+                   routing route = routing::aegaeon) {
+  pool_spec s;
+  auto profile = std::make_shared<gpu::sim_profile>();
+  profile->name = "test-gpu";
+  profile->h2d_bytes_per_second = 32e9;
+  s.sim_profile = profile;
+  for (std::size_t i = 0; i < devices; ++i) {
+    s.devices.push_back({"g" + std::to_string(i), "sim", static_cast<int>(i), 0});
+    instance_spec is;
+    is.device = s.devices.back().name;
+    is.max_batch_tokens = 4096;
+    is.max_seqs = 64;
+    if (prefill > 0)
+      is.role = i < prefill ? instance_role::prefill : instance_role::decode;
+    s.instances.push_back(is);
+  }
+  for (std::size_t i = 0; i < models; ++i) {
+    model_spec m;
+    m.name = "m" + std::to_string(i);
+    m.source.synthetic = "qwen2.5-7b";
+    s.models.push_back(m);
+  }
+  s.policy.route = route;
+  s.host_kv_bytes = std::size_t{64} << 30;
+  s.slab_bytes = std::size_t{64} << 20;
+  return s;
+}
+
+std::vector<sim_arrival> arrivals(std::size_t models, std::size_t n) {
+  std::vector<sim_arrival> out;
+  for (std::size_t i = 0; i < n; ++i)
+    out.push_back({0.37 * static_cast<double>(i), "m" + std::to_string(i % models),
+                   50 + (i * 97) % 900, 16 + (i * 53) % 300});
+  return out;
+}
+
+TEST(Simulation, EveryRequestEndsWithTheTokensItAskedFor) {
+  const auto trace = arrivals(4, 60);
+  auto r = simulate(sim_pool(3, 1, 4), trace);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->rejected, 0U) << r->first_rejection;
+  ASSERT_EQ(r->metrics.finished.size(), trace.size());
+  for (const auto& f : r->metrics.finished) {
+    EXPECT_EQ(f.reason, finish_reason::length) << f.message;
+    EXPECT_EQ(f.token_times.size(), trace[f.id].output_tokens) << "request " << f.id;
+  }
+  for (const auto& s : r->instances) {
+    EXPECT_EQ(s.kv_bytes_used, 0U);
+    EXPECT_EQ(s.running + s.waiting, 0U);
+  }
+  EXPECT_GT(r->simulated_seconds, trace.back().at);
+}
+
+TEST(Simulation, SameSeedSameEvents) {
+  const auto trace = arrivals(5, 40);
+  simulation_options o;
+  o.log_events = true;
+  auto a = simulate(sim_pool(4, 1, 5), trace, o);
+  auto b = simulate(sim_pool(4, 1, 5), trace, o);
+  ASSERT_TRUE(a && b);
+  ASSERT_FALSE(a->events.empty());
+  EXPECT_EQ(a->events, b->events);
+}
+
+} // namespace
+} // namespace aeg::actors
