@@ -3,6 +3,8 @@
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
 #include "apps/aegaeon/interrupt.hpp"
+#include "apps/aegaeon/policy_pool.hpp"
+#include "apps/aegaeon/run_summary.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "gpu/registry.hpp"
 #include "models/llama/config.hpp"
@@ -31,20 +33,6 @@ namespace {
 
 using arrive_atom = caf::atom_constant<caf::atom("arrive")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
-
-struct run_result {
-  std::string policy;
-  std::size_t models = 0;
-  std::size_t requests = 0, finished = 0, rejected = 0, failed = 0;
-  std::size_t tokens_expected = 0, tokens_on_time = 0;
-  double attainment = 0;       ///< mean over requests of time on schedule (rejected: 0)
-  double token_attainment = 0; ///< tokens on time / tokens asked for (rejected count as late)
-  double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
-  std::size_t switches = 0;
-  double seconds = 0;
-  std::string first_rejection; ///< why the first rejected request was refused
-  std::string first_failure;   ///< why the first failed request failed
-};
 
 // The proxy refuses with a message in the error's context; show that rather than CAF's dump.
 std::string reason_of(caf::actor_system& sys, const caf::error& e) {
@@ -117,10 +105,10 @@ private:
 
 actors::pool_spec make_spec(const bench_options& o, const std::string& policy,
                             const std::vector<std::string>& models) {
-  actors::pool_spec s;
-  for (std::size_t i = 0; i < o.devices; ++i)
-    s.devices.push_back(
-        {"d" + std::to_string(i), o.backend, static_cast<int>(i), o.device_mib << 20});
+  const std::size_t prefill = o.prefill_devices >= 0 ? static_cast<std::size_t>(o.prefill_devices)
+                              : o.devices < 3        ? 0
+                                                     : std::max<std::size_t>(1, o.devices * 3 / 8);
+  std::vector<actors::model_spec> specs;
   for (std::size_t i = 0; i < models.size(); ++i) {
     actors::model_spec m;
     m.name = models[i];
@@ -128,30 +116,10 @@ actors::pool_spec make_spec(const bench_options& o, const std::string& policy,
     m.source.seed = 1 + i;
     m.ttft_seconds = o.ttft;
     m.tbt_seconds = o.tbt;
-    s.models.push_back(m);
+    specs.push_back(m);
   }
-  const std::size_t prefill = o.prefill_devices >= 0 ? static_cast<std::size_t>(o.prefill_devices)
-                              : o.devices < 3        ? 0
-                                                     : std::max<std::size_t>(1, o.devices * 3 / 8);
-  for (std::size_t i = 0; i < o.devices; ++i) {
-    actors::instance_spec is;
-    is.device = "d" + std::to_string(i);
-    is.max_batch_tokens = 1024;
-    is.max_seqs = 32;
-    if ((policy == "aegaeon" || policy == "fcfs") && prefill > 0)
-      is.role = i < prefill ? actors::instance_role::prefill : actors::instance_role::decode;
-    if (policy == "dedicated") {
-      if (i >= models.size())
-        continue;
-      is.models = {models[i]};
-    }
-    s.instances.push_back(is);
-  }
-  s.policy.route = policy == "request_level" ? actors::routing::request_level
-                   : policy == "dedicated"   ? actors::routing::dedicated
-                                             : actors::routing::aegaeon;
-  s.policy.max_group = policy == "fcfs" ? 1 : 8;
-  s.policy.decode = "weighted_round_robin";
+  auto s = policy_pool({o.backend, o.devices, prefill, o.device_mib << 20, 1024, 32}, policy,
+                       std::move(specs));
   s.shared_dir = o.shared_dir;
   s.host_kv_bytes = std::size_t{512} << 20;
   s.slab_bytes = std::size_t{16} << 20;
@@ -166,6 +134,7 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
   run_result res;
   res.policy = policy;
   res.models = models.size();
+  res.rate = o.rate;
   res.requests = trace.size();
   if (stop_requested()) // asked before the pool starts, and again once it has: starting takes long
     return fail(errc::cancelled, "interrupted");
@@ -209,35 +178,9 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
     self->request(inst, caf::infinite, actors::stats_atom::value)
         .receive([&](const actors::instance_stats& s) { res.switches += s.switches; },
                  [](caf::error&) {});
-  std::map<std::string, std::size_t> by_model; // expected output per request id, by model
-  std::vector<double> ttfts, tbts, per_request;
   for (const auto& t : trace)
     res.tokens_expected += t.output_tokens;
-  for (const auto& f : m.finished) {
-    ++res.finished;
-    if ((f.reason == actors::finish_reason::error ||
-         f.reason == actors::finish_reason::unavailable) &&
-        res.failed++ == 0)
-      res.first_failure = f.message;
-    res.tokens_on_time += f.tokens_on_time;
-    per_request.push_back(f.time_attainment());
-    if (!f.token_times.empty())
-      ttfts.push_back(f.ttft());
-    for (std::size_t k = 1; k < f.token_times.size(); ++k)
-      tbts.push_back(f.token_times[k] - f.token_times[k - 1]);
-  }
-  for (std::size_t i = 0; i < res.rejected; ++i)
-    per_request.push_back(0);
-  res.token_attainment = res.tokens_expected == 0 ? 1.0
-                                                  : static_cast<double>(res.tokens_on_time) /
-                                                        static_cast<double>(res.tokens_expected);
-  res.attainment = per_request.empty()
-                       ? 1.0
-                       : std::accumulate(per_request.begin(), per_request.end(), 0.0) /
-                             static_cast<double>(per_request.size());
-  res.ttft_p50 = percentile(ttfts, 0.5);
-  res.ttft_p99 = percentile(ttfts, 0.99);
-  res.tbt_p99 = percentile(tbts, 0.99);
+  summarize(res, m);
   return res;
 }
 
@@ -400,9 +343,7 @@ int run_bench(const bench_options& o) {
         o.trace_path.empty() ? make_trace({models, o.rate, o.duration, o.prompt_mean, o.output_mean,
                                            max_prompt, max_output, o.seed})
                              : trace_file;
-    fmt::print("\n{} models, {} requests\n{:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", n,
-               trace.size(), "policy", "attainment", "tokens", "TTFT p50", "TTFT p99", "TBT p99",
-               "switches", "rejected");
+    fmt::print("\n{} models, {} requests\n{}", n, trace.size(), table_header());
     for (const auto& policy : o.policies) {
       auto r = run_one(sys, o, policy, models, trace);
       if (!r && r.error().code == errc::cancelled) {
@@ -417,14 +358,7 @@ int run_bench(const bench_options& o) {
         fmt::print(stderr, "aegaeon bench: {}\n", r.error().message);
         return 1;
       }
-      fmt::print("{:>14} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n", policy,
-                 100 * r->attainment, 100 * r->token_attainment, r->ttft_p50, r->ttft_p99,
-                 r->tbt_p99, r->switches, r->rejected);
-      if (r->rejected > 0)
-        fmt::print("{:>14} {} rejected; the first because: {}\n", "", r->rejected,
-                   r->first_rejection);
-      if (r->failed > 0)
-        fmt::print("{:>14} {} failed; the first because: {}\n", "", r->failed, r->first_failure);
+      fmt::print("{}{}", table_row(*r), table_notes(*r));
       std::fflush(stdout);
       all.push_back(std::move(*r));
     }
@@ -433,41 +367,17 @@ int run_bench(const bench_options& o) {
   fmt::print("\ngoodput (most models with >= 90% attainment on {} devices{}):\n", o.devices,
              interrupted ? ", in the runs finished" : "");
   for (const auto& policy : o.policies) {
-    std::size_t best = 0;
-    for (const auto& r : all)
-      if (r.policy == policy && r.attainment >= 0.9)
-        best = std::max(best, r.models);
+    const std::size_t best = goodput_models(all, policy);
     fmt::print("{:>14}: {} models ({:.2f} per device)\n", policy, best,
                static_cast<double>(best) / static_cast<double>(o.devices));
   }
   nlohmann::json runs = nlohmann::json::array();
   if (csv_out)
-    *csv_out << "policy,models,requests,finished,rejected,failed,tokens_expected,tokens_on_time,"
-                "attainment,token_attainment,ttft_p50,ttft_p99,tbt_p99,switches,seconds\n";
+    *csv_out << csv_header();
   for (const auto& r : all) {
-    runs.push_back({{"policy", r.policy},
-                    {"models", r.models},
-                    {"requests", r.requests},
-                    {"finished", r.finished},
-                    {"rejected", r.rejected},
-                    {"failed", r.failed},
-                    {"tokens_expected", r.tokens_expected},
-                    {"tokens_on_time", r.tokens_on_time},
-                    {"attainment", r.attainment},
-                    {"token_attainment", r.token_attainment},
-                    {"ttft_p50", r.ttft_p50},
-                    {"ttft_p99", r.ttft_p99},
-                    {"tbt_p99", r.tbt_p99},
-                    {"switches", r.switches},
-                    {"seconds", r.seconds},
-                    {"first_rejection", r.first_rejection},
-                    {"first_failure", r.first_failure}});
+    runs.push_back(to_json(r));
     if (csv_out)
-      *csv_out << fmt::format(
-          "{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.4f},{},{:.1f}\n", r.policy,
-          r.models, r.requests, r.finished, r.rejected, r.failed, r.tokens_expected,
-          r.tokens_on_time, r.attainment, r.token_attainment, r.ttft_p50, r.ttft_p99, r.tbt_p99,
-          r.switches, r.seconds);
+      *csv_out << csv_row(r);
   }
   if (json_out) {
     nlohmann::json doc = {{"devices", o.devices}, {"backend", o.backend}, {"shape", o.shape},

@@ -1,8 +1,10 @@
 #include "apps/aegaeon/bench.hpp"
+#include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/demo.hpp"
 #include "apps/aegaeon/generate.hpp"
 #include "apps/aegaeon/remote.hpp"
 #include "apps/aegaeon/serve.hpp"
+#include "apps/aegaeon/simulate.hpp"
 #include "apps/aegaeon/worker.hpp"
 #include "gpu/registry.hpp"
 #include "models/tokenizer/chat_template.hpp"
@@ -33,66 +35,10 @@ std::vector<std::string> split_names(const std::string& list) {
   return out;
 }
 
+using aeg::apps::bounds;
 using aeg::apps::default_model_path;
-constexpr double no_limit = std::numeric_limits<double>::infinity();
-
-// What a numeric option accepts. CLI11's Range prints DBL_MAX in full, calls a word that is not
-// a number "not in range" and lets NaN through; these say what the option wants instead.
-struct bounds {
-  double lo = 0;
-  double hi = no_limit;
-  bool above = false;   // lo itself is not allowed
-  bool integer = false; // a whole number (also keeps "-1" from wrapping in an unsigned option)
-  const char* why = ""; // appended to the message: the reason for the bound
-};
-
-// "--rate: must be greater than 0, got 0" and the like.
-CLI::Validator number(bounds b) {
-  std::string desc = b.above ? fmt::format("> {}", b.lo) : fmt::format(">= {}", b.lo);
-  if (b.hi != no_limit)
-    desc += fmt::format(", <= {}", b.hi);
-  return CLI::Validator(
-      [b](std::string& in) -> std::string {
-        double v = 0;
-        if (b.integer) {
-          const char* first = in.data();
-          const char* last = in.data() + in.size();
-          std::from_chars_result r{};
-          if (!in.empty() && in.front() == '-') {
-            long long x = 0;
-            r = std::from_chars(first, last, x);
-            v = static_cast<double>(x);
-          } else {
-            unsigned long long x = 0;
-            r = std::from_chars(first, last, x);
-            v = static_cast<double>(x);
-          }
-          if (r.ec == std::errc::result_out_of_range)
-            return fmt::format("'{}' is too large", in);
-          if (r.ec != std::errc{} || r.ptr != last)
-            return fmt::format("expects a whole number, got '{}'", in);
-        } else {
-          char* end = nullptr;
-          v = std::strtod(in.c_str(), &end);
-          if (in.empty() || end != in.c_str() + in.size())
-            return fmt::format("expects a number, got '{}'", in);
-          if (!std::isfinite(v))
-            return fmt::format("expects a finite number, got '{}'", in);
-        }
-        const bool low = b.above ? v <= b.lo : v < b.lo;
-        if (!low && v <= b.hi)
-          return {};
-        const bool capped = b.hi != no_limit;
-        const std::string want = b.above && capped
-                                     ? fmt::format("greater than {} and at most {}", b.lo, b.hi)
-                                 : b.above ? fmt::format("greater than {}", b.lo)
-                                 : capped  ? fmt::format("between {} and {}", b.lo, b.hi)
-                                           : fmt::format("at least {}", b.lo);
-        return fmt::format("must be {}, got {}{}", want, in, b.why);
-      },
-      desc);
-}
-
+using aeg::apps::no_limit;
+using aeg::apps::number;
 // The flags `generate` and `chat` share; `chat` says what --model means with --url.
 void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool chat) {
   cmd->add_option("--model", o.model_path,
@@ -404,6 +350,9 @@ int main(int argc, char** argv) {
                    "Where model images are kept between runs (empty: private memory)")
       ->capture_default_str();
 
+  aeg::apps::simulate_options simulate;
+  auto* simulate_cmd = aeg::apps::add_simulate_command(app, simulate);
+
   // CLI11 says only "A subcommand is required" for a misspelt one.
   const auto known = [&](const std::string& name) {
     return !app.get_subcommands([&](CLI::App* c) { return c->check_name(name); }).empty();
@@ -439,6 +388,10 @@ int main(int argc, char** argv) {
     if (!bench.rates.empty())
       bench.rate = bench.rates.front();
     return aeg::apps::run_bench(bench);
+  }
+  if (simulate_cmd->parsed()) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0); // rows come minutes apart: show each as it comes
+    return aeg::apps::run_simulate(simulate);
   }
   if (serve_cmd->parsed()) {
     if (!api_key_file.empty()) {

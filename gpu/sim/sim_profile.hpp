@@ -1,5 +1,7 @@
 #pragma once
 
+#include "coro/error.hpp"
+
 #include <cstddef>
 #include <map>
 #include <string>
@@ -39,5 +41,13 @@ struct sim_profile {
   double step_seconds = 0.002;                 ///< fixed cost of a step (launches, sampling)
   std::map<std::string, sim_model_fit> models; ///< by shape name ("qwen2.5-7b")
 };
+
+/// Reads a profile (JSON; see docs/research.md). Every field but "name" may be left out (the
+/// defaults above); a field of the wrong type or out of range is an error that names it.
+result<sim_profile> read_sim_profile(const std::string& path);
+/// `read_sim_profile` of JSON text; `origin` names it in errors.
+result<sim_profile> parse_sim_profile(const std::string& json, const std::string& origin);
+/// `p` as the JSON `read_sim_profile` reads.
+std::string to_json(const sim_profile& p);
 
 } // namespace aeg::gpu

@@ -1,0 +1,31 @@
+#pragma once
+
+#include "actors/topology.hpp"
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace aeg::apps {
+
+/// The policies a pool can be built for: Aegaeon's (token-level, prefill and decode apart),
+/// ServerlessLLM-like request-level scaling, one model per device, and Aegaeon without grouping.
+inline const std::vector<std::string> pool_policies = {"aegaeon", "request_level", "dedicated",
+                                                       "fcfs"};
+
+/// The devices of an experiment's pools, the same under every policy.
+struct pool_shape {
+  std::string backend = "cpu";
+  std::size_t devices = 4;
+  std::size_t prefill_devices = 0; ///< aegaeon and fcfs: prefill-only devices; 0: colocated
+  std::size_t device_bytes = 0;    ///< 0: the backend's default
+  std::size_t max_batch_tokens = 1024, max_seqs = 32;
+};
+
+/// A pool of `shape` serving `models` under `policy` (one of `pool_policies`): every device an
+/// instance (dedicated: one per model, while devices last), routed and scheduled as the
+/// policy does.
+actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy,
+                              std::vector<actors::model_spec> models);
+
+} // namespace aeg::apps

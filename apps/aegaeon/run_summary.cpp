@@ -1,0 +1,107 @@
+#include "apps/aegaeon/run_summary.hpp"
+
+#include "apps/aegaeon/trace.hpp"
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <numeric>
+
+namespace aeg::apps {
+
+void summarize(run_result& res, const actors::pool_metrics& m) {
+  std::vector<double> ttfts, tbts, per_request;
+  for (const auto& f : m.finished) {
+    ++res.finished;
+    if ((f.reason == actors::finish_reason::error ||
+         f.reason == actors::finish_reason::unavailable) &&
+        res.failed++ == 0)
+      res.first_failure = f.message;
+    res.tokens_on_time += f.tokens_on_time;
+    per_request.push_back(f.time_attainment());
+    if (!f.token_times.empty())
+      ttfts.push_back(f.ttft());
+    for (std::size_t k = 1; k < f.token_times.size(); ++k)
+      tbts.push_back(f.token_times[k] - f.token_times[k - 1]);
+  }
+  for (std::size_t i = 0; i < res.rejected; ++i)
+    per_request.push_back(0);
+  res.token_attainment = res.tokens_expected == 0 ? 1.0
+                                                  : static_cast<double>(res.tokens_on_time) /
+                                                        static_cast<double>(res.tokens_expected);
+  res.attainment = per_request.empty()
+                       ? 1.0
+                       : std::accumulate(per_request.begin(), per_request.end(), 0.0) /
+                             static_cast<double>(per_request.size());
+  res.ttft_p50 = percentile(ttfts, 0.5);
+  res.ttft_p99 = percentile(ttfts, 0.99);
+  res.tbt_p99 = percentile(tbts, 0.99);
+}
+
+std::string table_header() {
+  return fmt::format("{:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "policy", "attainment",
+                     "tokens", "TTFT p50", "TTFT p99", "TBT p99", "switches", "rejected");
+}
+
+std::string table_row(const run_result& r) {
+  return fmt::format("{:>14} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n",
+                     r.policy, 100 * r.attainment, 100 * r.token_attainment, r.ttft_p50,
+                     r.ttft_p99, r.tbt_p99, r.switches, r.rejected);
+}
+
+std::string table_notes(const run_result& r) {
+  std::string out;
+  if (r.rejected > 0)
+    out += fmt::format("{:>14} {} rejected; the first because: {}\n", "", r.rejected,
+                       r.first_rejection);
+  if (r.failed > 0)
+    out += fmt::format("{:>14} {} failed; the first because: {}\n", "", r.failed, r.first_failure);
+  return out;
+}
+
+std::string csv_header() {
+  return "policy,models,rate,slo_scale,requests,finished,rejected,failed,tokens_expected,"
+         "tokens_on_time,attainment,token_attainment,ttft_p50,ttft_p99,tbt_p99,switches,"
+         "seconds\n";
+}
+
+std::string csv_row(const run_result& r) {
+  return fmt::format("{},{},{},{},{},{},{},{},{},{},{:.4f},{:.4f},{:.3f},{:.3f},{:.4f},{},{:.1f}\n",
+                     r.policy, r.models, r.rate, r.slo_scale, r.requests, r.finished, r.rejected,
+                     r.failed, r.tokens_expected, r.tokens_on_time, r.attainment,
+                     r.token_attainment, r.ttft_p50, r.ttft_p99, r.tbt_p99, r.switches, r.seconds);
+}
+
+nlohmann::json to_json(const run_result& r) {
+  return {{"policy", r.policy},
+          {"models", r.models},
+          {"rate", r.rate},
+          {"slo_scale", r.slo_scale},
+          {"requests", r.requests},
+          {"finished", r.finished},
+          {"rejected", r.rejected},
+          {"failed", r.failed},
+          {"tokens_expected", r.tokens_expected},
+          {"tokens_on_time", r.tokens_on_time},
+          {"attainment", r.attainment},
+          {"token_attainment", r.token_attainment},
+          {"ttft_p50", r.ttft_p50},
+          {"ttft_p99", r.ttft_p99},
+          {"tbt_p99", r.tbt_p99},
+          {"switches", r.switches},
+          {"seconds", r.seconds},
+          {"first_rejection", r.first_rejection},
+          {"first_failure", r.first_failure}};
+}
+
+std::size_t goodput_models(const std::vector<run_result>& runs, const std::string& policy,
+                           double at_least) {
+  std::size_t best = 0;
+  for (const auto& r : runs)
+    if (r.policy == policy && r.attainment >= at_least)
+      best = std::max(best, r.models);
+  return best;
+}
+
+} // namespace aeg::apps

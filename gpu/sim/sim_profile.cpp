@@ -1,0 +1,121 @@
+#include "gpu/sim/sim_profile.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace aeg::gpu {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Reads `key` of `obj` into `out` when present: a finite number >= 0 (> 0 when `positive`).
+result<void> number(const json& obj, const std::string& where, const char* key, double& out,
+                    bool positive = false) {
+  const auto it = obj.find(key);
+  if (it == obj.end())
+    return {};
+  if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0 ||
+      (positive && it->get<double>() == 0))
+    return fail(errc::invalid_argument, where + "." + key + ": must be a number " +
+                                            (positive ? "> 0" : ">= 0") + ", got " + it->dump());
+  out = it->get<double>();
+  return {};
+}
+
+result<void> fit(const json& obj, const std::string& where, linear_cost& out) {
+  if (!obj.is_object())
+    return fail(errc::invalid_argument, where + ": must be an object {\"a\", \"b\", \"c\"}");
+  AEG_TRY(number(obj, where, "a", out.a));
+  AEG_TRY(number(obj, where, "b", out.b));
+  return number(obj, where, "c", out.c);
+}
+
+json to_json(const linear_cost& c) { return {{"a", c.a}, {"b", c.b}, {"c", c.c}}; }
+
+} // namespace
+
+result<sim_profile> parse_sim_profile(const std::string& text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    return fail(errc::invalid_argument, origin + ": not JSON: " + e.what());
+  }
+  if (!j.is_object())
+    return fail(errc::invalid_argument, origin + ": a profile is a JSON object");
+  sim_profile p;
+  const auto name = j.find("name");
+  if (name == j.end() || !name->is_string() || name->get<std::string>().empty())
+    return fail(errc::invalid_argument, origin + ": \"name\" (the GPU, e.g. \"H800\") is missing");
+  p.name = name->get<std::string>();
+  if (auto s = j.find("source"); s != j.end() && s->is_string())
+    p.source = s->get<std::string>();
+  double gib = static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30);
+  AEG_TRY(number(j, origin, "memory_gib", gib, true));
+  p.memory_bytes = static_cast<std::size_t>(gib * static_cast<double>(1 << 30));
+  AEG_TRY(number(j, origin, "h2d_bytes_per_second", p.h2d_bytes_per_second, true));
+  AEG_TRY(number(j, origin, "d2h_bytes_per_second", p.d2h_bytes_per_second, true));
+  AEG_TRY(number(j, origin, "d2d_bytes_per_second", p.d2d_bytes_per_second, true));
+  AEG_TRY(number(j, origin, "copy_seconds", p.copy_seconds));
+  AEG_TRY(number(j, origin, "switch_seconds", p.switch_seconds));
+  AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, true));
+  AEG_TRY(number(j, origin, "flops", p.flops, true));
+  AEG_TRY(number(j, origin, "bandwidth_efficiency", p.bandwidth_efficiency, true));
+  AEG_TRY(number(j, origin, "flops_efficiency", p.flops_efficiency, true));
+  AEG_TRY(number(j, origin, "step_seconds", p.step_seconds));
+  if (auto m = j.find("models"); m != j.end()) {
+    if (!m->is_object())
+      return fail(errc::invalid_argument,
+                  origin + ".models: must be an object of shape name to fits");
+    for (const auto& [shape, v] : m->items()) {
+      const std::string where = origin + ".models." + shape;
+      if (!v.is_object() || !v.contains("prefill") || !v.contains("decode"))
+        return fail(errc::invalid_argument, where + ": needs \"prefill\" and \"decode\" fits");
+      sim_model_fit f;
+      AEG_TRY(fit(v.at("prefill"), where + ".prefill", f.prefill));
+      AEG_TRY(fit(v.at("decode"), where + ".decode", f.decode));
+      if (auto s = v.find("source"); s != v.end() && s->is_string())
+        f.source = s->get<std::string>();
+      p.models.emplace(shape, std::move(f));
+    }
+  }
+  return p;
+}
+
+result<sim_profile> read_sim_profile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, "cannot read the device profile '" + path +
+                                     "'; profiles/ holds the published ones (h800.json, ...)");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_sim_profile(text.str(), path);
+}
+
+std::string to_json(const sim_profile& p) {
+  json j = {{"name", p.name},
+            {"source", p.source},
+            {"memory_gib", static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30)},
+            {"h2d_bytes_per_second", p.h2d_bytes_per_second},
+            {"d2h_bytes_per_second", p.d2h_bytes_per_second},
+            {"d2d_bytes_per_second", p.d2d_bytes_per_second},
+            {"copy_seconds", p.copy_seconds},
+            {"switch_seconds", p.switch_seconds},
+            {"hbm_bytes_per_second", p.hbm_bytes_per_second},
+            {"flops", p.flops},
+            {"bandwidth_efficiency", p.bandwidth_efficiency},
+            {"flops_efficiency", p.flops_efficiency},
+            {"step_seconds", p.step_seconds}};
+  json models = json::object();
+  for (const auto& [shape, f] : p.models)
+    models[shape] = {
+        {"prefill", to_json(f.prefill)}, {"decode", to_json(f.decode)}, {"source", f.source}};
+  j["models"] = std::move(models);
+  return j.dump(2) + "\n";
+}
+
+} // namespace aeg::gpu
