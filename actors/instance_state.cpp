@@ -159,6 +159,7 @@ step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, g
   step_view v;
   v.limits = limits;
   v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
+  v.models.reserve(models_.size());
   for (const auto& m : models_) {
     model_view mv;
     mv.name = m.served.name;

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <map>
 #include <string>
@@ -65,8 +64,10 @@ struct model_view {
   std::size_t block_bytes = 0; ///< one KV block of its geometry
   std::size_t image_bytes = 0; ///< its weights (what a switch copies)
   double tbt_seconds = 0.1;
-  std::deque<std::uint64_t> running; ///< holding KV (device or host), in admission order
-  std::deque<std::uint64_t> waiting; ///< not yet holding KV, in arrival order
+  // Vectors, not deques: a view is built at every step for every served model, and an empty
+  // deque allocates.
+  std::vector<std::uint64_t> running; ///< holding KV (device or host), in admission order
+  std::vector<std::uint64_t> waiting; ///< not yet holding KV, in arrival order
   batch_turns turns;
   /// Its last step found nothing it could run: the policy passes it over until a step of some
   /// model runs (which may free room).

@@ -307,7 +307,7 @@ private:
         }
         break;
       }
-      m.waiting.pop_front();
+      m.waiting.erase(m.waiting.begin());
       s.batch = m.turns.current; // a mid-round join: the batch running now
       m.running.push_back(s.id);
       plan_.actions.push_back(admit_seq{s.id, s.batch});
@@ -341,7 +341,7 @@ private:
     kv_.release(s);
     auto& m = models_[s.model];
     std::erase(m.running, s.id);
-    m.waiting.push_front(s.id);
+    m.waiting.insert(m.waiting.begin(), s.id);
   }
 
   void fail(seq_view& s, std::string message) {

@@ -3,18 +3,18 @@
 #include "coro/assert.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <numeric>
 
 namespace aeg::gpu {
 
 slab_pool::slab_pool(void* base, std::size_t bytes, std::size_t slab_bytes)
-    : base_(base), bytes_(bytes), slab_bytes_(slab_bytes) {
+    : base_(base), bytes_(bytes), slab_bytes_(slab_bytes),
+      num_slabs_(slab_bytes > 0 ? bytes / slab_bytes : 0) {
   AEG_ASSERT(slab_bytes > 0, "slab_pool: slabs need a size");
-  const std::size_t n = bytes / slab_bytes;
-  slabs_.resize(n);
-  used_.resize(n);
-  free_slabs_.reserve(n);
-  for (std::size_t i = n; i-- > 0;)
-    free_slabs_.push_back(i);
+  if (num_slabs_ > 0)
+    free_runs_.emplace_back(0, num_slabs_);
+  num_free_slabs_ = num_slabs_;
 }
 
 namespace {
@@ -30,23 +30,53 @@ id_range ids_in(std::size_t s, std::size_t slab_bytes, std::size_t b) {
   return {(start + b - 1) / b, end / b};
 }
 
+// Σ ids_in(s).count() over slabs [first, last), in closed form: the blocks between the run's
+// ends, less one at each inner slab boundary that falls inside a block (s·slab_bytes not a
+// multiple of b, which holds unless s is a multiple of b / gcd(slab_bytes, b)).
+std::size_t blocks_in_run(std::size_t first, std::size_t last, std::size_t slab_bytes,
+                          std::size_t b) {
+  if (last <= first)
+    return 0;
+  const std::size_t m = b / std::gcd(slab_bytes, b);
+  const std::size_t inner = last - first - 1;
+  const std::size_t aligned = (last - 1) / m - first / m;
+  return last * slab_bytes / b - (first * slab_bytes + b - 1) / b - (inner - aligned);
+}
+
 } // namespace
 
 bool slab_pool::claim_slab(std::size_t b) {
-  if (free_slabs_.empty())
+  if (free_runs_.empty())
     return false;
-  const std::size_t s = free_slabs_.back();
-  free_slabs_.pop_back();
+  const std::size_t s = free_runs_.front().first++;
+  if (free_runs_.front().first == free_runs_.front().second)
+    free_runs_.erase(free_runs_.begin());
+  --num_free_slabs_;
   const auto [first, last] = ids_in(s, slab_bytes_, b);
-  slab& sl = slabs_[s];
+  slab& sl = in_use_[s];
   sl.block_bytes = b;
   sl.num_blocks = last > first ? last - first : 0;
-  sl.free_ids.clear();
   for (std::size_t id = last; id-- > first;)
     sl.free_ids.push_back(static_cast<std::int32_t>(id));
-  used_[s].assign(sl.num_blocks, false);
   classes_[b].slabs.push_back(s);
   return true;
+}
+
+void slab_pool::release_slab(std::size_t s) {
+  auto next = std::lower_bound(free_runs_.begin(), free_runs_.end(), std::pair{s, s});
+  const bool joins_prev = next != free_runs_.begin() && std::prev(next)->second == s;
+  const bool joins_next = next != free_runs_.end() && next->first == s + 1;
+  if (joins_prev && joins_next) {
+    std::prev(next)->second = next->second;
+    free_runs_.erase(next);
+  } else if (joins_prev) {
+    std::prev(next)->second = s + 1;
+  } else if (joins_next) {
+    next->first = s;
+  } else {
+    free_runs_.insert(next, {s, s + 1});
+  }
+  ++num_free_slabs_;
 }
 
 std::size_t slab_pool::slab_of(std::size_t b, std::int32_t id) const {
@@ -63,10 +93,10 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
   std::size_t available = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)
-      available += slabs_[s].free_ids.size();
+      available += in_use_.at(s).free_ids.size();
   std::size_t claimable = 0;
-  for (std::size_t i = 0; i < free_slabs_.size() && available + claimable < n; ++i)
-    claimable += ids_in(free_slabs_[free_slabs_.size() - 1 - i], slab_bytes_, b).count();
+  for (std::size_t i = 0; i < free_runs_.size() && available + claimable < n; ++i)
+    claimable += blocks_in_run(free_runs_[i].first, free_runs_[i].second, slab_bytes_, b);
   if (available + claimable < n)
     return fail(errc::out_of_memory, std::to_string(n) + " KV blocks of " + std::to_string(b) +
                                          " bytes wanted, " + std::to_string(available + claimable) +
@@ -75,20 +105,21 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
   std::size_t taken = 0;
   while (taken < n) {
     // The fullest slab with room first: it keeps the others free to return.
-    std::size_t best = slabs_.size();
-    for (auto s : cls.slabs)
-      if (!slabs_[s].free_ids.empty() &&
-          (best == slabs_.size() || slabs_[s].free_ids.size() < slabs_[best].free_ids.size()))
-        best = s;
-    if (best == slabs_.size()) {
+    slab* best = nullptr;
+    for (auto s : cls.slabs) {
+      slab& candidate = in_use_.at(s);
+      if (!candidate.free_ids.empty() &&
+          (best == nullptr || candidate.free_ids.size() < best->free_ids.size()))
+        best = &candidate;
+    }
+    if (best == nullptr) {
       AEG_ASSERT(claim_slab(b), "slab_pool: counted slabs vanished");
       continue;
     }
-    slab& sl = slabs_[best];
+    slab& sl = *best;
     while (taken < n && !sl.free_ids.empty()) {
       const auto id = sl.free_ids.back();
       sl.free_ids.pop_back();
-      used_[best][static_cast<std::size_t>(id) - ids_in(best, slab_bytes_, b).first] = true;
       out.push_back(id);
       ++taken;
     }
@@ -104,20 +135,22 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
   for (const auto id : ids) {
     AEG_ASSERT(id >= 0, "slab_pool: negative block id");
     const std::size_t s = slab_of(b, id);
-    AEG_ASSERT(s < slabs_.size() && slabs_[s].block_bytes == b,
+    const auto at = in_use_.find(s);
+    AEG_ASSERT(at != in_use_.end() && at->second.block_bytes == b,
                "slab_pool: block freed into a slab of another size");
-    const std::size_t index = static_cast<std::size_t>(id) - ids_in(s, slab_bytes_, b).first;
-    AEG_ASSERT(index < used_[s].size() && used_[s][index], "slab_pool: KV block freed twice");
-    used_[s][index] = false;
-    slab& sl = slabs_[s];
+    slab& sl = at->second;
+    const auto range = ids_in(s, slab_bytes_, b);
+    // A slab holds a few dozen blocks: a search finds a double free without a bitmap to copy.
+    AEG_ASSERT(static_cast<std::size_t>(id) >= range.first &&
+                   static_cast<std::size_t>(id) < range.last &&
+                   std::find(sl.free_ids.begin(), sl.free_ids.end(), id) == sl.free_ids.end(),
+               "slab_pool: KV block freed twice");
     sl.free_ids.push_back(id);
     --cls.used;
     if (sl.free_ids.size() == sl.num_blocks) { // empty: the slab goes back
-      sl.block_bytes = 0;
-      sl.free_ids.clear();
-      used_[s].clear();
+      in_use_.erase(at);
       std::erase(cls.slabs, s);
-      free_slabs_.push_back(s);
+      release_slab(s);
     }
   }
 }
@@ -126,9 +159,9 @@ std::size_t slab_pool::num_free(std::size_t b) const {
   std::size_t n = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)
-      n += slabs_[s].free_ids.size();
-  for (auto s : free_slabs_)
-    n += ids_in(s, slab_bytes_, b).count();
+      n += in_use_.at(s).free_ids.size();
+  for (const auto& [first, last] : free_runs_)
+    n += blocks_in_run(first, last, slab_bytes_, b);
   return n;
 }
 
@@ -144,12 +177,12 @@ slab_pool::num_freed_by(std::size_t b,
   for (const auto& [size, ids] : allocated)
     for (const auto id : ids) {
       const std::size_t s = slab_of(size, id);
-      if (s < slabs_.size() && slabs_[s].block_bytes == size)
+      if (auto at = in_use_.find(s); at != in_use_.end() && at->second.block_bytes == size)
         ++count[s];
     }
   std::size_t n = 0;
   for (const auto& [s, k] : count) {
-    const slab& sl = slabs_[s];
+    const slab& sl = in_use_.at(s);
     if (k == sl.num_blocks - sl.free_ids.size())
       n += ids_in(s, slab_bytes_, b).count();
   }
@@ -157,7 +190,7 @@ slab_pool::num_freed_by(std::size_t b,
 }
 
 std::size_t slab_pool::num_free_slabs() const {
-  return free_slabs_.size();
+  return num_free_slabs_;
 }
 
 std::size_t slab_pool::allocated_bytes() const {
@@ -169,7 +202,7 @@ std::size_t slab_pool::allocated_bytes() const {
 
 double slab_pool::fragmentation() const {
   const std::size_t allocated = allocated_bytes();
-  const std::size_t in_use = (slabs_.size() - free_slabs_.size()) * slab_bytes_;
+  const std::size_t in_use = in_use_.size() * slab_bytes_;
   return in_use == 0 ? 0.0 : 1.0 - static_cast<double>(allocated) / static_cast<double>(in_use);
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace aeg::gpu {
@@ -44,7 +45,7 @@ public:
   void* base() const noexcept { return base_; }
   std::size_t bytes() const noexcept { return bytes_; }
   std::size_t slab_bytes() const noexcept { return slab_bytes_; }
-  std::size_t num_slabs() const noexcept { return slabs_.size(); }
+  std::size_t num_slabs() const noexcept { return num_slabs_; }
   std::size_t num_free_slabs() const;
 
   /// How much of the memory held by slabs in use is not in an allocated block: 1 - allocated
@@ -55,7 +56,7 @@ public:
 
 private:
   struct slab {
-    std::size_t block_bytes = 0;        // 0: free
+    std::size_t block_bytes = 0;
     std::vector<std::int32_t> free_ids; // blocks of this slab not allocated
     std::size_t num_blocks = 0;
   };
@@ -65,15 +66,21 @@ private:
   };
 
   std::size_t slab_of(std::size_t block_bytes, std::int32_t id) const;
+  void release_slab(std::size_t s);
   bool claim_slab(std::size_t block_bytes);
 
   void* base_;
   std::size_t bytes_;
   std::size_t slab_bytes_;
-  std::vector<slab> slabs_;
-  std::vector<std::size_t> free_slabs_;
+  std::size_t num_slabs_;
+  // Only the slabs in use carry state: a copy (a planner's, every step) costs what is in use,
+  // not the size of the region.
+  std::map<std::size_t, slab> in_use_;
+  // Free slabs as sorted, disjoint [first, last) runs: a region of thousands of slabs is a few
+  // runs, and the lowest free slab is claimed first.
+  std::vector<std::pair<std::size_t, std::size_t>> free_runs_;
+  std::size_t num_free_slabs_ = 0;
   std::map<std::size_t, size_class> classes_;
-  std::vector<std::vector<bool>> used_; // per slab, per block in it (double-free detection)
 };
 
 } // namespace aeg::gpu

@@ -11,11 +11,24 @@ void linear_fit<F>::add(const features& x, double y) {
   if (samples_.size() > window_)
     samples_.pop_front();
   if (samples_.size() >= 2 * (F + 1))
+    ++unfitted_;
+}
+
+// Fitted when read, and once the window has filled only every few samples: a step loop adds a
+// sample and reads the fit at every step, and a refit walks the whole window.
+template <std::size_t F>
+const std::array<double, F + 1>& linear_fit<F>::weights() const {
+  constexpr std::size_t every = 8;
+  if (unfitted_ > 0 && (unfitted_ >= every || samples_.size() < window_)) {
+    unfitted_ = 0;
     refit();
+  }
+  return weights_;
 }
 
 template <std::size_t F>
 double linear_fit<F>::predict(const features& x) const {
+  weights();
   double y = weights_[0];
   for (std::size_t k = 0; k < F; ++k)
     y += weights_[k + 1] * x[k];
@@ -30,7 +43,7 @@ double linear_fit<F>::predict(const features& x) const {
 // learn the per-token cost). Collinear features (one varying only with another) keep the
 // previous weights until the samples separate them.
 template <std::size_t F>
-void linear_fit<F>::refit() {
+void linear_fit<F>::refit() const {
   const double count = static_cast<double>(samples_.size());
   std::array<double, F> mean{}, spread{};
   for (const auto& [x, y] : samples_)

@@ -23,12 +23,13 @@ public:
 
   void add(const features& x, double y);
   double predict(const features& x) const;
-  const std::array<double, Features + 1>& weights() const noexcept { return weights_; }
+  const std::array<double, Features + 1>& weights() const;
   std::size_t num_samples() const noexcept { return samples_.size(); }
 
 private:
-  void refit();
-  std::array<double, Features + 1> weights_;
+  void refit() const;
+  mutable std::array<double, Features + 1> weights_;
+  mutable std::size_t unfitted_ = 0; // samples added since the last fit
   std::size_t window_;
   std::deque<std::pair<features, double>> samples_;
 };

@@ -15,8 +15,8 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
     is.max_batch_tokens = shape.max_batch_tokens;
     is.max_seqs = shape.max_seqs;
     if (split)
-      is.role =
-          i < shape.prefill_devices ? actors::instance_role::prefill : actors::instance_role::decode;
+      is.role = i < shape.prefill_devices ? actors::instance_role::prefill
+                                          : actors::instance_role::decode;
     if (policy == "dedicated") {
       if (i >= models.size())
         continue;

@@ -46,8 +46,8 @@ std::string table_header() {
 
 std::string table_row(const run_result& r) {
   return fmt::format("{:>14} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n",
-                     r.policy, 100 * r.attainment, 100 * r.token_attainment, r.ttft_p50,
-                     r.ttft_p99, r.tbt_p99, r.switches, r.rejected);
+                     r.policy, 100 * r.attainment, 100 * r.token_attainment, r.ttft_p50, r.ttft_p99,
+                     r.tbt_p99, r.switches, r.rejected);
 }
 
 std::string table_notes(const run_result& r) {

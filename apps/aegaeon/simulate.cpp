@@ -73,10 +73,11 @@ std::string progress_line(const std::string& policy, std::size_t models, double 
 // One cell: the pool of `policy` for `models`, `trace` replayed into it in virtual time.
 result<run_result> run_cell(const simulate_options& o,
                             const std::shared_ptr<const gpu::sim_profile>& profile,
-                            const std::string& policy, const std::vector<actors::model_spec>& models,
+                            const std::string& policy,
+                            const std::vector<actors::model_spec>& models,
                             const std::vector<trace_request>& trace, double duration) {
-  auto spec = policy_pool(
-      {"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs}, policy, models);
+  auto spec = policy_pool({"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs},
+                          policy, models);
   spec.sim_profile = profile;
   spec.host_kv_bytes = std::size_t{512} << 30; // a node's host memory holds the swapped KV
   spec.slab_bytes = std::size_t{64} << 20;
@@ -125,9 +126,8 @@ std::optional<swept> swept_variable(const simulate_options& o, std::size_t count
     return swept{"models", "models",
                  [](const run_result& r) { return static_cast<double>(r.models); }};
   if (o.rates.size() > 1)
-    return swept{"rate", "requests per second per model", [](const run_result& r) {
-                   return r.rate;
-                 }};
+    return swept{"rate", "requests per second per model",
+                 [](const run_result& r) { return r.rate; }};
   return swept{"slo_scale", "SLO scale", [](const run_result& r) { return r.slo_scale; }};
 }
 
@@ -202,8 +202,8 @@ int run_simulate(const simulate_options& o) {
           m.source.synthetic = (*slots)[i % slots->size()];
           m.ttft_seconds = o.ttft * scale;
           m.tbt_seconds = o.tbt * scale;
-          context = std::min(
-              context, models::llama_config::synthetic(*m.source.synthetic)->context_length);
+          context = std::min(context,
+                             models::llama_config::synthetic(*m.source.synthetic)->context_length);
           models.push_back(std::move(m));
         }
         // Prompt and output together fit every model's context.
@@ -258,26 +258,32 @@ int run_simulate(const simulate_options& o) {
     nlohmann::json runs = nlohmann::json::array();
     for (const auto& r : all)
       runs.push_back(to_json(r));
-    nlohmann::json doc = {{"profile", profile->name},   {"profile_path", o.profile_path},
-                          {"devices", o.devices},       {"prefill_devices", o.prefill_devices},
-                          {"mix", o.mix},               {"dataset", o.dataset},
-                          {"duration", arrivals},       {"ttft_slo", o.ttft},
-                          {"tbt_slo", o.tbt},           {"seed", o.seed},
-                          {"goodput", goodput},         {"runs", runs}};
+    nlohmann::json doc = {{"profile", profile->name},
+                          {"profile_path", o.profile_path},
+                          {"devices", o.devices},
+                          {"prefill_devices", o.prefill_devices},
+                          {"mix", o.mix},
+                          {"dataset", o.dataset},
+                          {"duration", arrivals},
+                          {"ttft_slo", o.ttft},
+                          {"tbt_slo", o.tbt},
+                          {"seed", o.seed},
+                          {"goodput", goodput},
+                          {"runs", runs}};
     if (interrupted)
       doc["interrupted"] = true;
     *reports.json << doc.dump(2) << "\n";
   }
   if (svg) {
     if (x)
-      *svg << line_chart_svg(fmt::format("SLO attainment on {} {} ({})", o.devices, profile->name,
-                                         o.dataset),
-                             x->label, "SLO attainment (%)", series);
+      *svg << line_chart_svg(
+          fmt::format("SLO attainment on {} {} ({})", o.devices, profile->name, o.dataset),
+          x->label, "SLO attainment (%)", series);
     else
-      fmt::print(stderr, "aegaeon simulate: no figure: --svg plots one swept variable (models, "
-                         "rates or SLO scales), and this sweep varies {}\n",
-                     counts.size() + o.rates.size() + o.slo_scales.size() == 3 ? "none"
-                                                                                 : "several");
+      fmt::print(stderr,
+                 "aegaeon simulate: no figure: --svg plots one swept variable (models, "
+                 "rates or SLO scales), and this sweep varies {}\n",
+                 counts.size() + o.rates.size() + o.slo_scales.size() == 3 ? "none" : "several");
     if (auto closed = close_output(*svg, o.svg_path); !closed) {
       fmt::print(stderr, "aegaeon simulate: {}\n", closed.error().message);
       return 1;

@@ -20,8 +20,8 @@ struct simulate_options {
   /// Model shapes and their shares, "shape:count,...": model i takes slot i mod the total.
   std::string mix = "qwen2.5-7b:6,yi-9b:2,llama-2-13b:2";
   std::vector<std::size_t> model_counts = {16, 32, 48, 64, 80};
-  std::vector<double> rates = {0.1};     ///< requests per second per model
-  std::vector<double> slo_scales = {1};  ///< factors on --ttft and --tbt
+  std::vector<double> rates = {0.1};    ///< requests per second per model
+  std::vector<double> slo_scales = {1}; ///< factors on --ttft and --tbt
   std::vector<std::string> policies = {"aegaeon", "request_level", "dedicated", "fcfs"};
   double duration = 600; ///< seconds of arrivals
   double ttft = 10, tbt = 0.1;

@@ -34,7 +34,9 @@ result<void> fit(const json& obj, const std::string& where, linear_cost& out) {
   return number(obj, where, "c", out.c);
 }
 
-json to_json(const linear_cost& c) { return {{"a", c.a}, {"b", c.b}, {"c", c.c}}; }
+json to_json(const linear_cost& c) {
+  return {{"a", c.a}, {"b", c.b}, {"c", c.c}};
+}
 
 } // namespace
 

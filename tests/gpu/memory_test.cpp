@@ -90,6 +90,37 @@ TEST(SlabPool, RandomAllocationAndFreeingOfMixedSizesLosesNothing) {
   EXPECT_EQ(pool.allocated_bytes(), 0u);
 }
 
+// What num_free promises is exactly what allocate gives, for sizes that do not divide the slabs
+// (blocks straddling a slab boundary belong to neither), after any history of frees.
+TEST(SlabPool, NumFreeIsExactlyWhatAllocateGives) {
+  std::vector<std::byte> memory(6 << 20);
+  std::mt19937 rng(11);
+  const std::size_t sizes[] = {3072, 16384, 36864, 61440, 917504 / 16};
+  for (int trial = 0; trial < 40; ++trial) {
+    slab_pool pool(memory.data(), memory.size(), 256 << 10);
+    std::vector<std::pair<std::size_t, std::int32_t>> live;
+    for (int op = 0; op < 200; ++op) {
+      const std::size_t b = sizes[rng() % std::size(sizes)];
+      std::vector<std::int32_t> got;
+      if (rng() % 3 != 0 && pool.allocate(b, 1 + rng() % 8, got).has_value())
+        for (auto id : got)
+          live.emplace_back(b, id);
+      else if (!live.empty()) {
+        const std::size_t k = rng() % live.size();
+        pool.free(live[k].first, std::span(&live[k].second, 1));
+        live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
+      }
+    }
+    const std::size_t b = sizes[rng() % std::size(sizes)];
+    const std::size_t n = pool.num_free(b);
+    slab_pool copy = pool;
+    std::vector<std::int32_t> got;
+    EXPECT_FALSE(copy.allocate(b, n + 1, got).has_value()) << "trial " << trial;
+    EXPECT_TRUE(pool.allocate(b, n, got).has_value()) << "trial " << trial;
+    EXPECT_EQ(pool.num_free(b), 0u);
+  }
+}
+
 TEST(SlabPool, BlocksTooLargeForSlabsAreRefused) {
   std::vector<std::byte> memory(1 << 20);
   slab_pool pool(memory.data(), memory.size(), 64 << 10);
