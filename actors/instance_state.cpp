@@ -181,9 +181,11 @@ step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, g
   v.device = std::move(device);
   v.host = std::move(host);
   for (const auto& [id, s] : seqs_)
-    v.seqs.emplace(id,
-                   seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv),
-                            s->kv.blocks, copy_state(s->kv), s->batch, s->last_step, s->arrived});
+    v.seqs.emplace(
+        id,
+        seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv), s->kv.blocks,
+                 copy_state(s->kv), s->batch, s->last_step, s->arrived,
+                 s->request.max_tokens > s->generated ? s->request.max_tokens - s->generated : 0});
   v.active = active < models_.size() ? active : step_view::none;
   v.staged = staged < models_.size() ? staged : step_view::none;
   v.switch_time = &switch_time;

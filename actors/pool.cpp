@@ -132,12 +132,17 @@ result<std::size_t> host_slab_bytes(const pool_spec& spec, const footprints& all
 
 result<std::vector<std::shared_ptr<gpu::device>>> make_devices(const pool_spec& spec) {
   std::vector<std::shared_ptr<gpu::device>> out;
+  // Simulated CPU devices share the host's cores: one compute timeline for all of them.
+  const auto shared_compute = spec.sim_profile && spec.sim_profile->shared_compute
+                                  ? std::make_shared<gpu::sim_clock::time_point>()
+                                  : nullptr;
   for (const auto& d : spec.devices) {
     auto dev = gpu::make_device({.backend = d.backend,
                                  .ordinal = d.ordinal,
                                  .capacity_bytes = d.memory_bytes,
                                  .clock = spec.sim_clock,
-                                 .profile = spec.sim_profile});
+                                 .profile = spec.sim_profile,
+                                 .shared_compute = shared_compute});
     if (!dev)
       return fail(dev.error().code, "device '" + d.name + "': " + dev.error().message);
     if (d.backend != spec.devices.front().backend)
@@ -167,8 +172,13 @@ instance_options instance_options_for(const pool_spec& spec, const instance_spec
   o.slab_bytes = spec.slab_bytes;
   const auto policy = spec.policy;
   if (is.role != instance_role::prefill) {
+    // Request-level and dedicated pools drain a model before the next, unless the topology
+    // names another policy than Aegaeon's default (a request-level baseline such as
+    // "serverless_llm").
     const std::string decode =
-        policy.route == routing::aegaeon ? policy.decode : std::string("drain_first");
+        policy.route == routing::aegaeon || policy.decode != "weighted_round_robin"
+            ? policy.decode
+            : std::string("drain_first");
     o.policy = [decode, policy] {
       return sched::make_switch_policy(decode, sched::seconds{policy.max_quota_seconds},
                                        policy.turn_steps);
@@ -276,7 +286,9 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   p->spec_ = spec;
   AEG_TRY_ASSIGN(p->devices_, make_devices(spec));
   auto& first = p->devices_.front();
-  const auto format = models::compute_format::for_backend(first->kind());
+  auto format = models::compute_format::for_backend(first->kind());
+  if (spec.sim_profile && spec.sim_profile->weight_layout == "cpu")
+    format.sim_layout = gpu::backend_kind::cpu;
   // Planned once, and said before any model loads, not by an instance after minutes of loading.
   AEG_TRY_ASSIGN(const auto all, plan_footprints(spec, format));
   const auto plans = plan_instances(spec, all, 0);

@@ -43,6 +43,9 @@ struct seq_view {
   std::uint64_t batch = 0;     ///< which of its model's batches it decodes in (when running)
   std::uint64_t last_step = 0; ///< the step it last ran in (least recently used swaps out first)
   plan_clock::time_point arrived{};
+  /// Tokens it may still generate (its max_tokens less those made): what a shortest-job policy
+  /// reads as the oracle length (a simulated trace's requests make exactly max_tokens).
+  std::size_t remaining = 0;
 
   /// Tokens still to run through the model: a prompt (chunk) or the last token made.
   std::size_t pending() const noexcept { return tokens - kv_tokens; }

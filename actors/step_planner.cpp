@@ -414,10 +414,15 @@ sched::instance_view policy_view(const step_view& v) {
     if (!m->waiting.empty())
       load.oldest_wait = v.now - v.seqs.at(m->waiting.front()).arrived;
     std::size_t context = 0, kv_bytes = 0;
+    load.shortest_job = std::numeric_limits<std::size_t>::max();
     for (const auto id : m->running) {
-      context += v.seqs.at(id).tokens;
-      kv_bytes += v.seqs.at(id).blocks.size() * m->block_bytes;
+      const auto& s = v.seqs.at(id);
+      context += s.tokens;
+      kv_bytes += s.blocks.size() * m->block_bytes;
+      load.shortest_job = std::min(load.shortest_job, s.remaining);
     }
+    for (const auto id : m->waiting)
+      load.shortest_job = std::min(load.shortest_job, v.seqs.at(id).remaining);
     // A model split into batches runs one per turn: each turn's steps are an average batch's.
     load.batches = std::max<std::size_t>(batches_of(*m, v.seqs).size(), 1);
     load.step_time = decode_time_of(*m).predict(

@@ -21,6 +21,8 @@ struct device_options {
   /// sim: the virtual clock its work completes on, and what it costs (both required).
   std::shared_ptr<sim_clock> clock;
   std::shared_ptr<const sim_profile> profile;
+  /// sim: the compute this device shares with others (see sim_device); null: its own.
+  std::shared_ptr<sim_clock::time_point> shared_compute;
 };
 
 /// Creates a device. Errors say what to do: `errc::not_found` for an unknown backend name,

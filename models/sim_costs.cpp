@@ -1,5 +1,7 @@
 #include "models/sim_costs.hpp"
 
+#include <algorithm>
+
 namespace aeg::models {
 
 gpu::sim_model_fit sim_costs(const gpu::sim_profile& profile, const llama_config& config,
@@ -40,7 +42,7 @@ double sim_step_seconds(const gpu::sim_model_fit& fit, std::span<const sequence_
     seconds += fit.prefill.at(prompt_tokens, pairs);
   if (decoding > 0)
     seconds += fit.decode.at(context, decoding) - (prompt_tokens > 0 ? fit.decode.a : 0);
-  return seconds;
+  return std::max(seconds, 0.0); // a fit with a negative term may dip below zero for tiny steps
 }
 
 } // namespace aeg::models

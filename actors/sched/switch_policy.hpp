@@ -22,6 +22,9 @@ struct model_load {
   /// Batches its running requests form: more than one once their KV outgrew the device. Each
   /// batch gets a turn of its own; the instance serves the next one at each new turn.
   std::size_t batches = 1;
+  /// Tokens its shortest request may still generate (its max_tokens less those made; a
+  /// simulated trace's requests make exactly that many): a shortest-job policy's oracle.
+  std::size_t shortest_job = 0;
 };
 
 /// What an instance knows at a step boundary.
@@ -73,9 +76,22 @@ std::unique_ptr<switch_policy> make_weighted_round_robin(seconds max_quota = sec
 /// in line is prefetched. A model split into batches serves them in turns of 16 steps.
 std::unique_ptr<switch_policy> make_drain_first();
 
+/// ServerlessLLM as the paper evaluated it, at request level: a device keeps its model until
+/// that model's requests have drained, then loads the model whose work arrived first, on demand
+/// (nothing prefetched).
+std::unique_ptr<switch_policy> make_serverless_llm();
+
+/// ServerlessLLM+: as `make_serverless_llm`, but the next model is the one with the shortest
+/// job waiting (oracle output lengths), the paper's shortest-remaining-time-first reordering of
+/// each worker's queue; a model's running requests are never preempted.
+std::unique_ptr<switch_policy> make_serverless_llm_plus();
+
 /// Makes a policy by name: "round_robin" (turns of `turn_steps`), "weighted_round_robin",
-/// "drain_first". Null for an unknown name.
+/// "drain_first" (see switch_policies.cpp, where new ones are listed). Null for an unknown name.
 std::unique_ptr<switch_policy> make_switch_policy(const std::string& name, seconds max_quota,
                                                   std::size_t turn_steps);
+
+/// The names `make_switch_policy` knows.
+std::vector<std::string> switch_policy_names();
 
 } // namespace aeg::sched

@@ -157,15 +157,4 @@ std::unique_ptr<switch_policy> make_drain_first() {
   return std::make_unique<drain_first>();
 }
 
-std::unique_ptr<switch_policy> make_switch_policy(const std::string& name, seconds max_quota,
-                                                  std::size_t turn_steps) {
-  if (name == "round_robin")
-    return make_round_robin(turn_steps);
-  if (name == "weighted_round_robin")
-    return make_weighted_round_robin(max_quota);
-  if (name == "drain_first")
-    return make_drain_first();
-  return nullptr;
-}
-
 } // namespace aeg::sched

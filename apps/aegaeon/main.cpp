@@ -2,6 +2,7 @@
 #include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/demo.hpp"
 #include "apps/aegaeon/generate.hpp"
+#include "apps/aegaeon/profile.hpp"
 #include "apps/aegaeon/remote.hpp"
 #include "apps/aegaeon/serve.hpp"
 #include "apps/aegaeon/simulate.hpp"
@@ -352,6 +353,8 @@ int main(int argc, char** argv) {
 
   aeg::apps::simulate_options simulate;
   auto* simulate_cmd = aeg::apps::add_simulate_command(app, simulate);
+  aeg::apps::profile_options profile;
+  auto* profile_cmd = aeg::apps::add_profile_command(app, profile);
 
   // CLI11 says only "A subcommand is required" for a misspelt one.
   const auto known = [&](const std::string& name) {
@@ -389,6 +392,8 @@ int main(int argc, char** argv) {
       bench.rate = bench.rates.front();
     return aeg::apps::run_bench(bench);
   }
+  if (profile_cmd->parsed())
+    return aeg::apps::run_profile(profile);
   if (simulate_cmd->parsed()) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // rows come minutes apart: show each as it comes
     return aeg::apps::run_simulate(simulate);

@@ -1,6 +1,18 @@
 #include "apps/aegaeon/policy_pool.hpp"
 
+#include "actors/sched/switch_policy.hpp"
+
+#include <algorithm>
+
 namespace aeg::apps {
+
+std::vector<std::string> pool_policy_names() {
+  auto names = pool_policies;
+  for (auto& n : sched::switch_policy_names())
+    if (std::find(names.begin(), names.end(), n) == names.end())
+      names.push_back(std::move(n));
+  return names;
+}
 
 actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy,
                               std::vector<actors::model_spec> models) {
@@ -8,7 +20,10 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
   for (std::size_t i = 0; i < shape.devices; ++i)
     s.devices.push_back(
         {"d" + std::to_string(i), shape.backend, static_cast<int>(i), shape.device_bytes});
-  const bool split = (policy == "aegaeon" || policy == "fcfs") && shape.prefill_devices > 0;
+  const bool token_level = std::find(pool_policies.begin(), pool_policies.end(), policy) ==
+                           pool_policies.end(); // a switch policy by name, in Aegaeon's pool
+  const bool split =
+      (policy == "aegaeon" || policy == "fcfs" || token_level) && shape.prefill_devices > 0;
   for (std::size_t i = 0; i < shape.devices; ++i) {
     actors::instance_spec is;
     is.device = "d" + std::to_string(i);
@@ -25,11 +40,12 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
     s.instances.push_back(is);
   }
   s.models = std::move(models);
-  s.policy.route = policy == "request_level" ? actors::routing::request_level
-                   : policy == "dedicated"   ? actors::routing::dedicated
-                                             : actors::routing::aegaeon;
+  s.policy.route = policy == "request_level" || serverless_baseline(policy)
+                       ? actors::routing::request_level
+                   : policy == "dedicated" ? actors::routing::dedicated
+                                           : actors::routing::aegaeon;
   s.policy.max_group = policy == "fcfs" ? 1 : 8;
-  s.policy.decode = "weighted_round_robin";
+  s.policy.decode = token_level || serverless_baseline(policy) ? policy : "weighted_round_robin";
   return s;
 }
 

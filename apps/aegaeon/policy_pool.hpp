@@ -10,8 +10,20 @@ namespace aeg::apps {
 
 /// The policies a pool can be built for: Aegaeon's (token-level, prefill and decode apart),
 /// ServerlessLLM-like request-level scaling, one model per device, and Aegaeon without grouping.
-inline const std::vector<std::string> pool_policies = {"aegaeon", "request_level", "dedicated",
-                                                       "fcfs"};
+inline const std::vector<std::string> pool_policies = {
+    "aegaeon", "request_level", "dedicated", "fcfs", "serverless_llm", "serverless_llm_plus"};
+
+/// Whether `policy` is one of the paper's ServerlessLLM baselines, whose loader the paper's
+/// simulator ran at 16 GB/s.
+inline bool serverless_baseline(const std::string& policy) {
+  return policy == "serverless_llm" || policy == "serverless_llm_plus";
+}
+/// The loading speed the paper's simulator gave ServerlessLLM, bytes per second.
+inline constexpr double serverless_load_bytes_per_second = 16e9;
+
+/// `pool_policies` and every decode switch policy by name (`sched::switch_policy_names`): a
+/// switch policy's pool is Aegaeon's with that policy on its decode instances.
+std::vector<std::string> pool_policy_names();
 
 /// The devices of an experiment's pools, the same under every policy.
 struct pool_shape {
@@ -22,8 +34,8 @@ struct pool_shape {
   std::size_t max_batch_tokens = 1024, max_seqs = 32;
 };
 
-/// A pool of `shape` serving `models` under `policy` (one of `pool_policies`): every device an
-/// instance (dedicated: one per model, while devices last), routed and scheduled as the
+/// A pool of `shape` serving `models` under `policy` (one of `pool_policy_names`): every device
+/// an instance (dedicated: one per model, while devices last), routed and scheduled as the
 /// policy does.
 actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy,
                               std::vector<actors::model_spec> models);

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <unistd.h>
 
@@ -78,9 +79,16 @@ result<run_result> run_cell(const simulate_options& o,
                             const std::vector<trace_request>& trace, double duration) {
   auto spec = policy_pool({"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs},
                           policy, models);
-  spec.sim_profile = profile;
-  spec.host_kv_bytes = std::size_t{512} << 30; // a node's host memory holds the swapped KV
-  spec.slab_bytes = std::size_t{64} << 20;
+  if (serverless_baseline(policy)) {
+    auto slower = std::make_shared<gpu::sim_profile>(*profile);
+    slower->h2d_bytes_per_second =
+        std::min(slower->h2d_bytes_per_second, serverless_load_bytes_per_second);
+    spec.sim_profile = std::move(slower);
+  } else {
+    spec.sim_profile = profile;
+  }
+  spec.host_kv_bytes = o.host_kv_mib << 20;
+  spec.slab_bytes = o.slab_mib << 20;
   std::vector<actors::sim_arrival> arrivals;
   run_result res;
   res.policy = policy;
@@ -136,7 +144,15 @@ std::optional<swept> swept_variable(const simulate_options& o, std::size_t count
 int run_simulate(const simulate_options& o) {
   auto loaded = gpu::read_sim_profile(o.profile_path);
   if (!loaded) {
-    fmt::print(stderr, "aegaeon simulate: --profile: {}\n", loaded.error().message);
+    // The default is relative: run outside the project, it is simply not there.
+    std::string hint;
+    std::error_code ec;
+    if (loaded.error().code == errc::not_found &&
+        std::filesystem::path(o.profile_path).is_relative())
+      hint = fmt::format("; the path is relative to the current directory ({}): run from the "
+                         "project root or give --profile",
+                         std::filesystem::current_path(ec).string());
+    fmt::print(stderr, "aegaeon simulate: --profile: {}{}\n", loaded.error().message, hint);
     return 2;
   }
   const auto profile = std::make_shared<const gpu::sim_profile>(std::move(*loaded));
@@ -172,7 +188,11 @@ int run_simulate(const simulate_options& o) {
       traced.push_back(r.model);
   if (!o.trace_path.empty())
     counts = {traced.size()};
-  const auto lengths = lengths_of(o.dataset);
+  auto lengths = lengths_of(o.dataset);
+  if (o.prompt_mean > 0)
+    lengths.prompt_mean = o.prompt_mean;
+  if (o.output_mean > 0)
+    lengths.output_mean = o.output_mean;
   const double arrivals = o.trace_path.empty() ? o.duration : files->trace.back().arrival;
   fmt::print("{} simulated {} ({} prefill, {} decode; aegaeon and fcfs), profile {}\n"
              "models: {}; {}, {:.0f} s of arrivals; SLO TTFT {:.2f} s, TBT {:.3f} s (x scale)\n",
@@ -206,10 +226,12 @@ int run_simulate(const simulate_options& o) {
                              models::llama_config::synthetic(*m.source.synthetic)->context_length);
           models.push_back(std::move(m));
         }
-        // Prompt and output together fit every model's context.
+        // Lengths capped as `bench` caps them (the same seed gives the same arrivals), and so
+        // that prompt and output together fit every model's context.
+        const std::size_t cap = std::min<std::size_t>(1024, context / 2);
         auto trace = o.trace_path.empty()
                          ? make_trace({names, rate, o.duration, lengths.prompt_mean,
-                                       lengths.output_mean, context / 2, context / 2, o.seed})
+                                       lengths.output_mean, cap, cap, o.seed})
                          : files->trace;
         fmt::print("\n{} models at {:.3f} req/s each, SLO x{:g}: {} requests\n{}", n, rate, scale,
                    trace.size(), table_header());
@@ -329,9 +351,10 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
       ->delimiter(',')
       ->check(number({.lo = 0, .hi = 100, .above = true}))
       ->capture_default_str();
-  cmd->add_option("--policies", o.policies, "Policies to compare")
+  cmd->add_option("--policies", o.policies,
+                  "Policies to compare; a decode switch policy's name runs Aegaeon's pool with it")
       ->delimiter(',')
-      ->check(CLI::IsMember(pool_policies))
+      ->check(CLI::IsMember(pool_policy_names()))
       ->capture_default_str();
   cmd->add_option("--duration", o.duration, "Seconds of arrivals")
       ->check(number({.lo = 0, .hi = 30 * 86400, .above = true}))
@@ -344,6 +367,16 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
       ->capture_default_str();
   cmd->add_option("--dataset", o.dataset, "Lengths: sharegpt, ix2 (inputs x2), ox2 (outputs x2)")
       ->check(CLI::IsMember({"sharegpt", "ix2", "ox2"}))
+      ->capture_default_str();
+  cmd->add_option("--prompt-mean", o.prompt_mean, "Mean prompt length instead of the dataset's")
+      ->check(number({.lo = 1, .hi = 1 << 20}));
+  cmd->add_option("--output-mean", o.output_mean, "Mean output length instead of the dataset's")
+      ->check(number({.lo = 1, .hi = 1 << 20}));
+  cmd->add_option("--host-kv-mib", o.host_kv_mib, "The host KV pool (swapped and handed-off KV)")
+      ->check(number({.lo = 1, .hi = 1 << 30, .integer = true}))
+      ->capture_default_str();
+  cmd->add_option("--slab-mib", o.slab_mib, "KV slab size (raised to hold 4 of the largest block)")
+      ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
       ->capture_default_str();
   cmd->add_option("--max-batch-tokens", o.max_batch_tokens, "Tokens in one step")
       ->check(number({.lo = 16, .hi = 1 << 20, .integer = true}))

@@ -22,10 +22,14 @@ struct simulate_options {
   std::vector<std::size_t> model_counts = {16, 32, 48, 64, 80};
   std::vector<double> rates = {0.1};    ///< requests per second per model
   std::vector<double> slo_scales = {1}; ///< factors on --ttft and --tbt
-  std::vector<std::string> policies = {"aegaeon", "request_level", "dedicated", "fcfs"};
+  std::vector<std::string> policies = {"aegaeon", "serverless_llm", "serverless_llm_plus",
+                                       "dedicated"};
   double duration = 600; ///< seconds of arrivals
   double ttft = 10, tbt = 0.1;
-  std::string dataset = "sharegpt"; ///< sharegpt, ix2 (inputs ×2) or ox2 (outputs ×2)
+  std::string dataset = "sharegpt";        ///< sharegpt, ix2 (inputs ×2) or ox2 (outputs ×2)
+  double prompt_mean = 0, output_mean = 0; ///< override the dataset's mean lengths (0: keep)
+  std::size_t host_kv_mib = 512 << 10;     ///< the node's host KV pool
+  std::size_t slab_mib = 64;               ///< KV slabs (raised to hold 4 of the largest block)
   std::size_t max_batch_tokens = 4096, max_seqs = 128;
   std::uint64_t seed = 1;
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals

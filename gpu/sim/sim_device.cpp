@@ -39,9 +39,11 @@ std::shared_ptr<std::byte> hollow_memory(std::size_t bytes) {
 }
 
 sim_device::sim_device(std::shared_ptr<sim_clock> clock, std::shared_ptr<const sim_profile> profile,
-                       int ordinal, std::size_t capacity_bytes)
+                       int ordinal, std::size_t capacity_bytes,
+                       std::shared_ptr<sim_clock::time_point> shared_compute)
     : clock_(std::move(clock)), profile_(std::move(profile)), ordinal_(ordinal),
-      capacity_(capacity_bytes != 0 ? capacity_bytes : profile_->memory_bytes) {}
+      capacity_(capacity_bytes != 0 ? capacity_bytes : profile_->memory_bytes),
+      shared_compute_(std::move(shared_compute)) {}
 
 std::string sim_device::name() const {
   return "sim:" + std::to_string(ordinal_) + " (" + profile_->name + ")";
@@ -97,9 +99,20 @@ sim_clock::time_point sim_device::take_link(copy_kind kind, sim_clock::time_poin
   const double bw = kind == copy_kind::host_to_device   ? profile_->h2d_bytes_per_second
                     : kind == copy_kind::device_to_host ? profile_->d2h_bytes_per_second
                                                         : profile_->d2d_bytes_per_second;
-  const auto start = std::max(link, earliest);
-  link = start + sim_seconds(profile_->copy_seconds + static_cast<double>(bytes) / bw);
+  const auto d = sim_seconds(profile_->copy_seconds + static_cast<double>(bytes) / bw);
+  // Where compute is shared (a CPU's cores), a copy is the cores' work too: it queues with the
+  // steps of every device.
+  link = shared_compute_ ? take_compute(std::max(link, earliest), d) : std::max(link, earliest) + d;
   return link;
+}
+
+sim_clock::time_point sim_device::take_compute(sim_clock::time_point earliest,
+                                               sim_clock::duration d) {
+  if (!shared_compute_)
+    return earliest + d;
+  const auto start = std::max(*shared_compute_, earliest);
+  *shared_compute_ = start + d;
+  return *shared_compute_;
 }
 
 // --- sim_stream --------------------------------------------------------------------------------
@@ -138,7 +151,7 @@ result<void> sim_stream::host_callback(std::function<void()> fn) {
 }
 
 void sim_stream::busy(sim_clock::duration d) {
-  tail_ = tail() + d;
+  tail_ = dev_->take_compute(tail(), d);
 }
 
 } // namespace aeg::gpu

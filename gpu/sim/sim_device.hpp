@@ -17,8 +17,11 @@ namespace aeg::gpu {
 /// simulation's single thread only (see sim_clock).
 class sim_device final : public device {
 public:
+  /// `shared_compute`, when given, is where the compute of every device sharing it is free next
+  /// (the profile's `shared_compute`: one for all the simulation's devices).
   sim_device(std::shared_ptr<sim_clock> clock, std::shared_ptr<const sim_profile> profile,
-             int ordinal, std::size_t capacity_bytes = 0);
+             int ordinal, std::size_t capacity_bytes = 0,
+             std::shared_ptr<sim_clock::time_point> shared_compute = nullptr);
 
   /// "sim:3 (H800)".
   std::string name() const override;
@@ -39,6 +42,9 @@ public:
   /// end of a copy of `bytes` that may start at `earliest`, which it then holds.
   sim_clock::time_point take_link(copy_kind kind, sim_clock::time_point earliest,
                                   std::size_t bytes);
+  /// The end of `d` of compute that may start at `earliest`: then, or after the other devices'
+  /// steps when they share the compute.
+  sim_clock::time_point take_compute(sim_clock::time_point earliest, sim_clock::duration d);
 
 protected:
   void release(void* ptr, std::size_t bytes, buffer::space where) noexcept override;
@@ -50,6 +56,7 @@ private:
   std::size_t capacity_;
   std::size_t used_ = 0;
   sim_clock::time_point h2d_free_{}, d2h_free_{}, d2d_free_{};
+  std::shared_ptr<sim_clock::time_point> shared_compute_;
 };
 
 /// A simulated device's stream: its work is a timeline. Each call queues after what was queued

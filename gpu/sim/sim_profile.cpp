@@ -12,16 +12,22 @@ namespace {
 
 using json = nlohmann::json;
 
-// Reads `key` of `obj` into `out` when present: a finite number >= 0 (> 0 when `positive`).
+enum class sign { any, non_negative, positive };
+
+// Reads `key` of `obj` into `out` when present: a finite number of the sign wanted.
 result<void> number(const json& obj, const std::string& where, const char* key, double& out,
-                    bool positive = false) {
+                    sign want = sign::non_negative) {
   const auto it = obj.find(key);
   if (it == obj.end())
     return {};
-  if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0 ||
-      (positive && it->get<double>() == 0))
-    return fail(errc::invalid_argument, where + "." + key + ": must be a number " +
-                                            (positive ? "> 0" : ">= 0") + ", got " + it->dump());
+  const bool finite = it->is_number() && std::isfinite(it->get<double>());
+  if (!finite || (want != sign::any && it->get<double>() < 0) ||
+      (want == sign::positive && it->get<double>() == 0))
+    return fail(errc::invalid_argument, where + "." + key + ": must be a" +
+                                            (want == sign::any        ? " finite number"
+                                             : want == sign::positive ? " number > 0"
+                                                                      : " number >= 0") +
+                                            ", got " + it->dump());
   out = it->get<double>();
   return {};
 }
@@ -29,9 +35,11 @@ result<void> number(const json& obj, const std::string& where, const char* key, 
 result<void> fit(const json& obj, const std::string& where, linear_cost& out) {
   if (!obj.is_object())
     return fail(errc::invalid_argument, where + ": must be an object {\"a\", \"b\", \"c\"}");
-  AEG_TRY(number(obj, where, "a", out.a));
-  AEG_TRY(number(obj, where, "b", out.b));
-  return number(obj, where, "c", out.c);
+  // A least-squares fit may have a negative term (an intercept below zero for a line through
+  // long steps); the step's total is what must not be.
+  AEG_TRY(number(obj, where, "a", out.a, sign::any));
+  AEG_TRY(number(obj, where, "b", out.b, sign::any));
+  return number(obj, where, "c", out.c, sign::any);
 }
 
 json to_json(const linear_cost& c) {
@@ -56,18 +64,30 @@ result<sim_profile> parse_sim_profile(const std::string& text, const std::string
   p.name = name->get<std::string>();
   if (auto s = j.find("source"); s != j.end() && s->is_string())
     p.source = s->get<std::string>();
+  if (auto l = j.find("weight_layout"); l != j.end()) {
+    if (!l->is_string() || (*l != "half" && *l != "cpu"))
+      return fail(errc::invalid_argument,
+                  origin + ".weight_layout: must be \"half\" or \"cpu\", got " + l->dump());
+    p.weight_layout = l->get<std::string>();
+  }
+  if (auto sc = j.find("shared_compute"); sc != j.end()) {
+    if (!sc->is_boolean())
+      return fail(errc::invalid_argument,
+                  origin + ".shared_compute: must be true or false, got " + sc->dump());
+    p.shared_compute = sc->get<bool>();
+  }
   double gib = static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30);
-  AEG_TRY(number(j, origin, "memory_gib", gib, true));
+  AEG_TRY(number(j, origin, "memory_gib", gib, sign::positive));
   p.memory_bytes = static_cast<std::size_t>(gib * static_cast<double>(1 << 30));
-  AEG_TRY(number(j, origin, "h2d_bytes_per_second", p.h2d_bytes_per_second, true));
-  AEG_TRY(number(j, origin, "d2h_bytes_per_second", p.d2h_bytes_per_second, true));
-  AEG_TRY(number(j, origin, "d2d_bytes_per_second", p.d2d_bytes_per_second, true));
+  AEG_TRY(number(j, origin, "h2d_bytes_per_second", p.h2d_bytes_per_second, sign::positive));
+  AEG_TRY(number(j, origin, "d2h_bytes_per_second", p.d2h_bytes_per_second, sign::positive));
+  AEG_TRY(number(j, origin, "d2d_bytes_per_second", p.d2d_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "copy_seconds", p.copy_seconds));
   AEG_TRY(number(j, origin, "switch_seconds", p.switch_seconds));
-  AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, true));
-  AEG_TRY(number(j, origin, "flops", p.flops, true));
-  AEG_TRY(number(j, origin, "bandwidth_efficiency", p.bandwidth_efficiency, true));
-  AEG_TRY(number(j, origin, "flops_efficiency", p.flops_efficiency, true));
+  AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, sign::positive));
+  AEG_TRY(number(j, origin, "flops", p.flops, sign::positive));
+  AEG_TRY(number(j, origin, "bandwidth_efficiency", p.bandwidth_efficiency, sign::positive));
+  AEG_TRY(number(j, origin, "flops_efficiency", p.flops_efficiency, sign::positive));
   AEG_TRY(number(j, origin, "step_seconds", p.step_seconds));
   if (auto m = j.find("models"); m != j.end()) {
     if (!m->is_object())
@@ -102,6 +122,8 @@ std::string to_json(const sim_profile& p) {
   json j = {{"name", p.name},
             {"source", p.source},
             {"memory_gib", static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30)},
+            {"weight_layout", p.weight_layout},
+            {"shared_compute", p.shared_compute},
             {"h2d_bytes_per_second", p.h2d_bytes_per_second},
             {"d2h_bytes_per_second", p.d2h_bytes_per_second},
             {"d2d_bytes_per_second", p.d2d_bytes_per_second},

@@ -29,6 +29,13 @@ struct sim_profile {
   std::string name = "sim"; ///< the GPU, "H800"
   std::string source;       ///< where the numbers came from
   std::size_t memory_bytes = std::size_t{80} << 30;
+  /// The layout model images take, as on the profiled device: "half" (a GPU's f16/bf16) or
+  /// "cpu" (the CPU backend's quantized one), so that a switch copies what it copied there.
+  std::string weight_layout = "half";
+  /// The devices' work shares one compute resource, as CPU devices share the host's cores: a
+  /// step or copy of one waits for the steps and copies of the others (a GPU computes and
+  /// copies on its own engines).
+  bool shared_compute = false;
   double h2d_bytes_per_second = 25e9; ///< pinned host to device, one direction
   double d2h_bytes_per_second = 25e9; ///< device to pinned host
   double d2d_bytes_per_second = 1e12; ///< within the device

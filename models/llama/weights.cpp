@@ -184,7 +184,7 @@ result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
   auto config = llama_config::from_gguf(f);
   if (!config)
     return tl::unexpected(config.error());
-  if (format.backend != gpu::backend_kind::cpu && format.half_type != kernels::dtype::f16 &&
+  if (format.layout() != gpu::backend_kind::cpu && format.half_type != kernels::dtype::f16 &&
       format.half_type != kernels::dtype::bf16)
     return fail(errc::invalid_argument, "CUDA weights must be f16 or bf16");
 
@@ -201,7 +201,7 @@ result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
     if (t == nullptr)
       return kernels::dtype::f32;
     const auto st = gguf::to_dtype(t->type);
-    if (format.backend != gpu::backend_kind::cpu)
+    if (format.layout() != gpu::backend_kind::cpu)
       return format.half_type;
     const std::size_t rows = t->dims.size() > 1 ? t->dims[1] : 1;
     return format.cpu_weight_type.value_or(cpu_type(st, rows));
@@ -294,7 +294,7 @@ kernels::dtype synthetic_stored_type(const std::string& name) {
 } // namespace
 
 llama_layout plan_synthetic(const llama_config& config, const compute_format& format) {
-  const bool cpu = format.backend == gpu::backend_kind::cpu;
+  const bool cpu = format.layout() == gpu::backend_kind::cpu;
   return llama_layout::plan(config, [&](const std::string& name) {
     if (!cpu)
       return format.half_type;

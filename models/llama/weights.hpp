@@ -31,8 +31,16 @@ struct compute_format {
   /// bytes attention reads; f32 keeps keys and values exact.
   kernels::dtype cpu_kv_type = kernels::dtype::f16;
 
+  /// A simulated device's images take this backend's layout (its sizes are what a switch
+  /// copies): the layout of the device its profile was measured on.
+  gpu::backend_kind sim_layout = gpu::backend_kind::cuda;
+
+  /// The backend whose layout weights and KV take.
+  gpu::backend_kind layout() const noexcept {
+    return backend == gpu::backend_kind::sim ? sim_layout : backend;
+  }
   kernels::dtype kv_type() const noexcept {
-    return backend == gpu::backend_kind::cpu ? cpu_kv_type : half_type;
+    return layout() == gpu::backend_kind::cpu ? cpu_kv_type : half_type;
   }
   static compute_format for_backend(gpu::backend_kind b) { return {b, kernels::dtype::f16, {}}; }
   /// The CPU's exact reference: f32 weights and KV, no 8-bit activations.

@@ -1,4 +1,6 @@
 #include "actors/simulation.hpp"
+#include "models/llama/weights.hpp"
+#include "models/sim_costs.hpp"
 
 #include <gtest/gtest.h>
 
@@ -72,6 +74,47 @@ TEST(Simulation, SameSeedSameEvents) {
   ASSERT_TRUE(a && b);
   ASSERT_FALSE(a->events.empty());
   EXPECT_EQ(a->events, b->events);
+}
+
+// Virtual time is exact: a lone request on a cold device waits for its model to be copied in (the
+// profile's fixed switch cost, then the image at the link's rate), and each later token takes
+// one decode step of the profile's cost at its context.
+TEST(Simulation, TokensComeWhenTheProfilesCostsSay) {
+  auto spec = sim_pool(1, 0, 1);
+  auto profile = std::make_shared<gpu::sim_profile>(*spec.sim_profile);
+  profile->switch_seconds = 0.05;
+  spec.sim_profile = profile;
+  const auto cfg = *models::llama_config::synthetic("qwen2.5-7b");
+  const auto format = models::compute_format::for_backend(gpu::backend_kind::sim);
+  const std::size_t image = models::plan_synthetic(cfg, format).total_bytes;
+  const auto fit = models::sim_costs(*profile, cfg, image,
+                                     cfg.kv(format.kv_type()).block_bytes() /
+                                         kernels::kv_geometry::block_tokens);
+  const std::vector<sim_arrival> one{{0, "m0", 100, 8}};
+  auto r = simulate(spec, one);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->metrics.finished.size(), 1u);
+  const auto& t = r->metrics.finished.front().token_times;
+  ASSERT_EQ(t.size(), 8u);
+  const double copied = 0.05 + static_cast<double>(image) / profile->h2d_bytes_per_second;
+  const double prefill = fit.prefill.at(100, 100 * 100);
+  EXPECT_GE(t[0], copied);
+  EXPECT_LE(t[0], copied + prefill + 1e-6);
+  for (std::size_t k = 1; k < t.size(); ++k)
+    EXPECT_NEAR(t[k] - t[k - 1], fit.decode.at(static_cast<double>(100 + k), 1), 1e-6)
+        << "token " << k;
+  EXPECT_EQ(r->instances.front().switches, 1u);
+}
+
+// A device that is not simulated has no place in a simulation.
+TEST(Simulation, RefusesDevicesThatAreNotSimulated) {
+  auto spec = sim_pool(1, 0, 1);
+  spec.devices.front().backend = "cpu";
+  auto r = simulate(spec, arrivals(1, 1));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("'sim'"), std::string::npos) << r.error().message;
+  spec.sim_profile = nullptr;
+  EXPECT_FALSE(simulate(spec, arrivals(1, 1)));
 }
 
 } // namespace

@@ -143,6 +143,37 @@ TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
 // abandoned (its connections closed), the server keeps serving, and the exit code says so. The
 // first rate is short; the second would send thousands of requests, so the signal, sent when the
 // first rate's row appears, lands within it.
+// A small sweep in virtual time writes its table, CSV, JSON and figure; the published profile
+// is found from the source tree.
+TEST(Cli, SimulateSweepsAndWritesItsReports) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_simulate";
+  std::filesystem::create_directories(dir);
+  const std::string json = (dir / "s.json").string(), csv = (dir / "s.csv").string(),
+                    svg = (dir / "s.svg").string();
+  const auto r = run("simulate --profile " AEG_SOURCE_DIR "/profiles/h800.json --devices 3 "
+                     "--prefill-devices 1 --models 2,4 --duration 60 --policies aegaeon,dedicated "
+                     "--json " +
+                     json + " --csv " + csv + " --svg " + svg);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("goodput"), std::string::npos) << r.output;
+  std::stringstream written;
+  written << std::ifstream(json).rdbuf();
+  const auto doc = written.str();
+  EXPECT_NE(doc.find(R"("profile": "H800")"), std::string::npos) << doc;
+  EXPECT_NE(doc.find(R"("policy": "dedicated")"), std::string::npos) << doc;
+  std::ifstream rows(csv);
+  std::size_t lines = 0;
+  for (std::string line; std::getline(rows, line);)
+    ++lines;
+  EXPECT_EQ(lines, 5u); // the header and 2 counts x 2 policies
+  std::stringstream figure;
+  figure << std::ifstream(svg).rdbuf();
+  EXPECT_NE(figure.str().find("<svg"), std::string::npos);
+  EXPECT_NE(figure.str().find("aegaeon"), std::string::npos);
+  EXPECT_NE(figure.str().find("90%"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Cli, BenchUrlInterruptedReportsAndWritesTheRatesFinished) {
   tiny_model_dir models("aegaeon_cli_bench_url_interrupt");
   ASSERT_TRUE(models.ok());

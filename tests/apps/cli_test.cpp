@@ -116,6 +116,23 @@ TEST(Cli, EmptyTraceIsAnError) {
   expect_refused("bench --in-process --trace " + path, "longer than the");
 }
 
+// The simulator's setup mistakes are refused before anything runs.
+TEST(Cli, SimulateRefusesWhatCannotRun) {
+  expect_refused("simulate --profile /nonexistent/p.json", "cannot read the device profile");
+  const std::string h800 = "simulate --profile " AEG_SOURCE_DIR "/profiles/h800.json ";
+  expect_refused(h800 + "--mix gpt-5:1", "--mix: unknown synthetic model shape 'gpt-5'");
+  expect_refused(h800 + "--mix qwen2.5-7b:0", "give shape:count");
+  expect_refused(h800 + "--devices 4 --prefill-devices 4", "leaves no decode device");
+  expect_refused("simulate --policies lottery", "--policies");
+  expect_refused("simulate --rates 0", "--rates: must be greater than 0");
+  expect_refused(h800 + "--json /nonexistent/d/x.json", "cannot write '/nonexistent/d/x.json'");
+  const std::string bad = ::testing::TempDir() + "aegaeon_cli_bad_profile.json";
+  std::ofstream(bad) << R"({"name": "G", "h2d_bytes_per_second": -1})";
+  expect_refused("simulate --profile " + bad, "h2d_bytes_per_second: must be a number > 0");
+  expect_refused("profile --shape gpt-5", "--shape");
+  expect_refused("profile --out /nonexistent/d/p.json", "cannot write '/nonexistent/d/p.json'");
+}
+
 TEST(Cli, GenerateSystemNeedsChat) {
   expect_refused("generate --system hi", "--system needs --chat");
 }
@@ -170,6 +187,10 @@ TEST(Cli, DefaultPathsOutsideTheProjectAreSaidToBeRelative) {
     EXPECT_NE(r.output.find("run from the project root or give --model"), std::string::npos)
         << r.output;
   }
+  const auto sim = run("simulate", cd);
+  EXPECT_EQ(sim.rc, 2) << sim.output;
+  EXPECT_NE(sim.output.find("run from the project root or give --profile"), std::string::npos)
+      << sim.output;
   const auto r = run("serve --port 0", cd);
   EXPECT_EQ(r.rc, 2) << r.output;
   EXPECT_NE(r.output.find("relative to the current directory"), std::string::npos) << r.output;

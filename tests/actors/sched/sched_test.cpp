@@ -326,6 +326,32 @@ TEST(DrainFirst, ASplitModelServesItsBatchesInTurns) {
   EXPECT_TRUE(d.next_batch);
 }
 
+// ServerlessLLM keeps a model until it drains and loads the next only then, with nothing
+// prefetched; the oldest work goes first, or with ServerlessLLM+ the shortest job.
+TEST(ServerlessLlm, DrainsThenLoadsOnDemandInArrivalOrderOrShortestJobFirst) {
+  instance_view v;
+  model_load a{"a", 1, 0, {}, seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  model_load b = a, c = a;
+  a.shortest_job = 300;
+  b.name = "b";
+  b.shortest_job = 20;
+  c.name = "c";
+  c.shortest_job = 90;
+  v.models = {a, b, c}; // in the order their work arrived
+  auto fifo = make_serverless_llm();
+  auto sjf = make_serverless_llm_plus();
+  EXPECT_EQ(fifo->decide(v).run, "a");
+  EXPECT_EQ(sjf->decide(v).run, "b");
+  EXPECT_TRUE(fifo->decide(v).prefetch.empty());
+  EXPECT_TRUE(sjf->decide(v).prefetch.empty());
+  v.active = "c"; // a model with work keeps the device, however long its jobs
+  v.turn_steps = 500;
+  EXPECT_EQ(fifo->decide(v).run, "c");
+  EXPECT_EQ(sjf->decide(v).run, "c");
+  EXPECT_FALSE(sjf->decide(v).new_turn);
+  EXPECT_EQ(make_switch_policy("serverless_llm_plus", seconds{4}, 16)->decide(v).run, "c");
+}
+
 TEST(RoundRobin, TurnsOfAFixedNumberOfSteps) {
   auto p = make_round_robin(2);
   const auto trace =

@@ -1,0 +1,280 @@
+#include "apps/aegaeon/profile.hpp"
+
+#include "actors/sched/estimators.hpp"
+#include "apps/aegaeon/cli_number.hpp"
+#include "apps/aegaeon/trace.hpp"
+#include "coro/sync_wait.hpp"
+#include "gpu/event_awaiter.hpp"
+#include "gpu/kv_pool.hpp"
+#include "gpu/registry.hpp"
+#include "gpu/sim/sim_profile.hpp"
+#include "models/engine.hpp"
+#include "models/llama/config.hpp"
+#include "models/llama/weights.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+namespace aeg::apps {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// A measuring tool, not the serving path: it waits for the device by blocking.
+void wait(gpu::event& ev) {
+  coro::sync_wait([](gpu::event* e) -> coro::task<void> { co_await *e; }(&ev));
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Times `fn` (which enqueues and waits) `rounds` times; the median in seconds.
+template <class Fn>
+double timed(std::size_t rounds, Fn&& fn) {
+  std::vector<double> t;
+  for (std::size_t r = 0; r < rounds; ++r) {
+    const auto start = clock_type::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(clock_type::now() - start).count());
+  }
+  return median(std::move(t));
+}
+
+// The measurements behind one profile, and the device they ran on.
+class profiler {
+public:
+  profiler(models::engine& e, std::shared_ptr<const models::model_image> image, std::size_t rounds)
+      : e_(e), image_(std::move(image)), rounds_(rounds),
+        geometry_(image_->config().kv(image_->format().kv_type())) {}
+
+  // Seconds to copy the image in, cold, to its last byte.
+  double scale_up() {
+    return timed(rounds_, [&] {
+      e_.deactivate();
+      e_.unstage();
+      (void)e_.scale_up(image_);
+      wait(e_.active_ready());
+    });
+  }
+
+  // Whether `seqs` sequences of `tokens` tokens fit the device's KV pool at once.
+  bool fits(std::size_t seqs, std::size_t tokens) const {
+    return seqs * kernels::kv_geometry::blocks_for(tokens) <= e_.kv_capacity(geometry_);
+  }
+
+  // One step of `seqs` sequences reading `feed` tokens each after `past` stored ones.
+  double step(std::size_t seqs, std::size_t feed, std::size_t past) {
+    std::vector<models::kv_handle> kv(seqs);
+    for (auto& k : kv)
+      value_or_throw(e_.reserve(k, geometry_, past + feed));
+    const std::vector<std::int32_t> tokens(feed, 100);
+    std::vector<models::sequence_step> steps;
+    std::vector<models::kv_handle*> kvp;
+    for (auto& k : kv) {
+      steps.push_back({tokens, past, k.blocks, true, {}});
+      kvp.push_back(&k);
+    }
+    const double s = timed(rounds_, [&] {
+      value_or_throw(e_.enqueue_step(steps, kvp));
+      wait(e_.step_done());
+    });
+    for (auto& k : kv)
+      e_.release(k);
+    e_.reclaim();
+    return s;
+  }
+
+  // Bytes per second of `seqs` sequences' KV of `tokens` tokens out to the host.
+  double swap_out_rate(std::size_t seqs, std::size_t tokens) {
+    std::vector<double> rates;
+    for (std::size_t r = 0; r < rounds_; ++r) {
+      std::vector<models::kv_handle> kv(seqs);
+      std::size_t bytes = 0;
+      for (auto& k : kv) {
+        value_or_throw(e_.reserve(k, geometry_, tokens));
+        bytes += k.blocks.size() * k.block_bytes();
+      }
+      wait(e_.step_done());
+      const auto start = clock_type::now();
+      for (auto& k : kv)
+        value_or_throw(e_.swap_out(k));
+      for (auto& k : kv)
+        wait(*k.ready);
+      rates.push_back(static_cast<double>(bytes) /
+                      std::chrono::duration<double>(clock_type::now() - start).count());
+      for (auto& k : kv)
+        e_.release(k);
+      e_.reclaim();
+    }
+    return median(std::move(rates));
+  }
+
+private:
+  models::engine& e_;
+  std::shared_ptr<const models::model_image> image_;
+  std::size_t rounds_;
+  kernels::kv_geometry geometry_;
+};
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::gmtime(&t));
+  return buf;
+}
+
+} // namespace
+
+int run_profile(const profile_options& o) {
+  auto config = models::llama_config::synthetic(o.shape);
+  if (!config) {
+    fmt::print(stderr, "aegaeon profile: --shape: {}\n", config.error().message);
+    return 2;
+  }
+  const std::string out_path =
+      o.out_path.empty() ? fmt::format("profile-{}-{}.json", o.backend, o.shape) : o.out_path;
+  auto out = open_output(out_path);
+  if (!out) {
+    fmt::print(stderr, "aegaeon profile: {}\n", out.error().message);
+    return 2;
+  }
+  auto dev = gpu::make_device(
+      {.backend = o.backend, .ordinal = o.ordinal, .capacity_bytes = o.memory_mib << 20});
+  if (!dev) {
+    fmt::print(stderr, "aegaeon profile: {}\n", dev.error().message);
+    return 2;
+  }
+  constexpr std::size_t max_tokens = 1024, max_seqs = 32, max_context = 1024;
+  config->context_length = std::min(config->context_length, max_context + 16);
+  const auto format = models::compute_format::for_backend((*dev)->kind());
+  fmt::print(stderr, "aegaeon profile: {} serving {} (synthetic weights)\n", (*dev)->name(),
+             o.shape);
+  auto image = models::synthetic_llama(*config, format, **dev, 1);
+  if (!image) {
+    fmt::print(stderr, "aegaeon profile: {}\n", image.error().message);
+    return 1;
+  }
+  const auto geometry = config->kv(format.kv_type());
+  // The host pool takes what the swap measurement moves; the device's KV the memory left.
+  const std::size_t kv_bytes =
+      8 * kernels::kv_geometry::blocks_for(256) * geometry.block_bytes() + (std::size_t{64} << 20);
+  models::engine_options eo;
+  eo.weight_bytes = (*image)->bytes().size() + 8192;
+  eo.slab_bytes = std::max<std::size_t>(std::size_t{16} << 20, 4 * geometry.block_bytes());
+  eo.limits = {max_tokens, max_seqs, 0};
+  auto host = (*dev)->allocate_pinned(kv_bytes);
+  if (!host) {
+    fmt::print(stderr, "aegaeon profile: {}\n", host.error().message);
+    return 1;
+  }
+  auto host_kv = std::make_shared<gpu::kv_pool>(std::move(*host), eo.slab_bytes);
+  auto e = models::engine::create(*dev, host_kv, *config, eo);
+  if (!e) {
+    fmt::print(stderr, "aegaeon profile: {}\n", e.error().message);
+    return 1;
+  }
+  gpu::sim_profile p;
+  p.name = o.name.empty() ? (*dev)->name() : o.name;
+  p.memory_bytes = (*dev)->capacity_bytes();
+  p.weight_layout = (*dev)->kind() == gpu::backend_kind::cpu ? "cpu" : "half";
+  p.shared_compute = (*dev)->kind() == gpu::backend_kind::cpu; // CPU devices share the cores
+  try {
+    profiler m(**e, *image, o.rounds);
+    fmt::print(stderr, "  scale-ups ...\n");
+    const double up = m.scale_up();
+    p.h2d_bytes_per_second = static_cast<double>((*image)->bytes().size()) / up;
+    fmt::print(stderr, "  KV swaps ...\n");
+    p.d2h_bytes_per_second = m.swap_out_rate(8, 256);
+    sched::linear_fit<2> prefill({0, 0, 0}, 1 << 20), decode({0, 0, 0}, 1 << 20);
+    fmt::print(stderr, "  prefill steps ...\n");
+    std::size_t skipped = 0;
+    for (const std::size_t len : {16, 32, 64, 128, 256, 512, 1024}) {
+      const auto n = static_cast<double>(len);
+      if (!m.fits(2, len)) {
+        ++skipped;
+        continue;
+      }
+      prefill.add({n, n * n}, m.step(1, len, 0));
+      if (len >= 64) // two prompts of half the length: the same tokens, half the pairs
+        prefill.add({n, n * n / 2}, m.step(2, len / 2, 0));
+    }
+    fmt::print(stderr, "  decode steps ...\n");
+    for (const std::size_t batch : {1, 2, 4, 8, 16, 32})
+      for (const std::size_t context : {32, 128, 512, 1024}) {
+        const auto b = static_cast<double>(batch);
+        if (!m.fits(batch, context)) {
+          ++skipped;
+          continue;
+        }
+        decode.add({b * static_cast<double>(context), b}, m.step(batch, 1, context - 1));
+      }
+    if (skipped > 0)
+      fmt::print(stderr, "  {} points left out: their KV does not fit the device's memory\n",
+                 skipped);
+    if (prefill.num_samples() < 6 || decode.num_samples() < 6) {
+      fmt::print(stderr,
+                 "aegaeon profile: too few points fit {} MiB to fit the step times; give "
+                 "--memory-mib more\n",
+                 o.memory_mib);
+      return 1;
+    }
+    const auto pw = prefill.weights(), dw = decode.weights();
+    p.models[o.shape] = {{pw[0], pw[1], pw[2]},
+                         {dw[0], dw[1], dw[2]},
+                         fmt::format("least-squares fits of steps measured on {}", p.name)};
+  } catch (const std::exception& ex) {
+    fmt::print(stderr, "aegaeon profile: a measurement failed: {}\n", ex.what());
+    return 1;
+  }
+  p.source = fmt::format("Measured by `aegaeon profile --backend {} --shape {}` on {}, {}: copy "
+                         "rates from scale-ups and KV swap-outs, step fits from medians of {} "
+                         "runs per point. The roofline fields are defaults, used only for "
+                         "shapes without a fit.",
+                         o.backend, o.shape, (*dev)->name(), today(), o.rounds);
+  *out << gpu::to_json(p);
+  if (auto closed = close_output(*out, out_path); !closed) {
+    fmt::print(stderr, "aegaeon profile: {}\n", closed.error().message);
+    return 1;
+  }
+  const auto& f = p.models[o.shape];
+  fmt::print("{}: scale-up {:.2f} GB/s, swap-out {:.2f} GB/s\n  prefill {:.4f} s + {:.3g} s/token "
+             "+ {:.3g} s/token pair\n  decode {:.4f} s + {:.3g} s/context token + {:.3g} "
+             "s/sequence\nwritten to {}\n",
+             p.name, p.h2d_bytes_per_second / 1e9, p.d2h_bytes_per_second / 1e9, f.prefill.a,
+             f.prefill.b, f.prefill.c, f.decode.a, f.decode.b, f.decode.c, out_path);
+  return 0;
+}
+
+CLI::App* add_profile_command(CLI::App& app, profile_options& o) {
+  auto* cmd = app.add_subcommand(
+      "profile", "Measure a device serving one model shape and write the simulator's profile "
+                 "of it (for `aegaeon simulate --profile`)");
+  cmd->add_option("--backend", o.backend, "Device backend")
+      ->check(CLI::IsMember(gpu::built_backends()))
+      ->capture_default_str();
+  cmd->add_option("--ordinal", o.ordinal, "Which device of the backend")
+      ->check(number({.lo = 0, .hi = 1024, .integer = true}))
+      ->capture_default_str();
+  cmd->add_option("--shape", o.shape, "Synthetic model shape to measure")
+      ->check(CLI::IsMember(models::llama_config::synthetic_shapes()))
+      ->capture_default_str();
+  cmd->add_option("--name", o.name, "The profile's name (default: the device's)");
+  cmd->add_option("--memory-mib", o.memory_mib,
+                  "Device memory (cpu: its budget; cuda: 0 takes what is free)")
+      ->check(number({.lo = 0, .hi = 1 << 24, .integer = true}))
+      ->capture_default_str();
+  cmd->add_option("--rounds", o.rounds, "Timings per point; the median counts")
+      ->check(number({.lo = 1, .hi = 100, .integer = true}))
+      ->capture_default_str();
+  cmd->add_option("--out", o.out_path, "Where to write it (default profile-BACKEND-SHAPE.json)");
+  return cmd;
+}
+
+} // namespace aeg::apps

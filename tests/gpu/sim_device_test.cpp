@@ -1,0 +1,176 @@
+// The simulated device: work completes at the points its costs give on the virtual clock, in
+// order, and only when the clock is moved there.
+
+#include "gpu/registry.hpp"
+#include "gpu/sim/sim_device.hpp"
+#include "gpu/sim/sim_profile.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace aeg::gpu {
+namespace {
+
+using namespace std::chrono_literals;
+
+double seconds(sim_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+struct SimDevice : ::testing::Test {
+  std::shared_ptr<sim_clock> clock = std::make_shared<sim_clock>();
+  std::shared_ptr<sim_profile> profile = [] {
+    auto p = std::make_shared<sim_profile>();
+    p->name = "T";
+    p->memory_bytes = std::size_t{1} << 30;
+    p->h2d_bytes_per_second = 1e9;
+    p->d2h_bytes_per_second = 2e9;
+    return p;
+  }();
+  std::shared_ptr<sim_device> dev = std::make_shared<sim_device>(clock, profile, 0);
+
+  // When `ev` completes, once the clock is run to the end.
+  double completion(event& ev) {
+    double at = -1;
+    ev.on_complete([&] { at = seconds(clock->now()); });
+    while (auto next = clock->next())
+      clock->advance_to(*next);
+    return at;
+  }
+};
+
+TEST(SimClock, RunsDueWorkInTimeOrderThenInTheOrderItWasScheduled) {
+  sim_clock c;
+  std::vector<std::string> ran;
+  c.at(c.now() + 2s, [&] { ran.push_back("b"); });
+  c.at(c.now() + 1s, [&] {
+    ran.push_back("a");
+    c.at(c.now() + 1s, [&] { ran.push_back("c"); }); // same point as b, scheduled later
+  });
+  c.at(c.now() + 5s, [&] { ran.push_back("d"); });
+  EXPECT_EQ(c.advance_to(c.now() + 3s), 3u);
+  EXPECT_EQ(ran, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_DOUBLE_EQ(seconds(c.now()), 3);
+  ASSERT_TRUE(c.next());
+  EXPECT_DOUBLE_EQ(seconds(*c.next()), 5);
+}
+
+TEST_F(SimDevice, ACopyTakesItsBytesOverTheLinkAndNothingCompletesUntilTheClockMoves) {
+  auto s = dev->create_stream();
+  auto ev = dev->create_event();
+  ASSERT_TRUE(s && ev);
+  ASSERT_TRUE((*s)->copy(nullptr, nullptr, 500'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*s)->record(**ev));
+  EXPECT_FALSE((*ev)->query()); // no time has passed
+  EXPECT_DOUBLE_EQ(completion(**ev), 0.5);
+  EXPECT_TRUE((*ev)->query());
+}
+
+TEST_F(SimDevice, CopiesOneWayShareTheLinkAndTheOtherWayRunBeside) {
+  auto a = dev->create_stream(), b = dev->create_stream(), c = dev->create_stream();
+  auto ea = dev->create_event(), eb = dev->create_event(), ec = dev->create_event();
+  ASSERT_TRUE((*a)->copy(nullptr, nullptr, 1'000'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*b)->copy(nullptr, nullptr, 1'000'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*c)->copy(nullptr, nullptr, 1'000'000'000, copy_kind::device_to_host));
+  ASSERT_TRUE((*a)->record(**ea));
+  ASSERT_TRUE((*b)->record(**eb));
+  ASSERT_TRUE((*c)->record(**ec));
+  double ta = -1, tb = -1, tc = -1;
+  (*ea)->on_complete([&] { ta = seconds(clock->now()); });
+  (*eb)->on_complete([&] { tb = seconds(clock->now()); });
+  (*ec)->on_complete([&] { tc = seconds(clock->now()); });
+  while (auto next = clock->next())
+    clock->advance_to(*next);
+  EXPECT_DOUBLE_EQ(ta, 1.0);
+  EXPECT_DOUBLE_EQ(tb, 2.0); // behind a's copy on the same link
+  EXPECT_DOUBLE_EQ(tc, 0.5); // the other direction, at its own rate
+}
+
+TEST_F(SimDevice, AStreamWaitingForAnEventStartsAfterIt) {
+  auto copy = dev->create_stream(), compute = dev->create_stream();
+  auto in = dev->create_event(), done = dev->create_event();
+  ASSERT_TRUE((*copy)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*copy)->record(**in));
+  ASSERT_TRUE((*compute)->wait(**in));
+  static_cast<sim_stream&>(**compute).busy(sim_seconds(0.1));
+  bool called = false;
+  ASSERT_TRUE((*compute)->host_callback([&] { called = true; }));
+  ASSERT_TRUE((*compute)->record(**done));
+  EXPECT_DOUBLE_EQ(completion(**done), 0.35);
+  EXPECT_TRUE(called);
+}
+
+TEST_F(SimDevice, MemoryIsCountedAgainstTheProfilesCapacity) {
+  auto a = dev->allocate(std::size_t{768} << 20);
+  ASSERT_TRUE(a);
+  EXPECT_NE(a->data(), nullptr);
+  auto b = dev->allocate(std::size_t{512} << 20);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, errc::out_of_memory);
+  *a = buffer();
+  EXPECT_EQ(dev->used_bytes(), 0u);
+  EXPECT_TRUE(dev->allocate(std::size_t{1} << 30));
+  EXPECT_EQ(dev->name(), "sim:0 (T)");
+}
+
+TEST(SimRegistry, ASimDeviceNeedsTheSimulationsClockAndProfile) {
+  auto d = make_device({.backend = "sim"});
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code, errc::invalid_argument);
+  EXPECT_NE(d.error().message.find("aegaeon simulate"), std::string::npos);
+  auto ok = make_device({.backend = "sim",
+                         .clock = std::make_shared<sim_clock>(),
+                         .profile = std::make_shared<sim_profile>()});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ((*ok)->kind(), backend_kind::sim);
+}
+
+TEST(SimProfile, RoundTripsThroughJson) {
+  sim_profile p;
+  p.name = "X";
+  p.h2d_bytes_per_second = 3e10;
+  p.weight_layout = "cpu";
+  p.models["qwen2.5-7b"] = {{0.01, 2e-5, 1e-9}, {-0.002, 1e-6, 3e-4}, "fit"};
+  auto back = parse_sim_profile(to_json(p), "p.json");
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->name, "X");
+  EXPECT_EQ(back->weight_layout, "cpu");
+  EXPECT_DOUBLE_EQ(back->h2d_bytes_per_second, 3e10);
+  ASSERT_EQ(back->models.count("qwen2.5-7b"), 1u);
+  EXPECT_DOUBLE_EQ(back->models["qwen2.5-7b"].decode.a, -0.002); // fits may dip below zero
+  EXPECT_DOUBLE_EQ(back->models["qwen2.5-7b"].prefill.c, 1e-9);
+}
+
+TEST(SimProfile, ErrorsNameTheField) {
+  auto expect_error = [](const std::string& json, const std::string& says) {
+    auto p = parse_sim_profile(json, "p.json");
+    ASSERT_FALSE(p) << json;
+    EXPECT_NE(p.error().message.find(says), std::string::npos) << p.error().message;
+  };
+  expect_error("{", "p.json: not JSON");
+  expect_error("{}", "\"name\"");
+  expect_error(R"({"name": "G", "h2d_bytes_per_second": 0})", "p.json.h2d_bytes_per_second");
+  expect_error(R"({"name": "G", "flops": "fast"})", "p.json.flops: must be a number > 0");
+  expect_error(R"({"name": "G", "weight_layout": "int4"})", "weight_layout");
+  expect_error(R"({"name": "G", "models": {"m": {"prefill": {}}}})", "p.json.models.m");
+  expect_error(R"({"name": "G", "models": {"m": {"prefill": {"a": "x"}, "decode": {}}}})",
+               "p.json.models.m.prefill.a");
+  EXPECT_EQ(read_sim_profile("/nonexistent/p.json").error().code, errc::not_found);
+}
+
+TEST(SimProfile, EveryPublishedProfileReads) {
+  std::size_t read = 0;
+  for (const auto& f : std::filesystem::directory_iterator(AEG_SOURCE_DIR "/profiles")) {
+    auto p = read_sim_profile(f.path().string());
+    ASSERT_TRUE(p) << p.error().message;
+    EXPECT_FALSE(p->source.empty()) << f.path() << " must say where its numbers come from";
+    ++read;
+  }
+  EXPECT_GE(read, 5u);
+}
+
+} // namespace
+} // namespace aeg::gpu
