@@ -40,12 +40,12 @@ void summarize(run_result& res, const actors::pool_metrics& m) {
 }
 
 std::string table_header() {
-  return fmt::format("{:>14} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "policy", "attainment",
+  return fmt::format("{:>19} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "policy", "attainment",
                      "tokens", "TTFT p50", "TTFT p99", "TBT p99", "switches", "rejected");
 }
 
 std::string table_row(const run_result& r) {
-  return fmt::format("{:>14} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n",
+  return fmt::format("{:>19} {:>9.1f}% {:>8.1f}% {:>8.2f}s {:>8.2f}s {:>8.3f}s {:>9} {:>9}\n",
                      r.policy, 100 * r.attainment, 100 * r.token_attainment, r.ttft_p50, r.ttft_p99,
                      r.tbt_p99, r.switches, r.rejected);
 }
@@ -53,10 +53,10 @@ std::string table_row(const run_result& r) {
 std::string table_notes(const run_result& r) {
   std::string out;
   if (r.rejected > 0)
-    out += fmt::format("{:>14} {} rejected; the first because: {}\n", "", r.rejected,
+    out += fmt::format("{:>19} {} rejected; the first because: {}\n", "", r.rejected,
                        r.first_rejection);
   if (r.failed > 0)
-    out += fmt::format("{:>14} {} failed; the first because: {}\n", "", r.failed, r.first_failure);
+    out += fmt::format("{:>19} {} failed; the first because: {}\n", "", r.failed, r.first_failure);
   return out;
 }
 

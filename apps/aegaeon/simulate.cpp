@@ -87,6 +87,7 @@ result<run_result> run_cell(const simulate_options& o,
   } else {
     spec.sim_profile = profile;
   }
+  spec.policy.max_quota_seconds = o.max_quota;
   spec.host_kv_bytes = o.host_kv_mib << 20;
   spec.slab_bytes = o.slab_mib << 20;
   std::vector<actors::sim_arrival> arrivals;
@@ -265,7 +266,7 @@ int run_simulate(const simulate_options& o) {
           if (r.attainment >= 0.9 && (!s.marker_x || x->of(r) > *s.marker_x))
             s.marker_x = x->of(r);
         }
-      fmt::print("{:>14}: {}\n", policy, s.marker_x ? fmt::format("{:g}", *s.marker_x) : "none");
+      fmt::print("{:>19}: {}\n", policy, s.marker_x ? fmt::format("{:g}", *s.marker_x) : "none");
       goodput[policy] = s.marker_x ? nlohmann::json(*s.marker_x) : nlohmann::json(nullptr);
       series.push_back(std::move(s));
     }
@@ -377,6 +378,10 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
       ->capture_default_str();
   cmd->add_option("--slab-mib", o.slab_mib, "KV slab size (raised to hold 4 of the largest block)")
       ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))
+      ->capture_default_str();
+  cmd->add_option("--max-quota", o.max_quota,
+                  "The weighted round-robin's longest turn (the paper's Q_MAX), seconds")
+      ->check(number({.lo = 0, .hi = 3600, .above = true}))
       ->capture_default_str();
   cmd->add_option("--max-batch-tokens", o.max_batch_tokens, "Tokens in one step")
       ->check(number({.lo = 16, .hi = 1 << 20, .integer = true}))

@@ -31,6 +31,7 @@ struct simulate_options {
   std::size_t host_kv_mib = 512 << 10;     ///< the node's host KV pool
   std::size_t slab_mib = 64;               ///< KV slabs (raised to hold 4 of the largest block)
   std::size_t max_batch_tokens = 4096, max_seqs = 128;
+  double max_quota = 4; ///< the weighted round-robin's Q_MAX, seconds
   std::uint64_t seed = 1;
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals
   std::string json_path, csv_path, svg_path;
