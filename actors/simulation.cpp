@@ -41,7 +41,7 @@ struct client_state {
 class sim_client final : public caf::event_based_actor {
 public:
   sim_client(caf::actor_config& cfg, proxy_actor proxy, std::vector<instance_actor> instances,
-             const std::vector<sim_arrival>* arrivals, std::shared_ptr<client_state> state,
+             const std::vector<trace_request>* arrivals, std::shared_ptr<client_state> state,
              bool log)
       : caf::event_based_actor(cfg), proxy_(std::move(proxy)), instances_(std::move(instances)),
         arrivals_(arrivals), state_(std::move(state)), log_(log) {}
@@ -119,7 +119,7 @@ private:
 
   proxy_actor proxy_;
   std::vector<instance_actor> instances_;
-  const std::vector<sim_arrival>* arrivals_; // the caller's, alive for the whole simulation
+  const std::vector<trace_request>* arrivals_; // the caller's, alive for the whole simulation
   std::shared_ptr<client_state> state_;
   bool log_;
   std::map<std::uint64_t, std::size_t> tokens_;
@@ -127,7 +127,7 @@ private:
 
 } // namespace
 
-result<simulation_report> simulate(pool_spec spec, const std::vector<sim_arrival>& arrivals,
+result<simulation_report> simulate(pool_spec spec, const std::vector<trace_request>& arrivals,
                                    const simulation_options& options) {
   if (!spec.sim_profile)
     return fail(errc::invalid_argument, "a simulation needs a device profile");
@@ -154,7 +154,7 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<sim_arrival
     auto client =
         sys.spawn<sim_client>(p->proxy(), p->instances(), &arrivals, state, options.log_events);
     for (std::size_t i = 0; i < arrivals.size(); ++i)
-      clock->at(start + gpu::sim_seconds(std::max(arrivals[i].at, 0.0)),
+      clock->at(start + gpu::sim_seconds(std::max(arrivals[i].arrival, 0.0)),
                 [client, i] { caf::anon_send(client, arrive_atom::value, i); });
     bool asked = false;
     std::size_t rounds = 0;

@@ -3,6 +3,7 @@
 #include "actors/instance.hpp"
 #include "actors/pool_metrics.hpp"
 #include "actors/topology.hpp"
+#include "actors/trace_request.hpp"
 #include "coro/error.hpp"
 
 #include <cstddef>
@@ -11,15 +12,6 @@
 #include <vector>
 
 namespace aeg::actors {
-
-/// One request of a simulated workload: when it arrives (seconds from the start), for which
-/// model, how long its prompt is and how many tokens it generates.
-struct sim_arrival {
-  double at = 0;
-  std::string model;
-  std::size_t prompt_tokens = 0;
-  std::size_t output_tokens = 0;
-};
 
 /// How a simulation runs.
 struct simulation_options {
@@ -46,7 +38,7 @@ struct simulation_report {
 /// event whenever no actor has a message. `arrivals` are submitted at their times. Same spec and
 /// arrivals, same report, event for event. Errors: a device that is not "sim", a pool that
 /// cannot start, a run that stops advancing with requests unfinished.
-result<simulation_report> simulate(pool_spec spec, const std::vector<sim_arrival>& arrivals,
+result<simulation_report> simulate(pool_spec spec, const std::vector<trace_request>& arrivals,
                                    const simulation_options& options = {});
 
 } // namespace aeg::actors

@@ -90,15 +90,12 @@ result<run_result> run_cell(const simulate_options& o,
   spec.policy.max_quota_seconds = o.max_quota;
   spec.host_kv_bytes = o.host_kv_mib << 20;
   spec.slab_bytes = o.slab_mib << 20;
-  std::vector<actors::sim_arrival> arrivals;
   run_result res;
   res.policy = policy;
   res.models = models.size();
   res.requests = trace.size();
-  for (const auto& t : trace) {
-    arrivals.push_back({t.arrival, t.model, t.prompt_tokens, t.output_tokens});
+  for (const auto& t : trace)
     res.tokens_expected += t.output_tokens;
-  }
   actors::simulation_options so;
   if (isatty(STDERR_FILENO) != 0)
     so.progress = [&](double simulated, std::size_t ended, std::size_t total) {
@@ -106,7 +103,7 @@ result<run_result> run_cell(const simulate_options& o,
                  progress_line(policy, models.size(), simulated, duration, ended, total));
     };
   const auto t0 = std::chrono::steady_clock::now();
-  auto report = actors::simulate(std::move(spec), arrivals, so);
+  auto report = actors::simulate(std::move(spec), trace, so);
   if (so.progress)
     fmt::print(stderr, "\r\033[K");
   if (!report)

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/trace_request.hpp"
 #include "coro/error.hpp"
 
 #include <cstddef>
@@ -11,14 +12,7 @@
 
 namespace aeg::apps {
 
-/// One request of a workload: when it arrives (seconds from the start), for which model, how
-/// long its prompt is and how many tokens it asks for.
-struct trace_request {
-  double arrival = 0;
-  std::string model;
-  std::size_t prompt_tokens = 0;
-  std::size_t output_tokens = 0;
-};
+using actors::trace_request;
 
 /// How to make a synthetic workload.
 struct trace_options {

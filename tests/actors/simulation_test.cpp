@@ -40,8 +40,8 @@ pool_spec sim_pool(std::size_t devices, std::size_t prefill, std::size_t models,
   return s;
 }
 
-std::vector<sim_arrival> arrivals(std::size_t models, std::size_t n) {
-  std::vector<sim_arrival> out;
+std::vector<trace_request> arrivals(std::size_t models, std::size_t n) {
+  std::vector<trace_request> out;
   for (std::size_t i = 0; i < n; ++i)
     out.push_back({0.37 * static_cast<double>(i), "m" + std::to_string(i % models),
                    50 + (i * 97) % 900, 16 + (i * 53) % 300});
@@ -62,7 +62,7 @@ TEST(Simulation, EveryRequestEndsWithTheTokensItAskedFor) {
     EXPECT_EQ(s.kv_bytes_used, 0U);
     EXPECT_EQ(s.running + s.waiting, 0U);
   }
-  EXPECT_GT(r->simulated_seconds, trace.back().at);
+  EXPECT_GT(r->simulated_seconds, trace.back().arrival);
 }
 
 TEST(Simulation, SameSeedSameEvents) {
@@ -90,7 +90,7 @@ TEST(Simulation, TokensComeWhenTheProfilesCostsSay) {
   const auto fit = models::sim_costs(*profile, cfg, image,
                                      cfg.kv(format.kv_type()).block_bytes() /
                                          kernels::kv_geometry::block_tokens);
-  const std::vector<sim_arrival> one{{0, "m0", 100, 8}};
+  const std::vector<trace_request> one{{0, "m0", 100, 8}};
   auto r = simulate(spec, one);
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->metrics.finished.size(), 1u);
