@@ -125,6 +125,36 @@ private:
   std::map<std::uint64_t, std::size_t> tokens_;
 };
 
+// On every way out of a simulation, before its actor system goes: stops the client, lets the
+// pool's actors finish their exits (on CAF's test scheduler nothing runs unless driven, and the
+// system waits for every actor when it is destroyed) and runs what their devices' timelines
+// still hold. Declared after the system and before the pool, so it runs after the pool's stop.
+class wind_down {
+public:
+  wind_down(caf::scheduler::test_coordinator& sched, gpu::sim_clock& clock)
+      : sched_(sched), clock_(clock) {}
+  wind_down(const wind_down&) = delete;
+  wind_down& operator=(const wind_down&) = delete;
+  ~wind_down() {
+    if (client_)
+      caf::anon_send_exit(client_, caf::exit_reason::user_shutdown);
+    for (int pass = 0; pass < 2; ++pass) {
+      while (sched_.try_run_once())
+        ;
+      while (auto next = clock_.next())
+        clock_.advance_to(*next);
+    }
+    while (sched_.try_run_once())
+      ;
+  }
+  void stop_too(caf::actor client) { client_ = std::move(client); }
+
+private:
+  caf::scheduler::test_coordinator& sched_;
+  gpu::sim_clock& clock_;
+  caf::actor client_;
+};
+
 } // namespace
 
 result<simulation_report> simulate(pool_spec spec, const std::vector<trace_request>& arrivals,
@@ -148,19 +178,33 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
   spec.sim_clock = clock;
   const auto start = clock->now();
   simulation_report report;
+  wind_down cleanup(sched, *clock);
   {
     AEG_TRY_ASSIGN(auto p, pool::start(sys, spec));
     auto state = std::make_shared<client_state>();
     auto client =
         sys.spawn<sim_client>(p->proxy(), p->instances(), &arrivals, state, options.log_events);
+    cleanup.stop_too(client);
     for (std::size_t i = 0; i < arrivals.size(); ++i)
       clock->at(start + gpu::sim_seconds(std::max(arrivals[i].arrival, 0.0)),
                 [client, i] { caf::anon_send(client, arrive_atom::value, i); });
     bool asked = false;
     std::size_t rounds = 0;
+    // Actors that keep messaging one another while no time passes (a policy that waits for
+    // time by yielding) would never let the clock move: past this many messages at one point
+    // of virtual time the run is stopped with an error rather than hanging.
+    constexpr std::size_t most_at_one_point = 50'000'000;
     while (!state->collected) {
-      while (sched.try_run_once())
+      std::size_t at_this_point = 0;
+      while (sched.try_run_once()) {
         ++report.messages;
+        if (++at_this_point > most_at_one_point)
+          return fail(
+              errc::internal,
+              "the simulation stopped advancing at " +
+                  std::to_string(std::chrono::duration<double>(clock->now() - start).count()) +
+                  " s: its actors keep exchanging messages while no time passes");
+      }
       if (state->collected)
         break;
       if (!asked && state->ended == arrivals.size()) {
@@ -193,15 +237,7 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
     report.first_rejection = std::move(state->first_rejection);
     report.events = std::move(state->events);
     report.simulated_seconds = std::chrono::duration<double>(clock->now() - start).count();
-    caf::anon_send_exit(client, caf::exit_reason::user_shutdown);
-  } // the pool stops its actors
-  while (sched.try_run_once())
-    ;
-  // What the instances' exits left on the devices' timelines runs, so nothing holds them.
-  while (auto next = clock->next())
-    clock->advance_to(*next);
-  while (sched.try_run_once())
-    ;
+  } // the pool stops its actors; `cleanup` lets them finish
   return report;
 }
 

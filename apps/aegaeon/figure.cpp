@@ -70,21 +70,21 @@ std::string line_chart_svg(const std::string& title, const std::string& x_label,
                      "stroke=\"black\"/>\n",
                      left, top, pw, ph);
   for (int y = 0; y <= 100; y += 20)
-    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5}</text>\n",
+    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>"
+                       "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
                        left, left + pw, py(y), left - 6, py(y) + 4, y);
   const double step = tick_step(hi - lo, 8);
   for (double x = std::ceil(lo / step) * step; x <= hi + step * 1e-9; x += step)
-    svg += fmt::format("<line x1=\"{0}\" x2=\"{0}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
+    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#ddd\"/>"
+                       "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
                        px(x), top, top + ph, top + ph + 16, fmt::format("{:g}", x));
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + pw / 2,
                      h - 14, escaped(x_label));
   svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" "
                      "text-anchor=\"middle\">{}</text>\n",
                      top + ph / 2, escaped(y_label));
-  svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"black\" "
-                     "stroke-dasharray=\"6,4\"/><text x=\"{1}\" y=\"{3}\" "
+  svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"black\" "
+                     "stroke-dasharray=\"6,4\"/><text x=\"{1}\" y=\"{3:.1f}\" "
                      "text-anchor=\"end\">{4:g}%</text>\n",
                      left, left + pw, py(threshold), py(threshold) - 4, threshold);
   for (std::size_t i = 0; i < series.size(); ++i) {

@@ -117,5 +117,17 @@ TEST(Simulation, RefusesDevicesThatAreNotSimulated) {
   EXPECT_FALSE(simulate(spec, arrivals(1, 1)));
 }
 
+// A pool that cannot start on its simulated devices is an error that says why, and the
+// simulation's actor system still shuts down (nothing runs on the test scheduler unless driven).
+TEST(Simulation, APoolThatDoesNotFitIsAnErrorNotAHang) {
+  auto spec = sim_pool(2, 0, 2);
+  auto small = std::make_shared<gpu::sim_profile>(*spec.sim_profile);
+  small->memory_bytes = std::size_t{4} << 30; // a 7B model's weights alone take 15 GB
+  spec.sim_profile = small;
+  auto r = simulate(spec, arrivals(2, 4));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("MiB"), std::string::npos) << r.error().message;
+}
+
 } // namespace
 } // namespace aeg::actors
