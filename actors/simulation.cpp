@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 
 namespace aeg::actors {
 
@@ -131,34 +132,39 @@ private:
 // still hold. Declared after the system and before the pool, so it runs after the pool's stop.
 class wind_down {
 public:
-  wind_down(caf::scheduler::test_coordinator& sched, gpu::sim_clock& clock)
-      : sched_(sched), clock_(clock) {}
+  wind_down(caf::scheduler::test_coordinator& sched, caf::detail::test_actor_clock& caf_clock,
+            gpu::sim_clock& clock)
+      : sched_(sched), caf_clock_(caf_clock), clock_(clock) {}
   wind_down(const wind_down&) = delete;
   wind_down& operator=(const wind_down&) = delete;
   ~wind_down() {
     if (client_)
       caf::anon_send_exit(client_, caf::exit_reason::user_shutdown);
-    for (int pass = 0; pass < 2; ++pass) {
-      while (sched_.try_run_once())
-        ;
-      while (auto next = clock_.next())
+    // Until nothing is left to run: messages, device completions, CAF timeouts. Bounded, so
+    // that actors which never stop cannot hang the way out.
+    constexpr std::size_t most = 10'000'000;
+    for (std::size_t ran = 0; ran < most;) {
+      if (sched_.try_run_once()) {
+        ++ran;
+      } else if (auto next = clock_.next()) {
         clock_.advance_to(*next);
+      } else if (caf_clock_.trigger_timeouts() == 0) {
+        break;
+      }
     }
-    while (sched_.try_run_once())
-      ;
   }
   void stop_too(caf::actor client) { client_ = std::move(client); }
 
 private:
   caf::scheduler::test_coordinator& sched_;
+  caf::detail::test_actor_clock& caf_clock_;
   gpu::sim_clock& clock_;
   caf::actor client_;
 };
 
-} // namespace
-
-result<simulation_report> simulate(pool_spec spec, const std::vector<trace_request>& arrivals,
-                                   const simulation_options& options) {
+// What a simulation cannot run: no profile, devices that are not simulated, arrivals outside
+// the clock's range.
+result<void> check_inputs(const pool_spec& spec, const std::vector<trace_request>& arrivals) {
   if (!spec.sim_profile)
     return fail(errc::invalid_argument, "a simulation needs a device profile");
   if (spec.devices.empty() || !spec.nodes.empty())
@@ -167,6 +173,36 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
     if (d.backend != "sim")
       return fail(errc::invalid_argument, "device '" + d.name + "' is '" + d.backend +
                                               "': a simulation's devices are all 'sim'");
+  constexpr double latest_arrival = 1e9; // seconds: about 32 years, well inside the clock's range
+  for (const auto& a : arrivals)
+    if (!(a.arrival >= 0 && a.arrival <= latest_arrival))
+      return fail(errc::invalid_argument,
+                  "an arrival at " + std::to_string(a.arrival) + " s: arrivals are 0 to " +
+                      std::to_string(static_cast<long long>(latest_arrival)) + " s from the start");
+  return {};
+}
+
+// The next point anything waits for: a device's work or a CAF timeout (none: nothing does).
+std::optional<gpu::sim_clock::time_point> next_event(const gpu::sim_clock& clock,
+                                                     const caf::detail::test_actor_clock& caf) {
+  auto next = clock.next();
+  const auto& timeouts = caf.schedule();
+  if (!timeouts.empty() && (!next || timeouts.begin()->first < *next))
+    next = timeouts.begin()->first;
+  return next;
+}
+
+tl::unexpected<error> stalled(gpu::sim_clock::duration at, const std::string& why) {
+  return fail(errc::internal, "the simulation stopped advancing at " +
+                                  std::to_string(std::chrono::duration<double>(at).count()) +
+                                  " s " + why);
+}
+
+} // namespace
+
+result<simulation_report> simulate(pool_spec spec, const std::vector<trace_request>& arrivals,
+                                   const simulation_options& options) {
+  AEG_TRY(check_inputs(spec, arrivals));
   caf::actor_system_config cfg;
   cfg.set("scheduler.policy", caf::atom("testing"));
   cfg.set("logger.verbosity", caf::atom("quiet"));
@@ -178,7 +214,7 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
   spec.sim_clock = clock;
   const auto start = clock->now();
   simulation_report report;
-  wind_down cleanup(sched, *clock);
+  wind_down cleanup(sched, caf_clock, *clock);
   {
     AEG_TRY_ASSIGN(auto p, pool::start(sys, spec));
     auto state = std::make_shared<client_state>();
@@ -199,11 +235,8 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
       while (sched.try_run_once()) {
         ++report.messages;
         if (++at_this_point > most_at_one_point)
-          return fail(
-              errc::internal,
-              "the simulation stopped advancing at " +
-                  std::to_string(std::chrono::duration<double>(clock->now() - start).count()) +
-                  " s: its actors keep exchanging messages while no time passes");
+          return stalled(clock->now() - start,
+                         "(its actors keep exchanging messages while no time passes)");
       }
       if (state->collected)
         break;
@@ -213,19 +246,14 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
         continue;
       }
       // Nothing can run now: time jumps to whatever comes next, a device's work or a timeout.
-      auto next = clock->next();
-      const auto& timeouts = caf_clock.schedule();
-      if (!timeouts.empty() && (!next || timeouts.begin()->first < *next))
-        next = timeouts.begin()->first;
+      const auto next = next_event(*clock, caf_clock);
       if (!next)
-        return fail(
-            errc::internal,
-            "the simulation stopped advancing at " +
-                std::to_string(std::chrono::duration<double>(clock->now() - start).count()) +
-                " s with " + std::to_string(arrivals.size() - state->ended) + " of " +
-                std::to_string(arrivals.size()) + " requests unfinished");
-      if (*next > caf_clock.current_time)
-        caf_clock.advance_time(*next - caf_clock.current_time);
+        return stalled(clock->now() - start,
+                       "with " + std::to_string(arrivals.size() - state->ended) + " of " +
+                           std::to_string(arrivals.size()) + " requests unfinished");
+      // A timeout already due fires too (advancing by nothing dispatches what is due).
+      caf_clock.advance_time(*next > caf_clock.current_time ? *next - caf_clock.current_time
+                                                            : gpu::sim_clock::duration{0});
       clock->advance_to(*next);
       if (options.progress && ++rounds % 4096 == 0)
         options.progress(std::chrono::duration<double>(clock->now() - start).count(), state->ended,

@@ -156,6 +156,8 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
 }
 
 std::size_t slab_pool::num_free(std::size_t b) const {
+  if (b == 0 || b > slab_bytes_ / 4)
+    return 0; // a size `allocate` refuses: none can be had
   std::size_t n = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)

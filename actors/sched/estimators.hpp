@@ -17,7 +17,8 @@ public:
   using features = std::array<double, Features>;
 
   /// Starts from `weights` (w0, w1, ...) until enough samples arrive to fit; keeps the last
-  /// `window` samples.
+  /// `window` samples. Fitted when read: on every sample until the window has filled, then once
+  /// every 8 samples (a refit walks the whole window), so a read may lag up to 7 samples.
   explicit linear_fit(std::array<double, Features + 1> weights, std::size_t window = 256)
       : weights_(weights), window_(window) {}
 

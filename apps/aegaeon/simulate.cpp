@@ -254,15 +254,20 @@ int run_simulate(const simulate_options& o) {
   std::vector<chart_series> series;
   nlohmann::json goodput = nlohmann::json::object();
   if (x) {
-    fmt::print("goodput (the largest {} at >= 90% attainment):\n", x->name);
+    // The goodput is the most load (models, rate) or the strictest SLO scale still at 90%.
+    const bool smallest = x->name == "slo_scale";
+    fmt::print("goodput (the {} {} at >= 90% attainment):\n", smallest ? "smallest" : "largest",
+               x->name);
     for (const auto& policy : o.policies) {
       chart_series s{policy, {}, std::nullopt};
       for (const auto& r : all)
         if (r.policy == policy) {
           s.points.emplace_back(x->of(r), 100 * r.attainment);
-          if (r.attainment >= 0.9 && (!s.marker_x || x->of(r) > *s.marker_x))
+          if (r.attainment >= 0.9 &&
+              (!s.marker_x || (smallest ? x->of(r) < *s.marker_x : x->of(r) > *s.marker_x)))
             s.marker_x = x->of(r);
         }
+      std::sort(s.points.begin(), s.points.end()); // drawn left to right, whatever the order given
       fmt::print("{:>19}: {}\n", policy, s.marker_x ? fmt::format("{:g}", *s.marker_x) : "none");
       goodput[policy] = s.marker_x ? nlohmann::json(*s.marker_x) : nlohmann::json(nullptr);
       series.push_back(std::move(s));

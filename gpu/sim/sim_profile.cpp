@@ -78,6 +78,9 @@ result<sim_profile> parse_sim_profile(const std::string& text, const std::string
   }
   double gib = static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30);
   AEG_TRY(number(j, origin, "memory_gib", gib, sign::positive));
+  if (gib > 1 << 20)
+    return fail(errc::invalid_argument,
+                origin + ".memory_gib: at most 1048576 (a PiB), got " + std::to_string(gib));
   p.memory_bytes = static_cast<std::size_t>(gib * static_cast<double>(1 << 30));
   AEG_TRY(number(j, origin, "h2d_bytes_per_second", p.h2d_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "d2h_bytes_per_second", p.d2h_bytes_per_second, sign::positive));

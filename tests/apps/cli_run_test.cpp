@@ -171,6 +171,12 @@ TEST(Cli, SimulateSweepsAndWritesItsReports) {
   EXPECT_NE(figure.str().find("<svg"), std::string::npos);
   EXPECT_NE(figure.str().find("aegaeon"), std::string::npos);
   EXPECT_NE(figure.str().find("90%"), std::string::npos);
+  // Swept over SLO scales, the goodput is the strictest scale still at 90%.
+  const auto slo = run("simulate --profile " AEG_SOURCE_DIR "/profiles/h800.json --devices 2 "
+                       "--prefill-devices 0 --models 2 --slo-scales 1,0.5 --duration 30 "
+                       "--policies aegaeon");
+  ASSERT_EQ(slo.rc, 0) << slo.output;
+  EXPECT_NE(slo.output.find("the smallest slo_scale at >= 90%"), std::string::npos) << slo.output;
   std::filesystem::remove_all(dir);
 }
 
