@@ -172,13 +172,7 @@ instance_options instance_options_for(const pool_spec& spec, const instance_spec
   o.slab_bytes = spec.slab_bytes;
   const auto policy = spec.policy;
   if (is.role != instance_role::prefill) {
-    // Request-level and dedicated pools drain a model before the next, unless the topology
-    // names another policy than Aegaeon's default (a request-level baseline such as
-    // "serverless_llm").
-    const std::string decode =
-        policy.route == routing::aegaeon || policy.decode != "weighted_round_robin"
-            ? policy.decode
-            : std::string("drain_first");
+    const std::string decode = policy.decode_policy();
     o.policy = [decode, policy] {
       return sched::make_switch_policy(decode, sched::seconds{policy.max_quota_seconds},
                                        policy.turn_steps);

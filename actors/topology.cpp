@@ -322,7 +322,7 @@ result<policy_spec> parse_policy(const json& j) {
   policy_spec policy;
   std::string route;
   AEG_TRY_ASSIGN(route, p.get<std::string>("routing", "aegaeon"));
-  AEG_TRY_ASSIGN(policy.decode, p.get<std::string>("decode", "weighted_round_robin"));
+  AEG_TRY_ASSIGN(policy.decode, p.get<std::string>("decode", ""));
   AEG_TRY_ASSIGN(policy.max_group, p.count("max_group", 8, 1, 1'000'000));
   AEG_TRY_ASSIGN(policy.max_quota_seconds, p.number("max_quota_s", 4, 1e-3, 3600));
   AEG_TRY_ASSIGN(policy.turn_steps, p.count("turn_steps", 16, 1, 1'000'000));
@@ -336,10 +336,13 @@ result<policy_spec> parse_policy(const json& j) {
     return fail(errc::invalid_argument, p.at("routing") + ": '" + route +
                                             "' is not a routing; choose aegaeon, "
                                             "request_level or dedicated");
-  if (!sched::make_switch_policy(policy.decode, sched::seconds{1}, 1))
+  if (!policy.decode.empty() && !sched::make_switch_policy(policy.decode, sched::seconds{1}, 1)) {
+    std::string known;
+    for (const auto& name : sched::switch_policy_names())
+      known += (known.empty() ? "" : ", ") + name;
     return fail(errc::invalid_argument,
-                p.at("decode") + ": '" + policy.decode +
-                    "' is not a policy; choose weighted_round_robin, round_robin or drain_first");
+                p.at("decode") + ": '" + policy.decode + "' is not a policy; choose " + known);
+  }
   return policy;
 }
 

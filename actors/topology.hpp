@@ -52,10 +52,19 @@ struct model_spec {
 /// How the pool schedules.
 struct policy_spec {
   routing route = routing::aegaeon;
-  std::string decode = "weighted_round_robin"; ///< the instances' switch policy
-  std::size_t max_group = 8;                   ///< grouped FCFS; 1: plain FCFS
+  /// The instances' switch policy (`sched::switch_policy_names`); empty: the routing's own,
+  /// weighted_round_robin for aegaeon and drain_first for request_level and dedicated.
+  std::string decode;
+  std::size_t max_group = 8; ///< grouped FCFS; 1: plain FCFS
   double max_quota_seconds = 4;
   std::size_t turn_steps = 16; ///< for "round_robin"
+
+  /// The switch policy the instances run: `decode`, or the routing's own.
+  std::string decode_policy() const {
+    if (!decode.empty())
+      return decode;
+    return route == routing::aegaeon ? "weighted_round_robin" : "drain_first";
+  }
 };
 
 /// A worker process whose instances a front end uses (`aegaeon worker`).

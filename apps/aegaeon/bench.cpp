@@ -22,8 +22,6 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <map>
-#include <numeric>
 #include <optional>
 #include <unistd.h>
 

@@ -45,7 +45,8 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
                    : policy == "dedicated" ? actors::routing::dedicated
                                            : actors::routing::aegaeon;
   s.policy.max_group = policy == "fcfs" ? 1 : 8;
-  s.policy.decode = token_level || serverless_baseline(policy) ? policy : "weighted_round_robin";
+  // Otherwise empty: the routing's own policy.
+  s.policy.decode = token_level || serverless_baseline(policy) ? policy : std::string{};
   return s;
 }
 

@@ -125,6 +125,28 @@ TEST(Topology, ErrorsPointAtTheBadField) {
   }
 }
 
+// Without "decode" the instances run the routing's own policy; a named one runs under any
+// routing (a request-level baseline such as serverless_llm).
+TEST(Topology, TheDecodePolicyDefaultsToTheRoutingsOwn) {
+  const std::string base = R"({"devices": [{"name": "g0"}],
+    "models": [{"name": "a", "synthetic": "smollm2-135m"}], "instances": [{"device": "g0"}],
+    "policy": )";
+  auto expect = [&](const std::string& policy, const std::string& runs) {
+    auto t = parse_topology(base + policy + "}");
+    ASSERT_TRUE(t.has_value()) << t.error().to_string();
+    EXPECT_EQ(t->policy.decode_policy(), runs) << policy;
+  };
+  expect(R"({"routing": "aegaeon"})", "weighted_round_robin");
+  expect(R"({"routing": "request_level"})", "drain_first");
+  expect(R"({"routing": "dedicated"})", "drain_first");
+  expect(R"({"routing": "request_level", "decode": "serverless_llm"})", "serverless_llm");
+  expect(R"({"routing": "aegaeon", "decode": "round_robin"})", "round_robin");
+  auto bad = parse_topology(base + R"({"decode": "lottery"}})");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("serverless_llm_plus"), std::string::npos)
+      << bad.error().message; // every known policy is named
+}
+
 TEST(Topology, JsonErrorsNameThePathOfTheBadField) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": [{"name": "g0"}], "devices": []})",
