@@ -56,7 +56,8 @@ struct dataset_lengths {
 
 // ShareGPT-like log-normal lengths (trace.hpp), with the paper's ix2/ox2 variants.
 dataset_lengths lengths_of(const std::string& dataset) {
-  constexpr double prompt = 160, output = 250;
+  const trace_options sharegpt; // the trace's own ShareGPT-like means
+  const double prompt = sharegpt.prompt_mean, output = sharegpt.output_mean;
   if (dataset == "ix2")
     return {2 * prompt, output};
   if (dataset == "ox2")
