@@ -3,6 +3,7 @@
 #include "actors/coro_actor.hpp"
 #include "actors/generation.hpp"
 #include "actors/instance_state.hpp"
+#include "actors/instance_support.hpp"
 #include "actors/step_planner.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "models/engine.hpp"
@@ -71,23 +72,10 @@ private:
   // --- start-up ---------------------------------------------------------------------------
   coro::task<void> start() {
     try {
-      if (state_.models().empty())
-        throw error_exception(error{errc::invalid_argument, "an instance needs a model"});
-      std::vector<models::model_footprint> footprints;
+      std::vector<served_model> served;
       for (const auto& m : state_.models())
-        footprints.push_back(models::footprint_of(*m.served.image));
-      const auto sizing = sizing_of(std::move(footprints), options_);
-      const auto eo =
-          options_.engine ? *options_.engine : models::plan_engine(sizing, dev_->free_bytes());
-      if (!host_kv_) {
-        std::size_t host_bytes = options_.host_kv_bytes;
-        if (host_bytes == 0)
-          host_bytes = options_.kv_bytes != 0 ? options_.kv_bytes : std::size_t{256} << 20;
-        host_kv_ = std::make_shared<gpu::kv_pool>(value_or_throw(dev_->allocate_pinned(host_bytes)),
-                                                  eo.slab_bytes);
-      }
-      engine_ = value_or_throw(
-          models::engine::create(dev_, host_kv_, models::largest_shape_of(sizing), eo));
+        served.push_back(m.served);
+      engine_ = make_instance_engine(dev_, host_kv_, served, options_);
       ready_ = true;
     } catch (const std::exception& e) {
       start_error_ = e.what();
@@ -179,14 +167,9 @@ private:
   instance_stats stats() const {
     instance_stats s;
     if (engine_) {
-      engine_->reclaim(); // blocks whose last transfer has finished are free
-      s.kv_bytes_used = engine_->device_kv().allocated_bytes();
-      s.host_kv_bytes_used = engine_->host_kv().allocated_bytes();
-      s.kv_fragmentation = engine_->device_kv().fragmentation();
-      s.swaps_out = engine_->stats().swaps_out;
-      s.swaps_in = engine_->stats().swaps_in;
-      s.weight_bytes_copied = engine_->stats().weight_bytes_copied;
-      s.kv_bytes_swapped = engine_->stats().kv_bytes_out + engine_->stats().kv_bytes_in;
+      add_engine_stats(s, *engine_);
+      if (const auto staged = staged_model(); staged < state_.models().size())
+        s.staged = state_.models()[staged].served.name;
     }
     std::tie(s.running, s.waiting) = state_.counts();
     s.steps = steps_;
@@ -198,6 +181,7 @@ private:
     s.scale_up_seconds = scale_up_seconds_;
     s.active = active_ < state_.models().size() ? state_.models()[active_].served.name : "";
     s.ready = ready_;
+    s.recent_switches = switch_log_.report(clock().now());
     return s;
   }
 
@@ -239,11 +223,15 @@ private:
   }
 
   // --- the view and the plan --------------------------------------------------------------
-  step_view make_view() const {
-    std::size_t staged = step_view::none;
+  std::size_t staged_model() const {
     for (std::size_t i = 0; i < state_.models().size(); ++i)
       if (engine_->staged() == state_.models()[i].served.image.get())
-        staged = i;
+        return i;
+    return step_view::none;
+  }
+
+  step_view make_view() const {
+    const std::size_t staged = staged_model();
     return state_.view({options_.max_batch_tokens, options_.max_seqs,
                         options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
                        engine_->device_ledger(), engine_->host_ledger(), active_, staged,
@@ -276,10 +264,14 @@ private:
     const bool prefetched =
         value_or_throw(engine_->scale_up(state_.models()[a.model].served.image));
     prefetch_hits_ += prefetched;
+    const auto& models = state_.models();
+    const auto logged =
+        switch_log_.began(clock().now(), active_ < models.size() ? models[active_].served.name : "",
+                          models[a.model].served.name, prefetched);
     active_ = a.model;
     ++switches_;
     restart_turn();
-    track_scale_up(prefetched);
+    track_scale_up(prefetched, logged);
     return true;
   }
   bool apply(const prefetch_model& a) {
@@ -325,19 +317,20 @@ private:
   // Times the scale-up that just started, without holding up the step loop; a cold one (not
   // prefetched) teaches the switch-time estimate. The turn's quota counts from when the weights
   // are in: the switch is the round's `c`, not part of the turn.
-  void track_scale_up(bool prefetched) {
+  void track_scale_up(bool prefetched, std::size_t logged) {
     spawn([](instance* self, gpu::event* ready, clock_type::time_point t0, std::size_t bytes,
-             bool prefetched, std::size_t turn) -> coro::task<void> {
+             bool prefetched, std::size_t turn, std::size_t logged) -> coro::task<void> {
       co_await *ready;
       const auto now = self->clock().now();
       const auto took = std::chrono::duration<double>(now - t0);
       self->scale_up_seconds_ += took.count();
+      self->switch_log_.scaled_up(logged, took.count());
       if (!prefetched)
         self->switch_time_.add(bytes, took);
       if (self->switches_ == turn)
         self->turn_started_ = now;
     }(this, &engine_->active_ready(), clock().now(), engine_->active()->bytes().size(), prefetched,
-                                                switches_));
+                                                                    switches_, logged));
   }
 
   // --- the step ---------------------------------------------------------------------------
@@ -463,6 +456,7 @@ private:
   std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
               prefetch_hits_ = 0, batch_splits_ = 0;
   double scale_up_seconds_ = 0;
+  switch_log switch_log_;
 };
 
 } // namespace

@@ -55,6 +55,20 @@ struct served_model {
   double ttft_seconds = 10; ///< time to first token: with the TBT, when each token is due
 };
 
+/// One change of an instance's active model.
+struct switch_record {
+  double seconds_ago = 0;       ///< when it began, counted back from when the stats were taken
+  std::string from, to;         ///< the models (`from` empty: the instance's first model)
+  double scale_up_seconds = -1; ///< until its weights were all in (-1: still coming in)
+  bool prefetched = false;      ///< the weights were already copied in beside the last model
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, switch_record& x) {
+  return f(caf::meta::type_name("switch_record"), x.seconds_ago, x.from, x.to, x.scale_up_seconds,
+           x.prefetched);
+}
+
 /// What an instance reports on `(stats_atom)`.
 struct instance_stats {
   std::size_t kv_bytes_used = 0; ///< device KV bytes in allocated blocks
@@ -72,7 +86,9 @@ struct instance_stats {
   std::size_t weight_bytes_copied = 0, kv_bytes_swapped = 0;
   double scale_up_seconds = 0; ///< summed time from a switch to its model being all in
   std::string active;          ///< the active model
+  std::string staged;          ///< the model being prefetched or prefetched beside it (or none)
   bool ready = false;          ///< serving
+  std::vector<switch_record> recent_switches; ///< the last 256 switches, oldest first
 };
 
 template <class Inspector>
@@ -80,7 +96,7 @@ typename Inspector::result_type inspect(Inspector& f, instance_stats& x) {
   return f(caf::meta::type_name("instance_stats"), x.kv_bytes_used, x.host_kv_bytes_used,
            x.kv_fragmentation, x.running, x.waiting, x.steps, x.tokens_generated, x.preemptions,
            x.batch_splits, x.switches, x.prefetches, x.swaps_out, x.swaps_in, x.weight_bytes_copied,
-           x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.ready);
+           x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.staged, x.ready, x.recent_switches);
 }
 
 /// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).

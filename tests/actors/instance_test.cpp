@@ -463,6 +463,20 @@ TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
   EXPECT_GT(s.prefetches, 0u);
   EXPECT_GT(s.swaps_out, 0u);
   EXPECT_GT(s.swaps_in, 0u);
+  // The switch log keeps the latest switches, oldest first, each from the model before it.
+  ASSERT_EQ(s.recent_switches.size(), std::min<std::size_t>(s.switches, 256));
+  std::size_t prefetched = 0;
+  for (std::size_t i = 0; i < s.recent_switches.size(); ++i) {
+    const auto& r = s.recent_switches[i];
+    EXPECT_NE(r.from, r.to);
+    EXPECT_GE(r.scale_up_seconds, 0) << "every switch's weights came in before the stats";
+    prefetched += r.prefetched;
+    if (i > 0) {
+      EXPECT_EQ(r.from, s.recent_switches[i - 1].to);
+      EXPECT_LE(r.seconds_ago, s.recent_switches[i - 1].seconds_ago);
+    }
+  }
+  EXPECT_GT(prefetched, 0u);
 }
 
 // The same switching with cancels landing at random tokens: with a switch at every step, a

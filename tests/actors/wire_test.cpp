@@ -124,7 +124,10 @@ TEST_F(Wire, ResultsAndStatsKeepEveryField) {
   s.kv_bytes_swapped = 15;
   s.scale_up_seconds = 1.5;
   s.active = "llama-3-8b";
+  s.staged = "qwen2.5-7b";
   s.ready = true;
+  s.recent_switches = {{2.5, "", "qwen2.5-7b", 0.75, false},
+                       {0.5, "qwen2.5-7b", "llama-3-8b", -1, true}};
   const auto t = round_trip(s);
   EXPECT_EQ(t.kv_bytes_used, s.kv_bytes_used);
   EXPECT_EQ(t.host_kv_bytes_used, 3u);
@@ -136,7 +139,16 @@ TEST_F(Wire, ResultsAndStatsKeepEveryField) {
   EXPECT_EQ(t.switches, 10u);
   EXPECT_EQ(t.scale_up_seconds, 1.5);
   EXPECT_EQ(t.active, "llama-3-8b");
+  EXPECT_EQ(t.staged, "qwen2.5-7b");
   EXPECT_TRUE(t.ready);
+  ASSERT_EQ(t.recent_switches.size(), 2u);
+  EXPECT_EQ(t.recent_switches[0].seconds_ago, 2.5);
+  EXPECT_EQ(t.recent_switches[0].from, "");
+  EXPECT_EQ(t.recent_switches[0].to, "qwen2.5-7b");
+  EXPECT_EQ(t.recent_switches[0].scale_up_seconds, 0.75);
+  EXPECT_EQ(t.recent_switches[1].from, "qwen2.5-7b");
+  EXPECT_EQ(t.recent_switches[1].scale_up_seconds, -1);
+  EXPECT_TRUE(t.recent_switches[1].prefetched);
 }
 
 // A whole message, as the network layer sends it: the receiving side finds the element types by
