@@ -24,7 +24,8 @@ namespace aeg::actors {
 
 /// Asks an instance to generate: `(generate_atom, generation_request)`.
 using generate_atom = caf::atom_constant<caf::atom("generate")>;
-/// One new token, sent to the request's sink: `(token_atom, request id, token id)`.
+/// One new token, sent to the request's sink: `(token_atom, request id, token id,
+/// models::token_logprobs)` (the log-probabilities only when the request asked for them).
 using token_atom = caf::atom_constant<caf::atom("token")>;
 /// The end of a request, sent to its sink: `(done_atom, generation_result)`.
 using done_atom = caf::atom_constant<caf::atom("done")>;
@@ -53,10 +54,11 @@ std::string_view to_string(finish_reason r) noexcept;
 struct generation_result;
 struct decode_job;
 
-/// Who hears a request's tokens and its end: `(token_atom, id, token)` for each token, then
-/// `(done_atom, generation_result)` once.
-using generation_sink = caf::typed_actor<caf::reacts_to<token_atom, std::uint64_t, std::int32_t>,
-                                         caf::reacts_to<done_atom, generation_result>>;
+/// Who hears a request's tokens and its end: `(token_atom, id, token, logprobs)` for each
+/// token, then `(done_atom, generation_result)` once.
+using generation_sink = caf::typed_actor<
+    caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
+    caf::reacts_to<done_atom, generation_result>>;
 
 /// Who takes a request from a prefill instance once its prompt is prefilled (a pool's request
 /// actor): `(handoff_atom, decode_job)`.
@@ -69,6 +71,12 @@ struct generation_request {
   std::vector<std::int32_t> prompt;
   models::sampling_params sampling;
   std::size_t max_tokens = 256;
+  /// -1: no log-probabilities; n >= 0: each token's with the n most likely alternatives (at
+  /// most models::max_top_logprobs).
+  std::int32_t logprobs = -1;
+  /// Nonzero: requests of this group carry the same prompt (the choices of one completion);
+  /// those that reach an instance together read it once.
+  std::uint64_t prompt_group = 0;
   std::vector<std::int32_t> stop_tokens; ///< generation ends after any of these
   generation_sink sink;
   /// Where a prefill instance hands the request once its first token is out (a prefill
@@ -135,7 +143,7 @@ typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
   using clock = std::chrono::steady_clock;
   std::int64_t age_ns = -1; // -1: not set (the epoch)
   return f(caf::meta::type_name("generation_request"), x.id, x.model, x.prompt, x.sampling,
-           x.max_tokens, x.stop_tokens, x.sink, x.handoff, x.generated_before,
+           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.handoff, x.generated_before,
            caf::meta::save_callback([&]() -> caf::error {
              if (x.arrived != clock::time_point{})
                age_ns =

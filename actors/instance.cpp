@@ -96,13 +96,6 @@ private:
     return state_.model_for(r);
   }
 
-  static void refuse(const generation_request& r, std::size_t generated, std::string why) {
-    if (r.sink)
-      caf::anon_send(r.sink, done_atom::value,
-                     generation_result{r.id, finish_reason::error, r.prompt.size(), generated,
-                                       std::move(why)});
-  }
-
   // A new request waits for its prompt to be read.
   void admit(generation_request r) {
     const auto model = model_for(r);
@@ -140,11 +133,16 @@ private:
     const auto& sink = seq->request.sink;
     if (sink && monitored_.insert(sink.address()).second)
       monitor(sink);
+    seq->model = model;
+    if (!running && groups_.join(seq, state_))
+      return; // it waits for its group's leader to read the prompt
     state_.add(std::move(seq), model, running, clock().now());
     wake();
   }
 
   void cancel(std::uint64_t id) {
+    if (auto follower = groups_.take(id))
+      return notify_done(*follower, finish_reason::cancelled, {});
     sequence* seq = state_.find(id);
     if (seq == nullptr)
       return; // already finished: nothing to free
@@ -160,6 +158,8 @@ private:
     for (auto& [id, seq] : state_.sequences())
       if (seq->request.sink.address() == sink)
         ids.push_back(id);
+    for (auto id : groups_.ids_of_sink(sink))
+      ids.push_back(id);
     for (auto id : ids)
       cancel(id);
   }
@@ -172,10 +172,12 @@ private:
         s.staged = state_.models()[staged].served.name;
     }
     std::tie(s.running, s.waiting) = state_.counts();
+    s.waiting += groups_.followers();
     s.steps = steps_;
     s.tokens_generated = tokens_generated_;
     s.preemptions = preemptions_;
     s.batch_splits = batch_splits_;
+    s.prompts_shared = prompts_shared_;
     s.switches = switches_;
     s.prefetches = prefetch_hits_;
     s.scale_up_seconds = scale_up_seconds_;
@@ -251,14 +253,6 @@ private:
   }
 
   sequence& seq(std::uint64_t id) { return state_.at(id); }
-
-  // Engine operations that move KV fail for lack of room only in a race on the shared host
-  // pool; anything else is a device failure, which ends the step loop and the instance.
-  static bool room_or_throw(result<void> r) {
-    if (!r && r.error().code != errc::out_of_memory)
-      throw error_exception(std::move(r.error()));
-    return r.has_value();
-  }
 
   bool apply(const activate_model& a) {
     const bool prefetched =
@@ -338,16 +332,18 @@ private:
     std::vector<models::sequence_step> steps;
     std::vector<models::kv_handle*> kvs;
     std::vector<sequence*> chosen;
+    bool want_logits = false; // some request asks for log-probabilities
     for (const auto& [id, feed] : step) {
       sequence& s = seq(id);
       const bool samples = s.kv.tokens + feed == s.tokens.size();
       steps.push_back({std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks,
                        samples, models::sampling_row_for(s.request.sampling, s.generated)});
       kvs.push_back(&s.kv);
+      want_logits |= samples && s.request.logprobs >= 0 && engine_->computes_logits();
       s.in_step = true;
       chosen.push_back(&s);
     }
-    if (auto enqueued = engine_->enqueue_step(steps, kvs); !enqueued) {
+    if (auto enqueued = engine_->enqueue_step(steps, kvs, want_logits); !enqueued) {
       for (sequence* s : chosen) {
         s->in_step = false;
         finish(*s, finish_reason::error, "the forward step failed: " + enqueued.error().message);
@@ -370,11 +366,14 @@ private:
       if (s.generated == s.request.generated_before)
         s.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
       s.kv.tokens += step[i].feed;
-      const std::int32_t token = steps[i].sample ? sampled[next_token++] : -1;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);
       else if (steps[i].sample)
-        take_token(s, token);
+        take_token(s, sampled[next_token],
+                   token_logprobs_in(*engine_, s.request.logprobs, steps[i].sampling,
+                                     sampled[next_token], next_token,
+                                     state_.models()[s.model].served.image->config().vocab_size));
+      next_token += steps[i].sample;
     }
   }
 
@@ -384,21 +383,17 @@ private:
     if (auto out = engine_->swap_out(seq.kv); !out)
       return finish(seq, finish_reason::error,
                     "cannot hand the request to a decode instance: " + out.error().message);
-    decode_job job;
-    job.tokens = std::move(seq.tokens);
-    job.generated = seq.generated;
-    job.prefill_seconds = seq.prefill_seconds;
-    job.switch_bytes_per_second = switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0;
-    job.kv = std::make_shared<kv_in_flight>(host_kv_, std::move(seq.kv));
-    seq.kv = {};
-    job.request = std::move(seq.request); // the id stays: it is a number
+    auto job = decode_job_of(seq, host_kv_,
+                             switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0);
     state_.erase(seq);
     const auto to = job.request.handoff;
     if (to) // with no one to take it, the job's KV goes back to the pool right here
       caf::anon_send(to, handoff_atom::value, std::move(job));
   }
 
-  void take_token(sequence& seq, std::int32_t token) {
+  void take_token(sequence& seq, std::int32_t token, models::token_logprobs lp) {
+    if (seq.generated == seq.request.generated_before)
+      share_prompt(seq); // its prompt is read: the rest of its group copy it
     ++tokens_generated_;
     const auto& r = seq.request;
     if (std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end())
@@ -408,7 +403,7 @@ private:
     (void)seq.deadlines.on_token(
         std::chrono::duration<double>(clock().now() - seq.arrived).count());
     if (r.sink)
-      caf::anon_send(r.sink, token_atom::value, r.id, token);
+      caf::anon_send(r.sink, token_atom::value, r.id, token, std::move(lp));
     const auto& cfg = state_.models()[seq.model].served.image->config();
     if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)
       return finish(seq, finish_reason::length);
@@ -416,16 +411,23 @@ private:
       hand_off(seq);
   }
 
-  void notify_done(const sequence& seq, finish_reason reason, const std::string& message) {
-    if (seq.request.sink)
-      caf::anon_send(seq.request.sink, done_atom::value,
-                     generation_result{seq.request.id, reason, seq.request.prompt.size(),
-                                       seq.generated, message});
+  // The group `leader` read the prompt for copies its KV, all but the last prompt token's, which
+  // each reads itself to draw its own first token; one that finds no room reads the prompt.
+  void share_prompt(sequence& leader) {
+    for (auto& f : groups_.release(leader)) {
+      const bool forked = f->tokens.size() > 1 &&
+                          leader.kv.where == models::kv_handle::place::device &&
+                          engine_->fork_kv(leader.kv, f->kv, f->tokens.size() - 1).has_value();
+      add_sequence(std::move(f), leader.model, forked);
+      prompts_shared_ += forked;
+    }
   }
 
   // Ends `seq`: its KV goes back (once transfers and steps are done with it) and its sink hears
   // why.
   void finish(sequence& seq, finish_reason reason, const std::string& message = {}) {
+    for (auto& f : groups_.release(seq)) // it ended before reading the prompt for them
+      add_sequence(std::move(f), seq.model, false);
     if (engine_)
       engine_->release(seq.kv);
     notify_done(seq, reason, message);
@@ -436,6 +438,8 @@ private:
   void end_all(finish_reason reason, const std::string& why) {
     for (auto& [id, seq] : state_.sequences())
       notify_done(*seq, reason, why);
+    for (const auto& follower : groups_.take_all())
+      notify_done(*follower, reason, why);
     state_.clear();
   }
 
@@ -454,9 +458,10 @@ private:
   bool looping_ = false;
   std::string start_error_;
   std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
-              prefetch_hits_ = 0, batch_splits_ = 0;
+              prefetch_hits_ = 0, batch_splits_ = 0, prompts_shared_ = 0;
   double scale_up_seconds_ = 0;
   switch_log switch_log_;
+  prompt_groups groups_;
 };
 
 } // namespace

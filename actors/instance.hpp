@@ -78,10 +78,11 @@ struct instance_stats {
   std::size_t waiting = 0;     ///< admitted, not yet holding KV
   std::size_t steps = 0;       ///< forward steps run
   std::size_t tokens_generated = 0;
-  std::size_t preemptions = 0;  ///< sequences evicted and recomputed later
-  std::size_t batch_splits = 0; ///< sequences moved to an overflow batch (KV kept on the host)
-  std::size_t switches = 0;     ///< times the active model changed
-  std::size_t prefetches = 0;   ///< switches to a model already copied in
+  std::size_t preemptions = 0;    ///< sequences evicted and recomputed later
+  std::size_t batch_splits = 0;   ///< sequences moved to an overflow batch (KV kept on the host)
+  std::size_t prompts_shared = 0; ///< requests that copied their group leader's prompt KV
+  std::size_t switches = 0;       ///< times the active model changed
+  std::size_t prefetches = 0;     ///< switches to a model already copied in
   std::size_t swaps_out = 0, swaps_in = 0;
   std::size_t weight_bytes_copied = 0, kv_bytes_swapped = 0;
   double scale_up_seconds = 0; ///< summed time from a switch to its model being all in
@@ -95,8 +96,9 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, instance_stats& x) {
   return f(caf::meta::type_name("instance_stats"), x.kv_bytes_used, x.host_kv_bytes_used,
            x.kv_fragmentation, x.running, x.waiting, x.steps, x.tokens_generated, x.preemptions,
-           x.batch_splits, x.switches, x.prefetches, x.swaps_out, x.swaps_in, x.weight_bytes_copied,
-           x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.staged, x.ready, x.recent_switches);
+           x.batch_splits, x.prompts_shared, x.switches, x.prefetches, x.swaps_out, x.swaps_in,
+           x.weight_bytes_copied, x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.staged,
+           x.ready, x.recent_switches);
 }
 
 /// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).

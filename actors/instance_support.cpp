@@ -2,6 +2,8 @@
 
 #include "models/sizing.hpp"
 
+#include <caf/send.hpp>
+
 namespace aeg::actors {
 
 std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::device>& dev,
@@ -25,6 +27,39 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
   return value_or_throw(models::engine::create(dev, host_kv, models::largest_shape_of(sizing), eo));
 }
 
+void refuse(const generation_request& r, std::size_t generated, std::string why) {
+  if (r.sink)
+    caf::anon_send(
+        r.sink, done_atom::value,
+        generation_result{r.id, finish_reason::error, r.prompt.size(), generated, std::move(why)});
+}
+
+void notify_done(const sequence& seq, finish_reason reason, const std::string& message) {
+  if (seq.request.sink)
+    caf::anon_send(seq.request.sink, done_atom::value,
+                   generation_result{seq.request.id, reason, seq.request.prompt.size(),
+                                     seq.generated, message});
+}
+
+bool room_or_throw(result<void> r) {
+  if (!r && r.error().code != errc::out_of_memory)
+    throw error_exception(std::move(r.error()));
+  return r.has_value();
+}
+
+decode_job decode_job_of(sequence& seq, std::shared_ptr<gpu::kv_pool> host_kv,
+                         double switch_bytes_per_second) {
+  decode_job job;
+  job.tokens = std::move(seq.tokens);
+  job.generated = seq.generated;
+  job.prefill_seconds = seq.prefill_seconds;
+  job.switch_bytes_per_second = switch_bytes_per_second;
+  job.kv = std::make_shared<kv_in_flight>(std::move(host_kv), std::move(seq.kv));
+  seq.kv = {};
+  job.request = std::move(seq.request); // the id stays: it is a number
+  return job;
+}
+
 void add_engine_stats(instance_stats& s, models::engine& engine) {
   engine.reclaim(); // blocks whose last transfer has finished are free
   s.kv_bytes_used = engine.device_kv().allocated_bytes();
@@ -34,6 +69,71 @@ void add_engine_stats(instance_stats& s, models::engine& engine) {
   s.swaps_in = engine.stats().swaps_in;
   s.weight_bytes_copied = engine.stats().weight_bytes_copied;
   s.kv_bytes_swapped = engine.stats().kv_bytes_out + engine.stats().kv_bytes_in;
+}
+
+models::token_logprobs token_logprobs_in(const models::engine& engine, std::int32_t top,
+                                         const kernels::sampling_row& rule, std::int32_t token,
+                                         std::size_t row, std::size_t vocab) {
+  const auto logits = engine.logits();
+  if (top < 0 || logits.size() < (row + 1) * vocab)
+    return {};
+  return models::logprobs_of(logits.subspan(row * vocab, vocab), rule, token,
+                             static_cast<std::size_t>(top));
+}
+
+bool prompt_groups::join(std::unique_ptr<sequence>& seq, const instance_state& state) {
+  const auto& r = seq->request;
+  if (r.prompt_group == 0 || r.generated_before != 0)
+    return false;
+  const auto it = leaders_.find(r.prompt_group);
+  const sequence* leader = it != leaders_.end() ? state.find(it->second) : nullptr;
+  if (leader == nullptr || leader->model != seq->model || leader->request.prompt != r.prompt) {
+    leaders_[r.prompt_group] = r.id;
+    return false;
+  }
+  followers_.emplace(r.prompt_group, std::move(seq));
+  return true;
+}
+
+std::vector<std::unique_ptr<sequence>> prompt_groups::release(const sequence& leader) {
+  std::vector<std::unique_ptr<sequence>> out;
+  const auto group = leader.request.prompt_group;
+  const auto it = leaders_.find(group);
+  if (group == 0 || it == leaders_.end() || it->second != leader.request.id)
+    return out;
+  leaders_.erase(it);
+  auto [from, to] = followers_.equal_range(group);
+  for (auto f = from; f != to; ++f)
+    out.push_back(std::move(f->second));
+  followers_.erase(from, to);
+  return out;
+}
+
+std::unique_ptr<sequence> prompt_groups::take(std::uint64_t id) {
+  for (auto it = followers_.begin(); it != followers_.end(); ++it)
+    if (it->second->request.id == id) {
+      auto seq = std::move(it->second);
+      followers_.erase(it);
+      return seq;
+    }
+  return nullptr;
+}
+
+std::vector<std::unique_ptr<sequence>> prompt_groups::take_all() {
+  std::vector<std::unique_ptr<sequence>> out;
+  for (auto& [group, seq] : followers_)
+    out.push_back(std::move(seq));
+  followers_.clear();
+  leaders_.clear();
+  return out;
+}
+
+std::vector<std::uint64_t> prompt_groups::ids_of_sink(const caf::actor_addr& sink) const {
+  std::vector<std::uint64_t> out;
+  for (const auto& [group, seq] : followers_)
+    if (seq->request.sink.address() == sink)
+      out.push_back(seq->request.id);
+  return out;
 }
 
 std::size_t switch_log::began(time_point at, std::string from, std::string to, bool prefetched) {

@@ -4,11 +4,13 @@
 // counters into its stats, and the log of its model switches.
 
 #include "actors/instance.hpp"
+#include "actors/instance_state.hpp"
 #include "models/engine.hpp"
 
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,8 +24,51 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
                                                      const std::vector<served_model>& models,
                                                      const instance_options& options);
 
+/// Tells `r`'s sink that it ended with an error, `why`, after `generated` tokens.
+void refuse(const generation_request& r, std::size_t generated, std::string why);
+/// Tells `seq`'s sink that it ended for `reason`.
+void notify_done(const sequence& seq, finish_reason reason, const std::string& message);
+
+/// Engine operations that move KV fail for lack of room only in a race on the shared host pool:
+/// false then; anything else is a device failure, thrown (it ends the instance).
+bool room_or_throw(result<void> r);
+
+/// What a prefill instance hands on for `seq` (its KV on the host, moved out of `seq`), with the
+/// instance's measured scale-up rate (0: none yet).
+decode_job decode_job_of(sequence& seq, std::shared_ptr<gpu::kv_pool> host_kv,
+                         double switch_bytes_per_second);
+
 /// Copies the engine's KV and transfer counters into `s` (after reclaiming finished transfers).
 void add_engine_stats(instance_stats& s, models::engine& engine);
+
+/// The log-probabilities of `token`, picked by `rule` in row `row` of the engine's last step,
+/// with `top` alternatives; empty when `top` < 0 (not asked) or the step kept no logits.
+models::token_logprobs token_logprobs_in(const models::engine& engine, std::int32_t top,
+                                         const kernels::sampling_row& rule, std::int32_t token,
+                                         std::size_t row, std::size_t vocab);
+
+/// Requests of one prompt group (the choices of one completion) that reach an instance
+/// together: the first is the group's leader and reads the prompt; the others wait here, out
+/// of the instance's state, until it has, then copy its KV instead of reading the prompt again.
+class prompt_groups {
+public:
+  /// Keeps `seq` as a follower when its group has a leader here with the same model and
+  /// prompt (true); else makes it its group's leader (if it has a group) and leaves it.
+  bool join(std::unique_ptr<sequence>& seq, const instance_state& state);
+  /// The followers of `leader`'s group, which it no longer leads (none if it led none).
+  std::vector<std::unique_ptr<sequence>> release(const sequence& leader);
+  /// Takes the follower with request id `id` (null: none).
+  std::unique_ptr<sequence> take(std::uint64_t id);
+  /// Takes every follower.
+  std::vector<std::unique_ptr<sequence>> take_all();
+  /// The ids of the followers whose sink is `sink`.
+  std::vector<std::uint64_t> ids_of_sink(const caf::actor_addr& sink) const;
+  std::size_t followers() const noexcept { return followers_.size(); }
+
+private:
+  std::map<std::uint64_t, std::uint64_t> leaders_; // group → its leader's request id
+  std::multimap<std::uint64_t, std::unique_ptr<sequence>> followers_; // by group
+};
 
 /// The last `capacity` switches of an instance, for its stats: when each began (on the actor
 /// clock), from and to which model, and how long the weights took to come in.

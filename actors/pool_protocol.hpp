@@ -63,11 +63,11 @@ using finished_atom = caf::atom_constant<caf::atom("finished")>;
 
 /// A request actor: the sink of its instance (tokens, its end, the hand-off from a prefill
 /// instance), told by the proxy where it runs, and cancelled by it.
-using request_actor =
-    caf::typed_actor<caf::reacts_to<placed_atom, instance_actor>,
-                     caf::reacts_to<token_atom, std::uint64_t, std::int32_t>,
-                     caf::reacts_to<done_atom, generation_result>,
-                     caf::reacts_to<handoff_atom, decode_job>, caf::reacts_to<cancel_atom>>;
+using request_actor = caf::typed_actor<
+    caf::reacts_to<placed_atom, instance_actor>,
+    caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
+    caf::reacts_to<done_atom, generation_result>, caf::reacts_to<handoff_atom, decode_job>,
+    caf::reacts_to<cancel_atom>>;
 
 /// The proxy as its request actors see it: its public messages and theirs.
 using pool_proxy_actor =

@@ -31,12 +31,12 @@ public:
   }
 
   behavior_type make_behavior() override {
-    return with_coroutines(
-        [this](placed_atom, instance_actor inst) { place(std::move(inst)); },
-        [this](token_atom, std::uint64_t, std::int32_t token) { on_token(token); },
-        [this](done_atom, generation_result r) { on_done(std::move(r)); },
-        [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
-        [this](cancel_atom) { on_cancel(); });
+    return with_coroutines([this](placed_atom, instance_actor inst) { place(std::move(inst)); },
+                           [this](token_atom, std::uint64_t, std::int32_t token,
+                                  models::token_logprobs& lp) { on_token(token, std::move(lp)); },
+                           [this](done_atom, generation_result r) { on_done(std::move(r)); },
+                           [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
+                           [this](cancel_atom) { on_cancel(); });
   }
 
   void on_exit() override {
@@ -55,14 +55,14 @@ private:
       send(instance_, cancel_atom::value, id_);
   }
 
-  void on_token(std::int32_t token) {
+  void on_token(std::int32_t token, models::token_logprobs lp) {
     if (finished_)
       return;
     times_.push_back(std::chrono::duration<double>(clock().now() - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
     if (client_.sink)
-      send(client_.sink, token_atom::value, client_.id, token);
+      send(client_.sink, token_atom::value, client_.id, token, std::move(lp));
   }
 
   void on_done(generation_result r) {

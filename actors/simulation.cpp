@@ -50,7 +50,7 @@ public:
   caf::behavior make_behavior() override {
     return {
         [this](arrive_atom, std::size_t i) { submit(i); },
-        [this](token_atom, std::uint64_t id, std::int32_t) {
+        [this](token_atom, std::uint64_t id, std::int32_t, const aeg::models::token_logprobs&) {
           if (log_)
             note("token " + std::to_string(id) + " #" + std::to_string(++tokens_[id]));
         },

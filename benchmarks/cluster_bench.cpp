@@ -53,7 +53,8 @@ round_result run_round(caf::actor_system& sys, const actors::proxy_actor& proxy,
   std::size_t done = 0, count = 0;
   while (done < batch)
     self->receive(
-        [&](actors::token_atom, std::uint64_t id, std::int32_t) {
+        [&](actors::token_atom, std::uint64_t id, std::int32_t,
+            const aeg::models::token_logprobs&) {
           times[id].push_back(clock_type::now());
           ++count;
         },

@@ -71,7 +71,8 @@ public:
                    seconds_between(t[0].sent, t[next - 1].sent));
       }
       self_->receive(
-          [&](actors::token_atom, std::uint64_t id, std::int32_t) {
+          [&](actors::token_atom, std::uint64_t id, std::int32_t,
+              const aeg::models::token_logprobs&) {
             auto& r = t[id];
             const auto now = clock_type::now();
             if (r.tokens++ == 0)

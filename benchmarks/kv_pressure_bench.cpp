@@ -51,8 +51,8 @@ outcome run(caf::scoped_actor& self, const actors::instance_actor& inst,
   self->monitor(inst);
   std::size_t ended = 0;
   while (ended < reqs.size() && o.error.empty())
-    self->receive([&](actors::token_atom, std::uint64_t id,
-                      std::int32_t token) { o.tokens[id].push_back(token); },
+    self->receive([&](actors::token_atom, std::uint64_t id, std::int32_t token,
+                      const aeg::models::token_logprobs&) { o.tokens[id].push_back(token); },
                   [&](actors::done_atom, const actors::generation_result& r) {
                     ++ended;
                     if (r.reason != actors::finish_reason::length && o.error.empty())

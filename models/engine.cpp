@@ -322,6 +322,30 @@ result<void> engine::swap_in(kv_handle& kv) {
   return {};
 }
 
+result<void> engine::fork_kv(const kv_handle& from, kv_handle& to, std::size_t tokens) {
+  if (from.where != kv_handle::place::device || to.where != kv_handle::place::none)
+    return fail(errc::invalid_argument, "fork_kv copies a KV cache on the device to an empty one");
+  AEG_TRY(intact(from));
+  const std::size_t n = kernels::kv_geometry::blocks_for(tokens);
+  if (n > from.blocks.size() || tokens > from.tokens)
+    return fail(errc::invalid_argument, "fork_kv: the KV cache holds fewer tokens than asked");
+  const std::size_t bb = from.block_bytes();
+  std::vector<std::int32_t> blocks;
+  std::vector<std::shared_ptr<gpu::event>> after; // blocks still being copied out, its own copy
+  AEG_TRY(device_kv_->allocate_after(bb, n, blocks, after));
+  if (from.ready)
+    after.push_back(from.ready);
+  // Recording step_done_ after the copies makes every release and swap-out of either cache,
+  // which wait for it, wait for them too.
+  AEG_TRY(copy_blocks(*compute_, *device_kv_, std::span(from.blocks).first(n), *device_kv_, blocks,
+                      bb, gpu::copy_kind::device_to_device, after, step_done_));
+  to.geometry = from.geometry;
+  to.where = kv_handle::place::device;
+  to.blocks = std::move(blocks);
+  to.tokens = tokens;
+  return {};
+}
+
 void engine::release(kv_handle& kv) {
   const std::size_t bb = kv.block_bytes();
   if (kv.where == kv_handle::place::device)

@@ -119,6 +119,10 @@ public:
   /// Moves `kv` from host blocks back to the device on the swap-in stream (after the copy that
   /// wrote them); steps that use it wait for `kv.ready`.
   [[nodiscard]] result<void> swap_in(kv_handle& kv);
+  /// Gives `to` (empty) a copy of the K and V of the first `tokens` tokens of `from` (on the
+  /// device), on the compute stream after the steps already enqueued, so that sequences with
+  /// one prompt read it once. `errc::out_of_memory` when the device pool has too few blocks.
+  [[nodiscard]] result<void> fork_kv(const kv_handle& from, kv_handle& to, std::size_t tokens);
   /// Frees `kv`'s blocks wherever they are, once pending transfers are done with them.
   void release(kv_handle& kv);
   /// Returns blocks whose transfers have finished from both pools' move lists.
@@ -153,6 +157,8 @@ public:
     return sim_ ? std::span<const std::int32_t>(sim_sampled_) : runner_->sampled();
   }
   std::span<const float> logits() const noexcept { return runner_->logits(); }
+  /// Whether steps can copy their logits back (a simulated device computes none).
+  bool computes_logits() const noexcept { return !sim_; }
 
   // --- state --------------------------------------------------------------------------------
   gpu::device& device() const noexcept { return *dev_; }

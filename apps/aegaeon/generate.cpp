@@ -154,7 +154,8 @@ answer stream_one(caf::scoped_actor& self, const actors::instance_actor& inst, c
   };
   while (!done) {
     self->receive(
-        [&](actors::token_atom, std::uint64_t, std::int32_t token) {
+        [&](actors::token_atom, std::uint64_t, std::int32_t token,
+            const aeg::models::token_logprobs&) {
           if (a.first_token_seconds == 0)
             a.first_token_seconds =
                 std::chrono::duration<double>(clock_type::now() - start).count();

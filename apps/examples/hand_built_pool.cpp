@@ -48,9 +48,8 @@ public:
 
   behavior_type make_behavior() override {
     return {
-        [this](actors::token_atom, std::uint64_t, std::int32_t token) {
-          text_ += decoder_.feed(token);
-        },
+        [this](actors::token_atom, std::uint64_t, std::int32_t token,
+               const aeg::models::token_logprobs&) { text_ += decoder_.feed(token); },
         [this](actors::done_atom, const actors::generation_result& r) {
           text_ += decoder_.finish();
           if (r.reason == actors::finish_reason::error)

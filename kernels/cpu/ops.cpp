@@ -245,20 +245,16 @@ void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::s
     std::memcpy(out + i * dim, x + static_cast<std::size_t>(rows[i]) * dim, dim * sizeof(float));
 }
 
-std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_row& p) {
-  if (p.temperature <= 0 || vocab == 1) {
-    std::size_t best = 0;
-    for (std::size_t i = 1; i < vocab; ++i)
-      if (logits[i] > logits[best])
-        best = i;
-    return static_cast<std::int32_t>(best);
-  }
+std::vector<std::int32_t> sampling_candidates(const float* logits, std::size_t vocab,
+                                              const sampling_row& p) {
+  std::vector<std::int32_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  if (p.temperature <= 0 || vocab == 1)
+    return order;
   // Highest first, lower index first among equals: the order both backends cut in.
   auto higher = [&](std::int32_t a, std::int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
-  std::vector<std::int32_t> order(vocab);
-  std::iota(order.begin(), order.end(), 0);
   const float max_logit = *std::max_element(logits, logits + vocab);
   const float inv_t = 1.0f / p.temperature;
   auto mass = [&](std::int32_t i) { return std::exp((logits[i] - max_logit) * inv_t); };
@@ -292,12 +288,29 @@ std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_r
       sorted = std::min(keep, sorted * 4);
     }
   }
-  double total = 0;
+  order.resize(keep);
+  return order;
+}
+
+std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_row& p) {
+  if (p.temperature <= 0 || vocab == 1) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < vocab; ++i)
+      if (logits[i] > logits[best])
+        best = i;
+    return static_cast<std::int32_t>(best);
+  }
+  auto order = sampling_candidates(logits, vocab, p);
+  const std::size_t keep = order.size();
+  const float max_logit = *std::max_element(logits, logits + vocab);
+  const float inv_t = 1.0f / p.temperature;
+  auto mass = [&](std::int32_t i) { return std::exp((logits[i] - max_logit) * inv_t); };
   // Lay the candidates out in vocabulary order.
   if (keep < vocab)
-    std::sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep));
+    std::sort(order.begin(), order.end());
   else
     std::iota(order.begin(), order.end(), 0);
+  double total = 0;
   for (std::size_t i = 0; i < keep; ++i)
     total += mass(order[i]);
   const double target = static_cast<double>(p.u) * total;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 // CPU implementations of the ops in kernels/ops.hpp; they run on the calling thread (a CPU
 // stream's worker) and its compute helpers. Shapes and meanings are documented there.
@@ -29,6 +30,12 @@ void gather_rows(const float* x, const std::int32_t* rows, std::size_t n, std::s
                  float* out);
 void sample(const float* logits, std::size_t rows, std::size_t vocab, const sampling_row* params,
             std::int32_t* out);
+
+/// The tokens `p` may pick from one row: the top-k and top-p cut of sampling_row, highest logit
+/// first (lower index first among equals); every token, in vocabulary order, when nothing is cut
+/// (greedy included).
+std::vector<std::int32_t> sampling_candidates(const float* logits, std::size_t vocab,
+                                              const sampling_row& p);
 
 /// The token one row picks (see sampling_row); exposed for tests.
 std::int32_t sample_row(const float* logits, std::size_t vocab, const sampling_row& p);

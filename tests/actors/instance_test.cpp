@@ -21,6 +21,7 @@ namespace {
 
 struct outcome {
   std::vector<std::int32_t> tokens;
+  std::vector<float> logprobs; ///< of each token, when asked
   generation_result result;
 };
 
@@ -99,12 +100,17 @@ protected:
     std::map<std::uint64_t, outcome> out;
     std::size_t ended = 0;
     while (ended < n)
-      (*self_)->receive([&](token_atom, std::uint64_t id,
-                            std::int32_t token) { out[id].tokens.push_back(token); },
-                        [&](done_atom, const generation_result& r) {
-                          out[r.id].result = r;
-                          ++ended;
-                        });
+      (*self_)->receive(
+          [&](token_atom, std::uint64_t id, std::int32_t token,
+              const aeg::models::token_logprobs& lp) {
+            out[id].tokens.push_back(token);
+            if (lp.asked)
+              out[id].logprobs.push_back(lp.logprob);
+          },
+          [&](done_atom, const generation_result& r) {
+            out[r.id].result = r;
+            ++ended;
+          });
     return out;
   }
 
@@ -129,6 +135,7 @@ protected:
       EXPECT_EQ(together.at(r.id).result.reason, finish_reason::length)
           << together.at(r.id).result.message;
       EXPECT_EQ(together.at(r.id).tokens, alone.at(r.id).tokens) << "request " << r.id;
+      EXPECT_EQ(together.at(r.id).logprobs, alone.at(r.id).logprobs) << "request " << r.id;
     }
     const auto s = stats(inst);
     EXPECT_EQ(s.kv_bytes_used, 0u);
@@ -343,6 +350,55 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   EXPECT_EQ(s.running + s.waiting, 0u);
 }
 
+// The choices of one completion reach an instance together as one prompt group: the first reads
+// the prompt, the others copy its KV and read only the last prompt token; each still draws
+// exactly the tokens it draws alone, with the log-probabilities it has alone. A group whose leader
+// is cancelled (perhaps before it has read the prompt) is read by another, and a follower
+// cancelled while waiting ends at once; nothing leaks.
+TEST_F(Instance, AGroupSharingAPromptReadsItOnceAndEachDrawsItsOwnTokens) {
+  auto image = tiny_model();
+  const auto vocab = image->config().vocab_size;
+  auto inst = spawn(image, {.max_batch_tokens = 40, .max_seqs = 16});
+  auto group = [&](std::uint64_t first, std::uint64_t tag, std::size_t prompt_tokens) {
+    std::vector<generation_request> reqs;
+    for (std::uint64_t i = first; i < first + 4; ++i) {
+      auto r = request(i, prompt(prompt_tokens, vocab, 9), 10, {1.0f, 0, 1.0f, 500 + i});
+      r.prompt_group = tag;
+      r.logprobs = 2;
+      reqs.push_back(std::move(r));
+    }
+    return reqs;
+  };
+  const auto shared = group(0, 77, 45); // its prompt takes two steps of 40 tokens
+  std::map<std::uint64_t, outcome> alone;
+  for (auto r : shared) {
+    r.prompt_group = 0;
+    (*self_)->send(inst, generate_atom::value, r);
+    alone.merge(collect(1));
+  }
+  const auto s = expect_solo_tokens(inst, shared, alone);
+  EXPECT_EQ(s.prompts_shared, 3u);
+
+  const auto cancelled = group(10, 78, 30);
+  for (const auto& r : cancelled)
+    (*self_)->send(inst, generate_atom::value, r);
+  (*self_)->send(inst, cancel_atom::value, std::uint64_t{10}); // the leader
+  (*self_)->send(inst, cancel_atom::value, std::uint64_t{13}); // a follower
+  const auto out = collect(cancelled.size());
+  EXPECT_EQ(out.at(10).result.reason, finish_reason::cancelled);
+  EXPECT_EQ(out.at(13).result.reason, finish_reason::cancelled);
+  for (std::uint64_t id : {11, 12}) {
+    auto r = cancelled[id - 10];
+    r.prompt_group = 0;
+    (*self_)->send(inst, generate_atom::value, r);
+    EXPECT_EQ(out.at(id).tokens, collect(1).at(id).tokens) << "request " << id;
+    EXPECT_EQ(out.at(id).result.reason, finish_reason::length);
+  }
+  const auto after = stats(inst);
+  EXPECT_EQ(after.kv_bytes_used, 0u);
+  EXPECT_EQ(after.running + after.waiting, 0u);
+}
+
 // A KV cache of 12 blocks cannot hold 8 requests of ~40 tokens at once. With room in the host
 // pool the batch is split: the overflow's KV goes to the host and it decodes in turns of its own,
 // nothing recomputed. Without that room the newest requests give their KV back and are
@@ -385,7 +441,7 @@ TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {
   bool first_done = false, second_done = false;
   while (!first_done || !second_done)
     (*self_)->receive(
-        [&](token_atom, std::uint64_t id, std::int32_t) {
+        [&](token_atom, std::uint64_t id, std::int32_t, const aeg::models::token_logprobs&) {
           EXPECT_EQ(id, 1u);
           if (++seen == 3)
             (*self_)->send(inst, cancel_atom::value, std::uint64_t{1}); // mid-decode
@@ -434,7 +490,9 @@ TEST_F(Instance, ARequestWhoseSinkDiesIsCancelled) {
   auto inst = spawn(image, {.max_batch_tokens = 32, .max_seqs = 4});
   // A sink that quits on its first token: the instance sees it go and frees the request's KV.
   auto sink = sys_->spawn([](caf::event_based_actor* self) -> caf::behavior {
-    return {[=](token_atom, std::uint64_t, std::int32_t) { self->quit(); },
+    return {[=](token_atom, std::uint64_t, std::int32_t, const aeg::models::token_logprobs&) {
+              self->quit();
+            },
             [=](done_atom, const generation_result&) {}};
   });
   auto r = request(9, prompt(25, image->config().vocab_size, 3), 10000);
@@ -499,7 +557,7 @@ TEST_F(Instance, CancelsDuringSwapsFreeEveryBlockAndDisturbNoOne) {
   std::size_t ended = 0;
   while (ended < reqs.size())
     (*self_)->receive(
-        [&](token_atom, std::uint64_t rid, std::int32_t token) {
+        [&](token_atom, std::uint64_t rid, std::int32_t token, const aeg::models::token_logprobs&) {
           auto& o = got[rid];
           o.tokens.push_back(token);
           if (auto it = cancel_at.find(rid); it != cancel_at.end() && it->second == o.tokens.size())
@@ -590,7 +648,7 @@ TEST_F(Instance, PromptChunksBesideDecodingRequestsShrinkToKeepTheirTbt) {
     bool started = false, long_done = false;
     while (!long_done)
       (*self_)->receive(
-          [&](token_atom, std::uint64_t id, std::int32_t) {
+          [&](token_atom, std::uint64_t id, std::int32_t, const aeg::models::token_logprobs&) {
             if (id == 1 && !started) {
               started = true; // decoding: now the long prompt arrives
               (*self_)->send(inst, generate_atom::value, request(2, prompt(400, vocab, 2), 1));
@@ -637,7 +695,7 @@ TEST_F(Instance, AShortRequestBehindALongPromptStartsBeforeItEnds) {
   std::size_t ended = 0;
   while (ended < 2)
     (*self_)->receive(
-        [&](token_atom, std::uint64_t id, std::int32_t token) {
+        [&](token_atom, std::uint64_t id, std::int32_t token, const aeg::models::token_logprobs&) {
           if (together[id].tokens.empty())
             first_tokens.push_back(id);
           together[id].tokens.push_back(token);

@@ -145,7 +145,8 @@ protected:
     std::size_t ended = 0;
     while (ended < n)
       (*self_)->receive(
-          [&](token_atom, std::uint64_t id, std::int32_t token) {
+          [&](token_atom, std::uint64_t id, std::int32_t token,
+              const aeg::models::token_logprobs&) {
             out[id].tokens.push_back(token);
             if (on_token)
               on_token(id, out[id].tokens.size());

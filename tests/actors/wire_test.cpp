@@ -48,7 +48,8 @@ protected:
   // A request with every field set, its sink and hand-off a real actor.
   generation_request request() {
     sink_ = sys_.spawn([]() -> generation_sink::behavior_type {
-      return {[](token_atom, std::uint64_t, std::int32_t) {}, [](done_atom, generation_result) {}};
+      return {[](token_atom, std::uint64_t, std::int32_t, const aeg::models::token_logprobs&) {},
+              [](done_atom, generation_result) {}};
     });
     handoff_ = sys_.spawn(
         []() -> handoff_sink::behavior_type { return {[](handoff_atom, decode_job) {}}; });

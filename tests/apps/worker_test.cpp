@@ -36,7 +36,7 @@ std::vector<std::int32_t> tokens_of(caf::actor_system& sys, const instance_actor
   std::vector<std::int32_t> out;
   for (bool done = false; !done;)
     self->receive(
-        [&](token_atom, std::uint64_t id, std::int32_t t) {
+        [&](token_atom, std::uint64_t id, std::int32_t t, const aeg::models::token_logprobs&) {
           EXPECT_EQ(id, 1u);
           out.push_back(t);
         },
