@@ -77,7 +77,7 @@ public:
                       ended();
                     });
         },
-        [](actors::token_atom, std::uint64_t, std::int32_t) {},
+        [](actors::token_atom, std::uint64_t, std::int32_t, const aeg::models::token_logprobs&) {},
         [this](actors::done_atom, const actors::generation_result&) { ended(); },
     };
   }

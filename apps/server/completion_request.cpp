@@ -92,6 +92,7 @@ plan_completion(completion_params& p, const std::string& model_name, const serve
   r.model = model_name;
   r.prompt = std::move(*prompt);
   r.sampling = p.sampling;
+  r.logprobs = p.logprobs;
   r.max_tokens = p.max_tokens_given ? p.max_tokens : (p.chat ? room : std::min(room, p.max_tokens));
   r.stop_tokens = p.stop_tokens;
   plan.silent_tokens.insert(p.stop_tokens.begin(), p.stop_tokens.end());

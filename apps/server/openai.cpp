@@ -152,11 +152,7 @@ tl::expected<void, api_error> parse_sampling(const json& j, completion_params& p
 
 // What this server does not do, refused by name, never silently ignored; and ignore_eos.
 tl::expected<void, api_error> parse_unsupported(const json& j, completion_params& p) {
-  if (auto n = j.find("n"); n != j.end() && !n->is_null() && *n != 1)
-    return bad("n", "only n = 1 is supported");
-  if (auto b = j.find("best_of"); b != j.end() && !b->is_null() && *b != 1)
-    return bad("best_of", "only best_of = 1 is supported");
-  for (const char* unsupported : {"logprobs", "top_logprobs", "tools", "functions", "suffix"}) {
+  for (const char* unsupported : {"tools", "functions", "suffix"}) {
     auto it = j.find(unsupported);
     if (it != j.end() && !it->is_null() && *it != false && !(it->is_array() && it->empty()))
       return bad(unsupported, std::string("'") + unsupported + "' is not supported by this server");
@@ -205,6 +201,39 @@ tl::expected<void, api_error> parse_unsupported(const json& j, completion_params
       return bad("ignore_eos", "'ignore_eos' must be true or false");
     p.ignore_eos = r->get<bool>();
   }
+  return {};
+}
+
+// How many choices, and the log-probabilities each token shows: a completion's `logprobs` is the
+// number of alternatives; a chat's is true or false, with `top_logprobs` alternatives.
+tl::expected<void, api_error> parse_choices(const json& j, completion_params& p) {
+  AEG_TRY(number(j, "n", p.n, 1, static_cast<double>(max_choices)));
+  std::size_t best_of = p.n;
+  AEG_TRY(number(j, "best_of", best_of, 1, static_cast<double>(max_choices)));
+  if (best_of != p.n)
+    return bad("best_of", "'best_of' must equal 'n': every choice generated is returned");
+  const auto top = static_cast<double>(models::max_top_logprobs);
+  if (!p.chat) {
+    AEG_TRY_ASSIGN(auto asked, number(j, "logprobs", p.logprobs, 0, top));
+    if (!asked)
+      p.logprobs = -1;
+  } else if (auto l = j.find("logprobs"); l != j.end() && !l->is_null()) {
+    if (!l->is_boolean())
+      return bad("logprobs", "'logprobs' must be true or false (with 'top_logprobs' for "
+                             "alternatives)");
+    p.logprobs = l->get<bool>() ? 0 : -1;
+  }
+  if (p.chat) {
+    std::int32_t alternatives = 0;
+    AEG_TRY_ASSIGN(auto asked, number(j, "top_logprobs", alternatives, 0, top));
+    if (asked && p.logprobs < 0 && alternatives > 0)
+      return bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (p.logprobs >= 0)
+      p.logprobs = alternatives;
+  }
+  if (p.echo && p.logprobs >= 0)
+    return bad("logprobs", "'logprobs' with 'echo' would need the prompt's log-probabilities, "
+                           "which this server does not compute; ask for one of them");
   return {};
 }
 
@@ -280,6 +309,7 @@ tl::expected<completion_params, api_error> parse_fields(const json& j, bool chat
   AEG_TRY(chat ? parse_chat(j, p) : parse_prompt(j, p));
   AEG_TRY(parse_sampling(j, p));
   AEG_TRY(parse_unsupported(j, p));
+  AEG_TRY(parse_choices(j, p));
   AEG_TRY(parse_stops(j, p));
   AEG_TRY(parse_stream(j, p));
   return p;
@@ -356,74 +386,6 @@ std::string stop_matcher::flush() {
   if (stopped_)
     return {};
   return std::exchange(pending_, {});
-}
-
-// --- responses --------------------------------------------------------------------------------
-
-namespace {
-
-json usage_json(const usage_counts& u) {
-  return {{"prompt_tokens", u.prompt_tokens},
-          {"completion_tokens", u.completion_tokens},
-          {"total_tokens", u.prompt_tokens + u.completion_tokens}};
-}
-
-json finish_json(std::optional<std::string_view> r) {
-  return r ? json(std::string(*r)) : json(nullptr);
-}
-
-} // namespace
-
-std::string response_shape::full(std::string_view text, std::string_view finish_reason,
-                                 const usage_counts& usage) const {
-  json choice = {
-      {"index", 0}, {"finish_reason", std::string(finish_reason)}, {"logprobs", nullptr}};
-  if (chat)
-    choice["message"] = {{"role", "assistant"}, {"content", std::string(text)}};
-  else
-    choice["text"] = std::string(text);
-  return json{{"id", id},
-              {"object", chat ? "chat.completion" : "text_completion"},
-              {"created", created},
-              {"model", model},
-              {"choices", json::array({choice})},
-              {"usage", usage_json(usage)}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string response_shape::chunk(std::string_view text,
-                                  std::optional<std::string_view> finish_reason, bool first,
-                                  bool include_usage) const {
-  json choice = {
-      {"index", 0}, {"finish_reason", finish_json(finish_reason)}, {"logprobs", nullptr}};
-  if (chat) {
-    json delta = json::object();
-    if (first)
-      delta["role"] = "assistant";
-    if (!text.empty() || !finish_reason)
-      delta["content"] = std::string(text);
-    choice["delta"] = delta;
-  } else {
-    choice["text"] = std::string(text);
-  }
-  json out = {{"id", id},
-              {"object", chat ? "chat.completion.chunk" : "text_completion"},
-              {"created", created},
-              {"model", model},
-              {"choices", json::array({choice})}};
-  if (include_usage)
-    out["usage"] = nullptr;
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string response_shape::usage_chunk(const usage_counts& usage) const {
-  return json{{"id", id},
-              {"object", chat ? "chat.completion.chunk" : "text_completion"},
-              {"created", created},
-              {"model", model},
-              {"choices", json::array()},
-              {"usage", usage_json(usage)}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string models_list(const std::vector<std::string>& names, std::int64_t created) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 // OpenAI's request and response shapes, as plain code: what a completion or chat request asks
@@ -40,6 +41,9 @@ struct chat_turn {
 /// read as system) and its text (a string, or text parts joined). Errors name the message.
 tl::expected<std::vector<chat_turn>, api_error> parse_messages(const nlohmann::json& body);
 
+/// The most choices (`n`) one request may ask for.
+inline constexpr std::size_t max_choices = 16;
+
 /// What a completion or chat request asks for, checked.
 struct completion_params {
   bool chat = false;
@@ -56,13 +60,16 @@ struct completion_params {
   std::size_t stop_tokens_from_stop = 0; ///< how many of stop_tokens 'stop' gave
   bool ignore_eos = false; ///< keep generating past end-of-generation tokens (for benchmarks)
   bool echo = false;       ///< completions: the answer begins with the prompt's text
+  std::size_t n = 1;       ///< choices, each generated on its own from the same prompt
+  /// -1: no log-probabilities; k >= 0: each token's, with its k most likely alternatives.
+  std::int32_t logprobs = -1;
   bool stream = false;
   bool include_usage = false;
 };
 
 /// Parses a POST body for /v1/completions (`chat` false) or /v1/chat/completions. Unknown fields
 /// are ignored, as OpenAI's clients send many; known fields with bad values, and features this
-/// server does not have (n > 1, logprobs, tools), are errors that name the parameter.
+/// server does not have (tools, logit_bias, penalties), are errors that name the parameter.
 tl::expected<completion_params, api_error> parse_completion(std::string_view body, bool chat);
 
 /// Finds stop strings in generated text as it streams. `push` returns the text that can be sent
@@ -88,6 +95,21 @@ struct usage_counts {
   std::size_t prompt_tokens = 0, completion_tokens = 0;
 };
 
+/// One generated token's log-probabilities as an answer shows them.
+struct logprob_entry {
+  std::string token; ///< its text (its bytes: it may end inside a character)
+  float logprob = 0; ///< -infinity is shown as -9999.0, as OpenAI does
+  std::vector<std::pair<std::string, float>> top; ///< the most likely tokens, most likely first
+  std::size_t text_offset = 0; ///< completions: where its text begins in the choice's text
+};
+
+/// One choice of a whole (not streamed) answer.
+struct choice_text {
+  std::string text;
+  std::string finish_reason;
+  std::optional<std::vector<logprob_entry>> logprobs; ///< when asked for
+};
+
 /// Builders for the response JSON. `id` is "cmpl-..." or "chatcmpl-...", `created` Unix seconds.
 struct response_shape {
   bool chat = false;
@@ -95,16 +117,20 @@ struct response_shape {
   std::string model;
   std::int64_t created = 0;
 
-  /// The whole non-streaming answer.
-  std::string full(std::string_view text, std::string_view finish_reason,
-                   const usage_counts& usage) const;
-  /// One streamed chunk: text (and the assistant role on a chat's first chunk), or the finish
-  /// reason with empty text. With `include_usage` every chunk has "usage": null.
-  std::string chunk(std::string_view text, std::optional<std::string_view> finish_reason,
-                    bool first, bool include_usage) const;
+  /// The whole non-streaming answer, its choices indexed in order.
+  std::string full(const std::vector<choice_text>& choices, const usage_counts& usage) const;
+  /// One streamed chunk of choice `index`: text (and the assistant role on a chat choice's
+  /// first chunk), or the finish reason with empty text, and the log-probabilities of its
+  /// tokens when asked for (null otherwise). With `include_usage` every chunk has "usage": null.
+  std::string chunk(std::size_t index, std::string_view text,
+                    std::optional<std::string_view> finish_reason, bool first, bool include_usage,
+                    const std::vector<logprob_entry>* logprobs = nullptr) const;
   /// The last chunk when include_usage: no choices, the usage.
   std::string usage_chunk(const usage_counts& usage) const;
 };
+
+/// Characters (code points) of UTF-8 text, as OpenAI's text offsets count them.
+std::size_t text_characters(std::string_view text);
 
 /// {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}...]}.
 std::string models_list(const std::vector<std::string>& names, std::int64_t created);

@@ -29,8 +29,8 @@ public:
     request_.sink = handle();
     spawn(submit());
     return with_coroutines(
-        [this](actors::token_atom, std::uint64_t, std::int32_t token) {
-          tell([token](generation_listener& l) { l.token(token); });
+        [this](actors::token_atom, std::uint64_t, std::int32_t token, models::token_logprobs& lp) {
+          tell([token, lp = std::move(lp)](generation_listener& l) { l.token(token, lp); });
         },
         [this](actors::done_atom, actors::generation_result r) {
           tell([r = std::move(r)](generation_listener& l) { l.done(r); });

@@ -53,7 +53,7 @@ public:
   virtual void submitted() = 0;
   /// The pool refused it (unknown model, full, no instance): the answer to give.
   virtual void refused(api_error e) = 0;
-  virtual void token(std::int32_t token) = 0;
+  virtual void token(std::int32_t token, const models::token_logprobs& logprobs) = 0;
   /// Its end; nothing follows.
   virtual void done(const actors::generation_result& r) = 0;
 };

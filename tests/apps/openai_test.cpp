@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 namespace aeg::server {
 namespace {
 
@@ -60,8 +62,19 @@ TEST(ParseCompletion, BadValuesNameTheirParameter) {
       {R"({"model": "m", "prompt": "x", "temperature": 3})", false, "temperature"},
       {R"({"model": "m", "prompt": "x", "temperature": "hot"})", false, "temperature"},
       {R"({"model": "m", "prompt": "x", "top_p": 0})", false, "top_p"},
-      {R"({"model": "m", "prompt": "x", "n": 2})", false, "n"},
-      {R"({"model": "m", "prompt": "x", "logprobs": 3})", false, "logprobs"},
+      {R"({"model": "m", "prompt": "x", "n": 0})", false, "n"},
+      {R"({"model": "m", "prompt": "x", "n": 17})", false, "n"},
+      {R"({"model": "m", "prompt": "x", "n": 2, "best_of": 3})", false, "best_of"},
+      {R"({"model": "m", "prompt": "x", "logprobs": 21})", false, "logprobs"},
+      {R"({"model": "m", "prompt": "x", "logprobs": true})", false, "logprobs"},
+      {R"({"model": "m", "prompt": "x", "logprobs": 1, "echo": true})", false, "logprobs"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": 2})", true,
+       "logprobs"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})", true,
+       "top_logprobs"},
+      {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true,
+          "top_logprobs": 21})",
+       true, "top_logprobs"},
       {R"({"model": "m", "prompt": "x", "stop": ["a", "b", "c", "d", "e"]})", false, "stop"},
       {R"({"model": "m", "prompt": "x", "stop": [""]})", false, "stop"},
       {R"({"model": "m", "prompt": "x", "stream": "yes"})", false, "stream"},
@@ -81,6 +94,36 @@ TEST(ParseCompletion, BadValuesNameTheirParameter) {
     EXPECT_EQ(j["error"]["type"], "invalid_request_error");
     EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
   }
+}
+
+TEST(ParseCompletion, ReadsChoicesAndLogprobsInEachEndpointsShape) {
+  auto text = parse_completion(R"({"model": "m", "prompt": "x", "n": 3, "logprobs": 2})", false);
+  ASSERT_TRUE(text.has_value()) << text.error().message;
+  EXPECT_EQ(text->n, 3u);
+  EXPECT_EQ(text->logprobs, 2);
+  auto zero = parse_completion(R"({"model": "m", "prompt": "x", "logprobs": 0})", false);
+  ASSERT_TRUE(zero.has_value());
+  EXPECT_EQ(zero->logprobs, 0); // the picked token's alone
+  auto none = parse_completion(R"({"model": "m", "prompt": "x", "logprobs": null})", false);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->logprobs, -1);
+  EXPECT_EQ(none->n, 1u);
+
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  auto chat = parse_completion(R"({"model": "m", )" + user + R"(, "logprobs": true,
+      "top_logprobs": 5, "n": 2, "best_of": 2})",
+                               true);
+  ASSERT_TRUE(chat.has_value()) << chat.error().message;
+  EXPECT_EQ(chat->logprobs, 5);
+  EXPECT_EQ(chat->n, 2u);
+  auto plain = parse_completion(R"({"model": "m", )" + user + R"(, "logprobs": true})", true);
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain->logprobs, 0);
+  auto off = parse_completion(R"({"model": "m", )" + user + R"(, "logprobs": false,
+      "top_logprobs": 0})",
+                              true);
+  ASSERT_TRUE(off.has_value());
+  EXPECT_EQ(off->logprobs, -1);
 }
 
 TEST(StopMatcher, HoldsBackWhatMayStartAStopAndCutsBeforeIt) {
@@ -111,19 +154,21 @@ TEST(StopMatcher, HoldsBackWhatMayStartAStopAndCutsBeforeIt) {
 
 TEST(ResponseShape, MatchesOpenAIsObjects) {
   response_shape chat{true, "chatcmpl-1", "m", 100};
-  auto full = json::parse(chat.full("hi", "stop", {3, 1}));
+  auto full = json::parse(chat.full({{"hi", "stop", std::nullopt}}, {3, 1}));
   EXPECT_EQ(full["object"], "chat.completion");
   EXPECT_EQ(full["choices"][0]["message"]["role"], "assistant");
   EXPECT_EQ(full["choices"][0]["message"]["content"], "hi");
   EXPECT_EQ(full["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(full["usage"]["total_tokens"], 4);
-  auto first = json::parse(chat.chunk("a", std::nullopt, true, true));
+  EXPECT_EQ(full["choices"][0]["index"], 0);
+  EXPECT_TRUE(full["choices"][0]["logprobs"].is_null());
+  auto first = json::parse(chat.chunk(0, "a", std::nullopt, true, true));
   EXPECT_EQ(first["object"], "chat.completion.chunk");
   EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
   EXPECT_EQ(first["choices"][0]["delta"]["content"], "a");
   EXPECT_TRUE(first["choices"][0]["finish_reason"].is_null());
   EXPECT_TRUE(first.contains("usage") && first["usage"].is_null());
-  auto last = json::parse(chat.chunk("", "length", false, false));
+  auto last = json::parse(chat.chunk(0, "", "length", false, false));
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
   EXPECT_FALSE(last["choices"][0]["delta"].contains("content"));
   auto usage = json::parse(chat.usage_chunk({3, 1}));
@@ -131,12 +176,47 @@ TEST(ResponseShape, MatchesOpenAIsObjects) {
   EXPECT_EQ(usage["usage"]["completion_tokens"], 1);
 
   response_shape text{false, "cmpl-1", "m", 100};
-  auto t = json::parse(text.full("x", "length", {1, 1}));
+  auto t =
+      json::parse(text.full({{"x", "length", std::nullopt}, {"y", "stop", std::nullopt}}, {1, 2}));
   EXPECT_EQ(t["object"], "text_completion");
   EXPECT_EQ(t["choices"][0]["text"], "x");
+  EXPECT_EQ(t["choices"][1]["text"], "y");
+  EXPECT_EQ(t["choices"][1]["index"], 1);
+  EXPECT_EQ(t["choices"][1]["finish_reason"], "stop");
+  EXPECT_EQ(json::parse(text.chunk(3, "z", std::nullopt, false, false))["choices"][0]["index"], 3);
   auto list = json::parse(models_list({"a", "b"}, 5));
   EXPECT_EQ(list["object"], "list");
   EXPECT_EQ(list["data"][1]["id"], "b");
+}
+
+// Log-probabilities in each endpoint's shape: a chat's content entries with bytes and
+// alternatives, a completion's parallel lists with text offsets; -infinity as OpenAI's floor.
+TEST(ResponseShape, ShowsLogprobsAsEachEndpointDoes) {
+  const float never = -std::numeric_limits<float>::infinity();
+  const std::vector<logprob_entry> entries = {
+      {" Paris", -0.25f, {{" Paris", -0.25f}, {" Lyon", -2.5f}}, 0},
+      {"\xc3", -1.0f, {{"\xc3", -1.0f}, {"!", never}}, 6}};
+  response_shape chat{true, "chatcmpl-1", "m", 100};
+  auto c = json::parse(chat.full({{" Paris", "stop", entries}}, {3, 2}));
+  const auto& content = c["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 2u);
+  EXPECT_EQ(content[0]["token"], " Paris");
+  EXPECT_FLOAT_EQ(content[0]["logprob"].get<float>(), -0.25f);
+  EXPECT_EQ(content[0]["bytes"], json::array({32, 80, 97, 114, 105, 115}));
+  EXPECT_EQ(content[0]["top_logprobs"][1]["token"], " Lyon");
+  EXPECT_EQ(content[1]["bytes"], json::array({0xc3})); // half a character: its byte
+  EXPECT_EQ(content[1]["top_logprobs"][1]["logprob"], -9999.0);
+  auto streamed = json::parse(chat.chunk(1, " Paris", std::nullopt, false, false, &entries));
+  EXPECT_EQ(streamed["choices"][0]["logprobs"]["content"].size(), 2u);
+
+  response_shape text{false, "cmpl-1", "m", 100};
+  auto t = json::parse(text.full({{" Paris", "stop", entries}}, {3, 2}));
+  const auto& lp = t["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["tokens"][0], " Paris");
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][0].get<float>(), -0.25f);
+  EXPECT_FLOAT_EQ(lp["top_logprobs"][0][" Lyon"].get<float>(), -2.5f);
+  EXPECT_EQ(lp["text_offset"], json::array({0, 6}));
+  EXPECT_EQ(text_characters("h\xc3\xa9!"), 3u);
 }
 
 } // namespace

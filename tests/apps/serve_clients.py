@@ -59,6 +59,75 @@ def stop_server(proc, tmp):
     return rc
 
 
+def check_logprobs_and_choices(client, question):
+    """logprobs/top_logprobs, echo and n > 1, streamed and not, on both endpoints."""
+    chat = client.chat.completions.create(model="smollm2", messages=question, max_tokens=12,
+                                          temperature=0, logprobs=True, top_logprobs=3)
+    content = chat.choices[0].logprobs.content
+    # The end-of-turn token counts in the usage but is not part of the answer.
+    assert len(content) in (chat.usage.completion_tokens, chat.usage.completion_tokens - 1), chat
+    assert "".join(e.token for e in content) == chat.choices[0].message.content, content
+    for e in content:
+        assert len(e.top_logprobs) == 3, e
+        assert e.logprob <= 0 and bytes(e.bytes) == e.token.encode(), e
+        # Greedy picks the most likely token: the first alternative is the token itself.
+        assert e.top_logprobs[0].token == e.token and e.top_logprobs[0].logprob == e.logprob, e
+        assert e.top_logprobs[1].logprob <= e.top_logprobs[0].logprob, e
+
+    streamed = []
+    for chunk in client.chat.completions.create(model="smollm2", messages=question,
+                                                max_tokens=12, temperature=0, logprobs=True,
+                                                top_logprobs=3, stream=True):
+        for c in chunk.choices:
+            if c.logprobs is not None:
+                streamed += c.logprobs.content
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+
+    text = client.completions.create(model="smollm2", prompt="The capital of France is",
+                                     max_tokens=4, temperature=0.7, seed=3, logprobs=2)
+    lp = text.choices[0].logprobs
+    assert "".join(lp.tokens) == text.choices[0].text, lp
+    assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs) == 4, lp
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp
+    for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert -9999 <= logprob <= 0 and top[token] == logprob and 2 <= len(top) <= 3, top
+
+    echoed = client.completions.create(model="smollm2", prompt="The capital of France is",
+                                       max_tokens=4, temperature=0, echo=True)
+    assert echoed.choices[0].text.startswith("The capital of France is Paris"), echoed
+
+    many = client.chat.completions.create(model="smollm2", messages=question, max_tokens=8,
+                                          temperature=1.0, seed=11, n=3)
+    assert [c.index for c in many.choices] == [0, 1, 2], many
+    assert all(c.message.content for c in many.choices), many
+    assert len({c.message.content for c in many.choices}) > 1, many  # each its own draw
+    again = client.chat.completions.create(model="smollm2", messages=question, max_tokens=8,
+                                           temperature=1.0, seed=11, n=3)
+    assert [c.message.content for c in again.choices] == [c.message.content for c in many.choices]
+
+    texts, ends = {}, {}
+    for chunk in client.completions.create(model="smollm2", prompt="Once upon a time",
+                                           max_tokens=6, temperature=1.0, seed=5, n=2,
+                                           stream=True):
+        for c in chunk.choices:
+            texts[c.index] = texts.get(c.index, "") + c.text
+            if c.finish_reason is not None:
+                ends[c.index] = c.finish_reason
+    whole = client.completions.create(model="smollm2", prompt="Once upon a time", max_tokens=6,
+                                      temperature=1.0, seed=5, n=2)
+    assert ends == {0: "length", 1: "length"}, ends
+    assert [texts[0], texts[1]] == [c.text for c in whole.choices], (texts, whole)
+    assert whole.usage.completion_tokens == 12, whole.usage
+
+    # The choices of one request reached the instance together: their prompt was read once.
+    conn = http.client.HTTPConnection("127.0.0.1", client.base_url.port, timeout=30)
+    conn.request("GET", "/metrics")
+    metrics = conn.getresponse().read().decode()
+    shared = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                 if line.startswith("aegaeon_instance_prompts_shared_total{"))
+    assert shared >= 1, "no choice copied its group's prompt KV"
+
+
 def check_openai(binary, model):
     try:
         import openai
@@ -96,6 +165,8 @@ def check_openai(binary, model):
                                          max_tokens=4, temperature=0)
         assert text.choices[0].text.startswith(" Paris"), text
 
+        check_logprobs_and_choices(client, question)
+
         try:
             client.chat.completions.create(model="nope", messages=question)
             raise AssertionError("an unknown model was accepted")
@@ -107,7 +178,8 @@ def check_openai(binary, model):
             raise AssertionError("a wrong key was accepted")
         except openai.AuthenticationError:
             pass
-        print(f"openai {openai.__version__}: models, chat, streamed chat, completion, errors: ok")
+        print(f"openai {openai.__version__}: models, chat, streamed chat, completion, logprobs, "
+              "n, errors: ok")
     finally:
         rc = stop_server(proc, tmp)
     assert rc == 0, f"aegaeon serve exited {rc}"
