@@ -17,6 +17,13 @@ void histogram::observe(double v) {
   ++count;
 }
 
+std::size_t model_counts::num_finished() const {
+  std::size_t done = 0;
+  for (const auto& [reason, n] : finished)
+    done += n;
+  return done;
+}
+
 void metrics_registry::declare(const std::string& model) {
   models_.try_emplace(model);
 }
@@ -30,11 +37,15 @@ void metrics_registry::started(const std::string& model) {
 }
 
 void metrics_registry::first_token(const std::string& model, double seconds) {
-  models_[model].ttft.observe(seconds);
+  auto& m = models_[model];
+  m.ttft.observe(seconds);
+  ++m.tokens_received;
 }
 
 void metrics_registry::between_tokens(const std::string& model, double seconds) {
-  models_[model].tbt.observe(seconds);
+  auto& m = models_[model];
+  m.tbt.observe(seconds);
+  ++m.tokens_received;
 }
 
 void metrics_registry::finished(const std::string& model, const std::string& reason,
@@ -43,6 +54,13 @@ void metrics_registry::finished(const std::string& model, const std::string& rea
   ++m.finished[reason];
   m.prompt_tokens += prompt_tokens;
   m.completion_tokens += completion_tokens;
+}
+
+std::map<std::string, model_counts> metrics_registry::counts() const {
+  std::map<std::string, model_counts> out;
+  for (const auto& [model, m] : models_)
+    out.emplace(model, static_cast<const model_counts&>(m));
+  return out;
 }
 
 namespace {
@@ -114,13 +132,8 @@ void metrics_registry::render_requests(std::string& out) const {
                model_label(model) + ",finish_reason=\"" + label(reason) + "\"",
                static_cast<double>(n));
   w.family("aegaeon_requests_running", "gauge", "Requests this server is answering now.");
-  for (const auto& [model, m] : models_) {
-    std::size_t done = 0;
-    for (const auto& [reason, n] : m.finished)
-      done += n;
-    w.sample("aegaeon_requests_running", model_label(model),
-             static_cast<double>(m.started - std::min(done, m.started)));
-  }
+  for (const auto& [model, m] : models_)
+    w.sample("aegaeon_requests_running", model_label(model), static_cast<double>(m.num_running()));
   w.family("aegaeon_prompt_tokens_total", "counter", "Prompt tokens of finished requests.");
   for (const auto& [model, m] : models_)
     w.sample("aegaeon_prompt_tokens_total", model_label(model),
@@ -208,6 +221,12 @@ void metrics_registry::render_instances(std::string& out,
        [](const actors::instance_stats& s) { return s.waiting; });
   each("aegaeon_instance_steps_total", "counter", "Forward steps run.",
        [](const actors::instance_stats& s) { return s.steps; });
+  each("aegaeon_instance_host_kv_bytes_used", "gauge",
+       "Host KV bytes in allocated blocks (the pool this instance shares with its node).",
+       [](const actors::instance_stats& s) { return s.host_kv_bytes_used; });
+  each("aegaeon_instance_prompts_shared_total", "counter",
+       "Requests that copied their prompt group leader's KV instead of reading the prompt.",
+       [](const actors::instance_stats& s) { return s.prompts_shared; });
   w.family("aegaeon_model_resident", "gauge", "The model active on each instance.");
   for (const auto& i : instances)
     if (i.stats && !i.stats->active.empty())

@@ -1,6 +1,7 @@
 #include "apps/server/router.hpp"
 
 #include "apps/server/completion_session.hpp"
+#include "apps/server/dashboard.hpp"
 #include "apps/server/pool_bridge.hpp"
 #include "apps/server/tokenize.hpp"
 
@@ -102,6 +103,8 @@ router::router(server_state& st) : st_(st) {
       {"/v1/models", "GET", &router::list_models},
       {"/v1/models/", "GET", &router::one_model},
       {"/metrics", "GET", &router::metrics},
+      {"/status", "GET", &router::status},
+      {"/dashboard", "GET", &router::dashboard},
       {"/v1/completions", "POST", &router::completions},
       {"/v1/chat/completions", "POST", &router::chat_completions},
       {"/tokenize", "POST", &router::tokenize},
@@ -128,10 +131,11 @@ void router::handle(http_connection& c, const http_request& req) {
     }
     return st_.respond(c, 204, "", std::move(h));
   }
-  // The API says nothing, not even which paths exist, to a client without the key.
-  const bool keyed = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" ||
-                     req.path == "/detokenize" ||
-                     (req.path == "/metrics" && st_.opts.metrics_need_key);
+  // The API says nothing, not even which paths exist, to a client without the key. The
+  // dashboard's page holds no figures: it asks /status for them, with the key.
+  const bool keyed =
+      req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" || req.path == "/detokenize" ||
+      ((req.path == "/metrics" || req.path == "/status") && st_.opts.metrics_need_key);
   if (keyed && !st_.opts.api_key.empty() && !authorized(req))
     return st_.respond_error(
         c, api_error{.status = 401,
@@ -228,6 +232,37 @@ void router::metrics(http_connection& c, const http_request&) {
                      st_.respond(*conn, 200, st_.metrics.render(pool, instances), {},
                                  "text/plain; version=0.0.4; charset=utf-8");
                  });
+}
+
+// The live view as JSON, gathered as /metrics is.
+void router::status(http_connection& c, const http_request&) {
+  auto waiting = std::make_shared<page>();
+  c.await_answer(waiting);
+  gather_metrics(
+      *st_.sys, *st_.pool, st_.link,
+      [this, waiting, conn = c.shared_from_this()](actors::pool_metrics pool,
+                                                   std::vector<instance_report> instances) {
+        if (waiting->gone)
+          return;
+        const auto now = std::chrono::steady_clock::now();
+        const status_inputs in{.uptime_seconds =
+                                   std::chrono::duration<double>(now - st_.started_at).count(),
+                               .shutting_down = st_.shutting_down,
+                               .remote = st_.pool->remote(),
+                               .model_names = st_.model_names,
+                               .counts = st_.metrics.counts()};
+        st_.respond(*conn, 200, st_.status.render(in, pool, instances, now),
+                    {{"Cache-Control", "no-store"}});
+      });
+}
+
+void router::dashboard(http_connection& c, const http_request&) {
+  st_.respond(c, 200, dashboard_html(),
+              {{"Content-Security-Policy", std::string(dashboard_csp)},
+               {"Cache-Control", "no-store"},
+               {"X-Content-Type-Options", "nosniff"},
+               {"Referrer-Policy", "no-referrer"}},
+              "text/html; charset=utf-8");
 }
 
 void router::completions(http_connection& c, const http_request& req) {

@@ -38,6 +38,8 @@ private:
   void list_models(http_connection& c, const http_request& req);
   void one_model(http_connection& c, const http_request& req);
   void metrics(http_connection& c, const http_request& req);
+  void status(http_connection& c, const http_request& req);
+  void dashboard(http_connection& c, const http_request& req);
   void completions(http_connection& c, const http_request& req);
   void chat_completions(http_connection& c, const http_request& req);
   void tokenize(http_connection& c, const http_request& req);

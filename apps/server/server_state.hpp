@@ -10,10 +10,12 @@
 #include "apps/server/openai.hpp"
 #include "apps/server/pool_bridge.hpp"
 #include "apps/server/server.hpp"
+#include "apps/server/status.hpp"
 
 #include <asio/io_context.hpp>
 #include <caf/weak_intrusive_ptr.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -37,6 +39,8 @@ struct server_state {
   asio::io_context io{1};
   std::shared_ptr<io_link> link = std::make_shared<io_link>(io);
   metrics_registry metrics;
+  status_page status; ///< `GET /status`, with the samples its rates are measured from
+  std::chrono::steady_clock::time_point started_at = std::chrono::steady_clock::now();
   std::size_t in_flight = 0;                              ///< generations being answered
   std::map<std::string, std::size_t> in_flight_by_client; ///< by client address
   bool shutting_down = false;
