@@ -4,7 +4,9 @@
 #include "actors/pool.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
+#include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/run_summary.hpp"
+#include "apps/aegaeon/switch_watch.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "gpu/registry.hpp"
 #include "models/llama/config.hpp"
@@ -144,6 +146,7 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
   caf::scoped_actor self{sys}; // the driver waits here; the pool's actors never block
   auto c = sys.spawn<client>((*p)->proxy(), trace);
   const auto start = std::chrono::steady_clock::now();
+  auto watch = spawn_switch_watch(sys, (*p)->instances(), (*p)->instance_names(), start);
   std::optional<error> broken;
   bool answered = false;
   // Sent rather than requested: the answer arrives as a message, and the wait wakes now and then
@@ -166,16 +169,20 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
             });
   if (broken) {
     self->send_exit(c, caf::exit_reason::user_shutdown); // its arrivals still to come go with it
+    self->send_exit(watch, caf::exit_reason::user_shutdown);
     return tl::unexpected(*broken);
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   actors::pool_metrics m;
   self->request((*p)->proxy(), caf::infinite, actors::metrics_atom::value)
       .receive([&](const actors::pool_metrics& pm) { m = pm; }, [](caf::error&) {});
-  for (const auto& inst : (*p)->instances())
-    self->request(inst, caf::infinite, actors::stats_atom::value)
-        .receive([&](const actors::instance_stats& s) { res.switches += s.switches; },
-                 [](caf::error&) {});
+  self->request(watch, caf::infinite, collect_atom::value)
+      .receive([&](switch_report& r) { res.instances = std::move(r.instances); },
+               [](caf::error&) {});
+  self->send_exit(watch, caf::exit_reason::user_shutdown);
+  for (const auto& inst : res.instances)
+    res.switches += inst.total;
+  res.timeline_seconds = res.seconds;
   for (const auto& t : trace)
     res.tokens_expected += t.output_tokens;
   summarize(res, m);
@@ -254,6 +261,37 @@ void remove_stale_images(const std::string& dir) {
   }
 }
 
+// The JSON and CSV of the runs finished, and the figures drawn from that JSON; 0, or 1 when one
+// could not be written.
+int write_reports(const bench_options& o, const std::vector<run_result>& all, bool interrupted,
+                  report_files& reports, const figure_place& figures) {
+  nlohmann::json runs = nlohmann::json::array();
+  if (reports.csv)
+    *reports.csv << csv_header();
+  for (const auto& r : all) {
+    runs.push_back(to_json(r));
+    if (reports.csv)
+      *reports.csv << csv_row(r);
+  }
+  nlohmann::json doc = {{"devices", o.devices}, {"backend", o.backend}, {"shape", o.shape},
+                        {"ttft_slo", o.ttft},   {"tbt_slo", o.tbt},     {"runs", runs}};
+  if (interrupted)
+    doc["interrupted"] = true; // the runs finished before Ctrl-C, not every one planned
+  if (o.trace_path.empty()) {
+    doc["rate_per_model"] = o.rate;
+    doc["duration"] = o.duration;
+  } else {
+    doc["trace"] = o.trace_path;
+  }
+  if (reports.json)
+    *reports.json << doc.dump(2) << "\n";
+  if (auto closed = reports.close(); !closed) {
+    fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
+    return 1;
+  }
+  return draw_report_figures(doc, figures, "aegaeon bench");
+}
+
 } // namespace
 
 int run_bench(const bench_options& o) {
@@ -271,13 +309,13 @@ int run_bench(const bench_options& o) {
     return 2;
   }
   auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
+  const auto figures = figure_place::of(o.json_path, o.figures_dir);
+  if (auto made = !files || o.figures_dir.empty() ? result<void>{} : figures.prepare(); !made)
+    files = tl::unexpected(made.error());
   if (!files) {
     fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
     return 2;
   }
-  auto& reports = files->reports;
-  auto& json_out = reports.json;
-  auto& csv_out = reports.csv;
   // A trace names its own models: one pool size, the trace's.
   std::vector<std::size_t> counts = o.model_counts;
   std::vector<std::string> traced;
@@ -369,31 +407,8 @@ int run_bench(const bench_options& o) {
     fmt::print("{:>14}: {} models ({:.2f} per device)\n", policy, best,
                static_cast<double>(best) / static_cast<double>(o.devices));
   }
-  nlohmann::json runs = nlohmann::json::array();
-  if (csv_out)
-    *csv_out << csv_header();
-  for (const auto& r : all) {
-    runs.push_back(to_json(r));
-    if (csv_out)
-      *csv_out << csv_row(r);
-  }
-  if (json_out) {
-    nlohmann::json doc = {{"devices", o.devices}, {"backend", o.backend}, {"shape", o.shape},
-                          {"ttft_slo", o.ttft},   {"tbt_slo", o.tbt},     {"runs", runs}};
-    if (interrupted)
-      doc["interrupted"] = true; // the runs finished before Ctrl-C, not every one planned
-    if (o.trace_path.empty()) {
-      doc["rate_per_model"] = o.rate;
-      doc["duration"] = o.duration;
-    } else {
-      doc["trace"] = o.trace_path;
-    }
-    *json_out << doc.dump(2) << "\n";
-  }
-  if (auto closed = reports.close(); !closed) {
-    fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
-    return 1;
-  }
+  if (const int written = write_reports(o, all, interrupted, files->reports, figures); written != 0)
+    return written;
   return interrupted ? 130 : 0; // as a shell reports a process that SIGINT ended
 }
 

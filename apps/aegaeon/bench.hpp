@@ -27,6 +27,8 @@ struct bench_options {
   std::uint64_t seed = 1;
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals
   std::string json_path, csv_path;
+  /// Where the figures go; empty: beside json_path, named after it (none without either).
+  std::string figures_dir;
   std::string shared_dir = "/dev/shm/aegaeon-bench"; ///< where model images are kept across runs
 
   // Against a running server (`--url`):

@@ -2,6 +2,7 @@
 #include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/demo.hpp"
 #include "apps/aegaeon/generate.hpp"
+#include "apps/aegaeon/plot.hpp"
 #include "apps/aegaeon/profile.hpp"
 #include "apps/aegaeon/remote.hpp"
 #include "apps/aegaeon/serve.hpp"
@@ -346,6 +347,9 @@ int main(int argc, char** argv) {
                         "synthetic arrivals");
   bench_cmd->add_option("--json", bench.json_path, "Write the results as JSON");
   bench_cmd->add_option("--csv", bench.csv_path, "Write the results as CSV");
+  bench_cmd->add_option("--figures", bench.figures_dir,
+                        "Draw the figures (SVG: attainment, TTFT/TBT and switch CDFs, a timeline "
+                        "per run) into this directory; default: beside --json, named after it");
   bench_cmd
       ->add_option("--shared-dir", bench.shared_dir,
                    "Where model images are kept between runs (empty: private memory)")
@@ -355,6 +359,8 @@ int main(int argc, char** argv) {
   auto* simulate_cmd = aeg::apps::add_simulate_command(app, simulate);
   aeg::apps::profile_options profile;
   auto* profile_cmd = aeg::apps::add_profile_command(app, profile);
+  aeg::apps::plot_options plot;
+  auto* plot_cmd = aeg::apps::add_plot_command(app, plot);
 
   // CLI11 says only "A subcommand is required" for a misspelt one.
   const auto known = [&](const std::string& name) {
@@ -394,6 +400,8 @@ int main(int argc, char** argv) {
   }
   if (profile_cmd->parsed())
     return aeg::apps::run_profile(profile);
+  if (plot_cmd->parsed())
+    return aeg::apps::run_plot(plot);
   if (simulate_cmd->parsed()) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0); // rows come minutes apart: show each as it comes
     return aeg::apps::run_simulate(simulate);

@@ -2,6 +2,7 @@
 
 #include "actors/proxy.hpp"
 #include "apps/aegaeon/interrupt.hpp"
+#include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "apps/server/client.hpp"
 
@@ -376,6 +377,9 @@ int run_remote_bench(const bench_options& o) {
     return 2;
   }
   auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
+  const auto figures = figure_place::of(o.json_path, o.figures_dir);
+  if (auto made = !files || o.figures_dir.empty() ? result<void>{} : figures.prepare(); !made)
+    files = tl::unexpected(made.error());
   if (!files) {
     fmt::print(stderr, "aegaeon bench: {}\n", files.error().message);
     return 2;
@@ -591,6 +595,8 @@ int run_remote_bench(const bench_options& o) {
     fmt::print(stderr, "aegaeon bench: {}\n", closed.error().message);
     return 1;
   }
+  if (draw_report_figures(report, figures, "aegaeon bench") != 0)
+    return 1;
   return interrupted ? 130 : 0;
 }
 

@@ -6,9 +6,37 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 namespace aeg::apps {
+
+namespace {
+
+nlohmann::json to_json(const latency_samples& s) {
+  nlohmann::json seconds = nlohmann::json::array();
+  for (const double v : s.seconds)
+    seconds.push_back(std::round(v * 1e6) / 1e6); // microseconds: a shorter file
+  return {{"count", s.count}, {"seconds", seconds}};
+}
+
+} // namespace
+
+latency_samples sample_latencies(std::vector<double> values, std::size_t cap) {
+  std::sort(values.begin(), values.end());
+  latency_samples s;
+  s.count = values.size();
+  if (values.size() <= cap || cap == 0) {
+    s.seconds = std::move(values);
+    return s;
+  }
+  s.seconds.reserve(cap);
+  for (std::size_t i = 0; i < cap; ++i) {
+    const double p = (static_cast<double>(i) + 0.5) / static_cast<double>(cap);
+    s.seconds.push_back(values[static_cast<std::size_t>(p * static_cast<double>(values.size()))]);
+  }
+  return s;
+}
 
 void summarize(run_result& res, const actors::pool_metrics& m) {
   std::vector<double> ttfts, tbts, per_request;
@@ -37,6 +65,8 @@ void summarize(run_result& res, const actors::pool_metrics& m) {
   res.ttft_p50 = percentile(ttfts, 0.5);
   res.ttft_p99 = percentile(ttfts, 0.99);
   res.tbt_p99 = percentile(tbts, 0.99);
+  res.ttft = sample_latencies(std::move(ttfts));
+  res.tbt = sample_latencies(std::move(tbts));
 }
 
 std::string table_header() {
@@ -74,6 +104,9 @@ std::string csv_row(const run_result& r) {
 }
 
 nlohmann::json to_json(const run_result& r) {
+  nlohmann::json instances = nlohmann::json::array();
+  for (const auto& i : r.instances)
+    instances.push_back(to_json(i));
   return {{"policy", r.policy},
           {"models", r.models},
           {"rate", r.rate},
@@ -92,7 +125,10 @@ nlohmann::json to_json(const run_result& r) {
           {"switches", r.switches},
           {"seconds", r.seconds},
           {"first_rejection", r.first_rejection},
-          {"first_failure", r.first_failure}};
+          {"first_failure", r.first_failure},
+          {"latency",
+           {{"cap", latency_sample_cap}, {"ttft", to_json(r.ttft)}, {"tbt", to_json(r.tbt)}}},
+          {"timeline", {{"seconds", r.timeline_seconds}, {"instances", instances}}}};
 }
 
 std::size_t goodput_models(const std::vector<run_result>& runs, const std::string& policy,

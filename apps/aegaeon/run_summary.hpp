@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/pool_metrics.hpp"
+#include "apps/aegaeon/switch_history.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -9,6 +10,19 @@
 #include <vector>
 
 namespace aeg::apps {
+
+/// Latencies of a run for its CDFs: every value measured, or `latency_sample_cap` evenly spaced
+/// quantiles of them where there were more.
+struct latency_samples {
+  std::vector<double> seconds; ///< ascending
+  std::size_t count = 0;       ///< values measured (more than `seconds` holds when capped)
+};
+
+/// The most values a `latency_samples` keeps.
+inline constexpr std::size_t latency_sample_cap = 2048;
+
+/// `values` sorted, or `cap` of their quantiles (nearest rank at (i + 0.5) / cap) where more.
+latency_samples sample_latencies(std::vector<double> values, std::size_t cap = latency_sample_cap);
 
 /// One run of a workload on a pool under one policy: what `bench --in-process` and `simulate`
 /// report per cell.
@@ -26,6 +40,11 @@ struct run_result {
   double seconds = 0;          ///< wall-clock seconds the run took
   std::string first_rejection; ///< why the first rejected request was refused
   std::string first_failure;   ///< why the first failed request failed
+  latency_samples ttft, tbt;   ///< every request's first token; every gap between two tokens
+  /// Each instance's switches, timed from the run's start; `timeline_seconds` is the run's length
+  /// on that clock (a simulation's: virtual seconds).
+  std::vector<instance_switches> instances;
+  double timeline_seconds = 0;
 };
 
 /// Fills `r`'s outcome from the proxy's metrics of the run: `r.requests`, `r.rejected` and
@@ -38,7 +57,8 @@ std::string table_row(const run_result& r);
 /// The lines that follow a row with rejected or failed requests (empty when none).
 std::string table_notes(const run_result& r);
 
-/// CSV and JSON of runs, with every field.
+/// CSV and JSON of runs, with every field (the JSON with the latency samples as "latency" and
+/// the instances' switches as "timeline").
 std::string csv_header();
 std::string csv_row(const run_result& r);
 nlohmann::json to_json(const run_result& r);

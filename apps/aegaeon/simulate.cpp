@@ -5,6 +5,7 @@
 #include "apps/aegaeon/figure.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
+#include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/run_summary.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "gpu/sim/sim_profile.hpp"
@@ -97,6 +98,10 @@ result<run_result> run_cell(const simulate_options& o,
   res.requests = trace.size();
   for (const auto& t : trace)
     res.tokens_expected += t.output_tokens;
+  std::vector<std::string> names; // as the pool names its instances
+  for (std::size_t i = 0; i < spec.instances.size(); ++i)
+    names.push_back(spec.instances[i].device + "/" + actors::to_string(spec.instances[i].role) +
+                    "#" + std::to_string(i));
   actors::simulation_options so;
   if (isatty(STDERR_FILENO) != 0)
     so.progress = [&](double simulated, std::size_t ended, std::size_t total) {
@@ -114,8 +119,15 @@ result<run_result> run_cell(const simulate_options& o,
   res.rejected = report->rejected;
   res.first_rejection = report->first_rejection;
   summarize(res, report->metrics);
-  for (const auto& s : report->instances)
-    res.switches += s.switches;
+  // The stats were taken at the end: the last 256 switches of each instance, in virtual time.
+  res.timeline_seconds = report->simulated_seconds;
+  for (std::size_t i = 0; i < report->instances.size(); ++i) {
+    res.switches += report->instances[i].switches;
+    instance_switches seen;
+    seen.name = i < names.size() ? names[i] : "instance " + std::to_string(i);
+    seen.merge(report->instances[i], report->simulated_seconds);
+    res.instances.push_back(std::move(seen));
+  }
   return res;
 }
 
@@ -136,6 +148,24 @@ std::optional<swept> swept_variable(const simulate_options& o, std::size_t count
     return swept{"rate", "requests per second per model",
                  [](const run_result& r) { return r.rate; }};
   return swept{"slo_scale", "SLO scale", [](const run_result& r) { return r.slo_scale; }};
+}
+
+// The JSON report of the cells finished.
+nlohmann::json report_of(const simulate_options& o, const std::string& profile, double arrivals,
+                         const nlohmann::json& goodput, const std::vector<run_result>& all,
+                         bool interrupted) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& r : all)
+    runs.push_back(to_json(r));
+  nlohmann::json doc = {{"profile", profile},   {"profile_path", o.profile_path},
+                        {"devices", o.devices}, {"prefill_devices", o.prefill_devices},
+                        {"mix", o.mix},         {"dataset", o.dataset},
+                        {"duration", arrivals}, {"ttft_slo", o.ttft},
+                        {"tbt_slo", o.tbt},     {"seed", o.seed},
+                        {"goodput", goodput},   {"runs", runs}};
+  if (interrupted)
+    doc["interrupted"] = true;
+  return doc;
 }
 
 } // namespace
@@ -176,6 +206,9 @@ int run_simulate(const simulate_options& o) {
     else
       svg = std::move(*opened);
   }
+  const auto figures = figure_place::of(o.json_path, o.figures_dir);
+  if (auto made = !files || o.figures_dir.empty() ? result<void>{} : figures.prepare(); !made)
+    files = tl::unexpected(made.error());
   if (!files) {
     fmt::print(stderr, "aegaeon simulate: {}\n", files.error().message);
     return 2;
@@ -280,25 +313,12 @@ int run_simulate(const simulate_options& o) {
     for (const auto& r : all)
       *reports.csv << csv_row(r);
   }
-  if (reports.json) {
-    nlohmann::json runs = nlohmann::json::array();
-    for (const auto& r : all)
-      runs.push_back(to_json(r));
-    nlohmann::json doc = {{"profile", profile->name},
-                          {"profile_path", o.profile_path},
-                          {"devices", o.devices},
-                          {"prefill_devices", o.prefill_devices},
-                          {"mix", o.mix},
-                          {"dataset", o.dataset},
-                          {"duration", arrivals},
-                          {"ttft_slo", o.ttft},
-                          {"tbt_slo", o.tbt},
-                          {"seed", o.seed},
-                          {"goodput", goodput},
-                          {"runs", runs}};
-    if (interrupted)
-      doc["interrupted"] = true;
-    *reports.json << doc.dump(2) << "\n";
+  if (reports.json || figures.wanted()) {
+    const auto doc = report_of(o, profile->name, arrivals, goodput, all, interrupted);
+    if (reports.json)
+      *reports.json << doc.dump(2) << "\n";
+    if (draw_report_figures(doc, figures, "aegaeon simulate") != 0)
+      return 1;
   }
   if (svg) {
     if (x)
@@ -399,6 +419,9 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
   cmd->add_option("--csv", o.csv_path, "Write the results as CSV");
   cmd->add_option("--svg", o.svg_path,
                   "Draw attainment against the swept variable, with the 90% line and goodput");
+  cmd->add_option("--figures", o.figures_dir,
+                  "Draw every figure (SVG: attainment, TTFT/TBT and switch CDFs, a timeline per "
+                  "cell) into this directory; default: beside --json, named after it");
   return cmd;
 }
 

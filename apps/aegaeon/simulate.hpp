@@ -35,6 +35,7 @@ struct simulate_options {
   std::uint64_t seed = 1;
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals
   std::string json_path, csv_path, svg_path;
+  std::string figures_dir; ///< where every figure goes; empty: beside json_path, named after it
 };
 
 /// Adds the `simulate` subcommand to `app`, its options writing into `o`.

@@ -136,6 +136,14 @@ TEST(Cli, BenchInterruptedReportsAndWritesTheRunsFinished) {
   for (std::string line; std::getline(rows, line);)
     ++lines;
   EXPECT_EQ(lines, 2u); // the header and the dedicated run
+  // The figures of the runs finished, beside the JSON and named after it.
+  for (const char* f : {"runs-attainment.svg", "runs-ttft-cdf-2models.svg",
+                        "runs-tbt-cdf-2models.svg", "runs-timeline-dedicated-2models.svg"})
+    EXPECT_TRUE(std::filesystem::exists(dir / f)) << f << "\n" << bench.out();
+  EXPECT_FALSE(std::filesystem::exists(dir / "runs-timeline-aegaeon-2models.svg"));
+  std::stringstream timeline;
+  timeline << std::ifstream(dir / "runs-timeline-dedicated-2models.svg").rdbuf();
+  EXPECT_NE(timeline.str().find("class=\"lane\""), std::string::npos) << timeline.str();
   std::filesystem::remove_all(dir);
 }
 
@@ -171,6 +179,10 @@ TEST(Cli, SimulateSweepsAndWritesItsReports) {
   EXPECT_NE(figure.str().find("<svg"), std::string::npos);
   EXPECT_NE(figure.str().find("aegaeon"), std::string::npos);
   EXPECT_NE(figure.str().find("90%"), std::string::npos);
+  // Every figure, beside the JSON.
+  for (const char* f : {"s-attainment.svg", "s-ttft-cdf-4models.svg", "s-switch-cdf-4models.svg",
+                        "s-timeline-aegaeon-2models.svg"})
+    EXPECT_TRUE(std::filesystem::exists(dir / f)) << f << "\n" << r.output;
   // Swept over SLO scales, the goodput is the strictest scale still at 90%.
   const auto slo = run("simulate --profile " AEG_SOURCE_DIR "/profiles/h800.json --devices 2 "
                        "--prefill-devices 0 --models 2 --slo-scales 1,0.5 --duration 30 "
@@ -201,6 +213,8 @@ TEST(Cli, BenchUrlInterruptedReportsAndWritesTheRatesFinished) {
   EXPECT_NE(written.str().find(R"("interrupted": true)"), std::string::npos) << written.str();
   EXPECT_NE(written.str().find(R"("rate_per_model": 0.5)"), std::string::npos) << written.str();
   EXPECT_EQ(written.str().find(R"("rate_per_model": 500)"), std::string::npos) << written.str();
+  // Its attainment against the rate, beside the JSON (the server's switches are not known here).
+  EXPECT_TRUE(std::filesystem::exists(models.dir() + "/runs-attainment.svg")) << bench.out();
   server.process().signal(SIGINT);
   EXPECT_EQ(server.process().wait(), 0) << server.process().err();
 }

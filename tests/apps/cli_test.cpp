@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <vector>
 
 namespace {
 
@@ -102,6 +103,8 @@ TEST(Cli, BenchOutputsAreCheckedBeforeTheRun) {
   expect_refused("bench --in-process --json /nonexistent/d/x.json",
                  "cannot write '/nonexistent/d/x.json'");
   expect_refused("bench --in-process --csv /", "cannot write '/'");
+  expect_refused("bench --in-process --figures /dev/null/figures",
+                 "cannot make the figures' directory /dev/null/figures");
   expect_refused("bench --url http://127.0.0.1:1 --json /nonexistent/d/x.json",
                  "cannot write '/nonexistent/d/x.json'");
 }
@@ -197,6 +200,59 @@ TEST(Cli, DefaultPathsOutsideTheProjectAreSaidToBeRelative) {
   EXPECT_NE(r.output.find("give --models-dir"), std::string::npos) << r.output;
   std::filesystem::remove_all(elsewhere);
 }
+// `plot` redraws a report's figures, beside it (named after it) or in --out; what is not a
+// readable report is refused with what is wrong with it.
+TEST(Cli, PlotRedrawsTheFiguresOfAReport) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_plot";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto report = dir / "runs.json";
+  std::ofstream(report) << R"({"devices": 1, "backend": "cpu", "shape": "smollm2-135m",
+    "ttft_slo": 5, "tbt_slo": 0.5, "runs": [{"policy": "aegaeon", "models": 2, "rate": 0.1,
+    "attainment": 0.95, "latency": {"cap": 2048, "ttft": {"count": 2, "seconds": [0.1, 0.2]},
+    "tbt": {"count": 3, "seconds": [0.01, 0.02, 0.03]}}, "timeline": {"seconds": 10,
+    "instances": [{"name": "d0/colocated#0", "active": "b", "total": 2, "switches": [
+    {"n": 0, "at": 1, "from": "", "to": "a", "scale_up_seconds": 0.2, "prefetched": false},
+    {"n": 1, "at": 5, "from": "a", "to": "b", "scale_up_seconds": 0.1, "prefetched": false}]}]}}]})";
+  const auto beside = run("plot " + report.string());
+  ASSERT_EQ(beside.rc, 0) << beside.output;
+  const std::vector<std::string> kinds = {"attainment.svg", "ttft-cdf-2models.svg",
+                                          "tbt-cdf-2models.svg", "switch-cdf-2models.svg",
+                                          "timeline-aegaeon-2models.svg"};
+  for (const auto& k : kinds) {
+    EXPECT_TRUE(std::filesystem::exists(dir / ("runs-" + k))) << k << "\n" << beside.output;
+    EXPECT_NE(beside.output.find((dir / ("runs-" + k)).string()), std::string::npos);
+  }
+  const auto out = run("plot " + report.string() + " --out " + (dir / "figures").string());
+  ASSERT_EQ(out.rc, 0) << out.output;
+  for (const auto& k : kinds)
+    EXPECT_TRUE(std::filesystem::exists(dir / "figures" / k)) << k << "\n" << out.output;
+  std::stringstream svg;
+  svg << std::ifstream(dir / "figures" / "timeline-aegaeon-2models.svg").rdbuf();
+  EXPECT_EQ(svg.str().rfind("<svg", 0), 0u) << svg.str();
+  EXPECT_NE(svg.str().find("d0/colocated#0"), std::string::npos) << svg.str();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, PlotSaysWhatItCannotRead) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_plot_bad";
+  std::filesystem::create_directories(dir);
+  expect_refused("plot " + (dir / "absent.json").string(),
+                 "cannot read " + (dir / "absent.json").string() + ": No such file");
+  std::ofstream(dir / "cut.json") << R"({"runs": [)";
+  expect_refused("plot " + (dir / "cut.json").string(), "cut.json is not JSON: parse error");
+  std::ofstream(dir / "other.json") << R"({"name": "G", "h2d_bytes_per_second": 1e9})";
+  expect_refused("plot " + (dir / "other.json").string(),
+                 "not a report of `aegaeon bench` or `aegaeon simulate`");
+  expect_refused("plot", "report is required");
+  const auto help = run("plot --help");
+  EXPECT_EQ(help.rc, 0);
+  EXPECT_NE(help.output.find("Redraw the figures"), std::string::npos) << help.output;
+  EXPECT_NE(help.output.find("--out"), std::string::npos) << help.output;
+  EXPECT_NE(run("bench --help").output.find("--figures"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Cli, ChatUrlWithoutSchemeSuggestsOne) {
   expect_refused("chat --url localhost:8350 </dev/null", "did you mean http://localhost:8350?");
 }
