@@ -375,10 +375,16 @@ int run_bench(const bench_options& o) {
     std::vector<std::string> models = traced;
     for (std::size_t i = 0; models.size() < n; ++i)
       models.push_back("model-" + std::to_string(i));
-    const std::vector<trace_request> trace =
-        o.trace_path.empty() ? make_trace({models, o.rate, o.duration, o.prompt_mean, o.output_mean,
-                                           max_prompt, max_output, o.seed})
-                             : trace_file;
+    const std::vector<trace_request> trace = o.trace_path.empty() ? make_trace({models,
+                                                                                o.rate,
+                                                                                o.duration,
+                                                                                o.prompt_mean,
+                                                                                o.output_mean,
+                                                                                max_prompt,
+                                                                                max_output,
+                                                                                o.seed,
+                                                                                {}})
+                                                                  : trace_file;
     fmt::print("\n{} models, {} requests\n{}", n, trace.size(), table_header());
     for (const auto& policy : o.policies) {
       auto r = run_one(sys, o, policy, models, trace);

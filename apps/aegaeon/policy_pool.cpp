@@ -14,16 +14,20 @@ std::vector<std::string> pool_policy_names() {
   return names;
 }
 
+bool splits_prefill(const std::string& policy) {
+  // A switch policy by name runs in Aegaeon's pool.
+  const bool token_level =
+      std::find(pool_policies.begin(), pool_policies.end(), policy) == pool_policies.end();
+  return policy == "aegaeon" || policy == "fcfs" || token_level;
+}
+
 actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy,
                               std::vector<actors::model_spec> models) {
   actors::pool_spec s;
   for (std::size_t i = 0; i < shape.devices; ++i)
     s.devices.push_back(
         {"d" + std::to_string(i), shape.backend, static_cast<int>(i), shape.device_bytes});
-  const bool token_level = std::find(pool_policies.begin(), pool_policies.end(), policy) ==
-                           pool_policies.end(); // a switch policy by name, in Aegaeon's pool
-  const bool split =
-      (policy == "aegaeon" || policy == "fcfs" || token_level) && shape.prefill_devices > 0;
+  const bool split = splits_prefill(policy) && shape.prefill_devices > 0;
   for (std::size_t i = 0; i < shape.devices; ++i) {
     actors::instance_spec is;
     is.device = "d" + std::to_string(i);
@@ -46,6 +50,8 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
                                            : actors::routing::aegaeon;
   s.policy.max_group = policy == "fcfs" ? 1 : 8;
   // Otherwise empty: the routing's own policy.
+  const bool token_level = // a switch policy by name, in Aegaeon's pool
+      std::find(pool_policies.begin(), pool_policies.end(), policy) == pool_policies.end();
   s.policy.decode = token_level || serverless_baseline(policy) ? policy : std::string{};
   return s;
 }

@@ -25,6 +25,10 @@ inline constexpr double serverless_load_bytes_per_second = 16e9;
 /// switch policy's pool is Aegaeon's with that policy on its decode instances.
 std::vector<std::string> pool_policy_names();
 
+/// Whether `policy`'s pool gives its prefill-only devices (`pool_shape::prefill_devices`) a role:
+/// Aegaeon's, FCFS's and a switch policy's; the others' devices are all colocated.
+bool splits_prefill(const std::string& policy);
+
 /// The devices of an experiment's pools, the same under every policy.
 struct pool_shape {
   std::string backend = "cpu";

@@ -437,9 +437,10 @@ int run_remote_bench(const bench_options& o) {
   std::size_t rates_done = 0;
   for (const double rate : rates) {
     const std::vector<trace_request> trace =
-        o.trace_path.empty() ? make_trace({models, rate, o.duration, o.prompt_mean, o.output_mean,
-                                           1024, 1024, o.seed})
-                             : trace_file;
+        o.trace_path.empty()
+            ? make_trace(
+                  {models, rate, o.duration, o.prompt_mean, o.output_mean, 1024, 1024, o.seed, {}})
+            : trace_file;
     asio::io_context io;
     tcp::resolver resolver(io);
     asio::error_code ec;

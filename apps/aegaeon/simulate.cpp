@@ -4,6 +4,7 @@
 #include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/figure.hpp"
 #include "apps/aegaeon/interrupt.hpp"
+#include "apps/aegaeon/market.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
 #include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/run_summary.hpp"
@@ -73,12 +74,69 @@ std::string progress_line(const std::string& policy, std::size_t models, double 
                      policy, models, std::min(simulated, duration), duration, ended, total);
 }
 
-// One cell: the pool of `policy` for `models`, `trace` replayed into it in virtual time.
-result<run_result> run_cell(const simulate_options& o,
-                            const std::shared_ptr<const gpu::sim_profile>& profile,
-                            const std::string& policy,
-                            const std::vector<actors::model_spec>& models,
-                            const std::vector<trace_request>& trace, double duration) {
+// The variable a sweep varies, for the figure's x axis (none when several do).
+struct swept {
+  std::string name, label;
+  double (*of)(const run_result&);
+};
+
+std::optional<swept> swept_variable(const simulate_options& o, std::size_t counts) {
+  const int varying = (counts > 1) + (o.rates.size() > 1) + (o.slo_scales.size() > 1);
+  if (varying != 1)
+    return std::nullopt;
+  if (counts > 1)
+    return swept{"models", "models",
+                 [](const run_result& r) { return static_cast<double>(r.models); }};
+  if (o.rates.size() > 1)
+    return swept{"rate", "requests per second per model",
+                 [](const run_result& r) { return r.rate; }};
+  return swept{"slo_scale", "SLO scale", [](const run_result& r) { return r.slo_scale; }};
+}
+
+// The JSON report of the cells finished.
+nlohmann::json report_of(const simulate_options& o, const std::string& profile, double arrivals,
+                         const nlohmann::json& goodput, const std::vector<run_result>& all,
+                         bool interrupted) {
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& r : all)
+    runs.push_back(to_json(r));
+  nlohmann::json doc = {{"profile", profile},   {"profile_path", o.profile_path},
+                        {"devices", o.devices}, {"prefill_devices", o.prefill_devices},
+                        {"mix", o.mix},         {"dataset", o.dataset},
+                        {"duration", arrivals}, {"ttft_slo", o.ttft},
+                        {"tbt_slo", o.tbt},     {"seed", o.seed},
+                        {"goodput", goodput},   {"runs", runs}};
+  if (interrupted)
+    doc["interrupted"] = true;
+  return doc;
+}
+
+} // namespace
+
+std::vector<actors::model_spec> sim_models(const simulate_options& o,
+                                           const std::vector<std::string>& mix_slots,
+                                           const std::vector<std::string>& names, double slo_scale,
+                                           std::size_t& context) {
+  std::vector<actors::model_spec> models;
+  context = std::numeric_limits<std::size_t>::max();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    actors::model_spec m;
+    m.name = names[i];
+    m.source.synthetic = mix_slots[i % mix_slots.size()];
+    m.ttft_seconds = o.ttft * slo_scale;
+    m.tbt_seconds = o.tbt * slo_scale;
+    context =
+        std::min(context, models::llama_config::synthetic(*m.source.synthetic)->context_length);
+    models.push_back(std::move(m));
+  }
+  return models;
+}
+
+result<run_result> simulate_cell(const simulate_options& o,
+                                 const std::shared_ptr<const gpu::sim_profile>& profile,
+                                 const std::string& policy,
+                                 const std::vector<actors::model_spec>& models,
+                                 const std::vector<trace_request>& trace, double duration) {
   auto spec = policy_pool({"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs},
                           policy, models);
   if (serverless_baseline(policy)) {
@@ -131,45 +189,6 @@ result<run_result> run_cell(const simulate_options& o,
   return res;
 }
 
-// The variable a sweep varies, for the figure's x axis (none when several do).
-struct swept {
-  std::string name, label;
-  double (*of)(const run_result&);
-};
-
-std::optional<swept> swept_variable(const simulate_options& o, std::size_t counts) {
-  const int varying = (counts > 1) + (o.rates.size() > 1) + (o.slo_scales.size() > 1);
-  if (varying != 1)
-    return std::nullopt;
-  if (counts > 1)
-    return swept{"models", "models",
-                 [](const run_result& r) { return static_cast<double>(r.models); }};
-  if (o.rates.size() > 1)
-    return swept{"rate", "requests per second per model",
-                 [](const run_result& r) { return r.rate; }};
-  return swept{"slo_scale", "SLO scale", [](const run_result& r) { return r.slo_scale; }};
-}
-
-// The JSON report of the cells finished.
-nlohmann::json report_of(const simulate_options& o, const std::string& profile, double arrivals,
-                         const nlohmann::json& goodput, const std::vector<run_result>& all,
-                         bool interrupted) {
-  nlohmann::json runs = nlohmann::json::array();
-  for (const auto& r : all)
-    runs.push_back(to_json(r));
-  nlohmann::json doc = {{"profile", profile},   {"profile_path", o.profile_path},
-                        {"devices", o.devices}, {"prefill_devices", o.prefill_devices},
-                        {"mix", o.mix},         {"dataset", o.dataset},
-                        {"duration", arrivals}, {"ttft_slo", o.ttft},
-                        {"tbt_slo", o.tbt},     {"seed", o.seed},
-                        {"goodput", goodput},   {"runs", runs}};
-  if (interrupted)
-    doc["interrupted"] = true;
-  return doc;
-}
-
-} // namespace
-
 int run_simulate(const simulate_options& o) {
   auto loaded = gpu::read_sim_profile(o.profile_path);
   if (!loaded) {
@@ -213,6 +232,27 @@ int run_simulate(const simulate_options& o) {
     fmt::print(stderr, "aegaeon simulate: {}\n", files.error().message);
     return 2;
   }
+  auto lengths = lengths_of(o.dataset);
+  if (o.prompt_mean > 0)
+    lengths.prompt_mean = o.prompt_mean;
+  if (o.output_mean > 0)
+    lengths.output_mean = o.output_mean;
+  // Every report written and closed (a failed write is an error), then `rc`.
+  auto close_all = [&](int rc) {
+    if (svg)
+      if (auto closed = close_output(*svg, o.svg_path); !closed) {
+        fmt::print(stderr, "aegaeon simulate: {}\n", closed.error().message);
+        return 1;
+      }
+    if (auto closed = files->reports.close(); !closed) {
+      fmt::print(stderr, "aegaeon simulate: {}\n", closed.error().message);
+      return 1;
+    }
+    return rc;
+  };
+  if (o.market > 0)
+    return close_all(run_market(o, profile, *slots, lengths.prompt_mean, lengths.output_mean,
+                                files->reports, svg));
   std::vector<std::size_t> counts = o.model_counts;
   std::vector<std::string> traced;
   for (const auto& r : files->trace)
@@ -220,11 +260,6 @@ int run_simulate(const simulate_options& o) {
       traced.push_back(r.model);
   if (!o.trace_path.empty())
     counts = {traced.size()};
-  auto lengths = lengths_of(o.dataset);
-  if (o.prompt_mean > 0)
-    lengths.prompt_mean = o.prompt_mean;
-  if (o.output_mean > 0)
-    lengths.output_mean = o.output_mean;
   const double arrivals = o.trace_path.empty() ? o.duration : files->trace.back().arrival;
   fmt::print("{} simulated {} ({} prefill, {} decode; aegaeon and fcfs), profile {}\n"
              "models: {}; {}, {:.0f} s of arrivals; SLO TTFT {:.2f} s, TBT {:.3f} s (x scale)\n",
@@ -246,29 +281,25 @@ int run_simulate(const simulate_options& o) {
         std::vector<std::string> names = traced;
         for (std::size_t i = 0; names.size() < n; ++i)
           names.push_back("model-" + std::to_string(i));
-        std::vector<actors::model_spec> models;
-        std::size_t context = std::numeric_limits<std::size_t>::max();
-        for (std::size_t i = 0; i < names.size(); ++i) {
-          actors::model_spec m;
-          m.name = names[i];
-          m.source.synthetic = (*slots)[i % slots->size()];
-          m.ttft_seconds = o.ttft * scale;
-          m.tbt_seconds = o.tbt * scale;
-          context = std::min(context,
-                             models::llama_config::synthetic(*m.source.synthetic)->context_length);
-          models.push_back(std::move(m));
-        }
+        std::size_t context = 0;
+        const auto models = sim_models(o, *slots, names, scale, context);
         // Lengths capped as `bench` caps them (the same seed gives the same arrivals), and so
         // that prompt and output together fit every model's context.
         const std::size_t cap = std::min<std::size_t>(1024, context / 2);
-        auto trace = o.trace_path.empty()
-                         ? make_trace({names, rate, o.duration, lengths.prompt_mean,
-                                       lengths.output_mean, cap, cap, o.seed})
-                         : files->trace;
+        auto trace = o.trace_path.empty() ? make_trace({names,
+                                                        rate,
+                                                        o.duration,
+                                                        lengths.prompt_mean,
+                                                        lengths.output_mean,
+                                                        cap,
+                                                        cap,
+                                                        o.seed,
+                                                        {}})
+                                          : files->trace;
         fmt::print("\n{} models at {:.3f} req/s each, SLO x{:g}: {} requests\n{}", n, rate, scale,
                    trace.size(), table_header());
         for (const auto& policy : o.policies) {
-          auto r = run_cell(o, profile, policy, models, trace, arrivals);
+          auto r = simulate_cell(o, profile, policy, models, trace, arrivals);
           if (!r) {
             fmt::print(stderr, "aegaeon simulate: {}\n", r.error().message);
             return 1;
@@ -330,18 +361,10 @@ int run_simulate(const simulate_options& o) {
                  "aegaeon simulate: no figure: --svg plots one swept variable (models, "
                  "rates or SLO scales), and this sweep varies {}\n",
                  counts.size() + o.rates.size() + o.slo_scales.size() == 3 ? "none" : "several");
-    if (auto closed = close_output(*svg, o.svg_path); !closed) {
-      fmt::print(stderr, "aegaeon simulate: {}\n", closed.error().message);
-      return 1;
-    }
-  }
-  if (auto closed = reports.close(); !closed) {
-    fmt::print(stderr, "aegaeon simulate: {}\n", closed.error().message);
-    return 1;
   }
   if (interrupted)
     fmt::print(stderr, "aegaeon simulate: interrupted; {} cells finished\n", all.size());
-  return interrupted ? 130 : 0;
+  return close_all(interrupted ? 130 : 0);
 }
 
 CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
@@ -422,6 +445,7 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
   cmd->add_option("--figures", o.figures_dir,
                   "Draw every figure (SVG: attainment, TTFT/TBT and switch CDFs, a timeline per "
                   "cell) into this directory; default: beside --json, named after it");
+  add_market_options(*cmd, o);
   return cmd;
 }
 

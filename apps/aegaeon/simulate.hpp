@@ -1,7 +1,13 @@
 #pragma once
 
+#include "actors/topology.hpp"
+#include "actors/trace_request.hpp"
+#include "coro/error.hpp"
+#include "gpu/sim/sim_profile.hpp"
+
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,7 +42,30 @@ struct simulate_options {
   std::string trace_path; ///< a JSONL trace instead of synthetic arrivals
   std::string json_path, csv_path, svg_path;
   std::string figures_dir; ///< where every figure goes; empty: beside json_path, named after it
+  /// The production scenario instead of a sweep: this many models with skewed rates, and the
+  /// fewest devices (up to market_devices) each policy needs at 90% attainment. 0: a sweep.
+  std::size_t market = 0;
+  double market_min_rate = 0.01, market_mean_rate = 0.037, market_max_rate = 1.13;
+  std::size_t market_devices = 64;
 };
+
+struct run_result;
+
+/// The models of a simulated pool: `names`, shapes from `mix_slots` (model i takes slot i mod
+/// their number), SLOs of `o` times `slo_scale`; `context` is set to the smallest context.
+std::vector<actors::model_spec> sim_models(const simulate_options& o,
+                                           const std::vector<std::string>& mix_slots,
+                                           const std::vector<std::string>& names, double slo_scale,
+                                           std::size_t& context);
+
+/// One cell: the pool of `policy` on `o.devices` simulated devices (`o.prefill_devices` of them
+/// prefill-only where the policy has them) for `models`, `trace` replayed into it in virtual
+/// time, with progress on a terminal.
+result<run_result> simulate_cell(const simulate_options& o,
+                                 const std::shared_ptr<const gpu::sim_profile>& profile,
+                                 const std::string& policy,
+                                 const std::vector<actors::model_spec>& models,
+                                 const std::vector<actors::trace_request>& trace, double duration);
 
 /// Adds the `simulate` subcommand to `app`, its options writing into `o`.
 CLI::App* add_simulate_command(CLI::App& app, simulate_options& o);

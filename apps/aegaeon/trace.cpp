@@ -1,5 +1,6 @@
 #include "apps/aegaeon/trace.hpp"
 
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -32,8 +33,9 @@ std::vector<trace_request> make_trace(const trace_options& o) {
     std::lognormal_distribution<double> d(std::log(mean) - sigma * sigma / 2, sigma);
     return d(rng);
   };
-  for (const auto& model : o.models) {
-    std::exponential_distribution<double> gap(o.rate_per_model);
+  for (std::size_t i = 0; i < o.models.size(); ++i) {
+    const auto& model = o.models[i];
+    std::exponential_distribution<double> gap(i < o.rates.size() ? o.rates[i] : o.rate_per_model);
     for (double t = gap(rng); t < o.duration; t += gap(rng)) {
       trace_request r;
       r.arrival = t;
@@ -47,6 +49,32 @@ std::vector<trace_request> make_trace(const trace_options& o) {
   }
   sort_by_arrival(out);
   return out;
+}
+
+result<std::vector<double>> market_rates(std::size_t models, double min_rate, double mean_rate,
+                                         double max_rate) {
+  if (models == 0 || !(min_rate > 0) || !(min_rate <= mean_rate) || !(mean_rate <= max_rate))
+    return fail(errc::invalid_argument,
+                fmt::format("market rates need 0 < min <= mean <= max; they are {}, {}, {}",
+                            min_rate, mean_rate, max_rate));
+  if (models == 1)
+    return std::vector<double>{mean_rate};
+  const auto n = static_cast<double>(models);
+  double harmonic = 0;
+  for (std::size_t i = 1; i < models; ++i)
+    harmonic += 1.0 / static_cast<double>(i);
+  const double c = (n * mean_rate - max_rate - (n - 1) * min_rate) / harmonic;
+  if (c < 0 || min_rate + c > max_rate)
+    return fail(
+        errc::invalid_argument,
+        fmt::format("no market of {} models has rates from {} to {} with mean {}: the "
+                    "mean must be between {:.4g} and {:.4g}",
+                    models, min_rate, max_rate, mean_rate, (max_rate + (n - 1) * min_rate) / n,
+                    (max_rate + (n - 1) * min_rate + (max_rate - min_rate) * harmonic) / n));
+  std::vector<double> rates = {max_rate};
+  for (std::size_t i = 1; i < models; ++i)
+    rates.push_back(min_rate + c / static_cast<double>(i));
+  return rates;
 }
 
 result<std::vector<trace_request>> load_trace(const std::string& path) {

@@ -23,6 +23,7 @@ struct trace_options {
   double output_mean = 250;
   std::size_t max_prompt = 1024, max_output = 1024;
   std::uint64_t seed = 1;
+  std::vector<double> rates; ///< per model, in the order of `models`; empty: rate_per_model
 };
 
 /// Per-model Poisson arrivals with prompt and output lengths drawn from log-normal
@@ -30,6 +31,14 @@ struct trace_options {
 /// sorted by arrival. Deterministic in the seed. Outputs are at least 16 tokens, as in the
 /// paper's artifact.
 std::vector<trace_request> make_trace(const trace_options& o);
+
+/// Rates for `models` models, most requested first: the first at `max_rate`, model i > 0 at
+/// min_rate + c / i, with c set so that the mean is `mean_rate` (the paper's market: 47 models,
+/// 0.01 to 1.13 requests per second, mean 0.037). An error when no such c exists (the mean is
+/// below what the first model alone and the others' minimum give, or needs a second model above
+/// the first).
+result<std::vector<double>> market_rates(std::size_t models, double min_rate, double mean_rate,
+                                         double max_rate);
 
 /// Reads a JSONL trace: one object per line with "arrival" (s), "model", "prompt_tokens",
 /// "output_tokens". Errors name the line; a trace with no request is an error.

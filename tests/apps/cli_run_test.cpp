@@ -4,6 +4,7 @@
 #include "tests/apps/cli_support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <csignal>
 #include <filesystem>
@@ -189,6 +190,40 @@ TEST(Cli, SimulateSweepsAndWritesItsReports) {
                        "--policies aegaeon");
   ASSERT_EQ(slo.rc, 0) << slo.output;
   EXPECT_NE(slo.output.find("the smallest slo_scale at >= 90%"), std::string::npos) << slo.output;
+  std::filesystem::remove_all(dir);
+}
+
+// The production scenario: for each policy, the fewest devices at 90% attainment found by
+// bisection, which the probes it reports bear out (it reaches 90%, one device fewer does not).
+TEST(Cli, SimulateMarketFindsTheFewestDevicesEachPolicyNeeds) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_market";
+  std::filesystem::create_directories(dir);
+  const std::string json = (dir / "m.json").string();
+  const auto r = run("simulate --profile " AEG_SOURCE_DIR "/profiles/h800.json --market 6 "
+                     "--market-devices 8 --market-max-rate 0.5 --market-mean-rate 0.1 "
+                     "--duration 120 --policies aegaeon,dedicated --json " +
+                     json);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("the fewest devices at 90% attainment"), std::string::npos) << r.output;
+  const auto doc = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(doc["market"]["rates"].size(), 6u);
+  EXPECT_DOUBLE_EQ(doc["market"]["rates"][0].get<double>(), 0.5);
+  for (const char* policy : {"aegaeon", "dedicated"}) {
+    ASSERT_TRUE(doc["fewest_devices"].contains(policy)) << doc["fewest_devices"];
+    const auto& fewest = doc["fewest_devices"][policy];
+    ASSERT_TRUE(fewest.is_number()) << policy << ": none within 8 devices\n" << r.output;
+    const auto n = fewest.get<std::size_t>();
+    bool reached = false, below = n == 1;
+    for (const auto& p : doc["probes"]) {
+      if (p["policy"] != policy)
+        continue;
+      if (p["devices"] == n)
+        reached = p["attainment"].get<double>() >= 0.9;
+      if (p["devices"] == n - 1)
+        below = p["attainment"].get<double>() < 0.9;
+    }
+    EXPECT_TRUE(reached && below) << policy << " at " << n << "\n" << r.output;
+  }
   std::filesystem::remove_all(dir);
 }
 

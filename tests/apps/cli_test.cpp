@@ -132,6 +132,10 @@ TEST(Cli, SimulateRefusesWhatCannotRun) {
   const std::string bad = ::testing::TempDir() + "aegaeon_cli_bad_profile.json";
   std::ofstream(bad) << R"({"name": "G", "h2d_bytes_per_second": -1})";
   expect_refused("simulate --profile " + bad, "h2d_bytes_per_second: must be a number > 0");
+  expect_refused(h800 + "--market 47 --models 16", "--models excludes --market");
+  expect_refused(h800 + "--market-devices 8", "--market-devices requires --market");
+  expect_refused(h800 + "--market 47 --market-mean-rate 0.011",
+                 "--market: no market of 47 models has rates from 0.01 to 1.13 with mean 0.011");
   expect_refused("profile --shape gpt-5", "--shape");
   expect_refused("profile --out /nonexistent/d/p.json", "cannot write '/nonexistent/d/p.json'");
 }
