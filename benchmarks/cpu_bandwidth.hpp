@@ -40,22 +40,26 @@ __attribute__((target("avx2"))) inline float sum_avx2(const float* p, std::size_
 #endif
 
 // Bytes per second the compute threads read from memory together (best of `passes` reads of a
-// buffer far larger than the caches).
+// buffer of `bytes`, which should be far larger than the caches; 256 MiB by default).
 // Written after each pass, so that the reads are not optimized away.
 inline volatile float bandwidth_sink = 0.0f;
 
-inline double cpu_read_bandwidth(int passes) {
-  const std::size_t n = std::size_t{256} << 20 >> 2; // 256 MiB of floats
-  static float* data = [&] {
-    auto* p = static_cast<float*>(std::aligned_alloc(64, n * 4));
-    std::fill(p, p + n, 1.0f);
-    return p;
-  }();
+inline double cpu_read_bandwidth(int passes, std::size_t bytes = std::size_t{256} << 20) {
+  const std::size_t chunk = 1 << 20; // floats a job reads
+  const std::size_t n = std::max<std::size_t>(bytes / 4 / chunk, 1) * chunk;
+  // One buffer for the process, grown when a caller asks for more.
+  static std::size_t held = 0;
+  static float* data = nullptr;
+  if (held < n) {
+    std::free(data);
+    data = static_cast<float*>(std::aligned_alloc(64, n * 4));
+    std::fill(data, data + n, 1.0f);
+    held = n;
+  }
   double best = 0;
   for (int pass = 0; pass < passes; ++pass) {
     std::vector<float> partial(1024);
     const auto t = clock_type::now();
-    const std::size_t chunk = 1 << 20;
     kernels::cpu::parallel_for(n / chunk, 1, [&](std::size_t b, std::size_t e) {
       for (std::size_t c = b; c < e; ++c)
 #if defined(__x86_64__)

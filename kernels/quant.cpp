@@ -315,6 +315,37 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
   }
 }
 
+std::optional<dtype> transcoded_type(dtype t) noexcept {
+  if (t == dtype::q4_k)
+    return dtype::q4_1;
+  return std::nullopt;
+}
+
+void transcode_row(dtype from, const void* src, void* dst, std::size_t n) noexcept {
+  AEG_ASSERT(from == dtype::q4_k, "transcode_row: only Q4_K rows transcode");
+  const auto* in = static_cast<const block_q4_k*>(src);
+  auto* out = static_cast<block_q4_1*>(dst);
+  for (std::size_t i = 0; i < n / 256; ++i) {
+    const float d = h2f(in[i].d), dmin = h2f(in[i].dmin);
+    for (int c = 0; c < 4; ++c) { // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
+      const std::uint8_t* q = in[i].qs + 32 * c;
+      for (int half = 0; half < 2; ++half) {
+        std::uint8_t sc, m;
+        get_scale_min_k4(2 * c + half, in[i].scales, sc, m);
+        block_q4_1& b = *out++;
+        // d and dmin have 11 significant bits, sc and m 6: both products are exact in float, so
+        // each is rounded once, to f16.
+        b.d = float_to_half(d * static_cast<float>(sc));
+        b.m = float_to_half(-(dmin * static_cast<float>(m)));
+        const int shift = 4 * half;
+        for (int j = 0; j < 16; ++j)
+          b.qs[j] = static_cast<std::uint8_t>(((q[j] >> shift) & 0xF) |
+                                              (((q[j + 16] >> shift) & 0xF) << 4));
+      }
+    }
+  }
+}
+
 std::optional<dtype> interleaved_type(dtype t) noexcept {
   switch (t) {
   case dtype::q4_0:

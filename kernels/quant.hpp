@@ -138,6 +138,26 @@ bool quantize_row(dtype t, const float* src, void* dst, std::size_t n) noexcept;
 /// Whether `quantize_row` can encode `t`.
 bool can_quantize(dtype t) noexcept;
 
+/// The plain type that `transcode_row` rewrites rows of `t` into without going through floats
+/// (Q4_K → Q4_1), or nullopt.
+std::optional<dtype> transcoded_type(dtype t) noexcept;
+
+/// Rewrites `n` values of type `from` (a multiple of its block size) as `transcoded_type(from)`
+/// at `dst`, keeping the stored integers.
+///
+/// Q4_K → Q4_1: a Q4_K sub-block of 32 holds x = d·sc·q − dmin·m (f16 d and dmin, 6-bit sc and
+/// m), which is Q4_1's x = d'·q + m' with d' = d·sc and m' = −dmin·m. Each sub-block becomes one
+/// Q4_1 block with the same 4-bit q (moved from Q4_K's nibble order, where a 64-value group's 32
+/// bytes hold values 0..31 in their low nibbles and 32..63 in their high ones, to Q4_1's, where
+/// byte j holds values j and j + 16) and d', m' rounded to f16 once (the float products are
+/// exact). That rounding is the only error: per value at most 15·|Δd'| + |Δm'| ≤
+/// 2⁻¹¹·(15·|d·sc| + |dmin·m|), plus 2⁻²¹ where a product falls below f16's normal range; a
+/// product of more than 11 significant bits is all it takes to round, so most blocks move by a
+/// little and those whose products fit (d·sc with sc a power of two, say) not at all. Products
+/// past f16's range (65504) become infinite; a quantizer's d is the largest sub-block scale
+/// over 63, so its d·sc is at most that scale, itself of the weights' size.
+void transcode_row(dtype from, const void* src, void* dst, std::size_t n) noexcept;
+
 /// The CPU's interleaved compute type for matrices stored as `t` (Q4_0, Q4_1 → Q4_1x8; Q8_0 →
 /// Q8_0x8), or nullopt.
 std::optional<dtype> interleaved_type(dtype t) noexcept;

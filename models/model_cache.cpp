@@ -19,7 +19,8 @@ namespace aeg::models {
 namespace {
 
 // Bumped whenever the image layout changes, so old shared files are never mistaken for new.
-constexpr std::uint64_t layout_version = 3; // 3: Q4_1x8 and Q8_0x8 rows grouped by 4 columns
+// 3: Q4_1x8 and Q8_0x8 rows grouped by 4 columns; 4: Q4_K matrices transcoded to Q4_1(x8).
+constexpr std::uint64_t layout_version = 4;
 constexpr std::size_t header_bytes = 4096;
 constexpr char magic[8] = {'A', 'E', 'G', 'I', 'M', 'G', '0', '1'};
 

@@ -42,10 +42,13 @@ bool follows_head_dims(const std::string& name) {
 }
 
 // The row-major type the CPU kernels take for a matrix stored as `t`: as stored when they compute
-// in it, BF16 widened to F32, other quantized types re-quantized to Q8_0.
+// in it, Q4_K transcoded to Q4_1 (the same 4-bit values, so 4-bit bandwidth), BF16 widened to
+// F32, other quantized types re-quantized to Q8_0.
 kernels::dtype cpu_plain_type(kernels::dtype t) {
   if (kernels::cpu::computes_in(t))
     return t;
+  if (const auto direct = kernels::transcoded_type(t))
+    return *direct;
   return t == kernels::dtype::bf16 ? kernels::dtype::f32 : kernels::dtype::q8_0;
 }
 
@@ -60,9 +63,12 @@ kernels::dtype cpu_type(kernels::dtype t, std::size_t rows) {
 void convert_rows(kernels::dtype from, const std::byte* src, kernels::dtype to, std::byte* dst,
                   std::size_t rows, std::size_t cols) {
   if (kernels::is_interleaved(to)) {
-    // Interleave from the plain twin: the stored type itself (Q4_0, Q4_1, Q8_0) or a converted
-    // copy (other types become Q8_0 first).
-    const auto plain = cpu_plain_type(from);
+    // Interleave from a plain type that interleaves into `to`: the stored type itself (Q4_0,
+    // Q4_1, Q8_0) or a converted copy (Q4_K transcoded to Q4_1, other types re-quantized to
+    // Q8_0, or whichever `to` asks for).
+    auto plain = cpu_plain_type(from);
+    if (kernels::interleaved_type(plain) != to)
+      plain = to == kernels::dtype::q4_1x8 ? kernels::dtype::q4_1 : kernels::dtype::q8_0;
     if (plain == from) {
       kernels::interleave_rows(from, src, rows, cols, dst);
       return;
@@ -75,6 +81,13 @@ void convert_rows(kernels::dtype from, const std::byte* src, kernels::dtype to, 
   const std::size_t in = kernels::row_bytes(from, cols), out = kernels::row_bytes(to, cols);
   if (from == to) {
     std::memcpy(dst, src, rows * in);
+    return;
+  }
+  if (kernels::transcoded_type(from) == to) { // integers kept: no float round trip
+    kernels::cpu::parallel_for(rows, 64, [&](std::size_t b, std::size_t e) {
+      for (std::size_t r = b; r < e; ++r)
+        kernels::transcode_row(from, src + r * in, dst + r * out, cols);
+    });
     return;
   }
   kernels::cpu::parallel_for(rows, 64, [&](std::size_t b, std::size_t e) {

@@ -16,6 +16,12 @@ it on many random blocks checks our block layouts, nibble orders, scale unpackin
     Expected bit-exact: gguf-py follows ggml's reference quantizers (Q8_0 rounds half away from
     zero like roundf, Q4_0/Q4_1 truncate x*id + 8.5 / + 0.5 like the (int8_t) cast).
 
+  transcode: Q4_K rows rewritten as Q4_1 (kernels::transcode_row, how the CPU loads Q4_K),
+    random blocks as above. Each Q4_1 block's d and m must be numpy's float16 rounding of the
+    Q4_K sub-block's d·sc and −dmin·m (bit for bit), and gguf-py's Q4_1 dequantization of the
+    result must lie within that rounding of its Q4_K dequantization of the input:
+    (2^-11 + 2^-23)·(15·|d·sc| + |dmin·m|) + 2^-21 per value.
+
 Usage: dequant_reference.py --tool PATH/dequant_tool [--blocks N] [--seed S]
 Exits 0 when everything matches, 1 on a mismatch, 77 (skipped) without numpy/gguf.
 """
@@ -160,6 +166,51 @@ def check_quantize(tool, rng, num_blocks):
     return failed
 
 
+def q4_k_scales_mins(raw):
+    """Per sub-block (d·sc, dmin·m) of Q4_K blocks as float32, shape [blocks, 8] each."""
+    d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
+    dmin = raw[:, 2:4].copy().view(np.float16).astype(np.float32)
+    s = raw[:, 4:16].astype(np.int32)
+    sc = np.empty((raw.shape[0], 8), np.int32)
+    m = np.empty((raw.shape[0], 8), np.int32)
+    for j in range(8):
+        if j < 4:
+            sc[:, j] = s[:, j] & 63
+            m[:, j] = s[:, j + 4] & 63
+        else:
+            sc[:, j] = (s[:, j + 4] & 0xF) | ((s[:, j - 4] >> 6) << 4)
+            m[:, j] = (s[:, j + 4] >> 4) | ((s[:, j] >> 6) << 4)
+    return d * sc.astype(np.float32), dmin * m.astype(np.float32)
+
+
+def check_transcode(tool, rng, num_blocks):
+    data, n = random_blocks(rng, "Q4_K", num_blocks)
+    raw = data.reshape(-1, TYPES["Q4_K"][1])
+    ours = np.frombuffer(run_tool(tool, "transcode", "Q4_K", n, data.tobytes()), dtype=np.uint8)
+    q41 = ours.reshape(-1, TYPES["Q4_1"][1])
+    if q41.shape[0] != num_blocks * 8:
+        print(f"transcode  Q4_K : {ours.size} bytes, expected {num_blocks * 8 * 20}")
+        return True
+    dsc, dm = q4_k_scales_mins(raw)
+    want_d = dsc.astype(np.float16).reshape(-1)
+    want_m = (-dm).astype(np.float16).reshape(-1)
+    got_d = q41[:, 0:2].copy().view(np.float16).reshape(-1)
+    got_m = q41[:, 2:4].copy().view(np.float16).reshape(-1)
+    bad_scales = int((got_d.view(np.uint16) != want_d.view(np.uint16)).sum() +
+                     (got_m.view(np.uint16) != want_m.view(np.uint16)).sum())
+    ref = quants.dequantize(raw, T.Q4_K).astype(np.float64).reshape(-1)
+    got = quants.dequantize(q41, T.Q4_1).astype(np.float64).reshape(-1)
+    span = np.repeat((15 * np.abs(dsc) + np.abs(dm)).astype(np.float64).reshape(-1), 32)
+    bound = (2.0**-11 + 2.0**-23) * span + 2.0**-21
+    bad = np.flatnonzero(~(np.abs(got - ref) <= bound))
+    for i in bad[:5]:
+        print(f"  Q4_K->Q4_1[{i}]: ours {got[i]!r} gguf-py Q4_K {ref[i]!r} bound {bound[i]!r}")
+    moved = int((got != ref).sum())
+    print(f"transcode  Q4_K : {n:7d} values, {bad_scales} scales differ from numpy's f16 "
+          f"rounding, {bad.size} values beyond the bound ({moved} moved within it)")
+    return bad_scales != 0 or bad.size != 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tool", required=True, help="path of the dequant_tool executable")
@@ -171,6 +222,7 @@ def main():
     with np.errstate(all="ignore"):
         failed = check_dequantize(args.tool, rng, args.blocks)
         failed |= check_quantize(args.tool, rng, args.blocks // 8)
+        failed |= check_transcode(args.tool, rng, args.blocks)
     print("dequant_reference: " + ("MISMATCH" if failed else "all types agree with gguf-py"))
     return 1 if failed else 0
 

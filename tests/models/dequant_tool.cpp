@@ -2,6 +2,8 @@
 // dequant_reference.py to compare with PyPI gguf's numpy (de)quantizers:
 //   dequant_tool dequantize TYPE N   reads the bytes of N values of TYPE, writes N float32
 //   dequant_tool quantize TYPE N     reads N float32, writes the bytes of N values of TYPE
+//   dequant_tool transcode TYPE N    reads the bytes of N values of TYPE, writes them as
+//                                    kernels::transcoded_type(TYPE) (Q4_K → Q4_1)
 // TYPE is a ggml type name (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K…Q6_K); N is a multiple
 // of its block size. Exits 2 on bad arguments or short input.
 
@@ -37,7 +39,8 @@ bool write_all(const void* src, std::size_t bytes) {
 }
 
 int usage(const char* why) {
-  std::fprintf(stderr, "dequant_tool: %s\nusage: dequant_tool dequantize|quantize TYPE N\n", why);
+  std::fprintf(stderr,
+               "dequant_tool: %s\nusage: dequant_tool dequantize|quantize|transcode TYPE N\n", why);
   return 2;
 }
 
@@ -68,6 +71,16 @@ int main(int argc, char** argv) {
       return usage("short input");
     aeg::kernels::quantize_row(t, values.data(), row.data(), n);
     return write_all(row.data(), row.size()) ? 0 : 2;
+  }
+  if (op == "transcode") {
+    const auto to = aeg::kernels::transcoded_type(t);
+    if (!to)
+      return usage("kernels cannot transcode TYPE");
+    if (!read_all(row.data(), row.size()))
+      return usage("short input");
+    std::vector<unsigned char> out(aeg::kernels::row_bytes(*to, n));
+    aeg::kernels::transcode_row(t, row.data(), out.data(), n);
+    return write_all(out.data(), out.size()) ? 0 : 2;
   }
   return usage("unknown operation");
 }
