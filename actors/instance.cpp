@@ -363,7 +363,7 @@ private:
       sequence& s = *chosen[i];
       s.in_step = false;
       s.last_step = steps_;
-      if (s.generated == s.request.generated_before)
+      if (s.generated == s.request.generated_before && !s.shared_prompt)
         s.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
       s.kv.tokens += step[i].feed;
       if (s.cancelled)
@@ -415,9 +415,11 @@ private:
   // each reads itself to draw its own first token; one that finds no room reads the prompt.
   void share_prompt(sequence& leader) {
     for (auto& f : groups_.release(leader)) {
+      // No room is no copy; a device failure ends the instance, as everywhere.
       const bool forked = f->tokens.size() > 1 &&
                           leader.kv.where == models::kv_handle::place::device &&
-                          engine_->fork_kv(leader.kv, f->kv, f->tokens.size() - 1).has_value();
+                          room_or_throw(engine_->fork_kv(leader.kv, f->kv, f->tokens.size() - 1));
+      f->shared_prompt = forked;
       add_sequence(std::move(f), leader.model, forked);
       prompts_shared_ += forked;
     }

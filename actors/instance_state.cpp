@@ -229,7 +229,7 @@ void instance_state::fit_prompt_allowance(const std::vector<step_entry>& step, c
   std::size_t prompt = 0;
   for (const auto& e : step) {
     const sequence& s = at(e.seq);
-    if (e.feed == 1 && s.generated > 0) {
+    if (e.feed == 1 && (s.generated > 0 || s.shared_prompt)) { // a copied prompt: decoding
       const double due =
           s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
       target = std::min(target, std::max(due, 0.8 * m.served.tbt_seconds));

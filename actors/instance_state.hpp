@@ -33,6 +33,7 @@ struct sequence {
   std::chrono::steady_clock::time_point arrived{}; ///< on the actor clock
   sched::token_deadlines deadlines{0, 0};          ///< when its next token is due
   double prefill_seconds = 0; ///< steps spent on its prompt (measured on a prefill instance)
+  bool shared_prompt = false; ///< its prompt's KV was copied from its group's leader
 };
 
 /// A model an instance serves: its image, its requests and its turns.

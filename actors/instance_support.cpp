@@ -87,10 +87,12 @@ bool prompt_groups::join(std::unique_ptr<sequence>& seq, const instance_state& s
     return false;
   const auto it = leaders_.find(r.prompt_group);
   const sequence* leader = it != leaders_.end() ? state.find(it->second) : nullptr;
-  if (leader == nullptr || leader->model != seq->model || leader->request.prompt != r.prompt) {
+  if (leader == nullptr) {
     leaders_[r.prompt_group] = r.id;
     return false;
   }
+  if (leader->model != seq->model || leader->request.prompt != r.prompt)
+    return false; // not the group's prompt after all: it reads its own, and leads nothing
   followers_.emplace(r.prompt_group, std::move(seq));
   return true;
 }

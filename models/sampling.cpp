@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <numeric>
 
 namespace aeg::models {
 
@@ -34,39 +33,49 @@ token_logprobs logprobs_of(std::span<const float> logits, const kernels::samplin
   out.asked = true;
   if (logits.empty())
     return out;
-  const float inv_t = rule.temperature > 0 ? 1.0f / rule.temperature : 1.0f;
-  const auto pickable = kernels::cpu::sampling_candidates(logits.data(), logits.size(), rule);
-  // log Σ exp over the candidates, from the largest for accuracy.
+  const std::size_t vocab = logits.size();
+  // Higher logit first, lower index first among equals: the order the sampling kernels cut in.
+  auto higher = [&](std::int32_t a, std::int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  const bool sampled = rule.temperature > 0;
+  const bool cut = sampled && ((rule.top_k > 0 && static_cast<std::size_t>(rule.top_k) < vocab) ||
+                               rule.top_p < 1);
+  const float inv_t = sampled ? 1.0f / rule.temperature : 1.0f;
   const float max_logit = *std::max_element(logits.begin(), logits.end());
-  double sum = 0;
-  for (auto i : pickable)
-    sum += std::exp(static_cast<double>(logits[i] - max_logit) * inv_t);
-  const double lse = static_cast<double>(max_logit) * inv_t + std::log(sum);
-  const bool all = pickable.size() == logits.size();
-  const std::vector<bool> in = [&] {
-    std::vector<bool> v(all ? 0 : logits.size());
+  // The candidates are a highest-first prefix: the cut is its last token (none: every token).
+  std::int32_t last = -1;
+  double sum = 0; // Σ exp over the candidates, from the largest for accuracy
+  if (cut) {
+    const auto pickable = kernels::cpu::sampling_candidates(logits.data(), vocab, rule);
     for (auto i : pickable)
-      if (!all)
-        v[i] = true;
-    return v;
-  }();
+      sum += std::exp(static_cast<double>(logits[i] - max_logit) * inv_t);
+    last = pickable.back();
+  } else {
+    for (float x : logits)
+      sum += std::exp(static_cast<double>(x - max_logit) * inv_t);
+  }
+  const double lse = static_cast<double>(max_logit) * inv_t + std::log(sum);
   auto logprob = [&](std::int32_t i) {
-    if (!all && !in[i])
-      return -std::numeric_limits<float>::infinity();
+    if (last >= 0 && higher(last, i))
+      return -std::numeric_limits<float>::infinity(); // below the cut: never picked
     return static_cast<float>(static_cast<double>(logits[i]) * inv_t - lse);
   };
   out.logprob = logprob(token);
-  // The most likely tokens are those of the highest logits, whatever the rule.
-  const std::size_t n = std::min({top, max_top_logprobs, logits.size()});
-  std::vector<std::int32_t> order(logits.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
-                    [&](std::int32_t a, std::int32_t b) {
-                      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-                    });
-  for (std::size_t i = 0; i < n; ++i) {
-    out.top_tokens.push_back(order[i]);
-    out.top_logprobs.push_back(logprob(order[i]));
+  // The most likely tokens, in one pass: a sorted list of at most n, no vocabulary-sized copy.
+  const std::size_t n = std::min({top, max_top_logprobs, vocab});
+  std::vector<std::int32_t> best;
+  best.reserve(n + 1);
+  for (std::int32_t i = 0; n > 0 && i < static_cast<std::int32_t>(vocab); ++i) {
+    if (best.size() == n && !higher(i, best.back()))
+      continue;
+    best.insert(std::upper_bound(best.begin(), best.end(), i, higher), i);
+    if (best.size() > n)
+      best.pop_back();
+  }
+  for (auto i : best) {
+    out.top_tokens.push_back(i);
+    out.top_logprobs.push_back(logprob(i));
   }
   return out;
 }

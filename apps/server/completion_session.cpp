@@ -36,6 +36,15 @@ std::optional<api_error> refusal(const server_state& st, const std::string& clie
                      .message = "the server is shutting down",
                      .type = "server_error",
                      .retry_after = 5};
+  // More choices than the server ever takes at once can never run: not a reason to retry.
+  const std::size_t cap = st.opts.max_client_requests;
+  if (const std::size_t most =
+          cap != 0 ? std::min(cap, st.opts.max_in_flight) : st.opts.max_in_flight;
+      n > most)
+    return api_error{.message = fmt::format("n = {} choices are more than the {} requests this "
+                                            "server runs at once for one client; ask for fewer",
+                                            n, most),
+                     .param = "n"};
   if (st.in_flight + n > st.opts.max_in_flight)
     return api_error{.status = 429,
                      .message = fmt::format("the server is at its limit of {} requests in "
@@ -45,7 +54,7 @@ std::optional<api_error> refusal(const server_state& st, const std::string& clie
                      .type = "requests",
                      .code = "rate_limit_exceeded",
                      .retry_after = 1};
-  if (const auto cap = st.opts.max_client_requests; cap != 0) {
+  if (cap != 0) {
     const auto it = st.in_flight_by_client.find(client);
     const std::size_t now = it != st.in_flight_by_client.end() ? it->second : 0;
     if (now + n > cap)
@@ -143,7 +152,9 @@ void completion_session::submit(actors::generation_request r) {
   }
 }
 
+// Every callback holds the session: answering may drop the connection's reference to it.
 void completion_session::choice::submitted() {
+  const auto keep = session.shared_from_this();
   session.send_head();
 }
 
@@ -160,11 +171,13 @@ void completion_session::send_head() {
 }
 
 void completion_session::choice::refused(api_error e) {
+  const auto keep = session.shared_from_this();
   if (!session.finished_)
     session.fail(e);
 }
 
 void completion_session::choice::token(std::int32_t token, const models::token_logprobs& lp) {
+  const auto keep = session.shared_from_this();
   auto& s = session;
   if (s.finished_ || ended)
     return;
@@ -187,6 +200,7 @@ void completion_session::choice::token(std::int32_t token, const models::token_l
 }
 
 void completion_session::choice::done(const actors::generation_result& r) {
+  const auto keep = session.shared_from_this();
   auto& s = session;
   if (s.finished_ || ended)
     return; // already answered (a stop string, or the client left)
@@ -229,6 +243,7 @@ completion_session::entries(std::int32_t token, const models::token_logprobs& lp
 
 // Its client is gone: every choice is cancelled and its KV freed.
 void completion_session::abandon() {
+  const auto keep = shared_from_this();
   if (finished_)
     return;
   for (const auto& ch : choices_)
@@ -261,7 +276,7 @@ void completion_session::emit(choice& c, const std::string& token_piece, bool ev
       std::move(logprobs.begin(), logprobs.end(), std::back_inserter(*c.out.logprobs));
     return;
   }
-  if (piece.empty() && !every_token)
+  if (piece.empty() && !every_token && logprobs.empty())
     return;
   send_head();
   if (auto conn = conn_.lock())

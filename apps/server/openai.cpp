@@ -115,7 +115,7 @@ tl::expected<void, api_error> parse_prompt(const json& j, completion_params& p) 
     p.prompt_tokens = std::move(t);
   } else {
     return bad("prompt", "'prompt' must be a string or an array of token ids (one prompt per "
-                         "request: this server answers n = 1)");
+                         "request; ask for several answers with n)");
   }
   if (p.prompt.empty() && p.prompt_tokens.empty())
     return bad("prompt", "'prompt' must not be empty");

@@ -11,9 +11,13 @@
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <random>
 
 namespace aeg::actors {
@@ -207,15 +211,12 @@ protected:
 // 16 requests of different lengths, greedy and sampled, sent at once to an instance whose steps
 // hold 40 tokens: they join and leave the batch at step boundaries, long prompts are prefilled in
 // chunks, and each must produce exactly the tokens it produces alone.
-// A CPU device whose streams run the real work until the `fail_at`-th kernel, which throws
-// as a faulting GPU kernel would: the real device underneath, with a fault injected.
-class faulting_device final : public gpu::device {
+// A CPU device whose streams run the real work, each kernel first through `hook` (on the
+// stream's thread): the real device underneath, with a fault injected or a gate to wait at.
+class hooked_device final : public gpu::device {
 public:
-  faulting_device(std::shared_ptr<gpu::device> inner, int fail_at)
-      : inner_(std::move(inner)), left_(std::make_shared<std::atomic<int>>(fail_at)),
-        fail_at_(fail_at) {}
-  // Kernels run so far.
-  int kernels() const { return fail_at_ - left_->load(); }
+  hooked_device(std::shared_ptr<gpu::device> inner, std::function<void()> hook)
+      : inner_(std::move(inner)), hook_(std::make_shared<std::function<void()>>(std::move(hook))) {}
   std::string name() const override { return inner_->name(); }
   gpu::backend_kind kind() const noexcept override { return inner_->kind(); }
   std::size_t capacity_bytes() const noexcept override { return inner_->capacity_bytes(); }
@@ -232,7 +233,7 @@ public:
     auto s = inner_->create_stream();
     if (!s)
       return s;
-    return std::unique_ptr<gpu::stream>(std::make_unique<stream>(std::move(*s), left_));
+    return std::unique_ptr<gpu::stream>(std::make_unique<stream>(std::move(*s), hook_));
   }
 
 protected:
@@ -241,17 +242,16 @@ protected:
 private:
   class stream final : public gpu::stream {
   public:
-    stream(std::unique_ptr<gpu::stream> s, std::shared_ptr<std::atomic<int>> left)
-        : s_(std::move(s)), left_(std::move(left)) {}
+    stream(std::unique_ptr<gpu::stream> s, std::shared_ptr<std::function<void()>> hook)
+        : s_(std::move(s)), hook_(std::move(hook)) {}
     result<void> copy(void* d, const void* src, std::size_t n, gpu::copy_kind k) override {
       return s_->copy(d, src, n, k);
     }
     result<void> record(gpu::event& ev) override { return s_->record(ev); }
     result<void> wait(gpu::event& ev) override { return s_->wait(ev); }
     result<void> host_callback(std::function<void()> fn) override {
-      return s_->host_callback([fn = std::move(fn), left = left_] {
-        if (left->fetch_sub(1) == 1)
-          throw std::runtime_error("injected fault: illegal address");
+      return s_->host_callback([fn = std::move(fn), hook = hook_] {
+        (*hook)();
         fn();
       });
     }
@@ -260,12 +260,48 @@ private:
 
   private:
     std::unique_ptr<gpu::stream> s_;
-    std::shared_ptr<std::atomic<int>> left_;
+    std::shared_ptr<std::function<void()>> hook_;
   };
 
   std::shared_ptr<gpu::device> inner_;
-  std::shared_ptr<std::atomic<int>> left_;
-  int fail_at_;
+  std::shared_ptr<std::function<void()>> hook_;
+};
+
+// Kernels that run until the `fail_at`-th, which throws as a faulting GPU kernel would.
+struct fault_at {
+  explicit fault_at(int fail_at) : left(std::make_shared<std::atomic<int>>(fail_at)), at(fail_at) {}
+  std::function<void()> hook() const {
+    return [left = left] {
+      if (left->fetch_sub(1) == 1)
+        throw std::runtime_error("injected fault: illegal address");
+    };
+  }
+  int kernels() const { return at - left->load(); } // run so far
+  std::shared_ptr<std::atomic<int>> left;
+  int at;
+};
+
+// Kernels that wait until the test opens the gate.
+struct gate {
+  std::function<void()> hook() const {
+    return [s = state] {
+      std::unique_lock lock(s->m);
+      s->cv.wait(lock, [&] { return s->open; });
+    };
+  }
+  void open() const {
+    {
+      std::lock_guard lock(state->m);
+      state->open = true;
+    }
+    state->cv.notify_all();
+  }
+  struct shared {
+    std::mutex m;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  std::shared_ptr<shared> state = std::make_shared<shared>();
 };
 
 // A device that faults mid-run ends every request it holds with the reason, and the instance
@@ -276,9 +312,10 @@ TEST_F(Instance, ADeviceFaultEndsEveryRequestWithItsReason) {
   // The same requests on a device that never faults: their tokens, and how many kernels they
   // take, so the fault lands halfway through the same run.
   // (A device of its own: an instance's KV pool takes what its device has left.)
-  auto counting = std::make_shared<faulting_device>(
+  const fault_at never(std::numeric_limits<int>::max());
+  auto counting = std::make_shared<hooked_device>(
       *gpu::make_device({.backend = "cpu", .ordinal = 1, .capacity_bytes = 256 << 20}),
-      std::numeric_limits<int>::max());
+      never.hook());
   {
     auto solo = spawn_instance(*sys_, counting, image);
     spawned_.push_back(solo);
@@ -288,8 +325,9 @@ TEST_F(Instance, ADeviceFaultEndsEveryRequestWithItsReason) {
     for (auto& [id, o] : collect(4))
       alone[id] = o.tokens;
   }
-  ASSERT_GT(counting->kernels(), 100);
-  auto faulty = std::make_shared<faulting_device>(dev_, counting->kernels() / 2);
+  ASSERT_GT(never.kernels(), 100);
+  const fault_at halfway(never.kernels() / 2);
+  auto faulty = std::make_shared<hooked_device>(dev_, halfway.hook());
   auto inst = spawn_instance(*sys_, faulty, image);
   spawned_.push_back(inst);
   (*self_)->monitor(inst);
@@ -358,7 +396,7 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
 TEST_F(Instance, AGroupSharingAPromptReadsItOnceAndEachDrawsItsOwnTokens) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
-  auto inst = spawn(image, {.max_batch_tokens = 40, .max_seqs = 16});
+  const instance_options options{.max_batch_tokens = 40, .max_seqs = 16};
   auto group = [&](std::uint64_t first, std::uint64_t tag, std::size_t prompt_tokens) {
     std::vector<generation_request> reqs;
     for (std::uint64_t i = first; i < first + 4; ++i) {
@@ -369,34 +407,69 @@ TEST_F(Instance, AGroupSharingAPromptReadsItOnceAndEachDrawsItsOwnTokens) {
     }
     return reqs;
   };
-  const auto shared = group(0, 77, 45); // its prompt takes two steps of 40 tokens
-  std::map<std::uint64_t, outcome> alone;
-  for (auto r : shared) {
+  // Each request alone, without its group, on an instance of its own.
+  auto solo = spawn(image, options);
+  auto alone = [&](generation_request r) {
     r.prompt_group = 0;
-    (*self_)->send(inst, generate_atom::value, r);
-    alone.merge(collect(1));
-  }
-  const auto s = expect_solo_tokens(inst, shared, alone);
-  EXPECT_EQ(s.prompts_shared, 3u);
+    (*self_)->send(solo, generate_atom::value, r);
+    return collect(1).at(r.id);
+  };
+  // `reqs` (then cancels of `cancel`) on a new instance whose device holds every kernel until all
+  // of them have been received (the stats answer comes after them), so that the group's
+  // requests are all there before its leader's prompt is read, however the threads run.
+  int ordinal = 2;
+  auto together = [&](const std::vector<generation_request>& reqs,
+                      std::vector<std::uint64_t> cancel) {
+    const gate held;
+    auto dev = std::make_shared<hooked_device>(
+        *gpu::make_device({.backend = "cpu", .ordinal = ordinal++, .capacity_bytes = 256 << 20}),
+        held.hook());
+    auto inst = spawn_instance(*sys_, dev, image, options);
+    spawned_.push_back(inst);
+    for (const auto& r : reqs)
+      (*self_)->send(inst, generate_atom::value, r);
+    for (auto id : cancel)
+      (*self_)->send(inst, cancel_atom::value, id);
+    (void)stats(inst);
+    held.open();
+    auto out = collect(reqs.size());
+    const auto s = stats(inst);
+    EXPECT_EQ(s.kv_bytes_used, 0u);
+    EXPECT_EQ(s.running + s.waiting, 0u);
+    return std::pair{out, s.prompts_shared};
+  };
+  auto expect_alone = [&](const std::map<std::uint64_t, outcome>& out,
+                          const generation_request& r) {
+    const auto a = alone(r);
+    EXPECT_EQ(out.at(r.id).result.reason, finish_reason::length) << out.at(r.id).result.message;
+    EXPECT_EQ(out.at(r.id).tokens, a.tokens) << "request " << r.id;
+    EXPECT_EQ(out.at(r.id).logprobs, a.logprobs) << "request " << r.id;
+  };
 
+  const auto shared = group(0, 77, 45); // its prompt takes two steps of 40 tokens
+  const auto [out, copies] = together(shared, {});
+  EXPECT_EQ(copies, 3u);
+  for (const auto& r : shared)
+    expect_alone(out, r);
+
+  // The leader cancelled before it read the prompt hands the group on; a follower cancelled while
+  // waiting ends at once.
   const auto cancelled = group(10, 78, 30);
-  for (const auto& r : cancelled)
-    (*self_)->send(inst, generate_atom::value, r);
-  (*self_)->send(inst, cancel_atom::value, std::uint64_t{10}); // the leader
-  (*self_)->send(inst, cancel_atom::value, std::uint64_t{13}); // a follower
-  const auto out = collect(cancelled.size());
-  EXPECT_EQ(out.at(10).result.reason, finish_reason::cancelled);
-  EXPECT_EQ(out.at(13).result.reason, finish_reason::cancelled);
-  for (std::uint64_t id : {11, 12}) {
-    auto r = cancelled[id - 10];
-    r.prompt_group = 0;
-    (*self_)->send(inst, generate_atom::value, r);
-    EXPECT_EQ(out.at(id).tokens, collect(1).at(id).tokens) << "request " << id;
-    EXPECT_EQ(out.at(id).result.reason, finish_reason::length);
-  }
-  const auto after = stats(inst);
-  EXPECT_EQ(after.kv_bytes_used, 0u);
-  EXPECT_EQ(after.running + after.waiting, 0u);
+  const auto [after_cancel, copied] = together(cancelled, {10, 13});
+  EXPECT_EQ(after_cancel.at(10).result.reason, finish_reason::cancelled);
+  EXPECT_EQ(after_cancel.at(13).result.reason, finish_reason::cancelled);
+  EXPECT_EQ(copied, 1u); // 12 copies 11's
+  expect_alone(after_cancel, cancelled[1]);
+  expect_alone(after_cancel, cancelled[2]);
+
+  // A request with the group's tag but another prompt reads its own prompt and leads nothing;
+  // the rest of the group still shares the leader's.
+  auto odd = group(20, 79, 20);
+  odd[1].prompt = prompt(26, vocab, 4);
+  const auto [odd_out, odd_copies] = together(odd, {});
+  EXPECT_EQ(odd_copies, 2u);
+  for (const auto& r : odd)
+    expect_alone(odd_out, r);
 }
 
 // A KV cache of 12 blocks cannot hold 8 requests of ~40 tokens at once. With room in the host

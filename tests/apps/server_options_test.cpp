@@ -180,6 +180,10 @@ TEST(ServerLimits, OneClientGetsItsShareAndLongPromptsAreRefused) {
   EXPECT_EQ(why["error"]["param"], "prompt") << why.dump();
   EXPECT_NE(why["error"]["message"].get<std::string>().find("at most 8"), std::string::npos);
   EXPECT_EQ(post({{"model", "tiny"}, {"prompt", "Once upon"}, {"max_tokens", 1}}).first, 200);
+  // More choices than one client may ever run at once: no use retrying, so 400 naming n.
+  auto [too_many, n_why] = post({{"model", "tiny"}, {"prompt", "x"}, {"max_tokens", 1}, {"n", 2}});
+  EXPECT_EQ(too_many, 400) << n_why.dump();
+  EXPECT_EQ(n_why["error"]["param"], "n") << n_why.dump();
   // A long request holds this client's one place; its next is refused, with Retry-After.
   auto running = std::async(std::launch::async, [&] {
     http_client c(srv.url());
