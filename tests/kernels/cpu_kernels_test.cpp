@@ -4,6 +4,7 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
+#include "tests/support/random_values.hpp"
 
 #include <gtest/gtest.h>
 
@@ -16,14 +17,7 @@
 namespace aeg::kernels::cpu {
 namespace {
 
-std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0, 1);
-  std::vector<float> v(n);
-  for (auto& x : v)
-    x = d(rng);
-  return v;
-}
+using aeg::testing::normal_floats;
 
 TEST(Half, ConversionsRoundTripEveryHalfValue) {
   for (std::uint32_t h = 0; h < 0x10000; ++h) {
@@ -39,7 +33,7 @@ TEST(Half, ConversionsRoundTripEveryHalfValue) {
 
 TEST(Dot, VectorizedEqualsPortableUpToSummationOrder) {
   const std::size_t n = 576;
-  const auto w = random_floats(n, 1), x = random_floats(n, 2);
+  const auto w = normal_floats(n, 1), x = normal_floats(n, 2);
   std::vector<block_q8a> xq(n / 32);
   quantize_activations(x.data(), xq.data(), n);
   for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::f32}) {
@@ -53,7 +47,7 @@ TEST(Dot, VectorizedEqualsPortableUpToSummationOrder) {
 
 TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
   const std::size_t n = 1536;
-  const auto w = random_floats(n, 3), x = random_floats(n, 4);
+  const auto w = normal_floats(n, 3), x = normal_floats(n, 4);
   std::vector<block_q8a> xq(n / 32);
   quantize_activations(x.data(), xq.data(), n);
   for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1}) {
@@ -73,7 +67,7 @@ TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
 
 TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
   const std::size_t n = 256;
-  const auto x = random_floats(n, 5);
+  const auto x = normal_floats(n, 5);
   for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::bf16}) {
     std::vector<std::byte> row(row_bytes(t, n));
     ASSERT_TRUE(quantize_row(t, x.data(), row.data(), n));
@@ -96,7 +90,7 @@ TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
 // the integer sums are exact and every lane sees the same float operations.
 TEST(InterleavedMatmul, IsBitIdenticalOnEveryInstructionSetAndMatchesThePlainRows) {
   const std::size_t rows_out = 64, cols = 576;
-  const auto w = random_floats(rows_out * cols, 11);
+  const auto w = normal_floats(rows_out * cols, 11);
   std::vector<cpu_isa> isas = {cpu_isa::portable};
   if (uses_avx2())
     isas.push_back(cpu_isa::avx2);
@@ -120,7 +114,7 @@ TEST(InterleavedMatmul, IsBitIdenticalOnEveryInstructionSetAndMatchesThePlainRow
     const matrix m{x8, inter.data(), rows_out, cols};
     const matrix ref{plain, rowmajor.data(), rows_out, cols};
     for (std::size_t rows : {1, 3, 16}) {
-      const auto x = random_floats(rows * cols, 12 + static_cast<std::uint32_t>(rows));
+      const auto x = normal_floats(rows * cols, 12 + static_cast<std::uint32_t>(rows));
       std::vector<std::byte> scratch(matmul_scratch_bytes(m, rows));
       std::vector<float> expected(rows * rows_out), got(rows * rows_out), plain_y(rows * rows_out);
       matmul(m, x.data(), rows, expected.data(), scratch.data(), cpu_isa::portable);
@@ -159,11 +153,11 @@ TEST(ParallelFor, RunsEveryItemExactlyOnceEvenFromSeveralThreadsAtOnce) {
 TEST(Swiglu, FollowsTheFormulaOverTheWholeFloatRangeAndEachElementAloneGivesTheSameBits) {
   std::vector<float> g = {0.0f,  -0.0f,  1e-30f, -1e-30f, 1.0f,   -1.0f,   20.0f, -20.0f,
                           87.0f, -87.0f, 89.0f,  -89.0f,  100.0f, -100.0f, 1e30f, -1e30f};
-  for (float x : random_floats(1000, 11))
+  for (float x : normal_floats(1000, 11))
     g.push_back(8 * x);
   const std::size_t nan_at = 13;
   g[nan_at] = std::nanf("");
-  const auto u = random_floats(g.size(), 12);
+  const auto u = normal_floats(g.size(), 12);
   std::vector<float> out(g.size());
   swiglu(g.data(), u.data(), g.size(), out.data());
   for (std::size_t i = 0; i < g.size(); ++i) {
@@ -195,7 +189,7 @@ TEST(Rope, EachCallUsesItsOwnPositionsAndBase) {
   for (std::size_t k = 0; k < calls.size(); ++k) {
     const auto& c = calls[k];
     const std::size_t rows = c.pos.size();
-    auto x = random_floats(rows * heads * hd, static_cast<std::uint32_t>(20 + k));
+    auto x = normal_floats(rows * heads * hd, static_cast<std::uint32_t>(20 + k));
     const auto before = x;
     rope(x.data(), rows, heads, hd, hd, c.pos.data(), c.base, nullptr);
     for (std::size_t r = 0; r < rows; ++r)
@@ -240,7 +234,7 @@ TEST(SampleRow, TopKAndTopPKeepOnlyTheHighestTokens) {
 }
 
 TEST(SampleRow, LowTemperatureConcentratesOnTheBestToken) {
-  const auto logits = random_floats(1000, 6);
+  const auto logits = normal_floats(1000, 6);
   const auto best = sample_row(logits.data(), 1000, {0.0f, 0, 1.0f, 0});
   for (float u : {0.0f, 0.5f, 0.999f})
     EXPECT_EQ(sample_row(logits.data(), 1000, {1e-4f, 0, 1.0f, u}), best);

@@ -2,6 +2,7 @@
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
+#include "tests/support/random_values.hpp"
 
 #include <gtest/gtest.h>
 
@@ -140,15 +141,6 @@ TEST(QuantTranscode, Q4KAsQ4_1IsFarCloserToTheStoredValuesThanQ8_0) {
   EXPECT_LT(max41, max80 / 4) << "max";
 }
 
-std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0, 1);
-  std::vector<float> v(n);
-  for (auto& x : v)
-    x = d(rng);
-  return v;
-}
-
 // The CPU computes a Q4_K matrix as Q4_1x8 (rows a multiple of 8) or Q4_1: either gives the
 // float product of the dequantized Q4_K rows within what 8-bit activations cost (the tolerance
 // of Dot.QuantizedDotsApproximateTheFloatDot), the same bits on every instruction set.
@@ -166,7 +158,7 @@ TEST(QuantTranscode, Q4KMatmulAsQ4_1MatchesTheFloatProductOfTheStoredRows) {
     }
     const auto w = dequantized(dtype::q4_k, blocks.data(), rows_out * cols);
     for (std::size_t rows : {1, 3}) {
-      const auto x = random_floats(rows * cols, 6 + static_cast<std::uint32_t>(rows));
+      const auto x = aeg::testing::normal_floats(rows * cols, 6 + static_cast<std::uint32_t>(rows));
       std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(m, rows));
       std::vector<float> y(rows * rows_out), y_portable(rows * rows_out);
       cpu::matmul(m, x.data(), rows, y.data(), scratch.data());

@@ -2,6 +2,7 @@
 
 #include "kernels/cpu/ops.hpp"
 #include "models/sampling.hpp"
+#include "tests/support/random_values.hpp"
 
 #include <gtest/gtest.h>
 
@@ -14,12 +15,7 @@ namespace aeg::models {
 namespace {
 
 std::vector<float> random_logits(std::size_t vocab, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> d(0, 2.5f);
-  std::vector<float> out(vocab);
-  for (auto& x : out)
-    x = d(gen);
-  return out;
+  return aeg::testing::normal_floats(vocab, seed, 2.5f);
 }
 
 // Each token's probability as logprobs_of states it, and as often as sample_row picks it over an
@@ -27,9 +23,11 @@ std::vector<float> random_logits(std::size_t vocab, unsigned seed) {
 // stated probabilities sum to one.
 TEST(Logprobs, AreTheDistributionTheSamplerDrawsFrom) {
   const auto logits = random_logits(300, 7);
-  const kernels::sampling_row rules[] = {
-      {1.0f, 0, 1.0f, 0}, {0.7f, 0, 1.0f, 0}, {1.3f, 20, 1.0f, 0}, {1.0f, 0, 0.8f, 0},
-      {0.5f, 50, 0.9f, 0}};
+  const kernels::sampling_row rules[] = {{1.0f, 0, 1.0f, 0},
+                                         {0.7f, 0, 1.0f, 0},
+                                         {1.3f, 20, 1.0f, 0},
+                                         {1.0f, 0, 0.8f, 0},
+                                         {0.5f, 50, 0.9f, 0}};
   for (const auto& rule : rules) {
     std::vector<double> stated(logits.size());
     double total = 0;
@@ -57,8 +55,8 @@ TEST(Logprobs, AreTheDistributionTheSamplerDrawsFrom) {
 
 TEST(Logprobs, GreedyIsTheLogSoftmaxWithTheMostLikelyFirst) {
   const auto logits = random_logits(500, 3);
-  const auto best = static_cast<std::int32_t>(
-      std::max_element(logits.begin(), logits.end()) - logits.begin());
+  const auto best =
+      static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   const auto lp = logprobs_of(logits, {0.0f, 0, 1.0f, 0.3f}, best, 5);
   double sum = 0;
   for (float x : logits)
