@@ -60,7 +60,8 @@ def stop_server(proc, tmp):
 
 
 def check_logprobs_and_choices(client, question):
-    """logprobs/top_logprobs, echo and n > 1, streamed and not, on both endpoints."""
+    """logprobs/top_logprobs, echo and n > 1, streamed and not, on both endpoints; /tokenize and
+    /detokenize."""
     chat = client.chat.completions.create(model="smollm2", messages=question, max_tokens=12,
                                           temperature=0, logprobs=True, top_logprobs=3)
     content = chat.choices[0].logprobs.content
@@ -91,6 +92,16 @@ def check_logprobs_and_choices(client, question):
     assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp
     for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
         assert -9999 <= logprob <= 0 and top[token] == logprob and 2 <= len(top) <= 3, top
+
+    # vLLM's and llama.cpp's token endpoints sit beside /v1: the client's own request method.
+    root = type(client)(base_url=str(client.base_url).removesuffix("/v1/"),
+                        api_key=client.api_key)
+    ids = root.post("/tokenize", body={"model": "smollm2", "prompt": "The capital of France"},
+                    cast_to=object)
+    assert ids["count"] == len(ids["tokens"]) > 0, ids
+    text = root.post("/detokenize", body={"model": "smollm2", "tokens": ids["tokens"]},
+                     cast_to=object)
+    assert text["prompt"].endswith("The capital of France"), text
 
     echoed = client.completions.create(model="smollm2", prompt="The capital of France is",
                                        max_tokens=4, temperature=0, echo=True)
@@ -178,7 +189,7 @@ def check_openai(binary, model):
         except openai.AuthenticationError:
             pass
         print(f"openai {openai.__version__}: models, chat, streamed chat, completion, logprobs, "
-              "n, errors: ok")
+              "n, echo, tokenize, errors: ok")
     finally:
         rc = stop_server(proc, tmp)
     assert rc == 0, f"aegaeon serve exited {rc}"
