@@ -69,6 +69,11 @@ typename Inspector::result_type inspect(Inspector& f, switch_record& x) {
            x.prefetched);
 }
 
+/// How many of its latest switches an instance keeps for its stats: about a minute of switching
+/// at a few switches a second per device (a dashboard's strip), without making each stats answer
+/// large.
+inline constexpr std::size_t recent_switches_kept = 1024;
+
 /// What an instance reports on `(stats_atom)`.
 struct instance_stats {
   std::size_t kv_bytes_used = 0; ///< device KV bytes in allocated blocks
@@ -89,7 +94,7 @@ struct instance_stats {
   std::string active;          ///< the active model
   std::string staged;          ///< the model being prefetched or prefetched beside it (or none)
   bool ready = false;          ///< serving
-  std::vector<switch_record> recent_switches; ///< the last 256 switches, oldest first
+  std::vector<switch_record> recent_switches; ///< the last recent_switches_kept, oldest first
 };
 
 template <class Inspector>

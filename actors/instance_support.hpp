@@ -75,7 +75,7 @@ private:
 class switch_log {
 public:
   using time_point = std::chrono::steady_clock::time_point;
-  static constexpr std::size_t capacity = 256;
+  static constexpr std::size_t capacity = recent_switches_kept;
 
   /// Records a switch that begins at `at`; returns its number for `scaled_up`.
   std::size_t began(time_point at, std::string from, std::string to, bool prefetched);

@@ -177,7 +177,8 @@ result<run_result> simulate_cell(const simulate_options& o,
   res.rejected = report->rejected;
   res.first_rejection = report->first_rejection;
   summarize(res, report->metrics);
-  // The stats were taken at the end: the last 256 switches of each instance, in virtual time.
+  // The stats were taken at the end: the last recent_switches_kept (1024) switches of each
+  // instance, in virtual time.
   res.timeline_seconds = report->simulated_seconds;
   for (std::size_t i = 0; i < report->instances.size(); ++i) {
     res.switches += report->instances[i].switches;

@@ -595,7 +595,7 @@ TEST_F(Instance, ThreeModelsSwitchedEveryStepGiveEachRequestItsSoloTokens) {
   EXPECT_GT(s.swaps_out, 0u);
   EXPECT_GT(s.swaps_in, 0u);
   // The switch log keeps the latest switches, oldest first, each from the model before it.
-  ASSERT_EQ(s.recent_switches.size(), std::min<std::size_t>(s.switches, 256));
+  ASSERT_EQ(s.recent_switches.size(), std::min(s.switches, recent_switches_kept));
   std::size_t prefetched = 0;
   for (std::size_t i = 0; i < s.recent_switches.size(); ++i) {
     const auto& r = s.recent_switches[i];
