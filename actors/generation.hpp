@@ -143,8 +143,8 @@ typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
   using clock = std::chrono::steady_clock;
   std::int64_t age_ns = -1; // -1: not set (the epoch)
   return f(caf::meta::type_name("generation_request"), x.id, x.model, x.prompt, x.sampling,
-           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.handoff, x.generated_before,
-           caf::meta::save_callback([&]() -> caf::error {
+           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.handoff,
+           x.generated_before, caf::meta::save_callback([&]() -> caf::error {
              if (x.arrived != clock::time_point{})
                age_ns =
                    std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - x.arrived)

@@ -35,8 +35,8 @@ std::string template_path(const std::string& file) {
   return {};
 }
 
-#define SKIP_UNLESS_FETCHED(file)                                                                 \
-  if (template_path(file).empty())                                                                \
+#define SKIP_UNLESS_FETCHED(file)                                                                  \
+  if (template_path(file).empty())                                                                 \
   GTEST_SKIP() << file << " is not in models/chat-templates/: run scripts/fetch-model"
 
 std::string read_text(const std::string& path) {
