@@ -5,6 +5,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -12,6 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 namespace aeg::actors {
 
@@ -48,8 +54,81 @@ result<std::pair<std::string, std::uint16_t>> parse_address(const std::string& t
   return std::pair{host, static_cast<std::uint16_t>(p)};
 }
 
-void enable_network(caf::actor_system_config& cfg) {
+namespace {
+
+// OpenSSL's queued errors, as one line (and the queue emptied).
+std::string openssl_errors() {
+  std::string out;
+  while (const auto e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    out += (out.empty() ? "" : "; ") + std::string(buf);
+  }
+  return out.empty() ? "no reason given" : out;
+}
+
+} // namespace
+
+result<void> check_tls(const cluster_tls& tls) {
+  if (!tls.enabled())
+    return {};
+  const std::pair<const char*, const std::string*> files[] = {
+      {"certificate", &tls.certificate}, {"key", &tls.key}, {"CA certificate", &tls.ca}};
+  for (const auto& [what, path] : files) {
+    if (path->empty())
+      return fail(errc::invalid_argument, std::string("TLS needs this node's certificate, its key "
+                                                      "and the CA's certificate; the ") +
+                                              what + " is missing");
+    if (!std::ifstream(*path))
+      return fail(errc::not_found, std::string("TLS ") + what + " '" + *path +
+                                       "': cannot read it (" + std::strerror(errno) + ")");
+  }
+  ERR_clear_error();
+  const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx{SSL_CTX_new(TLS_method()),
+                                                              SSL_CTX_free};
+  if (!ctx)
+    return fail(errc::internal, "cannot set up TLS: " + openssl_errors());
+  // A key with a passphrase is refused rather than asked for on the terminal.
+  SSL_CTX_set_default_passwd_cb(ctx.get(), [](char*, int, int, void*) { return 0; });
+  const auto bad = [](const std::string& what, const std::string& path, const std::string& why) {
+    return fail(errc::invalid_argument, "TLS " + what + " '" + path + "': " + why);
+  };
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.certificate.c_str()) != 1)
+    return bad("certificate", tls.certificate, "not a PEM certificate (" + openssl_errors() + ")");
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx.get()) != 1) {
+    const bool other = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    const auto why = openssl_errors();
+    return bad("key", tls.key,
+               other ? "not the key of the certificate '" + tls.certificate + "'"
+                     : "not an unencrypted PEM private key (" + why + ")");
+  }
+  if (SSL_CTX_load_verify_locations(ctx.get(), tls.ca.c_str(), nullptr) != 1)
+    return bad("CA certificate", tls.ca, "not a PEM certificate (" + openssl_errors() + ")");
+  const std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> verify{X509_STORE_CTX_new(),
+                                                                               X509_STORE_CTX_free};
+  X509* const cert = SSL_CTX_get0_certificate(ctx.get());
+  STACK_OF(X509)* chain = nullptr;
+  SSL_CTX_get0_chain_certs(ctx.get(), &chain);
+  if (!verify ||
+      X509_STORE_CTX_init(verify.get(), SSL_CTX_get_cert_store(ctx.get()), cert, chain) != 1)
+    return fail(errc::internal, "cannot check the certificate: " + openssl_errors());
+  if (X509_verify_cert(verify.get()) != 1)
+    return bad("certificate", tls.certificate,
+               std::string("not accepted with the CA certificate '") + tls.ca + "' (" +
+                   X509_verify_cert_error_string(X509_STORE_CTX_get_error(verify.get())) +
+                   "): nodes would refuse each other");
+  return {};
+}
+
+void enable_network(caf::actor_system_config& cfg, const cluster_tls& tls) {
   cfg.load<caf::io::middleman>();
+  if (tls.enabled()) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = tls.certificate;
+    cfg.openssl_key = tls.key;
+    cfg.openssl_cafile = tls.ca;
+  }
   // Nodes greet each other every second; one not heard from for `peer_timeout` is dropped, so
   // that a hung or unreachable worker is noticed (its actors' monitors fire) like a dead one.
   cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(1)});
@@ -61,7 +140,8 @@ void enable_network(caf::actor_system_config& cfg) {
 
 result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& node,
                                    const std::string& host, std::uint16_t port) {
-  auto bound = sys.middleman().publish(node, port, host.c_str(), true);
+  auto bound = sys.has_openssl_manager() ? caf::openssl::publish(node, port, host.c_str(), true)
+                                         : sys.middleman().publish(node, port, host.c_str(), true);
   if (!bound)
     return fail(errc::unavailable, "cannot listen on " + host + ":" + std::to_string(port) + ": " +
                                        sys.render(bound.error()));
@@ -71,11 +151,32 @@ result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& nod
 result<node_info> join_node(caf::actor_system& sys, const std::string& host, std::uint16_t port,
                             const std::string& key, std::chrono::seconds timeout) {
   const auto where = host + ":" + std::to_string(port);
-  auto node = sys.middleman().remote_actor<node_actor>(host, port);
-  if (!node)
-    return fail(errc::unavailable,
-                "cannot reach the node at " + where + ": " + sys.render(node.error()));
+  const bool tls = sys.has_openssl_manager();
+  auto mm = tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   caf::scoped_actor self{sys};
+  // Connecting through the network layer's actor with a deadline: a peer that accepts but never
+  // greets (one side speaks TLS, the other not) is given up on instead of waited for forever.
+  result<node_actor> node = fail(errc::unavailable, "");
+  self->request(mm, timeout, caf::connect_atom::value, host, port)
+      .receive(
+          [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+            if (ptr)
+              node = caf::actor_cast<node_actor>(std::move(ptr));
+            else
+              node = fail(errc::unavailable,
+                          "cannot reach the node at " + where + ": nothing is published there");
+          },
+          [&](caf::error& e) {
+            node = fail(errc::unavailable,
+                        "cannot reach the node at " + where + ": " + sys.render(e) +
+                            (e == caf::sec::request_timeout
+                                 ? std::string(" (does one side use TLS and the other not? This "
+                                               "end ") +
+                                       (tls ? "does" : "does not") + ")"
+                                 : ""));
+          });
+  if (!node)
+    return tl::unexpected(node.error());
   result<node_info> out = fail(errc::timeout, "the node at " + where + " did not answer");
   self->request(*node, timeout, join_atom::value, key)
       .receive([&](node_info& info) { out = std::move(info); },
@@ -148,7 +249,9 @@ caf::behavior watcher(caf::stateful_actor<watch_state>* self, proxy_actor proxy,
     retry("not joined");
   });
   return {[self, say, retry, take](rejoin_atom) {
-    auto mm = self->system().middleman().actor_handle();
+    auto& sys = self->system();
+    auto mm = sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
+                                        : sys.middleman().actor_handle();
     self->request(mm, caf::infinite, caf::connect_atom::value, self->state.host, self->state.port)
         .then(
             [self, say, retry, take](const caf::node_id&, caf::strong_actor_ptr& ptr,

@@ -6,6 +6,7 @@
 
 #include "actors/node.hpp"
 #include "actors/pool_protocol.hpp"
+#include "actors/topology.hpp"
 #include "coro/error.hpp"
 
 #include <chrono>
@@ -33,16 +34,24 @@ result<std::pair<std::string, std::uint16_t>> parse_address(const std::string& t
 /// How long a node may stay silent (no heartbeat, sent every second) before it counts as lost.
 inline constexpr std::chrono::seconds peer_timeout{5};
 
-/// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp);
-/// peers silent for `peer_timeout` are dropped.
-void enable_network(caf::actor_system_config& cfg);
+/// Checks `tls` before an actor system starts with it (CAF would only fail at the first
+/// connection): all three files or none, each readable PEM, the key the certificate's, and the
+/// certificate signed by the CA. The error names the file and what is wrong with it.
+result<void> check_tls(const cluster_tls& tls);
 
-/// Publishes `node` on `host`:`port` (0: a free port); the port it listens on.
+/// Loads the network layer into `cfg` and names the messages that cross nodes (wire.hpp);
+/// peers silent for `peer_timeout` are dropped. With `tls` enabled (checked by `check_tls`),
+/// nodes publish and join over TLS only.
+void enable_network(caf::actor_system_config& cfg, const cluster_tls& tls = {});
+
+/// Publishes `node` on `host`:`port` (0: a free port), over TLS when the system was started
+/// with it; the port it listens on.
 result<std::uint16_t> publish_node(caf::actor_system& sys, const node_actor& node,
                                    const std::string& host, std::uint16_t port);
 
-/// Connects to the node at `host`:`port` and joins it with `key`: its instances, as remote
-/// actors. For start-up code: it blocks the calling thread, never an actor.
+/// Connects to the node at `host`:`port` (over TLS when the system was started with it) and
+/// joins it with `key`: its instances, as remote actors. For start-up code: it blocks the calling
+/// thread, never an actor.
 result<node_info> join_node(caf::actor_system& sys, const std::string& host, std::uint16_t port,
                             const std::string& key,
                             std::chrono::seconds timeout = std::chrono::seconds(10));

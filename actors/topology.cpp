@@ -210,7 +210,8 @@ result<json> parse_json(std::string_view text) {
 result<void> parse_pool_fields(const json& doc, pool_spec& spec) {
   reader top(doc, "");
   AEG_TRY(top.known({"devices", "instances", "models", "policy", "host_cache_mib", "shared_dir",
-                     "host_kv_mib", "slab_mib", "max_queued", "nodes", "cluster_key_file"}));
+                     "host_kv_mib", "slab_mib", "max_queued", "nodes", "cluster_key_file",
+                     "cluster_tls"}));
   AEG_TRY_ASSIGN(spec.cluster_key_file, top.get<std::string>("cluster_key_file", ""));
   double cache_mib = 0, host_kv_mib = 256, slab_mib = 16;
   AEG_TRY_ASSIGN(cache_mib, top.number("host_cache_mib", 0, 0, most_mib));
@@ -430,19 +431,39 @@ result<std::vector<node_spec>> parse_nodes(const json& doc) {
   return out;
 }
 
+// A front end's "cluster_tls": {"certificate", "key", "ca"}, PEM files (cluster::check_tls).
+result<cluster_tls> parse_tls(const json& doc) {
+  if (!doc.contains("cluster_tls"))
+    return cluster_tls{};
+  if (!doc.contains("nodes") || !doc["cluster_tls"].is_object())
+    return fail(errc::invalid_argument, "cluster_tls: a front end's (with nodes) {\"certificate\", "
+                                        "\"key\", \"ca\"}: PEM files; a worker takes --tls-*");
+  reader t(doc["cluster_tls"], "cluster_tls");
+  AEG_TRY(t.known({"certificate", "key", "ca"}));
+  cluster_tls tls;
+  for (auto [name, file] :
+       {std::pair{"certificate", &tls.certificate}, {"key", &tls.key}, {"ca", &tls.ca}}) {
+    AEG_TRY_ASSIGN(*file, t.get<std::string>(name, ""));
+    if (file->empty())
+      return fail(errc::invalid_argument, t.at(name) + ": required (a PEM file)");
+  }
+  return tls;
+}
+
 } // namespace
 
 result<pool_spec> parse_topology(std::string_view text) {
   AEG_TRY_ASSIGN(const json doc, parse_json(text));
   pool_spec spec;
   AEG_TRY(parse_pool_fields(doc, spec));
+  AEG_TRY_ASSIGN(spec.tls, parse_tls(doc));
+  if (doc.contains("policy")) {
+    AEG_TRY_ASSIGN(spec.policy, parse_policy(doc["policy"]));
+  }
   std::set<std::string> device_names, model_names;
   if (doc.contains("nodes")) {
     AEG_TRY_ASSIGN(spec.nodes, parse_nodes(doc));
     AEG_TRY(parse_models(doc, spec, model_names));
-    if (doc.contains("policy")) {
-      AEG_TRY_ASSIGN(spec.policy, parse_policy(doc["policy"]));
-    }
     return spec;
   }
   AEG_TRY_ASSIGN(const json* devices, array_of(doc, "devices"));
@@ -459,9 +480,6 @@ result<pool_spec> parse_topology(std::string_view text) {
     AEG_TRY_ASSIGN(auto is, parse_instance((*instances)[i], "instances[" + std::to_string(i) + "]",
                                            device_names, model_names));
     spec.instances.push_back(std::move(is));
-  }
-  if (doc.contains("policy")) {
-    AEG_TRY_ASSIGN(spec.policy, parse_policy(doc["policy"]));
   }
   AEG_TRY(check_coverage(spec));
   return spec;

@@ -73,11 +73,25 @@ struct node_spec {
   std::uint16_t port = 0;
 };
 
+/// TLS on the links between nodes (CAF's OpenSSL module). Every node presents its certificate
+/// and takes a peer only if `ca` signed the peer's, so only nodes holding a certificate of the
+/// cluster's CA can connect, and the cluster key and every message travel encrypted. All three
+/// empty: plain TCP, for a trusted network only.
+struct cluster_tls {
+  std::string certificate; ///< this node's certificate chain (PEM), signed by `ca`
+  std::string key;         ///< its private key (PEM, not encrypted)
+  std::string ca;          ///< the certificate of the CA that signs every node's (PEM)
+
+  /// Whether any of the three is set (`check_tls` then wants all of them).
+  bool enabled() const noexcept { return !certificate.empty() || !key.empty() || !ca.empty(); }
+};
+
 /// Everything a pool is made of: what a topology file describes.
 struct pool_spec {
   /// A front end's workers: the pool's instances are theirs (no devices or instances here).
   std::vector<node_spec> nodes;
   std::string cluster_key_file; ///< the key the workers were started with
+  cluster_tls tls;              ///< TLS to the workers (`cluster_tls` in the file)
   std::vector<device_spec> devices;
   std::vector<instance_spec> instances;
   std::vector<model_spec> models;

@@ -240,6 +240,17 @@ int main(int argc, char** argv) {
                    "File whose first line is the key front ends must present")
       ->required();
   worker_cmd->add_option("--name", worker.name, "The node's name (default: the host name)");
+  worker_cmd
+      ->add_option("--tls-cert", worker.tls.certificate,
+                   "This node's certificate (PEM), signed by --tls-ca: links to front ends use "
+                   "TLS (scripts/cluster-certs makes a CA and certificates)")
+      ->check(CLI::ExistingFile);
+  worker_cmd->add_option("--tls-key", worker.tls.key, "The certificate's private key (PEM)")
+      ->check(CLI::ExistingFile);
+  worker_cmd
+      ->add_option("--tls-ca", worker.tls.ca,
+                   "The CA certificate (PEM): only front ends with a certificate it signed connect")
+      ->check(CLI::ExistingFile);
 
   aeg::apps::demo_options demo;
   auto* demo_cmd = app.add_subcommand(

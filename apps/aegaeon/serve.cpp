@@ -73,8 +73,13 @@ int run_serve(server::serve_options o) {
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
   // A front end reaches its workers through CAF's network layer; a pool of its own needs none.
-  if (auto spec = server::spec_of(o); spec && !spec->nodes.empty())
-    actors::enable_network(cfg);
+  if (auto spec = server::spec_of(o); spec && !spec->nodes.empty()) {
+    if (auto ok = actors::check_tls(spec->tls); !ok) {
+      fmt::print(stderr, "aegaeon serve: cluster_tls: {}\n", ok.error().message);
+      return 2;
+    }
+    actors::enable_network(cfg, spec->tls);
+  }
   caf::actor_system sys{cfg};
   auto s = server::server::create(sys, o);
   if (!s) {

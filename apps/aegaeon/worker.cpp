@@ -36,6 +36,10 @@ int run_worker(const worker_options& o) {
                key.error().message);
     return 2;
   }
+  if (auto ok = actors::check_tls(o.tls); !ok) {
+    fmt::print(stderr, "aegaeon worker: --tls-*: {}\n", ok.error().message);
+    return 2;
+  }
   auto spec = actors::load_topology(o.config);
   if (!spec) {
     fmt::print(stderr, "aegaeon worker: {}\n", spec.error().to_string());
@@ -51,7 +55,7 @@ int run_worker(const worker_options& o) {
 
   caf::actor_system_config cfg;
   cfg.set("logger.verbosity", caf::atom("quiet"));
-  actors::enable_network(cfg);
+  actors::enable_network(cfg, o.tls);
   caf::actor_system sys{cfg};
   auto pool = actors::pool::start(sys, *spec);
   if (!pool) {
@@ -79,8 +83,9 @@ int run_worker(const worker_options& o) {
     fmt::print(stderr, "aegaeon worker: {}\n", port.error().message);
     return 1;
   }
-  fmt::print(stderr, "aegaeon worker: node {} with {} instance(s), listening on {}:{}\n", info.node,
-             info.instances.size(), where->first, *port);
+  fmt::print(stderr, "aegaeon worker: node {} with {} instance(s), listening on {}:{}{}\n",
+             info.node, info.instances.size(), where->first, *port,
+             o.tls.enabled() ? " (TLS)" : "");
   int sig = 0;
   sigwait(&stop, &sig);
   fmt::print(stderr, "aegaeon worker: stopping on {}\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

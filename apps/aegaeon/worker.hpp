@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/topology.hpp"
+
 #include <string>
 
 namespace aeg::apps {
@@ -10,6 +12,7 @@ struct worker_options {
   std::string listen = "127.0.0.1:0"; ///< HOST:PORT for front ends; port 0 picks a free one
   std::string cluster_key_file;       ///< the key a front end must present
   std::string name;                   ///< the node's name (default: the host name)
+  actors::cluster_tls tls;            ///< TLS to front ends (empty: plain TCP)
 };
 
 /// `aegaeon worker`: starts the node's devices, host model cache and instances, publishes them

@@ -29,16 +29,18 @@ struct outcome {
 
 class Pool : public ::testing::Test {
 protected:
-  // `network`: CAF's network layer is loaded, for pools that reach workers.
-  explicit Pool(bool network = false) {
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
-    if (network)
-      enable_network(cfg_);
-    sys_ = std::make_unique<caf::actor_system>(cfg_);
-    self_ = std::make_unique<caf::scoped_actor>(*sys_);
+  // `network`: CAF's network layer is loaded, for pools that reach workers; over TLS with the
+  // files `tls` makes in the fixture's directory, when given.
+  using tls_maker = std::function<cluster_tls(const std::filesystem::path&)>;
+  explicit Pool(bool network = false, const tls_maker& tls = {}) {
     dir_ = std::filesystem::temp_directory_path() /
            ("aeg-pool-" + std::to_string(std::random_device{}()));
     std::filesystem::create_directories(dir_);
+    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    if (network)
+      enable_network(cfg_, tls ? tls(dir_) : cluster_tls{});
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    self_ = std::make_unique<caf::scoped_actor>(*sys_);
   }
   ~Pool() override {
     pools_.clear();

@@ -41,6 +41,14 @@ TEST(Topology, ErrorsPointAtTheBadField) {
   EXPECT_EQ(front->nodes[0].port, 7000);
   EXPECT_EQ(front->cluster_key_file, "k");
   EXPECT_TRUE(front->devices.empty());
+  EXPECT_FALSE(front->tls.enabled());
+  auto tls = parse_topology(R"({"nodes": [{"address": "h:1"}], "cluster_key_file": "k",
+    "cluster_tls": {"certificate": "f.pem", "key": "f.key", "ca": "ca.pem"},
+    "models": [{"name": "a", "synthetic": "llama-2-7b"}]})");
+  ASSERT_TRUE(tls.has_value()) << tls.error().to_string();
+  EXPECT_EQ(tls->tls.certificate, "f.pem");
+  EXPECT_EQ(tls->tls.key, "f.key");
+  EXPECT_EQ(tls->tls.ca, "ca.pem");
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"({"devices": []})", "devices: a non-empty array"},
       {R"({"devices": [{"name": "g0", "backend": "gpu"}], "models": [], "instances": []})",
@@ -53,6 +61,12 @@ TEST(Topology, ErrorsPointAtTheBadField) {
        "nodes: a front end's topology names its workers, not devices or instances"},
       {R"({"nodes": [{"address": "h:1"}], "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
        "cluster_key_file: required with nodes"},
+      {R"({"nodes": [{"address": "h:1"}], "cluster_key_file": "k", "cluster_tls": {"key": "f",
+           "ca": "c"}, "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
+       "cluster_tls.certificate: required (a PEM file)"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g0"}], "cluster_tls": {}})",
+       "cluster_tls: a front end's (with nodes)"},
       {R"({"nodes": [{"address": "h"}], "cluster_key_file": "k",
            "models": [{"name": "a", "synthetic": "llama-2-7b"}]})",
        "nodes[0].address: 'h' is not HOST:PORT (e.g. 10.0.0.2:7000)"},
