@@ -2,9 +2,10 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
-#include <http_parser.h>
 #include <optional>
 #include <poll.h>
 
@@ -13,33 +14,64 @@ namespace aeg::server {
 using asio::ip::tcp;
 
 result<url_parts> parse_url(std::string_view url) {
-  http_parser_url u;
-  http_parser_url_init(&u);
-  if (http_parser_parse_url(url.data(), url.size(), 0, &u) != 0) {
+  const auto text = std::string(url);
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) {
     // "localhost:8000" is the usual slip: a host and port without the scheme.
-    const bool bare = url.find("://") == std::string_view::npos && !url.empty() &&
-                      url.find_first_of(" \t/") != 0 && url.rfind("http", 0) != 0;
-    return fail(errc::invalid_argument,
-                "'" + std::string(url) + "' is not a URL" +
-                    (bare ? "; did you mean http://" + std::string(url) + "?" : ""));
+    const bool bare = !url.empty() && url.find_first_of(" \t/") != 0 && url.rfind("http", 0) != 0;
+    return fail(errc::invalid_argument, "'" + text + "' is not a URL" +
+                                            (bare ? "; did you mean http://" + text + "?" : ""));
   }
-  auto field = [&](int f) -> std::string {
-    if ((u.field_set & (1u << f)) == 0)
-      return {};
-    return std::string(url.substr(u.field_data[f].off, u.field_data[f].len));
-  };
-  const auto scheme = field(UF_SCHEMA);
+  const auto scheme = lower(url.substr(0, scheme_end));
   if (scheme != "http")
     return fail(errc::invalid_argument,
-                "'" + std::string(url) + "': only http:// URLs are supported" +
+                "'" + text + "': only http:// URLs are supported" +
                     (scheme == "https" ? " (put a TLS proxy in front for https)" : ""));
+  auto rest = url.substr(scheme_end + 3);
+  const auto authority = rest.substr(0, rest.find_first_of("/?#"));
+  auto path = rest.substr(authority.size());
+  path = path.substr(0, path.find_first_of("?#"));
+  const auto bad = [&](const std::string& why) {
+    return fail(errc::invalid_argument, "'" + text + "' is not a URL: " + why);
+  };
   url_parts p;
-  p.host = field(UF_HOST);
+  std::string_view port;
+  bool has_port = false;
+  if (authority.find('@') != std::string_view::npos)
+    return bad("user names in URLs are not supported");
+  if (!authority.empty() && authority.front() == '[') { // an IPv6 literal
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos)
+      return bad("an IPv6 address lacks its ']'");
+    p.host = std::string(authority.substr(1, close - 1));
+    const auto after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':')
+      return bad("something follows the IPv6 address");
+    has_port = !after.empty();
+    port = has_port ? after.substr(1) : after;
+    if (p.host.empty() || p.host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos)
+      return bad("'" + p.host + "' is not an IPv6 address");
+  } else {
+    const auto colon = authority.find(':');
+    p.host = std::string(authority.substr(0, colon));
+    has_port = colon != std::string_view::npos;
+    port = has_port ? authority.substr(colon + 1) : std::string_view();
+    const bool name_ok = std::all_of(p.host.begin(), p.host.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.' || c == '_';
+    });
+    if (!name_ok)
+      return bad("'" + p.host + "' is not a host name or address");
+  }
   if (p.host.empty())
-    return fail(errc::invalid_argument, "'" + std::string(url) + "' names no host");
-  if (auto port = field(UF_PORT); !port.empty())
-    p.port = port;
-  p.base = field(UF_PATH);
+    return fail(errc::invalid_argument, "'" + text + "' names no host");
+  if (has_port) {
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        port.find_first_not_of("0123456789") == std::string_view::npos;
+    if (!digits || std::stoi(std::string(port)) < 1 || std::stoi(std::string(port)) > 65535)
+      return bad("the port '" + std::string(port) + "' is not a number from 1 to 65535");
+    p.port = std::string(port);
+  }
+  p.base = std::string(path);
   while (!p.base.empty() && p.base.back() == '/')
     p.base.pop_back();
   return p;

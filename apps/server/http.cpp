@@ -5,101 +5,55 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
-#include <http_parser.h>
+#include <iterator>
+#include <utility>
 
 namespace aeg::server {
-
-namespace {
-
-// Collects header fields and values, which http_parser may deliver in pieces.
-struct header_collector {
-  header_list headers;
-  bool in_value = false;
-
-  void field(std::string_view s) {
-    if (in_value || headers.empty()) {
-      headers.emplace_back();
-      in_value = false;
-    }
-    headers.back().first += lower(s);
-  }
-  void value(std::string_view s) {
-    if (headers.empty())
-      headers.emplace_back();
-    in_value = true;
-    headers.back().second += s;
-  }
-};
-
-} // namespace
-
-// --- responses --------------------------------------------------------------------------------
-
-struct response_parser::impl {
-  callbacks cb;
-  http_parser parser{};
-  http_parser_settings settings{};
-  header_collector headers;
-
-  explicit impl(callbacks c) : cb(std::move(c)) {
-    http_parser_init(&parser, HTTP_RESPONSE);
-    parser.data = this;
-    http_parser_settings_init(&settings);
-    settings.on_header_field = [](http_parser* p, const char* at, std::size_t n) {
-      self(p).headers.field({at, n});
-      return 0;
-    };
-    settings.on_header_value = [](http_parser* p, const char* at, std::size_t n) {
-      self(p).headers.value({at, n});
-      return 0;
-    };
-    settings.on_headers_complete = [](http_parser* p) {
-      auto& s = self(p);
-      if (s.cb.on_headers)
-        s.cb.on_headers(static_cast<int>(p->status_code), s.headers.headers);
-      s.headers = {};
-      return 0;
-    };
-    settings.on_body = [](http_parser* p, const char* at, std::size_t n) {
-      auto& s = self(p);
-      if (s.cb.on_body)
-        s.cb.on_body({at, n});
-      return 0;
-    };
-    settings.on_message_complete = [](http_parser* p) {
-      auto& s = self(p);
-      if (s.cb.on_complete)
-        s.cb.on_complete();
-      return 0;
-    };
-  }
-  static impl& self(http_parser* p) { return *static_cast<impl*>(p->data); }
-};
-
-response_parser::response_parser(callbacks cb) : impl_(std::make_unique<impl>(std::move(cb))) {}
-response_parser::~response_parser() = default;
-
-std::string response_parser::feed(std::string_view data) {
-  auto& s = *impl_;
-  http_parser_execute(&s.parser, &s.settings, data.data(), data.size());
-  const auto err = HTTP_PARSER_ERRNO(&s.parser);
-  if (err != HPE_OK)
-    return std::string("malformed HTTP response: ") + http_errno_description(err);
-  return {};
-}
-
-std::string response_parser::finish() {
-  return feed({});
-}
-
-bool response_parser::keep_alive() const noexcept {
-  return http_should_keep_alive(&impl_->parser) != 0;
-}
 
 // --- formatting -------------------------------------------------------------------------------
 
 std::string_view reason_phrase(int status) noexcept {
-  return http_status_str(static_cast<http_status>(status));
+  // RFC 9110, 15: the codes this server and its clients meet.
+  static constexpr std::pair<int, std::string_view> phrases[] = {
+      {100, "Continue"},
+      {101, "Switching Protocols"},
+      {200, "OK"},
+      {201, "Created"},
+      {202, "Accepted"},
+      {204, "No Content"},
+      {206, "Partial Content"},
+      {301, "Moved Permanently"},
+      {302, "Found"},
+      {303, "See Other"},
+      {304, "Not Modified"},
+      {307, "Temporary Redirect"},
+      {308, "Permanent Redirect"},
+      {400, "Bad Request"},
+      {401, "Unauthorized"},
+      {403, "Forbidden"},
+      {404, "Not Found"},
+      {405, "Method Not Allowed"},
+      {406, "Not Acceptable"},
+      {408, "Request Timeout"},
+      {409, "Conflict"},
+      {411, "Length Required"},
+      {413, "Content Too Large"},
+      {414, "URI Too Long"},
+      {415, "Unsupported Media Type"},
+      {417, "Expectation Failed"},
+      {421, "Misdirected Request"},
+      {422, "Unprocessable Content"},
+      {429, "Too Many Requests"},
+      {431, "Request Header Fields Too Large"},
+      {500, "Internal Server Error"},
+      {501, "Not Implemented"},
+      {502, "Bad Gateway"},
+      {503, "Service Unavailable"},
+      {504, "Gateway Timeout"},
+      {505, "HTTP Version Not Supported"}};
+  const auto* p = std::find_if(std::begin(phrases), std::end(phrases),
+                               [&](const auto& e) { return e.first == status; });
+  return p == std::end(phrases) ? std::string_view("Unknown") : p->second;
 }
 
 namespace {

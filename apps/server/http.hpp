@@ -9,8 +9,8 @@
 #include <utility>
 #include <vector>
 
-// HTTP/1.1 message parsing (over Node's http_parser, Debian's libhttp-parser) and formatting.
-// Plain code with no I/O: the server and the clients feed it the bytes they read.
+// HTTP/1.1 message parsing (strict framing of our own, http_framing.hpp) and formatting. Plain
+// code with no I/O: the server and the clients feed it the bytes they read.
 
 namespace aeg::server {
 

@@ -5,6 +5,7 @@
 // closes after the answer.
 
 #include "apps/server/http.hpp"
+#include "apps/server/http_framing.hpp"
 
 #include <fmt/core.h>
 
@@ -17,36 +18,7 @@ namespace aeg::server {
 
 namespace {
 
-// RFC 9110, 5.6.2: the characters of a token.
-bool is_tchar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-// A field value's characters: visible, obs-text, space and tab (no CR, LF or other controls).
-bool is_field_char(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
-
-std::string_view trim(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
-    v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
-    v.remove_suffix(1);
-  return v;
-}
+using namespace framing;
 
 // The path of a request target: origin-form ("/v1/models?x") or absolute-form
 // ("http://host/v1/models"), percent-decoded. Nothing when it is malformed.
@@ -73,92 +45,6 @@ std::optional<std::string> target_path(std::string_view target) {
   return path;
 }
 
-// Whether a comma-separated header (Connection) lists `token`, in any case.
-bool lists(const std::string* value, std::string_view token) {
-  if (value == nullptr)
-    return false;
-  std::string_view v(*value);
-  while (!v.empty()) {
-    const auto comma = v.find(',');
-    if (lower(trim(v.substr(0, comma))) == token)
-      return true;
-    if (comma == std::string_view::npos)
-      break;
-    v.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
-struct refusal {
-  int status;
-  std::string why;
-};
-
-// A chunk-size line (without its CRLF): 1*HEXDIG, then extensions ";" name ["=" value], with
-// optional whitespace around the separators and nothing else. Its size, or why not.
-std::optional<std::uint64_t> chunk_size(std::string_view line, std::string& why) {
-  std::size_t i = 0;
-  std::uint64_t size = 0;
-  for (; i < line.size() && hex_digit(line[i]) >= 0; ++i) {
-    if (i >= 15) {
-      why = "a chunk size is too large";
-      return std::nullopt;
-    }
-    size = size * 16 + static_cast<std::uint64_t>(hex_digit(line[i]));
-  }
-  if (i == 0) {
-    why = "a chunk size is not a hexadecimal number";
-    return std::nullopt;
-  }
-  auto skip_ws = [&] {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t'))
-      ++i;
-  };
-  auto token = [&] {
-    const auto start = i;
-    while (i < line.size() && is_tchar(line[i]))
-      ++i;
-    return i > start;
-  };
-  auto quoted = [&] {
-    if (i >= line.size() || line[i] != '"')
-      return false;
-    for (++i; i < line.size(); ++i) {
-      if (line[i] == '\\')
-        ++i;
-      else if (line[i] == '"')
-        return ++i, true;
-      else if (!is_field_char(line[i]))
-        return false;
-    }
-    return false;
-  };
-  for (;;) {
-    skip_ws();
-    if (i == line.size())
-      return size;
-    if (line[i] != ';') {
-      why = "a chunk size line holds more than a size and extensions";
-      return std::nullopt;
-    }
-    ++i;
-    skip_ws();
-    if (!token()) {
-      why = "a chunk extension has no name";
-      return std::nullopt;
-    }
-    skip_ws();
-    if (i < line.size() && line[i] == '=') {
-      ++i;
-      skip_ws();
-      if (!token() && !quoted()) {
-        why = "a chunk extension's value is malformed";
-        return std::nullopt;
-      }
-    }
-  }
-}
-
 } // namespace
 
 const std::string* http_request::header(std::string_view name) const {
@@ -169,17 +55,16 @@ const std::string* http_request::header(std::string_view name) const {
 }
 
 struct request_parser::impl {
-  enum class state { head, body, chunk_size, chunk_data, chunk_end, trailers, complete };
+  enum class state { head, body, complete };
 
   request_limits limits;
   state st = state::head;
   http_request current;
-  std::string line;           // a line (head, chunk size, trailer) not complete yet
-  std::size_t head_bytes = 0; // every byte of the head (and of the trailers) so far
+  line_reader lines{"request"};
+  body_reader body_in{"request"};
+  std::size_t head_bytes = 0; // every byte of the head so far
   bool saw_request_line = false;
   int minor = 1;
-  std::uint64_t remaining = 0; // body or chunk bytes still to come
-  std::size_t chunk_end_seen = 0;
   bool expect_continue = false, continue_told = false;
   std::optional<refusal> refused;
 
@@ -188,40 +73,6 @@ struct request_parser::impl {
   void refuse(int status, std::string why) {
     if (!refused)
       refused = refusal{status, std::move(why)};
-  }
-
-  // Takes one line of `data` from `pos` (without its CRLF) into `out`, or the rest of `data`
-  // into `line` when the line is not complete. `counted` lines count towards the head limit.
-  bool take_line(std::string_view data, std::size_t& pos, std::string& out, bool counted,
-                 std::size_t limit) {
-    const auto nl = data.find('\n', pos);
-    const auto piece =
-        data.substr(pos, nl == std::string_view::npos ? data.size() - pos : nl - pos + 1);
-    pos += piece.size();
-    line += piece;
-    if (counted)
-      head_bytes += piece.size();
-    if ((counted && head_bytes > limit) || (!counted && line.size() > limit)) {
-      if (counted)
-        refuse(431, fmt::format("the request line and headers are over the limit of {} bytes",
-                                limits.max_header_bytes));
-      else
-        refuse(400, "a chunk size line is too long");
-      return false;
-    }
-    if (nl == std::string_view::npos)
-      return false;
-    if (line.size() < 2 || line[line.size() - 2] != '\r') {
-      refuse(400, "malformed HTTP request: a line ends in a bare LF (CRLF ends a line)");
-      return false;
-    }
-    out.assign(line, 0, line.size() - 2);
-    line.clear();
-    if (out.find('\r') != std::string::npos) {
-      refuse(400, "malformed HTTP request: a bare CR inside a line");
-      return false;
-    }
-    return true;
   }
 
   void request_line(std::string_view l) {
@@ -324,14 +175,19 @@ struct request_parser::impl {
     current.chunked_ok = minor >= 1;
     current.keep_alive = minor >= 1 ? !lists(current.header("connection"), "close")
                                     : lists(current.header("connection"), "keep-alive");
-    remaining = length.value_or(0);
-    st = te ? state::chunk_size : remaining > 0 ? state::body : state::complete;
+    // Trailers count towards the head's limit, as its bytes do.
+    body_in.start(te ? body_reader::kind::chunked : body_reader::kind::length, length.value_or(0),
+                  {limits.max_body_bytes, limits.max_header_bytes - head_bytes});
+    st = body_in.complete() ? state::complete : state::body;
   }
 
   void head(std::string_view data, std::size_t& pos) {
     std::string l;
+    const refusal over{431, fmt::format("the request line and headers are over the limit of {} "
+                                        "bytes",
+                                        limits.max_header_bytes)};
     while (!refused && st == state::head &&
-           take_line(data, pos, l, true, limits.max_header_bytes)) {
+           lines.take(data, pos, l, head_bytes, limits.max_header_bytes, over, refused)) {
       if (!saw_request_line) {
         if (l.empty()) { // empty lines before a request are tolerated (RFC 9112, 2.2)
           head_bytes = 0;
@@ -347,57 +203,11 @@ struct request_parser::impl {
   }
 
   void body(std::string_view data, std::size_t& pos) {
-    const auto take =
-        static_cast<std::size_t>(std::min<std::uint64_t>(remaining, data.size() - pos));
-    current.body.append(data.substr(pos, take));
-    pos += take;
-    remaining -= take;
-    if (remaining == 0)
-      st = st == state::body ? state::complete : state::chunk_end;
-  }
-
-  void chunk_header(std::string_view data, std::size_t& pos) {
-    std::string l;
-    if (!take_line(data, pos, l, false, 1024))
-      return;
-    std::string why;
-    const auto size = chunk_size(l, why);
-    if (!size)
-      return refuse(400, "malformed chunked body: " + why);
-    if (*size > limits.max_body_bytes - std::min(limits.max_body_bytes, current.body.size()))
-      return refuse(413,
-                    fmt::format("the body is over the limit of {} bytes", limits.max_body_bytes));
-    remaining = *size;
-    st = *size == 0 ? state::trailers : state::chunk_data;
-  }
-
-  // A chunk's data ends exactly where its size says: the next two bytes are CRLF.
-  void chunk_end(std::string_view data, std::size_t& pos) {
-    while (pos < data.size() && chunk_end_seen < 2) {
-      if (data[pos] != "\r\n"[chunk_end_seen])
-        return refuse(400, "malformed chunked body: a chunk's data is longer than its size "
-                           "says");
-      ++pos;
-      ++chunk_end_seen;
-    }
-    if (chunk_end_seen == 2) {
-      chunk_end_seen = 0;
-      st = state::chunk_size;
-    }
-  }
-
-  void trailers(std::string_view data, std::size_t& pos) {
-    std::string l;
-    while (!refused && st == state::trailers &&
-           take_line(data, pos, l, true, limits.max_header_bytes)) {
-      if (l.empty()) {
-        st = state::complete;
-      } else if (const auto colon = l.find(':'); colon == std::string::npos ||
-                                                 !is_token(std::string_view(l).substr(0, colon)) ||
-                                                 !std::all_of(l.begin(), l.end(), is_field_char)) {
-        refuse(400, "malformed chunked body: a malformed trailer field");
-      }
-    }
+    body_in.feed(data, pos, current.body);
+    if (body_in.refused())
+      refuse(body_in.refused()->status, body_in.refused()->why);
+    else if (body_in.complete())
+      st = state::complete;
   }
 };
 
@@ -408,26 +218,10 @@ request_parser::outcome request_parser::feed(std::string_view data) {
   auto& s = *impl_;
   std::size_t pos = 0;
   while (!s.refused && s.st != impl::state::complete && pos < data.size()) {
-    switch (s.st) {
-    case impl::state::head:
+    if (s.st == impl::state::head)
       s.head(data, pos);
-      break;
-    case impl::state::body:
-    case impl::state::chunk_data:
+    else
       s.body(data, pos);
-      break;
-    case impl::state::chunk_size:
-      s.chunk_header(data, pos);
-      break;
-    case impl::state::chunk_end:
-      s.chunk_end(data, pos);
-      break;
-    case impl::state::trailers:
-      s.trailers(data, pos);
-      break;
-    case impl::state::complete:
-      break;
-    }
   }
   if (s.refused)
     return {status::error, pos, s.refused->status, s.refused->why};
@@ -448,7 +242,7 @@ http_request request_parser::take() {
 }
 
 bool request_parser::in_progress() const noexcept {
-  return (impl_->saw_request_line || !impl_->line.empty()) && impl_->st != impl::state::complete;
+  return (impl_->saw_request_line || impl_->lines.pending()) && impl_->st != impl::state::complete;
 }
 
 bool request_parser::headers_complete() const noexcept {
