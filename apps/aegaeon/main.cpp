@@ -47,7 +47,8 @@ void add_generation_flags(CLI::App* cmd, aeg::apps::generate_options& o, bool ch
                   chat ? "GGUF file or Hugging Face model folder (llama, mistral, qwen2, qwen3; "
                          "with --url: the server's model name, default its first)"
                        : "GGUF file or Hugging Face model folder (config.json, *.safetensors, "
-                         "tokenizer.json) of a llama, mistral, qwen2 or qwen3 model")
+                         "tokenizer.json or tokenizer.model) of a llama, mistral, qwen2 or "
+                         "qwen3 model")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o.max_tokens, "Most tokens to generate per answer")
       ->check(number({.lo = 1, .hi = 1 << 20, .integer = true}))

@@ -1,5 +1,5 @@
-#include "models/hf/folder.hpp"
 #include "models/hf/json_file.hpp"
+#include "models/hf/tokenizer_parts.hpp"
 
 #include <filesystem>
 #include <map>
@@ -11,9 +11,7 @@ namespace {
 using json = nlohmann::json;
 using gguf::value;
 
-// GGUF token types, numbered as llama.cpp numbers them.
-constexpr std::int32_t normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5,
-                       byte_piece = 6;
+using namespace token_type;
 
 // U+2581, SentencePiece's spelling of a space.
 constexpr std::string_view space_symbol = "\xE2\x96\x81";
@@ -94,52 +92,6 @@ result<bool> sentencepiece_space_prefix(const json& tj, const std::string& file)
   return prefix;
 }
 
-// A special token's text as tokenizer_config.json gives it (a string or an AddedToken object).
-std::optional<std::string> token_text(const json& cfg, const char* key) {
-  if (!cfg.contains(key))
-    return std::nullopt;
-  const auto& v = cfg[key];
-  if (v.is_string())
-    return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string())
-    return v["content"].get<std::string>();
-  return std::nullopt;
-}
-
-// The chat template: chat_template.jinja, else tokenizer_config.json's (its "default" one when
-// it holds several).
-std::optional<std::string> chat_template(const std::string& dir, const json& cfg) {
-  std::ifstream in(dir + "/chat_template.jinja", std::ios::binary);
-  if (in) {
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  if (!cfg.contains("chat_template"))
-    return std::nullopt;
-  const auto& t = cfg["chat_template"];
-  if (t.is_string())
-    return t.get<std::string>();
-  if (t.is_array())
-    for (const auto& named : t)
-      if (named.value("name", std::string{}) == "default")
-        return named.value("template", std::string{});
-  return std::nullopt;
-}
-
-struct vocabulary {
-  std::vector<std::string> tokens;
-  std::vector<std::int32_t> types;
-  std::map<std::string, std::int32_t, std::less<>> ids;
-
-  std::optional<std::int32_t> id(const std::optional<std::string>& text) const {
-    if (!text)
-      return std::nullopt;
-    auto it = ids.find(*text);
-    return it == ids.end() ? std::nullopt : std::optional(it->second);
-  }
-};
-
 result<vocabulary> read_vocabulary(const json& tj, std::size_t vocab_size, bool sentencepiece,
                                    const std::string& file) {
   const auto& model = tj["model"];
@@ -171,7 +123,7 @@ result<vocabulary> read_vocabulary(const json& tj, std::size_t vocab_size, bool 
     auto& [text, type] = entry;
     if (sentencepiece && type == normal && text.size() == 6 && text.starts_with("<0x") &&
         text.ends_with(">"))
-      type = byte_piece;
+      type = byte;
     if (!unk.empty() && text == unk)
       type = unknown;
     v.tokens[id] = text;
@@ -204,13 +156,10 @@ std::optional<std::string> leading_special(const json& post) {
   return std::nullopt;
 }
 
+} // namespace
+
 result<void> read_tokenizer_json(const std::string& dir, std::size_t vocab_size, metadata& out) {
-  namespace fs = std::filesystem;
   const auto file = dir + "/tokenizer.json";
-  if (!fs::exists(file))
-    return fail(errc::not_found, "'" + dir +
-                                     "' has no tokenizer.json; save the model's "
-                                     "tokenizer with transformers to write one");
   AEG_TRY_ASSIGN(auto tj, read_json(file));
   const auto& model = tj["model"];
   if (type_of(model) != "BPE")
@@ -251,62 +200,31 @@ result<void> read_tokenizer_json(const std::string& dir, std::size_t vocab_size,
   if (byte_level)
     out.emplace_back("tokenizer.ggml.merges", value::of_strings(merges));
 
-  // Special tokens: tokenizer_config.json names them, generation_config.json adds stop ids.
-  json cfg = json::object(), gen = json::object();
-  if (fs::exists(dir + "/tokenizer_config.json")) {
-    AEG_TRY_ASSIGN(cfg, read_json(dir + "/tokenizer_config.json"));
-  }
-  if (fs::exists(dir + "/generation_config.json")) {
-    AEG_TRY_ASSIGN(gen, read_json(dir + "/generation_config.json"));
-  }
-  auto id_key = [&](const char* key, std::optional<std::int32_t> id) {
-    if (id)
-      out.emplace_back(key, value::of_uint32(static_cast<std::uint32_t>(*id)));
-  };
-  const auto leading = leading_special(tj["post_processor"]);
-  auto bos = vocab.id(token_text(cfg, "bos_token"));
-  if (!bos)
-    bos = vocab.id(leading);
-  auto eos = vocab.id(token_text(cfg, "eos_token"));
-  std::vector<std::int32_t> stops;
-  if (gen.contains("eos_token_id")) {
-    const auto& e = gen["eos_token_id"];
-    for (const auto& x : e.is_array() ? e : json::array({e}))
-      if (x.is_number_integer() && x.get<std::int64_t>() >= 0 &&
-          x.get<std::size_t>() < vocab.tokens.size())
-        stops.push_back(x.get<std::int32_t>());
-  }
-  if (!eos && !stops.empty())
-    eos = stops.front();
-  std::erase(stops, eos.value_or(-1));
-  id_key("tokenizer.ggml.bos_token_id", bos);
-  id_key("tokenizer.ggml.eos_token_id", eos);
-  id_key("tokenizer.ggml.unknown_token_id",
-         vocab.id(model.contains("unk_token") && model["unk_token"].is_string()
-                      ? std::optional(model["unk_token"].get<std::string>())
-                      : std::nullopt));
-  id_key("tokenizer.ggml.padding_token_id", vocab.id(token_text(cfg, "pad_token")));
-  if (!stops.empty())
-    id_key("tokenizer.ggml.eot_token_id", stops[0]);
-  if (stops.size() > 1)
-    id_key("tokenizer.ggml.eom_token_id", stops[1]);
-  const bool add_bos = cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()
-                           ? cfg["add_bos_token"].get<bool>()
-                           : leading.has_value() && vocab.id(leading) == bos;
-  out.emplace_back("tokenizer.ggml.add_bos_token", value::of_bool(add_bos && bos.has_value()));
-  if (auto t = chat_template(dir, cfg))
-    out.emplace_back("tokenizer.chat_template", value::of_string(*t));
-  return {};
+  special_defaults defaults;
+  defaults.leading = vocab.id(leading_special(tj["post_processor"]));
+  defaults.bos = defaults.leading;
+  defaults.unknown = vocab.id(model.contains("unk_token") && model["unk_token"].is_string()
+                                  ? std::optional(model["unk_token"].get<std::string>())
+                                  : std::nullopt);
+  return append_special_tokens(dir, vocab, defaults, out);
 }
 
-} // namespace
-
 result<void> read_tokenizer(const std::string& dir, std::size_t vocab_size, metadata& out) {
+  namespace fs = std::filesystem;
+  // tokenizer.json first: when a folder has both, it is what transformers itself loads.
+  const bool has_json = fs::exists(dir + "/tokenizer.json");
+  if (!has_json && !fs::exists(dir + "/tokenizer.model"))
+    return fail(errc::not_found, "'" + dir +
+                                     "' has no tokenizer.json and no tokenizer.model; save the "
+                                     "model's tokenizer with transformers to write one");
   try {
-    return read_tokenizer_json(dir, vocab_size, out);
+    return has_json ? read_tokenizer_json(dir, vocab_size, out)
+                    : read_tokenizer_model(dir, vocab_size, out);
   } catch (const nlohmann::json::exception& e) {
-    return fail(errc::corrupt_data,
-                dir + "/tokenizer.json or its configs hold an unexpected value: " + e.what());
+    return fail(errc::corrupt_data, dir +
+                                        ": tokenizer.json, tokenizer_config.json or "
+                                        "generation_config.json holds an unexpected value: " +
+                                        e.what());
   }
 }
 

@@ -7,7 +7,9 @@ mistral-common ships them (scripts/fetch-vocabularies puts them in models/vocabu
 Each vocabulary goes into a GGUF as llama.cpp's converter writes it; the corpus of
 sentencepiece_reference.py (prose, code, whitespace runs, digits, CJK, emoji with ZWJ, accented
 and RTL scripts, special-token look-alikes) is encoded by both, plainly and with the control
-tokens' texts read as those tokens, and every id list and decoded text must agree.
+tokens' texts read as those tokens, and every id list and decoded text must agree. Each file is
+also read as a Hugging Face folder's tokenizer.model (models/hf/sentencepiece_proto.cpp) and
+must agree alike.
 
 Exit status: 0 all agree, 1 a difference (printed), 77 skipped (vocabularies or packages missing).
 Needs: scripts/fetch-vocabularies; pip install sentencepiece gguf numpy (scripts/python-deps).
@@ -49,6 +51,13 @@ def check(tool, path, corpus):
         special_corpus = INSTRUCT + corpus[:120]
         bad += ref.compare(f"{name} special", sp, special_corpus,
                            ref.run_tool(tool, gguf_path, special_corpus, "--parse-special"),
+                           specials)
+        # The file itself as a Hugging Face folder's tokenizer.model, read by our own reader.
+        folder = os.path.join(workdir, "hf")
+        ref.write_folder(sp, folder)
+        bad += ref.compare(f"{name} folder", sp, corpus, ref.run_tool(tool, folder, corpus), None)
+        bad += ref.compare(f"{name} folder special", sp, special_corpus,
+                           ref.run_tool(tool, folder, special_corpus, "--parse-special"),
                            specials)
     return bad
 

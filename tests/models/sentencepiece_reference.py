@@ -9,6 +9,8 @@ Its pieces, scores and types go into a GGUF as llama.cpp's converter writes them
 <s> and </s>, unknown for <unk>, byte for <0xXX>, normal otherwise; add_space_prefix true). A
 corpus of a few hundred strings is encoded by both (ours through tests/models/tokenize_tool) and
 every id list must agree, and so must the decoded text, which must also be the input again.
+The same model is also read from a Hugging Face folder that carries it as tokenizer.model (our
+protobuf reader, models/hf/sentencepiece_proto.cpp) and must agree alike.
 
 With --parse-special, <s>, </s> and <unk> written in the text are those tokens: the reference is
 then llama.cpp's rule, built from `sentencepiece`: the text is cut at those tokens (longest
@@ -123,6 +125,41 @@ def write_gguf(sp, path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def write_folder(sp, path):
+    """A tiny llama Hugging Face folder whose tokenizer is the model's tokenizer.model (no
+    tokenizer.json), as Llama 2 and Mistral folders come; zero weights, the tokenizer is what
+    is compared."""
+    import numpy as np
+
+    n, dim, ffn, layer = sp.get_piece_size(), 64, 64, "model.layers.0."
+    os.makedirs(path)
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+              "hidden_size": dim, "intermediate_size": ffn, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "num_hidden_layers": 1, "rms_norm_eps": 1e-6,
+              "max_position_embeddings": 64, "tie_word_embeddings": True, "vocab_size": n}
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f)
+    shapes = {"model.embed_tokens.weight": (n, dim), "model.norm.weight": (dim,)}
+    for name, shape in [("input_layernorm", (dim,)), ("post_attention_layernorm", (dim,)),
+                        ("self_attn.q_proj", (dim, dim)), ("self_attn.k_proj", (dim // 2, dim)),
+                        ("self_attn.v_proj", (dim // 2, dim)), ("self_attn.o_proj", (dim, dim)),
+                        ("mlp.gate_proj", (ffn, dim)), ("mlp.up_proj", (ffn, dim)),
+                        ("mlp.down_proj", (dim, ffn))]:
+        shapes[layer + name + ".weight"] = shape
+    header, data = {}, b""
+    for name, shape in shapes.items():
+        raw = np.zeros(shape, np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(shape),
+                        "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(os.path.join(path, "model.safetensors"), "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+    with open(os.path.join(path, "tokenizer.model"), "wb") as f:
+        f.write(sp.serialized_model_proto())
 
 
 def make_corpus(seed=1234):
@@ -273,6 +310,10 @@ def check_vocabulary(tool, sp, corpus):
         path = os.path.join(workdir, "spm.gguf")
         write_gguf(sp, path)
         bad = compare(f"plain {n}", sp, corpus, run_tool(tool, path, corpus), None)
+        # The same model read from a folder's tokenizer.model by our protobuf reader.
+        folder = os.path.join(workdir, "spm-hf")
+        write_folder(sp, folder)
+        bad += compare(f"folder {n}", sp, corpus, run_tool(tool, folder, corpus), None)
 
         specials = sorted(((sp.id_to_piece(i), i) for i in range(n)
                            if sp.is_control(i) or sp.is_unknown(i)),
@@ -283,8 +324,9 @@ def check_vocabulary(tool, sp, corpus):
             "text<unk>more", "<s></s><s>", " <s> spaced </s> ", "<s\n>", "<</s>s>",
             "<s>😀 emoji</s>", "<strong>x</strong><s>y</s>",
         ] + corpus[:120]
-        bad += compare(f"special {n}", sp, special_corpus,
-                       run_tool(tool, path, special_corpus, "--parse-special"), specials)
+        for label, model in (("special", path), ("folder special", folder)):
+            bad += compare(f"{label} {n}", sp, special_corpus,
+                           run_tool(tool, model, special_corpus, "--parse-special"), specials)
     return bad
 
 

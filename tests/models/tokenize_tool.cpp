@@ -1,13 +1,14 @@
 // Answers the tokenizer_reference and sentencepiece_reference tests: reads a JSON array on
 // stdin, writes a JSON array.
 //
-//   tokenize_tool --model FILE [--parse-special]  strings -> [{"ids": [...], "decoded": "..."}]
+//   tokenize_tool --model PATH [--parse-special]  strings -> [{"ids": [...], "decoded": "..."}]
 //   tokenize_tool --model FILE --chat             [{"messages": [{"role", "content"}],
 //                                                   "add_generation_prompt": bool}] -> strings
 //                 (--template JINJA_FILE: that template recognised instead of the model's own)
 //   tokenize_tool --split NAME                    strings -> [[piece, ...], ...] (pre-tokenizer
 //                                                 NAME alone; no model needed)
 #include "models/gguf/file.hpp"
+#include "models/hf/folder.hpp"
 #include "models/tokenizer/chat_template.hpp"
 #include "models/tokenizer/pre_tokenizer.hpp"
 #include "models/tokenizer/tokenizer.hpp"
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto file = gguf::file::open(model);
+  auto file = open_model(model); // a GGUF file or a Hugging Face folder
   if (!file) {
     std::cerr << "tokenize_tool: " << file.error().to_string() << "\n";
     return 1;
