@@ -51,6 +51,27 @@ enum class finish_reason {
 /// "stop", "length", "cancelled", "error", "unavailable".
 std::string_view to_string(finish_reason r) noexcept;
 
+/// Where a request's time on instances went, summed over the forward steps it was in, in
+/// seconds: the steps that read its prompt (to its first token) and those that decoded after.
+/// `execute` is the steps' compute, `kv_wait` their wait for KV still being copied in (a swap-in,
+/// a hand-off's KV), `held` the rest of the steps' time (weights still arriving after a switch,
+/// work queued before). On a real device the split is not known: the whole step is `execute`.
+struct service_times {
+  double prefill_execute = 0, prefill_kv_wait = 0, prefill_held = 0;
+  double decode_execute = 0, decode_kv_wait = 0, decode_held = 0;
+
+  /// Adds `o`'s times (a request's steps on another instance).
+  service_times& operator+=(const service_times& o) noexcept {
+    prefill_execute += o.prefill_execute;
+    prefill_kv_wait += o.prefill_kv_wait;
+    prefill_held += o.prefill_held;
+    decode_execute += o.decode_execute;
+    decode_kv_wait += o.decode_kv_wait;
+    decode_held += o.decode_held;
+    return *this;
+  }
+};
+
 struct generation_result;
 struct decode_job;
 
@@ -122,6 +143,7 @@ struct decode_job {
   std::shared_ptr<kv_in_flight> kv;
   double prefill_seconds = 0;         ///< the prefill instance's steps on this prompt
   double switch_bytes_per_second = 0; ///< the prefill instance's measured scale-up rate (0: none)
+  service_times service;              ///< the prefill instance's steps on this request
 };
 
 /// How a request ended.
@@ -130,7 +152,8 @@ struct generation_result {
   finish_reason reason = finish_reason::stop;
   std::size_t prompt_tokens = 0;
   std::size_t completion_tokens = 0;
-  std::string message; ///< what went wrong, for finish_reason::error
+  std::string message;   ///< what went wrong, for finish_reason::error
+  service_times service; ///< its steps on the instance that ends it (a pool's: on every one)
 };
 
 // Serialisation of the messages that may cross nodes (CAF inspectors; actors/wire.hpp names
@@ -159,9 +182,15 @@ typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, service_times& x) {
+  return f(caf::meta::type_name("service_times"), x.prefill_execute, x.prefill_kv_wait,
+           x.prefill_held, x.decode_execute, x.decode_kv_wait, x.decode_held);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generation_result& x) {
   return f(caf::meta::type_name("generation_result"), x.id, x.reason, x.prompt_tokens,
-           x.completion_tokens, x.message);
+           x.completion_tokens, x.message, x.service);
 }
 
 } // namespace aeg::actors

@@ -255,8 +255,8 @@ private:
   sequence& seq(std::uint64_t id) { return state_.at(id); }
 
   bool apply(const activate_model& a) {
-    const bool prefetched =
-        value_or_throw(engine_->scale_up(state_.models()[a.model].served.image));
+    const bool prefetched = value_or_throw(
+        engine_->scale_up(state_.models()[a.model].served.image, options_.keep_resident));
     prefetch_hits_ += prefetched;
     const auto& models = state_.models();
     const auto logged =
@@ -355,6 +355,7 @@ private:
     ++steps_;
     const auto now = clock().now();
     const auto took = now - step_start;
+    const auto costs = engine_->last_step_costs();
     state_.learn(step, active_, took, now);
     ++turn_steps_;
     const auto sampled = engine_->sampled();
@@ -363,8 +364,7 @@ private:
       sequence& s = *chosen[i];
       s.in_step = false;
       s.last_step = steps_;
-      if (s.generated == s.request.generated_before && !s.shared_prompt)
-        s.prefill_seconds += std::chrono::duration<double>(took).count(); // its prompt's
+      charge_step(s, std::chrono::duration<double>(took).count(), costs);
       s.kv.tokens += step[i].feed;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);

@@ -43,6 +43,9 @@ struct instance_options {
   /// Swap the KV of a model that leaves the device out to the host at every switch (else only
   /// when the device pool needs the room).
   bool swap_out_on_switch = false;
+  /// Keep a model that leaves the device resident beside the next one (where both fit), so that
+  /// switching back copies nothing: MuxServe's two resident models. Else its space is freed.
+  bool keep_resident = false;
   /// Makes the policy that picks the model of each step; round-robin turns of 16 steps if unset.
   std::function<std::unique_ptr<sched::switch_policy>()> policy;
 };

@@ -34,6 +34,7 @@ struct sequence {
   sched::token_deadlines deadlines{0, 0};          ///< when its next token is due
   double prefill_seconds = 0; ///< steps spent on its prompt (measured on a prefill instance)
   bool shared_prompt = false; ///< its prompt's KV was copied from its group's leader
+  service_times service;      ///< the steps it was in here, split by phase and cause
 };
 
 /// A model an instance serves: its image, its requests and its turns.

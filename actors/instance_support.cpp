@@ -4,6 +4,8 @@
 
 #include <caf/send.hpp>
 
+#include <algorithm>
+
 namespace aeg::actors {
 
 std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::device>& dev,
@@ -29,16 +31,30 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
 
 void refuse(const generation_request& r, std::size_t generated, std::string why) {
   if (r.sink)
-    caf::anon_send(
-        r.sink, done_atom::value,
-        generation_result{r.id, finish_reason::error, r.prompt.size(), generated, std::move(why)});
+    caf::anon_send(r.sink, done_atom::value,
+                   generation_result{
+                       r.id, finish_reason::error, r.prompt.size(), generated, std::move(why), {}});
 }
 
 void notify_done(const sequence& seq, finish_reason reason, const std::string& message) {
   if (seq.request.sink)
     caf::anon_send(seq.request.sink, done_atom::value,
                    generation_result{seq.request.id, reason, seq.request.prompt.size(),
-                                     seq.generated, message});
+                                     seq.generated, message, seq.service});
+}
+
+void charge_step(sequence& seq, double took, const std::optional<models::step_costs>& costs) {
+  // Its prompt's steps until its first token; a copied prompt was never read here.
+  const bool prefill = seq.generated == seq.request.generated_before && !seq.shared_prompt;
+  if (prefill)
+    seq.prefill_seconds += took;
+  const double kv_wait = costs ? std::clamp(costs->kv_wait_seconds, 0.0, took) : 0.0;
+  const double execute = costs ? std::clamp(costs->compute_seconds, 0.0, took - kv_wait) : took;
+  const double held = took - kv_wait - execute;
+  auto& s = seq.service;
+  (prefill ? s.prefill_execute : s.decode_execute) += execute;
+  (prefill ? s.prefill_kv_wait : s.decode_kv_wait) += kv_wait;
+  (prefill ? s.prefill_held : s.decode_held) += held;
 }
 
 bool room_or_throw(result<void> r) {
@@ -54,6 +70,7 @@ decode_job decode_job_of(sequence& seq, std::shared_ptr<gpu::kv_pool> host_kv,
   job.generated = seq.generated;
   job.prefill_seconds = seq.prefill_seconds;
   job.switch_bytes_per_second = switch_bytes_per_second;
+  job.service = seq.service;
   job.kv = std::make_shared<kv_in_flight>(std::move(host_kv), std::move(seq.kv));
   seq.kv = {};
   job.request = std::move(seq.request); // the id stays: it is a number

@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
 void refuse(const generation_request& r, std::size_t generated, std::string why);
 /// Tells `seq`'s sink that it ended for `reason`.
 void notify_done(const sequence& seq, finish_reason reason, const std::string& message);
+
+/// Charges `seq` with a step it was in that took `took` seconds (split by `costs` when the
+/// device knows them, else all compute): to its prompt until its first token, then to decoding.
+void charge_step(sequence& seq, double took, const std::optional<models::step_costs>& costs);
 
 /// Engine operations that move KV fail for lack of room only in a race on the shared host pool:
 /// false then; anything else is a device failure, thrown (it ends the instance).

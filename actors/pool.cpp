@@ -170,6 +170,7 @@ instance_options instance_options_for(const pool_spec& spec, const instance_spec
   o.max_batch_tokens = is.max_batch_tokens;
   o.max_seqs = is.max_seqs;
   o.slab_bytes = spec.slab_bytes;
+  o.keep_resident = spec.policy.keep_resident;
   const auto policy = spec.policy;
   if (is.role != instance_role::prefill) {
     const std::string decode = policy.decode_policy();
@@ -200,6 +201,8 @@ proxy_options proxy_options_for(const pool_spec& spec) {
   proxy_options po;
   po.route = spec.policy.route;
   po.max_group = spec.policy.max_group;
+  po.scale_queue = spec.policy.scale_queue;
+  po.max_replicas = spec.policy.max_replicas;
   po.max_queued = spec.max_queued;
   po.keep_finished = spec.keep_finished;
   return po;

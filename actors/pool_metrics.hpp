@@ -50,6 +50,9 @@ struct request_metrics {
   double ttft_slo = 10, tbt_slo = 0.1;
   bool rerouted = false;
   std::string message;
+  double end_seconds = 0; ///< from arrival to its end
+  /// Its steps on every instance that served it (those of an instance lost mid-request excepted).
+  service_times service;
 
   double ttft() const { return token_times.empty() ? -1 : token_times.front(); }
   /// Share of tokens on time; 0 for a request that produced none.

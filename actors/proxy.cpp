@@ -89,7 +89,13 @@ private:
     std::size_t prefills = 0;                  // requests it holds from its lane
     double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
     std::map<std::string, std::size_t> active; // requests placed on it, by model
-    std::size_t kv_promised = 0; // KV its decode requests may grow to (decode placement)
+    std::size_t kv_promised = 0;    // KV its decode requests may grow to (decode placement)
+    std::string last_model;         // the model of the request started on it last
+    std::uint64_t last_started = 0; // when, counted in requests started on the pool
+    std::size_t holds(const std::string& model) const {
+      const auto it = active.find(model);
+      return it == active.end() ? 0 : it->second;
+    }
     std::size_t total() const {
       std::size_t n = 0;
       for (const auto& [model, k] : active)
@@ -136,6 +142,11 @@ private:
     }
     if (!any_alive_for(r.model)) {
       ++rejected_;
+      if (std::none_of(members_.begin(), members_.end(),
+                       [&](const member& m) { return m.serves(r.model); }))
+        return refuse("model '" + r.model +
+                      "' is placed on no instance of this pool (its placement left it out); "
+                      "give the pool more devices or fewer models");
       return refuse("no running instance serves model '" + r.model + "'");
     }
     const auto id = ++next_id_;
@@ -192,20 +203,39 @@ private:
     start_on(id, target, std::move(r), false);
   }
 
-  // Request-level and Aegaeon colocated routing: an instance already running this model's
-  // requests (affinity), else the least loaded that serves it. Dedicated: its own instance.
+  // Colocated routing (request-level, Aegaeon's without prefill instances, dedicated). A model's
+  // replicas are the instances holding its requests: a request joins the one holding fewest,
+  // unless each holds more than `scale_queue` and there are fewer than `max_replicas`
+  // (ServerlessLLM's scale-up threshold). A model without a replica, or scaling up, takes the
+  // least loaded instance; among equals one that ran it last (still warm), else the least
+  // recently used (ServerlessLLM's LRU victim).
   std::size_t pick_colocated(const std::string& model) const {
-    std::size_t best = none;
+    std::size_t replica = none, fresh = none, replicas = 0;
+    const auto fewer = [&](std::size_t i, std::size_t j) {
+      const auto &a = members_[i], &b = members_[j];
+      if (a.total() != b.total())
+        return a.total() < b.total();
+      if ((a.last_model == model) != (b.last_model == model))
+        return a.last_model == model;
+      return a.last_started < b.last_started;
+    };
     for (std::size_t i = 0; i < members_.size(); ++i) {
       const auto& m = members_[i];
       if (!m.alive || !m.serves(model) || m.m.role == instance_role::prefill)
         continue;
-      if (auto it = m.active.find(model); it != m.active.end() && it->second > 0)
-        return i;
-      if (best == none || m.total() < members_[best].total())
-        best = i;
+      if (m.holds(model) > 0) {
+        ++replicas;
+        if (replica == none || m.holds(model) < members_[replica].holds(model))
+          replica = i;
+      } else if (fresh == none || fewer(i, fresh)) {
+        fresh = i;
+      }
     }
-    return best;
+    if (replica == none)
+      return fresh;
+    const bool scale = fresh != none && members_[replica].holds(model) > options_.scale_queue &&
+                       (options_.max_replicas == 0 || replicas < options_.max_replicas);
+    return scale ? fresh : replica;
   }
 
   void start_on(std::uint64_t id, std::size_t i, generation_request r, bool lane) {
@@ -214,6 +244,8 @@ private:
     t.member = i;
     t.holds_lane = lane;
     ++m.active[t.model];
+    m.last_model = t.model;
+    m.last_started = ++starts_;
     send(t.actor, placed_atom::value, m.m.actor);
     send(m.m.actor, generate_atom::value, std::move(r));
   }
@@ -440,7 +472,7 @@ private:
   std::unordered_map<std::string, sched::prefill_estimator> prefill_time_;
   std::deque<request_metrics> finished_;
   std::map<std::string, model_totals> totals_;
-  std::uint64_t next_id_ = 0;
+  std::uint64_t next_id_ = 0, starts_ = 0;
   std::size_t rejected_ = 0;
 };
 

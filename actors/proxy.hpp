@@ -24,7 +24,12 @@ inline constexpr const char* overloaded_prefix = "overloaded: ";
 /// How the proxy schedules.
 struct proxy_options {
   routing route = routing::aegaeon;
-  std::size_t max_group = 8;               ///< grouped FCFS group size; 1: plain FCFS
+  std::size_t max_group = 8; ///< grouped FCFS group size; 1: plain FCFS
+  /// Colocated routing (`policy_spec::scale_queue`, `max_replicas`): another instance for a model
+  /// only when each of its instances holds more than `scale_queue` of its requests, and at most
+  /// `max_replicas` of them (0: no limit). ServerlessLLM's `QS=4, R=1` as the artifact ran it.
+  std::size_t scale_queue = 4;
+  std::size_t max_replicas = 1;
   std::size_t prefill_in_flight = 2;       ///< requests a prefill instance holds at once
   std::size_t max_queued = 100000;         ///< admission: requests the pool holds before refusing
   double prefill_tokens_per_second = 2000; ///< start of the prefill estimate

@@ -70,6 +70,7 @@ private:
       return;
     if (r.reason == finish_reason::unavailable)
       return instance_lost(); // its instance is stopping: place it again
+    service_ += r.service;
     finish(r.reason, std::move(r.message));
   }
 
@@ -79,6 +80,7 @@ private:
       demonitor(instance_.address());
       instance_ = nullptr;
     }
+    service_ += job.service;
     in_transit_ = std::move(job);
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
@@ -169,12 +171,14 @@ private:
     m.seconds_on_schedule = seconds_on_schedule(times_, m.ttft_slo, m.tbt_slo);
     m.rerouted = rerouted_;
     m.message = message;
+    m.end_seconds = std::chrono::duration<double>(clock().now() - client_.arrived).count();
+    m.service = service_;
     // The proxy first: a client that asks it for metrics once it heard the end finds this one.
     send(proxy_, finished_atom::value, id_, std::move(m));
     if (client_.sink)
       send(client_.sink, done_atom::value,
            generation_result{client_.id, reason, client_.prompt.size(),
-                             generated_ - client_.generated_before, std::move(message)});
+                             generated_ - client_.generated_before, std::move(message), service_});
     quit();
   }
 
@@ -187,6 +191,7 @@ private:
   std::vector<std::int32_t> tokens_;
   std::size_t generated_ = 0;
   std::vector<double> times_;
+  service_times service_; // the steps of every instance that told us
   bool finished_ = false, cancelled_ = false, rerouted_ = false;
 };
 

@@ -58,6 +58,13 @@ struct policy_spec {
   std::size_t max_group = 8; ///< grouped FCFS; 1: plain FCFS
   double max_quota_seconds = 4;
   std::size_t turn_steps = 16; ///< for "round_robin"
+  /// Colocated routing: a model gets another instance only when each of its instances holds more
+  /// than `scale_queue` of its requests, and it runs on at most `max_replicas` at once. The
+  /// defaults are ServerlessLLM's as the paper's artifact ran it (`QS=4, R=1`).
+  std::size_t scale_queue = 4;
+  std::size_t max_replicas = 1; ///< 0: no limit
+  /// The instances keep a leaving model's weights beside the next (MuxServe's residency).
+  bool keep_resident = false;
 
   /// The switch policy the instances run: `decode`, or the routing's own.
   std::string decode_policy() const {

@@ -2,6 +2,8 @@
 
 #include "coro/assert.hpp"
 
+#include <utility>
+
 namespace aeg::gpu {
 
 namespace {
@@ -41,6 +43,11 @@ void weight_arena::activate() {
   active_bytes_ = staged_bytes_;
   staged_ = slot::none;
   staged_bytes_ = 0;
+}
+
+void weight_arena::swap() noexcept {
+  std::swap(active_, staged_);
+  std::swap(active_bytes_, staged_bytes_);
 }
 
 void weight_arena::drop_staged() noexcept {

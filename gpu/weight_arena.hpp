@@ -21,6 +21,8 @@ public:
   [[nodiscard]] result<std::byte*> stage(std::size_t bytes);
   /// The staged model becomes the active one; the previous active model's space is released.
   void activate();
+  /// The staged and the active model trade places: both stay resident (nothing moves).
+  void swap() noexcept;
   /// Forgets the staged model (its copies must have finished).
   void drop_staged() noexcept;
   /// Forgets the active model (scale-down).

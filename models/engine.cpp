@@ -5,7 +5,9 @@
 #include "models/sim_costs.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <utility>
 
 namespace aeg::models {
 
@@ -142,6 +144,9 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
   if (!fits(cfg))
     return fail(errc::invalid_argument,
                 "model " + cfg.name + " is larger than the shapes this engine was made for");
+  // Already there: a model kept resident beside the active one.
+  if (staged_.image == image)
+    return {};
   if (staged_.image) // replaced: its copies were enqueued before ours on the same stream
     unstage();
   const auto bytes = image->bytes();
@@ -182,11 +187,17 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
   return {};
 }
 
-result<bool> engine::scale_up(std::shared_ptr<const model_image> image) {
+result<bool> engine::scale_up(std::shared_ptr<const model_image> image, bool keep_leaving) {
   const bool prefetched = staged_.image == image;
   if (!prefetched && !stage(image)) {
     deactivate(); // no room beside the active model: it goes first
     AEG_TRY(stage(std::move(image)));
+  }
+  if (keep_leaving && active_.image) {
+    // Both stay: the leaving model's weights (and their ready events) become the staged ones.
+    std::swap(active_, staged_);
+    arena_->swap();
+    return prefetched;
   }
   activate();
   return prefetched;
@@ -361,6 +372,9 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
     return fail(errc::invalid_argument, "no active model: scale one up first");
   if (steps.size() != kv.size())
     return fail(errc::invalid_argument, "one KV cache per sequence");
+  sim_costs_.reset();
+  const auto kv_from =
+      sim_ ? static_cast<gpu::sim_stream&>(*compute_).tail() : gpu::sim_clock::time_point{};
   for (auto* k : kv) {
     if (k->where != kv_handle::place::device)
       return fail(errc::invalid_argument, "a sequence's KV cache is not on the device");
@@ -378,7 +392,9 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
   if (sim_) {
     if (want_logits)
       return fail(errc::invalid_argument, "a simulated device computes no logits");
+    const auto kv_in = static_cast<gpu::sim_stream&>(*compute_).tail();
     AEG_TRY(enqueue_sim_step(steps, pieces));
+    sim_costs_->kv_wait_seconds = std::chrono::duration<double>(kv_in - kv_from).count();
     return compute_->record(*step_done_);
   }
   const auto& image = *active_.image;
@@ -392,6 +408,7 @@ result<void> engine::enqueue_sim_step(std::span<const sequence_step> steps,
                                       std::span<gpu::event* const> pieces) {
   auto& s = static_cast<gpu::sim_stream&>(*compute_);
   const double seconds = sim_step_seconds(active_.sim_fit, steps);
+  sim_costs_ = step_costs{0, seconds};
   // The first layer computes once it is in and the last once the copy has ended: a step of a
   // model still arriving ends no earlier than its last layer's share after the copy.
   const double last_share =

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -44,6 +45,14 @@ struct device_plan {
   std::size_t buffers = 0; ///< the step runner's buffers
   std::size_t kv = 0;      ///< the KV pool, or what leaves it room
   std::size_t total() const noexcept { return weights + buffers + kv; }
+};
+
+/// Where a simulated step's time went, known when it is enqueued (the device's timeline is): the
+/// wait for KV still being copied in, and its compute (the profile's cost). The rest of the step
+/// waited for weights still arriving or for work queued before it.
+struct step_costs {
+  double kv_wait_seconds = 0; ///< from when the step could start until its KV was all in
+  double compute_seconds = 0; ///< the profile's cost of the step
 };
 
 /// Time an engine spent moving bytes, for reports (all on the stream threads' clocks: they are
@@ -83,7 +92,8 @@ public:
 
   // --- models -------------------------------------------------------------------------------
   /// Starts copying `image` into the arena beside the active model (a prefetch, or the first
-  /// half of a scale-up), after any step already enqueued. Replaces a staged model.
+  /// half of a scale-up), after any step already enqueued. Replaces a staged model; `image`
+  /// already staged stays as it is.
   /// `errc::out_of_memory` when it does not fit beside the active model (scale that down first).
   [[nodiscard]] result<void> stage(std::shared_ptr<const model_image> image);
   /// The staged model (null when none).
@@ -96,8 +106,10 @@ public:
   void activate();
   /// Makes `image` the active model: at once when it is the staged one (a prefetch), else once
   /// staged now, after scaling the active model down when there is no room beside it. Returns
-  /// whether it was prefetched.
-  [[nodiscard]] result<bool> scale_up(std::shared_ptr<const model_image> image);
+  /// whether it was prefetched. `keep_leaving`: the leaving model stays resident as the staged
+  /// one (where both fit), so that switching back copies nothing.
+  [[nodiscard]] result<bool> scale_up(std::shared_ptr<const model_image> image,
+                                      bool keep_leaving = false);
   /// Scale-down without a successor.
   void deactivate() noexcept;
   /// Forgets the staged model (a prefetch no longer wanted); its space is free for the next.
@@ -157,6 +169,9 @@ public:
     return sim_ ? std::span<const std::int32_t>(sim_sampled_) : runner_->sampled();
   }
   std::span<const float> logits() const noexcept { return runner_->logits(); }
+  /// The split of the last enqueued step on a simulated device; none on a real one, whose
+  /// timeline is not known in advance.
+  std::optional<step_costs> last_step_costs() const noexcept { return sim_costs_; }
   /// Whether steps can copy their logits back (a simulated device computes none).
   bool computes_logits() const noexcept { return !sim_; }
 
@@ -199,6 +214,7 @@ private:
   std::vector<std::unique_ptr<gpu::event>> spare_pieces_; // events of a scaled-down model, reused
   bool sim_ = false;                                      // the device is simulated
   std::vector<std::int32_t> sim_sampled_;
+  std::optional<step_costs> sim_costs_; // the last simulated step's
   engine_stats stats_;
 };
 

@@ -19,6 +19,7 @@ const std::vector<std::pair<std::string, factory>>& policies() {
       {"drain_first", [](seconds, std::size_t) { return make_drain_first(); }},
       {"serverless_llm", [](seconds, std::size_t) { return make_serverless_llm(); }},
       {"serverless_llm_plus", [](seconds, std::size_t) { return make_serverless_llm_plus(); }},
+      {"muxserve", [](seconds, std::size_t) { return make_muxserve(); }},
   };
   return all;
 }

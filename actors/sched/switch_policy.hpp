@@ -86,6 +86,14 @@ std::unique_ptr<switch_policy> make_serverless_llm();
 /// each worker's queue; a model's running requests are never preempted.
 std::unique_ptr<switch_policy> make_serverless_llm_plus();
 
+/// MuxServe's multiplexing of the (at most two) models placed on a device, both resident: the
+/// models with work take alternate steps (each step one model's batch), and the other one is
+/// kept staged beside the active one, so that with an instance that keeps a leaving model's
+/// weights (`instance_options::keep_resident`) a switch copies nothing. Alternating steps stands
+/// in for MuxServe's concurrent kernels on partitioned SMs: decode is memory-bound, so two models'
+/// steps one after the other take about as long as the two run together.
+std::unique_ptr<switch_policy> make_muxserve();
+
 /// Makes a policy by name: "round_robin" (turns of `turn_steps`), "weighted_round_robin",
 /// "drain_first" (see switch_policies.cpp, where new ones are listed). Null for an unknown name.
 std::unique_ptr<switch_policy> make_switch_policy(const std::string& name, seconds max_quota,

@@ -238,6 +238,80 @@ std::string cdf_chart_svg(const std::string& title, const std::string& x_label,
   return svg;
 }
 
+std::string stacked_bar_svg(const std::string& title, const std::string& y_label,
+                            const std::vector<std::string>& parts,
+                            const std::vector<stacked_bar>& bars) {
+  constexpr double w = 640, h = 420;
+  const double n = static_cast<double>(std::max<std::size_t>(bars.size(), 1));
+  // Bars on slots 1..n: x ticks would fall between them, so each is labelled under itself.
+  const plot_area a{64, 40, w - 64 - 170, h - 40 - 56, 0.5, n + 0.5};
+  std::string svg = open_svg(w, h, title);
+  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" "
+                     "stroke=\"black\"/>\n",
+                     a.left, a.top, a.width, a.height);
+  for (int y = 0; y <= 100; y += 20)
+    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>"
+                       "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
+                       a.left, a.left + a.width, a.py(y), a.left - 6, a.py(y) + 4, y);
+  svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" "
+                     "text-anchor=\"middle\">{}</text>\n",
+                     a.top + a.height / 2, escaped(y_label));
+  const double bar_w = std::min(60.0, a.width / n * 0.6);
+  for (std::size_t i = 0; i < bars.size(); ++i) {
+    const double cx = a.px(static_cast<double>(i + 1));
+    svg += fmt::format("<g class=\"bar\"><text x=\"{:.1f}\" y=\"{}\" "
+                       "text-anchor=\"middle\">{}</text>",
+                       cx, a.top + a.height + 16, escaped(bars[i].label));
+    double base = 0;
+    for (std::size_t k = 0; k < bars[i].parts.size() && k < parts.size(); ++k) {
+      const double v = std::max(bars[i].parts[k], 0.0);
+      svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.2f}\" width=\"{:.1f}\" height=\"{:.2f}\" "
+                         "fill=\"{}\"><title>{}: {:.1f}</title></rect>",
+                         cx - bar_w / 2, a.py(base + v), bar_w, a.py(base) - a.py(base + v),
+                         colour(k), escaped(parts[k]), v);
+      base += v;
+    }
+    svg += "</g>\n";
+  }
+  for (std::size_t k = 0; k < parts.size(); ++k) // top part first, as the bars stack
+    svg += legend_entry(a.left + a.width + 10, a.top + 14 + 18 * static_cast<double>(k),
+                        colour(parts.size() - 1 - k), parts[parts.size() - 1 - k], true);
+  return svg + "</svg>\n";
+}
+
+std::string step_chart_svg(const std::string& title, const std::string& x_label,
+                           const std::string& y_label, const std::vector<chart_series>& series,
+                           const std::vector<level_mark>& marks) {
+  constexpr double w = 640, h = 420;
+  double hi = 0;
+  for (const auto& s : series)
+    for (const auto& [x, y] : s.points)
+      hi = std::max(hi, x);
+  const plot_area a{64, 40, w - 64 - 150, h - 40 - 56, 0, hi > 0 ? hi : 1};
+  std::string svg = open_svg(w, h, title) + axes(a, x_label, y_label);
+  for (const auto& m : marks)
+    svg += fmt::format("<line class=\"level\" x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" "
+                       "y2=\"{2:.1f}\" stroke=\"black\" stroke-dasharray=\"6,4\"/><text x=\"{3}\" "
+                       "y=\"{4:.1f}\">{5}</text>\n",
+                       a.left, a.left + a.width, a.py(m.y), a.left + 4, a.py(m.y) - 4,
+                       escaped(m.label));
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const auto& pts = series[i].points;
+    std::string d;
+    for (std::size_t k = 0; k < pts.size(); ++k)
+      d += k == 0 ? fmt::format("M{:.1f},{:.1f}", a.px(pts[k].first), a.py(pts[k].second))
+                  : fmt::format("H{:.1f}V{:.1f}", a.px(pts[k].first), a.py(pts[k].second));
+    if (!pts.empty())
+      d += fmt::format("H{:.1f}", a.px(a.x_hi));
+    svg += fmt::format("<path class=\"steps\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.2\" "
+                       "d=\"{}\"/>\n",
+                       colour(i), d);
+    svg += legend_entry(a.left + a.width + 10, a.top + 14 + 18 * static_cast<double>(i), colour(i),
+                        series[i].name);
+  }
+  return svg + "</svg>\n";
+}
+
 namespace {
 
 // The bars of one lane, inside its `<g class="lane">`.

@@ -38,6 +38,31 @@ std::string cdf_chart_svg(const std::string& title, const std::string& x_label,
                           const std::string& y_label, const std::vector<cdf_series>& series,
                           std::optional<double> slo_x = std::nullopt);
 
+/// One bar of a stacked bar chart: its label and the heights of its parts, bottom first.
+struct stacked_bar {
+  std::string label;
+  std::vector<double> parts;
+};
+
+/// Stacked bars, y from 0 to 100: one `<g class="bar">` per entry of `bars` with its label under
+/// it and a `<rect>` per part (its value in a tooltip), coloured and named by `parts` in a legend.
+std::string stacked_bar_svg(const std::string& title, const std::string& y_label,
+                            const std::vector<std::string>& parts,
+                            const std::vector<stacked_bar>& bars);
+
+/// A labelled horizontal line of a step chart.
+struct level_mark {
+  double y = 0;
+  std::string label;
+};
+
+/// Quantities over time as step lines (a `<path class="steps">` per series, holding each value
+/// until the next point), x from 0 to the last point, y from 0 to 100, and a dashed `<line
+/// class="level">` with its label for each of `marks`.
+std::string step_chart_svg(const std::string& title, const std::string& x_label,
+                           const std::string& y_label, const std::vector<chart_series>& series,
+                           const std::vector<level_mark>& marks);
+
 /// A period of a timeline lane: which model was active, from when to when.
 struct timeline_bar {
   double start = 0, end = 0;  ///< seconds

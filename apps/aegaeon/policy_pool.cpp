@@ -46,13 +46,15 @@ actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy
   s.models = std::move(models);
   s.policy.route = policy == "request_level" || serverless_baseline(policy)
                        ? actors::routing::request_level
-                   : policy == "dedicated" ? actors::routing::dedicated
-                                           : actors::routing::aegaeon;
+                   : policy == "dedicated" || policy == "muxserve" ? actors::routing::dedicated
+                                                                   : actors::routing::aegaeon;
+  s.policy.keep_resident = policy == "muxserve";
   s.policy.max_group = policy == "fcfs" ? 1 : 8;
   // Otherwise empty: the routing's own policy.
   const bool token_level = // a switch policy by name, in Aegaeon's pool
       std::find(pool_policies.begin(), pool_policies.end(), policy) == pool_policies.end();
-  s.policy.decode = token_level || serverless_baseline(policy) ? policy : std::string{};
+  s.policy.decode =
+      token_level || serverless_baseline(policy) || policy == "muxserve" ? policy : std::string{};
   return s;
 }
 

@@ -10,8 +10,10 @@ namespace aeg::apps {
 
 /// The policies a pool can be built for: Aegaeon's (token-level, prefill and decode apart),
 /// ServerlessLLM-like request-level scaling, one model per device, and Aegaeon without grouping.
+/// MuxServe's static placement (at most two resident models per device; `place_muxserve`).
 inline const std::vector<std::string> pool_policies = {
-    "aegaeon", "request_level", "dedicated", "fcfs", "serverless_llm", "serverless_llm_plus"};
+    "aegaeon",        "request_level",       "dedicated", "fcfs",
+    "serverless_llm", "serverless_llm_plus", "muxserve"};
 
 /// Whether `policy` is one of the paper's ServerlessLLM baselines, whose loader the paper's
 /// simulator ran at 16 GB/s.
@@ -40,7 +42,8 @@ struct pool_shape {
 
 /// A pool of `shape` serving `models` under `policy` (one of `pool_policy_names`): every device
 /// an instance (dedicated: one per model, while devices last), routed and scheduled as the
-/// policy does.
+/// policy does. "muxserve": its instances' models are placed afterwards by `place_muxserve`
+/// (muxserve_pool.hpp), which needs the workload's rates.
 actors::pool_spec policy_pool(const pool_shape& shape, const std::string& policy,
                               std::vector<actors::model_spec> models);
 

@@ -1,10 +1,12 @@
 #include "apps/aegaeon/simulate.hpp"
 
 #include "actors/simulation.hpp"
+#include "apps/aegaeon/breakdown.hpp"
 #include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/figure.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/market.hpp"
+#include "apps/aegaeon/muxserve_pool.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
 #include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/run_summary.hpp"
@@ -136,9 +138,13 @@ result<run_result> simulate_cell(const simulate_options& o,
                                  const std::shared_ptr<const gpu::sim_profile>& profile,
                                  const std::string& policy,
                                  const std::vector<actors::model_spec>& models,
-                                 const std::vector<trace_request>& trace, double duration) {
+                                 const std::vector<trace_request>& trace, double duration,
+                                 std::vector<actors::request_metrics>* finished) {
   auto spec = policy_pool({"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs},
                           policy, models);
+  if (policy == "muxserve")
+    if (auto placed = place_muxserve(spec, trace, duration, profile->memory_bytes); !placed)
+      return fail(placed.error().code, "muxserve: " + placed.error().message);
   if (serverless_baseline(policy)) {
     auto slower = std::make_shared<gpu::sim_profile>(*profile);
     slower->h2d_bytes_per_second =
@@ -177,6 +183,8 @@ result<run_result> simulate_cell(const simulate_options& o,
   res.rejected = report->rejected;
   res.first_rejection = report->first_rejection;
   summarize(res, report->metrics);
+  if (finished)
+    *finished = std::move(report->metrics.finished);
   // The stats were taken at the end: the last recent_switches_kept (1024) switches of each
   // instance, in virtual time.
   res.timeline_seconds = report->simulated_seconds;
@@ -251,6 +259,9 @@ int run_simulate(const simulate_options& o) {
     }
     return rc;
   };
+  if (o.breakdown)
+    return close_all(run_breakdown(o, profile, *slots, lengths.prompt_mean, lengths.output_mean,
+                                   files->reports, svg, figures));
   if (o.market > 0)
     return close_all(run_market(o, profile, *slots, lengths.prompt_mean, lengths.output_mean,
                                 files->reports, svg));
@@ -447,6 +458,7 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
                   "Draw every figure (SVG: attainment, TTFT/TBT and switch CDFs, a timeline per "
                   "cell) into this directory; default: beside --json, named after it");
   add_market_options(*cmd, o);
+  add_breakdown_options(*cmd, o);
   return cmd;
 }
 

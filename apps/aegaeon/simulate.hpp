@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/pool_metrics.hpp"
 #include "actors/topology.hpp"
 #include "actors/trace_request.hpp"
 #include "coro/error.hpp"
@@ -47,6 +48,10 @@ struct simulate_options {
   std::size_t market = 0;
   double market_min_rate = 0.01, market_mean_rate = 0.037, market_max_rate = 1.13;
   std::size_t market_devices = 64;
+  /// Where latency goes, scale-up and KV-sync CDFs and active models against E[m] for each of
+  /// `setups` ("16x0.1": models x requests per second per model) instead of a sweep.
+  bool breakdown = false;
+  std::vector<std::string> setups = {"16x0.1", "32x0.1", "64x0.1", "16x0.5", "32x0.5"};
 };
 
 struct run_result;
@@ -60,12 +65,14 @@ std::vector<actors::model_spec> sim_models(const simulate_options& o,
 
 /// One cell: the pool of `policy` on `o.devices` simulated devices (`o.prefill_devices` of them
 /// prefill-only where the policy has them) for `models`, `trace` replayed into it in virtual
-/// time, with progress on a terminal.
+/// time, with progress on a terminal. `finished`, when given, receives every finished
+/// request's metrics.
 result<run_result> simulate_cell(const simulate_options& o,
                                  const std::shared_ptr<const gpu::sim_profile>& profile,
                                  const std::string& policy,
                                  const std::vector<actors::model_spec>& models,
-                                 const std::vector<actors::trace_request>& trace, double duration);
+                                 const std::vector<actors::trace_request>& trace, double duration,
+                                 std::vector<actors::request_metrics>* finished = nullptr);
 
 /// Adds the `simulate` subcommand to `app`, its options writing into `o`.
 CLI::App* add_simulate_command(CLI::App& app, simulate_options& o);

@@ -99,13 +99,20 @@ TEST_F(Wire, ARequestKeepsEveryFieldAndItsActors) {
 }
 
 TEST_F(Wire, ResultsAndStatsKeepEveryField) {
-  generation_result res{7, finish_reason::unavailable, 12, 34, "the instance stopped"};
+  generation_result res{7, finish_reason::unavailable, 12, 34, "the instance stopped", {}};
+  res.service = {0.5, 0.25, 0.125, 2.5, 0.0625, 0.75};
   const auto back = round_trip(res);
   EXPECT_EQ(back.id, 7u);
   EXPECT_EQ(back.reason, finish_reason::unavailable);
   EXPECT_EQ(back.prompt_tokens, 12u);
   EXPECT_EQ(back.completion_tokens, 34u);
   EXPECT_EQ(back.message, "the instance stopped");
+  EXPECT_EQ(back.service.prefill_execute, 0.5);
+  EXPECT_EQ(back.service.prefill_kv_wait, 0.25);
+  EXPECT_EQ(back.service.prefill_held, 0.125);
+  EXPECT_EQ(back.service.decode_execute, 2.5);
+  EXPECT_EQ(back.service.decode_kv_wait, 0.0625);
+  EXPECT_EQ(back.service.decode_held, 0.75);
 
   instance_stats s;
   s.kv_bytes_used = 1 << 20;

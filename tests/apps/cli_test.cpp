@@ -134,6 +134,9 @@ TEST(Cli, SimulateRefusesWhatCannotRun) {
   expect_refused("simulate --profile " + bad, "h2d_bytes_per_second: must be a number > 0");
   expect_refused(h800 + "--market 47 --models 16", "--models excludes --market");
   expect_refused(h800 + "--market-devices 8", "--market-devices requires --market");
+  expect_refused(h800 + "--breakdown --models 16", "--models excludes --breakdown");
+  expect_refused(h800 + "--setups 16x0.1", "--setups requires --breakdown");
+  expect_refused(h800 + "--breakdown --setups 16y0.1", "--setups: '16y0.1': give models x rate");
   expect_refused(h800 + "--market 47 --market-mean-rate 0.011",
                  "--market: no market of 47 models has rates from 0.01 to 1.13 with mean 0.011");
   expect_refused("profile --shape gpt-5", "--shape");

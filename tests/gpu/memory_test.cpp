@@ -246,5 +246,23 @@ TEST(WeightArena, TwoModelsSitAtOppositeEndsAndScalingDownIsForgetting) {
   EXPECT_EQ(arena.free_bytes(), arena.capacity());
 }
 
+// Two resident models trade places without moving: each keeps its address and size.
+TEST(WeightArena, SwapKeepsBothModelsWhereTheyAre) {
+  auto dev = *make_device({.backend = "cpu"});
+  weight_arena arena(std::move(*dev->allocate(1 << 20)));
+  auto* a = *arena.stage(400 << 10);
+  arena.activate();
+  auto* b = *arena.stage(300 << 10);
+  arena.swap();
+  EXPECT_EQ(arena.active(), b);
+  EXPECT_EQ(arena.staged(), a);
+  EXPECT_EQ(arena.active_bytes(), std::size_t{300} << 10);
+  EXPECT_EQ(arena.staged_bytes(), std::size_t{400} << 10);
+  arena.swap();
+  EXPECT_EQ(arena.active(), a);
+  EXPECT_EQ(arena.staged(), b);
+  EXPECT_EQ(arena.free_bytes(), arena.capacity() - (std::size_t{700} << 10));
+}
+
 } // namespace
 } // namespace aeg::gpu

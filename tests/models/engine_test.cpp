@@ -331,6 +331,42 @@ TEST_F(Engine, RandomInterleavingsOfSwapsAndStepsKeepTheInvariants) {
   }
 }
 
+// Two models kept resident (the leaving one stays staged: MuxServe's device) alternate every
+// step with their KV on the device: each is copied in once (the second as the first one's
+// prefetch), every later switch finds it there, and the tokens are those of runs that never
+// switched.
+TEST_F(Engine, TwoResidentModelsAlternatingEveryStepAreCopiedOnceAndComputeAsAlone) {
+  const std::size_t per_model = 2, new_tokens = 24;
+  const auto expected = reference(per_model, new_tokens);
+  auto e = make_engine();
+  std::vector<seq> seqs;
+  for (std::size_t m = 0; m < 2; ++m)
+    for (std::size_t i = 0; i < per_model; ++i)
+      seqs.push_back({m, prompt(m, i), prompt(m, i).size(), {}});
+  std::size_t prefetched = 0;
+  for (std::size_t turn = 0; turn < new_tokens; ++turn)
+    for (std::size_t m = 0; m < 2; ++m) {
+      auto hit = e->scale_up(images_[m], true);
+      ASSERT_TRUE(hit);
+      prefetched += *hit;
+      ASSERT_TRUE(e->stage(images_[1 - m])); // copied the first time, then already there
+      std::vector<seq*> mine;
+      for (auto& s : seqs)
+        if (s.model == m)
+          mine.push_back(&s);
+      step(*e, mine);
+    }
+  EXPECT_EQ(prefetched, 2 * new_tokens - 1); // all but the very first scale-up
+  EXPECT_EQ(e->stats().weight_bytes_copied,
+            images_[0]->bytes().size() + images_[1]->bytes().size());
+  EXPECT_EQ(e->stats().swaps_out, 0u);
+  for (auto& s : seqs)
+    EXPECT_EQ(s.tokens, expected.at({s.model, static_cast<std::size_t>(&s - &seqs[0]) % per_model}))
+        << "model " << s.model;
+  release_all(*e, seqs);
+  expect_all_free(*e, *host_kv_);
+}
+
 TEST_F(Engine, AModelThatDoesNotFitBesideTheActiveOneIsRefusedUntilScaledDown) {
   engine_options o;
   o.weight_bytes = images_[2]->bytes().size() + 4096; // one model at a time
