@@ -1,6 +1,7 @@
 #include "actors/topology.hpp"
 
 #include "actors/cluster.hpp"
+#include "actors/json_fields.hpp"
 #include "actors/sched/switch_policy.hpp"
 #include "models/llama/config.hpp"
 #include "models/tokenizer/chat_template.hpp"
@@ -17,86 +18,7 @@ namespace aeg::actors {
 
 namespace {
 
-using json = nlohmann::json;
-
-std::string show(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.15g", v);
-  return buf;
-}
-
-// Reads fields of one JSON object, remembering where it is so errors can point at it.
-class reader {
-public:
-  reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
-
-  std::string at(const std::string& key) const {
-    return where_ + (where_.empty() ? "" : ".") + key;
-  }
-
-  result<void> known(std::initializer_list<const char*> keys) const {
-    if (!j_.is_object())
-      return fail(errc::invalid_argument, where_ + ": expected an object");
-    for (auto it = j_.begin(); it != j_.end(); ++it)
-      if (std::none_of(keys.begin(), keys.end(), [&](const char* k) { return it.key() == k; }))
-        return fail(errc::invalid_argument, at(it.key()) + ": unknown field");
-    return {};
-  }
-
-  template <class T>
-  result<T> get(const std::string& key, T fallback) const {
-    if (!j_.contains(key))
-      return fallback;
-    try {
-      return j_.at(key).get<T>();
-    } catch (const std::exception&) {
-      return fail(errc::invalid_argument, at(key) + ": wrong type");
-    }
-  }
-
-  // A number from `lo` to `hi` (finite; NaN and 1e400 are not numbers here).
-  result<double> number(const std::string& key, double fallback, double lo, double hi) const {
-    if (!j_.contains(key))
-      return fallback;
-    const json& v = j_.at(key);
-    if (!v.is_number() || !(v.get<double>() >= lo && v.get<double>() <= hi))
-      return fail(errc::invalid_argument, at(key) + ": must be a number from " + show(lo) + " to " +
-                                              show(hi) + "; it is " + v.dump());
-    return v.get<double>();
-  }
-
-  // A whole number from `lo` to `hi`: negatives and fractions are refused, never wrapped.
-  result<std::uint64_t> count(const std::string& key, std::uint64_t fallback, std::uint64_t lo,
-                              std::uint64_t hi) const {
-    if (!j_.contains(key))
-      return fallback;
-    const json& v = j_.at(key);
-    if (!v.is_number_unsigned() || v.get<std::uint64_t>() < lo || v.get<std::uint64_t>() > hi)
-      return fail(errc::invalid_argument, at(key) + ": must be a whole number from " +
-                                              std::to_string(lo) + " to " + std::to_string(hi) +
-                                              "; it is " + v.dump());
-    return v.get<std::uint64_t>();
-  }
-
-  // A string that is not empty.
-  result<std::string> name(const std::string& key) const {
-    auto s = required<std::string>(key);
-    if (s && s->empty())
-      return fail(errc::invalid_argument, at(key) + ": must not be empty");
-    return s;
-  }
-
-  template <class T>
-  result<T> required(const std::string& key) const {
-    if (!j_.contains(key))
-      return fail(errc::invalid_argument, at(key) + ": missing");
-    return get<T>(key, T{});
-  }
-
-private:
-  const json& j_;
-  std::string where_;
-};
+using namespace json_fields;
 
 std::size_t mib(double v) {
   return static_cast<std::size_t>(v * 1048576.0);
@@ -113,98 +35,7 @@ result<instance_role> role_of(const std::string& s, const std::string& where) {
               where + ": '" + s + "' is not a role; choose prefill, decode or colocated");
 }
 
-// Follows the parser through a document so that what the field readers never see (a key given
-// twice, a number no double holds) can be named where it is, as "devices[1].memory_mib".
-class path_tracker {
-public:
-  void on(json::parse_event_t event, const json& parsed) {
-    using ev = json::parse_event_t;
-    switch (event) {
-    case ev::object_start:
-    case ev::array_start:
-      frames_.push_back({.array = event == ev::array_start});
-      break;
-    case ev::key: {
-      auto& f = frames_.back();
-      f.key = parsed.get<std::string>();
-      if (!f.keys.insert(f.key).second && duplicate_.empty()) {
-        const auto where = path(frames_.size() - 1);
-        duplicate_ =
-            (where.empty() ? "" : where + ": ") + "the key '" + f.key + "' appears twice; keep one";
-      }
-      break;
-    }
-    case ev::object_end:
-    case ev::array_end:
-      frames_.pop_back();
-      next_element();
-      break;
-    case ev::value:
-      next_element();
-      break;
-    }
-  }
-
-  // Where the value being parsed now sits.
-  std::string here() const { return path(frames_.size()); }
-
-  // The first key given twice in one object, as an error; empty when none was.
-  const std::string& duplicate() const { return duplicate_; }
-
-private:
-  struct frame {
-    bool array = false;
-    std::size_t index = 0; // array: the element being parsed
-    std::string key;       // object: the member being parsed
-    std::set<std::string> keys;
-  };
-
-  void next_element() {
-    if (!frames_.empty() && frames_.back().array)
-      ++frames_.back().index;
-  }
-
-  // The path through the outermost `n` containers.
-  std::string path(std::size_t n) const {
-    std::string p;
-    for (std::size_t i = 0; i < n; ++i)
-      p += frames_[i].array ? "[" + std::to_string(frames_[i].index) + "]"
-                            : (p.empty() ? "" : ".") + frames_[i].key;
-    return p;
-  }
-
-  std::vector<frame> frames_;
-  std::string duplicate_;
-};
-
 constexpr double most_mib = 1 << 30; // a pebibyte: beyond any machine, short of overflow
-
-// The document, with what the field readers never see (a key given twice, a number no double
-// holds) named where it is.
-result<json> parse_json(std::string_view text) {
-  json doc;
-  // A key given twice in one object: JSON parsers keep one silently, which hides typos.
-  path_tracker tracker;
-  try {
-    doc = json::parse(text, [&](int, json::parse_event_t event, json& parsed) {
-      tracker.on(event, parsed);
-      return true;
-    });
-  } catch (const json::out_of_range& e) {
-    // The parser's only range error: a number no double holds (1e400), quoted in its message.
-    const std::string what = e.what();
-    const auto open = what.find('\''), close = what.rfind('\'');
-    const auto number = open < close ? what.substr(open + 1, close - open - 1) : "a number there";
-    const auto where = tracker.here();
-    return fail(errc::invalid_argument, "topology: " + (where.empty() ? "" : where + ": ") +
-                                            number + " is not a number a double holds");
-  } catch (const json::exception& e) {
-    return fail(errc::invalid_argument, std::string("topology: not valid JSON: ") + e.what());
-  }
-  if (!tracker.duplicate().empty())
-    return fail(errc::invalid_argument, "topology: " + tracker.duplicate());
-  return doc;
-}
 
 // The top level's own fields.
 result<void> parse_pool_fields(const json& doc, pool_spec& spec) {
@@ -319,7 +150,8 @@ result<instance_spec> parse_instance(const json& j, const std::string& where,
 
 result<policy_spec> parse_policy(const json& j) {
   reader p(j, "policy");
-  AEG_TRY(p.known({"routing", "decode", "max_group", "max_quota_s", "turn_steps"}));
+  AEG_TRY(p.known({"routing", "decode", "max_group", "max_quota_s", "turn_steps", "scale_queue",
+                   "max_replicas", "keep_resident"}));
   policy_spec policy;
   std::string route;
   AEG_TRY_ASSIGN(route, p.get<std::string>("routing", "aegaeon"));
@@ -327,6 +159,9 @@ result<policy_spec> parse_policy(const json& j) {
   AEG_TRY_ASSIGN(policy.max_group, p.count("max_group", 8, 1, 1'000'000));
   AEG_TRY_ASSIGN(policy.max_quota_seconds, p.number("max_quota_s", 4, 1e-3, 3600));
   AEG_TRY_ASSIGN(policy.turn_steps, p.count("turn_steps", 16, 1, 1'000'000));
+  AEG_TRY_ASSIGN(policy.scale_queue, p.count("scale_queue", 4, 0, 1'000'000));
+  AEG_TRY_ASSIGN(policy.max_replicas, p.count("max_replicas", 1, 0, 1'000'000));
+  AEG_TRY_ASSIGN(policy.keep_resident, p.get<bool>("keep_resident", false));
   if (route == "aegaeon")
     policy.route = routing::aegaeon;
   else if (route == "request_level")
@@ -453,7 +288,7 @@ result<cluster_tls> parse_tls(const json& doc) {
 } // namespace
 
 result<pool_spec> parse_topology(std::string_view text) {
-  AEG_TRY_ASSIGN(const json doc, parse_json(text));
+  AEG_TRY_ASSIGN(const json doc, parse_json(text, "topology"));
   pool_spec spec;
   AEG_TRY(parse_pool_fields(doc, spec));
   AEG_TRY_ASSIGN(spec.tls, parse_tls(doc));

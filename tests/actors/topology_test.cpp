@@ -22,9 +22,17 @@ TEST(Topology, ErrorsPointAtTheBadField) {
     "models": [{"name": "a", "synthetic": "smollm2-135m", "tbt_s": 0.2,
                 "max_prompt_tokens": 2048, "chat_template": "llama3"}],
     "instances": [{"device": "g0", "role": "colocated"}],
-    "policy": {"routing": "aegaeon", "decode": "weighted_round_robin"}})";
+    "policy": {"routing": "aegaeon", "decode": "weighted_round_robin", "scale_queue": 2,
+               "max_replicas": 0, "keep_resident": true}})";
   auto ok = parse_topology(good);
   ASSERT_TRUE(ok.has_value()) << ok.error().to_string();
+  EXPECT_EQ(ok->policy.scale_queue, 2u);
+  EXPECT_EQ(ok->policy.max_replicas, 0u);
+  EXPECT_TRUE(ok->policy.keep_resident);
+  EXPECT_EQ(parse_topology(R"({"devices": [{"name": "g0"}],
+    "models": [{"name": "a", "synthetic": "smollm2-135m"}], "instances": [{"device": "g0"}]})")
+                ->policy.max_replicas,
+            1u); // ServerlessLLM's R as the paper's artifact ran it
   EXPECT_EQ(ok->models[0].tbt_seconds, 0.2);
   EXPECT_EQ(ok->models[0].max_prompt_tokens, 2048u);
   EXPECT_EQ(ok->models[0].chat_template, "llama3");
@@ -121,6 +129,9 @@ TEST(Topology, ErrorsPointAtTheBadField) {
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
            "instances": [{"device": "g0"}], "policy": {"turn_steps": 0}})",
        "policy.turn_steps: must be a whole number from 1"},
+      {R"({"devices": [{"name": "g0"}], "models": [{"name": "a", "synthetic": "smollm2-135m"}],
+           "instances": [{"device": "g0"}], "policy": {"keep_resident": 1}})",
+       "policy.keep_resident: wrong type"},
       {R"({"devices": [{"name": "g0"}], "models": [{"name": "", "synthetic": "smollm2-135m"}]})",
        "models[0].name: must not be empty"},
       {R"({"devices": [{"name": "g0"}],
