@@ -336,7 +336,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
     p->instances_.push_back(actor);
     p->names_.push_back(name);
     // The KV pool it makes, for decode placement.
-    members.push_back({actor, is.role, names, name, engines[i].kv_bytes});
+    members.push_back({actor, is.role, names, name, engines[i].kv_bytes, is.node});
   }
   p->proxy_ = spawn_proxy(sys, std::move(members), std::move(catalog), proxy_options_for(spec));
   return p;

@@ -28,6 +28,9 @@ struct pool_member {
   /// Its device KV pool, as planned (0: unknown). Decode placement keeps a model's requests on
   /// one instance while their KV fits there, and sends the rest to another.
   std::size_t kv_bytes = 0;
+  /// The node it runs on: a prefill instance's requests go to decode instances of the same
+  /// node (their KV moves through that node's host pool). Empty for a pool in one process.
+  std::string node;
 };
 
 /// Adds an instance to a running proxy (a worker that joined again): `(add_member_atom,

@@ -319,6 +319,8 @@ private:
     auto& t = found->second;
     if (t.holds_lane)
       learn_prefill(t, prompt_tokens, seconds, switch_rate);
+    // The KV is in the prefill instance's node: only that node's decode instances can take it.
+    const std::string node = t.member != none ? members_[t.member].m.node : std::string();
     leave_member(id, t);
     const std::string& model = t.model;
     const std::size_t need = t.kv_need;
@@ -328,7 +330,7 @@ private:
     std::vector<double> free;
     for (std::size_t i = 0; i < members_.size(); ++i) {
       const auto& m = members_[i];
-      if (!m.alive || !m.serves(model) || m.m.role != instance_role::decode)
+      if (!m.alive || !m.serves(model) || m.m.role != instance_role::decode || m.m.node != node)
         continue;
       candidates.push_back(i);
       std::vector<std::string> models;
@@ -344,7 +346,8 @@ private:
                          : -static_cast<double>(m.total()));
     }
     if (candidates.empty())
-      return refuse("no running decode instance serves model '" + model + "'");
+      return refuse("no running decode instance serves model '" + model + "'" +
+                    (node.empty() ? std::string() : " on node '" + node + "'"));
     const std::size_t i = candidates[sched::place_decode(model, batches, room, free)];
     t.member = i;
     t.kv_promised = need;

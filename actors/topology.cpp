@@ -123,8 +123,8 @@ result<instance_spec> parse_instance(const json& j, const std::string& where,
                                      const std::set<std::string>& devices,
                                      const std::set<std::string>& models) {
   reader n(j, where);
-  AEG_TRY(n.known(
-      {"device", "role", "models", "kv_mib", "weight_mib", "max_batch_tokens", "max_seqs"}));
+  AEG_TRY(n.known({"device", "role", "models", "kv_mib", "weight_mib", "max_batch_tokens",
+                   "max_seqs", "node"}));
   instance_spec is;
   std::string role;
   double kv = 0, weights = 0;
@@ -135,6 +135,7 @@ result<instance_spec> parse_instance(const json& j, const std::string& where,
   AEG_TRY_ASSIGN(weights, n.number("weight_mib", 0, 0, most_mib));
   AEG_TRY_ASSIGN(is.max_batch_tokens, n.count("max_batch_tokens", 512, 1, 1 << 20));
   AEG_TRY_ASSIGN(is.max_seqs, n.count("max_seqs", 64, 1, 4096));
+  AEG_TRY_ASSIGN(is.node, n.get<std::string>("node", ""));
   AEG_TRY_ASSIGN(is.role, role_of(role, n.at("role")));
   if (!devices.count(is.device))
     return fail(errc::invalid_argument,
@@ -202,6 +203,21 @@ result<void> check_coverage(const pool_spec& spec) {
     return fail(errc::invalid_argument, std::string("instances: ") +
                                             (prefill ? "prefill instances need a decode instance"
                                                      : "decode instances need a prefill instance"));
+  // A prefill instance hands a model's requests to a decode instance of its own node.
+  for (std::size_t i = 0; i < spec.instances.size(); ++i) {
+    const auto& p = spec.instances[i];
+    if (p.role != instance_role::prefill)
+      continue;
+    for (const auto& model : spec.models_of(p))
+      if (std::none_of(spec.instances.begin(), spec.instances.end(), [&](const auto& d) {
+            const auto served = spec.models_of(d);
+            return d.role == instance_role::decode && d.node == p.node &&
+                   std::count(served.begin(), served.end(), model) > 0;
+          }))
+        return fail(errc::invalid_argument,
+                    "instances[" + std::to_string(i) + "]: no decode instance of node '" + p.node +
+                        "' serves '" + model + "', so its prefills could go nowhere");
+  }
   return {};
 }
 

@@ -34,6 +34,9 @@ struct instance_spec {
   std::size_t weight_bytes = 0;    ///< 0: room for two models when there is
   std::size_t max_batch_tokens = 512;
   std::size_t max_seqs = 64;
+  /// The node (machine) it stands for, a label: a prefill instance hands its requests only to
+  /// decode instances of its own node, whose host pool holds their KV. Empty: one node.
+  std::string node;
 };
 
 /// A model and what its requests are promised.
