@@ -219,14 +219,15 @@ caf::behavior watcher(caf::stateful_actor<watch_state>* self, proxy_actor proxy,
         return std::find(self->state.models.begin(), self->state.models.end(), m) ==
                self->state.models.end();
       });
-      if (inst.models.empty() || inst.role != to_string(instance_role::colocated))
+      const auto role = role_named(inst.role);
+      if (inst.models.empty() || !role)
         continue;
       self->monitor(inst.handle);
       self->state.live.insert(inst.handle.address());
       if (add)
         self->send(proxy, add_member_atom::value,
-                   pool_member{inst.handle, instance_role::colocated, inst.models,
-                               joined.node + "/" + inst.name, 0});
+                   pool_member{inst.handle, *role, inst.models, joined.node + "/" + inst.name, 0,
+                               joined.node});
       ++n;
     }
     return n;

@@ -62,7 +62,7 @@ inline constexpr std::chrono::seconds first_rejoin{1}, longest_rejoin{30};
 /// Spawns the watcher of a node a front end joined (`info`, at `host`:`port`): it monitors the
 /// node's instances and, once all are gone (the worker died or was unreachable), joins the node
 /// again with `key`, after `first_rejoin` and then twice as long each time up to
-/// `longest_rejoin`, and adds its colocated instances that serve any of `models` to `proxy`.
+/// `longest_rejoin`, and adds its instances that serve any of `models` to `proxy`.
 /// `log` hears of losses, failed attempts and joins.
 caf::actor watch_node(caf::actor_system& sys, const proxy_actor& proxy, const std::string& host,
                       std::uint16_t port, const node_info& info, const std::string& key,

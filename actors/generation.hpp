@@ -3,6 +3,7 @@
 #include "models/engine.hpp"
 #include "models/sampling.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 #include <caf/error.hpp>
@@ -74,6 +75,7 @@ struct service_times {
 
 struct generation_result;
 struct decode_job;
+struct parked_job;
 
 /// Who hears a request's tokens and its end: `(token_atom, id, token, logprobs)` for each
 /// token, then `(done_atom, generation_result)` once.
@@ -83,7 +85,8 @@ using generation_sink = caf::typed_actor<
 
 /// Who takes a request from a prefill instance once its prompt is prefilled (a pool's request
 /// actor): `(handoff_atom, decode_job)`.
-using handoff_sink = caf::typed_actor<caf::reacts_to<handoff_atom, decode_job>>;
+using handoff_sink = caf::typed_actor<caf::reacts_to<handoff_atom, decode_job>,
+                                      caf::reacts_to<handoff_atom, parked_job>>;
 
 /// One request for tokens. Its tokens and its end go to `sink` as they happen.
 struct generation_request {
@@ -146,6 +149,20 @@ struct decode_job {
   service_times service;              ///< the prefill instance's steps on this request
 };
 
+/// A prefilled request whose request actor is on another node (a front end's): its decode job,
+/// KV included, stays on the prefill instance's node, parked at that node's hand-off desk
+/// under `ticket`, and this travels instead: `(handoff_atom, parked_job)`. The request actor
+/// finds a decode instance of that node and tells the desk `(decode_atom, ticket, instance)`;
+/// `(cancel_atom, ticket)` drops the job and frees its KV (handoff_desk.hpp).
+struct parked_job {
+  std::uint64_t ticket = 0;
+  caf::actor desk;
+  std::size_t prompt_tokens = 0;
+  double prefill_seconds = 0;         ///< as decode_job's
+  double switch_bytes_per_second = 0; ///< as decode_job's
+  service_times service;              ///< as decode_job's
+};
+
 /// How a request ended.
 struct generation_result {
   std::uint64_t id = 0;
@@ -185,6 +202,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, service_times& x) {
   return f(caf::meta::type_name("service_times"), x.prefill_execute, x.prefill_kv_wait,
            x.prefill_held, x.decode_execute, x.decode_kv_wait, x.decode_held);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, parked_job& x) {
+  return f(caf::meta::type_name("parked_job"), x.ticket, x.desk, x.prompt_tokens, x.prefill_seconds,
+           x.switch_bytes_per_second, x.service);
 }
 
 template <class Inspector>

@@ -386,9 +386,7 @@ private:
     auto job = decode_job_of(seq, host_kv_,
                              switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0);
     state_.erase(seq);
-    const auto to = job.request.handoff;
-    if (to) // with no one to take it, the job's KV goes back to the pool right here
-      caf::anon_send(to, handoff_atom::value, std::move(job));
+    send_handoff(std::move(job), options_.handoff_desk, system().node());
   }
 
   void take_token(sequence& seq, std::int32_t token, models::token_logprobs lp) {

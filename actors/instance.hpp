@@ -10,6 +10,7 @@
 #include "models/model_cache.hpp"
 #include "models/sizing.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
@@ -46,6 +47,9 @@ struct instance_options {
   /// Keep a model that leaves the device resident beside the next one (where both fit), so that
   /// switching back copies nothing: MuxServe's two resident models. Else its space is freed.
   bool keep_resident = false;
+  /// A prefill instance's node's hand-off desk (handoff_desk.hpp): a request whose request actor
+  /// is on another node is handed off there, so that its KV stays on this node. Null: none.
+  caf::actor handoff_desk;
   /// Makes the policy that picks the model of each step; round-robin turns of 16 steps if unset.
   std::function<std::unique_ptr<sched::switch_policy>()> policy;
 };

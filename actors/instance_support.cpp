@@ -63,6 +63,16 @@ bool room_or_throw(result<void> r) {
   return r.has_value();
 }
 
+void send_handoff(decode_job job, const caf::actor& desk, const caf::node_id& here) {
+  const auto to = job.request.handoff;
+  if (!to)
+    return;
+  if (desk && to.node() != here)
+    caf::anon_send(desk, handoff_atom::value, std::move(job));
+  else
+    caf::anon_send(to, handoff_atom::value, std::move(job));
+}
+
 decode_job decode_job_of(sequence& seq, std::shared_ptr<gpu::kv_pool> host_kv,
                          double switch_bytes_per_second) {
   decode_job job;

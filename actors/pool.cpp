@@ -1,6 +1,7 @@
 #include "actors/pool.hpp"
 
 #include "actors/cluster.hpp"
+#include "actors/handoff_desk.hpp"
 #include "gpu/registry.hpp"
 
 #include <caf/actor_system.hpp>
@@ -245,17 +246,17 @@ result<std::unique_ptr<pool>> pool::join(caf::actor_system& sys, const pool_spec
     joined.push_back(info);
     for (auto& inst : info.instances) {
       const auto name = info.node + "/" + inst.name;
-      if (inst.role != to_string(instance_role::colocated))
+      const auto role = role_named(inst.role);
+      if (!role)
         return fail(errc::invalid_argument,
-                    "instance '" + name + "' is a " + inst.role +
-                        " instance; a front end uses its workers' colocated instances (hand-offs "
-                        "stay inside a node)");
+                    "instance '" + name + "' has the unknown role '" + inst.role + "'");
       std::erase_if(inst.models, [&](const std::string& m) { return !all.contains(m); });
       if (inst.models.empty())
         continue; // it serves none of the front end's models
       p->instances_.push_back(inst.handle);
       p->names_.push_back(name);
-      members.push_back({inst.handle, instance_role::colocated, inst.models, name, 0});
+      // Prefill and decode instances keep their hand-offs inside their node (its host pool).
+      members.push_back({inst.handle, *role, inst.models, name, 0, info.node});
     }
   }
   for (const auto& m : spec.models)
@@ -321,6 +322,9 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
   p->host_kv_ = std::make_shared<gpu::kv_pool>(std::move(*host), host_slab);
 
   const auto engines = plan_engines(spec, plans, p->devices_);
+  if (std::any_of(spec.instances.begin(), spec.instances.end(),
+                  [](const auto& is) { return is.role == instance_role::prefill; }))
+    p->desk_ = spawn_handoff_desk(sys); // for front ends on other nodes (a worker's pool)
   std::vector<pool_member> members;
   for (std::size_t i = 0; i < spec.instances.size(); ++i) {
     const auto& is = spec.instances[i];
@@ -330,6 +334,7 @@ pool::start(caf::actor_system& sys, const pool_spec& spec,
       models.push_back(served.at(n));
     auto options = instance_options_for(spec, is);
     options.engine = engines[i];
+    options.handoff_desk = p->desk_;
     auto actor = spawn_instance(sys, p->devices_[device_index(spec, is.device)], std::move(models),
                                 std::move(options), p->host_kv_);
     const std::string name = is.device + "/" + to_string(is.role) + "#" + std::to_string(i);
@@ -382,6 +387,8 @@ pool::~pool() {
   for (auto& w : watchers_)
     caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(proxy_, caf::exit_reason::user_shutdown);
+  if (desk_)
+    caf::anon_send_exit(desk_, caf::exit_reason::user_shutdown);
   if (!remote_) // a worker's instances outlive a front end
     for (auto& a : instances_)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);

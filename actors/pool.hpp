@@ -80,6 +80,7 @@ private:
   static result<std::unique_ptr<pool>> join(caf::actor_system& sys, const pool_spec& spec,
                                             const std::function<void(const std::string&)>& log);
   std::vector<caf::actor> watchers_; ///< a front end's, one per node
+  caf::actor desk_; ///< hands prefilled requests to request actors on other nodes (a worker's)
   std::map<std::string, models::llama_config> configs_;
   bool remote_ = false;
   pool_spec spec_;

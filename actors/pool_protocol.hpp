@@ -34,7 +34,8 @@ struct pool_member {
 };
 
 /// Adds an instance to a running proxy (a worker that joined again): `(add_member_atom,
-/// pool_member)`. Only colocated instances, which need no prefill lane.
+/// pool_member)`. A prefill instance takes the lane of a lost one of its name; one with no such
+/// lane is not added.
 using add_member_atom = caf::atom_constant<caf::atom("add_member")>;
 
 /// Submits a request to the proxy: `(submit_atom, generation_request)`; the reply is the id the
@@ -70,7 +71,7 @@ using request_actor = caf::typed_actor<
     caf::reacts_to<placed_atom, instance_actor>,
     caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
     caf::reacts_to<done_atom, generation_result>, caf::reacts_to<handoff_atom, decode_job>,
-    caf::reacts_to<cancel_atom>>;
+    caf::reacts_to<handoff_atom, parked_job>, caf::reacts_to<cancel_atom>>;
 
 /// The proxy as its request actors see it: its public messages and theirs.
 using pool_proxy_actor =

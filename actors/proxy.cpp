@@ -1,5 +1,6 @@
 #include "actors/proxy.hpp"
 
+#include "actors/proxy_members.hpp"
 #include "actors/request.hpp"
 #include "actors/sched/estimators.hpp"
 #include "actors/sched/prefill_queue.hpp"
@@ -19,7 +20,13 @@ namespace aeg::actors {
 
 namespace {
 
-constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+using proxy_detail::none;
+using proxy_detail::proxy_member;
+using proxy_detail::proxy_request;
+
+// Requests per decode instance a model's new prefill group is worth keeping on the node that
+// already decodes the model (over a less loaded one).
+constexpr double spread_cost = 4;
 
 caf::error refuse(const std::string& why) {
   return caf::make_error(caf::sec::runtime_error, why);
@@ -50,6 +57,26 @@ public:
                                                  : static_cast<double>(it->second.image_bytes) /
                                                        switch_bytes_per_second()};
     });
+    queue_.set_serves([this](std::size_t lane, const std::string& model) {
+      return members_[lane_member_[lane]].serves(model);
+    });
+    // Idle lanes tie: the group goes to the node whose decode instances hold the fewest
+    // requests, counting a node where the model has no batch yet as a batch busier (a model
+    // spread over nodes switches on both).
+    queue_.set_tiebreak([this](std::size_t lane, const std::string& model) {
+      const auto& node = members_[lane_member_[lane]].m.node;
+      double held = 0, decoders = 0;
+      bool batch = false;
+      for (const auto& m : members_)
+        if (m.alive && m.m.role == instance_role::decode && m.m.node == node) {
+          held += static_cast<double>(m.total());
+          batch |= m.holds(model) > 0;
+          ++decoders;
+        }
+      if (decoders == 0)
+        return std::numeric_limits<double>::max();
+      return held / decoders + (batch ? 0.0 : spread_cost);
+    });
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
   }
 
@@ -61,14 +88,7 @@ public:
           return submit(std::move(r));
         },
         [this](cancel_atom, std::uint64_t id) { cancel(id); },
-        [this](add_member_atom, pool_member& m) {
-          if (m.role != instance_role::colocated)
-            return; // a prefill or decode instance would need a lane and a partner
-          monitor(m.actor);
-          member st;
-          st.m = std::move(m);
-          members_.push_back(std::move(st));
-        },
+        [this](add_member_atom, pool_member& m) { add_member(std::move(m)); },
         [this](place_decode_atom, std::uint64_t id, std::size_t prompt_tokens, double seconds,
                double switch_rate) -> caf::result<instance_actor> {
           return place_decode(id, prompt_tokens, seconds, switch_rate);
@@ -82,40 +102,8 @@ public:
   }
 
 private:
-  struct member {
-    pool_member m;
-    bool alive = true;
-    std::size_t lane = none;                   // prefill lane of this instance (aegaeon routing)
-    std::size_t prefills = 0;                  // requests it holds from its lane
-    double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
-    std::map<std::string, std::size_t> active; // requests placed on it, by model
-    std::size_t kv_promised = 0;    // KV its decode requests may grow to (decode placement)
-    std::string last_model;         // the model of the request started on it last
-    std::uint64_t last_started = 0; // when, counted in requests started on the pool
-    std::size_t holds(const std::string& model) const {
-      const auto it = active.find(model);
-      return it == active.end() ? 0 : it->second;
-    }
-    std::size_t total() const {
-      std::size_t n = 0;
-      for (const auto& [model, k] : active)
-        n += k;
-      return n;
-    }
-    bool serves(const std::string& model) const {
-      return std::find(m.models.begin(), m.models.end(), model) != m.models.end();
-    }
-  };
-  struct tracked {
-    request_actor actor;
-    std::string model;
-    std::size_t member = none;                // where it runs (or ran last)
-    std::optional<generation_request> queued; // waiting in a prefill lane
-    std::size_t lane = none;
-    bool holds_lane = false;     // occupies a prefill slot of its lane
-    std::size_t kv_promised = 0; // its share of its decode instance's kv_promised
-    std::size_t kv_need = 0;     // KV bytes of its whole context (prompt and every token)
-  };
+  using member = proxy_member;
+  using tracked = proxy_request;
 
   // Gives back what `t` was promised on its member's KV.
   void release_kv(tracked& t) {
@@ -189,6 +177,10 @@ private:
       const auto n = static_cast<double>(r.prompt.size());
       const sched::prefill_queue::estimate e{prefill_time(t.model).predict(r.prompt.size(), n * n)};
       const std::size_t lane = queue_.add(id, r.model, e);
+      if (lane == sched::prefill_queue::no_instance) {
+        send(t.actor, cancel_atom::value); // no prefill instance serves it (all gone): end it
+        return;
+      }
       t.lane = lane;
       t.queued = std::move(r);
       ++queued_by_model_[t.model];
@@ -431,6 +423,27 @@ private:
         place(id, std::move(r));
       }
     }
+  }
+
+  // An instance of a node that joined again. A prefill instance takes the lane of the one of
+  // its name that was lost (lanes are fixed when the proxy starts): the same node, back.
+  void add_member(pool_member m) {
+    member st;
+    st.m = std::move(m);
+    if (st.m.role == instance_role::prefill) {
+      const auto old = std::find_if(members_.begin(), members_.end(), [&](const member& o) {
+        return !o.alive && o.lane != none && o.m.name == st.m.name;
+      });
+      if (old == members_.end())
+        return; // no lane for it
+      st.lane = std::exchange(old->lane, none);
+      lane_member_[st.lane] = members_.size();
+      queue_.reopen(st.lane);
+    }
+    monitor(st.m.actor);
+    members_.push_back(std::move(st));
+    if (members_.back().lane != none)
+      pump(members_.back().lane);
   }
 
   // The rate models scale up at on prefill instances: the mean of what they measured, else the

@@ -25,8 +25,12 @@ public:
     tokens_ = client_.prompt;
     generated_ = client_.generated_before;
     set_down_handler([this](caf::down_msg& m) {
-      if (m.source == instance_.address())
+      if (m.source == instance_.address()) {
         instance_lost();
+      } else if (parked_ && m.source == parked_->desk.address()) {
+        parked_.reset(); // its node is gone, and the KV with it
+        instance_lost();
+      }
     });
   }
 
@@ -36,12 +40,14 @@ public:
                                   models::token_logprobs& lp) { on_token(token, std::move(lp)); },
                            [this](done_atom, generation_result r) { on_done(std::move(r)); },
                            [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
+                           [this](handoff_atom, parked_job p) { on_parked(std::move(p)); },
                            [this](cancel_atom) { on_cancel(); });
   }
 
   void on_exit() override {
     // Never leave KV behind: a job in transit is released here at the latest.
     in_transit_.reset();
+    release_parked();
     typed_coro_actor<request_actor>::on_exit();
   }
 
@@ -87,23 +93,55 @@ private:
     spawn(find_decoder());
   }
 
+  // The prefill instance is on another node: our KV waits there, at its node's desk.
+  void on_parked(parked_job p) {
+    if (instance_) {
+      demonitor(instance_.address());
+      instance_ = nullptr;
+    }
+    service_ += p.service;
+    parked_ = std::move(p);
+    monitor(parked_->desk); // should its node go, we prefill again elsewhere
+    if (cancelled_)
+      return finish(finish_reason::cancelled, {});
+    spawn(find_decoder());
+  }
+
+  // Tells the desk to drop our parked job, if we have one (its KV goes back to its node's pool).
+  void release_parked() {
+    if (!parked_)
+      return;
+    demonitor(parked_->desk.address());
+    caf::anon_send(parked_->desk, cancel_atom::value, parked_->ticket);
+    parked_.reset();
+  }
+
   coro::task<void> find_decoder() {
+    const bool parked = parked_.has_value();
+    const std::size_t prompt = parked ? parked_->prompt_tokens : in_transit_->request.prompt.size();
+    const double seconds = parked ? parked_->prefill_seconds : in_transit_->prefill_seconds;
+    const double rate =
+        parked ? parked_->switch_bytes_per_second : in_transit_->switch_bytes_per_second;
     auto decoder = co_await ask<instance_actor>(
-        this, proxy_, placement_timeout, place_decode_atom::value, id_,
-        in_transit_->request.prompt.size(), in_transit_->prefill_seconds,
-        in_transit_->switch_bytes_per_second);
-    if (finished_ || !in_transit_)
+        this, proxy_, placement_timeout, place_decode_atom::value, id_, prompt, seconds, rate);
+    if (finished_ || (parked ? !parked_ : !in_transit_))
       co_return;
     if (!decoder) {
       finish(finish_reason::error,
              "no decode instance took the request: " + decoder.error().message);
       co_return;
     }
-    in_transit_->request.sink = handle();
-    in_transit_->request.handoff = handle();
-    // Should the decoder stop before reading it, the dropped job frees its KV.
-    send(*decoder, decode_atom::value, std::move(*in_transit_));
-    in_transit_.reset();
+    if (parked) { // the desk gives the job to the decoder, on their node
+      demonitor(parked_->desk.address());
+      caf::anon_send(parked_->desk, decode_atom::value, parked_->ticket, *decoder);
+      parked_.reset();
+    } else {
+      in_transit_->request.sink = handle();
+      in_transit_->request.handoff = handle();
+      // Should the decoder stop before reading it, the dropped job frees its KV.
+      send(*decoder, decode_atom::value, std::move(*in_transit_));
+      in_transit_.reset();
+    }
     place(std::move(*decoder));
   }
 
@@ -111,7 +149,7 @@ private:
     if (finished_)
       return;
     cancelled_ = true;
-    if (in_transit_)
+    if (in_transit_ || parked_)
       return finish(finish_reason::cancelled, {});
     if (instance_)
       send(instance_, cancel_atom::value, id_); // it answers with done(cancelled)
@@ -153,6 +191,7 @@ private:
       return;
     finished_ = true;
     in_transit_.reset(); // the job's KV goes back to the host pool with its last copy
+    release_parked();
     if (instance_ && reason == finish_reason::cancelled)
       send(instance_, cancel_atom::value, id_);
     // A monitor is registered with the instance, and keeps this actor's memory alive there
@@ -188,6 +227,7 @@ private:
   catalog_entry model_;
   instance_actor instance_;
   std::optional<decode_job> in_transit_;
+  std::optional<parked_job> parked_; // our decode job waits at another node's desk
   std::vector<std::int32_t> tokens_;
   std::size_t generated_ = 0;
   std::vector<double> times_;

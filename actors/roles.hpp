@@ -2,6 +2,9 @@
 
 // The roles of a pool's parts, as plain enums (topology files, policies and actors name them).
 
+#include <optional>
+#include <string_view>
+
 namespace aeg::actors {
 
 /// What an instance does with a request.
@@ -20,5 +23,7 @@ enum class routing {
 
 /// "colocated", "prefill", "decode".
 const char* to_string(instance_role r) noexcept;
+/// The role `to_string` names `name`; none for another name.
+std::optional<instance_role> role_named(std::string_view name) noexcept;
 
 } // namespace aeg::actors

@@ -25,12 +25,8 @@ std::size_t mib(double v) {
 }
 
 result<instance_role> role_of(const std::string& s, const std::string& where) {
-  if (s == "colocated")
-    return instance_role::colocated;
-  if (s == "prefill")
-    return instance_role::prefill;
-  if (s == "decode")
-    return instance_role::decode;
+  if (const auto r = role_named(s))
+    return *r;
   return fail(errc::invalid_argument,
               where + ": '" + s + "' is not a role; choose prefill, decode or colocated");
 }
@@ -222,6 +218,13 @@ result<void> check_coverage(const pool_spec& spec) {
 }
 
 } // namespace
+
+std::optional<instance_role> role_named(std::string_view name) noexcept {
+  for (auto r : {instance_role::colocated, instance_role::prefill, instance_role::decode})
+    if (name == to_string(r))
+      return r;
+  return std::nullopt;
+}
 
 const char* to_string(instance_role r) noexcept {
   switch (r) {

@@ -37,28 +37,32 @@ seconds prefill_queue::work(std::size_t i) const {
 
 std::size_t prefill_queue::add(std::uint64_t id, const std::string& model, estimate e) {
   // Existing groups come first: join any queued group of this model with room.
+  const auto serves = [&](std::size_t i) { return !serves_ || serves_(i, model); };
   for (std::size_t i = 0; i < lanes_.size(); ++i)
     for (auto& g : lanes_[i].groups) // a drained lane has none
-      if (g.model == model && g.cumulative < max_group_) {
+      if (g.model == model && g.cumulative < max_group_ && serves(i)) {
         g.pending.push_back({id, e});
         ++g.cumulative;
         return i;
       }
-  // Otherwise a new group on the instance with the least estimated work (the lowest index
-  // among equals, so that the choice is deterministic). A drained lane has no work left and
-  // would win every time, though nothing will ever run there.
+  // Otherwise a new group on the instance with the least estimated work; among equals (idle
+  // instances, most often) the one whose decode side is least loaded, then the lowest index, so
+  // that the choice is deterministic. A drained lane has no work left and would win every time,
+  // though nothing will ever run there.
   std::size_t best = lanes_.size();
   seconds best_work = seconds{std::numeric_limits<double>::max()};
   for (std::size_t i = 0; i < lanes_.size(); ++i) {
-    if (!lanes_[i].open)
+    if (!lanes_[i].open || !serves(i))
       continue;
     const seconds w = work(i);
-    if (best == lanes_.size() || w < best_work) {
+    if (best == lanes_.size() || w < best_work ||
+        (w == best_work && tiebreak_ && tiebreak_(i, model) < tiebreak_(best, model))) {
       best_work = w;
       best = i;
     }
   }
-  AEG_ASSERT(best < lanes_.size(), "prefill_queue::add: every instance is drained");
+  if (best == lanes_.size())
+    return no_instance;
   group g;
   g.model = model;
   g.cumulative = 1;

@@ -29,10 +29,23 @@ public:
   /// Estimated switch time to a model.
   using switch_time_fn = std::function<seconds(const std::string& model)>;
 
+  /// Whether instance `i` serves `model` (unset: every instance serves every model).
+  using serves_fn = std::function<bool(std::size_t instance, const std::string& model)>;
+  /// What `add` returns when no open instance serves the model.
+  static constexpr std::size_t no_instance = static_cast<std::size_t>(-1);
+
   prefill_queue(std::size_t num_instances, std::size_t max_group, switch_time_fn switch_time);
 
-  /// Queues request `id` of `model`; returns the instance it will run on. At least one
-  /// instance must be open (not drained).
+  /// Limits each instance to the models `serves` says (instances of nodes serving different
+  /// models); a request only joins or starts groups on instances that serve its model.
+  void set_serves(serves_fn serves) { serves_ = std::move(serves); }
+  /// How costly it is to send `model`'s next group to instance `i` for what comes after it (its
+  /// node's decode instances): among instances with equal prefill work, a new group goes to the
+  /// cheapest (unset: the lowest index).
+  using load_fn = std::function<double(std::size_t instance, const std::string& model)>;
+  void set_tiebreak(load_fn load) { tiebreak_ = std::move(load); }
+  /// Queues request `id` of `model`; returns the instance it will run on, or `no_instance`
+  /// when no open (not drained) instance serves the model (nothing is queued then).
   std::size_t add(std::uint64_t id, const std::string& model, estimate e);
   /// The next request instance `i` should prefill, taken off its queue (null when none). It
   /// counts in the instance's work until `finish`.
@@ -47,6 +60,8 @@ public:
   /// Every queued request of instance `i`, in order (when an instance goes away); the ones it
   /// was handed are forgotten, and `add` never chooses it again.
   std::vector<std::uint64_t> drain(std::size_t instance);
+  /// Instance `i`, drained, is back (a node joined again): `add` may choose it again.
+  void reopen(std::size_t instance) { lanes_[instance].open = true; }
 
   /// Estimated time to run everything queued on instance `i` or handed to it and not finished,
   /// switches included.
@@ -80,6 +95,8 @@ private:
   std::vector<lane> lanes_;
   std::size_t max_group_;
   switch_time_fn switch_time_;
+  serves_fn serves_;
+  load_fn tiebreak_;
 };
 
 /// Where a prefilled request decodes: an instance that already has a batch of its model with

@@ -6,7 +6,7 @@
 #include "apps/aegaeon/figure.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/market.hpp"
-#include "apps/aegaeon/muxserve_pool.hpp"
+#include "apps/aegaeon/node_placement.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
 #include "apps/aegaeon/report_figures.hpp"
 #include "apps/aegaeon/run_summary.hpp"
@@ -107,6 +107,7 @@ nlohmann::json report_of(const simulate_options& o, const std::string& profile, 
                         {"mix", o.mix},         {"dataset", o.dataset},
                         {"duration", arrivals}, {"ttft_slo", o.ttft},
                         {"tbt_slo", o.tbt},     {"seed", o.seed},
+                        {"nodes", o.nodes},     {"placement", o.placement},
                         {"goodput", goodput},   {"runs", runs}};
   if (interrupted)
     doc["interrupted"] = true;
@@ -142,9 +143,17 @@ result<run_result> simulate_cell(const simulate_options& o,
                                  std::vector<actors::request_metrics>* finished) {
   auto spec = policy_pool({"sim", o.devices, o.prefill_devices, 0, o.max_batch_tokens, o.max_seqs},
                           policy, models);
-  if (policy == "muxserve")
-    if (auto placed = place_muxserve(spec, trace, duration, profile->memory_bytes); !placed)
+  const std::size_t prefill = splits_prefill(policy) ? o.prefill_devices : 0;
+  AEG_TRY(check_node_split(o.devices, prefill, o.nodes));
+  AEG_TRY_ASSIGN(const auto placement, parse_node_placement(o.placement));
+  if (policy == "muxserve") {
+    auto placed =
+        place_muxserve_on_nodes(spec, trace, duration, profile->memory_bytes, {o.nodes, placement});
+    if (!placed)
       return fail(placed.error().code, "muxserve: " + placed.error().message);
+  } else {
+    place_on_nodes(spec, prefill, {o.nodes, placement});
+  }
   if (serverless_baseline(policy)) {
     auto slower = std::make_shared<gpu::sim_profile>(*profile);
     slower->h2d_bytes_per_second =
@@ -225,6 +234,13 @@ int run_simulate(const simulate_options& o) {
                o.prefill_devices, o.devices);
     return 2;
   }
+  for (const auto& policy : o.policies)
+    if (auto split =
+            check_node_split(o.devices, splits_prefill(policy) ? o.prefill_devices : 0, o.nodes);
+        !split) {
+      fmt::print(stderr, "aegaeon simulate: {} (for {})\n", split.error().message, policy);
+      return 2;
+    }
   auto files = bench_files::open(o.json_path, o.csv_path, o.trace_path);
   std::optional<std::ofstream> svg;
   if (files && !o.svg_path.empty()) {
@@ -278,6 +294,9 @@ int run_simulate(const simulate_options& o) {
              o.devices, profile->name, o.prefill_devices, o.devices - o.prefill_devices,
              o.profile_path, o.mix, o.trace_path.empty() ? o.dataset : o.trace_path, arrivals,
              o.ttft, o.tbt);
+  if (o.nodes > 1)
+    fmt::print("{} nodes of {} devices each, {} placement\n", o.nodes, o.devices / o.nodes,
+               o.placement);
   stop_on_interrupt("aegaeon simulate: stopping; the cells finished will be reported (Ctrl-C "
                     "again quits at once)");
   std::vector<run_result> all;
@@ -458,6 +477,7 @@ CLI::App* add_simulate_command(CLI::App& app, simulate_options& o) {
                   "Draw every figure (SVG: attainment, TTFT/TBT and switch CDFs, a timeline per "
                   "cell) into this directory; default: beside --json, named after it");
   add_market_options(*cmd, o);
+  add_node_options(*cmd, o.nodes, o.placement);
   add_breakdown_options(*cmd, o);
   return cmd;
 }

@@ -24,6 +24,10 @@ struct simulate_options {
   std::string profile_path = "profiles/h800.json";
   std::size_t devices = 16;
   std::size_t prefill_devices = 6; ///< aegaeon and fcfs; 0: colocated instances
+  /// Machines the devices split into evenly, and which serve each model ("pooled": all;
+  /// "partitioned": model i on node i mod nodes). See node_placement.hpp.
+  std::size_t nodes = 1;
+  std::string placement = "pooled";
   /// Model shapes and their shares, "shape:count,...": model i takes slot i mod the total.
   std::string mix = "qwen2.5-7b:6,yi-9b:2,llama-2-13b:2";
   std::vector<std::size_t> model_counts = {16, 32, 48, 64, 80};

@@ -24,18 +24,25 @@ protected:
   std::string key() const { return (dir_ / "cluster.key").string(); }
 
   // Starts a worker serving `models` on one CPU device, on `port` (0: a free one); the port it
-  // listens on (0: it failed).
+  // listens on (0: it failed). `split_` workers have two devices instead, a prefill instance on
+  // one and a decode instance on the other.
   std::uint16_t worker(const std::string& name, const std::vector<model_spec>& models,
                        std::uint16_t port = 0) {
     const auto topology = (dir_ / (name + ".json")).string();
     {
       std::ofstream t(topology);
-      t << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 96}], "models": [)";
+      t << R"({"devices": [{"name": "cpu0", "backend": "cpu", "memory_mib": 96})"
+        << (split_ ? R"(, {"name": "cpu1", "backend": "cpu", "memory_mib": 96})" : "")
+        << R"(], "models": [)";
       for (std::size_t i = 0; i < models.size(); ++i)
         t << (i ? ", " : "") << R"({"name": ")" << models[i].name << R"(", "gguf": ")"
           << models[i].source.model_path << R"("})";
-      t << R"(], "instances": [{"device": "cpu0", "kv_mib": 16, "max_batch_tokens": 96,
-             "max_seqs": 16}], "host_kv_mib": 64, "slab_mib": 1})";
+      const char* sizes = R"("kv_mib": 16, "max_batch_tokens": 96, "max_seqs": 16})";
+      t << R"(], "instances": [)"
+        << (split_ ? std::string(R"({"device": "cpu0", "role": "prefill", )") + sizes +
+                         R"(, {"device": "cpu1", "role": "decode", )" + sizes
+                   : std::string(R"({"device": "cpu0", )") + sizes)
+        << R"(], "host_kv_mib": 64, "slab_mib": 1})";
     }
     std::vector<std::string> args{
         AEG_BINARY, "worker", "--config", topology,   "--cluster-key-file",
@@ -81,6 +88,7 @@ protected:
 
   std::vector<std::unique_ptr<aeg::testing::child>> workers_;
   std::vector<std::string> worker_flags_; ///< more flags for every worker (its TLS files)
+  bool split_ = false; ///< workers run a prefill and a decode instance instead of a colocated one
 };
 
 // A port nothing listens on (bound, then closed).

@@ -51,8 +51,9 @@ protected:
       return {[](token_atom, std::uint64_t, std::int32_t, const aeg::models::token_logprobs&) {},
               [](done_atom, generation_result) {}};
     });
-    handoff_ = sys_.spawn(
-        []() -> handoff_sink::behavior_type { return {[](handoff_atom, decode_job) {}}; });
+    handoff_ = sys_.spawn([]() -> handoff_sink::behavior_type {
+      return {[](handoff_atom, decode_job) {}, [](handoff_atom, parked_job) {}};
+    });
     generation_request r;
     r.id = 42;
     r.model = "qwen2.5-7b";
@@ -96,6 +97,32 @@ TEST_F(Wire, ARequestKeepsEveryFieldAndItsActors) {
   expect_same(r, round_trip(r));
   generation_request unset;
   EXPECT_EQ(round_trip(unset).arrived, std::chrono::steady_clock::time_point{});
+}
+
+// A hand-off parked at another node's desk travels as a ticket, the desk's handle and what the
+// front end's estimates learn from it.
+TEST_F(Wire, AParkedJobKeepsItsTicketDeskAndMeasurements) {
+  auto desk = sys_.spawn([]() -> caf::behavior { return {[](cancel_atom, std::uint64_t) {}}; });
+  parked_job p{99, desk, 512, 0.75, 8e9, {}};
+  p.service.prefill_execute = 0.5;
+  const auto back = round_trip(p);
+  EXPECT_EQ(back.ticket, 99u);
+  EXPECT_EQ(back.desk, desk);
+  EXPECT_EQ(back.prompt_tokens, 512u);
+  EXPECT_EQ(back.prefill_seconds, 0.75);
+  EXPECT_EQ(back.switch_bytes_per_second, 8e9);
+  EXPECT_EQ(back.service.prefill_execute, 0.5);
+  // Looked up by its name, as the network layer does.
+  auto msg = caf::make_message(handoff_atom::value, p);
+  std::vector<char> buf;
+  caf::binary_serializer out(sys_, buf);
+  EXPECT_FALSE(out(msg));
+  caf::message again;
+  caf::binary_deserializer in(sys_, buf);
+  EXPECT_FALSE(in(again));
+  ASSERT_TRUE((again.match_elements<handoff_atom, parked_job>()));
+  EXPECT_EQ(again.get_as<parked_job>(1).ticket, 99u);
+  caf::anon_send_exit(desk, caf::exit_reason::user_shutdown);
 }
 
 TEST_F(Wire, ResultsAndStatsKeepEveryField) {

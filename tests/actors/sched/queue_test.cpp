@@ -15,6 +15,35 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Instances of nodes that serve different models: a request joins or starts a group only on an
+// instance that serves its model, and none serving it queues nothing.
+TEST(PrefillQueue, ARequestGoesOnlyToInstancesThatServeItsModel) {
+  prefill_queue q(3, 8, [](const std::string&) { return seconds{1.0}; });
+  q.set_serves([](std::size_t i, const std::string& m) { return m == "a" ? i != 0 : i == 0; });
+  const prefill_queue::estimate e{seconds{0.1}};
+  EXPECT_EQ(q.add(1, "b", e), 0u); // only instance 0 serves b
+  EXPECT_EQ(q.add(2, "b", e), 0u);
+  EXPECT_EQ(q.add(3, "a", e), 1u); // 1 and 2 serve a; 0 is idle-less but serves no a
+  EXPECT_EQ(q.add(4, "a", e), 1u); // joins a's group
+  q.drain(1);
+  q.drain(2);
+  EXPECT_EQ(q.add(5, "a", e), prefill_queue::no_instance); // nobody left serves a
+  EXPECT_EQ(q.size(0), 2u);
+}
+
+// Idle instances tie on prefill work: the new group goes where the decode side is least loaded
+// (instances of nodes with busier decode instances lose), and to the lowest index among equals.
+TEST(PrefillQueue, AmongIdleInstancesTheLeastLoadedDecodeSideWins) {
+  prefill_queue q(3, 8, [](const std::string&) { return seconds{1.0}; });
+  std::vector<double> load = {5, 2, 2};
+  q.set_tiebreak([&](std::size_t i, const std::string&) { return load[i]; });
+  const prefill_queue::estimate e{seconds{0.1}};
+  EXPECT_EQ(q.add(1, "a", e), 1u); // 1 and 2 tie at load 2: the lower index
+  EXPECT_EQ(q.add(2, "b", e), 2u); // 1 now has work; 0 and 2 are idle, 2 less loaded
+  load = {0, 2, 2};
+  EXPECT_EQ(q.add(3, "c", e), 0u);
+}
+
 TEST(PrefillQueue, GroupsFillUpToEightThenANewGroupGoesToTheLeastLoadedInstance) {
   prefill_queue q(2, 8, [](const std::string&) { return seconds{1.0}; });
   const prefill_queue::estimate e{seconds{0.1}};

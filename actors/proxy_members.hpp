@@ -1,0 +1,60 @@
+#pragma once
+
+// The proxy's records of its instances and requests (proxy.cpp), apart so that the proxy's
+// logic reads on its own.
+
+#include "actors/generation.hpp"
+#include "actors/pool_protocol.hpp"
+#include "actors/request.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace aeg::actors::proxy_detail {
+
+/// No index (no member, no lane).
+inline constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+
+/// What the proxy knows of one of its instances.
+struct proxy_member {
+  pool_member m;
+  bool alive = true;
+  std::size_t lane = none;                   // prefill lane of this instance (aegaeon routing)
+  std::size_t prefills = 0;                  // requests it holds from its lane
+  double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
+  std::map<std::string, std::size_t> active; // requests placed on it, by model
+  std::size_t kv_promised = 0;    // KV its decode requests may grow to (decode placement)
+  std::string last_model;         // the model of the request started on it last
+  std::uint64_t last_started = 0; // when, counted in requests started on the pool
+  std::size_t holds(const std::string& model) const {
+    const auto it = active.find(model);
+    return it == active.end() ? 0 : it->second;
+  }
+  std::size_t total() const {
+    std::size_t n = 0;
+    for (const auto& [model, k] : active)
+      n += k;
+    return n;
+  }
+  bool serves(const std::string& model) const {
+    return std::find(m.models.begin(), m.models.end(), model) != m.models.end();
+  }
+};
+/// What the proxy knows of one of its requests.
+struct proxy_request {
+  request_actor actor;
+  std::string model;
+  std::size_t member = none;                // where it runs (or ran last)
+  std::optional<generation_request> queued; // waiting in a prefill lane
+  std::size_t lane = none;
+  bool holds_lane = false;     // occupies a prefill slot of its lane
+  std::size_t kv_promised = 0; // its share of its decode instance's kv_promised
+  std::size_t kv_need = 0;     // KV bytes of its whole context (prompt and every token)
+};
+
+} // namespace aeg::actors::proxy_detail
