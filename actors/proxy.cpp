@@ -24,10 +24,6 @@ using proxy_detail::none;
 using proxy_detail::proxy_member;
 using proxy_detail::proxy_request;
 
-// Requests per decode instance a model's new prefill group is worth keeping on the node that
-// already decodes the model (over a less loaded one).
-constexpr double spread_cost = 4;
-
 caf::error refuse(const std::string& why) {
   return caf::make_error(caf::sec::runtime_error, why);
 }
@@ -60,10 +56,9 @@ public:
     queue_.set_serves([this](std::size_t lane, const std::string& model) {
       return members_[lane_member_[lane]].serves(model);
     });
-    // Idle lanes tie: the group goes to the node whose decode instances hold the fewest
-    // requests, counting a node where the model has no batch yet as a batch busier (a model
-    // spread over nodes switches on both).
-    queue_.set_tiebreak([this](std::size_t lane, const std::string& model) {
+    // A lane is also a choice of decode node: one with no batch of the model must scale it up
+    // too (a model spread over nodes switches on both); among equals, the one holding fewer.
+    queue_.set_after([this](std::size_t lane, const std::string& model) {
       const auto& node = members_[lane_member_[lane]].m.node;
       double held = 0, decoders = 0;
       bool batch = false;
@@ -73,9 +68,12 @@ public:
           batch |= m.holds(model) > 0;
           ++decoders;
         }
-      if (decoders == 0)
-        return std::numeric_limits<double>::max();
-      return held / decoders + (batch ? 0.0 : spread_cost);
+      const auto it = catalog_.find(model);
+      const double scale_up =
+          batch || it == catalog_.end()
+              ? 0.0
+              : static_cast<double>(it->second.image_bytes) / switch_bytes_per_second();
+      return sched::seconds{decoders == 0 ? 1e9 : scale_up + 1e-6 * held / decoders};
     });
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
   }

@@ -54,9 +54,8 @@ std::size_t prefill_queue::add(std::uint64_t id, const std::string& model, estim
   for (std::size_t i = 0; i < lanes_.size(); ++i) {
     if (!lanes_[i].open || !serves(i))
       continue;
-    const seconds w = work(i);
-    if (best == lanes_.size() || w < best_work ||
-        (w == best_work && tiebreak_ && tiebreak_(i, model) < tiebreak_(best, model))) {
+    const seconds w = work(i) + (after_ ? after_(i, model) : seconds{0});
+    if (best == lanes_.size() || w < best_work) {
       best_work = w;
       best = i;
     }

@@ -39,11 +39,11 @@ public:
   /// Limits each instance to the models `serves` says (instances of nodes serving different
   /// models); a request only joins or starts groups on instances that serve its model.
   void set_serves(serves_fn serves) { serves_ = std::move(serves); }
-  /// How costly it is to send `model`'s next group to instance `i` for what comes after it (its
-  /// node's decode instances): among instances with equal prefill work, a new group goes to the
-  /// cheapest (unset: the lowest index).
-  using load_fn = std::function<double(std::size_t instance, const std::string& model)>;
-  void set_tiebreak(load_fn load) { tiebreak_ = std::move(load); }
+  /// What sending `model`'s next group to instance `i` costs after its prefill (on its node's
+  /// decode instances), in seconds: a new group goes where the instance's work plus this is
+  /// least (unset: nothing; the lowest index among equals).
+  using after_fn = std::function<seconds(std::size_t instance, const std::string& model)>;
+  void set_after(after_fn after) { after_ = std::move(after); }
   /// Queues request `id` of `model`; returns the instance it will run on, or `no_instance`
   /// when no open (not drained) instance serves the model (nothing is queued then).
   std::size_t add(std::uint64_t id, const std::string& model, estimate e);
@@ -96,7 +96,7 @@ private:
   std::size_t max_group_;
   switch_time_fn switch_time_;
   serves_fn serves_;
-  load_fn tiebreak_;
+  after_fn after_;
 };
 
 /// Where a prefilled request decodes: an instance that already has a batch of its model with

@@ -31,17 +31,18 @@ TEST(PrefillQueue, ARequestGoesOnlyToInstancesThatServeItsModel) {
   EXPECT_EQ(q.size(0), 2u);
 }
 
-// Idle instances tie on prefill work: the new group goes where the decode side is least loaded
-// (instances of nodes with busier decode instances lose), and to the lowest index among equals.
-TEST(PrefillQueue, AmongIdleInstancesTheLeastLoadedDecodeSideWins) {
-  prefill_queue q(3, 8, [](const std::string&) { return seconds{1.0}; });
-  std::vector<double> load = {5, 2, 2};
-  q.set_tiebreak([&](std::size_t i, const std::string&) { return load[i]; });
+// What follows a lane (its node's decode side) counts with its queued work: a node that must
+// scale the model up loses to an idle one that need not, until its own queue costs more.
+TEST(PrefillQueue, TheDecodeSideCostCountsWithTheQueuedWork) {
+  prefill_queue q(3, 1, [](const std::string&) { return seconds{1.0}; });
+  std::vector<double> after = {0.5, 0.0, 0.0};
+  q.set_after([&](std::size_t i, const std::string&) { return seconds{after[i]}; });
   const prefill_queue::estimate e{seconds{0.1}};
-  EXPECT_EQ(q.add(1, "a", e), 1u); // 1 and 2 tie at load 2: the lower index
-  EXPECT_EQ(q.add(2, "b", e), 2u); // 1 now has work; 0 and 2 are idle, 2 less loaded
-  load = {0, 2, 2};
-  EXPECT_EQ(q.add(3, "c", e), 0u);
+  EXPECT_EQ(q.add(1, "a", e), 1u); // 1 and 2 tie at nothing after: the lower index
+  EXPECT_EQ(q.add(2, "b", e), 2u); // 1 has 1.1 s queued; 2 is idle
+  EXPECT_EQ(q.add(3, "c", e), 0u); // 0's 0.5 s after beats the others' 1.1 s queued
+  after = {5.0, 0.0, 0.0};
+  EXPECT_EQ(q.add(4, "d", e), 1u); // 0 now costs 6.1 s, 1 and 2 1.1 s: the lower index
 }
 
 TEST(PrefillQueue, GroupsFillUpToEightThenANewGroupGoesToTheLeastLoadedInstance) {
