@@ -2,9 +2,11 @@
 // layouts the CPU loads GGUF weights into, each held against the memory-bandwidth bound measured
 // in the same run (the same compute threads reading a buffer as large as the working set):
 //   Q4_K → Q4_1x8   Q4_K rows transcoded to Q4_1 and interleaved (how Q4_K_M/Q4_K_S load)
-//   Q8_0 → Q8_0x8   Q8_0 rows interleaved
-//   Q6_K → Q8_0x8   Q6_K rows re-quantized to Q8_0 and interleaved (how Q6_K, Q5_K, Q3_K and
-//                   Q2_K load, and how Q4_K loaded before it was transcoded)
+//   Q5_K → Q5_1x8   Q5_K rows transcoded to Q5_1 and interleaved (how Q5_K_M/Q5_K_S load)
+//   Q6_K → Q6_Kx8   Q6_K rows interleaved as they are (how Q6_K loads)
+//   Q3_K → Q3_Kx8   Q3_K rows interleaved as they are (how Q3_K loads)
+//   Q8_0 → Q8_0x8   Q8_0 rows interleaved; also how Q2_K loads (re-quantized to Q8_0), and how
+//                   the other K-quants loaded before: the peer
 //   F16             F16 rows as stored
 // Each layout gets as many copies of the matrix as fill `--working-set-mib`, far more than the
 // caches hold, and a pass multiplies every copy once: every weight byte comes from memory, as in
@@ -55,6 +57,20 @@ std::vector<kernels::block_q4_k> random_q4_k(std::size_t n, std::mt19937& rng) {
   return out;
 }
 
+std::vector<kernels::block_q5_k> random_q5_k(std::size_t n, std::mt19937& rng) {
+  const auto q4 = random_q4_k(n, rng);
+  std::vector<kernels::block_q5_k> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].d = q4[i].d;
+    out[i].dmin = q4[i].dmin;
+    std::memcpy(out[i].scales, q4[i].scales, sizeof q4[i].scales);
+    std::memcpy(out[i].qs, q4[i].qs, sizeof q4[i].qs);
+    for (auto& h : out[i].qh)
+      h = static_cast<std::uint8_t>(rng());
+  }
+  return out;
+}
+
 std::vector<kernels::block_q6_k> random_q6_k(std::size_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(0.5f, 1.5f);
   std::vector<kernels::block_q6_k> out(n);
@@ -81,40 +97,49 @@ struct layout {
 };
 
 // A [rows, cols] matrix, stored as `stored`, in the type the CPU computes it in, converted with
-// the kernels the loader uses (models/llama/weights.cpp): transcoding for Q4_K, dequantizing and
-// re-quantizing to Q8_0 for Q6_K.
-std::vector<std::byte> make_matrix(dtype stored, std::size_t rows, std::size_t cols,
-                                   std::mt19937& rng) {
+// the kernels the loader uses (models/llama/weights.cpp): transcoding for Q4_K and Q5_K,
+// interleaving for Q6_K, Q3_K and Q8_0. Returns the type and the bytes.
+std::pair<dtype, std::vector<std::byte>> make_matrix(dtype stored, std::size_t rows,
+                                                     std::size_t cols, std::mt19937& rng) {
   const std::size_t n = rows * cols;
   std::vector<std::byte> plain;
   dtype plain_type = stored;
-  if (stored == dtype::q4_k) {
-    const auto k = random_q4_k(n / 256, rng);
-    plain_type = *kernels::transcoded_type(stored);
+  if (const auto to = kernels::transcoded_type(stored)) {
+    plain_type = *to;
     plain.resize(kernels::row_bytes(plain_type, n));
+    const std::size_t in_row = kernels::row_bytes(stored, cols);
+    std::vector<std::byte> k(kernels::row_bytes(stored, n));
+    if (stored == dtype::q4_k)
+      std::memcpy(k.data(), random_q4_k(n / 256, rng).data(), k.size());
+    else
+      std::memcpy(k.data(), random_q5_k(n / 256, rng).data(), k.size());
     for (std::size_t r = 0; r < rows; ++r)
-      kernels::transcode_row(stored, k.data() + r * cols / 256,
+      kernels::transcode_row(stored, k.data() + r * in_row,
                              plain.data() + r * kernels::row_bytes(plain_type, cols), cols);
+  } else if (stored == dtype::q6_k) {
+    const auto k = random_q6_k(n / 256, rng);
+    plain.resize(kernels::row_bytes(plain_type, n));
+    std::memcpy(plain.data(), k.data(), plain.size());
+  } else if (stored == dtype::q3_k) { // random bytes but for d: any scale and value is valid
+    plain.resize(kernels::row_bytes(plain_type, n));
+    for (auto& b : plain)
+      b = static_cast<std::byte>(rng());
+    for (std::size_t i = 0; i < n / 256; ++i)
+      reinterpret_cast<kernels::block_q3_k*>(plain.data())[i].d = kernels::float_to_half(1e-3f);
   } else {
     std::vector<float> w(n);
-    if (stored == dtype::q6_k) {
-      const auto k = random_q6_k(n / 256, rng);
-      kernels::dequantize_row(dtype::q6_k, k.data(), w.data(), n);
-      plain_type = dtype::q8_0;
-    } else {
-      std::normal_distribution<float> d(0.0f, 0.02f);
-      for (auto& v : w)
-        v = d(rng);
-    }
+    std::normal_distribution<float> d(0.0f, 0.02f);
+    for (auto& v : w)
+      v = d(rng);
     plain.resize(kernels::row_bytes(plain_type, n));
     kernels::quantize_row(plain_type, w.data(), plain.data(), n);
   }
   const auto x8 = kernels::interleaved_type(plain_type);
   if (!x8)
-    return plain;
-  std::vector<std::byte> out(plain.size());
+    return {plain_type, std::move(plain)};
+  std::vector<std::byte> out(kernels::row_bytes(*x8, n)); // Q3_Kx8 takes more than Q3_K
   kernels::interleave_rows(plain_type, plain.data(), rows, cols, out.data());
-  return out;
+  return {*x8, std::move(out)};
 }
 
 double median(std::vector<double> v) {
@@ -190,20 +215,19 @@ int main(int argc, char** argv) {
   for (const auto& [rows, cols] : shapes) {
     std::vector<layout> layouts;
     for (const auto& [name, stored] :
-         {std::pair{"Q4_K -> Q4_1x8", dtype::q4_k}, std::pair{"Q8_0 -> Q8_0x8", dtype::q8_0},
-          std::pair{"Q6_K -> Q8_0x8", dtype::q6_k}, std::pair{"F16", dtype::f16}}) {
+         {std::pair{"Q4_K -> Q4_1x8", dtype::q4_k}, std::pair{"Q5_K -> Q5_1x8", dtype::q5_k},
+          std::pair{"Q6_K -> Q6_Kx8", dtype::q6_k}, std::pair{"Q3_K -> Q3_Kx8", dtype::q3_k},
+          std::pair{"Q8_0 -> Q8_0x8", dtype::q8_0}, std::pair{"F16", dtype::f16}}) {
       layout l{name, dtype::f16, {}, {}, {}, {}, {}};
-      auto m = make_matrix(stored, rows, cols, rng);
-      l.type = stored == dtype::q4_k  ? dtype::q4_1x8
-               : stored == dtype::f16 ? dtype::f16
-                                      : dtype::q8_0x8;
+      auto [type, m] = make_matrix(stored, rows, cols, rng);
+      l.type = type;
       const std::size_t copies = std::max<std::size_t>(1, (working_set + m.size() - 1) / m.size());
       for (std::size_t c = 1; c < copies; ++c)
         l.copies.push_back(m);
       l.copies.push_back(std::move(m));
       layouts.push_back(std::move(l));
     }
-    const layout& q8_0 = layouts[1]; // the peer: how every K-quant but Q4_K loads
+    const layout& q8_0 = layouts[4]; // the peer: how Q2_K loads
     for (std::size_t batch : batches) {
       std::vector<float> x(batch * cols), y(batch * rows);
       {

@@ -12,26 +12,17 @@ namespace aeg::kernels {
 namespace {
 
 const dtype_traits table[] = {
-    {"F32", 1, 4, false},       {"F16", 1, 2, false},     {"BF16", 1, 2, false},
-    {"Q8_0", 32, 34, true},     {"Q4_0", 32, 18, true},   {"Q4_1", 32, 20, true},
-    {"Q5_0", 32, 22, true},     {"Q4_K", 256, 144, true}, {"Q6_K", 256, 210, true},
-    {"Q4_1x8", 32, 20, true},   {"Q8_0x8", 32, 34, true}, {"Q2_K", 256, 84, true},
-    {"Q3_K", 256, 110, true},   {"Q5_K", 256, 176, true}, {"IQ4_NL", 32, 18, true},
-    {"IQ4_XS", 256, 136, true},
+    {"F32", 1, 4, false},       {"F16", 1, 2, false},       {"BF16", 1, 2, false},
+    {"Q8_0", 32, 34, true},     {"Q4_0", 32, 18, true},     {"Q4_1", 32, 20, true},
+    {"Q5_0", 32, 22, true},     {"Q4_K", 256, 144, true},   {"Q6_K", 256, 210, true},
+    {"Q4_1x8", 32, 20, true},   {"Q8_0x8", 32, 34, true},   {"Q2_K", 256, 84, true},
+    {"Q3_K", 256, 110, true},   {"Q5_K", 256, 176, true},   {"IQ4_NL", 32, 18, true},
+    {"IQ4_XS", 256, 136, true}, {"Q5_1", 32, 24, true},     {"Q5_1x8", 32, 24, true},
+    {"Q6_Kx8", 256, 210, true}, {"Q3_Kx8", 256, 114, true},
 };
 
 float h2f(std::uint16_t h) {
   return half_to_float(h);
-}
-
-void get_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& sc, std::uint8_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
 }
 
 void dequant_q4_k(const block_q4_k& b, float* y) {
@@ -39,8 +30,8 @@ void dequant_q4_k(const block_q4_k& b, float* y) {
   const std::uint8_t* q = b.qs;
   for (int c = 0; c < 4; ++c, q += 32, y += 64) {
     std::uint8_t sc0, m0, sc1, m1;
-    get_scale_min_k4(2 * c, b.scales, sc0, m0);
-    get_scale_min_k4(2 * c + 1, b.scales, sc1, m1);
+    scale_min_k4(2 * c, b.scales, sc0, m0);
+    scale_min_k4(2 * c + 1, b.scales, sc1, m1);
     const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
     for (int l = 0; l < 32; ++l) {
       y[l] = d0 * static_cast<float>(q[l] & 0xF) - mm0;
@@ -84,13 +75,8 @@ void dequant_q2_k(const block_q2_k& b, float* y) {
 }
 
 void dequant_q3_k(const block_q3_k& b, float* y) {
-  // Sixteen 6-bit scales: the low 4 bits in bytes 0..7, the high 2 in bytes 8..11.
   std::int8_t scales[16];
-  for (int i = 0; i < 16; ++i) {
-    const int low = i < 8 ? b.scales[i] & 0xF : b.scales[i - 8] >> 4;
-    const int high = (b.scales[8 + i % 4] >> (2 * (i / 4))) & 3;
-    scales[i] = static_cast<std::int8_t>((low | (high << 4)) - 32);
-  }
+  q3_k_scales(b, scales);
   const float d = h2f(b.d);
   const std::uint8_t* q = b.qs;
   int is = 0;
@@ -112,8 +98,8 @@ void dequant_q5_k(const block_q5_k& b, float* y) {
   const std::uint8_t* ql = b.qs;
   for (int c = 0; c < 4; ++c, ql += 32, y += 64) {
     std::uint8_t sc0, m0, sc1, m1;
-    get_scale_min_k4(2 * c, b.scales, sc0, m0);
-    get_scale_min_k4(2 * c + 1, b.scales, sc1, m1);
+    scale_min_k4(2 * c, b.scales, sc0, m0);
+    scale_min_k4(2 * c + 1, b.scales, sc1, m1);
     const float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
     const std::uint8_t u0 = static_cast<std::uint8_t>(1u << (2 * c)), u1 = u0 << 1;
     for (int l = 0; l < 32; ++l) {
@@ -144,7 +130,7 @@ void dequant_iq4_xs(const block_iq4_xs& b, float* y) {
   }
 }
 
-// Q4_0/Q4_1/Q8_0 encoders follow ggml's reference quantizers, so rows we write look like rows
+// Q4_0/Q4_1/Q5_1/Q8_0 encoders follow ggml's reference quantizers, so rows we write look like rows
 // llama.cpp would have written.
 void quant_q8_0(const float* x, block_q8_0* y, std::size_t nb) {
   for (std::size_t i = 0; i < nb; ++i, x += 32) {
@@ -194,6 +180,29 @@ void quant_q4_1(const float* x, block_q4_1* y, std::size_t nb) {
       const int b = std::min(15, static_cast<int>((x[j + 16] - lo) * id + 0.5f));
       y[i].qs[j] = static_cast<std::uint8_t>(a | (b << 4));
     }
+  }
+}
+
+void quant_q5_1(const float* x, block_q5_1* y, std::size_t nb) {
+  for (std::size_t i = 0; i < nb; ++i, x += 32) {
+    float lo = x[0], hi = x[0];
+    for (int j = 1; j < 32; ++j) {
+      lo = std::min(lo, x[j]);
+      hi = std::max(hi, x[j]);
+    }
+    const float d = (hi - lo) / 31.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = float_to_half(d);
+    y[i].m = float_to_half(lo);
+    std::uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const int a = std::min(31, static_cast<int>((x[j] - lo) * id + 0.5f));
+      const int b = std::min(31, static_cast<int>((x[j + 16] - lo) * id + 0.5f));
+      y[i].qs[j] = static_cast<std::uint8_t>((a & 0xF) | ((b & 0xF) << 4));
+      qh |= static_cast<std::uint32_t>((a >> 4) & 1) << j;
+      qh |= static_cast<std::uint32_t>((b >> 4) & 1) << (j + 16);
+    }
+    std::memcpy(y[i].qh, &qh, sizeof qh);
   }
 }
 
@@ -248,6 +257,21 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
       for (int j = 0; j < 16; ++j) {
         y[j] = static_cast<float>(b[i].qs[j] & 0xF) * d + m;
         y[j + 16] = static_cast<float>(b[i].qs[j] >> 4) * d + m;
+      }
+    }
+    return;
+  }
+  case dtype::q5_1: {
+    const auto* b = static_cast<const block_q5_1*>(src);
+    for (std::size_t i = 0; i < nb; ++i, y += 32) {
+      const float d = h2f(b[i].d), m = h2f(b[i].m);
+      std::uint32_t h;
+      std::memcpy(&h, b[i].qh, sizeof h);
+      for (int j = 0; j < 16; ++j) {
+        const int x0 = (b[i].qs[j] & 0xF) | (((h >> j) << 4) & 0x10);
+        const int x1 = (b[i].qs[j] >> 4) | ((h >> (j + 12)) & 0x10);
+        y[j] = static_cast<float>(x0) * d + m;
+        y[j + 16] = static_cast<float>(x1) * d + m;
       }
     }
     return;
@@ -310,114 +334,11 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
     return;
   }
   case dtype::q4_1x8:
+  case dtype::q5_1x8:
+  case dtype::q6_kx8:
+  case dtype::q3_kx8:
   case dtype::q8_0x8:
     AEG_ASSERT(false, "dequantize_row: interleaved rows are read with dequantize_interleaved_row");
-  }
-}
-
-std::optional<dtype> transcoded_type(dtype t) noexcept {
-  if (t == dtype::q4_k)
-    return dtype::q4_1;
-  return std::nullopt;
-}
-
-void transcode_row(dtype from, const void* src, void* dst, std::size_t n) noexcept {
-  AEG_ASSERT(from == dtype::q4_k, "transcode_row: only Q4_K rows transcode");
-  const auto* in = static_cast<const block_q4_k*>(src);
-  auto* out = static_cast<block_q4_1*>(dst);
-  for (std::size_t i = 0; i < n / 256; ++i) {
-    const float d = h2f(in[i].d), dmin = h2f(in[i].dmin);
-    for (int c = 0; c < 4; ++c) { // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
-      const std::uint8_t* q = in[i].qs + 32 * c;
-      for (int half = 0; half < 2; ++half) {
-        std::uint8_t sc, m;
-        get_scale_min_k4(2 * c + half, in[i].scales, sc, m);
-        block_q4_1& b = *out++;
-        // d and dmin have 11 significant bits, sc and m 6: both products are exact in float, so
-        // each is rounded once, to f16.
-        b.d = float_to_half(d * static_cast<float>(sc));
-        b.m = float_to_half(-(dmin * static_cast<float>(m)));
-        const int shift = 4 * half;
-        for (int j = 0; j < 16; ++j)
-          b.qs[j] = static_cast<std::uint8_t>(((q[j] >> shift) & 0xF) |
-                                              (((q[j + 16] >> shift) & 0xF) << 4));
-      }
-    }
-  }
-}
-
-std::optional<dtype> interleaved_type(dtype t) noexcept {
-  switch (t) {
-  case dtype::q4_0:
-  case dtype::q4_1:
-    return dtype::q4_1x8;
-  case dtype::q8_0:
-    return dtype::q8_0x8;
-  default:
-    return std::nullopt;
-  }
-}
-
-void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t cols,
-                     void* dst) noexcept {
-  AEG_ASSERT(rows % 8 == 0 && interleaved_type(from), "interleave_rows: bad type or row count");
-  const std::size_t nb = cols / 32, stride = row_bytes(from, cols);
-  const auto* in = static_cast<const std::byte*>(src);
-  for (std::size_t g = 0; g < rows / 8; ++g) {
-    const std::byte* group = in + g * 8 * stride;
-    if (from == dtype::q8_0) {
-      auto* out = static_cast<block_q8_0x8*>(dst) + g * nb;
-      for (std::size_t b = 0; b < nb; ++b)
-        for (std::size_t i = 0; i < 8; ++i) {
-          const auto& blk = reinterpret_cast<const block_q8_0*>(group + i * stride)[b];
-          out[b].d[i] = blk.d;
-          for (std::size_t j = 0; j < 32; ++j)
-            out[b].qs[q8_0x8_byte(i, j)] = blk.qs[j];
-        }
-      continue;
-    }
-    auto* out = static_cast<block_q4_1x8*>(dst) + g * nb;
-    for (std::size_t b = 0; b < nb; ++b)
-      for (std::size_t i = 0; i < 8; ++i) {
-        const std::uint8_t* qs = nullptr;
-        if (from == dtype::q4_1) {
-          const auto& blk = reinterpret_cast<const block_q4_1*>(group + i * stride)[b];
-          out[b].d[i] = blk.d;
-          out[b].m[i] = blk.m;
-          qs = blk.qs;
-        } else { // Q4_0 is Q4_1 with the offset -8·d, exact in f16
-          const auto& blk = reinterpret_cast<const block_q4_0*>(group + i * stride)[b];
-          out[b].d[i] = blk.d;
-          out[b].m[i] = float_to_half(-8.0f * half_to_float(blk.d));
-          qs = blk.qs;
-        }
-        for (std::size_t j = 0; j < 16; ++j)
-          out[b].qs[q4_1x8_byte(i, j)] = qs[j];
-      }
-  }
-}
-
-void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std::size_t cols,
-                                float* y) noexcept {
-  const std::size_t nb = cols / 32, g = row / 8, i = row % 8;
-  if (t == dtype::q8_0x8) {
-    const auto* blk = static_cast<const block_q8_0x8*>(base) + g * nb;
-    for (std::size_t b = 0; b < nb; ++b, y += 32) {
-      const float d = half_to_float(blk[b].d[i]);
-      for (int j = 0; j < 32; ++j)
-        y[j] = blk[b].qs[q8_0x8_byte(i, static_cast<std::size_t>(j))] * d;
-    }
-    return;
-  }
-  AEG_ASSERT(t == dtype::q4_1x8, "dequantize_interleaved_row: not an interleaved type");
-  const auto* blk = static_cast<const block_q4_1x8*>(base) + g * nb;
-  for (std::size_t b = 0; b < nb; ++b, y += 32) {
-    const float d = half_to_float(blk[b].d[i]), m = half_to_float(blk[b].m[i]);
-    for (std::size_t j = 0; j < 16; ++j) {
-      const std::uint8_t q = blk[b].qs[q4_1x8_byte(i, j)];
-      y[j] = static_cast<float>(q & 0xF) * d + m;
-      y[j + 16] = static_cast<float>(q >> 4) * d + m;
-    }
   }
 }
 
@@ -429,6 +350,7 @@ bool can_quantize(dtype t) noexcept {
   case dtype::q8_0:
   case dtype::q4_0:
   case dtype::q4_1:
+  case dtype::q5_1:
     return true;
   default:
     return false;
@@ -461,6 +383,9 @@ bool quantize_row(dtype t, const float* x, void* dst, std::size_t n) noexcept {
     return true;
   case dtype::q4_1:
     quant_q4_1(x, static_cast<block_q4_1*>(dst), nb);
+    return true;
+  case dtype::q5_1:
+    quant_q5_1(x, static_cast<block_q5_1*>(dst), nb);
     return true;
   default:
     return false;

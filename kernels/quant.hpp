@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 namespace aeg::kernels {
 
@@ -25,6 +26,14 @@ struct block_q4_1 {
 /// 32 weights: y = (q - 16) * d, 4 low bits in nibbles, the fifth bit in `qh`.
 struct block_q5_0 {
   std::uint16_t d;
+  std::uint8_t qh[4];
+  std::uint8_t qs[16];
+};
+/// 32 weights: y = q * d + m, 4 low bits in nibbles as in Q4_1, the fifth bit of value j in bit j
+/// of `qh` (little-endian).
+struct block_q5_1 {
+  std::uint16_t d;
+  std::uint16_t m;
   std::uint8_t qh[4];
   std::uint8_t qs[16];
 };
@@ -87,7 +96,8 @@ struct block_iq4_xs {
   std::uint8_t qs[128];
 };
 
-static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_q5_k) == 176);
+static_assert(sizeof(block_q2_k) == 84 && sizeof(block_q3_k) == 110 && sizeof(block_q5_k) == 176 &&
+              sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_iq4_nl) == 18 && sizeof(block_iq4_xs) == 136);
 
 /// 8 rows of Q4_1 (or Q4_0, as Q4_1 with offset -8·d) for one block of 32 columns, as the CPU
@@ -108,7 +118,88 @@ struct block_q8_0x8 {
   std::uint16_t d[8];
   std::int8_t qs[256];
 };
-static_assert(sizeof(block_q4_1x8) == 8 * 20 && sizeof(block_q8_0x8) == 8 * 34);
+/// 8 rows of Q5_1 for one block of 32 columns: `d`, `m` and the low 4 bits in `qs` exactly as in
+/// Q4_1x8; the fifth bits in `qh`, one little-endian 32-bit word per row (row r at bytes
+/// 4r..4r+3), whose bit 8k + g holds column 4g + k (`q5_1x8_high_bit`). One 256-bit load of `qh`
+/// then gives every row its word in its own lane, and shifting the lanes left by 4 − p (right
+/// by p) puts the fifth bits of nibble group p's low (high) nibbles at bit 4 of each byte.
+struct block_q5_1x8 {
+  std::uint16_t d[8];
+  std::uint16_t m[8];
+  std::uint8_t qh[32];
+  std::uint8_t qs[128];
+};
+static_assert(sizeof(block_q4_1x8) == 8 * 20 && sizeof(block_q8_0x8) == 8 * 34 &&
+              sizeof(block_q5_1x8) == 8 * 24);
+
+/// 8 rows of Q6_K for one super-block of 256 columns, in 8 sub-blocks of 32 columns, exactly:
+/// x = d·sc·(q − 32) with the rows' `d`, each row's two 8-bit scales of a sub-block (columns 0..15
+/// in `sc[r]`, 16..31 in `sc[8 + r]`, so a sign-extending load gives each row its scale in its
+/// lane) and its 6-bit `q`: the low 4 bits in nibbles as in Q4_1x8's `qs`, the high 2 in `qh`,
+/// one little-endian 32-bit word per row and half (columns 0..15 of row r at bytes 4r..4r+3,
+/// 16..31 at 32 + 4r), whose bits 8k + 2p and 8k + 2p + 1 hold column 4p + k of the half
+/// (`q6_kx8_high_bits`): shifted left by 4 − 2p (right by 2 for p = 3) they sit at bits 4 and 5
+/// of byte k, beside the nibbles of group p. The same 210 bytes a row as Q6_K.
+struct block_q6_kx8 {
+  std::uint16_t d[8];
+  struct sub_block {
+    std::int8_t sc[16];
+    std::uint8_t qs[128];
+    std::uint8_t qh[64];
+  } sub[8];
+};
+static_assert(sizeof(block_q6_kx8) == 8 * sizeof(block_q6_k));
+
+/// 8 rows of Q3_K for one super-block of 256 columns, in 8 sub-blocks of 32 columns, exactly:
+/// x = d·sc·(q − 4) with the rows' `d`, each row's two scales of a sub-block (Q3_K's 6-bit
+/// scales minus 32, placed as Q6_Kx8's) and its 3-bit `q` (Q3_K's 2 low bits, plus 4 where its
+/// hmask bit is set): the 2 low bits in `ql`, one 32-bit word per row and half placed as Q6_Kx8's
+/// `qh` (bits 8k + 2p, 8k + 2p + 1 hold column 4p + k of the half: `q6_kx8_high_bits`), the
+/// third bit in `qh`, one word per row placed as Q5_1x8's (`q5_1x8_high_bit`). 114 bytes a row
+/// where Q3_K takes 110: the scales take 8 bits here, 6 in the file.
+struct block_q3_kx8 {
+  std::uint16_t d[8];
+  struct sub_block {
+    std::int8_t sc[16];
+    std::uint8_t ql[64];
+    std::uint8_t qh[32];
+  } sub[8];
+};
+static_assert(sizeof(block_q3_kx8) == 8 * 114);
+
+/// Q3_K's sixteen scales (6 bits each, the low 4 in bytes 0..7, the high 2 in bytes 8..11),
+/// minus 32, in element order.
+inline void q3_k_scales(const block_q3_k& b, std::int8_t* out) noexcept {
+  for (int i = 0; i < 16; ++i) {
+    const int low = i < 8 ? b.scales[i] & 0xF : b.scales[i - 8] >> 4;
+    const int high = (b.scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+    out[i] = static_cast<std::int8_t>((low | (high << 4)) - 32);
+  }
+}
+
+/// Where column `j` (0..31) of a Q6_Kx8 sub-block has its 2 high bits: byte offset of the row's
+/// word (add 4r) and the shift of the bits in it.
+constexpr std::pair<std::size_t, unsigned> q6_kx8_high_bits(std::size_t j) noexcept {
+  const std::size_t c = j % 16;
+  return {j / 16 * 32, static_cast<unsigned>(8 * (c % 4) + 2 * (c / 4))};
+}
+
+/// The bit of row `r`'s `qh` word in a Q5_1x8 block that holds column `j`'s (0..31) fifth bit.
+constexpr unsigned q5_1x8_high_bit(std::size_t j) noexcept {
+  return static_cast<unsigned>(8 * (j % 4) + j / 4);
+}
+
+/// Sub-block `j`'s (0..7) 6-bit scale and min from the 12 packed bytes of a Q4_K or Q5_K block
+/// (ggml's get_scale_min_k4).
+inline void scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& sc, std::uint8_t& m) noexcept {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
 
 /// Where column `j` (0..31) of row `r` (0..7) lies in a Q8_0x8 block's `qs`.
 constexpr std::size_t q8_0x8_byte(std::size_t r, std::size_t j) noexcept {
@@ -131,15 +222,15 @@ struct block_q8a {
 /// every kernel is checked against.
 void dequantize_row(dtype t, const void* src, float* dst, std::size_t n) noexcept;
 
-/// Encodes `n` floats as a row of type `t`: F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (the types the
-/// CPU computes in and tests write). Returns false for a type it cannot encode.
+/// Encodes `n` floats as a row of type `t`: F32, F16, BF16, Q8_0, Q4_0, Q4_1 or Q5_1 (the types
+/// the CPU computes in and tests write). Returns false for a type it cannot encode.
 bool quantize_row(dtype t, const float* src, void* dst, std::size_t n) noexcept;
 
 /// Whether `quantize_row` can encode `t`.
 bool can_quantize(dtype t) noexcept;
 
 /// The plain type that `transcode_row` rewrites rows of `t` into without going through floats
-/// (Q4_K → Q4_1), or nullopt.
+/// (Q4_K → Q4_1, Q5_K → Q5_1), or nullopt.
 std::optional<dtype> transcoded_type(dtype t) noexcept;
 
 /// Rewrites `n` values of type `from` (a multiple of its block size) as `transcoded_type(from)`
@@ -156,11 +247,20 @@ std::optional<dtype> transcoded_type(dtype t) noexcept;
 /// little and those whose products fit (d·sc with sc a power of two, say) not at all. Products
 /// past f16's range (65504) become infinite; a quantizer's d is the largest sub-block scale
 /// over 63, so its d·sc is at most that scale, itself of the weights' size.
+///
+/// Q5_K → Q5_1 likewise: Q5_K's sub-blocks hold x = d·sc·q − dmin·m with 5-bit q (4 low bits in
+/// Q4_K's nibble order, the fifth of value l of 64-value group c in bit 2c (first 32) or 2c + 1
+/// (next 32) of qh[l]), and become Q5_1 blocks with the same q (fifth bits in Q5_1's qh) and the
+/// same rounding of d' and m'. The bound has 31 in place of 15: 2⁻¹¹·(31·|d·sc| + |dmin·m|).
 void transcode_row(dtype from, const void* src, void* dst, std::size_t n) noexcept;
 
-/// The CPU's interleaved compute type for matrices stored as `t` (Q4_0, Q4_1 → Q4_1x8; Q8_0 →
-/// Q8_0x8), or nullopt.
+/// The CPU's interleaved compute type for matrices stored as `t` (Q4_0, Q4_1 → Q4_1x8; Q5_1 →
+/// Q5_1x8; Q6_K → Q6_Kx8; Q3_K → Q3_Kx8; Q8_0 → Q8_0x8), or nullopt.
 std::optional<dtype> interleaved_type(dtype t) noexcept;
+
+/// The row-major type whose rows the interleaved type `x8` holds (Q4_1x8 → Q4_1, Q5_1x8 → Q5_1,
+/// Q6_Kx8 → Q6_K, Q3_Kx8 → Q3_K, Q8_0x8 → Q8_0).
+dtype deinterleaved_type(dtype x8) noexcept;
 
 /// Rewrites a row-major matrix of `rows` (a multiple of 8) rows of type `from` into the layout of
 /// `interleaved_type(from)` at `dst` (the same number of bytes).

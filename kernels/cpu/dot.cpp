@@ -2,6 +2,8 @@
 
 #include "kernels/half.hpp"
 
+#include <cstring>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -44,6 +46,22 @@ float dot_q4_1_ref(const block_q4_1* w, const block_q8a* x, std::size_t nb) {
     for (int j = 0; j < 16; ++j) {
       acc += (w[i].qs[j] & 0xF) * x[i].qs[j];
       acc += (w[i].qs[j] >> 4) * x[i].qs[j + 16];
+    }
+    sum +=
+        half_to_float(w[i].d) * x[i].d * static_cast<float>(acc) + half_to_float(w[i].m) * x[i].s;
+  }
+  return sum;
+}
+
+float dot_q5_1_ref(const block_q5_1* w, const block_q8a* x, std::size_t nb) {
+  float sum = 0;
+  for (std::size_t i = 0; i < nb; ++i) {
+    std::uint32_t h;
+    std::memcpy(&h, w[i].qh, sizeof h);
+    int acc = 0;
+    for (int j = 0; j < 16; ++j) {
+      acc += ((w[i].qs[j] & 0xF) | (((h >> j) & 1) << 4)) * x[i].qs[j];
+      acc += ((w[i].qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) * x[i].qs[j + 16];
     }
     sum +=
         half_to_float(w[i].d) * x[i].d * static_cast<float>(acc) + half_to_float(w[i].m) * x[i].s;
@@ -133,6 +151,32 @@ AEG_AVX2 float dot_q4_1_avx2(const block_q4_1* w, const block_q8a* x, std::size_
   return hsum(acc) + offsets;
 }
 
+// Byte j of the result is 0x10 where bit j of `h` is set: Q5_1's fifth bits, placed to be ORed
+// onto unpack_nibbles' values.
+AEG_AVX2 inline __m256i fifth_bits(std::uint32_t h) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(h)),
+      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                          _mm256_set1_epi8(0x10));
+}
+
+AEG_AVX2 float dot_q5_1_avx2(const block_q5_1* w, const block_q8a* x, std::size_t nb) {
+  __m256 acc = _mm256_setzero_ps();
+  float offsets = 0;
+  for (std::size_t i = 0; i < nb; ++i) {
+    std::uint32_t h;
+    std::memcpy(&h, w[i].qh, sizeof h);
+    const __m256i wq = _mm256_or_si256(unpack_nibbles(w[i].qs), fifth_bits(h));
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    const __m256 scale = _mm256_set1_ps(_cvtsh_ss(w[i].d) * x[i].d);
+    acc = _mm256_fmadd_ps(scale, dot_u8_s8(wq, xq), acc);
+    offsets += _cvtsh_ss(w[i].m) * x[i].s;
+  }
+  return hsum(acc) + offsets;
+}
+
 AEG_AVX2 float dot_f32_avx2(const float* w, const float* x, std::size_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   std::size_t i = 0;
@@ -182,7 +226,7 @@ bool uses_avx2() noexcept {
 }
 
 bool takes_quantized_activations(dtype t) noexcept {
-  return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_1;
+  return t == dtype::q8_0 || t == dtype::q4_0 || t == dtype::q4_1 || t == dtype::q5_1;
 }
 
 bool computes_in(dtype t) noexcept {
@@ -198,6 +242,8 @@ float dot_reference(dtype t, const void* w, const block_q8a* xq, const float* xf
     return dot_q4_0_ref(static_cast<const block_q4_0*>(w), xq, n / 32);
   case dtype::q4_1:
     return dot_q4_1_ref(static_cast<const block_q4_1*>(w), xq, n / 32);
+  case dtype::q5_1:
+    return dot_q5_1_ref(static_cast<const block_q5_1*>(w), xq, n / 32);
   case dtype::f32:
     return dot_f32_ref(static_cast<const float*>(w), xf, n);
   case dtype::f16:
@@ -217,6 +263,8 @@ float dot(dtype t, const void* w, const block_q8a* xq, const float* xf, std::siz
       return dot_q4_0_avx2(static_cast<const block_q4_0*>(w), xq, n / 32);
     case dtype::q4_1:
       return dot_q4_1_avx2(static_cast<const block_q4_1*>(w), xq, n / 32);
+    case dtype::q5_1:
+      return dot_q5_1_avx2(static_cast<const block_q5_1*>(w), xq, n / 32);
     case dtype::f32:
       return dot_f32_avx2(static_cast<const float*>(w), xf, n);
     case dtype::f16:

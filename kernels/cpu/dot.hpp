@@ -8,8 +8,8 @@
 namespace aeg::kernels::cpu {
 
 /// Dot product of one weight row of type `t` with one activation row, `n` values each.
-/// Quantized rows (Q8_0, Q4_0, Q4_1) take the activation as Q8 blocks (`xq`), float rows (F32,
-/// F16) take it as floats (`xf`). Uses AVX2 when the processor has it, else portable code.
+/// Quantized rows (Q8_0, Q4_0, Q4_1, Q5_1) take the activation as Q8 blocks (`xq`), float rows
+/// (F32, F16) take it as floats (`xf`). Uses AVX2 when the processor has it, else portable code.
 float dot(dtype t, const void* w, const block_q8a* xq, const float* xf, std::size_t n) noexcept;
 
 /// The portable version of `dot`, the reference the vectorized one is tested against.
@@ -20,7 +20,8 @@ float dot_reference(dtype t, const void* w, const block_q8a* xq, const float* xf
 bool takes_quantized_activations(dtype t) noexcept;
 
 /// Whether the CPU kernels compute with weights of type `t` directly (F32, F16, Q8_0, Q4_0,
-/// Q4_1 and the interleaved Q4_1x8, Q8_0x8); other types are converted at load time.
+/// Q4_1, Q5_1 and the interleaved Q4_1x8, Q5_1x8, Q8_0x8); other types are converted at load
+/// time.
 bool computes_in(dtype t) noexcept;
 
 /// Whether `dot` runs the AVX2 code on this processor.

@@ -136,7 +136,11 @@ tensor_type to_tensor_type(kernels::dtype type) noexcept {
     return tensor_type::iq4_xs;
   case kernels::dtype::q4_1x8:
   case kernels::dtype::q8_0x8:
-    break; // compute layouts of the CPU; never stored in a file
+  case kernels::dtype::q5_1:
+  case kernels::dtype::q5_1x8:
+  case kernels::dtype::q6_kx8:
+  case kernels::dtype::q3_kx8:
+    break; // compute layouts of the CPU; never stored in a file we read
   }
   AEG_ASSERT(false, "to_tensor_type: this dtype has no GGUF tensor type");
   return tensor_type::f32;

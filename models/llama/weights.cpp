@@ -42,8 +42,8 @@ bool follows_head_dims(const std::string& name) {
 }
 
 // The row-major type the CPU kernels take for a matrix stored as `t`: as stored when they compute
-// in it, Q4_K transcoded to Q4_1 (the same 4-bit values, so 4-bit bandwidth), BF16 widened to
-// F32, other quantized types re-quantized to Q8_0.
+// in it, Q4_K transcoded to Q4_1 and Q5_K to Q5_1 (the same 4- and 5-bit values, so that
+// bandwidth), BF16 widened to F32, other quantized types re-quantized to Q8_0.
 kernels::dtype cpu_plain_type(kernels::dtype t) {
   if (kernels::cpu::computes_in(t))
     return t;
@@ -52,8 +52,11 @@ kernels::dtype cpu_plain_type(kernels::dtype t) {
   return t == kernels::dtype::bf16 ? kernels::dtype::f32 : kernels::dtype::q8_0;
 }
 
-// The CPU's compute type: the 8-row interleaved layout where there is one and the rows allow it.
+// The CPU's compute type: the 8-row interleaved layout where there is one and the rows allow it,
+// of the stored type itself (Q6_K → Q6_Kx8, Q3_K → Q3_Kx8) or of its row-major type.
 kernels::dtype cpu_type(kernels::dtype t, std::size_t rows) {
+  if (const auto direct = kernels::interleaved_type(t); direct && rows % 8 == 0)
+    return *direct;
   const auto plain = cpu_plain_type(t);
   const auto x8 = kernels::interleaved_type(plain);
   return x8 && rows % 8 == 0 ? *x8 : plain;
@@ -64,11 +67,11 @@ void convert_rows(kernels::dtype from, const std::byte* src, kernels::dtype to, 
                   std::size_t rows, std::size_t cols) {
   if (kernels::is_interleaved(to)) {
     // Interleave from a plain type that interleaves into `to`: the stored type itself (Q4_0,
-    // Q4_1, Q8_0) or a converted copy (Q4_K transcoded to Q4_1, other types re-quantized to
-    // Q8_0, or whichever `to` asks for).
+    // Q4_1, Q6_K, Q3_K, Q8_0) or a converted copy (Q4_K transcoded to Q4_1, Q5_K to Q5_1,
+    // other types re-quantized to Q8_0, or whichever `to` asks for).
     auto plain = cpu_plain_type(from);
     if (kernels::interleaved_type(plain) != to)
-      plain = to == kernels::dtype::q4_1x8 ? kernels::dtype::q4_1 : kernels::dtype::q8_0;
+      plain = kernels::deinterleaved_type(to);
     if (plain == from) {
       kernels::interleave_rows(from, src, rows, cols, dst);
       return;

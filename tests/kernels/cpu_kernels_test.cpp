@@ -36,7 +36,7 @@ TEST(Dot, VectorizedEqualsPortableUpToSummationOrder) {
   const auto w = normal_floats(n, 1), x = normal_floats(n, 2);
   std::vector<block_q8a> xq(n / 32);
   quantize_activations(x.data(), xq.data(), n);
-  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::f32}) {
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_1, dtype::f16, dtype::f32}) {
     std::vector<std::byte> row(row_bytes(t, n));
     ASSERT_TRUE(quantize_row(t, w.data(), row.data(), n));
     const float fast = dot(t, row.data(), xq.data(), x.data(), n);
@@ -50,7 +50,7 @@ TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
   const auto w = normal_floats(n, 3), x = normal_floats(n, 4);
   std::vector<block_q8a> xq(n / 32);
   quantize_activations(x.data(), xq.data(), n);
-  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1}) {
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_1}) {
     std::vector<std::byte> row(row_bytes(t, n));
     ASSERT_TRUE(quantize_row(t, w.data(), row.data(), n));
     std::vector<float> wd(n);
@@ -68,7 +68,7 @@ TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
 TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
   const std::size_t n = 256;
   const auto x = normal_floats(n, 5);
-  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::f16, dtype::bf16}) {
+  for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_1, dtype::q5_1, dtype::f16, dtype::bf16}) {
     std::vector<std::byte> row(row_bytes(t, n));
     ASSERT_TRUE(quantize_row(t, x.data(), row.data(), n));
     std::vector<float> y(n);
@@ -79,6 +79,7 @@ TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
         amax = std::max(amax, std::fabs(x[b * 32 + i]));
       const float step = t == dtype::q8_0                      ? amax / 127
                          : t == dtype::f16 || t == dtype::bf16 ? amax / 64
+                         : t == dtype::q5_1                    ? amax / 15
                                                                : amax / 7;
       for (std::size_t i = 0; i < 32; ++i)
         ASSERT_NEAR(y[b * 32 + i], x[b * 32 + i], step) << traits(t).name;
@@ -96,7 +97,7 @@ TEST(InterleavedMatmul, IsBitIdenticalOnEveryInstructionSetAndMatchesThePlainRow
     isas.push_back(cpu_isa::avx2);
   if (best_isa() == cpu_isa::avx512_vnni)
     isas.push_back(cpu_isa::avx512_vnni);
-  for (dtype plain : {dtype::q4_1, dtype::q4_0, dtype::q8_0}) {
+  for (dtype plain : {dtype::q4_1, dtype::q4_0, dtype::q5_1, dtype::q8_0}) {
     std::vector<std::byte> rowmajor(rows_out * row_bytes(plain, cols));
     for (std::size_t r = 0; r < rows_out; ++r)
       ASSERT_TRUE(quantize_row(plain, w.data() + r * cols,

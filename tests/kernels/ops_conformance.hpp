@@ -89,7 +89,8 @@ TEST_P(KernelConformance, MatmulMatchesAFloatReferenceForEveryComputeType) {
   const std::size_t rows = 5, cols = 256, outs = 96;
   const auto x = random_floats(rows * cols, 1);
   const auto w = random_floats(outs * cols, 2);
-  for (dtype stored : {dtype::q4_1, dtype::q8_0, dtype::q4_0, dtype::f16, dtype::f32}) {
+  for (dtype stored :
+       {dtype::q4_1, dtype::q8_0, dtype::q4_0, dtype::q5_1, dtype::f16, dtype::f32}) {
     const dtype t = compute_type(kind, stored);
     // The reference multiplies by exactly the weights the device holds.
     const auto wbytes = encode(t, w, outs, cols);

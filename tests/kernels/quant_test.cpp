@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <vector>
 
 namespace aeg::kernels {
@@ -177,6 +178,277 @@ TEST(QuantTranscode, Q4KMatmulAsQ4_1MatchesTheFloatProductOfTheStoredRows) {
         }
     }
   }
+}
+
+// Q5_K blocks as a quantizer writes them: Q4_K's scales and mins, random 5-bit values.
+std::vector<block_q5_k> typical_q5_k(std::size_t n, std::uint32_t seed) {
+  const auto q4 = typical_blocks(n, seed);
+  std::mt19937 rng(seed + 1000);
+  std::vector<block_q5_k> out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out[i].d = q4[i].d;
+    out[i].dmin = q4[i].dmin;
+    std::memcpy(out[i].scales, q4[i].scales, sizeof out[i].scales);
+    std::memcpy(out[i].qs, q4[i].qs, sizeof out[i].qs);
+    for (auto& h : out[i].qh)
+      h = static_cast<std::uint8_t>(rng());
+  }
+  return out;
+}
+
+std::vector<block_q5_1> transcoded(const std::vector<block_q5_k>& k) {
+  EXPECT_EQ(transcoded_type(dtype::q5_k), dtype::q5_1);
+  std::vector<block_q5_1> out(k.size() * 8);
+  transcode_row(dtype::q5_k, k.data(), out.data(), k.size() * 256);
+  return out;
+}
+
+TEST(QuantTranscode, Q5KBlocksWhoseScalesFitF16BecomeQ5_1BitForBit) {
+  std::mt19937 rng(7);
+  auto blocks = typical_q5_k(64, 8);
+  for (auto& b : blocks) {
+    b.d = float_to_half(std::ldexp(1.0f, -static_cast<int>(4 + rng() % 8)));
+    b.dmin = float_to_half(std::ldexp(1.0f, -static_cast<int>(4 + rng() % 8)));
+  }
+  const std::size_t n = blocks.size() * 256;
+  EXPECT_EQ(dequantized(dtype::q5_1, transcoded(blocks).data(), n),
+            dequantized(dtype::q5_k, blocks.data(), n));
+}
+
+// Any Q5_K block (random bytes, scales of either sign from subnormal to 2^4, some zero): each
+// value moves by no more than the f16 rounding of its sub-block's d·sc and dmin·m, with 31 for
+// Q4_K's 15 (quant.hpp's bound).
+TEST(QuantTranscode, Q5KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
+  std::mt19937 rng(9);
+  std::vector<block_q5_k> blocks(2048);
+  for (auto& b : blocks) {
+    std::uint8_t bytes[sizeof(block_q5_k)];
+    for (auto& x : bytes)
+      x = static_cast<std::uint8_t>(rng());
+    std::memcpy(&b, bytes, sizeof b);
+    auto scale = [&] {
+      if (rng() % 16 == 0)
+        return float_to_half(0.0f);
+      const float mag = std::ldexp(1.0f + static_cast<float>(rng() % 1024) / 1024.0f,
+                                   -static_cast<int>(rng() % 29) + 4);
+      return float_to_half(rng() % 2 ? mag : -mag);
+    };
+    b.d = scale();
+    b.dmin = scale();
+  }
+  const std::size_t n = blocks.size() * 256;
+  const auto want = dequantized(dtype::q5_k, blocks.data(), n);
+  const auto got = dequantized(dtype::q5_1, transcoded(blocks).data(), n);
+  std::size_t moved = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto& b = blocks[i / 256];
+    const auto [sc, m] = scale_min(b.scales, static_cast<int>(i % 256 / 32));
+    const double span =
+        31 * std::fabs(half_to_float(b.d) * sc) + std::fabs(half_to_float(b.dmin) * m);
+    const double bound =
+        (std::ldexp(1.0, -11) + std::ldexp(1.0, -23)) * span + std::ldexp(1.0, -21);
+    ASSERT_LE(std::fabs(static_cast<double>(got[i]) - want[i]), bound) << "value " << i;
+    moved += got[i] != want[i];
+  }
+  EXPECT_GT(moved, n / 4);
+}
+
+TEST(QuantTranscode, Q5KAsQ5_1IsFarCloserToTheStoredValuesThanQ8_0) {
+  const auto blocks = typical_q5_k(1024, 10);
+  const std::size_t n = blocks.size() * 256;
+  const auto want = dequantized(dtype::q5_k, blocks.data(), n);
+  const auto q51 = dequantized(dtype::q5_1, transcoded(blocks).data(), n);
+  std::vector<block_q8_0> q8(n / 32);
+  ASSERT_TRUE(quantize_row(dtype::q8_0, want.data(), q8.data(), n));
+  const auto q80 = dequantized(dtype::q8_0, q8.data(), n);
+  double err51 = 0, err80 = 0, max51 = 0, max80 = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double a = std::fabs(static_cast<double>(q51[i]) - want[i]);
+    const double b = std::fabs(static_cast<double>(q80[i]) - want[i]);
+    err51 += a * a;
+    err80 += b * b;
+    max51 = std::max(max51, a);
+    max80 = std::max(max80, b);
+  }
+  EXPECT_LT(std::sqrt(err51), std::sqrt(err80) / 8) << "rms";
+  EXPECT_LT(max51, max80 / 2) << "max";
+}
+
+// A Q5_K matrix as the CPU computes it, Q5_1x8 (rows a multiple of 8) or Q5_1 rows, on every
+// instruction set, for shapes that leave remainders everywhere: 13 rows (no interleaving), 8
+// and 72 rows (one and nine groups), 1 to 6 activation rows (VNNI takes them 4 at a time, AVX2
+// 2 at a time), 768 columns (3 super-blocks). Each output is the float product of the
+// dequantized Q5_K rows within what 8-bit activations cost, the interleaved layout gives the
+// same bits everywhere, and the row-major one agrees with it up to the order of float sums.
+TEST(QuantTranscode, Q5KMatmulAsQ5_1MatchesTheFloatProductOfTheStoredRowsOnEveryIsa) {
+  const std::size_t cols = 768;
+  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
+  if (cpu::uses_avx2())
+    isas.push_back(cpu::cpu_isa::avx2);
+  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
+    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  for (std::size_t rows_out : {13, 8, 72}) {
+    const auto blocks = typical_q5_k(rows_out * cols / 256, 11);
+    const auto plain = transcoded(blocks);
+    std::vector<block_q5_1x8> inter;
+    const matrix rowmajor{dtype::q5_1, plain.data(), rows_out, cols};
+    matrix m = rowmajor;
+    if (rows_out % 8 == 0) {
+      inter.resize(plain.size() / 8);
+      interleave_rows(dtype::q5_1, plain.data(), rows_out, cols, inter.data());
+      m = {dtype::q5_1x8, inter.data(), rows_out, cols};
+      std::vector<float> a(cols), b(cols);
+      for (std::size_t r = 0; r < rows_out; ++r) {
+        dequantize_row(dtype::q5_1, plain.data() + r * cols / 32, a.data(), cols);
+        dequantize_interleaved_row(dtype::q5_1x8, inter.data(), r, cols, b.data());
+        ASSERT_EQ(a, b) << "row " << r;
+      }
+    }
+    const auto w = dequantized(dtype::q5_k, blocks.data(), rows_out * cols);
+    for (std::size_t rows = 1; rows <= 6; ++rows) {
+      const auto x =
+          aeg::testing::normal_floats(rows * cols, 12 + static_cast<std::uint32_t>(rows));
+      std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(m, rows));
+      std::vector<float> y(rows * rows_out), first(rows * rows_out), plain_y(rows * rows_out);
+      cpu::matmul(rowmajor, x.data(), rows, plain_y.data(), scratch.data(), cpu::cpu_isa::portable);
+      for (auto isa : isas) {
+        cpu::matmul(m, x.data(), rows, y.data(), scratch.data(), isa);
+        if (isa == cpu::cpu_isa::portable)
+          first = y;
+        else if (m.type == dtype::q5_1x8)
+          ASSERT_EQ(y, first) << "isa " << static_cast<int>(isa) << ", rows " << rows;
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t j = 0; j < rows_out; ++j) {
+            const std::size_t at = r * rows_out + j;
+            double exact = 0, norm = 0;
+            for (std::size_t k = 0; k < cols; ++k) {
+              exact += static_cast<double>(w[j * cols + k]) * x[r * cols + k];
+              norm += std::fabs(static_cast<double>(w[j * cols + k]) * x[r * cols + k]);
+            }
+            ASSERT_NEAR(y[at], exact, 0.01 * norm)
+                << traits(m.type).name << " output " << j << " of activation row " << r;
+            ASSERT_NEAR(y[at], plain_y[at], 1e-4 * (norm + std::fabs(plain_y[at])));
+          }
+      }
+    }
+  }
+}
+
+// Q6_K and Q3_K blocks from random bytes (every scale and value) with a d of a weight's size;
+// both keep d in their last two bytes.
+std::vector<std::byte> random_split_blocks(dtype t, std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const std::size_t size = traits(t).block_bytes;
+  std::vector<std::byte> out(n * size);
+  for (auto& b : out)
+    b = static_cast<std::byte>(rng());
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto d = float_to_half(1e-4f * (0.5f + static_cast<float>(rng() % 1024) / 1024.0f));
+    std::memcpy(out.data() + (i + 1) * size - 2, &d, 2);
+  }
+  return out;
+}
+
+// Q6_K and Q3_K matrices of a multiple of 8 rows are interleaved as they are (Q6_Kx8, the same
+// 210 bytes a row; Q3_Kx8, 114 for Q3_K's 110): every row reads back bit for bit, and the matmul
+// over them (integer sums per 16 columns times the 8-bit scales, exact) equals the float product
+// of the stored rows within what 8-bit activations cost, with the same bits on every instruction
+// set. 1 to 6 activation rows leave remainders on every isa.
+TEST(QuantInterleave, Q6KAndQ3KMatricesInterleaveExactlyAndMatmulMatchesTheFloatProductOnEveryIsa) {
+  const std::size_t cols = 768;
+  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
+  if (cpu::uses_avx2())
+    isas.push_back(cpu::cpu_isa::avx2);
+  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
+    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  for (dtype stored : {dtype::q6_k, dtype::q3_k})
+    for (std::size_t rows_out : {8, 72}) {
+      SCOPED_TRACE(std::string(traits(stored).name) + ", " + std::to_string(rows_out) + " rows");
+      const auto x8 = interleaved_type(stored);
+      ASSERT_TRUE(x8);
+      const auto blocks = random_split_blocks(stored, rows_out * cols / 256, 13);
+      std::vector<std::byte> inter(rows_out * row_bytes(*x8, cols));
+      interleave_rows(stored, blocks.data(), rows_out, cols, inter.data());
+      const auto w = dequantized(stored, blocks.data(), rows_out * cols);
+      std::vector<float> row(cols);
+      for (std::size_t r = 0; r < rows_out; ++r) {
+        dequantize_interleaved_row(*x8, inter.data(), r, cols, row.data());
+        ASSERT_EQ(row, std::vector<float>(w.begin() + r * cols, w.begin() + (r + 1) * cols))
+            << "row " << r;
+      }
+      const matrix m{*x8, inter.data(), rows_out, cols};
+      for (std::size_t rows = 1; rows <= 6; ++rows) {
+        const auto x =
+            aeg::testing::normal_floats(rows * cols, 14 + static_cast<std::uint32_t>(rows));
+        std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(m, rows));
+        std::vector<float> y(rows * rows_out), first;
+        for (auto isa : isas) {
+          cpu::matmul(m, x.data(), rows, y.data(), scratch.data(), isa);
+          if (first.empty())
+            first = y;
+          ASSERT_EQ(y, first) << "isa " << static_cast<int>(isa) << ", rows " << rows;
+        }
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t j = 0; j < rows_out; ++j) {
+            double exact = 0, norm = 0;
+            for (std::size_t k = 0; k < cols; ++k) {
+              exact += static_cast<double>(w[j * cols + k]) * x[r * cols + k];
+              norm += std::fabs(static_cast<double>(w[j * cols + k]) * x[r * cols + k]);
+            }
+            ASSERT_NEAR(y[r * rows_out + j], exact, 0.01 * norm)
+                << "output " << j << " of activation row " << r;
+          }
+      }
+    }
+}
+
+// A K-quant mix puts layouts side by side in one call (attn_q and attn_k Q5_K, attn_v Q6_K in a
+// Q5_K_M layer): matmul_many over Q5_1x8, Q6_Kx8, Q4_1x8 and Q3_Kx8 matrices gives each the bits
+// it gets alone, on every isa, also beside a row-major matrix.
+TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
+  const std::size_t cols = 512, rows = 3;
+  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
+  if (cpu::uses_avx2())
+    isas.push_back(cpu::cpu_isa::avx2);
+  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
+    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto q5 = transcoded(typical_q5_k(16 * cols / 256, 21));
+  std::vector<block_q5_1x8> w5(q5.size() / 8);
+  interleave_rows(dtype::q5_1, q5.data(), 16, cols, w5.data());
+  const auto q4 = transcoded(typical_blocks(8 * cols / 256, 22));
+  std::vector<block_q4_1x8> w4(q4.size() / 8);
+  interleave_rows(dtype::q4_1, q4.data(), 8, cols, w4.data());
+  const auto q6 = random_split_blocks(dtype::q6_k, 24 * cols / 256, 23);
+  std::vector<block_q6_kx8> w6(24 * cols / 256 / 8);
+  interleave_rows(dtype::q6_k, q6.data(), 24, cols, w6.data());
+  const auto q3 = random_split_blocks(dtype::q3_k, 8 * cols / 256, 25);
+  std::vector<block_q3_kx8> w3(8 * cols / 256 / 8);
+  interleave_rows(dtype::q3_k, q3.data(), 8, cols, w3.data());
+  const matrix interleaved[] = {{dtype::q5_1x8, w5.data(), 16, cols},
+                                {dtype::q6_kx8, w6.data(), 24, cols},
+                                {dtype::q4_1x8, w4.data(), 8, cols},
+                                {dtype::q3_kx8, w3.data(), 8, cols}};
+  // With a row-major matrix among them (13 rows of Q5_1), each still takes its own kernel.
+  const matrix mixed[] = {interleaved[0], {dtype::q5_1, q5.data(), 13, cols}, interleaved[1]};
+  const auto x = aeg::testing::normal_floats(rows * cols, 24);
+  std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(interleaved[0], rows));
+  for (std::span<const matrix> ms :
+       {std::span<const matrix>(interleaved), std::span<const matrix>(mixed)})
+    for (auto isa : isas) {
+      std::vector<std::vector<float>> together, alone;
+      std::vector<float*> ys;
+      for (const auto& m : ms) {
+        together.emplace_back(rows * m.rows);
+        alone.emplace_back(rows * m.rows);
+        ys.push_back(together.back().data());
+      }
+      cpu::matmul_many(ms, x.data(), rows, ys, scratch.data(), isa);
+      for (std::size_t i = 0; i < ms.size(); ++i) {
+        cpu::matmul(ms[i], x.data(), rows, alone[i].data(), scratch.data(), isa);
+        EXPECT_EQ(together[i], alone[i])
+            << traits(ms[i].type).name << " isa " << static_cast<int>(isa);
+      }
+    }
 }
 
 } // namespace

@@ -4,23 +4,28 @@
 gguf-py (gguf.quants) is an independent implementation of ggml's block formats, so agreeing with
 it on many random blocks checks our block layouts, nibble orders, scale unpacking and rounding.
 
-  dequantize: for every type we read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q3_K, Q4_K,
-    Q5_K, Q6_K, IQ4_NL, IQ4_XS), random
+  dequantize: for every type we read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+    Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS), random
     block bytes with finite f16 scales (normal, subnormal, zero and negative ones); F16 and BF16
     also over all 65536 bit patterns. Tolerance: bit-identical, except that NaN matches any NaN
     (numpy may quiet a signalling NaN when it widens f16) and that 1 ulp of float32 is allowed
     where the two evaluate f16-scale products in a different order (none do today; the script
     reports how many values were not bit-identical).
-  quantize: for the types we encode (F32, F16, BF16, Q8_0, Q4_0, Q4_1), random rows at several
+  quantize: for the types we encode (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1), random rows at several
     magnitudes plus edge blocks (zeros, constants, rounding ties, f16 overflow and subnormals).
     Expected bit-exact: gguf-py follows ggml's reference quantizers (Q8_0 rounds half away from
-    zero like roundf, Q4_0/Q4_1 truncate x*id + 8.5 / + 0.5 like the (int8_t) cast).
+    zero like roundf, Q4_0/Q4_1/Q5_1 truncate x*id + 8.5 / + 0.5 like the (int8_t) cast).
 
-  transcode: Q4_K rows rewritten as Q4_1 (kernels::transcode_row, how the CPU loads Q4_K),
-    random blocks as above. Each Q4_1 block's d and m must be numpy's float16 rounding of the
-    Q4_K sub-block's d·sc and −dmin·m (bit for bit), and gguf-py's Q4_1 dequantization of the
-    result must lie within that rounding of its Q4_K dequantization of the input:
-    (2^-11 + 2^-23)·(15·|d·sc| + |dmin·m|) + 2^-21 per value.
+  transcode: Q4_K rows rewritten as Q4_1 and Q5_K rows as Q5_1 (kernels::transcode_row, how the
+    CPU loads them), random blocks as above. Each output block's d and m must be numpy's float16
+    rounding of the K-quant sub-block's d·sc and −dmin·m (bit for bit), and gguf-py's Q4_1 (Q5_1)
+    dequantization of the result must lie within that rounding of its Q4_K (Q5_K) dequantization
+    of the input: (2^-11 + 2^-23)·(qmax·|d·sc| + |dmin·m|) + 2^-21 per value, qmax 15 (31).
+
+  interleave: 8 rows of Q4_K, Q5_K, Q6_K, Q3_K and Q5_1 laid out as the CPU computes with a
+    matrix (Q4_1x8, Q5_1x8, Q6_Kx8, Q3_Kx8, Q5_1x8) and read back row by row: Q6_K, Q3_K and
+    Q5_1 bit-identical to gguf-py's dequantization of the stored rows, Q4_K and Q5_K within the
+    transcode bound.
 
 Usage: dequant_reference.py --tool PATH/dequant_tool [--blocks N] [--seed S]
 Exits 0 when everything matches, 1 on a mismatch, 77 (skipped) without numpy/gguf.
@@ -48,6 +53,7 @@ TYPES = {
     "Q4_0": (32, 18, [0]),
     "Q4_1": (32, 20, [0, 2]),
     "Q5_0": (32, 22, [0]),
+    "Q5_1": (32, 24, [0, 2]),
     "Q4_K": (256, 144, [0, 2]),
     "Q6_K": (256, 210, [208]),
     "Q2_K": (256, 84, [80, 82]),
@@ -56,7 +62,9 @@ TYPES = {
     "IQ4_NL": (32, 18, [0]),
     "IQ4_XS": (256, 136, [0]),
 }
-QUANTIZABLE = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"]
+QUANTIZABLE = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_1"]
+# K-quant: (the type transcode_row writes, its largest q)
+TRANSCODED = {"Q4_K": ("Q4_1", 15), "Q5_K": ("Q5_1", 31)}
 
 
 def run_tool(tool, op, name, n, data):
@@ -166,8 +174,8 @@ def check_quantize(tool, rng, num_blocks):
     return failed
 
 
-def q4_k_scales_mins(raw):
-    """Per sub-block (d·sc, dmin·m) of Q4_K blocks as float32, shape [blocks, 8] each."""
+def k4_scales_mins(raw):
+    """Per sub-block (d·sc, dmin·m) of Q4_K or Q5_K blocks as float32, shape [blocks, 8] each."""
     d = raw[:, 0:2].copy().view(np.float16).astype(np.float32)
     dmin = raw[:, 2:4].copy().view(np.float16).astype(np.float32)
     s = raw[:, 4:16].astype(np.int32)
@@ -184,31 +192,65 @@ def q4_k_scales_mins(raw):
 
 
 def check_transcode(tool, rng, num_blocks):
-    data, n = random_blocks(rng, "Q4_K", num_blocks)
-    raw = data.reshape(-1, TYPES["Q4_K"][1])
-    ours = np.frombuffer(run_tool(tool, "transcode", "Q4_K", n, data.tobytes()), dtype=np.uint8)
-    q41 = ours.reshape(-1, TYPES["Q4_1"][1])
-    if q41.shape[0] != num_blocks * 8:
-        print(f"transcode  Q4_K : {ours.size} bytes, expected {num_blocks * 8 * 20}")
+    failed = False
+    for name, (to, qmax) in TRANSCODED.items():
+        failed |= check_transcode_type(tool, rng, num_blocks, name, to, qmax)
+    return failed
+
+
+def check_transcode_type(tool, rng, num_blocks, name, to, qmax):
+    data, n = random_blocks(rng, name, num_blocks)
+    raw = data.reshape(-1, TYPES[name][1])
+    ours = np.frombuffer(run_tool(tool, "transcode", name, n, data.tobytes()), dtype=np.uint8)
+    out = ours.reshape(-1, TYPES[to][1])
+    if out.shape[0] != num_blocks * 8:
+        print(f"transcode  {name} : {ours.size} bytes, expected {num_blocks * 8 * TYPES[to][1]}")
         return True
-    dsc, dm = q4_k_scales_mins(raw)
+    dsc, dm = k4_scales_mins(raw)
     want_d = dsc.astype(np.float16).reshape(-1)
     want_m = (-dm).astype(np.float16).reshape(-1)
-    got_d = q41[:, 0:2].copy().view(np.float16).reshape(-1)
-    got_m = q41[:, 2:4].copy().view(np.float16).reshape(-1)
+    got_d = out[:, 0:2].copy().view(np.float16).reshape(-1)
+    got_m = out[:, 2:4].copy().view(np.float16).reshape(-1)
     bad_scales = int((got_d.view(np.uint16) != want_d.view(np.uint16)).sum() +
                      (got_m.view(np.uint16) != want_m.view(np.uint16)).sum())
-    ref = quants.dequantize(raw, T.Q4_K).astype(np.float64).reshape(-1)
-    got = quants.dequantize(q41, T.Q4_1).astype(np.float64).reshape(-1)
-    span = np.repeat((15 * np.abs(dsc) + np.abs(dm)).astype(np.float64).reshape(-1), 32)
+    ref = quants.dequantize(raw, T[name]).astype(np.float64).reshape(-1)
+    got = quants.dequantize(out, T[to]).astype(np.float64).reshape(-1)
+    span = np.repeat((qmax * np.abs(dsc) + np.abs(dm)).astype(np.float64).reshape(-1), 32)
     bound = (2.0**-11 + 2.0**-23) * span + 2.0**-21
     bad = np.flatnonzero(~(np.abs(got - ref) <= bound))
     for i in bad[:5]:
-        print(f"  Q4_K->Q4_1[{i}]: ours {got[i]!r} gguf-py Q4_K {ref[i]!r} bound {bound[i]!r}")
+        print(f"  {name}->{to}[{i}]: ours {got[i]!r} gguf-py {name} {ref[i]!r} bound {bound[i]!r}")
     moved = int((got != ref).sum())
-    print(f"transcode  Q4_K : {n:7d} values, {bad_scales} scales differ from numpy's f16 "
+    print(f"transcode  {name} : {n:7d} values, {bad_scales} scales differ from numpy's f16 "
           f"rounding, {bad.size} values beyond the bound ({moved} moved within it)")
     return bad_scales != 0 or bad.size != 0
+
+
+def check_interleave(tool, rng, num_blocks):
+    failed = False
+    for name in ("Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q5_1"):
+        elems, size, _ = TYPES[name]
+        per_row = max(1, num_blocks // 8)
+        data, n = random_blocks(rng, name, 8 * per_row)
+        raw = data.reshape(-1, size)
+        ours = np.frombuffer(run_tool(tool, "interleave", name, n, data.tobytes()),
+                             dtype=np.float32).astype(np.float64)
+        ref = quants.dequantize(raw, T[name]).astype(np.float64).reshape(-1)
+        if name in TRANSCODED:
+            dsc, dm = k4_scales_mins(raw)
+            span = (TRANSCODED[name][1] * np.abs(dsc) + np.abs(dm)).astype(np.float64)
+            bound = (2.0**-11 + 2.0**-23) * np.repeat(span.reshape(-1), 32) + 2.0**-21
+            bad = np.flatnonzero(~(np.abs(ours - ref) <= bound))
+            how = "within the transcode bound"
+        else:
+            same = ours.astype(np.float32).view(np.uint32) == ref.astype(np.float32).view(np.uint32)
+            bad = np.flatnonzero(~same)
+            how = "bit-identical"
+        for i in bad[:5]:
+            print(f"  {name} interleaved[{i}]: ours {ours[i]!r} gguf-py {ref[i]!r}")
+        print(f"interleave {name} : {n:7d} values in 8 rows, {bad.size} not {how}")
+        failed |= bad.size != 0
+    return failed
 
 
 def main():
@@ -223,6 +265,7 @@ def main():
         failed = check_dequantize(args.tool, rng, args.blocks)
         failed |= check_quantize(args.tool, rng, args.blocks // 8)
         failed |= check_transcode(args.tool, rng, args.blocks)
+        failed |= check_interleave(args.tool, rng, args.blocks)
     print("dequant_reference: " + ("MISMATCH" if failed else "all types agree with gguf-py"))
     return 1 if failed else 0
 

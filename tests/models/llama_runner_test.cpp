@@ -160,65 +160,82 @@ TEST(LlamaRunner, EveryStoredWeightTypeRunsAndStaysCloseToTheFloatReference) {
     ASSERT_TRUE(a && b) << kernels::traits(t).name;
     for (float v : a->second)
       ASSERT_TRUE(std::isfinite(v)) << kernels::traits(t).name;
-    // Only the 8-bit rounding of activations (and the re-quantization to Q8_0 of the K-quants
-    // other than Q4_K) separates the CPU kernels from float math on the same weights.
+    // Only the 8-bit rounding of activations (and the re-quantization to Q8_0 of Q2_K and the
+    // other types without a layout of their own) separates the CPU kernels from float math on
+    // the same weights.
     EXPECT_LT(max_relative_error(a->second, b->second), 0.05f) << kernels::traits(t).name;
   }
 }
 
-// Q4_K matrices run as Q4_1x8 (Q4_1 where the rows are not a multiple of 8: the 323-token
-// embedding), at 5 bits a weight where the Q8_0 they used to become takes 8.5, and decode the
-// greedy tokens that route and float weights decode.
-TEST(LlamaRunner, Q4KMatricesRunAsQ4_1AndDecodeTheTokensOfTheQ8_0RouteAndOfFloats) {
-  tiny_llama_spec spec;
-  spec.dim = 256;
-  spec.ffn = 512;
-  spec.matrix_type = dtype::q4_k;
-  spec.embed_type = dtype::q4_k;
-  const tiny_file f(spec);
-  const auto cpu = compute_format::for_backend(gpu::backend_kind::cpu);
-  auto as_q8_0 = cpu;
-  as_q8_0.cpu_weight_type = dtype::q8_0; // what every K-quant became before
-  const auto planned = plan_llama(*f, cpu);
-  const auto planned_q8 = plan_llama(*f, as_q8_0);
-  ASSERT_TRUE(planned && planned_q8);
-  const auto& lay = planned->second;
-  EXPECT_EQ(lay.token_embd.type, dtype::q4_1);
-  for (const auto& l : lay.layers)
-    for (const auto* s : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down})
-      EXPECT_EQ(s->type, dtype::q4_1x8);
-  EXPECT_LT(lay.total_bytes, planned_q8->second.total_bytes * 2 / 3);
+// Q4_K, Q5_K, Q6_K and Q3_K matrices run as Q4_1x8, Q5_1x8, Q6_Kx8 and Q3_Kx8 (Q4_1, Q5_1 and
+// Q8_0 where the rows are not a multiple of 8: the 323-token embedding), at 5, 6, 6.6 and 3.6
+// bits a weight where the Q8_0 they used to become takes 8.5, and decode the greedy tokens that
+// route and float weights decode.
+TEST(LlamaRunner, KQuantMatricesRunInTheirOwnLayoutsAndDecodeTheTokensOfTheQ8_0RouteAndOfFloats) {
+  struct route {
+    dtype stored, plain, x8;
+    double max_bytes_vs_q8_0;
+    std::size_t min_decisive; // prompts of 8 whose greedy tokens the float model decides clearly
+  };
+  // The tiny Q3_K model's random 3-bit weights leave its best logits within 4% of each other
+  // somewhere in every prompt's 16 tokens, so only its logits are compared.
+  for (const route& r : {route{dtype::q4_k, dtype::q4_1, dtype::q4_1x8, 2.0 / 3, 5},
+                         route{dtype::q5_k, dtype::q5_1, dtype::q5_1x8, 3.0 / 4, 5},
+                         route{dtype::q6_k, dtype::q8_0, dtype::q6_kx8, 0.85, 5},
+                         route{dtype::q3_k, dtype::q8_0, dtype::q3_kx8, 0.6, 0}}) {
+    SCOPED_TRACE(std::string(kernels::traits(r.stored).name));
+    tiny_llama_spec spec;
+    spec.dim = 256;
+    spec.ffn = 512;
+    spec.matrix_type = r.stored;
+    spec.embed_type = r.stored;
+    const tiny_file f(spec);
+    const auto cpu = compute_format::for_backend(gpu::backend_kind::cpu);
+    auto as_q8_0 = cpu;
+    as_q8_0.cpu_weight_type = dtype::q8_0; // what every K-quant became before
+    const auto planned = plan_llama(*f, cpu);
+    const auto planned_q8 = plan_llama(*f, as_q8_0);
+    ASSERT_TRUE(planned && planned_q8);
+    const auto& lay = planned->second;
+    EXPECT_EQ(lay.token_embd.type, r.plain);
+    for (const auto& l : lay.layers)
+      for (const auto* s : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down})
+        EXPECT_EQ(s->type, r.x8);
+    EXPECT_LT(static_cast<double>(lay.total_bytes),
+              static_cast<double>(planned_q8->second.total_bytes) * r.max_bytes_vs_q8_0);
 
-  loaded quant(*f, cpu), old(*f, as_q8_0), ref(*f, compute_format::cpu_exact());
-  // Greedy tokens of several prompts. Where the float model's best two logits come within 4% of
-  // the largest (each route moves a logit by up to 2% of it, mostly for its 8-bit activations),
-  // a near tie may go either way and only the logits are compared: the Q4_K route's, at the
-  // prompt's last position, are closer to the float ones than the Q8_0 route's were.
-  std::size_t decisive = 0;
-  double err_q4 = 0, err_q8 = 0;
-  for (std::uint32_t seed = 1; seed <= 8; ++seed) {
-    const auto prompt = some_tokens(20, quant.config().vocab_size, seed);
-    auto logits = [&](loaded& m) {
-      auto table = m.blocks(prompt.size());
-      sequence_step st{prompt, 0, table, true, {}};
-      return m.step(std::span(&st, 1)).value().second;
-    };
-    const auto want = logits(ref), got = logits(quant), got_q8 = logits(old);
-    EXPECT_LT(max_relative_error(got, want), 0.05f) << "prompt " << seed;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      err_q4 += (got[i] - want[i]) * (got[i] - want[i]);
-      err_q8 += (got_q8[i] - want[i]) * (got_q8[i] - want[i]);
+    loaded quant(*f, cpu), old(*f, as_q8_0), ref(*f, compute_format::cpu_exact());
+    // Greedy tokens of several prompts. Where the float model's best two logits come within 4%
+    // of the largest (each route moves a logit by up to 2% of it, mostly for its 8-bit
+    // activations), a near tie may go either way and only the logits are compared: the new
+    // route's, at the prompt's last position, are closer to the float ones than the Q8_0
+    // route's were.
+    std::size_t decisive = 0;
+    double err_kq = 0, err_q8 = 0;
+    for (std::uint32_t seed = 1; seed <= 8; ++seed) {
+      const auto prompt = some_tokens(20, quant.config().vocab_size, seed);
+      auto logits = [&](loaded& m) {
+        auto table = m.blocks(prompt.size());
+        sequence_step st{prompt, 0, table, true, {}};
+        return m.step(std::span(&st, 1)).value().second;
+      };
+      const auto want = logits(ref), got = logits(quant), got_q8 = logits(old);
+      EXPECT_LT(max_relative_error(got, want), 0.05f) << "prompt " << seed;
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        err_kq += (got[i] - want[i]) * (got[i] - want[i]);
+        err_q8 += (got_q8[i] - want[i]) * (got_q8[i] - want[i]);
+      }
+      float gap = 0;
+      const auto tokens = ref.greedy(prompt, 16, &gap);
+      if (gap < 0.04f)
+        continue;
+      ++decisive;
+      EXPECT_EQ(quant.greedy(prompt, 16), tokens) << "prompt " << seed;
+      EXPECT_EQ(old.greedy(prompt, 16), tokens) << "prompt " << seed;
     }
-    float gap = 0;
-    const auto tokens = ref.greedy(prompt, 16, &gap);
-    if (gap < 0.04f)
-      continue;
-    ++decisive;
-    EXPECT_EQ(quant.greedy(prompt, 16), tokens) << "prompt " << seed;
-    EXPECT_EQ(old.greedy(prompt, 16), tokens) << "prompt " << seed;
+    EXPECT_GE(decisive, r.min_decisive);
+    EXPECT_LT(err_kq, err_q8);
   }
-  EXPECT_GE(decisive, 5u);
-  EXPECT_LT(err_q4, err_q8);
 }
 
 TEST(LlamaRunner, ASequenceGetsTheSameLogitsAloneAndInABatch) {

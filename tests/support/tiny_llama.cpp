@@ -327,6 +327,10 @@ std::uint32_t file_type_of(dtype t) {
     return 32;
   case dtype::q4_1x8:
   case dtype::q8_0x8:
+  case dtype::q5_1:
+  case dtype::q5_1x8:
+  case dtype::q6_kx8:
+  case dtype::q3_kx8:
     break; // compute layouts, never in a file
   }
   return 0;
