@@ -97,7 +97,8 @@ result<void> check_tls(const cluster_tls& tls) {
     return bad("certificate", tls.certificate, "not a PEM certificate (" + openssl_errors() + ")");
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(ctx.get()) != 1) {
-    const bool other = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    const auto reason = ERR_GET_REASON(ERR_peek_last_error());
+    const bool other = reason == X509_R_KEY_VALUES_MISMATCH || reason == X509_R_KEY_TYPE_MISMATCH;
     const auto why = openssl_errors();
     return bad("key", tls.key,
                other ? "not the key of the certificate '" + tls.certificate + "'"
@@ -253,7 +254,8 @@ caf::behavior watcher(caf::stateful_actor<watch_state>* self, proxy_actor proxy,
     auto& sys = self->system();
     auto mm = sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
                                         : sys.middleman().actor_handle();
-    self->request(mm, caf::infinite, caf::connect_atom::value, self->state.host, self->state.port)
+    self->request(mm, std::chrono::seconds(10), caf::connect_atom::value, self->state.host,
+                  self->state.port)
         .then(
             [self, say, retry, take](const caf::node_id&, caf::strong_actor_ptr& ptr,
                                      const std::set<std::string>&) {

@@ -147,6 +147,7 @@ struct decode_job {
   double prefill_seconds = 0;         ///< the prefill instance's steps on this prompt
   double switch_bytes_per_second = 0; ///< the prefill instance's measured scale-up rate (0: none)
   service_times service;              ///< the prefill instance's steps on this request
+  caf::actor_addr from;               ///< the prefill instance that handed it off
 };
 
 /// A prefilled request whose request actor is on another node (a front end's): its decode job,
@@ -157,6 +158,7 @@ struct decode_job {
 struct parked_job {
   std::uint64_t ticket = 0;
   caf::actor desk;
+  caf::actor_addr prefill; ///< the instance that handed it off (a stale hand-off is dropped)
   std::size_t prompt_tokens = 0;
   double prefill_seconds = 0;         ///< as decode_job's
   double switch_bytes_per_second = 0; ///< as decode_job's
@@ -206,8 +208,8 @@ typename Inspector::result_type inspect(Inspector& f, service_times& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, parked_job& x) {
-  return f(caf::meta::type_name("parked_job"), x.ticket, x.desk, x.prompt_tokens, x.prefill_seconds,
-           x.switch_bytes_per_second, x.service);
+  return f(caf::meta::type_name("parked_job"), x.ticket, x.desk, x.prefill, x.prompt_tokens,
+           x.prefill_seconds, x.switch_bytes_per_second, x.service);
 }
 
 template <class Inspector>

@@ -51,6 +51,7 @@ caf::behavior desk(caf::stateful_actor<desk_state>* self) {
           self->monitor(owner);
         parked_job p{ticket,
                      caf::actor_cast<caf::actor>(self),
+                     job.from,
                      job.request.prompt.size(),
                      job.prefill_seconds,
                      job.switch_bytes_per_second,

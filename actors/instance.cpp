@@ -386,7 +386,7 @@ private:
     auto job = decode_job_of(seq, host_kv_,
                              switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0);
     state_.erase(seq);
-    send_handoff(std::move(job), options_.handoff_desk, system().node());
+    send_handoff(std::move(job), options_.handoff_desk, address());
   }
 
   void take_token(sequence& seq, std::int32_t token, models::token_logprobs lp) {

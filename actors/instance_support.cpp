@@ -63,11 +63,12 @@ bool room_or_throw(result<void> r) {
   return r.has_value();
 }
 
-void send_handoff(decode_job job, const caf::actor& desk, const caf::node_id& here) {
+void send_handoff(decode_job job, const caf::actor& desk, const caf::actor_addr& from) {
   const auto to = job.request.handoff;
   if (!to)
     return;
-  if (desk && to.node() != here)
+  job.from = from;
+  if (desk && to.node() != from.node())
     caf::anon_send(desk, handoff_atom::value, std::move(job));
   else
     caf::anon_send(to, handoff_atom::value, std::move(job));

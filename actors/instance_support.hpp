@@ -38,10 +38,10 @@ void charge_step(sequence& seq, double took, const std::optional<models::step_co
 /// false then; anything else is a device failure, thrown (it ends the instance).
 bool room_or_throw(result<void> r);
 
-/// Sends `job` to its request's hand-off sink: through `desk` (this node's, may be null) when the
-/// sink is on another node than `here`, so that the job's KV stays on this node. A job with no
-/// sink is dropped, and its KV goes back to the pool.
-void send_handoff(decode_job job, const caf::actor& desk, const caf::node_id& here);
+/// Sends `job`, handed off by instance `from`, to its request's hand-off sink: through `desk`
+/// (this node's, may be null) when the sink is on another node, so that the job's KV stays on
+/// this node. A job with no sink is dropped, and its KV goes back to the pool.
+void send_handoff(decode_job job, const caf::actor& desk, const caf::actor_addr& from);
 
 /// What a prefill instance hands on for `seq` (its KV on the host, moved out of `seq`), with the
 /// instance's measured scale-up rate (0: none yet).

@@ -20,6 +20,7 @@ namespace aeg::actors {
 
 namespace {
 
+using proxy_detail::decode_side;
 using proxy_detail::none;
 using proxy_detail::proxy_member;
 using proxy_detail::proxy_request;
@@ -53,27 +54,21 @@ public:
                                                  : static_cast<double>(it->second.image_bytes) /
                                                        switch_bytes_per_second()};
     });
+    // A lane serves a model while its instance does and its node can decode it.
     queue_.set_serves([this](std::size_t lane, const std::string& model) {
-      return members_[lane_member_[lane]].serves(model);
+      const auto& p = members_[lane_member_[lane]];
+      return p.serves(model) && decode_side(members_, p.m.node, model).serving > 0;
     });
     // A lane is also a choice of decode node: one with no batch of the model must scale it up
     // too (a model spread over nodes switches on both); among equals, the one holding fewer.
     queue_.set_after([this](std::size_t lane, const std::string& model) {
-      const auto& node = members_[lane_member_[lane]].m.node;
-      double held = 0, decoders = 0;
-      bool batch = false;
-      for (const auto& m : members_)
-        if (m.alive && m.m.role == instance_role::decode && m.m.node == node) {
-          held += static_cast<double>(m.total());
-          batch |= m.holds(model) > 0;
-          ++decoders;
-        }
+      const auto d = decode_side(members_, members_[lane_member_[lane]].m.node, model);
       const auto it = catalog_.find(model);
       const double scale_up =
-          batch || it == catalog_.end()
+          d.batch || it == catalog_.end()
               ? 0.0
               : static_cast<double>(it->second.image_bytes) / switch_bytes_per_second();
-      return sched::seconds{decoders == 0 ? 1e9 : scale_up + 1e-6 * held / decoders};
+      return sched::seconds{d.decoders == 0 ? 1e9 : scale_up + 1e-6 * d.held / d.decoders};
     });
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
   }
@@ -175,8 +170,13 @@ private:
       const auto n = static_cast<double>(r.prompt.size());
       const sched::prefill_queue::estimate e{prefill_time(t.model).predict(r.prompt.size(), n * n)};
       const std::size_t lane = queue_.add(id, r.model, e);
-      if (lane == sched::prefill_queue::no_instance) {
-        send(t.actor, cancel_atom::value); // no prefill instance serves it (all gone): end it
+      if (lane == sched::prefill_queue::no_instance) { // no prefill lane for it: a whole one
+        if (const auto target = pick_colocated(t.model); target != none)
+          return start_on(id, target, std::move(r), false);
+        generation_result failed{id, finish_reason::error, r.prompt.size(), 0, {}, {}};
+        failed.message = "no running instance can serve model '" + t.model +
+                         "' now (no node has both a prefill and a decode instance for it)";
+        send(t.actor, done_atom::value, std::move(failed));
         return;
       }
       t.lane = lane;

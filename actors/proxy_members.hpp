@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace aeg::actors::proxy_detail {
 
@@ -56,5 +57,27 @@ struct proxy_request {
   std::size_t kv_promised = 0; // its share of its decode instance's kv_promised
   std::size_t kv_need = 0;     // KV bytes of its whole context (prompt and every token)
 };
+
+/// A node's decode instances as a prefill lane there sees them.
+struct decode_load {
+  double held = 0;         ///< requests on its live decode instances
+  double decoders = 0;     ///< its live decode instances
+  std::size_t serving = 0; ///< of those, the ones that serve the model
+  bool batch = false;      ///< one of them holds a batch of the model
+};
+
+/// The live decode instances of `node` among `members`, for `model`.
+inline decode_load decode_side(const std::vector<proxy_member>& members, const std::string& node,
+                               const std::string& model) {
+  decode_load d;
+  for (const auto& m : members)
+    if (m.alive && m.m.role == instance_role::decode && m.m.node == node) {
+      d.held += static_cast<double>(m.total());
+      d.batch |= m.holds(model) > 0;
+      d.serving += m.serves(model) ? 1 : 0;
+      ++d.decoders;
+    }
+  return d;
+}
 
 } // namespace aeg::actors::proxy_detail

@@ -64,6 +64,11 @@ private:
   void on_token(std::int32_t token, models::token_logprobs lp) {
     if (finished_)
       return;
+    if (cancelled_ && instance_ && !cancel_again_) {
+      // Our cancel overtook the job on its way through a desk: the decoder did not know us yet.
+      cancel_again_ = true;
+      send(instance_, cancel_atom::value, id_);
+    }
     times_.push_back(std::chrono::duration<double>(clock().now() - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
@@ -95,6 +100,12 @@ private:
 
   // The prefill instance is on another node: our KV waits there, at its node's desk.
   void on_parked(parked_job p) {
+    // The desk's message may come after its instance's end, which placed us again: a hand-off
+    // from an instance we no longer run on, or a second one, is dropped (its KV freed there).
+    if (!instance_ || p.prefill != instance_.address() || parked_ || in_transit_) {
+      caf::anon_send(p.desk, cancel_atom::value, p.ticket);
+      return;
+    }
     if (instance_) {
       demonitor(instance_.address());
       instance_ = nullptr;
@@ -127,6 +138,14 @@ private:
     if (finished_ || (parked ? !parked_ : !in_transit_))
       co_return;
     if (!decoder) {
+      // The prefill's node lost its decode instances: prefill once more on another node.
+      if (!decode_retried_) {
+        decode_retried_ = true;
+        release_parked();
+        in_transit_.reset();
+        instance_lost();
+        co_return;
+      }
       finish(finish_reason::error,
              "no decode instance took the request: " + decoder.error().message);
       co_return;
@@ -233,6 +252,7 @@ private:
   std::vector<double> times_;
   service_times service_; // the steps of every instance that told us
   bool finished_ = false, cancelled_ = false, rerouted_ = false;
+  bool decode_retried_ = false, cancel_again_ = false;
 };
 
 } // namespace

@@ -18,10 +18,14 @@ public:
     turn_decision d;
     const auto active = std::find_if(v.models.begin(), v.models.end(),
                                      [&](const model_load& m) { return m.name == v.active; });
-    // The first model with work that is not the active one: the next step's when the active one
-    // just ran a step (alternation), else the one to keep staged.
-    const auto other = std::find_if(v.models.begin(), v.models.end(),
-                                    [&](const model_load& m) { return m.name != v.active; });
+    // The next model with work after the active one, in the view's order and around: the next
+    // step's (alternation; with more than two placed models, each in turn, none starved).
+    auto other = v.models.end();
+    const std::size_t n = v.models.size();
+    const std::size_t from = active == v.models.end() ? 0 : (active - v.models.begin()) + 1;
+    for (std::size_t k = 0; k < n && other == v.models.end(); ++k)
+      if (v.models[(from + k) % n].name != v.active)
+        other = v.models.begin() + static_cast<std::ptrdiff_t>((from + k) % n);
     if (other != v.models.end()) {
       d.run = other->name;
       if (active != v.models.end())

@@ -103,11 +103,12 @@ TEST_F(Wire, ARequestKeepsEveryFieldAndItsActors) {
 // front end's estimates learn from it.
 TEST_F(Wire, AParkedJobKeepsItsTicketDeskAndMeasurements) {
   auto desk = sys_.spawn([]() -> caf::behavior { return {[](cancel_atom, std::uint64_t) {}}; });
-  parked_job p{99, desk, 512, 0.75, 8e9, {}};
+  parked_job p{99, desk, desk.address(), 512, 0.75, 8e9, {}};
   p.service.prefill_execute = 0.5;
   const auto back = round_trip(p);
   EXPECT_EQ(back.ticket, 99u);
   EXPECT_EQ(back.desk, desk);
+  EXPECT_EQ(back.prefill, desk.address());
   EXPECT_EQ(back.prompt_tokens, 512u);
   EXPECT_EQ(back.prefill_seconds, 0.75);
   EXPECT_EQ(back.switch_bytes_per_second, 8e9);

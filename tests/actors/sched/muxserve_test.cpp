@@ -54,6 +54,14 @@ TEST(MuxServe, TwoResidentModelsAlternateStepByStep) {
   EXPECT_EQ(d.prefetch, "a");
 }
 
+// More than two models on one device (a topology may name the policy anywhere): each takes its
+// step in turn, none is starved by the other two.
+TEST(MuxServe, ThreeModelsTakeTheirStepsInTurn) {
+  auto p = make_muxserve();
+  EXPECT_EQ(run(*p, {{"a", 3}, {"b", 3}, {"c", 3}}, 20),
+            (std::vector<std::string>{"a", "b", "c", "a", "b", "c", "a", "b", "c"}));
+}
+
 TEST(MuxServe, AModelAloneSplitIntoBatchesServesThemInTurns) {
   auto p = make_muxserve();
   instance_view v;
