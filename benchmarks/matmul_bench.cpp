@@ -5,8 +5,9 @@
 //   Q5_K → Q5_1x8   Q5_K rows transcoded to Q5_1 and interleaved (how Q5_K_M/Q5_K_S load)
 //   Q6_K → Q6_Kx8   Q6_K rows interleaved as they are (how Q6_K loads)
 //   Q3_K → Q3_Kx8   Q3_K rows interleaved as they are (how Q3_K loads)
-//   Q8_0 → Q8_0x8   Q8_0 rows interleaved; also how Q2_K loads (re-quantized to Q8_0), and how
-//                   the other K-quants loaded before: the peer
+//   Q2_K → Q2_Kx8   Q2_K rows interleaved as they are (how Q2_K loads)
+//   Q8_0 → Q8_0x8   Q8_0 rows interleaved; how the K-quants loaded before (re-quantized to
+//                   Q8_0): the peer
 //   F16             F16 rows as stored
 // Each layout gets as many copies of the matrix as fill `--working-set-mib`, far more than the
 // caches hold, and a pass multiplies every copy once: every weight byte comes from memory, as in
@@ -98,7 +99,7 @@ struct layout {
 
 // A [rows, cols] matrix, stored as `stored`, in the type the CPU computes it in, converted with
 // the kernels the loader uses (models/llama/weights.cpp): transcoding for Q4_K and Q5_K,
-// interleaving for Q6_K, Q3_K and Q8_0. Returns the type and the bytes.
+// interleaving for Q6_K, Q3_K, Q2_K and Q8_0. Returns the type and the bytes.
 std::pair<dtype, std::vector<std::byte>> make_matrix(dtype stored, std::size_t rows,
                                                      std::size_t cols, std::mt19937& rng) {
   const std::size_t n = rows * cols;
@@ -126,6 +127,14 @@ std::pair<dtype, std::vector<std::byte>> make_matrix(dtype stored, std::size_t r
       b = static_cast<std::byte>(rng());
     for (std::size_t i = 0; i < n / 256; ++i)
       reinterpret_cast<kernels::block_q3_k*>(plain.data())[i].d = kernels::float_to_half(1e-3f);
+  } else if (stored == dtype::q2_k) { // likewise, but for d and dmin
+    plain.resize(kernels::row_bytes(plain_type, n));
+    for (auto& b : plain)
+      b = static_cast<std::byte>(rng());
+    for (std::size_t i = 0; i < n / 256; ++i) {
+      auto& b = reinterpret_cast<kernels::block_q2_k*>(plain.data())[i];
+      b.d = b.dmin = kernels::float_to_half(1e-3f);
+    }
   } else {
     std::vector<float> w(n);
     std::normal_distribution<float> d(0.0f, 0.02f);
@@ -217,7 +226,8 @@ int main(int argc, char** argv) {
     for (const auto& [name, stored] :
          {std::pair{"Q4_K -> Q4_1x8", dtype::q4_k}, std::pair{"Q5_K -> Q5_1x8", dtype::q5_k},
           std::pair{"Q6_K -> Q6_Kx8", dtype::q6_k}, std::pair{"Q3_K -> Q3_Kx8", dtype::q3_k},
-          std::pair{"Q8_0 -> Q8_0x8", dtype::q8_0}, std::pair{"F16", dtype::f16}}) {
+          std::pair{"Q2_K -> Q2_Kx8", dtype::q2_k}, std::pair{"Q8_0 -> Q8_0x8", dtype::q8_0},
+          std::pair{"F16", dtype::f16}}) {
       layout l{name, dtype::f16, {}, {}, {}, {}, {}};
       auto [type, m] = make_matrix(stored, rows, cols, rng);
       l.type = type;
@@ -227,7 +237,7 @@ int main(int argc, char** argv) {
       l.copies.push_back(std::move(m));
       layouts.push_back(std::move(l));
     }
-    const layout& q8_0 = layouts[4]; // the peer: how Q2_K loads
+    const layout& q8_0 = layouts[5]; // the peer: how the K-quants loaded before
     for (std::size_t batch : batches) {
       std::vector<float> x(batch * cols), y(batch * rows);
       {

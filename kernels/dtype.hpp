@@ -33,6 +33,7 @@ enum class dtype : std::uint8_t {
   q5_1x8, // Q5_1 with 8 rows interleaved, as the CPU computes with it
   q6_kx8, // Q6_K with 8 rows interleaved, as the CPU computes with it
   q3_kx8, // Q3_K with 8 rows interleaved, as the CPU computes with it
+  q2_kx8, // Q2_K with 8 rows interleaved, as the CPU computes with it
 };
 
 /// Block geometry of a dtype.
@@ -55,7 +56,7 @@ inline std::size_t row_bytes(dtype t, std::size_t n) noexcept {
 /// Whether `t` interleaves 8 rows (its matrices have a multiple of 8 rows).
 inline bool is_interleaved(dtype t) noexcept {
   return t == dtype::q4_1x8 || t == dtype::q8_0x8 || t == dtype::q5_1x8 || t == dtype::q6_kx8 ||
-         t == dtype::q3_kx8;
+         t == dtype::q3_kx8 || t == dtype::q2_kx8;
 }
 
 /// Bytes of one element of an unquantized type (f32 4, f16/bf16 2).

@@ -1,6 +1,6 @@
 // The CPU's 8-row interleaved layouts (quant.hpp's block_q4_1x8, block_q5_1x8, block_q6_kx8,
-// block_q3_kx8, block_q8_0x8): built from row-major blocks at load, read back row by row for
-// embedding lookups and tests.
+// block_q3_kx8, block_q2_kx8, block_q8_0x8): built from row-major blocks at load, read back row by
+// row for embedding lookups and tests.
 
 #include "coro/assert.hpp"
 #include "kernels/half.hpp"
@@ -137,6 +137,29 @@ void interleave_q3_k(const std::byte* group, std::size_t stride, std::size_t nb,
     }
 }
 
+void interleave_q2_k(const std::byte* group, std::size_t stride, std::size_t nb,
+                     block_q2_kx8* out) {
+  for (std::size_t b = 0; b < nb; ++b)
+    for (std::size_t i = 0; i < 8; ++i) {
+      const auto& blk = reinterpret_cast<const block_q2_k*>(group + i * stride)[b];
+      out[b].d[i] = blk.d;
+      out[b].dmin[i] = blk.dmin;
+      for (std::size_t s = 0; s < 8; ++s) {
+        auto& sub = out[b].sub[s];
+        sub.sc[i] = blk.scales[2 * s];
+        sub.sc[8 + i] = blk.scales[2 * s + 1];
+        // As dequant_q2_k reads them: sub-block s takes bits 2(s % 4) of bytes 32(s / 4)..+31.
+        std::uint32_t low[2] = {0, 0};
+        for (std::size_t j = 0; j < 32; ++j) {
+          const unsigned v = (blk.qs[32 * (s / 4) + j] >> (2 * (s % 4))) & 3u;
+          low[j / 16] |= static_cast<std::uint32_t>(v) << q6_kx8_high_bits(j).second;
+        }
+        std::memcpy(sub.ql + 4 * i, &low[0], 4);
+        std::memcpy(sub.ql + 32 + 4 * i, &low[1], 4);
+      }
+    }
+}
+
 } // namespace
 
 std::optional<dtype> interleaved_type(dtype t) noexcept {
@@ -150,6 +173,8 @@ std::optional<dtype> interleaved_type(dtype t) noexcept {
     return dtype::q6_kx8;
   case dtype::q3_k:
     return dtype::q3_kx8;
+  case dtype::q2_k:
+    return dtype::q2_kx8;
   case dtype::q8_0:
     return dtype::q8_0x8;
   default:
@@ -168,6 +193,8 @@ dtype deinterleaved_type(dtype x8) noexcept {
     return dtype::q6_k;
   case dtype::q3_kx8:
     return dtype::q3_k;
+  case dtype::q2_kx8:
+    return dtype::q2_k;
   default:
     return dtype::q8_0;
   }
@@ -184,6 +211,8 @@ void interleave_rows(dtype from, const void* src, std::size_t rows, std::size_t 
       interleave_q6_k(group, stride, nb, static_cast<block_q6_kx8*>(dst) + g * nb);
     else if (from == dtype::q3_k)
       interleave_q3_k(group, stride, nb, static_cast<block_q3_kx8*>(dst) + g * nb);
+    else if (from == dtype::q2_k)
+      interleave_q2_k(group, stride, nb, static_cast<block_q2_kx8*>(dst) + g * nb);
     else if (from == dtype::q8_0)
       interleave_q8_0(group, stride, nb, static_cast<block_q8_0x8*>(dst) + g * nb);
     else if (from == dtype::q5_1)
@@ -237,6 +266,24 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
               static_cast<int>(((low >> shift) & 3) | (((third >> q5_1x8_high_bit(j)) & 1) << 2));
           // As dequant_q3_k: d * sc first, then the value.
           *y = d * static_cast<float>(sub.sc[j / 16 * 8 + i]) * static_cast<float>(q - 4);
+        }
+    }
+    return;
+  }
+  if (t == dtype::q2_kx8) {
+    const auto* blk = static_cast<const block_q2_kx8*>(base) + g * (cols / 256);
+    for (std::size_t b = 0; b < cols / 256; ++b) {
+      const float d = half_to_float(blk[b].d[i]), dmin = half_to_float(blk[b].dmin[i]);
+      for (const auto& sub : blk[b].sub)
+        for (std::size_t j = 0; j < 32; ++j, ++y) {
+          const auto [at, shift] = q6_kx8_high_bits(j);
+          std::uint32_t low;
+          std::memcpy(&low, sub.ql + at + 4 * i, sizeof low);
+          const std::uint8_t sc = sub.sc[j / 16 * 8 + i];
+          // As dequant_q2_k: d * sc and dmin * m first, then the value.
+          const float dl = d * static_cast<float>(sc & 0xF),
+                      ml = dmin * static_cast<float>(sc >> 4);
+          *y = dl * static_cast<float>((low >> shift) & 3) - ml;
         }
     }
     return;

@@ -18,7 +18,7 @@ const dtype_traits table[] = {
     {"Q4_1x8", 32, 20, true},   {"Q8_0x8", 32, 34, true},   {"Q2_K", 256, 84, true},
     {"Q3_K", 256, 110, true},   {"Q5_K", 256, 176, true},   {"IQ4_NL", 32, 18, true},
     {"IQ4_XS", 256, 136, true}, {"Q5_1", 32, 24, true},     {"Q5_1x8", 32, 24, true},
-    {"Q6_Kx8", 256, 210, true}, {"Q3_Kx8", 256, 114, true},
+    {"Q6_Kx8", 256, 210, true}, {"Q3_Kx8", 256, 114, true}, {"Q2_Kx8", 256, 84, true},
 };
 
 float h2f(std::uint16_t h) {
@@ -337,6 +337,7 @@ void dequantize_row(dtype t, const void* src, float* y, std::size_t n) noexcept 
   case dtype::q5_1x8:
   case dtype::q6_kx8:
   case dtype::q3_kx8:
+  case dtype::q2_kx8:
   case dtype::q8_0x8:
     AEG_ASSERT(false, "dequantize_row: interleaved rows are read with dequantize_interleaved_row");
   }

@@ -167,6 +167,21 @@ struct block_q3_kx8 {
 };
 static_assert(sizeof(block_q3_kx8) == 8 * 114);
 
+/// 8 rows of Q2_K for one super-block of 256 columns, in 8 sub-blocks of 32 columns, exactly:
+/// x = d·sc·q − dmin·m with the rows' `d` and `dmin`, each row's two scale bytes of a sub-block
+/// as Q2_K stores them (scale in the low nibble, min in the high; columns 0..15 in `sc[r]`,
+/// 16..31 in `sc[8 + r]`, so a zero-extending load gives each row its byte in its lane) and its
+/// 2-bit `q` in `ql`, placed as Q3_Kx8's (`q6_kx8_high_bits`). The same 84 bytes a row as Q2_K.
+struct block_q2_kx8 {
+  std::uint16_t d[8];
+  std::uint16_t dmin[8];
+  struct sub_block {
+    std::uint8_t sc[16];
+    std::uint8_t ql[64];
+  } sub[8];
+};
+static_assert(sizeof(block_q2_kx8) == 8 * sizeof(block_q2_k));
+
 /// Q3_K's sixteen scales (6 bits each, the low 4 in bytes 0..7, the high 2 in bytes 8..11),
 /// minus 32, in element order.
 inline void q3_k_scales(const block_q3_k& b, std::int8_t* out) noexcept {
@@ -255,11 +270,11 @@ std::optional<dtype> transcoded_type(dtype t) noexcept;
 void transcode_row(dtype from, const void* src, void* dst, std::size_t n) noexcept;
 
 /// The CPU's interleaved compute type for matrices stored as `t` (Q4_0, Q4_1 → Q4_1x8; Q5_1 →
-/// Q5_1x8; Q6_K → Q6_Kx8; Q3_K → Q3_Kx8; Q8_0 → Q8_0x8), or nullopt.
+/// Q5_1x8; Q6_K → Q6_Kx8; Q3_K → Q3_Kx8; Q2_K → Q2_Kx8; Q8_0 → Q8_0x8), or nullopt.
 std::optional<dtype> interleaved_type(dtype t) noexcept;
 
 /// The row-major type whose rows the interleaved type `x8` holds (Q4_1x8 → Q4_1, Q5_1x8 → Q5_1,
-/// Q6_Kx8 → Q6_K, Q3_Kx8 → Q3_K, Q8_0x8 → Q8_0).
+/// Q6_Kx8 → Q6_K, Q3_Kx8 → Q3_K, Q2_Kx8 → Q2_K, Q8_0x8 → Q8_0).
 dtype deinterleaved_type(dtype x8) noexcept;
 
 /// Rewrites a row-major matrix of `rows` (a multiple of 8) rows of type `from` into the layout of

@@ -20,8 +20,9 @@ namespace {
 
 // Bumped whenever the image layout changes, so old shared files are never mistaken for new.
 // 3: Q4_1x8 and Q8_0x8 rows grouped by 4 columns; 4: Q4_K matrices transcoded to Q4_1(x8);
-// 5: Q5_K matrices transcoded to Q5_1(x8), Q6_K and Q3_K ones interleaved as Q6_Kx8, Q3_Kx8.
-constexpr std::uint64_t layout_version = 5;
+// 5: Q5_K matrices transcoded to Q5_1(x8), Q6_K and Q3_K ones interleaved as Q6_Kx8, Q3_Kx8;
+// 6: Q2_K matrices interleaved as Q2_Kx8.
+constexpr std::uint64_t layout_version = 6;
 constexpr std::size_t header_bytes = 4096;
 constexpr char magic[8] = {'A', 'E', 'G', 'I', 'M', 'G', '0', '1'};
 

@@ -1,6 +1,7 @@
 #include "kernels/cpu/matmul.hpp"
 
 #include "kernels/cpu/dot.hpp"
+#include "kernels/cpu/matmul_k16.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
@@ -23,13 +24,12 @@ namespace {
 
 #define AEG_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-// Interleaved kernels (Q4_1x8, Q5_1x8, Q6_Kx8, Q3_Kx8, Q8_0x8): one pass over a group of 8 weight
-// rows yields the 8 outputs of an activation row as the 8 lanes of one vector, so no horizontal
-// sum per output and one broadcast of the activation scale per block serve all 8 rows. Each lane
-// sees acc = fma(dot, d_w·d_x, acc) (then acc = fma(m_w, s_x, acc) for Q4_1 and Q5_1; for Q6_Kx8
-// and Q3_Kx8, `dot` is the two 16-column halves' sums times their scales, in integers) block
-// after block in both the vector and the portable version, so they agree bit for bit, whatever
-// the batch.
+// Interleaved kernels (Q4_1x8, Q5_1x8, Q8_0x8 here; Q6_Kx8, Q3_Kx8 and Q2_Kx8 in matmul_k16.cpp):
+// one pass over a group of 8 weight rows yields the 8 outputs of an activation row as the 8 lanes
+// of one vector, so no horizontal sum per output and one broadcast of the activation scale per
+// block serve all 8 rows. Each lane sees acc = fma(dot, d_w·d_x, acc) (then acc = fma(m_w, s_x,
+// acc) for Q4_1 and Q5_1) block after block in both the vector and the portable version, so they
+// agree bit for bit, whatever the batch.
 
 // The kernels are written once (interleaved.inc) and compiled for AVX2 and for AVX-512 VNNI,
 // which sums 4 byte products into 32-bit lanes in one instruction. The integer sums are the same
@@ -64,27 +64,6 @@ AEG_AVX2 inline __m256i block_dot5_avx2(const __m256i* lo, const __m256i* hi,
   }
   const __m256i ones = _mm256_set1_epi16(1);
   return _mm256_add_epi32(_mm256_madd_epi16(sl, ones), _mm256_madd_epi16(sh, ones));
-}
-
-// One Q6_Kx8 or Q3_Kx8 sub-block against one activation block: lane r of `da` (`db`) gets row
-// r's Σ q·x over columns 0..15 (16..31), values q in 0..63. A byte-pair sum reaches
-// 2·63·127 = 16002, so two fit int16 and each pair of them widens.
-AEG_AVX2 inline void split_dot_avx2(const __m256i* lo, const __m256i* hi, const std::int8_t* xq,
-                                    __m256i& da, __m256i& db) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  da = _mm256_setzero_si256();
-  db = _mm256_setzero_si256();
-  for (int p = 0; p < 4; p += 2) {
-    std::int32_t x[4];
-    std::memcpy(x, xq + 4 * p, 8);
-    std::memcpy(x + 2, xq + 16 + 4 * p, 8);
-    const __m256i sl = _mm256_add_epi16(_mm256_maddubs_epi16(lo[p], _mm256_set1_epi32(x[0])),
-                                        _mm256_maddubs_epi16(lo[p + 1], _mm256_set1_epi32(x[1])));
-    const __m256i sh = _mm256_add_epi16(_mm256_maddubs_epi16(hi[p], _mm256_set1_epi32(x[2])),
-                                        _mm256_maddubs_epi16(hi[p + 1], _mm256_set1_epi32(x[3])));
-    da = _mm256_add_epi32(da, _mm256_madd_epi16(sl, ones));
-    db = _mm256_add_epi32(db, _mm256_madd_epi16(sh, ones));
-  }
 }
 
 // One Q8_0x8 block against one activation block, lane r getting row r's dot product. The
@@ -159,19 +138,6 @@ AEG_VNNI inline __m256i block_dot_vnni(const __m256i* lo, const __m256i* hi,
 AEG_VNNI inline __m256i block_dot5_vnni(const __m256i* lo, const __m256i* hi,
                                         const std::int8_t* xq) {
   return block_dot_vnni(lo, hi, xq);
-}
-
-AEG_VNNI inline void split_dot_vnni(const __m256i* lo, const __m256i* hi, const std::int8_t* xq,
-                                    __m256i& da, __m256i& db) {
-  da = _mm256_setzero_si256();
-  db = _mm256_setzero_si256();
-  for (int p = 0; p < 4; ++p) {
-    std::int32_t xl, xh;
-    std::memcpy(&xl, xq + 4 * p, 4);
-    std::memcpy(&xh, xq + 16 + 4 * p, 4);
-    da = _mm256_dpbusd_epi32(da, lo[p], _mm256_set1_epi32(xl));
-    db = _mm256_dpbusd_epi32(db, hi[p], _mm256_set1_epi32(xh));
-  }
 }
 
 #define AEG_ISA_TARGET AEG_AVX2
@@ -263,44 +229,6 @@ void group_affine_portable(const Block* w, const block_q8a* x, std::size_t rows,
     }
 }
 
-// Value `c` (0..31) of row `i` of a Q6_Kx8 or Q3_Kx8 sub-block.
-int split_value(const block_q6_kx8::sub_block& sub, std::size_t i, std::size_t c) {
-  const std::uint8_t lo = sub.qs[q4_1x8_byte(i, c % 16)];
-  const auto [off, shift] = q6_kx8_high_bits(c);
-  std::uint32_t word;
-  std::memcpy(&word, sub.qh + off + 4 * i, sizeof word);
-  return (c < 16 ? lo & 0xF : lo >> 4) | static_cast<int>(((word >> shift) & 3) << 4);
-}
-int split_value(const block_q3_kx8::sub_block& sub, std::size_t i, std::size_t c) {
-  const auto [off, shift] = q6_kx8_high_bits(c);
-  std::uint32_t low, third;
-  std::memcpy(&low, sub.ql + off + 4 * i, sizeof low);
-  std::memcpy(&third, sub.qh + 4 * i, sizeof third);
-  return static_cast<int>(((low >> shift) & 3) | (((third >> q5_1x8_high_bit(c)) & 1) << 2));
-}
-
-template <class Block>
-void group_split_portable(const Block* w, const block_q8a* x, const std::int32_t* xsum,
-                          std::size_t rows, std::size_t nsb, float* acc) {
-  constexpr int offset = std::is_same_v<Block, block_q6_kx8> ? 32 : 4;
-  std::fill(acc, acc + 8 * rows, 0.0f);
-  const std::size_t nb = 8 * nsb;
-  for (std::size_t s = 0; s < nsb; ++s)
-    for (std::size_t j = 0; j < 8; ++j)
-      for (std::size_t r = 0; r < rows; ++r) {
-        const auto& sub = w[s].sub[j];
-        const std::size_t at = r * nb + 8 * s + j;
-        for (std::size_t i = 0; i < 8; ++i) {
-          int half[2] = {-offset * xsum[2 * at], -offset * xsum[2 * at + 1]};
-          for (std::size_t c = 0; c < 32; ++c)
-            half[c / 16] += split_value(sub, i, c) * x[at].qs[c];
-          const int t = half[0] * sub.sc[i] + half[1] * sub.sc[8 + i];
-          acc[8 * r + i] =
-              std::fma(static_cast<float>(t), half_to_float(w[s].d[i]) * x[at].d, acc[8 * r + i]);
-        }
-      }
-}
-
 void group_q8_0x8_portable(const block_q8_0x8* w, const block_q8a* x, std::size_t rows,
                            std::size_t nb, float* acc) {
   std::fill(acc, acc + 8 * rows, 0.0f);
@@ -330,30 +258,13 @@ void run_affine(const Block* wg, const block_q8a* xq, std::size_t rows, std::siz
   group_affine_portable(wg, xq, rows, nb, acc);
 }
 
-// One group of 8 rows of Q6_Kx8 or Q3_Kx8 against every activation row.
-template <class Block>
-void run_split(const Block* wg, const block_q8a* xq, const std::int32_t* xsum, std::size_t rows,
-               std::size_t nsb, float* acc, cpu_isa isa) {
-#if defined(__x86_64__)
-  if (isa == cpu_isa::avx512_vnni)
-    return group_split_vnni(wg, xq, xsum, rows, nsb, acc);
-  if (isa == cpu_isa::avx2)
-    return group_split_avx2(wg, xq, xsum, rows, nsb, acc);
-#endif
-  group_split_portable(wg, xq, xsum, rows, nsb, acc);
-}
-
 // One group of 8 rows of an interleaved matrix against every activation row; `xsum` as
-// half_sums writes it (Q6_Kx8 and Q3_Kx8 only).
+// half_sums writes it (the per-16-column types only).
 void run_group(const matrix& w, std::size_t g, const block_q8a* xq, const std::int32_t* xsum,
                std::size_t rows, float* acc, cpu_isa isa) {
   const std::size_t nb = w.cols / 32;
-  if (w.type == dtype::q6_kx8)
-    return run_split(static_cast<const block_q6_kx8*>(w.data) + g * (nb / 8), xq, xsum, rows,
-                     nb / 8, acc, isa);
-  if (w.type == dtype::q3_kx8)
-    return run_split(static_cast<const block_q3_kx8*>(w.data) + g * (nb / 8), xq, xsum, rows,
-                     nb / 8, acc, isa);
+  if (is_k16(w.type))
+    return run_k16_group(w, g, xq, xsum, rows, acc, isa);
   if (w.type == dtype::q4_1x8)
     return run_affine(static_cast<const block_q4_1x8*>(w.data) + g * nb, xq, rows, nb, acc, isa);
   if (w.type == dtype::q5_1x8)
@@ -368,23 +279,12 @@ void run_group(const matrix& w, std::size_t g, const block_q8a* xq, const std::i
   group_q8_0x8_portable(wg, xq, rows, nb, acc);
 }
 
-// The sum of each half (16 values) of each activation block's 8-bit values, two per block: the
-// offset term of Q6_Kx8 and Q3_Kx8, once per matmul rather than once per group of rows.
-std::vector<std::int32_t> half_sums(const block_q8a* xq, std::size_t blocks) {
-  std::vector<std::int32_t> out(2 * blocks);
-  for (std::size_t b = 0; b < blocks; ++b)
-    for (std::size_t c = 0; c < 32; ++c)
-      out[2 * b + c / 16] += xq[b].qs[c];
-  return out;
-}
-
 // y_i = x · w_iᵀ for interleaved matrices sharing one quantized input: one job over all their
 // groups of 8 rows, so the threads finish together once rather than once per matrix.
 void matmul_interleaved(std::span<const matrix> ws, std::span<float* const> ys, const block_q8a* xq,
                         std::size_t rows, cpu_isa isa) {
-  const bool split = std::any_of(ws.begin(), ws.end(), [](const matrix& w) {
-    return w.type == dtype::q6_kx8 || w.type == dtype::q3_kx8;
-  });
+  const bool split =
+      std::any_of(ws.begin(), ws.end(), [](const matrix& w) { return is_k16(w.type); });
   const auto xsum = split ? half_sums(xq, rows * ws[0].cols / 32) : std::vector<std::int32_t>{};
   std::vector<std::size_t> first(ws.size() + 1, 0); // first group of each matrix
   for (std::size_t i = 0; i < ws.size(); ++i)

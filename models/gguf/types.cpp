@@ -140,6 +140,7 @@ tensor_type to_tensor_type(kernels::dtype type) noexcept {
   case kernels::dtype::q5_1x8:
   case kernels::dtype::q6_kx8:
   case kernels::dtype::q3_kx8:
+  case kernels::dtype::q2_kx8:
     break; // compute layouts of the CPU; never stored in a file we read
   }
   AEG_ASSERT(false, "to_tensor_type: this dtype has no GGUF tensor type");

@@ -53,7 +53,8 @@ kernels::dtype cpu_plain_type(kernels::dtype t) {
 }
 
 // The CPU's compute type: the 8-row interleaved layout where there is one and the rows allow it,
-// of the stored type itself (Q6_K → Q6_Kx8, Q3_K → Q3_Kx8) or of its row-major type.
+// of the stored type itself (Q6_K → Q6_Kx8, Q3_K → Q3_Kx8, Q2_K → Q2_Kx8) or of its row-major
+// type.
 kernels::dtype cpu_type(kernels::dtype t, std::size_t rows) {
   if (const auto direct = kernels::interleaved_type(t); direct && rows % 8 == 0)
     return *direct;
@@ -67,7 +68,7 @@ void convert_rows(kernels::dtype from, const std::byte* src, kernels::dtype to, 
                   std::size_t rows, std::size_t cols) {
   if (kernels::is_interleaved(to)) {
     // Interleave from a plain type that interleaves into `to`: the stored type itself (Q4_0,
-    // Q4_1, Q6_K, Q3_K, Q8_0) or a converted copy (Q4_K transcoded to Q4_1, Q5_K to Q5_1,
+    // Q4_1, Q6_K, Q3_K, Q2_K, Q8_0) or a converted copy (Q4_K transcoded to Q4_1, Q5_K to Q5_1,
     // other types re-quantized to Q8_0, or whichever `to` asks for).
     auto plain = cpu_plain_type(from);
     if (kernels::interleaved_type(plain) != to)

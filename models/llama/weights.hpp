@@ -127,11 +127,11 @@ host_allocator pinned_allocator(gpu::device& dev);
 
 /// A llama GGUF planned for `format`: its hyperparameters and where each weight will lie.
 /// CPU: Q4_0 and Q4_1 matrices become Q4_1x8 and Q8_0 ones Q8_0x8 (the same bits, 8 rows
-/// interleaved; Q4_0 as Q4_1 with offset -8·d), Q6_K and Q3_K ones Q6_Kx8 and Q3_Kx8, Q4_K and
-/// Q5_K are transcoded to Q4_1(x8) and Q5_1(x8) (kernels::transcode_row), F16 and F32 stay, BF16
-/// becomes F32, and other types (Q5_0, Q2_K, IQ4_*, and Q6_K and Q3_K matrices whose rows are not
-/// a multiple of 8) are re-quantized to Q8_0 first. CUDA: matrices become f16 or bf16.
-/// Errors name the missing or misshapen tensor.
+/// interleaved; Q4_0 as Q4_1 with offset -8·d), Q6_K, Q3_K and Q2_K ones Q6_Kx8, Q3_Kx8 and
+/// Q2_Kx8, Q4_K and Q5_K are transcoded to Q4_1(x8) and Q5_1(x8) (kernels::transcode_row), F16
+/// and F32 stay, BF16 becomes F32, and other types (Q5_0, IQ4_*, and Q6_K, Q3_K and Q2_K
+/// matrices whose rows are not a multiple of 8) are re-quantized to Q8_0 first. CUDA: matrices
+/// become f16 or bf16. Errors name the missing or misshapen tensor.
 result<std::pair<llama_config, llama_layout>> plan_llama(const gguf::file& f,
                                                          const compute_format& format);
 

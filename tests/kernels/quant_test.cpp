@@ -334,8 +334,9 @@ TEST(QuantTranscode, Q5KMatmulAsQ5_1MatchesTheFloatProductOfTheStoredRowsOnEvery
   }
 }
 
-// Q6_K and Q3_K blocks from random bytes (every scale and value) with a d of a weight's size;
-// both keep d in their last two bytes.
+// Q6_K, Q3_K and Q2_K blocks from random bytes (every scale, min and value) with a d (and Q2_K's
+// dmin) of a weight's size; Q6_K and Q3_K keep d in their last two bytes, Q2_K d and dmin in its
+// last four.
 std::vector<std::byte> random_split_blocks(dtype t, std::size_t n, std::uint32_t seed) {
   std::mt19937 rng(seed);
   const std::size_t size = traits(t).block_bytes;
@@ -343,25 +344,29 @@ std::vector<std::byte> random_split_blocks(dtype t, std::size_t n, std::uint32_t
   for (auto& b : out)
     b = static_cast<std::byte>(rng());
   for (std::size_t i = 0; i < n; ++i) {
-    const auto d = float_to_half(1e-4f * (0.5f + static_cast<float>(rng() % 1024) / 1024.0f));
-    std::memcpy(out.data() + (i + 1) * size - 2, &d, 2);
+    for (std::size_t k = 0; k < (t == dtype::q2_k ? 2 : 1); ++k) {
+      const auto d = float_to_half(1e-4f * (0.5f + static_cast<float>(rng() % 1024) / 1024.0f));
+      std::memcpy(out.data() + (i + 1) * size - 2 * (k + 1), &d, 2);
+    }
   }
   return out;
 }
 
-// Q6_K and Q3_K matrices of a multiple of 8 rows are interleaved as they are (Q6_Kx8, the same
-// 210 bytes a row; Q3_Kx8, 114 for Q3_K's 110): every row reads back bit for bit, and the matmul
-// over them (integer sums per 16 columns times the 8-bit scales, exact) equals the float product
-// of the stored rows within what 8-bit activations cost, with the same bits on every instruction
-// set. 1 to 6 activation rows leave remainders on every isa.
-TEST(QuantInterleave, Q6KAndQ3KMatricesInterleaveExactlyAndMatmulMatchesTheFloatProductOnEveryIsa) {
+// Q6_K, Q3_K and Q2_K matrices of a multiple of 8 rows are interleaved as they are (Q6_Kx8, the
+// same 210 bytes a row; Q3_Kx8, 114 for Q3_K's 110; Q2_Kx8, the same 84): every row reads back
+// bit for bit, and the matmul over them (integer sums per 16 columns times the scales, and for
+// Q2_K the mins times the activations' 16-column sums, exact) equals the float product of the
+// stored rows within what 8-bit activations cost, with the same bits on every instruction set.
+// 1 to 6 activation rows leave remainders on every isa.
+TEST(QuantInterleave,
+     KQuantsPer16MatricesInterleaveExactlyAndMatmulMatchesTheFloatProductOnEveryIsa) {
   const std::size_t cols = 768;
   std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
   if (cpu::uses_avx2())
     isas.push_back(cpu::cpu_isa::avx2);
   if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
     isas.push_back(cpu::cpu_isa::avx512_vnni);
-  for (dtype stored : {dtype::q6_k, dtype::q3_k})
+  for (dtype stored : {dtype::q6_k, dtype::q3_k, dtype::q2_k})
     for (std::size_t rows_out : {8, 72}) {
       SCOPED_TRACE(std::string(traits(stored).name) + ", " + std::to_string(rows_out) + " rows");
       const auto x8 = interleaved_type(stored);
@@ -403,8 +408,8 @@ TEST(QuantInterleave, Q6KAndQ3KMatricesInterleaveExactlyAndMatmulMatchesTheFloat
 }
 
 // A K-quant mix puts layouts side by side in one call (attn_q and attn_k Q5_K, attn_v Q6_K in a
-// Q5_K_M layer): matmul_many over Q5_1x8, Q6_Kx8, Q4_1x8 and Q3_Kx8 matrices gives each the bits
-// it gets alone, on every isa, also beside a row-major matrix.
+// Q5_K_M layer): matmul_many over Q5_1x8, Q6_Kx8, Q4_1x8, Q3_Kx8 and Q2_Kx8 matrices gives each the
+// bits it gets alone, on every isa, also beside a row-major matrix.
 TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
   const std::size_t cols = 512, rows = 3;
   std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
@@ -424,10 +429,14 @@ TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
   const auto q3 = random_split_blocks(dtype::q3_k, 8 * cols / 256, 25);
   std::vector<block_q3_kx8> w3(8 * cols / 256 / 8);
   interleave_rows(dtype::q3_k, q3.data(), 8, cols, w3.data());
+  const auto q2 = random_split_blocks(dtype::q2_k, 16 * cols / 256, 26);
+  std::vector<block_q2_kx8> w2(16 * cols / 256 / 8);
+  interleave_rows(dtype::q2_k, q2.data(), 16, cols, w2.data());
   const matrix interleaved[] = {{dtype::q5_1x8, w5.data(), 16, cols},
                                 {dtype::q6_kx8, w6.data(), 24, cols},
                                 {dtype::q4_1x8, w4.data(), 8, cols},
-                                {dtype::q3_kx8, w3.data(), 8, cols}};
+                                {dtype::q3_kx8, w3.data(), 8, cols},
+                                {dtype::q2_kx8, w2.data(), 16, cols}};
   // With a row-major matrix among them (13 rows of Q5_1), each still takes its own kernel.
   const matrix mixed[] = {interleaved[0], {dtype::q5_1, q5.data(), 13, cols}, interleaved[1]};
   const auto x = aeg::testing::normal_floats(rows * cols, 24);

@@ -22,10 +22,10 @@ it on many random blocks checks our block layouts, nibble orders, scale unpackin
     dequantization of the result must lie within that rounding of its Q4_K (Q5_K) dequantization
     of the input: (2^-11 + 2^-23)·(qmax·|d·sc| + |dmin·m|) + 2^-21 per value, qmax 15 (31).
 
-  interleave: 8 rows of Q4_K, Q5_K, Q6_K, Q3_K and Q5_1 laid out as the CPU computes with a
-    matrix (Q4_1x8, Q5_1x8, Q6_Kx8, Q3_Kx8, Q5_1x8) and read back row by row: Q6_K, Q3_K and
-    Q5_1 bit-identical to gguf-py's dequantization of the stored rows, Q4_K and Q5_K within the
-    transcode bound.
+  interleave: 8 rows of Q4_K, Q5_K, Q6_K, Q3_K, Q2_K and Q5_1 laid out as the CPU computes with
+    a matrix (Q4_1x8, Q5_1x8, Q6_Kx8, Q3_Kx8, Q2_Kx8, Q5_1x8) and read back row by row: Q6_K,
+    Q3_K, Q2_K and Q5_1 bit-identical to gguf-py's dequantization of the stored rows, Q4_K and
+    Q5_K within the transcode bound.
 
 Usage: dequant_reference.py --tool PATH/dequant_tool [--blocks N] [--seed S]
 Exits 0 when everything matches, 1 on a mismatch, 77 (skipped) without numpy/gguf.
@@ -228,7 +228,7 @@ def check_transcode_type(tool, rng, num_blocks, name, to, qmax):
 
 def check_interleave(tool, rng, num_blocks):
     failed = False
-    for name in ("Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q5_1"):
+    for name in ("Q4_K", "Q5_K", "Q6_K", "Q3_K", "Q2_K", "Q5_1"):
         elems, size, _ = TYPES[name]
         per_row = max(1, num_blocks // 8)
         data, n = random_blocks(rng, name, 8 * per_row)

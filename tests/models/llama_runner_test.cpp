@@ -160,17 +160,17 @@ TEST(LlamaRunner, EveryStoredWeightTypeRunsAndStaysCloseToTheFloatReference) {
     ASSERT_TRUE(a && b) << kernels::traits(t).name;
     for (float v : a->second)
       ASSERT_TRUE(std::isfinite(v)) << kernels::traits(t).name;
-    // Only the 8-bit rounding of activations (and the re-quantization to Q8_0 of Q2_K and the
-    // other types without a layout of their own) separates the CPU kernels from float math on
+    // Only the 8-bit rounding of activations (and the re-quantization to Q8_0 of Q5_0, IQ4_* and
+    // the other types without a layout of their own) separates the CPU kernels from float math on
     // the same weights.
     EXPECT_LT(max_relative_error(a->second, b->second), 0.05f) << kernels::traits(t).name;
   }
 }
 
-// Q4_K, Q5_K, Q6_K and Q3_K matrices run as Q4_1x8, Q5_1x8, Q6_Kx8 and Q3_Kx8 (Q4_1, Q5_1 and
-// Q8_0 where the rows are not a multiple of 8: the 323-token embedding), at 5, 6, 6.6 and 3.6
-// bits a weight where the Q8_0 they used to become takes 8.5, and decode the greedy tokens that
-// route and float weights decode.
+// Q4_K, Q5_K, Q6_K, Q3_K and Q2_K matrices run as Q4_1x8, Q5_1x8, Q6_Kx8, Q3_Kx8 and Q2_Kx8
+// (Q4_1, Q5_1 and Q8_0 where the rows are not a multiple of 8: the 323-token embedding), at 5,
+// 6, 6.6, 3.6 and 2.6 bits a weight where the Q8_0 they used to become takes 8.5, and decode the
+// greedy tokens that route and float weights decode.
 TEST(LlamaRunner, KQuantMatricesRunInTheirOwnLayoutsAndDecodeTheTokensOfTheQ8_0RouteAndOfFloats) {
   struct route {
     dtype stored, plain, x8;
@@ -178,11 +178,13 @@ TEST(LlamaRunner, KQuantMatricesRunInTheirOwnLayoutsAndDecodeTheTokensOfTheQ8_0R
     std::size_t min_decisive; // prompts of 8 whose greedy tokens the float model decides clearly
   };
   // The tiny Q3_K model's random 3-bit weights leave its best logits within 4% of each other
-  // somewhere in every prompt's 16 tokens, so only its logits are compared.
+  // somewhere in every prompt's 16 tokens, so only its logits are compared; the Q2_K model's
+  // decide half of the prompts clearly.
   for (const route& r : {route{dtype::q4_k, dtype::q4_1, dtype::q4_1x8, 2.0 / 3, 5},
                          route{dtype::q5_k, dtype::q5_1, dtype::q5_1x8, 3.0 / 4, 5},
                          route{dtype::q6_k, dtype::q8_0, dtype::q6_kx8, 0.85, 5},
-                         route{dtype::q3_k, dtype::q8_0, dtype::q3_kx8, 0.6, 0}}) {
+                         route{dtype::q3_k, dtype::q8_0, dtype::q3_kx8, 0.6, 0},
+                         route{dtype::q2_k, dtype::q8_0, dtype::q2_kx8, 0.4, 4}}) {
     SCOPED_TRACE(std::string(kernels::traits(r.stored).name));
     tiny_llama_spec spec;
     spec.dim = 256;

@@ -331,6 +331,7 @@ std::uint32_t file_type_of(dtype t) {
   case dtype::q5_1x8:
   case dtype::q6_kx8:
   case dtype::q3_kx8:
+  case dtype::q2_kx8:
     break; // compute layouts, never in a file
   }
   return 0;
