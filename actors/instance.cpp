@@ -198,8 +198,9 @@ private:
   coro::task<void> step_loop() {
     std::size_t lost_races = 0;
     while (state_.has_work()) {
-      const auto view = make_view();
-      const auto plan = value_or_throw(plan_step(view, policy_->decide(policy_view(view))));
+      auto& view = make_view();
+      const auto decision = policy_->decide(policy_view(view));
+      const auto plan = value_or_throw(plan_step_in_place(view, decision));
       if (!apply(plan)) {
         // The shared host pool lost room to another instance meanwhile: plan again on what
         // is there now. A plan that keeps missing is a bug, not a race.
@@ -232,12 +233,13 @@ private:
     return step_view::none;
   }
 
-  step_view make_view() const {
+  step_view& make_view() {
     const std::size_t staged = staged_model();
     return state_.view({options_.max_batch_tokens, options_.max_seqs,
                         options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
-                       engine_->device_ledger(), engine_->host_ledger(), active_, staged,
-                       switch_time_, turn_steps_, turn_started_, clock().now());
+                       gpu::kv_ledger_copy(engine_->device_ledger()),
+                       gpu::kv_ledger_copy(engine_->host_ledger()), active_, staged, switch_time_,
+                       turn_steps_, turn_started_, clock().now());
   }
 
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan

@@ -151,35 +151,44 @@ void instance_state::clear() {
 
 // --- planning ----------------------------------------------------------------------------
 
-step_view instance_state::view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
-                               std::size_t active, std::size_t staged,
-                               const sched::switch_estimator& switch_time, std::size_t turn_steps,
-                               clock_type::time_point turn_started,
-                               clock_type::time_point now) const {
-  step_view v;
+step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy device,
+                                gpu::kv_ledger_copy host, std::size_t active, std::size_t staged,
+                                const sched::switch_estimator& switch_time, std::size_t turn_steps,
+                                clock_type::time_point turn_started, clock_type::time_point now) {
+  step_view& v = view_;
   v.limits = limits;
   v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
-  v.models.reserve(models_.size());
-  for (const auto& m : models_) {
-    model_view mv;
-    mv.name = m.served.name;
-    mv.block_bytes = m.kv.block_bytes();
-    mv.image_bytes = m.served.image->bytes().size();
-    mv.tbt_seconds = m.served.tbt_seconds;
+  if (v.models.size() != models_.size()) {
+    // What never changes is written once (a plan changes only the lists, turns and flags).
+    v.models.resize(models_.size());
+    for (std::size_t i = 0; i < models_.size(); ++i) {
+      const auto& m = models_[i];
+      model_view& mv = v.models[i];
+      mv.name = m.served.name;
+      mv.block_bytes = m.kv.block_bytes();
+      mv.image_bytes = m.served.image->bytes().size();
+      mv.tbt_seconds = m.served.tbt_seconds;
+      mv.decode_time = &m.decode_time;
+    }
+  }
+  for (std::size_t i = 0; i < models_.size(); ++i) {
+    const auto& m = models_[i];
+    model_view& mv = v.models[i];
+    mv.running.clear();
     for (const sequence* s : m.running)
       mv.running.push_back(s->request.id);
+    mv.waiting.clear();
     for (const sequence* s : m.waiting)
       mv.waiting.push_back(s->request.id);
     mv.turns = m.turns;
     mv.blocked = m.blocked;
     mv.work_since = m.work_since;
-    mv.decode_time = &m.decode_time;
-    v.models.push_back(std::move(mv));
   }
-  // The ledgers were copied first: a copy that completes meanwhile then reads as arriving
+  // The ledgers were taken first: a copy that completes meanwhile then reads as arriving
   // (waited for on the device), never the other way round.
   v.device = std::move(device);
   v.host = std::move(host);
+  v.seqs.clear();
   for (const auto& [id, s] : seqs_)
     v.seqs.emplace(
         id,

@@ -93,11 +93,14 @@ public:
 
   // --- planning ----------------------------------------------------------------------------
   /// The view the planner reads: these models and requests, with the pools' ledgers and the
-  /// actor's turn (`active`, `staged`: model indexes or none).
-  step_view view(step_limits_view limits, gpu::kv_ledger device, gpu::kv_ledger host,
-                 std::size_t active, std::size_t staged, const sched::switch_estimator& switch_time,
-                 std::size_t turn_steps, std::chrono::steady_clock::time_point turn_started,
-                 std::chrono::steady_clock::time_point now) const;
+  /// actor's turn (`active`, `staged`: model indexes or none). Rebuilt in a view this state
+  /// keeps, which the plan may change (`plan_step_in_place`) until the next call: a step then
+  /// rewrites every model's lists without making and freeing a view of every served model.
+  step_view& view(step_limits_view limits, gpu::kv_ledger_copy device, gpu::kv_ledger_copy host,
+                  std::size_t active, std::size_t staged,
+                  const sched::switch_estimator& switch_time, std::size_t turn_steps,
+                  std::chrono::steady_clock::time_point turn_started,
+                  std::chrono::steady_clock::time_point now);
   /// Takes the batch turns and blocked flags a plan left.
   void take_turns(const step_plan& plan);
 
@@ -121,6 +124,7 @@ private:
   std::uint64_t work_counter_ = 0;
   std::size_t max_batch_tokens_;
   std::size_t prompt_allowance_;
+  step_view view_; // the last view, as its plan left it
 };
 
 } // namespace aeg::actors

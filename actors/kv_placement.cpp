@@ -6,33 +6,36 @@
 
 namespace aeg::actors {
 
-kv_placement::kv_placement(gpu::kv_ledger device, gpu::kv_ledger host,
+kv_placement::kv_placement(gpu::kv_ledger_copy& device, gpu::kv_ledger_copy& host,
                            std::vector<model_view>& models, std::map<std::uint64_t, seq_view>& seqs,
                            std::vector<plan_action>& actions)
-    : device_(std::move(device)), host_(std::move(host)), models_(models), seqs_(seqs),
-      actions_(actions) {}
+    : device_(device), host_(host), models_(models), seqs_(seqs), actions_(actions) {}
 
 // Blocks whose last copy is done go back at once; others once the copy has finished (it is
 // still reading or writing them). No step runs while a plan is made, so steps hold none.
-void kv_placement::give_back(gpu::kv_ledger& pool, std::size_t block_bytes, seq_view& s) {
-  if (s.copy == kv_copy::arriving)
-    (void)pool.free_after(block_bytes, std::move(s.blocks));
-  else
-    pool.free(block_bytes, s.blocks);
+void kv_placement::give_back(gpu::kv_ledger_copy& pool, std::size_t block_bytes, seq_view& s) {
+  if (s.blocks.empty()) {
+    // Nothing to give back: the ledger stays unchanged (and uncopied).
+  } else if (s.copy == kv_copy::arriving) {
+    (void)pool.edit().free_after(block_bytes, std::move(s.blocks));
+  } else {
+    pool.edit().free(block_bytes, s.blocks);
+  }
   s.blocks.clear();
 }
 
 // A copy of `s`'s blocks from `from` to `to`: new blocks now (possibly blocks still being copied
 // out for their last owner), the old ones free once this copy has read them.
-bool kv_placement::transfer(seq_view& s, gpu::kv_ledger& from, gpu::kv_ledger& to, kv_place dest) {
+bool kv_placement::transfer(seq_view& s, gpu::kv_ledger_copy& from, gpu::kv_ledger_copy& to,
+                            kv_place dest) {
   if (s.copy == kv_copy::failed)
     return false; // its blocks hold nothing worth copying: it is recomputed instead
   const std::size_t bb = models_[s.model].block_bytes;
   std::vector<std::int32_t> blocks;
   std::vector<gpu::kv_ledger::ticket> after;
-  if (!to.allocate_after(bb, s.blocks.size(), blocks, after))
+  if (!to.edit().allocate_after(bb, s.blocks.size(), blocks, after))
     return false;
-  (void)from.free_after(bb, std::move(s.blocks));
+  (void)from.edit().free_after(bb, std::move(s.blocks));
   s.blocks = std::move(blocks);
   s.where = dest;
   s.copy = kv_copy::arriving;
@@ -69,7 +72,7 @@ bool kv_placement::reserve(seq_view& s, std::size_t tokens) {
   const std::size_t more = need - s.blocks.size();
   auto take = [&] {
     std::vector<gpu::kv_ledger::ticket> after;
-    if (!device_.allocate_after(bb, more, s.blocks, after))
+    if (!device_.edit().allocate_after(bb, more, s.blocks, after))
       return false;
     if (!after.empty()) // blocks still being copied out for their last owner: steps wait
       s.copy = kv_copy::arriving;
@@ -91,7 +94,7 @@ void kv_placement::release(seq_view& s) {
 }
 
 bool kv_placement::can_reserve(std::size_t block_bytes, std::size_t blocks) const {
-  return device_.num_available(block_bytes) >= blocks;
+  return device_->num_available(block_bytes) >= blocks;
 }
 
 // Frees device room for `blocks` blocks of `block_bytes` by swapping out sequences outside the

@@ -11,7 +11,7 @@ std::string seq_name(std::uint64_t id) {
 }
 
 std::string model_name(const step_view& v, std::size_t i) {
-  return i < v.models.size() ? v.models[i].name : "model " + std::to_string(i);
+  return i < v.models.size() ? std::string(v.models[i].name) : "model " + std::to_string(i);
 }
 
 } // namespace

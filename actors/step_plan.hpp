@@ -2,7 +2,7 @@
 
 #include "actors/sched/estimators.hpp"
 #include "actors/sched/switch_policy.hpp"
-#include "gpu/kv_ledger.hpp"
+#include "gpu/kv_ledger_copy.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -63,7 +64,9 @@ struct batch_turns {
 
 /// A served model as the planner sees it.
 struct model_view {
-  std::string name;
+  /// The served model's name (the instance's, which outlives the plan: a view is built at every
+  /// step for every served model, and a name is not worth copying each time).
+  std::string_view name;
   std::size_t block_bytes = 0; ///< one KV block of its geometry
   std::size_t image_bytes = 0; ///< its weights (what a switch copies)
   double tbt_seconds = 0.1;
@@ -99,10 +102,10 @@ struct step_view {
   step_limits_view limits;
   std::vector<model_view> models;
   std::map<std::uint64_t, seq_view> seqs;
-  std::size_t active = none;            ///< the model the last step ran
-  std::size_t staged = none;            ///< the model copied (or being copied) in beside it
-  gpu::kv_ledger device{nullptr, 0, 1}; ///< the device KV pool's accounting
-  gpu::kv_ledger host{nullptr, 0, 1};   ///< the host KV pool's accounting
+  std::size_t active = none;  ///< the model the last step ran
+  std::size_t staged = none;  ///< the model copied (or being copied) in beside it
+  gpu::kv_ledger_copy device; ///< the device KV pool's accounting (copied when the plan edits it)
+  gpu::kv_ledger_copy host;   ///< the host KV pool's accounting
   const sched::switch_estimator* switch_time = nullptr; ///< null: the estimator's prior
   std::size_t turn_steps = 0; ///< steps the active model has run in its turn
   sched::seconds turn_elapsed{0};

@@ -49,7 +49,8 @@ const sched::switch_estimator& switch_time_of(const step_view& v) {
 // taken, in the order the instance will apply them.
 class planner {
 public:
-  explicit planner(const step_view& v)
+  // Plans on `v` itself: the view is the scratch copy that the decisions change.
+  explicit planner(step_view& v)
       : v_(v), models_(v.models), seqs_(v.seqs),
         kv_(v.device, v.host, models_, seqs_, plan_.actions), active_(v.active), staged_(v.staged) {
   }
@@ -82,6 +83,8 @@ public:
                       [](const model_view& m) { return m.blocked || !m.has_work(); }))
         last_resort();
     }
+    plan_.turns.reserve(models_.size());
+    plan_.blocked.reserve(models_.size());
     for (const auto& m : models_) {
       plan_.turns.push_back(m.turns);
       plan_.blocked.push_back(m.blocked);
@@ -383,8 +386,8 @@ private:
   }
 
   const step_view& v_;
-  std::vector<model_view> models_;
-  std::map<std::uint64_t, seq_view> seqs_;
+  std::vector<model_view>& models_;
+  std::map<std::uint64_t, seq_view>& seqs_;
   step_plan plan_;
   kv_placement kv_;
   std::size_t active_, staged_;
@@ -395,10 +398,11 @@ private:
 sched::instance_view policy_view(const step_view& v) {
   sched::instance_view pv;
   if (v.active != none)
-    pv.active = v.models[v.active].name;
+    pv.active = std::string(v.models[v.active].name);
   if (v.staged != none)
-    pv.staged = v.models[v.staged].name;
+    pv.staged = std::string(v.models[v.staged].name);
   std::vector<const model_view*> busy;
+  busy.reserve(v.models.size());
   for (const auto& m : v.models)
     if (m.has_work() && !m.blocked)
       busy.push_back(&m);
@@ -409,8 +413,9 @@ sched::instance_view policy_view(const step_view& v) {
   std::sort(busy.begin(), busy.end(),
             [](const model_view* a, const model_view* b) { return a->work_since < b->work_since; });
   const auto& switch_time = switch_time_of(v);
+  pv.models.reserve(busy.size());
   for (const auto* m : busy) {
-    sched::model_load load{m->name, m->waiting.size(), m->running.size(), {}};
+    sched::model_load load{std::string(m->name), m->waiting.size(), m->running.size(), {}};
     if (!m->waiting.empty())
       load.oldest_wait = v.now - v.seqs.at(m->waiting.front()).arrived;
     std::size_t context = 0, kv_bytes = 0;
@@ -441,6 +446,11 @@ sched::instance_view policy_view(const step_view& v) {
 }
 
 result<step_plan> plan_step(const step_view& v, const sched::turn_decision& decision) {
+  step_view scratch = v;
+  return planner(scratch).run(decision);
+}
+
+result<step_plan> plan_step_in_place(step_view& v, const sched::turn_decision& decision) {
   return planner(v).run(decision);
 }
 

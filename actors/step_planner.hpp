@@ -22,5 +22,8 @@ sched::instance_view policy_view(const step_view& v);
 /// running one ends). Pure: the same view and decision give the same plan. An error only when
 /// the decision names a model the view does not have.
 result<step_plan> plan_step(const step_view& v, const sched::turn_decision& decision);
+/// The same plan, made on `v` itself instead of a copy: `v` is left as the plan changed it (the
+/// instance's view, which it rebuilds before the next plan).
+result<step_plan> plan_step_in_place(step_view& v, const sched::turn_decision& decision);
 
 } // namespace aeg::actors

@@ -22,6 +22,7 @@ std::size_t kv_pool::reclaim() {
   for (auto it = transfers_.begin(); it != transfers_.end();)
     if (all_complete(it->second)) {
       n += ledger_.settle(it->first);
+      snapshot_.reset();
       it = transfers_.erase(it);
     } else {
       ++it;
@@ -33,6 +34,7 @@ result<void> kv_pool::allocate(std::size_t block_bytes, std::size_t n,
                                std::vector<std::int32_t>& out) {
   reclaim();
   std::lock_guard lock(mutex_);
+  snapshot_.reset();
   return ledger_.allocate(block_bytes, n, out);
 }
 
@@ -42,6 +44,7 @@ result<void> kv_pool::allocate_after(std::size_t block_bytes, std::size_t n,
   reclaim();
   std::lock_guard lock(mutex_);
   std::vector<kv_ledger::ticket> from;
+  snapshot_.reset();
   AEG_TRY(ledger_.allocate_after(block_bytes, n, out, from));
   const auto still_moving = ledger_.moving_tickets();
   for (const auto t : from) {
@@ -63,6 +66,7 @@ std::size_t kv_pool::num_available(std::size_t block_bytes) const {
 
 void kv_pool::free(std::size_t block_bytes, std::span<const std::int32_t> ids) {
   std::lock_guard lock(mutex_);
+  snapshot_.reset();
   ledger_.free(block_bytes, ids);
 }
 
@@ -74,6 +78,7 @@ void kv_pool::free_after(std::size_t block_bytes, std::vector<std::int32_t> ids,
   if (done.empty())
     return free(block_bytes, ids);
   std::lock_guard lock(mutex_);
+  snapshot_.reset();
   transfers_.emplace(ledger_.free_after(block_bytes, std::move(ids)), std::move(done));
 }
 
@@ -91,6 +96,14 @@ kv_ledger kv_pool::ledger() {
   reclaim();
   std::lock_guard lock(mutex_);
   return ledger_;
+}
+
+std::shared_ptr<const kv_ledger> kv_pool::snapshot() {
+  reclaim();
+  std::lock_guard lock(mutex_);
+  if (!snapshot_)
+    snapshot_ = std::make_shared<kv_ledger>(ledger_);
+  return snapshot_;
 }
 
 std::size_t kv_pool::num_moving() const {

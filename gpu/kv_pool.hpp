@@ -78,6 +78,9 @@ public:
   /// A copy of the pool's accounting after reclaiming finished transfers: what a planner tries
   /// its allocations and frees on. Every entry still on its move list counts as in flight.
   kv_ledger ledger();
+  /// The same accounting as a shared, read-only snapshot: taken again only after the pool has
+  /// changed, so planners that change nothing copy nothing.
+  std::shared_ptr<const kv_ledger> snapshot();
 
 private:
   buffer memory_;
@@ -85,6 +88,7 @@ private:
   std::size_t bytes_, slab_bytes_;
   mutable std::mutex mutex_;
   kv_ledger ledger_;
+  std::shared_ptr<const kv_ledger> snapshot_; // of `ledger_` as it is now; null once it changes
   // The events of each move-list entry's transfer.
   std::map<kv_ledger::ticket, std::vector<std::shared_ptr<event>>> transfers_;
 };

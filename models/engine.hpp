@@ -142,10 +142,10 @@ public:
   /// Whether the device pool has `blocks` more blocks of `geometry` free or on their way back
   /// (a reserve may still have to wait for the transfers to finish).
   bool can_reserve(const kernels::kv_geometry& geometry, std::size_t blocks) const;
-  /// Copies of the device and host KV pools' accounting, after reclaiming finished transfers:
-  /// what a step is planned on.
-  gpu::kv_ledger device_ledger() { return device_kv_->ledger(); }
-  gpu::kv_ledger host_ledger() { return host_kv_->ledger(); }
+  /// Snapshots of the device and host KV pools' accounting, after reclaiming finished
+  /// transfers (shared, taken again only once a pool changes): what a step is planned on.
+  std::shared_ptr<const gpu::kv_ledger> device_ledger() { return device_kv_->snapshot(); }
+  std::shared_ptr<const gpu::kv_ledger> host_ledger() { return host_kv_->snapshot(); }
   /// Blocks of `geometry` the whole device pool holds (at most): a context needing more can
   /// never run here.
   std::size_t kv_capacity(const kernels::kv_geometry& geometry) const noexcept {

@@ -76,7 +76,7 @@ TEST(StepPlanner, RoomOnItsWayBackFromATransferIsAwaitedNotSpunFor) {
   t.model("m1", small);
   t.running(0, 1, 64); // a whole slab, and it needs a fifth block
   // The other slab: blocks of m1's size, every one still being copied out.
-  (void)t.v.device.free_after(small, t.occupy(t.v.device, small, 8));
+  (void)t.v.device.edit().free_after(small, t.occupy(t.v.device.edit(), small, 8));
   const auto p = t.plan(run("m0"));
   EXPECT_EQ(describe(p, t.v), (lines{"idle: await room"}));
   EXPECT_EQ(p.blocked, (std::vector<bool>{false, false}));
@@ -181,7 +181,7 @@ TEST(StepPlanner, ARequestCancelledMidTurnLeavesRoomForTheNextWaitingOne) {
   // #2 is cancelled during the step: it has left the instance and its blocks are free.
   t.v.seqs.erase(2);
   std::erase(t.v.models[0].running, 2u);
-  t.v.device.free(block, gone);
+  t.v.device.edit().free(block, gone);
   EXPECT_EQ(t.describe_plan(run("m0")),
             (lines{"reserve #3 to 10 tokens", "admit #3 to batch 0", "step #1+1 #3+10"}));
 }

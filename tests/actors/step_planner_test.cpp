@@ -217,11 +217,32 @@ TEST(StepPlanner, PlanningChangesNothingItReadsAndGivesTheSamePlanTwice) {
   t.model("m0");
   for (std::uint64_t id = 1; id <= 4; ++id)
     t.running(0, id, 32);
-  const auto before = t.v.device.num_available(block);
+  const auto before = t.v.device->num_available(block);
   const auto first = t.describe_plan(run("m0"));
   EXPECT_EQ(t.describe_plan(run("m0")), first);
-  EXPECT_EQ(t.v.device.num_available(block), before);
+  EXPECT_EQ(t.v.device->num_available(block), before);
   EXPECT_EQ(t.v.seqs.at(4).where, kv_place::device);
+}
+
+// The instance plans on its view itself: the same plan, and the view is left as the plan
+// changed it (a request admitted, the device ledger holding its blocks), while the snapshot it
+// started from stays as it was.
+TEST(StepPlanner, PlanningInPlaceGivesTheSamePlanAndLeavesTheViewAsThePlanChangedIt) {
+  table t;
+  t.model("m0");
+  t.running(0, 1, 16);
+  t.waiting(0, 2, 20);
+  const auto snapshot = std::make_shared<const gpu::kv_ledger>(*t.v.device);
+  t.v.device = gpu::kv_ledger_copy(snapshot);
+  const auto copied = t.describe_plan(run("m0"));
+  auto in_place = plan_step_in_place(t.v, run("m0"));
+  ASSERT_TRUE(in_place.has_value());
+  EXPECT_EQ(describe(*in_place, t.v), copied);
+  EXPECT_EQ(t.v.models[0].running, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_TRUE(t.v.models[0].waiting.empty());
+  EXPECT_EQ(t.v.seqs.at(2).blocks.size(), 2u);
+  EXPECT_EQ(t.v.device->slabs().num_used(block), 4u);
+  EXPECT_EQ(snapshot->slabs().num_used(block), 1u);
 }
 
 TEST(StepPlanner, ADecisionNamingAModelTheInstanceDoesNotServeIsAnError) {

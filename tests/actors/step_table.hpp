@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,7 @@ public:
 
   std::size_t model(std::string name, std::size_t block_bytes = block) {
     model_view m;
-    m.name = std::move(name);
+    m.name = names_.emplace_back(std::move(name));
     m.block_bytes = block_bytes;
     m.image_bytes = 1 << 20;
     m.work_since = v.models.size() + 1;
@@ -56,7 +57,7 @@ public:
     s.kv_tokens = kv_tokens;
     s.where = where;
     s.batch = batch;
-    auto& pool = where == kv_place::device ? v.device : v.host;
+    auto& pool = (where == kv_place::device ? v.device : v.host).edit();
     const auto blocks = kernels::kv_geometry::blocks_for(kv_tokens);
     EXPECT_TRUE(pool.allocate(v.models[model].block_bytes, blocks, s.blocks))
         << "the test's pool is too small for #" << id;
@@ -86,6 +87,7 @@ public:
   }
   lines describe_plan(const sched::turn_decision& d) { return describe(plan(d), v); }
 
+  std::deque<std::string> names_; // the models' names, which the view's names point to
   step_view v;
 
 private:

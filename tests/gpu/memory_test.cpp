@@ -1,5 +1,6 @@
 #include "coro/sync_wait.hpp"
 #include "gpu/event_awaiter.hpp"
+#include "gpu/kv_ledger_copy.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/registry.hpp"
 #include "gpu/slab_pool.hpp"
@@ -226,6 +227,45 @@ TEST(KvPool, SlabsWhoseEveryBlockIsMovingCountAsRoomForOtherSizes) {
   EXPECT_TRUE(pool.allocate(8 << 10, 24, small));
   pool.free(8 << 10, small);
   pool.free(16 << 10, std::vector<std::int32_t>{b[3]});
+}
+
+// A planner's snapshot is shared while the pool is unchanged, taken again after any change
+// (a transfer finishing included), and copied by a planner only when it edits it.
+TEST(KvPool, SnapshotsAreSharedUntilThePoolChangesAndCopiedOnlyWhenEdited) {
+  auto dev = *make_device({.backend = "cpu"});
+  kv_pool pool(std::move(*dev->allocate_pinned(256 << 10)), 64 << 10);
+  held_transfer copy(*dev);
+  std::vector<std::int32_t> ids;
+  ASSERT_TRUE(pool.allocate(16 << 10, 6, ids));
+  const auto first = pool.snapshot();
+  EXPECT_EQ(pool.snapshot(), first);
+  EXPECT_EQ(first->slabs().num_used(16 << 10), 6u);
+
+  pool.free_after(16 << 10, {ids[4], ids[5]}, {copy.done});
+  const auto moving = pool.snapshot();
+  EXPECT_NE(moving, first);
+  EXPECT_EQ(moving->num_moving(), 2u);
+  EXPECT_EQ(first->num_moving(), 0u); // an old snapshot never changes
+  EXPECT_EQ(pool.snapshot(), moving);
+  copy.finish();
+  const auto settled = pool.snapshot(); // the transfer finished: its blocks are free now
+  EXPECT_NE(settled, moving);
+  EXPECT_EQ(settled->num_moving(), 0u);
+  EXPECT_EQ(settled->slabs().num_used(16 << 10), 4u);
+
+  kv_ledger_copy planned(settled), other(settled);
+  EXPECT_EQ(&*planned, settled.get()); // read without a copy
+  std::vector<std::int32_t> more;
+  ASSERT_TRUE(planned.edit().allocate(16 << 10, 3, more));
+  EXPECT_NE(&*planned, settled.get());
+  EXPECT_EQ(planned->slabs().num_used(16 << 10), 7u);
+  EXPECT_EQ(settled->slabs().num_used(16 << 10), 4u); // the pool's and the other planner's
+  EXPECT_EQ(other->slabs().num_used(16 << 10), 4u);
+  kv_ledger_copy again(planned); // a copy of an edited ledger is a ledger of its own
+  again.edit().free(16 << 10, more);
+  EXPECT_EQ(planned->slabs().num_used(16 << 10), 7u);
+  EXPECT_EQ(again->slabs().num_used(16 << 10), 4u);
+  pool.free(16 << 10, std::span(ids).first(4));
 }
 
 TEST(WeightArena, TwoModelsSitAtOppositeEndsAndScalingDownIsForgetting) {
