@@ -1,40 +1,16 @@
 #include "actors/simulation.hpp"
 #include "models/llama/weights.hpp"
 #include "models/sim_costs.hpp"
+#include "tests/actors/sim_pool.hpp"
 
 #include <gtest/gtest.h>
 
 namespace aeg::actors {
 namespace {
 
-// `devices` simulated GPUs, the first `prefill` of them prefill-only (0: colocated), serving
-// `models` synthetic Qwen2.5-7B shapes, on a profile whose scale-ups take 50 ms plus the copy.
-pool_spec sim_pool(std::size_t devices, std::size_t prefill, std::size_t models) {
-  pool_spec s;
-  auto profile = std::make_shared<gpu::sim_profile>();
-  profile->name = "test-gpu";
-  profile->h2d_bytes_per_second = 32e9;
-  profile->switch_seconds = 0.05;
-  s.sim_profile = profile;
-  for (std::size_t i = 0; i < devices; ++i) {
-    s.devices.push_back({"g" + std::to_string(i), "sim", static_cast<int>(i), 0});
-    instance_spec is;
-    is.device = s.devices.back().name;
-    is.max_batch_tokens = 4096;
-    is.max_seqs = 64;
-    if (prefill > 0)
-      is.role = i < prefill ? instance_role::prefill : instance_role::decode;
-    s.instances.push_back(is);
-  }
-  for (std::size_t i = 0; i < models; ++i) {
-    model_spec m;
-    m.name = "m" + std::to_string(i);
-    m.source.synthetic = "qwen2.5-7b";
-    s.models.push_back(m);
-  }
-  s.host_kv_bytes = std::size_t{64} << 30;
-  s.slab_bytes = std::size_t{64} << 20;
-  return s;
+// A profile whose scale-ups take 50 ms plus the copy.
+pool_spec slow_switch_pool(std::size_t devices, std::size_t prefill, std::size_t models) {
+  return sim_pool(devices, prefill, models, routing::aegaeon, 0.05);
 }
 
 double prefill_sum(const service_times& s) {
@@ -48,7 +24,7 @@ double decode_sum(const service_times& s) {
 // while the cold model's weights come in; each later token is one decode step of the profile's
 // cost, and nothing waits for KV.
 TEST(ServiceTimes, ExecutionIsTheProfilesStepCosts) {
-  const auto spec = sim_pool(1, 0, 1);
+  const auto spec = slow_switch_pool(1, 0, 1);
   const auto cfg = *models::llama_config::synthetic("qwen2.5-7b");
   const auto format = models::compute_format::for_backend(gpu::backend_kind::sim);
   const std::size_t image = models::plan_synthetic(cfg, format).total_bytes;
@@ -87,7 +63,7 @@ TEST(ServiceTimes, StepsFitInsideEachPhaseAndHandOffsWaitForKv) {
   for (std::size_t i = 0; i < 60; ++i)
     trace.push_back({0.37 * static_cast<double>(i), "m" + std::to_string(i % 4),
                      50 + (i * 97) % 900, 16 + (i * 53) % 300});
-  auto r = simulate(sim_pool(3, 1, 4), trace);
+  auto r = simulate(slow_switch_pool(3, 1, 4), trace);
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->metrics.finished.size(), trace.size());
   double kv_waits = 0, prefill_held = 0;

@@ -4,37 +4,15 @@
 #include "actors/simulation.hpp"
 #include "models/llama/weights.hpp"
 #include "models/sim_costs.hpp"
+#include "tests/actors/sim_pool.hpp"
 
 #include <gtest/gtest.h>
 
 namespace aeg::actors {
 namespace {
 
-// `devices` simulated H800-like GPUs, colocated, serving `models` synthetic Qwen2.5-7B shapes.
 pool_spec pool(std::size_t devices, std::size_t models, routing route) {
-  pool_spec s;
-  auto profile = std::make_shared<gpu::sim_profile>();
-  profile->name = "test-gpu";
-  profile->h2d_bytes_per_second = 32e9;
-  s.sim_profile = profile;
-  for (std::size_t i = 0; i < devices; ++i) {
-    s.devices.push_back({"g" + std::to_string(i), "sim", static_cast<int>(i), 0});
-    instance_spec is;
-    is.device = s.devices.back().name;
-    is.max_batch_tokens = 4096;
-    is.max_seqs = 64;
-    s.instances.push_back(is);
-  }
-  for (std::size_t i = 0; i < models; ++i) {
-    model_spec m;
-    m.name = "m" + std::to_string(i);
-    m.source.synthetic = "qwen2.5-7b";
-    s.models.push_back(m);
-  }
-  s.policy.route = route;
-  s.host_kv_bytes = std::size_t{64} << 30;
-  s.slab_bytes = std::size_t{64} << 20;
-  return s;
+  return sim_pool(devices, 0, models, route);
 }
 
 // Eight requests of one model arrive before any can end (the first waits for its model to be

@@ -1,6 +1,7 @@
 #include "actors/simulation.hpp"
 #include "models/llama/weights.hpp"
 #include "models/sim_costs.hpp"
+#include "tests/actors/sim_pool.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,37 +9,6 @@
 
 namespace aeg::actors {
 namespace {
-
-// `devices` simulated H800-like GPUs (the profile's defaults), the first `prefill` of them
-// prefill-only, serving `models` synthetic Qwen2.5-7B shapes.
-pool_spec sim_pool(std::size_t devices, std::size_t prefill, std::size_t models,
-                   routing route = routing::aegaeon) {
-  pool_spec s;
-  auto profile = std::make_shared<gpu::sim_profile>();
-  profile->name = "test-gpu";
-  profile->h2d_bytes_per_second = 32e9;
-  s.sim_profile = profile;
-  for (std::size_t i = 0; i < devices; ++i) {
-    s.devices.push_back({"g" + std::to_string(i), "sim", static_cast<int>(i), 0});
-    instance_spec is;
-    is.device = s.devices.back().name;
-    is.max_batch_tokens = 4096;
-    is.max_seqs = 64;
-    if (prefill > 0)
-      is.role = i < prefill ? instance_role::prefill : instance_role::decode;
-    s.instances.push_back(is);
-  }
-  for (std::size_t i = 0; i < models; ++i) {
-    model_spec m;
-    m.name = "m" + std::to_string(i);
-    m.source.synthetic = "qwen2.5-7b";
-    s.models.push_back(m);
-  }
-  s.policy.route = route;
-  s.host_kv_bytes = std::size_t{64} << 30;
-  s.slab_bytes = std::size_t{64} << 20;
-  return s;
-}
 
 std::vector<trace_request> arrivals(std::size_t models, std::size_t n) {
   std::vector<trace_request> out;
