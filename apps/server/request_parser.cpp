@@ -204,8 +204,12 @@ struct request_parser::impl {
 
   void body(std::string_view data, std::size_t& pos) {
     body_in.feed(data, pos, current.body);
-    if (body_in.refused())
-      refuse(body_in.refused()->status, body_in.refused()->why);
+    if (const auto& r = body_in.refused(); r && r->status == 431) // trailers share the head's
+      refuse(431, fmt::format("the request line, headers and trailers are over the limit of {} "
+                              "bytes",
+                              limits.max_header_bytes));
+    else if (r)
+      refuse(r->status, r->why);
     else if (body_in.complete())
       st = state::complete;
   }

@@ -222,6 +222,13 @@ TEST(RequestParser, TheHeadLimitCountsEveryByte) {
   EXPECT_EQ(over.feed("GET / HTTP/1.1\r\nHost: x\r\nX-A: " + std::string(31, 'a') + "\r\n\r\n")
                 .http_status,
             431);
+  // A chunked body's trailers count with the head.
+  request_parser trailers({.max_header_bytes = 100, .max_body_bytes = 16});
+  const auto t = trailers.feed("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               "1\r\na\r\n0\r\nX-T: " +
+                               std::string(60, 'a') + "\r\n\r\n");
+  EXPECT_EQ(t.http_status, 431);
+  EXPECT_EQ(t.error, "the request line, headers and trailers are over the limit of 100 bytes");
 }
 
 // A header folded over lines (obsolete) reads as one line, the fold a space (RFC 9112, 5.2).
