@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -79,18 +80,17 @@ TEST(QuantTranscode, Q4KBlocksWhoseScalesFitF16BecomeQ4_1BitForBit) {
   EXPECT_EQ(dequantized(dtype::q4_1, q41.data(), n), dequantized(dtype::q4_k, blocks.data(), n));
 }
 
-// Any Q4_K block, zero, negative and subnormal scales included: each value moves by no more than
-// the f16 rounding of its sub-block's d·sc and dmin·m (quant.hpp's bound), plus the float
-// rounding of evaluating either form.
-TEST(QuantTranscode, Q4KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
-  std::mt19937 rng(3);
-  std::vector<block_q4_k> blocks(2048);
+// `n` K-quant blocks of random bytes, their d and dmin of either sign from 2^-24 (subnormal)
+// to 2^4, sometimes zero: every block a reader might meet.
+template <class Block>
+std::vector<Block> random_k_blocks(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<Block> blocks(n);
   for (auto& b : blocks) {
-    std::uint8_t bytes[sizeof(block_q4_k)];
+    std::uint8_t bytes[sizeof(Block)];
     for (auto& x : bytes)
       x = static_cast<std::uint8_t>(rng());
     std::memcpy(&b, bytes, sizeof b);
-    // Scales from 2^-24 (subnormal) to 2^4, either sign; sometimes zero.
     auto scale = [&] {
       if (rng() % 16 == 0)
         return float_to_half(0.0f);
@@ -101,20 +101,59 @@ TEST(QuantTranscode, Q4KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
     b.d = scale();
     b.dmin = scale();
   }
-  const std::size_t n = blocks.size() * 256;
-  const auto want = dequantized(dtype::q4_k, blocks.data(), n);
-  const auto got = dequantized(dtype::q4_1, transcoded(blocks).data(), n);
-  std::size_t moved = 0;
-  for (std::size_t i = 0; i < n; ++i) {
+  return blocks;
+}
+
+// How far `got` is from each of `want`'s values past quant.hpp's bound for a transcoded
+// sub-block (the f16 rounding of d·sc and dmin·m, with `levels` = 2^bits − 1 and the float
+// rounding of either form): the values out of bounds, and the values that moved at all.
+template <class Block>
+std::pair<std::size_t, std::size_t>
+moved_by_f16_rounding(const std::vector<Block>& blocks, const std::vector<float>& want,
+                      const std::vector<float>& got, double levels) {
+  std::size_t out = 0, moved = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
     const auto& b = blocks[i / 256];
     const auto [sc, m] = scale_min(b.scales, static_cast<int>(i % 256 / 32));
     const double span =
-        15 * std::fabs(half_to_float(b.d) * sc) + std::fabs(half_to_float(b.dmin) * m);
+        levels * std::fabs(half_to_float(b.d) * sc) + std::fabs(half_to_float(b.dmin) * m);
     const double bound =
         (std::ldexp(1.0, -11) + std::ldexp(1.0, -23)) * span + std::ldexp(1.0, -21);
-    ASSERT_LE(std::fabs(static_cast<double>(got[i]) - want[i]), bound) << "value " << i;
+    out += std::fabs(static_cast<double>(got[i]) - want[i]) > bound;
     moved += got[i] != want[i];
   }
+  return {out, moved};
+}
+
+// The RMS and largest error of `got` against `want`, and of `want` re-quantized to Q8_0 (the
+// route the CPU used to take): {rms, max, rms via Q8_0, max via Q8_0}.
+std::array<double, 4> error_against_q8_0(const std::vector<float>& want,
+                                         const std::vector<float>& got) {
+  std::vector<block_q8_0> q8(want.size() / 32);
+  EXPECT_TRUE(quantize_row(dtype::q8_0, want.data(), q8.data(), want.size()));
+  const auto q80 = dequantized(dtype::q8_0, q8.data(), want.size());
+  double err = 0, err80 = 0, max = 0, max80 = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double a = std::fabs(static_cast<double>(got[i]) - want[i]);
+    const double b = std::fabs(static_cast<double>(q80[i]) - want[i]);
+    err += a * a;
+    err80 += b * b;
+    max = std::max(max, a);
+    max80 = std::max(max80, b);
+  }
+  return {std::sqrt(err), max, std::sqrt(err80), max80};
+}
+
+// Any Q4_K block, zero, negative and subnormal scales included: each value moves by no more than
+// the f16 rounding of its sub-block's d·sc and dmin·m (quant.hpp's bound), plus the float
+// rounding of evaluating either form.
+TEST(QuantTranscode, Q4KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
+  const auto blocks = random_k_blocks<block_q4_k>(2048, 3);
+  const std::size_t n = blocks.size() * 256;
+  const auto [out, moved] =
+      moved_by_f16_rounding(blocks, dequantized(dtype::q4_k, blocks.data(), n),
+                            dequantized(dtype::q4_1, transcoded(blocks).data(), n), 15);
+  EXPECT_EQ(out, 0u);
   // Most products need more than f16's 11 bits: the test sees the rounding it bounds.
   EXPECT_GT(moved, n / 4);
 }
@@ -124,22 +163,11 @@ TEST(QuantTranscode, Q4KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
 TEST(QuantTranscode, Q4KAsQ4_1IsFarCloserToTheStoredValuesThanQ8_0) {
   const auto blocks = typical_blocks(1024, 4);
   const std::size_t n = blocks.size() * 256;
-  const auto want = dequantized(dtype::q4_k, blocks.data(), n);
-  const auto q41 = dequantized(dtype::q4_1, transcoded(blocks).data(), n);
-  std::vector<block_q8_0> q8(n / 32);
-  ASSERT_TRUE(quantize_row(dtype::q8_0, want.data(), q8.data(), n));
-  const auto q80 = dequantized(dtype::q8_0, q8.data(), n);
-  double err41 = 0, err80 = 0, max41 = 0, max80 = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double a = std::fabs(static_cast<double>(q41[i]) - want[i]);
-    const double b = std::fabs(static_cast<double>(q80[i]) - want[i]);
-    err41 += a * a;
-    err80 += b * b;
-    max41 = std::max(max41, a);
-    max80 = std::max(max80, b);
-  }
-  EXPECT_LT(std::sqrt(err41), std::sqrt(err80) / 8) << "rms";
-  EXPECT_LT(max41, max80 / 4) << "max";
+  const auto [rms, max, rms80, max80] =
+      error_against_q8_0(dequantized(dtype::q4_k, blocks.data(), n),
+                         dequantized(dtype::q4_1, transcoded(blocks).data(), n));
+  EXPECT_LT(rms, rms80 / 8) << "rms";
+  EXPECT_LT(max, max80 / 4) << "max";
 }
 
 // The CPU computes a Q4_K matrix as Q4_1x8 (rows a multiple of 8) or Q4_1: either gives the
@@ -219,59 +247,23 @@ TEST(QuantTranscode, Q5KBlocksWhoseScalesFitF16BecomeQ5_1BitForBit) {
 // value moves by no more than the f16 rounding of its sub-block's d·sc and dmin·m, with 31 for
 // Q4_K's 15 (quant.hpp's bound).
 TEST(QuantTranscode, Q5KRowsReadBackWithinTheF16RoundingOfTheirSubBlockScales) {
-  std::mt19937 rng(9);
-  std::vector<block_q5_k> blocks(2048);
-  for (auto& b : blocks) {
-    std::uint8_t bytes[sizeof(block_q5_k)];
-    for (auto& x : bytes)
-      x = static_cast<std::uint8_t>(rng());
-    std::memcpy(&b, bytes, sizeof b);
-    auto scale = [&] {
-      if (rng() % 16 == 0)
-        return float_to_half(0.0f);
-      const float mag = std::ldexp(1.0f + static_cast<float>(rng() % 1024) / 1024.0f,
-                                   -static_cast<int>(rng() % 29) + 4);
-      return float_to_half(rng() % 2 ? mag : -mag);
-    };
-    b.d = scale();
-    b.dmin = scale();
-  }
+  const auto blocks = random_k_blocks<block_q5_k>(2048, 9);
   const std::size_t n = blocks.size() * 256;
-  const auto want = dequantized(dtype::q5_k, blocks.data(), n);
-  const auto got = dequantized(dtype::q5_1, transcoded(blocks).data(), n);
-  std::size_t moved = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto& b = blocks[i / 256];
-    const auto [sc, m] = scale_min(b.scales, static_cast<int>(i % 256 / 32));
-    const double span =
-        31 * std::fabs(half_to_float(b.d) * sc) + std::fabs(half_to_float(b.dmin) * m);
-    const double bound =
-        (std::ldexp(1.0, -11) + std::ldexp(1.0, -23)) * span + std::ldexp(1.0, -21);
-    ASSERT_LE(std::fabs(static_cast<double>(got[i]) - want[i]), bound) << "value " << i;
-    moved += got[i] != want[i];
-  }
+  const auto [out, moved] =
+      moved_by_f16_rounding(blocks, dequantized(dtype::q5_k, blocks.data(), n),
+                            dequantized(dtype::q5_1, transcoded(blocks).data(), n), 31);
+  EXPECT_EQ(out, 0u);
   EXPECT_GT(moved, n / 4);
 }
 
 TEST(QuantTranscode, Q5KAsQ5_1IsFarCloserToTheStoredValuesThanQ8_0) {
   const auto blocks = typical_q5_k(1024, 10);
   const std::size_t n = blocks.size() * 256;
-  const auto want = dequantized(dtype::q5_k, blocks.data(), n);
-  const auto q51 = dequantized(dtype::q5_1, transcoded(blocks).data(), n);
-  std::vector<block_q8_0> q8(n / 32);
-  ASSERT_TRUE(quantize_row(dtype::q8_0, want.data(), q8.data(), n));
-  const auto q80 = dequantized(dtype::q8_0, q8.data(), n);
-  double err51 = 0, err80 = 0, max51 = 0, max80 = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double a = std::fabs(static_cast<double>(q51[i]) - want[i]);
-    const double b = std::fabs(static_cast<double>(q80[i]) - want[i]);
-    err51 += a * a;
-    err80 += b * b;
-    max51 = std::max(max51, a);
-    max80 = std::max(max80, b);
-  }
-  EXPECT_LT(std::sqrt(err51), std::sqrt(err80) / 8) << "rms";
-  EXPECT_LT(max51, max80 / 2) << "max";
+  const auto [rms, max, rms80, max80] =
+      error_against_q8_0(dequantized(dtype::q5_k, blocks.data(), n),
+                         dequantized(dtype::q5_1, transcoded(blocks).data(), n));
+  EXPECT_LT(rms, rms80 / 8) << "rms";
+  EXPECT_LT(max, max80 / 2) << "max";
 }
 
 // A Q5_K matrix as the CPU computes it, Q5_1x8 (rows a multiple of 8) or Q5_1 rows, on every
