@@ -188,13 +188,25 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   // (waited for on the device), never the other way round.
   v.device = std::move(device);
   v.host = std::move(host);
-  v.seqs.clear();
-  for (const auto& [id, s] : seqs_)
-    v.seqs.emplace(
-        id,
-        seq_view{id, s->model, s->tokens.size(), s->kv.tokens, place_of(s->kv), s->kv.blocks,
-                 copy_state(s->kv), s->batch, s->last_step, s->arrived,
-                 s->request.max_tokens > s->generated ? s->request.max_tokens - s->generated : 0});
+  // Sequences come and go far less often than steps run: entries are rewritten in place, so
+  // neither the table's nodes nor their block lists are allocated again at every step.
+  std::erase_if(v.seqs, [&](const auto& entry) { return !seqs_.contains(entry.first); });
+  for (const auto& [id, s] : seqs_) {
+    seq_view& sv = v.seqs[id];
+    auto blocks = std::move(sv.blocks);
+    blocks.assign(s->kv.blocks.begin(), s->kv.blocks.end());
+    sv = seq_view{id,
+                  s->model,
+                  s->tokens.size(),
+                  s->kv.tokens,
+                  place_of(s->kv),
+                  std::move(blocks),
+                  copy_state(s->kv),
+                  s->batch,
+                  s->last_step,
+                  s->arrived,
+                  s->request.max_tokens > s->generated ? s->request.max_tokens - s->generated : 0};
+  }
   v.active = active < models_.size() ? active : step_view::none;
   v.staged = staged < models_.size() ? staged : step_view::none;
   v.switch_time = &switch_time;

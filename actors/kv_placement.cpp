@@ -7,7 +7,7 @@
 namespace aeg::actors {
 
 kv_placement::kv_placement(gpu::kv_ledger_copy& device, gpu::kv_ledger_copy& host,
-                           std::vector<model_view>& models, std::map<std::uint64_t, seq_view>& seqs,
+                           std::vector<model_view>& models, seq_views& seqs,
                            std::vector<plan_action>& actions)
     : device_(device), host_(host), models_(models), seqs_(seqs), actions_(actions) {}
 

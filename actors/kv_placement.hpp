@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <vector>
 
 namespace aeg::actors {
@@ -17,8 +16,7 @@ namespace aeg::actors {
 class kv_placement {
 public:
   kv_placement(gpu::kv_ledger_copy& device, gpu::kv_ledger_copy& host,
-               std::vector<model_view>& models, std::map<std::uint64_t, seq_view>& seqs,
-               std::vector<plan_action>& actions);
+               std::vector<model_view>& models, seq_views& seqs, std::vector<plan_action>& actions);
 
   /// Moves `s`'s KV (on the device) to the host. False, changing nothing, when the host pool has
   /// no room or the KV's last copy failed.
@@ -50,7 +48,7 @@ private:
 
   gpu::kv_ledger_copy &device_, &host_;
   std::vector<model_view>& models_;
-  std::map<std::uint64_t, seq_view>& seqs_;
+  seq_views& seqs_;
   std::vector<plan_action>& actions_;
 };
 

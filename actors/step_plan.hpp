@@ -8,9 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -62,6 +62,10 @@ struct batch_turns {
   bool operator==(const batch_turns&) const = default;
 };
 
+/// The sequences of a view by id. Hashed: the planner only looks them up, and the instance
+/// updates the entries in place at every step (their block lists keep their room).
+using seq_views = std::unordered_map<std::uint64_t, seq_view>;
+
 /// A served model as the planner sees it.
 struct model_view {
   /// The served model's name (the instance's, which outlives the plan: a view is built at every
@@ -101,7 +105,7 @@ struct step_view {
   static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
   step_limits_view limits;
   std::vector<model_view> models;
-  std::map<std::uint64_t, seq_view> seqs;
+  seq_views seqs;
   std::size_t active = none;  ///< the model the last step ran
   std::size_t staged = none;  ///< the model copied (or being copied) in beside it
   gpu::kv_ledger_copy device; ///< the device KV pool's accounting (copied when the plan edits it)

@@ -19,14 +19,25 @@ std::string size_text(std::size_t bytes) {
 }
 
 // The batches a model's running sequences form, in id order.
-std::vector<std::uint64_t> batches_of(const model_view& m,
-                                      const std::map<std::uint64_t, seq_view>& seqs) {
+std::vector<std::uint64_t> batches_of(const model_view& m, const seq_views& seqs) {
   std::vector<std::uint64_t> ids;
   for (const auto id : m.running)
     ids.push_back(seqs.at(id).batch);
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
+}
+
+// How many batches a model's running sequences form: batches_of's size, without a list in the
+// common case of one batch (the policy's view asks at every step for every busy model).
+std::size_t batch_count(const model_view& m, const seq_views& seqs) {
+  if (m.running.empty())
+    return 0;
+  const auto first = seqs.at(m.running.front()).batch;
+  for (const auto id : m.running)
+    if (seqs.at(id).batch != first)
+      return batches_of(m, seqs).size();
+  return 1;
 }
 
 // The batch after `current` among `ids` (sorted), wrapping round.
@@ -387,7 +398,7 @@ private:
 
   const step_view& v_;
   std::vector<model_view>& models_;
-  std::map<std::uint64_t, seq_view>& seqs_;
+  seq_views& seqs_;
   step_plan plan_;
   kv_placement kv_;
   std::size_t active_, staged_;
@@ -429,7 +440,7 @@ sched::instance_view policy_view(const step_view& v) {
     for (const auto id : m->waiting)
       load.shortest_job = std::min(load.shortest_job, v.seqs.at(id).remaining);
     // A model split into batches runs one per turn: each turn's steps are an average batch's.
-    load.batches = std::max<std::size_t>(batches_of(*m, v.seqs).size(), 1);
+    load.batches = std::max<std::size_t>(batch_count(*m, v.seqs), 1);
     load.step_time = decode_time_of(*m).predict(
         context / load.batches, std::max<std::size_t>(m->running.size() / load.batches, 1));
     load.switch_time = switch_time.predict(m->image_bytes);
