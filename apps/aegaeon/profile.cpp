@@ -14,10 +14,13 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <fstream>
+#include <optional>
 
 namespace aeg::apps {
 
@@ -123,6 +126,44 @@ private:
   kernels::kv_geometry geometry_;
 };
 
+// The median of the cold (not prefetched) scale-ups that a pool's run on this device logged
+// (`aegaeon bench --in-process --json`). Less the copy, it is the fixed cost of a switch as the
+// pool paid it: the engine's own scale-up, timed alone, misses what a pool adds around it (the
+// other devices' steps and the stream workers' hand-offs on the same cores).
+result<double> median_cold_scale_up(const profile_options& o) {
+  const auto& path = o.switches_from;
+  std::ifstream in(path);
+  if (!in)
+    return fail(errc::not_found, "--switches-from: cannot read '" + path + "'");
+  const auto doc = nlohmann::json::parse(in, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("runs") || !doc["runs"].is_array() ||
+      !doc.contains("backend"))
+    return fail(errc::invalid_argument,
+                "--switches-from: '" + path +
+                    "' is not the JSON of `aegaeon bench --in-process --json`");
+  if (doc.value("backend", "") != o.backend || doc.value("shape", "") != o.shape)
+    return fail(errc::invalid_argument,
+                "--switches-from: '" + path + "' ran " + doc.value("backend", "?") + " devices " +
+                    "serving " + doc.value("shape", "?") + "; the profile measures " + o.backend +
+                    " serving " + o.shape + " (run the bench with the same --backend and --shape)");
+  std::vector<double> cold;
+  for (const auto& run : doc["runs"]) {
+    if (!run.contains("timeline"))
+      continue;
+    for (const auto& instance : run["timeline"].value("instances", nlohmann::json::array()))
+      for (const auto& sw : instance.value("switches", nlohmann::json::array()))
+        if (!sw.value("prefetched", true) && sw.value("scale_up_seconds", 0.0) > 0)
+          cold.push_back(sw["scale_up_seconds"].get<double>());
+  }
+  constexpr std::size_t enough = 5;
+  if (cold.size() < enough)
+    return fail(errc::invalid_argument,
+                "--switches-from: '" + path + "' logs " + std::to_string(cold.size()) +
+                    " cold scale-ups, too few to take a cost from (at least " +
+                    std::to_string(enough) + "); run the bench with more models or longer");
+  return median(std::move(cold));
+}
+
 std::string today() {
   const std::time_t t = std::time(nullptr);
   char buf[32];
@@ -144,6 +185,15 @@ int run_profile(const profile_options& o) {
   if (!out) {
     fmt::print(stderr, "aegaeon profile: {}\n", out.error().message);
     return 2;
+  }
+  std::optional<double> cold_scale_up;
+  if (!o.switches_from.empty()) {
+    auto cold = median_cold_scale_up(o);
+    if (!cold) {
+      fmt::print(stderr, "aegaeon profile: {}\n", cold.error().message);
+      return 2;
+    }
+    cold_scale_up = *cold;
   }
   auto dev = gpu::make_device(
       {.backend = o.backend, .ordinal = o.ordinal, .capacity_bytes = o.memory_mib << 20});
@@ -192,6 +242,10 @@ int run_profile(const profile_options& o) {
     p.h2d_bytes_per_second = static_cast<double>((*image)->bytes().size()) / up;
     fmt::print(stderr, "  KV swaps ...\n");
     p.d2h_bytes_per_second = m.swap_out_rate(8, 256);
+    if (cold_scale_up) {
+      const double copy = static_cast<double>((*image)->bytes().size()) / p.h2d_bytes_per_second;
+      p.switch_seconds = std::max(0.0, *cold_scale_up - copy);
+    }
     sched::linear_fit<2> prefill({0, 0, 0}, 1 << 20), decode({0, 0, 0}, 1 << 20);
     fmt::print(stderr, "  prefill steps ...\n");
     std::size_t skipped = 0;
@@ -234,16 +288,24 @@ int run_profile(const profile_options& o) {
     return 1;
   }
   p.source = fmt::format("Measured by `aegaeon profile --backend {} --shape {}` on {}, {}: copy "
-                         "rates from scale-ups and KV swap-outs, step fits from medians of {} "
-                         "runs per point. The roofline fields are defaults, used only for "
+                         "rates from scale-ups and KV swap-outs{}, step fits from medians of "
+                         "{} runs per point. The roofline fields are defaults, used only for "
                          "shapes without a fit.",
-                         o.backend, o.shape, (*dev)->name(), today(), o.rounds);
+                         o.backend, o.shape, (*dev)->name(), today(),
+                         o.switches_from.empty()
+                             ? std::string()
+                             : ", the fixed switch cost from the cold scale-ups a pool logged (" +
+                                   o.switches_from + ")",
+                         o.rounds);
   *out << gpu::to_json(p);
   if (auto closed = close_output(*out, out_path); !closed) {
     fmt::print(stderr, "aegaeon profile: {}\n", closed.error().message);
     return 1;
   }
   const auto& f = p.models[o.shape];
+  if (!o.switches_from.empty())
+    fmt::print("{}: a pool's switch costs {:.1f} ms beside its copy\n", p.name,
+               p.switch_seconds * 1e3);
   fmt::print("{}: scale-up {:.2f} GB/s, swap-out {:.2f} GB/s\n  prefill {:.4f} s + {:.3g} s/token "
              "+ {:.3g} s/token pair\n  decode {:.4f} s + {:.3g} s/context token + {:.3g} "
              "s/sequence\nwritten to {}\n",
@@ -274,6 +336,10 @@ CLI::App* add_profile_command(CLI::App& app, profile_options& o) {
       ->check(number({.lo = 1, .hi = 100, .integer = true}))
       ->capture_default_str();
   cmd->add_option("--out", o.out_path, "Where to write it (default profile-BACKEND-SHAPE.json)");
+  cmd->add_option("--switches-from", o.switches_from,
+                  "Take the fixed cost of a switch from a pool's run on this device (the JSON of "
+                  "`aegaeon bench --in-process`): its median cold scale-up less the copy")
+      ->check(CLI::ExistingFile);
   return cmd;
 }
 

@@ -19,6 +19,9 @@ struct profile_options {
   std::size_t memory_mib = 768; ///< cpu: the device's memory; cuda: 0 for what is free
   std::size_t rounds = 3;       ///< timings per point (medians)
   std::string out_path;         ///< empty: profile-<backend>-<shape>.json
+  /// A pool's run on this device (`aegaeon bench --in-process --json`) to take the fixed cost
+  /// of a switch from; empty: the engine's scale-ups alone (no fixed cost).
+  std::string switches_from;
 };
 
 CLI::App* add_profile_command(CLI::App& app, profile_options& o);

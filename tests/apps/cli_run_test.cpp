@@ -193,6 +193,33 @@ TEST(Cli, SimulateSweepsAndWritesItsReports) {
   std::filesystem::remove_all(dir);
 }
 
+// A profile measured on a CPU device takes the fixed cost of a switch from a pool's run: the
+// median of the cold scale-ups it logged (prefetched ones do not count), less the copy.
+TEST(Cli, ProfileTakesTheSwitchCostFromAPoolsColdScaleUps) {
+  const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_profile";
+  std::filesystem::create_directories(dir);
+  nlohmann::json switches = nlohmann::json::array();
+  for (const double s : {0.9, 1.1, 1.0, 1.0, 5.0}) // median 1.0
+    switches.push_back({{"prefetched", false}, {"scale_up_seconds", s}});
+  switches.push_back({{"prefetched", true}, {"scale_up_seconds", 100.0}});
+  const nlohmann::json bench_run = {
+      {"backend", "cpu"},
+      {"shape", "smollm2-135m"},
+      {"runs", {{{"timeline", {{"instances", {{{"switches", switches}}}}}}}}}};
+  std::ofstream(dir / "run.json") << bench_run.dump();
+  const auto out = (dir / "p.json").string();
+  const auto r = run("profile --backend cpu --shape smollm2-135m --rounds 1 --switches-from " +
+                     (dir / "run.json").string() + " --out " + out);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const auto p = nlohmann::json::parse(std::ifstream(out));
+  // The median, 1 s, less the copy of the model's 100-odd MB at the measured GB/s.
+  EXPECT_LT(p.at("switch_seconds").get<double>(), 1.0);
+  EXPECT_GT(p.at("switch_seconds").get<double>(), 0.9);
+  EXPECT_NE(p.at("source").get<std::string>().find("fixed switch cost"), std::string::npos);
+  EXPECT_NE(r.output.find("a pool's switch costs"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+}
+
 // The production scenario: for each policy, the fewest devices at 90% attainment found by
 // bisection, which the probes it reports bear out (it reaches 90%, one device fewer does not).
 TEST(Cli, SimulateMarketFindsTheFewestDevicesEachPolicyNeeds) {

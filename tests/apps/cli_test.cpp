@@ -141,6 +141,24 @@ TEST(Cli, SimulateRefusesWhatCannotRun) {
                  "--market: no market of 47 models has rates from 0.01 to 1.13 with mean 0.011");
   expect_refused("profile --shape gpt-5", "--shape");
   expect_refused("profile --out /nonexistent/d/p.json", "cannot write '/nonexistent/d/p.json'");
+  // A pool's run to take the switch cost from is checked before anything is measured.
+  const auto run_file = [](const std::string& name, const std::string& text) {
+    const auto path = ::testing::TempDir() + name;
+    std::ofstream(path) << text;
+    return "profile --out " + ::testing::TempDir() + "aegaeon_cli_p.json --switches-from " + path;
+  };
+  expect_refused("profile --switches-from /nonexistent/run.json", "File does not exist");
+  expect_refused(run_file("aegaeon_cli_sim_run.json", R"({"runs": []})"),
+                 "is not the JSON of `aegaeon bench --in-process --json`");
+  expect_refused(
+      run_file("aegaeon_cli_other_run.json",
+               R"({"backend": "cpu", "shape": "llama-2-7b", "runs": []})"),
+      "ran cpu devices serving llama-2-7b; the profile measures cpu serving smollm2-135m");
+  expect_refused(run_file("aegaeon_cli_short_run.json",
+                          R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [{"timeline":
+                              {"instances": [{"switches": [{"prefetched": false,
+                               "scale_up_seconds": 0.1}]}]}}]})"),
+                 "logs 1 cold scale-ups, too few to take a cost from (at least 5)");
 }
 
 TEST(Cli, GenerateSystemNeedsChat) {
