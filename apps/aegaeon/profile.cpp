@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -131,36 +132,54 @@ private:
 // pool paid it: the engine's own scale-up, timed alone, misses what a pool adds around it (the
 // other devices' steps and the stream workers' hand-offs on the same cores).
 result<double> median_cold_scale_up(const profile_options& o) {
+  using nlohmann::json;
   const auto& path = o.switches_from;
   std::ifstream in(path);
   if (!in)
     return fail(errc::not_found, "--switches-from: cannot read '" + path + "'");
-  const auto doc = nlohmann::json::parse(in, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("runs") || !doc["runs"].is_array() ||
-      !doc.contains("backend"))
+  const auto doc = json::parse(in, nullptr, false);
+  // The members of the form wanted, or nothing: a file of another form is refused or, inside
+  // the switch log, its odd entries skipped, never read as something else.
+  const auto member = [](const json& obj, const char* key, auto is) -> const json* {
+    if (!obj.is_object())
+      return nullptr;
+    const auto it = obj.find(key);
+    return it != obj.end() && (*it.*is)() ? &*it : nullptr;
+  };
+  const auto* runs = member(doc, "runs", &json::is_array);
+  const auto* backend = member(doc, "backend", &json::is_string);
+  const auto* shape = member(doc, "shape", &json::is_string);
+  if (runs == nullptr || backend == nullptr || shape == nullptr)
     return fail(errc::invalid_argument,
                 "--switches-from: '" + path +
                     "' is not the JSON of `aegaeon bench --in-process --json`");
-  if (doc.value("backend", "") != o.backend || doc.value("shape", "") != o.shape)
-    return fail(errc::invalid_argument,
-                "--switches-from: '" + path + "' ran " + doc.value("backend", "?") + " devices " +
-                    "serving " + doc.value("shape", "?") + "; the profile measures " + o.backend +
-                    " serving " + o.shape + " (run the bench with the same --backend and --shape)");
+  if (*backend != o.backend || *shape != o.shape)
+    return fail(errc::invalid_argument, "--switches-from: '" + path + "' ran " +
+                                            backend->get<std::string>() + " devices serving " +
+                                            shape->get<std::string>() + "; the profile measures " +
+                                            o.backend + " serving " + o.shape +
+                                            " (run the bench with the same --backend and --shape)");
   std::vector<double> cold;
-  for (const auto& run : doc["runs"]) {
-    if (!run.contains("timeline"))
-      continue;
-    for (const auto& instance : run["timeline"].value("instances", nlohmann::json::array()))
-      for (const auto& sw : instance.value("switches", nlohmann::json::array()))
-        if (!sw.value("prefetched", true) && sw.value("scale_up_seconds", 0.0) > 0)
-          cold.push_back(sw["scale_up_seconds"].get<double>());
+  for (const auto& run : *runs) {
+    const auto* timeline = member(run, "timeline", &json::is_object);
+    const auto* instances = timeline ? member(*timeline, "instances", &json::is_array) : nullptr;
+    for (const auto& instance : instances ? *instances : json::array()) {
+      const auto* switches = member(instance, "switches", &json::is_array);
+      for (const auto& sw : switches ? *switches : json::array()) {
+        const auto* prefetched = member(sw, "prefetched", &json::is_boolean);
+        const auto* seconds = member(sw, "scale_up_seconds", &json::is_number);
+        if (prefetched && !prefetched->get<bool>() && seconds && seconds->get<double>() > 0)
+          cold.push_back(seconds->get<double>());
+      }
+    }
   }
   constexpr std::size_t enough = 5;
   if (cold.size() < enough)
     return fail(errc::invalid_argument,
                 "--switches-from: '" + path + "' logs " + std::to_string(cold.size()) +
-                    " cold scale-ups, too few to take a cost from (at least " +
-                    std::to_string(enough) + "); run the bench with more models or longer");
+                    " cold scale-up" + (cold.size() == 1 ? "" : "s") + "; at least " +
+                    std::to_string(enough) +
+                    " are needed to take a cost from (run the bench with more models or longer)");
   return median(std::move(cold));
 }
 
@@ -181,19 +200,27 @@ int run_profile(const profile_options& o) {
   }
   const std::string out_path =
       o.out_path.empty() ? fmt::format("profile-{}-{}.json", o.backend, o.shape) : o.out_path;
-  auto out = open_output(out_path);
-  if (!out) {
-    fmt::print(stderr, "aegaeon profile: {}\n", out.error().message);
-    return 2;
-  }
+  // The run is read before the output is opened: writing the profile over it (or over a
+  // good profile) must not happen for a run that is then refused.
   std::optional<double> cold_scale_up;
   if (!o.switches_from.empty()) {
+    std::error_code same_error;
+    if (std::filesystem::equivalent(o.switches_from, out_path, same_error)) {
+      fmt::print(stderr, "aegaeon profile: --switches-from and --out name the same file '{}'\n",
+                 out_path);
+      return 2;
+    }
     auto cold = median_cold_scale_up(o);
     if (!cold) {
       fmt::print(stderr, "aegaeon profile: {}\n", cold.error().message);
       return 2;
     }
     cold_scale_up = *cold;
+  }
+  auto out = open_output(out_path);
+  if (!out) {
+    fmt::print(stderr, "aegaeon profile: {}\n", out.error().message);
+    return 2;
   }
   auto dev = gpu::make_device(
       {.backend = o.backend, .ordinal = o.ordinal, .capacity_bytes = o.memory_mib << 20});

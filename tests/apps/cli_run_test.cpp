@@ -199,9 +199,9 @@ TEST(Cli, ProfileTakesTheSwitchCostFromAPoolsColdScaleUps) {
   const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_profile";
   std::filesystem::create_directories(dir);
   nlohmann::json switches = nlohmann::json::array();
-  for (const double s : {0.9, 1.1, 1.0, 1.0, 5.0}) // median 1.0
+  for (const double s : {90.0, 110.0, 100.0, 100.0, 500.0}) // median 100
     switches.push_back({{"prefetched", false}, {"scale_up_seconds", s}});
-  switches.push_back({{"prefetched", true}, {"scale_up_seconds", 100.0}});
+  switches.push_back({{"prefetched", true}, {"scale_up_seconds", 1000.0}});
   const nlohmann::json bench_run = {
       {"backend", "cpu"},
       {"shape", "smollm2-135m"},
@@ -212,9 +212,10 @@ TEST(Cli, ProfileTakesTheSwitchCostFromAPoolsColdScaleUps) {
                      (dir / "run.json").string() + " --out " + out);
   ASSERT_EQ(r.rc, 0) << r.output;
   const auto p = nlohmann::json::parse(std::ifstream(out));
-  // The median, 1 s, less the copy of the model's 100-odd MB at the measured GB/s.
-  EXPECT_LT(p.at("switch_seconds").get<double>(), 1.0);
-  EXPECT_GT(p.at("switch_seconds").get<double>(), 0.9);
+  // The median, 100 s, less the copy of the model's 100-odd MB at the measured GB/s (well under
+  // a second, however busy the machine).
+  EXPECT_LT(p.at("switch_seconds").get<double>(), 100.0);
+  EXPECT_GT(p.at("switch_seconds").get<double>(), 99.0);
   EXPECT_NE(p.at("source").get<std::string>().find("fixed switch cost"), std::string::npos);
   EXPECT_NE(r.output.find("a pool's switch costs"), std::string::npos) << r.output;
   std::filesystem::remove_all(dir);

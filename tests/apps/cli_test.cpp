@@ -158,7 +158,24 @@ TEST(Cli, SimulateRefusesWhatCannotRun) {
                           R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [{"timeline":
                               {"instances": [{"switches": [{"prefetched": false,
                                "scale_up_seconds": 0.1}]}]}}]})"),
-                 "logs 1 cold scale-ups, too few to take a cost from (at least 5)");
+                 "logs 1 cold scale-up; at least 5 are needed");
+  // Entries of another form are skipped, not read as something else; a file of another form
+  // is refused; the run is not overwritten by the profile.
+  expect_refused(run_file("aegaeon_cli_odd_run.json",
+                          R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [7, {"timeline":
+                              null}, {"timeline": {"instances": [3, {"switches": [1, {
+                              "prefetched": "false", "scale_up_seconds": "1"}, {"prefetched":
+                              false, "scale_up_seconds": null}]}]}}]})"),
+                 "logs 0 cold scale-ups");
+  expect_refused(run_file("aegaeon_cli_typed_run.json", R"({"backend": 1, "runs": []})"),
+                 "is not the JSON of `aegaeon bench --in-process --json`");
+  const auto same = ::testing::TempDir() + "aegaeon_cli_same_run.json";
+  std::ofstream(same) << R"({"backend": "cpu", "shape": "smollm2-135m", "runs": []})";
+  expect_refused("profile --switches-from " + same + " --out " + same,
+                 "--switches-from and --out name the same file");
+  std::stringstream kept;
+  kept << std::ifstream(same).rdbuf();
+  EXPECT_NE(kept.str().find("smollm2-135m"), std::string::npos) << kept.str();
 }
 
 TEST(Cli, GenerateSystemNeedsChat) {
