@@ -237,7 +237,9 @@ int main(int argc, char** argv) {
       l.copies.push_back(std::move(m));
       layouts.push_back(std::move(l));
     }
-    const layout& q8_0 = layouts[5]; // the peer: how the K-quants loaded before
+    // The peer: how the K-quants loaded before.
+    const layout& q8_0 = *std::find_if(layouts.begin(), layouts.end(),
+                                       [](const layout& l) { return l.type == dtype::q8_0x8; });
     for (std::size_t batch : batches) {
       std::vector<float> x(batch * cols), y(batch * rows);
       {

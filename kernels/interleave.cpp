@@ -239,16 +239,9 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
     for (std::size_t b = 0; b < cols / 256; ++b) {
       const float d = half_to_float(blk[b].d[i]);
       for (const auto& sub : blk[b].sub)
-        for (std::size_t j = 0; j < 32; ++j, ++y) {
-          const std::uint8_t lo = sub.qs[q4_1x8_byte(i, j % 16)];
-          const auto [at, shift] = q6_kx8_high_bits(j);
-          std::uint32_t word;
-          std::memcpy(&word, sub.qh + at + 4 * i, sizeof word);
-          const int q =
-              (j < 16 ? lo & 0xF : lo >> 4) | static_cast<int>(((word >> shift) & 3) << 4);
-          // As dequant_q6_k: d * sc first, then the value.
-          *y = d * static_cast<float>(sub.sc[j / 16 * 8 + i]) * static_cast<float>(q - 32);
-        }
+        for (std::size_t j = 0; j < 32; ++j, ++y) // as dequant_q6_k: d * sc, then the value
+          *y = d * static_cast<float>(sub.sc[j / 16 * 8 + i]) *
+               static_cast<float>(kx8_value(sub, i, j) - 32);
     }
     return;
   }
@@ -257,16 +250,9 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
     for (std::size_t b = 0; b < cols / 256; ++b) {
       const float d = half_to_float(blk[b].d[i]);
       for (const auto& sub : blk[b].sub)
-        for (std::size_t j = 0; j < 32; ++j, ++y) {
-          const auto [at, shift] = q6_kx8_high_bits(j);
-          std::uint32_t low, third;
-          std::memcpy(&low, sub.ql + at + 4 * i, sizeof low);
-          std::memcpy(&third, sub.qh + 4 * i, sizeof third);
-          const auto q =
-              static_cast<int>(((low >> shift) & 3) | (((third >> q5_1x8_high_bit(j)) & 1) << 2));
-          // As dequant_q3_k: d * sc first, then the value.
-          *y = d * static_cast<float>(sub.sc[j / 16 * 8 + i]) * static_cast<float>(q - 4);
-        }
+        for (std::size_t j = 0; j < 32; ++j, ++y) // as dequant_q3_k: d * sc, then the value
+          *y = d * static_cast<float>(sub.sc[j / 16 * 8 + i]) *
+               static_cast<float>(kx8_value(sub, i, j) - 4);
     }
     return;
   }
@@ -276,14 +262,11 @@ void dequantize_interleaved_row(dtype t, const void* base, std::size_t row, std:
       const float d = half_to_float(blk[b].d[i]), dmin = half_to_float(blk[b].dmin[i]);
       for (const auto& sub : blk[b].sub)
         for (std::size_t j = 0; j < 32; ++j, ++y) {
-          const auto [at, shift] = q6_kx8_high_bits(j);
-          std::uint32_t low;
-          std::memcpy(&low, sub.ql + at + 4 * i, sizeof low);
           const std::uint8_t sc = sub.sc[j / 16 * 8 + i];
           // As dequant_q2_k: d * sc and dmin * m first, then the value.
           const float dl = d * static_cast<float>(sc & 0xF),
                       ml = dmin * static_cast<float>(sc >> 4);
-          *y = dl * static_cast<float>((low >> shift) & 3) - ml;
+          *y = dl * static_cast<float>(kx8_value(sub, i, j)) - ml;
         }
     }
     return;

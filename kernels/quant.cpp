@@ -164,17 +164,25 @@ void quant_q4_0(const float* x, block_q4_0* y, std::size_t nb) {
   }
 }
 
+// An affine block's step and minimum over 32 values with `levels` steps: the minimum (`lo`)
+// and the inverse step to quantize by; `d` and `m` as stored.
+float affine_block(const float* x, float levels, std::uint16_t& d, std::uint16_t& m, float& lo) {
+  lo = x[0];
+  float hi = x[0];
+  for (int j = 1; j < 32; ++j) {
+    lo = std::min(lo, x[j]);
+    hi = std::max(hi, x[j]);
+  }
+  const float step = (hi - lo) / levels;
+  d = float_to_half(step);
+  m = float_to_half(lo);
+  return step != 0 ? 1.0f / step : 0.0f;
+}
+
 void quant_q4_1(const float* x, block_q4_1* y, std::size_t nb) {
   for (std::size_t i = 0; i < nb; ++i, x += 32) {
-    float lo = x[0], hi = x[0];
-    for (int j = 1; j < 32; ++j) {
-      lo = std::min(lo, x[j]);
-      hi = std::max(hi, x[j]);
-    }
-    const float d = (hi - lo) / 15.0f;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = float_to_half(d);
-    y[i].m = float_to_half(lo);
+    float lo;
+    const float id = affine_block(x, 15.0f, y[i].d, y[i].m, lo);
     for (int j = 0; j < 16; ++j) {
       const int a = std::min(15, static_cast<int>((x[j] - lo) * id + 0.5f));
       const int b = std::min(15, static_cast<int>((x[j + 16] - lo) * id + 0.5f));
@@ -185,15 +193,8 @@ void quant_q4_1(const float* x, block_q4_1* y, std::size_t nb) {
 
 void quant_q5_1(const float* x, block_q5_1* y, std::size_t nb) {
   for (std::size_t i = 0; i < nb; ++i, x += 32) {
-    float lo = x[0], hi = x[0];
-    for (int j = 1; j < 32; ++j) {
-      lo = std::min(lo, x[j]);
-      hi = std::max(hi, x[j]);
-    }
-    const float d = (hi - lo) / 31.0f;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    y[i].d = float_to_half(d);
-    y[i].m = float_to_half(lo);
+    float lo;
+    const float id = affine_block(x, 31.0f, y[i].d, y[i].m, lo);
     std::uint32_t qh = 0;
     for (int j = 0; j < 16; ++j) {
       const int a = std::min(31, static_cast<int>((x[j] - lo) * id + 0.5f));

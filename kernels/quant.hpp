@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <utility>
 
@@ -223,6 +224,31 @@ constexpr std::size_t q8_0x8_byte(std::size_t r, std::size_t j) noexcept {
 /// Where byte `j` (0..15) of row `r` (0..7)'s Q4_1 nibbles lies in a Q4_1x8 block's `qs`.
 constexpr std::size_t q4_1x8_byte(std::size_t r, std::size_t j) noexcept {
   return j / 4 * 32 + 4 * r + j % 4;
+}
+
+/// Value `c` (0..31) of row `i` (0..7) of a Q6_Kx8 sub-block, before its offset of 32 (what the
+/// readers and the portable kernels decode; the vector kernels take whole words at once).
+inline int kx8_value(const block_q6_kx8::sub_block& sub, std::size_t i, std::size_t c) noexcept {
+  const std::uint8_t lo = sub.qs[q4_1x8_byte(i, c % 16)];
+  const auto [off, shift] = q6_kx8_high_bits(c);
+  std::uint32_t word;
+  std::memcpy(&word, sub.qh + off + 4 * i, sizeof word);
+  return (c < 16 ? lo & 0xF : lo >> 4) | static_cast<int>(((word >> shift) & 3) << 4);
+}
+/// Value `c` of row `i` of a Q3_Kx8 sub-block, before its offset of 4.
+inline int kx8_value(const block_q3_kx8::sub_block& sub, std::size_t i, std::size_t c) noexcept {
+  const auto [off, shift] = q6_kx8_high_bits(c);
+  std::uint32_t low, third;
+  std::memcpy(&low, sub.ql + off + 4 * i, sizeof low);
+  std::memcpy(&third, sub.qh + 4 * i, sizeof third);
+  return static_cast<int>(((low >> shift) & 3) | (((third >> q5_1x8_high_bit(c)) & 1) << 2));
+}
+/// Value `c` of row `i` of a Q2_Kx8 sub-block.
+inline int kx8_value(const block_q2_kx8::sub_block& sub, std::size_t i, std::size_t c) noexcept {
+  const auto [off, shift] = q6_kx8_high_bits(c);
+  std::uint32_t low;
+  std::memcpy(&low, sub.ql + off + 4 * i, sizeof low);
+  return static_cast<int>((low >> shift) & 3);
 }
 
 /// An activation block for the CPU's integer dot products: 32 values as `q * d`, with

@@ -79,28 +79,6 @@ AEG_VNNI inline void split_dot_vnni(const __m256i* lo, const __m256i* hi, const 
 
 #endif
 
-// Value `c` (0..31) of row `i` of a Q6_Kx8, Q3_Kx8 or Q2_Kx8 sub-block.
-int split_value(const block_q6_kx8::sub_block& sub, std::size_t i, std::size_t c) {
-  const std::uint8_t lo = sub.qs[q4_1x8_byte(i, c % 16)];
-  const auto [off, shift] = q6_kx8_high_bits(c);
-  std::uint32_t word;
-  std::memcpy(&word, sub.qh + off + 4 * i, sizeof word);
-  return (c < 16 ? lo & 0xF : lo >> 4) | static_cast<int>(((word >> shift) & 3) << 4);
-}
-int split_value(const block_q3_kx8::sub_block& sub, std::size_t i, std::size_t c) {
-  const auto [off, shift] = q6_kx8_high_bits(c);
-  std::uint32_t low, third;
-  std::memcpy(&low, sub.ql + off + 4 * i, sizeof low);
-  std::memcpy(&third, sub.qh + 4 * i, sizeof third);
-  return static_cast<int>(((low >> shift) & 3) | (((third >> q5_1x8_high_bit(c)) & 1) << 2));
-}
-int split_value(const block_q2_kx8::sub_block& sub, std::size_t i, std::size_t c) {
-  const auto [off, shift] = q6_kx8_high_bits(c);
-  std::uint32_t low;
-  std::memcpy(&low, sub.ql + off + 4 * i, sizeof low);
-  return static_cast<int>((low >> shift) & 3);
-}
-
 // The portable twin of group_split: the same arithmetic per lane.
 template <class Block>
 void group_split_portable(const Block* w, const block_q8a* x, const std::int32_t* xsum,
@@ -117,7 +95,7 @@ void group_split_portable(const Block* w, const block_q8a* x, const std::int32_t
         for (std::size_t i = 0; i < 8; ++i) {
           int half[2] = {-offset * xsum[2 * at], -offset * xsum[2 * at + 1]};
           for (std::size_t c = 0; c < 32; ++c)
-            half[c / 16] += split_value(sub, i, c) * x[at].qs[c];
+            half[c / 16] += kx8_value(sub, i, c) * x[at].qs[c];
           int sa = sub.sc[i], sb = sub.sc[8 + i];
           if constexpr (mins) {
             sa &= 0xF;

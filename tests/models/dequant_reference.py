@@ -215,8 +215,7 @@ def check_transcode_type(tool, rng, num_blocks, name, to, qmax):
                      (got_m.view(np.uint16) != want_m.view(np.uint16)).sum())
     ref = quants.dequantize(raw, T[name]).astype(np.float64).reshape(-1)
     got = quants.dequantize(out, T[to]).astype(np.float64).reshape(-1)
-    span = np.repeat((qmax * np.abs(dsc) + np.abs(dm)).astype(np.float64).reshape(-1), 32)
-    bound = (2.0**-11 + 2.0**-23) * span + 2.0**-21
+    bound = transcode_bound(raw, qmax)
     bad = np.flatnonzero(~(np.abs(got - ref) <= bound))
     for i in bad[:5]:
         print(f"  {name}->{to}[{i}]: ours {got[i]!r} gguf-py {name} {ref[i]!r} bound {bound[i]!r}")
@@ -224,6 +223,13 @@ def check_transcode_type(tool, rng, num_blocks, name, to, qmax):
     print(f"transcode  {name} : {n:7d} values, {bad_scales} scales differ from numpy's f16 "
           f"rounding, {bad.size} values beyond the bound ({moved} moved within it)")
     return bad_scales != 0 or bad.size != 0
+
+
+def transcode_bound(raw, qmax):
+    """What the transcode may move each value: the f16 rounding of its sub-block's d*sc and dmin*m."""
+    dsc, dm = k4_scales_mins(raw)
+    span = (qmax * np.abs(dsc) + np.abs(dm)).astype(np.float64).reshape(-1)
+    return (2.0**-11 + 2.0**-23) * np.repeat(span, 32) + 2.0**-21
 
 
 def check_interleave(tool, rng, num_blocks):
@@ -237,9 +243,7 @@ def check_interleave(tool, rng, num_blocks):
                              dtype=np.float32).astype(np.float64)
         ref = quants.dequantize(raw, T[name]).astype(np.float64).reshape(-1)
         if name in TRANSCODED:
-            dsc, dm = k4_scales_mins(raw)
-            span = (TRANSCODED[name][1] * np.abs(dsc) + np.abs(dm)).astype(np.float64)
-            bound = (2.0**-11 + 2.0**-23) * np.repeat(span.reshape(-1), 32) + 2.0**-21
+            bound = transcode_bound(raw, TRANSCODED[name][1])
             bad = np.flatnonzero(~(np.abs(ours - ref) <= bound))
             how = "within the transcode bound"
         else:
