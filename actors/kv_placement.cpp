@@ -14,13 +14,12 @@ kv_placement::kv_placement(gpu::kv_ledger_copy& device, gpu::kv_ledger_copy& hos
 // Blocks whose last copy is done go back at once; others once the copy has finished (it is
 // still reading or writing them). No step runs while a plan is made, so steps hold none.
 void kv_placement::give_back(gpu::kv_ledger_copy& pool, std::size_t block_bytes, seq_view& s) {
-  if (s.blocks.empty()) {
-    // Nothing to give back: the ledger stays unchanged (and uncopied).
-  } else if (s.copy == kv_copy::arriving) {
+  if (s.blocks.empty())
+    return; // the ledger stays unchanged (and uncopied)
+  if (s.copy == kv_copy::arriving)
     (void)pool.edit().free_after(block_bytes, std::move(s.blocks));
-  } else {
+  else
     pool.edit().free(block_bytes, s.blocks);
-  }
   s.blocks.clear();
 }
 

@@ -49,10 +49,7 @@ public:
       if (members_[i].lane != none)
         lane_member_[members_[i].lane] = i;
     queue_ = sched::prefill_queue(lanes, options_.max_group, [this](const std::string& model) {
-      auto it = catalog_.find(model);
-      return sched::seconds{it == catalog_.end() ? 0.0
-                                                 : static_cast<double>(it->second.image_bytes) /
-                                                       switch_bytes_per_second()};
+      return sched::seconds{scale_up_seconds(model)};
     });
     // A lane serves a model while its instance does and its node can decode it.
     queue_.set_serves([this](std::size_t lane, const std::string& model) {
@@ -63,11 +60,7 @@ public:
     // too (a model spread over nodes switches on both); among equals, the one holding fewer.
     queue_.set_after([this](std::size_t lane, const std::string& model) {
       const auto d = decode_side(members_, members_[lane_member_[lane]].m.node, model);
-      const auto it = catalog_.find(model);
-      const double scale_up =
-          d.batch || it == catalog_.end()
-              ? 0.0
-              : static_cast<double>(it->second.image_bytes) / switch_bytes_per_second();
+      const double scale_up = d.batch ? 0.0 : scale_up_seconds(model);
       return sched::seconds{d.decoders == 0 ? 1e9 : scale_up + 1e-6 * d.held / d.decoders};
     });
     set_down_handler([this](caf::down_msg& d) { member_down(d.source); });
@@ -446,6 +439,13 @@ private:
 
   // The rate models scale up at on prefill instances: the mean of what they measured, else the
   // configured prior.
+  // Seconds to copy `model`'s weights in at the pool's switch rate (0: a model not served).
+  double scale_up_seconds(const std::string& model) const {
+    const auto it = catalog_.find(model);
+    return it == catalog_.end()
+               ? 0.0
+               : static_cast<double>(it->second.image_bytes) / switch_bytes_per_second();
+  }
   double switch_bytes_per_second() const {
     double sum = 0;
     std::size_t n = 0;

@@ -87,15 +87,9 @@ private:
 
   // The prefill instance is done with us: find a decode instance for the KV we now carry.
   void on_handoff(decode_job job) {
-    if (instance_) {
-      demonitor(instance_.address());
-      instance_ = nullptr;
-    }
     service_ += job.service;
     in_transit_ = std::move(job);
-    if (cancelled_)
-      return finish(finish_reason::cancelled, {});
-    spawn(find_decoder());
+    after_prefill();
   }
 
   // The prefill instance is on another node: our KV waits there, at its node's desk.
@@ -106,13 +100,18 @@ private:
       caf::anon_send(p.desk, cancel_atom::value, p.ticket);
       return;
     }
+    service_ += p.service;
+    parked_ = std::move(p);
+    monitor(parked_->desk); // should its node go, we prefill again elsewhere
+    after_prefill();
+  }
+
+  // The prefill instance is no longer ours, and our KV is in hand or parked: on to decoding.
+  void after_prefill() {
     if (instance_) {
       demonitor(instance_.address());
       instance_ = nullptr;
     }
-    service_ += p.service;
-    parked_ = std::move(p);
-    monitor(parked_->desk); // should its node go, we prefill again elsewhere
     if (cancelled_)
       return finish(finish_reason::cancelled, {});
     spawn(find_decoder());

@@ -92,12 +92,6 @@ std::shared_ptr<event> kv_pool::oldest_transfer() const {
   return nullptr;
 }
 
-kv_ledger kv_pool::ledger() {
-  reclaim();
-  std::lock_guard lock(mutex_);
-  return ledger_;
-}
-
 std::shared_ptr<const kv_ledger> kv_pool::snapshot() {
   reclaim();
   std::lock_guard lock(mutex_);

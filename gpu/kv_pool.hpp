@@ -75,11 +75,10 @@ public:
   std::size_t capacity(std::size_t block_bytes) const noexcept {
     return num_slabs() * (slab_bytes() / block_bytes);
   }
-  /// A copy of the pool's accounting after reclaiming finished transfers: what a planner tries
-  /// its allocations and frees on. Every entry still on its move list counts as in flight.
-  kv_ledger ledger();
-  /// The same accounting as a shared, read-only snapshot: taken again only after the pool has
-  /// changed, so planners that change nothing copy nothing.
+  /// The pool's accounting after reclaiming finished transfers, what a planner tries its
+  /// allocations and frees on (every entry still on its move list counts as in flight): a shared,
+  /// read-only snapshot, taken again only after the pool has changed, so planners that change
+  /// nothing copy nothing.
   std::shared_ptr<const kv_ledger> snapshot();
 
 private:
