@@ -7,6 +7,7 @@
 #include "tests/apps/child_process.hpp"
 
 #include <arpa/inet.h>
+#include <csignal>
 #include <fstream>
 #include <netinet/in.h>
 #include <regex>
@@ -73,6 +74,18 @@ protected:
       if (const auto port = worker(name, models); port != 0)
         front.nodes.push_back({"127.0.0.1", port});
     return front;
+  }
+
+  // `n` results, worker `w` SIGKILLed once a request has made `tokens` tokens (its work under
+  // way); `killed` says whether that moment came.
+  auto collect_killing(std::size_t n, std::size_t tokens, bool& killed, std::size_t w = 0) {
+    killed = false;
+    return collect(n, [&, tokens, w](std::uint64_t, std::size_t made) {
+      if (!killed && made == tokens) {
+        workers_[w]->signal(SIGKILL);
+        killed = true;
+      }
+    });
   }
 
   // The instances the proxy counts alive, once they are `n` or the deadline has passed.

@@ -5,8 +5,6 @@
 // nothing, and restarted it takes its prefill lane back.
 #include "tests/actors/cluster_fixture.hpp"
 
-#include <csignal>
-
 namespace aeg::actors {
 namespace {
 
@@ -35,12 +33,7 @@ TEST_F(ClusterSplit, HandOffsStayInTheirNodeAndAKilledWorkerLosesNothing) {
 
   submit(p.proxy(), reqs);
   bool killed = false;
-  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
-    if (!killed && tokens == 4) { // decoding is under way
-      workers_[0]->signal(SIGKILL);
-      killed = true;
-    }
-  });
+  const auto got = collect_killing(reqs.size(), 4, killed); // decoding is under way
   EXPECT_TRUE(killed);
   expect_solo(got, reqs, expected);
   expect_nothing_held(p, {0, 1});

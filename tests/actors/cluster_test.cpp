@@ -27,12 +27,7 @@ TEST_F(Cluster, AKilledWorkersRequestsFinishOnTheOthersWithTheirSoloTokens) {
   ASSERT_TRUE(p.wait_started(*sys_));
   submit(p.proxy(), reqs);
   bool killed = false;
-  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
-    if (!killed && tokens == 4) { // decoding is under way
-      workers_[0]->signal(SIGKILL);
-      killed = true;
-    }
-  });
+  const auto got = collect_killing(reqs.size(), 4, killed); // decoding is under way
   EXPECT_TRUE(killed);
   expect_solo(got, reqs, expected);
   EXPECT_GT(rerouted(p), 0u); // the killed worker held requests, and they were placed again
@@ -90,12 +85,7 @@ TEST_F(Cluster, ARequestNoNodeCanTakeEndsWithAClearError) {
   const auto reqs = workload(models, 3, 64);
   submit(p.proxy(), reqs);
   bool killed = false;
-  const auto got = collect(reqs.size(), [&](std::uint64_t, std::size_t tokens) {
-    if (!killed && tokens == 2) {
-      workers_[0]->signal(SIGKILL);
-      killed = true;
-    }
-  });
+  const auto got = collect_killing(reqs.size(), 2, killed); // decoding is under way
   for (const auto& [id, o] : got) {
     EXPECT_EQ(o.result.reason, finish_reason::error) << id;
     EXPECT_NE(o.result.message.find("no running instance serves model 'm0'"), std::string::npos)
