@@ -46,11 +46,7 @@ void partition_dedicated(actors::pool_spec& spec, std::size_t nodes) {
       instances.push_back(std::move(is));
     }
   }
-  // In device order, as `policy_pool` lists them.
-  std::sort(instances.begin(), instances.end(), [&](const auto& a, const auto& b) {
-    return device_index(spec, a) < device_index(spec, b);
-  });
-  spec.instances = std::move(instances);
+  spec.instances = std::move(instances); // in device order: a node's devices are a block
 }
 
 } // namespace
@@ -154,8 +150,7 @@ place_muxserve_on_nodes(actors::pool_spec& spec, const std::vector<actors::trace
     for (const std::size_t d : by_node[k])
       node.devices.push_back(spec.devices[d]);
     for (const auto& is : spec.instances)
-      if (std::any_of(node.devices.begin(), node.devices.end(),
-                      [&](const auto& d) { return d.name == is.device; }))
+      if (node_of_device(device_index(spec, is), spec.devices.size(), 0, split.nodes) == k)
         node.instances.push_back(is);
     const auto mine = partition_of(spec.models, k, split.nodes);
     std::erase_if(node.models, [&](const auto& m) {

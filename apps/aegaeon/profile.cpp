@@ -2,6 +2,7 @@
 
 #include "actors/sched/estimators.hpp"
 #include "apps/aegaeon/cli_number.hpp"
+#include "apps/aegaeon/switch_history.hpp"
 #include "apps/aegaeon/trace.hpp"
 #include "coro/sync_wait.hpp"
 #include "gpu/event_awaiter.hpp"
@@ -128,50 +129,40 @@ private:
 };
 
 // The median of the cold (not prefetched) scale-ups that a pool's run on this device logged
-// (`aegaeon bench --in-process --json`). Less the copy, it is the fixed cost of a switch as the
-// pool paid it: the engine's own scale-up, timed alone, misses what a pool adds around it (the
-// other devices' steps and the stream workers' hand-offs on the same cores).
+// (`aegaeon bench --in-process --json`). Less the engine's own scale-up, it is the fixed cost of
+// a switch as the pool paid it: the engine's own scale-up, timed alone, misses what a pool adds
+// around it (the other devices' steps and the stream workers' hand-offs on the same cores).
 result<double> median_cold_scale_up(const profile_options& o) {
-  using nlohmann::json;
   const auto& path = o.switches_from;
   std::ifstream in(path);
   if (!in)
     return fail(errc::not_found, "--switches-from: cannot read '" + path + "'");
-  const auto doc = json::parse(in, nullptr, false);
-  // The members of the form wanted, or nothing: a file of another form is refused or, inside
-  // the switch log, its odd entries skipped, never read as something else.
-  const auto member = [](const json& obj, const char* key, auto is) -> const json* {
-    if (!obj.is_object())
-      return nullptr;
-    const auto it = obj.find(key);
-    return it != obj.end() && (*it.*is)() ? &*it : nullptr;
-  };
-  const auto* runs = member(doc, "runs", &json::is_array);
-  const auto* backend = member(doc, "backend", &json::is_string);
-  const auto* shape = member(doc, "shape", &json::is_string);
-  if (runs == nullptr || backend == nullptr || shape == nullptr)
+  const auto doc = nlohmann::json::parse(in, nullptr, false);
+  const auto not_a_run = [&] {
     return fail(errc::invalid_argument,
                 "--switches-from: '" + path +
                     "' is not the JSON of `aegaeon bench --in-process --json`");
-  if (*backend != o.backend || *shape != o.shape)
-    return fail(errc::invalid_argument, "--switches-from: '" + path + "' ran " +
-                                            backend->get<std::string>() + " devices serving " +
-                                            shape->get<std::string>() + "; the profile measures " +
-                                            o.backend + " serving " + o.shape +
-                                            " (run the bench with the same --backend and --shape)");
+  };
+  if (!doc.is_object() || !doc.contains("runs") || !doc["runs"].is_array() ||
+      !doc.contains("backend") || !doc["backend"].is_string() || !doc.contains("shape") ||
+      !doc["shape"].is_string())
+    return not_a_run();
+  const auto backend = doc["backend"].get<std::string>(), shape = doc["shape"].get<std::string>();
+  if (backend != o.backend || shape != o.shape)
+    return fail(errc::invalid_argument,
+                "--switches-from: '" + path + "' ran " + backend + " devices serving " + shape +
+                    "; the profile measures " + o.backend + " serving " + o.shape +
+                    " (run the bench with the same --backend and --shape)");
   std::vector<double> cold;
-  for (const auto& run : *runs) {
-    const auto* timeline = member(run, "timeline", &json::is_object);
-    const auto* instances = timeline ? member(*timeline, "instances", &json::is_array) : nullptr;
-    for (const auto& instance : instances ? *instances : json::array()) {
-      const auto* switches = member(instance, "switches", &json::is_array);
-      for (const auto& sw : switches ? *switches : json::array()) {
-        const auto* prefetched = member(sw, "prefetched", &json::is_boolean);
-        const auto* seconds = member(sw, "scale_up_seconds", &json::is_number);
-        if (prefetched && !prefetched->get<bool>() && seconds && seconds->get<double>() > 0)
-          cold.push_back(seconds->get<double>());
-      }
-    }
+  try { // the switch log as the bench writes it (switch_history's JSON)
+    for (const auto& run : doc["runs"])
+      if (run.contains("timeline"))
+        for (const auto& instance : run["timeline"].at("instances"))
+          for (const auto& sw : switches_from_json(instance).switches)
+            if (!sw.prefetched && sw.scale_up_seconds > 0)
+              cold.push_back(sw.scale_up_seconds);
+  } catch (const nlohmann::json::exception&) {
+    return not_a_run();
   }
   constexpr std::size_t enough = 5;
   if (cold.size() < enough)
@@ -269,10 +260,8 @@ int run_profile(const profile_options& o) {
     p.h2d_bytes_per_second = static_cast<double>((*image)->bytes().size()) / up;
     fmt::print(stderr, "  KV swaps ...\n");
     p.d2h_bytes_per_second = m.swap_out_rate(8, 256);
-    if (cold_scale_up) {
-      const double copy = static_cast<double>((*image)->bytes().size()) / p.h2d_bytes_per_second;
-      p.switch_seconds = std::max(0.0, *cold_scale_up - copy);
-    }
+    if (cold_scale_up) // what the pool's scale-ups took beyond the engine's own
+      p.switch_seconds = std::max(0.0, *cold_scale_up - up);
     sched::linear_fit<2> prefill({0, 0, 0}, 1 << 20), decode({0, 0, 0}, 1 << 20);
     fmt::print(stderr, "  prefill steps ...\n");
     std::size_t skipped = 0;

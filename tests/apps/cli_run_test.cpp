@@ -199,9 +199,12 @@ TEST(Cli, ProfileTakesTheSwitchCostFromAPoolsColdScaleUps) {
   const auto dir = std::filesystem::path(::testing::TempDir()) / "aegaeon_cli_profile";
   std::filesystem::create_directories(dir);
   nlohmann::json switches = nlohmann::json::array();
-  for (const double s : {90.0, 110.0, 100.0, 100.0, 500.0}) // median 100
-    switches.push_back({{"prefetched", false}, {"scale_up_seconds", s}});
-  switches.push_back({{"prefetched", true}, {"scale_up_seconds", 1000.0}});
+  for (const double s : {90.0, 110.0, 100.0, 100.0, 500.0, 1000.0}) // cold ones' median: 100
+    switches.push_back({{"n", switches.size()},
+                        {"at", switches.size()},
+                        {"to", "m"},
+                        {"prefetched", s == 1000.0},
+                        {"scale_up_seconds", s}});
   const nlohmann::json bench_run = {
       {"backend", "cpu"},
       {"shape", "smollm2-135m"},
@@ -212,10 +215,11 @@ TEST(Cli, ProfileTakesTheSwitchCostFromAPoolsColdScaleUps) {
                      (dir / "run.json").string() + " --out " + out);
   ASSERT_EQ(r.rc, 0) << r.output;
   const auto p = nlohmann::json::parse(std::ifstream(out));
-  // The median, 100 s, less the copy of the model's 100-odd MB at the measured GB/s (well under
-  // a second, however busy the machine).
+  // The median, 100 s, less the engine's own scale-up of 100-odd MB (positive, and far under
+  // the 10 s between the median and its neighbours: counting the prefetched one, or taking the
+  // mean, would give 110 s or more).
   EXPECT_LT(p.at("switch_seconds").get<double>(), 100.0);
-  EXPECT_GT(p.at("switch_seconds").get<double>(), 99.0);
+  EXPECT_GT(p.at("switch_seconds").get<double>(), 90.0);
   EXPECT_NE(p.at("source").get<std::string>().find("fixed switch cost"), std::string::npos);
   EXPECT_NE(r.output.find("a pool's switch costs"), std::string::npos) << r.output;
   std::filesystem::remove_all(dir);

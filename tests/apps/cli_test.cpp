@@ -156,17 +156,15 @@ TEST(Cli, SimulateRefusesWhatCannotRun) {
       "ran cpu devices serving llama-2-7b; the profile measures cpu serving smollm2-135m");
   expect_refused(run_file("aegaeon_cli_short_run.json",
                           R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [{"timeline":
-                              {"instances": [{"switches": [{"prefetched": false,
-                               "scale_up_seconds": 0.1}]}]}}]})"),
+                              {"instances": [{"switches": [{"n": 0, "at": 1, "to": "m",
+                               "prefetched": false, "scale_up_seconds": 0.1}]}]}}]})"),
                  "logs 1 cold scale-up; at least 5 are needed");
-  // Entries of another form are skipped, not read as something else; a file of another form
-  // is refused; the run is not overwritten by the profile.
+  // A switch log of another form is refused, not read as something else.
   expect_refused(run_file("aegaeon_cli_odd_run.json",
-                          R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [7, {"timeline":
-                              null}, {"timeline": {"instances": [3, {"switches": [1, {
-                              "prefetched": "false", "scale_up_seconds": "1"}, {"prefetched":
-                              false, "scale_up_seconds": null}]}]}}]})"),
-                 "logs 0 cold scale-ups");
+                          R"({"backend": "cpu", "shape": "smollm2-135m", "runs": [{"timeline":
+                              {"instances": [{"switches": [{"n": 0, "at": 1, "to": "m",
+                               "prefetched": "false", "scale_up_seconds": "1"}]}]}}]})"),
+                 "is not the JSON of `aegaeon bench --in-process --json`");
   expect_refused(run_file("aegaeon_cli_typed_run.json", R"({"backend": 1, "runs": []})"),
                  "is not the JSON of `aegaeon bench --in-process --json`");
   const auto same = ::testing::TempDir() + "aegaeon_cli_same_run.json";
