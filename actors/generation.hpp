@@ -103,6 +103,10 @@ struct generation_request {
   std::uint64_t prompt_group = 0;
   std::vector<std::int32_t> stop_tokens; ///< generation ends after any of these
   generation_sink sink;
+  /// False: the sink hears only the end, not each token (a client that reads the result, not the
+  /// stream, such as a simulation's, saves a message per token). A pool's request actor still
+  /// hears every token from its instance: it keeps their times and the tokens for a re-placement.
+  bool stream_tokens = true;
   /// Where a prefill instance hands the request once its first token is out (a prefill
   /// instance refuses a request without one).
   handoff_sink handoff;
@@ -185,8 +189,8 @@ typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
   using clock = std::chrono::steady_clock;
   std::int64_t age_ns = -1; // -1: not set (the epoch)
   return f(caf::meta::type_name("generation_request"), x.id, x.model, x.prompt, x.sampling,
-           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.handoff,
-           x.generated_before, caf::meta::save_callback([&]() -> caf::error {
+           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.stream_tokens,
+           x.handoff, x.generated_before, caf::meta::save_callback([&]() -> caf::error {
              if (x.arrived != clock::time_point{})
                age_ns =
                    std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - x.arrived)

@@ -402,7 +402,7 @@ private:
     ++seq.generated;
     (void)seq.deadlines.on_token(
         std::chrono::duration<double>(clock().now() - seq.arrived).count());
-    if (r.sink)
+    if (r.sink && r.stream_tokens)
       caf::anon_send(r.sink, token_atom::value, r.id, token, std::move(lp));
     const auto& cfg = state_.models()[seq.model].served.image->config();
     if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)

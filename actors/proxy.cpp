@@ -138,6 +138,7 @@ private:
     ++in_flight_by_model_[r.model];
     r.id = id;
     r.sink = actor;
+    r.stream_tokens = true; // the request actor times every token, whatever its client reads
     r.handoff = actor;
     place(id, std::move(r));
     return id;
@@ -252,8 +253,7 @@ private:
     }
   }
 
-  // The prefill-time estimate of a model, fitted from its measured prompts; until enough
-  // arrive, the prior rate.
+  // A model's prefill-time estimate, fitted from its measured prompts (until enough: the prior).
   sched::prefill_estimator& prefill_time(const std::string& model) {
     return prefill_time_.try_emplace(model, 0.0, 1.0 / options_.prefill_tokens_per_second, 0.0)
         .first->second;

@@ -72,7 +72,7 @@ private:
     times_.push_back(std::chrono::duration<double>(clock().now() - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
-    if (client_.sink)
+    if (client_.sink && client_.stream_tokens)
       send(client_.sink, token_atom::value, client_.id, token, std::move(lp));
   }
 
@@ -190,6 +190,7 @@ private:
     again.prompt = tokens_;
     again.generated_before = generated_;
     again.sink = handle();
+    again.stream_tokens = true;
     again.handoff = handle();
     if (again.generated_before >= again.max_tokens)
       return finish(finish_reason::length, {});
