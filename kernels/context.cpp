@@ -16,6 +16,8 @@ result<std::unique_ptr<context>> context::create(gpu::stream& s) {
 context::~context() {
   if (blas_)
     cuda::destroy_blas(blas_);
+  if (attention_scratch_.data && stream_.make_current())
+    cuda::release(stream_.native_handle(), attention_scratch_);
 }
 
 } // namespace aeg::kernels

@@ -2,6 +2,7 @@
 
 #include "coro/error.hpp"
 #include "gpu/stream.hpp"
+#include "kernels/device_scratch.hpp"
 
 #include <memory>
 
@@ -23,11 +24,14 @@ public:
   gpu::backend_kind kind() const noexcept { return stream_.kind(); }
   /// The cuBLAS handle (a cublasHandle_t) on CUDA; null on the CPU.
   void* blas() const noexcept { return blas_; }
+  /// Attention's split states on CUDA (unused on the CPU).
+  device_scratch& attention_scratch() noexcept { return attention_scratch_; }
 
 private:
   explicit context(gpu::stream& s) : stream_(s) {}
   gpu::stream& stream_;
   void* blas_ = nullptr;
+  device_scratch attention_scratch_;
 };
 
 } // namespace aeg::kernels

@@ -40,4 +40,12 @@ struct kv_geometry {
   bool operator==(const kv_geometry&) const = default;
 };
 
+/// What a caller knows on the host of an attention step over the paged cache: the most keys a
+/// row reads and how many sequences the rows belong to (0: not known; the table's width and one
+/// sequence per row are assumed).
+struct attention_hint {
+  std::size_t longest = 0;
+  std::size_t sequences = 0;
+};
+
 } // namespace aeg::kernels

@@ -166,7 +166,8 @@ result<void> kv_store(context& ctx, const kv_geometry& g, std::size_t layer, con
 result<void> attention(context& ctx, const kv_geometry& g, std::size_t layer, const float* q,
                        std::size_t rows, std::size_t heads, const std::int32_t* positions,
                        const std::int32_t* row_seq, const std::int32_t* block_tables,
-                       std::size_t max_blocks, const void* kv_base, float scale, float* out) {
+                       std::size_t max_blocks, const void* kv_base, float scale, float* out,
+                       attention_hint hint) {
   if (g.kv_heads == 0 || heads % g.kv_heads != 0)
     return fail(errc::invalid_argument, "attention: " + std::to_string(heads) +
                                             " heads do not group over " +
@@ -178,7 +179,7 @@ result<void> attention(context& ctx, const kv_geometry& g, std::size_t layer, co
                        kv_base, scale, out);
       },
       AEG_CUDA_OP(attention(s, g, layer, q, rows, heads, positions, row_seq, block_tables,
-                            max_blocks, kv_base, scale, out)));
+                            max_blocks, kv_base, scale, out, hint, ctx.attention_scratch())));
 }
 
 result<void> swiglu(context& ctx, const float* gate, const float* up, std::size_t n, float* out) {

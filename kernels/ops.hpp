@@ -59,12 +59,16 @@ std::size_t matmul_scratch_bytes(gpu::backend_kind kind, const matrix& w, std::s
 /// Causal attention of `layer` over the paged cache with grouped KV heads. Row r is a query at
 /// position positions[r] of sequence row_seq[r]; it attends to that sequence's keys 0..position,
 /// found through block_tables[row_seq[r] * max_blocks + position / kv_geometry::block_tokens]. q,
-/// out: [rows, heads, head_dim]; scores are scaled by `scale`.
+/// out: [rows, heads, head_dim]; scores are scaled by `scale`. The rows of one sequence are
+/// consecutive. `hint` is what the caller knows of the step on the host, which a GPU kernel
+/// cannot read from device memory before it is launched: it shapes the work, never the result's
+/// meaning.
 [[nodiscard]] result<void> attention(context& ctx, const kv_geometry& g, std::size_t layer,
                                      const float* q, std::size_t rows, std::size_t heads,
                                      const std::int32_t* positions, const std::int32_t* row_seq,
                                      const std::int32_t* block_tables, std::size_t max_blocks,
-                                     const void* kv_base, float scale, float* out);
+                                     const void* kv_base, float scale, float* out,
+                                     attention_hint hint = {});
 
 /// out = silu(gate) * up, n values. May alias gate.
 [[nodiscard]] result<void> swiglu(context& ctx, const float* gate, const float* up, std::size_t n,

@@ -41,9 +41,11 @@ result<void> kv_store(void*, const kv_geometry&, std::size_t, const float*, cons
 }
 result<void> attention(void*, const kv_geometry&, std::size_t, const float*, std::size_t,
                        std::size_t, const std::int32_t*, const std::int32_t*, const std::int32_t*,
-                       std::size_t, const void*, float, float*) noexcept {
+                       std::size_t, const void*, float, float*, attention_hint,
+                       device_scratch&) noexcept {
   return absent();
 }
+void release(void*, device_scratch&) noexcept {}
 result<void> swiglu(void*, const float*, const float*, std::size_t, float*) noexcept {
   return absent();
 }

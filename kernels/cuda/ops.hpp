@@ -1,6 +1,7 @@
 #pragma once
 
 #include "coro/error.hpp"
+#include "kernels/device_scratch.hpp"
 #include "kernels/kv_geometry.hpp"
 #include "kernels/matrix.hpp"
 #include "kernels/sampling_row.hpp"
@@ -32,11 +33,16 @@ void destroy_blas(void* blas) noexcept;
 [[nodiscard]] result<void> kv_store(void* stream, const kv_geometry& g, std::size_t layer,
                                     const float* k, const float* v, std::size_t rows,
                                     const std::int32_t* slots, void* kv_base) noexcept;
+/// Splits long keys across blocks when the queries alone cannot fill the GPU; their partial
+/// states live in `scratch`, grown on the stream as needed.
 [[nodiscard]] result<void> attention(void* stream, const kv_geometry& g, std::size_t layer,
                                      const float* q, std::size_t rows, std::size_t heads,
                                      const std::int32_t* positions, const std::int32_t* row_seq,
                                      const std::int32_t* block_tables, std::size_t max_blocks,
-                                     const void* kv_base, float scale, float* out) noexcept;
+                                     const void* kv_base, float scale, float* out,
+                                     attention_hint hint, device_scratch& scratch) noexcept;
+/// Frees `scratch` once the stream's work before this call is done (stream-ordered).
+void release(void* stream, device_scratch& scratch) noexcept;
 [[nodiscard]] result<void> swiglu(void* stream, const float* gate, const float* up, std::size_t n,
                                   float* out) noexcept;
 [[nodiscard]] result<void> add(void* stream, float* x, const float* y, std::size_t n) noexcept;

@@ -159,9 +159,11 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
       reinterpret_cast<kernels::sampling_row*>(b.meta_host.as<std::byte>() + b.params_bytes);
   std::size_t rows = 0, num_sampled = 0;
   constexpr std::size_t bt = kernels::kv_geometry::block_tokens;
+  kernels::attention_hint hint{0, steps.size()}; // how a GPU's attention divides the work
   for (std::size_t s = 0; s < steps.size(); ++s) {
     const auto& st = steps[s];
     const std::size_t end = st.start_pos + st.tokens.size();
+    hint.longest = std::max(hint.longest, end);
     if (st.tokens.empty())
       return fail(errc::invalid_argument, "sequence " + std::to_string(s) + " brings no tokens");
     if (end > c.context_length)
@@ -248,7 +250,7 @@ result<void> llama_runner::enqueue(const device_weights& w, kernels::dtype kv_ty
                           c.rope_base, factors));
     AEG_TRY(kernels::kv_store(ctx, kv, l, k, v, rows, dm + b.slots, kv_base));
     AEG_TRY(kernels::attention(ctx, kv, l, q, rows, c.num_heads, dm + b.positions, dm + b.row_seq,
-                               dm + b.tables, MB, kv_base, scale, att));
+                               dm + b.tables, MB, kv_base, scale, att, hint));
     AEG_TRY(kernels::matmul(ctx, ly.wo.at(w.base), att, rows, h, scratch));
     AEG_TRY(kernels::add(ctx, x, h, rows * c.dim));
     AEG_TRY(kernels::rmsnorm(ctx, x, ly.ffn_norm.vector_at(w.base), rows, c.dim, c.rms_eps, h));

@@ -312,7 +312,9 @@ struct paged_attention_setup {
         }
       }
     }
-    kv = run.zeros<std::byte>(free.size() * g.block_bytes());
+    // Every slot no key is stored in holds NaN bits: a kernel must skip masked slots, not weigh
+    // them by zero.
+    kv = run.upload(std::vector<std::byte>(free.size() * g.block_bytes(), std::byte{0xff}));
     stored.push_back(run.upload(ks)); // live until the stream has run kv_store
     stored.push_back(run.upload(vs));
     stored.push_back(run.upload(slots));
@@ -324,9 +326,10 @@ struct paged_attention_setup {
     q = random_floats(rows * c.heads * c.hd, 40, -4, 4);
   }
 
-  /// Attention of layer 1 for `n` rows from `first` (all by default) on the device.
+  /// Attention of layer 1 for `n` rows from `first` (all by default) on the device, told the
+  /// step's true shape when `hinted`.
   std::vector<float> attend(op_runner& run, std::size_t heads, std::size_t first = 0,
-                            std::size_t n = SIZE_MAX) {
+                            std::size_t n = SIZE_MAX, bool hinted = false) {
     n = std::min(n, rows - first);
     const std::vector<float> qs(q.begin() + first * heads * g.head_dim,
                                 q.begin() + (first + n) * heads * g.head_dim);
@@ -336,9 +339,14 @@ struct paged_attention_setup {
          dtab = run.upload(table);
     auto out = run.zeros<float>(n * heads * g.head_dim);
     const float scale = 1.0f / std::sqrt(static_cast<float>(g.head_dim));
+    attention_hint hint;
+    if (hinted && n > 0) {
+      hint.longest = static_cast<std::size_t>(*std::max_element(pos.begin(), pos.end())) + 1;
+      hint.sequences = static_cast<std::size_t>(seq.back() - seq.front()) + 1;
+    }
     EXPECT_TRUE(attention(run.ctx(), g, 1, dq.as<float>(), n, heads, dpos.as<std::int32_t>(),
                           dseq.as<std::int32_t>(), dtab.as<std::int32_t>(), max_blocks, kv.data(),
-                          scale, out.as<float>()));
+                          scale, out.as<float>(), hint));
     return run.download<float>(out, n * heads * g.head_dim);
   }
 
@@ -383,24 +391,36 @@ struct paged_attention_setup {
 
 /// Shapes the attention kernels must get right: a prefill and a one-token decode in one batch;
 /// contexts past a thousand tokens (the CPU kernel cuts keys into chunks of 512 and merges
-/// them); grouped heads and plain multi-head; head sizes that are and are not multiples of 64.
+/// them; the CUDA kernel splits the keys of few rows across blocks and merges the splits);
+/// grouped heads and plain multi-head, groups larger than a tile of queries; a tile whose rows
+/// belong to several sequences; head sizes that are and are not multiples of 64.
 inline std::vector<paged_attention_case> attention_cases() {
   return {{2, 6, 64, {37, 20}, {37, 1}},
           {2, 6, 64, {600, 1100}, {600, 1}},
           {4, 4, 80, {45, 530, 17}, {5, 1, 17}},
-          {1, 8, 128, {1040}, {3}}};
+          {1, 8, 128, {1040}, {3}},
+          {1, 16, 64, {700}, {700}},
+          {1, 32, 64, {40, 9}, {40, 9}},
+          {1, 24, 64, {30}, {30}}};
 }
 
 // Keys stored through kv_store into scattered blocks, queries from several sequences at once:
 // the result must equal plain causal attention over each sequence's keys laid out contiguously.
+// On a GPU, with and without the host's hint of the step's shape (which changes how the work is
+// divided: rows per tile, key splits), never the result.
 TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
-  const auto types = kind == gpu::backend_kind::cpu ? std::vector{dtype::f32, dtype::f16}
-                                                    : std::vector{dtype::f16, dtype::bf16};
+  const bool cpu = kind == gpu::backend_kind::cpu;
+  const auto types =
+      cpu ? std::vector{dtype::f32, dtype::f16} : std::vector{dtype::f32, dtype::f16, dtype::bf16};
   for (dtype kv_type : types)
     for (const auto& c : attention_cases()) {
       paged_attention_setup setup(*run, kv_type, c);
-      EXPECT_LT(max_relative_error(setup.attend(*run, c.heads), setup.reference(c.heads)), 1e-4f)
-          << traits(kv_type).name << ", contexts " << c.ctx_len[0] << "..., head dim " << c.hd;
+      const auto reference = setup.reference(c.heads);
+      for (bool hinted : cpu ? std::vector{false} : std::vector{false, true})
+        EXPECT_LT(max_relative_error(setup.attend(*run, c.heads, 0, SIZE_MAX, hinted), reference),
+                  1e-4f)
+            << traits(kv_type).name << ", contexts " << c.ctx_len[0] << "..., head dim " << c.hd
+            << (hinted ? ", hinted" : "");
     }
 }
 
