@@ -208,6 +208,19 @@ TEST_F(Instance, RequestsThatOutgrowTheKvCacheAreSplitOffOrRecomputedWithoutChan
   EXPECT_GT(expect_solo_tokens(recompute, reqs, expected).preemptions, 0u);
 }
 
+// A sink that asked for the end only hears no token; the request still runs to its length.
+TEST_F(Instance, ARequestAskingOnlyForItsEndSendsItsSinkNoToken) {
+  auto image = tiny_model();
+  auto inst = spawn(image, {});
+  auto r = request(1, prompt(6, image->config().vocab_size, 1), 7);
+  r.stream_tokens = false;
+  (*self_)->send(inst, generate_atom::value, std::move(r));
+  const auto got = collect(1);
+  EXPECT_TRUE(got.at(1).tokens.empty());
+  EXPECT_EQ(got.at(1).result.reason, finish_reason::length);
+  EXPECT_EQ(got.at(1).result.completion_tokens, 7u);
+}
+
 TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;

@@ -63,6 +63,25 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
 // requests behind it, so the short one's first token comes before the long one's. Both get the
 // tokens each gets alone. Order of events only: the time this takes on a real model is measured
 // by benchmarks/fairness_bench.
+// A client that reads only the end (stream_tokens off) hears no token, through a prefill hand-off
+// too, while its request still runs to its length; a streaming one beside it hears every token.
+TEST_F(Pool, ARequestAskingOnlyForItsEndHearsNoTokenAndStillRunsToItsLength) {
+  const auto models = tiny_models(1);
+  auto& p = start(spec(models, {instance_role::prefill, instance_role::decode}));
+  auto streamed = request(1, models[0].name, 12, 9);
+  auto quiet = request(2, models[0].name, 12, 9);
+  quiet.stream_tokens = false;
+  submit(p.proxy(), {streamed, quiet});
+  const auto got = collect(2);
+  EXPECT_EQ(got.at(1).tokens.size(), 9u);
+  EXPECT_EQ(got.at(2).tokens.size(), 0u);
+  for (std::uint64_t id : {1, 2}) {
+    EXPECT_EQ(got.at(id).result.reason, finish_reason::length) << got.at(id).result.message;
+    EXPECT_EQ(got.at(id).result.completion_tokens, 9u) << "request " << id;
+  }
+  expect_nothing_held(p);
+}
+
 TEST_F(Pool, AShortRequestArrivingDuringAnEightThousandTokenPromptStartsBeforeItIsRead) {
   aeg::testing::tiny_llama_spec t;
   t.context = 8448;
