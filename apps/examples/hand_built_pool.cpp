@@ -141,11 +141,16 @@ int main(int argc, char** argv) {
   decode_opts.role = actors::instance_role::decode;
   auto prefill = actors::spawn_instance(sys, devices[0], served, prefill_opts, host_kv);
   auto decode = actors::spawn_instance(sys, devices[1], served, decode_opts, host_kv);
-  auto proxy =
-      actors::spawn_proxy(sys,
-                          {{prefill, actors::instance_role::prefill, names, "cpu0/prefill"},
-                           {decode, actors::instance_role::decode, names, "cpu1/decode"}},
-                          catalog, {});
+  auto proxy = actors::spawn_proxy(sys,
+                                   {{.actor = prefill,
+                                     .role = actors::instance_role::prefill,
+                                     .models = names,
+                                     .name = "cpu0/prefill"},
+                                    {.actor = decode,
+                                     .role = actors::instance_role::decode,
+                                     .models = names,
+                                     .name = "cpu1/decode"}},
+                                   catalog, {});
   // [snippet end]
 
   // 5. Requests: one per model, in flight together. The collectors receive the tokens.
