@@ -78,7 +78,8 @@ struct decode_job;
 struct parked_job;
 
 /// Who hears a request's tokens and its end: `(token_atom, id, token, logprobs)` for each
-/// token, then `(done_atom, generation_result)` once.
+/// token (unless the request's `stream_tokens` is off), then `(done_atom, generation_result)`
+/// once.
 using generation_sink = caf::typed_actor<
     caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
     caf::reacts_to<done_atom, generation_result>>;
@@ -88,7 +89,8 @@ using generation_sink = caf::typed_actor<
 using handoff_sink = caf::typed_actor<caf::reacts_to<handoff_atom, decode_job>,
                                       caf::reacts_to<handoff_atom, parked_job>>;
 
-/// One request for tokens. Its tokens and its end go to `sink` as they happen.
+/// One request for tokens. Its tokens (when `stream_tokens`) and its end go to `sink` as they
+/// happen.
 struct generation_request {
   std::uint64_t id = 0;
   std::string model; ///< which of the instance's models; empty when it serves one

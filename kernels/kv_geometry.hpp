@@ -41,8 +41,8 @@ struct kv_geometry {
 };
 
 /// What a caller knows on the host of an attention step over the paged cache: the most keys a
-/// row reads and how many sequences the rows belong to (0: not known; the table's width and one
-/// sequence per row are assumed).
+/// row reads and how many sequences the rows belong to (0: not known; then the table's width
+/// bounds the keys, and a GPU fills its tiles with as many rows as they hold).
 struct attention_hint {
   std::size_t longest = 0;
   std::size_t sequences = 0;

@@ -334,8 +334,9 @@ result<void> attention(void* stream, const kv_geometry& g, std::size_t layer, co
 }
 
 void release(void* stream, device_scratch& scratch) noexcept {
-  if (scratch.data)
-    cudaFreeAsync(scratch.data, static_cast<cudaStream_t>(stream));
+  // A failure here is not this thread's next op's: clear it from the last error.
+  if (scratch.data && cudaFreeAsync(scratch.data, static_cast<cudaStream_t>(stream)) != cudaSuccess)
+    cudaGetLastError();
   scratch = {};
 }
 

@@ -58,11 +58,6 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
   EXPECT_EQ(prefill_steps, reqs.size());
 }
 
-// A short request that arrives while an 8,000-token prompt is being read, on the default step
-// budget (512 tokens), does not wait for the prompt: the long request leaves half of each step to
-// requests behind it, so the short one's first token comes before the long one's. Both get the
-// tokens each gets alone. Order of events only: the time this takes on a real model is measured
-// by benchmarks/fairness_bench.
 // A client that reads only the end (stream_tokens off) hears no token, through a prefill hand-off
 // too, while its request still runs to its length; a streaming one beside it hears every token.
 TEST_F(Pool, ARequestAskingOnlyForItsEndHearsNoTokenAndStillRunsToItsLength) {
@@ -79,9 +74,19 @@ TEST_F(Pool, ARequestAskingOnlyForItsEndHearsNoTokenAndStillRunsToItsLength) {
     EXPECT_EQ(got.at(id).result.reason, finish_reason::length) << got.at(id).result.message;
     EXPECT_EQ(got.at(id).result.completion_tokens, 9u) << "request " << id;
   }
+  // The pool still timed every token of both (its request actors hear them all).
+  const auto finished = metrics_of(p).finished;
+  ASSERT_EQ(finished.size(), 2u);
+  for (const auto& f : finished)
+    EXPECT_EQ(f.token_times.size(), 9u) << "request " << f.id;
   expect_nothing_held(p);
 }
 
+// A short request that arrives while an 8,000-token prompt is being read, on the default step
+// budget (512 tokens), does not wait for the prompt: the long request leaves half of each step to
+// requests behind it, so the short one's first token comes before the long one's. Both get the
+// tokens each gets alone. Order of events only: the time this takes on a real model is measured
+// by benchmarks/fairness_bench.
 TEST_F(Pool, AShortRequestArrivingDuringAnEightThousandTokenPromptStartsBeforeItIsRead) {
   aeg::testing::tiny_llama_spec t;
   t.context = 8448;

@@ -60,8 +60,11 @@ protected:
     r.prompt = {1, 2, 3, 151643};
     r.sampling = {0.7f, 40, 0.9f, 1234};
     r.max_tokens = 77;
+    r.logprobs = 3;
+    r.prompt_group = 5;
     r.stop_tokens = {2, 151645};
     r.sink = sink_;
+    r.stream_tokens = false;
     r.handoff = handoff_;
     r.generated_before = 3;
     r.arrived = std::chrono::steady_clock::now() - std::chrono::seconds(5);
@@ -77,8 +80,11 @@ protected:
     EXPECT_EQ(a.sampling.top_p, b.sampling.top_p);
     EXPECT_EQ(a.sampling.seed, b.sampling.seed);
     EXPECT_EQ(a.max_tokens, b.max_tokens);
+    EXPECT_EQ(a.logprobs, b.logprobs);
+    EXPECT_EQ(a.prompt_group, b.prompt_group);
     EXPECT_EQ(a.stop_tokens, b.stop_tokens);
     EXPECT_EQ(a.sink, b.sink);
+    EXPECT_EQ(a.stream_tokens, b.stream_tokens);
     EXPECT_EQ(a.handoff, b.handoff);
     EXPECT_EQ(a.generated_before, b.generated_before);
     // The arrival travels as an age: the same instant, later by the time in transit only.

@@ -269,6 +269,10 @@ struct paged_attention_case {
   std::vector<std::size_t> new_tokens; ///< the step's rows of each sequence (its last tokens)
 };
 
+/// What attention is told of a step's shape on the host: nothing, the truth, or too little (a
+/// longest context an eighth of the true one, and a sequence per row).
+enum class hint_kind { none, exact, undercounted };
+
 /// The case laid out on a device: keys and values stored through kv_store in blocks scattered
 /// over the cache, queries, and the tables attention reads.
 struct paged_attention_setup {
@@ -327,9 +331,9 @@ struct paged_attention_setup {
   }
 
   /// Attention of layer 1 for `n` rows from `first` (all by default) on the device, told the
-  /// step's true shape when `hinted`.
+  /// step's shape as `hinted` says.
   std::vector<float> attend(op_runner& run, std::size_t heads, std::size_t first = 0,
-                            std::size_t n = SIZE_MAX, bool hinted = false) {
+                            std::size_t n = SIZE_MAX, hint_kind hinted = hint_kind::none) {
     n = std::min(n, rows - first);
     const std::vector<float> qs(q.begin() + first * heads * g.head_dim,
                                 q.begin() + (first + n) * heads * g.head_dim);
@@ -340,9 +344,11 @@ struct paged_attention_setup {
     auto out = run.zeros<float>(n * heads * g.head_dim);
     const float scale = 1.0f / std::sqrt(static_cast<float>(g.head_dim));
     attention_hint hint;
-    if (hinted && n > 0) {
+    if (hinted != hint_kind::none && n > 0) {
       hint.longest = static_cast<std::size_t>(*std::max_element(pos.begin(), pos.end())) + 1;
       hint.sequences = static_cast<std::size_t>(seq.back() - seq.front()) + 1;
+      if (hinted == hint_kind::undercounted)
+        hint = {std::max<std::size_t>(1, hint.longest / 8), n};
     }
     EXPECT_TRUE(attention(run.ctx(), g, 1, dq.as<float>(), n, heads, dpos.as<std::int32_t>(),
                           dseq.as<std::int32_t>(), dtab.as<std::int32_t>(), max_blocks, kv.data(),
@@ -406,8 +412,8 @@ inline std::vector<paged_attention_case> attention_cases() {
 
 // Keys stored through kv_store into scattered blocks, queries from several sequences at once:
 // the result must equal plain causal attention over each sequence's keys laid out contiguously.
-// On a GPU, with and without the host's hint of the step's shape (which changes how the work is
-// divided: rows per tile, key splits), never the result.
+// On a GPU, with and without the host's hint of the step's shape, and with a wrong one: it
+// changes how the work is divided (rows per tile, key splits), never the result.
 TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
   const bool cpu = kind == gpu::backend_kind::cpu;
   const auto types =
@@ -416,11 +422,13 @@ TEST_P(KernelConformance, PagedAttentionEqualsContiguousCausalAttention) {
     for (const auto& c : attention_cases()) {
       paged_attention_setup setup(*run, kv_type, c);
       const auto reference = setup.reference(c.heads);
-      for (bool hinted : cpu ? std::vector{false} : std::vector{false, true})
+      for (auto hinted :
+           cpu ? std::vector{hint_kind::none}
+               : std::vector{hint_kind::none, hint_kind::exact, hint_kind::undercounted})
         EXPECT_LT(max_relative_error(setup.attend(*run, c.heads, 0, SIZE_MAX, hinted), reference),
                   1e-4f)
             << traits(kv_type).name << ", contexts " << c.ctx_len[0] << "..., head dim " << c.hd
-            << (hinted ? ", hinted" : "");
+            << ", hint " << static_cast<int>(hinted);
     }
 }
 
