@@ -437,8 +437,6 @@ private:
       pump(members_.back().lane);
   }
 
-  // The rate models scale up at on prefill instances: the mean of what they measured, else the
-  // configured prior.
   // Seconds to copy `model`'s weights in at the pool's switch rate (0: a model not served).
   double scale_up_seconds(const std::string& model) const {
     const auto it = catalog_.find(model);
@@ -446,6 +444,8 @@ private:
                ? 0.0
                : static_cast<double>(it->second.image_bytes) / switch_bytes_per_second();
   }
+  // The rate models scale up at on prefill instances: the mean of what they measured, else the
+  // configured prior.
   double switch_bytes_per_second() const {
     double sum = 0;
     std::size_t n = 0;

@@ -218,15 +218,21 @@ __global__ void merge_kernel(call c) {
   float top = -INFINITY;
   for (std::size_t z = 0; z < used; ++z)
     top = fmaxf(top, p[z * (hd + 2)]);
-  float sum = 0;
-  for (std::size_t z = 0; z < used; ++z)
-    sum += p[z * (hd + 2) + 1] * expf(p[z * (hd + 2)] - top);
-  for (std::size_t d = threadIdx.x; d < hd; d += 32) {
-    float acc = 0;
-    for (std::size_t z = 0; z < used; ++z)
-      acc += p[z * (hd + 2) + 2 + d] * expf(p[z * (hd + 2)] - top);
-    c.out[query * hd + d] = acc / sum;
+  // Each split's weight once, for the sum and for every dimension this lane holds.
+  float sum = 0, acc[dims_per_lane] = {};
+  for (std::size_t z = 0; z < used; ++z) {
+    const float* state = p + z * (hd + 2);
+    const float w = expf(state[0] - top);
+    sum += state[1] * w;
+#pragma unroll
+    for (unsigned d = 0; d < dims_per_lane; ++d)
+      if (threadIdx.x + 32 * d < hd)
+        acc[d] += state[2 + threadIdx.x + 32 * d] * w;
   }
+#pragma unroll
+  for (unsigned d = 0; d < dims_per_lane; ++d)
+    if (threadIdx.x + 32 * d < hd)
+      c.out[query * hd + threadIdx.x + 32 * d] = acc[d] / sum;
 }
 
 // Heads per tile: the whole KV group when it fits a tile, else its largest divisor that does.
