@@ -28,6 +28,9 @@ using generate_atom = caf::atom_constant<caf::atom("generate")>;
 /// One new token, sent to the request's sink: `(token_atom, request id, token id,
 /// models::token_logprobs)` (the log-probabilities only when the request asked for them).
 using token_atom = caf::atom_constant<caf::atom("token")>;
+/// Tokens made before they were sent, to the sink of a request that asked for them in batches
+/// (token_delivery::batched): `(tokens_atom, request id, token_batch)`.
+using tokens_atom = caf::atom_constant<caf::atom("tokens")>;
 /// The end of a request, sent to its sink: `(done_atom, generation_result)`.
 using done_atom = caf::atom_constant<caf::atom("done")>;
 /// Cancels a request: `(cancel_atom, request id)`.
@@ -73,15 +76,41 @@ struct service_times {
   }
 };
 
+/// How a request's sink hears its tokens.
+enum class token_delivery : std::uint8_t {
+  each,    ///< a `token` message for each as it is made: a stream
+  batched, ///< `tokens` messages of several, each token with its age; all before the end
+  none,    ///< no token, only the end
+};
+
+/// Tokens sent together, oldest first, each with how long before the sending it was made
+/// (an age, not a clock reading, so that it means the same on another machine).
+struct token_batch {
+  std::vector<std::int32_t> tokens;
+  std::vector<std::int64_t> ages_ns;
+};
+
+/// The most tokens an instance sends in one batch: at most these are lost with an instance that
+/// stops without warning (its requests, placed again, make them again).
+inline constexpr std::size_t most_tokens_per_batch = 128;
+
+/// What a sink that must time every token (a pool's request actor) asks its instance for, when
+/// its own client asked for `client`: a stream stays a stream; otherwise batches, which carry
+/// every token's time at a message per batch instead of one per token.
+constexpr token_delivery relayed(token_delivery client) noexcept {
+  return client == token_delivery::each ? token_delivery::each : token_delivery::batched;
+}
+
 struct generation_result;
 struct decode_job;
 struct parked_job;
 
-/// Who hears a request's tokens and its end: `(token_atom, id, token, logprobs)` for each
-/// token (unless the request's `stream_tokens` is off), then `(done_atom, generation_result)`
-/// once.
+/// Who hears a request's tokens and its end, as its `delivery` says: `(token_atom, id, token,
+/// logprobs)` for each token, or `(tokens_atom, id, token_batch)` for several; then
+/// `(done_atom, generation_result)` once, after every token.
 using generation_sink = caf::typed_actor<
     caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
+    caf::reacts_to<tokens_atom, std::uint64_t, token_batch>,
     caf::reacts_to<done_atom, generation_result>>;
 
 /// Who takes a request from a prefill instance once its prompt is prefilled (a pool's request
@@ -89,8 +118,7 @@ using generation_sink = caf::typed_actor<
 using handoff_sink = caf::typed_actor<caf::reacts_to<handoff_atom, decode_job>,
                                       caf::reacts_to<handoff_atom, parked_job>>;
 
-/// One request for tokens. Its tokens (when `stream_tokens`) and its end go to `sink` as they
-/// happen.
+/// One request for tokens. Its tokens (as `delivery` says) and its end go to `sink`.
 struct generation_request {
   std::uint64_t id = 0;
   std::string model; ///< which of the instance's models; empty when it serves one
@@ -105,10 +133,11 @@ struct generation_request {
   std::uint64_t prompt_group = 0;
   std::vector<std::int32_t> stop_tokens; ///< generation ends after any of these
   generation_sink sink;
-  /// False: the sink hears only the end, not each token (a client that reads the result, not the
-  /// stream, such as a simulation's, saves a message per token). A pool's request actor still
-  /// hears every token from its instance: it keeps their times and the tokens for a re-placement.
-  bool stream_tokens = true;
+  /// How the sink hears the tokens. A client that reads the result, not the stream (a
+  /// simulation's), saves a message per token with `none`. A pool's request actor still hears
+  /// every token from its instance, in batches (`relayed`): it keeps their times for the pool's
+  /// metrics and the tokens for a re-placement. Batches carry no log-probabilities.
+  token_delivery delivery = token_delivery::each;
   /// Where a prefill instance hands the request once its first token is out (a prefill
   /// instance refuses a request without one).
   handoff_sink handoff;
@@ -191,8 +220,8 @@ typename Inspector::result_type inspect(Inspector& f, generation_request& x) {
   using clock = std::chrono::steady_clock;
   std::int64_t age_ns = -1; // -1: not set (the epoch)
   return f(caf::meta::type_name("generation_request"), x.id, x.model, x.prompt, x.sampling,
-           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.stream_tokens,
-           x.handoff, x.generated_before, caf::meta::save_callback([&]() -> caf::error {
+           x.max_tokens, x.logprobs, x.prompt_group, x.stop_tokens, x.sink, x.delivery, x.handoff,
+           x.generated_before, caf::meta::save_callback([&]() -> caf::error {
              if (x.arrived != clock::time_point{})
                age_ns =
                    std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - x.arrived)
@@ -216,6 +245,11 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, parked_job& x) {
   return f(caf::meta::type_name("parked_job"), x.ticket, x.desk, x.prefill, x.prompt_tokens,
            x.prefill_seconds, x.switch_bytes_per_second, x.service);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_batch& x) {
+  return f(caf::meta::type_name("token_batch"), x.tokens, x.ages_ns);
 }
 
 template <class Inspector>

@@ -142,7 +142,7 @@ private:
 
   void cancel(std::uint64_t id) {
     if (auto follower = groups_.take(id))
-      return notify_done(*follower, finish_reason::cancelled, {});
+      return notify_done(*follower, finish_reason::cancelled, {}, clock().now());
     sequence* seq = state_.find(id);
     if (seq == nullptr)
       return; // already finished: nothing to free
@@ -385,6 +385,7 @@ private:
     if (auto out = engine_->swap_out(seq.kv); !out)
       return finish(seq, finish_reason::error,
                     "cannot hand the request to a decode instance: " + out.error().message);
+    send_unsent(seq, clock().now()); // its first token reaches the sink before the job
     auto job = decode_job_of(seq, host_kv_,
                              switch_time_.samples() > 0 ? switch_time_.bytes_per_second() : 0);
     state_.erase(seq);
@@ -400,10 +401,9 @@ private:
       return finish(seq, finish_reason::stop);
     seq.tokens.push_back(token);
     ++seq.generated;
-    (void)seq.deadlines.on_token(
-        std::chrono::duration<double>(clock().now() - seq.arrived).count());
-    if (r.sink && r.stream_tokens)
-      caf::anon_send(r.sink, token_atom::value, r.id, token, std::move(lp));
+    const auto now = clock().now();
+    (void)seq.deadlines.on_token(std::chrono::duration<double>(now - seq.arrived).count());
+    deliver_token(seq, token, std::move(lp), now);
     const auto& cfg = state_.models()[seq.model].served.image->config();
     if (seq.generated >= r.max_tokens || seq.tokens.size() >= cfg.context_length)
       return finish(seq, finish_reason::length);
@@ -432,16 +432,17 @@ private:
       add_sequence(std::move(f), seq.model, false);
     if (engine_)
       engine_->release(seq.kv);
-    notify_done(seq, reason, message);
+    notify_done(seq, reason, message, clock().now());
     state_.erase(seq);
   }
 
   // Ends every request without touching the engine (it failed to start, or is gone).
   void end_all(finish_reason reason, const std::string& why) {
+    const auto now = clock().now();
     for (auto& [id, seq] : state_.sequences())
-      notify_done(*seq, reason, why);
+      notify_done(*seq, reason, why, now);
     for (const auto& follower : groups_.take_all())
-      notify_done(*follower, reason, why);
+      notify_done(*follower, reason, why, now);
     state_.clear();
   }
 

@@ -35,6 +35,9 @@ struct sequence {
   double prefill_seconds = 0; ///< steps spent on its prompt (measured on a prefill instance)
   bool shared_prompt = false; ///< its prompt's KV was copied from its group's leader
   service_times service;      ///< the steps it was in here, split by phase and cause
+  /// Tokens made and not yet sent, with when each was made: a batched delivery's next batch.
+  std::vector<std::int32_t> unsent;
+  std::vector<std::chrono::steady_clock::time_point> unsent_at;
 };
 
 /// A model an instance serves: its image, its requests and its turns.

@@ -36,11 +36,47 @@ void refuse(const generation_request& r, std::size_t generated, std::string why)
                        r.id, finish_reason::error, r.prompt.size(), generated, std::move(why), {}});
 }
 
-void notify_done(const sequence& seq, finish_reason reason, const std::string& message) {
+void notify_done(sequence& seq, finish_reason reason, const std::string& message,
+                 std::chrono::steady_clock::time_point now) {
+  send_unsent(seq, now);
   if (seq.request.sink)
     caf::anon_send(seq.request.sink, done_atom::value,
                    generation_result{seq.request.id, reason, seq.request.prompt.size(),
                                      seq.generated, message, seq.service});
+}
+
+void deliver_token(sequence& seq, std::int32_t token, models::token_logprobs lp,
+                   std::chrono::steady_clock::time_point now) {
+  const auto& r = seq.request;
+  if (!r.sink)
+    return;
+  switch (r.delivery) {
+  case token_delivery::each:
+    caf::anon_send(r.sink, token_atom::value, r.id, token, std::move(lp));
+    return;
+  case token_delivery::batched:
+    seq.unsent.push_back(token);
+    seq.unsent_at.push_back(now);
+    if (seq.unsent.size() >= most_tokens_per_batch)
+      send_unsent(seq, now);
+    return;
+  case token_delivery::none:
+    return;
+  }
+}
+
+void send_unsent(sequence& seq, std::chrono::steady_clock::time_point now) {
+  if (seq.unsent.empty())
+    return;
+  token_batch b;
+  b.tokens = std::move(seq.unsent);
+  b.ages_ns.reserve(seq.unsent_at.size());
+  for (const auto at : seq.unsent_at)
+    b.ages_ns.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - at).count());
+  seq.unsent.clear();
+  seq.unsent_at.clear();
+  if (seq.request.sink)
+    caf::anon_send(seq.request.sink, tokens_atom::value, seq.request.id, std::move(b));
 }
 
 void charge_step(sequence& seq, double took, const std::optional<models::step_costs>& costs) {

@@ -27,8 +27,18 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
 
 /// Tells `r`'s sink that it ended with an error, `why`, after `generated` tokens.
 void refuse(const generation_request& r, std::size_t generated, std::string why);
-/// Tells `seq`'s sink that it ended for `reason`.
-void notify_done(const sequence& seq, finish_reason reason, const std::string& message);
+/// Tells `seq`'s sink that it ended for `reason`, after the tokens it has not sent yet (as of
+/// `now`).
+void notify_done(sequence& seq, finish_reason reason, const std::string& message,
+                 std::chrono::steady_clock::time_point now);
+
+/// Gives `seq`'s sink its new `token`, made at `now`, as its request asks: at once, in the next
+/// batch (sent once it holds most_tokens_per_batch, and at the latest before the end or a
+/// hand-off), or not at all.
+void deliver_token(sequence& seq, std::int32_t token, models::token_logprobs lp,
+                   std::chrono::steady_clock::time_point now);
+/// Sends the tokens `seq` holds for its sink's next batch, if any, with their ages at `now`.
+void send_unsent(sequence& seq, std::chrono::steady_clock::time_point now);
 
 /// Charges `seq` with a step it was in that took `took` seconds (split by `costs` when the
 /// device knows them, else all compute): to its prompt until its first token, then to decoding.

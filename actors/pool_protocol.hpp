@@ -70,6 +70,7 @@ using finished_atom = caf::atom_constant<caf::atom("finished")>;
 using request_actor = caf::typed_actor<
     caf::reacts_to<placed_atom, instance_actor>,
     caf::reacts_to<token_atom, std::uint64_t, std::int32_t, models::token_logprobs>,
+    caf::reacts_to<tokens_atom, std::uint64_t, token_batch>,
     caf::reacts_to<done_atom, generation_result>, caf::reacts_to<handoff_atom, decode_job>,
     caf::reacts_to<handoff_atom, parked_job>, caf::reacts_to<cancel_atom>>;
 

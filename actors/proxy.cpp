@@ -138,7 +138,7 @@ private:
     ++in_flight_by_model_[r.model];
     r.id = id;
     r.sink = actor;
-    r.stream_tokens = true; // the request actor times every token, whatever its client reads
+    r.delivery = relayed(r.delivery); // the request actor times every token
     r.handoff = actor;
     place(id, std::move(r));
     return id;

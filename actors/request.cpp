@@ -35,13 +35,16 @@ public:
   }
 
   behavior_type make_behavior() override {
-    return with_coroutines([this](placed_atom, instance_actor inst) { place(std::move(inst)); },
-                           [this](token_atom, std::uint64_t, std::int32_t token,
-                                  models::token_logprobs& lp) { on_token(token, std::move(lp)); },
-                           [this](done_atom, generation_result r) { on_done(std::move(r)); },
-                           [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
-                           [this](handoff_atom, parked_job p) { on_parked(std::move(p)); },
-                           [this](cancel_atom) { on_cancel(); });
+    return with_coroutines(
+        [this](placed_atom, instance_actor inst) { place(std::move(inst)); },
+        [this](token_atom, std::uint64_t, std::int32_t token, models::token_logprobs& lp) {
+          on_token(token, std::move(lp));
+        },
+        [this](tokens_atom, std::uint64_t, token_batch& b) { on_tokens(std::move(b)); },
+        [this](done_atom, generation_result r) { on_done(std::move(r)); },
+        [this](handoff_atom, decode_job job) { on_handoff(std::move(job)); },
+        [this](handoff_atom, parked_job p) { on_parked(std::move(p)); },
+        [this](cancel_atom) { on_cancel(); });
   }
 
   void on_exit() override {
@@ -64,16 +67,42 @@ private:
   void on_token(std::int32_t token, models::token_logprobs lp) {
     if (finished_)
       return;
+    take(token, clock().now());
+    if (client_.sink && client_.delivery == token_delivery::each)
+      send(client_.sink, token_atom::value, client_.id, token, std::move(lp));
+    else if (client_.delivery == token_delivery::batched)
+      forward(token_batch{{token}, {0}});
+  }
+
+  // Tokens our instance sent together, each with its age: timed as if each had come alone.
+  void on_tokens(token_batch b) {
+    if (finished_)
+      return;
+    const auto now = clock().now();
+    for (std::size_t i = 0; i < b.tokens.size(); ++i) // a token without an age: made now
+      take(b.tokens[i], now - std::chrono::nanoseconds(i < b.ages_ns.size() ? b.ages_ns[i] : 0));
+    if (client_.delivery == token_delivery::batched)
+      forward(std::move(b));
+    else if (client_.sink && client_.delivery == token_delivery::each)
+      for (auto t : b.tokens)
+        send(client_.sink, token_atom::value, client_.id, t, models::token_logprobs{});
+  }
+
+  // Keeps `token`, made at `at`: its time for the pool's metrics, the token for a re-placement.
+  void take(std::int32_t token, std::chrono::steady_clock::time_point at) {
     if (cancelled_ && instance_ && !cancel_again_) {
       // Our cancel overtook the job on its way through a desk: the decoder did not know us yet.
       cancel_again_ = true;
       send(instance_, cancel_atom::value, id_);
     }
-    times_.push_back(std::chrono::duration<double>(clock().now() - client_.arrived).count());
+    times_.push_back(std::chrono::duration<double>(at - client_.arrived).count());
     tokens_.push_back(token);
     ++generated_;
-    if (client_.sink && client_.stream_tokens)
-      send(client_.sink, token_atom::value, client_.id, token, std::move(lp));
+  }
+
+  void forward(token_batch b) {
+    if (client_.sink)
+      send(client_.sink, tokens_atom::value, client_.id, std::move(b));
   }
 
   void on_done(generation_result r) {
@@ -190,7 +219,7 @@ private:
     again.prompt = tokens_;
     again.generated_before = generated_;
     again.sink = handle();
-    again.stream_tokens = true;
+    again.delivery = relayed(client_.delivery);
     again.handoff = handle();
     if (again.generated_before >= again.max_tokens)
       return finish(finish_reason::length, {});

@@ -80,7 +80,8 @@ private:
     r.prompt.assign(std::max<std::size_t>(a.prompt_tokens, 1), 100);
     r.max_tokens = std::max<std::size_t>(a.output_tokens, 1);
     r.sink = caf::actor_cast<generation_sink>(this);
-    r.stream_tokens = log_; // the log shows tokens; the results come from the pool's metrics
+    // The log shows tokens; the results come from the pool's metrics.
+    r.delivery = log_ ? token_delivery::each : token_delivery::none;
     request(proxy_, caf::infinite, submit_atom::value, std::move(r))
         .then([](std::uint64_t) {},
               [this](caf::error& e) {

@@ -16,6 +16,7 @@ void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<generation_sink>("aeg::generation_sink");
   cfg.add_message_type<handoff_sink>("aeg::handoff_sink");
   cfg.add_message_type<parked_job>("aeg::parked_job");
+  cfg.add_message_type<token_batch>("aeg::token_batch");
 }
 
 } // namespace aeg::actors

@@ -71,7 +71,8 @@ public:
             r.prompt.push_back(static_cast<std::int32_t>(100 + (k * 7919 + i * 31) % 4000));
           r.max_tokens = t.output_tokens;
           r.sink = caf::actor_cast<actors::generation_sink>(this);
-          r.stream_tokens = false; // the results are the pool's metrics, not what is sent here
+          // The results are the pool's metrics, not what is sent here.
+          r.delivery = actors::token_delivery::none;
           request(proxy_, caf::infinite, actors::submit_atom::value, std::move(r))
               .then([](std::uint64_t) {},
                     [this](caf::error& e) {

@@ -50,6 +50,10 @@ public:
     return {
         [this](actors::token_atom, std::uint64_t, std::int32_t token,
                const aeg::models::token_logprobs&) { text_ += decoder_.feed(token); },
+        [this](actors::tokens_atom, std::uint64_t, const actors::token_batch& b) {
+          for (auto token : b.tokens)
+            text_ += decoder_.feed(token);
+        },
         [this](actors::done_atom, const actors::generation_result& r) {
           text_ += decoder_.finish();
           if (r.reason == actors::finish_reason::error)

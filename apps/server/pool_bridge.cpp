@@ -32,6 +32,12 @@ public:
         [this](actors::token_atom, std::uint64_t, std::int32_t token, models::token_logprobs& lp) {
           tell([token, lp = std::move(lp)](generation_listener& l) { l.token(token, lp); });
         },
+        [this](actors::tokens_atom, std::uint64_t, actors::token_batch& b) {
+          tell([tokens = std::move(b.tokens)](generation_listener& l) {
+            for (auto t : tokens)
+              l.token(t, {});
+          });
+        },
         [this](actors::done_atom, actors::generation_result r) {
           tell([r = std::move(r)](generation_listener& l) { l.done(r); });
           quit();

@@ -28,6 +28,9 @@ struct outcome {
   std::vector<std::int32_t> tokens;
   std::vector<float> logprobs; ///< of each token, when asked
   generation_result result;
+  std::vector<std::size_t> batch_sizes; ///< of the `tokens` messages among them, in order
+  std::vector<std::int64_t> batch_ages; ///< each batched token's age when sent, in order
+  bool ended = false;
 };
 
 class Instance : public ::testing::Test {
@@ -112,7 +115,14 @@ protected:
             if (lp.asked)
               out[id].logprobs.push_back(lp.logprob);
           },
+          [&](tokens_atom, std::uint64_t id, const token_batch& b) {
+            EXPECT_FALSE(out[id].ended) << "request " << id << ": tokens after its end";
+            out[id].tokens.insert(out[id].tokens.end(), b.tokens.begin(), b.tokens.end());
+            out[id].batch_sizes.push_back(b.tokens.size());
+            out[id].batch_ages.insert(out[id].batch_ages.end(), b.ages_ns.begin(), b.ages_ns.end());
+          },
           [&](done_atom, const generation_result& r) {
+            out[r.id].ended = true;
             out[r.id].result = r;
             ++ended;
           });

@@ -213,12 +213,40 @@ TEST_F(Instance, ARequestAskingOnlyForItsEndSendsItsSinkNoToken) {
   auto image = tiny_model();
   auto inst = spawn(image, {});
   auto r = request(1, prompt(6, image->config().vocab_size, 1), 7);
-  r.stream_tokens = false;
+  r.delivery = token_delivery::none;
   (*self_)->send(inst, generate_atom::value, std::move(r));
   const auto got = collect(1);
   EXPECT_TRUE(got.at(1).tokens.empty());
   EXPECT_EQ(got.at(1).result.reason, finish_reason::length);
   EXPECT_EQ(got.at(1).result.completion_tokens, 7u);
+}
+
+// A sink that asked for batches gets the tokens a streamed twin gets, all before the end, in
+// messages of at most most_tokens_per_batch, each token with its age (oldest first).
+TEST_F(Instance, ARequestAskingForBatchesGetsEveryTokenBeforeItsEndWithItsAge) {
+  auto image = tiny_model();
+  auto inst = spawn(image, {});
+  const auto p = prompt(6, image->config().vocab_size, 1);
+  constexpr std::size_t n = 2 * most_tokens_per_batch + 4;
+  auto batched = request(2, p, n);
+  batched.delivery = token_delivery::batched;
+  (*self_)->send(inst, generate_atom::value, request(1, p, n));
+  (*self_)->send(inst, generate_atom::value, std::move(batched));
+  const auto got = collect(2);
+  ASSERT_EQ(got.at(1).tokens.size(), n);
+  EXPECT_TRUE(got.at(1).batch_sizes.empty()) << "a streamed request gets no batch";
+  EXPECT_EQ(got.at(2).tokens, got.at(1).tokens);
+  EXPECT_EQ(got.at(2).batch_sizes,
+            (std::vector<std::size_t>{most_tokens_per_batch, most_tokens_per_batch, 4}));
+  const auto& ages = got.at(2).batch_ages;
+  ASSERT_EQ(ages.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_GE(ages[i], 0) << "token " << i;
+    if (i + 1 < n && i % most_tokens_per_batch != most_tokens_per_batch - 1)
+      EXPECT_GE(ages[i], ages[i + 1]) << "token " << i << " is older than the next in its batch";
+  }
+  EXPECT_EQ(got.at(2).result.reason, finish_reason::length);
+  EXPECT_EQ(got.at(2).result.completion_tokens, n);
 }
 
 TEST_F(Instance, CancellingFreesTheKvOfRunningAndWaitingRequests) {

@@ -25,6 +25,7 @@ struct outcome {
   std::vector<std::int32_t> tokens;
   generation_result result;
   bool done = false;
+  std::size_t batches = 0; ///< `tokens` messages among them
 };
 
 class Pool : public ::testing::Test {
@@ -152,6 +153,12 @@ protected:
             out[id].tokens.push_back(token);
             if (on_token)
               on_token(id, out[id].tokens.size());
+          },
+          [&](tokens_atom, std::uint64_t id, const token_batch& b) {
+            EXPECT_FALSE(out[id].done) << "request " << id << ": tokens after its end";
+            EXPECT_EQ(b.ages_ns.size(), b.tokens.size()) << "request " << id;
+            out[id].tokens.insert(out[id].tokens.end(), b.tokens.begin(), b.tokens.end());
+            ++out[id].batches;
           },
           [&](done_atom, const generation_result& r) {
             EXPECT_FALSE(out[r.id].done) << "request " << r.id << " ended twice";

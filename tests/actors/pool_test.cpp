@@ -58,27 +58,37 @@ TEST_F(Pool, SixModelsOnTwoPrefillAndTwoDecodeDevices) {
   EXPECT_EQ(prefill_steps, reqs.size());
 }
 
-// A client that reads only the end (stream_tokens off) hears no token, through a prefill hand-off
-// too, while its request still runs to its length; a streaming one beside it hears every token.
-TEST_F(Pool, ARequestAskingOnlyForItsEndHearsNoTokenAndStillRunsToItsLength) {
+// Through a prefill hand-off: a client that reads only the end hears no token, one that asked
+// for batches hears every token in batches, and a streaming one each token alone; all three run
+// to their length, and the pool times every token of each (its request actors hear them all,
+// the quiet and batched ones' in batches with their ages).
+TEST_F(Pool, EachClientHearsTokensAsItAskedAndThePoolTimesThemAll) {
   const auto models = tiny_models(1);
   auto& p = start(spec(models, {instance_role::prefill, instance_role::decode}));
   auto streamed = request(1, models[0].name, 12, 9);
   auto quiet = request(2, models[0].name, 12, 9);
-  quiet.stream_tokens = false;
-  submit(p.proxy(), {streamed, quiet});
-  const auto got = collect(2);
+  quiet.delivery = token_delivery::none;
+  auto batched = request(3, models[0].name, 12, 9);
+  batched.delivery = token_delivery::batched;
+  submit(p.proxy(), {streamed, quiet, batched});
+  const auto got = collect(3);
   EXPECT_EQ(got.at(1).tokens.size(), 9u);
+  EXPECT_EQ(got.at(1).batches, 0u);
   EXPECT_EQ(got.at(2).tokens.size(), 0u);
-  for (std::uint64_t id : {1, 2}) {
+  EXPECT_EQ(got.at(3).tokens.size(), 9u);
+  EXPECT_GE(got.at(3).batches, 1u);
+  EXPECT_LT(got.at(3).batches, 9u) << "batches of one are a stream";
+  for (std::uint64_t id : {1, 2, 3}) {
     EXPECT_EQ(got.at(id).result.reason, finish_reason::length) << got.at(id).result.message;
     EXPECT_EQ(got.at(id).result.completion_tokens, 9u) << "request " << id;
   }
-  // The pool still timed every token of both (its request actors hear them all).
   const auto finished = metrics_of(p).finished;
-  ASSERT_EQ(finished.size(), 2u);
-  for (const auto& f : finished)
-    EXPECT_EQ(f.token_times.size(), 9u) << "request " << f.id;
+  ASSERT_EQ(finished.size(), 3u);
+  for (const auto& f : finished) {
+    ASSERT_EQ(f.token_times.size(), 9u) << "request " << f.id;
+    EXPECT_TRUE(std::is_sorted(f.token_times.begin(), f.token_times.end())) << "request " << f.id;
+    EXPECT_GE(f.token_times.front(), 0.0) << "request " << f.id;
+  }
   expect_nothing_held(p);
 }
 

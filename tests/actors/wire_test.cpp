@@ -49,6 +49,7 @@ protected:
   generation_request request() {
     sink_ = sys_.spawn([]() -> generation_sink::behavior_type {
       return {[](token_atom, std::uint64_t, std::int32_t, const aeg::models::token_logprobs&) {},
+              [](tokens_atom, std::uint64_t, const token_batch&) {},
               [](done_atom, generation_result) {}};
     });
     handoff_ = sys_.spawn([]() -> handoff_sink::behavior_type {
@@ -64,7 +65,7 @@ protected:
     r.prompt_group = 5;
     r.stop_tokens = {2, 151645};
     r.sink = sink_;
-    r.stream_tokens = false;
+    r.delivery = token_delivery::batched;
     r.handoff = handoff_;
     r.generated_before = 3;
     r.arrived = std::chrono::steady_clock::now() - std::chrono::seconds(5);
@@ -84,7 +85,7 @@ protected:
     EXPECT_EQ(a.prompt_group, b.prompt_group);
     EXPECT_EQ(a.stop_tokens, b.stop_tokens);
     EXPECT_EQ(a.sink, b.sink);
-    EXPECT_EQ(a.stream_tokens, b.stream_tokens);
+    EXPECT_EQ(a.delivery, b.delivery);
     EXPECT_EQ(a.handoff, b.handoff);
     EXPECT_EQ(a.generated_before, b.generated_before);
     // The arrival travels as an age: the same instant, later by the time in transit only.
@@ -130,6 +131,21 @@ TEST_F(Wire, AParkedJobKeepsItsTicketDeskAndMeasurements) {
   ASSERT_TRUE((again.match_elements<handoff_atom, parked_job>()));
   EXPECT_EQ(again.get_as<parked_job>(1).ticket, 99u);
   caf::anon_send_exit(desk, caf::exit_reason::user_shutdown);
+}
+
+// A batch of tokens crosses by name with each token's age.
+TEST_F(Wire, ATokenBatchKeepsItsTokensAndTheirAges) {
+  const token_batch b{{5, 6, 7}, {3'000'000, 2'000'000, 0}};
+  auto msg = caf::make_message(tokens_atom::value, std::uint64_t{9}, b);
+  std::vector<char> buf;
+  caf::binary_serializer out(sys_, buf);
+  EXPECT_FALSE(out(msg));
+  caf::message again;
+  caf::binary_deserializer in(sys_, buf);
+  EXPECT_FALSE(in(again));
+  ASSERT_TRUE((again.match_elements<tokens_atom, std::uint64_t, token_batch>()));
+  EXPECT_EQ(again.get_as<token_batch>(2).tokens, b.tokens);
+  EXPECT_EQ(again.get_as<token_batch>(2).ages_ns, b.ages_ns);
 }
 
 TEST_F(Wire, ResultsAndStatsKeepEveryField) {
