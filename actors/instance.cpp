@@ -245,7 +245,6 @@ private:
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan
   // counted (another instance took it): the rest is dropped and the loop plans again.
   bool apply(const step_plan& plan) {
-    state_.take_turns(plan);
     if (plan.restart_turn)
       restart_turn();
     for (const auto& a : plan.actions)
@@ -271,7 +270,8 @@ private:
     return true;
   }
   bool apply(const prefetch_model& a) {
-    (void)engine_->stage(state_.models()[a.model].served.image); // no room: no prefetch
+    // No room beside the active model: no prefetch. Anything else is the device failing.
+    (void)value_or_throw(engine_->prefetch(state_.models()[a.model].served.image));
     return true;
   }
   bool apply(const swap_out_kv& a) { return room_or_throw(engine_->swap_out(seq(a.seq).kv)); }

@@ -39,6 +39,17 @@ instance_state::instance_state(std::vector<served_model> models, std::size_t max
     st.served = std::move(m);
     models_.push_back(std::move(st));
   }
+  // What never changes is written once (a plan changes only the lists, turns and flags).
+  view_.models.resize(models_.size());
+  for (std::size_t i = 0; i < models_.size(); ++i) {
+    const auto& m = models_[i];
+    model_view& mv = view_.models[i];
+    mv.name = m.served.name;
+    mv.block_bytes = m.kv.block_bytes();
+    mv.image_bytes = m.served.image->bytes().size();
+    mv.tbt_seconds = m.served.tbt_seconds;
+    mv.decode_time = &m.decode_time;
+  }
 }
 
 // --- requests ----------------------------------------------------------------------------
@@ -101,7 +112,7 @@ sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, 
   if (!m.has_work())
     m.work_since = ++work_counter_;
   if (running) {
-    seq->batch = m.turns.current; // joins the batch running now; an overflow splits it later
+    seq->batch = turns(model).current; // joins the batch running now; an overflow splits it later
     m.running.push_back(seq.get());
   } else {
     m.waiting.push_back(seq.get());
@@ -128,8 +139,7 @@ void instance_state::erase(sequence& seq) {
 }
 
 bool instance_state::has_work() const {
-  return std::any_of(models_.begin(), models_.end(),
-                     [](const model_state& m) { return m.has_work(); });
+  return !seqs_.empty(); // each is on its model's running or waiting list
 }
 
 std::pair<std::size_t, std::size_t> instance_state::counts() const {
@@ -158,31 +168,18 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   step_view& v = view_;
   v.limits = limits;
   v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
-  if (v.models.size() != models_.size()) {
-    // What never changes is written once (a plan changes only the lists, turns and flags).
-    v.models.resize(models_.size());
-    for (std::size_t i = 0; i < models_.size(); ++i) {
-      const auto& m = models_[i];
-      model_view& mv = v.models[i];
-      mv.name = m.served.name;
-      mv.block_bytes = m.kv.block_bytes();
-      mv.image_bytes = m.served.image->bytes().size();
-      mv.tbt_seconds = m.served.tbt_seconds;
-      mv.decode_time = &m.decode_time;
-    }
-  }
   for (std::size_t i = 0; i < models_.size(); ++i) {
     const auto& m = models_[i];
     model_view& mv = v.models[i];
+    mv.work_since = m.work_since;
+    if (!m.has_work() && !mv.has_work())
+      continue; // most served models, most of the time
     mv.running.clear();
     for (const sequence* s : m.running)
       mv.running.push_back(s->request.id);
     mv.waiting.clear();
     for (const sequence* s : m.waiting)
       mv.waiting.push_back(s->request.id);
-    mv.turns = m.turns;
-    mv.blocked = m.blocked;
-    mv.work_since = m.work_since;
   }
   // The ledgers were taken first: a copy that completes meanwhile then reads as arriving
   // (waited for on the device), never the other way round.
@@ -214,13 +211,6 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   v.now = now;
   v.turn_elapsed = v.now - turn_started;
   return v;
-}
-
-void instance_state::take_turns(const step_plan& plan) {
-  for (std::size_t i = 0; i < models_.size(); ++i) {
-    models_[i].turns = plan.turns[i];
-    models_[i].blocked = plan.blocked[i];
-  }
 }
 
 // --- learning ----------------------------------------------------------------------------

@@ -48,8 +48,6 @@ struct model_state {
   std::deque<sequence*> running;       ///< holding KV (device or host), in admission order
   std::deque<sequence*> waiting;       ///< not yet holding KV
   std::uint64_t work_since = 0;        ///< order in which models got work (the policy's order)
-  batch_turns turns;
-  bool blocked = false; ///< the planner passes it over until some model's step runs
 
   bool has_work() const noexcept { return !running.empty() || !waiting.empty(); }
 };
@@ -60,6 +58,9 @@ struct model_state {
 class instance_state {
 public:
   instance_state(std::vector<served_model> models, std::size_t max_batch_tokens);
+  // Its view points into its models: it stays where it was made.
+  instance_state(const instance_state&) = delete;
+  instance_state& operator=(const instance_state&) = delete;
 
   // --- requests --------------------------------------------------------------------------
   /// The model `r` names (none needed when there is one), or why it cannot run here.
@@ -104,8 +105,9 @@ public:
                   const sched::switch_estimator& switch_time, std::size_t turn_steps,
                   std::chrono::steady_clock::time_point turn_started,
                   std::chrono::steady_clock::time_point now);
-  /// Takes the batch turns and blocked flags a plan left.
-  void take_turns(const step_plan& plan);
+  /// Model `model`'s batch turns, as the last plan left them (kept in the view, which the plans
+  /// change in place).
+  const batch_turns& turns(std::size_t model) const { return view_.models[model].turns; }
 
   // --- learning from steps -------------------------------------------------------------------
   /// A step of model `active` ran `step` in `took`: decode-only steps teach the model's
@@ -127,7 +129,9 @@ private:
   std::uint64_t work_counter_ = 0;
   std::size_t max_batch_tokens_;
   std::size_t prompt_allowance_;
-  step_view view_; // the last view, as its plan left it
+  // The last view, as its plan left it. Its models' turns and blocked flags live only here, from
+  // one plan to the next.
+  step_view view_;
 };
 
 } // namespace aeg::actors

@@ -194,9 +194,11 @@ struct step_plan {
   std::vector<plan_action> actions;
   std::vector<step_entry> step;
   idle_kind idle = idle_kind::none;
-  bool restart_turn = false;      ///< a new turn begins: its clock starts again
-  std::vector<batch_turns> turns; ///< every model's batch turns after the plan
-  std::vector<bool> blocked;      ///< every model's blocked flag after the plan
+  bool restart_turn = false; ///< a new turn begins: its clock starts again
+  /// Every model's batch turns and blocked flag after the plan (`plan_step`; a plan made in
+  /// place leaves them in its view).
+  std::vector<batch_turns> turns;
+  std::vector<bool> blocked;
 };
 
 /// "activate m1 (prefetched)", "swap out #3", "reserve #4 to 33 tokens", ... (model names from

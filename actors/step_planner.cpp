@@ -94,13 +94,18 @@ public:
                       [](const model_view& m) { return m.blocked || !m.has_work(); }))
         last_resort();
     }
-    plan_.turns.reserve(models_.size());
-    plan_.blocked.reserve(models_.size());
-    for (const auto& m : models_) {
-      plan_.turns.push_back(m.turns);
-      plan_.blocked.push_back(m.blocked);
-    }
     return std::move(plan_);
+  }
+
+  // Copies every model's turns and blocked flag as the plan left them into the plan (a plan
+  // made on a copy of the view; one made in place leaves them in the view).
+  static void report_turns(step_plan& p, const step_view& v) {
+    p.turns.reserve(v.models.size());
+    p.blocked.reserve(v.models.size());
+    for (const auto& m : v.models) {
+      p.turns.push_back(m.turns);
+      p.blocked.push_back(m.blocked);
+    }
   }
 
 private:
@@ -458,7 +463,10 @@ sched::instance_view policy_view(const step_view& v) {
 
 result<step_plan> plan_step(const step_view& v, const sched::turn_decision& decision) {
   step_view scratch = v;
-  return planner(scratch).run(decision);
+  auto plan = planner(scratch).run(decision);
+  if (plan)
+    planner::report_turns(*plan, scratch);
+  return plan;
 }
 
 result<step_plan> plan_step_in_place(step_view& v, const sched::turn_decision& decision) {

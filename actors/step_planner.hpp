@@ -23,7 +23,9 @@ sched::instance_view policy_view(const step_view& v);
 /// the decision names a model the view does not have.
 result<step_plan> plan_step(const step_view& v, const sched::turn_decision& decision);
 /// The same plan, made on `v` itself instead of a copy: `v` is left as the plan changed it (the
-/// instance's view, which it rebuilds before the next plan).
+/// instance's view, which it rebuilds before the next plan). The models' turns and blocked
+/// flags stay in `v` (the plan's `turns` and `blocked` are left empty): the instance keeps them
+/// there from one plan to the next.
 result<step_plan> plan_step_in_place(step_view& v, const sched::turn_decision& decision);
 
 } // namespace aeg::actors

@@ -24,9 +24,13 @@ std::byte* weight_arena::at(slot s) const noexcept {
   return base + (capacity() - align_up(bytes)) / alignment * alignment;
 }
 
-result<std::byte*> weight_arena::stage(std::size_t bytes) {
+bool weight_arena::fits_beside_active(std::size_t bytes) const noexcept {
   const std::size_t need = align_up(bytes);
-  if (need > capacity() || need > capacity() - align_up(active_bytes_))
+  return need <= capacity() && need <= capacity() - align_up(active_bytes_);
+}
+
+result<std::byte*> weight_arena::stage(std::size_t bytes) {
+  if (!fits_beside_active(bytes))
     return fail(errc::out_of_memory,
                 "a model of " + std::to_string(bytes >> 20) + " MiB does not fit beside the " +
                     std::to_string(active_bytes_ >> 20) + " MiB active one in " +

@@ -19,6 +19,8 @@ public:
   /// there (its copies must have finished). `errc::out_of_memory` when it does not fit beside
   /// the active model; scale that down first.
   [[nodiscard]] result<std::byte*> stage(std::size_t bytes);
+  /// Whether a model of `bytes` fits beside the active one (`stage` would place it).
+  bool fits_beside_active(std::size_t bytes) const noexcept;
   /// The staged model becomes the active one; the previous active model's space is released.
   void activate();
   /// The staged and the active model trade places: both stay resident (nothing moves).

@@ -139,6 +139,20 @@ engine::~engine() {
   swap_out_.reset();
 }
 
+result<bool> engine::prefetch(std::shared_ptr<const model_image> image) {
+  if (!fits(image->config()))
+    return false;
+  if (staged_.image == image)
+    return true;
+  if (!arena_->fits_beside_active(image->bytes().size())) {
+    if (staged_.image)
+      unstage();
+    return false;
+  }
+  AEG_TRY(stage(std::move(image)));
+  return true;
+}
+
 result<void> engine::stage(std::shared_ptr<const model_image> image) {
   const auto& cfg = image->config();
   if (!fits(cfg))

@@ -96,6 +96,10 @@ public:
   /// already staged stays as it is.
   /// `errc::out_of_memory` when it does not fit beside the active model (scale that down first).
   [[nodiscard]] result<void> stage(std::shared_ptr<const model_image> image);
+  /// A prefetch: stages `image` when it fits beside the active model (true), else only drops
+  /// what was staged, as `stage` would (false, and no message is made: an instance asks at
+  /// every step while a model is next in line). Errors are the device's.
+  [[nodiscard]] result<bool> prefetch(std::shared_ptr<const model_image> image);
   /// The staged model (null when none).
   const model_image* staged() const noexcept { return staged_.image.get(); }
   /// Completes when the staged model is entirely on the device.

@@ -382,6 +382,35 @@ TEST_F(Engine, AModelThatDoesNotFitBesideTheActiveOneIsRefusedUntilScaledDown) {
   EXPECT_TRUE(e->stage(images_[2]));
 }
 
+// A prefetch with no room beside the active model is a plain "no" (and drops what was staged,
+// as a stage would); with room it stages, and asking again for the staged model keeps it.
+TEST_F(Engine, APrefetchWithoutRoomSaysNoAndDropsWhatWasStaged) {
+  engine_options o;
+  o.weight_bytes = images_[0]->bytes().size() + images_[1]->bytes().size() + 8192;
+  o.kv_bytes = 2 << 20;
+  o.slab_bytes = 1 << 20;
+  auto e = *engine::create(dev_, host_kv_, largest_shape(configs_), o);
+  ASSERT_TRUE(e->stage(images_[0]));
+  e->activate();
+  auto staged = e->prefetch(images_[1]);
+  ASSERT_TRUE(staged);
+  EXPECT_TRUE(*staged);
+  EXPECT_EQ(e->staged(), images_[1].get());
+  ASSERT_TRUE(e->prefetch(images_[1]));
+  EXPECT_EQ(e->staged(), images_[1].get()) << "the staged model stays";
+  ASSERT_GT(images_[2]->bytes().size(), images_[1]->bytes().size() + 8192)
+      << "the largest model must not fit beside the first";
+  auto none = e->prefetch(images_[2]);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(*none);
+  EXPECT_EQ(e->staged(), nullptr);
+  e->deactivate();
+  auto alone = e->prefetch(images_[2]);
+  ASSERT_TRUE(alone) << alone.error().message;
+  EXPECT_TRUE(*alone);
+  EXPECT_EQ(e->staged(), images_[2].get());
+}
+
 // The plan is what `create` takes, so a budget check made from it before loading anything is
 // neither too strict nor too lax: on a device of exactly the planned size the engine starts
 // with the KV slabs asked for, and 1 KiB less leaves it a slab short.
