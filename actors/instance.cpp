@@ -248,8 +248,11 @@ private:
     if (plan.restart_turn)
       restart_turn();
     for (const auto& a : plan.actions)
-      if (!std::visit([this](const auto& x) { return apply(x); }, a))
+      if (!std::visit([this](const auto& x) { return apply(x); }, a)) {
+        state_.touch_all(); // the view holds actions that did not happen
         return false;
+      }
+    state_.touch(plan);
     return true;
   }
 
@@ -269,10 +272,8 @@ private:
     track_scale_up(prefetched, logged);
     return true;
   }
-  bool apply(const prefetch_model& a) {
-    // No room beside the active model: no prefetch. Anything else is the device failing.
-    (void)value_or_throw(engine_->prefetch(state_.models()[a.model].served.image));
-    return true;
+  bool apply(const prefetch_model& a) { // no room: no prefetch; an error is the device failing
+    return value_or_throw(engine_->prefetch(state_.models()[a.model].served.image)) || true;
   }
   bool apply(const swap_out_kv& a) { return room_or_throw(engine_->swap_out(seq(a.seq).kv)); }
   bool apply(const swap_in_kv& a) { return room_or_throw(engine_->swap_in(seq(a.seq).kv)); }

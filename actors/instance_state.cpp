@@ -118,6 +118,7 @@ sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, 
     m.waiting.push_back(seq.get());
   }
   auto& placed = *seq;
+  touched_.push_back(r.id);
   seqs_.emplace(r.id, std::move(seq));
   return placed;
 }
@@ -135,6 +136,7 @@ void instance_state::forget(sequence& seq) {
 
 void instance_state::erase(sequence& seq) {
   forget(seq);
+  view_.seqs.erase(seq.request.id);
   seqs_.erase(seq.request.id); // destroys seq
 }
 
@@ -157,6 +159,7 @@ void instance_state::clear() {
     m.waiting.clear();
   }
   seqs_.clear();
+  view_.seqs.clear();
 }
 
 // --- planning ----------------------------------------------------------------------------
@@ -185,25 +188,45 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   // (waited for on the device), never the other way round.
   v.device = std::move(device);
   v.host = std::move(host);
-  // Sequences come and go far less often than steps run: entries are rewritten in place, so
-  // neither the table's nodes nor their block lists are allocated again at every step.
-  std::erase_if(v.seqs, [&](const auto& entry) { return !seqs_.contains(entry.first); });
-  for (const auto& [id, s] : seqs_) {
+  // Only the sequences that may have changed since the last view are rewritten (erase took
+  // out those that ended), in place: neither the table's nodes nor their block lists are
+  // allocated again at every step.
+  std::vector<std::uint64_t> arriving;
+  auto rewrite = [&](std::uint64_t id) {
+    const auto it = seqs_.find(id);
+    if (it == seqs_.end())
+      return; // ended since it was named
+    const sequence& s = *it->second;
     seq_view& sv = v.seqs[id];
     auto blocks = std::move(sv.blocks);
-    blocks.assign(s->kv.blocks.begin(), s->kv.blocks.end());
+    blocks.assign(s.kv.blocks.begin(), s.kv.blocks.end());
     sv = seq_view{id,
-                  s->model,
-                  s->tokens.size(),
-                  s->kv.tokens,
-                  place_of(s->kv),
+                  s.model,
+                  s.tokens.size(),
+                  s.kv.tokens,
+                  place_of(s.kv),
                   std::move(blocks),
-                  copy_state(s->kv),
-                  s->batch,
-                  s->last_step,
-                  s->arrived,
-                  s->request.max_tokens > s->generated ? s->request.max_tokens - s->generated : 0};
+                  copy_state(s.kv),
+                  s.batch,
+                  s.last_step,
+                  s.arrived,
+                  s.request.max_tokens > s.generated ? s.request.max_tokens - s.generated : 0};
+    if (sv.copy == kv_copy::arriving)
+      arriving.push_back(id);
+  };
+  if (all_touched_) {
+    std::erase_if(v.seqs, [&](const auto& entry) { return !seqs_.contains(entry.first); });
+    for (const auto& [id, s] : seqs_)
+      rewrite(id);
+  } else {
+    for (const auto id : touched_)
+      rewrite(id);
+    for (const auto id : arriving_)
+      rewrite(id);
   }
+  touched_.clear();
+  arriving_ = std::move(arriving);
+  all_touched_ = false;
   v.active = active < models_.size() ? active : step_view::none;
   v.staged = staged < models_.size() ? staged : step_view::none;
   v.switch_time = &switch_time;
@@ -211,6 +234,18 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   v.now = now;
   v.turn_elapsed = v.now - turn_started;
   return v;
+}
+
+void instance_state::touch(const step_plan& plan) {
+  for (const auto& a : plan.actions)
+    std::visit(
+        [&](const auto& x) {
+          if constexpr (requires { x.seq; })
+            touched_.push_back(x.seq);
+        },
+        a);
+  for (const auto& e : plan.step)
+    touched_.push_back(e.seq);
 }
 
 // --- learning ----------------------------------------------------------------------------

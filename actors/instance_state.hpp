@@ -105,6 +105,12 @@ public:
                   const sched::switch_estimator& switch_time, std::size_t turn_steps,
                   std::chrono::steady_clock::time_point turn_started,
                   std::chrono::steady_clock::time_point now);
+  /// The sequences a plan named (in its actions and its step) changed, or will once the step
+  /// has run: the next view rewrites theirs. Every other sequence's view is kept as it was, so
+  /// that a step costs what it touches, not every request the instance holds.
+  void touch(const step_plan& plan);
+  /// Rewrites every sequence's view at the next `view` (a plan applied only in part).
+  void touch_all() noexcept { all_touched_ = true; }
   /// Model `model`'s batch turns, as the last plan left them (kept in the view, which the plans
   /// change in place).
   const batch_turns& turns(std::size_t model) const { return view_.models[model].turns; }
@@ -132,6 +138,10 @@ private:
   // The last view, as its plan left it. Its models' turns and blocked flags live only here, from
   // one plan to the next.
   step_view view_;
+  // Sequences whose views the next `view` rewrites: those added or named by a plan since the
+  // last, and those whose KV was still arriving then (a copy completes without a message).
+  std::vector<std::uint64_t> touched_, arriving_;
+  bool all_touched_ = true;
 };
 
 } // namespace aeg::actors
