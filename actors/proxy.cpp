@@ -227,7 +227,7 @@ private:
     auto& m = members_[i];
     t.member = i;
     t.holds_lane = lane;
-    ++m.active[t.model];
+    m.place(t.model);
     m.last_model = t.model;
     m.last_started = ++starts_;
     send(t.actor, placed_atom::value, m.m.actor);
@@ -266,8 +266,7 @@ private:
     if (t.member == none)
       return;
     auto& m = members_[t.member];
-    if (auto a = m.active.find(t.model); a != m.active.end() && a->second > 0)
-      --a->second;
+    m.leave(t.model);
     if (t.holds_lane) {
       t.holds_lane = false;
       queue_.finish(id);
@@ -335,7 +334,7 @@ private:
     t.member = i;
     t.kv_promised = need;
     members_[i].kv_promised += need;
-    ++members_[i].active[model];
+    members_[i].place(model);
     return members_[i].m.actor;
   }
 
@@ -396,7 +395,7 @@ private:
       if (m.m.actor.address() != who || !m.alive)
         continue;
       m.alive = false;
-      m.active.clear();
+      m.clear_active();
       m.kv_promised = 0;
       if (m.lane == none)
         continue;

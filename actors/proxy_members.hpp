@@ -25,10 +25,12 @@ inline constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
 struct proxy_member {
   pool_member m;
   bool alive = true;
-  std::size_t lane = none;                   // prefill lane of this instance (aegaeon routing)
-  std::size_t prefills = 0;                  // requests it holds from its lane
-  double switch_rate = 0;                    // bytes/s it scales models up at (0: unknown)
-  std::map<std::string, std::size_t> active; // requests placed on it, by model
+  std::size_t lane = none;  // prefill lane of this instance (aegaeon routing)
+  std::size_t prefills = 0; // requests it holds from its lane
+  double switch_rate = 0;   // bytes/s it scales models up at (0: unknown)
+  /// Requests placed on it, by model: changed through place, leave and clear_active, which
+  /// keep the total (asked for every member at every placement).
+  std::map<std::string, std::size_t> active;
   std::size_t kv_promised = 0;    // KV its decode requests may grow to (decode placement)
   std::string last_model;         // the model of the request started on it last
   std::uint64_t last_started = 0; // when, counted in requests started on the pool
@@ -36,15 +38,32 @@ struct proxy_member {
     const auto it = active.find(model);
     return it == active.end() ? 0 : it->second;
   }
-  std::size_t total() const {
-    std::size_t n = 0;
-    for (const auto& [model, k] : active)
-      n += k;
-    return n;
+  std::size_t total() const { return total_; }
+  void place(const std::string& model) {
+    ++active[model];
+    ++total_;
+  }
+  void leave(const std::string& model) {
+    if (auto a = active.find(model); a != active.end() && a->second > 0) {
+      --a->second;
+      --total_;
+    }
+  }
+  void clear_active() {
+    active.clear();
+    total_ = 0;
   }
   bool serves(const std::string& model) const {
-    return std::find(m.models.begin(), m.models.end(), model) != m.models.end();
+    if (sorted_models_.size() != m.models.size()) { // first asked: a member keeps its models
+      sorted_models_ = m.models;
+      std::sort(sorted_models_.begin(), sorted_models_.end());
+    }
+    return std::binary_search(sorted_models_.begin(), sorted_models_.end(), model);
   }
+
+private:
+  std::size_t total_ = 0;
+  mutable std::vector<std::string> sorted_models_; // m.models, for lookups
 };
 /// What the proxy knows of one of its requests.
 struct proxy_request {

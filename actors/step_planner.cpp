@@ -110,6 +110,9 @@ public:
 
 private:
   std::size_t index_of(const std::string& name) const {
+    for (std::size_t i : {active_, staged_}) // what a policy names most often
+      if (i != none && models_[i].name == name)
+        return i;
     for (std::size_t i = 0; i < models_.size(); ++i)
       if (models_[i].name == name)
         return i;
