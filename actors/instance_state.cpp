@@ -50,6 +50,7 @@ instance_state::instance_state(std::vector<served_model> models, std::size_t max
     mv.tbt_seconds = m.served.tbt_seconds;
     mv.decode_time = &m.decode_time;
   }
+  is_listed_.assign(models_.size(), false);
 }
 
 // --- requests ----------------------------------------------------------------------------
@@ -110,7 +111,11 @@ sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, 
   seq->deadlines =
       sched::token_deadlines::after(seq->generated, m.served.ttft_seconds, m.served.tbt_seconds);
   if (!m.has_work())
-    m.work_since = ++work_counter_;
+    view_.models[model].work_since = m.work_since = ++work_counter_;
+  if (!is_listed_[model]) {
+    is_listed_[model] = true;
+    listed_.push_back(model);
+  }
   if (running) {
     seq->batch = turns(model).current; // joins the batch running now; an overflow splits it later
     m.running.push_back(seq.get());
@@ -171,19 +176,19 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   step_view& v = view_;
   v.limits = limits;
   v.limits.prompt_tokens_beside_decodes = prompt_allowance_;
-  for (std::size_t i = 0; i < models_.size(); ++i) {
+  // Most served models have no work most of the time: their lists are left alone.
+  std::erase_if(listed_, [&](std::size_t i) {
     const auto& m = models_[i];
     model_view& mv = v.models[i];
-    mv.work_since = m.work_since;
-    if (!m.has_work() && !mv.has_work())
-      continue; // most served models, most of the time
     mv.running.clear();
     for (const sequence* s : m.running)
       mv.running.push_back(s->request.id);
     mv.waiting.clear();
     for (const sequence* s : m.waiting)
       mv.waiting.push_back(s->request.id);
-  }
+    is_listed_[i] = m.has_work();
+    return !is_listed_[i]; // its view is empty now too
+  });
   // The ledgers were taken first: a copy that completes meanwhile then reads as arriving
   // (waited for on the device), never the other way round.
   v.device = std::move(device);

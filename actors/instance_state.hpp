@@ -142,6 +142,10 @@ private:
   // last, and those whose KV was still arriving then (a copy completes without a message).
   std::vector<std::uint64_t> touched_, arriving_;
   bool all_touched_ = true;
+  // Models whose lists the next `view` rebuilds: those with work, and those whose view still
+  // lists requests. A model gets work only through `add`.
+  std::vector<std::size_t> listed_;
+  std::vector<bool> is_listed_;
 };
 
 } // namespace aeg::actors

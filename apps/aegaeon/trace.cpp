@@ -113,8 +113,11 @@ result<std::vector<trace_request>> load_trace(const std::string& path) {
 double percentile(std::vector<double> v, double p) {
   if (v.empty())
     return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+  // The element a sort would put there, without sorting (an hour's token gaps are millions).
+  const auto k =
+      std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
 }
 
 result<void> save_trace(const std::vector<trace_request>& trace, const std::string& path) {
