@@ -90,8 +90,8 @@ struct token_batch {
   std::vector<std::int64_t> ages_ns;
 };
 
-/// The most tokens an instance sends in one batch: at most these are lost with an instance that
-/// stops without warning (its requests, placed again, make them again).
+/// The most tokens an instance sends in one batch: fewer are lost with an instance that stops
+/// without running its exit (its requests, placed again, make them again).
 inline constexpr std::size_t most_tokens_per_batch = 128;
 
 /// What a sink that must time every token (a pool's request actor) asks its instance for, when
@@ -135,8 +135,9 @@ struct generation_request {
   generation_sink sink;
   /// How the sink hears the tokens. A client that reads the result, not the stream (a
   /// simulation's), saves a message per token with `none`. A pool's request actor still hears
-  /// every token from its instance, in batches (`relayed`): it keeps their times for the pool's
-  /// metrics and the tokens for a re-placement. Batches carry no log-probabilities.
+  /// every token from its instance (in batches when its client does not stream: `relayed`): it
+  /// keeps their times for the pool's metrics and the tokens for a re-placement. Batches carry
+  /// no log-probabilities.
   token_delivery delivery = token_delivery::each;
   /// Where a prefill instance hands the request once its first token is out (a prefill
   /// instance refuses a request without one).

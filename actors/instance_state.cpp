@@ -1,6 +1,7 @@
 #include "actors/instance_state.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -10,12 +11,19 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
+std::atomic<bool> check_views_on{false};
+
 kv_copy copy_state(const models::kv_handle& kv) {
   if (!kv.ready)
     return kv_copy::done;
   if (!kv.ready->query())
     return kv_copy::arriving;
   return kv.ready->failure().empty() ? kv_copy::done : kv_copy::failed;
+}
+
+// Tokens `s` may still generate: what a shortest-job policy reads as its length.
+std::size_t remaining(const sequence& s) {
+  return s.request.max_tokens > s.generated ? s.request.max_tokens - s.generated : 0;
 }
 
 kv_place place_of(const models::kv_handle& kv) {
@@ -215,7 +223,7 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
                   s.batch,
                   s.last_step,
                   s.arrived,
-                  s.request.max_tokens > s.generated ? s.request.max_tokens - s.generated : 0};
+                  remaining(s)};
     if (sv.copy == kv_copy::arriving)
       arriving.push_back(id);
   };
@@ -232,6 +240,8 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   touched_.clear();
   arriving_ = std::move(arriving);
   all_touched_ = false;
+  if (check_views_on.load(std::memory_order_relaxed))
+    expect_view_current();
   v.active = active < models_.size() ? active : step_view::none;
   v.staged = staged < models_.size() ? staged : step_view::none;
   v.switch_time = &switch_time;
@@ -239,6 +249,46 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
   v.now = now;
   v.turn_elapsed = v.now - turn_started;
   return v;
+}
+
+void instance_state::check_views(bool on) noexcept {
+  check_views_on.store(on, std::memory_order_relaxed);
+}
+
+// The kept view against the state now. A KV copy may complete between the two readings (on a
+// real device's thread): a view that says arriving where the copy is over is still current.
+void instance_state::expect_view_current() const {
+  auto stale = [](const std::string& what) {
+    throw error_exception(error{errc::internal, "the instance's kept view went stale: " + what});
+  };
+  if (view_.seqs.size() != seqs_.size())
+    stale(std::to_string(view_.seqs.size()) + " requests in the view, " +
+          std::to_string(seqs_.size()) + " held");
+  for (const auto& [id, s] : seqs_) {
+    const auto it = view_.seqs.find(id);
+    if (it == view_.seqs.end())
+      stale("request #" + std::to_string(id) + " is not in the view");
+    const seq_view& v = it->second;
+    const auto copy = copy_state(s->kv);
+    if (v.model != s->model || v.tokens != s->tokens.size() || v.kv_tokens != s->kv.tokens ||
+        v.where != place_of(s->kv) ||
+        !std::equal(v.blocks.begin(), v.blocks.end(), s->kv.blocks.begin(), s->kv.blocks.end()) ||
+        !(v.copy == copy || (v.copy == kv_copy::arriving && copy != kv_copy::arriving)) ||
+        v.batch != s->batch || v.last_step != s->last_step || v.arrived != s->arrived ||
+        v.remaining != remaining(*s))
+      stale("request #" + std::to_string(id) + " changed since its view was written");
+  }
+  auto same_ids = [](const std::vector<std::uint64_t>& ids, const std::deque<sequence*>& seqs) {
+    return std::equal(ids.begin(), ids.end(), seqs.begin(), seqs.end(),
+                      [](std::uint64_t id, const sequence* s) { return id == s->request.id; });
+  };
+  for (std::size_t i = 0; i < models_.size(); ++i) {
+    const auto& m = models_[i];
+    const auto& mv = view_.models[i];
+    if (!same_ids(mv.running, m.running) || !same_ids(mv.waiting, m.waiting) ||
+        mv.work_since != m.work_since)
+      stale("model " + m.served.name + "'s lists differ from the view's");
+  }
 }
 
 void instance_state::touch(const step_plan& plan) {

@@ -97,9 +97,10 @@ public:
 
   // --- planning ----------------------------------------------------------------------------
   /// The view the planner reads: these models and requests, with the pools' ledgers and the
-  /// actor's turn (`active`, `staged`: model indexes or none). Rebuilt in a view this state
+  /// actor's turn (`active`, `staged`: model indexes or none). Updated in a view this state
   /// keeps, which the plan may change (`plan_step_in_place`) until the next call: a step then
-  /// rewrites every model's lists without making and freeing a view of every served model.
+  /// rewrites what may have changed since (see `touch`) without making and freeing a view of
+  /// every served model and request.
   step_view& view(step_limits_view limits, gpu::kv_ledger_copy device, gpu::kv_ledger_copy host,
                   std::size_t active, std::size_t staged,
                   const sched::switch_estimator& switch_time, std::size_t turn_steps,
@@ -111,6 +112,9 @@ public:
   void touch(const step_plan& plan);
   /// Rewrites every sequence's view at the next `view` (a plan applied only in part).
   void touch_all() noexcept { all_touched_ = true; }
+  /// For tests, process-wide: every `view` is also compared with one built from scratch, and a
+  /// difference (a change to a request that no plan named) throws `errc::internal`.
+  static void check_views(bool on) noexcept;
   /// Model `model`'s batch turns, as the last plan left them (kept in the view, which the plans
   /// change in place).
   const batch_turns& turns(std::size_t model) const { return view_.models[model].turns; }
@@ -146,6 +150,7 @@ private:
   // lists requests. A model gets work only through `add`.
   std::vector<std::size_t> listed_;
   std::vector<bool> is_listed_;
+  void expect_view_current() const;
 };
 
 } // namespace aeg::actors

@@ -316,7 +316,7 @@ private:
         continue;
       candidates.push_back(i);
       std::vector<std::string> models;
-      for (const auto& [name, k] : m.active)
+      for (const auto& [name, k] : m.active())
         if (k > 0)
           models.push_back(name);
       batches.push_back(std::move(models));

@@ -25,32 +25,32 @@ inline constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
 struct proxy_member {
   pool_member m;
   bool alive = true;
-  std::size_t lane = none;  // prefill lane of this instance (aegaeon routing)
-  std::size_t prefills = 0; // requests it holds from its lane
-  double switch_rate = 0;   // bytes/s it scales models up at (0: unknown)
-  /// Requests placed on it, by model: changed through place, leave and clear_active, which
-  /// keep the total (asked for every member at every placement).
-  std::map<std::string, std::size_t> active;
+  std::size_t lane = none;        // prefill lane of this instance (aegaeon routing)
+  std::size_t prefills = 0;       // requests it holds from its lane
+  double switch_rate = 0;         // bytes/s it scales models up at (0: unknown)
   std::size_t kv_promised = 0;    // KV its decode requests may grow to (decode placement)
   std::string last_model;         // the model of the request started on it last
   std::uint64_t last_started = 0; // when, counted in requests started on the pool
   std::size_t holds(const std::string& model) const {
-    const auto it = active.find(model);
-    return it == active.end() ? 0 : it->second;
+    const auto it = active_.find(model);
+    return it == active_.end() ? 0 : it->second;
   }
+  /// Requests placed on it, by model (changed through place, leave and clear_active, which keep
+  /// the total that every placement asks of every member).
+  const std::map<std::string, std::size_t>& active() const { return active_; }
   std::size_t total() const { return total_; }
   void place(const std::string& model) {
-    ++active[model];
+    ++active_[model];
     ++total_;
   }
   void leave(const std::string& model) {
-    if (auto a = active.find(model); a != active.end() && a->second > 0) {
+    if (auto a = active_.find(model); a != active_.end() && a->second > 0) {
       --a->second;
       --total_;
     }
   }
   void clear_active() {
-    active.clear();
+    active_.clear();
     total_ = 0;
   }
   bool serves(const std::string& model) const {
@@ -62,6 +62,7 @@ struct proxy_member {
   }
 
 private:
+  std::map<std::string, std::size_t> active_;
   std::size_t total_ = 0;
   mutable std::vector<std::string> sorted_models_; // m.models, for lookups
 };

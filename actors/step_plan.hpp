@@ -68,14 +68,13 @@ using seq_views = std::unordered_map<std::uint64_t, seq_view>;
 
 /// A served model as the planner sees it.
 struct model_view {
-  /// The served model's name (the instance's, which outlives the plan: a view is built at every
-  /// step for every served model, and a name is not worth copying each time).
+  /// The served model's name (the instance's, which outlives the plan: a name is not worth
+  /// copying into every view).
   std::string_view name;
   std::size_t block_bytes = 0; ///< one KV block of its geometry
   std::size_t image_bytes = 0; ///< its weights (what a switch copies)
   double tbt_seconds = 0.1;
-  // Vectors, not deques: a view is built at every step for every served model, and an empty
-  // deque allocates.
+  // Vectors, not deques: a view holds every served model, and an empty deque allocates.
   std::vector<std::uint64_t> running; ///< holding KV (device or host), in admission order
   std::vector<std::uint64_t> waiting; ///< not yet holding KV, in arrival order
   batch_turns turns;

@@ -5,6 +5,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
+#include "actors/instance_state.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/tokenizer/tokenizer.hpp"
@@ -36,6 +37,7 @@ struct outcome {
 class Instance : public ::testing::Test {
 protected:
   Instance() {
+    instance_state::check_views(true); // every step's kept view is checked against the state
     cfg_.set("logger.verbosity", caf::atom("quiet"));
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     self_ = std::make_unique<caf::scoped_actor>(*sys_);

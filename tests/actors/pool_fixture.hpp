@@ -5,6 +5,7 @@
 
 #include "actors/cluster.hpp"
 #include "actors/generation.hpp"
+#include "actors/instance_state.hpp"
 #include "actors/pool.hpp"
 #include "tests/support/tiny_llama.hpp"
 
@@ -34,6 +35,7 @@ protected:
   // files `tls` makes in the fixture's directory, when given.
   using tls_maker = std::function<cluster_tls(const std::filesystem::path&)>;
   explicit Pool(bool network = false, const tls_maker& tls = {}) {
+    instance_state::check_views(true); // every step's kept view is checked against the state
     dir_ = std::filesystem::temp_directory_path() /
            ("aeg-pool-" + std::to_string(std::random_device{}()));
     std::filesystem::create_directories(dir_);
