@@ -121,13 +121,7 @@ TEST_F(Wire, AParkedJobKeepsItsTicketDeskAndMeasurements) {
   EXPECT_EQ(back.switch_bytes_per_second, 8e9);
   EXPECT_EQ(back.service.prefill_execute, 0.5);
   // Looked up by its name, as the network layer does.
-  auto msg = caf::make_message(handoff_atom::value, p);
-  std::vector<char> buf;
-  caf::binary_serializer out(sys_, buf);
-  EXPECT_FALSE(out(msg));
-  caf::message again;
-  caf::binary_deserializer in(sys_, buf);
-  EXPECT_FALSE(in(again));
+  const auto again = round_trip(caf::make_message(handoff_atom::value, p));
   ASSERT_TRUE((again.match_elements<handoff_atom, parked_job>()));
   EXPECT_EQ(again.get_as<parked_job>(1).ticket, 99u);
   caf::anon_send_exit(desk, caf::exit_reason::user_shutdown);
@@ -136,13 +130,7 @@ TEST_F(Wire, AParkedJobKeepsItsTicketDeskAndMeasurements) {
 // A batch of tokens crosses by name with each token's age.
 TEST_F(Wire, ATokenBatchKeepsItsTokensAndTheirAges) {
   const token_batch b{{5, 6, 7}, {3'000'000, 2'000'000, 0}};
-  auto msg = caf::make_message(tokens_atom::value, std::uint64_t{9}, b);
-  std::vector<char> buf;
-  caf::binary_serializer out(sys_, buf);
-  EXPECT_FALSE(out(msg));
-  caf::message again;
-  caf::binary_deserializer in(sys_, buf);
-  EXPECT_FALSE(in(again));
+  const auto again = round_trip(caf::make_message(tokens_atom::value, std::uint64_t{9}, b));
   ASSERT_TRUE((again.match_elements<tokens_atom, std::uint64_t, token_batch>()));
   EXPECT_EQ(again.get_as<token_batch>(2).tokens, b.tokens);
   EXPECT_EQ(again.get_as<token_batch>(2).ages_ns, b.ages_ns);

@@ -151,6 +151,18 @@ protected:
     EXPECT_EQ(e.arena().free_bytes(), e.arena().capacity());
   }
 
+  // An engine with `weight_bytes` of weight memory and a little KV, the first model active.
+  std::unique_ptr<engine> with_first_active(std::size_t weight_bytes) {
+    engine_options o;
+    o.weight_bytes = weight_bytes;
+    o.kv_bytes = 2 << 20;
+    o.slab_bytes = 1 << 20;
+    auto e = *engine::create(dev_, host_kv_, largest_shape(configs_), o);
+    EXPECT_TRUE(e->stage(images_[0]));
+    e->activate();
+    return e;
+  }
+
   std::shared_ptr<gpu::device> dev_;
   std::shared_ptr<gpu::kv_pool> host_kv_;
   std::vector<std::vector<std::byte>> files_;
@@ -368,13 +380,7 @@ TEST_F(Engine, TwoResidentModelsAlternatingEveryStepAreCopiedOnceAndComputeAsAlo
 }
 
 TEST_F(Engine, AModelThatDoesNotFitBesideTheActiveOneIsRefusedUntilScaledDown) {
-  engine_options o;
-  o.weight_bytes = images_[2]->bytes().size() + 4096; // one model at a time
-  o.kv_bytes = 2 << 20;
-  o.slab_bytes = 1 << 20;
-  auto e = *engine::create(dev_, host_kv_, largest_shape(configs_), o);
-  ASSERT_TRUE(e->stage(images_[0]));
-  e->activate();
+  auto e = with_first_active(images_[2]->bytes().size() + 4096); // one model at a time
   auto r = e->stage(images_[2]);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::out_of_memory);
@@ -385,13 +391,7 @@ TEST_F(Engine, AModelThatDoesNotFitBesideTheActiveOneIsRefusedUntilScaledDown) {
 // A prefetch with no room beside the active model is a plain "no" (and drops what was staged,
 // as a stage would); with room it stages, and asking again for the staged model keeps it.
 TEST_F(Engine, APrefetchWithoutRoomSaysNoAndDropsWhatWasStaged) {
-  engine_options o;
-  o.weight_bytes = images_[0]->bytes().size() + images_[1]->bytes().size() + 8192;
-  o.kv_bytes = 2 << 20;
-  o.slab_bytes = 1 << 20;
-  auto e = *engine::create(dev_, host_kv_, largest_shape(configs_), o);
-  ASSERT_TRUE(e->stage(images_[0]));
-  e->activate();
+  auto e = with_first_active(images_[0]->bytes().size() + images_[1]->bytes().size() + 8192);
   auto staged = e->prefetch(images_[1]);
   ASSERT_TRUE(staged);
   EXPECT_TRUE(*staged);
