@@ -119,7 +119,7 @@ sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, 
   seq->deadlines =
       sched::token_deadlines::after(seq->generated, m.served.ttft_seconds, m.served.tbt_seconds);
   if (!m.has_work())
-    view_.models[model].work_since = m.work_since = ++work_counter_;
+    view_.models[model].work_since = ++work_counter_; // the policy's order: kept in the view
   if (!is_listed_[model]) {
     is_listed_[model] = true;
     listed_.push_back(model);
@@ -231,10 +231,11 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
     std::erase_if(v.seqs, [&](const auto& entry) { return !seqs_.contains(entry.first); });
     for (const auto& [id, s] : seqs_)
       rewrite(id);
-  } else {
+  } else { // each once, though a plan may name a sequence in several actions
+    touched_.insert(touched_.end(), arriving_.begin(), arriving_.end());
+    std::sort(touched_.begin(), touched_.end());
+    touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
     for (const auto id : touched_)
-      rewrite(id);
-    for (const auto id : arriving_)
       rewrite(id);
   }
   touched_.clear();
@@ -285,8 +286,7 @@ void instance_state::expect_view_current() const {
   for (std::size_t i = 0; i < models_.size(); ++i) {
     const auto& m = models_[i];
     const auto& mv = view_.models[i];
-    if (!same_ids(mv.running, m.running) || !same_ids(mv.waiting, m.waiting) ||
-        mv.work_since != m.work_since)
+    if (!same_ids(mv.running, m.running) || !same_ids(mv.waiting, m.waiting))
       stale("model " + m.served.name + "'s lists differ from the view's");
   }
 }

@@ -47,7 +47,6 @@ struct model_state {
   sched::decode_estimator decode_time; ///< fitted from this model's measured decode steps
   std::deque<sequence*> running;       ///< holding KV (device or host), in admission order
   std::deque<sequence*> waiting;       ///< not yet holding KV
-  std::uint64_t work_since = 0;        ///< order in which models got work (the policy's order)
 
   bool has_work() const noexcept { return !running.empty() || !waiting.empty(); }
 };
