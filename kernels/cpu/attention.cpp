@@ -161,7 +161,7 @@ struct states {
 // A block's rows as floats: the cache itself for f32, a widened copy for f16.
 template <class T>
 struct block_rows {
-  alignas(32) float buffer[block_tokens * 256];
+  alignas(64) float buffer[block_tokens * 256];
   const float* row[block_tokens];
 
   AEG_AVX2_TARGET void load(const std::byte* first, std::size_t token_bytes, std::size_t hd,
@@ -178,6 +178,23 @@ struct block_rows {
               dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d))));
         row[t] = dst;
       }
+    }
+  }
+
+  // load, 16 values an instruction (head sizes that are multiples of 16).
+  AEG_AVX512_TARGET void load_wide(const std::byte* first, std::size_t token_bytes, std::size_t hd,
+                                   std::size_t n) {
+    if constexpr (!std::is_same_v<T, float>) {
+      for (std::size_t t = 0; t < n; ++t) {
+        float* dst = buffer + t * hd;
+        const auto* h = reinterpret_cast<const std::uint16_t*>(first + t * token_bytes);
+        for (std::size_t d = 0; d < hd; d += 16)
+          _mm512_store_ps(dst + d, _mm512_cvtph_ps(_mm256_loadu_si256(
+                                       reinterpret_cast<const __m256i*>(h + d))));
+        row[t] = dst;
+      }
+    } else {
+      load(first, token_bytes, hd, n);
     }
   }
 };
@@ -259,6 +276,81 @@ AEG_AVX2_TARGET float softmax_step(float* s, float& max, float& sum) {
   return correction;
 }
 
+// The vector steps of attend_chunk for one instruction set: a query's scores over a block, its
+// online-softmax step, and the weighted values it gathers.
+struct avx2_ops {
+  static constexpr bool wide = false;
+  AEG_AVX2_TARGET static void score(const float* q, std::size_t hd, float scale, std::size_t valid,
+                                    const float* const* krow, float* s) {
+    score_block(q, hd, scale, valid, krow, s);
+  }
+  AEG_AVX2_TARGET static float softmax(float* s, float& max, float& sum) {
+    return softmax_step(s, max, sum);
+  }
+  AEG_AVX2_TARGET static void accumulate(float* acc, float correction, const float* p,
+                                         const float* const* row, std::size_t n, std::size_t hd) {
+    accumulate_all(acc, _mm256_set1_ps(correction), p, row, n, hd);
+  }
+};
+
+// The same steps 16 lanes wide (head sizes that are multiples of 16): a block's 16 scores fill
+// one register, so a query's scores take one reduction and its softmax step one exponential.
+struct avx512_ops {
+  static constexpr bool wide = true;
+  AEG_AVX512_TARGET static void score(const float* q, std::size_t hd, float scale,
+                                      std::size_t valid, const float* const* krow, float* s) {
+    __m512 a[block_tokens];
+    for (auto& x : a)
+      x = _mm512_setzero_ps();
+    for (std::size_t d = 0; d < hd; d += 16) {
+      const __m512 qd = _mm512_loadu_ps(q + d);
+      for (std::size_t t = 0; t < block_tokens; ++t)
+        a[t] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(krow[t] + d), a[t]);
+    }
+    const auto seen = static_cast<__mmask16>((1u << valid) - 1);
+    _mm512_storeu_ps(s, _mm512_mask_blend_ps(seen, _mm512_set1_ps(-INFINITY),
+                                             _mm512_mul_ps(hsum16x16(a), _mm512_set1_ps(scale))));
+  }
+
+  AEG_AVX512_TARGET static float softmax(float* s, float& max, float& sum) {
+    const __m512 x = _mm512_loadu_ps(s);
+    const float new_max = std::max(max, _mm512_reduce_max_ps(x));
+    // e^0 is exactly 1: a maximum that stays needs no exponential.
+    const float correction =
+        new_max == max ? 1.0f : _mm512_cvtss_f32(exp16(_mm512_set1_ps(max - new_max)));
+    const __m512 p = exp16(_mm512_sub_ps(x, _mm512_set1_ps(new_max)));
+    _mm512_storeu_ps(s, p);
+    sum = sum * correction + _mm512_reduce_add_ps(p);
+    max = new_max;
+    return correction;
+  }
+
+  template <int C>
+  AEG_AVX512_TARGET static void gather(float* acc, __m512 correction, const float* p,
+                                       const float* const* row, std::size_t n, std::size_t d) {
+    __m512 a[C];
+    for (int c = 0; c < C; ++c)
+      a[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + d + 16 * c), correction);
+    for (std::size_t t = 0; t < n; ++t) {
+      const __m512 w = _mm512_set1_ps(p[t]);
+      for (int c = 0; c < C; ++c)
+        a[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(row[t] + d + 16 * c), a[c]);
+    }
+    for (int c = 0; c < C; ++c)
+      _mm512_storeu_ps(acc + d + 16 * c, a[c]);
+  }
+
+  AEG_AVX512_TARGET static void accumulate(float* acc, float correction, const float* p,
+                                           const float* const* row, std::size_t n, std::size_t hd) {
+    const __m512 c = _mm512_set1_ps(correction);
+    std::size_t d = 0;
+    for (; d + 64 <= hd; d += 64)
+      gather<4>(acc, c, p, row, n, d);
+    for (; d < hd; d += 16)
+      gather<1>(acc, c, p, row, n, d);
+  }
+};
+
 // Keys the tile's rows see at most (its last row's, as positions grow).
 std::size_t most_keys(const call& c, const tile& tl) {
   std::size_t most = 0;
@@ -271,12 +363,15 @@ std::size_t chunks_of(const call& c, const tile& tl) {
   return (kv_geometry::blocks_for(most_keys(c, tl)) + chunk_blocks - 1) / chunk_blocks;
 }
 
-// The states of a tile's queries (row i, head j of the group at i·group + j) over the blocks
-// of chunk `chunk`, from empty.
-template <class T>
-AEG_AVX2_TARGET void attend_chunk(const call& c, const tile& tl, std::size_t kv_head,
-                                  std::size_t chunk, const states& st) {
-  st.clear(tl.rows * c.group);
+// The states of a tile's queries over the blocks of chunk `chunk`, from empty, for the KV heads
+// kv_head .. kv_head + kv_heads - 1: the query of the h-th of them, row i and head j of its group
+// is at (h·rows + i)·group + j. Inlined into one function per instruction set.
+template <class T, class Ops>
+[[gnu::always_inline]] inline void attend_chunk(const call& c, const tile& tl, std::size_t kv_head,
+                                                std::size_t kv_heads, std::size_t chunk,
+                                                const states& st) {
+  const std::size_t per_head = tl.rows * c.group;
+  st.clear(kv_heads * per_head);
   const std::size_t most = most_keys(c, tl);
   const head_view view = c.view(tl.first_row, kv_head);
   const std::size_t first = chunk * chunk_blocks;
@@ -289,46 +384,72 @@ AEG_AVX2_TARGET void attend_chunk(const call& c, const tile& tl, std::size_t kv_
   };
   thread_local std::vector<query_step> work;
   thread_local std::vector<float> weights;
-  work.resize(tl.rows * c.group);
-  weights.resize(tl.rows * c.group * block_tokens);
+  work.resize(per_head);
+  weights.resize(per_head * block_tokens);
+  auto load = [&](block_rows<T>& rows, const std::byte* first, std::size_t n) {
+    if constexpr (Ops::wide)
+      rows.load_wide(first, c.g.token_bytes(), c.hd, n);
+    else
+      rows.load(first, c.g.token_bytes(), c.hd, n);
+  };
   for (std::size_t b = first; b < last; ++b) {
     const std::size_t start = b * block_tokens;
     const std::size_t in_block = std::min(block_tokens, most - start);
     // The next block lies anywhere in the cache, where no hardware prefetcher looks: ask for
-    // its rows now, so that they arrive while this block is worked on.
+    // its rows now, so that they arrive while this block is worked on. With every KV head, a
+    // layer's keys (and its values) of a block are one contiguous run.
     for (std::size_t ahead = b == first ? b + 1 : b + prefetch_distance;
          ahead <= b + prefetch_distance && ahead < last; ++ahead) {
-      prefetch_rows(view.k_block(ahead), c.g.token_bytes(), row_bytes);
-      prefetch_rows(view.v_block(ahead), c.g.token_bytes(), row_bytes);
+      prefetch_rows(view.k_block(ahead), c.g.token_bytes(), kv_heads * row_bytes);
+      prefetch_rows(view.v_block(ahead), c.g.token_bytes(), kv_heads * row_bytes);
     }
-    k.load(view.k_block(b), c.g.token_bytes(), c.hd, in_block);
-    v.load(view.v_block(b), c.g.token_bytes(), c.hd, in_block);
-    // dot8 reads whole groups of eight rows: the unused ones point at a loaded row.
-    for (std::size_t t = in_block; t < block_tokens; ++t)
-      k.row[t] = k.row[0];
-    // Every query's scores, then every softmax step, then every value update: the queries'
-    // dependency chains (a dot product, a max, an exponential, then the values) interleave.
-    // Each query's arithmetic is the same as if it ran alone.
-    std::size_t active = 0;
-    for (std::size_t i = 0; i < tl.rows; ++i) {
-      const std::size_t keys = c.keys(tl.first_row + i);
-      if (keys <= start)
-        continue; // this row sees none of the block
-      const std::size_t valid = std::min(block_tokens, keys - start);
-      for (std::size_t j = 0; j < c.group; ++j, ++active) {
-        const std::size_t qi = i * c.group + j, h = kv_head * c.group + j;
-        work[active] = {qi, valid, 0.0f};
-        score_block(c.q + ((tl.first_row + i) * c.heads + h) * c.hd, c.hd, c.scale, valid, k.row,
-                    weights.data() + active * block_tokens);
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+      load(k, view.k_block(b) + h * row_bytes, in_block);
+      load(v, view.v_block(b) + h * row_bytes, in_block);
+      // Scores are computed for whole blocks: the unused rows point at a loaded row.
+      for (std::size_t t = in_block; t < block_tokens; ++t)
+        k.row[t] = k.row[0];
+      // Every query's scores, then every softmax step, then every value update: the queries'
+      // dependency chains (a dot product, a max, an exponential, then the values) interleave.
+      // Each query's arithmetic is the same as if it ran alone.
+      std::size_t active = 0;
+      for (std::size_t i = 0; i < tl.rows; ++i) {
+        const std::size_t keys = c.keys(tl.first_row + i);
+        if (keys <= start)
+          continue; // this row sees none of the block
+        const std::size_t valid = std::min(block_tokens, keys - start);
+        for (std::size_t j = 0; j < c.group; ++j, ++active) {
+          const std::size_t head = (kv_head + h) * c.group + j;
+          work[active] = {h * per_head + i * c.group + j, valid, 0.0f};
+          Ops::score(c.q + ((tl.first_row + i) * c.heads + head) * c.hd, c.hd, c.scale, valid,
+                     k.row, weights.data() + active * block_tokens);
+        }
       }
+      for (std::size_t a = 0; a < active; ++a)
+        work[a].correction =
+            Ops::softmax(weights.data() + a * block_tokens, st.max[work[a].qi], st.sum[work[a].qi]);
+      for (std::size_t a = 0; a < active; ++a)
+        Ops::accumulate(st.acc + work[a].qi * c.hd, work[a].correction,
+                        weights.data() + a * block_tokens, v.row, work[a].valid, c.hd);
     }
-    for (std::size_t a = 0; a < active; ++a)
-      work[a].correction =
-          softmax_step(weights.data() + a * block_tokens, st.max[work[a].qi], st.sum[work[a].qi]);
-    for (std::size_t a = 0; a < active; ++a)
-      accumulate_all(st.acc + work[a].qi * c.hd, _mm256_set1_ps(work[a].correction),
-                     weights.data() + a * block_tokens, v.row, work[a].valid, c.hd);
   }
+}
+
+// attend_chunk compiled for each instruction set.
+using chunk_kernel = void (*)(const call&, const tile&, std::size_t, std::size_t, std::size_t,
+                              const states&);
+
+template <class T>
+AEG_AVX2_TARGET void attend_chunk_avx2(const call& c, const tile& tl, std::size_t kv_head,
+                                       std::size_t kv_heads, std::size_t chunk, const states& st) {
+  attend_chunk<T, avx2_ops>(c, tl, kv_head, kv_heads, chunk, st);
+}
+
+template <class T>
+AEG_AVX512_TARGET void attend_chunk_avx512(const call& c, const tile& tl, std::size_t kv_head,
+                                           std::size_t kv_heads, std::size_t chunk,
+                                           const states& st) {
+  attend_chunk<T, avx512_ops>(c, tl, kv_head, kv_heads, chunk, st);
 }
 
 // into ← into ⊕ part, query by query; an empty part changes nothing.
@@ -349,17 +470,18 @@ AEG_AVX2_TARGET void merge(const states& into, const states& part, std::size_t n
   }
 }
 
-// The tile's output rows: acc / sum.
-AEG_AVX2_TARGET void finish(const call& c, const tile& tl, std::size_t kv_head, const states& st,
-                            float* out) {
-  for (std::size_t i = 0; i < tl.rows; ++i)
-    for (std::size_t j = 0; j < c.group; ++j) {
-      const std::size_t qi = i * c.group + j, h = kv_head * c.group + j;
-      const __m256 inv = _mm256_set1_ps(1.0f / st.sum[qi]);
-      float* o = out + ((tl.first_row + i) * c.heads + h) * c.hd;
-      for (std::size_t d = 0; d < c.hd; d += 8)
-        _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(st.acc + qi * c.hd + d), inv));
-    }
+// The tile's output rows for KV heads kv_head .. kv_head + kv_heads - 1: acc / sum.
+AEG_AVX2_TARGET void finish(const call& c, const tile& tl, std::size_t kv_head,
+                            std::size_t kv_heads, const states& st, float* out) {
+  for (std::size_t h = 0; h < kv_heads; ++h)
+    for (std::size_t i = 0; i < tl.rows; ++i)
+      for (std::size_t j = 0; j < c.group; ++j) {
+        const std::size_t qi = (h * tl.rows + i) * c.group + j, head = (kv_head + h) * c.group + j;
+        const __m256 inv = _mm256_set1_ps(1.0f / st.sum[qi]);
+        float* o = out + ((tl.first_row + i) * c.heads + head) * c.hd;
+        for (std::size_t d = 0; d < c.hd; d += 8)
+          _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(st.acc + qi * c.hd + d), inv));
+      }
 }
 
 // Room for the states of `n` queries.
@@ -376,10 +498,11 @@ states from(const states& s, std::size_t offset) {
   return {s.hd, s.max + offset, s.sum + offset, s.acc + offset * s.hd};
 }
 
-// A unit of parallel work: a whole tile and KV head (its chunks in order on one thread), or one
-// chunk of a one-row tile, whose states go to the scratch states at `slot` to be merged after.
+// A unit of parallel work: a whole tile over some KV heads (its chunks in order on one
+// thread), or one chunk of a one-row tile over all of them, whose states go to the scratch
+// states at `slot` to be merged after.
 struct item {
-  std::size_t tile, kv_head, chunk, slot;
+  std::size_t tile, kv_head, kv_heads, chunk, slot;
   bool whole;
 };
 
@@ -396,21 +519,25 @@ std::vector<tile> tiles_of(const std::int32_t* row_seq, std::size_t rows, std::s
   return tiles;
 }
 
-template <class T>
-void attend_tiles(const call& c, std::size_t rows, float* out) {
+void attend_tiles(const call& c, std::size_t rows, float* out, chunk_kernel attend) {
   const auto tiles = tiles_of(c.row_seq, rows, std::max<std::size_t>(1, tile_queries / c.group));
   std::vector<item> items;
   std::size_t scratch_queries = 0;
   for (std::size_t t = tiles.size(); t-- > 0;) { // the latest tiles, the costliest, first
     const std::size_t chunks = chunks_of(c, tiles[t]);
-    for (std::size_t kvh = 0; kvh < c.g.kv_heads; ++kvh) {
-      if (tiles[t].rows > 1 || chunks == 1) {
-        items.push_back({t, kvh, 0, 0, true});
-        continue;
-      }
-      for (std::size_t ch = 0; ch < chunks; ++ch, scratch_queries += c.group)
-        items.push_back({t, kvh, ch, scratch_queries, false});
+    if (tiles[t].rows > 1) { // rows of a prompt: a tile per KV head, its queries share the keys
+      for (std::size_t kvh = 0; kvh < c.g.kv_heads; ++kvh)
+        items.push_back({t, kvh, 1, 0, 0, true});
+      continue;
     }
+    // A decoding row: its KV heads together, so a block's keys are read as one run; over a long
+    // context, a chunk per item keeps every core busy.
+    if (chunks == 1) {
+      items.push_back({t, 0, c.g.kv_heads, 0, 0, true});
+      continue;
+    }
+    for (std::size_t ch = 0; ch < chunks; ++ch, scratch_queries += c.heads)
+      items.push_back({t, 0, c.g.kv_heads, ch, scratch_queries, false});
   }
   state_buffer scratch_buffer;
   const states scratch = scratch_buffer.at(c.hd, scratch_queries);
@@ -420,17 +547,17 @@ void attend_tiles(const call& c, std::size_t rows, float* out) {
       const item& it = items[i];
       const tile& tl = tiles[it.tile];
       if (!it.whole) {
-        attend_chunk<T>(c, tl, it.kv_head, it.chunk, from(scratch, it.slot));
+        attend(c, tl, it.kv_head, it.kv_heads, it.chunk, from(scratch, it.slot));
         continue;
       }
-      const std::size_t nq = tl.rows * c.group;
+      const std::size_t nq = it.kv_heads * tl.rows * c.group;
       const states running = running_buffer.at(c.hd, nq), part = part_buffer.at(c.hd, nq);
-      attend_chunk<T>(c, tl, it.kv_head, 0, running);
+      attend(c, tl, it.kv_head, it.kv_heads, 0, running);
       for (std::size_t ch = 1, chunks = chunks_of(c, tl); ch < chunks; ++ch) {
-        attend_chunk<T>(c, tl, it.kv_head, ch, part);
+        attend(c, tl, it.kv_head, it.kv_heads, ch, part);
         merge(running, part, nq);
       }
-      finish(c, tl, it.kv_head, running, out);
+      finish(c, tl, it.kv_head, it.kv_heads, running, out);
     }
   });
   // The chunks of one-row tiles, merged in order as a whole tile's are.
@@ -440,23 +567,47 @@ void attend_tiles(const call& c, std::size_t rows, float* out) {
     if (!first.whole) {
       const states running = from(scratch, first.slot);
       for (std::size_t ch = 1; ch < n; ++ch)
-        merge(running, from(scratch, first.slot + ch * c.group), c.group);
-      finish(c, tiles[first.tile], first.kv_head, running, out);
+        merge(running, from(scratch, first.slot + ch * c.heads), c.heads);
+      finish(c, tiles[first.tile], 0, c.g.kv_heads, running, out);
     }
     i += n;
   }
+}
+
+bool detect_avx512() noexcept {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
 }
 
 #endif
 
 } // namespace
 
+attention_isa best_attention_isa() noexcept {
+#if defined(__x86_64__)
+  static const bool avx512 = detect_avx512();
+  if (uses_avx2())
+    return avx512 ? attention_isa::avx512 : attention_isa::avx2;
+#endif
+  return attention_isa::portable;
+}
+
 void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
                std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
                const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
                float scale, float* out) {
+  attention(g, layer, q, rows, heads, positions, row_seq, block_tables, max_blocks, kv_base, scale,
+            out, best_attention_isa());
+}
+
+void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+               std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+               const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+               float scale, float* out, attention_isa isa) {
+  isa = std::min(isa, best_attention_isa()); // never code this processor cannot run
 #if defined(__x86_64__)
-  if (uses_avx2() && g.head_dim % 8 == 0 && g.head_dim <= 256) {
+  if (isa != attention_isa::portable && g.head_dim % 8 == 0 && g.head_dim <= 256) {
     const call c{g,
                  layer,
                  heads,
@@ -469,10 +620,12 @@ void attention(const kv_geometry& g, std::size_t layer, const float* q, std::siz
                  max_blocks,
                  static_cast<const std::byte*>(kv_base),
                  scale};
+    const bool wide = isa == attention_isa::avx512 && g.head_dim % 16 == 0;
     if (g.type == dtype::f32)
-      attend_tiles<float>(c, rows, out);
+      attend_tiles(c, rows, out, wide ? &attend_chunk_avx512<float> : &attend_chunk_avx2<float>);
     else
-      attend_tiles<std::uint16_t>(c, rows, out);
+      attend_tiles(c, rows, out,
+                   wide ? &attend_chunk_avx512<std::uint16_t> : &attend_chunk_avx2<std::uint16_t>);
     return;
   }
 #endif

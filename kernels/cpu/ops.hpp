@@ -23,6 +23,17 @@ void attention(const kv_geometry& g, std::size_t layer, const float* q, std::siz
                std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
                const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
                float scale, float* out);
+/// The instruction sets attention has code for, slowest first.
+enum class attention_isa { portable, avx2, avx512 };
+/// The best one this processor runs (what `attention` uses).
+attention_isa best_attention_isa() noexcept;
+/// `attention` in `isa` (or the best this processor runs, if it lacks `isa`), for comparing
+/// them. AVX-512 takes head sizes that are multiples of 16, AVX2 multiples of 8 up to 256; other
+/// heads take the next slower code.
+void attention(const kv_geometry& g, std::size_t layer, const float* q, std::size_t rows,
+               std::size_t heads, const std::int32_t* positions, const std::int32_t* row_seq,
+               const std::int32_t* block_tables, std::size_t max_blocks, const void* kv_base,
+               float scale, float* out, attention_isa isa);
 void swiglu(const float* gate, const float* up, std::size_t n, float* out);
 void add(float* x, const float* y, std::size_t n);
 void add_bias(float* x, const float* bias, std::size_t rows, std::size_t width);

@@ -6,9 +6,11 @@ forward pass in float64 with a KV cache. Two runs of ours are compared with it:
   * f32 weights (our forward pass with float math): the logits of a 64-token prompt within 1e-4
     of the largest logit, and 32 greedy steps that agree token for token;
   * the CPU's own compute path (quantized weights and 8-bit activations, as llama.cpp computes):
-    logits within 2% of the largest logit with the same top-10 tokens, and greedy steps that agree
+    logits within 3% of the largest logit with the same top-10 tokens, and greedy steps that agree
     until, at most, a step where the reference's top two logits are themselves within 2% (a
-    near-tie that 8-bit rounding may decide either way).
+    near-tie that 8-bit rounding may decide either way). The largest deviation is one draw of
+    8-bit rounding noise: attention's sums taken in another order (the AVX2 or the AVX-512 code,
+    each within 1e-6 of exact) move it between 1.3% and 2.1% on this prompt.
 Exits 77 (skipped) when the model or the Python packages are missing.
 """
 import argparse
@@ -122,7 +124,7 @@ def main():
     cache = []
     ref_prompt = forward(prompt, cache)
 
-    def check(label, extra, logit_tol, must_agree):
+    def check(label, extra, logit_tol, tie_tol, must_agree):
         ours = run_tool(["--tokens", ",".join(map(str, prompt)), "--steps", str(args.steps)] + extra)
         got = np.array(ours["logits"], dtype=np.float64)
         scale = np.max(np.abs(ref_prompt))
@@ -143,7 +145,7 @@ def main():
                 margin = (top2[1] - top2[0]) / np.max(np.abs(r))
                 print(f"{label}: greedy step {step}: ours {token}, reference {best} "
                       f"(its top-2 margin {margin * 100:.3f}% of the largest logit)")
-                if must_agree or margin > logit_tol:
+                if must_agree or margin > tie_tol:
                     ok = False
                 break
             agreed += 1
@@ -152,10 +154,10 @@ def main():
         return ok
 
     # Float weights: our forward pass itself, which must match to rounding and agree throughout.
-    exact = check("f32 weights", ["--f32"], 1e-4, True)
+    exact = check("f32 weights", ["--f32"], 1e-4, 0, True)
     # The CPU's compute path (quantized weights, 8-bit activations as in llama.cpp): close, and
     # greedy tokens may part only where the reference itself is within the tolerance of a tie.
-    quantized = check("quantized", [], 0.02, False)
+    quantized = check("quantized", [], 0.03, 0.02, False)
     return 0 if exact and quantized else 1
 
 
