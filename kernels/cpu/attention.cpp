@@ -499,7 +499,7 @@ states from(const states& s, std::size_t offset) {
 }
 
 // A unit of parallel work: a whole tile over some KV heads (its chunks in order on one
-// thread), or one chunk of a one-row tile over all of them, whose states go to the scratch
+// thread), or one chunk of a one-row tile over some KV heads, whose states go to the scratch
 // states at `slot` to be merged after.
 struct item {
   std::size_t tile, kv_head, kv_heads, chunk, slot;
@@ -521,6 +521,14 @@ std::vector<tile> tiles_of(const std::int32_t* row_seq, std::size_t rows, std::s
 
 void attend_tiles(const call& c, std::size_t rows, float* out, chunk_kernel attend) {
   const auto tiles = tiles_of(c.row_seq, rows, std::max<std::size_t>(1, tile_queries / c.group));
+  // A decoding row takes its KV heads together, so that a layer's keys of a block are read as
+  // one run, unless the step's decoding rows would then leave cores idle (one row over a short
+  // context). Either way each query's arithmetic is the same.
+  std::size_t decode_items = 0;
+  for (const tile& tl : tiles)
+    decode_items += tl.rows == 1 ? chunks_of(c, tl) : 0;
+  const std::size_t heads_together =
+      decode_items >= 2 * num_compute_threads() ? c.g.kv_heads : 1;
   std::vector<item> items;
   std::size_t scratch_queries = 0;
   for (std::size_t t = tiles.size(); t-- > 0;) { // the latest tiles, the costliest, first
@@ -530,14 +538,15 @@ void attend_tiles(const call& c, std::size_t rows, float* out, chunk_kernel atte
         items.push_back({t, kvh, 1, 0, 0, true});
       continue;
     }
-    // A decoding row: its KV heads together, so a block's keys are read as one run; over a long
-    // context, a chunk per item keeps every core busy.
-    if (chunks == 1) {
-      items.push_back({t, 0, c.g.kv_heads, 0, 0, true});
-      continue;
+    // A decoding row: over a long context, a chunk per item keeps every core busy.
+    for (std::size_t kvh = 0; kvh < c.g.kv_heads; kvh += heads_together) {
+      if (chunks == 1) {
+        items.push_back({t, kvh, heads_together, 0, 0, true});
+        continue;
+      }
+      for (std::size_t ch = 0; ch < chunks; ++ch, scratch_queries += heads_together * c.group)
+        items.push_back({t, kvh, heads_together, ch, scratch_queries, false});
     }
-    for (std::size_t ch = 0; ch < chunks; ++ch, scratch_queries += c.heads)
-      items.push_back({t, 0, c.g.kv_heads, ch, scratch_queries, false});
   }
   state_buffer scratch_buffer;
   const states scratch = scratch_buffer.at(c.hd, scratch_queries);
@@ -565,10 +574,11 @@ void attend_tiles(const call& c, std::size_t rows, float* out, chunk_kernel atte
     const item& first = items[i];
     std::size_t n = first.whole ? 1 : chunks_of(c, tiles[first.tile]);
     if (!first.whole) {
+      const std::size_t nq = first.kv_heads * c.group;
       const states running = from(scratch, first.slot);
       for (std::size_t ch = 1; ch < n; ++ch)
-        merge(running, from(scratch, first.slot + ch * c.heads), c.heads);
-      finish(c, tiles[first.tile], 0, c.g.kv_heads, running, out);
+        merge(running, from(scratch, first.slot + ch * nq), nq);
+      finish(c, tiles[first.tile], first.kv_head, first.kv_heads, running, out);
     }
     i += n;
   }

@@ -399,7 +399,9 @@ struct paged_attention_setup {
 /// contexts past a thousand tokens (the CPU kernel cuts keys into chunks of 512 and merges
 /// them; the CUDA kernel splits the keys of few rows across blocks and merges the splits);
 /// grouped heads and plain multi-head, groups larger than a tile of queries; a tile whose rows
-/// belong to several sequences; head sizes that are and are not multiples of 64.
+/// belong to several sequences; head sizes that are and are not multiples of 64; a step of many
+/// decoding rows (the CPU then gives each row's KV heads one work item, one row alone gets one
+/// per head).
 inline std::vector<paged_attention_case> attention_cases() {
   return {{2, 6, 64, {37, 20}, {37, 1}},
           {2, 6, 64, {600, 1100}, {600, 1}},
@@ -407,7 +409,8 @@ inline std::vector<paged_attention_case> attention_cases() {
           {1, 8, 128, {1040}, {3}},
           {1, 16, 64, {700}, {700}},
           {1, 32, 64, {40, 9}, {40, 9}},
-          {1, 24, 64, {30}, {30}}};
+          {1, 24, 64, {30}, {30}},
+          {2, 6, 64, {40, 300, 9, 120, 33, 77, 1040, 5}, {1, 1, 1, 1, 1, 1, 1, 1}}};
 }
 
 // Keys stored through kv_store into scattered blocks, queries from several sequences at once:
