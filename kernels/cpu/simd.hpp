@@ -1,8 +1,8 @@
 #pragma once
 
 // AVX2 and AVX-512 helpers shared by the CPU ops; each function carries its own target attribute,
-// so that this header compiles into files built for baseline x86-64 and the caller checks
-// uses_avx2() (or uses_avx512()).
+// so that this header compiles into files built for baseline x86-64 and the caller checks that
+// the processor has them (uses_avx2(), best_attention_isa()).
 
 #if defined(__x86_64__)
 #include <cmath>

@@ -9,8 +9,8 @@ forward pass in float64 with a KV cache. Two runs of ours are compared with it:
     logits within 3% of the largest logit with the same top-10 tokens, and greedy steps that agree
     until, at most, a step where the reference's top two logits are themselves within 2% (a
     near-tie that 8-bit rounding may decide either way). The largest deviation is one draw of
-    8-bit rounding noise: attention's sums taken in another order (the AVX2 or the AVX-512 code,
-    each within 1e-6 of exact) move it between 1.3% and 2.1% on this prompt.
+    8-bit rounding noise: attention's sums taken in another order move it from 1.3% (the AVX2 code)
+    to 2.1% (the AVX-512 code) on this prompt, both codes within 1e-6 of exact attention.
 Exits 77 (skipped) when the model or the Python packages are missing.
 """
 import argparse
