@@ -527,8 +527,7 @@ void attend_tiles(const call& c, std::size_t rows, float* out, chunk_kernel atte
   std::size_t decode_items = 0;
   for (const tile& tl : tiles)
     decode_items += tl.rows == 1 ? chunks_of(c, tl) : 0;
-  const std::size_t heads_together =
-      decode_items >= 2 * num_compute_threads() ? c.g.kv_heads : 1;
+  const std::size_t heads_together = decode_items >= 2 * num_compute_threads() ? c.g.kv_heads : 1;
   std::vector<item> items;
   std::size_t scratch_queries = 0;
   for (std::size_t t = tiles.size(); t-- > 0;) { // the latest tiles, the costliest, first
