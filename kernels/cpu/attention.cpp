@@ -7,6 +7,7 @@
 // (a decode row's chunks are items of their own, so one long sequence keeps every core busy),
 // and a row gives the same bits alone or in any batch.
 
+#include "kernels/cpu/attention_steps.hpp"
 #include "kernels/cpu/dot.hpp"
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/parallel.hpp"
@@ -114,6 +115,9 @@ constexpr std::size_t tile_queries = 16;
 // Blocks ahead whose rows are asked for: enough to cover a memory latency with a block's work.
 constexpr std::size_t prefetch_distance = 2;
 
+using attention_steps::block_rows;
+using attention_steps::prefetch_rows;
+
 // What every item of one attention call shares.
 struct call {
   const kv_geometry& g;
@@ -158,199 +162,6 @@ struct states {
   }
 };
 
-// A block's rows as floats: the cache itself for f32, a widened copy for f16.
-template <class T>
-struct block_rows {
-  alignas(64) float buffer[block_tokens * 256];
-  const float* row[block_tokens];
-
-  AEG_AVX2_TARGET void load(const std::byte* first, std::size_t token_bytes, std::size_t hd,
-                            std::size_t n) {
-    for (std::size_t t = 0; t < n; ++t) {
-      const std::byte* src = first + t * token_bytes;
-      if constexpr (std::is_same_v<T, float>) {
-        row[t] = reinterpret_cast<const float*>(src);
-      } else {
-        float* dst = buffer + t * hd;
-        const auto* h = reinterpret_cast<const std::uint16_t*>(src);
-        for (std::size_t d = 0; d < hd; d += 8)
-          _mm256_store_ps(
-              dst + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + d))));
-        row[t] = dst;
-      }
-    }
-  }
-
-  // load, 16 values an instruction (head sizes that are multiples of 16).
-  AEG_AVX512_TARGET void load_wide(const std::byte* first, std::size_t token_bytes, std::size_t hd,
-                                   std::size_t n) {
-    if constexpr (!std::is_same_v<T, float>) {
-      for (std::size_t t = 0; t < n; ++t) {
-        float* dst = buffer + t * hd;
-        const auto* h = reinterpret_cast<const std::uint16_t*>(first + t * token_bytes);
-        for (std::size_t d = 0; d < hd; d += 16)
-          _mm512_store_ps(dst + d, _mm512_cvtph_ps(_mm256_loadu_si256(
-                                       reinterpret_cast<const __m256i*>(h + d))));
-        row[t] = dst;
-      }
-    } else {
-      load(first, token_bytes, hd, n);
-    }
-  }
-};
-
-// Asks for a block's 16 rows of `bytes` each, `stride` apart, to be brought into the cache.
-AEG_AVX2_TARGET inline void prefetch_rows(const std::byte* first, std::size_t stride,
-                                          std::size_t bytes) {
-  for (std::size_t t = 0; t < block_tokens; ++t)
-    for (std::size_t off = 0; off < bytes; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(first + t * stride + off), _MM_HINT_T0);
-}
-
-// q · row[t] for eight keys.
-AEG_AVX2_TARGET inline __m256 dot8(const float* q, const float* const* row, std::size_t hd) {
-  __m256 a[8];
-  for (auto& x : a)
-    x = _mm256_setzero_ps();
-  for (std::size_t d = 0; d < hd; d += 8) {
-    const __m256 qd = _mm256_loadu_ps(q + d);
-    for (int j = 0; j < 8; ++j)
-      a[j] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(row[j] + d), a[j]);
-  }
-  return hsum8x8(a);
-}
-
-// acc[d .. d + 8C) = acc·correction + Σ_{t < n} p[t]·row[t][d .. d + 8C), in registers.
-template <int C>
-AEG_AVX2_TARGET inline void accumulate(float* acc, __m256 correction, const float* p,
-                                       const float* const* row, std::size_t n, std::size_t d) {
-  __m256 a[C];
-  for (int c = 0; c < C; ++c)
-    a[c] = _mm256_mul_ps(_mm256_loadu_ps(acc + d + 8 * c), correction);
-  for (std::size_t t = 0; t < n; ++t) {
-    const __m256 w = _mm256_set1_ps(p[t]);
-    for (int c = 0; c < C; ++c)
-      a[c] = _mm256_fmadd_ps(w, _mm256_loadu_ps(row[t] + d + 8 * c), a[c]);
-  }
-  for (int c = 0; c < C; ++c)
-    _mm256_storeu_ps(acc + d + 8 * c, a[c]);
-}
-
-AEG_AVX2_TARGET inline void accumulate_all(float* acc, __m256 correction, const float* p,
-                                           const float* const* row, std::size_t n, std::size_t hd) {
-  std::size_t d = 0;
-  for (; d + 64 <= hd; d += 64)
-    accumulate<8>(acc, correction, p, row, n, d);
-  for (; d < hd; d += 8) // head dims that are not multiples of 64
-    accumulate<1>(acc, correction, p, row, n, d);
-}
-
-// One query's scores for the block's 16 slots into `s`; slots from `valid` on (later tokens,
-// or none yet) are -∞.
-AEG_AVX2_TARGET void score_block(const float* q, std::size_t hd, float scale, std::size_t valid,
-                                 const float* const* krow, float* s) {
-  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256 vs = _mm256_set1_ps(scale), minus_inf = _mm256_set1_ps(-INFINITY);
-  const __m256 n = _mm256_set1_ps(static_cast<float>(valid));
-  const __m256 lo = _mm256_mul_ps(dot8(q, krow, hd), vs);
-  const __m256 hi = valid > 8 ? _mm256_mul_ps(dot8(q, krow + 8, hd), vs) : minus_inf;
-  _mm256_storeu_ps(s, _mm256_blendv_ps(lo, minus_inf, _mm256_cmp_ps(lane, n, _CMP_GE_OQ)));
-  _mm256_storeu_ps(s + 8, _mm256_blendv_ps(hi, minus_inf,
-                                           _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8)), n,
-                                                         _CMP_GE_OQ)));
-}
-
-// The online-softmax step of one query over a block's scores `s`: they become their weights
-// e^(s − new max), and max and sum move on. Returns e^(old max − new max), the factor for the
-// values gathered so far: 0 for an empty state (−∞), exactly 1 when the max stays.
-AEG_AVX2_TARGET float softmax_step(float* s, float& max, float& sum) {
-  const __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
-  const float new_max = std::max(max, hmax8(_mm256_max_ps(lo, hi)));
-  const __m256 m = _mm256_set1_ps(new_max);
-  const float correction = _mm256_cvtss_f32(exp8(_mm256_set1_ps(max - new_max)));
-  const __m256 plo = exp8(_mm256_sub_ps(lo, m)), phi = exp8(_mm256_sub_ps(hi, m));
-  _mm256_storeu_ps(s, plo);
-  _mm256_storeu_ps(s + 8, phi);
-  sum = sum * correction + hsum8(_mm256_add_ps(plo, phi));
-  max = new_max;
-  return correction;
-}
-
-// The vector steps of attend_chunk for one instruction set: a query's scores over a block, its
-// online-softmax step, and the weighted values it gathers.
-struct avx2_ops {
-  static constexpr bool wide = false;
-  AEG_AVX2_TARGET static void score(const float* q, std::size_t hd, float scale, std::size_t valid,
-                                    const float* const* krow, float* s) {
-    score_block(q, hd, scale, valid, krow, s);
-  }
-  AEG_AVX2_TARGET static float softmax(float* s, float& max, float& sum) {
-    return softmax_step(s, max, sum);
-  }
-  AEG_AVX2_TARGET static void accumulate(float* acc, float correction, const float* p,
-                                         const float* const* row, std::size_t n, std::size_t hd) {
-    accumulate_all(acc, _mm256_set1_ps(correction), p, row, n, hd);
-  }
-};
-
-// The same steps 16 lanes wide (head sizes that are multiples of 16): a block's 16 scores fill
-// one register, so a query's scores take one reduction and its softmax step one exponential.
-struct avx512_ops {
-  static constexpr bool wide = true;
-  AEG_AVX512_TARGET static void score(const float* q, std::size_t hd, float scale,
-                                      std::size_t valid, const float* const* krow, float* s) {
-    __m512 a[block_tokens];
-    for (auto& x : a)
-      x = _mm512_setzero_ps();
-    for (std::size_t d = 0; d < hd; d += 16) {
-      const __m512 qd = _mm512_loadu_ps(q + d);
-      for (std::size_t t = 0; t < block_tokens; ++t)
-        a[t] = _mm512_fmadd_ps(qd, _mm512_loadu_ps(krow[t] + d), a[t]);
-    }
-    const auto seen = static_cast<__mmask16>((1u << valid) - 1);
-    _mm512_storeu_ps(s, _mm512_mask_blend_ps(seen, _mm512_set1_ps(-INFINITY),
-                                             _mm512_mul_ps(hsum16x16(a), _mm512_set1_ps(scale))));
-  }
-
-  AEG_AVX512_TARGET static float softmax(float* s, float& max, float& sum) {
-    const __m512 x = _mm512_loadu_ps(s);
-    const float new_max = std::max(max, _mm512_reduce_max_ps(x));
-    // e^0 is exactly 1: a maximum that stays needs no exponential.
-    const float correction =
-        new_max == max ? 1.0f : _mm512_cvtss_f32(exp16(_mm512_set1_ps(max - new_max)));
-    const __m512 p = exp16(_mm512_sub_ps(x, _mm512_set1_ps(new_max)));
-    _mm512_storeu_ps(s, p);
-    sum = sum * correction + _mm512_reduce_add_ps(p);
-    max = new_max;
-    return correction;
-  }
-
-  template <int C>
-  AEG_AVX512_TARGET static void gather(float* acc, __m512 correction, const float* p,
-                                       const float* const* row, std::size_t n, std::size_t d) {
-    __m512 a[C];
-    for (int c = 0; c < C; ++c)
-      a[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + d + 16 * c), correction);
-    for (std::size_t t = 0; t < n; ++t) {
-      const __m512 w = _mm512_set1_ps(p[t]);
-      for (int c = 0; c < C; ++c)
-        a[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(row[t] + d + 16 * c), a[c]);
-    }
-    for (int c = 0; c < C; ++c)
-      _mm512_storeu_ps(acc + d + 16 * c, a[c]);
-  }
-
-  AEG_AVX512_TARGET static void accumulate(float* acc, float correction, const float* p,
-                                           const float* const* row, std::size_t n, std::size_t hd) {
-    const __m512 c = _mm512_set1_ps(correction);
-    std::size_t d = 0;
-    for (; d + 64 <= hd; d += 64)
-      gather<4>(acc, c, p, row, n, d);
-    for (; d < hd; d += 16)
-      gather<1>(acc, c, p, row, n, d);
-  }
-};
-
 // Keys the tile's rows see at most (its last row's, as positions grow).
 std::size_t most_keys(const call& c, const tile& tl) {
   std::size_t most = 0;
@@ -386,12 +197,6 @@ template <class T, class Ops>
   thread_local std::vector<float> weights;
   work.resize(per_head);
   weights.resize(per_head * block_tokens);
-  auto load = [&](block_rows<T>& rows, const std::byte* first, std::size_t n) {
-    if constexpr (Ops::wide)
-      rows.load_wide(first, c.g.token_bytes(), c.hd, n);
-    else
-      rows.load(first, c.g.token_bytes(), c.hd, n);
-  };
   for (std::size_t b = first; b < last; ++b) {
     const std::size_t start = b * block_tokens;
     const std::size_t in_block = std::min(block_tokens, most - start);
@@ -404,8 +209,8 @@ template <class T, class Ops>
       prefetch_rows(view.v_block(ahead), c.g.token_bytes(), kv_heads * row_bytes);
     }
     for (std::size_t h = 0; h < kv_heads; ++h) {
-      load(k, view.k_block(b) + h * row_bytes, in_block);
-      load(v, view.v_block(b) + h * row_bytes, in_block);
+      Ops::load(k, view.k_block(b) + h * row_bytes, c.g.token_bytes(), c.hd, in_block);
+      Ops::load(v, view.v_block(b) + h * row_bytes, c.g.token_bytes(), c.hd, in_block);
       // Scores are computed for whole blocks: the unused rows point at a loaded row.
       for (std::size_t t = in_block; t < block_tokens; ++t)
         k.row[t] = k.row[0];
@@ -442,14 +247,14 @@ using chunk_kernel = void (*)(const call&, const tile&, std::size_t, std::size_t
 template <class T>
 AEG_AVX2_TARGET void attend_chunk_avx2(const call& c, const tile& tl, std::size_t kv_head,
                                        std::size_t kv_heads, std::size_t chunk, const states& st) {
-  attend_chunk<T, avx2_ops>(c, tl, kv_head, kv_heads, chunk, st);
+  attend_chunk<T, attention_steps::avx2>(c, tl, kv_head, kv_heads, chunk, st);
 }
 
 template <class T>
 AEG_AVX512_TARGET void attend_chunk_avx512(const call& c, const tile& tl, std::size_t kv_head,
                                            std::size_t kv_heads, std::size_t chunk,
                                            const states& st) {
-  attend_chunk<T, avx512_ops>(c, tl, kv_head, kv_heads, chunk, st);
+  attend_chunk<T, attention_steps::avx512>(c, tl, kv_head, kv_heads, chunk, st);
 }
 
 // into ← into ⊕ part, query by query; an empty part changes nothing.
