@@ -5,30 +5,28 @@
 
 namespace aeg::sched {
 
+// Refitted as samples arrive: at every sample until the window has filled, then once every 8
+// (a refit walks the whole window). The fit never depends on when, or whether, it is read, so a
+// caller that skips reading it (an instance that reuses a held decision) changes nothing.
 template <std::size_t F>
 void linear_fit<F>::add(const features& x, double y) {
+  constexpr std::size_t every = 8;
   samples_.emplace_back(x, y);
   if (samples_.size() > window_)
     samples_.pop_front();
-  if (samples_.size() >= 2 * (F + 1))
-    ++unfitted_;
-}
-
-// Fitted when read, and once the window has filled only every few samples: a step loop adds a
-// sample and reads the fit at every step, and a refit walks the whole window.
-template <std::size_t F>
-const std::array<double, F + 1>& linear_fit<F>::weights() const {
-  constexpr std::size_t every = 8;
-  if (unfitted_ > 0 && (unfitted_ >= every || samples_.size() < window_)) {
+  if (samples_.size() >= 2 * (F + 1) && (++unfitted_ >= every || samples_.size() < window_)) {
     unfitted_ = 0;
     refit();
   }
+}
+
+template <std::size_t F>
+const std::array<double, F + 1>& linear_fit<F>::weights() const {
   return weights_;
 }
 
 template <std::size_t F>
 double linear_fit<F>::predict(const features& x) const {
-  weights();
   double y = weights_[0];
   for (std::size_t k = 0; k < F; ++k)
     y += weights_[k + 1] * x[k];
@@ -43,7 +41,7 @@ double linear_fit<F>::predict(const features& x) const {
 // learn the per-token cost). Collinear features (one varying only with another) keep the
 // previous weights until the samples separate them.
 template <std::size_t F>
-void linear_fit<F>::refit() const {
+void linear_fit<F>::refit() {
   const double count = static_cast<double>(samples_.size());
   std::array<double, F> mean{}, spread{};
   for (const auto& [x, y] : samples_)

@@ -17,8 +17,8 @@ public:
   using features = std::array<double, Features>;
 
   /// Starts from `weights` (w0, w1, ...) until enough samples arrive to fit; keeps the last
-  /// `window` samples. Fitted when read: on every sample until the window has filled, then once
-  /// every 8 samples (a refit walks the whole window), so a read may lag up to 7 samples.
+  /// `window` samples. Refitted on every sample until the window has filled, then once every 8
+  /// samples (a refit walks the whole window), so the fit may lag up to 7 samples.
   explicit linear_fit(std::array<double, Features + 1> weights, std::size_t window = 256)
       : weights_(weights), window_(window) {}
 
@@ -28,9 +28,9 @@ public:
   std::size_t num_samples() const noexcept { return samples_.size(); }
 
 private:
-  void refit() const;
-  mutable std::array<double, Features + 1> weights_;
-  mutable std::size_t unfitted_ = 0; // samples added since the last fit
+  void refit();
+  std::array<double, Features + 1> weights_;
+  std::size_t unfitted_ = 0; // samples added since the last fit
   std::size_t window_;
   std::deque<std::pair<features, double>> samples_;
 };
