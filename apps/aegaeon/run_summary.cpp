@@ -20,21 +20,40 @@ nlohmann::json to_json(const latency_samples& s) {
   return {{"count", s.count}, {"seconds", seconds}};
 }
 
+// Puts the elements of ranks [first, last) (ascending) of v[lo, hi) where a sort would put them,
+// without sorting the rest: an hour's token gaps are millions, and a capped sample needs 2,048.
+void select_ranks(std::vector<double>& v, std::size_t lo, std::size_t hi, const std::size_t* first,
+                  const std::size_t* last) {
+  while (first != last && lo < hi) {
+    const std::size_t* mid = first + (last - first) / 2;
+    const auto at = [&](std::size_t i) { return v.begin() + static_cast<std::ptrdiff_t>(i); };
+    std::nth_element(at(lo), at(*mid), at(hi));
+    // Ranks equal to *mid are in place now; the others lie wholly on one side of it.
+    select_ranks(v, lo, *mid, first, std::lower_bound(first, mid, *mid));
+    first = std::upper_bound(mid, last, *mid);
+    lo = *mid + 1;
+  }
+}
+
 } // namespace
 
 latency_samples sample_latencies(std::vector<double> values, std::size_t cap) {
-  std::sort(values.begin(), values.end());
   latency_samples s;
   s.count = values.size();
   if (values.size() <= cap || cap == 0) {
+    std::sort(values.begin(), values.end());
     s.seconds = std::move(values);
     return s;
   }
-  s.seconds.reserve(cap);
+  std::vector<std::size_t> ranks(cap);
   for (std::size_t i = 0; i < cap; ++i) {
     const double p = (static_cast<double>(i) + 0.5) / static_cast<double>(cap);
-    s.seconds.push_back(values[static_cast<std::size_t>(p * static_cast<double>(values.size()))]);
+    ranks[i] = static_cast<std::size_t>(p * static_cast<double>(values.size()));
   }
+  select_ranks(values, 0, values.size(), ranks.data(), ranks.data() + cap);
+  s.seconds.reserve(cap);
+  for (const std::size_t r : ranks)
+    s.seconds.push_back(values[r]);
   return s;
 }
 

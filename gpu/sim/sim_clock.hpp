@@ -1,12 +1,13 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace aeg::gpu {
 
@@ -26,25 +27,28 @@ public:
 
   /// Runs `fn` once the clock reaches `t` (at the next `advance_to` when `t` has passed).
   void at(time_point t, std::function<void()> fn) {
-    queue_.emplace(std::pair{t, next_seq_++}, std::move(fn));
+    queue_.push_back({t, next_seq_++, std::move(fn)});
+    std::push_heap(queue_.begin(), queue_.end(), later);
   }
 
   /// The earliest point something waits for, if anything does.
   std::optional<time_point> next() const {
     if (queue_.empty())
       return std::nullopt;
-    return queue_.begin()->first.first;
+    return queue_.front().at;
   }
 
   /// Moves to `t` (never back) and runs every callback due by then, in time order, including
   /// those the callbacks schedule for points up to `t`. Returns how many ran.
   std::size_t advance_to(time_point t) {
     std::size_t ran = 0;
-    while (!queue_.empty() && queue_.begin()->first.first <= t) {
-      auto node = queue_.extract(queue_.begin());
-      if (node.key().first > now_)
-        now_ = node.key().first;
-      node.mapped()();
+    while (!queue_.empty() && queue_.front().at <= t) {
+      std::pop_heap(queue_.begin(), queue_.end(), later);
+      auto due = std::move(queue_.back());
+      queue_.pop_back();
+      if (due.at > now_)
+        now_ = due.at;
+      due.fn();
       ++ran;
     }
     if (t > now_)
@@ -56,9 +60,19 @@ public:
   std::size_t pending() const noexcept { return queue_.size(); }
 
 private:
+  struct callback {
+    time_point at;
+    std::uint64_t seq; // the order of scheduling, among those due at the same point
+    std::function<void()> fn;
+  };
+  // The heap's order: the earliest point first, and at one point the first scheduled.
+  static bool later(const callback& a, const callback& b) noexcept {
+    return a.at != b.at ? a.at > b.at : a.seq > b.seq;
+  }
+
   time_point now_;
   std::uint64_t next_seq_ = 0;
-  std::map<std::pair<time_point, std::uint64_t>, std::function<void()>> queue_;
+  std::vector<callback> queue_; // a binary heap: no node allocated per callback
 };
 
 } // namespace aeg::gpu
