@@ -165,7 +165,7 @@ private:
   }
 
   instance_stats stats() const {
-    instance_stats s;
+    instance_stats s = counts_;
     if (engine_) {
       add_engine_stats(s, *engine_);
       if (const auto staged = staged_model(); staged < state_.models().size())
@@ -173,14 +173,6 @@ private:
     }
     std::tie(s.running, s.waiting) = state_.counts();
     s.waiting += groups_.followers();
-    s.steps = steps_;
-    s.tokens_generated = tokens_generated_;
-    s.preemptions = preemptions_;
-    s.batch_splits = batch_splits_;
-    s.prompts_shared = prompts_shared_;
-    s.switches = switches_;
-    s.prefetches = prefetch_hits_;
-    s.scale_up_seconds = scale_up_seconds_;
     s.active = active_ < state_.models().size() ? state_.models()[active_].served.name : "";
     s.ready = ready_;
     s.recent_switches = switch_log_.report(clock().now());
@@ -198,12 +190,29 @@ private:
   coro::task<void> step_loop() {
     std::size_t lost_races = 0;
     while (state_.has_work()) {
+      // While the policy's last decision stands and nothing but the last step has happened
+      // since, a decode step with no actions is what a fresh view and plan would give again.
+      // With the views checked, the policy is asked and the step planned anyway, and compared.
+      const bool checking = instance_state::checking_views();
+      const bool holds = standing_.holds(state_.work_version(), active_,
+                                         sched::seconds(clock().now() - turn_started_));
+      const bool repeats = holds && standing_.repeats(state_, active_);
+      if (repeats && !checking) {
+        ++counts_.steps_repeated;
+        co_await run_step(standing_.last_step());
+        continue;
+      }
       auto& view = make_view();
-      const auto decision = policy_->decide(policy_view(view));
+      const auto decision =
+          holds && !checking ? standing_.decision() : policy_->decide(policy_view(view));
+      const auto version = state_.work_version();
       const auto plan = value_or_throw(plan_step_in_place(view, decision));
+      if (holds && checking)
+        counts_.steps_repeated += standing_.expect(decision, plan, repeats);
       if (!apply(plan)) {
         // The shared host pool lost room to another instance meanwhile: plan again on what
         // is there now. A plan that keeps missing is a bug, not a race.
+        standing_.drop();
         if (++lost_races > 100)
           throw error_exception(
               error{errc::internal, "step plans keep missing the KV room they counted"});
@@ -211,6 +220,7 @@ private:
         continue;
       }
       lost_races = 0;
+      standing_.planned(plan, holds ? nullptr : &decision, view, version, refused_prefetch_);
       if (plan.step.empty()) {
         ++turn_steps_;
         if (auto on_its_way = engine_->kv_on_its_way();
@@ -245,6 +255,7 @@ private:
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan
   // counted (another instance took it): the rest is dropped and the loop plans again.
   bool apply(const step_plan& plan) {
+    refused_prefetch_ = step_view::none;
     if (plan.restart_turn)
       restart_turn();
     for (const auto& a : plan.actions)
@@ -261,19 +272,20 @@ private:
   bool apply(const activate_model& a) {
     const bool prefetched = value_or_throw(
         engine_->scale_up(state_.models()[a.model].served.image, options_.keep_resident));
-    prefetch_hits_ += prefetched;
+    counts_.prefetches += prefetched;
     const auto& models = state_.models();
     const auto logged =
         switch_log_.began(clock().now(), active_ < models.size() ? models[active_].served.name : "",
                           models[a.model].served.name, prefetched);
     active_ = a.model;
-    ++switches_;
+    ++counts_.switches;
     restart_turn();
     track_scale_up(prefetched, logged);
     return true;
   }
   bool apply(const prefetch_model& a) { // no room: no prefetch; an error is the device failing
-    (void)value_or_throw(engine_->prefetch(state_.models()[a.model].served.image));
+    if (!value_or_throw(engine_->prefetch(state_.models()[a.model].served.image)))
+      refused_prefetch_ = a.model; // refused again while the active model stays
     return true;
   }
   bool apply(const swap_out_kv& a) { return room_or_throw(engine_->swap_out(seq(a.seq).kv)); }
@@ -283,23 +295,19 @@ private:
     return room_or_throw(engine_->reserve(s.kv, state_.models()[s.model].kv, a.tokens));
   }
   bool apply(const preempt_seq& a) {
-    auto& s = seq(a.seq);
-    engine_->release(s.kv);
-    state_.forget(s);
-    state_.models()[s.model].waiting.push_front(&s);
-    ++preemptions_;
+    engine_->release(seq(a.seq).kv);
+    state_.requeue(seq(a.seq));
+    ++counts_.preemptions;
     return true;
   }
   bool apply(const split_seq& a) {
     seq(a.seq).batch = a.batch;
-    ++batch_splits_;
+    state_.work_changed();
+    ++counts_.batch_splits;
     return true;
   }
   bool apply(const admit_seq& a) {
-    auto& s = seq(a.seq);
-    state_.forget(s);
-    s.batch = a.batch;
-    state_.models()[s.model].running.push_back(&s);
+    state_.start(seq(a.seq), a.batch);
     return true;
   }
   bool apply(const fail_seq& a) {
@@ -321,14 +329,14 @@ private:
       co_await *ready;
       const auto now = self->clock().now();
       const auto took = std::chrono::duration<double>(now - t0);
-      self->scale_up_seconds_ += took.count();
+      self->counts_.scale_up_seconds += took.count();
       self->switch_log_.scaled_up(logged, took.count());
       if (!prefetched)
         self->switch_time_.add(bytes, took);
-      if (self->switches_ == turn)
+      if (self->counts_.switches == turn)
         self->turn_started_ = now;
     }(this, &engine_->active_ready(), clock().now(), engine_->active()->bytes().size(), prefetched,
-                                                                    switches_, logged));
+                                                                    counts_.switches, logged));
   }
 
   // --- the step ---------------------------------------------------------------------------
@@ -356,7 +364,7 @@ private:
     }
     const auto step_start = clock().now();
     co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
-    ++steps_;
+    ++counts_.steps;
     const auto now = clock().now();
     const auto took = now - step_start;
     const auto costs = engine_->last_step_costs();
@@ -367,7 +375,7 @@ private:
     for (std::size_t i = 0; i < chosen.size(); ++i) {
       sequence& s = *chosen[i];
       s.in_step = false;
-      s.last_step = steps_;
+      s.last_step = counts_.steps;
       charge_step(s, std::chrono::duration<double>(took).count(), costs);
       s.kv.tokens += step[i].feed;
       if (s.cancelled)
@@ -397,7 +405,7 @@ private:
   void take_token(sequence& seq, std::int32_t token, models::token_logprobs lp) {
     if (seq.generated == seq.request.generated_before)
       share_prompt(seq); // its prompt is read: the rest of its group copy it
-    ++tokens_generated_;
+    ++counts_.tokens_generated;
     const auto& r = seq.request;
     if (std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end())
       return finish(seq, finish_reason::stop);
@@ -423,7 +431,7 @@ private:
                           room_or_throw(engine_->fork_kv(leader.kv, f->kv, f->tokens.size() - 1));
       f->shared_prompt = forked;
       add_sequence(std::move(f), leader.model, forked);
-      prompts_shared_ += forked;
+      counts_.prompts_shared += forked;
     }
   }
 
@@ -453,6 +461,8 @@ private:
   std::shared_ptr<gpu::kv_pool> host_kv_;
   instance_state state_;
   std::unique_ptr<sched::switch_policy> policy_;
+  standing_turn standing_;                         // the policy's last decision while it stands
+  std::size_t refused_prefetch_ = step_view::none; // by the engine, in the last plan applied
   sched::switch_estimator switch_time_; // bytes over bandwidth, corrected by measured switches
   std::unique_ptr<models::engine> engine_;
   std::set<caf::actor_addr> monitored_;
@@ -462,25 +472,12 @@ private:
   bool ready_ = false;
   bool looping_ = false;
   std::string start_error_;
-  std::size_t steps_ = 0, tokens_generated_ = 0, preemptions_ = 0, switches_ = 0,
-              prefetch_hits_ = 0, batch_splits_ = 0, prompts_shared_ = 0;
-  double scale_up_seconds_ = 0;
+  instance_stats counts_; // its counters (steps, switches, ...), the rest filled in when asked
   switch_log switch_log_;
   prompt_groups groups_;
 };
 
 } // namespace
-
-models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
-                                  const instance_options& options) {
-  models::instance_sizing s;
-  s.models = std::move(models);
-  s.limits = {options.max_batch_tokens, options.max_seqs, 0};
-  s.kv_bytes = options.kv_bytes;
-  s.weight_bytes = options.weight_bytes;
-  s.slab_bytes = options.slab_bytes;
-  return s;
-}
 
 instance_actor spawn_instance(caf::actor_system& sys, std::shared_ptr<gpu::device> dev,
                               std::vector<served_model> models, instance_options options,

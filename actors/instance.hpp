@@ -89,6 +89,9 @@ struct instance_stats {
   std::size_t running = 0;     ///< sequences holding KV
   std::size_t waiting = 0;     ///< admitted, not yet holding KV
   std::size_t steps = 0;       ///< forward steps run
+  /// Of those, steps run again without a view or a plan: a decode step repeated while the
+  /// policy's decision stood (with the views checked, those that were and checked)
+  std::size_t steps_repeated = 0;
   std::size_t tokens_generated = 0;
   std::size_t preemptions = 0;    ///< sequences evicted and recomputed later
   std::size_t batch_splits = 0;   ///< sequences moved to an overflow batch (KV kept on the host)
@@ -110,7 +113,7 @@ typename Inspector::result_type inspect(Inspector& f, instance_stats& x) {
            x.kv_fragmentation, x.running, x.waiting, x.steps, x.tokens_generated, x.preemptions,
            x.batch_splits, x.prompts_shared, x.switches, x.prefetches, x.swaps_out, x.swaps_in,
            x.weight_bytes_copied, x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.staged,
-           x.ready, x.recent_switches);
+           x.ready, x.recent_switches, x.steps_repeated);
 }
 
 /// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).

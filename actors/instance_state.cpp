@@ -131,6 +131,7 @@ sequence& instance_state::add(std::unique_ptr<sequence> seq, std::size_t model, 
     m.waiting.push_back(seq.get());
   }
   auto& placed = *seq;
+  ++work_version_;
   touched_.push_back(r.id);
   seqs_.emplace(r.id, std::move(seq));
   return placed;
@@ -142,9 +143,21 @@ sequence* instance_state::find(std::uint64_t id) const {
 }
 
 void instance_state::forget(sequence& seq) {
+  ++work_version_;
   auto& m = models_[seq.model];
   std::erase(m.running, &seq);
   std::erase(m.waiting, &seq);
+}
+
+void instance_state::start(sequence& seq, std::uint64_t batch) {
+  forget(seq);
+  seq.batch = batch;
+  models_[seq.model].running.push_back(&seq);
+}
+
+void instance_state::requeue(sequence& seq) {
+  forget(seq);
+  models_[seq.model].waiting.push_front(&seq);
 }
 
 void instance_state::erase(sequence& seq) {
@@ -167,6 +180,7 @@ std::pair<std::size_t, std::size_t> instance_state::counts() const {
 }
 
 void instance_state::clear() {
+  ++work_version_;
   for (auto& m : models_) {
     m.running.clear();
     m.waiting.clear();
@@ -254,6 +268,30 @@ step_view& instance_state::view(step_limits_view limits, gpu::kv_ledger_copy dev
 
 void instance_state::check_views(bool on) noexcept {
   check_views_on.store(on, std::memory_order_relaxed);
+}
+
+bool instance_state::checking_views() noexcept {
+  return check_views_on.load(std::memory_order_relaxed);
+}
+
+bool instance_state::step_repeats(const std::vector<step_entry>& step, std::size_t active) const {
+  const auto& m = models_[active];
+  if (!m.waiting.empty())
+    return false;
+  const auto batch = turns(active).current;
+  auto entry = step.begin();
+  for (const sequence* s : m.running) {
+    if (s->batch != batch)
+      continue;
+    if (entry == step.end() || entry->seq != s->request.id || entry->feed != 1)
+      return false;
+    ++entry;
+    if (s->cancelled || s->tokens.size() != s->kv.tokens + 1 ||
+        s->kv.where != models::kv_handle::place::device || copy_state(s->kv) != kv_copy::done ||
+        kernels::kv_geometry::blocks_for(s->tokens.size()) > s->kv.blocks.size())
+      return false;
+  }
+  return entry == step.end();
 }
 
 // The kept view against the state now. A KV copy may complete between the two readings (on a

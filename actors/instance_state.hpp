@@ -83,6 +83,10 @@ public:
   void forget(sequence& seq);
   /// Ends `seq`'s life here: off every list, destroyed.
   void erase(sequence& seq);
+  /// A waiting `seq` starts running in `batch`.
+  void start(sequence& seq, std::uint64_t batch);
+  /// `seq` (its KV given back) goes to the front of its model's waiting list, to be recomputed.
+  void requeue(sequence& seq);
   bool has_work() const;
   /// Requests running (holding KV) and waiting, over every model.
   std::pair<std::size_t, std::size_t> counts() const;
@@ -93,6 +97,10 @@ public:
   const std::vector<model_state>& models() const noexcept { return models_; }
   /// Forgets every request (the instance failed or stopped; their ends were told).
   void clear();
+  /// Counts the changes to the work a switch policy sees: a request added, ended, or moved off
+  /// its model's lists (started, preempted); `work_changed` counts others (a batch split).
+  std::uint64_t work_version() const noexcept { return work_version_; }
+  void work_changed() noexcept { ++work_version_; }
 
   // --- planning ----------------------------------------------------------------------------
   /// The view the planner reads: these models and requests, with the pools' ledgers and the
@@ -117,6 +125,15 @@ public:
   /// Model `model`'s batch turns, as the last plan left them (kept in the view, which the plans
   /// change in place).
   const batch_turns& turns(std::size_t model) const { return view_.models[model].turns; }
+  /// Whether the planner, given the decision that planned `step` (a decode step of `active`'s
+  /// batch with no actions), would plan the same step again now, when nothing but that step has
+  /// happened since (`work_version` unchanged): `step` is every request of the batch, in order,
+  /// each with its token pending, its KV on the device with nothing arriving and room for the
+  /// token in the blocks it has, and nothing waits to start. Then the instance runs the step
+  /// again without making a view or a plan.
+  bool step_repeats(const std::vector<step_entry>& step, std::size_t active) const;
+  /// Whether tests compare every view with one built from scratch (`check_views`).
+  static bool checking_views() noexcept;
 
   // --- learning from steps -------------------------------------------------------------------
   /// A step of model `active` ran `step` in `took`: decode-only steps teach the model's
@@ -136,6 +153,7 @@ private:
   std::vector<model_state> models_;
   std::unordered_map<std::uint64_t, std::unique_ptr<sequence>> seqs_;
   std::uint64_t work_counter_ = 0;
+  std::uint64_t work_version_ = 0;
   std::size_t max_batch_tokens_;
   std::size_t prompt_allowance_;
   // The last view, as its plan left it. Its models' turns and blocked flags live only here, from

@@ -226,4 +226,72 @@ std::vector<switch_record> switch_log::report(time_point now) const {
   return out;
 }
 
+models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
+                                  const instance_options& options) {
+  models::instance_sizing s;
+  s.models = std::move(models);
+  s.limits = {options.max_batch_tokens, options.max_seqs, 0};
+  s.kv_bytes = options.kv_bytes;
+  s.weight_bytes = options.weight_bytes;
+  s.slab_bytes = options.slab_bytes;
+  return s;
+}
+
+// --- standing_turn -------------------------------------------------------------------------
+
+bool standing_turn::holds(std::uint64_t work, std::size_t active,
+                          sched::seconds turn_elapsed) const {
+  return held_ && held_->work == work && held_->active == active &&
+         turn_elapsed < held_->decision.holds_below;
+}
+
+bool standing_turn::repeats(const instance_state& state, std::size_t active) const {
+  return repeatable_ && state.step_repeats(last_step_, active);
+}
+
+void standing_turn::planned(const step_plan& plan, const sched::turn_decision* fresh,
+                            const step_view& v, std::uint64_t work, std::size_t refused) {
+  const bool no_change =
+      plan.actions.empty() ||
+      (plan.actions.size() == 1 && plan.actions.front() == plan_action{prefetch_model{refused}});
+  repeatable_ = no_change && !plan.restart_turn && !plan.step.empty() &&
+                std::all_of(plan.step.begin(), plan.step.end(),
+                            [](const step_entry& e) { return e.feed == 1; });
+  if (repeatable_) {
+    last_step_ = plan.step;
+    last_actions_ = plan.actions;
+  }
+  if (plan.step.empty())
+    held_.reset(); // the planner blocked the model: the policy sees other work next
+  if (fresh == nullptr)
+    return;
+  held_.reset();
+  const bool blocked = std::any_of(v.models.begin(), v.models.end(),
+                                   [](const model_view& m) { return m.blocked && m.has_work(); });
+  if (fresh->holds_below <= sched::seconds{0} || blocked)
+    return;
+  std::size_t active = 0;
+  while (active < v.models.size() && v.models[active].name != fresh->run)
+    ++active;
+  held_ = held{{fresh->run, fresh->prefetch, false, false, fresh->holds_below}, work, active};
+}
+
+void standing_turn::drop() noexcept {
+  held_.reset();
+  repeatable_ = false;
+}
+
+bool standing_turn::expect(const sched::turn_decision& fresh, const step_plan& plan,
+                           bool repeated) const {
+  const auto& d = held_->decision;
+  if (fresh.run != d.run || fresh.prefetch != d.prefetch || fresh.new_turn)
+    throw error_exception(error{errc::internal, "the switch policy's decision to run '" + d.run +
+                                                    "' stood, but asked again it decides '" +
+                                                    fresh.run + "'"});
+  if (repeated && (plan.actions != last_actions_ || plan.restart_turn || plan.step != last_step_))
+    throw error_exception(
+        error{errc::internal, "a repeated step differs from the step planned afresh"});
+  return repeated;
+}
+
 } // namespace aeg::actors

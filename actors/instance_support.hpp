@@ -90,6 +90,46 @@ private:
   std::multimap<std::uint64_t, std::unique_ptr<sequence>> followers_; // by group
 };
 
+/// A switch policy's last decision while it stands (`turn_decision::holds_below`), and the last
+/// step while it repeats: with both, an instance runs the step again without asking the policy
+/// or making a view and a plan, which would give the same.
+class standing_turn {
+public:
+  /// The decision stands: the work is as it saw it (`work`: instance_state::work_version), its
+  /// model is `active`, and the turn has run for less than it holds.
+  bool holds(std::uint64_t work, std::size_t active, sched::seconds turn_elapsed) const;
+  /// The decision, as asked again within its turn (no new turn).
+  const sched::turn_decision& decision() const { return held_->decision; }
+  /// The last plan was a decode step with no actions that `state` would plan again for `active`
+  /// (instance_state::step_repeats).
+  bool repeats(const instance_state& state, std::size_t active) const;
+  const std::vector<step_entry>& last_step() const noexcept { return last_step_; }
+  /// After a plan made on `v` from `fresh` (null: from the decision that stands) when the work
+  /// was at `work`, and applied: keeps its step if it may repeat, and `fresh` while it stands.
+  /// A plan's only action may be a prefetch the engine refused (`refused`, a model index): the
+  /// engine refuses it again while the active model stays, so a repeat need not ask. The policy
+  /// did not see blocked models, which a step unblocks: with one, no decision is kept.
+  void planned(const step_plan& plan, const sched::turn_decision* fresh, const step_view& v,
+               std::uint64_t work, std::size_t refused);
+  /// Keeps nothing (a plan was applied only in part).
+  void drop() noexcept;
+  /// For tests: throws `errc::internal` unless `fresh` (the policy asked while the decision
+  /// stood) and `plan` (planned afresh where the step was to be `repeated`) agree with them.
+  /// Returns `repeated`.
+  bool expect(const sched::turn_decision& fresh, const step_plan& plan, bool repeated) const;
+
+private:
+  struct held {
+    sched::turn_decision decision;
+    std::uint64_t work;
+    std::size_t active;
+  };
+  std::optional<held> held_;
+  bool repeatable_ = false;
+  std::vector<step_entry> last_step_;
+  std::vector<plan_action> last_actions_; // none, or the refused prefetch
+};
+
 /// The last `capacity` switches of an instance, for its stats: when each began (on the actor
 /// clock), from and to which model, and how long the weights took to come in.
 class switch_log {

@@ -47,6 +47,13 @@ struct turn_decision {
   /// turns). False for a turn that only lets waiting requests start (a cut-in), which keeps the
   /// batch. A switch into a model always serves its next batch.
   bool next_batch = false;
+  /// How long the decision stands: a promise that, at each later step boundary of this turn
+  /// whose `turn_elapsed` is below this, the policy would decide the same `run` and `prefetch`
+  /// (without `new_turn`) and change nothing of its own, as long as the work it was shown stays
+  /// as it was (no request arrives, starts or ends, and no model is blocked). The instance then
+  /// skips asking, and skips making the view for it. Zero: ask at every boundary. A promise may
+  /// not rest on the estimates (`step_time`, `switch_time`) or on `staged`, which move anyway.
+  seconds holds_below{0};
 };
 
 /// Chooses which model an instance runs at each step boundary: the preemption points of

@@ -53,7 +53,7 @@ public:
     // The current turn goes on while its model has work and quota left.
     if (!round_.empty() && round_.front().model == v.active) {
       if (find(v, v.active) != nullptr && v.turn_elapsed < round_.front().quota)
-        return {v.active, prefetch_after(v)};
+        return held({v.active, prefetch_after(v)}, v);
       round_.pop_front();
     }
     // Turns of models that no longer have work are skipped.
@@ -64,7 +64,7 @@ public:
     // the last round or its cut-in, or its previous batch's turn), no switch will restart the
     // turn's clock, so ask for it.
     const bool again = round_.front().model == v.active;
-    return {round_.front().model, prefetch_after(v), again, again};
+    return held({round_.front().model, prefetch_after(v), again, again}, v);
   }
 
 private:
@@ -72,6 +72,16 @@ private:
     std::string model;
     seconds quota;
   };
+
+  // The turn `d` starts or goes on stands until its quota is spent, unless a request waits to
+  // start: then any boundary may be a cut-in. Until then this policy answers from the branch
+  // above that changes nothing.
+  turn_decision held(turn_decision d, const instance_view& v) const {
+    if (std::none_of(v.models.begin(), v.models.end(),
+                     [](const model_load& m) { return m.waiting > 0; }))
+      d.holds_below = round_.front().quota;
+    return d;
+  }
 
   // Adds turns for `name` to this round unless it has one, with the quotas they would get in a
   // round of everything that has work now.

@@ -221,6 +221,9 @@ void metrics_registry::render_instances(std::string& out,
        [](const actors::instance_stats& s) { return s.waiting; });
   each("aegaeon_instance_steps_total", "counter", "Forward steps run.",
        [](const actors::instance_stats& s) { return s.steps; });
+  each("aegaeon_instance_steps_repeated_total", "counter",
+       "Of the steps, decode steps run again without planning while the policy's decision stood.",
+       [](const actors::instance_stats& s) { return s.steps_repeated; });
   each("aegaeon_instance_host_kv_bytes_used", "gauge",
        "Host KV bytes in allocated blocks (the pool this instance shares with its node).",
        [](const actors::instance_stats& s) { return s.host_kv_bytes_used; });

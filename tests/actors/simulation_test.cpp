@@ -60,6 +60,38 @@ TEST(Simulation, EveryStepsKeptViewMatchesItsInstance) {
   EXPECT_GT(swaps, 0U) << "the devices had room for every request's KV: no pressure was tested";
 }
 
+// Within a turn of the weighted round-robin its decision stands, and the instance runs the same
+// decode step again without asking the policy or making a view and a plan. That changes nothing:
+// the same events, to the nanosecond, as a run that asks and plans at every step, where each
+// standing decision and each step that would have been repeated is checked against the fresh one.
+TEST(Simulation, DecisionsThatStandAndRepeatedStepsChangeNothing) {
+  std::vector<trace_request> trace;
+  for (std::size_t i = 0; i < 80; ++i)
+    trace.push_back({0.2 * static_cast<double>(i), "m" + std::to_string(i % 4),
+                     100 + (i * 97) % 700, 50 + (i * 53) % 400});
+  simulation_options o;
+  o.log_events = true;
+  auto fast = simulate(sim_pool(4, 1, 4), trace, o);
+  instance_state::check_views(true);
+  auto checked = simulate(sim_pool(4, 1, 4), trace, o);
+  instance_state::check_views(false);
+  ASSERT_TRUE(fast) << fast.error().message;
+  ASSERT_TRUE(checked) << checked.error().message;
+  ASSERT_EQ(fast->metrics.finished.size(), trace.size());
+  for (const auto& f : checked->metrics.finished)
+    EXPECT_EQ(f.reason, finish_reason::length) << f.message;
+  std::size_t steps = 0, repeated = 0, verified = 0;
+  for (const auto& s : fast->instances) {
+    steps += s.steps;
+    repeated += s.steps_repeated;
+  }
+  for (const auto& s : checked->instances)
+    verified += s.steps_repeated;
+  EXPECT_GT(repeated, steps / 4) << "few steps repeated: the fast path was hardly tested";
+  EXPECT_EQ(repeated, verified);
+  EXPECT_EQ(fast->events, checked->events);
+}
+
 TEST(Simulation, SameSeedSameEvents) {
   const auto trace = arrivals(5, 40);
   simulation_options o;

@@ -131,6 +131,37 @@ TEST(WeightedRoundRobin, TurnsLastTheirQuotasInArrivalOrderAndPrefetchTheNext) {
   EXPECT_EQ(fresh->decide(v).prefetch, "b");
 }
 
+// A turn's decision stands until its quota is spent (the instance then need not ask at every
+// step), and asked meanwhile the policy says the same; while a request waits to start, any step
+// may be a cut-in, and nothing stands.
+TEST(WeightedRoundRobin, ATurnsDecisionStandsUntilItsQuotaUnlessARequestWaits) {
+  auto p = make_weighted_round_robin(seconds{4});
+  auto load = [](const std::string& name, std::size_t waiting) {
+    return model_load{name,           waiting,      1,           seconds{waiting > 0 ? 0.5 : 0.0},
+                      seconds{0.025}, seconds{0.3}, seconds{0.1}};
+  };
+  instance_view v;
+  v.models = {load("a", 0), load("b", 0)};
+  const auto first = p->decide(v); // quotas of 4 s, as in the test above
+  EXPECT_EQ(first.run, "a");
+  EXPECT_NEAR(first.holds_below.count(), 4.0, 1e-9);
+  v.active = "a";
+  for (double t = 0.0; t < 4.0; t += 0.5) {
+    v.turn_elapsed = seconds{t};
+    const auto d = p->decide(v);
+    EXPECT_EQ(d.run, "a") << t;
+    EXPECT_EQ(d.prefetch, first.prefetch) << t;
+    EXPECT_FALSE(d.new_turn) << t;
+    EXPECT_EQ(d.holds_below, first.holds_below) << t;
+  }
+  v.turn_elapsed = seconds{4.0};
+  EXPECT_EQ(p->decide(v).run, "b");
+  v.active = "b";
+  v.turn_elapsed = seconds{1};
+  v.models.push_back(load("c", 1));
+  EXPECT_EQ(p->decide(v).holds_below, seconds{0});
+}
+
 TEST(WeightedRoundRobin, AModelWithoutWorkEndsItsTurnAndNewWorkWaitsForTheNextRound) {
   auto p = make_weighted_round_robin(seconds{4});
   // "a" has 3 steps of work, "b" many: a's turn ends when its work does.
