@@ -40,16 +40,29 @@ double linear_fit<F>::predict(const features& x) const {
 // current weight and the others are fitted around it (decode steps that were all of batch 1 still
 // learn the per-token cost). Collinear features (one varying only with another) keep the
 // previous weights until the samples separate them.
+//
+// A full window is a power of two (256 by default): dividing by it is multiplying by its
+// inverse, to the bit (either way one exact scaling, rounded once), and several times cheaper.
 template <std::size_t F>
 void linear_fit<F>::refit() {
+  const std::size_t len = samples_.size();
+  if ((len & (len - 1)) == 0)
+    refit_with([inv = 1.0 / static_cast<double>(len)](double x) { return x * inv; });
+  else
+    refit_with([count = static_cast<double>(len)](double x) { return x / count; });
+}
+
+template <std::size_t F>
+template <class PerCount>
+void linear_fit<F>::refit_with(PerCount per_count) {
   const double count = static_cast<double>(samples_.size());
   std::array<double, F> mean{}, spread{};
   for (const auto& [x, y] : samples_)
     for (std::size_t k = 0; k < F; ++k)
-      mean[k] += x[k] / count;
+      mean[k] += per_count(x[k]);
   for (const auto& [x, y] : samples_)
     for (std::size_t k = 0; k < F; ++k)
-      spread[k] += (x[k] - mean[k]) * (x[k] - mean[k]) / count;
+      spread[k] += per_count((x[k] - mean[k]) * (x[k] - mean[k]));
   std::array<std::size_t, F> fitted{}; // the features that varied
   std::array<bool, F> varied{};
   std::size_t n = 0;
@@ -68,7 +81,7 @@ void linear_fit<F>::refit() {
   };
   double mean_y = 0;
   for (const auto& [x, y] : samples_)
-    mean_y += target(x, y) / count;
+    mean_y += per_count(target(x, y));
   // (ZᵀZ) b = Zᵀ(y - ȳ) over the standardized fitted features z.
   double a[F][F + 1] = {};
   for (const auto& [x, y] : samples_) {

@@ -29,6 +29,8 @@ public:
 
 private:
   void refit();
+  template <class PerCount>
+  void refit_with(PerCount per_count); // per_count(x): x divided by the samples' count
   std::array<double, Features + 1> weights_;
   std::size_t unfitted_ = 0; // samples added since the last fit
   std::size_t window_;
