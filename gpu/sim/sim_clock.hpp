@@ -27,7 +27,15 @@ public:
 
   /// Runs `fn` once the clock reaches `t` (at the next `advance_to` when `t` has passed).
   void at(time_point t, std::function<void()> fn) {
-    queue_.push_back({t, next_seq_++, std::move(fn)});
+    std::size_t slot = fns_.size();
+    if (free_.empty()) {
+      fns_.push_back(std::move(fn));
+    } else {
+      slot = free_.back();
+      free_.pop_back();
+      fns_[slot] = std::move(fn);
+    }
+    queue_.push_back({t, next_seq_++, slot});
     std::push_heap(queue_.begin(), queue_.end(), later);
   }
 
@@ -44,11 +52,13 @@ public:
     std::size_t ran = 0;
     while (!queue_.empty() && queue_.front().at <= t) {
       std::pop_heap(queue_.begin(), queue_.end(), later);
-      auto due = std::move(queue_.back());
+      const auto due = queue_.back();
       queue_.pop_back();
       if (due.at > now_)
         now_ = due.at;
-      due.fn();
+      auto fn = std::move(fns_[due.slot]);
+      free_.push_back(due.slot);
+      fn();
       ++ran;
     }
     if (t > now_)
@@ -63,7 +73,7 @@ private:
   struct callback {
     time_point at;
     std::uint64_t seq; // the order of scheduling, among those due at the same point
-    std::function<void()> fn;
+    std::size_t slot;  // its function in fns_
   };
   // The heap's order: the earliest point first, and at one point the first scheduled.
   static bool later(const callback& a, const callback& b) noexcept {
@@ -72,7 +82,11 @@ private:
 
   time_point now_;
   std::uint64_t next_seq_ = 0;
-  std::vector<callback> queue_; // a binary heap: no node allocated per callback
+  // A binary heap of small entries (no node allocated per callback, nothing large moved as it
+  // sifts); the functions stay in their slots, which are reused.
+  std::vector<callback> queue_;
+  std::vector<std::function<void()>> fns_;
+  std::vector<std::size_t> free_;
 };
 
 } // namespace aeg::gpu
