@@ -198,11 +198,13 @@ private:
                                          sched::seconds(clock().now() - turn_started_));
       const bool repeats = holds && standing_.repeats(state_, active_);
       if (repeats && !checking) {
+        engine_->reclaim(); // what making the view does beside reading: finished transfers end
         ++counts_.steps_repeated;
         co_await run_step(standing_.last_step());
         continue;
       }
       auto& view = make_view();
+      const bool hidden = blocked_with_work(view); // before the plan, which may unblock them
       const auto decision =
           holds && !checking ? standing_.decision() : policy_->decide(policy_view(view));
       const auto version = state_.work_version();
@@ -220,7 +222,8 @@ private:
         continue;
       }
       lost_races = 0;
-      standing_.planned(plan, holds ? nullptr : &decision, view, version, refused_prefetch_);
+      standing_.planned(plan, holds ? nullptr : &decision, hidden, version, active_,
+                        refused_prefetch_);
       if (plan.step.empty()) {
         ++turn_steps_;
         if (auto on_its_way = engine_->kv_on_its_way();

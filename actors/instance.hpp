@@ -89,8 +89,8 @@ struct instance_stats {
   std::size_t running = 0;     ///< sequences holding KV
   std::size_t waiting = 0;     ///< admitted, not yet holding KV
   std::size_t steps = 0;       ///< forward steps run
-  /// Of those, steps run again without a view or a plan: a decode step repeated while the
-  /// policy's decision stood (with the views checked, those that were and checked)
+  /// Of those, decode steps run again without a view or a plan while the policy's decision
+  /// stood (with `instance_state::check_views` on: the steps that would have been)
   std::size_t steps_repeated = 0;
   std::size_t tokens_generated = 0;
   std::size_t preemptions = 0;    ///< sequences evicted and recomputed later

@@ -237,6 +237,11 @@ models::instance_sizing sizing_of(std::vector<models::model_footprint> models,
   return s;
 }
 
+bool blocked_with_work(const step_view& v) {
+  return std::any_of(v.models.begin(), v.models.end(),
+                     [](const model_view& m) { return m.blocked && m.has_work(); });
+}
+
 // --- standing_turn -------------------------------------------------------------------------
 
 bool standing_turn::holds(std::uint64_t work, std::size_t active,
@@ -249,8 +254,8 @@ bool standing_turn::repeats(const instance_state& state, std::size_t active) con
   return repeatable_ && state.step_repeats(last_step_, active);
 }
 
-void standing_turn::planned(const step_plan& plan, const sched::turn_decision* fresh,
-                            const step_view& v, std::uint64_t work, std::size_t refused) {
+void standing_turn::planned(const step_plan& plan, const sched::turn_decision* fresh, bool hidden,
+                            std::uint64_t work, std::size_t active, std::size_t refused) {
   const bool no_change =
       plan.actions.empty() ||
       (plan.actions.size() == 1 && plan.actions.front() == plan_action{prefetch_model{refused}});
@@ -261,19 +266,17 @@ void standing_turn::planned(const step_plan& plan, const sched::turn_decision* f
     last_step_ = plan.step;
     last_actions_ = plan.actions;
   }
+  // A plan with no step blocked its model (or awaits room): the next view differs from the one
+  // the policy saw, so only a fresh decision made on it (below) may stand.
   if (plan.step.empty())
-    held_.reset(); // the planner blocked the model: the policy sees other work next
+    held_.reset();
   if (fresh == nullptr)
     return;
   held_.reset();
-  const bool blocked = std::any_of(v.models.begin(), v.models.end(),
-                                   [](const model_view& m) { return m.blocked && m.has_work(); });
-  if (fresh->holds_below <= sched::seconds{0} || blocked)
+  if (fresh->holds_below <= sched::seconds{0} || hidden)
     return;
-  std::size_t active = 0;
-  while (active < v.models.size() && v.models[active].name != fresh->run)
-    ++active;
-  held_ = held{{fresh->run, fresh->prefetch, false, false, fresh->holds_below}, work, active};
+  held_ = held{*fresh, work, active};
+  held_->decision.new_turn = held_->decision.next_batch = false;
 }
 
 void standing_turn::drop() noexcept {
@@ -284,7 +287,8 @@ void standing_turn::drop() noexcept {
 bool standing_turn::expect(const sched::turn_decision& fresh, const step_plan& plan,
                            bool repeated) const {
   const auto& d = held_->decision;
-  if (fresh.run != d.run || fresh.prefetch != d.prefetch || fresh.new_turn)
+  if (fresh.run != d.run || fresh.prefetch != d.prefetch || fresh.new_turn ||
+      fresh.holds_below != d.holds_below)
     throw error_exception(error{errc::internal, "the switch policy's decision to run '" + d.run +
                                                     "' stood, but asked again it decides '" +
                                                     fresh.run + "'"});

@@ -44,6 +44,9 @@ void send_unsent(sequence& seq, std::chrono::steady_clock::time_point now);
 /// device knows them, else all compute): to its prompt until its first token, then to decoding.
 void charge_step(sequence& seq, double took, const std::optional<models::step_costs>& costs);
 
+/// Whether `v` has models with work that are blocked (passed over by the policy's view).
+bool blocked_with_work(const step_view& v);
+
 /// Engine operations that move KV fail for lack of room only in a race on the shared host pool:
 /// false then; anything else is a device failure, thrown (it ends the instance).
 bool room_or_throw(result<void> r);
@@ -104,13 +107,14 @@ public:
   /// (instance_state::step_repeats).
   bool repeats(const instance_state& state, std::size_t active) const;
   const std::vector<step_entry>& last_step() const noexcept { return last_step_; }
-  /// After a plan made on `v` from `fresh` (null: from the decision that stands) when the work
-  /// was at `work`, and applied: keeps its step if it may repeat, and `fresh` while it stands.
-  /// A plan's only action may be a prefetch the engine refused (`refused`, a model index): the
-  /// engine refuses it again while the active model stays, so a repeat need not ask. The policy
-  /// did not see blocked models, which a step unblocks: with one, no decision is kept.
-  void planned(const step_plan& plan, const sched::turn_decision* fresh, const step_view& v,
-               std::uint64_t work, std::size_t refused);
+  /// After a plan made from `fresh` (null: from the decision that stands) when the work was at
+  /// `work`, and applied (its model, `active`, is the active one now): keeps its step if it may
+  /// repeat, and `fresh` while it stands. A plan's only action may be a prefetch the engine refused
+  /// (`refused`, a model index): the engine refuses it again while the active model stays, so a
+  /// repeat need not ask. `hidden`: the view had blocked models with work, which the policy did not
+  /// see and a step unblocks; then no decision is kept.
+  void planned(const step_plan& plan, const sched::turn_decision* fresh, bool hidden,
+               std::uint64_t work, std::size_t active, std::size_t refused);
   /// Keeps nothing (a plan was applied only in part).
   void drop() noexcept;
   /// For tests: throws `errc::internal` unless `fresh` (the policy asked while the decision

@@ -41,8 +41,9 @@ double linear_fit<F>::predict(const features& x) const {
 // learn the per-token cost). Collinear features (one varying only with another) keep the
 // previous weights until the samples separate them.
 //
-// A full window is a power of two (256 by default): dividing by it is multiplying by its
-// inverse, to the bit (either way one exact scaling, rounded once), and several times cheaper.
+// A count that is a power of two (a full window: 256 by default) divides as its inverse
+// multiplies, to the bit: either way one exact scaling, rounded once (the product is its own
+// expression, never fused into the sum it joins). Several times cheaper.
 template <std::size_t F>
 void linear_fit<F>::refit() {
   const std::size_t len = samples_.size();

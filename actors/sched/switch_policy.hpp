@@ -50,9 +50,11 @@ struct turn_decision {
   /// How long the decision stands: a promise that, at each later step boundary of this turn
   /// whose `turn_elapsed` is below this, the policy would decide the same `run` and `prefetch`
   /// (without `new_turn`) and change nothing of its own, as long as the work it was shown stays
-  /// as it was (no request arrives, starts or ends, and no model is blocked). The instance then
-  /// skips asking, and skips making the view for it. Zero: ask at every boundary. A promise may
-  /// not rest on the estimates (`step_time`, `switch_time`) or on `staged`, which move anyway.
+  /// as it was (no request arrives, starts or ends). The instance keeps no decision made while
+  /// a model with work was blocked (left out of the view, and unblocked by the next step).
+  /// Otherwise it skips asking, and skips making the view for it. Zero: ask at every boundary. A
+  /// promise may not rest on the estimates (`step_time`, `switch_time`) or on `staged`, which move
+  /// anyway.
   seconds holds_below{0};
 };
 

@@ -142,6 +142,8 @@ nlohmann::json to_json(const run_result& r) {
           {"ttft_p99", r.ttft_p99},
           {"tbt_p99", r.tbt_p99},
           {"switches", r.switches},
+          {"steps", r.steps},
+          {"steps_repeated", r.steps_repeated},
           {"seconds", r.seconds},
           {"first_rejection", r.first_rejection},
           {"first_failure", r.first_failure},

@@ -64,20 +64,20 @@ TEST(Simulation, EveryStepsKeptViewMatchesItsInstance) {
 // decode step again without asking the policy or making a view and a plan. That changes nothing:
 // the same events, to the nanosecond, as a run that asks and plans at every step, where each
 // standing decision and each step that would have been repeated is checked against the fresh one.
-TEST(Simulation, DecisionsThatStandAndRepeatedStepsChangeNothing) {
-  std::vector<trace_request> trace;
-  for (std::size_t i = 0; i < 80; ++i)
-    trace.push_back({0.2 * static_cast<double>(i), "m" + std::to_string(i % 4),
-                     100 + (i * 97) % 700, 50 + (i * 53) % 400});
+// Returns the steps repeated and all steps.
+std::pair<std::size_t, std::size_t>
+expect_standing_changes_nothing(const pool_spec& spec, const std::vector<trace_request>& trace) {
   simulation_options o;
   o.log_events = true;
-  auto fast = simulate(sim_pool(4, 1, 4), trace, o);
+  auto fast = simulate(spec, trace, o);
   instance_state::check_views(true);
-  auto checked = simulate(sim_pool(4, 1, 4), trace, o);
+  auto checked = simulate(spec, trace, o);
   instance_state::check_views(false);
-  ASSERT_TRUE(fast) << fast.error().message;
-  ASSERT_TRUE(checked) << checked.error().message;
-  ASSERT_EQ(fast->metrics.finished.size(), trace.size());
+  EXPECT_TRUE(fast) << fast.error().message;
+  EXPECT_TRUE(checked) << checked.error().message;
+  if (!fast || !checked)
+    return {0, 0};
+  EXPECT_EQ(fast->metrics.finished.size(), trace.size());
   for (const auto& f : checked->metrics.finished)
     EXPECT_EQ(f.reason, finish_reason::length) << f.message;
   std::size_t steps = 0, repeated = 0, verified = 0;
@@ -87,9 +87,32 @@ TEST(Simulation, DecisionsThatStandAndRepeatedStepsChangeNothing) {
   }
   for (const auto& s : checked->instances)
     verified += s.steps_repeated;
-  EXPECT_GT(repeated, steps / 4) << "few steps repeated: the fast path was hardly tested";
   EXPECT_EQ(repeated, verified);
   EXPECT_EQ(fast->events, checked->events);
+  return {repeated, steps};
+}
+
+TEST(Simulation, DecisionsThatStandAndRepeatedStepsChangeNothing) {
+  std::vector<trace_request> trace;
+  for (std::size_t i = 0; i < 80; ++i)
+    trace.push_back({0.2 * static_cast<double>(i), "m" + std::to_string(i % 4),
+                     100 + (i * 97) % 700, 50 + (i * 53) % 400});
+  const auto [repeated, steps] = expect_standing_changes_nothing(sim_pool(4, 1, 4), trace);
+  EXPECT_GT(repeated, steps / 4) << "few steps repeated: the fast path was hardly tested";
+}
+
+// The same under KV pressure: swaps, batches split, requests preempted, KV arriving.
+TEST(Simulation, DecisionsThatStandChangeNothingUnderKvPressure) {
+  auto spec = sim_pool(3, 1, 4);
+  for (auto& d : spec.devices)
+    d.memory_bytes = std::size_t{17} << 30; // a 15 GB model and 2 GB of KV
+  std::vector<trace_request> trace;
+  for (std::size_t i = 0; i < 90; ++i)
+    trace.push_back({0.05 * static_cast<double>(i), "m" + std::to_string(i % 4),
+                     1000 + (i * 397) % 3000, 200 + (i * 53) % 600});
+  const auto [repeated, steps] = expect_standing_changes_nothing(spec, trace);
+  EXPECT_GT(repeated, 0U);
+  EXPECT_LT(repeated, steps);
 }
 
 TEST(Simulation, SameSeedSameEvents) {
