@@ -2,31 +2,64 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ranges>
 
 namespace aeg::sched {
 
-// Refitted as samples arrive: at every sample until the window has filled, then once every 8
-// (a refit walks the whole window). The fit never depends on when, or whether, it is read, so a
-// caller that skips reading it (an instance that reuses a held decision) changes nothing.
+// A refit is due at every sample until the window has filled, then at every 8th: when, and
+// over which samples, never depends on reads. It runs when the fit is read (few readers read at
+// every step), or once due refits would hold more than `slack` samples before the window.
 template <std::size_t F>
 void linear_fit<F>::add(const features& x, double y) {
-  constexpr std::size_t every = 8;
+  constexpr std::size_t every = 8, slack = 64;
   samples_.emplace_back(x, y);
-  if (samples_.size() > window_)
-    samples_.pop_front();
-  if (samples_.size() >= 2 * (F + 1) && (++unfitted_ >= every || samples_.size() < window_)) {
+  ++added_;
+  const std::size_t in_window = num_samples();
+  if (in_window >= 2 * (F + 1) && (++unfitted_ >= every || in_window < window_)) {
     unfitted_ = 0;
-    refit();
+    due_.push_back({added_, in_window});
   }
+  if (!due_.empty() && added_ - (due_.front().end - due_.front().len) > window_ + slack)
+    settle();
+  const std::size_t keep_from =
+      due_.empty() ? added_ - in_window : due_.front().end - due_.front().len;
+  for (; base_ < keep_from; ++base_)
+    samples_.pop_front();
+}
+
+// The last due refit reads the weights before it only for the features it does not fit (all of
+// them when it fits none: collinear). A feature with one value in every due window is fitted by
+// none of them, so its weight is the one settled before: the last refit alone then gives what
+// running each in turn would. Otherwise each runs in turn.
+template <std::size_t F>
+void linear_fit<F>::settle() const {
+  if (due_.empty())
+    return;
+  const due_fit& last = due_.back();
+  auto w = weights_;
+  std::array<bool, F> varied{};
+  bool alone = fit(at(last.end - last.len), at(last.end), w, varied);
+  const auto from = at(due_.front().end - due_.front().len), to = at(last.end);
+  for (std::size_t k = 0; k < F && alone; ++k)
+    alone = varied[k] ||
+            std::all_of(from, to, [&](const sample& s) { return s.first[k] == from->first[k]; });
+  if (alone)
+    weights_ = w;
+  else
+    for (const due_fit& d : due_)
+      (void)fit(at(d.end - d.len), at(d.end), weights_, varied);
+  due_.clear();
 }
 
 template <std::size_t F>
 const std::array<double, F + 1>& linear_fit<F>::weights() const {
+  settle();
   return weights_;
 }
 
 template <std::size_t F>
 double linear_fit<F>::predict(const features& x) const {
+  weights();
   double y = weights_[0];
   for (std::size_t k = 0; k < F; ++k)
     y += weights_[k + 1] * x[k];
@@ -45,27 +78,30 @@ double linear_fit<F>::predict(const features& x) const {
 // multiplies, to the bit: either way one exact scaling, rounded once (the product is its own
 // expression, never fused into the sum it joins). Several times cheaper.
 template <std::size_t F>
-void linear_fit<F>::refit() {
-  const std::size_t len = samples_.size();
+bool linear_fit<F>::fit(sample_iter first, sample_iter last, std::array<double, F + 1>& w,
+                        std::array<bool, F>& varied) {
+  const auto len = static_cast<std::size_t>(last - first);
   if ((len & (len - 1)) == 0)
-    refit_with([inv = 1.0 / static_cast<double>(len)](double x) { return x * inv; });
-  else
-    refit_with([count = static_cast<double>(len)](double x) { return x / count; });
+    return fit(first, last, w, varied,
+               [inv = 1.0 / static_cast<double>(len)](double x) { return x * inv; });
+  return fit(first, last, w, varied,
+             [count = static_cast<double>(len)](double x) { return x / count; });
 }
 
 template <std::size_t F>
 template <class PerCount>
-void linear_fit<F>::refit_with(PerCount per_count) {
-  const double count = static_cast<double>(samples_.size());
+bool linear_fit<F>::fit(sample_iter first, sample_iter last, std::array<double, F + 1>& w,
+                        std::array<bool, F>& varied, PerCount per_count) {
+  const auto samples = std::ranges::subrange(first, last);
+  const double count = static_cast<double>(last - first);
   std::array<double, F> mean{}, spread{};
-  for (const auto& [x, y] : samples_)
+  for (const auto& [x, y] : samples)
     for (std::size_t k = 0; k < F; ++k)
       mean[k] += per_count(x[k]);
-  for (const auto& [x, y] : samples_)
+  for (const auto& [x, y] : samples)
     for (std::size_t k = 0; k < F; ++k)
       spread[k] += per_count((x[k] - mean[k]) * (x[k] - mean[k]));
   std::array<std::size_t, F> fitted{}; // the features that varied
-  std::array<bool, F> varied{};
   std::size_t n = 0;
   for (std::size_t k = 0; k < F; ++k) {
     spread[k] = std::sqrt(spread[k]);
@@ -77,15 +113,15 @@ void linear_fit<F>::refit_with(PerCount per_count) {
   auto target = [&](const features& x, double y) {
     for (std::size_t k = 0; k < F; ++k)
       if (!varied[k])
-        y -= weights_[k + 1] * x[k];
+        y -= w[k + 1] * x[k];
     return y;
   };
   double mean_y = 0;
-  for (const auto& [x, y] : samples_)
+  for (const auto& [x, y] : samples)
     mean_y += per_count(target(x, y));
   // (ZᵀZ) b = Zᵀ(y - ȳ) over the standardized fitted features z.
   double a[F][F + 1] = {};
-  for (const auto& [x, y] : samples_) {
+  for (const auto& [x, y] : samples) {
     double z[F];
     for (std::size_t i = 0; i < n; ++i)
       z[i] = (x[fitted[i]] - mean[fitted[i]]) / spread[fitted[i]];
@@ -104,7 +140,7 @@ void linear_fit<F>::refit_with(PerCount per_count) {
       if (std::fabs(a[r][col]) > std::fabs(a[pivot][col]))
         pivot = r;
     if (std::fabs(a[pivot][col]) < 1e-9 * count)
-      return;
+      return false;
     for (std::size_t j = 0; j <= n; ++j)
       std::swap(a[col][j], a[pivot][j]);
     for (std::size_t r = 0; r < n; ++r) {
@@ -118,10 +154,11 @@ void linear_fit<F>::refit_with(PerCount per_count) {
   double intercept = mean_y;
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t k = fitted[i];
-    weights_[k + 1] = a[i][n] / a[i][i] / spread[k];
-    intercept -= weights_[k + 1] * mean[k];
+    w[k + 1] = a[i][n] / a[i][i] / spread[k];
+    intercept -= w[k + 1] * mean[k];
   }
-  weights_[0] = intercept;
+  w[0] = intercept;
+  return true;
 }
 
 template class linear_fit<2>;

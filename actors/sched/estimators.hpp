@@ -2,6 +2,7 @@
 
 #include "actors/sched/switch_policy.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <deque>
@@ -18,23 +19,43 @@ public:
 
   /// Starts from `weights` (w0, w1, ...) until enough samples arrive to fit; keeps the last
   /// `window` samples. Refitted on every sample until the window has filled, then once every 8
-  /// samples (a refit walks the whole window), so the fit may lag up to 7 samples.
+  /// samples, so the fit may lag up to 7 samples. The fit is what those refits give, whenever
+  /// it is read; the arithmetic runs when it is read (see `settle`).
   explicit linear_fit(std::array<double, Features + 1> weights, std::size_t window = 256)
       : weights_(weights), window_(window) {}
 
   void add(const features& x, double y);
   double predict(const features& x) const;
   const std::array<double, Features + 1>& weights() const;
-  std::size_t num_samples() const noexcept { return samples_.size(); }
+  std::size_t num_samples() const noexcept { return std::min(added_, window_); }
 
 private:
-  void refit();
+  using sample = std::pair<features, double>;
+  using sample_iter = typename std::deque<sample>::const_iterator;
+  // A refit that was due: the window of `len` samples ending before the `end`-th sample added.
+  struct due_fit {
+    std::size_t end, len;
+  };
+  // The fit of one window from the weights before it; false when it kept them all (collinear).
+  // `varied`: the features it fitted (the others kept their weights).
   template <class PerCount>
-  void refit_with(PerCount per_count); // per_count(x): x divided by the samples' count
-  std::array<double, Features + 1> weights_;
-  std::size_t unfitted_ = 0; // samples added since the last fit
+  static bool fit(sample_iter first, sample_iter last, std::array<double, Features + 1>& w,
+                  std::array<bool, Features>& varied, PerCount per_count);
+  static bool fit(sample_iter first, sample_iter last, std::array<double, Features + 1>& w,
+                  std::array<bool, Features>& varied);
+  sample_iter at(std::size_t index) const {
+    return samples_.begin() + static_cast<std::ptrdiff_t>(index - base_);
+  }
+  // Runs the refits that are due, to the bit as running each when due would have.
+  void settle() const;
+
+  mutable std::array<double, Features + 1> weights_; // after the refits settled
+  std::size_t unfitted_ = 0;                         // samples added since the last refit was due
   std::size_t window_;
-  std::deque<std::pair<features, double>> samples_;
+  std::size_t added_ = 0;            // samples ever added
+  std::deque<sample> samples_;       // the window, and as much before it as due refits need
+  std::size_t base_ = 0;             // the index of samples_.front() among those ever added
+  mutable std::vector<due_fit> due_; // refits due and not yet run, oldest first
 };
 
 /// Decode step time: a + b·(tokens in the batch's contexts) + c·(sequences in the batch).

@@ -178,6 +178,26 @@ TEST(Estimators, PrefillFitHoldsWithSumsOfSquaresOfLongPrompts) {
   }
 }
 
+// The fit is the refits due at each sample, whenever it is read: read at every sample or once in
+// a while, the same to the bit, through stretches where the batch size never varies (its weight
+// is kept) and where it varies only with the context (collinear: the weights are kept).
+TEST(Estimators, TheFitIsTheSameWhetherReadAtEverySampleOrSeldom) {
+  decode_estimator often, seldom;
+  std::mt19937 rng(11);
+  for (std::size_t i = 0; i < 3000; ++i) {
+    const std::size_t context = 100 + rng() % 5000;
+    const std::size_t stretch = (i / 400) % 3;
+    const std::size_t batch = stretch == 0 ? 1 : stretch == 1 ? 1 + rng() % 4 : context / 100;
+    const double t = 0.01 + 2e-6 * static_cast<double>(context) +
+                     1e-3 * static_cast<double>(batch) + 1e-4 * static_cast<double>(rng() % 7);
+    often.add(context, batch, seconds{t});
+    seldom.add(context, batch, seconds{t});
+    const auto read = often.predict(1000, 2).count();
+    if (i % 97 == 0 || i + 1 == 3000)
+      ASSERT_EQ(read, seldom.predict(1000, 2).count()) << "after sample " << i;
+  }
+}
+
 // Decode steps that were all of one batch size say nothing about the per-sequence cost: it keeps
 // its starting value while the constant and the per-token cost are learned.
 TEST(Estimators, AFeatureThatNeverVariedKeepsItsStartingWeight) {
