@@ -344,19 +344,19 @@ private:
 
   // --- the step ---------------------------------------------------------------------------
   coro::task<void> run_step(std::vector<step_entry> step) {
-    std::vector<models::sequence_step> steps;
-    std::vector<models::kv_handle*> kvs;
-    std::vector<sequence*> chosen;
+    std::vector<models::sequence_step> steps(step.size());
+    std::vector<models::kv_handle*> kvs(step.size());
+    std::vector<sequence*> chosen(step.size());
     bool want_logits = false; // some request asks for log-probabilities
-    for (const auto& [id, feed] : step) {
-      sequence& s = seq(id);
+    for (std::size_t i = 0; i < step.size(); ++i) {
+      sequence& s = *(chosen[i] = &seq(step[i].seq));
+      const std::size_t feed = step[i].feed;
       const bool samples = s.kv.tokens + feed == s.tokens.size();
-      steps.push_back({std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks,
-                       samples, models::sampling_row_for(s.request.sampling, s.generated)});
-      kvs.push_back(&s.kv);
+      steps[i] = {std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks, samples,
+                  models::sampling_row_for(s.request.sampling, s.generated)};
+      kvs[i] = &s.kv;
       want_logits |= samples && s.request.logprobs >= 0 && engine_->computes_logits();
       s.in_step = true;
-      chosen.push_back(&s);
     }
     if (auto enqueued = engine_->enqueue_step(steps, kvs, want_logits); !enqueued) {
       for (sequence* s : chosen) {
