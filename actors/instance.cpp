@@ -194,46 +194,50 @@ private:
       // since, a decode step with no actions is what a fresh view and plan would give again.
       // With the views checked, the policy is asked and the step planned anyway, and compared.
       const bool checking = instance_state::checking_views();
-      const bool holds = standing_.holds(state_.work_version(), active_,
-                                         sched::seconds(clock().now() - turn_started_));
+      const auto now = clock().now(); // one reading: the view's time is the check's
+      const bool holds =
+          standing_.holds(state_.work_version(), active_, sched::seconds(now - turn_started_));
       const bool repeats = holds && standing_.repeats(state_, active_);
       if (repeats && !checking) {
         engine_->reclaim(); // what making the view does beside reading: finished transfers end
         ++counts_.steps_repeated;
-        co_await run_step(standing_.last_step());
-        continue;
-      }
-      auto& view = make_view();
-      const bool hidden = blocked_with_work(view); // before the plan, which may unblock them
-      const auto decision =
-          holds && !checking ? standing_.decision() : policy_->decide(policy_view(view));
-      const auto version = state_.work_version();
-      const auto plan = value_or_throw(plan_step_in_place(view, decision));
-      if (holds && checking)
-        counts_.steps_repeated += standing_.expect(decision, plan, repeats);
-      if (!apply(plan)) {
-        // The shared host pool lost room to another instance meanwhile: plan again on what
-        // is there now. A plan that keeps missing is a bug, not a race.
-        standing_.drop();
-        if (++lost_races > 100)
-          throw error_exception(
-              error{errc::internal, "step plans keep missing the KV room they counted"});
-        co_await yield();
-        continue;
-      }
-      lost_races = 0;
-      standing_.planned(plan, holds ? nullptr : &decision, hidden, version, active_,
-                        refused_prefetch_);
-      if (plan.step.empty()) {
-        ++turn_steps_;
-        if (auto on_its_way = engine_->kv_on_its_way();
-            on_its_way && plan.idle == idle_kind::await_room)
-          co_await *on_its_way; // room is coming back from a transfer: on the device
-        else
+      } else {
+        auto& view = make_view(now);
+        const bool hidden = blocked_with_work(view); // before the plan, which may unblock them
+        const auto decision =
+            holds && !checking ? standing_.decision() : policy_->decide(policy_view(view));
+        const auto version = state_.work_version();
+        const auto plan = value_or_throw(plan_step_in_place(view, decision));
+        if (holds && checking)
+          counts_.steps_repeated += standing_.expect(decision, plan, repeats);
+        if (!apply(plan)) {
+          // The shared host pool lost room to another instance meanwhile: plan again on what
+          // is there now. A plan that keeps missing is a bug, not a race.
+          standing_.drop();
+          if (++lost_races > 100)
+            throw error_exception(
+                error{errc::internal, "step plans keep missing the KV room they counted"});
           co_await yield();
-        continue;
+          continue;
+        }
+        lost_races = 0;
+        standing_.planned(plan, holds ? nullptr : &decision, hidden, version, active_,
+                          refused_prefetch_);
+        if (plan.step.empty()) {
+          ++turn_steps_;
+          if (auto on_its_way = engine_->kv_on_its_way();
+              on_its_way && plan.idle == idle_kind::await_room)
+            co_await *on_its_way; // room is coming back from a transfer: on the device
+          else
+            co_await yield();
+          continue;
+        }
+        running_.step = plan.step;
       }
-      co_await run_step(plan.step);
+      if (!start_step(repeats && !checking ? standing_.last_step() : running_.step))
+        continue;
+      co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
+      end_step();
     }
     looping_ = false;
   }
@@ -246,13 +250,13 @@ private:
     return step_view::none;
   }
 
-  step_view& make_view() {
+  step_view& make_view(clock_type::time_point now) {
     const std::size_t staged = staged_model();
     return state_.view({options_.max_batch_tokens, options_.max_seqs,
                         options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
                        gpu::kv_ledger_copy(engine_->device_ledger()),
                        gpu::kv_ledger_copy(engine_->host_ledger()), active_, staged, switch_time_,
-                       turn_steps_, turn_started_, clock().now());
+                       turn_steps_, turn_started_, now);
   }
 
   // Applies `plan` in order. False when the shared host pool no longer had the room the plan
@@ -343,52 +347,47 @@ private:
   }
 
   // --- the step ---------------------------------------------------------------------------
-  coro::task<void> run_step(std::vector<step_entry> step) {
-    std::vector<models::sequence_step> steps(step.size());
-    std::vector<models::kv_handle*> kvs(step.size());
-    std::vector<sequence*> chosen(step.size());
-    bool want_logits = false; // some request asks for log-probabilities
-    for (std::size_t i = 0; i < step.size(); ++i) {
-      sequence& s = *(chosen[i] = &seq(step[i].seq));
-      const std::size_t feed = step[i].feed;
-      const bool samples = s.kv.tokens + feed == s.tokens.size();
-      steps[i] = {std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks, samples,
-                  models::sampling_row_for(s.request.sampling, s.generated)};
-      kvs[i] = &s.kv;
-      want_logits |= samples && s.request.logprobs >= 0 && engine_->computes_logits();
-      s.in_step = true;
-    }
-    if (auto enqueued = engine_->enqueue_step(steps, kvs, want_logits); !enqueued) {
-      for (sequence* s : chosen) {
+  // Enqueues `step` on the device, keeping what its end needs in `running_` (whose buffers
+  // keep their room from step to step); false when it failed (its requests end with the error).
+  bool start_step(const std::vector<step_entry>& step) {
+    auto& r = running_;
+    const bool want_logits = r.take(step, state_, engine_->computes_logits());
+    if (auto enqueued = engine_->enqueue_step(r.steps, r.kvs, want_logits); !enqueued) {
+      for (sequence* s : r.chosen) {
         s->in_step = false;
         finish(*s, finish_reason::error, "the forward step failed: " + enqueued.error().message);
       }
-      co_return;
+      return false;
     }
-    const auto step_start = clock().now();
-    co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
+    r.started = clock().now();
+    return true;
+  }
+
+  // The step's event came: its tokens go out.
+  void end_step() {
+    const auto& r = running_;
     ++counts_.steps;
     const auto now = clock().now();
-    const auto took = now - step_start;
+    const auto took = now - r.started;
     const auto costs = engine_->last_step_costs();
-    state_.learn(step, active_, took, now);
+    state_.learn(r.step, active_, took, now);
     ++turn_steps_;
     const auto sampled = engine_->sampled();
     std::size_t next_token = 0;
-    for (std::size_t i = 0; i < chosen.size(); ++i) {
-      sequence& s = *chosen[i];
+    for (std::size_t i = 0; i < r.chosen.size(); ++i) {
+      sequence& s = *r.chosen[i];
       s.in_step = false;
       s.last_step = counts_.steps;
       charge_step(s, std::chrono::duration<double>(took).count(), costs);
-      s.kv.tokens += step[i].feed;
+      s.kv.tokens += r.step[i].feed;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);
-      else if (steps[i].sample)
+      else if (r.steps[i].sample)
         take_token(s, sampled[next_token],
-                   token_logprobs_in(*engine_, s.request.logprobs, steps[i].sampling,
+                   token_logprobs_in(*engine_, s.request.logprobs, r.steps[i].sampling,
                                      sampled[next_token], next_token,
                                      state_.models()[s.model].served.image->config().vocab_size));
-      next_token += steps[i].sample;
+      next_token += r.steps[i].sample;
     }
   }
 
@@ -464,6 +463,7 @@ private:
   std::shared_ptr<gpu::kv_pool> host_kv_;
   instance_state state_;
   std::unique_ptr<sched::switch_policy> policy_;
+  step_in_flight running_;                         // the step on the device
   standing_turn standing_;                         // the policy's last decision while it stands
   std::size_t refused_prefetch_ = step_view::none; // by the engine, in the last plan applied
   sched::switch_estimator switch_time_; // bytes over bandwidth, corrected by measured switches

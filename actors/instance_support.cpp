@@ -242,6 +242,26 @@ bool blocked_with_work(const step_view& v) {
                      [](const model_view& m) { return m.blocked && m.has_work(); });
 }
 
+bool step_in_flight::take(const std::vector<step_entry>& next, instance_state& state, bool logits) {
+  if (&next != &step)
+    step = next;
+  steps.resize(step.size());
+  kvs.resize(step.size());
+  chosen.resize(step.size());
+  bool want_logits = false;
+  for (std::size_t i = 0; i < step.size(); ++i) {
+    sequence& s = *(chosen[i] = &state.at(step[i].seq));
+    const std::size_t feed = step[i].feed;
+    const bool samples = s.kv.tokens + feed == s.tokens.size();
+    steps[i] = {std::span(s.tokens).subspan(s.kv.tokens, feed), s.kv.tokens, s.kv.blocks, samples,
+                models::sampling_row_for(s.request.sampling, s.generated)};
+    kvs[i] = &s.kv;
+    want_logits |= samples && s.request.logprobs >= 0 && logits;
+    s.in_step = true;
+  }
+  return want_logits;
+}
+
 // --- standing_turn -------------------------------------------------------------------------
 
 bool standing_turn::holds(std::uint64_t work, std::size_t active,

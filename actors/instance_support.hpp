@@ -47,6 +47,21 @@ void charge_step(sequence& seq, double took, const std::optional<models::step_co
 /// Whether `v` has models with work that are blocked (passed over by the policy's view).
 bool blocked_with_work(const step_view& v);
 
+/// The step on the device: its entries, and what the engine and the step's end need of them, in
+/// buffers that keep their room from one step to the next.
+struct step_in_flight {
+  std::vector<step_entry> step;
+  std::vector<models::sequence_step> steps;
+  std::vector<models::kv_handle*> kvs;
+  std::vector<sequence*> chosen;
+  std::chrono::steady_clock::time_point started;
+
+  /// Takes `next` (unless it is this one's `step` already) and its requests from `state`,
+  /// marking them in the step; true when one asks for log-probabilities (and the engine keeps
+  /// `logits`).
+  bool take(const std::vector<step_entry>& next, instance_state& state, bool logits);
+};
+
 /// Engine operations that move KV fail for lack of room only in a race on the shared host pool:
 /// false then; anything else is a device failure, thrown (it ends the instance).
 bool room_or_throw(result<void> r);
