@@ -45,6 +45,25 @@ std::size_t blocks_in_run(std::size_t first, std::size_t last, std::size_t slab_
 
 } // namespace
 
+std::vector<std::pair<std::size_t, slab_pool::slab>>::iterator
+slab_pool::find_in_use(std::size_t s) {
+  return std::lower_bound(in_use_.begin(), in_use_.end(), s,
+                          [](const auto& entry, std::size_t key) { return entry.first < key; });
+}
+
+const slab_pool::slab* slab_pool::in_use(std::size_t s) const {
+  const auto at =
+      std::lower_bound(in_use_.begin(), in_use_.end(), s,
+                       [](const auto& entry, std::size_t key) { return entry.first < key; });
+  return at != in_use_.end() && at->first == s ? &at->second : nullptr;
+}
+
+slab_pool::slab& slab_pool::in_use_at(std::size_t s) {
+  const auto at = find_in_use(s);
+  AEG_ASSERT(at != in_use_.end() && at->first == s, "slab_pool: a listed slab is not in use");
+  return at->second;
+}
+
 bool slab_pool::claim_slab(std::size_t b) {
   if (free_runs_.empty())
     return false;
@@ -53,7 +72,7 @@ bool slab_pool::claim_slab(std::size_t b) {
     free_runs_.erase(free_runs_.begin());
   --num_free_slabs_;
   const auto [first, last] = ids_in(s, slab_bytes_, b);
-  slab& sl = in_use_[s];
+  slab& sl = in_use_.insert(find_in_use(s), {s, slab{}})->second;
   sl.block_bytes = b;
   sl.num_blocks = last > first ? last - first : 0;
   for (std::size_t id = last; id-- > first;)
@@ -93,7 +112,7 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
   std::size_t available = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)
-      available += in_use_.at(s).free_ids.size();
+      available += in_use_at(s).free_ids.size();
   std::size_t claimable = 0;
   for (std::size_t i = 0; i < free_runs_.size() && available + claimable < n; ++i)
     claimable += blocks_in_run(free_runs_[i].first, free_runs_[i].second, slab_bytes_, b);
@@ -107,7 +126,7 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
     // The fullest slab with room first: it keeps the others free to return.
     slab* best = nullptr;
     for (auto s : cls.slabs) {
-      slab& candidate = in_use_.at(s);
+      slab& candidate = in_use_at(s);
       if (!candidate.free_ids.empty() &&
           (best == nullptr || candidate.free_ids.size() < best->free_ids.size()))
         best = &candidate;
@@ -135,8 +154,8 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
   for (const auto id : ids) {
     AEG_ASSERT(id >= 0, "slab_pool: negative block id");
     const std::size_t s = slab_of(b, id);
-    const auto at = in_use_.find(s);
-    AEG_ASSERT(at != in_use_.end() && at->second.block_bytes == b,
+    const auto at = find_in_use(s);
+    AEG_ASSERT(at != in_use_.end() && at->first == s && at->second.block_bytes == b,
                "slab_pool: block freed into a slab of another size");
     slab& sl = at->second;
     const auto range = ids_in(s, slab_bytes_, b);
@@ -161,7 +180,7 @@ std::size_t slab_pool::num_free(std::size_t b) const {
   std::size_t n = 0;
   if (auto it = classes_.find(b); it != classes_.end())
     for (auto s : it->second.slabs)
-      n += in_use_.at(s).free_ids.size();
+      n += in_use(s)->free_ids.size();
   for (const auto& [first, last] : free_runs_)
     n += blocks_in_run(first, last, slab_bytes_, b);
   return n;
@@ -179,12 +198,12 @@ slab_pool::num_freed_by(std::size_t b,
   for (const auto& [size, ids] : allocated)
     for (const auto id : ids) {
       const std::size_t s = slab_of(size, id);
-      if (auto at = in_use_.find(s); at != in_use_.end() && at->second.block_bytes == size)
+      if (const slab* sl = in_use(s); sl != nullptr && sl->block_bytes == size)
         ++count[s];
     }
   std::size_t n = 0;
   for (const auto& [s, k] : count) {
-    const slab& sl = in_use_.at(s);
+    const slab& sl = *in_use(s);
     if (k == sl.num_blocks - sl.free_ids.size())
       n += ids_in(s, slab_bytes_, b).count();
   }

@@ -74,8 +74,12 @@ private:
   std::size_t slab_bytes_;
   std::size_t num_slabs_;
   // Only the slabs in use carry state: a copy (a planner's, every step) costs what is in use,
-  // not the size of the region.
-  std::map<std::size_t, slab> in_use_;
+  // not the size of the region. Sorted by slab index in one vector, not a tree: a copy makes
+  // no node per slab, and slabs are claimed and returned far less often than looked up.
+  std::vector<std::pair<std::size_t, slab>> in_use_;
+  std::vector<std::pair<std::size_t, slab>>::iterator find_in_use(std::size_t s);
+  const slab* in_use(std::size_t s) const;
+  slab& in_use_at(std::size_t s);
   // Free slabs as sorted, disjoint [first, last) runs: a region of thousands of slabs is a few
   // runs, and the lowest free slab is claimed first.
   std::vector<std::pair<std::size_t, std::size_t>> free_runs_;
