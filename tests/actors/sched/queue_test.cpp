@@ -185,9 +185,10 @@ TEST(Estimators, TheFitIsTheSameWhetherReadAtEverySampleOrSeldom) {
   decode_estimator often, seldom;
   std::mt19937 rng(11);
   for (std::size_t i = 0; i < 3000; ++i) {
-    const std::size_t context = 100 + rng() % 5000;
     const std::size_t stretch = (i / 400) % 3;
-    const std::size_t batch = stretch == 0 ? 1 : stretch == 1 ? 1 + rng() % 4 : context / 100;
+    const std::size_t step = 1 + rng() % 50; // collinear stretch: context is 100 × batch
+    const std::size_t context = stretch == 2 ? 100 * step : 100 + rng() % 5000;
+    const std::size_t batch = stretch == 0 ? 1 : stretch == 1 ? 1 + rng() % 4 : step;
     const double t = 0.01 + 2e-6 * static_cast<double>(context) +
                      1e-3 * static_cast<double>(batch) + 1e-4 * static_cast<double>(rng() % 7);
     often.add(context, batch, seconds{t});
