@@ -190,9 +190,8 @@ private:
   coro::task<void> step_loop() {
     std::size_t lost_races = 0;
     while (state_.has_work()) {
-      // While the policy's last decision stands and nothing but the last step has happened
-      // since, a decode step with no actions is what a fresh view and plan would give again.
-      // With the views checked, the policy is asked and the step planned anyway, and compared.
+      // While the policy's decision stands and only the last step happened since, that step is
+      // what a view and plan would give again (with views checked: planned anyway, compared).
       const bool checking = instance_state::checking_views();
       const auto now = clock().now(); // one reading: the view's time is the check's
       const bool holds =
@@ -201,6 +200,7 @@ private:
       if (repeats && !checking) {
         engine_->reclaim(); // what making the view does beside reading: finished transfers end
         ++counts_.steps_repeated;
+        running_.step = standing_.last_step();
       } else {
         auto& view = make_view(now);
         const bool hidden = blocked_with_work(view); // before the plan, which may unblock them
@@ -234,7 +234,7 @@ private:
         }
         running_.step = plan.step;
       }
-      if (!start_step(repeats && !checking ? standing_.last_step() : running_.step))
+      if (!start_step())
         continue;
       co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
       end_step();
@@ -347,11 +347,11 @@ private:
   }
 
   // --- the step ---------------------------------------------------------------------------
-  // Enqueues `step` on the device, keeping what its end needs in `running_` (whose buffers
-  // keep their room from step to step); false when it failed (its requests end with the error).
-  bool start_step(const std::vector<step_entry>& step) {
+  // Enqueues `running_.step` (buffers kept from step to step); false when it failed (its
+  // requests end with the error).
+  bool start_step() {
     auto& r = running_;
-    const bool want_logits = r.take(step, state_, engine_->computes_logits());
+    const bool want_logits = r.take(state_, engine_->computes_logits());
     if (auto enqueued = engine_->enqueue_step(r.steps, r.kvs, want_logits); !enqueued) {
       for (sequence* s : r.chosen) {
         s->in_step = false;

@@ -242,9 +242,7 @@ bool blocked_with_work(const step_view& v) {
                      [](const model_view& m) { return m.blocked && m.has_work(); });
 }
 
-bool step_in_flight::take(const std::vector<step_entry>& next, instance_state& state, bool logits) {
-  if (&next != &step)
-    step = next;
+bool step_in_flight::take(instance_state& state, bool logits) {
   steps.resize(step.size());
   kvs.resize(step.size());
   chosen.resize(step.size());

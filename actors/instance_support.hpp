@@ -56,10 +56,9 @@ struct step_in_flight {
   std::vector<sequence*> chosen;
   std::chrono::steady_clock::time_point started;
 
-  /// Takes `next` (unless it is this one's `step` already) and its requests from `state`,
-  /// marking them in the step; true when one asks for log-probabilities (and the engine keeps
-  /// `logits`).
-  bool take(const std::vector<step_entry>& next, instance_state& state, bool logits);
+  /// Takes the requests of `step` from `state`, marking them in the step; true when one asks
+  /// for log-probabilities (and the engine keeps `logits`).
+  bool take(instance_state& state, bool logits);
 };
 
 /// Engine operations that move KV fail for lack of room only in a race on the shared host pool:
