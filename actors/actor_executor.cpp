@@ -15,7 +15,7 @@ void actor_executor::post(coro::work w) {
   if (!strong)
     return; // the actor is gone; so are its coroutines
   caf::anon_send(caf::actor_cast<caf::actor>(std::move(strong)), resume_atom::value,
-                 resume_msg{std::make_shared<coro::work>(std::move(w))});
+                 resume_msg{std::move(w).share()});
 }
 
 } // namespace aeg::actors

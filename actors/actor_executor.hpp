@@ -13,7 +13,7 @@ namespace aeg::actors {
 
 /// The message that carries posted work into an actor's mailbox. Local only (never serialized).
 struct resume_msg {
-  std::shared_ptr<coro::work> job;
+  std::shared_ptr<coro::work::runnable> job;
 };
 
 /// An executor whose work runs inside one actor: `post` sends the work into the actor's mailbox

@@ -108,7 +108,11 @@ protected:
   /// The subclass's handlers plus the one that resumes coroutines.
   template <class... Handlers>
   typename Base::behavior_type with_coroutines(Handlers... handlers) {
-    return {[](resume_atom, const resume_msg& m) { (*m.job)(); }, std::move(handlers)...};
+    return {[](resume_atom, const resume_msg& m) {
+              if (m.job)
+                m.job->run();
+            },
+            std::move(handlers)...};
   }
 
 private:

@@ -184,10 +184,49 @@ result<void> check_inputs(const pool_spec& spec, const std::vector<trace_request
   return {};
 }
 
-// The next point anything waits for: a device's work or a CAF timeout (none: nothing does).
+// The arrivals in the order they are due (by time, then by index), fed to the client one point
+// of time at a time. They stay out of the clock's heap, which then holds only the devices' few
+// pending completions rather than every request of the run.
+class arrival_feed {
+public:
+  arrival_feed(const std::vector<trace_request>& arrivals, gpu::sim_clock::time_point start) {
+    due_.reserve(arrivals.size());
+    for (std::size_t i = 0; i < arrivals.size(); ++i)
+      due_.push_back({start + gpu::sim_seconds(std::max(arrivals[i].arrival, 0.0)), i});
+    std::sort(due_.begin(), due_.end(), [](const entry& a, const entry& b) {
+      return a.at != b.at ? a.at < b.at : a.index < b.index;
+    });
+  }
+
+  std::optional<gpu::sim_clock::time_point> next() const {
+    if (next_ == due_.size())
+      return std::nullopt;
+    return due_[next_].at;
+  }
+
+  // Sends every arrival due at `t` or before, in order.
+  void send_due(gpu::sim_clock::time_point t, const caf::actor& client) {
+    for (; next_ < due_.size() && due_[next_].at <= t; ++next_)
+      caf::anon_send(client, arrive_atom::value, due_[next_].index);
+  }
+
+private:
+  struct entry {
+    gpu::sim_clock::time_point at;
+    std::size_t index;
+  };
+  std::vector<entry> due_;
+  std::size_t next_ = 0;
+};
+
+// The next point anything waits for: an arrival, a device's work or a CAF timeout (none: nothing
+// does).
 std::optional<gpu::sim_clock::time_point> next_event(const gpu::sim_clock& clock,
-                                                     const caf::detail::test_actor_clock& caf) {
+                                                     const caf::detail::test_actor_clock& caf,
+                                                     const arrival_feed& arrivals) {
   auto next = clock.next();
+  if (const auto a = arrivals.next(); a && (!next || *a < *next))
+    next = a;
   const auto& timeouts = caf.schedule();
   if (!timeouts.empty() && (!next || timeouts.begin()->first < *next))
     next = timeouts.begin()->first;
@@ -223,9 +262,7 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
     auto client =
         sys.spawn<sim_client>(p->proxy(), p->instances(), &arrivals, state, options.log_events);
     cleanup.stop_too(client);
-    for (std::size_t i = 0; i < arrivals.size(); ++i)
-      clock->at(start + gpu::sim_seconds(std::max(arrivals[i].arrival, 0.0)),
-                [client, i] { caf::anon_send(client, arrive_atom::value, i); });
+    arrival_feed feed(arrivals, start);
     bool asked = false;
     std::size_t rounds = 0;
     // Actors that keep messaging one another while no time passes (a policy that waits for
@@ -248,7 +285,7 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
         continue;
       }
       // Nothing can run now: time jumps to whatever comes next, a device's work or a timeout.
-      const auto next = next_event(*clock, caf_clock);
+      const auto next = next_event(*clock, caf_clock, feed);
       if (!next)
         return stalled(clock->now() - start,
                        "with " + std::to_string(arrivals.size() - state->ended) + " of " +
@@ -256,6 +293,8 @@ result<simulation_report> simulate(pool_spec spec, const std::vector<trace_reque
       // A timeout already due fires too (advancing by nothing dispatches what is due).
       caf_clock.advance_time(*next > caf_clock.current_time ? *next - caf_clock.current_time
                                                             : gpu::sim_clock::duration{0});
+      // Arrivals due now go first, as if scheduled on the clock before any device's work.
+      feed.send_due(*next, client);
       clock->advance_to(*next);
       if (options.progress && ++rounds % 4096 == 0)
         options.progress(std::chrono::duration<double>(clock->now() - start).count(), state->ended,

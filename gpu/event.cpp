@@ -1,5 +1,7 @@
 #include "gpu/event.hpp"
 
+#include "coro/waiter.hpp"
+
 #include <condition_variable>
 #include <mutex>
 #include <utility>
@@ -12,11 +14,23 @@ struct event::state {
   mutable std::condition_variable changed;
   std::uint64_t recorded = 0;
   std::uint64_t completed = 0;
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> callbacks;
+  // What waits for generation `gen`: a function or a coroutine's waiter.
+  struct callback {
+    std::uint64_t gen;
+    std::function<void()> fn;
+    std::shared_ptr<coro::waiter> waiter;
+    void operator()() {
+      if (waiter)
+        waiter->fire();
+      else
+        fn();
+    }
+  };
+  std::vector<callback> callbacks;
   std::string failure; // the first failure reported; sticky
 
   void complete(std::uint64_t gen, const std::string* failed = nullptr) {
-    std::vector<std::function<void()>> ready;
+    std::vector<callback> ready;
     {
       std::lock_guard lock(mutex);
       if (failed && failure.empty())
@@ -26,8 +40,8 @@ struct event::state {
       // Callbacks wait for the generation recorded when they were registered.
       auto keep = callbacks.begin();
       for (auto it = callbacks.begin(); it != callbacks.end(); ++it) {
-        if (it->first <= completed)
-          ready.push_back(std::move(it->second));
+        if (it->gen <= completed)
+          ready.push_back(std::move(*it));
         else
           *keep++ = std::move(*it);
       }
@@ -56,11 +70,22 @@ void event::on_complete(std::function<void()> fn) {
   {
     std::lock_guard lock(state_->mutex);
     if (state_->completed < state_->recorded) {
-      state_->callbacks.emplace_back(state_->recorded, std::move(fn));
+      state_->callbacks.push_back({state_->recorded, std::move(fn), nullptr});
       return;
     }
   }
   fn();
+}
+
+void event::on_complete(std::shared_ptr<coro::waiter> w) {
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->completed < state_->recorded) {
+      state_->callbacks.push_back({state_->recorded, {}, std::move(w)});
+      return;
+    }
+  }
+  w->fire();
 }
 
 std::uint64_t event::begin_record() {

@@ -5,6 +5,10 @@
 #include <memory>
 #include <string>
 
+namespace aeg::coro {
+class waiter;
+}
+
 namespace aeg::gpu {
 
 /// A point in a stream's work. `stream::record(ev)` captures everything enqueued on that stream
@@ -31,6 +35,9 @@ public:
   /// calling thread if it already has, else on a driver thread (a CPU stream worker, a CUDA host
   /// function). `fn` must be quick and must not call into a device: post, do not compute.
   void on_complete(std::function<void()> fn);
+  /// The same for a suspended coroutine's waiter: `w->fire()` then (no function to allocate:
+  /// every device step is awaited this way).
+  void on_complete(std::shared_ptr<coro::waiter> w);
 
   /// Backend side: starts a new record and returns its generation.
   std::uint64_t begin_record();

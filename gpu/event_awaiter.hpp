@@ -25,7 +25,7 @@ public:
   bool await_suspend(std::coroutine_handle<P> h) {
     auto w = std::make_shared<coro::waiter>(h, coro::executor_of(h));
     waiter_ = w;
-    ev_.on_complete([w] { w->fire(); }); // fires here when the work finished meanwhile
+    ev_.on_complete(w); // fires here when the work finished meanwhile
     return w->arm();
   }
   /// Throws `error_exception` (errc::device_error) when the device failed the work.
