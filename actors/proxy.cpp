@@ -20,8 +20,7 @@ namespace aeg::actors {
 
 namespace {
 
-using proxy_detail::decode_side;
-using proxy_detail::none;
+using proxy_detail::decode_sides, proxy_detail::none;
 using proxy_detail::proxy_member;
 using proxy_detail::proxy_request;
 
@@ -54,12 +53,12 @@ public:
     // A lane serves a model while its instance does and its node can decode it.
     queue_.set_serves([this](std::size_t lane, const std::string& model) {
       const auto& p = members_[lane_member_[lane]];
-      return p.serves(model) && decode_side(members_, p.m.node, model).serving > 0;
+      return p.serves(model) && sides_.of(members_, p.m.node, model).serving > 0;
     });
     // A lane is also a choice of decode node: one with no batch of the model must scale it up
     // too (a model spread over nodes switches on both); among equals, the one holding fewer.
     queue_.set_after([this](std::size_t lane, const std::string& model) {
-      const auto d = decode_side(members_, members_[lane_member_[lane]].m.node, model);
+      const auto d = sides_.of(members_, members_[lane_member_[lane]].m.node, model);
       const double scale_up = d.batch ? 0.0 : scale_up_seconds(model);
       return sched::seconds{d.decoders == 0 ? 1e9 : scale_up + 1e-6 * d.held / d.decoders};
     });
@@ -163,6 +162,7 @@ private:
     if (options_.route == routing::aegaeon && has_prefill_lanes()) {
       const auto n = static_cast<double>(r.prompt.size());
       const sched::prefill_queue::estimate e{prefill_time(t.model).predict(r.prompt.size(), n * n)};
+      sides_.clear(); // the members may have changed since the last placement
       const std::size_t lane = queue_.add(id, r.model, e);
       if (lane == sched::prefill_queue::no_instance) { // no prefill lane for it: a whole one
         if (const auto target = pick_colocated(t.model); target != none)
@@ -478,6 +478,7 @@ private:
   proxy_options options_;
   std::map<std::string, catalog_entry> catalog_;
   std::vector<member> members_;
+  decode_sides sides_; // this placement's: the queue asks for every lane
   std::vector<std::size_t> lane_member_;
   sched::prefill_queue queue_;
   std::unordered_map<std::uint64_t, tracked> requests_;

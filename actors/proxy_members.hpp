@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace aeg::actors::proxy_detail {
@@ -35,8 +36,8 @@ struct proxy_member {
     const auto it = active_.find(model);
     return it == active_.end() ? 0 : it->second;
   }
-  /// Requests placed on it, by model (changed through place, leave and clear_active, which keep
-  /// the total that every placement asks of every member).
+  /// Requests placed on it, by model, for the models it holds any of (changed through place,
+  /// leave and clear_active, which keep the total that every placement asks of every member).
   const std::map<std::string, std::size_t>& active() const { return active_; }
   std::size_t total() const { return total_; }
   void place(const std::string& model) {
@@ -45,7 +46,8 @@ struct proxy_member {
   }
   void leave(const std::string& model) {
     if (auto a = active_.find(model); a != active_.end() && a->second > 0) {
-      --a->second;
+      if (--a->second == 0)
+        active_.erase(a); // only models it holds: placements walk them
       --total_;
     }
   }
@@ -99,5 +101,23 @@ inline decode_load decode_side(const std::vector<proxy_member>& members, const s
     }
   return d;
 }
+
+/// `decode_side`'s answers, each computed once while the members stay as they are: a placement
+/// asks for every prefill lane, and the lanes of one node share one answer. Cleared whenever
+/// the members may have changed (before each placement).
+class decode_sides {
+public:
+  void clear() { memo_.clear(); }
+  decode_load of(const std::vector<proxy_member>& members, const std::string& node,
+                 const std::string& model) {
+    for (const auto& [n, m, d] : memo_)
+      if (n == node && m == model)
+        return d;
+    return std::get<2>(memo_.emplace_back(node, model, decode_side(members, node, model)));
+  }
+
+private:
+  std::vector<std::tuple<std::string, std::string, decode_load>> memo_;
+};
 
 } // namespace aeg::actors::proxy_detail

@@ -35,8 +35,7 @@ public:
       if ((s & abandoned_bit) != 0 || (phase(s) != arming && phase(s) != armed))
         return false;
       const std::uint8_t to = (phase(s) == arming ? claimed_early : claimed) | why;
-      if (state_.compare_exchange_weak(s, to, std::memory_order_acq_rel,
-                                       std::memory_order_acquire))
+      if (state_.compare_exchange_weak(s, to, std::memory_order_acq_rel, std::memory_order_acquire))
         return true;
     }
   }
@@ -70,9 +69,7 @@ public:
   void abandon() noexcept { state_.fetch_or(abandoned_bit, std::memory_order_acq_rel); }
 
   /// Whether the winning claim was a cancellation.
-  bool cancelled() const {
-    return (state_.load(std::memory_order_acquire) & cancelled_bit) != 0;
-  }
+  bool cancelled() const { return (state_.load(std::memory_order_acquire) & cancelled_bit) != 0; }
 
 private:
   // The phase in the low bits, then why a claim won and whether the frame is gone.
