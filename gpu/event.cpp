@@ -2,6 +2,7 @@
 
 #include "coro/waiter.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <utility>
@@ -10,10 +11,12 @@
 namespace aeg::gpu {
 
 struct event::state {
-  mutable std::mutex mutex;
+  mutable std::mutex mutex; // over the callbacks, the failure and changes to `completed`
   mutable std::condition_variable changed;
-  std::uint64_t recorded = 0;
-  std::uint64_t completed = 0;
+  // Read without the lock: a query, asked several times per step, takes none.
+  std::atomic<std::uint64_t> recorded{0};
+  std::atomic<std::uint64_t> completed{0};
+  std::atomic<bool> failed{false};
   // What waits for generation `gen`: a function or a coroutine's waiter.
   struct callback {
     std::uint64_t gen;
@@ -29,26 +32,35 @@ struct event::state {
   std::vector<callback> callbacks;
   std::string failure; // the first failure reported; sticky
 
-  void complete(std::uint64_t gen, const std::string* failed = nullptr) {
-    std::vector<callback> ready;
+  void complete(std::uint64_t gen, const std::string* why = nullptr) {
+    // Most often one callback is due: it is moved out without a list allocated for it.
+    callback first{};
+    std::vector<callback> more;
     {
       std::lock_guard lock(mutex);
-      if (failed && failure.empty())
-        failure = failed->empty() ? "the device reported a failure" : *failed;
-      if (gen > completed)
-        completed = gen;
+      if (why && failure.empty()) {
+        failure = why->empty() ? "the device reported a failure" : *why;
+        failed.store(true, std::memory_order_release);
+      }
+      if (gen > completed.load(std::memory_order_relaxed))
+        completed.store(gen, std::memory_order_release);
       // Callbacks wait for the generation recorded when they were registered.
+      const auto done = completed.load(std::memory_order_relaxed);
       auto keep = callbacks.begin();
       for (auto it = callbacks.begin(); it != callbacks.end(); ++it) {
-        if (it->gen <= completed)
-          ready.push_back(std::move(*it));
-        else
+        if (it->gen > done)
           *keep++ = std::move(*it);
+        else if (!first.fn && !first.waiter)
+          first = std::move(*it);
+        else
+          more.push_back(std::move(*it));
       }
       callbacks.erase(keep, callbacks.end());
     }
     changed.notify_all();
-    for (auto& fn : ready)
+    if (first.fn || first.waiter)
+      first();
+    for (auto& fn : more)
       fn();
   }
 };
@@ -62,15 +74,16 @@ event::~event() {
 }
 
 bool event::query() const {
-  std::lock_guard lock(state_->mutex);
-  return state_->completed >= state_->recorded;
+  return state_->completed.load(std::memory_order_acquire) >=
+         state_->recorded.load(std::memory_order_acquire);
 }
 
 void event::on_complete(std::function<void()> fn) {
   {
     std::lock_guard lock(state_->mutex);
-    if (state_->completed < state_->recorded) {
-      state_->callbacks.push_back({state_->recorded, std::move(fn), nullptr});
+    if (const auto gen = state_->recorded.load(std::memory_order_acquire);
+        state_->completed.load(std::memory_order_relaxed) < gen) {
+      state_->callbacks.push_back({gen, std::move(fn), nullptr});
       return;
     }
   }
@@ -80,8 +93,9 @@ void event::on_complete(std::function<void()> fn) {
 void event::on_complete(std::shared_ptr<coro::waiter> w) {
   {
     std::lock_guard lock(state_->mutex);
-    if (state_->completed < state_->recorded) {
-      state_->callbacks.push_back({state_->recorded, {}, std::move(w)});
+    if (const auto gen = state_->recorded.load(std::memory_order_acquire);
+        state_->completed.load(std::memory_order_relaxed) < gen) {
+      state_->callbacks.push_back({gen, {}, std::move(w)});
       return;
     }
   }
@@ -89,8 +103,7 @@ void event::on_complete(std::shared_ptr<coro::waiter> w) {
 }
 
 std::uint64_t event::begin_record() {
-  std::lock_guard lock(state_->mutex);
-  return ++state_->recorded;
+  return state_->recorded.fetch_add(1, std::memory_order_acq_rel) + 1;
 }
 
 std::function<void()> event::completer(std::uint64_t gen) const {
@@ -103,6 +116,8 @@ std::function<void(const std::string&)> event::failer(std::uint64_t gen) const {
 }
 
 std::string event::failure() const {
+  if (!state_->failed.load(std::memory_order_acquire))
+    return {};
   std::lock_guard lock(state_->mutex);
   return state_->failure;
 }
@@ -110,14 +125,13 @@ std::string event::failure() const {
 std::function<std::string()> event::staller(std::uint64_t gen) const {
   return [s = state_, gen] {
     std::unique_lock lock(s->mutex);
-    s->changed.wait(lock, [&] { return s->completed >= gen; });
+    s->changed.wait(lock, [&] { return s->completed.load(std::memory_order_relaxed) >= gen; });
     return s->failure;
   };
 }
 
 std::uint64_t event::recorded() const {
-  std::lock_guard lock(state_->mutex);
-  return state_->recorded;
+  return state_->recorded.load(std::memory_order_acquire);
 }
 
 } // namespace aeg::gpu
