@@ -370,7 +370,7 @@ private:
     const auto now = clock().now();
     const auto took = now - r.started;
     const auto costs = engine_->last_step_costs();
-    state_.learn(r.step, active_, took, now);
+    state_.learn(r.step, r.chosen, active_, took, now);
     ++turn_steps_;
     const auto sampled = engine_->sampled();
     std::size_t next_token = 0;

@@ -343,15 +343,16 @@ void instance_state::touch(const step_plan& plan) {
 
 // --- learning ----------------------------------------------------------------------------
 
-void instance_state::learn(const std::vector<step_entry>& step, std::size_t active,
-                           clock_type::duration took, clock_type::time_point now) {
+void instance_state::learn(const std::vector<step_entry>& step, const std::vector<sequence*>& seqs,
+                           std::size_t active, clock_type::duration took,
+                           clock_type::time_point now) {
   auto& m = models_[active];
-  fit_prompt_allowance(step, m, took, now);
+  fit_prompt_allowance(step, seqs, m, took, now);
   std::size_t context = 0;
-  for (const auto& e : step) {
-    if (e.feed != 1)
+  for (std::size_t i = 0; i < step.size(); ++i) {
+    if (step[i].feed != 1)
       return; // a prompt chunk in the step: not a decode step
-    context += at(e.seq).tokens.size();
+    context += seqs[i]->tokens.size();
   }
   m.decode_time.add(context, step.size(), std::chrono::duration_cast<sched::seconds>(took));
 }
@@ -361,22 +362,29 @@ void instance_state::learn(const std::vector<step_entry>& step, std::size_t acti
 // rule), and never less than 80% of a TBT. Requests ahead of schedule absorb a long prompt; ones
 // on the edge get short chunks. Multiplicative steering: at most halving or doubling a step,
 // never below 16 tokens.
-void instance_state::fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
+void instance_state::fit_prompt_allowance(const std::vector<step_entry>& step,
+                                          const std::vector<sequence*>& seqs, const model_state& m,
                                           clock_type::duration took, clock_type::time_point now) {
+  // A copied prompt is decoding; a lone token of a prompt not yet read is prompt.
+  const auto decoding = [&](std::size_t i) {
+    return step[i].feed == 1 && (seqs[i]->generated > 0 || seqs[i]->shared_prompt);
+  };
+  std::size_t prompt = 0;
+  for (std::size_t i = 0; i < step.size(); ++i)
+    prompt += decoding(i) ? 0 : step[i].feed;
+  if (prompt == 0)
+    return; // no prompt (most steps): nothing to learn
   const auto step_start = now - took;
   double target = std::numeric_limits<double>::infinity();
-  std::size_t prompt = 0;
-  for (const auto& e : step) {
-    const sequence& s = at(e.seq);
-    if (e.feed == 1 && (s.generated > 0 || s.shared_prompt)) { // a copied prompt: decoding
-      const double due =
-          s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
-      target = std::min(target, std::max(due, 0.8 * m.served.tbt_seconds));
-    } else {
-      prompt += e.feed;
-    }
+  for (std::size_t i = 0; i < step.size(); ++i) {
+    if (!decoding(i))
+      continue;
+    const sequence& s = *seqs[i];
+    const double due =
+        s.deadlines.next() - std::chrono::duration<double>(step_start - s.arrived).count();
+    target = std::min(target, std::max(due, 0.8 * m.served.tbt_seconds));
   }
-  if (!std::isfinite(target) || prompt == 0)
+  if (!std::isfinite(target))
     return; // no mix: nothing to learn
   const double seconds = std::chrono::duration<double>(took).count();
   const double scale = std::clamp(target / std::max(seconds, 1e-6), 0.5, 2.0);

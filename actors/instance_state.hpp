@@ -136,17 +136,19 @@ public:
   static bool checking_views() noexcept;
 
   // --- learning from steps -------------------------------------------------------------------
-  /// A step of model `active` ran `step` in `took`: decode-only steps teach the model's
-  /// step-time estimate; steps with prompt tokens beside decoding sequences steer how many such
-  /// a step may take (see `prompt_allowance`).
-  void learn(const std::vector<step_entry>& step, std::size_t active,
-             std::chrono::steady_clock::duration took, std::chrono::steady_clock::time_point now);
+  /// A step of model `active` ran `step` (for the requests `seqs`, in its order) in `took`:
+  /// decode-only steps teach the model's step-time estimate; steps with prompt tokens beside
+  /// decoding sequences steer how many such a step may take (see `prompt_allowance`).
+  void learn(const std::vector<step_entry>& step, const std::vector<sequence*>& seqs,
+             std::size_t active, std::chrono::steady_clock::duration took,
+             std::chrono::steady_clock::time_point now);
   /// Prompt tokens a step may run beside decoding sequences: what those can spare before their
   /// next tokens are due.
   std::size_t prompt_allowance() const noexcept { return prompt_allowance_; }
 
 private:
-  void fit_prompt_allowance(const std::vector<step_entry>& step, const model_state& m,
+  void fit_prompt_allowance(const std::vector<step_entry>& step,
+                            const std::vector<sequence*>& seqs, const model_state& m,
                             std::chrono::steady_clock::duration took,
                             std::chrono::steady_clock::time_point now);
 

@@ -3,6 +3,7 @@
 #include "coro/assert.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <iterator>
 #include <numeric>
 
@@ -45,6 +46,35 @@ std::size_t blocks_in_run(std::size_t first, std::size_t last, std::size_t slab_
 
 } // namespace
 
+void slab_pool::free_blocks::fill(std::size_t n) {
+  const std::size_t num_words = (n + 63) / 64;
+  if (num_words > inline_words)
+    more_.assign(num_words, 0);
+  std::uint64_t* w = words();
+  for (std::size_t i = 0; i < n / 64; ++i)
+    w[i] = ~std::uint64_t{0};
+  if (n % 64 != 0)
+    w[n / 64] = (std::uint64_t{1} << (n % 64)) - 1;
+  count_ = n;
+  lowest_ = 0;
+}
+
+void slab_pool::free_blocks::insert(std::size_t i) noexcept {
+  words()[i / 64] |= std::uint64_t{1} << (i % 64);
+  ++count_;
+  lowest_ = std::min(lowest_, i / 64);
+}
+
+std::size_t slab_pool::free_blocks::take() noexcept {
+  std::uint64_t* w = words();
+  while (w[lowest_] == 0)
+    ++lowest_;
+  const auto bit = static_cast<std::size_t>(std::countr_zero(w[lowest_]));
+  w[lowest_] &= w[lowest_] - 1;
+  --count_;
+  return lowest_ * 64 + bit;
+}
+
 std::vector<std::pair<std::size_t, slab_pool::slab>>::iterator
 slab_pool::find_in_use(std::size_t s) {
   return std::lower_bound(in_use_.begin(), in_use_.end(), s,
@@ -74,10 +104,12 @@ bool slab_pool::claim_slab(std::size_t b) {
   const auto [first, last] = ids_in(s, slab_bytes_, b);
   slab& sl = in_use_.insert(find_in_use(s), {s, slab{}})->second;
   sl.block_bytes = b;
+  sl.first_id = first;
   sl.num_blocks = last > first ? last - first : 0;
-  for (std::size_t id = last; id-- > first;)
-    sl.free_ids.push_back(static_cast<std::int32_t>(id));
-  classes_[b].slabs.push_back(s);
+  sl.free.fill(sl.num_blocks);
+  auto& cls = classes_[b];
+  cls.slabs.push_back(s);
+  cls.free += sl.num_blocks;
   return true;
 }
 
@@ -111,8 +143,7 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
   // Enough blocks in this size's slabs plus claimable free slabs? (All or nothing.)
   std::size_t available = 0;
   if (auto it = classes_.find(b); it != classes_.end())
-    for (auto s : it->second.slabs)
-      available += in_use_at(s).free_ids.size();
+    available = it->second.free;
   std::size_t claimable = 0;
   for (std::size_t i = 0; i < free_runs_.size() && available + claimable < n; ++i)
     claimable += blocks_in_run(free_runs_[i].first, free_runs_[i].second, slab_bytes_, b);
@@ -127,8 +158,7 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
     slab* best = nullptr;
     for (auto s : cls.slabs) {
       slab& candidate = in_use_at(s);
-      if (!candidate.free_ids.empty() &&
-          (best == nullptr || candidate.free_ids.size() < best->free_ids.size()))
+      if (!candidate.free.empty() && (best == nullptr || candidate.free.size() < best->free.size()))
         best = &candidate;
     }
     if (best == nullptr) {
@@ -136,14 +166,11 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
       continue;
     }
     slab& sl = *best;
-    while (taken < n && !sl.free_ids.empty()) {
-      const auto id = sl.free_ids.back();
-      sl.free_ids.pop_back();
-      out.push_back(id);
-      ++taken;
-    }
+    for (; taken < n && !sl.free.empty(); ++taken)
+      out.push_back(static_cast<std::int32_t>(sl.first_id + sl.free.take()));
   }
   cls.used += n;
+  cls.free -= n;
   return {};
 }
 
@@ -158,15 +185,15 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
     AEG_ASSERT(at != in_use_.end() && at->first == s && at->second.block_bytes == b,
                "slab_pool: block freed into a slab of another size");
     slab& sl = at->second;
-    const auto range = ids_in(s, slab_bytes_, b);
-    // A slab holds a few dozen blocks: a search finds a double free without a bitmap to copy.
-    AEG_ASSERT(static_cast<std::size_t>(id) >= range.first &&
-                   static_cast<std::size_t>(id) < range.last &&
-                   std::find(sl.free_ids.begin(), sl.free_ids.end(), id) == sl.free_ids.end(),
+    const std::size_t i = static_cast<std::size_t>(id) - sl.first_id;
+    AEG_ASSERT(static_cast<std::size_t>(id) >= sl.first_id && i < sl.num_blocks &&
+                   !sl.free.contains(i),
                "slab_pool: KV block freed twice");
-    sl.free_ids.push_back(id);
+    sl.free.insert(i);
     --cls.used;
-    if (sl.free_ids.size() == sl.num_blocks) { // empty: the slab goes back
+    ++cls.free;
+    if (sl.free.size() == sl.num_blocks) { // empty: the slab goes back
+      cls.free -= sl.num_blocks;
       in_use_.erase(at);
       std::erase(cls.slabs, s);
       release_slab(s);
@@ -179,8 +206,7 @@ std::size_t slab_pool::num_free(std::size_t b) const {
     return 0; // a size `allocate` refuses: none can be had
   std::size_t n = 0;
   if (auto it = classes_.find(b); it != classes_.end())
-    for (auto s : it->second.slabs)
-      n += in_use(s)->free_ids.size();
+    n += it->second.free;
   for (const auto& [first, last] : free_runs_)
     n += blocks_in_run(first, last, slab_bytes_, b);
   return n;
@@ -204,7 +230,7 @@ slab_pool::num_freed_by(std::size_t b,
   std::size_t n = 0;
   for (const auto& [s, k] : count) {
     const slab& sl = *in_use(s);
-    if (k == sl.num_blocks - sl.free_ids.size())
+    if (k == sl.num_blocks - sl.free.size())
       n += ids_in(s, slab_bytes_, b).count();
   }
   return n;

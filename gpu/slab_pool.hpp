@@ -55,14 +55,37 @@ public:
   std::size_t allocated_bytes() const;
 
 private:
+  // The free blocks of one slab, one bit per block counted from its first id. Up to 128 blocks
+  // sit in the slab's entry: a planner's copy of the pool, every step, then allocates nothing
+  // per slab. Larger slabs keep their bits on the heap.
+  class free_blocks {
+  public:
+    void fill(std::size_t n);
+    std::size_t size() const noexcept { return count_; }
+    bool empty() const noexcept { return count_ == 0; }
+    bool contains(std::size_t i) const noexcept { return (words()[i / 64] >> (i % 64)) & 1; }
+    void insert(std::size_t i) noexcept;
+    std::size_t take() noexcept; // the lowest free one; not empty
+
+  private:
+    static constexpr std::size_t inline_words = 2;
+    const std::uint64_t* words() const noexcept { return more_.empty() ? small_ : more_.data(); }
+    std::uint64_t* words() noexcept { return more_.empty() ? small_ : more_.data(); }
+    std::uint64_t small_[inline_words] = {};
+    std::vector<std::uint64_t> more_;
+    std::size_t count_ = 0;
+    std::size_t lowest_ = 0; // no word below this one has a free block
+  };
   struct slab {
     std::size_t block_bytes = 0;
-    std::vector<std::int32_t> free_ids; // blocks of this slab not allocated
+    std::size_t first_id = 0; // its blocks are first_id .. first_id + num_blocks - 1
     std::size_t num_blocks = 0;
+    free_blocks free; // of those, the ones not allocated
   };
   struct size_class {
     std::vector<std::size_t> slabs; // slabs serving this size, with or without free blocks
     std::size_t used = 0;
+    std::size_t free = 0; // blocks free in those slabs (asked at every step's planning)
   };
 
   std::size_t slab_of(std::size_t block_bytes, std::int32_t id) const;
