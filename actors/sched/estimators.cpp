@@ -23,8 +23,14 @@ void linear_fit<F>::add(const features& x, double y) {
     settle();
   const std::size_t keep_from =
       due_.empty() ? added_ - in_window : due_.front().end - due_.front().len;
-  for (; base_ < keep_from; ++base_)
-    samples_.pop_front();
+  if (keep_from > base_) {
+    head_ += keep_from - base_;
+    base_ = keep_from;
+  }
+  if (head_ > samples_.size() / 2) { // amortized: each sample moves about once
+    samples_.erase(samples_.begin(), samples_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
 }
 
 // The last due refit reads the weights before it only for the features it does not fit (all of

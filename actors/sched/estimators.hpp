@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
-#include <deque>
 #include <vector>
 
 namespace aeg::sched {
@@ -31,7 +30,7 @@ public:
 
 private:
   using sample = std::pair<features, double>;
-  using sample_iter = typename std::deque<sample>::const_iterator;
+  using sample_iter = typename std::vector<sample>::const_iterator;
   // A refit that was due: the window of `len` samples ending before the `end`-th sample added.
   struct due_fit {
     std::size_t end, len;
@@ -44,7 +43,7 @@ private:
   static bool fit(sample_iter first, sample_iter last, std::array<double, Features + 1>& w,
                   std::array<bool, Features>& varied);
   sample_iter at(std::size_t index) const {
-    return samples_.begin() + static_cast<std::ptrdiff_t>(index - base_);
+    return samples_.begin() + static_cast<std::ptrdiff_t>(head_ + index - base_);
   }
   // Runs the refits that are due, to the bit as running each when due would have.
   void settle() const;
@@ -53,8 +52,11 @@ private:
   std::size_t unfitted_ = 0;                         // samples added since the last refit was due
   std::size_t window_;
   std::size_t added_ = 0;            // samples ever added
-  std::deque<sample> samples_;       // the window, and as much before it as due refits need
-  std::size_t base_ = 0;             // the index of samples_.front() among those ever added
+  // From samples_[head_]: the window, and as much before it as due refits need. Contiguous (a
+  // refit reads four passes over it); dropped samples are compacted away in bulk.
+  std::vector<sample> samples_;
+  std::size_t head_ = 0;
+  std::size_t base_ = 0; // the index of samples_[head_] among those ever added
   mutable std::vector<due_fit> due_; // refits due and not yet run, oldest first
 };
 
