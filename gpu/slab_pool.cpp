@@ -44,6 +44,13 @@ std::size_t blocks_in_run(std::size_t first, std::size_t last, std::size_t slab_
   return last * slab_bytes / b - (first * slab_bytes + b - 1) / b - (inner - aligned);
 }
 
+// The first entry of a vector of (key, value) pairs sorted by key whose key is not below `key`.
+template <class Pairs>
+auto lower_by_key(Pairs& v, std::size_t key) {
+  return std::lower_bound(v.begin(), v.end(), key,
+                          [](const auto& entry, std::size_t k) { return entry.first < k; });
+}
+
 } // namespace
 
 void slab_pool::free_blocks::fill(std::size_t n) {
@@ -77,20 +84,23 @@ std::size_t slab_pool::free_blocks::take() noexcept {
 
 std::vector<std::pair<std::size_t, slab_pool::slab>>::iterator
 slab_pool::find_in_use(std::size_t s) {
-  return std::lower_bound(in_use_.begin(), in_use_.end(), s,
-                          [](const auto& entry, std::size_t key) { return entry.first < key; });
+  return lower_by_key(in_use_, s);
 }
 
 const slab_pool::slab* slab_pool::in_use(std::size_t s) const {
-  const auto at =
-      std::lower_bound(in_use_.begin(), in_use_.end(), s,
-                       [](const auto& entry, std::size_t key) { return entry.first < key; });
+  const auto at = lower_by_key(in_use_, s);
   return at != in_use_.end() && at->first == s ? &at->second : nullptr;
 }
 
-slab_pool::slab& slab_pool::in_use_at(std::size_t s) {
-  const auto at = find_in_use(s);
-  AEG_ASSERT(at != in_use_.end() && at->first == s, "slab_pool: a listed slab is not in use");
+const slab_pool::size_class* slab_pool::class_of(std::size_t b) const {
+  const auto at = lower_by_key(classes_, b);
+  return at != classes_.end() && at->first == b ? &at->second : nullptr;
+}
+
+slab_pool::size_class& slab_pool::class_at(std::size_t b) {
+  auto at = lower_by_key(classes_, b);
+  if (at == classes_.end() || at->first != b)
+    at = classes_.insert(at, {b, size_class{}});
   return at->second;
 }
 
@@ -107,9 +117,8 @@ bool slab_pool::claim_slab(std::size_t b) {
   sl.first_id = first;
   sl.num_blocks = last > first ? last - first : 0;
   sl.free.fill(sl.num_blocks);
-  auto& cls = classes_[b];
-  cls.slabs.push_back(s);
-  cls.free += sl.num_blocks;
+  sl.claimed = claims_++;
+  class_at(b).free += sl.num_blocks;
   return true;
 }
 
@@ -141,9 +150,8 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
                 "KV blocks of " + std::to_string(b) + " bytes are too large for slabs of " +
                     std::to_string(slab_bytes_) + " (4 blocks at least); use larger slabs");
   // Enough blocks in this size's slabs plus claimable free slabs? (All or nothing.)
-  std::size_t available = 0;
-  if (auto it = classes_.find(b); it != classes_.end())
-    available = it->second.free;
+  const size_class* counted = class_of(b);
+  const std::size_t available = counted != nullptr ? counted->free : 0;
   std::size_t claimable = 0;
   for (std::size_t i = 0; i < free_runs_.size() && available + claimable < n; ++i)
     claimable += blocks_in_run(free_runs_[i].first, free_runs_[i].second, slab_bytes_, b);
@@ -151,16 +159,15 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
     return fail(errc::out_of_memory, std::to_string(n) + " KV blocks of " + std::to_string(b) +
                                          " bytes wanted, " + std::to_string(available + claimable) +
                                          " available");
-  auto& cls = classes_[b];
   std::size_t taken = 0;
   while (taken < n) {
     // The fullest slab with room first: it keeps the others free to return.
     slab* best = nullptr;
-    for (auto s : cls.slabs) {
-      slab& candidate = in_use_at(s);
-      if (!candidate.free.empty() && (best == nullptr || candidate.free.size() < best->free.size()))
+    for (auto& [s, candidate] : in_use_)
+      if (candidate.block_bytes == b && !candidate.free.empty() &&
+          (best == nullptr || candidate.free.size() < best->free.size() ||
+           (candidate.free.size() == best->free.size() && candidate.claimed < best->claimed)))
         best = &candidate;
-    }
     if (best == nullptr) {
       AEG_ASSERT(claim_slab(b), "slab_pool: counted slabs vanished");
       continue;
@@ -169,15 +176,15 @@ result<void> slab_pool::allocate(std::size_t b, std::size_t n, std::vector<std::
     for (; taken < n && !sl.free.empty(); ++taken)
       out.push_back(static_cast<std::int32_t>(sl.first_id + sl.free.take()));
   }
+  auto& cls = class_at(b);
   cls.used += n;
   cls.free -= n;
   return {};
 }
 
 void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
-  auto it = classes_.find(b);
-  AEG_ASSERT(it != classes_.end(), "slab_pool: freeing blocks of a size never allocated");
-  auto& cls = it->second;
+  AEG_ASSERT(class_of(b) != nullptr, "slab_pool: freeing blocks of a size never allocated");
+  auto& cls = class_at(b);
   for (const auto id : ids) {
     AEG_ASSERT(id >= 0, "slab_pool: negative block id");
     const std::size_t s = slab_of(b, id);
@@ -195,7 +202,6 @@ void slab_pool::free(std::size_t b, std::span<const std::int32_t> ids) {
     if (sl.free.size() == sl.num_blocks) { // empty: the slab goes back
       cls.free -= sl.num_blocks;
       in_use_.erase(at);
-      std::erase(cls.slabs, s);
       release_slab(s);
     }
   }
@@ -205,16 +211,16 @@ std::size_t slab_pool::num_free(std::size_t b) const {
   if (b == 0 || b > slab_bytes_ / 4)
     return 0; // a size `allocate` refuses: none can be had
   std::size_t n = 0;
-  if (auto it = classes_.find(b); it != classes_.end())
-    n += it->second.free;
+  if (const size_class* cls = class_of(b))
+    n += cls->free;
   for (const auto& [first, last] : free_runs_)
     n += blocks_in_run(first, last, slab_bytes_, b);
   return n;
 }
 
 std::size_t slab_pool::num_used(std::size_t b) const {
-  auto it = classes_.find(b);
-  return it == classes_.end() ? 0 : it->second.used;
+  const size_class* cls = class_of(b);
+  return cls == nullptr ? 0 : cls->used;
 }
 
 std::size_t

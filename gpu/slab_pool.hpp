@@ -78,14 +78,15 @@ private:
   };
   struct slab {
     std::size_t block_bytes = 0;
-    std::size_t first_id = 0; // its blocks are first_id .. first_id + num_blocks - 1
+    std::uint64_t claimed = 0; // when, in the order slabs were claimed (ties go to the oldest)
+    std::size_t first_id = 0;  // its blocks are first_id .. first_id + num_blocks - 1
     std::size_t num_blocks = 0;
     free_blocks free; // of those, the ones not allocated
   };
+  // A block size's counts over the slabs serving it (asked at every step's planning).
   struct size_class {
-    std::vector<std::size_t> slabs; // slabs serving this size, with or without free blocks
     std::size_t used = 0;
-    std::size_t free = 0; // blocks free in those slabs (asked at every step's planning)
+    std::size_t free = 0;
   };
 
   std::size_t slab_of(std::size_t block_bytes, std::int32_t id) const;
@@ -102,12 +103,15 @@ private:
   std::vector<std::pair<std::size_t, slab>> in_use_;
   std::vector<std::pair<std::size_t, slab>>::iterator find_in_use(std::size_t s);
   const slab* in_use(std::size_t s) const;
-  slab& in_use_at(std::size_t s);
   // Free slabs as sorted, disjoint [first, last) runs: a region of thousands of slabs is a few
   // runs, and the lowest free slab is claimed first.
   std::vector<std::pair<std::size_t, std::size_t>> free_runs_;
   std::size_t num_free_slabs_ = 0;
-  std::map<std::size_t, size_class> classes_;
+  // By block size; a pool serves a few sizes (one per KV geometry), so a sorted vector.
+  std::vector<std::pair<std::size_t, size_class>> classes_;
+  const size_class* class_of(std::size_t block_bytes) const;
+  size_class& class_at(std::size_t block_bytes); // added when missing
+  std::uint64_t claims_ = 0;
 };
 
 } // namespace aeg::gpu
