@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <coroutine>
 #include <memory>
+#include <thread>
+#include <vector>
 
 namespace aeg::coro {
 namespace {
@@ -39,6 +42,34 @@ TEST(Waiter, AnAbandonedWaiterIsNeverResumed) {
   w->post();    // a late post finds no frame and queues nothing
   EXPECT_EQ(exec->run_all(), 0u);
   EXPECT_FALSE(w->fire());
+}
+
+// Completions race from several threads (a device's driver thread, a stop callback, a timer):
+// exactly one claim wins, the resumption is posted once, and the winner's reason is the one kept.
+TEST(Waiter, RacingClaimsFromManyThreadsHaveOneWinner) {
+  for (int round = 0; round < 200; ++round) {
+    auto exec = std::make_shared<manual_executor>();
+    auto w = std::make_shared<waiter>(std::noop_coroutine(), exec);
+    const bool armed_first = round % 2 == 0;
+    if (armed_first)
+      ASSERT_TRUE(w->arm());
+    std::atomic<int> wins{0}, cancelled_wins{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        if (w->fire(/*cancelled=*/t % 2 == 1)) {
+          ++wins;
+          cancelled_wins += t % 2;
+        }
+      });
+    for (auto& t : threads)
+      t.join();
+    EXPECT_EQ(wins.load(), 1);
+    EXPECT_EQ(w->cancelled(), cancelled_wins.load() == 1);
+    if (!armed_first)
+      EXPECT_FALSE(w->arm()); // claimed while arming: the coroutine goes on, nothing posted
+    EXPECT_EQ(exec->run_all(), armed_first ? 1u : 0u);
+  }
 }
 
 } // namespace

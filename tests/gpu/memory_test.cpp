@@ -122,6 +122,48 @@ TEST(SlabPool, NumFreeIsExactlyWhatAllocateGives) {
   }
 }
 
+// Slabs of up to 128 blocks keep their free blocks in the pool's own entries, larger ones on the
+// heap: either way a copy (a planner's) is a pool of its own, and every block is handed out once.
+TEST(SlabPool, ACopyIsIndependentWhateverTheBlocksPerSlab) {
+  std::vector<std::byte> memory(2 << 20);
+  slab_pool pool(memory.data(), memory.size(), 256 << 10);
+  const std::size_t small = 512, large = 3072; // 512 blocks a slab, and 85
+  std::vector<std::int32_t> a, b;
+  ASSERT_TRUE(pool.allocate(small, 700, a).has_value()); // two slabs, the second part full
+  ASSERT_TRUE(pool.allocate(large, 100, b).has_value());
+  const std::size_t free_small = pool.num_free(small), free_large = pool.num_free(large);
+
+  slab_pool copy = pool;
+  copy.free(small, std::span(a).subspan(0, 300));
+  copy.free(large, std::span(b).subspan(0, 40));
+  std::vector<std::int32_t> more;
+  ASSERT_TRUE(copy.allocate(small, 200, more).has_value());
+  EXPECT_EQ(copy.num_free(small), free_small + 100);
+  // The original did not see any of it, and hands out none of the blocks it still holds.
+  EXPECT_EQ(pool.num_free(small), free_small);
+  EXPECT_EQ(pool.num_free(large), free_large);
+  std::vector<std::int32_t> rest;
+  ASSERT_TRUE(pool.allocate(small, free_small, rest).has_value());
+  std::set<std::int32_t> seen(a.begin(), a.end());
+  for (auto id : rest)
+    EXPECT_TRUE(seen.insert(id).second) << "block " << id << " handed out twice";
+  // Freed blocks come back in the copy, the lowest first; all of them free every slab.
+  copy.free(small, more);
+  copy.free(small, std::span(a).subspan(300));
+  copy.free(large, std::span(b).subspan(40));
+  EXPECT_EQ(copy.num_free_slabs(), copy.num_slabs());
+  EXPECT_EQ(copy.allocated_bytes(), 0u);
+}
+
+TEST(SlabPoolDeathTest, ABlockFreedTwiceAborts) {
+  std::vector<std::byte> memory(1 << 20);
+  slab_pool pool(memory.data(), memory.size(), 256 << 10);
+  std::vector<std::int32_t> ids;
+  ASSERT_TRUE(pool.allocate(512, 3, ids).has_value());
+  pool.free(512, std::span(ids).subspan(0, 1));
+  EXPECT_DEATH(pool.free(512, std::span(ids).subspan(0, 1)), "freed twice");
+}
+
 TEST(SlabPool, BlocksTooLargeForSlabsAreRefused) {
   std::vector<std::byte> memory(1 << 20);
   slab_pool pool(memory.data(), memory.size(), 64 << 10);
