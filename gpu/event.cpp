@@ -5,6 +5,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -34,7 +35,7 @@ struct event::state {
 
   void complete(std::uint64_t gen, const std::string* why = nullptr) {
     // Most often one callback is due: it is moved out without a list allocated for it.
-    callback first{};
+    std::optional<callback> first;
     std::vector<callback> more;
     {
       std::lock_guard lock(mutex);
@@ -50,16 +51,16 @@ struct event::state {
       for (auto it = callbacks.begin(); it != callbacks.end(); ++it) {
         if (it->gen > done)
           *keep++ = std::move(*it);
-        else if (!first.fn && !first.waiter)
-          first = std::move(*it);
+        else if (!first)
+          first.emplace(std::move(*it));
         else
           more.push_back(std::move(*it));
       }
       callbacks.erase(keep, callbacks.end());
     }
     changed.notify_all();
-    if (first.fn || first.waiter)
-      first();
+    if (first)
+      (*first)();
     for (auto& fn : more)
       fn();
   }

@@ -65,7 +65,7 @@ private:
     bool empty() const noexcept { return count_ == 0; }
     bool contains(std::size_t i) const noexcept { return (words()[i / 64] >> (i % 64)) & 1; }
     void insert(std::size_t i) noexcept;
-    std::size_t take() noexcept; // the lowest free one; not empty
+    std::size_t take() noexcept; // the lowest free one (a slab hands its blocks out in order)
 
   private:
     static constexpr std::size_t inline_words = 2;

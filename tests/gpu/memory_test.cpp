@@ -147,7 +147,7 @@ TEST(SlabPool, ACopyIsIndependentWhateverTheBlocksPerSlab) {
   std::set<std::int32_t> seen(a.begin(), a.end());
   for (auto id : rest)
     EXPECT_TRUE(seen.insert(id).second) << "block " << id << " handed out twice";
-  // Freed blocks come back in the copy, the lowest first; all of them free every slab.
+  // Every block back in the copy frees every slab.
   copy.free(small, more);
   copy.free(small, std::span(a).subspan(300));
   copy.free(large, std::span(b).subspan(40));
