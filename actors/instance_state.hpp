@@ -147,9 +147,8 @@ public:
   std::size_t prompt_allowance() const noexcept { return prompt_allowance_; }
 
 private:
-  void fit_prompt_allowance(const std::vector<step_entry>& step,
-                            const std::vector<sequence*>& seqs, const model_state& m,
-                            std::chrono::steady_clock::duration took,
+  void fit_prompt_allowance(const std::vector<step_entry>& step, const std::vector<sequence*>& seqs,
+                            const model_state& m, std::chrono::steady_clock::duration took,
                             std::chrono::steady_clock::time_point now);
 
   std::vector<model_state> models_;

@@ -51,12 +51,12 @@ private:
   mutable std::array<double, Features + 1> weights_; // after the refits settled
   std::size_t unfitted_ = 0;                         // samples added since the last refit was due
   std::size_t window_;
-  std::size_t added_ = 0;            // samples ever added
+  std::size_t added_ = 0; // samples ever added
   // From samples_[head_]: the window, and as much before it as due refits need. Contiguous (a
   // refit reads four passes over it); dropped samples are compacted away in bulk.
   std::vector<sample> samples_;
   std::size_t head_ = 0;
-  std::size_t base_ = 0; // the index of samples_[head_] among those ever added
+  std::size_t base_ = 0;             // the index of samples_[head_] among those ever added
   mutable std::vector<due_fit> due_; // refits due and not yet run, oldest first
 };
 
