@@ -7,6 +7,7 @@
 //                 [--rounds 3] [--json out.json]
 #include "actors/cluster.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "tests/apps/child_process.hpp"
 
 #include <CLI/CLI.hpp>
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
   front.nodes.push_back({"127.0.0.1", static_cast<std::uint16_t>(std::stoi(match[1]))});
 
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   actors::enable_network(cfg);
   caf::actor_system sys{cfg};
   auto here = actors::pool::start(sys, local);

@@ -10,6 +10,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "actors/sched/deadlines.hpp"
 
 #include <CLI/CLI.hpp>
@@ -171,7 +172,7 @@ int main(int argc, char** argv) {
   spec.instances.push_back(is);
 
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   caf::actor_system sys{cfg};
   auto p = actors::pool::start(sys, spec);
   if (!p) {

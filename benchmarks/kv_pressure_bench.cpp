@@ -13,6 +13,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/registry.hpp"
 #include "models/llama/weights.hpp"
 
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
   recompute.host_kv_bytes = block;
 
   caf::actor_system_config sys_cfg;
-  sys_cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(sys_cfg);
   caf::actor_system sys(sys_cfg);
   caf::scoped_actor self(sys);
   const std::vector<std::pair<std::string, actors::instance_options>> configs = {

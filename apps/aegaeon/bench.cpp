@@ -2,6 +2,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "apps/aegaeon/policy_pool.hpp"
 #include "apps/aegaeon/report_figures.hpp"
@@ -348,7 +349,7 @@ int run_bench(const bench_options& o) {
   if (!o.shared_dir.empty())
     remove_stale_images(o.shared_dir);
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   caf::actor_system sys{cfg};
   std::vector<run_result> all;
   if (o.trace_path.empty())

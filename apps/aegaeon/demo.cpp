@@ -1,6 +1,7 @@
 #include "apps/aegaeon/demo.hpp"
 
 #include "actors/coro_actor.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "gpu/registry.hpp"
 #include "kernels/axpy.hpp"
@@ -130,7 +131,7 @@ int run_demo(const demo_options& options) {
     }
   }
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   caf::actor_system sys{cfg};
   auto actor = sys.spawn<interleaver>(devices, options);
   fmt::print("one actor, {} coroutines, {} steps each, {} floats per step\n",

@@ -2,6 +2,7 @@
 
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
+#include "actors/runtime_config.hpp"
 #include "apps/aegaeon/interrupt.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
@@ -240,9 +241,9 @@ void report(const answer& a, const generate_options& o) {
                        actors::to_string(a.result.reason), a.first_token_seconds, a.seconds);
 }
 
-caf::actor_system_config quiet_config() {
+caf::actor_system_config runtime_config() {
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   return cfg;
 }
 
@@ -282,7 +283,7 @@ int run_generate(generate_options o) {
   }
   if (!check_fits(*m, o, prompt.size() + o.max_tokens, "generate"))
     return 2;
-  auto cfg = quiet_config();
+  auto cfg = runtime_config();
   caf::actor_system sys{cfg};
   auto inst = actors::spawn_instance(sys, m->dev, m->image);
   caf::scoped_actor self{sys}; // main waits here; the instance never blocks
@@ -302,7 +303,7 @@ int run_chat(const generate_options& o) {
   // A conversation grows; room for one answer and a few hundred tokens of it is the least.
   if (!check_fits(*m, o, o.max_tokens + 512, "chat"))
     return 2;
-  auto cfg = quiet_config();
+  auto cfg = runtime_config();
   caf::actor_system sys{cfg};
   auto inst = actors::spawn_instance(sys, m->dev, m->image);
   caf::scoped_actor self{sys};

@@ -1,12 +1,12 @@
 #include "apps/aegaeon/serve.hpp"
 
 #include "actors/cluster.hpp"
+#include "actors/runtime_config.hpp"
 #include "apps/server/served_models.hpp"
 #include "apps/server/server.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/atom.hpp>
 #include <fmt/chrono.h>
 #include <fmt/core.h>
 
@@ -71,7 +71,7 @@ int run_serve(server::serve_options o) {
     return 2;
   }
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   // A front end reaches its workers through CAF's network layer; a pool of its own needs none.
   if (auto spec = server::spec_of(o); spec && !spec->nodes.empty()) {
     if (auto ok = actors::check_tls(spec->tls); !ok) {

@@ -2,6 +2,7 @@
 
 #include "actors/cluster.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "apps/aegaeon/serve.hpp"
 
 #include <caf/actor_system.hpp>
@@ -54,7 +55,7 @@ int run_worker(const worker_options& o) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg);
   actors::enable_network(cfg, o.tls);
   caf::actor_system sys{cfg};
   auto pool = actors::pool::start(sys, *spec);

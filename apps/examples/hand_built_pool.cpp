@@ -10,6 +10,7 @@
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
 #include "actors/proxy.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
 
   // 4. Instances and the proxy, all actors.
   caf::actor_system_config cfg;
+  actors::configure_runtime(cfg); // CAF's scheduler as our processes run it
   caf::actor_system sys{cfg};
   actors::instance_options prefill_opts;
   prefill_opts.role = actors::instance_role::prefill;

@@ -6,6 +6,7 @@
 #include "actors/generation.hpp"
 #include "actors/instance.hpp"
 #include "actors/instance_state.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/registry.hpp"
 #include "models/gguf/file.hpp"
 #include "models/tokenizer/tokenizer.hpp"
@@ -38,7 +39,7 @@ class Instance : public ::testing::Test {
 protected:
   Instance() {
     instance_state::check_views(true); // every step's kept view is checked against the state
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    configure_runtime(cfg_);           // as our processes run CAF
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     self_ = std::make_unique<caf::scoped_actor>(*sys_);
     dev_ = *gpu::make_device({.backend = "cpu", .ordinal = 0, .capacity_bytes = 256 << 20});

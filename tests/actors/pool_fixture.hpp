@@ -7,6 +7,7 @@
 #include "actors/generation.hpp"
 #include "actors/instance_state.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "tests/support/tiny_llama.hpp"
 
 #include <caf/all.hpp>
@@ -39,7 +40,7 @@ protected:
     dir_ = std::filesystem::temp_directory_path() /
            ("aeg-pool-" + std::to_string(std::random_device{}()));
     std::filesystem::create_directories(dir_);
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    configure_runtime(cfg_); // as our processes run CAF
     if (network)
       enable_network(cfg_, tls ? tls(dir_) : cluster_tls{});
     sys_ = std::make_unique<caf::actor_system>(cfg_);

@@ -2,6 +2,7 @@
 
 #include "actors/ask.hpp"
 #include "actors/coro_actor.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/event_awaiter.hpp"
 #include "gpu/registry.hpp"
 #include "kernels/axpy.hpp"
@@ -9,7 +10,9 @@
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 namespace aeg::actors {
@@ -106,7 +109,7 @@ class RealThreads : public ::testing::Test {
 protected:
   RealThreads() {
     cfg_.set("scheduler.max-threads", 2);
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    configure_runtime(cfg_); // as our processes run CAF
     sys_ = std::make_unique<caf::actor_system>(cfg_);
   }
   caf::actor_system_config cfg_;
@@ -138,6 +141,29 @@ TEST_F(RealThreads, TemporaryActorHandlesInCoAwaitExpressionsAreDestroyedOnce) {
   self->request(w, std::chrono::seconds(60), ping_atom::value, 2000)
       .receive([&](int sum) { EXPECT_EQ(sum, 1999 * 2000 / 2); },
                [&](caf::error& e) { FAIL() << sys_->render(e); });
+  self->send_exit(w, caf::exit_reason::user_shutdown);
+  self->send_exit(peer, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(RealThreads, WorkersAsleepWakeForDeviceEventsAndMessages) {
+  // Idle long enough that both workers sleep on their condition variables (they no longer poll
+  // every 50 us), then rounds of device work whose completions come from a stream's thread and
+  // pings between actors: each must wake a sleeping worker, or the request would time out.
+  std::vector<std::shared_ptr<gpu::device>> devs{
+      *gpu::make_device({.backend = "cpu", .ordinal = 0, .capacity_bytes = 64 << 20})};
+  auto peer = sys_->spawn(echo);
+  auto w = sys_->spawn<device_worker>(devs, peer);
+  caf::scoped_actor self{*sys_};
+  for (int round = 0; round < 3; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(60)); // past CAF's polls
+    self->request(w, std::chrono::seconds(60), run_atom::value, 4)
+        .receive([&](double total) { EXPECT_DOUBLE_EQ(total, 256.0 * (2 + 3 + 4 + 5)); },
+                 [&](caf::error& e) { FAIL() << sys_->render(e); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    self->request(w, std::chrono::seconds(60), ping_atom::value, 10)
+        .receive([&](int sum) { EXPECT_EQ(sum, 9 * 10 / 2); },
+                 [&](caf::error& e) { FAIL() << sys_->render(e); });
+  }
   self->send_exit(w, caf::exit_reason::user_shutdown);
   self->send_exit(peer, caf::exit_reason::user_shutdown);
 }

@@ -3,12 +3,12 @@
 // For tests that talk to a real server over loopback TCP: one running in this process, and a
 // reader of its /metrics.
 
+#include "actors/runtime_config.hpp"
 #include "apps/server/client.hpp"
 #include "apps/server/server.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/atom.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -23,7 +23,7 @@ class running_server {
 public:
   /// Starts it; `error()` says why when it could not.
   explicit running_server(serve_options o) {
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    actors::configure_runtime(cfg_);                  // as our processes run CAF
     sys_ = std::make_unique<caf::actor_system>(cfg_); // it keeps a reference to its config
     o.port = 0;
     o.handle_signals = false;
