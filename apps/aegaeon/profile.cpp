@@ -1,6 +1,5 @@
 #include "apps/aegaeon/profile.hpp"
 
-#include "actors/sched/estimators.hpp"
 #include "apps/aegaeon/cli_number.hpp"
 #include "apps/aegaeon/switch_history.hpp"
 #include "apps/aegaeon/trace.hpp"
@@ -262,7 +261,7 @@ int run_profile(const profile_options& o) {
     p.d2h_bytes_per_second = m.swap_out_rate(8, 256);
     if (cold_scale_up) // what the pool's scale-ups took beyond the engine's own
       p.switch_seconds = std::max(0.0, *cold_scale_up - up);
-    sched::linear_fit<2> prefill({0, 0, 0}, 1 << 20), decode({0, 0, 0}, 1 << 20);
+    std::vector<gpu::cost_sample> prefill, decode;
     fmt::print(stderr, "  prefill steps ...\n");
     std::size_t skipped = 0;
     for (const std::size_t len : {16, 32, 64, 128, 256, 512, 1024}) {
@@ -271,9 +270,9 @@ int run_profile(const profile_options& o) {
         ++skipped;
         continue;
       }
-      prefill.add({n, n * n}, m.step(1, len, 0));
+      prefill.push_back({n, n * n, m.step(1, len, 0)});
       if (len >= 64) // two prompts of half the length: the same tokens, half the pairs
-        prefill.add({n, n * n / 2}, m.step(2, len / 2, 0));
+        prefill.push_back({n, n * n / 2, m.step(2, len / 2, 0)});
     }
     fmt::print(stderr, "  decode steps ...\n");
     for (const std::size_t batch : {1, 2, 4, 8, 16, 32})
@@ -283,22 +282,30 @@ int run_profile(const profile_options& o) {
           ++skipped;
           continue;
         }
-        decode.add({b * static_cast<double>(context), b}, m.step(batch, 1, context - 1));
+        decode.push_back({b * static_cast<double>(context), b, m.step(batch, 1, context - 1)});
       }
     if (skipped > 0)
       fmt::print(stderr, "  {} points left out: their KV does not fit the device's memory\n",
                  skipped);
-    if (prefill.num_samples() < 6 || decode.num_samples() < 6) {
+    if (prefill.size() < 6 || decode.size() < 6) {
       fmt::print(stderr,
                  "aegaeon profile: too few points fit {} MiB to fit the step times; give "
                  "--memory-mib more\n",
                  o.memory_mib);
       return 1;
     }
-    const auto pw = prefill.weights(), dw = decode.weights();
-    p.models[o.shape] = {{pw[0], pw[1], pw[2]},
-                         {dw[0], dw[1], dw[2]},
-                         fmt::format("least-squares fits of steps measured on {}", p.name)};
+    auto pf = gpu::fit_relative(prefill), df = gpu::fit_relative(decode);
+    if (!pf || !df) {
+      fmt::print(stderr, "aegaeon profile: {}\n", (!pf ? pf : df).error().message);
+      return 1;
+    }
+    p.models[o.shape] = {*pf, *df,
+                         fmt::format("least squares of relative error over {} prefill and {} "
+                                     "decode steps measured on {}; the worst step is {:.0f}% "
+                                     "off (prefill) and {:.0f}% off (decode)",
+                                     prefill.size(), decode.size(), p.name,
+                                     100 * gpu::worst_relative_error(*pf, prefill),
+                                     100 * gpu::worst_relative_error(*df, decode))};
   } catch (const std::exception& ex) {
     fmt::print(stderr, "aegaeon profile: a measurement failed: {}\n", ex.what());
     return 1;

@@ -2,8 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace aeg::gpu {
@@ -46,7 +49,107 @@ json to_json(const linear_cost& c) {
   return {{"a", c.a}, {"b", c.b}, {"c", c.c}};
 }
 
+// The least squares of relative error over the terms in `free` (the others held at zero), or
+// nothing when those terms cannot be told apart over the samples. Each term's column is scaled
+// to unit length first: token pairs run to millions where the intercept's column is ones.
+std::optional<std::array<double, 3>> relative_least_squares(std::span<const cost_sample> samples,
+                                                            std::array<bool, 3> free) {
+  const auto row = [](const cost_sample& s) {
+    return std::array<double, 3>{1 / s.seconds, s.x / s.seconds, s.y / s.seconds};
+  };
+  std::array<double, 3> scale{};
+  for (const auto& s : samples)
+    for (std::size_t k = 0; k < 3; ++k)
+      scale[k] += row(s)[k] * row(s)[k];
+  // Normal equations of the free columns: A·w = b, with the target 1 for every sample.
+  std::array<std::size_t, 3> cols{};
+  std::size_t n = 0;
+  for (std::size_t k = 0; k < 3; ++k)
+    if (free[k]) {
+      if (scale[k] == 0)
+        return std::nullopt;
+      scale[k] = std::sqrt(scale[k]);
+      cols[n++] = k;
+    }
+  std::array<std::array<double, 4>, 3> m{}; // rows of [A | b]
+  for (const auto& s : samples) {
+    const auto r = row(s);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double ri = r[cols[i]] / scale[cols[i]];
+      for (std::size_t j = 0; j < n; ++j)
+        m[i][j] += ri * r[cols[j]] / scale[cols[j]];
+      m[i][3] += ri;
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) { // Gauss-Jordan with partial pivoting
+    std::size_t pivot = i;
+    for (std::size_t r = i + 1; r < n; ++r)
+      if (std::abs(m[r][i]) > std::abs(m[pivot][i]))
+        pivot = r;
+    if (std::abs(m[pivot][i]) < 1e-12) // unit columns: this is collinearity, not small numbers
+      return std::nullopt;
+    std::swap(m[i], m[pivot]);
+    for (std::size_t r = 0; r < n; ++r)
+      if (r != i) {
+        const double f = m[r][i] / m[i][i];
+        for (std::size_t c = i; c < n; ++c)
+          m[r][c] -= f * m[i][c];
+        m[r][3] -= f * m[i][3];
+      }
+  }
+  std::array<double, 3> w{};
+  for (std::size_t i = 0; i < n; ++i)
+    w[cols[i]] = m[i][3] / m[i][i] / scale[cols[i]];
+  return w;
+}
+
+double squared_relative_error(const linear_cost& c, std::span<const cost_sample> samples) {
+  double sum = 0;
+  for (const auto& s : samples) {
+    const double e = c.at(s.x, s.y) / s.seconds - 1;
+    sum += e * e;
+  }
+  return sum;
+}
+
 } // namespace
+
+result<linear_cost> fit_relative(std::span<const cost_sample> samples) {
+  if (samples.size() < 3)
+    return fail(errc::invalid_argument, "a step-time fit needs three measured steps or more, got " +
+                                            std::to_string(samples.size()));
+  for (const auto& s : samples)
+    if (!(s.seconds > 0) || !std::isfinite(s.seconds) || !std::isfinite(s.x) || !std::isfinite(s.y))
+      return fail(errc::invalid_argument, "a measured step must take a finite time > 0, got " +
+                                              std::to_string(s.seconds) + " s at " +
+                                              std::to_string(s.x) + ", " + std::to_string(s.y));
+  // Non-negative least squares over three terms: the best of the fits over every subset of
+  // them whose terms all came out >= 0 (the optimum is one of these).
+  std::optional<linear_cost> best;
+  double best_error = 0;
+  for (unsigned subset = 1; subset < 8; ++subset) {
+    const auto w =
+        relative_least_squares(samples, {(subset & 1) != 0, (subset & 2) != 0, (subset & 4) != 0});
+    if (!w || std::any_of(w->begin(), w->end(), [](double v) { return v < 0; }))
+      continue;
+    const linear_cost c{(*w)[0], (*w)[1], (*w)[2]};
+    const double e = squared_relative_error(c, samples);
+    if (!best || e < best_error) {
+      best = c;
+      best_error = e;
+    }
+  }
+  if (!best)
+    return fail(errc::invalid_argument, "the measured steps fit no step time with terms >= 0");
+  return *best;
+}
+
+double worst_relative_error(const linear_cost& c, std::span<const cost_sample> samples) {
+  double worst = 0;
+  for (const auto& s : samples)
+    worst = std::max(worst, std::abs(c.at(s.x, s.y) / s.seconds - 1));
+  return worst;
+}
 
 result<sim_profile> parse_sim_profile(const std::string& text, const std::string& origin) {
   json j;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <map>
+#include <span>
 #include <string>
 
 namespace aeg::gpu {
@@ -14,6 +15,20 @@ struct linear_cost {
   double a = 0, b = 0, c = 0;
   double at(double x, double y) const noexcept { return a + b * x + c * y; }
 };
+
+/// One measured step: it took `seconds` at the features `x` and `y` of a `linear_cost`.
+struct cost_sample {
+  double x = 0, y = 0, seconds = 0;
+};
+
+/// The `linear_cost` through `samples` with the least squared relative error, every term >= 0.
+/// Relative, because a profile costs steps from a few tokens to thousands: a fit of absolute
+/// seconds follows the longest steps and may miss short ones by more than their own time (an
+/// intercept below zero made short prompts free). Non-negative, because no part of a step takes
+/// negative time. Needs three samples or more, every `seconds` > 0 and finite.
+result<linear_cost> fit_relative(std::span<const cost_sample> samples);
+/// The largest relative error of `c` over `samples` (0.1: one step 10% off).
+double worst_relative_error(const linear_cost& c, std::span<const cost_sample> samples);
 
 /// Measured (or published) step times of one model shape on one GPU.
 struct sim_model_fit {

@@ -172,5 +172,57 @@ TEST(SimProfile, EveryPublishedProfileReads) {
   EXPECT_GE(read, 5u);
 }
 
+TEST(SimProfileFit, FindsTheCostThatMadeTheSteps) {
+  const linear_cost truth{0.004, 5e-4, 3e-7};
+  std::vector<cost_sample> steps;
+  for (const double n : {16.0, 64.0, 256.0, 1024.0})
+    for (const double share : {1.0, 0.5})
+      steps.push_back({n, n * n * share, truth.at(n, n * n * share)});
+  const auto fit = fit_relative(steps);
+  ASSERT_TRUE(fit) << fit.error().message;
+  EXPECT_NEAR(fit->a, truth.a, 1e-9);
+  EXPECT_NEAR(fit->b, truth.b, 1e-12);
+  EXPECT_NEAR(fit->c, truth.c, 1e-15);
+  EXPECT_LT(worst_relative_error(*fit, steps), 1e-6);
+}
+
+TEST(SimProfileFit, ShortStepsKeepTheirCostWhereAPlainFitWouldMakeThemFree) {
+  // 1 ms a step, a token's cost doubling past 128 tokens (as a working set outgrows a cache):
+  // the least squares of absolute seconds through these has an intercept of -9.9 ms and costs
+  // the 16-token step below zero, so free.
+  std::vector<cost_sample> steps;
+  for (const double n : {16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0})
+    steps.push_back(
+        {n, n * n, (n <= 128 ? 0.001 + 3e-4 * n : 0.001 + 6e-4 * n - 0.0384) + 2e-7 * n * n});
+  const auto fit = fit_relative(steps);
+  ASSERT_TRUE(fit) << fit.error().message;
+  EXPECT_GE(fit->a, 0);
+  EXPECT_GE(fit->b, 0);
+  EXPECT_GE(fit->c, 0);
+  EXPECT_LT(worst_relative_error(*fit, steps), 0.2); // 15%: no step is far off
+  EXPECT_GT(fit->at(16, 256), 0.8 * steps.front().seconds);
+}
+
+TEST(SimProfileFit, NoTermBelowZeroEvenWhereTheStepsLieOnSuchALine) {
+  // These lie exactly on -10 ms + 1 ms per token: the best fit with no negative term is costed
+  // instead, which no step can be costed below zero by.
+  std::vector<cost_sample> steps;
+  for (const double n : {20.0, 50.0, 100.0, 200.0})
+    steps.push_back({n, 0, -0.01 + 0.001 * n});
+  const auto fit = fit_relative(steps);
+  ASSERT_TRUE(fit) << fit.error().message;
+  EXPECT_GE(fit->a, 0);
+  EXPECT_GE(fit->b, 0);
+  EXPECT_GE(fit->c, 0);
+  EXPECT_GT(fit->b, 0); // the tokens still cost
+}
+
+TEST(SimProfileFit, RefusesTooFewOrImpossibleSteps) {
+  EXPECT_FALSE(fit_relative(std::vector<cost_sample>{{1, 1, 0.1}, {2, 4, 0.2}}));
+  const auto zero = fit_relative(std::vector<cost_sample>{{1, 1, 0.1}, {2, 4, 0}, {3, 9, 0.3}});
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().message.find("time > 0"), std::string::npos) << zero.error().message;
+}
+
 } // namespace
 } // namespace aeg::gpu
