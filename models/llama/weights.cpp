@@ -4,10 +4,10 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/quant.hpp"
 #include "models/gguf/file.hpp"
+#include "models/llama/normal_floats.hpp"
 
 #include <atomic>
 #include <cstring>
-#include <random>
 
 namespace aeg::models {
 
@@ -337,10 +337,9 @@ void fill_synthetic(const llama_config& config, const llama_layout& layout, std:
     kernels::cpu::parallel_for(slot.rows, 64, [&](std::size_t b, std::size_t e) {
       std::vector<float> row(slot.cols);
       for (std::size_t r = b; r < e; ++r) {
-        std::mt19937_64 rng(tensor_seed * 0x9E3779B97F4A7C15ull + r);
-        std::normal_distribution<float> d(is_norm ? 1.0f : 0.0f, 0.02f);
+        normal_floats d(tensor_seed * 0x9E3779B97F4A7C15ull + r, is_norm ? 1.0f : 0.0f, 0.02f);
         for (auto& v : row)
-          v = d(rng);
+          v = d();
         kernels::quantize_row(plain, row.data(), out + r * kernels::row_bytes(plain, slot.cols),
                               slot.cols);
       }
