@@ -38,8 +38,8 @@ result<void> number(const json& obj, const std::string& where, const char* key, 
 result<void> fit(const json& obj, const std::string& where, linear_cost& out) {
   if (!obj.is_object())
     return fail(errc::invalid_argument, where + ": must be an object {\"a\", \"b\", \"c\"}");
-  // A least-squares fit may have a negative term (an intercept below zero for a line through
-  // long steps); the step's total is what must not be.
+  // Profiles written before fits kept every term >= 0 (and published ones) may have a negative
+  // term, an intercept below zero for a line through long steps; the step's total must not be.
   AEG_TRY(number(obj, where, "a", out.a, sign::any));
   AEG_TRY(number(obj, where, "b", out.b, sign::any));
   return number(obj, where, "c", out.c, sign::any);

@@ -14,9 +14,11 @@ namespace aeg::models {
 /// same to the bit (`NormalFloats` tests hold the two against each other).
 class normal_floats {
 public:
+  /// Draws of mean `mean` and standard deviation `stddev` from an engine seeded with `seed`.
   normal_floats(std::uint64_t seed, float mean, float stddev)
       : rng_(seed), mean_(mean), stddev_(stddev) {}
 
+  /// The next draw.
   float operator()() {
     float ret;
     if (saved_available_) {

@@ -5,6 +5,7 @@
 #include "actors/generation.hpp"
 #include "actors/handoff_desk.hpp"
 #include "actors/instance.hpp"
+#include "actors/runtime_config.hpp"
 #include "gpu/kv_pool.hpp"
 #include "gpu/registry.hpp"
 
@@ -26,7 +27,7 @@ using decoded_atom = caf::atom_constant<caf::atom("decoded")>;
 class HandoffDesk : public ::testing::Test {
 protected:
   HandoffDesk() {
-    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    configure_runtime(cfg_); // as our processes run CAF
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     self_ = std::make_unique<caf::scoped_actor>(*sys_);
     auto dev = *gpu::make_device({.backend = "cpu"});

@@ -3,6 +3,7 @@
 // same model generates, a wrong key gets nothing, and the node's death reaches a monitor.
 #include "actors/cluster.hpp"
 #include "actors/pool.hpp"
+#include "actors/runtime_config.hpp"
 #include "tests/apps/cli_support.hpp"
 
 #include <caf/actor_system.hpp>
@@ -108,7 +109,7 @@ TEST(Worker, AFrontEndWithTheKeyGetsRemoteInstancesThatGenerateAsLocalOnesDo) {
   const auto topology = models.dir() + "/node.json";
 
   caf::actor_system_config cfg;
-  cfg.set("logger.verbosity", caf::atom("quiet"));
+  actors::configure_runtime(cfg); // as our processes run CAF
   enable_network(cfg);
   caf::actor_system sys{cfg};
   auto refused = join_node(sys, "127.0.0.1", port, "guess");
