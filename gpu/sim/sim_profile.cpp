@@ -38,8 +38,8 @@ result<void> number(const json& obj, const std::string& where, const char* key, 
 result<void> fit(const json& obj, const std::string& where, linear_cost& out) {
   if (!obj.is_object())
     return fail(errc::invalid_argument, where + ": must be an object {\"a\", \"b\", \"c\"}");
-  // Profiles written before fits kept every term >= 0 (and published ones) may have a negative
-  // term, an intercept below zero for a line through long steps; the step's total must not be.
+  // A profile written by hand or before fits kept every term >= 0 may have a negative term (an
+  // intercept below zero for a line through long steps); the step's total is what must not be.
   AEG_TRY(number(obj, where, "a", out.a, sign::any));
   AEG_TRY(number(obj, where, "b", out.b, sign::any));
   return number(obj, where, "c", out.c, sign::any);
@@ -58,9 +58,11 @@ std::optional<std::array<double, 3>> relative_least_squares(std::span<const cost
     return std::array<double, 3>{1 / s.seconds, s.x / s.seconds, s.y / s.seconds};
   };
   std::array<double, 3> scale{};
-  for (const auto& s : samples)
+  for (const auto& s : samples) {
+    const auto r = row(s);
     for (std::size_t k = 0; k < 3; ++k)
-      scale[k] += row(s)[k] * row(s)[k];
+      scale[k] += r[k] * r[k];
+  }
   // Normal equations of the free columns: A·w = b, with the target 1 for every sample.
   std::array<std::size_t, 3> cols{};
   std::size_t n = 0;

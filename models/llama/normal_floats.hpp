@@ -46,8 +46,8 @@ private:
   // A uniform float in [0, 1) from one 64-bit draw: libstdc++'s generate_canonical<float, 24>,
   // its constants computed once.
   float canonical() {
-    const float sum = float(rng_() - std::mt19937_64::min()) * float(1);
-    const float ret = sum / 18446744073709551616.0f; // 2^64
+    static_assert(std::mt19937_64::min() == 0 && std::mt19937_64::max() == ~0ull);
+    const float ret = float(rng_()) / 18446744073709551616.0f; // 2^64
     return ret >= float(1) ? std::nextafter(float(1), float(0)) : ret;
   }
 
