@@ -452,5 +452,36 @@ TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
     }
 }
 
+// A long prompt's activation rows are walked in chunks that stay in a core's cache (about 1 MiB
+// of quantized rows: 192 rows of 4096 columns). 500 rows, two whole chunks and a part, give every
+// row the bits it gets alone, for an affine and a per-16-column layout, on every isa.
+TEST(QuantInterleave, RowsBeyondOneCacheChunkGiveTheBitsEachRowGetsAlone) {
+  const std::size_t cols = 4096, rows = 500;
+  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
+  if (cpu::uses_avx2())
+    isas.push_back(cpu::cpu_isa::avx2);
+  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
+    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto q4 = transcoded(typical_blocks(8 * cols / 256, 31));
+  std::vector<block_q4_1x8> w4(q4.size() / 8);
+  interleave_rows(dtype::q4_1, q4.data(), 8, cols, w4.data());
+  const auto q6 = random_split_blocks(dtype::q6_k, 8 * cols / 256, 32);
+  std::vector<block_q6_kx8> w6(8 * cols / 256 / 8);
+  interleave_rows(dtype::q6_k, q6.data(), 8, cols, w6.data());
+  const matrix ms[] = {{dtype::q4_1x8, w4.data(), 8, cols}, {dtype::q6_kx8, w6.data(), 8, cols}};
+  const auto x = aeg::testing::normal_floats(rows * cols, 33);
+  std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(ms[0], rows));
+  for (auto isa : isas)
+    for (const auto& m : ms) {
+      std::vector<float> all(rows * m.rows), one(m.rows);
+      cpu::matmul(m, x.data(), rows, all.data(), scratch.data(), isa);
+      for (std::size_t r = 0; r < rows; ++r) {
+        cpu::matmul(m, x.data() + r * cols, 1, one.data(), scratch.data(), isa);
+        ASSERT_TRUE(std::equal(one.begin(), one.end(), all.begin() + r * m.rows))
+            << traits(m.type).name << " isa " << static_cast<int>(isa) << " row " << r;
+      }
+    }
+}
+
 } // namespace
 } // namespace aeg::kernels
