@@ -4,11 +4,18 @@
 //   llama_bench [--model FILE | --synthetic SHAPE] [--backend cpu|cuda] [--half bf16|f16]
 //               [--batches 1,4,16]
 //               [--prompt 128] [--steps 32] [--rounds 5] [--json FILE] [--profile]
+//               [--layers N] [--long-context [--decode-only]]
 //
 // Prefill: one step of `prompt` tokens per sequence, for each batch size. Decode: `steps` steps of
 // one token per sequence after a prefill. The bound of a decode step is the bytes it must read
 // (every weight once) divided by the bandwidth measured here: a parallel read of a buffer larger
 // than the caches on the CPU, a device-to-device copy on CUDA (bytes read).
+//
+// --long-context times, for one sequence and in alternating rounds, a prefill of 512 and one of
+// 8128 tokens and decode steps from context 128 and from 4096, and prints how much dearer the
+// long context is per token against the 1.5x target. --layers keeps a synthetic shape's first N
+// layers: every layer does the same work, and a prefill runs the output layer for its last row
+// only, so a few layers of a 7B shape give the whole model's prefill ratio in minutes.
 
 #include "benchmarks/cpu_bandwidth.hpp"
 #include "coro/sync_wait.hpp"
@@ -69,6 +76,80 @@ double device_copy_bandwidth(fixture& f, int passes) {
   return best;
 }
 
+// Medians of alternating rounds: the long and the short context share each round's machine, and
+// the ratios are each round's own.
+struct long_context_result {
+  double prefill_short_tps = 0, prefill_long_tps = 0, step_short_ms = 0, step_long_ms = 0;
+  double prefill_ratio = 0, decode_ratio = 0;
+};
+
+constexpr std::size_t prefill_short = 512, prefill_long = 8128;
+constexpr std::size_t decode_short = 128, decode_long = 4096;
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// `decode_only`: no prefill is timed, and the KV the decode steps read holds a pattern written
+// here (a step's cost does not depend on the values), so that a whole 7B model's decode ratio
+// does not wait for an 8k prefill through every layer.
+long_context_result time_long_contexts(fixture& f, const models::device_weights& w,
+                                       kernels::dtype kv_type, std::span<const std::int32_t> table,
+                                       std::size_t steps, std::size_t rounds, bool decode_only) {
+  const auto& cfg = *w.config;
+  std::vector<std::int32_t> tokens(prefill_long);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
+  auto prefill = [&](std::size_t n) {
+    const std::vector<models::sequence_step> st{{std::span(tokens).first(n), 0, table, true, {}}};
+    const auto t = clock_type::now();
+    (void)f.runner->enqueue(w, kv_type, st, f.kv.data());
+    f.wait();
+    return static_cast<double>(n) / seconds_since(t);
+  };
+  auto decode = [&](std::size_t from) {
+    std::int32_t next = 1;
+    const auto t = clock_type::now();
+    for (std::size_t k = 0; k < steps; ++k) {
+      const std::vector<models::sequence_step> st{{std::span(&next, 1), from + k, table, true, {}}};
+      (void)f.runner->enqueue(w, kv_type, st, f.kv.data());
+      f.wait();
+      next = f.runner->sampled().front();
+    }
+    return seconds_since(t) * 1e3 / static_cast<double>(steps);
+  };
+  if (decode_only) {
+    // Small values of either KV type: 1/64 as f16 pairs, or as f32.
+    const std::uint32_t pattern = kv_type == kernels::dtype::f32 ? 0x3C800000u : 0x24002400u;
+    std::fill_n(f.kv.as<std::uint32_t>(), f.kv.bytes() / 4, pattern);
+  } else {
+    // The long prefill first: it also writes the KV the decode steps read.
+    fmt::print(stderr, "warming up: a prefill of {} tokens\n", prefill_long);
+    (void)prefill(prefill_long);
+  }
+  std::vector<double> ps, pl, pr, ds, dl, dr;
+  for (std::size_t r = 0; r < rounds; ++r) {
+    if (!decode_only) {
+      ps.push_back(prefill(prefill_short));
+      pl.push_back(prefill(prefill_long));
+      pr.push_back(ps.back() / pl.back());
+    }
+    ds.push_back(decode(decode_short));
+    dl.push_back(decode(decode_long));
+    dr.push_back(dl.back() / ds.back());
+    if (!decode_only)
+      fmt::print(stderr, "round {}/{}: prefill {:.0f} and {:.0f} tok/s ({:.2f}x), ", r + 1, rounds,
+                 ps.back(), pl.back(), pr.back());
+    else
+      fmt::print(stderr, "round {}/{}: ", r + 1, rounds);
+    fmt::print(stderr, "decode {:.2f} and {:.2f} ms ({:.2f}x)\n", ds.back(), dl.back(), dr.back());
+  }
+  return {median(ps), median(pl), median(ds), median(dl), median(pr), median(dr)};
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -92,6 +173,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
       ->capture_default_str();
   app.add_option("--json", json_path, "Also write the results here");
+  std::size_t layers = 0;
+  app.add_option("--layers", layers,
+                 "With --synthetic: keep only the first N layers (per-layer costs, and a prefill's "
+                 "context ratio, are the whole model's)")
+      ->check(CLI::PositiveNumber);
+  bool long_context = false;
+  app.add_flag("--long-context", long_context,
+               "Time prefill at 512 and 8128 tokens and decode from context 128 and 4096, one "
+               "sequence, in alternating rounds, and print the long context's cost against the "
+               "short one's (target: within 1.5x)");
+  bool decode_only = false;
+  app.add_flag("--decode-only", decode_only,
+               "With --long-context on the CPU: time decode alone, over a KV filled with a pattern "
+               "instead of an 8k prefill");
   bool profile = false;
   app.add_flag("--profile", profile,
                "Time every op of the decode steps (CPU) and print where the "
@@ -104,12 +199,24 @@ int main(int argc, char** argv) {
     batches.push_back(std::stoul(batches_arg.substr(pos, comma - pos)));
     pos = comma == std::string::npos ? batches_arg.size() : comma + 1;
   }
+  if (long_context) {
+    batches = {1};
+    prompt = decode_only ? decode_long : prefill_long; // sizes the KV and the runner
+  }
   const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
+  if (decode_only && (!long_context || backend != "cpu")) {
+    fmt::print(stderr, "llama_bench: --decode-only goes with --long-context on the cpu backend\n");
+    return 1;
+  }
+  if (layers && synthetic.empty()) {
+    fmt::print(stderr, "llama_bench: --layers applies to --synthetic shapes only\n");
+    return 1;
+  }
 
   fixture f;
   auto dev = gpu::make_device({.backend = backend,
                                .ordinal = 0,
-                               .capacity_bytes = backend == "cpu" ? std::size_t{4} << 30 : 0});
+                               .capacity_bytes = backend == "cpu" ? std::size_t{16} << 30 : 0});
   if (!dev) {
     fmt::print(stderr, "llama_bench: {}\n", dev.error().to_string());
     return 1;
@@ -125,6 +232,15 @@ int main(int argc, char** argv) {
     if (!cfg) {
       fmt::print(stderr, "llama_bench: {}\n", cfg.error().to_string());
       return 1;
+    }
+    if (layers > cfg->num_layers) {
+      fmt::print(stderr, "llama_bench: --layers {}: {} has {} layers\n", layers, synthetic,
+                 cfg->num_layers);
+      return 1;
+    }
+    if (layers) {
+      cfg->num_layers = layers;
+      cfg->name += fmt::format(" (first {} layers)", layers);
     }
     auto img = models::synthetic_llama(*cfg, format, *f.dev, 1);
     if (!img) {
@@ -168,6 +284,42 @@ int main(int argc, char** argv) {
              "-> decode bound {:.3f} ms/step\n",
              cfg.name, f.dev->name(), cfg.num_parameters() / 1e6, weight_bytes / 1048576.0,
              bandwidth / 1e9, bound * 1e3);
+  if (long_context) {
+    const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
+    std::vector<std::int32_t> table(blocks_per_seq);
+    std::iota(table.begin(), table.end(), 0);
+    const auto r = time_long_contexts(f, w, kv.type, table, steps, rounds, decode_only);
+    auto verdict = [](double ratio) { return ratio <= 1.5 ? "within 1.5x" : "over 1.5x"; };
+    fmt::print("one sequence, medians of {} alternating rounds ({} decode steps each) and of "
+               "each round's ratio\n",
+               rounds, steps);
+    if (!decode_only)
+      fmt::print("prefill {:>5} tokens: {:9.1f} tok/s\nprefill {:>5} tokens: {:9.1f} tok/s  -> "
+                 "{:.2f}x the cost per token ({})\n",
+                 prefill_short, r.prefill_short_tps, prefill_long, r.prefill_long_tps,
+                 r.prefill_ratio, verdict(r.prefill_ratio));
+    fmt::print("decode from {:>5}:    {:9.2f} ms/step\ndecode from {:>5}:    {:9.2f} ms/step -> "
+               "{:.2f}x the cost per step ({})\n",
+               decode_short, r.step_short_ms, decode_long, r.step_long_ms, r.decode_ratio,
+               verdict(r.decode_ratio));
+    if (!json_path.empty()) {
+      nlohmann::json doc{{"model", cfg.name},
+                         {"device", f.dev->name()},
+                         {"rounds", rounds},
+                         {"decode_steps", steps},
+                         {"decode_step_ms",
+                          {{std::to_string(decode_short), r.step_short_ms},
+                           {std::to_string(decode_long), r.step_long_ms}}},
+                         {"decode_cost_ratio", r.decode_ratio}};
+      if (!decode_only) {
+        doc["prefill_tokens_per_s"] = {{std::to_string(prefill_short), r.prefill_short_tps},
+                                       {std::to_string(prefill_long), r.prefill_long_tps}};
+        doc["prefill_cost_ratio"] = r.prefill_ratio;
+      }
+      std::ofstream(json_path) << doc.dump(2) << "\n";
+    }
+    return 0;
+  }
   fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
              "bound from the bandwidth measured just before it\n",
              prompt, prompt + steps, rounds);
