@@ -16,6 +16,16 @@
 namespace aeg::kernels {
 namespace {
 
+// Every instruction set this processor runs, the portable one first.
+std::vector<cpu::cpu_isa> available_isas() {
+  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
+  if (cpu::uses_avx2())
+    isas.push_back(cpu::cpu_isa::avx2);
+  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
+    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  return isas;
+}
+
 // Q4_K's eight 6-bit scales and mins in its 12 bytes (the inverse of ggml's get_scale_min_k4).
 void pack_scales_mins(const std::uint8_t* sc, const std::uint8_t* m, std::uint8_t* out) {
   for (int j = 0; j < 4; ++j) {
@@ -274,11 +284,7 @@ TEST(QuantTranscode, Q5KAsQ5_1IsFarCloserToTheStoredValuesThanQ8_0) {
 // same bits everywhere, and the row-major one agrees with it up to the order of float sums.
 TEST(QuantTranscode, Q5KMatmulAsQ5_1MatchesTheFloatProductOfTheStoredRowsOnEveryIsa) {
   const std::size_t cols = 768;
-  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
-  if (cpu::uses_avx2())
-    isas.push_back(cpu::cpu_isa::avx2);
-  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
-    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto isas = available_isas();
   for (std::size_t rows_out : {13, 8, 72}) {
     const auto blocks = typical_q5_k(rows_out * cols / 256, 11);
     const auto plain = transcoded(blocks);
@@ -353,11 +359,7 @@ std::vector<std::byte> random_split_blocks(dtype t, std::size_t n, std::uint32_t
 TEST(QuantInterleave,
      KQuantsPer16MatricesInterleaveExactlyAndMatmulMatchesTheFloatProductOnEveryIsa) {
   const std::size_t cols = 768;
-  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
-  if (cpu::uses_avx2())
-    isas.push_back(cpu::cpu_isa::avx2);
-  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
-    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto isas = available_isas();
   for (dtype stored : {dtype::q6_k, dtype::q3_k, dtype::q2_k})
     for (std::size_t rows_out : {8, 72}) {
       SCOPED_TRACE(std::string(traits(stored).name) + ", " + std::to_string(rows_out) + " rows");
@@ -404,11 +406,7 @@ TEST(QuantInterleave,
 // bits it gets alone, on every isa, also beside a row-major matrix.
 TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
   const std::size_t cols = 512, rows = 3;
-  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
-  if (cpu::uses_avx2())
-    isas.push_back(cpu::cpu_isa::avx2);
-  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
-    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto isas = available_isas();
   const auto q5 = transcoded(typical_q5_k(16 * cols / 256, 21));
   std::vector<block_q5_1x8> w5(q5.size() / 8);
   interleave_rows(dtype::q5_1, q5.data(), 16, cols, w5.data());
@@ -457,11 +455,7 @@ TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
 // row the bits it gets alone, for an affine and a per-16-column layout, on every isa.
 TEST(QuantInterleave, RowsBeyondOneCacheChunkGiveTheBitsEachRowGetsAlone) {
   const std::size_t cols = 4096, rows = 500;
-  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
-  if (cpu::uses_avx2())
-    isas.push_back(cpu::cpu_isa::avx2);
-  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
-    isas.push_back(cpu::cpu_isa::avx512_vnni);
+  const auto isas = available_isas();
   const auto q4 = transcoded(typical_blocks(8 * cols / 256, 31));
   std::vector<block_q4_1x8> w4(q4.size() / 8);
   interleave_rows(dtype::q4_1, q4.data(), 8, cols, w4.data());
