@@ -54,11 +54,37 @@ struct fixture {
   gpu::buffer weights, kv;
   std::unique_ptr<models::llama_runner> runner;
 
+  fixture() = default;
+  fixture(const fixture&) = delete;
+  fixture& operator=(const fixture&) = delete;
+  // The stream's work ends before the buffers it reads go (the benchmark may stop midway).
+  ~fixture() {
+    if (stream && event)
+      wait();
+  }
+
   void wait() {
     (void)stream->record(*event);
     coro::sync_wait([](gpu::event* e) -> coro::task<void> { co_await *e; }(event.get()));
   }
+
+  // One forward step, run to its end; a step the runner refuses stops the benchmark with its
+  // reason rather than being timed as if it ran.
+  void step(const models::device_weights& w, kernels::dtype kv_type,
+            std::span<const models::sequence_step> st) {
+    if (auto r = runner->enqueue(w, kv_type, st, kv.data()); !r)
+      throw std::runtime_error(r.error().to_string());
+    wait();
+  }
 };
+
+// The value of a result, or the benchmark stops with what went wrong.
+template <class T>
+T checked(result<T> r, const char* what) {
+  if (!r)
+    throw std::runtime_error(std::string(what) + ": " + r.error().to_string());
+  return std::move(*r);
+}
 
 // Bytes per second of a device-to-device copy, counting the bytes read.
 double device_copy_bandwidth(fixture& f, int passes) {
@@ -90,7 +116,8 @@ double median(std::vector<double> v) {
   if (v.empty())
     return 0;
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 // `decode_only`: no prefill is timed, and the KV the decode steps read holds a pattern written
@@ -106,8 +133,7 @@ long_context_result time_long_contexts(fixture& f, const models::device_weights&
   auto prefill = [&](std::size_t n) {
     const std::vector<models::sequence_step> st{{std::span(tokens).first(n), 0, table, true, {}}};
     const auto t = clock_type::now();
-    (void)f.runner->enqueue(w, kv_type, st, f.kv.data());
-    f.wait();
+    f.step(w, kv_type, st);
     return static_cast<double>(n) / seconds_since(t);
   };
   auto decode = [&](std::size_t from) {
@@ -115,8 +141,7 @@ long_context_result time_long_contexts(fixture& f, const models::device_weights&
     const auto t = clock_type::now();
     for (std::size_t k = 0; k < steps; ++k) {
       const std::vector<models::sequence_step> st{{std::span(&next, 1), from + k, table, true, {}}};
-      (void)f.runner->enqueue(w, kv_type, st, f.kv.data());
-      f.wait();
+      f.step(w, kv_type, st);
       next = f.runner->sampled().front();
     }
     return seconds_since(t) * 1e3 / static_cast<double>(steps);
@@ -175,14 +200,14 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "Also write the results here");
   std::size_t layers = 0;
   app.add_option("--layers", layers,
-                 "With --synthetic: keep only the first N layers (per-layer costs, and a prefill's "
-                 "context ratio, are the whole model's)")
+                 "With --synthetic: keep only the first N layers (per-layer costs are the whole "
+                 "model's, and a prefill's context ratio nearly so)")
       ->check(CLI::PositiveNumber);
   bool long_context = false;
   app.add_flag("--long-context", long_context,
                "Time prefill at 512 and 8128 tokens and decode from context 128 and 4096, one "
-               "sequence, in alternating rounds, and print the long context's cost against the "
-               "short one's (target: within 1.5x)");
+               "sequence, in alternating rounds, and print each round's cost of the long context "
+               "against the short one's and their median (target: within 1.5x)");
   bool decode_only = false;
   app.add_flag("--decode-only", decode_only,
                "With --long-context on the CPU: time decode alone, over a KV filled with a pattern "
@@ -192,219 +217,240 @@ int main(int argc, char** argv) {
                "Time every op of the decode steps (CPU) and print where the "
                "time goes");
   CLI11_PARSE(app, argc, argv);
-
-  std::vector<std::size_t> batches;
-  for (std::size_t pos = 0; pos < batches_arg.size();) {
-    const auto comma = batches_arg.find(',', pos);
-    batches.push_back(std::stoul(batches_arg.substr(pos, comma - pos)));
-    pos = comma == std::string::npos ? batches_arg.size() : comma + 1;
-  }
-  if (long_context) {
-    batches = {1};
-    prompt = decode_only ? decode_long : prefill_long; // sizes the KV and the runner
-  }
-  const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
-  if (decode_only && (!long_context || backend != "cpu")) {
-    fmt::print(stderr, "llama_bench: --decode-only goes with --long-context on the cpu backend\n");
+  if (long_context && (app.count("--batches") || app.count("--prompt") || profile)) {
+    fmt::print(stderr, "llama_bench: --long-context sets its own batch (1) and contexts, and "
+                       "takes no --batches, --prompt or --profile\n");
     return 1;
   }
-  if (layers && synthetic.empty()) {
-    fmt::print(stderr, "llama_bench: --layers applies to --synthetic shapes only\n");
-    return 1;
-  }
+  try {
 
-  fixture f;
-  auto dev = gpu::make_device({.backend = backend,
-                               .ordinal = 0,
-                               .capacity_bytes = backend == "cpu" ? std::size_t{16} << 30 : 0});
-  if (!dev) {
-    fmt::print(stderr, "llama_bench: {}\n", dev.error().to_string());
-    return 1;
-  }
-  f.dev = *dev;
-  f.stream = std::move(*f.dev->create_stream());
-  f.ctx = std::move(*kernels::context::create(*f.stream));
-  f.event = std::move(*f.dev->create_event());
-  auto format = models::compute_format::for_backend(f.dev->kind());
-  format.half_type = half == "f16" ? kernels::dtype::f16 : kernels::dtype::bf16;
-  if (!synthetic.empty()) {
-    auto cfg = models::llama_config::synthetic(synthetic);
-    if (!cfg) {
-      fmt::print(stderr, "llama_bench: {}\n", cfg.error().to_string());
+    std::vector<std::size_t> batches;
+    for (std::size_t pos = 0; pos < batches_arg.size();) {
+      const auto comma = batches_arg.find(',', pos);
+      batches.push_back(std::stoul(batches_arg.substr(pos, comma - pos)));
+      pos = comma == std::string::npos ? batches_arg.size() : comma + 1;
+    }
+    if (long_context) {
+      batches = {1};
+      prompt = decode_only ? decode_long : prefill_long; // sizes the KV and the runner
+    }
+    const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
+    if (decode_only && (!long_context || backend != "cpu")) {
+      fmt::print(stderr,
+                 "llama_bench: --decode-only goes with --long-context on the cpu backend\n");
       return 1;
     }
-    if (layers > cfg->num_layers) {
-      fmt::print(stderr, "llama_bench: --layers {}: {} has {} layers\n", layers, synthetic,
-                 cfg->num_layers);
+    if (layers && synthetic.empty()) {
+      fmt::print(stderr, "llama_bench: --layers applies to --synthetic shapes only\n");
       return 1;
     }
-    if (layers) {
-      cfg->num_layers = layers;
-      cfg->name += fmt::format(" (first {} layers)", layers);
-    }
-    auto img = models::synthetic_llama(*cfg, format, *f.dev, 1);
-    if (!img) {
-      fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
-      return 1;
-    }
-    f.image = *img;
-  } else {
-    auto file = models::open_model(model);
-    if (!file) {
-      fmt::print(stderr, "llama_bench: {} (run scripts/fetch-model)\n", file.error().to_string());
-      return 1;
-    }
-    auto img = models::load_llama(*file, format, *f.dev);
-    if (!img) {
-      fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
-      return 1;
-    }
-    f.image = *img;
-  }
-  const auto& cfg = f.image->config();
-  const std::size_t weight_bytes = f.image->bytes().size();
-  f.weights = std::move(*f.dev->allocate(weight_bytes));
-  (void)f.stream->copy(f.weights.data(), f.image->bytes().data(), weight_bytes,
-                       gpu::copy_kind::host_to_device);
-  const auto kv = cfg.kv(format.kv_type());
-  const std::size_t ctx_tokens = prompt + steps + 1;
-  const std::size_t blocks_per_seq = kernels::kv_geometry::blocks_for(ctx_tokens);
-  f.kv = std::move(*f.dev->allocate(max_batch * blocks_per_seq * kv.block_bytes()));
-  f.runner = std::move(*models::llama_runner::create(
-      *f.dev, *f.ctx, cfg, {std::max(prompt * max_batch, max_batch), max_batch, 0}));
-  f.wait();
 
-  auto measure_bandwidth = [&](int passes) {
-    return f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth(passes)
-                                                   : device_copy_bandwidth(f, passes);
-  };
-  const double bandwidth = measure_bandwidth(5);
-  const double bound = static_cast<double>(weight_bytes) / bandwidth;
-  fmt::print("{} on {}: {:.1f} M parameters, {:.1f} MiB of weights; measured bandwidth {:.1f} GB/s "
-             "-> decode bound {:.3f} ms/step\n",
-             cfg.name, f.dev->name(), cfg.num_parameters() / 1e6, weight_bytes / 1048576.0,
-             bandwidth / 1e9, bound * 1e3);
-  if (long_context) {
+    fixture f;
+    auto dev = gpu::make_device({.backend = backend,
+                                 .ordinal = 0,
+                                 .capacity_bytes = backend == "cpu" ? std::size_t{16} << 30 : 0});
+    if (!dev) {
+      fmt::print(stderr, "llama_bench: {}\n", dev.error().to_string());
+      return 1;
+    }
+    f.dev = *dev;
+    f.stream = std::move(*f.dev->create_stream());
+    f.ctx = std::move(*kernels::context::create(*f.stream));
+    f.event = std::move(*f.dev->create_event());
+    auto format = models::compute_format::for_backend(f.dev->kind());
+    format.half_type = half == "f16" ? kernels::dtype::f16 : kernels::dtype::bf16;
+    if (!synthetic.empty()) {
+      auto cfg = models::llama_config::synthetic(synthetic);
+      if (!cfg) {
+        fmt::print(stderr, "llama_bench: {}\n", cfg.error().to_string());
+        return 1;
+      }
+      if (layers > cfg->num_layers) {
+        fmt::print(stderr, "llama_bench: --layers {}: {} has {} layers\n", layers, synthetic,
+                   cfg->num_layers);
+        return 1;
+      }
+      if (layers) {
+        cfg->num_layers = layers;
+        cfg->name += fmt::format(" (first {} layers)", layers);
+      }
+      auto img = models::synthetic_llama(*cfg, format, *f.dev, 1);
+      if (!img) {
+        fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
+        return 1;
+      }
+      f.image = *img;
+    } else {
+      auto file = models::open_model(model);
+      if (!file) {
+        fmt::print(stderr, "llama_bench: {} (run scripts/fetch-model)\n", file.error().to_string());
+        return 1;
+      }
+      auto img = models::load_llama(*file, format, *f.dev);
+      if (!img) {
+        fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
+        return 1;
+      }
+      f.image = *img;
+    }
+    const auto& cfg = f.image->config();
+    // The long-context mode's sequence holds its longest prefill and the decode steps from 4096.
+    const std::size_t ctx_tokens =
+        long_context ? std::max(decode_only ? 0 : prefill_long, decode_long + steps)
+                     : prompt + steps + 1;
+    if (long_context && ctx_tokens > cfg.context_length)
+      throw std::runtime_error(
+          fmt::format("{} holds {} tokens of context; --long-context needs {} ({})", cfg.name,
+                      cfg.context_length, ctx_tokens,
+                      decode_only ? "decode steps from 4096"
+                                  : "a prefill of 8128 tokens and decode from 4096"));
+    const std::size_t weight_bytes = f.image->bytes().size();
+    f.weights = checked(f.dev->allocate(weight_bytes), "device memory for the weights");
+    (void)f.stream->copy(f.weights.data(), f.image->bytes().data(), weight_bytes,
+                         gpu::copy_kind::host_to_device);
+    const auto kv = cfg.kv(format.kv_type());
+    const std::size_t blocks_per_seq = kernels::kv_geometry::blocks_for(ctx_tokens);
+    f.kv = checked(f.dev->allocate(max_batch * blocks_per_seq * kv.block_bytes()),
+                   "device memory for the KV cache");
+    f.runner =
+        checked(models::llama_runner::create(
+                    *f.dev, *f.ctx, cfg, {std::max(prompt * max_batch, max_batch), max_batch, 0}),
+                "the runner");
+    f.wait();
+
+    auto measure_bandwidth = [&](int passes) {
+      return f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth(passes)
+                                                     : device_copy_bandwidth(f, passes);
+    };
+    const double bandwidth = measure_bandwidth(5);
+    const double bound = static_cast<double>(weight_bytes) / bandwidth;
+    fmt::print(
+        "{} on {}: {:.1f} M parameters, {:.1f} MiB of weights; measured bandwidth {:.1f} GB/s "
+        "-> decode bound {:.3f} ms/step\n",
+        cfg.name, f.dev->name(), cfg.num_parameters() / 1e6, weight_bytes / 1048576.0,
+        bandwidth / 1e9, bound * 1e3);
+    if (long_context) {
+      const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
+      std::vector<std::int32_t> table(blocks_per_seq);
+      std::iota(table.begin(), table.end(), 0);
+      const auto r = time_long_contexts(f, w, kv.type, table, steps, rounds, decode_only);
+      auto verdict = [](double ratio) { return ratio <= 1.5 ? "within 1.5x" : "over 1.5x"; };
+      fmt::print("one sequence, medians of {} alternating rounds ({} decode steps each) and of "
+                 "each round's ratio\n",
+                 rounds, steps);
+      if (!decode_only)
+        fmt::print("prefill {:>5} tokens: {:9.1f} tok/s\nprefill {:>5} tokens: {:9.1f} tok/s  -> "
+                   "{:.2f}x the cost per token ({})\n",
+                   prefill_short, r.prefill_short_tps, prefill_long, r.prefill_long_tps,
+                   r.prefill_ratio, verdict(r.prefill_ratio));
+      fmt::print("decode from {:>5}:    {:9.2f} ms/step\ndecode from {:>5}:    {:9.2f} ms/step -> "
+                 "{:.2f}x the cost per step ({})\n",
+                 decode_short, r.step_short_ms, decode_long, r.step_long_ms, r.decode_ratio,
+                 verdict(r.decode_ratio));
+      if (!json_path.empty()) {
+        nlohmann::json doc{{"model", cfg.name},
+                           {"device", f.dev->name()},
+                           {"rounds", rounds},
+                           {"decode_steps", steps},
+                           {"decode_step_ms",
+                            {{std::to_string(decode_short), r.step_short_ms},
+                             {std::to_string(decode_long), r.step_long_ms}}},
+                           {"decode_cost_ratio", r.decode_ratio}};
+        if (!decode_only) {
+          doc["prefill_tokens_per_s"] = {{std::to_string(prefill_short), r.prefill_short_tps},
+                                         {std::to_string(prefill_long), r.prefill_long_tps}};
+          doc["prefill_cost_ratio"] = r.prefill_ratio;
+        }
+        std::ofstream(json_path) << doc.dump(2) << "\n";
+      }
+      return 0;
+    }
+    fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
+               "bound from the bandwidth measured just before it\n",
+               prompt, prompt + steps, rounds);
+    fmt::print("{:>6} {:>14} {:>14} {:>9} {:>9} {:>9} {:>9}\n", "batch", "prefill tok/s",
+               "decode tok/s", "ms/step", "best", "vs bound", "best vs");
+
     const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
-    std::vector<std::int32_t> table(blocks_per_seq);
-    std::iota(table.begin(), table.end(), 0);
-    const auto r = time_long_contexts(f, w, kv.type, table, steps, rounds, decode_only);
-    auto verdict = [](double ratio) { return ratio <= 1.5 ? "within 1.5x" : "over 1.5x"; };
-    fmt::print("one sequence, medians of {} alternating rounds ({} decode steps each) and of "
-               "each round's ratio\n",
-               rounds, steps);
-    if (!decode_only)
-      fmt::print("prefill {:>5} tokens: {:9.1f} tok/s\nprefill {:>5} tokens: {:9.1f} tok/s  -> "
-                 "{:.2f}x the cost per token ({})\n",
-                 prefill_short, r.prefill_short_tps, prefill_long, r.prefill_long_tps,
-                 r.prefill_ratio, verdict(r.prefill_ratio));
-    fmt::print("decode from {:>5}:    {:9.2f} ms/step\ndecode from {:>5}:    {:9.2f} ms/step -> "
-               "{:.2f}x the cost per step ({})\n",
-               decode_short, r.step_short_ms, decode_long, r.step_long_ms, r.decode_ratio,
-               verdict(r.decode_ratio));
+    nlohmann::json results = nlohmann::json::array();
+    std::vector<std::int32_t> tokens(prompt);
+    for (std::size_t i = 0; i < prompt; ++i)
+      tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
+    for (std::size_t batch : batches) {
+      std::vector<std::vector<std::int32_t>> tables(batch);
+      for (std::size_t s = 0; s < batch; ++s)
+        for (std::size_t b = 0; b < blocks_per_seq; ++b)
+          tables[s].push_back(static_cast<std::int32_t>(s * blocks_per_seq + b));
+      std::vector<models::sequence_step> st(batch);
+      for (std::size_t s = 0; s < batch; ++s)
+        st[s] = {tokens, 0, tables[s], true, {}};
+      // Warm up once, then time the prefill and the decode steps in rounds: this machine shares
+      // its cores and memory, so single timings wander; medians and bests do less.
+      f.step(w, kv.type, st);
+      std::vector<double> prefill_s, step_s, ratio;
+      std::vector<std::int32_t> next(batch, 1);
+      kernels::profile_cpu_ops(profile);
+      for (std::size_t round = 0; round < rounds; ++round) {
+        for (std::size_t s = 0; s < batch; ++s)
+          st[s] = {tokens, 0, tables[s], true, {}};
+        auto t = clock_type::now();
+        f.step(w, kv.type, st);
+        prefill_s.push_back(seconds_since(t));
+        // The bound of this round, from the bandwidth measured just before it.
+        const double round_bound = static_cast<double>(weight_bytes) / measure_bandwidth(2);
+        t = clock_type::now();
+        for (std::size_t k = 0; k < steps; ++k) {
+          for (std::size_t s = 0; s < batch; ++s)
+            st[s] = {std::span(next).subspan(s, 1), prompt + k, tables[s], true, {}};
+          f.step(w, kv.type, st);
+          const auto picked = f.runner->sampled();
+          std::copy(picked.begin(), picked.end(), next.begin());
+        }
+        step_s.push_back(seconds_since(t) / static_cast<double>(steps));
+        ratio.push_back(step_s.back() / round_bound);
+      }
+      std::sort(ratio.begin(), ratio.end());
+      std::sort(prefill_s.begin(), prefill_s.end());
+      std::sort(step_s.begin(), step_s.end());
+      const double prefill = prefill_s[prefill_s.size() / 2];
+      const double step = step_s[step_s.size() / 2], best = step_s.front();
+      if (profile) {
+        kernels::profile_cpu_ops(false);
+        const double timed =
+            std::accumulate(step_s.begin(), step_s.end(), 0.0) * static_cast<double>(steps) +
+            std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
+        for (const auto& op : kernels::cpu_op_times())
+          fmt::print("    {:>12}: {:5.1f}% of the timed work, {} calls per round\n", op.name,
+                     100 * op.seconds / timed, op.calls / rounds);
+      }
+      const double prefill_tps = static_cast<double>(batch * prompt) / prefill;
+      const double decode_tps = static_cast<double>(batch) / step;
+      fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>9.3f} {:>9.3f} {:>8.2f}x {:>8.2f}x\n", batch,
+                 prefill_tps, decode_tps, step * 1e3, best * 1e3, ratio[ratio.size() / 2],
+                 ratio.front());
+      results.push_back({{"batch", batch},
+                         {"prefill_tokens_per_s", prefill_tps},
+                         {"decode_tokens_per_s", decode_tps},
+                         {"decode_step_ms_median", step * 1e3},
+                         {"decode_step_ms_best", best * 1e3},
+                         {"decode_step_vs_bound_median", ratio[ratio.size() / 2]},
+                         {"decode_step_vs_bound_best", ratio.front()}});
+    }
     if (!json_path.empty()) {
       nlohmann::json doc{{"model", cfg.name},
                          {"device", f.dev->name()},
-                         {"rounds", rounds},
+                         {"weight_bytes", weight_bytes},
+                         {"bandwidth_bytes_per_s", bandwidth},
+                         {"decode_bound_ms", bound * 1e3},
+                         {"prompt_tokens", prompt},
                          {"decode_steps", steps},
-                         {"decode_step_ms",
-                          {{std::to_string(decode_short), r.step_short_ms},
-                           {std::to_string(decode_long), r.step_long_ms}}},
-                         {"decode_cost_ratio", r.decode_ratio}};
-      if (!decode_only) {
-        doc["prefill_tokens_per_s"] = {{std::to_string(prefill_short), r.prefill_short_tps},
-                                       {std::to_string(prefill_long), r.prefill_long_tps}};
-        doc["prefill_cost_ratio"] = r.prefill_ratio;
-      }
+                         {"rounds", rounds},
+                         {"results", results}};
       std::ofstream(json_path) << doc.dump(2) << "\n";
     }
     return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "llama_bench: {}\n", e.what());
+    return 1;
   }
-  fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
-             "bound from the bandwidth measured just before it\n",
-             prompt, prompt + steps, rounds);
-  fmt::print("{:>6} {:>14} {:>14} {:>9} {:>9} {:>9} {:>9}\n", "batch", "prefill tok/s",
-             "decode tok/s", "ms/step", "best", "vs bound", "best vs");
-
-  const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
-  nlohmann::json results = nlohmann::json::array();
-  std::vector<std::int32_t> tokens(prompt);
-  for (std::size_t i = 0; i < prompt; ++i)
-    tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
-  for (std::size_t batch : batches) {
-    std::vector<std::vector<std::int32_t>> tables(batch);
-    for (std::size_t s = 0; s < batch; ++s)
-      for (std::size_t b = 0; b < blocks_per_seq; ++b)
-        tables[s].push_back(static_cast<std::int32_t>(s * blocks_per_seq + b));
-    std::vector<models::sequence_step> st(batch);
-    for (std::size_t s = 0; s < batch; ++s)
-      st[s] = {tokens, 0, tables[s], true, {}};
-    // Warm up once, then time the prefill and the decode steps in rounds: this machine shares
-    // its cores and memory, so single timings wander; medians and bests do less.
-    (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
-    f.wait();
-    std::vector<double> prefill_s, step_s, ratio;
-    std::vector<std::int32_t> next(batch, 1);
-    kernels::profile_cpu_ops(profile);
-    for (std::size_t round = 0; round < rounds; ++round) {
-      for (std::size_t s = 0; s < batch; ++s)
-        st[s] = {tokens, 0, tables[s], true, {}};
-      auto t = clock_type::now();
-      (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
-      f.wait();
-      prefill_s.push_back(seconds_since(t));
-      // The bound of this round, from the bandwidth measured just before it.
-      const double round_bound = static_cast<double>(weight_bytes) / measure_bandwidth(2);
-      t = clock_type::now();
-      for (std::size_t k = 0; k < steps; ++k) {
-        for (std::size_t s = 0; s < batch; ++s)
-          st[s] = {std::span(next).subspan(s, 1), prompt + k, tables[s], true, {}};
-        (void)f.runner->enqueue(w, kv.type, st, f.kv.data());
-        f.wait();
-        const auto picked = f.runner->sampled();
-        std::copy(picked.begin(), picked.end(), next.begin());
-      }
-      step_s.push_back(seconds_since(t) / static_cast<double>(steps));
-      ratio.push_back(step_s.back() / round_bound);
-    }
-    std::sort(ratio.begin(), ratio.end());
-    std::sort(prefill_s.begin(), prefill_s.end());
-    std::sort(step_s.begin(), step_s.end());
-    const double prefill = prefill_s[prefill_s.size() / 2];
-    const double step = step_s[step_s.size() / 2], best = step_s.front();
-    if (profile) {
-      kernels::profile_cpu_ops(false);
-      const double timed =
-          std::accumulate(step_s.begin(), step_s.end(), 0.0) * static_cast<double>(steps) +
-          std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
-      for (const auto& op : kernels::cpu_op_times())
-        fmt::print("    {:>12}: {:5.1f}% of the timed work, {} calls per round\n", op.name,
-                   100 * op.seconds / timed, op.calls / rounds);
-    }
-    const double prefill_tps = static_cast<double>(batch * prompt) / prefill;
-    const double decode_tps = static_cast<double>(batch) / step;
-    fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>9.3f} {:>9.3f} {:>8.2f}x {:>8.2f}x\n", batch,
-               prefill_tps, decode_tps, step * 1e3, best * 1e3, ratio[ratio.size() / 2],
-               ratio.front());
-    results.push_back({{"batch", batch},
-                       {"prefill_tokens_per_s", prefill_tps},
-                       {"decode_tokens_per_s", decode_tps},
-                       {"decode_step_ms_median", step * 1e3},
-                       {"decode_step_ms_best", best * 1e3},
-                       {"decode_step_vs_bound_median", ratio[ratio.size() / 2]},
-                       {"decode_step_vs_bound_best", ratio.front()}});
-  }
-  if (!json_path.empty()) {
-    nlohmann::json doc{{"model", cfg.name},
-                       {"device", f.dev->name()},
-                       {"weight_bytes", weight_bytes},
-                       {"bandwidth_bytes_per_s", bandwidth},
-                       {"decode_bound_ms", bound * 1e3},
-                       {"prompt_tokens", prompt},
-                       {"decode_steps", steps},
-                       {"rounds", rounds},
-                       {"results", results}};
-    std::ofstream(json_path) << doc.dump(2) << "\n";
-  }
-  return 0;
 }

@@ -280,10 +280,10 @@ void run_group(const matrix& w, std::size_t g, const block_q8a* xq, const std::i
 }
 
 // Activation rows a group of 8 weight rows walks at a time: about 1 MiB of quantized blocks, which
-// stays in a core's L2 while every group of the thread's share passes over it. Walking all rows
-// at once streamed a long prompt's activations from memory once per group (an 8k-token prompt's
-// down projection in a 7B model has 173 MB of them); in chunks, only the weights are read again,
-// once per chunk. A row's sums are the same whatever the chunk, so are its bits.
+// stay in cache while every group of a thread's job passes over them. Walking all rows at once
+// streamed a long prompt's activations from memory once per group (an 8k-token prompt's down
+// projection in Qwen2.5-7B has 192 MB of them); in chunks, only the weights are read again, once
+// per chunk. A row's sums are the same whatever the chunk, so are its bits.
 std::size_t rows_per_chunk(std::size_t cols) noexcept {
   constexpr std::size_t chunk_bytes = std::size_t{1} << 20;
   const std::size_t row_bytes = cols / 32 * sizeof(block_q8a);

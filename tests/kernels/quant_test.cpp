@@ -450,31 +450,54 @@ TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
     }
 }
 
-// A long prompt's activation rows are walked in chunks that stay in a core's cache (about 1 MiB
-// of quantized rows: 192 rows of 4096 columns). 500 rows, two whole chunks and a part, give every
-// row the bits it gets alone, for an affine and a per-16-column layout, on every isa.
+// A long prompt's activation rows are walked in chunks that stay in cache (about 1 MiB of
+// quantized rows: 192 rows of 4096 columns). 500 rows, two whole chunks and a part, give every
+// row the bits it gets alone, for an affine and a per-16-column layout of 72 rows (9 groups, so
+// the threads split them), each alone and both in one call, on every isa.
 TEST(QuantInterleave, RowsBeyondOneCacheChunkGiveTheBitsEachRowGetsAlone) {
-  const std::size_t cols = 4096, rows = 500;
-  const auto isas = available_isas();
-  const auto q4 = transcoded(typical_blocks(8 * cols / 256, 31));
+  const std::size_t cols = 4096, rows = 500, out = 72;
+  const auto q4 = transcoded(typical_blocks(out * cols / 256, 31));
   std::vector<block_q4_1x8> w4(q4.size() / 8);
-  interleave_rows(dtype::q4_1, q4.data(), 8, cols, w4.data());
-  const auto q6 = random_split_blocks(dtype::q6_k, 8 * cols / 256, 32);
-  std::vector<block_q6_kx8> w6(8 * cols / 256 / 8);
-  interleave_rows(dtype::q6_k, q6.data(), 8, cols, w6.data());
-  const matrix ms[] = {{dtype::q4_1x8, w4.data(), 8, cols}, {dtype::q6_kx8, w6.data(), 8, cols}};
+  interleave_rows(dtype::q4_1, q4.data(), out, cols, w4.data());
+  const auto q6 = random_split_blocks(dtype::q6_k, out * cols / 256, 32);
+  std::vector<block_q6_kx8> w6(out * cols / 256 / 8);
+  interleave_rows(dtype::q6_k, q6.data(), out, cols, w6.data());
+  const matrix ms[] = {{dtype::q4_1x8, w4.data(), out, cols},
+                       {dtype::q6_kx8, w6.data(), out, cols}};
   const auto x = aeg::testing::normal_floats(rows * cols, 33);
   std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(ms[0], rows));
-  for (auto isa : isas)
-    for (const auto& m : ms) {
-      std::vector<float> all(rows * m.rows), one(m.rows);
-      cpu::matmul(m, x.data(), rows, all.data(), scratch.data(), isa);
+  // Every output in its place: the rows at the chunks' edges against the dequantized weights.
+  const std::vector<float> dequant[] = {dequantized(dtype::q4_1, q4.data(), out * cols),
+                                        dequantized(dtype::q6_k, q6.data(), out * cols)};
+  for (std::size_t m = 0; m < 2; ++m) {
+    std::vector<float> y(rows * out);
+    cpu::matmul(ms[m], x.data(), rows, y.data(), scratch.data());
+    for (std::size_t r : {0, 191, 192, 383, 384, 499})
+      for (std::size_t j = 0; j < out; ++j) {
+        double exact = 0, norm = 0;
+        for (std::size_t k = 0; k < cols; ++k) {
+          exact += static_cast<double>(dequant[m][j * cols + k]) * x[r * cols + k];
+          norm += std::fabs(static_cast<double>(dequant[m][j * cols + k]) * x[r * cols + k]);
+        }
+        ASSERT_NEAR(y[r * out + j], exact, 0.01 * norm)
+            << traits(ms[m].type).name << " output " << j << " of row " << r;
+      }
+  }
+  for (auto isa : available_isas()) {
+    std::vector<float> alone(rows * out), both0(rows * out), both1(rows * out), one(out);
+    float* const ys[] = {both0.data(), both1.data()};
+    cpu::matmul_many(ms, x.data(), rows, ys, scratch.data(), isa);
+    for (std::size_t m = 0; m < 2; ++m) {
+      cpu::matmul(ms[m], x.data(), rows, alone.data(), scratch.data(), isa);
+      EXPECT_EQ(alone, m == 0 ? both0 : both1)
+          << traits(ms[m].type).name << " isa " << static_cast<int>(isa);
       for (std::size_t r = 0; r < rows; ++r) {
-        cpu::matmul(m, x.data() + r * cols, 1, one.data(), scratch.data(), isa);
-        ASSERT_TRUE(std::equal(one.begin(), one.end(), all.begin() + r * m.rows))
-            << traits(m.type).name << " isa " << static_cast<int>(isa) << " row " << r;
+        cpu::matmul(ms[m], x.data() + r * cols, 1, one.data(), scratch.data(), isa);
+        ASSERT_TRUE(std::equal(one.begin(), one.end(), alone.begin() + r * out))
+            << traits(ms[m].type).name << " isa " << static_cast<int>(isa) << " row " << r;
       }
     }
+  }
 }
 
 } // namespace
