@@ -10,6 +10,10 @@ INSTANTIATE_TEST_SUITE_P(Cpu, KernelConformance, ::testing::Values("cpu"));
 std::vector<paged_attention_case> cpu_attention_cases() {
   auto cases = attention_cases();
   cases.push_back({2, 4, 72, {50, 20}, {50, 1}});
+  // Groups of 7 heads of 128 dims (Qwen2.5-7B's: tiles of 2 rows, values gathered 64 dims at a
+  // time twice), and 48 dims, which AVX-512 gathers 16 at a time.
+  cases.push_back({2, 14, 128, {45, 33}, {45, 2}});
+  cases.push_back({1, 3, 48, {37, 18}, {37, 1}});
   paged_attention_case many{2, 6, 64, {}, {}};
   for (std::size_t s = 0; s < 80; ++s) {
     many.ctx_len.push_back(s == 0 ? 1100 : 5 + s * 7 % 190);
