@@ -223,7 +223,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
-
     std::vector<std::size_t> batches;
     for (std::size_t pos = 0; pos < batches_arg.size();) {
       const auto comma = batches_arg.find(',', pos);
