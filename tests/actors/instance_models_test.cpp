@@ -133,35 +133,37 @@ TEST_F(Instance, ARequestForAModelItDoesNotServeSaysWhichItServes) {
 TEST_F(Instance, PromptChunksBesideDecodingRequestsShrinkToKeepTheirTbt) {
   auto image = tiny_model();
   const auto vocab = image->config().vocab_size;
-  // The steps the long prompt took, counted by the instance itself from the moment it took the
-  // prompt (the stats request queues behind it), so that however late this thread reacts, only
-  // the steps beside the prompt count.
+  // The steps beside the long prompt, counted in the decoding request's tokens (one a step):
+  // from the instance's own count when it took the prompt (the stats request queues behind it)
+  // to the long request's end, which reaches this thread after every token sent before it (one
+  // sender, one receiver: in order). However late this thread reacts, the count is the same.
   auto steps_while_prefilling = [&](double tbt) {
     auto inst = spawn_many(
         {{"m", image, tbt, tbt}},
         {.max_batch_tokens = 128, .max_seqs = 4, .kv_bytes = 4 << 20, .slab_bytes = 1 << 20});
     (*self_)->send(inst, generate_atom::value, request(1, prompt(8, vocab, 1), 300));
-    std::size_t steps_at_arrival = 0;
-    bool started = false, long_done = false;
+    std::size_t made_at_arrival = 0, made_by_end = 0, received = 0;
+    bool long_done = false;
     while (!long_done)
       (*self_)->receive(
           [&](token_atom, std::uint64_t id, std::int32_t, const aeg::models::token_logprobs&) {
-            if (id == 1 && !started) {
-              started = true; // decoding: now the long prompt arrives
+            if (id != 1)
+              return;              // the long request's one token
+            if (++received == 1) { // decoding: now the long prompt arrives
               (*self_)->send(inst, generate_atom::value, request(2, prompt(400, vocab, 2), 1));
-              steps_at_arrival = stats(inst).steps;
+              made_at_arrival = stats(inst).tokens_generated; // request 1's alone so far
             }
           },
           [&](done_atom, const generation_result& r) {
             EXPECT_EQ(r.id, 2u) << r.message;
             EXPECT_EQ(r.reason, finish_reason::length) << r.message;
+            made_by_end = received;
             long_done = true;
           });
-    const std::size_t steps = stats(inst).steps - steps_at_arrival;
     (*self_)->send(inst, cancel_atom::value, std::uint64_t{1});
     collect(1);
     EXPECT_EQ(stats(inst).kv_bytes_used, 0u);
-    return steps;
+    return made_by_end - made_at_arrival;
   };
   EXPECT_GE(steps_while_prefilling(1e-9), 10u); // 127, 63, 31, then 16 at a time
   EXPECT_LE(steps_while_prefilling(1e6), 6u);   // 4 steps of the whole budget
