@@ -4,6 +4,7 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
+#include "tests/kernels/quant_blocks.hpp"
 #include "tests/support/random_values.hpp"
 
 #include <gtest/gtest.h>
@@ -55,13 +56,10 @@ TEST(Dot, QuantizedDotsApproximateTheFloatDot) {
     ASSERT_TRUE(quantize_row(t, w.data(), row.data(), n));
     std::vector<float> wd(n);
     dequantize_row(t, row.data(), wd.data(), n);
-    double exact = 0, norm = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      exact += static_cast<double>(wd[i]) * x[i];
-      norm += std::fabs(wd[i] * x[i]);
-    }
     // Only the activations' 8-bit rounding separates the two.
-    EXPECT_NEAR(dot(t, row.data(), xq.data(), x.data(), n), exact, 0.01 * norm) << traits(t).name;
+    EXPECT_TRUE(
+        testing::near_product(dot(t, row.data(), xq.data(), x.data(), n), wd.data(), x.data(), n))
+        << traits(t).name;
   }
 }
 
@@ -92,11 +90,7 @@ TEST(Quant, EncodersReproduceTheirInputWithinOneStep) {
 TEST(InterleavedMatmul, IsBitIdenticalOnEveryInstructionSetAndMatchesThePlainRows) {
   const std::size_t rows_out = 64, cols = 576;
   const auto w = normal_floats(rows_out * cols, 11);
-  std::vector<cpu_isa> isas = {cpu_isa::portable};
-  if (uses_avx2())
-    isas.push_back(cpu_isa::avx2);
-  if (best_isa() == cpu_isa::avx512_vnni)
-    isas.push_back(cpu_isa::avx512_vnni);
+  const auto isas = testing::available_isas();
   for (dtype plain : {dtype::q4_1, dtype::q4_0, dtype::q5_1, dtype::q8_0}) {
     std::vector<std::byte> rowmajor(rows_out * row_bytes(plain, cols));
     for (std::size_t r = 0; r < rows_out; ++r)

@@ -2,6 +2,7 @@
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quant.hpp"
+#include "tests/kernels/quant_blocks.hpp"
 #include "tests/support/random_values.hpp"
 
 #include <gtest/gtest.h>
@@ -16,64 +17,13 @@
 namespace aeg::kernels {
 namespace {
 
-// Every instruction set this processor runs, the portable one first.
-std::vector<cpu::cpu_isa> available_isas() {
-  std::vector<cpu::cpu_isa> isas = {cpu::cpu_isa::portable};
-  if (cpu::uses_avx2())
-    isas.push_back(cpu::cpu_isa::avx2);
-  if (cpu::best_isa() == cpu::cpu_isa::avx512_vnni)
-    isas.push_back(cpu::cpu_isa::avx512_vnni);
-  return isas;
-}
-
-// Q4_K's eight 6-bit scales and mins in its 12 bytes (the inverse of ggml's get_scale_min_k4).
-void pack_scales_mins(const std::uint8_t* sc, const std::uint8_t* m, std::uint8_t* out) {
-  for (int j = 0; j < 4; ++j) {
-    out[j] = static_cast<std::uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
-    out[j + 4] = static_cast<std::uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
-    out[j + 8] = static_cast<std::uint8_t>((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
-  }
-}
+using namespace testing;
 
 // Sub-block j's scale and min, read back from the 12 bytes.
 std::pair<int, int> scale_min(const std::uint8_t* s, int j) {
   if (j < 4)
     return {s[j] & 63, s[j + 4] & 63};
   return {(s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4)};
-}
-
-// Q4_K blocks as a quantizer writes them: positive d and dmin of a weight's size (about 1e-3),
-// every scale and min from 0 to 63, random 4-bit values.
-std::vector<block_q4_k> typical_blocks(std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(0.5f, 1.5f);
-  std::vector<block_q4_k> out(n);
-  for (auto& b : out) {
-    b.d = float_to_half(1e-3f * u(rng));
-    b.dmin = float_to_half(1e-3f * u(rng));
-    std::uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) {
-      sc[j] = static_cast<std::uint8_t>(rng() % 64);
-      m[j] = static_cast<std::uint8_t>(rng() % 64);
-    }
-    pack_scales_mins(sc, m, b.scales);
-    for (auto& q : b.qs)
-      q = static_cast<std::uint8_t>(rng());
-  }
-  return out;
-}
-
-std::vector<float> dequantized(dtype t, const void* src, std::size_t n) {
-  std::vector<float> y(n);
-  dequantize_row(t, src, y.data(), n);
-  return y;
-}
-
-std::vector<block_q4_1> transcoded(const std::vector<block_q4_k>& k) {
-  EXPECT_EQ(transcoded_type(dtype::q4_k), dtype::q4_1);
-  std::vector<block_q4_1> out(k.size() * 8);
-  transcode_row(dtype::q4_k, k.data(), out.data(), k.size() * 256);
-  return out;
 }
 
 // Blocks whose d·sc and dmin·m fit f16 (power-of-two d and dmin, 6-bit sc and m) lose nothing:
@@ -205,40 +155,11 @@ TEST(QuantTranscode, Q4KMatmulAsQ4_1MatchesTheFloatProductOfTheStoredRows) {
       if (m.type == dtype::q4_1x8)
         EXPECT_EQ(y, y_portable) << "rows " << rows;
       for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t j = 0; j < rows_out; ++j) {
-          double exact = 0, norm = 0;
-          for (std::size_t k = 0; k < cols; ++k) {
-            exact += static_cast<double>(w[j * cols + k]) * x[r * cols + k];
-            norm += std::fabs(static_cast<double>(w[j * cols + k]) * x[r * cols + k]);
-          }
-          ASSERT_NEAR(y[r * rows_out + j], exact, 0.01 * norm)
+        for (std::size_t j = 0; j < rows_out; ++j)
+          ASSERT_TRUE(near_product(y[r * rows_out + j], &w[j * cols], &x[r * cols], cols))
               << traits(m.type).name << " output " << j << " of activation row " << r;
-        }
     }
   }
-}
-
-// Q5_K blocks as a quantizer writes them: Q4_K's scales and mins, random 5-bit values.
-std::vector<block_q5_k> typical_q5_k(std::size_t n, std::uint32_t seed) {
-  const auto q4 = typical_blocks(n, seed);
-  std::mt19937 rng(seed + 1000);
-  std::vector<block_q5_k> out(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    out[i].d = q4[i].d;
-    out[i].dmin = q4[i].dmin;
-    std::memcpy(out[i].scales, q4[i].scales, sizeof out[i].scales);
-    std::memcpy(out[i].qs, q4[i].qs, sizeof out[i].qs);
-    for (auto& h : out[i].qh)
-      h = static_cast<std::uint8_t>(rng());
-  }
-  return out;
-}
-
-std::vector<block_q5_1> transcoded(const std::vector<block_q5_k>& k) {
-  EXPECT_EQ(transcoded_type(dtype::q5_k), dtype::q5_1);
-  std::vector<block_q5_1> out(k.size() * 8);
-  transcode_row(dtype::q5_k, k.data(), out.data(), k.size() * 256);
-  return out;
 }
 
 TEST(QuantTranscode, Q5KBlocksWhoseScalesFitF16BecomeQ5_1BitForBit) {
@@ -318,183 +239,11 @@ TEST(QuantTranscode, Q5KMatmulAsQ5_1MatchesTheFloatProductOfTheStoredRowsOnEvery
         for (std::size_t r = 0; r < rows; ++r)
           for (std::size_t j = 0; j < rows_out; ++j) {
             const std::size_t at = r * rows_out + j;
-            double exact = 0, norm = 0;
-            for (std::size_t k = 0; k < cols; ++k) {
-              exact += static_cast<double>(w[j * cols + k]) * x[r * cols + k];
-              norm += std::fabs(static_cast<double>(w[j * cols + k]) * x[r * cols + k]);
-            }
-            ASSERT_NEAR(y[at], exact, 0.01 * norm)
+            ASSERT_TRUE(near_product(y[at], &w[j * cols], &x[r * cols], cols))
                 << traits(m.type).name << " output " << j << " of activation row " << r;
+            const double norm = product_of(&w[j * cols], &x[r * cols], cols).norm;
             ASSERT_NEAR(y[at], plain_y[at], 1e-4 * (norm + std::fabs(plain_y[at])));
           }
-      }
-    }
-  }
-}
-
-// Q6_K, Q3_K and Q2_K blocks from random bytes (every scale, min and value) with a d (and Q2_K's
-// dmin) of a weight's size; Q6_K and Q3_K keep d in their last two bytes, Q2_K d and dmin in its
-// last four.
-std::vector<std::byte> random_split_blocks(dtype t, std::size_t n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  const std::size_t size = traits(t).block_bytes;
-  std::vector<std::byte> out(n * size);
-  for (auto& b : out)
-    b = static_cast<std::byte>(rng());
-  for (std::size_t i = 0; i < n; ++i) {
-    for (std::size_t k = 0; k < (t == dtype::q2_k ? 2 : 1); ++k) {
-      const auto d = float_to_half(1e-4f * (0.5f + static_cast<float>(rng() % 1024) / 1024.0f));
-      std::memcpy(out.data() + (i + 1) * size - 2 * (k + 1), &d, 2);
-    }
-  }
-  return out;
-}
-
-// Q6_K, Q3_K and Q2_K matrices of a multiple of 8 rows are interleaved as they are (Q6_Kx8, the
-// same 210 bytes a row; Q3_Kx8, 114 for Q3_K's 110; Q2_Kx8, the same 84): every row reads back
-// bit for bit, and the matmul over them (integer sums per 16 columns times the scales, and for
-// Q2_K the mins times the activations' 16-column sums, exact) equals the float product of the
-// stored rows within what 8-bit activations cost, with the same bits on every instruction set.
-// 1 to 6 activation rows leave remainders on every isa.
-TEST(QuantInterleave,
-     KQuantsPer16MatricesInterleaveExactlyAndMatmulMatchesTheFloatProductOnEveryIsa) {
-  const std::size_t cols = 768;
-  const auto isas = available_isas();
-  for (dtype stored : {dtype::q6_k, dtype::q3_k, dtype::q2_k})
-    for (std::size_t rows_out : {8, 72}) {
-      SCOPED_TRACE(std::string(traits(stored).name) + ", " + std::to_string(rows_out) + " rows");
-      const auto x8 = interleaved_type(stored);
-      ASSERT_TRUE(x8);
-      const auto blocks = random_split_blocks(stored, rows_out * cols / 256, 13);
-      std::vector<std::byte> inter(rows_out * row_bytes(*x8, cols));
-      interleave_rows(stored, blocks.data(), rows_out, cols, inter.data());
-      const auto w = dequantized(stored, blocks.data(), rows_out * cols);
-      std::vector<float> row(cols);
-      for (std::size_t r = 0; r < rows_out; ++r) {
-        dequantize_interleaved_row(*x8, inter.data(), r, cols, row.data());
-        ASSERT_EQ(row, std::vector<float>(w.begin() + r * cols, w.begin() + (r + 1) * cols))
-            << "row " << r;
-      }
-      const matrix m{*x8, inter.data(), rows_out, cols};
-      for (std::size_t rows = 1; rows <= 6; ++rows) {
-        const auto x =
-            aeg::testing::normal_floats(rows * cols, 14 + static_cast<std::uint32_t>(rows));
-        std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(m, rows));
-        std::vector<float> y(rows * rows_out), first;
-        for (auto isa : isas) {
-          cpu::matmul(m, x.data(), rows, y.data(), scratch.data(), isa);
-          if (first.empty())
-            first = y;
-          ASSERT_EQ(y, first) << "isa " << static_cast<int>(isa) << ", rows " << rows;
-        }
-        for (std::size_t r = 0; r < rows; ++r)
-          for (std::size_t j = 0; j < rows_out; ++j) {
-            double exact = 0, norm = 0;
-            for (std::size_t k = 0; k < cols; ++k) {
-              exact += static_cast<double>(w[j * cols + k]) * x[r * cols + k];
-              norm += std::fabs(static_cast<double>(w[j * cols + k]) * x[r * cols + k]);
-            }
-            ASSERT_NEAR(y[r * rows_out + j], exact, 0.01 * norm)
-                << "output " << j << " of activation row " << r;
-          }
-      }
-    }
-}
-
-// A K-quant mix puts layouts side by side in one call (attn_q and attn_k Q5_K, attn_v Q6_K in a
-// Q5_K_M layer): matmul_many over Q5_1x8, Q6_Kx8, Q4_1x8, Q3_Kx8 and Q2_Kx8 matrices gives each the
-// bits it gets alone, on every isa, also beside a row-major matrix.
-TEST(QuantInterleave, MixedLayoutsInOneMatmulManyGiveWhatEachGivesAlone) {
-  const std::size_t cols = 512, rows = 3;
-  const auto isas = available_isas();
-  const auto q5 = transcoded(typical_q5_k(16 * cols / 256, 21));
-  std::vector<block_q5_1x8> w5(q5.size() / 8);
-  interleave_rows(dtype::q5_1, q5.data(), 16, cols, w5.data());
-  const auto q4 = transcoded(typical_blocks(8 * cols / 256, 22));
-  std::vector<block_q4_1x8> w4(q4.size() / 8);
-  interleave_rows(dtype::q4_1, q4.data(), 8, cols, w4.data());
-  const auto q6 = random_split_blocks(dtype::q6_k, 24 * cols / 256, 23);
-  std::vector<block_q6_kx8> w6(24 * cols / 256 / 8);
-  interleave_rows(dtype::q6_k, q6.data(), 24, cols, w6.data());
-  const auto q3 = random_split_blocks(dtype::q3_k, 8 * cols / 256, 25);
-  std::vector<block_q3_kx8> w3(8 * cols / 256 / 8);
-  interleave_rows(dtype::q3_k, q3.data(), 8, cols, w3.data());
-  const auto q2 = random_split_blocks(dtype::q2_k, 16 * cols / 256, 26);
-  std::vector<block_q2_kx8> w2(16 * cols / 256 / 8);
-  interleave_rows(dtype::q2_k, q2.data(), 16, cols, w2.data());
-  const matrix interleaved[] = {{dtype::q5_1x8, w5.data(), 16, cols},
-                                {dtype::q6_kx8, w6.data(), 24, cols},
-                                {dtype::q4_1x8, w4.data(), 8, cols},
-                                {dtype::q3_kx8, w3.data(), 8, cols},
-                                {dtype::q2_kx8, w2.data(), 16, cols}};
-  // With a row-major matrix among them (13 rows of Q5_1), each still takes its own kernel.
-  const matrix mixed[] = {interleaved[0], {dtype::q5_1, q5.data(), 13, cols}, interleaved[1]};
-  const auto x = aeg::testing::normal_floats(rows * cols, 24);
-  std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(interleaved[0], rows));
-  for (std::span<const matrix> ms :
-       {std::span<const matrix>(interleaved), std::span<const matrix>(mixed)})
-    for (auto isa : isas) {
-      std::vector<std::vector<float>> together, alone;
-      std::vector<float*> ys;
-      for (const auto& m : ms) {
-        together.emplace_back(rows * m.rows);
-        alone.emplace_back(rows * m.rows);
-        ys.push_back(together.back().data());
-      }
-      cpu::matmul_many(ms, x.data(), rows, ys, scratch.data(), isa);
-      for (std::size_t i = 0; i < ms.size(); ++i) {
-        cpu::matmul(ms[i], x.data(), rows, alone[i].data(), scratch.data(), isa);
-        EXPECT_EQ(together[i], alone[i])
-            << traits(ms[i].type).name << " isa " << static_cast<int>(isa);
-      }
-    }
-}
-
-// A long prompt's activation rows are walked in chunks that stay in cache (about 1 MiB of
-// quantized rows: 192 rows of 4096 columns). 500 rows, two whole chunks and a part, give every
-// row the bits it gets alone, for an affine and a per-16-column layout of 72 rows (9 groups, so
-// the threads split them), each alone and both in one call, on every isa.
-TEST(QuantInterleave, RowsBeyondOneCacheChunkGiveTheBitsEachRowGetsAlone) {
-  const std::size_t cols = 4096, rows = 500, out = 72;
-  const auto q4 = transcoded(typical_blocks(out * cols / 256, 31));
-  std::vector<block_q4_1x8> w4(q4.size() / 8);
-  interleave_rows(dtype::q4_1, q4.data(), out, cols, w4.data());
-  const auto q6 = random_split_blocks(dtype::q6_k, out * cols / 256, 32);
-  std::vector<block_q6_kx8> w6(out * cols / 256 / 8);
-  interleave_rows(dtype::q6_k, q6.data(), out, cols, w6.data());
-  const matrix ms[] = {{dtype::q4_1x8, w4.data(), out, cols},
-                       {dtype::q6_kx8, w6.data(), out, cols}};
-  const auto x = aeg::testing::normal_floats(rows * cols, 33);
-  std::vector<std::byte> scratch(cpu::matmul_scratch_bytes(ms[0], rows));
-  // Every output in its place: the rows at the chunks' edges against the dequantized weights.
-  const std::vector<float> dequant[] = {dequantized(dtype::q4_1, q4.data(), out * cols),
-                                        dequantized(dtype::q6_k, q6.data(), out * cols)};
-  for (std::size_t m = 0; m < 2; ++m) {
-    std::vector<float> y(rows * out);
-    cpu::matmul(ms[m], x.data(), rows, y.data(), scratch.data());
-    for (std::size_t r : {0, 191, 192, 383, 384, 499})
-      for (std::size_t j = 0; j < out; ++j) {
-        double exact = 0, norm = 0;
-        for (std::size_t k = 0; k < cols; ++k) {
-          exact += static_cast<double>(dequant[m][j * cols + k]) * x[r * cols + k];
-          norm += std::fabs(static_cast<double>(dequant[m][j * cols + k]) * x[r * cols + k]);
-        }
-        ASSERT_NEAR(y[r * out + j], exact, 0.01 * norm)
-            << traits(ms[m].type).name << " output " << j << " of row " << r;
-      }
-  }
-  for (auto isa : available_isas()) {
-    std::vector<float> alone(rows * out), both0(rows * out), both1(rows * out), one(out);
-    float* const ys[] = {both0.data(), both1.data()};
-    cpu::matmul_many(ms, x.data(), rows, ys, scratch.data(), isa);
-    for (std::size_t m = 0; m < 2; ++m) {
-      cpu::matmul(ms[m], x.data(), rows, alone.data(), scratch.data(), isa);
-      EXPECT_EQ(alone, m == 0 ? both0 : both1)
-          << traits(ms[m].type).name << " isa " << static_cast<int>(isa);
-      for (std::size_t r = 0; r < rows; ++r) {
-        cpu::matmul(ms[m], x.data() + r * cols, 1, one.data(), scratch.data(), isa);
-        ASSERT_TRUE(std::equal(one.begin(), one.end(), alone.begin() + r * out))
-            << traits(ms[m].type).name << " isa " << static_cast<int>(isa) << " row " << r;
       }
     }
   }
