@@ -369,6 +369,14 @@ private:
     ++counts_.steps;
     const auto now = clock().now();
     const auto took = now - r.started;
+    const double took_seconds = std::chrono::duration<double>(took).count();
+    counts_.step_seconds += took_seconds;
+    if (std::all_of(r.step.begin(), r.step.end(),
+                    [](const step_entry& e) { return e.feed == 1; })) {
+      ++counts_.decode_steps;
+      counts_.decode_sequences += r.step.size();
+      counts_.decode_step_seconds += took_seconds;
+    }
     const auto costs = engine_->last_step_costs();
     state_.learn(r.step, r.chosen, active_, took, now);
     ++turn_steps_;
@@ -378,7 +386,7 @@ private:
       sequence& s = *r.chosen[i];
       s.in_step = false;
       s.last_step = counts_.steps;
-      charge_step(s, std::chrono::duration<double>(took).count(), costs);
+      charge_step(s, took_seconds, costs);
       s.kv.tokens += r.step[i].feed;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);

@@ -92,6 +92,14 @@ struct instance_stats {
   /// Of those, decode steps run again without a view or a plan while the policy's decision
   /// stood (with `instance_state::check_views` on: the steps that would have been)
   std::size_t steps_repeated = 0;
+  /// Summed time of the steps, each from its enqueueing to its end reaching the instance: what
+  /// a step costs in this pool, the host's reaction included (`aegaeon profile` times a step
+  /// alone, back to back)
+  double step_seconds = 0;
+  /// Of the steps, those that only decoded (one token for each sequence), their summed time
+  /// and sequences: a decode step's mean cost at the pool's mean batch
+  std::size_t decode_steps = 0, decode_sequences = 0;
+  double decode_step_seconds = 0;
   std::size_t tokens_generated = 0;
   std::size_t preemptions = 0;    ///< sequences evicted and recomputed later
   std::size_t batch_splits = 0;   ///< sequences moved to an overflow batch (KV kept on the host)
@@ -113,7 +121,8 @@ typename Inspector::result_type inspect(Inspector& f, instance_stats& x) {
            x.kv_fragmentation, x.running, x.waiting, x.steps, x.tokens_generated, x.preemptions,
            x.batch_splits, x.prompts_shared, x.switches, x.prefetches, x.swaps_out, x.swaps_in,
            x.weight_bytes_copied, x.kv_bytes_swapped, x.scale_up_seconds, x.active, x.staged,
-           x.ready, x.recent_switches, x.steps_repeated);
+           x.ready, x.recent_switches, x.steps_repeated, x.step_seconds, x.decode_steps,
+           x.decode_sequences, x.decode_step_seconds);
 }
 
 /// What an instance with `options` serving `models` asks of its device (see models/sizing.hpp).

@@ -183,8 +183,10 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
       .receive([&](switch_report& r) { res.instances = std::move(r.instances); },
                [](caf::error&) {});
   self->send_exit(watch, caf::exit_reason::user_shutdown);
-  for (const auto& inst : res.instances)
+  for (const auto& inst : res.instances) {
     res.switches += inst.total;
+    res.steps += inst.steps;
+  }
   res.timeline_seconds = res.seconds;
   for (const auto& t : trace)
     res.tokens_expected += t.output_tokens;

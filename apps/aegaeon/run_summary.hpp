@@ -37,9 +37,8 @@ struct run_result {
   double token_attainment = 0; ///< tokens on time / tokens asked for (rejected count as late)
   double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
   std::size_t switches = 0;
-  /// Forward steps of every instance, and those run again without planning (a decision stood;
-  /// counted where the pool's instances report them: `simulate`).
-  std::size_t steps = 0, steps_repeated = 0;
+  /// The step counters of every instance, summed.
+  step_totals steps;
   double seconds = 0;          ///< wall-clock seconds the run took
   std::string first_rejection; ///< why the first rejected request was refused
   std::string first_failure;   ///< why the first failed request failed

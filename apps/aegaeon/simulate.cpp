@@ -199,11 +199,10 @@ result<run_result> simulate_cell(const simulate_options& o,
   res.timeline_seconds = report->simulated_seconds;
   for (std::size_t i = 0; i < report->instances.size(); ++i) {
     res.switches += report->instances[i].switches;
-    res.steps += report->instances[i].steps;
-    res.steps_repeated += report->instances[i].steps_repeated;
     instance_switches seen;
     seen.name = i < names.size() ? names[i] : "instance " + std::to_string(i);
     seen.merge(report->instances[i], report->simulated_seconds);
+    res.steps += seen.steps;
     res.instances.push_back(std::move(seen));
   }
   return res;

@@ -15,6 +15,35 @@ double microseconds(double seconds) {
 
 } // namespace
 
+step_totals& step_totals::operator+=(const step_totals& o) {
+  steps += o.steps;
+  repeated += o.repeated;
+  seconds += o.seconds;
+  decode_steps += o.decode_steps;
+  decode_sequences += o.decode_sequences;
+  decode_seconds += o.decode_seconds;
+  return *this;
+}
+
+step_totals step_totals::of(const actors::instance_stats& stats) {
+  return {stats.steps,        stats.steps_repeated,   stats.step_seconds,
+          stats.decode_steps, stats.decode_sequences, stats.decode_step_seconds};
+}
+
+nlohmann::json to_json(const step_totals& t) {
+  const auto per_step = [&](double v) {
+    return t.decode_steps > 0 ? v / static_cast<double>(t.decode_steps) : 0.0;
+  };
+  return {{"steps", t.steps},
+          {"repeated", t.repeated},
+          {"seconds", microseconds(t.seconds)},
+          {"decode_steps", t.decode_steps},
+          {"decode_sequences", t.decode_sequences},
+          {"decode_seconds", microseconds(t.decode_seconds)},
+          {"decode_mean_seconds", microseconds(per_step(t.decode_seconds))},
+          {"decode_mean_batch", per_step(static_cast<double>(t.decode_sequences))}};
+}
+
 void instance_switches::merge(const actors::instance_stats& stats, double now) {
   const auto& recent = stats.recent_switches;
   // The log holds the last switches made: the first kept is number `switches - kept`.
@@ -35,6 +64,8 @@ void instance_switches::merge(const actors::instance_stats& stats, double now) {
     total = stats.switches;
     active = stats.active;
   }
+  if (stats.steps >= steps.steps)
+    steps = step_totals::of(stats);
 }
 
 nlohmann::json to_json(const instance_switches& s) {
@@ -46,7 +77,11 @@ nlohmann::json to_json(const instance_switches& s) {
                     {"to", w.to},
                     {"scale_up_seconds", microseconds(w.scale_up_seconds)},
                     {"prefetched", w.prefetched}});
-  return {{"name", s.name}, {"active", s.active}, {"total", s.total}, {"switches", list}};
+  return {{"name", s.name},
+          {"active", s.active},
+          {"total", s.total},
+          {"switches", list},
+          {"steps", to_json(s.steps)}};
 }
 
 instance_switches switches_from_json(const nlohmann::json& j) {
@@ -60,6 +95,14 @@ instance_switches switches_from_json(const nlohmann::json& j) {
   std::sort(s.switches.begin(), s.switches.end(),
             [](const timed_switch& a, const timed_switch& b) { return a.n < b.n; });
   s.total = std::max(j.value("total", std::size_t{0}), s.switches.size());
+  // Runs written before steps were counted have none.
+  if (const auto t = j.find("steps"); t != j.end())
+    s.steps = {t->at("steps").get<std::size_t>(),
+               t->at("repeated").get<std::size_t>(),
+               t->at("seconds").get<double>(),
+               t->at("decode_steps").get<std::size_t>(),
+               t->at("decode_sequences").get<std::size_t>(),
+               t->at("decode_seconds").get<double>()};
   return s;
 }
 

@@ -19,6 +19,21 @@ struct timed_switch {
   bool prefetched = false;      ///< the weights were already copied in beside the last model
 };
 
+/// An instance's step counters (`actors::instance_stats`); they only grow, so the latest look
+/// holds them all.
+struct step_totals {
+  std::size_t steps = 0;            ///< forward steps run
+  std::size_t repeated = 0;         ///< of them, run again without planning (a decision stood)
+  double seconds = 0;               ///< their summed time, enqueue to the instance's hearing of it
+  std::size_t decode_steps = 0;     ///< of them, those that only decoded
+  std::size_t decode_sequences = 0; ///< the sequences of those, summed
+  double decode_seconds = 0;        ///< the summed time of those
+
+  step_totals& operator+=(const step_totals& o);
+  /// `stats`' counters.
+  static step_totals of(const actors::instance_stats& stats);
+};
+
 /// The switches of one instance during a run, merged from its stats taken now and then (an
 /// instance keeps only its last 256 switches, so a long run is asked more than once).
 struct instance_switches {
@@ -26,6 +41,7 @@ struct instance_switches {
   std::string active;    ///< its active model when last asked
   std::size_t total = 0; ///< every switch it made; those missing from `switches` were not seen
   std::vector<timed_switch> switches; ///< by number; a gap in `n` is switches not seen
+  step_totals steps;                  ///< its step counters when last asked
 
   /// Adds what `stats`, taken `now` seconds after the run's start, tells: the switches not seen
   /// before (each timed `now - seconds_ago`), the scale-up times of known ones that were still
@@ -36,8 +52,11 @@ struct instance_switches {
 };
 
 /// {"name", "active", "total", "switches": [{"n", "at", "from", "to", "scale_up_seconds",
-/// "prefetched"}]}, times rounded to microseconds.
+/// "prefetched"}], "steps": {see `to_json(step_totals)`}}, times rounded to microseconds.
 nlohmann::json to_json(const instance_switches& s);
+/// {"steps", "repeated", "seconds", "decode_steps", "decode_sequences", "decode_seconds",
+/// "decode_mean_seconds" (per decode step; 0 without one), "decode_mean_batch"}.
+nlohmann::json to_json(const step_totals& t);
 /// The inverse of `to_json`; throws nlohmann::json::exception where a field has the wrong type.
 instance_switches switches_from_json(const nlohmann::json& j);
 

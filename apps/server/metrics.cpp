@@ -221,6 +221,10 @@ void metrics_registry::render_instances(std::string& out,
        [](const actors::instance_stats& s) { return s.waiting; });
   each("aegaeon_instance_steps_total", "counter", "Forward steps run.",
        [](const actors::instance_stats& s) { return s.steps; });
+  each("aegaeon_instance_step_seconds_total", "counter",
+       "Time of the steps, each from its enqueueing to the instance hearing it ended (the "
+       "device's busy time as the instance sees it).",
+       [](const actors::instance_stats& s) { return s.step_seconds; });
   each("aegaeon_instance_steps_repeated_total", "counter",
        "Of the steps, decode steps run again without planning while the policy's decision stood.",
        [](const actors::instance_stats& s) { return s.steps_repeated; });

@@ -91,6 +91,17 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   EXPECT_TRUE(s.ready);
   EXPECT_EQ(s.kv_bytes_used, 0u);
   EXPECT_EQ(s.running + s.waiting, 0u);
+  // The steps' time: each request alone decoded its tokens after the first in steps of its own;
+  // a decode-only step's sequences each drew a token, and the first tokens came from prompts.
+  std::size_t alone_decodes = 0;
+  for (const auto& r : reqs)
+    alone_decodes += r.max_tokens - 1;
+  EXPECT_GE(s.decode_steps, alone_decodes);
+  EXPECT_LT(s.decode_steps, s.steps);
+  EXPECT_GE(s.decode_sequences, s.decode_steps);
+  EXPECT_LE(s.decode_sequences, s.tokens_generated - 2 * reqs.size());
+  EXPECT_GT(s.decode_step_seconds, 0.0);
+  EXPECT_GT(s.step_seconds, s.decode_step_seconds);
 }
 
 // The choices of one completion reach an instance together as one prompt group: the first reads

@@ -150,10 +150,22 @@ TEST(Simulation, TokensComeWhenTheProfilesCostsSay) {
   const double prefill = fit.prefill.at(100, 100 * 100);
   EXPECT_GE(t[0], copied);
   EXPECT_LE(t[0], copied + prefill + 1e-6);
-  for (std::size_t k = 1; k < t.size(); ++k)
+  double decoding = 0;
+  for (std::size_t k = 1; k < t.size(); ++k) {
     EXPECT_NEAR(t[k] - t[k - 1], fit.decode.at(static_cast<double>(100 + k), 1), 1e-6)
         << "token " << k;
-  EXPECT_EQ(r->instances.front().switches, 1u);
+    decoding += fit.decode.at(static_cast<double>(100 + k), 1);
+  }
+  const auto& stats = r->instances.front();
+  EXPECT_EQ(stats.switches, 1u);
+  // Its steps' time: the prompt's step (from its enqueueing, so with the wait for the weights
+  // it was enqueued behind) and seven decode steps of one sequence.
+  EXPECT_EQ(stats.steps, 8u);
+  EXPECT_EQ(stats.decode_steps, 7u);
+  EXPECT_EQ(stats.decode_sequences, 7u);
+  EXPECT_NEAR(stats.decode_step_seconds, decoding, 1e-6);
+  EXPECT_GE(stats.step_seconds, decoding + prefill - 1e-6);
+  EXPECT_LE(stats.step_seconds, t.back() + 1e-6);
 }
 
 // A device that is not simulated has no place in a simulation.

@@ -168,6 +168,36 @@ TEST(SwitchHistory, LooksMergeByNumberAndTimeFromTheRunsStart) {
   EXPECT_EQ(back.switches[2].to, "c");
 }
 
+TEST(SwitchHistory, StepCountersComeFromTheLatestLookWhateverOrderLooksArriveIn) {
+  actors::instance_stats early, late;
+  early.steps = 10;
+  early.step_seconds = 0.5;
+  late.steps = 30;
+  late.steps_repeated = 12;
+  late.step_seconds = 1.25;
+  late.decode_steps = 28;
+  late.decode_sequences = 70;
+  late.decode_step_seconds = 1.0;
+  instance_switches seen;
+  seen.merge(late, 3);
+  seen.merge(early, 1); // an older answer that came later
+  EXPECT_EQ(seen.steps.steps, 30u);
+  EXPECT_DOUBLE_EQ(seen.steps.seconds, 1.25);
+  step_totals run;
+  run += seen.steps;
+  run += step_totals::of(early);
+  EXPECT_EQ(run.steps, 40u);
+  EXPECT_DOUBLE_EQ(run.seconds, 1.75);
+  const auto j = to_json(seen.steps);
+  EXPECT_NEAR(j.at("decode_mean_seconds").get<double>(), 1.0 / 28, 1e-6); // to the microsecond
+  EXPECT_DOUBLE_EQ(j.at("decode_mean_batch").get<double>(), 2.5);
+  const auto back = switches_from_json(to_json(seen)).steps;
+  EXPECT_EQ(back.repeated, 12u);
+  EXPECT_EQ(back.decode_sequences, 70u);
+  EXPECT_DOUBLE_EQ(back.decode_seconds, 1.0);
+  EXPECT_EQ(to_json(step_totals{}).at("decode_mean_seconds").get<double>(), 0.0); // no step yet
+}
+
 TEST(LatencySamples, KeepEveryValueUpToTheCapThenQuantiles) {
   const auto few = sample_latencies({3, 1, 2});
   EXPECT_EQ(few.seconds, (std::vector<double>{1, 2, 3}));
