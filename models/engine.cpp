@@ -172,8 +172,10 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
     r.sim_fit = sim_costs(sim.profile(), cfg, bytes.size(),
                           cfg.kv(image->format().kv_type()).block_bytes() /
                               kernels::kv_geometry::block_tokens);
-    // What a scale-up costs beside its copy (the engine's own work, kept small by reuse).
-    static_cast<gpu::sim_stream&>(*copy_).busy(gpu::sim_seconds(sim.profile().switch_seconds));
+    // What a scale-up takes beside its copy. Measured in a pool (`aegaeon profile
+    // --switches-from`), it is mostly the copy waiting for cores that other devices' steps hold:
+    // those steps are charged already, so it delays this stream and holds up no one else.
+    static_cast<gpu::sim_stream&>(*copy_).delay(gpu::sim_seconds(sim.profile().switch_seconds));
   }
   r.image = std::move(image);
   r.base = base;

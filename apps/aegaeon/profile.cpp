@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 namespace aeg::apps {
 
@@ -252,6 +253,8 @@ int run_profile(const profile_options& o) {
   p.memory_bytes = (*dev)->capacity_bytes();
   p.weight_layout = (*dev)->kind() == gpu::backend_kind::cpu ? "cpu" : "half";
   p.shared_compute = (*dev)->kind() == gpu::backend_kind::cpu; // CPU devices share the cores
+  if (p.shared_compute) // a CPU copy is one thread's memcpy beside the kernels' threads
+    p.copy_compute_share = 1.0 / std::max(1u, std::thread::hardware_concurrency());
   try {
     profiler m(**e, *image, o.rounds);
     fmt::print(stderr, "  scale-ups ...\n");

@@ -99,10 +99,20 @@ sim_clock::time_point sim_device::take_link(copy_kind kind, sim_clock::time_poin
   const double bw = kind == copy_kind::host_to_device   ? profile_->h2d_bytes_per_second
                     : kind == copy_kind::device_to_host ? profile_->d2h_bytes_per_second
                                                         : profile_->d2d_bytes_per_second;
-  const auto d = sim_seconds(profile_->copy_seconds + static_cast<double>(bytes) / bw);
-  // Where compute is shared (a CPU's cores), a copy is the cores' work too: it queues with the
-  // steps of every device.
-  link = shared_compute_ ? take_compute(std::max(link, earliest), d) : std::max(link, earliest) + d;
+  const double seconds = profile_->copy_seconds + static_cast<double>(bytes) / bw;
+  const auto start = std::max(link, earliest);
+  // Where compute is shared (a CPU's cores), a copy is the cores' work too: one that takes all
+  // of them queues with the steps of every device; one that takes a share runs beside them and
+  // holds their work up for that share of its time.
+  const double share = profile_->copy_compute_share;
+  if (!shared_compute_)
+    link = start + sim_seconds(seconds);
+  else if (share >= 1)
+    link = take_compute(start, sim_seconds(seconds));
+  else {
+    link = start + sim_seconds(seconds);
+    (void)take_compute(start, sim_seconds(seconds * share));
+  }
   return link;
 }
 
@@ -152,6 +162,10 @@ result<void> sim_stream::host_callback(std::function<void()> fn) {
 
 void sim_stream::busy(sim_clock::duration d) {
   tail_ = dev_->take_compute(tail(), d);
+}
+
+void sim_stream::delay(sim_clock::duration d) {
+  tail_ = tail() + d;
 }
 
 } // namespace aeg::gpu

@@ -72,8 +72,12 @@ public:
   backend_kind kind() const noexcept override { return backend_kind::sim; }
   void* native_handle() const noexcept override { return nullptr; }
 
-  /// Keeps the stream busy for `d` after the work queued before: a kernel's cost.
+  /// Keeps the stream busy for `d` after the work queued before: a kernel's cost. Where compute
+  /// is shared, the other devices' work waits for it too.
   void busy(sim_clock::duration d);
+  /// Holds the stream's later work back by `d` without working: time it waits, on the cores or
+  /// on the host, that no other device's work waits for.
+  void delay(sim_clock::duration d);
   /// When the work queued so far ends.
   sim_clock::time_point tail() const noexcept;
 

@@ -192,6 +192,12 @@ result<sim_profile> parse_sim_profile(const std::string& text, const std::string
   AEG_TRY(number(j, origin, "d2d_bytes_per_second", p.d2d_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "copy_seconds", p.copy_seconds));
   AEG_TRY(number(j, origin, "switch_seconds", p.switch_seconds));
+  AEG_TRY(number(j, origin, "copy_compute_share", p.copy_compute_share, sign::positive));
+  if (p.copy_compute_share > 1)
+    return fail(errc::invalid_argument, origin +
+                                            ".copy_compute_share: at most 1 (all of the "
+                                            "compute), got " +
+                                            std::to_string(p.copy_compute_share));
   AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "flops", p.flops, sign::positive));
   AEG_TRY(number(j, origin, "bandwidth_efficiency", p.bandwidth_efficiency, sign::positive));
@@ -232,6 +238,7 @@ std::string to_json(const sim_profile& p) {
             {"memory_gib", static_cast<double>(p.memory_bytes) / static_cast<double>(1 << 30)},
             {"weight_layout", p.weight_layout},
             {"shared_compute", p.shared_compute},
+            {"copy_compute_share", p.copy_compute_share},
             {"h2d_bytes_per_second", p.h2d_bytes_per_second},
             {"d2h_bytes_per_second", p.d2h_bytes_per_second},
             {"d2d_bytes_per_second", p.d2d_bytes_per_second},

@@ -103,6 +103,64 @@ TEST_F(SimDevice, AStreamWaitingForAnEventStartsAfterIt) {
   EXPECT_TRUE(called);
 }
 
+// Two devices on one host's cores: what each stream's work ends at, once the clock has run.
+struct SharedCompute : SimDevice {
+  std::shared_ptr<sim_clock::time_point> cores = std::make_shared<sim_clock::time_point>();
+  std::shared_ptr<sim_profile> cpu = [this] {
+    auto p = std::make_shared<sim_profile>(*profile);
+    p->shared_compute = true;
+    return p;
+  }();
+
+  std::shared_ptr<sim_device> device(int ordinal) {
+    return std::make_shared<sim_device>(clock, cpu, ordinal, 0, cores);
+  }
+  // Ends of: a's 1 s step, b's 1 s copy in, then b's 0.2 s step.
+  std::vector<double> step_beside_copy_then_step() {
+    auto a = device(0), b = device(1);
+    auto a_compute = a->create_stream(), b_copy = b->create_stream(),
+         b_compute = b->create_stream();
+    auto stepped = a->create_event(), copied = b->create_event(), b_stepped = b->create_event();
+    static_cast<sim_stream&>(**a_compute).busy(sim_seconds(1));
+    EXPECT_TRUE((*a_compute)->record(**stepped));
+    EXPECT_TRUE((*b_copy)->copy(nullptr, nullptr, 1'000'000'000, copy_kind::host_to_device));
+    EXPECT_TRUE((*b_copy)->record(**copied));
+    static_cast<sim_stream&>(**b_compute).busy(sim_seconds(0.2));
+    EXPECT_TRUE((*b_compute)->record(**b_stepped));
+    std::vector<double> at(3, -1);
+    (*stepped)->on_complete([&] { at[0] = seconds(clock->now()); });
+    (*copied)->on_complete([&] { at[1] = seconds(clock->now()); });
+    (*b_stepped)->on_complete([&] { at[2] = seconds(clock->now()); });
+    while (auto next = clock->next())
+      clock->advance_to(*next);
+    return at;
+  }
+};
+
+TEST_F(SharedCompute, ACopyThatTakesEveryCoreQueuesBehindTheOtherDevicesStep) {
+  EXPECT_EQ(step_beside_copy_then_step(), (std::vector<double>{1.0, 2.0, 2.2}));
+}
+
+TEST_F(SharedCompute, ACopyThatTakesAShareRunsBesideStepsAndHoldsThemUpForThatShare) {
+  cpu->copy_compute_share = 0.5;
+  // The copy ends when alone it would; the cores owe it half its second after a's step.
+  EXPECT_EQ(step_beside_copy_then_step(), (std::vector<double>{1.0, 1.0, 1.7}));
+}
+
+TEST_F(SharedCompute, ADelayHoldsUpItsOwnStreamAndNoOtherDevice) {
+  auto a = device(0), b = device(1);
+  auto a_copy = a->create_stream(), b_compute = b->create_stream();
+  auto waited = a->create_event(), stepped = b->create_event();
+  static_cast<sim_stream&>(**a_copy).delay(sim_seconds(1));
+  ASSERT_TRUE((*a_copy)->record(**waited));
+  static_cast<sim_stream&>(**b_compute).busy(sim_seconds(0.2));
+  ASSERT_TRUE((*b_compute)->record(**stepped));
+  double b_at = -1;
+  (*stepped)->on_complete([&] { b_at = seconds(clock->now()); });
+  EXPECT_DOUBLE_EQ(completion(**waited), 1.0);
+  EXPECT_DOUBLE_EQ(b_at, 0.2);
+}
+
 TEST_F(SimDevice, MemoryIsCountedAgainstTheProfilesCapacity) {
   auto a = dev->allocate(std::size_t{768} << 20);
   ASSERT_TRUE(a);
@@ -133,11 +191,13 @@ TEST(SimProfile, RoundTripsThroughJson) {
   p.name = "X";
   p.h2d_bytes_per_second = 3e10;
   p.weight_layout = "cpu";
+  p.copy_compute_share = 0.25;
   p.models["qwen2.5-7b"] = {{0.01, 2e-5, 1e-9}, {-0.002, 1e-6, 3e-4}, "fit"};
   auto back = parse_sim_profile(to_json(p), "p.json");
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->name, "X");
   EXPECT_EQ(back->weight_layout, "cpu");
+  EXPECT_DOUBLE_EQ(back->copy_compute_share, 0.25);
   EXPECT_DOUBLE_EQ(back->h2d_bytes_per_second, 3e10);
   ASSERT_EQ(back->models.count("qwen2.5-7b"), 1u);
   EXPECT_DOUBLE_EQ(back->models["qwen2.5-7b"].decode.a, -0.002); // fits may dip below zero
@@ -155,6 +215,9 @@ TEST(SimProfile, ErrorsNameTheField) {
   expect_error(R"({"name": "G", "h2d_bytes_per_second": 0})", "p.json.h2d_bytes_per_second");
   expect_error(R"({"name": "G", "flops": "fast"})", "p.json.flops: must be a number > 0");
   expect_error(R"({"name": "G", "weight_layout": "int4"})", "weight_layout");
+  expect_error(R"({"name": "G", "copy_compute_share": 0})",
+               "copy_compute_share: must be a number > 0");
+  expect_error(R"({"name": "G", "copy_compute_share": 2})", "copy_compute_share: at most 1");
   expect_error(R"({"name": "G", "models": {"m": {"prefill": {}}}})", "p.json.models.m");
   expect_error(R"({"name": "G", "models": {"m": {"prefill": {"a": "x"}, "decode": {}}}})",
                "p.json.models.m.prefill.a");
