@@ -366,17 +366,9 @@ private:
   // The step's event came: its tokens go out.
   void end_step() {
     const auto& r = running_;
-    ++counts_.steps;
     const auto now = clock().now();
     const auto took = now - r.started;
-    const double took_seconds = std::chrono::duration<double>(took).count();
-    counts_.step_seconds += took_seconds;
-    if (std::all_of(r.step.begin(), r.step.end(),
-                    [](const step_entry& e) { return e.feed == 1; })) {
-      ++counts_.decode_steps;
-      counts_.decode_sequences += r.step.size();
-      counts_.decode_step_seconds += took_seconds;
-    }
+    count_step(counts_, r.step, r.chosen, std::chrono::duration<double>(took).count());
     const auto costs = engine_->last_step_costs();
     state_.learn(r.step, r.chosen, active_, took, now);
     ++turn_steps_;
@@ -386,7 +378,7 @@ private:
       sequence& s = *r.chosen[i];
       s.in_step = false;
       s.last_step = counts_.steps;
-      charge_step(s, took_seconds, costs);
+      charge_step(s, std::chrono::duration<double>(took).count(), costs);
       s.kv.tokens += r.step[i].feed;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);

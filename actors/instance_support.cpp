@@ -135,6 +135,20 @@ void add_engine_stats(instance_stats& s, models::engine& engine) {
   s.kv_bytes_swapped = engine.stats().kv_bytes_out + engine.stats().kv_bytes_in;
 }
 
+void count_step(instance_stats& counts, const std::vector<step_entry>& step,
+                const std::vector<sequence*>& chosen, double seconds) {
+  ++counts.steps;
+  counts.step_seconds += seconds;
+  bool decoding = !step.empty();
+  for (std::size_t i = 0; i < step.size() && decoding; ++i)
+    decoding = step[i].feed == 1 && chosen[i]->kv.tokens > 0; // a one-token prompt reads
+  if (decoding) {
+    ++counts.decode_steps;
+    counts.decode_sequences += step.size();
+    counts.decode_step_seconds += seconds;
+  }
+}
+
 models::token_logprobs token_logprobs_in(const models::engine& engine, std::int32_t top,
                                          const kernels::sampling_row& rule, std::int32_t token,
                                          std::size_t row, std::size_t vocab) {

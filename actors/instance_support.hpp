@@ -77,6 +77,10 @@ decode_job decode_job_of(sequence& seq, std::shared_ptr<gpu::kv_pool> host_kv,
 
 /// Copies the engine's KV and transfer counters into `s` (after reclaiming finished transfers).
 void add_engine_stats(instance_stats& s, models::engine& engine);
+/// Counts a step of `seconds` in `counts`: its time, and a decode-only step's sequences (each
+/// of `chosen`, before the step, read one token after tokens it had).
+void count_step(instance_stats& counts, const std::vector<step_entry>& step,
+                const std::vector<sequence*>& chosen, double seconds);
 
 /// The log-probabilities of `token`, picked by `rule` in row `row` of the engine's last step,
 /// with `top` alternatives; empty when `top` < 0 (not asked) or the step kept no logits.

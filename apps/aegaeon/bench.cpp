@@ -185,7 +185,7 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
   self->send_exit(watch, caf::exit_reason::user_shutdown);
   for (const auto& inst : res.instances) {
     res.switches += inst.total;
-    res.steps += inst.steps;
+    res.stepped += inst.stepped;
   }
   res.timeline_seconds = res.seconds;
   for (const auto& t : trace)

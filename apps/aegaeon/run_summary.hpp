@@ -38,7 +38,7 @@ struct run_result {
   double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
   std::size_t switches = 0;
   /// The step counters of every instance, summed.
-  step_totals steps;
+  step_totals stepped;
   double seconds = 0;          ///< wall-clock seconds the run took
   std::string first_rejection; ///< why the first rejected request was refused
   std::string first_failure;   ///< why the first failed request failed

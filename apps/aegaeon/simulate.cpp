@@ -202,7 +202,7 @@ result<run_result> simulate_cell(const simulate_options& o,
     instance_switches seen;
     seen.name = i < names.size() ? names[i] : "instance " + std::to_string(i);
     seen.merge(report->instances[i], report->simulated_seconds);
-    res.steps += seen.steps;
+    res.stepped += seen.stepped;
     res.instances.push_back(std::move(seen));
   }
   return res;

@@ -64,8 +64,8 @@ void instance_switches::merge(const actors::instance_stats& stats, double now) {
     total = stats.switches;
     active = stats.active;
   }
-  if (stats.steps >= steps.steps)
-    steps = step_totals::of(stats);
+  if (stats.steps >= stepped.steps)
+    stepped = step_totals::of(stats);
 }
 
 nlohmann::json to_json(const instance_switches& s) {
@@ -81,7 +81,7 @@ nlohmann::json to_json(const instance_switches& s) {
           {"active", s.active},
           {"total", s.total},
           {"switches", list},
-          {"steps", to_json(s.steps)}};
+          {"step_totals", to_json(s.stepped)}};
 }
 
 instance_switches switches_from_json(const nlohmann::json& j) {
@@ -96,13 +96,13 @@ instance_switches switches_from_json(const nlohmann::json& j) {
             [](const timed_switch& a, const timed_switch& b) { return a.n < b.n; });
   s.total = std::max(j.value("total", std::size_t{0}), s.switches.size());
   // Runs written before steps were counted have none.
-  if (const auto t = j.find("steps"); t != j.end())
-    s.steps = {t->at("steps").get<std::size_t>(),
-               t->at("repeated").get<std::size_t>(),
-               t->at("seconds").get<double>(),
-               t->at("decode_steps").get<std::size_t>(),
-               t->at("decode_sequences").get<std::size_t>(),
-               t->at("decode_seconds").get<double>()};
+  if (const auto t = j.find("step_totals"); t != j.end())
+    s.stepped = {t->at("steps").get<std::size_t>(),
+                 t->at("repeated").get<std::size_t>(),
+                 t->at("seconds").get<double>(),
+                 t->at("decode_steps").get<std::size_t>(),
+                 t->at("decode_sequences").get<std::size_t>(),
+                 t->at("decode_seconds").get<double>()};
   return s;
 }
 

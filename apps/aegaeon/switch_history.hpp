@@ -41,7 +41,7 @@ struct instance_switches {
   std::string active;    ///< its active model when last asked
   std::size_t total = 0; ///< every switch it made; those missing from `switches` were not seen
   std::vector<timed_switch> switches; ///< by number; a gap in `n` is switches not seen
-  step_totals steps;                  ///< its step counters when last asked
+  step_totals stepped;                ///< its step counters when last asked
 
   /// Adds what `stats`, taken `now` seconds after the run's start, tells: the switches not seen
   /// before (each timed `now - seconds_ago`), the scale-up times of known ones that were still
@@ -52,12 +52,13 @@ struct instance_switches {
 };
 
 /// {"name", "active", "total", "switches": [{"n", "at", "from", "to", "scale_up_seconds",
-/// "prefetched"}], "steps": {see `to_json(step_totals)`}}, times rounded to microseconds.
+/// "prefetched"}], "step_totals": {see `to_json(step_totals)`}}, times rounded to microseconds.
 nlohmann::json to_json(const instance_switches& s);
 /// {"steps", "repeated", "seconds", "decode_steps", "decode_sequences", "decode_seconds",
 /// "decode_mean_seconds" (per decode step; 0 without one), "decode_mean_batch"}.
 nlohmann::json to_json(const step_totals& t);
-/// The inverse of `to_json`; throws nlohmann::json::exception where a field has the wrong type.
+/// The inverse of `to_json`; throws nlohmann::json::exception where a field has the wrong type
+/// or a step total is missing (runs written before steps were counted have none: zeros).
 instance_switches switches_from_json(const nlohmann::json& j);
 
 } // namespace aeg::apps

@@ -222,8 +222,8 @@ void metrics_registry::render_instances(std::string& out,
   each("aegaeon_instance_steps_total", "counter", "Forward steps run.",
        [](const actors::instance_stats& s) { return s.steps; });
   each("aegaeon_instance_step_seconds_total", "counter",
-       "Time of the steps, each from its enqueueing to the instance hearing it ended (the "
-       "device's busy time as the instance sees it).",
+       "Time of the steps, each from its enqueueing to the instance hearing it ended (waits "
+       "for weights and KV coming in included).",
        [](const actors::instance_stats& s) { return s.step_seconds; });
   each("aegaeon_instance_steps_repeated_total", "counter",
        "Of the steps, decode steps run again without planning while the policy's decision stood.",

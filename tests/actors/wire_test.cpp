@@ -169,6 +169,11 @@ TEST_F(Wire, ResultsAndStatsKeepEveryField) {
   s.weight_bytes_copied = 14;
   s.kv_bytes_swapped = 15;
   s.scale_up_seconds = 1.5;
+  s.steps_repeated = 16;
+  s.step_seconds = 2.25;
+  s.decode_steps = 17;
+  s.decode_sequences = 18;
+  s.decode_step_seconds = 1.75;
   s.active = "llama-3-8b";
   s.staged = "qwen2.5-7b";
   s.ready = true;
@@ -184,6 +189,9 @@ TEST_F(Wire, ResultsAndStatsKeepEveryField) {
             4u + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 + 15);
   EXPECT_EQ(t.switches, 10u);
   EXPECT_EQ(t.scale_up_seconds, 1.5);
+  EXPECT_EQ(t.steps_repeated + t.decode_steps + t.decode_sequences, 16u + 17 + 18);
+  EXPECT_EQ(t.step_seconds, 2.25);
+  EXPECT_EQ(t.decode_step_seconds, 1.75);
   EXPECT_EQ(t.active, "llama-3-8b");
   EXPECT_EQ(t.staged, "qwen2.5-7b");
   EXPECT_TRUE(t.ready);

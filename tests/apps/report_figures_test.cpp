@@ -181,21 +181,24 @@ TEST(SwitchHistory, StepCountersComeFromTheLatestLookWhateverOrderLooksArriveIn)
   instance_switches seen;
   seen.merge(late, 3);
   seen.merge(early, 1); // an older answer that came later
-  EXPECT_EQ(seen.steps.steps, 30u);
-  EXPECT_DOUBLE_EQ(seen.steps.seconds, 1.25);
+  EXPECT_EQ(seen.stepped.steps, 30u);
+  EXPECT_DOUBLE_EQ(seen.stepped.seconds, 1.25);
   step_totals run;
-  run += seen.steps;
+  run += seen.stepped;
   run += step_totals::of(early);
   EXPECT_EQ(run.steps, 40u);
   EXPECT_DOUBLE_EQ(run.seconds, 1.75);
-  const auto j = to_json(seen.steps);
+  const auto j = to_json(seen.stepped);
   EXPECT_NEAR(j.at("decode_mean_seconds").get<double>(), 1.0 / 28, 1e-6); // to the microsecond
   EXPECT_DOUBLE_EQ(j.at("decode_mean_batch").get<double>(), 2.5);
-  const auto back = switches_from_json(to_json(seen)).steps;
+  const auto back = switches_from_json(to_json(seen)).stepped;
   EXPECT_EQ(back.repeated, 12u);
   EXPECT_EQ(back.decode_sequences, 70u);
   EXPECT_DOUBLE_EQ(back.decode_seconds, 1.0);
   EXPECT_EQ(to_json(step_totals{}).at("decode_mean_seconds").get<double>(), 0.0); // no step yet
+  auto old = to_json(seen);
+  old.erase("step_totals"); // a run written before steps were counted
+  EXPECT_EQ(switches_from_json(old).stepped.steps, 0u);
 }
 
 TEST(LatencySamples, KeepEveryValueUpToTheCapThenQuantiles) {
