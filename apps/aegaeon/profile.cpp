@@ -8,6 +8,7 @@
 #include "gpu/kv_pool.hpp"
 #include "gpu/registry.hpp"
 #include "gpu/sim/sim_profile.hpp"
+#include "kernels/cpu/parallel.hpp"
 #include "models/engine.hpp"
 #include "models/llama/config.hpp"
 #include "models/llama/weights.hpp"
@@ -22,7 +23,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <thread>
 
 namespace aeg::apps {
 
@@ -254,7 +254,7 @@ int run_profile(const profile_options& o) {
   p.weight_layout = (*dev)->kind() == gpu::backend_kind::cpu ? "cpu" : "half";
   p.shared_compute = (*dev)->kind() == gpu::backend_kind::cpu; // CPU devices share the cores
   if (p.shared_compute) // a CPU copy is one thread's memcpy beside the kernels' threads
-    p.copy_compute_share = 1.0 / std::max(1u, std::thread::hardware_concurrency());
+    p.copy_compute_share = 1.0 / static_cast<double>(kernels::cpu::num_compute_threads());
   try {
     profiler m(**e, *image, o.rounds);
     fmt::print(stderr, "  scale-ups ...\n");

@@ -103,7 +103,8 @@ sim_clock::time_point sim_device::take_link(copy_kind kind, sim_clock::time_poin
   const auto start = std::max(link, earliest);
   // Where compute is shared (a CPU's cores), a copy is the cores' work too: one that takes all
   // of them queues with the steps of every device; one that takes a share runs beside them and
-  // holds their work up for that share of its time.
+  // holds their work up for that share of its time, owed from now: charged from its own start,
+  // a copy in pieces would leave the cores idle between one piece's share and the next.
   const double share = profile_->copy_compute_share;
   if (!shared_compute_)
     link = start + sim_seconds(seconds);
@@ -111,7 +112,7 @@ sim_clock::time_point sim_device::take_link(copy_kind kind, sim_clock::time_poin
     link = take_compute(start, sim_seconds(seconds));
   else {
     link = start + sim_seconds(seconds);
-    (void)take_compute(start, sim_seconds(seconds * share));
+    (void)take_compute(clock_->now(), sim_seconds(seconds * share));
   }
   return link;
 }

@@ -147,6 +147,22 @@ TEST_F(SharedCompute, ACopyThatTakesAShareRunsBesideStepsAndHoldsThemUpForThatSh
   EXPECT_EQ(step_beside_copy_then_step(), (std::vector<double>{1.0, 1.0, 1.7}));
 }
 
+TEST_F(SharedCompute, ACopyInPiecesHoldsStepsUpForItsShareOfThemAllAndNoMore) {
+  cpu->copy_compute_share = 0.5;
+  auto a = device(0), b = device(1);
+  auto b_copy = b->create_stream(), a_compute = a->create_stream();
+  auto copied = b->create_event(), stepped = a->create_event();
+  for (int piece = 0; piece < 4; ++piece) // a model's layers, one copy each
+    ASSERT_TRUE((*b_copy)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*b_copy)->record(**copied));
+  static_cast<sim_stream&>(**a_compute).busy(sim_seconds(0.2));
+  ASSERT_TRUE((*a_compute)->record(**stepped));
+  double step_at = -1;
+  (*stepped)->on_complete([&] { step_at = seconds(clock->now()); });
+  EXPECT_DOUBLE_EQ(completion(**copied), 1.0);
+  EXPECT_DOUBLE_EQ(step_at, 0.7); // half of the copy's second, then the step
+}
+
 TEST_F(SharedCompute, ADelayHoldsUpItsOwnStreamAndNoOtherDevice) {
   auto a = device(0), b = device(1);
   auto a_copy = a->create_stream(), b_compute = b->create_stream();
