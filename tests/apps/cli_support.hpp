@@ -23,9 +23,9 @@ struct outcome {
   std::string output; // stdout and stderr together
 };
 
-// Runs `aegaeon ARGS` through the shell; `before` goes ahead of it ("cd DIR && ", "printf x | ").
-inline outcome run(const std::string& args, const std::string& before = {}) {
-  const std::string cmd = before + std::string(AEG_BINARY) + " " + args + " 2>&1";
+// Runs `command` through the shell, its stderr with its stdout.
+inline outcome run_shell(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   outcome out;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr)
@@ -36,6 +36,11 @@ inline outcome run(const std::string& args, const std::string& before = {}) {
   const int status = ::pclose(p);
   out.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+// Runs `aegaeon ARGS` through the shell; `before` goes ahead of it ("cd DIR && ", "printf x | ").
+inline outcome run(const std::string& args, const std::string& before = {}) {
+  return run_shell(before + std::string(AEG_BINARY) + " " + args);
 }
 
 // Bad usage: exit code 2 and a message with `fragment`.
