@@ -175,7 +175,7 @@ result<void> engine::stage(std::shared_ptr<const model_image> image) {
     // What a scale-up takes beside its copy. Measured in a pool (`aegaeon profile
     // --switches-from`), it is mostly the copy waiting for cores that other devices' steps hold:
     // those steps are charged already, so it delays this stream and holds up no one else. It
-    // runs from now, beside a step of this device still in flight, as the copy stream does.
+    // runs after the copies queued before, beside a step of this device still in flight.
     static_cast<gpu::sim_stream&>(*copy_).delay(gpu::sim_seconds(sim.profile().switch_seconds));
   }
   r.image = std::move(image);

@@ -101,7 +101,7 @@ TEST_F(Instance, ConcurrentRequestsProduceTheTokensEachProducesAlone) {
   EXPECT_GE(s.decode_sequences, s.decode_steps);
   EXPECT_LE(s.decode_sequences, s.tokens_generated - 2 * reqs.size());
   EXPECT_GT(s.decode_step_seconds, 0.0);
-  EXPECT_GE(s.step_seconds, s.decode_step_seconds);
+  EXPECT_GT(s.step_seconds, s.decode_step_seconds); // the prompts' steps too
 }
 
 // The choices of one completion reach an instance together as one prompt group: the first reads

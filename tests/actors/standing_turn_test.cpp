@@ -80,5 +80,22 @@ TEST(StandingTurn, AFreshDecisionOrPlanThatDiffersIsAnError) {
   EXPECT_FALSE(t.expect(fresh, longer, false)) << "a plan not repeated is not compared";
 }
 
+// A step counts as decoding when each of its sequences reads one token after tokens it had: a
+// one-token prompt reads its first, and a step with a longer feed reads a prompt.
+TEST(CountStep, ADecodeStepIsOneTokenAfterTokensForEverySequence) {
+  sequence decoding, fresh_one_token, fresh;
+  decoding.kv.tokens = 40;
+  instance_stats counts;
+  count_step(counts, {{1, 1}}, {&decoding}, 0.25);
+  count_step(counts, {{1, 1}, {2, 1}}, {&decoding, &fresh_one_token}, 0.5);
+  count_step(counts, {{3, 7}}, {&fresh}, 1.0);
+  count_step(counts, {{1, 1}, {1, 1}}, {&decoding, &decoding}, 0.125);
+  EXPECT_EQ(counts.steps, 4u);
+  EXPECT_EQ(counts.step_seconds, 1.875);
+  EXPECT_EQ(counts.decode_steps, 2u);
+  EXPECT_EQ(counts.decode_sequences, 3u);
+  EXPECT_EQ(counts.decode_step_seconds, 0.375);
+}
+
 } // namespace
 } // namespace aeg::actors
