@@ -188,8 +188,10 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
     res.stepped += inst.stepped;
   }
   res.timeline_seconds = res.seconds;
-  for (const auto& t : trace)
+  for (const auto& t : trace) {
     res.tokens_expected += t.output_tokens;
+    res.prompt_tokens += t.prompt_tokens;
+  }
   summarize(res, m);
   return res;
 }

@@ -135,6 +135,7 @@ nlohmann::json to_json(const run_result& r) {
           {"rejected", r.rejected},
           {"failed", r.failed},
           {"tokens_expected", r.tokens_expected},
+          {"prompt_tokens", r.prompt_tokens},
           {"tokens_on_time", r.tokens_on_time},
           {"attainment", r.attainment},
           {"token_attainment", r.token_attainment},

@@ -33,6 +33,7 @@ struct run_result {
   double slo_scale = 1; ///< the SLOs' factor against the base ones
   std::size_t requests = 0, finished = 0, rejected = 0, failed = 0;
   std::size_t tokens_expected = 0, tokens_on_time = 0;
+  std::size_t prompt_tokens = 0; ///< the requests' prompts, summed (the same arrivals: the same)
   double attainment = 0;       ///< mean over requests of time on schedule (rejected: 0)
   double token_attainment = 0; ///< tokens on time / tokens asked for (rejected count as late)
   double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
