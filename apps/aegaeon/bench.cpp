@@ -138,7 +138,7 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
   res.policy = policy;
   res.models = models.size();
   res.rate = o.rate;
-  res.requests = trace.size();
+  count_arrivals(res, trace);
   if (stop_requested()) // asked before the pool starts, and again once it has: starting takes long
     return fail(errc::cancelled, "interrupted");
   auto p = actors::pool::start(sys, make_spec(o, policy, models));
@@ -188,10 +188,6 @@ result<run_result> run_one(caf::actor_system& sys, const bench_options& o,
     res.stepped += inst.stepped;
   }
   res.timeline_seconds = res.seconds;
-  for (const auto& t : trace) {
-    res.tokens_expected += t.output_tokens;
-    res.prompt_tokens += t.prompt_tokens;
-  }
   summarize(res, m);
   return res;
 }

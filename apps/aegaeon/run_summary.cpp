@@ -57,6 +57,15 @@ latency_samples sample_latencies(std::vector<double> values, std::size_t cap) {
   return s;
 }
 
+void count_arrivals(run_result& r, std::span<const actors::trace_request> trace) {
+  r.requests = trace.size();
+  r.tokens_expected = r.prompt_tokens = 0;
+  for (const auto& t : trace) {
+    r.tokens_expected += t.output_tokens;
+    r.prompt_tokens += t.prompt_tokens;
+  }
+}
+
 void summarize(run_result& res, const actors::pool_metrics& m) {
   std::vector<double> ttfts, tbts, per_request;
   for (const auto& f : m.finished) {

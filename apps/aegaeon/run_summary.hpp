@@ -1,11 +1,13 @@
 #pragma once
 
 #include "actors/pool_metrics.hpp"
+#include "actors/trace_request.hpp"
 #include "apps/aegaeon/switch_history.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,9 +35,9 @@ struct run_result {
   double slo_scale = 1; ///< the SLOs' factor against the base ones
   std::size_t requests = 0, finished = 0, rejected = 0, failed = 0;
   std::size_t tokens_expected = 0, tokens_on_time = 0;
-  std::size_t prompt_tokens = 0; ///< the requests' prompts, summed (the same arrivals: the same)
-  double attainment = 0;       ///< mean over requests of time on schedule (rejected: 0)
-  double token_attainment = 0; ///< tokens on time / tokens asked for (rejected count as late)
+  std::size_t prompt_tokens = 0; ///< the requests' prompt tokens (equal for equal arrivals)
+  double attainment = 0;         ///< mean over requests of time on schedule (rejected: 0)
+  double token_attainment = 0;   ///< tokens on time / tokens asked for (rejected count as late)
   double ttft_p50 = 0, ttft_p99 = 0, tbt_p99 = 0;
   std::size_t switches = 0;
   /// The step counters of every instance, summed.
@@ -49,6 +51,9 @@ struct run_result {
   std::vector<instance_switches> instances;
   double timeline_seconds = 0;
 };
+
+/// Sets what `trace` asks of `r`'s run: its requests and their prompt and output tokens.
+void count_arrivals(run_result& r, std::span<const actors::trace_request> trace);
 
 /// Fills `r`'s outcome from the proxy's metrics of the run: `r.requests`, `r.rejected` and
 /// `r.tokens_expected` must already be set (rejected requests count as 0% attainment).

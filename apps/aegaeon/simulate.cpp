@@ -168,11 +168,7 @@ result<run_result> simulate_cell(const simulate_options& o,
   run_result res;
   res.policy = policy;
   res.models = models.size();
-  res.requests = trace.size();
-  for (const auto& t : trace) {
-    res.tokens_expected += t.output_tokens;
-    res.prompt_tokens += t.prompt_tokens;
-  }
+  count_arrivals(res, trace);
   std::vector<std::string> names; // as the pool names its instances
   for (std::size_t i = 0; i < spec.instances.size(); ++i)
     names.push_back(spec.instances[i].device + "/" + actors::to_string(spec.instances[i].role) +
