@@ -102,6 +102,45 @@ double device_copy_bandwidth(fixture& f, int passes) {
   return best;
 }
 
+// Bytes per second the decode bound is taken from: a parallel read of the host's memory for the
+// CPU, a device-to-device copy on a GPU.
+double measure_bandwidth(fixture& f, int passes) {
+  return f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth(passes)
+                                                 : device_copy_bandwidth(f, passes);
+}
+
+// A prompt of `n` tokens spread over the vocabulary.
+std::vector<std::int32_t> prompt_of(std::size_t n, std::size_t vocab) {
+  std::vector<std::int32_t> tokens(n);
+  for (std::size_t i = 0; i < n; ++i)
+    tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % vocab);
+  return tokens;
+}
+
+std::shared_ptr<const models::model_image>
+load_image(const std::string& path, const models::compute_format& format, gpu::device& dev) {
+  auto file = models::open_model(path);
+  if (!file)
+    throw std::runtime_error(file.error().to_string() + " (run scripts/fetch-model)");
+  return checked(models::load_llama(*file, format, dev), "loading the model");
+}
+
+// Random weights of `shape`, its first `layers` layers only when not 0.
+std::shared_ptr<const models::model_image> synthetic_image(const std::string& shape,
+                                                           std::size_t layers,
+                                                           const models::compute_format& format,
+                                                           gpu::device& dev) {
+  auto cfg = checked(models::llama_config::synthetic(shape), "--synthetic");
+  if (layers > cfg.num_layers)
+    throw std::runtime_error(
+        fmt::format("--layers {}: {} has {} layers", layers, shape, cfg.num_layers));
+  if (layers) {
+    cfg.num_layers = layers;
+    cfg.name += fmt::format(" (first {} layers)", layers);
+  }
+  return checked(models::synthetic_llama(cfg, format, dev, 1), "random weights");
+}
+
 // Medians of alternating rounds: the long and the short context share each round's machine, and
 // the ratios are each round's own.
 struct long_context_result {
@@ -126,10 +165,7 @@ double median(std::vector<double> v) {
 long_context_result time_long_contexts(fixture& f, const models::device_weights& w,
                                        kernels::dtype kv_type, std::span<const std::int32_t> table,
                                        std::size_t steps, std::size_t rounds, bool decode_only) {
-  const auto& cfg = *w.config;
-  std::vector<std::int32_t> tokens(prefill_long);
-  for (std::size_t i = 0; i < tokens.size(); ++i)
-    tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
+  const auto tokens = prompt_of(prefill_long, w.config->vocab_size);
   auto prefill = [&](std::size_t n) {
     const std::vector<models::sequence_step> st{{std::span(tokens).first(n), 0, table, true, {}}};
     const auto t = clock_type::now();
@@ -173,6 +209,116 @@ long_context_result time_long_contexts(fixture& f, const models::device_weights&
     fmt::print(stderr, "decode {:.2f} and {:.2f} ms ({:.2f}x)\n", ds.back(), dl.back(), dr.back());
   }
   return {median(ps), median(pl), median(ds), median(dl), median(pr), median(dr)};
+}
+
+void report_long_contexts(const long_context_result& r, const std::string& model,
+                          const std::string& device, std::size_t steps, std::size_t rounds,
+                          bool decode_only, const std::string& json_path) {
+  auto verdict = [](double ratio) { return ratio <= 1.5 ? "within 1.5x" : "over 1.5x"; };
+  fmt::print("one sequence, medians of {} alternating rounds ({} decode steps each) and of each "
+             "round's ratio\n",
+             rounds, steps);
+  if (!decode_only)
+    fmt::print("prefill {:>5} tokens: {:9.1f} tok/s\nprefill {:>5} tokens: {:9.1f} tok/s  -> "
+               "{:.2f}x the cost per token ({})\n",
+               prefill_short, r.prefill_short_tps, prefill_long, r.prefill_long_tps,
+               r.prefill_ratio, verdict(r.prefill_ratio));
+  fmt::print("decode from {:>5}:    {:9.2f} ms/step\ndecode from {:>5}:    {:9.2f} ms/step -> "
+             "{:.2f}x the cost per step ({})\n",
+             decode_short, r.step_short_ms, decode_long, r.step_long_ms, r.decode_ratio,
+             verdict(r.decode_ratio));
+  if (json_path.empty())
+    return;
+  nlohmann::json doc{{"model", model},
+                     {"device", device},
+                     {"rounds", rounds},
+                     {"decode_steps", steps},
+                     {"decode_step_ms",
+                      {{std::to_string(decode_short), r.step_short_ms},
+                       {std::to_string(decode_long), r.step_long_ms}}},
+                     {"decode_cost_ratio", r.decode_ratio}};
+  if (!decode_only) {
+    doc["prefill_tokens_per_s"] = {{std::to_string(prefill_short), r.prefill_short_tps},
+                                   {std::to_string(prefill_long), r.prefill_long_tps}};
+    doc["prefill_cost_ratio"] = r.prefill_ratio;
+  }
+  std::ofstream(json_path) << doc.dump(2) << "\n";
+}
+
+// For each batch size: a prefill of `prompt` tokens per sequence and `steps` decode steps after
+// it, in rounds, against the decode bound of each round (weights over the bandwidth measured just
+// before it). Prints the table and returns its rows.
+nlohmann::json time_batches(fixture& f, const models::device_weights& w, kernels::dtype kv_type,
+                            std::span<const std::size_t> batches, std::size_t blocks_per_seq,
+                            std::size_t prompt, std::size_t steps, std::size_t rounds,
+                            bool profile) {
+  const auto weight_bytes = static_cast<double>(f.image->bytes().size());
+  fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
+             "bound from the bandwidth measured just before it\n",
+             prompt, prompt + steps, rounds);
+  fmt::print("{:>6} {:>14} {:>14} {:>9} {:>9} {:>9} {:>9}\n", "batch", "prefill tok/s",
+             "decode tok/s", "ms/step", "best", "vs bound", "best vs");
+  nlohmann::json results = nlohmann::json::array();
+  const auto tokens = prompt_of(prompt, w.config->vocab_size);
+  for (std::size_t batch : batches) {
+    std::vector<std::vector<std::int32_t>> tables(batch);
+    for (std::size_t s = 0; s < batch; ++s)
+      for (std::size_t b = 0; b < blocks_per_seq; ++b)
+        tables[s].push_back(static_cast<std::int32_t>(s * blocks_per_seq + b));
+    std::vector<models::sequence_step> st(batch);
+    auto prompts = [&] {
+      for (std::size_t s = 0; s < batch; ++s)
+        st[s] = {tokens, 0, tables[s], true, {}};
+    };
+    // Warm up once, then time the prefill and the decode steps in rounds: this machine shares
+    // its cores and memory, so single timings wander; medians and bests do less.
+    prompts();
+    f.step(w, kv_type, st);
+    std::vector<double> prefill_s, step_s, ratio;
+    std::vector<std::int32_t> next(batch, 1);
+    kernels::profile_cpu_ops(profile);
+    for (std::size_t round = 0; round < rounds; ++round) {
+      prompts();
+      auto t = clock_type::now();
+      f.step(w, kv_type, st);
+      prefill_s.push_back(seconds_since(t));
+      const double round_bound = weight_bytes / measure_bandwidth(f, 2);
+      t = clock_type::now();
+      for (std::size_t k = 0; k < steps; ++k) {
+        for (std::size_t s = 0; s < batch; ++s)
+          st[s] = {std::span(next).subspan(s, 1), prompt + k, tables[s], true, {}};
+        f.step(w, kv_type, st);
+        const auto picked = f.runner->sampled();
+        std::copy(picked.begin(), picked.end(), next.begin());
+      }
+      step_s.push_back(seconds_since(t) / static_cast<double>(steps));
+      ratio.push_back(step_s.back() / round_bound);
+    }
+    if (profile) {
+      kernels::profile_cpu_ops(false);
+      const double timed =
+          std::accumulate(step_s.begin(), step_s.end(), 0.0) * static_cast<double>(steps) +
+          std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
+      for (const auto& op : kernels::cpu_op_times())
+        fmt::print("    {:>12}: {:5.1f}% of the timed work, {} calls per round\n", op.name,
+                   100 * op.seconds / timed, op.calls / rounds);
+    }
+    const double step = median(step_s), best = *std::min_element(step_s.begin(), step_s.end());
+    const double ratio_median = median(ratio),
+                 ratio_best = *std::min_element(ratio.begin(), ratio.end());
+    const double prefill_tps = static_cast<double>(batch * prompt) / median(prefill_s);
+    const double decode_tps = static_cast<double>(batch) / step;
+    fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>9.3f} {:>9.3f} {:>8.2f}x {:>8.2f}x\n", batch,
+               prefill_tps, decode_tps, step * 1e3, best * 1e3, ratio_median, ratio_best);
+    results.push_back({{"batch", batch},
+                       {"prefill_tokens_per_s", prefill_tps},
+                       {"decode_tokens_per_s", decode_tps},
+                       {"decode_step_ms_median", step * 1e3},
+                       {"decode_step_ms_best", best * 1e3},
+                       {"decode_step_vs_bound_median", ratio_median},
+                       {"decode_step_vs_bound_best", ratio_best}});
+  }
+  return results;
 }
 
 } // namespace
@@ -233,70 +379,30 @@ int main(int argc, char** argv) {
       batches = {1};
       prompt = decode_only ? decode_long : prefill_long; // sizes the KV and the runner
     }
+    if (decode_only && (!long_context || backend != "cpu"))
+      throw std::runtime_error("--decode-only goes with --long-context on the cpu backend");
+    if (layers && synthetic.empty())
+      throw std::runtime_error("--layers applies to --synthetic shapes only");
     const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
-    if (decode_only && (!long_context || backend != "cpu")) {
-      fmt::print(stderr,
-                 "llama_bench: --decode-only goes with --long-context on the cpu backend\n");
-      return 1;
-    }
-    if (layers && synthetic.empty()) {
-      fmt::print(stderr, "llama_bench: --layers applies to --synthetic shapes only\n");
-      return 1;
-    }
-
-    fixture f;
-    auto dev = gpu::make_device({.backend = backend,
-                                 .ordinal = 0,
-                                 .capacity_bytes = backend == "cpu" ? std::size_t{16} << 30 : 0});
-    if (!dev) {
-      fmt::print(stderr, "llama_bench: {}\n", dev.error().to_string());
-      return 1;
-    }
-    f.dev = *dev;
-    f.stream = std::move(*f.dev->create_stream());
-    f.ctx = std::move(*kernels::context::create(*f.stream));
-    f.event = std::move(*f.dev->create_event());
-    auto format = models::compute_format::for_backend(f.dev->kind());
-    format.half_type = half == "f16" ? kernels::dtype::f16 : kernels::dtype::bf16;
-    if (!synthetic.empty()) {
-      auto cfg = models::llama_config::synthetic(synthetic);
-      if (!cfg) {
-        fmt::print(stderr, "llama_bench: {}\n", cfg.error().to_string());
-        return 1;
-      }
-      if (layers > cfg->num_layers) {
-        fmt::print(stderr, "llama_bench: --layers {}: {} has {} layers\n", layers, synthetic,
-                   cfg->num_layers);
-        return 1;
-      }
-      if (layers) {
-        cfg->num_layers = layers;
-        cfg->name += fmt::format(" (first {} layers)", layers);
-      }
-      auto img = models::synthetic_llama(*cfg, format, *f.dev, 1);
-      if (!img) {
-        fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
-        return 1;
-      }
-      f.image = *img;
-    } else {
-      auto file = models::open_model(model);
-      if (!file) {
-        fmt::print(stderr, "llama_bench: {} (run scripts/fetch-model)\n", file.error().to_string());
-        return 1;
-      }
-      auto img = models::load_llama(*file, format, *f.dev);
-      if (!img) {
-        fmt::print(stderr, "llama_bench: {}\n", img.error().to_string());
-        return 1;
-      }
-      f.image = *img;
-    }
-    const auto& cfg = f.image->config();
     // The long-context mode's sequence holds its longest prefill and the decode steps from 4096.
     const std::size_t ctx_tokens =
         long_context ? std::max(decode_only ? 0 : prefill_long, decode_long + steps)
                      : prompt + steps + 1;
+
+    fixture f;
+    f.dev =
+        checked(gpu::make_device({.backend = backend,
+                                  .ordinal = 0,
+                                  .capacity_bytes = backend == "cpu" ? std::size_t{16} << 30 : 0}),
+                "the device");
+    f.stream = checked(f.dev->create_stream(), "a stream");
+    f.ctx = checked(kernels::context::create(*f.stream), "the kernels' context");
+    f.event = checked(f.dev->create_event(), "an event");
+    auto format = models::compute_format::for_backend(f.dev->kind());
+    format.half_type = half == "f16" ? kernels::dtype::f16 : kernels::dtype::bf16;
+    f.image = synthetic.empty() ? load_image(model, format, *f.dev)
+                                : synthetic_image(synthetic, layers, format, *f.dev);
+    const auto& cfg = f.image->config();
     if (long_context && ctx_tokens > cfg.context_length)
       throw std::runtime_error(
           fmt::format("{} holds {} tokens of context; --long-context needs {} ({})", cfg.name,
@@ -317,124 +423,23 @@ int main(int argc, char** argv) {
                 "the runner");
     f.wait();
 
-    auto measure_bandwidth = [&](int passes) {
-      return f.dev->kind() == gpu::backend_kind::cpu ? cpu_read_bandwidth(passes)
-                                                     : device_copy_bandwidth(f, passes);
-    };
-    const double bandwidth = measure_bandwidth(5);
+    const double bandwidth = measure_bandwidth(f, 5);
     const double bound = static_cast<double>(weight_bytes) / bandwidth;
     fmt::print(
         "{} on {}: {:.1f} M parameters, {:.1f} MiB of weights; measured bandwidth {:.1f} GB/s "
         "-> decode bound {:.3f} ms/step\n",
         cfg.name, f.dev->name(), cfg.num_parameters() / 1e6, weight_bytes / 1048576.0,
         bandwidth / 1e9, bound * 1e3);
+    const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
     if (long_context) {
-      const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
       std::vector<std::int32_t> table(blocks_per_seq);
       std::iota(table.begin(), table.end(), 0);
       const auto r = time_long_contexts(f, w, kv.type, table, steps, rounds, decode_only);
-      auto verdict = [](double ratio) { return ratio <= 1.5 ? "within 1.5x" : "over 1.5x"; };
-      fmt::print("one sequence, medians of {} alternating rounds ({} decode steps each) and of "
-                 "each round's ratio\n",
-                 rounds, steps);
-      if (!decode_only)
-        fmt::print("prefill {:>5} tokens: {:9.1f} tok/s\nprefill {:>5} tokens: {:9.1f} tok/s  -> "
-                   "{:.2f}x the cost per token ({})\n",
-                   prefill_short, r.prefill_short_tps, prefill_long, r.prefill_long_tps,
-                   r.prefill_ratio, verdict(r.prefill_ratio));
-      fmt::print("decode from {:>5}:    {:9.2f} ms/step\ndecode from {:>5}:    {:9.2f} ms/step -> "
-                 "{:.2f}x the cost per step ({})\n",
-                 decode_short, r.step_short_ms, decode_long, r.step_long_ms, r.decode_ratio,
-                 verdict(r.decode_ratio));
-      if (!json_path.empty()) {
-        nlohmann::json doc{{"model", cfg.name},
-                           {"device", f.dev->name()},
-                           {"rounds", rounds},
-                           {"decode_steps", steps},
-                           {"decode_step_ms",
-                            {{std::to_string(decode_short), r.step_short_ms},
-                             {std::to_string(decode_long), r.step_long_ms}}},
-                           {"decode_cost_ratio", r.decode_ratio}};
-        if (!decode_only) {
-          doc["prefill_tokens_per_s"] = {{std::to_string(prefill_short), r.prefill_short_tps},
-                                         {std::to_string(prefill_long), r.prefill_long_tps}};
-          doc["prefill_cost_ratio"] = r.prefill_ratio;
-        }
-        std::ofstream(json_path) << doc.dump(2) << "\n";
-      }
+      report_long_contexts(r, cfg.name, f.dev->name(), steps, rounds, decode_only, json_path);
       return 0;
     }
-    fmt::print("decode steps at context {}..{}; medians of {} rounds, and the best; each round's "
-               "bound from the bandwidth measured just before it\n",
-               prompt, prompt + steps, rounds);
-    fmt::print("{:>6} {:>14} {:>14} {:>9} {:>9} {:>9} {:>9}\n", "batch", "prefill tok/s",
-               "decode tok/s", "ms/step", "best", "vs bound", "best vs");
-
-    const models::device_weights w{&cfg, &f.image->layout(), f.weights.as<std::byte>()};
-    nlohmann::json results = nlohmann::json::array();
-    std::vector<std::int32_t> tokens(prompt);
-    for (std::size_t i = 0; i < prompt; ++i)
-      tokens[i] = static_cast<std::int32_t>((i * 7919 + 13) % cfg.vocab_size);
-    for (std::size_t batch : batches) {
-      std::vector<std::vector<std::int32_t>> tables(batch);
-      for (std::size_t s = 0; s < batch; ++s)
-        for (std::size_t b = 0; b < blocks_per_seq; ++b)
-          tables[s].push_back(static_cast<std::int32_t>(s * blocks_per_seq + b));
-      std::vector<models::sequence_step> st(batch);
-      for (std::size_t s = 0; s < batch; ++s)
-        st[s] = {tokens, 0, tables[s], true, {}};
-      // Warm up once, then time the prefill and the decode steps in rounds: this machine shares
-      // its cores and memory, so single timings wander; medians and bests do less.
-      f.step(w, kv.type, st);
-      std::vector<double> prefill_s, step_s, ratio;
-      std::vector<std::int32_t> next(batch, 1);
-      kernels::profile_cpu_ops(profile);
-      for (std::size_t round = 0; round < rounds; ++round) {
-        for (std::size_t s = 0; s < batch; ++s)
-          st[s] = {tokens, 0, tables[s], true, {}};
-        auto t = clock_type::now();
-        f.step(w, kv.type, st);
-        prefill_s.push_back(seconds_since(t));
-        // The bound of this round, from the bandwidth measured just before it.
-        const double round_bound = static_cast<double>(weight_bytes) / measure_bandwidth(2);
-        t = clock_type::now();
-        for (std::size_t k = 0; k < steps; ++k) {
-          for (std::size_t s = 0; s < batch; ++s)
-            st[s] = {std::span(next).subspan(s, 1), prompt + k, tables[s], true, {}};
-          f.step(w, kv.type, st);
-          const auto picked = f.runner->sampled();
-          std::copy(picked.begin(), picked.end(), next.begin());
-        }
-        step_s.push_back(seconds_since(t) / static_cast<double>(steps));
-        ratio.push_back(step_s.back() / round_bound);
-      }
-      std::sort(ratio.begin(), ratio.end());
-      std::sort(prefill_s.begin(), prefill_s.end());
-      std::sort(step_s.begin(), step_s.end());
-      const double prefill = prefill_s[prefill_s.size() / 2];
-      const double step = step_s[step_s.size() / 2], best = step_s.front();
-      if (profile) {
-        kernels::profile_cpu_ops(false);
-        const double timed =
-            std::accumulate(step_s.begin(), step_s.end(), 0.0) * static_cast<double>(steps) +
-            std::accumulate(prefill_s.begin(), prefill_s.end(), 0.0);
-        for (const auto& op : kernels::cpu_op_times())
-          fmt::print("    {:>12}: {:5.1f}% of the timed work, {} calls per round\n", op.name,
-                     100 * op.seconds / timed, op.calls / rounds);
-      }
-      const double prefill_tps = static_cast<double>(batch * prompt) / prefill;
-      const double decode_tps = static_cast<double>(batch) / step;
-      fmt::print("{:>6} {:>14.0f} {:>14.1f} {:>9.3f} {:>9.3f} {:>8.2f}x {:>8.2f}x\n", batch,
-                 prefill_tps, decode_tps, step * 1e3, best * 1e3, ratio[ratio.size() / 2],
-                 ratio.front());
-      results.push_back({{"batch", batch},
-                         {"prefill_tokens_per_s", prefill_tps},
-                         {"decode_tokens_per_s", decode_tps},
-                         {"decode_step_ms_median", step * 1e3},
-                         {"decode_step_ms_best", best * 1e3},
-                         {"decode_step_vs_bound_median", ratio[ratio.size() / 2]},
-                         {"decode_step_vs_bound_best", ratio.front()}});
-    }
+    const auto results =
+        time_batches(f, w, kv.type, batches, blocks_per_seq, prompt, steps, rounds, profile);
     if (!json_path.empty()) {
       nlohmann::json doc{{"model", cfg.name},
                          {"device", f.dev->name()},
