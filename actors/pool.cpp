@@ -133,17 +133,17 @@ result<std::size_t> host_slab_bytes(const pool_spec& spec, const footprints& all
 
 result<std::vector<std::shared_ptr<gpu::device>>> make_devices(const pool_spec& spec) {
   std::vector<std::shared_ptr<gpu::device>> out;
-  // Simulated CPU devices share the host's cores: one compute timeline for all of them.
-  const auto shared_compute = spec.sim_profile && spec.sim_profile->shared_compute
-                                  ? std::make_shared<gpu::sim_clock::time_point>()
-                                  : nullptr;
+  // Simulated CPU devices share the host's cores: one set of cores for all of them.
+  const auto cores = spec.sim_profile && spec.sim_profile->shared_compute
+                         ? std::make_shared<gpu::sim_cores>(spec.sim_clock)
+                         : nullptr;
   for (const auto& d : spec.devices) {
     auto dev = gpu::make_device({.backend = d.backend,
                                  .ordinal = d.ordinal,
                                  .capacity_bytes = d.memory_bytes,
                                  .clock = spec.sim_clock,
                                  .profile = spec.sim_profile,
-                                 .shared_compute = shared_compute});
+                                 .cores = cores});
     if (!dev)
       return fail(dev.error().code, "device '" + d.name + "': " + dev.error().message);
     if (d.backend != spec.devices.front().backend)

@@ -32,9 +32,8 @@ result<std::shared_ptr<device>> make_device(const device_options& options) {
       return fail(errc::invalid_argument,
                   "a sim device runs on a simulation's virtual clock: use `aegaeon simulate`, not "
                   "a served topology");
-    return std::shared_ptr<device>(
-        std::make_shared<sim_device>(options.clock, options.profile, options.ordinal,
-                                     options.capacity_bytes, options.shared_compute));
+    return std::shared_ptr<device>(std::make_shared<sim_device>(
+        options.clock, options.profile, options.ordinal, options.capacity_bytes, options.cores));
   }
   return fail(errc::not_found, "unknown device backend '" + options.backend +
                                    "'; choose 'cpu' or 'cuda' ('sim' in a simulation)");

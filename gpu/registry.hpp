@@ -3,6 +3,7 @@
 #include "coro/error.hpp"
 #include "gpu/device.hpp"
 #include "gpu/sim/sim_clock.hpp"
+#include "gpu/sim/sim_cores.hpp"
 #include "gpu/sim/sim_profile.hpp"
 
 #include <cstddef>
@@ -21,8 +22,8 @@ struct device_options {
   /// sim: the virtual clock its work completes on, and what it costs (both required).
   std::shared_ptr<sim_clock> clock;
   std::shared_ptr<const sim_profile> profile;
-  /// sim: the compute this device shares with others (see sim_device); null: its own.
-  std::shared_ptr<sim_clock::time_point> shared_compute;
+  /// sim: the compute this device shares with others (see sim_cores); null: its own engines.
+  std::shared_ptr<sim_cores> cores;
 };
 
 /// Creates a device. Errors say what to do: `errc::not_found` for an unknown backend name,

@@ -390,8 +390,10 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
   if (steps.size() != kv.size())
     return fail(errc::invalid_argument, "one KV cache per sequence");
   sim_costs_.reset();
-  const auto kv_from =
-      sim_ ? static_cast<gpu::sim_stream&>(*compute_).tail() : gpu::sim_clock::time_point{};
+  // On a simulated device: where the step could start, before the waits for its KV.
+  auto kv_from = sim_ ? std::make_shared<gpu::sim_clock::time_point>() : nullptr;
+  if (kv_from)
+    static_cast<gpu::sim_stream&>(*compute_).when_reached([kv_from](auto t) { *kv_from = t; });
   for (auto* k : kv) {
     if (k->where != kv_handle::place::device)
       return fail(errc::invalid_argument, "a sequence's KV cache is not on the device");
@@ -409,9 +411,12 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
   if (sim_) {
     if (want_logits)
       return fail(errc::invalid_argument, "a simulated device computes no logits");
-    const auto kv_in = static_cast<gpu::sim_stream&>(*compute_).tail();
-    AEG_TRY(enqueue_sim_step(steps, pieces));
-    sim_costs_->kv_wait_seconds = std::chrono::duration<double>(kv_in - kv_from).count();
+    auto costs = std::make_shared<step_costs>();
+    static_cast<gpu::sim_stream&>(*compute_).when_reached([costs, kv_from](auto kv_in) {
+      costs->kv_wait_seconds = std::chrono::duration<double>(kv_in - *kv_from).count();
+    });
+    AEG_TRY(enqueue_sim_step(steps, pieces, *costs));
+    sim_costs_ = std::move(costs);
     return compute_->record(*step_done_);
   }
   const auto& image = *active_.image;
@@ -422,10 +427,10 @@ result<void> engine::enqueue_step(std::span<const sequence_step> steps,
 }
 
 result<void> engine::enqueue_sim_step(std::span<const sequence_step> steps,
-                                      std::span<gpu::event* const> pieces) {
+                                      std::span<gpu::event* const> pieces, step_costs& costs) {
   auto& s = static_cast<gpu::sim_stream&>(*compute_);
   const double seconds = sim_step_seconds(active_.sim_fit, steps);
-  sim_costs_ = step_costs{0, seconds};
+  costs.compute_seconds = seconds;
   // The first layer computes once it is in and the last once the copy has ended: a step of a
   // model still arriving ends no earlier than its last layer's share after the copy.
   const double last_share =

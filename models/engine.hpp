@@ -47,9 +47,10 @@ struct device_plan {
   std::size_t total() const noexcept { return weights + buffers + kv; }
 };
 
-/// Where a simulated step's time went, known when it is enqueued (the device's timeline is): the
-/// wait for KV still being copied in, and its compute (the profile's cost). The rest of the step
-/// waited for weights still arriving or for work queued before it.
+/// Where a simulated step's time went, known once the step starts: the wait for KV still being
+/// copied in, and its compute (the profile's cost, as long as it takes with the compute to
+/// itself). The rest of the step waited for weights still arriving, for work queued before it,
+/// or for other devices' work sharing the compute.
 struct step_costs {
   double kv_wait_seconds = 0; ///< from when the step could start until its KV was all in
   double compute_seconds = 0; ///< the profile's cost of the step
@@ -173,9 +174,11 @@ public:
     return sim_ ? std::span<const std::int32_t>(sim_sampled_) : runner_->sampled();
   }
   std::span<const float> logits() const noexcept { return runner_->logits(); }
-  /// The split of the last enqueued step on a simulated device; none on a real one, whose
-  /// timeline is not known in advance.
-  std::optional<step_costs> last_step_costs() const noexcept { return sim_costs_; }
+  /// The split of the last enqueued step on a simulated device, once it has started; none on a
+  /// real one, whose timeline is not known.
+  std::optional<step_costs> last_step_costs() const noexcept {
+    return sim_costs_ ? std::optional(*sim_costs_) : std::nullopt;
+  }
   /// Whether steps can copy their logits back (a simulated device computes none).
   bool computes_logits() const noexcept { return !sim_; }
 
@@ -202,9 +205,9 @@ private:
     gpu::sim_model_fit sim_fit; // a simulated device's step times for this model
   };
 
-  // A simulated device's step: its cost on the compute stream, no arithmetic.
+  // A simulated device's step: its cost on the compute stream, no arithmetic; `costs` gets it.
   result<void> enqueue_sim_step(std::span<const sequence_step> steps,
-                                std::span<gpu::event* const> pieces);
+                                std::span<gpu::event* const> pieces, step_costs& costs);
 
   std::shared_ptr<gpu::device> dev_;
   std::shared_ptr<gpu::kv_pool> host_kv_;
@@ -218,7 +221,7 @@ private:
   std::vector<std::unique_ptr<gpu::event>> spare_pieces_; // events of a scaled-down model, reused
   bool sim_ = false;                                      // the device is simulated
   std::vector<std::int32_t> sim_sampled_;
-  std::optional<step_costs> sim_costs_; // the last simulated step's
+  std::shared_ptr<step_costs> sim_costs_; // the last simulated step's, filled in as it starts
   engine_stats stats_;
 };
 

@@ -2,6 +2,7 @@
 
 #include "gpu/device.hpp"
 #include "gpu/sim/sim_clock.hpp"
+#include "gpu/sim/sim_cores.hpp"
 #include "gpu/sim/sim_profile.hpp"
 
 #include <memory>
@@ -17,11 +18,11 @@ namespace aeg::gpu {
 /// simulation's single thread only (see sim_clock).
 class sim_device final : public device {
 public:
-  /// `shared_compute`, when given, is where the compute of every device sharing it is free next
-  /// (the profile's `shared_compute`: one for all the simulation's devices).
+  /// `cores`, when given, is the compute this device shares with others (the profile's
+  /// `shared_compute`: one for all the simulation's devices); null: its own engines.
   sim_device(std::shared_ptr<sim_clock> clock, std::shared_ptr<const sim_profile> profile,
              int ordinal, std::size_t capacity_bytes = 0,
-             std::shared_ptr<sim_clock::time_point> shared_compute = nullptr);
+             std::shared_ptr<sim_cores> cores = nullptr);
 
   /// "sim:3 (H800)".
   std::string name() const override;
@@ -37,14 +38,13 @@ public:
 
   const sim_profile& profile() const noexcept { return *profile_; }
   sim_clock& clock() const noexcept { return *clock_; }
+  /// The compute shared with other devices; null where this device computes on its own.
+  sim_cores* cores() const noexcept { return cores_.get(); }
 
-  /// Where the link of `kind` is free next (the end of the last copy queued on it), and the
-  /// end of a copy of `bytes` that may start at `earliest`, which it then holds.
+  /// The end of a copy of `bytes` that may start at `earliest`, on the link of `kind`, which it
+  /// holds until then; where the cores are shared, it weighs among their steps meanwhile.
   sim_clock::time_point take_link(copy_kind kind, sim_clock::time_point earliest,
                                   std::size_t bytes);
-  /// The end of `d` of compute that may start at `earliest`: then, or after the other devices'
-  /// steps when they share the compute.
-  sim_clock::time_point take_compute(sim_clock::time_point earliest, sim_clock::duration d);
 
 protected:
   void release(void* ptr, std::size_t bytes, buffer::space where) noexcept override;
@@ -56,14 +56,21 @@ private:
   std::size_t capacity_;
   std::size_t used_ = 0;
   sim_clock::time_point h2d_free_{}, d2h_free_{}, d2d_free_{};
-  std::shared_ptr<sim_clock::time_point> shared_compute_;
+  std::shared_ptr<sim_cores> cores_;
 };
 
-/// A simulated device's stream: its work is a timeline. Each call queues after what was queued
-/// before and records when it ends; `record` completes the event at that point of the clock.
+struct sim_lane;
+
+/// A simulated device's stream. Each call queues after what was queued before; `record`
+/// completes the event when the clock reaches the end of the work before it. On a device's own
+/// engines that end is known as the work is queued: the stream is a timeline. On shared cores
+/// it is known only as the other devices' work comes and goes: the stream is a queue that the
+/// clock works through, each call starting when the one before has ended.
 class sim_stream final : public stream {
 public:
-  explicit sim_stream(std::shared_ptr<sim_device> dev) : dev_(std::move(dev)) {}
+  explicit sim_stream(std::shared_ptr<sim_device> dev);
+  /// Work still queued is dropped; its records complete, so that nothing waits for them forever.
+  ~sim_stream() override;
 
   result<void> copy(void* dst, const void* src, std::size_t bytes, copy_kind kind) override;
   result<void> record(event& ev) override;
@@ -72,18 +79,23 @@ public:
   backend_kind kind() const noexcept override { return backend_kind::sim; }
   void* native_handle() const noexcept override { return nullptr; }
 
-  /// Keeps the stream busy for `d` after the work queued before: a kernel's cost. Where compute
-  /// is shared, the other devices' work waits for it too.
+  /// Keeps the stream busy for `d` after the work queued before: a kernel's cost, as long as it
+  /// takes with the compute to itself. Where compute is shared, it shares it with the other
+  /// devices' work in progress, and both take longer.
   void busy(sim_clock::duration d);
   /// Holds the stream's later work back by `d` without working: time it waits, on the cores or
   /// on the host, that no other device's work waits for.
   void delay(sim_clock::duration d);
-  /// When the work queued so far ends.
-  sim_clock::time_point tail() const noexcept;
+  /// Calls `fn` with the point where the work queued so far ends: at once where that is known
+  /// (a device's own engines), else once the clock gets there (not later than the work after).
+  void when_reached(std::function<void(sim_clock::time_point)> fn);
 
 private:
+  sim_clock::time_point tail() const noexcept;
+
   std::shared_ptr<sim_device> dev_;
-  sim_clock::time_point tail_{};
+  sim_clock::time_point tail_{};   // on the device's own engines: where the work queued ends
+  std::shared_ptr<sim_lane> lane_; // on shared cores: the work not yet reached
 };
 
 /// `seconds` as the clocks' duration.

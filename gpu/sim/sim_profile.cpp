@@ -195,8 +195,8 @@ result<sim_profile> parse_sim_profile(const std::string& text, const std::string
   AEG_TRY(number(j, origin, "copy_compute_share", p.copy_compute_share, sign::positive));
   if (p.copy_compute_share > 1)
     return fail(errc::invalid_argument, origin +
-                                            ".copy_compute_share: at most 1 (all of the "
-                                            "compute), got " +
+                                            ".copy_compute_share: at most 1 (a step's "
+                                            "weight), got " +
                                             std::to_string(p.copy_compute_share));
   AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "flops", p.flops, sign::positive));

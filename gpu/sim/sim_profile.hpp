@@ -47,14 +47,13 @@ struct sim_profile {
   /// The layout model images take, as on the profiled device: "half" (a GPU's f16/bf16) or
   /// "cpu" (the CPU backend's quantized one), so that a switch copies what it copied there.
   std::string weight_layout = "half";
-  /// The devices' work shares one compute resource, as CPU devices share the host's cores: a
-  /// step of one waits for the steps of the others, and copies take their share below (a GPU
-  /// computes and copies on its own engines).
+  /// The devices' work shares one compute resource, as CPU devices share the host's cores: the
+  /// steps in progress share it equally, and copies weigh in as below (a GPU computes and
+  /// copies on its own engines).
   bool shared_compute = false;
-  /// With `shared_compute`: the share of the compute a copy takes while it runs. 1: a copy
-  /// waits for the others' work and holds all of it up for its whole time. Below 1 (a CPU copy
-  /// is one thread's memcpy beside the kernels' threads, 1/cores): it runs beside their work
-  /// and holds it up for that share of its time.
+  /// With `shared_compute`: a copy's weight among the steps while it runs (a step weighs 1). A
+  /// CPU copy is one thread's memcpy beside the kernels' threads: 1/cores. Its own time is the
+  /// link's either way.
   double copy_compute_share = 1;
   double h2d_bytes_per_second = 25e9; ///< pinned host to device, one direction
   double d2h_bytes_per_second = 25e9; ///< device to pinned host

@@ -126,6 +126,40 @@ TEST(Simulation, SameSeedSameEvents) {
   EXPECT_EQ(a->events, b->events);
 }
 
+// CPU devices share the host's cores: each step shares them with the other device's steps in
+// progress. Every request still ends as asked, the same seed gives the same events, and steps
+// take longer than on devices with engines of their own.
+TEST(Simulation, DevicesSharingCoresServeEveryRequestAndRepeatThemselves) {
+  const auto trace = arrivals(4, 40);
+  auto shared = sim_pool(2, 0, 4);
+  auto cpu = std::make_shared<gpu::sim_profile>(*shared.sim_profile);
+  cpu->shared_compute = true;
+  cpu->copy_compute_share = 0.5;
+  shared.sim_profile = cpu;
+  simulation_options o;
+  o.log_events = true;
+  auto a = simulate(shared, trace, o);
+  auto b = simulate(shared, trace, o);
+  auto own = simulate(sim_pool(2, 0, 4), trace, o);
+  ASSERT_TRUE(a && b && own);
+  ASSERT_FALSE(a->events.empty());
+  EXPECT_EQ(a->events, b->events);
+  ASSERT_EQ(a->metrics.finished.size(), trace.size());
+  for (const auto& f : a->metrics.finished)
+    EXPECT_EQ(f.token_times.size(), trace[f.id].output_tokens) << "request " << f.id;
+  const auto per_step = [](const simulation_report& r) {
+    double seconds = 0;
+    std::size_t steps = 0;
+    for (const auto& s : r.instances) {
+      EXPECT_EQ(s.kv_bytes_used, 0U);
+      seconds += s.step_seconds;
+      steps += s.steps;
+    }
+    return seconds / static_cast<double>(steps);
+  };
+  EXPECT_GT(per_step(*a), per_step(*own));
+}
+
 // Virtual time is exact: a lone request on a cold device waits for its model to be copied in (the
 // profile's fixed switch cost, then the image at the link's rate), and each later token takes
 // one decode step of the profile's cost at its context.

@@ -2,6 +2,7 @@
 // order, and only when the clock is moved there.
 
 #include "gpu/registry.hpp"
+#include "gpu/sim/sim_cores.hpp"
 #include "gpu/sim/sim_device.hpp"
 #include "gpu/sim/sim_profile.hpp"
 
@@ -103,9 +104,12 @@ TEST_F(SimDevice, AStreamWaitingForAnEventStartsAfterIt) {
   EXPECT_TRUE(called);
 }
 
-// Two devices on one host's cores: what each stream's work ends at, once the clock has run.
+// Two devices on one host's cores: their steps share the cores as they go. Ends are rounded up
+// to the clock's nanosecond each time the shares change.
+constexpr double exact = 1e-8;
+
 struct SharedCompute : SimDevice {
-  std::shared_ptr<sim_clock::time_point> cores = std::make_shared<sim_clock::time_point>();
+  std::shared_ptr<sim_cores> cores = std::make_shared<sim_cores>(clock);
   std::shared_ptr<sim_profile> cpu = [this] {
     auto p = std::make_shared<sim_profile>(*profile);
     p->shared_compute = true;
@@ -115,66 +119,113 @@ struct SharedCompute : SimDevice {
   std::shared_ptr<sim_device> device(int ordinal) {
     return std::make_shared<sim_device>(clock, cpu, ordinal, 0, cores);
   }
-  // Ends of: a's 1 s step, b's 1 s copy in, then b's 0.2 s step.
-  std::vector<double> step_beside_copy_then_step() {
-    auto a = device(0), b = device(1);
-    auto a_compute = a->create_stream(), b_copy = b->create_stream(),
-         b_compute = b->create_stream();
-    auto stepped = a->create_event(), copied = b->create_event(), b_stepped = b->create_event();
-    static_cast<sim_stream&>(**a_compute).busy(sim_seconds(1));
-    EXPECT_TRUE((*a_compute)->record(**stepped));
-    EXPECT_TRUE((*b_copy)->copy(nullptr, nullptr, 1'000'000'000, copy_kind::host_to_device));
-    EXPECT_TRUE((*b_copy)->record(**copied));
-    static_cast<sim_stream&>(**b_compute).busy(sim_seconds(0.2));
-    EXPECT_TRUE((*b_compute)->record(**b_stepped));
-    std::vector<double> at(3, -1);
-    (*stepped)->on_complete([&] { at[0] = seconds(clock->now()); });
-    (*copied)->on_complete([&] { at[1] = seconds(clock->now()); });
-    (*b_stepped)->on_complete([&] { at[2] = seconds(clock->now()); });
+  // `work` on a new stream of `dev`, and the point its end is written to once the clock runs.
+  std::unique_ptr<stream> step(sim_device& dev, double work, double& ended, double after = 0) {
+    auto s = dev.create_stream();
+    auto ev = dev.create_event();
+    EXPECT_TRUE(s && ev);
+    if (after > 0)
+      static_cast<sim_stream&>(**s).delay(sim_seconds(after));
+    static_cast<sim_stream&>(**s).busy(sim_seconds(work));
+    EXPECT_TRUE((*s)->record(**ev));
+    std::shared_ptr<event> held = std::move(*ev);
+    held->on_complete([this, held, &ended] { ended = seconds(clock->now()); });
+    return std::move(*s);
+  }
+  void run_clock() {
     while (auto next = clock->next())
       clock->advance_to(*next);
-    return at;
   }
 };
 
-TEST_F(SharedCompute, ACopyThatTakesEveryCoreQueuesBehindTheOtherDevicesStep) {
-  EXPECT_EQ(step_beside_copy_then_step(), (std::vector<double>{1.0, 2.0, 2.2}));
+TEST_F(SharedCompute, TwoStepsAtOnceShareTheCoresAndBothTakeLonger) {
+  auto a = device(0), b = device(1);
+  double a_at = -1, b_at = -1;
+  auto sa = step(*a, 1, a_at), sb = step(*b, 0.2, b_at);
+  run_clock();
+  EXPECT_NEAR(b_at, 0.4, exact); // half the cores while a's step runs
+  EXPECT_NEAR(a_at, 1.2, exact); // every second of work done, the cores never idle
 }
 
-TEST_F(SharedCompute, ACopyThatTakesAShareRunsBesideStepsAndHoldsThemUpForThatShare) {
-  cpu->copy_compute_share = 0.5;
-  // The copy ends when alone it would; the cores owe it half its second after a's step.
-  EXPECT_EQ(step_beside_copy_then_step(), (std::vector<double>{1.0, 1.0, 1.7}));
+TEST_F(SharedCompute, AStepThatArrivesMidwaySharesFromThenOn) {
+  auto a = device(0), b = device(1);
+  double a_at = -1, b_at = -1;
+  auto sa = step(*a, 0.5, a_at), sb = step(*b, 0.2, b_at, 0.1);
+  run_clock();
+  EXPECT_NEAR(b_at, 0.5, exact); // from 0.1 at half speed
+  EXPECT_NEAR(a_at, 0.7, exact); // 0.1 alone, 0.4 at half, 0.2 alone
 }
 
-TEST_F(SharedCompute, ACopyInPiecesHoldsStepsUpForItsShareOfThemAllAndNoMore) {
+TEST_F(SharedCompute, ACopyWeighsItsShareAmongTheStepsWhileItRuns) {
   cpu->copy_compute_share = 0.5;
   auto a = device(0), b = device(1);
-  auto b_copy = b->create_stream(), a_compute = a->create_stream();
-  auto copied = b->create_event(), stepped = a->create_event();
+  double step_at = -1;
+  auto sa = step(*a, 1, step_at);
+  auto b_copy = b->create_stream();
+  auto copied = b->create_event();
+  ASSERT_TRUE((*b_copy)->copy(nullptr, nullptr, 750'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*b_copy)->record(**copied));
+  EXPECT_NEAR(completion(**copied), 0.75, exact); // the link's time: the copy is not slowed
+  EXPECT_NEAR(step_at, 1.25, exact);              // two thirds of the cores for 0.75 s
+}
+
+TEST_F(SharedCompute, ACopyInPiecesWeighsAsOneCopyAndNoMore) {
+  cpu->copy_compute_share = 0.5;
+  auto a = device(0), b = device(1);
+  auto b_copy = b->create_stream();
+  auto copied = b->create_event();
   for (int piece = 0; piece < 4; ++piece) // a model's layers, one copy each
     ASSERT_TRUE((*b_copy)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
   ASSERT_TRUE((*b_copy)->record(**copied));
-  static_cast<sim_stream&>(**a_compute).busy(sim_seconds(0.2));
-  ASSERT_TRUE((*a_compute)->record(**stepped));
   double step_at = -1;
-  (*stepped)->on_complete([&] { step_at = seconds(clock->now()); });
-  EXPECT_DOUBLE_EQ(completion(**copied), 1.0);
-  EXPECT_DOUBLE_EQ(step_at, 0.7); // half of the copy's second, then the step
+  auto sa = step(*a, 0.2, step_at);
+  EXPECT_NEAR(completion(**copied), 1.0, exact);
+  EXPECT_NEAR(step_at, 0.3, exact);
 }
 
 TEST_F(SharedCompute, ADelayHoldsUpItsOwnStreamAndNoOtherDevice) {
   auto a = device(0), b = device(1);
-  auto a_copy = a->create_stream(), b_compute = b->create_stream();
-  auto waited = a->create_event(), stepped = b->create_event();
+  auto a_copy = a->create_stream();
+  auto waited = a->create_event();
   static_cast<sim_stream&>(**a_copy).delay(sim_seconds(1));
   ASSERT_TRUE((*a_copy)->record(**waited));
-  static_cast<sim_stream&>(**b_compute).busy(sim_seconds(0.2));
-  ASSERT_TRUE((*b_compute)->record(**stepped));
   double b_at = -1;
-  (*stepped)->on_complete([&] { b_at = seconds(clock->now()); });
-  EXPECT_DOUBLE_EQ(completion(**waited), 1.0);
-  EXPECT_DOUBLE_EQ(b_at, 0.2);
+  auto sb = step(*b, 0.2, b_at);
+  EXPECT_NEAR(completion(**waited), 1.0, exact);
+  EXPECT_NEAR(b_at, 0.2, exact);
+}
+
+TEST_F(SharedCompute, EachCallStartsWhenTheOneBeforeHasEnded) {
+  auto d = device(0);
+  auto copy = d->create_stream(), compute = d->create_stream();
+  auto in = d->create_event(), done = d->create_event();
+  ASSERT_TRUE((*copy)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
+  ASSERT_TRUE((*copy)->record(**in));
+  ASSERT_TRUE((*compute)->wait(**in));
+  double reached = -1;
+  auto& s = static_cast<sim_stream&>(**compute);
+  s.when_reached([&](sim_clock::time_point t) { reached = seconds(t); });
+  s.busy(sim_seconds(0.1));
+  bool called = false;
+  ASSERT_TRUE((*compute)->host_callback([&] { called = true; }));
+  ASSERT_TRUE((*compute)->record(**done));
+  EXPECT_EQ(reached, -1); // not known until the copy has ended
+  EXPECT_NEAR(completion(**done), 0.35, exact);
+  EXPECT_NEAR(reached, 0.25, exact);
+  EXPECT_TRUE(called);
+}
+
+TEST_F(SharedCompute, AStreamThatGoesCompletesItsRecordsSoThatNothingWaitsForever) {
+  auto d = device(0);
+  auto ev = d->create_event();
+  {
+    auto s = d->create_stream();
+    static_cast<sim_stream&>(**s).busy(sim_seconds(1));
+    static_cast<sim_stream&>(**s).busy(sim_seconds(1));
+    ASSERT_TRUE((*s)->record(**ev));
+  }
+  EXPECT_GE(completion(**ev), 0);
+  EXPECT_TRUE((*ev)->query());
 }
 
 TEST_F(SimDevice, MemoryIsCountedAgainstTheProfilesCapacity) {
