@@ -4,10 +4,23 @@
 
 namespace aeg::models {
 
+namespace {
+
+gpu::sim_model_fit scaled(gpu::sim_model_fit fit, double by) {
+  for (auto* c : {&fit.decode, &fit.prefill}) {
+    c->a *= by;
+    c->b *= by;
+    c->c *= by;
+  }
+  return fit;
+}
+
+} // namespace
+
 gpu::sim_model_fit sim_costs(const gpu::sim_profile& profile, const llama_config& config,
                              std::size_t weight_bytes, std::size_t kv_bytes_per_token) {
   if (auto it = profile.models.find(config.name); it != profile.models.end())
-    return it->second;
+    return scaled(it->second, profile.step_scale);
   const double bw = profile.hbm_bytes_per_second * profile.bandwidth_efficiency;
   const double flops = profile.flops * profile.flops_efficiency;
   // Half-precision weights: one parameter per two bytes, 2 FLOPs per parameter per token.
@@ -21,7 +34,7 @@ gpu::sim_model_fit sim_costs(const gpu::sim_profile& profile, const llama_config
   fit.prefill = {profile.step_seconds + read_weights, flops_per_token / flops,
                  attention_flops / flops};
   fit.source = "roofline of " + profile.name;
-  return fit;
+  return scaled(fit, profile.step_scale);
 }
 
 double sim_step_seconds(const gpu::sim_model_fit& fit, std::span<const sequence_step> steps) {

@@ -14,7 +14,8 @@ namespace aeg::models {
 /// roofline: a decode step reads every weight and each context token's K and V once at the
 /// profile's bandwidth efficiency and computes 2 FLOPs per weight per sequence; a prefill step
 /// reads the weights once and computes 2 FLOPs per weight per token plus causal attention (2 ·
-/// heads · head_dim FLOPs per layer per token pair), at the FLOPS efficiency.
+/// heads · head_dim FLOPs per layer per token pair), at the FLOPS efficiency. Either way times
+/// the profile's `step_scale`.
 gpu::sim_model_fit sim_costs(const gpu::sim_profile& profile, const llama_config& config,
                              std::size_t weight_bytes, std::size_t kv_bytes_per_token);
 

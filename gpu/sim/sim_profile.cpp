@@ -198,6 +198,7 @@ result<sim_profile> parse_sim_profile(const std::string& text, const std::string
                                             ".copy_compute_share: at most 1 (a step's "
                                             "weight), got " +
                                             std::to_string(p.copy_compute_share));
+  AEG_TRY(number(j, origin, "step_scale", p.step_scale, sign::positive));
   AEG_TRY(number(j, origin, "hbm_bytes_per_second", p.hbm_bytes_per_second, sign::positive));
   AEG_TRY(number(j, origin, "flops", p.flops, sign::positive));
   AEG_TRY(number(j, origin, "bandwidth_efficiency", p.bandwidth_efficiency, sign::positive));
@@ -244,6 +245,7 @@ std::string to_json(const sim_profile& p) {
             {"d2d_bytes_per_second", p.d2d_bytes_per_second},
             {"copy_seconds", p.copy_seconds},
             {"switch_seconds", p.switch_seconds},
+            {"step_scale", p.step_scale},
             {"hbm_bytes_per_second", p.hbm_bytes_per_second},
             {"flops", p.flops},
             {"bandwidth_efficiency", p.bandwidth_efficiency},

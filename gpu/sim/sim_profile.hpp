@@ -64,7 +64,13 @@ struct sim_profile {
   double hbm_bytes_per_second = 2e12;
   double flops = 300e12; ///< dense half-precision FLOP/s
   double bandwidth_efficiency = 0.8, flops_efficiency = 0.5;
-  double step_seconds = 0.002;                 ///< fixed cost of a step (launches, sampling)
+  double step_seconds = 0.002; ///< fixed cost of a step (launches, sampling)
+  /// A step's time in a pool of these devices over its time measured alone, back to back, by
+  /// which every step cost is multiplied. `aegaeon profile` times steps alone; in a pool of CPU
+  /// devices the hand-offs between threads and the caches shared with the other devices make
+  /// each step longer, by a factor that depends on the host (`scripts/sim-validate` calibrates
+  /// it on a pool run). 1: as measured.
+  double step_scale = 1;
   std::map<std::string, sim_model_fit> models; ///< by shape name ("qwen2.5-7b")
 };
 

@@ -122,22 +122,35 @@ TEST_F(SimValidate, RefusesRunsThatCannotBeCompared) {
   refused("--aegaeon " + (dir / "none").string(), "is not an executable");
 }
 
-// The whole check with a stand-in for aegaeon: the steps it runs, the same arrivals asked of the
-// pool and of the simulator, and a failed step's exit.
+// The whole check with a stand-in for aegaeon: the steps it runs, the step_scale it calibrates,
+// the same arrivals asked of the pool and of the simulator, and a failed step's exit. The
+// stand-in's pool takes 1.5 times as long per step on the calibration run's arrivals as its
+// simulator does at a step_scale of 1.
 TEST_F(SimValidate, RunsCalibrationProfileRealSweepsAndTheSimulatedOneOnTheSameArrivals) {
   const auto stub = dir / "aegaeon";
-  std::ofstream(stub) << R"(#!/usr/bin/env bash
-echo "$*" >> "$STUB_LOG"
-out=""; prev=""
-for arg in "$@"; do
-  if [ "$prev" = "--json" ] || [ "$prev" = "--out" ]; then out="$arg"; fi
-  prev="$arg"
-done
-[ "$1" = "${STUB_FAIL:-none}" ] && { echo "the stand-in was told to fail" >&2; exit 1; }
-case "$1" in
-  bench|simulate) cp "$STUB_RUN" "$out" ;;
-  profile) echo '{"name": "cpu", "shared_compute": true, "weight_layout": "cpu"}' > "$out" ;;
-esac
+  std::ofstream(stub) << R"(#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as f:
+    f.write(" ".join(args) + "\n")
+if args[0] == os.environ.get("STUB_FAIL"):
+    sys.exit("the stand-in was told to fail")
+flag = lambda name: args[args.index(name) + 1] if name in args else None
+if args[0] == "profile":
+    with open(flag("--out"), "w") as f:
+        json.dump({"name": "cpu", "shared_compute": True, "weight_layout": "cpu"}, f)
+elif args[0] in ("bench", "simulate"):
+    with open(os.environ["STUB_RUN"]) as f:
+        doc = json.load(f)
+    if args[0] == "simulate":
+        with open(flag("--profile")) as f:
+            scale = json.load(f).get("step_scale", 1)
+    else:
+        scale = 1.5 if flag("--seed") == "2" else 1
+    for r in doc["runs"]:
+        r["step_totals"]["seconds"] *= scale
+    with open(flag("--json"), "w") as f:
+        json.dump(doc, f)
 )";
   fs::permissions(stub, fs::perms::owner_all);
   const auto log = dir / "calls.log";
@@ -151,26 +164,35 @@ esac
   std::vector<std::string> calls;
   for (std::string line; std::getline(in, line);)
     calls.push_back(line);
-  ASSERT_EQ(calls.size(), 5u) << r.output; // calibration, profile, two real sweeps, simulated
+  // Calibration, profile, five simulations of the calibration, two real sweeps, simulated.
+  ASSERT_EQ(calls.size(), 10u) << r.output;
   EXPECT_NE(calls[0].find("bench --in-process"), std::string::npos) << calls[0];
   EXPECT_NE(calls[0].find("--seed 2"), std::string::npos) << calls[0];
   EXPECT_NE(calls[1].find("profile --backend cpu"), std::string::npos) << calls[1];
   EXPECT_NE(calls[1].find("--switches-from"), std::string::npos) << calls[1];
   EXPECT_NE(calls[1].find("--memory-mib 768"), std::string::npos) << calls[1];
-  for (const std::size_t i : {2u, 3u, 4u}) {
+  for (std::size_t i = 2; i < 7; ++i)
+    for (const char* same : {"simulate --profile", "--models 5,6 ", "--policies aegaeon ",
+                             "--seed 2 ", "--devices 2 ", "--duration 300 "})
+      EXPECT_NE(calls[i].find(same), std::string::npos) << same << " in " << calls[i];
+  for (const std::size_t i : {7u, 8u, 9u}) {
     for (const char* same :
          {"--models 2,3 ", "--duration 300 ", "--devices 2 ", "--output-mean 256 ",
           "--prompt-mean 64 ", "--rate 0.1 ", "--seed 1 ", "--ttft 1 ", "--tbt 0.1 "})
       EXPECT_NE(calls[i].find(same), std::string::npos) << same << " in " << calls[i];
   }
-  EXPECT_NE(calls[2].find("--device-mib 768"), std::string::npos) << calls[2];
-  EXPECT_NE(calls[4].find("simulate --profile " + (dir / "out" / "profile.json").string()),
-            std::string::npos)
-      << calls[4];
+  EXPECT_NE(calls[7].find("--device-mib 768"), std::string::npos) << calls[7];
+  const auto profile = dir / "out" / "profile.json";
+  EXPECT_NE(calls[9].find("simulate --profile " + profile.string()), std::string::npos) << calls[9];
+  nlohmann::json calibrated;
+  std::ifstream(profile) >> calibrated;
+  EXPECT_NEAR(calibrated.value("step_scale", 0.0), 1.5, 1e-9) << calibrated.dump();
+  EXPECT_NE(calibrated.value("source", "").find("calibrated on"), std::string::npos);
 
   r = validate(args, env + "STUB_FAIL=simulate ");
   EXPECT_EQ(r.rc, 1) << r.output;
-  EXPECT_NE(r.output.find("simulated sweep failed (exit 1)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("calibration, round 1 of 5 failed (exit 1)"), std::string::npos)
+      << r.output;
   EXPECT_NE(r.output.find("the stand-in was told to fail"), std::string::npos) << r.output;
 }
 

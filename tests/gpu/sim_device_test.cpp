@@ -259,12 +259,14 @@ TEST(SimProfile, RoundTripsThroughJson) {
   p.h2d_bytes_per_second = 3e10;
   p.weight_layout = "cpu";
   p.copy_compute_share = 0.25;
+  p.step_scale = 1.4;
   p.models["qwen2.5-7b"] = {{0.01, 2e-5, 1e-9}, {-0.002, 1e-6, 3e-4}, "fit"};
   auto back = parse_sim_profile(to_json(p), "p.json");
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->name, "X");
   EXPECT_EQ(back->weight_layout, "cpu");
   EXPECT_DOUBLE_EQ(back->copy_compute_share, 0.25);
+  EXPECT_DOUBLE_EQ(back->step_scale, 1.4);
   EXPECT_DOUBLE_EQ(back->h2d_bytes_per_second, 3e10);
   ASSERT_EQ(back->models.count("qwen2.5-7b"), 1u);
   EXPECT_DOUBLE_EQ(back->models["qwen2.5-7b"].decode.a, -0.002); // fits may dip below zero
@@ -285,6 +287,7 @@ TEST(SimProfile, ErrorsNameTheField) {
   expect_error(R"({"name": "G", "copy_compute_share": 0})",
                "copy_compute_share: must be a number > 0");
   expect_error(R"({"name": "G", "copy_compute_share": 2})", "copy_compute_share: at most 1");
+  expect_error(R"({"name": "G", "step_scale": 0})", "step_scale: must be a number > 0");
   expect_error(R"({"name": "G", "models": {"m": {"prefill": {}}}})", "p.json.models.m");
   expect_error(R"({"name": "G", "models": {"m": {"prefill": {"a": "x"}, "decode": {}}}})",
                "p.json.models.m.prefill.a");

@@ -20,6 +20,27 @@ TEST(SimCosts, AProfilesFitForTheShapeWinsOverTheRoofline) {
   EXPECT_DOUBLE_EQ(fit.decode.c, 2e-4);
 }
 
+// Steps in a pool take `step_scale` times what they took alone: every term of either fit.
+TEST(SimCosts, EveryStepCostTakesTheProfilesScale) {
+  gpu::sim_profile p;
+  p.models["qwen2.5-7b"] = {{0.01, 1e-4, 1e-8}, {0.005, 1e-6, 2e-4}, "measured"};
+  auto cfg = llama_config::synthetic("qwen2.5-7b");
+  ASSERT_TRUE(cfg);
+  const auto alone = sim_costs(p, *cfg, 15'000'000'000, 57344);
+  const auto roofline_alone = sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16e9, 1 << 17);
+  p.step_scale = 1.5;
+  const auto pooled = sim_costs(p, *cfg, 15'000'000'000, 57344);
+  const auto roofline = sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16e9, 1 << 17);
+  for (const auto& [a, b] : {std::pair{alone.prefill, pooled.prefill},
+                             {alone.decode, pooled.decode},
+                             {roofline_alone.prefill, roofline.prefill},
+                             {roofline_alone.decode, roofline.decode}}) {
+    EXPECT_DOUBLE_EQ(b.a, 1.5 * a.a);
+    EXPECT_DOUBLE_EQ(b.b, 1.5 * a.b);
+    EXPECT_DOUBLE_EQ(b.c, 1.5 * a.c);
+  }
+}
+
 // A decode step of a 7B model on an H800-like profile reads its 15 GB of weights at 80% of
 // 3.35 TB/s: about 5.7 ms beside the fixed cost; each context token reads its K and V.
 TEST(SimCosts, TheRooflineReadsTheWeightsOncePerStep) {
