@@ -1,7 +1,6 @@
 #include "gpu/sim/sim_cores.hpp"
 
 #include <algorithm>
-#include <optional>
 
 namespace aeg::gpu {
 
@@ -62,6 +61,8 @@ void sim_cores::plan() {
   double least = jobs_.front().left;
   for (const auto& j : jobs_)
     least = std::min(least, j.left);
+  if (least <= ended_within) // ends now, not a nanosecond on
+    least = 0;
   auto next = now + std::chrono::ceil<sim_clock::duration>(
                         std::chrono::duration<double>(std::max(least, 0.0) * load(now)));
   for (const auto& h : holds_)

@@ -24,8 +24,6 @@ public:
   /// Weighs `weight` among the steps from `from` until `until` (a copy's thread beside the
   /// kernels' threads: a step weighs 1).
   void hold(double weight, sim_clock::time_point from, sim_clock::time_point until);
-  /// Steps in progress.
-  std::size_t running() const noexcept { return jobs_.size(); }
 
 private:
   struct job {

@@ -144,7 +144,7 @@ struct sim_lane : std::enable_shared_from_this<sim_lane> {
   // The call at the front has ended: on to the next.
   std::function<void()> resumer() {
     return [self = weak_from_this()] {
-      if (auto lane = self.lock()) {
+      if (auto lane = self.lock(); lane && !lane->calls.empty()) {
         lane->in_flight = false;
         lane->calls.pop_front();
         lane->pump();
@@ -199,9 +199,13 @@ struct sim_lane : std::enable_shared_from_this<sim_lane> {
       case call::what::callback:
         clock.at(clock.now(), std::move(c.fn));
         break;
-      case call::what::reached:
-        c.on_reached(clock.now());
-        break;
+      case call::what::reached: {
+        // Off the queue first: what it is told may queue more on this stream.
+        auto fn = std::move(c.on_reached);
+        calls.pop_front();
+        fn(clock.now());
+        continue;
+      }
       }
       calls.pop_front();
     }
@@ -225,6 +229,11 @@ sim_stream::~sim_stream() {
   for (auto& c : lane_->calls)
     if (c.kind == sim_lane::call::what::record)
       lane_->complete(c);
+  // Nothing is left to start, should the lane outlive the stream (a stream that goes while its
+  // lane runs a call). Work in flight keeps its share of the cores until it ends, as a kernel
+  // already running would.
+  lane_->calls.clear();
+  lane_->in_flight = true;
 }
 
 sim_clock::time_point sim_stream::tail() const noexcept {

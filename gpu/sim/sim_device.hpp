@@ -87,7 +87,7 @@ public:
   /// on the host, that no other device's work waits for.
   void delay(sim_clock::duration d);
   /// Calls `fn` with the point where the work queued so far ends: at once where that is known
-  /// (a device's own engines), else once the clock gets there (not later than the work after).
+  /// (a device's own engines), else once the clock gets there (before the work after starts).
   void when_reached(std::function<void(sim_clock::time_point)> fn);
 
 private:

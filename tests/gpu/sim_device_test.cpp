@@ -216,16 +216,56 @@ TEST_F(SharedCompute, EachCallStartsWhenTheOneBeforeHasEnded) {
 }
 
 TEST_F(SharedCompute, AStreamThatGoesCompletesItsRecordsSoThatNothingWaitsForever) {
-  auto d = device(0);
-  auto ev = d->create_event();
+  auto d = device(0), other = device(1);
+  auto ev = d->create_event(), after = other->create_event();
+  auto waiting = other->create_stream();
   {
     auto s = d->create_stream();
     static_cast<sim_stream&>(**s).busy(sim_seconds(1));
     static_cast<sim_stream&>(**s).busy(sim_seconds(1));
     ASSERT_TRUE((*s)->record(**ev));
+    ASSERT_TRUE((*waiting)->wait(**ev)); // another device's stream waits for the record
+    ASSERT_TRUE((*waiting)->record(**after));
   }
-  EXPECT_GE(completion(**ev), 0);
-  EXPECT_TRUE((*ev)->query());
+  EXPECT_NEAR(completion(**ev), 0, exact); // at once: the work it followed went with its stream
+  EXPECT_TRUE((*after)->query());
+}
+
+TEST_F(SharedCompute, AStreamWaitsForAnotherDevicesWorkBeforeItsOwn) {
+  auto a = device(0), b = device(1);
+  auto sa = a->create_stream(), sb = b->create_stream();
+  auto stepped = a->create_event(), done = b->create_event();
+  static_cast<sim_stream&>(**sa).busy(sim_seconds(0.5));
+  ASSERT_TRUE((*sa)->record(**stepped));
+  ASSERT_TRUE((*sb)->wait(**stepped));
+  static_cast<sim_stream&>(**sb).busy(sim_seconds(0.2));
+  ASSERT_TRUE((*sb)->record(**done));
+  EXPECT_NEAR(completion(**done), 0.7, exact); // each had the cores to itself
+}
+
+TEST_F(SharedCompute, CopiesQueuedOnOneLinkWeighOnlyWhileEachRuns) {
+  cpu->copy_compute_share = 0.5;
+  auto a = device(0), b = device(1);
+  double step_at = -1;
+  auto sa = step(*a, 1, step_at);
+  auto first = b->create_stream(), second = b->create_stream();
+  ASSERT_TRUE((*first)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
+  // Queued now behind the first on the link: it weighs from 0.25 s, when it starts.
+  ASSERT_TRUE((*second)->copy(nullptr, nullptr, 250'000'000, copy_kind::host_to_device));
+  run_clock();
+  EXPECT_NEAR(step_at, 0.5 + (1 - 0.5 / 1.5), exact); // two thirds of the cores until 0.5 s
+}
+
+TEST_F(SharedCompute, AStreamOfADevicesOwnEnginesCannotWaitForWorkOnSharedCores) {
+  auto shared = device(0);
+  auto s = shared->create_stream(), own = dev->create_stream();
+  auto ev = shared->create_event();
+  static_cast<sim_stream&>(**s).busy(sim_seconds(1));
+  ASSERT_TRUE((*s)->record(**ev));
+  auto r = (*own)->wait(**ev);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("same profile"), std::string::npos) << r.error().message;
 }
 
 TEST_F(SimDevice, MemoryIsCountedAgainstTheProfilesCapacity) {

@@ -27,10 +27,12 @@ TEST(SimCosts, EveryStepCostTakesTheProfilesScale) {
   auto cfg = llama_config::synthetic("qwen2.5-7b");
   ASSERT_TRUE(cfg);
   const auto alone = sim_costs(p, *cfg, 15'000'000'000, 57344);
-  const auto roofline_alone = sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16e9, 1 << 17);
+  const auto roofline_alone =
+      sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16'000'000'000, 1 << 17);
   p.step_scale = 1.5;
   const auto pooled = sim_costs(p, *cfg, 15'000'000'000, 57344);
-  const auto roofline = sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16e9, 1 << 17);
+  const auto roofline =
+      sim_costs(p, *llama_config::synthetic("llama-3-8b"), 16'000'000'000, 1 << 17);
   for (const auto& [a, b] : {std::pair{alone.prefill, pooled.prefill},
                              {alone.decode, pooled.decode},
                              {roofline_alone.prefill, roofline.prefill},
