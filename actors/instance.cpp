@@ -168,7 +168,7 @@ private:
     instance_stats s = counts_;
     if (engine_) {
       add_engine_stats(s, *engine_);
-      if (const auto staged = staged_model(); staged < state_.models().size())
+      if (const auto staged = staged_model(state_, *engine_); staged < state_.models().size())
         s.staged = state_.models()[staged].served.name;
     }
     std::tie(s.running, s.waiting) = state_.counts();
@@ -236,22 +236,20 @@ private:
       }
       if (!start_step())
         continue;
-      co_await engine_->step_done(); // resumes inside this actor; messages run meanwhile
+      // Resumes inside this actor, messages handled meanwhile: through the mailbox even when the
+      // step is done already, or a device that keeps up would starve cancels and new requests.
+      if (engine_->step_done().query())
+        co_await yield();
+      else
+        co_await engine_->step_done();
       end_step();
     }
     looping_ = false;
   }
 
   // --- the view and the plan --------------------------------------------------------------
-  std::size_t staged_model() const {
-    for (std::size_t i = 0; i < state_.models().size(); ++i)
-      if (engine_->staged() == state_.models()[i].served.image.get())
-        return i;
-    return step_view::none;
-  }
-
   step_view& make_view(clock_type::time_point now) {
-    const std::size_t staged = staged_model();
+    const std::size_t staged = staged_model(state_, *engine_);
     return state_.view({options_.max_batch_tokens, options_.max_seqs,
                         options_.role == instance_role::prefill, options_.swap_out_on_switch, 0},
                        gpu::kv_ledger_copy(engine_->device_ledger()),

@@ -29,6 +29,13 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
   return value_or_throw(models::engine::create(dev, host_kv, models::largest_shape_of(sizing), eo));
 }
 
+std::size_t staged_model(const instance_state& state, const models::engine& engine) {
+  for (std::size_t i = 0; i < state.models().size(); ++i)
+    if (engine.staged() == state.models()[i].served.image.get())
+      return i;
+  return step_view::none;
+}
+
 void refuse(const generation_request& r, std::size_t generated, std::string why) {
   if (r.sink)
     caf::anon_send(r.sink, done_atom::value,

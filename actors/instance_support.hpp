@@ -25,6 +25,10 @@ std::unique_ptr<models::engine> make_instance_engine(const std::shared_ptr<gpu::
                                                      const std::vector<served_model>& models,
                                                      const instance_options& options);
 
+/// Which of `state`'s models `engine` holds staged (prefetched) weights of; step_view::none if
+/// none.
+std::size_t staged_model(const instance_state& state, const models::engine& engine);
+
 /// Tells `r`'s sink that it ended with an error, `why`, after `generated` tokens.
 void refuse(const generation_request& r, std::size_t generated, std::string why);
 /// Tells `seq`'s sink that it ended for `reason`, after the tokens it has not sent yet (as of
