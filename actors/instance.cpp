@@ -366,7 +366,8 @@ private:
     const auto& r = running_;
     const auto now = clock().now();
     const auto took = now - r.started;
-    count_step(counts_, r.step, r.chosen, std::chrono::duration<double>(took).count());
+    const double took_seconds = std::chrono::duration<double>(took).count();
+    count_step(counts_, r.step, r.chosen, took_seconds);
     const auto costs = engine_->last_step_costs();
     state_.learn(r.step, r.chosen, active_, took, now);
     ++turn_steps_;
@@ -376,7 +377,7 @@ private:
       sequence& s = *r.chosen[i];
       s.in_step = false;
       s.last_step = counts_.steps;
-      charge_step(s, std::chrono::duration<double>(took).count(), costs);
+      charge_step(s, took_seconds, costs);
       s.kv.tokens += r.step[i].feed;
       if (s.cancelled)
         finish(s, finish_reason::cancelled);

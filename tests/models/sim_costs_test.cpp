@@ -10,9 +10,15 @@
 namespace aeg::models {
 namespace {
 
-TEST(SimCosts, AProfilesFitForTheShapeWinsOverTheRoofline) {
+// A profile with its own fit for Qwen2.5-7B's shape.
+gpu::sim_profile fitted() {
   gpu::sim_profile p;
   p.models["qwen2.5-7b"] = {{0.01, 1e-4, 1e-8}, {0.005, 1e-6, 2e-4}, "measured"};
+  return p;
+}
+
+TEST(SimCosts, AProfilesFitForTheShapeWinsOverTheRoofline) {
+  const auto p = fitted();
   auto cfg = llama_config::synthetic("qwen2.5-7b");
   ASSERT_TRUE(cfg);
   const auto fit = sim_costs(p, *cfg, 15'000'000'000, 57344);
@@ -22,8 +28,7 @@ TEST(SimCosts, AProfilesFitForTheShapeWinsOverTheRoofline) {
 
 // Steps in a pool take `step_scale` times what they took alone: every term of either fit.
 TEST(SimCosts, EveryStepCostTakesTheProfilesScale) {
-  gpu::sim_profile p;
-  p.models["qwen2.5-7b"] = {{0.01, 1e-4, 1e-8}, {0.005, 1e-6, 2e-4}, "measured"};
+  auto p = fitted();
   auto cfg = llama_config::synthetic("qwen2.5-7b");
   ASSERT_TRUE(cfg);
   const auto alone = sim_costs(p, *cfg, 15'000'000'000, 57344);
